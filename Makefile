@@ -1,0 +1,53 @@
+# Everything installs from scratch into this folder: a virtual environment (.venv), the JavaScript
+# peers used by the interop tests (tests/interop/js/node_modules), and Debian's chromium and iproute2.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+JS     := tests/interop/js
+
+.PHONY: all install venv npm apt test pytest lint format gen demo bench clean
+
+all: test
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+npm: $(JS)/node_modules/.installed
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages the interop tests need: a browser and `ip` for the test network namespace.
+apt: .apt-installed
+.apt-installed:
+	@if ! command -v chromium >/dev/null || ! command -v ip >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium iproute2; \
+	fi
+	touch $@
+
+install: venv npm apt
+
+test: install lint pytest
+
+pytest: install
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check p2prpc tests generated
+	$(VENV)/bin/ruff format --check p2prpc tests generated
+	$(VENV)/bin/mypy p2prpc
+
+format: venv
+	$(VENV)/bin/ruff check --fix p2prpc tests generated
+	$(VENV)/bin/ruff format p2prpc tests generated
+
+demo: venv
+	$(PY) -m p2prpc.demo
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .apt-installed .mypy_cache .ruff_cache .pytest_cache

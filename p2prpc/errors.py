@@ -1,0 +1,64 @@
+"""Every error p2prpc raises on purpose, in one hierarchy users can catch by meaning.
+
+Which side broke a protocol is part of the name: a ``Remote…`` error means a peer or a tracker sent
+something malformed, a ``Local…`` error means this process asked for something the protocol forbids.
+Anything else that escapes the library is a bug and stays a traceback.
+"""
+
+from __future__ import annotations
+
+
+class P2PRPCError(Exception):
+    """Base class of every error p2prpc raises on purpose."""
+
+
+class ProtocolError(P2PRPCError):
+    """A protocol was broken."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer or a tracker sent something the protocol does not allow."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This process asked for something the protocol does not allow."""
+
+
+class FrameError(RemoteProtocolError):
+    """A P2PT data-channel frame is malformed (not ``^`` + a JSON object of the right shape)."""
+
+
+class MessageTooBig(RemoteProtocolError):
+    """A message (being reassembled, or as announced) exceeds a configured size cap."""
+
+
+class TooManyPending(RemoteProtocolError):
+    """A peer has more unfinished messages in flight than the configured cap allows."""
+
+
+class TrackerProtocolError(RemoteProtocolError):
+    """A tracker message (received by a client or a server) is malformed."""
+
+
+class TrackerFailure(P2PRPCError):
+    """A tracker answered with ``failure reason``."""
+
+
+class PeerError(P2PRPCError):
+    """Something went wrong with one remote peer."""
+
+
+class PeerClosed(PeerError, ConnectionError):
+    """The peer went away (its last data channel closed) before the operation completed."""
+
+
+class ReplyTimeout(PeerError, TimeoutError):
+    """No reply arrived before the timeout passed."""
+
+
+class NothingToRespond(LocalProtocolError):
+    """``respond`` was called on a peer handle that was not handed over with a message."""
+
+
+class Destroyed(P2PRPCError):
+    """The P2PT instance was destroyed."""
