@@ -1,0 +1,501 @@
+"""The P2PT port: a swarm of peers found through WebTorrent trackers, messages with send/respond.
+
+Wire-compatible with P2PT 1.6.2 (``src/p2pt.js``): the same info_hash, peer ids, ``^``-prefixed JSON
+frames chunked at 16000 characters, and message ids answered through the send/respond chain. The API
+keeps P2PT's names and events; where P2PT is defective this port is correct without changing the
+wire: reassembly is keyed by (peer, id) and bounded, a pending send fails when its peer goes away or
+its timeout passes, and ``respond`` answers the message it was handed with, even when other messages
+from the same peer arrive meanwhile.
+
+Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
+
+- ``peerconnect(peer)``: the first data channel to a new peer opened.
+- ``data(peer, data)``: any data-channel message, raw, before decoding.
+- ``msg(peer, msg)``: a whole message nobody was waiting for; ``peer.respond(...)`` answers it.
+- ``peerclose(peer)``: the last data channel to a peer closed.
+- ``trackerconnect(tracker, stats)``: a tracker answered an announce.
+- ``trackerwarning(error, stats)``: a tracker could not be reached, dropped, failed or sent garbage.
+- ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Sequence
+from typing import Any, Final, TypedDict
+
+from aiortc import RTCIceServer
+from pyee.asyncio import AsyncIOEventEmitter
+
+from .errors import (
+    Destroyed,
+    NothingToRespond,
+    PeerClosed,
+    RemoteProtocolError,
+    ReplyTimeout,
+)
+from .tracker.client import TrackerClient
+from .webrtc import Channel, RTCOptions
+from .wire.frames import (
+    JSONValue,
+    Reassembler,
+    decode_frame,
+    encode_message,
+    new_message_id,
+)
+from .wire.tracker import AnnounceReply, info_hash_of
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["P2PT", "Peer", "Reply", "TrackerStats"]
+
+
+class TrackerStats(TypedDict):
+    """``getTrackerStats()``: how many trackers are connected out of how many configured."""
+
+    connected: int
+    total: int
+
+
+class _Default:
+    pass
+
+
+_DEFAULT: Final = _Default()
+
+
+class _RemotePeer:
+    """Everything known about one remote peer: its data channels and the replies awaited from it."""
+
+    __slots__ = ("channels", "id", "waiting")
+
+    def __init__(self, peer_id: str) -> None:
+        self.id = peer_id
+        self.channels: dict[str, Channel] = {}
+        self.waiting: dict[int, asyncio.Future[tuple[Peer, JSONValue]]] = {}
+
+    def open_channel(self, preferred: str | None = None) -> Channel | None:
+        if preferred is not None:
+            channel = self.channels.get(preferred)
+            if channel is not None and channel.is_open:
+                return channel
+        for channel in self.channels.values():
+            if channel.is_open:
+                return channel
+        return None
+
+
+class Peer:
+    """A remote peer as handed to event handlers and returned with replies.
+
+    ``id`` is the peer's id (40 hex characters). A peer handed over with a message (to a ``msg``
+    handler, or with a reply) can ``respond`` to that message; peers compare equal by ``id``.
+    """
+
+    __slots__ = ("_channel_name", "_msg_id", "_p2pt", "_remote")
+
+    def __init__(
+        self, p2pt: P2PT, remote: _RemotePeer, channel_name: str, msg_id: int | None = None
+    ) -> None:
+        self._p2pt = p2pt
+        self._remote = remote
+        self._channel_name = channel_name
+        self._msg_id = msg_id
+
+    @property
+    def id(self) -> str:
+        return self._remote.id
+
+    @property
+    def channel_name(self) -> str:
+        """The label of the data channel this handle prefers (one per tracker offer)."""
+        return self._channel_name
+
+    @property
+    def channels(self) -> int:
+        """How many data channels to this peer are open (the rest are backups)."""
+        return sum(1 for c in self._remote.channels.values() if c.is_open)
+
+    @property
+    def connected(self) -> bool:
+        return self._remote.open_channel() is not None
+
+    @property
+    def message_id(self) -> int | None:
+        """The id of the message this handle came with (what ``respond`` answers), if any."""
+        return self._msg_id
+
+    def respond(self, msg: JSONValue, *, timeout: float | _Default | None = _DEFAULT) -> Reply:
+        """Answer the message this handle came with; await the result for the peer's next answer."""
+        if self._msg_id is None:
+            raise NothingToRespond("this peer handle came with no message to respond to")
+        return self._p2pt._send(self, msg, self._msg_id, timeout)
+
+    def destroy(self) -> None:
+        """Close the data channel this handle refers to, as ``peer.destroy()`` does in P2PT.
+
+        Other channels to the same peer stay open and carry later messages; the peer is closed
+        (``peerclose``) only when its last channel closes.
+        """
+        channel = self._remote.channels.get(self._channel_name)
+        if channel is not None:
+            channel.close()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Peer) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id[:8]} channels={self.channels}>"
+
+
+class Reply(Awaitable[tuple[Peer, JSONValue]]):
+    """A sent message; awaiting it gives ``(peer, reply)`` once the peer responds.
+
+    The message is on its way as soon as ``send``/``respond`` returns, whether or not the reply is
+    awaited (so a last ``respond`` in a conversation need not be awaited). The wait ends with the
+    reply, or with :class:`~p2prpc.errors.PeerClosed` when the peer goes away, or with
+    :class:`~p2prpc.errors.ReplyTimeout` when the timeout passes.
+    """
+
+    __slots__ = ("_future", "id")
+
+    def __init__(self, future: asyncio.Future[tuple[Peer, JSONValue]], msg_id: int) -> None:
+        self._future = future
+        self.id = msg_id
+        # Nobody has to await a reply: mark failures as retrieved so they are not logged as lost.
+        future.add_done_callback(_retrieve)
+
+    def __await__(self) -> Generator[Any, None, tuple[Peer, JSONValue]]:
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Stop waiting for the reply (the message itself is already sent)."""
+        return self._future.cancel()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class P2PT(AsyncIOEventEmitter):
+    """A P2PT swarm: ``P2PT(announce_urls, identifier)``, then ``await start()``.
+
+    Limits (keyword arguments): ``reply_timeout`` seconds a ``send`` waits for its reply (``None``:
+    forever, as P2PT does); ``max_message_length`` UTF-16 units of one incoming message;
+    ``max_pending`` unfinished incoming messages per peer; ``max_message_age`` seconds an unfinished
+    message may wait for its next chunk; ``max_channels_per_peer``: offers from a peer that already
+    has this many channels are not answered (each tracker and each re-announce would add one). An
+    incoming message being reassembled holds at most twice ``max_message_length`` bytes, so one peer
+    holds at most ``max_pending`` times that.
+    """
+
+    def __init__(
+        self,
+        announce_urls: Sequence[str] = (),
+        identifier: str = "",
+        *,
+        ice_servers: Sequence[RTCIceServer] | None = None,
+        host_addresses: Sequence[str] | None = None,
+        reply_timeout: float | None = 60.0,
+        max_message_length: int = 16 * 2**20,
+        max_pending: int = 64,
+        max_message_age: float = 60.0,
+        max_channels_per_peer: int = 4,
+        tracker_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.announce_urls: list[str] = list(announce_urls)
+        self.identifier = identifier
+        self.info_hash = info_hash_of(identifier)
+        self._peer_id = secrets.token_bytes(20)
+        self.peer_id = self._peer_id.hex()
+        self._rtc_options = RTCOptions(ice_servers=ice_servers, host_addresses=host_addresses)
+        self.reply_timeout = reply_timeout
+        self.max_channels_per_peer = max_channels_per_peer
+        self._reassembler = Reassembler(
+            max_message_length=max_message_length,
+            max_pending=max_pending,
+            max_age=max_message_age,
+        )
+        self._last_expiry = time.monotonic()
+        self._tracker_options = dict(tracker_options or {})
+        self.trackers: dict[str, TrackerClient] = {}
+        self._remotes: dict[str, _RemotePeer] = {}
+        self._connecting: set[Channel] = set()
+        self._background_tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._destroyed = False
+
+    # -- P2PT API -----------------------------------------------------------------------------
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        """The connected peers by id."""
+        return {
+            pid: Peer(self, remote, next(iter(remote.channels)))
+            for pid, remote in self._remotes.items()
+            if remote.open_channel() is not None
+        }
+
+    async def start(self) -> None:
+        """Connect to every tracker and start discovering peers."""
+        if self._destroyed:
+            raise Destroyed("this P2PT instance was destroyed")
+        if self._started:
+            return
+        self._started = True
+        for url in self.announce_urls:
+            self._open_tracker(url)
+
+    def send(
+        self, peer: Peer, msg: JSONValue, *, timeout: float | _Default | None = _DEFAULT
+    ) -> Reply:
+        """Send ``msg`` (a str, or any JSON value) to ``peer``; await the result for its reply."""
+        return self._send(peer, msg, None, timeout)
+
+    def add_tracker(self, announce_url: str) -> None:
+        """Add a tracker and announce to it (``addTracker``)."""
+        if announce_url in self.announce_urls:
+            raise ValueError("Tracker already added")
+        self.announce_urls.append(announce_url)
+        if self._started:
+            self._open_tracker(announce_url)
+
+    def remove_tracker(self, announce_url: str) -> None:
+        """Remove a tracker without dropping the peers found through it (``removeTracker``)."""
+        if announce_url not in self.announce_urls:
+            raise ValueError("Tracker does not exist")
+        self.announce_urls.remove(announce_url)
+        tracker = self.trackers.pop(announce_url, None)
+        if tracker is not None:
+            self._background(tracker.close())
+
+    def request_more_peers(self) -> dict[str, Peer]:
+        """Announce again to every tracker with fresh offers; returns the current peers."""
+        for tracker in self.trackers.values():
+            tracker.announce()
+        return self.peers
+
+    def get_tracker_stats(self) -> TrackerStats:
+        connected = sum(1 for t in self.trackers.values() if t.connected)
+        return {"connected": connected, "total": len(self.announce_urls)}
+
+    async def destroy(self) -> None:
+        """Leave the swarm: close trackers and every connection; fail every pending reply."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        trackers = list(self.trackers.values())
+        self.trackers.clear()
+        channels = [c for r in self._remotes.values() for c in r.channels.values()]
+        channels += self._connecting
+        for remote in list(self._remotes.values()):
+            self._fail_waiting(remote, Destroyed("P2PT destroyed"))
+        await asyncio.gather(*(t.close() for t in trackers), *self._background_tasks)
+        await asyncio.gather(*(c.wait_closed() for c in channels))
+        self._remotes.clear()
+        self._connecting.clear()
+        self.cancel()  # pyee: handler tasks still running
+        self.remove_all_listeners()
+
+    async def __aenter__(self) -> P2PT:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.destroy()
+
+    # -- Pythonic extras ----------------------------------------------------------------------
+
+    async def wait_for_peer(self, timeout: float | None = None) -> Peer:
+        """Return a connected peer, waiting (up to ``timeout``) for one to connect."""
+        peers = self.peers
+        if peers:
+            return next(iter(peers.values()))
+        future: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
+
+        def connected(peer: Peer) -> None:
+            if not future.done():
+                future.set_result(peer)
+
+        self.on("peerconnect", connected)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.remove_listener("peerconnect", connected)
+
+    async def messages(self, maxsize: int = 1024) -> AsyncIterator[tuple[Peer, JSONValue]]:
+        """Iterate over incoming ``msg`` events (the oldest are dropped past ``maxsize``)."""
+        queue: asyncio.Queue[tuple[Peer, JSONValue]] = asyncio.Queue(maxsize)
+
+        def put(peer: Peer, msg: JSONValue) -> None:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait((peer, msg))
+
+        self.on("msg", put)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.remove_listener("msg", put)
+
+    # -- Swarm protocol, for the tracker clients ----------------------------------------------
+
+    @property
+    def peer_id_bytes(self) -> bytes:
+        return self._peer_id
+
+    @property
+    def rtc_options(self) -> RTCOptions:
+        return self._rtc_options
+
+    def accepts_offer_from(self, peer_id: str) -> bool:
+        remote = self._remotes.get(peer_id)
+        return not self._destroyed and (
+            remote is None or len(remote.channels) < self.max_channels_per_peer
+        )
+
+    def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+        if self._destroyed:
+            channel.close()
+            return
+        self._connecting.add(channel)
+        channel.on_open = lambda: self._on_channel_open(channel)
+        channel.on_close = lambda: self._on_channel_close(channel)
+
+    def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
+        self.emit("trackerconnect", tracker, self.get_tracker_stats())
+
+    def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None:
+        logger.debug("tracker %s: %s", tracker.announce_url, error)
+        self.emit("trackerwarning", error, self.get_tracker_stats())
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _open_tracker(self, url: str) -> None:
+        tracker = TrackerClient(url, self, **self._tracker_options)
+        self.trackers[url] = tracker
+        tracker.start()
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    def _on_channel_open(self, channel: Channel) -> None:
+        self._connecting.discard(channel)
+        assert channel.peer_id is not None
+        remote = self._remotes.get(channel.peer_id)
+        new = remote is None or not remote.channels
+        if remote is None:
+            remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
+        remote.channels[channel.name] = channel
+        channel.on_message = lambda data: self._on_data(remote, channel, data)
+        if new:
+            self.emit("peerconnect", Peer(self, remote, channel.name))
+
+    def _on_channel_close(self, channel: Channel) -> None:
+        self._connecting.discard(channel)
+        remote = self._remotes.get(channel.peer_id or "")
+        if remote is None or remote.channels.get(channel.name) is not channel:
+            return
+        del remote.channels[channel.name]
+        if not remote.channels:
+            del self._remotes[remote.id]
+            self._reassembler.discard(remote.id)
+            self._fail_waiting(remote, PeerClosed(f"peer {remote.id} closed"))
+            if not self._destroyed:
+                self.emit("peerclose", Peer(self, remote, channel.name))
+
+    def _fail_waiting(self, remote: _RemotePeer, error: Exception) -> None:
+        waiting = list(remote.waiting.values())
+        remote.waiting.clear()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+
+    def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
+        peer = Peer(self, remote, channel.name)
+        self.emit("data", peer, data)
+        now = time.monotonic()
+        if now - self._last_expiry > 1.0:
+            self._last_expiry = now
+            self._reassembler.expire(now)
+        try:
+            frame = decode_frame(data)
+            if frame is None:
+                return
+            message = self._reassembler.feed(remote.id, frame, now)
+        except RemoteProtocolError as e:
+            logger.warning("bad message from peer %s: %s", remote.id, e)
+            self.emit("peerwarning", peer, e)
+            return
+        if message is None:
+            return
+        handle = Peer(self, remote, channel.name, message.id)
+        future = remote.waiting.pop(message.id, None)
+        if future is not None and not future.done():
+            future.set_result((handle, message.value))
+        else:
+            self.emit("msg", handle, message.value)
+
+    def _send(
+        self,
+        peer: Peer,
+        msg: JSONValue,
+        msg_id: int | None,
+        timeout: float | _Default | None,
+    ) -> Reply:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Peer, JSONValue]] = loop.create_future()
+        remote = self._remotes.get(peer.id)
+        if msg_id is None:
+            msg_id = new_message_id()
+            if remote is not None:
+                while msg_id in remote.waiting:
+                    msg_id = new_message_id()
+        reply = Reply(future, msg_id)
+        if self._destroyed:
+            future.set_exception(Destroyed("P2PT destroyed"))
+            return reply
+        channel = remote.open_channel(peer.channel_name) if remote is not None else None
+        if remote is None or channel is None:
+            future.set_exception(PeerClosed(f"peer {peer.id} is not connected"))
+            return reply
+        frames = encode_message(msg, msg_id)  # LocalProtocolError for what JSON cannot carry
+        previous = remote.waiting.get(msg_id)
+        if previous is not None and not previous.done():
+            previous.cancel()  # a newer message on this id takes its reply over
+        remote.waiting[msg_id] = future
+        try:
+            channel.send(frames)
+        except PeerClosed as e:
+            remote.waiting.pop(msg_id, None)
+            future.set_exception(e)
+            return reply
+        seconds = self.reply_timeout if isinstance(timeout, _Default) else timeout
+        if seconds is not None and math.isfinite(seconds):
+            handle = loop.call_later(seconds, _time_out, remote, msg_id, future, seconds)
+            future.add_done_callback(lambda _: handle.cancel())
+        return reply
+
+
+def _time_out(
+    remote: _RemotePeer, msg_id: int, future: asyncio.Future[Any], seconds: float
+) -> None:
+    if remote.waiting.get(msg_id) is future:
+        del remote.waiting[msg_id]
+    if not future.done():
+        future.set_exception(ReplyTimeout(f"no reply from {remote.id} within {seconds} s"))

@@ -1,0 +1,345 @@
+"""One WebTorrent tracker connection, as bittorrent-tracker's ``WebSocketTracker`` is for P2PT.
+
+The client keeps a WebSocket to the tracker open (reconnecting with exponential backoff and
+jitter through tenacity), announces with a pool of fresh WebRTC offers on connect, at the tracker's
+interval and on request, answers the offers the tracker relays from other peers, and hands every new
+:class:`~p2prpc.webrtc.Channel` to its swarm. Offers nobody answers expire and are closed, and so
+are channels that fail to open in time. Closing the client leaves channels it already handed over
+alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import websockets
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
+from ..webrtc import Channel, RTCOptions
+from ..wire.tracker import (
+    Announce,
+    AnnounceReply,
+    Answer,
+    AnswerRelay,
+    FailureReply,
+    OfferPayload,
+    OfferRelay,
+    ScrapeReply,
+    encode_client_message,
+    parse_server_message,
+)
+
+logger = logging.getLogger(__name__)
+
+#: P2PT asks for 50 peers; bittorrent-tracker's client caps the offers of one announce at 5.
+NUMWANT = 50
+MAX_OFFERS = 5
+#: bittorrent-tracker's client drops offers nobody answered after 50 s.
+OFFER_TIMEOUT = 50.0
+#: Until the tracker says otherwise, re-announce this often (bittorrent-tracker's default).
+DEFAULT_INTERVAL = 30.0
+
+
+class Swarm(Protocol):
+    """What a tracker client needs from the swarm it serves (the P2PT instance)."""
+
+    @property
+    def info_hash(self) -> bytes: ...
+    @property
+    def peer_id_bytes(self) -> bytes: ...
+    @property
+    def rtc_options(self) -> RTCOptions: ...
+
+    def accepts_offer_from(self, peer_id: str) -> bool:
+        """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
+        ...
+
+    def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+        """A channel to ``channel.peer_id`` is connecting; the swarm takes it over."""
+        ...
+
+    def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None: ...
+
+    def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None: ...
+
+
+class TrackerDisconnected(P2PRPCError, ConnectionError):
+    """The tracker could not be reached, or its connection dropped."""
+
+
+class TrackerClient:
+    """A connection to one announce URL, serving one swarm."""
+
+    def __init__(
+        self,
+        announce_url: str,
+        swarm: Swarm,
+        *,
+        numwant: int = NUMWANT,
+        max_offers: int = MAX_OFFERS,
+        offer_timeout: float = OFFER_TIMEOUT,
+        connect_timeout: float = OFFER_TIMEOUT,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 60.0,
+        max_message_size: int = 1024 * 1024,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.announce_url = announce_url
+        self.swarm = swarm
+        self.numwant = numwant
+        self.max_offers = max_offers
+        self.offer_timeout = offer_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_initial = reconnect_initial
+        self.reconnect_max = reconnect_max
+        self.max_message_size = max_message_size
+        self.open_timeout = open_timeout
+        self.interval = DEFAULT_INTERVAL
+        self.tracker_id: str | None = None
+        self._ws: ClientConnection | None = None
+        self._offers: dict[bytes, tuple[Channel, asyncio.TimerHandle]] = {}
+        self._announce_requested = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the WebSocket to the tracker is open now."""
+        ws = self._ws
+        return ws is not None and ws.state is websockets.State.OPEN
+
+    def start(self) -> None:
+        """Connect (in the background) and announce; reconnects until :meth:`close`."""
+        if self._run_task is None and not self._closed:
+            self._run_task = asyncio.get_running_loop().create_task(self._run())
+
+    def announce(self) -> None:
+        """Ask for an announce now (with fresh offers), as ``requestMorePeers`` does."""
+        self._announce_requested.set()
+
+    async def close(self) -> None:
+        """Stop: send ``stopped`` if connected, close the socket and every unanswered offer."""
+        if self._closed:
+            return
+        self._closed = True
+        ws = self._ws
+        if ws is not None and ws.state is websockets.State.OPEN:
+            stopped = Announce(
+                info_hash=self.swarm.info_hash,
+                peer_id=self.swarm.peer_id_bytes,
+                numwant=0,
+                event="stopped",
+                trackerid=self.tracker_id,
+            )
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(encode_client_message(stopped))
+        tasks = [t for t in (self._run_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if ws is not None:
+            await ws.close()
+        await self._drop_offers()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=self.reconnect_initial, max=self.reconnect_max),
+            retry=retry_if_exception_type(TrackerDisconnected),
+            before_sleep=self._before_reconnect,
+        )
+        while not self._closed:
+            # Each connection that got through starts a fresh backoff when it drops.
+            async for attempt in retrying:
+                with attempt:
+                    ws = await self._connect()
+            await self._session(ws)
+
+    def _before_reconnect(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, Exception):
+            self.swarm.tracker_warning(self, error)
+
+    async def _connect(self) -> ClientConnection:
+        try:
+            return await connect(
+                self.announce_url,
+                max_size=self.max_message_size,
+                open_timeout=self.open_timeout,
+                compression=None,
+            )
+        except (OSError, TimeoutError, websockets.WebSocketException) as e:
+            raise TrackerDisconnected(f"cannot connect to {self.announce_url}: {e}") from e
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
+        try:
+            async for data in ws:
+                self._on_data(data)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            announcer.cancel()
+            await asyncio.gather(announcer, return_exceptions=True)
+            self._ws = None
+        if not self._closed:
+            self.swarm.tracker_warning(
+                self, TrackerDisconnected(f"connection to {self.announce_url} closed")
+            )
+
+    async def _announce_loop(self, ws: ClientConnection) -> None:
+        self._announce_requested.set()  # announce on every (re)connect
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._announce_requested.wait(), self.interval)
+            self._announce_requested.clear()
+            await self._announce(ws)
+
+    async def _announce(self, ws: ClientConnection) -> None:
+        count = min(self.numwant, self.max_offers)
+        offers = await asyncio.gather(*(self._make_offer() for _ in range(count)))
+        message = Announce(
+            info_hash=self.swarm.info_hash,
+            peer_id=self.swarm.peer_id_bytes,
+            numwant=count,
+            offers=tuple(offers),
+            trackerid=self.tracker_id,
+        )
+        # When the connection is gone, the session ends and reconnects; these offers expire.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(encode_client_message(message))
+
+    async def _make_offer(self) -> OfferPayload:
+        channel = Channel(self.swarm.rtc_options, initiator=True)
+        offer_id = bytes.fromhex(channel.name)
+        timer = asyncio.get_running_loop().call_later(self.offer_timeout, self._expire, offer_id)
+        self._offers[offer_id] = (channel, timer)
+        sdp = await channel.create_offer()
+        return OfferPayload(offer_id=offer_id, sdp=sdp)
+
+    def _expire(self, offer_id: bytes) -> None:
+        entry = self._offers.pop(offer_id, None)
+        if entry is not None:
+            entry[0].close()
+
+    async def _drop_offers(self) -> None:
+        entries = list(self._offers.values())
+        self._offers.clear()
+        for _, timer in entries:
+            timer.cancel()
+        await asyncio.gather(*(channel.wait_closed() for channel, _ in entries))
+
+    # -- messages from the tracker ------------------------------------------------------------
+
+    def _on_data(self, data: str | bytes) -> None:
+        try:
+            messages = parse_server_message(data)
+        except TrackerProtocolError as e:
+            self.swarm.tracker_warning(self, e)
+            return
+        for message in messages:
+            if message_info_hash(message) not in (None, self.swarm.info_hash):
+                continue  # another swarm's (a shared socket, as JavaScript clients pool them)
+            if isinstance(message, FailureReply):
+                self.swarm.tracker_warning(self, TrackerFailure(message.reason))
+                return
+            if isinstance(message, AnnounceReply):
+                self._on_announce_reply(message)
+            elif isinstance(message, OfferRelay) and message.peer_id != self.swarm.peer_id_bytes:
+                self._spawn(self._answer(message))
+            elif isinstance(message, AnswerRelay) and message.peer_id != self.swarm.peer_id_bytes:
+                self._spawn(self._accept_answer(message))
+
+    def _on_announce_reply(self, reply: AnnounceReply) -> None:
+        if reply.warning:
+            self.swarm.tracker_warning(self, TrackerFailure(reply.warning))
+        if reply.interval:
+            self.interval = float(reply.interval)
+        if reply.tracker_id:
+            self.tracker_id = reply.tracker_id
+        if reply.complete is not None:
+            self.swarm.tracker_update(self, reply)
+
+    async def _answer(self, relay: OfferRelay) -> None:
+        peer_id = relay.peer_id.hex()
+        if not self.swarm.accepts_offer_from(peer_id):
+            return
+        channel = Channel(self.swarm.rtc_options, initiator=False)
+        channel.peer_id = peer_id
+        self._hand_over(channel)
+        try:
+            sdp = await channel.accept_offer(relay.sdp)
+        except Exception as e:  # aiortc raises plain ValueErrors etc. on an SDP it cannot use
+            channel.close()
+            self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable offer: {e!r}"))
+            return
+        ws = self._ws
+        if ws is None:
+            channel.close()
+            return
+        answer = Answer(
+            info_hash=self.swarm.info_hash,
+            peer_id=self.swarm.peer_id_bytes,
+            to_peer_id=relay.peer_id,
+            offer_id=relay.offer_id,
+            sdp=sdp,
+            trackerid=self.tracker_id,
+        )
+        try:
+            await ws.send(encode_client_message(answer))
+        except websockets.ConnectionClosed:
+            channel.close()
+
+    async def _accept_answer(self, relay: AnswerRelay) -> None:
+        entry = self._offers.pop(relay.offer_id, None)
+        if entry is None:
+            logger.debug("answer for unknown offer %s", relay.offer_id.hex())
+            return
+        channel, timer = entry
+        timer.cancel()
+        channel.peer_id = relay.peer_id.hex()
+        self._hand_over(channel)
+        try:
+            await channel.accept_answer(relay.sdp)
+        except Exception as e:  # as above: aiortc's own errors on an unusable SDP
+            channel.close()
+            self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable answer: {e!r}"))
+
+    def _hand_over(self, channel: Channel) -> None:
+        self.swarm.channel_created(self, channel)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.connect_timeout, _close_unless_open, channel)
+        previous = channel.on_open
+
+        def opened() -> None:
+            timer.cancel()
+            previous()
+
+        channel.on_open = opened
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _close_unless_open(channel: Channel) -> None:
+    if not channel.is_open:
+        channel.close()
+
+
+def message_info_hash(message: object) -> bytes | None:
+    """The info_hash a tracker message is about, if it names one."""
+    if isinstance(message, ScrapeReply):
+        return None
+    value = getattr(message, "info_hash", None)
+    return value if isinstance(value, bytes) else None

@@ -1,0 +1,271 @@
+"""aiortc glue: one RTCPeerConnection with one data channel, as simple-peer gives P2PT.
+
+A :class:`Channel` is what P2PT calls a "peer" in JavaScript: one WebRTC connection to one remote
+peer with one data channel on it. Offers and answers carry every ICE candidate in their SDP (no
+trickle), which is what the WebTorrent tracker protocol relays.
+
+Life of a channel, as explicit states::
+
+    new ──offer/answer──▶ connecting ──data channel open──▶ open ──▶ closed
+      └───────────────────────────────────────────────────────────────▲
+                            (closed from any state: close(), failure, expiry)
+
+ICE policy: ``ice_servers`` is handed to aiortc as is (``[]`` means host candidates only, no STUN
+query ever leaves the machine; ``None`` means P2PT's defaults, the STUN servers simple-peer sets).
+``host_addresses`` pins the host candidates to the given addresses, for example ``["127.0.0.1"]`` so
+that two Python peers on one machine meet over loopback (aioice skips loopback by itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aioice.ice
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from .errors import PeerClosed
+
+logger = logging.getLogger(__name__)
+
+#: The STUN servers simple-peer configures by default (what P2PT users on the internet get).
+P2PT_ICE_SERVERS: tuple[RTCIceServer, ...] = (
+    RTCIceServer(urls=["stun:stun.l.google.com:19302", "stun:global.stun.twilio.com:3478"]),
+)
+
+#: Above this many bytes waiting in the data channel, writes queue up instead (simple-peer: 64 KiB).
+HIGH_WATER_MARK = 1024 * 1024
+#: The queue drains again once the data channel's buffer falls to this many bytes.
+LOW_WATER_MARK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RTCOptions:
+    """How WebRTC connections are set up.
+
+    ``ice_servers``: ``None`` for P2PT's default STUN servers, ``[]`` for host candidates only.
+    ``host_addresses``: when set, the only local addresses offered as ICE host candidates.
+    """
+
+    ice_servers: Sequence[RTCIceServer] | None = None
+    host_addresses: Sequence[str] | None = None
+    high_water_mark: int = HIGH_WATER_MARK
+    low_water_mark: int = LOW_WATER_MARK
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def configuration(self) -> RTCConfiguration:
+        servers = P2PT_ICE_SERVERS if self.ice_servers is None else self.ice_servers
+        return RTCConfiguration(iceServers=list(servers))
+
+
+# aioice looks host addresses up through a module-level function; wrapping it once lets each
+# connection pin its own addresses through a context variable, which asyncio copies into the tasks
+# that gather candidates during setLocalDescription.
+_pinned_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "p2prpc_pinned_addresses", default=None
+)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    pinned = _pinned_addresses.get()
+    if pinned is None:
+        return _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    return [a for a in pinned if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+async def _set_local_description(
+    pc: RTCPeerConnection, description: RTCSessionDescription, options: RTCOptions
+) -> str:
+    """Set the local description and return its SDP, which then carries every ICE candidate."""
+    pinned = tuple(options.host_addresses) if options.host_addresses is not None else None
+    token = _pinned_addresses.set(pinned)
+    try:
+        await pc.setLocalDescription(description)
+    finally:
+        _pinned_addresses.reset(token)
+    local = pc.localDescription
+    assert local is not None  # set just above
+    return local.sdp
+
+
+class ChannelState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Channel:
+    """One WebRTC connection with one data channel to a remote peer.
+
+    Callbacks (set by the owner before the channel can open): ``on_open()``, ``on_message(data)``,
+    ``on_close()``. ``on_close`` is called exactly once, whatever closes the channel.
+    """
+
+    def __init__(self, options: RTCOptions, *, initiator: bool) -> None:
+        self.options = options
+        self.initiator = initiator
+        self.pc = RTCPeerConnection(options.configuration())
+        self.name: str = secrets.token_hex(20) if initiator else ""
+        self.peer_id: str | None = None  # hex, known once the tracker tells us who answered
+        self.state = ChannelState.NEW
+        self.on_open: Callable[[], None] = lambda: None
+        self.on_message: Callable[[str | bytes], None] = lambda data: None
+        self.on_close: Callable[[], None] = lambda: None
+        self._dc: RTCDataChannel | None = None
+        self._queue: deque[str | bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closing: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        if initiator:
+            self._attach(self.pc.createDataChannel(self.name))
+        else:
+            self.pc.on("datachannel", self._attach)
+
+    # -- signalling ---------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        """Initiator: return the offer SDP with every candidate in it."""
+        self.state = ChannelState.CONNECTING
+        return await _set_local_description(self.pc, await self.pc.createOffer(), self.options)
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answerer: take the remote offer and return the answer SDP."""
+        self.state = ChannelState.CONNECTING
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        return await _set_local_description(self.pc, await self.pc.createAnswer(), self.options)
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Initiator: take the remote answer; the data channel opens once ICE and DTLS are done."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    # -- data ---------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ChannelState.OPEN
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes waiting to be sent: in the data channel plus in our own queue."""
+        dc_amount = self._dc.bufferedAmount if self._dc is not None else 0
+        return dc_amount + sum(len(x) for x in self._queue)
+
+    def send(self, messages: Sequence[str | bytes]) -> None:
+        """Send data-channel messages in order, queueing what the channel's buffer cannot take yet.
+
+        Never blocks: below the high-water mark messages go straight to the data channel; above it
+        they wait in a queue that a writer task drains as the buffer empties. Raises
+        :class:`PeerClosed` when the channel is not open.
+        """
+        dc = self._dc
+        if self.state is not ChannelState.OPEN or dc is None:
+            raise PeerClosed(f"data channel {self.name or '?'} is {self.state.value}")
+        i = 0
+        if not self._queue:
+            high = self.options.high_water_mark
+            while i < len(messages) and dc.bufferedAmount <= high:
+                dc.send(messages[i])
+                i += 1
+        if i < len(messages):
+            self._queue.extend(messages[i:])
+            self._drained.clear()
+            if self._writer is None:
+                self._writer = asyncio.get_running_loop().create_task(self._write_queue())
+
+    async def drain(self) -> None:
+        """Wait until everything queued by :meth:`send` has been handed to the data channel."""
+        await self._drained.wait()
+        if self.state is ChannelState.CLOSED:
+            raise PeerClosed(f"data channel {self.name} closed")
+
+    async def _write_queue(self) -> None:
+        dc = self._dc
+        assert dc is not None
+        low = asyncio.Event()
+        dc.bufferedAmountLowThreshold = self.options.low_water_mark
+        dc.on("bufferedamountlow", low.set)
+        try:
+            while self._queue and self.state is ChannelState.OPEN:
+                if dc.bufferedAmount > self.options.high_water_mark:
+                    low.clear()
+                    await low.wait()
+                    continue
+                dc.send(self._queue.popleft())
+        finally:
+            dc.remove_listener("bufferedamountlow", low.set)
+            self._writer = None
+            self._drained.set()
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def _attach(self, dc: RTCDataChannel) -> None:
+        if self._dc is not None:  # one data channel per connection, as simple-peer does
+            dc.close()
+            return
+        self._dc = dc
+        self.name = dc.label
+        dc.on("message", self._on_dc_message)
+        dc.on("close", self._on_dc_close)
+        if dc.readyState == "open":
+            self._on_dc_open()
+        else:
+            dc.on("open", self._on_dc_open)
+
+    def _on_dc_open(self) -> None:
+        if self.state in (ChannelState.NEW, ChannelState.CONNECTING):
+            self.state = ChannelState.OPEN
+            self.on_open()
+
+    def _on_dc_message(self, data: str | bytes) -> None:
+        if self.state is ChannelState.OPEN:
+            self.on_message(data)
+
+    def _on_dc_close(self) -> None:
+        self.close()
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent); ``on_close`` runs now, the teardown in background."""
+        if self.state is ChannelState.CLOSED:
+            return
+        was_started = self.state is not ChannelState.NEW
+        self.state = ChannelState.CLOSED
+        self._queue.clear()
+        self._drained.set()
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.pc.close())
+        if was_started or self._dc is not None:
+            logger.debug("channel %s to %s closed", self.name, self.peer_id)
+        self.on_close()
+
+    async def wait_closed(self) -> None:
+        """Close and wait until the peer connection has released its sockets."""
+        self.close()
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+        if self._closing is not None:
+            await self._closing
