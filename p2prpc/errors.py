@@ -40,6 +40,25 @@ class TrackerProtocolError(RemoteProtocolError):
     """A tracker message (received by a client or a server) is malformed."""
 
 
+class TrackerRequestError(TrackerProtocolError):
+    """A request a tracker received is malformed or refused.
+
+    Carries what the tracker needs to address its ``failure reason`` reply so that the client
+    can tell which of its swarms it is about: the ``action`` ("announce" or "scrape") and the
+    ``info_hash`` when the request named a valid one.
+    """
+
+    def __init__(self, reason: str, *, action: str = "announce", info_hash: bytes | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.action = action
+        self.info_hash = info_hash
+
+
+class InvalidTrackerMessage(LocalProtocolError, ValueError):
+    """A tracker message to send breaks the protocol (an id not 20 bytes, offers with stopped…)."""
+
+
 class TrackerFailure(P2PRPCError):
     """A tracker answered with ``failure reason``."""
 

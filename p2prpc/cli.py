@@ -1,0 +1,176 @@
+"""The ``p2prpc`` command line: ``p2prpc <command> [options]``.
+
+Each command is a :class:`Command`: a name, a one-line help, a function adding its options to its
+sub-parser and a function running it that returns the exit code. Adding a command (``gen``,
+``call``, ``peers``, ``pub``, ``sub``, ``demo``) means writing those two functions and listing it
+in :data:`COMMANDS`. Results go to stdout (one line of text, or JSON as grpcurl does); logs go to
+stderr, so stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .tracker import server as tracker_server
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+
+logger = logging.getLogger("p2prpc.cli")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: ``add_arguments(parser)`` declares its options, ``run(args)`` runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# -- tracker --------------------------------------------------------------------------------------
+
+
+def _add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (8000)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=tracker_server.DEFAULT_INTERVAL,
+        help="seconds between announces, told to clients (%(default)s)",
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=_positive_float,
+        default=None,
+        help="drop peers silent for this many seconds (three intervals)",
+    )
+    caps = [
+        ("--max-message-size", tracker_server.DEFAULT_MAX_MESSAGE_SIZE, "largest frame, bytes"),
+        ("--max-swarms", tracker_server.DEFAULT_MAX_SWARMS, "swarms the tracker holds"),
+        ("--max-peers-per-swarm", tracker_server.DEFAULT_MAX_PEERS_PER_SWARM, "peers per swarm"),
+        ("--max-offers", tracker_server.DEFAULT_MAX_OFFERS, "offers in one announce"),
+        (
+            "--max-info-hashes-per-socket",
+            tracker_server.DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+            "swarms one socket may join",
+        ),
+        ("--max-send-queue", tracker_server.DEFAULT_MAX_SEND_QUEUE, "frames queued per socket"),
+    ]
+    for flag, default, what in caps:
+        parser.add_argument(flag, type=_positive_int, default=default, help=f"{what} ({default})")
+
+
+def _run_tracker(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve_tracker(args))
+    except KeyboardInterrupt:  # where signal handlers cannot be installed (Windows)
+        return 0
+
+
+async def _serve_tracker(args: argparse.Namespace) -> int:
+    server = tracker_server.TrackerServer(
+        args.host,
+        args.port,
+        interval=args.interval,
+        peer_timeout=args.peer_timeout,
+        max_message_size=args.max_message_size,
+        max_swarms=args.max_swarms,
+        max_peers_per_swarm=args.max_peers_per_swarm,
+        max_offers=args.max_offers,
+        max_info_hashes_per_socket=args.max_info_hashes_per_socket,
+        max_send_queue=args.max_send_queue,
+    )
+    try:
+        await server.start()
+    except OSError as e:
+        logger.error("cannot listen on %s port %s: %s", args.host, args.port, e)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        # The first line of stdout is the announce URL, for scripts and tests to read.
+        print(server.url, flush=True)
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+        await server.close()
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+#: Every subcommand, in the order ``--help`` lists them.
+COMMANDS: tuple[Command, ...] = (
+    Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``p2prpc`` with every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="p2prpc",
+        description="Typed RPC and pub/sub between peers over WebRTC, signalled through trackers.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what to log to stderr (info)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``p2prpc`` with ``argv`` (default: the process's arguments); the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value

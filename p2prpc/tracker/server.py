@@ -1,0 +1,506 @@
+"""The embedded WebTorrent tracker (``p2prpc tracker``), a stand-in for bittorrent-tracker 11.
+
+It serves bittorrent-tracker's WebSocket client unchanged, and so JavaScript P2PT and p2prpc's own
+tracker client: peers announce into swarms keyed by info_hash, the tracker relays each offer of an
+announce to a different random peer of the swarm and routes answers back to the offerer by peer id.
+It keeps no state beyond the swarms in memory, and nothing a client sends can stop it: a malformed
+or refused request gets a ``failure reason`` reply and the connection stays up.
+
+The module has two halves. :class:`Swarms` is the tracker's state and rules with no I/O: messages
+in, messages out, time passed in explicitly, so it can be tested deterministically. Its caps keep
+memory bounded whatever clients send. :class:`TrackerServer` moves JSON between WebSockets and
+:class:`Swarms`, with one bounded send queue per socket so that a peer that does not read cannot
+stall the others.
+
+Where bittorrent-tracker is loose, this tracker is stricter without changing the wire:
+
+- a refusal always names its action (and info_hash when known); bittorrent-tracker's refusal of an
+  unparsable request has no action, which makes its own JavaScript client drop the socket;
+- a peer is identified by (info_hash, peer_id) and belongs to the socket that last announced it;
+  ``stopped`` from another socket does not remove it; a closed socket removes all its peers;
+- empty swarms are forgotten; an answer refreshes its sender but does not add it to the swarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, Self, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..errors import TrackerRequestError
+from ..wire.tracker import (
+    Announce,
+    AnnounceReply,
+    Answer,
+    AnswerRelay,
+    ClientMessage,
+    FailureReply,
+    OfferRelay,
+    Scrape,
+    ScrapeFile,
+    ScrapeReply,
+    ServerMessage,
+    encode_server_message,
+    parse_client_message,
+)
+
+__all__ = ["ServerStats", "Swarms", "TrackerServer"]
+
+logger = logging.getLogger("p2prpc.tracker.server")
+
+C = TypeVar("C", bound=Hashable)
+
+#: Default caps; see :class:`TrackerServer` for what each bounds.
+DEFAULT_INTERVAL = 120.0
+DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024
+DEFAULT_MAX_SWARMS = 10_000
+DEFAULT_MAX_PEERS_PER_SWARM = 1_000
+DEFAULT_MAX_OFFERS = 10
+DEFAULT_MAX_INFO_HASHES_PER_SOCKET = 32
+DEFAULT_MAX_SEND_QUEUE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStats:
+    """How much the tracker holds now: swarms, peers over all swarms, open sockets."""
+
+    swarms: int
+    peers: int
+    sockets: int
+
+
+class _Peer(Generic[C]):
+    __slots__ = ("complete", "conn", "last_seen", "peer_id")
+
+    def __init__(self, peer_id: bytes, conn: C, last_seen: float) -> None:
+        self.peer_id = peer_id
+        self.conn = conn
+        self.complete = False
+        self.last_seen = last_seen
+
+
+class _Swarm(Generic[C]):
+    __slots__ = ("complete", "peers")
+
+    def __init__(self) -> None:
+        self.peers: dict[bytes, _Peer[C]] = {}
+        self.complete = 0  # seeders; the rest of the peers are leechers
+
+    @property
+    def incomplete(self) -> int:
+        return len(self.peers) - self.complete
+
+
+class Swarms(Generic[C]):
+    """The tracker's state and rules, with no I/O.
+
+    ``C`` identifies a connection (any hashable; the server uses its connection objects).
+    :meth:`receive` takes a parsed request and returns the messages to send, each with the
+    connection to send it on, in order. Refusals come back as :class:`FailureReply` messages.
+    Times are seconds on any monotonic clock, passed in so that tests need not wait.
+
+    Invariant: a peer is in ``_recency`` exactly when it is in its swarm's ``peers`` and in its
+    connection's membership, and ``_recency`` is ordered by ``last_seen``.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        peer_timeout: float | None = None,
+        max_swarms: int = DEFAULT_MAX_SWARMS,
+        max_peers_per_swarm: int = DEFAULT_MAX_PEERS_PER_SWARM,
+        max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+        rng: random.Random | None = None,
+    ) -> None:
+        _require_positive(interval=interval)
+        self.interval = math.ceil(interval)
+        self.peer_timeout = 3 * interval if peer_timeout is None else peer_timeout
+        _require_positive(peer_timeout=self.peer_timeout)
+        _require_positive(
+            max_swarms=max_swarms,
+            max_peers_per_swarm=max_peers_per_swarm,
+            max_info_hashes_per_socket=max_info_hashes_per_socket,
+        )
+        self.max_swarms = max_swarms
+        self.max_peers_per_swarm = max_peers_per_swarm
+        self.max_info_hashes_per_socket = max_info_hashes_per_socket
+        self._rng = rng or random.Random()
+        self._swarms: dict[bytes, _Swarm[C]] = {}
+        # connection -> info_hash -> peer ids it announced there
+        self._members: dict[C, dict[bytes, set[bytes]]] = {}
+        self._recency: OrderedDict[tuple[bytes, bytes], _Peer[C]] = OrderedDict()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def counts(self, info_hash: bytes) -> tuple[int, int]:
+        """(complete, incomplete) of a swarm; (0, 0) for one the tracker does not know."""
+        swarm = self._swarms.get(info_hash)
+        return (0, 0) if swarm is None else (swarm.complete, swarm.incomplete)
+
+    def stats(self, sockets: int = 0) -> ServerStats:
+        """Swarm and peer totals (``sockets`` is passed through: connections are the caller's)."""
+        return ServerStats(len(self._swarms), len(self._recency), sockets)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def receive(self, conn: C, message: ClientMessage, now: float) -> list[tuple[C, ServerMessage]]:
+        """Apply one request from ``conn``; the messages to send in answer, in order."""
+        try:
+            if isinstance(message, Announce):
+                return self._announce(conn, message, now)
+            if isinstance(message, Answer):
+                return self._answer(conn, message, now)
+            return [(conn, self._scrape(message))]
+        except TrackerRequestError as e:
+            return [(conn, FailureReply(e.reason, e.info_hash, e.action))]
+
+    def disconnect(self, conn: C) -> None:
+        """``conn`` closed: remove every peer it announced, from every swarm."""
+        members = self._members.pop(conn, {})
+        for info_hash, peer_ids in members.items():
+            for peer_id in peer_ids:
+                peer = self._peer(info_hash, peer_id)
+                if peer is not None and peer.conn == conn:
+                    self._drop(info_hash, peer_id, members=None)
+
+    def expire(self, now: float) -> int:
+        """Drop the peers not heard from for ``peer_timeout`` seconds; how many were dropped."""
+        deadline = now - self.peer_timeout
+        dropped = 0
+        while self._recency:
+            (info_hash, peer_id), peer = next(iter(self._recency.items()))
+            if peer.last_seen > deadline:
+                break
+            self._drop(info_hash, peer_id, members=self._members.get(peer.conn))
+            dropped += 1
+        return dropped
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def _announce(self, conn: C, m: Announce, now: float) -> list[tuple[C, ServerMessage]]:
+        if m.event == "stopped":
+            peer = self._peer(m.info_hash, m.peer_id)
+            if peer is not None and peer.conn == conn:
+                self._drop(m.info_hash, m.peer_id, members=self._members.get(conn))
+            return [(conn, self._reply(m.info_hash))]
+
+        peer = self._join(conn, m.info_hash, m.peer_id, now)
+        if (m.left == 0 or m.event == "completed") and not peer.complete:
+            peer.complete = True
+            self._swarms[m.info_hash].complete += 1
+        out: list[tuple[C, ServerMessage]] = [(conn, self._reply(m.info_hash))]
+
+        wanted = min(len(m.offers), m.numwant)
+        if wanted:
+            others = [p for p in self._swarms[m.info_hash].peers.values() if p.peer_id != m.peer_id]
+            chosen = self._rng.sample(others, min(wanted, len(others)))
+            for offer, target in zip(m.offers, chosen, strict=False):
+                relay = OfferRelay(m.info_hash, m.peer_id, offer.offer_id, offer.sdp)
+                out.append((target.conn, relay))
+        return out
+
+    def _answer(self, conn: C, m: Answer, now: float) -> list[tuple[C, ServerMessage]]:
+        sender = self._peer(m.info_hash, m.peer_id)
+        if sender is not None and sender.conn == conn:
+            self._touch(m.info_hash, sender, now)
+        target = self._peer(m.info_hash, m.to_peer_id)
+        if target is None:
+            logger.debug("answer for %s, which is not in the swarm", m.to_peer_id.hex())
+            return []
+        return [(target.conn, AnswerRelay(m.info_hash, m.peer_id, m.offer_id, m.sdp))]
+
+    def _scrape(self, m: Scrape) -> ScrapeReply:
+        hashes = m.info_hashes or tuple(self._swarms)
+        files = {}
+        for info_hash in hashes:
+            complete, incomplete = self.counts(info_hash)
+            # bittorrent-tracker reports the seeders as a lower bound of the downloads.
+            files[info_hash] = ScrapeFile(complete, incomplete, complete)
+        return ScrapeReply(files, self.interval)
+
+    def _reply(self, info_hash: bytes) -> AnnounceReply:
+        complete, incomplete = self.counts(info_hash)
+        return AnnounceReply(info_hash, self.interval, complete, incomplete)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _peer(self, info_hash: bytes, peer_id: bytes) -> _Peer[C] | None:
+        swarm = self._swarms.get(info_hash)
+        return None if swarm is None else swarm.peers.get(peer_id)
+
+    def _join(self, conn: C, info_hash: bytes, peer_id: bytes, now: float) -> _Peer[C]:
+        """The peer (info_hash, peer_id), created or moved to ``conn`` as needed, refreshed."""
+        members = self._members.setdefault(conn, {})
+        if info_hash not in members and len(members) >= self.max_info_hashes_per_socket:
+            raise TrackerRequestError(
+                f"too many swarms on one socket (at most {self.max_info_hashes_per_socket})",
+                info_hash=info_hash,
+            )
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            if len(self._swarms) >= self.max_swarms:
+                raise TrackerRequestError(
+                    f"tracker is full (at most {self.max_swarms} swarms)", info_hash=info_hash
+                )
+            swarm = self._swarms[info_hash] = _Swarm()
+        peer = swarm.peers.get(peer_id)
+        if peer is None:
+            if len(swarm.peers) >= self.max_peers_per_swarm:
+                raise TrackerRequestError(
+                    f"swarm is full (at most {self.max_peers_per_swarm} peers)",
+                    info_hash=info_hash,
+                )
+            peer = swarm.peers[peer_id] = _Peer(peer_id, conn, now)
+        elif peer.conn != conn:
+            # The peer reconnected (or its socket is shared now): it lives on the newest socket.
+            old = self._members.get(peer.conn, {})
+            _discard(old, info_hash, peer_id)
+            peer.conn = conn
+        members.setdefault(info_hash, set()).add(peer_id)
+        self._touch(info_hash, peer, now)
+        return peer
+
+    def _touch(self, info_hash: bytes, peer: _Peer[C], now: float) -> None:
+        peer.last_seen = max(now, peer.last_seen)
+        key = (info_hash, peer.peer_id)
+        self._recency[key] = peer
+        self._recency.move_to_end(key)
+
+    def _drop(
+        self, info_hash: bytes, peer_id: bytes, *, members: dict[bytes, set[bytes]] | None
+    ) -> None:
+        """Remove a peer from its swarm (and from ``members``, its connection's membership)."""
+        swarm = self._swarms.get(info_hash)
+        peer = None if swarm is None else swarm.peers.pop(peer_id, None)
+        if swarm is None or peer is None:
+            return
+        if peer.complete:
+            swarm.complete -= 1
+        if not swarm.peers:
+            del self._swarms[info_hash]
+        self._recency.pop((info_hash, peer_id), None)
+        if members is not None:
+            _discard(members, info_hash, peer_id)
+
+
+def _discard(members: dict[bytes, set[bytes]], info_hash: bytes, peer_id: bytes) -> None:
+    peer_ids = members.get(info_hash)
+    if peer_ids is not None:
+        peer_ids.discard(peer_id)
+        if not peer_ids:
+            del members[info_hash]
+
+
+def _require_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+class _Connection:
+    """One client socket and its bounded queue of frames to send."""
+
+    __slots__ = ("name", "queue", "ws")
+
+    def __init__(self, ws: ServerConnection, max_queue: int) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
+        address = ws.remote_address
+        self.name = f"{address[0]}:{address[1]}" if address else "?"
+
+
+class TrackerServer:
+    """A WebTorrent tracker on a WebSocket server: ``ws://host:port``.
+
+    Caps, each a keyword argument (the memory bound assumes every cap is reached):
+
+    - ``max_message_size`` (128 KiB): the largest frame a client may send; a bigger one closes that
+      socket with code 1009 (the WebSocket layer enforces it while reading). bittorrent-tracker's
+      client sends at most 5 offers of a few KiB each.
+    - ``max_swarms`` (10 000) and ``max_peers_per_swarm`` (1 000): an announce that would exceed
+      either is refused with a ``failure reason``.
+    - ``max_offers`` (10): an announce with more offers is refused (offers are relayed one per
+      other peer, at most ``numwant`` of them).
+    - ``max_info_hashes_per_socket`` (32): the swarms one socket may join (JavaScript clients share
+      one socket per tracker URL between all their swarms).
+    - ``max_send_queue`` (64): frames waiting for a socket that does not read; beyond it frames to
+      that socket are dropped, so each socket holds at most ``max_send_queue`` times the largest
+      frame (a relayed offer is at most ``max_message_size``).
+
+    ``interval`` (120 s, bittorrent-tracker's WebSocket default) is the re-announce interval told
+    to clients; peers not heard from for ``peer_timeout`` (default: three intervals) are dropped.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        peer_timeout: float | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_swarms: int = DEFAULT_MAX_SWARMS,
+        max_peers_per_swarm: int = DEFAULT_MAX_PEERS_PER_SWARM,
+        max_offers: int = DEFAULT_MAX_OFFERS,
+        max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+        max_send_queue: int = DEFAULT_MAX_SEND_QUEUE,
+    ) -> None:
+        _require_positive(
+            max_message_size=max_message_size, max_offers=max_offers, max_send_queue=max_send_queue
+        )
+        self.host = host
+        self.port = port
+        self.max_message_size = max_message_size
+        self.max_offers = max_offers
+        self.max_send_queue = max_send_queue
+        self.swarms: Swarms[_Connection] = Swarms(
+            interval=interval,
+            peer_timeout=peer_timeout,
+            max_swarms=max_swarms,
+            max_peers_per_swarm=max_peers_per_swarm,
+            max_info_hashes_per_socket=max_info_hashes_per_socket,
+        )
+        self._server: Server | None = None
+        self._url: str | None = None
+        self._connections: set[_Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+        self._changed = asyncio.Event()  # set, and replaced, whenever the state may have changed
+
+    @property
+    def url(self) -> str:
+        """The announce URL ``ws://HOST:PORT`` with the port bound by :meth:`start`."""
+        if self._url is None:
+            raise RuntimeError("the tracker has not been started")
+        return self._url
+
+    def stats(self) -> ServerStats:
+        """How many swarms, peers (over all swarms) and open sockets the tracker has now."""
+        return self.swarms.stats(len(self._connections))
+
+    async def wait_for(self, predicate: Callable[[ServerStats], bool]) -> ServerStats:
+        """Wait until ``predicate(self.stats())`` holds, and return those stats.
+
+        The predicate is checked again after every request, connection, disconnection and expiry,
+        so a test or a harness can wait for "both peers announced" or "that socket is gone" without
+        polling. Bound it with ``asyncio.timeout``.
+        """
+        while not predicate(stats := self.stats()):
+            await self._changed.wait()
+        return stats
+
+    async def start(self) -> None:
+        """Listen; :attr:`url` then holds the announce URL."""
+        if self._server is not None or self._closed:
+            raise RuntimeError("a tracker starts once")
+        self._server = await serve(
+            self._serve,
+            self.host,
+            self.port,
+            max_size=self.max_message_size,
+            compression=None,  # as bittorrent-tracker: no per-message deflate
+        )
+        port = self._server.sockets[0].getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._url = f"ws://{host}:{port}"
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        logger.info("tracker listening on %s", self._url)
+
+    async def close(self) -> None:
+        """Stop listening and close every socket; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            logger.info("tracker on %s closed", self._url)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- I/O --------------------------------------------------------------------------------
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        conn = _Connection(ws, self.max_send_queue)
+        self._connections.add(conn)
+        self._notify()
+        writer = asyncio.get_running_loop().create_task(self._write(conn))
+        logger.debug("%s connected", conn.name)
+        try:
+            async for data in ws:
+                self._receive(conn, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.swarms.disconnect(conn)
+            self._connections.discard(conn)
+            self._notify()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            logger.debug("%s disconnected", conn.name)
+
+    def _receive(self, conn: _Connection, data: str | bytes) -> None:
+        try:
+            self._handle(conn, data)
+        finally:
+            self._notify()
+
+    def _handle(self, conn: _Connection, data: str | bytes) -> None:
+        try:
+            message = parse_client_message(data, max_offers=self.max_offers)
+        except TrackerRequestError as e:
+            logger.info("refused a request from %s: %s", conn.name, e.reason)
+            self._send(conn, FailureReply(e.reason, e.info_hash, e.action))
+            return
+        now = asyncio.get_running_loop().time()
+        for target, reply in self.swarms.receive(conn, message, now):
+            if isinstance(reply, FailureReply):
+                logger.info("refused a request from %s: %s", conn.name, reply.reason)
+            self._send(target, reply)
+
+    def _send(self, conn: _Connection, message: ServerMessage) -> None:
+        try:
+            conn.queue.put_nowait(encode_server_message(message))
+        except asyncio.QueueFull:
+            logger.warning("%s does not read; dropped a %s", conn.name, type(message).__name__)
+
+    async def _write(self, conn: _Connection) -> None:
+        try:
+            while True:
+                await conn.ws.send(await conn.queue.get())
+        except ConnectionClosed:
+            pass
+
+    async def _sweep(self) -> None:
+        period = min(max(self.swarms.peer_timeout / 4, 0.01), 30.0)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            dropped = self.swarms.expire(loop.time())
+            if dropped:
+                logger.debug("dropped %d peers that stopped announcing", dropped)
+                self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
