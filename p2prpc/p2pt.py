@@ -264,6 +264,33 @@ class P2PT(AsyncIOEventEmitter):
         """Send ``msg`` (a str, or any JSON value) to ``peer``; await the result for its reply."""
         return self._send(peer, msg, None, timeout)
 
+    def post(self, peer: Peer | str, msg: JSONValue, msg_id: int) -> None:
+        """Send ``msg`` on message id ``msg_id`` without waiting for a reply.
+
+        For protocols that run their own conversation over P2PT messages (the RPC layer): replies
+        to ``msg_id`` arrive as ``msg`` events. Raises :class:`PeerClosed` when the peer is gone.
+        """
+        self._channel_for(peer).send(encode_message(msg, msg_id))
+
+    def send_raw(self, peer: Peer | str, data: Sequence[str | bytes]) -> Channel:
+        """Send data-channel messages as they are (not P2PT frames); returns the channel used."""
+        channel = self._channel_for(peer)
+        channel.send(data)
+        return channel
+
+    async def drain(self, peer: Peer | str) -> None:
+        """Wait until what was sent to ``peer`` fits in its data channel's buffer again."""
+        await self._channel_for(peer).drain()
+
+    def _channel_for(self, peer: Peer | str) -> Channel:
+        peer_id = peer if isinstance(peer, str) else peer.id
+        remote = self._remotes.get(peer_id)
+        preferred = None if isinstance(peer, str) else peer.channel_name
+        channel = remote.open_channel(preferred) if remote is not None else None
+        if channel is None:
+            raise PeerClosed(f"peer {peer_id} is not connected")
+        return channel
+
     def add_tracker(self, announce_url: str) -> None:
         """Add a tracker and announce to it (``addTracker``)."""
         if announce_url in self.announce_urls:

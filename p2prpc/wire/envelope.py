@@ -1,0 +1,426 @@
+"""The RPC and pub/sub envelope carried inside P2PT messages, in its JSON and binary forms.
+
+Pure codecs: no asyncio, no sockets. ``docs/PROTOCOL.md`` is the specification; this module is its
+reference implementation. Payloads are opaque here: a JSON value (proto3 JSON) in the JSON form,
+bytes (serialized protobuf) in the binary form; the RPC layer converts messages.
+
+JSON form (a P2PT message whose value is a JSON object; the key that names the kind is in bold):
+
+- **call** ``{"call": "/pkg.Service/Method", "msg"?: payload, "timeout"?: seconds,
+  "metadata"?: {str: str}}`` opens a call on this P2PT message id;
+- **msg** ``{"msg": payload, "seq": n}`` a request-stream message (the call's own ``msg`` is seq 0);
+- **end** ``{"end": true, "seq": n}`` the client is done sending (n = messages sent);
+- **cancel** ``{"cancel": true}`` the client gives up on the call;
+- **reply** ``{"reply": payload, "seq": n}`` a response message, optionally with the final status;
+- **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
+- **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call).
+
+Binary form (one data-channel message, never starting with ``^``): a 13-byte header, then an
+optional JSON header, then payload bytes::
+
+    0      1      2      3..6        7..10     11..12
+    magic  kind   flags  call id u32 seq u32   json header length u16   json header   payload
+
+A payload longer than one data-channel message is split over frames flagged ``MORE``; the JSON
+header travels on the first frame only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import struct
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
+
+MAGIC = 0xB7
+_HEADER = struct.Struct(">BBBIIH")
+HEADER_SIZE = _HEADER.size
+#: What one binary frame may carry (aiortc peers accept 64 KiB data-channel messages).
+BINARY_FRAME_SIZE = 64 * 1024
+MAX_CALL_ID = 2**32 - 1
+
+
+class EnvelopeError(RemoteProtocolError):
+    """An envelope (JSON or binary) is malformed."""
+
+
+class Kind(enum.IntEnum):
+    CALL = 1
+    MSG = 2
+    END = 3
+    CANCEL = 4
+    REPLY = 5
+    STATUS = 6
+    HELLO = 7
+
+
+class Flags(enum.IntFlag):
+    NONE = 0
+    PAYLOAD = 1  # a payload follows the headers
+    MORE = 2  # the payload continues in the next frame
+    FINAL = 4  # a REPLY that also ends the call (its status is in the JSON header)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    code: int
+    details: str = ""
+    trailers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form)."""
+
+    kind: Kind
+    call_id: int
+    seq: int = 0
+    method: str | None = None
+    timeout: float | None = None
+    metadata: Mapping[str, str] | None = None
+    payload: Any = None
+    has_payload: bool = False
+    status: Status | None = None
+    hello: Mapping[str, Any] | None = None
+
+
+# -- JSON form ----------------------------------------------------------------------------------
+
+_KINDS_BY_KEY = (
+    ("hello", Kind.HELLO),
+    ("call", Kind.CALL),
+    ("cancel", Kind.CANCEL),
+    ("status", Kind.STATUS),
+    ("reply", Kind.REPLY),
+    ("end", Kind.END),
+    ("msg", Kind.MSG),
+)
+
+
+def is_envelope(value: object) -> bool:
+    """Whether a P2PT message value is an envelope (a JSON object with a kind key)."""
+    return isinstance(value, dict) and any(key in value for key, _ in _KINDS_BY_KEY)
+
+
+def to_json(env: Envelope) -> dict[str, Any]:
+    """The JSON form of an envelope (its P2PT message value; the call id is the P2PT id)."""
+    out: dict[str, Any] = {}
+    if env.kind is Kind.HELLO:
+        out["hello"] = dict(env.hello or {})
+    elif env.kind is Kind.CALL:
+        out["call"] = env.method
+        if env.has_payload:
+            out["msg"] = env.payload
+        if env.timeout is not None:
+            out["timeout"] = env.timeout
+        if env.metadata:
+            out["metadata"] = dict(env.metadata)
+    elif env.kind is Kind.MSG:
+        out["msg"] = env.payload
+        out["seq"] = env.seq
+    elif env.kind is Kind.END:
+        out["end"] = True
+        out["seq"] = env.seq
+    elif env.kind is Kind.CANCEL:
+        out["cancel"] = True
+    elif env.kind is Kind.REPLY:
+        out["reply"] = env.payload
+        out["seq"] = env.seq
+        if env.status is not None:
+            out.update(_status_json(env.status))
+    elif env.kind is Kind.STATUS:
+        assert env.status is not None
+        out.update(_status_json(env.status))
+        out["seq"] = env.seq
+    return out
+
+
+def _status_json(status: Status) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": status.code}
+    if status.details:
+        body["details"] = status.details
+    out: dict[str, Any] = {"status": body}
+    if status.trailers:
+        out["trailers"] = dict(status.trailers)
+    return out
+
+
+def from_json(value: object, call_id: int) -> Envelope:
+    """Read the JSON form; :class:`EnvelopeError` names what is wrong."""
+    if not isinstance(value, dict):
+        raise EnvelopeError("an envelope is a JSON object")
+    kind = next((k for key, k in _KINDS_BY_KEY if key in value), None)
+    if kind is None:
+        raise EnvelopeError("not an envelope: no call, msg, end, cancel, reply, status or hello")
+    seq = _seq(value.get("seq", 0))
+    if kind is Kind.HELLO:
+        hello = value["hello"]
+        if not isinstance(hello, dict):
+            raise EnvelopeError("hello must be an object")
+        return Envelope(Kind.HELLO, call_id, hello=hello)
+    if kind is Kind.CALL:
+        method = value["call"]
+        if not isinstance(method, str) or not _valid_method(method):
+            raise EnvelopeError(f"call must name /package.Service/Method, not {method!r:.80}")
+        return Envelope(
+            Kind.CALL,
+            call_id,
+            method=method,
+            timeout=_timeout(value.get("timeout")),
+            metadata=_metadata(value.get("metadata"), "metadata"),
+            payload=value.get("msg"),
+            has_payload="msg" in value,
+        )
+    if kind is Kind.CANCEL:
+        return Envelope(Kind.CANCEL, call_id)
+    if kind is Kind.STATUS:
+        status = _status(value["status"], value.get("trailers"))
+        if "reply" in value:
+            return Envelope(
+                Kind.REPLY, call_id, seq, payload=value["reply"], has_payload=True, status=status
+            )
+        return Envelope(Kind.STATUS, call_id, seq, status=status)
+    if kind is Kind.REPLY:
+        return Envelope(Kind.REPLY, call_id, seq, payload=value["reply"], has_payload=True)
+    if kind is Kind.END:
+        return Envelope(Kind.END, call_id, seq)
+    return Envelope(Kind.MSG, call_id, seq, payload=value["msg"], has_payload=True)
+
+
+def _valid_method(method: str) -> bool:
+    parts = method.split("/")
+    return len(parts) == 3 and parts[0] == "" and all(parts[1:]) and len(method) <= 1024
+
+
+def _seq(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_CALL_ID:
+        raise EnvelopeError(f"seq must be an integer from 0 to {MAX_CALL_ID}")
+    return value
+
+
+def _timeout(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EnvelopeError("timeout must be a number of seconds")
+    if value < 0:
+        raise EnvelopeError("timeout must not be negative")
+    return float(value)
+
+
+def _metadata(value: object, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise EnvelopeError(f"{what} must map strings to strings")
+    return value
+
+
+def _status(value: object, trailers: object) -> Status:
+    if not isinstance(value, dict):
+        raise EnvelopeError("status must be an object")
+    code = value.get("code")
+    if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 16:
+        raise EnvelopeError("status code must be a gRPC status code (0-16)")
+    details = value.get("details", "")
+    if not isinstance(details, str):
+        raise EnvelopeError("status details must be a string")
+    return Status(code, details, _metadata(trailers, "trailers") or {})
+
+
+# -- binary form --------------------------------------------------------------------------------
+
+
+def is_binary_envelope(data: object) -> bool:
+    return isinstance(data, bytes | bytearray | memoryview) and len(data) > 0 and data[0] == MAGIC
+
+
+def _json_header(env: Envelope) -> dict[str, Any]:
+    header: dict[str, Any] = {}
+    if env.kind is Kind.CALL:
+        header["call"] = env.method
+        if env.timeout is not None:
+            header["timeout"] = env.timeout
+        if env.metadata:
+            header["metadata"] = dict(env.metadata)
+    elif env.kind is Kind.HELLO:
+        header["hello"] = dict(env.hello or {})
+    if env.status is not None:
+        header.update(_status_json(env.status))
+    return header
+
+
+def to_binary(env: Envelope, *, frame_size: int = BINARY_FRAME_SIZE) -> list[bytes]:
+    """The binary form: one or more data-channel messages (payload must be bytes or None)."""
+    if not 0 <= env.call_id <= MAX_CALL_ID:
+        raise LocalProtocolError(f"call id {env.call_id} does not fit in 32 bits")
+    header = _json_header(env)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode() if header else b""
+    if len(header_bytes) > 0xFFFF:
+        raise LocalProtocolError("call header (method and metadata) exceeds 64 KiB")
+    payload = env.payload if env.has_payload else b""
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise LocalProtocolError("a binary envelope's payload must be bytes")
+    flags = Flags.PAYLOAD if env.has_payload else Flags.NONE
+    if env.kind is Kind.REPLY and env.status is not None:
+        flags |= Flags.FINAL
+    view = memoryview(payload)
+    first_room = frame_size - HEADER_SIZE - len(header_bytes)
+    if first_room <= 0:
+        raise LocalProtocolError("call header does not fit in one frame")
+    frames = []
+    more = Flags.MORE if len(view) > first_room else Flags.NONE
+    frames.append(
+        _HEADER.pack(MAGIC, env.kind, flags | more, env.call_id, env.seq, len(header_bytes))
+        + header_bytes
+        + view[:first_room]
+    )
+    offset = first_room
+    room = frame_size - HEADER_SIZE
+    while offset < len(view):
+        more = Flags.MORE if len(view) - offset > room else Flags.NONE
+        frames.append(
+            _HEADER.pack(MAGIC, env.kind, flags | more, env.call_id, env.seq, 0)
+            + view[offset : offset + room]
+        )
+        offset += room
+    return frames
+
+
+@dataclass(slots=True)
+class _Partial:
+    first: tuple[int, int, int, int, dict[str, Any]]  # kind, flags, call id, seq, json header
+    chunks: list[bytes]
+    size: int
+
+
+class BinaryReader:
+    """Reads binary frames from one or more peers, reassembling payloads split over frames.
+
+    Caps: ``max_message_size`` bytes per payload (:class:`MessageTooBig`) and ``max_pending``
+    unfinished payloads per key (:class:`TooManyPending`); one key holds at most
+    ``max_pending × max_message_size`` bytes.
+    """
+
+    def __init__(self, *, max_message_size: int = 4 * 2**20, max_pending: int = 16) -> None:
+        self.max_message_size = max_message_size
+        self.max_pending = max_pending
+        self._partial: dict[Hashable, dict[tuple[int, int, int], _Partial]] = {}
+
+    def feed(self, key: Hashable, data: bytes) -> Envelope | None:
+        """Take one frame; return the envelope when it is complete."""
+        if len(data) < HEADER_SIZE or data[0] != MAGIC:
+            raise EnvelopeError("not a binary envelope frame")
+        _, kind_byte, flag_byte, call_id, seq, header_length = _HEADER.unpack_from(data)
+        try:
+            kind = Kind(kind_byte)
+            flags = Flags(flag_byte)
+        except ValueError as e:
+            raise EnvelopeError(f"unknown kind or flags: {e}") from e
+        body_start = HEADER_SIZE + header_length
+        if body_start > len(data):
+            raise EnvelopeError("binary frame shorter than its header")
+        partials = self._partial.setdefault(key, {})
+        slot = (kind_byte, call_id, seq)
+        partial = partials.get(slot)
+        if partial is None:
+            header = _parse_header(data[HEADER_SIZE:body_start]) if header_length else {}
+            chunk = data[body_start:]
+            if not flags & Flags.MORE:
+                if not partials:
+                    del self._partial[key]
+                self._check_size(len(chunk))
+                return _build(kind, flags, call_id, seq, header, chunk)
+            if len(partials) >= self.max_pending:
+                raise TooManyPending(f"more than {self.max_pending} unfinished binary payloads")
+            self._check_size(len(chunk))
+            partials[slot] = _Partial((kind, flags, call_id, seq, header), [chunk], len(chunk))
+            return None
+        if header_length:
+            self._drop(key, slot)
+            raise EnvelopeError("a continuation frame carries a header")
+        chunk = data[body_start:]
+        partial.size += len(chunk)
+        if partial.size > self.max_message_size:
+            self._drop(key, slot)
+            self._check_size(partial.size)
+        partial.chunks.append(chunk)
+        if flags & Flags.MORE:
+            return None
+        self._drop(key, slot)
+        k, first_flags, cid, sq, header = partial.first
+        return _build(Kind(k), Flags(first_flags), cid, sq, header, b"".join(partial.chunks))
+
+    def discard(self, key: Hashable) -> None:
+        """Forget every unfinished payload of one peer."""
+        self._partial.pop(key, None)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_message_size:
+            raise MessageTooBig(f"binary payload over {self.max_message_size} bytes")
+
+    def _drop(self, key: Hashable, slot: tuple[int, int, int]) -> None:
+        partials = self._partial.get(key)
+        if partials is not None:
+            partials.pop(slot, None)
+            if not partials:
+                del self._partial[key]
+
+
+def _parse_header(raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise EnvelopeError("binary envelope header must be a JSON object")
+    return header
+
+
+def _build(
+    kind: Kind, flags: Flags, call_id: int, seq: int, header: dict[str, Any], payload: bytes
+) -> Envelope:
+    has_payload = bool(flags & Flags.PAYLOAD)
+    status = (
+        _status(header.get("status"), header.get("trailers"))
+        if kind is Kind.STATUS or flags & Flags.FINAL
+        else None
+    )
+    if kind is Kind.STATUS and status is None:
+        raise EnvelopeError("status frame without a status")
+    if kind is Kind.CALL:
+        method = header.get("call")
+        if not isinstance(method, str) or not _valid_method(method):
+            raise EnvelopeError("binary call must name /package.Service/Method")
+        return Envelope(
+            Kind.CALL,
+            call_id,
+            seq,
+            method=method,
+            timeout=_timeout(header.get("timeout")),
+            metadata=_metadata(header.get("metadata"), "metadata"),
+            payload=payload if has_payload else None,
+            has_payload=has_payload,
+        )
+    if kind is Kind.HELLO:
+        hello = header.get("hello")
+        if not isinstance(hello, dict):
+            raise EnvelopeError("hello must be an object")
+        return Envelope(Kind.HELLO, call_id, hello=hello)
+    if kind in (Kind.MSG, Kind.REPLY) and not has_payload:
+        raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
+    return Envelope(
+        kind,
+        call_id,
+        seq,
+        payload=payload if has_payload else None,
+        has_payload=has_payload,
+        status=status,
+    )
