@@ -75,6 +75,10 @@ class ReplyTimeout(PeerError, TimeoutError):
     """No reply arrived before the timeout passed."""
 
 
+class InvalidMessage(LocalProtocolError, ValueError):
+    """A message to send is not a JSON value (wrong type, NaN or Infinity, a cycle, non-str key)."""
+
+
 class NothingToRespond(LocalProtocolError):
     """``respond`` was called on a peer handle that was not handed over with a message."""
 

@@ -1,0 +1,526 @@
+"""The P2PT data-channel frame codec: messages to ``^``-prefixed JSON chunks and back.
+
+P2PT 1.6.2 sends every message as one or more data-channel texts ``'^' + JSON.stringify(data)``
+where ``data`` is ``{id, msg, o?, c, last?}`` (in that key order): ``msg`` is at most 16000
+JavaScript string units of the message text, ``c`` numbers the chunks from 0, ``last: true`` marks
+the final one, and ``o: 1`` says that the joined text is the JSON of a non-string value. This module
+produces those texts as JavaScript would (byte for byte for a string message; for other values the
+JSON text parses to what JavaScript would have sent), and turns received texts back into messages
+through a :class:`Reassembler` that, unlike P2PT, keys partial messages by peer and id and bounds
+what a peer can make it hold.
+
+It is pure: no asyncio, no sockets, no clock (callers pass ``now``), so it can be fuzzed freely.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeAlias, cast
+
+from p2prpc.errors import FrameError, InvalidMessage, MessageTooBig, TooManyPending
+
+__all__ = [
+    "MAX_MESSAGE_LENGTH",
+    "MESSAGE_PREFIX",
+    "Frame",
+    "JSONValue",
+    "Message",
+    "Reassembler",
+    "decode_frame",
+    "encode_frame",
+    "encode_message",
+    "js_length",
+    "new_message_id",
+]
+
+MAX_MESSAGE_LENGTH: int = 16000
+"""Most JavaScript string units (UTF-16 code units) of message text P2PT puts in one frame."""
+
+MESSAGE_PREFIX: str = "^"
+"""The character that marks a data-channel text as a P2PT frame."""
+
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
+"""A value that travels as a P2PT message: a string as is, anything else as its JSON text."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_END = object()
+
+
+# --- JavaScript string semantics --------------------------------------------------------------
+
+
+def js_length(text: str) -> int:
+    """Return ``text.length`` as JavaScript counts it: UTF-16 code units.
+
+    A character beyond the Basic Multilingual Plane counts 2; a lone surrogate counts 1.
+    """
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _rejoin_surrogates(text: str) -> str:
+    """Turn each adjacent high+low surrogate pair of code points into its astral character.
+
+    JavaScript sees such a pair as one character, and a chunk boundary of a JavaScript sender may
+    fall between its halves, so text joined from chunks needs this before it is what was sent.
+    Lone surrogates stay as they are.
+    """
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _quote(text: str) -> str:
+    """Return ``JSON.stringify(text)``: compact, non-ASCII kept, lone surrogates escaped.
+
+    ``json.dumps(ensure_ascii=False)`` already escapes exactly what JavaScript escapes (``"``,
+    ``\\``, ``\\b \\f \\n \\r \\t``, other control characters as lowercase ``\\u00xx``; DEL and
+    U+2028/U+2029 unescaped) except lone surrogates, which it would pass through raw and which
+    could then not be sent as UTF-8.
+    """
+    if text.isascii() or not _SURROGATE.search(text):
+        return json.dumps(text, ensure_ascii=False)
+    quoted = json.dumps(_rejoin_surrogates(text), ensure_ascii=False)
+    return _SURROGATE.sub(_escape_surrogate, quoted)
+
+
+class _Level:
+    """One open array or object while :func:`_dump_json` walks a value without recursion."""
+
+    __slots__ = ("close", "first", "ident", "items", "keyed")
+
+    def __init__(self, items: Iterator[object], keyed: bool, close: str, ident: int) -> None:
+        self.items = items
+        self.keyed = keyed
+        self.close = close
+        self.ident = ident
+        self.first = True
+
+
+def _dump_json(value: object) -> str:
+    """Return the compact JSON text of ``value``, strings written as ``JSON.stringify`` does.
+
+    Receivers parse this text, so only its meaning must match JavaScript's, and where Python can
+    keep more it does:
+
+    - floats are written as ``repr`` writes them (``1.0``, ``1e+16``): the shortest digits that
+      round-trip, so ``JSON.parse`` yields the very same number JavaScript would have sent, while a
+      Python receiver gets a float back instead of an int;
+    - integers are written exactly, even beyond 2**53 where a JavaScript receiver rounds them;
+    - object keys keep the dict's order (a JavaScript object would list integer-like keys first).
+
+    Walks with an explicit stack, so any nesting depth works and a cycle is reported instead of
+    recursing forever.
+    """
+    out: list[str] = []
+    stack: list[_Level] = []
+    open_containers: set[int] = set()
+    item: object = value
+    while True:
+        if item is None:
+            out.append("null")
+        elif item is True:
+            out.append("true")
+        elif item is False:
+            out.append("false")
+        elif isinstance(item, str):
+            out.append(_quote(item))
+        elif isinstance(item, int):
+            try:
+                out.append(int.__repr__(item))
+            except ValueError as exc:  # beyond sys.get_int_max_str_digits()
+                raise InvalidMessage(f"integer too large to write as JSON: {exc}") from None
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidMessage(f"{item!r} is not a JSON number (NaN and Infinity are not)")
+            out.append(float.__repr__(item))
+        elif isinstance(item, list | dict):
+            ident = id(item)
+            if ident in open_containers:
+                raise InvalidMessage("message contains a reference cycle; it has no JSON text")
+            open_containers.add(ident)
+            if isinstance(item, list):
+                out.append("[")
+                stack.append(_Level(iter(item), False, "]", ident))
+            else:
+                out.append("{")
+                stack.append(_Level(iter(item.items()), True, "}", ident))
+        else:
+            raise InvalidMessage(
+                f"cannot send a {type(item).__name__} as a P2PT message: "
+                "use str, int, float, bool, None, list or dict with str keys"
+            )
+        while stack:
+            level = stack[-1]
+            entry = next(level.items, _END)
+            if entry is _END:
+                out.append(level.close)
+                open_containers.discard(level.ident)
+                stack.pop()
+                continue
+            if not level.first:
+                out.append(",")
+            level.first = False
+            if level.keyed:
+                key, item = cast("tuple[object, object]", entry)
+                if not isinstance(key, str):
+                    raise InvalidMessage(f"JSON object keys must be str, not {type(key).__name__}")
+                out.append(_quote(key))
+                out.append(":")
+            else:
+                item = entry
+            break
+        else:
+            return "".join(out)
+
+
+# --- frames ------------------------------------------------------------------------------------
+
+
+def new_message_id() -> int:
+    """Return a fresh message id as P2PT picks one: uniformly random in 100000..199999."""
+    return random.randrange(100000, 200000)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded P2PT frame: chunk ``c`` of the text of message ``id``.
+
+    ``msg`` is the chunk text exactly as sent; a JavaScript sender may have cut a surrogate pair in
+    two, so it can end or begin with a lone surrogate. ``last`` marks the final chunk and ``o`` says
+    that the joined text is JSON, both as JavaScript truthiness of the received values.
+    """
+
+    id: int
+    msg: str
+    c: int
+    last: bool
+    o: bool
+
+
+def encode_frame(frame: Frame) -> str:
+    """Return the data-channel text of ``frame`` exactly as P2PT writes it.
+
+    Keys come in P2PT's order ``id, msg, o, c, last``; ``o`` and ``last`` appear only when set.
+    """
+    parts = ['^{"id":', int.__repr__(frame.id), ',"msg":', _quote(frame.msg)]
+    if frame.o:
+        parts.append(',"o":1')
+    parts += [',"c":', int.__repr__(frame.c)]
+    if frame.last:
+        parts.append(',"last":true')
+    parts.append("}")
+    return "".join(parts)
+
+
+def _split(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` UTF-16 units, never inside a surrogate pair.
+
+    P2PT cuts blindly every 16000 units; keeping pairs whole (so a piece may be one unit short)
+    costs a JavaScript receiver nothing and keeps every frame valid UTF-8. Always returns at least
+    one piece, so the empty text is sent as one empty chunk.
+    """
+    if text.isascii():
+        return [text[start : start + limit] for start in range(0, len(text), limit)] or [""]
+    units = text.encode("utf-16-le", "surrogatepass")  # two bytes a unit, high byte second
+    total = len(units) // 2
+    pieces: list[str] = []
+    start = 0
+    while start < total:
+        end = min(start + limit, total)
+        opens_pair = 0xD8 <= units[2 * end - 1] <= 0xDB  # high byte of the unit before the cut
+        if end < total and opens_pair and 0xDC <= units[2 * end + 1] <= 0xDF:
+            end -= 1  # never cut between the halves of a surrogate pair
+        pieces.append(units[2 * start : 2 * end].decode("utf-16-le", "surrogatepass"))
+        start = end
+    return pieces
+
+
+def encode_message(
+    message: JSONValue, msg_id: int, *, chunk_length: int = MAX_MESSAGE_LENGTH
+) -> list[str]:
+    """Return the frame texts that send ``message`` under id ``msg_id``, in sending order.
+
+    A ``str`` travels as it is; any other JSON value travels as its JSON text with ``"o": 1``
+    (P2PT does this for JavaScript objects, and its receivers parse any text marked ``o``).
+    ``chunk_length`` is the most UTF-16 units of text per frame (P2PT sends 16000 and accepts
+    chunks of any size). Unlike P2PT, a surrogate pair is never cut in two, so a chunk may hold
+    one unit less, and every frame is valid UTF-8.
+
+    Unlike P2PT, which sends nothing at all for ``""`` (and then waits forever for a reply), the
+    empty string is sent as one empty final chunk, which P2PT receives as ``""``.
+
+    Raises :class:`~p2prpc.errors.InvalidMessage` when ``message`` is not a JSON value (another
+    type, NaN or Infinity, a non-str key, a cycle).
+    """
+    if isinstance(msg_id, bool) or not isinstance(msg_id, int):
+        raise TypeError(f"msg_id must be an int, not {type(msg_id).__name__}")
+    if chunk_length < 2:
+        raise ValueError("chunk_length must be at least 2 to hold a surrogate pair")
+    is_text = isinstance(message, str)
+    text = cast(str, message) if is_text else _dump_json(message)
+    pieces = _split(text, chunk_length)
+    last = len(pieces) - 1
+    return [
+        encode_frame(Frame(id=msg_id, msg=piece, c=index, last=index == last, o=not is_text))
+        for index, piece in enumerate(pieces)
+    ]
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(text: str, what: str) -> Any:
+    """Parse ``text`` as strict JSON (as ``JSON.parse`` would), raising only FrameError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise FrameError(f"{what} is nested too deeply to parse") from None
+    except ValueError as exc:
+        raise FrameError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _js_truthy(value: object) -> bool:
+    """Return whether JavaScript's ``if (value)`` takes the branch for a parsed JSON value."""
+    if isinstance(value, list | dict):
+        return True  # unlike Python, an empty array or object is truthy
+    if isinstance(value, float):
+        return value == value and value != 0
+    return bool(value)
+
+
+def _shorten(text: str | bytes, limit: int = 60) -> str:
+    shown = repr(text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
+def _describe(value: object) -> str:
+    """Name a received JSON value for an error message without repr-ing a huge or deep one."""
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)[:60]
+    if isinstance(value, str):
+        return _shorten(value)
+    return type(value).__name__
+
+
+def decode_frame(data: str | bytes) -> Frame | None:
+    """Decode one received data-channel message.
+
+    Returns ``None`` when the text does not start with ``^``: it is not a P2PT frame (P2PT only
+    emits such data as a ``data`` event). Bytes are read as UTF-8. Raises
+    :class:`~p2prpc.errors.FrameError`, and nothing else, when a ``^`` text is not a JSON
+    object with an int ``id``, a str ``msg`` and an int ``c >= 0`` (``last`` and ``o`` are
+    optional and read by JavaScript truthiness; other keys are ignored).
+    """
+    if isinstance(data, str):
+        if not data.startswith(MESSAGE_PREFIX):
+            return None
+        text = data[1:]
+    else:
+        if not data.startswith(b"^"):
+            return None
+        try:
+            text = bytes(data[1:]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FrameError(f"frame is not valid UTF-8: {exc}") from None
+    obj = _parse_json(text, "frame")
+    if not isinstance(obj, dict):
+        raise FrameError(f"frame is not a JSON object: {_shorten(data)}")
+    msg_id = obj.get("id")
+    msg = obj.get("msg")
+    index = obj.get("c")
+    if isinstance(msg_id, bool) or not isinstance(msg_id, int):
+        raise FrameError(f"frame id must be an integer, got {_describe(msg_id)}")
+    if not isinstance(msg, str):
+        raise FrameError(f"frame msg must be a string, got {type(msg).__name__}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise FrameError(f"frame c must be an integer >= 0, got {_describe(index)}")
+    return Frame(
+        id=msg_id,
+        msg=msg,
+        c=index,
+        last=_js_truthy(obj.get("last")),
+        o=_js_truthy(obj.get("o")),
+    )
+
+
+# --- reassembly --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A complete received message: the ``str`` sent, or the parsed JSON value if ``o`` was set."""
+
+    id: int
+    value: JSONValue
+
+
+class _Partial:
+    """The chunks received so far of one unfinished message."""
+
+    __slots__ = ("chunks", "length", "next_c", "started")
+
+    def __init__(self, first: str, length: int, started: float) -> None:
+        self.chunks = [first]
+        self.length = length
+        self.next_c = 1
+        self.started = started
+
+
+class Reassembler:
+    """Reassembles chunked messages keyed by (key, id) where key identifies the peer (any hashable).
+
+    Feed it every decoded frame of every peer with :meth:`feed`; it returns the :class:`Message`
+    when a final chunk completes one. A data channel is ordered, so a message's chunks must come
+    as ``c = 0, 1, 2, ...``; messages of different peers, and different ids of one peer, may
+    interleave freely. P2PT keys its buffer by id alone and never bounds it; here three caps bound
+    what a peer can make this object hold:
+
+    - ``max_message_length``: the most UTF-16 units one message may total
+      (:class:`~p2prpc.errors.MessageTooBig` beyond it);
+    - ``max_pending``: the most unfinished messages one key may have at once
+      (:class:`~p2prpc.errors.TooManyPending` for one more);
+    - ``max_age``: :meth:`expire` drops unfinished messages started more than this many seconds
+      before the ``now`` it is given (the caller owns the clock and calls it periodically).
+
+    Memory: each key holds at most ``max_pending * max_message_length`` UTF-16 units of unfinished
+    text. A Python ``str`` stores 1, 2 or 4 bytes per character, so that is at most
+    ``4 * max_pending * max_message_length`` bytes a peer, plus, while a message completes, one
+    joined copy of it (another ``4 * max_message_length`` bytes). The defaults allow 1 Gi units
+    (up to 4 GiB) a peer: lower them where peers are not trusted.
+
+    Every error leaves the reassembler usable and holding nothing of the message that failed.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_length: int = 16 * 2**20,
+        max_pending: int = 64,
+        max_age: float = 60.0,
+    ) -> None:
+        if max_message_length < 0 or max_pending < 0 or not max_age >= 0:
+            raise ValueError("max_message_length, max_pending and max_age must not be negative")
+        self._max_message_length = max_message_length
+        self._max_pending = max_pending
+        self._max_age = max_age
+        self._partials: dict[Hashable, dict[int, _Partial]] = {}
+        self._pending = 0
+        self._pending_length = 0
+
+    @property
+    def pending(self) -> int:
+        """How many unfinished messages are held, over all keys."""
+        return self._pending
+
+    @property
+    def pending_length(self) -> int:
+        """How many UTF-16 units of unfinished message text are held, over all keys."""
+        return self._pending_length
+
+    def feed(self, key: Hashable, frame: Frame, now: float) -> Message | None:
+        """Take one frame received from ``key``; return the message it completes, if any.
+
+        A ``c == 0`` frame starts a message, replacing a stale unfinished one with the same id.
+        Raises :class:`~p2prpc.errors.FrameError` for a chunk out of order (dropping that message)
+        or a final text marked ``o`` that is not JSON, :class:`~p2prpc.errors.MessageTooBig` and
+        :class:`~p2prpc.errors.TooManyPending` when a cap is passed.
+        """
+        length = js_length(frame.msg)
+        partials = self._partials.get(key)
+        partial = partials.get(frame.id) if partials is not None else None
+        if frame.c == 0:
+            if partial is not None:
+                self._drop(key, frame.id)
+                partials = self._partials.get(key)
+            if length > self._max_message_length:
+                raise MessageTooBig(
+                    f"message {frame.id} is longer than {self._max_message_length} units"
+                )
+            if frame.last:
+                return self._complete(frame.id, [frame.msg], frame.o)
+            held = len(partials) if partials is not None else 0
+            if held >= self._max_pending:
+                raise TooManyPending(
+                    f"{held} unfinished messages from this peer already (the cap); "
+                    f"message {frame.id} dropped"
+                )
+            if partials is None:
+                partials = self._partials[key] = {}
+            partials[frame.id] = _Partial(frame.msg, length, now)
+            self._pending += 1
+            self._pending_length += length
+            return None
+        if partial is None:
+            raise FrameError(f"chunk {frame.c} of message {frame.id}, which is not in progress")
+        if frame.c != partial.next_c:
+            self._drop(key, frame.id)
+            raise FrameError(
+                f"chunk {frame.c} of message {frame.id} where chunk {partial.next_c} was due; "
+                "message dropped"
+            )
+        if partial.length + length > self._max_message_length:
+            self._drop(key, frame.id)
+            raise MessageTooBig(
+                f"message {frame.id} is longer than {self._max_message_length} units; dropped"
+            )
+        partial.chunks.append(frame.msg)
+        partial.length += length
+        partial.next_c += 1
+        self._pending_length += length
+        if not frame.last:
+            return None
+        self._drop(key, frame.id)
+        return self._complete(frame.id, partial.chunks, frame.o)
+
+    def expire(self, now: float) -> int:
+        """Drop the unfinished messages started more than ``max_age`` before ``now``.
+
+        Returns how many were dropped.
+        """
+        stale = [
+            (key, msg_id)
+            for key, partials in self._partials.items()
+            for msg_id, partial in partials.items()
+            if now - partial.started > self._max_age
+        ]
+        for key, msg_id in stale:
+            self._drop(key, msg_id)
+        return len(stale)
+
+    def discard(self, key: Hashable) -> int:
+        """Drop every unfinished message of ``key`` (its peer went away); return how many."""
+        partials = self._partials.pop(key, None)
+        if partials is None:
+            return 0
+        self._pending -= len(partials)
+        self._pending_length -= sum(partial.length for partial in partials.values())
+        return len(partials)
+
+    def _drop(self, key: Hashable, msg_id: int) -> None:
+        partials = self._partials[key]
+        partial = partials.pop(msg_id)
+        if not partials:
+            del self._partials[key]
+        self._pending -= 1
+        self._pending_length -= partial.length
+
+    @staticmethod
+    def _complete(msg_id: int, chunks: list[str], is_json: bool) -> Message:
+        text = "".join(chunks)
+        if not text.isascii() and _SURROGATE.search(text):
+            text = _rejoin_surrogates(text)  # a JavaScript sender may have cut a pair in two
+        if not is_json:
+            return Message(id=msg_id, value=text)
+        value = cast(JSONValue, _parse_json(text, f"message {msg_id} (marked as JSON)"))
+        return Message(id=msg_id, value=value)
