@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .node import Node
 from .p2pt import P2PT
 from .tracker.server import TrackerServer
 
@@ -84,3 +85,45 @@ async def swarm(
             await peer.start()
         await wait_connected(result.peers, size - 1, timeout)
         yield result
+
+
+def loopback_node(announce_urls: Sequence[str], identifier: str = "p2prpc", **kwargs: Any) -> Node:
+    """A :class:`~p2prpc.node.Node` whose connections stay on loopback."""
+    kwargs.setdefault("ice_servers", [])
+    kwargs.setdefault("host_addresses", [LOOPBACK])
+    return Node(announce_urls, identifier, **kwargs)
+
+
+@dataclass
+class Mesh:
+    """A tracker and nodes started by :func:`mesh`."""
+
+    tracker: TrackerServer
+    nodes: list[Node] = field(default_factory=list)
+
+    async def add(self, identifier: str = "p2prpc", **kwargs: Any) -> Node:
+        """Start one more node in the mesh (not waiting for it to connect)."""
+        node = loopback_node([self.tracker.url], identifier, **kwargs)
+        self.nodes.append(node)
+        await node.start()
+        return node
+
+
+@asynccontextmanager
+async def mesh(
+    size: int, identifier: str = "p2prpc", *, timeout: float = 30.0, **node_kwargs: Any
+) -> AsyncIterator[Mesh]:
+    """An embedded tracker and ``size`` loopback nodes that have all said hello to each other."""
+    async with TrackerServer(LOOPBACK, 0) as tracker:
+        result = Mesh(tracker)
+        try:
+            for _ in range(size):
+                await result.add(identifier, **node_kwargs)
+            async with asyncio.timeout(timeout):
+                await tracker.wait_for(lambda stats: stats.peers >= size)
+                for node in result.nodes:
+                    await node.wait_for_peers(size - 1)
+            yield result
+        finally:
+            for node in result.nodes:
+                await node.close()

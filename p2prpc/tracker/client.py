@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -162,6 +163,8 @@ class TrackerClient:
                 with attempt:
                     ws = await self._connect()
             await self._session(ws)
+            # Not at once after a drop: a restarting tracker is not hit by every peer together.
+            await asyncio.sleep(random.uniform(0, self.reconnect_initial))
 
     def _before_reconnect(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
