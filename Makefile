@@ -38,16 +38,16 @@ pytest: install
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check p2prpc tests generated
-	$(VENV)/bin/ruff format --check p2prpc tests generated
-	$(VENV)/bin/mypy p2prpc
+	$(VENV)/bin/ruff check p2prpc tests generated examples
+	$(VENV)/bin/ruff format --check p2prpc tests generated examples
+	$(VENV)/bin/mypy p2prpc examples
 
 format: venv
-	$(VENV)/bin/ruff check --fix p2prpc tests generated
-	$(VENV)/bin/ruff format p2prpc tests generated
+	$(VENV)/bin/ruff check --fix p2prpc tests generated examples
+	$(VENV)/bin/ruff format p2prpc tests generated examples
 
 demo: venv
-	$(PY) -m p2prpc.demo
+	PYTHONPATH=generated $(PY) examples/demo.py
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .apt-installed .mypy_cache .ruff_cache .pytest_cache

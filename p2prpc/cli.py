@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .tracker import server as tracker_server
 
@@ -115,11 +117,108 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- call, peers ----------------------------------------------------------------------------------
+
+
+def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracker",
+        "-t",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="announce URL of a WebTorrent tracker (repeatable)",
+    )
+    parser.add_argument("--identifier", default="p2prpc", help="the swarm's identifier (p2prpc)")
+    parser.add_argument(
+        "--stun",
+        action="store_true",
+        help="use P2PT's default STUN servers (default: host candidates only)",
+    )
+
+
+def _swarm_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.stun else {"ice_servers": []}
+
+
+def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument("method", help="package.Service/Method (a leading / is optional)")
+    parser.add_argument(
+        "-d",
+        "--data",
+        default="{}",
+        help="the request as proto3 JSON; '@' reads one request per line from stdin (streams)",
+    )
+    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds (30)")
+    parser.add_argument("--peer", help="call this peer (40 hex characters) instead of any server")
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY: VALUE",
+        help="metadata to send (repeatable)",
+    )
+
+
+def _run_call(args: argparse.Namespace) -> int:
+    from .tools import call_json
+
+    method = args.method if args.method.startswith("/") else "/" + args.method
+    try:
+        if args.data == "@":
+            requests = [json.loads(line) for line in sys.stdin if line.strip()]
+        else:
+            requests = [json.loads(args.data)]
+    except json.JSONDecodeError as e:
+        print(f"p2prpc call: the request is not JSON: {e}", file=sys.stderr)
+        return 2
+    metadata = {}
+    for header in args.header:
+        key, sep, value = header.partition(":")
+        if not sep:
+            print(f"p2prpc call: a header is 'key: value', not {header!r}", file=sys.stderr)
+            return 2
+        metadata[key.strip()] = value.strip()
+    return asyncio.run(
+        call_json(
+            args.tracker,
+            args.identifier,
+            method,
+            requests,
+            timeout=args.timeout,
+            peer=args.peer,
+            metadata=metadata,
+            swarm_options=_swarm_options(args),
+        )
+    )
+
+
+def _add_peers_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument(
+        "--wait", type=_positive_float, default=5.0, help="seconds to listen for hellos (5)"
+    )
+
+
+def _run_peers(args: argparse.Namespace) -> int:
+    from .tools import list_peers
+
+    return asyncio.run(
+        list_peers(args.tracker, args.identifier, args.wait, swarm_options=_swarm_options(args))
+    )
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 #: Every subcommand, in the order ``--help`` lists them.
 COMMANDS: tuple[Command, ...] = (
     Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker),
+    Command("call", "call a method with JSON in and JSON out", _add_call_arguments, _run_call),
+    Command(
+        "peers", "list the swarm's nodes and what they serve", _add_peers_arguments, _run_peers
+    ),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
@@ -223,7 +223,7 @@ class _Unimplemented:
         raise unimplemented(self._method)
 
 
-def unimplemented_stream(method: str) -> Any:
+def unimplemented_stream(method: str) -> AsyncIterator[Any]:
     """What a streaming servicer method that was not overridden returns."""
     return _Unimplemented(method)
 

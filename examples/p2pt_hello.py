@@ -1,4 +1,4 @@
-"""`make demo`: P2PT's own example, in Python, over the embedded tracker on loopback.
+"""P2PT's own example, in Python, over the embedded tracker on loopback.
 
 Two peers find each other through the tracker. Each greets every peer it meets with "Hi"; whoever
 receives "Hi" answers "Hello !", the greeter answers that with "Bye", and the conversation ends with
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from .p2pt import P2PT, Peer
-from .testing import loopback_p2pt
-from .tracker.server import TrackerServer
-from .wire.frames import JSONValue
+from p2prpc import P2PT, Peer
+from p2prpc.testing import loopback_p2pt
+from p2prpc.tracker.server import TrackerServer
+from p2prpc.wire.frames import JSONValue
 
 
 def make_peer(name: str, announce_urls: list[str], done: asyncio.Event) -> P2PT:
