@@ -135,10 +135,19 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use P2PT's default STUN servers (default: host candidates only)",
     )
+    parser.add_argument(
+        "--host-address",
+        action="append",
+        metavar="ADDRESS",
+        help="offer only this local address as ICE host candidate (repeatable; e.g. 127.0.0.1)",
+    )
 
 
 def _swarm_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.stun else {"ice_servers": []}
+    options: dict[str, Any] = {} if args.stun else {"ice_servers": []}
+    if args.host_address:
+        options["host_addresses"] = args.host_address
+    return options
 
 
 def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
