@@ -1,0 +1,66 @@
+"""What the renderers of one generated module share: names in use, imports, comments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.descriptor_pb2 import FileDescriptorProto
+
+from p2prpc.codegen.source import ImportStatement
+from p2prpc.codegen.symbols import SymbolTable, module_import
+
+RUNTIME = "p2prpc.rpc"
+"""The module generated code calls into, imported as itself: ``p2prpc.rpc.UnaryUnaryMethod``."""
+
+
+class FileScope:
+    """The context in which the renderers write one ``_p2prpc.py`` module.
+
+    Renderers ask it for the Python names they use (message classes, ``typing`` helpers), and it
+    records the imports those names need, so the module imports exactly what it uses.
+    """
+
+    def __init__(self, file: FileDescriptorProto, symbols: SymbolTable) -> None:
+        self.file = file
+        self._symbols = symbols
+        self._comments = {
+            tuple(location.path): location.leading_comments
+            for location in file.source_code_info.location
+            if location.leading_comments
+        }
+        self._stdlib: set[ImportStatement] = set()
+        self._messages: set[ImportStatement] = set()
+        self._runtime = False
+
+    def message(self, type_name: str) -> str:
+        """The expression for the class of message ``type_name`` (``.pkg.Outer.Inner``)."""
+        message = self._symbols.message(type_name)
+        self._messages.add(module_import(message.module))
+        return message.expression
+
+    def runtime(self, name: str) -> str:
+        """The expression for ``name`` in the p2prpc runtime (``p2prpc.rpc.<name>``)."""
+        self._runtime = True
+        return f"{RUNTIME}.{name}"
+
+    def typing(self, name: str) -> str:
+        """The expression for a typing helper, ``Any`` or ``AsyncIterator``, imported by name."""
+        module = "collections.abc" if name == "AsyncIterator" else "typing"
+        self._stdlib.add(ImportStatement(module, name))
+        return name
+
+    def comments(self, path: Sequence[int]) -> str:
+        """The leading comments of the element at ``path`` in ``SourceCodeInfo`` (or ``""``).
+
+        ``path`` is as in ``descriptor.proto``: ``(6, i)`` is service ``i``, ``(6, i, 2, j)`` its
+        method ``j``.
+        """
+        return self._comments.get(tuple(path), "")
+
+    def import_sections(self) -> list[set[ImportStatement]]:
+        """The imports the names handed out need, in ruff's isort sections.
+
+        They are the standard library, third party (protoc's modules), first party (p2prpc).
+        """
+        runtime = {ImportStatement(RUNTIME)} if self._runtime else set()
+        return [self._stdlib, self._messages, runtime]
