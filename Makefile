@@ -11,10 +11,10 @@ JS     := tests/interop/js
 all: test
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 npm: $(JS)/node_modules/.installed
@@ -40,11 +40,17 @@ pytest: install
 lint: venv
 	$(VENV)/bin/ruff check p2prpc tests generated examples
 	$(VENV)/bin/ruff format --check p2prpc tests generated examples
-	$(VENV)/bin/mypy p2prpc examples
+	$(VENV)/bin/mypy p2prpc examples generated
 
 format: venv
 	$(VENV)/bin/ruff check --fix p2prpc tests generated examples
 	$(VENV)/bin/ruff format p2prpc tests generated examples
+
+# generated/ is what protoc and our plugin make of protos/; a test fails when they differ.
+gen: venv
+	rm -rf generated && mkdir generated
+	$(VENV)/bin/p2prpc gen -I protos -o generated $$(find protos -name '*.proto' | LC_ALL=C sort)
+	$(VENV)/bin/ruff format --quiet generated
 
 demo: venv
 	PYTHONPATH=generated $(PY) examples/demo.py

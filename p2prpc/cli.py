@@ -219,11 +219,33 @@ def _run_peers(args: argparse.Namespace) -> int:
     )
 
 
+# -- gen ------------------------------------------------------------------------------------------
+
+
+def _add_gen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protos", nargs="+", metavar="FILE.proto", help=".proto files to compile")
+    parser.add_argument(
+        "-I",
+        "--proto-path",
+        action="append",
+        metavar="DIR",
+        help="import root (repeatable; default: the current directory)",
+    )
+    parser.add_argument("-o", "--out", default=".", help="output directory (.)")
+
+
+def _run_gen(args: argparse.Namespace) -> int:
+    from .codegen.protoc import generate
+
+    return generate(args.protos, include=args.proto_path or ["."], out=args.out)
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 #: Every subcommand, in the order ``--help`` lists them.
 COMMANDS: tuple[Command, ...] = (
     Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker),
+    Command("gen", "generate messages, stubs and servicers", _add_gen_arguments, _run_gen),
     Command("call", "call a method with JSON in and JSON out", _add_call_arguments, _run_call),
     Command(
         "peers", "list the swarm's nodes and what they serve", _add_peers_arguments, _run_peers
