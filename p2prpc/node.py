@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +145,12 @@ class Node(AsyncIOEventEmitter):
         self._in_flight: dict[str, int] = {}
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Receives every ``pub`` envelope (set by :mod:`p2prpc.pubsub`).
+        self.publish_handler: Callable[[str, Envelope], None] | None = None
+        #: More to say in the hello (set by the layers above).
+        self.hello_extra: dict[str, JSONValue] = {}
+        #: Anything the layers above keep per node (the pub/sub router).
+        self.extensions: dict[str, Any] = {}
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
@@ -218,11 +224,16 @@ class Node(AsyncIOEventEmitter):
     def hello(self) -> dict[str, JSONValue]:
         """The hello this node sends."""
         return {
+            **self.hello_extra,
             "v": PROTOCOL_VERSION,
             "binary": self.binary,
             "services": list[JSONValue](sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
         }
+
+    def announce_change(self) -> None:
+        """Say hello again to every peer (what this node serves or subscribes to changed)."""
+        self._announce_change()
 
     def _announce_change(self) -> None:
         if not self.p2pt.peers:
@@ -324,9 +335,10 @@ class Node(AsyncIOEventEmitter):
     def close_server_call(self, peer_id: str, call_id: int) -> None:
         self._server_calls.pop((peer_id, call_id), None)
 
-    def send(self, peer_id: str, envelope: Envelope) -> None:
-        """Send an envelope in the form this peer reads. Raises PeerClosed when it is gone."""
-        if self.is_binary(peer_id):
+    def send(self, peer_id: str, envelope: Envelope, *, binary: bool | None = None) -> None:
+        """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
+        which must be one it reads). Raises PeerClosed when the peer is gone."""
+        if binary if binary is not None else self.is_binary(peer_id):
             self.p2pt.send_raw(peer_id, to_binary(envelope))
         else:
             self.p2pt.post(peer_id, to_json(envelope), envelope.call_id)
@@ -381,6 +393,9 @@ class Node(AsyncIOEventEmitter):
         kind = envelope.kind
         if kind is Kind.HELLO:
             self._on_hello(peer_id, envelope.hello or {})
+        elif kind is Kind.PUBLISH:
+            if self.publish_handler is not None:
+                self.publish_handler(peer_id, envelope)
         elif kind is Kind.CALL:
             self._on_call(peer_id, envelope)
         elif kind in (Kind.MSG, Kind.END, Kind.CANCEL):

@@ -198,6 +198,11 @@ class P2PT(AsyncIOEventEmitter):
     has this many channels are not answered (each tracker and each re-announce would add one). An
     incoming message being reassembled holds at most twice ``max_message_length`` bytes, so one peer
     holds at most ``max_pending`` times that.
+
+    Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
+    connects to (offers from more are not answered, announces carry only the offers still
+    wanted); below ``min_peers`` (half of ``max_peers`` by default) while the trackers know more
+    peers, it announces again every few seconds, and whenever a peer leaves it asks for more.
     """
 
     def __init__(
@@ -212,6 +217,8 @@ class P2PT(AsyncIOEventEmitter):
         max_pending: int = 64,
         max_message_age: float = 60.0,
         max_channels_per_peer: int = 4,
+        max_peers: int | None = None,
+        min_peers: int | None = None,
         tracker_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -223,6 +230,11 @@ class P2PT(AsyncIOEventEmitter):
         self._rtc_options = RTCOptions(ice_servers=ice_servers, host_addresses=host_addresses)
         self.reply_timeout = reply_timeout
         self.max_channels_per_peer = max_channels_per_peer
+        if max_peers is not None and max_peers < 1:
+            raise ValueError("max_peers must be at least 1")
+        self.max_peers = max_peers
+        self.min_peers = min_peers if min_peers is not None else (max_peers or 0) // 2
+        self._swarm_sizes: dict[str, int] = {}
         self._reassembler = Reassembler(
             max_message_length=max_message_length,
             max_pending=max_pending,
@@ -389,10 +401,28 @@ class P2PT(AsyncIOEventEmitter):
         return self._rtc_options
 
     def accepts_offer_from(self, peer_id: str) -> bool:
+        if self._destroyed:
+            return False
         remote = self._remotes.get(peer_id)
-        return not self._destroyed and (
-            remote is None or len(remote.channels) < self.max_channels_per_peer
-        )
+        if remote is not None and remote.channels:
+            return len(remote.channels) < self.max_channels_per_peer
+        return self.max_peers is None or self._degree() < self.max_peers
+
+    def offers_wanted(self, most: int) -> int:
+        """How many offers the next announce should carry (at most ``most``)."""
+        if self.max_peers is None:
+            return most
+        return max(0, min(most, self.max_peers - self._degree()))
+
+    def hungry(self) -> bool:
+        """Below ``min_peers`` while the trackers know of more peers: announce again soon."""
+        if self.max_peers is None or self._destroyed:
+            return False
+        known = max(self._swarm_sizes.values(), default=0) - 1
+        return self._degree() < min(self.min_peers, known)
+
+    def _degree(self) -> int:
+        return sum(1 for r in self._remotes.values() if r.channels)
 
     def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
         if self._destroyed:
@@ -403,6 +433,7 @@ class P2PT(AsyncIOEventEmitter):
         channel.on_close = lambda: self._on_channel_close(channel)
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
+        self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
         self.emit("trackerconnect", tracker, self.get_tracker_stats())
 
     def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None:
@@ -426,6 +457,9 @@ class P2PT(AsyncIOEventEmitter):
         assert channel.peer_id is not None
         remote = self._remotes.get(channel.peer_id)
         new = remote is None or not remote.channels
+        if new and self.max_peers is not None and self._degree() >= self.max_peers:
+            channel.close()  # answers to several offers can arrive at once: keep the bound
+            return
         if remote is None:
             remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
         remote.channels[channel.name] = channel
@@ -445,6 +479,8 @@ class P2PT(AsyncIOEventEmitter):
             self._fail_waiting(remote, PeerClosed(f"peer {remote.id} closed"))
             if not self._destroyed:
                 self.emit("peerclose", Peer(self, remote, channel.name))
+                if self.max_peers is not None and self._degree() < self.max_peers:
+                    self.request_more_peers()
 
     def _fail_waiting(self, remote: _RemotePeer, error: Exception) -> None:
         waiting = list(remote.waiting.values())

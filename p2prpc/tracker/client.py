@@ -61,6 +61,14 @@ class Swarm(Protocol):
         """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
         ...
 
+    def offers_wanted(self, most: int) -> int:
+        """How many offers to announce with (the swarm may be at its bound on peers)."""
+        ...
+
+    def hungry(self) -> bool:
+        """Whether to announce again soon rather than at the tracker's interval."""
+        ...
+
     def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
         """A channel to ``channel.peer_id`` is connecting; the swarm takes it over."""
         ...
@@ -90,6 +98,7 @@ class TrackerClient:
         reconnect_max: float = 60.0,
         max_message_size: int = 1024 * 1024,
         open_timeout: float = 10.0,
+        hungry_interval: float = 3.0,
     ) -> None:
         self.announce_url = announce_url
         self.swarm = swarm
@@ -101,6 +110,7 @@ class TrackerClient:
         self.reconnect_max = reconnect_max
         self.max_message_size = max_message_size
         self.open_timeout = open_timeout
+        self.hungry_interval = hungry_interval
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -202,13 +212,16 @@ class TrackerClient:
     async def _announce_loop(self, ws: ClientConnection) -> None:
         self._announce_requested.set()  # announce on every (re)connect
         while True:
+            wait = self.interval
+            if self.swarm.hungry():  # too few peers, more are there: ask again soon
+                wait = min(wait, random.uniform(0.5, 1.0) * self.hungry_interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._announce_requested.wait(), self.interval)
+                await asyncio.wait_for(self._announce_requested.wait(), wait)
             self._announce_requested.clear()
             await self._announce(ws)
 
     async def _announce(self, ws: ClientConnection) -> None:
-        count = min(self.numwant, self.max_offers)
+        count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
         offers = await asyncio.gather(*(self._make_offer() for _ in range(count)))
         message = Announce(
             info_hash=self.swarm.info_hash,

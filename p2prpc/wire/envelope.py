@@ -57,6 +57,7 @@ class Kind(enum.IntEnum):
     REPLY = 5
     STATUS = 6
     HELLO = 7
+    PUBLISH = 8
 
 
 class Flags(enum.IntFlag):
@@ -87,12 +88,17 @@ class Envelope:
     has_payload: bool = False
     status: Status | None = None
     hello: Mapping[str, Any] | None = None
+    topic: str | None = None  # PUBLISH: the topic
+    origin: str | None = None  # PUBLISH: the publisher's peer id (hex)
+    hops: int = 0  # PUBLISH: how many more times it may be relayed
+    relayed_to: tuple[str, ...] = ()  # PUBLISH: peers the previous hop also sent it to
 
 
 # -- JSON form ----------------------------------------------------------------------------------
 
 _KINDS_BY_KEY = (
     ("hello", Kind.HELLO),
+    ("pub", Kind.PUBLISH),
     ("call", Kind.CALL),
     ("cancel", Kind.CANCEL),
     ("status", Kind.STATUS),
@@ -137,7 +143,18 @@ def to_json(env: Envelope) -> dict[str, Any]:
         assert env.status is not None
         out.update(_status_json(env.status))
         out["seq"] = env.seq
+    elif env.kind is Kind.PUBLISH:
+        out.update(_publish_header(env))
+        out["msg"] = env.payload
+        out["seq"] = env.seq
     return out
+
+
+def _publish_header(env: Envelope) -> dict[str, Any]:
+    header: dict[str, Any] = {"pub": env.topic, "from": env.origin, "hops": env.hops}
+    if env.relayed_to:
+        header["to"] = list(env.relayed_to)
+    return header
 
 
 def _status_json(status: Status) -> dict[str, Any]:
@@ -178,6 +195,10 @@ def from_json(value: object, call_id: int) -> Envelope:
         )
     if kind is Kind.CANCEL:
         return Envelope(Kind.CANCEL, call_id)
+    if kind is Kind.PUBLISH:
+        if "msg" not in value:
+            raise EnvelopeError("a publish carries its message in msg")
+        return _publish(value, call_id, seq if "seq" in value else None, value["msg"])
     if kind is Kind.STATUS:
         status = _status(value["status"], value.get("trailers"))
         if "reply" in value:
@@ -190,6 +211,39 @@ def from_json(value: object, call_id: int) -> Envelope:
     if kind is Kind.END:
         return Envelope(Kind.END, call_id, seq)
     return Envelope(Kind.MSG, call_id, seq, payload=value["msg"], has_payload=True)
+
+
+def _publish(header: Mapping[str, Any], call_id: int, seq: int | None, payload: Any) -> Envelope:
+    topic = header.get("pub")
+    if not isinstance(topic, str) or not 0 < len(topic) <= 256:
+        raise EnvelopeError("pub must name a topic (1 to 256 characters)")
+    origin = header.get("from")
+    if origin is not None and not _is_peer_id(origin):
+        raise EnvelopeError("from must be a peer id (40 hex characters)")
+    hops = header.get("hops", 0)
+    if not isinstance(hops, int) or isinstance(hops, bool) or not 0 <= hops <= 255:
+        raise EnvelopeError("hops must be an integer from 0 to 255")
+    relayed = header.get("to", [])
+    if not isinstance(relayed, list) or len(relayed) > 256 or not all(map(_is_peer_id, relayed)):
+        raise EnvelopeError("to must list peer ids")
+    return Envelope(
+        Kind.PUBLISH,
+        call_id,
+        # A publisher that numbers nothing (a plain P2PT app) is numbered by whoever receives it.
+        seq if seq is not None else -1,
+        payload=payload,
+        has_payload=True,
+        topic=topic,
+        origin=origin,
+        hops=hops,
+        relayed_to=tuple(relayed),
+    )
+
+
+def _is_peer_id(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def _valid_method(method: str) -> bool:
@@ -252,6 +306,8 @@ def _json_header(env: Envelope) -> dict[str, Any]:
             header["metadata"] = dict(env.metadata)
     elif env.kind is Kind.HELLO:
         header["hello"] = dict(env.hello or {})
+    elif env.kind is Kind.PUBLISH:
+        header.update(_publish_header(env))
     if env.status is not None:
         header.update(_status_json(env.status))
     return header
@@ -414,6 +470,10 @@ def _build(
         if not isinstance(hello, dict):
             raise EnvelopeError("hello must be an object")
         return Envelope(Kind.HELLO, call_id, hello=hello)
+    if kind is Kind.PUBLISH:
+        if not has_payload:
+            raise EnvelopeError("publish frame without a payload")
+        return _publish(header, call_id, seq, payload)
     if kind in (Kind.MSG, Kind.REPLY) and not has_payload:
         raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
     return Envelope(

@@ -1,0 +1,375 @@
+"""Publish/subscribe over a swarm that need not be a full mesh.
+
+Every published message has a unique id, (publisher, topic, sequence number). The publisher sends
+it to every neighbour that relays or subscribes; a node that receives a message it has not seen
+delivers it to its local subscribers and relays it to its own neighbours, minus the ones the
+previous hop already sent it to, while its hop budget lasts. A seen cache with a time to live drops
+the copies that arrive by other paths, and a small reorder buffer per (publisher, topic) delivers
+each publisher's messages in order.
+
+Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`` seconds; a
+reorder buffer holds at most ``reorder_window`` messages for ``reorder_timeout`` seconds before
+giving up on the gap; each subscription queues at most its ``maxsize`` messages (past that the
+oldest are dropped and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from ..errors import PeerClosed
+from ..wire.envelope import Envelope, Kind
+from ..wire.frames import new_message_id
+
+if TYPE_CHECKING:
+    from ..node import Node, PeerInfo
+
+logger = logging.getLogger(__name__)
+
+#: How many times a message may be relayed beyond its publisher's neighbours.
+DEFAULT_HOPS = 8
+
+_MISSING: Any = object()
+
+
+@dataclass(slots=True)
+class _Order:
+    """Delivery order of one (publisher, topic): the next sequence number and what waits."""
+
+    next_seq: int
+    waiting: dict[int, Envelope] = field(default_factory=dict)
+    gap_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class PubSubStats:
+    """Counters, for tests and for watching a node."""
+
+    published: int = 0
+    received: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    relayed: int = 0
+    skipped_gaps: int = 0
+    late: int = 0
+    bad_payloads: int = 0
+    unconvertible: int = 0
+
+
+class Router:
+    """The pub/sub state of one node; :func:`router_of` gives the node's one router."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        hops: int = DEFAULT_HOPS,
+        seen_ttl: float = 120.0,
+        seen_max: int = 100_000,
+        reorder_window: int = 256,
+        reorder_timeout: float = 2.0,
+    ) -> None:
+        self.node = node
+        self.hops = hops
+        self.seen_ttl = seen_ttl
+        self.seen_max = seen_max
+        self.reorder_window = reorder_window
+        self.reorder_timeout = reorder_timeout
+        self.stats = PubSubStats()
+        self._sinks: dict[str, set[Callable[[Envelope], None]]] = {}
+        self._seq: dict[str, int] = {}
+        self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+        self._order: dict[tuple[str, str], _Order] = {}
+        self._anonymous_seq: dict[str, int] = {}
+        self._types: dict[str, type[Message]] = {}
+        node.publish_handler = self._on_publish
+        node.hello_extra["relay"] = True
+        node.on("peerclose", self._on_peerclose)
+        node.announce_change()
+
+    # -- local subscribers --------------------------------------------------------------------
+
+    def register_type(self, topic: str, message_type: type[Message]) -> None:
+        """Know a topic's message type, so relayed messages can change form."""
+        self._types[topic] = message_type
+
+    def add_sink(self, topic: str, sink: Callable[[Envelope], None]) -> None:
+        """Hand every message of ``topic`` to ``sink``; the node then says it subscribes."""
+        sinks = self._sinks.setdefault(topic, set())
+        sinks.add(sink)
+        if len(sinks) == 1:
+            self.node.add_topic(topic)
+
+    def remove_sink(self, topic: str, sink: Callable[[Envelope], None]) -> None:
+        sinks = self._sinks.get(topic)
+        if sinks is None:
+            return
+        sinks.discard(sink)
+        if not sinks:
+            del self._sinks[topic]
+            self.node.remove_topic(topic)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: Payload) -> int:
+        """Publish one message; returns how many neighbours it went to."""
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        origin = self.node.peer_id
+        self._remember((origin, topic, seq))
+        self.stats.published += 1
+        envelope = Envelope(
+            Kind.PUBLISH, 0, seq, topic=topic, origin=origin, hops=self.hops, has_payload=True
+        )
+        return self._send_on(envelope, payload, exclude={origin})
+
+    def _send_on(self, envelope: Envelope, payload: Payload, exclude: set[str]) -> int:
+        assert envelope.topic is not None
+        targets = [
+            pid
+            for pid, info in self.node.peers.items()
+            if pid not in exclude and _wants(info, envelope.topic)
+        ]
+        if not targets:
+            return 0
+        relayed_to = tuple(sorted(targets))
+        sent = 0
+        for pid in targets:
+            form = payload.form_for(self.node.is_binary(pid))
+            if form is None:
+                self.stats.unconvertible += 1
+                continue
+            binary, data = form
+            out = Envelope(
+                Kind.PUBLISH,
+                new_message_id(),
+                envelope.seq,
+                payload=data,
+                has_payload=True,
+                topic=envelope.topic,
+                origin=envelope.origin,
+                hops=envelope.hops,
+                relayed_to=relayed_to,
+            )
+            try:
+                self.node.send(pid, out, binary=binary)
+                sent += 1
+            except PeerClosed:
+                pass
+        return sent
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_publish(self, peer_id: str, envelope: Envelope) -> None:
+        topic = envelope.topic
+        assert topic is not None
+        origin = envelope.origin or peer_id
+        seq = envelope.seq
+        if seq < 0:  # a publisher that numbers nothing: number its messages as they come
+            seq = self._anonymous_seq.get(f"{origin}/{topic}", 0)
+            self._anonymous_seq[f"{origin}/{topic}"] = seq + 1
+        key = (origin, topic, seq)
+        self.stats.received += 1
+        if origin == self.node.peer_id or self._seen_before(key):
+            self.stats.duplicates += 1
+            return
+        self._remember(key)
+        numbered = Envelope(
+            Kind.PUBLISH,
+            envelope.call_id,
+            seq,
+            payload=envelope.payload,
+            has_payload=True,
+            topic=topic,
+            origin=origin,
+            hops=envelope.hops,
+            relayed_to=envelope.relayed_to,
+        )
+        if envelope.hops > 0:
+            exclude = {peer_id, origin, *envelope.relayed_to}
+            relay = Envelope(
+                Kind.PUBLISH, 0, seq, topic=topic, origin=origin, hops=envelope.hops - 1
+            )
+            payload = Payload.received(envelope.payload, self._types.get(topic))
+            self.stats.relayed += self._send_on(relay, payload, exclude)
+        if topic in self._sinks:
+            self._in_order(numbered)
+
+    def _in_order(self, envelope: Envelope) -> None:
+        assert envelope.origin is not None and envelope.topic is not None
+        stream = (envelope.origin, envelope.topic)
+        order = self._order.get(stream)
+        if order is None:  # the first we hear of this publisher: start where it is
+            order = self._order[stream] = _Order(envelope.seq)
+        if envelope.seq < order.next_seq:
+            self.stats.late += 1
+            return
+        if envelope.seq > order.next_seq:
+            order.waiting[envelope.seq] = envelope
+            if len(order.waiting) > self.reorder_window:
+                self._skip_gap(stream)
+            elif order.gap_timer is None:
+                loop = asyncio.get_running_loop()
+                order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+            return
+        self._deliver(envelope)
+        order.next_seq += 1
+        self._drain(order)
+
+    def _drain(self, order: _Order) -> None:
+        while order.next_seq in order.waiting:
+            self._deliver(order.waiting.pop(order.next_seq))
+            order.next_seq += 1
+        if not order.waiting and order.gap_timer is not None:
+            order.gap_timer.cancel()
+            order.gap_timer = None
+
+    def _skip_gap(self, stream: tuple[str, str]) -> None:
+        """Give up on missing messages: deliver what waits from the lowest number on."""
+        order = self._order.get(stream)
+        if order is None or not order.waiting:
+            return
+        if order.gap_timer is not None:
+            order.gap_timer.cancel()
+            order.gap_timer = None
+        lowest = min(order.waiting)
+        self.stats.skipped_gaps += lowest - order.next_seq
+        order.next_seq = lowest
+        self._drain(order)
+        if order.waiting:
+            loop = asyncio.get_running_loop()
+            order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+
+    def _deliver(self, envelope: Envelope) -> None:
+        assert envelope.topic is not None
+        self.stats.delivered += 1
+        for sink in list(self._sinks.get(envelope.topic, ())):
+            sink(envelope)
+
+    # -- the seen cache -----------------------------------------------------------------------
+
+    def _seen_before(self, key: tuple[str, str, int]) -> bool:
+        self._expire_seen()
+        return key in self._seen
+
+    def _remember(self, key: tuple[str, str, int]) -> None:
+        self._seen[key] = time.monotonic() + self.seen_ttl
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.seen_max:
+            self._seen.popitem(last=False)
+
+    def _expire_seen(self) -> None:
+        now = time.monotonic()
+        while self._seen:
+            key, expiry = next(iter(self._seen.items()))
+            if expiry > now:
+                break
+            del self._seen[key]
+
+    def _on_peerclose(self, peer_id: str) -> None:
+        for stream in [s for s in self._order if s[0] == peer_id]:
+            order = self._order[stream]
+            if not order.waiting:
+                if order.gap_timer is not None:
+                    order.gap_timer.cancel()
+                del self._order[stream]
+
+    def close(self) -> None:
+        for order in self._order.values():
+            if order.gap_timer is not None:
+                order.gap_timer.cancel()
+        self._order.clear()
+
+
+def _wants(info: PeerInfo, topic: str) -> bool:
+    """Whether a neighbour gets a topic's messages: it subscribes, or it relays for others."""
+    return topic in info.topics or info.extra.get("relay") is True
+
+
+class Payload:
+    """A message in the forms it can be sent in: protobuf bytes, proto3 JSON, or both.
+
+    A relay that knows the topic's message type converts between the forms; one that does not
+    passes on the form it received (every node reads JSON; only binary-capable nodes read bytes).
+    """
+
+    __slots__ = ("_binary", "_json", "_message", "_type")
+
+    def __init__(
+        self,
+        *,
+        message: Message | None = None,
+        binary: bytes | None = None,
+        json: Any = _MISSING,
+        message_type: type[Message] | None = None,
+    ) -> None:
+        self._message = message
+        self._binary = binary
+        self._json = json
+        self._type = message_type
+
+    @classmethod
+    def of(cls, message: Message) -> Payload:
+        return cls(message=message, message_type=type(message))
+
+    @classmethod
+    def received(cls, data: Any, message_type: type[Message] | None) -> Payload:
+        if isinstance(data, bytes | bytearray | memoryview):
+            return cls(binary=bytes(data), message_type=message_type)
+        return cls(json=data, message_type=message_type)
+
+    def form_for(self, binary_peer: bool) -> tuple[bool, Any] | None:
+        """(binary?, data) to send to a peer that does (or does not) read binary envelopes."""
+        if binary_peer:
+            data = self._bytes()
+            if data is not None:
+                return True, data
+        json_value = self._json_value()
+        if json_value is not _MISSING:
+            return False, json_value
+        return None
+
+    def _bytes(self) -> bytes | None:
+        if self._binary is None:
+            message = self._parsed()
+            if message is not None:
+                self._binary = message.SerializeToString()
+        return self._binary
+
+    def _json_value(self) -> Any:
+        if self._json is _MISSING:
+            message = self._parsed()
+            if message is not None:
+                self._json = json_format.MessageToDict(message)
+        return self._json
+
+    def _parsed(self) -> Message | None:
+        if self._message is None and self._type is not None:
+            try:
+                if self._binary is not None:
+                    self._message = self._type.FromString(self._binary)
+                elif self._json is not _MISSING:
+                    message = self._type()
+                    json_format.ParseDict(self._json, message, True)
+                    self._message = message
+            except (DecodeError, json_format.ParseError, TypeError, ValueError):
+                return None
+        return self._message
+
+
+def router_of(node: Node) -> Router:
+    """The node's pub/sub router, created on first use."""
+    router = node.extensions.get("pubsub")
+    if router is None:
+        router = node.extensions["pubsub"] = Router(node)
+    assert isinstance(router, Router)
+    return router

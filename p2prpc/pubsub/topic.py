@@ -1,0 +1,163 @@
+"""Typed topics: ``await topic.publish(msg)`` and ``async for received in topic.subscribe()``."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from ..wire.envelope import Envelope
+from .router import Payload, router_of
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Received(Generic[T]):
+    """One message of a topic, with who published it (``sender``, a peer id) and its number."""
+
+    message: T
+    sender: str
+    seq: int
+    topic: str
+
+
+class Subscription(AsyncIterator[Received[T]]):
+    """The messages of one topic for one reader, in a bounded queue.
+
+    A reader slower than the publishers loses the oldest messages past ``maxsize``; ``dropped``
+    counts them. Nobody else waits for a slow reader. Iterate it, and ``close()`` it (or use it as
+    an async context manager) to unsubscribe.
+    """
+
+    def __init__(self, topic: _TopicBase[T], maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.topic = topic
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._queue: deque[Received[T]] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+        router_of(topic.node).add_sink(topic.name, self._put)
+
+    def _put(self, envelope: Envelope) -> None:
+        value = self.topic._decode(envelope.payload)
+        if value is None:
+            router_of(self.topic.node).stats.bad_payloads += 1
+            return
+        assert envelope.origin is not None
+        if len(self._queue) >= self.maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(Received(value, envelope.origin, envelope.seq, self.topic.name))
+        self._ready.set()
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> Received[T]:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
+    def pending(self) -> int:
+        """Messages waiting to be read."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Unsubscribe; iteration ends once what is queued has been read."""
+        if not self._closed:
+            self._closed = True
+            router_of(self.topic.node).remove_sink(self.topic.name, self._put)
+            self._ready.set()
+
+    async def __aenter__(self) -> Subscription[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _TopicBase(abc.ABC, Generic[T]):
+    def __init__(self, node: Node, name: str) -> None:
+        if not 0 < len(name) <= 256:
+            raise ValueError("a topic name has 1 to 256 characters")
+        self.node = node
+        self.name = name
+
+    def subscribe(self, maxsize: int = 1024) -> Subscription[T]:
+        """Start receiving this topic's messages (the node tells its peers it subscribes)."""
+        return Subscription(self, maxsize)
+
+    @abc.abstractmethod
+    def _decode(self, payload: Any) -> T | None:
+        """A received payload as this topic's messages, or None when it is not one."""
+
+    @property
+    def stats(self) -> Any:
+        """The node's pub/sub counters (published, delivered, duplicates, relayed, ...)."""
+        return router_of(self.node).stats
+
+
+class Topic(_TopicBase[M]):
+    """A topic whose messages are of one protobuf type (generated code makes these)."""
+
+    def __init__(self, node: Node, name: str, message_type: type[M]) -> None:
+        super().__init__(node, name)
+        self.message_type = message_type
+        router_of(node).register_type(name, message_type)
+
+    async def publish(self, message: M) -> int:
+        """Publish to the swarm; returns how many neighbours it was sent to directly."""
+        if not isinstance(message, self.message_type):
+            raise TypeError(
+                f"topic {self.name} carries {self.message_type.__name__}, "
+                f"not {type(message).__name__}"
+            )
+        return router_of(self.node).publish(self.name, Payload.of(message))
+
+    def _decode(self, payload: Any) -> M | None:
+        try:
+            if isinstance(payload, bytes | bytearray | memoryview):
+                return self.message_type.FromString(bytes(payload))
+            message = self.message_type()
+            json_format.ParseDict(payload, message, True)
+            return message
+        except (DecodeError, json_format.ParseError, TypeError, ValueError, RecursionError) as e:
+            what = self.message_type.__name__
+            logger.warning("topic %s: a message that is not a %s: %s", self.name, what, e)
+            return None
+
+
+class RawTopic(_TopicBase[Any]):
+    """A topic known only at run time: JSON values in, JSON values out.
+
+    Messages that arrive in the binary form (from typed publishers to binary-capable nodes) come
+    out as ``bytes``: without the type, they cannot be read.
+    """
+
+    async def publish(self, value: Any) -> int:
+        """Publish a JSON value; returns how many neighbours it was sent to directly."""
+        return router_of(self.node).publish(self.name, Payload(json=value))
+
+    def _decode(self, payload: Any) -> Any:
+        if isinstance(payload, bytearray | memoryview):
+            return bytes(payload)
+        return payload
