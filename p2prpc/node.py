@@ -183,6 +183,10 @@ class Node(AsyncIOEventEmitter):
             sink.on_peer_lost()
         self._client_calls.clear()
         self._server_calls.clear()
+        for extension in self.extensions.values():
+            close = getattr(extension, "close", None)
+            if callable(close):
+                close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

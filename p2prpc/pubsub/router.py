@@ -19,9 +19,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -39,6 +38,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOPS = 8
 
 _MISSING: Any = object()
+
+
+class Sink(Protocol):
+    """A local reader of a topic (a :class:`~p2prpc.pubsub.Subscription`)."""
+
+    def deliver(self, envelope: Envelope) -> None: ...
+
+    def end(self) -> None:
+        """The node is closing: no more messages will come."""
+        ...
 
 
 @dataclass(slots=True)
@@ -85,7 +94,7 @@ class Router:
         self.reorder_window = reorder_window
         self.reorder_timeout = reorder_timeout
         self.stats = PubSubStats()
-        self._sinks: dict[str, set[Callable[[Envelope], None]]] = {}
+        self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
         self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()
         self._order: dict[tuple[str, str], _Order] = {}
@@ -102,14 +111,14 @@ class Router:
         """Know a topic's message type, so relayed messages can change form."""
         self._types[topic] = message_type
 
-    def add_sink(self, topic: str, sink: Callable[[Envelope], None]) -> None:
+    def add_sink(self, topic: str, sink: Sink) -> None:
         """Hand every message of ``topic`` to ``sink``; the node then says it subscribes."""
         sinks = self._sinks.setdefault(topic, set())
         sinks.add(sink)
         if len(sinks) == 1:
             self.node.add_topic(topic)
 
-    def remove_sink(self, topic: str, sink: Callable[[Envelope], None]) -> None:
+    def remove_sink(self, topic: str, sink: Sink) -> None:
         sinks = self._sinks.get(topic)
         if sinks is None:
             return
@@ -253,7 +262,7 @@ class Router:
         assert envelope.topic is not None
         self.stats.delivered += 1
         for sink in list(self._sinks.get(envelope.topic, ())):
-            sink(envelope)
+            sink.deliver(envelope)
 
     # -- the seen cache -----------------------------------------------------------------------
 
@@ -284,10 +293,15 @@ class Router:
                 del self._order[stream]
 
     def close(self) -> None:
+        """The node is closing: stop timers, end every subscription."""
         for order in self._order.values():
             if order.gap_timer is not None:
                 order.gap_timer.cancel()
         self._order.clear()
+        sinks = [sink for sinks in self._sinks.values() for sink in sinks]
+        self._sinks.clear()
+        for sink in sinks:
+            sink.end()
 
 
 def _wants(info: PeerInfo, topic: str) -> bool:

@@ -52,9 +52,10 @@ class Subscription(AsyncIterator[Received[T]]):
         self._queue: deque[Received[T]] = deque()
         self._ready = asyncio.Event()
         self._closed = False
-        router_of(topic.node).add_sink(topic.name, self._put)
+        router_of(topic.node).add_sink(topic.name, self)
 
-    def _put(self, envelope: Envelope) -> None:
+    def deliver(self, envelope: Envelope) -> None:
+        """Queue a message for the reader (the router calls this)."""
         value = self.topic._decode(envelope.payload)
         if value is None:
             router_of(self.topic.node).stats.bad_payloads += 1
@@ -84,9 +85,13 @@ class Subscription(AsyncIterator[Received[T]]):
     def close(self) -> None:
         """Unsubscribe; iteration ends once what is queued has been read."""
         if not self._closed:
-            self._closed = True
-            router_of(self.topic.node).remove_sink(self.topic.name, self._put)
-            self._ready.set()
+            router_of(self.topic.node).remove_sink(self.topic.name, self)
+            self.end()
+
+    def end(self) -> None:
+        """No more messages will come (unsubscribed, or the node closed)."""
+        self._closed = True
+        self._ready.set()
 
     async def __aenter__(self) -> Subscription[T]:
         return self

@@ -231,3 +231,16 @@ async def _next_of_any(nodes: list[Node], event: str) -> None:
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def test_closing_the_node_ends_its_subscriptions() -> None:
+    node = loopback_node([])
+    sub = Topic(node, "t", StringValue).subscribe()
+
+    async def read_all() -> list[Received[StringValue]]:
+        return [r async for r in sub]
+
+    reader = asyncio.create_task(read_all())
+    await asyncio.sleep(0)  # the reader is waiting
+    await node.close()
+    assert await asyncio.wait_for(reader, 10) == []
