@@ -16,6 +16,7 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``trackerconnect(tracker, stats)``: a tracker answered an announce.
 - ``trackerwarning(error, stats)``: a tracker could not be reached, dropped, failed or sent garbage.
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
+- ``destroy()``: ``destroy`` was called; nothing more will happen.
 """
 
 from __future__ import annotations
@@ -335,6 +336,7 @@ class P2PT(AsyncIOEventEmitter):
         if self._destroyed:
             return
         self._destroyed = True
+        self.emit("destroy")  # ends waits and iterations (wait_for_peer, messages)
         trackers = list(self.trackers.values())
         self.trackers.clear()
         channels = [c for r in self._remotes.values() for c in r.channels.values()]
@@ -358,7 +360,13 @@ class P2PT(AsyncIOEventEmitter):
     # -- Pythonic extras ----------------------------------------------------------------------
 
     async def wait_for_peer(self, timeout: float | None = None) -> Peer:
-        """Return a connected peer, waiting (up to ``timeout``) for one to connect."""
+        """Return a connected peer, waiting (up to ``timeout``) for one to connect.
+
+        Raises :class:`TimeoutError` when none connects in time, :class:`Destroyed` when this
+        instance is destroyed meanwhile.
+        """
+        if self._destroyed:
+            raise Destroyed("P2PT destroyed")
         peers = self.peers
         if peers:
             return next(iter(peers.values()))
@@ -368,27 +376,41 @@ class P2PT(AsyncIOEventEmitter):
             if not future.done():
                 future.set_result(peer)
 
+        def destroyed() -> None:
+            if not future.done():
+                future.set_exception(Destroyed("P2PT destroyed"))
+
         self.on("peerconnect", connected)
+        self.on("destroy", destroyed)
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             self.remove_listener("peerconnect", connected)
+            self.remove_listener("destroy", destroyed)
 
     async def messages(self, maxsize: int = 1024) -> AsyncIterator[tuple[Peer, JSONValue]]:
-        """Iterate over incoming ``msg`` events (the oldest are dropped past ``maxsize``)."""
-        queue: asyncio.Queue[tuple[Peer, JSONValue]] = asyncio.Queue(maxsize)
+        """Iterate over incoming ``msg`` events (the oldest are dropped past ``maxsize``); the
+        iteration ends when this instance is destroyed."""
+        queue: asyncio.Queue[tuple[Peer, JSONValue] | None] = asyncio.Queue(maxsize + 1)
 
         def put(peer: Peer, msg: JSONValue) -> None:
-            if queue.full():
+            if queue.qsize() >= maxsize:
                 queue.get_nowait()
             queue.put_nowait((peer, msg))
 
+        def destroyed() -> None:
+            queue.put_nowait(None)
+
+        if self._destroyed:
+            return
         self.on("msg", put)
+        self.on("destroy", destroyed)
         try:
-            while True:
-                yield await queue.get()
+            while (item := await queue.get()) is not None:
+                yield item
         finally:
             self.remove_listener("msg", put)
+            self.remove_listener("destroy", destroyed)
 
     # -- Swarm protocol, for the tracker clients ----------------------------------------------
 

@@ -296,3 +296,19 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def _is_open(b: P2PT, a: P2PT, name: str) -> bool:
     channel = b._remotes[a.peer_id].channels.get(name)
     return channel is not None and channel.is_open
+
+
+async def test_destroy_ends_waits_and_message_iterations() -> None:
+    a = loopback_p2pt([], "p2pt")
+    await a.start()
+
+    async def read_all() -> list[tuple[Peer, JSONValue]]:
+        return [m async for m in a.messages()]
+
+    waiting = asyncio.create_task(a.wait_for_peer())
+    reading = asyncio.create_task(read_all())
+    await asyncio.sleep(0)  # both are waiting now
+    await a.destroy()
+    with pytest.raises(Destroyed):
+        await asyncio.wait_for(waiting, 5)
+    assert await asyncio.wait_for(reading, 5) == []
