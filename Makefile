@@ -47,10 +47,15 @@ format: venv
 	$(VENV)/bin/ruff format p2prpc tests generated examples
 
 # generated/ is what protoc and our plugin make of protos/; a test fails when they differ.
+# protos/p2prpc/options.proto is the exception: compiled into the package (as p2prpc.options_pb2,
+# where the modules of protos that import it look) and shipped in it for `p2prpc gen`.
 gen: venv
 	rm -rf generated && mkdir generated
-	$(VENV)/bin/p2prpc gen -I protos -o generated $$(find protos -name '*.proto' | LC_ALL=C sort)
-	$(VENV)/bin/ruff format --quiet generated
+	$(VENV)/bin/p2prpc gen -I protos -o . protos/p2prpc/options.proto
+	cp protos/p2prpc/options.proto p2prpc/proto/p2prpc/options.proto
+	$(VENV)/bin/p2prpc gen -I protos -o generated \
+		$$(find protos -name '*.proto' -not -path 'protos/p2prpc/*' | LC_ALL=C sort)
+	$(VENV)/bin/ruff format --quiet generated p2prpc/options_pb2.py p2prpc/options_pb2.pyi
 
 demo: venv
 	PYTHONPATH=generated $(PY) examples/demo.py

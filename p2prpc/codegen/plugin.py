@@ -1,4 +1,4 @@
-"""``protoc-gen-p2prpc``: the protoc plugin that writes typed p2prpc stubs and servicers.
+"""``protoc-gen-p2prpc``: the protoc plugin that writes typed p2prpc stubs, servicers and topics.
 
 protoc runs the plugin with a serialized ``CodeGeneratorRequest`` on stdin and reads a
 ``CodeGeneratorResponse`` from its stdout. All the work is :func:`render`, a pure function from
@@ -7,15 +7,16 @@ building a request in process and comparing the files it returns with golden cop
 only moves the bytes.
 
 For ``foo/bar.proto`` the plugin writes ``foo/bar_p2prpc.py`` beside protoc's ``foo/bar_pb2.py``,
-and only for files that define a service. A module is a header, the imports its code needs, and
-the blocks of each kind of construct (:data:`RENDERERS`, today services): adding a kind of
-construct adds a renderer, nothing else changes.
+and only for files that define a service or a topic. A module is a header, the imports its code
+needs, and the blocks of each kind of construct (:data:`RENDERERS`: services, then topics): adding
+a kind of construct adds a renderer, nothing else changes.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from google.protobuf.compiler.plugin_pb2 import CodeGeneratorRequest, CodeGeneratorResponse
 from google.protobuf.descriptor_pb2 import Edition, FileDescriptorProto
@@ -24,31 +25,44 @@ from p2prpc.codegen.scope import FileScope
 from p2prpc.codegen.services import render_services
 from p2prpc.codegen.source import Source, import_lines
 from p2prpc.codegen.symbols import CodegenError, SymbolTable, output_path
+from p2prpc.codegen.topics import render_topics
 
 SUPPORTED_FEATURES = (
     CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL | CodeGeneratorResponse.FEATURE_SUPPORTS_EDITIONS
 )
-"""What the plugin tells protoc it can handle. It reads only services, methods and their
-options, which no syntax or edition changes, so optional fields and editions are no concern."""
+"""What the plugin tells protoc it can handle. It reads only services, methods, messages' names
+and options, which no syntax or edition changes, so optional fields and editions are no concern."""
 
 MINIMUM_EDITION = Edition.EDITION_PROTO2
 MAXIMUM_EDITION = Edition.EDITION_2024
 
-Renderer = Callable[[FileScope], list[Source]]
-"""Renders one kind of construct of a ``.proto`` file into top-level blocks (statements, classes,
-functions), or none when the file has no such construct."""
 
-RENDERERS: tuple[Renderer, ...] = (render_services,)
+@dataclass(frozen=True)
+class Renderer:
+    """One kind of construct of a ``.proto`` file, and what a module holds for it."""
+
+    render: Callable[[FileScope], list[Source]]
+    """Renders the file's constructs of this kind into top-level blocks (statements, classes,
+    functions), or none when the file has none."""
+    summary: str
+    """What the blocks are, for the module's docstring: "typed handles for the topics"."""
+
+
+RENDERERS: tuple[Renderer, ...] = (
+    Renderer(render_services, "client stubs and servicer bases for the services"),
+    Renderer(render_topics, "typed handles for the topics"),
+)
 """The kinds of construct a generated module holds, in order. A file for which none renders a
 block gets no module."""
 
 
 def render(request: CodeGeneratorRequest) -> CodeGeneratorResponse:
-    """The plugin's answer to ``request``: a ``_p2prpc.py`` module per file that has services.
+    """The plugin's answer to ``request``: a ``_p2prpc.py`` module per file that has services
+    or topics.
 
-    A ``.proto`` that cannot become valid Python (a message named with a Python keyword, say)
-    and an unknown plugin parameter are reported in the response's ``error``, which protoc shows
-    to the user.
+    A ``.proto`` that cannot become valid Python (a message named with a Python keyword, say),
+    one whose topics share a name, and an unknown plugin parameter are reported in the response's
+    ``error``, which protoc shows to the user.
     """
     response = CodeGeneratorResponse(
         supported_features=SUPPORTED_FEATURES,
@@ -71,9 +85,16 @@ def render(request: CodeGeneratorRequest) -> CodeGeneratorResponse:
 
 
 def render_file(file: FileDescriptorProto, symbols: SymbolTable) -> str | None:
-    """The ``_p2prpc.py`` module for ``file``, or ``None`` when it defines nothing to serve."""
+    """The ``_p2prpc.py`` module for ``file``, or ``None`` when it defines nothing to serve
+    or publish."""
     scope = FileScope(file, symbols)
-    blocks = [block for renderer in RENDERERS for block in renderer(scope)]
+    blocks: list[Source] = []
+    summaries: list[str] = []
+    for renderer in RENDERERS:
+        rendered = renderer.render(scope)
+        if rendered:
+            blocks.extend(rendered)
+            summaries.append(renderer.summary)
     if not blocks:
         return None
     module = Source()
@@ -83,7 +104,7 @@ def render_file(file: FileDescriptorProto, symbols: SymbolTable) -> str | None:
     else:
         for text in ("# Generated by protoc-gen-p2prpc from", f"# {file.name}", "# Do not edit."):
             module.line(text)
-    module.docstring(f"p2prpc client stubs and servicer bases for the services of {file.name}.")
+    module.docstring(f"p2prpc {' and '.join(summaries)} of {file.name}.")
     module.line()
     module.verbatim(import_lines(scope.import_sections()))
     module.append_top_level(blocks)
@@ -91,7 +112,11 @@ def render_file(file: FileDescriptorProto, symbols: SymbolTable) -> str | None:
 
 
 def main() -> None:
-    """Read a ``CodeGeneratorRequest`` from stdin, write the ``CodeGeneratorResponse`` to stdout."""
+    """Read a ``CodeGeneratorRequest`` from stdin, write the ``CodeGeneratorResponse`` to stdout.
+
+    The request is parsed with p2prpc's own options known as extensions (importing
+    :mod:`p2prpc.codegen.topics` registered them).
+    """
     request = CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
     sys.stdout.buffer.write(render(request).SerializeToString(deterministic=True))
     sys.stdout.buffer.flush()

@@ -1,7 +1,7 @@
 """Run protoc (the one ``grpcio-tools`` bundles) with protobuf's Python generators and our plugin.
 
 One call writes, for each ``.proto``, protoc's ``_pb2.py`` (the messages), its ``_pb2.pyi`` (their
-types, which the typed stubs need) and the plugin's ``_p2prpc.py`` (stubs and servicers).
+types, which the typed stubs need) and the plugin's ``_p2prpc.py`` (stubs, servicers, topics).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ def generate(proto_files: Sequence[str], *, include: Sequence[str], out: str) ->
 
     ``include`` lists the import roots (protoc's ``--proto_path``), and each file must lie under
     one of them: its path below that root names the generated modules (``protos/foo/bar.proto``
-    with ``include=["protos"]`` gives ``foo/bar_pb2.py``, imported as ``foo.bar_pb2``). protobuf's
-    well-known types (``google/protobuf/*.proto``) are always importable, after the given roots.
-    protoc reports problems on stderr.
+    with ``include=["protos"]`` gives ``foo/bar_pb2.py``, imported as ``foo.bar_pb2``). p2prpc's
+    options (``p2prpc/options.proto``) and protobuf's well-known types (``google/protobuf/*.proto``)
+    are always importable, after the given roots. protoc reports problems on stderr.
     """
     # Imported here: protoc is a large extension module the plugin itself never needs.
     from grpc_tools import protoc  # type: ignore[import-untyped]
@@ -35,6 +35,7 @@ def generate(proto_files: Sequence[str], *, include: Sequence[str], out: str) ->
         argv = [
             "protoc",
             *(f"--proto_path={path}" for path in include),
+            f"--proto_path={options_include()}",
             f"--proto_path={well_known_include()}",
             f"--plugin={PLUGIN_NAME}={plugin}",
             f"--python_out={out}",
@@ -44,6 +45,15 @@ def generate(proto_files: Sequence[str], *, include: Sequence[str], out: str) ->
         ]
         status: int = protoc.main(argv)
     return status
+
+
+def options_include() -> str:
+    """The directory of p2prpc's own ``.proto`` files, shipped in the package.
+
+    It holds ``p2prpc/options.proto``, which a ``.proto`` imports to declare topics; its Python
+    module is :mod:`p2prpc.options_pb2`, which is where protoc's output for that file imports it.
+    """
+    return str(resources.files("p2prpc") / "proto")
 
 
 def well_known_include() -> str:

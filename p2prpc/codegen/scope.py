@@ -12,6 +12,12 @@ from p2prpc.codegen.symbols import SymbolTable, module_import
 RUNTIME = "p2prpc.rpc"
 """The module generated code calls into, imported as itself: ``p2prpc.rpc.UnaryUnaryMethod``."""
 
+PUBSUB = "p2prpc.pubsub"
+"""The runtime of topics: ``p2prpc.pubsub.Topic``."""
+
+NODE = "p2prpc.node"
+"""Where the node a topic handle publishes through is defined: ``p2prpc.node.Node``."""
+
 
 class FileScope:
     """The context in which the renderers write one ``_p2prpc.py`` module.
@@ -30,7 +36,7 @@ class FileScope:
         }
         self._stdlib: set[ImportStatement] = set()
         self._messages: set[ImportStatement] = set()
-        self._runtime = False
+        self._runtime: set[str] = set()
 
     def message(self, type_name: str) -> str:
         """The expression for the class of message ``type_name`` (``.pkg.Outer.Inner``)."""
@@ -38,10 +44,11 @@ class FileScope:
         self._messages.add(module_import(message.module))
         return message.expression
 
-    def runtime(self, name: str) -> str:
-        """The expression for ``name`` in the p2prpc runtime (``p2prpc.rpc.<name>``)."""
-        self._runtime = True
-        return f"{RUNTIME}.{name}"
+    def runtime(self, name: str, module: str = RUNTIME) -> str:
+        """The expression for ``name`` in a module of the p2prpc runtime (``p2prpc.rpc.<name>``
+        unless another module is given), imported as itself."""
+        self._runtime.add(module)
+        return f"{module}.{name}"
 
     def typing(self, name: str) -> str:
         """The expression for a typing helper, ``Any`` or ``AsyncIterator``, imported by name."""
@@ -53,7 +60,7 @@ class FileScope:
         """The leading comments of the element at ``path`` in ``SourceCodeInfo`` (or ``""``).
 
         ``path`` is as in ``descriptor.proto``: ``(6, i)`` is service ``i``, ``(6, i, 2, j)`` its
-        method ``j``.
+        method ``j``; ``(4, i)`` is message ``i``, ``(4, i, 3, j)`` the message nested in it.
         """
         return self._comments.get(tuple(path), "")
 
@@ -62,5 +69,5 @@ class FileScope:
 
         They are the standard library, third party (protoc's modules), first party (p2prpc).
         """
-        runtime = {ImportStatement(RUNTIME)} if self._runtime else set()
+        runtime = {ImportStatement(module) for module in self._runtime}
         return [self._stdlib, self._messages, runtime]

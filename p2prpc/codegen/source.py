@@ -97,13 +97,16 @@ class Source:
     def append_top_level(self, blocks: Iterable[Source]) -> None:
         """Append module-level blocks, each after the blank lines the formatter puts before it.
 
-        A class or a function gets two blank lines before it, any other statement one.
+        A class or a function gets two blank lines before and after it, any other statement one.
         """
+        after_definition = False
         for block in blocks:
+            definition = block._lines[0].startswith(("class ", "def ", "async def ", "@"))
             self.line()
-            if block._lines[0].startswith(("class ", "def ", "async def ", "@")):
+            if definition or after_definition:
                 self.line()
             self.verbatim(block._lines)
+            after_definition = definition
 
     def text(self) -> str:
         """The source text, ending with exactly one newline."""
@@ -228,6 +231,21 @@ def _wrap(line: str, width: int) -> list[str]:
     return pieces
 
 
+def string_literal(text: str) -> str:
+    """``text`` as a Python string literal in the shape ``ruff format`` gives it.
+
+    Double quotes, unless the text holds more double quotes than single ones (then single quotes,
+    as the formatter prefers whatever needs fewer escapes); backslashes, the quote and characters
+    outside printable ASCII are escaped as in docstrings.
+    """
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = [quote]
+    for char in text:
+        out.append("\\" + char if char in ("\\", quote) else _escape_char(char))
+    out.append(quote)
+    return "".join(out)
+
+
 _QUOTE_RUN = re.compile(r'"{3,}')
 
 
@@ -240,14 +258,16 @@ def _escape(text: str, *, first: bool = False, last: bool = False) -> str:
         quoted.add(len(text) - 1)
     out: list[str] = []
     for i, char in enumerate(text):
-        if char == "\\" or i in quoted:
-            out.append("\\" + char)
-        elif " " <= char <= "~":
-            out.append(char)
-        elif ord(char) <= 0xFF:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) <= 0xFFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
+        out.append("\\" + char if char == "\\" or i in quoted else _escape_char(char))
     return "".join(out)
+
+
+def _escape_char(char: str) -> str:
+    """``char`` as it is if it is printable ASCII, else as an escape sequence."""
+    if " " <= char <= "~":
+        return char
+    if ord(char) <= 0xFF:
+        return f"\\x{ord(char):02x}"
+    if ord(char) <= 0xFFFF:
+        return f"\\u{ord(char):04x}"
+    return f"\\U{ord(char):08x}"

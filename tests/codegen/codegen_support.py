@@ -2,8 +2,8 @@
 
 ``tests/codegen/protos/`` holds protos written to exercise the plugin (no package, nested
 packages, imports across files, nested and well-known types, Python keywords, every call shape,
-editions); ``protos/`` at the root holds the examples whose output is committed in
-``generated/``.
+editions, topics); ``protos/`` at the root holds the examples whose output is committed in
+``generated/``, and ``protos/p2prpc/`` the options compiled into the package.
 """
 
 from __future__ import annotations
@@ -16,18 +16,26 @@ from pathlib import Path
 from google.protobuf.compiler.plugin_pb2 import CodeGeneratorRequest
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
-from p2prpc.codegen.protoc import well_known_include
+from p2prpc.codegen.protoc import options_include, well_known_include
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "protos"
 GENERATED = ROOT / "generated"
 TEST_PROTOS = Path(__file__).resolve().parent / "protos"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+PACKAGE = ROOT / "p2prpc"
+OPTIONS_PROTOS = EXAMPLES / "p2prpc"
+"""The protos compiled into the package (``p2prpc.options_pb2``) rather than into ``generated/``."""
 
 
-def proto_names(root: Path) -> list[str]:
-    """The ``.proto`` files under ``root``, as protoc names them (relative, ``/``-separated)."""
-    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*.proto"))
+def proto_names(root: Path, exclude: Path | None = None) -> list[str]:
+    """The ``.proto`` files under ``root`` (but not under ``exclude``), as protoc names them
+    (relative, ``/``-separated)."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.proto")
+        if exclude is None or not path.is_relative_to(exclude)
+    )
 
 
 def compile_descriptors(root: Path, names: Sequence[str], out: Path) -> FileDescriptorSet:
@@ -40,6 +48,7 @@ def compile_descriptors(root: Path, names: Sequence[str], out: Path) -> FileDesc
         [
             "protoc",
             f"--proto_path={root}",
+            f"--proto_path={options_include()}",
             f"--proto_path={well_known_include()}",
             f"--descriptor_set_out={target}",
             "--include_imports",
@@ -62,7 +71,8 @@ def make_request(
 
 
 def ruff_format(directory: Path) -> None:
-    """Format ``directory`` as ``make gen`` does (protoc's own modules need it)."""
+    """Format ``directory`` as ``make gen`` formats ``generated/`` and the package's
+    ``options_pb2`` (protoc's own modules need it)."""
     subprocess.run(
         [
             sys.executable,

@@ -68,13 +68,16 @@ def test_golden_files_are_the_output(descriptors: FileDescriptorSet) -> None:
 
 def test_golden_set_covers_the_cases() -> None:
     names = {path.relative_to(GOLDEN).as_posix() for path in GOLDEN.rglob("*.py")}
-    # A file without services gets no module; a dashed name becomes an underscore.
+    # A file without services or topics gets no module; a dashed name becomes an underscore.
     assert names == {
         "bare_p2prpc.py",
         "editions_p2prpc.py",
+        "lobby_p2prpc.py",
+        "acme/v1/events_p2prpc.py",
         "acme/v1/shop_p2prpc.py",
         "acme/v1/shop_admin_p2prpc.py",
         "org/example/very/long/package_name/v1beta2/storage_service_with_a_long_file_name_p2prpc.py",
+        "org/example/very/long/package_name/v1beta2/table_change_stream_with_a_long_file_name_p2prpc.py",
     }
 
 
@@ -116,7 +119,7 @@ def test_only_requested_files_are_generated(descriptors: FileDescriptorSet) -> N
     assert [file.name for file in response.file] == ["acme/v1/shop_admin_p2prpc.py"]
 
 
-def test_a_file_without_services_gets_no_module(descriptors: FileDescriptorSet) -> None:
+def test_a_file_without_services_or_topics_gets_no_module(descriptors: FileDescriptorSet) -> None:
     response = render(make_request(descriptors, ["acme/v1/common.proto"]))
     assert not response.error
     assert list(response.file) == []

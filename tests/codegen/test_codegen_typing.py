@@ -97,7 +97,7 @@ def mypy_report(cases_out: Path, tmp_path_factory: pytest.TempPathFactory) -> My
 
 def test_generated_modules_pass_mypy_strict(mypy_report: MypyReport, cases_out: Path) -> None:
     generated = [*GENERATED.rglob("*_p2prpc.py"), *cases_out.rglob("*_p2prpc.py")]
-    assert len(generated) == 7
+    assert len(generated) == 11
     problems = {str(path): mypy_report.in_file(path) for path in generated}
     assert {path: found for path, found in problems.items() if found} == {}, mypy_report.output
 

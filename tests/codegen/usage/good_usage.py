@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import chat_p2prpc
+import chat_pb2
 import helloworld_p2prpc
 import helloworld_pb2
 import routeguide_p2prpc
 import routeguide_pb2
 from google.protobuf import empty_pb2
 
+import p2prpc.node
+import p2prpc.pubsub
 import p2prpc.rpc
 
 
@@ -97,3 +101,19 @@ class RouteGuide(routeguide_p2prpc.RouteGuideServicer):
 def serve(node: p2prpc.rpc.ServiceRegistrar) -> None:
     helloworld_p2prpc.add_GreeterServicer_to_node(Greeter(), node)
     routeguide_p2prpc.add_RouteGuideServicer_to_node(RouteGuide(), node)
+
+
+async def chat(node: p2prpc.node.Node) -> list[str]:
+    room = chat_p2prpc.ChatMessageTopic(node)
+    sent: int = await room.publish(chat_pb2.ChatMessage(author="me", text="hi"))
+    lines = [f"{chat_p2prpc.ChatMessageTopic.NAME} ({sent} peers)", *chat_p2prpc.TOPICS]
+    async with room.subscribe(maxsize=16) as subscription:
+        async for received in subscription:
+            sender: str = received.sender
+            lines.append(f"{sender}: {received.message.text} at {received.message.sent_at}")
+    async for arrival in chat_p2prpc.PresenceTopic(node).subscribe():
+        if arrival.message.online:
+            lines.append(arrival.message.author)
+    generic: p2prpc.pubsub.Topic[chat_pb2.ChatMessage] = room
+    lines.append(generic.name)
+    return lines
