@@ -9,9 +9,12 @@ import argparse
 import asyncio
 import math
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 
+from chat_p2prpc import ChatMessageTopic, PresenceTopic
+from chat_pb2 import ChatMessage
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.empty_pb2 import Empty
 from helloworld_p2prpc import GreeterServicer, add_GreeterServicer_to_node
@@ -19,8 +22,15 @@ from helloworld_pb2 import HelloReply, HelloRequest
 from routeguide_p2prpc import RouteGuideServicer, add_RouteGuideServicer_to_node
 from routeguide_pb2 import Feature, Point, Rectangle, RouteNote, RouteSummary
 
-from p2prpc.node import Node
+from p2prpc.node import Node, PeerInfo
 from p2prpc.rpc import ServicerContext, StatusCode
+
+
+def say(line: str) -> None:
+    """Print one whole line at once (the demo's processes share one terminal)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
 
 GREETINGS = ("Hello", "Bonjour", "Hola", "Ciao", "Hallo")
 
@@ -118,6 +128,26 @@ class RouteGuide(RouteGuideServicer):
         await asyncio.Event().wait()  # no more changes: the caller's deadline ends the watch
 
 
+async def chat_host(node: Node) -> None:
+    """Welcome whoever joins the chat room, and print what is said there."""
+    room = ChatMessageTopic(node)
+    async with PresenceTopic(node).subscribe() as presence, room.subscribe() as lines:
+
+        async def welcome() -> None:
+            async for received in presence:
+                if received.message.online:
+                    who = received.message.author
+                    say(f"[server] chat: {who} joined")
+                    await room.publish(ChatMessage(author="server", text=f"welcome, {who}!"))
+
+        async def show() -> None:
+            async for received in lines:
+                line = received.message
+                say(f"[server] chat: <{line.author}> {line.text}")
+
+        await asyncio.gather(welcome(), show())
+
+
 async def serve(trackers: list[str], identifier: str) -> None:
     node = Node(trackers, identifier, ice_servers=[], host_addresses=["127.0.0.1"])
     add_GreeterServicer_to_node(Greeter(), node)
@@ -127,10 +157,19 @@ async def serve(trackers: list[str], identifier: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with node:
-        print(f"[server] {node.peer_id[:8]} serving {', '.join(sorted(node.services))}", flush=True)
-        node.on("peer", lambda info: print(f"[server] hello from {info.peer_id[:8]}", flush=True))
+        host = asyncio.create_task(chat_host(node))
+        say(f"[server] {node.peer_id[:8]} serving {', '.join(sorted(node.services))}")
+        greeted: set[str] = set()
+
+        def hello(info: PeerInfo) -> None:
+            if info.peer_id not in greeted:  # hellos come again when what a peer offers changes
+                greeted.add(info.peer_id)
+                say(f"[server] hello from {info.peer_id[:8]}")
+
+        node.on("peer", hello)
         await stop.wait()
-    print("[server] stopped", flush=True)
+        host.cancel()
+    say("[server] stopped")
 
 
 def main() -> None:

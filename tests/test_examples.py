@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "generated"), str(ROOT)])}
 
 
-def test_demo_shows_every_call_shape_a_deadline_and_an_error() -> None:
+def test_demo_shows_every_call_shape_a_deadline_an_error_and_a_topic() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
         capture_output=True,
@@ -30,6 +30,9 @@ def test_demo_shows_every_call_shape_a_deadline_and_an_error() -> None:
     )
     assert "then DEADLINE_EXCEEDED" in out
     assert "INVALID_ARGUMENT: latitude 1000000000 is off the map" in out
+    assert "[server] chat: client joined" in out
+    assert "[server] chat: <client> hello, everyone" in out
+    assert "<server> welcome, client!" in out
     assert "[server] stopped" in out
 
 
