@@ -606,6 +606,20 @@ class JsPeer:
 
     # Lifecycle
 
+    async def kill(self) -> None:
+        """End the agent's process at once (SIGKILL), as a crash would: its P2PT says no goodbye.
+
+        Every wait on this agent then fails with `AgentError`; `close` still cleans up.
+        """
+        if self._process is None:
+            raise AgentError(f"the {self.runtime} agent was never launched")
+        with contextlib.suppress(ProcessLookupError):
+            if self.runtime == "chromium":
+                os.killpg(self._process.pid, signal.SIGKILL)
+            else:
+                self._process.kill()
+        await self._process.wait()
+
     async def close(self) -> None:
         """End the agent: its P2PT is destroyed, its process ends, its files are removed."""
         if self._closed:
