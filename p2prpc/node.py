@@ -28,6 +28,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from .errors import PeerClosed, RemoteProtocolError
 from .p2pt import P2PT, Peer
+from .wire.compression import CODECS
 from .wire.envelope import (
     BinaryReader,
     Envelope,
@@ -64,6 +65,9 @@ class CallAcceptor(Protocol):
     def accept(self, node: Node, peer_id: str, envelope: Envelope) -> None: ...
 
 
+_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings"})
+
+
 @dataclass
 class PeerInfo:
     """What a peer said in its hello (``hello`` is false for peers that never said one)."""
@@ -74,6 +78,7 @@ class PeerInfo:
     binary: bool = False
     services: frozenset[str] = frozenset()
     topics: frozenset[str] = frozenset()
+    encodings: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,6 +117,7 @@ class Node(AsyncIOEventEmitter):
         binary: bool = True,
         max_message_size: int = 4 * 2**20,
         retry_policy: Any = None,
+        compression: str | None = None,
         wait_for_ready: bool = False,
         client_interceptors: Sequence[Any] = (),
         server_interceptors: Sequence[Any] = (),
@@ -134,6 +140,8 @@ class Node(AsyncIOEventEmitter):
         self.max_message_size = max_message_size
         # Read by p2prpc.rpc (RetryPolicy, interceptors); the node only keeps them.
         self.retry_policy = retry_policy
+        #: The compression calls use unless they say otherwise ("deflate", "zstd", None).
+        self.compression = compression
         self.wait_for_ready = wait_for_ready
         self.client_interceptors = list(client_interceptors)
         self.server_interceptors = list(server_interceptors)
@@ -231,6 +239,7 @@ class Node(AsyncIOEventEmitter):
             **self.hello_extra,
             "v": PROTOCOL_VERSION,
             "binary": self.binary,
+            "encodings": list[JSONValue](sorted(CODECS) if self.binary else []),
             "services": list[JSONValue](sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
         }
@@ -426,9 +435,8 @@ class Node(AsyncIOEventEmitter):
             binary=hello.get("binary") is True,
             services=names("services"),
             topics=names("topics"),
-            extra={
-                k: v for k, v in hello.items() if k not in ("v", "binary", "services", "topics")
-            },
+            encodings=names("encodings"),
+            extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
         )
         if peer_id not in self.p2pt.peers:
             return

@@ -103,6 +103,7 @@ class ClientCallDetails:
     timeout: float | None
     metadata: Mapping[str, str] = field(default_factory=dict)
     wait_for_ready: bool | None = None
+    compression: str | None = None  # "deflate", "zstd" or "identity"; None: the node's default
 
     def with_metadata(self, **extra: str) -> ClientCallDetails:
         return replace(self, metadata={**self.metadata, **extra})

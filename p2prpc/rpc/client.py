@@ -33,7 +33,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import PeerClosed
+from ..errors import MessageTooBig, PeerClosed, RemoteProtocolError
+from ..wire import compression as codecs
+from ..wire.compression import CODECS, IDENTITY
 from ..wire.envelope import Envelope, Kind, Status
 from .base import (
     NO_RETRY,
@@ -79,9 +81,20 @@ class _Attempt:
         method: str,
         reply_type: type[Message],
         deadline: float | None,
+        compression: str | None = None,
     ) -> None:
         self.node = node
         self.peer_id = peer_id
+        # Compress only in the binary form, with an encoding the peer said it reads.
+        info = node.peers.get(peer_id)
+        self.encoding = (
+            compression
+            if compression not in (None, IDENTITY)
+            and info is not None
+            and self.binary
+            and compression in info.encodings
+            else None
+        )
         self.method = method
         self.reply_type = reply_type
         self.deadline = deadline
@@ -93,9 +106,18 @@ class _Attempt:
         self._next_seq = 0
         self._request_seq = 0
 
-    def start(self, metadata: Mapping[str, str], payload: Any, has_payload: bool) -> None:
-        """Send the call; UNAVAILABLE (it did not run) when the peer is gone already."""
+    def _pack(self, message: Message) -> tuple[Any, bool]:
+        """A message as a payload for this peer, compressed when that makes it smaller."""
+        payload = encode_payload(message, self.binary, self.node.max_message_size)
+        if self.encoding is None:
+            return payload, False
+        return codecs.compress(self.encoding, payload)
+
+    def start(self, metadata: Mapping[str, str], request: Message | None) -> None:
+        """Send the call (with its request, for single-request methods); UNAVAILABLE (it did not
+        run) when the peer is gone already."""
         timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        payload, compressed = self._pack(request) if request is not None else (None, False)
         envelope = Envelope(
             Kind.CALL,
             self.call_id,
@@ -103,7 +125,9 @@ class _Attempt:
             timeout=timeout,
             metadata=metadata,
             payload=payload,
-            has_payload=has_payload,
+            has_payload=request is not None,
+            encoding=self.encoding,
+            compressed=compressed,
         )
         self.node.open_client_call(self.peer_id, self.call_id, self)
         try:
@@ -111,7 +135,7 @@ class _Attempt:
         except PeerClosed as e:
             self._finish(Status(StatusCode.UNAVAILABLE, str(e)))
             raise AttemptError(StatusCode.UNAVAILABLE, str(e), may_have_run=False) from e
-        if has_payload:
+        if request is not None:
             self._request_seq = 1
 
     @property
@@ -122,9 +146,16 @@ class _Attempt:
         """Send one request-stream message (waits while the data channel is full)."""
         if self.state is not _AttemptState.SENT:
             raise self._error()
-        payload = encode_payload(request, self.binary, self.node.max_message_size)
+        payload, compressed = self._pack(request)
         self._send(
-            Envelope(Kind.MSG, self.call_id, self._request_seq, payload=payload, has_payload=True)
+            Envelope(
+                Kind.MSG,
+                self.call_id,
+                self._request_seq,
+                payload=payload,
+                has_payload=True,
+                compressed=compressed,
+            )
         )
         self._request_seq += 1
         await self.node.drain(self.peer_id)
@@ -154,7 +185,7 @@ class _Attempt:
             self._next_seq += 1
             try:
                 reply = decode_payload(
-                    envelope.payload, self.reply_type, self.node.max_message_size
+                    self._unpack(envelope), self.reply_type, self.node.max_message_size
                 )
             except RpcError as e:
                 code = e.code if e.code is StatusCode.RESOURCE_EXHAUSTED else StatusCode.INTERNAL
@@ -171,6 +202,18 @@ class _Attempt:
                 self._finish(envelope.status)
         elif envelope.kind is Kind.STATUS and envelope.status is not None:
             self._finish(envelope.status)
+
+    def _unpack(self, envelope: Envelope) -> Any:
+        if not envelope.compressed:
+            return envelope.payload
+        if self.encoding is None:
+            raise RpcError(StatusCode.INTERNAL, "a compressed reply to an uncompressed call")
+        try:
+            return codecs.decompress(self.encoding, envelope.payload, self.node.max_message_size)
+        except MessageTooBig as e:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
+        except RemoteProtocolError as e:
+            raise RpcError(StatusCode.INTERNAL, str(e)) from e
 
     def on_peer_lost(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, f"peer {self.peer_id} went away"))
@@ -264,8 +307,13 @@ class _MethodBase(Generic[Req, Rep]):
         timeout: float | None,
         metadata: Mapping[str, str] | None,
         wait_for_ready: bool | None,
+        compression: str | None,
     ) -> ClientCallDetails:
-        return ClientCallDetails(self.name, timeout, dict(metadata or {}), wait_for_ready)
+        if compression is not None and compression not in CODECS and compression != IDENTITY:
+            raise ValueError(f"unknown compression {compression!r}: one of {sorted(CODECS)}")
+        return ClientCallDetails(
+            self.name, timeout, dict(metadata or {}), wait_for_ready, compression
+        )
 
     async def _intercepted(
         self, details: ClientCallDetails, call: Callable[[ClientCallDetails], Awaitable[Any]]
@@ -312,7 +360,10 @@ class _MethodBase(Generic[Req, Rep]):
             with attempt_state:
                 peer_id = await self._pick(details, deadline, frozenset(tried))
                 tried.add(peer_id)
-                attempt = _Attempt(self.node, peer_id, self.name, self.reply_type, deadline)
+                compression = details.compression or self.node.compression
+                attempt = _Attempt(
+                    self.node, peer_id, self.name, self.reply_type, deadline, compression
+                )
                 return await run(attempt)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -381,11 +432,11 @@ class UnaryUnaryMethod(_MethodBase[Req, Rep]):
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         wait_for_ready: bool | None = None,
+        compression: str | None = None,
     ) -> Rep:
         async def call(details: ClientCallDetails) -> Rep:
             async def run(attempt: _Attempt) -> Rep:
-                payload = encode_payload(request, attempt.binary, self.node.max_message_size)
-                attempt.start(details.metadata, payload, True)
+                attempt.start(details.metadata, request)
                 return await self._single_reply(attempt)
 
             result: Rep = await self._attempts(details, run)
@@ -393,7 +444,7 @@ class UnaryUnaryMethod(_MethodBase[Req, Rep]):
 
         _check_type(request, self.request_type, self.name)
         result: Rep = await self._intercepted(
-            self._details(timeout, metadata, wait_for_ready), call
+            self._details(timeout, metadata, wait_for_ready, compression), call
         )
         return result
 
@@ -410,10 +461,11 @@ class StreamUnaryMethod(_MethodBase[Req, Rep]):
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         wait_for_ready: bool | None = None,
+        compression: str | None = None,
     ) -> Rep:
         async def call(details: ClientCallDetails) -> Rep:
             async def run(attempt: _Attempt) -> Rep:
-                attempt.start(details.metadata, None, False)
+                attempt.start(details.metadata, None)
                 pump = asyncio.get_running_loop().create_task(
                     _pump(attempt, requests, self.request_type, self.name)
                 )
@@ -428,7 +480,7 @@ class StreamUnaryMethod(_MethodBase[Req, Rep]):
             return result
 
         result: Rep = await self._intercepted(
-            self._details(timeout, metadata, wait_for_ready), call
+            self._details(timeout, metadata, wait_for_ready, compression), call
         )
         return result
 
@@ -464,13 +516,7 @@ class _StreamingCall(Generic[Req, Rep]):
 
         async def call(details: ClientCallDetails) -> _StreamingCall[Req, Rep]:
             async def run(attempt: _Attempt) -> _Attempt:
-                if self._first is not None:
-                    payload = encode_payload(
-                        self._first, attempt.binary, method.node.max_message_size
-                    )
-                    attempt.start(details.metadata, payload, True)
-                else:
-                    attempt.start(details.metadata, None, False)
+                attempt.start(details.metadata, self._first)
                 return attempt
 
             self._attempt = await method._attempts(details, run)
@@ -558,10 +604,11 @@ class UnaryStreamMethod(_MethodBase[Req, Rep]):
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         wait_for_ready: bool | None = None,
+        compression: str | None = None,
     ) -> UnaryStreamCall[Req, Rep]:
         _check_type(request, self.request_type, self.name)
         return UnaryStreamCall(
-            self, self._details(timeout, metadata, wait_for_ready), request, None
+            self, self._details(timeout, metadata, wait_for_ready, compression), request, None
         )
 
 
@@ -577,9 +624,10 @@ class StreamStreamMethod(_MethodBase[Req, Rep]):
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         wait_for_ready: bool | None = None,
+        compression: str | None = None,
     ) -> StreamStreamCall[Req, Rep]:
         return StreamStreamCall(
-            self, self._details(timeout, metadata, wait_for_ready), None, requests
+            self, self._details(timeout, metadata, wait_for_ready, compression), None, requests
         )
 
 

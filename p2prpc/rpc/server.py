@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
-from ..errors import PeerClosed
+from ..errors import MessageTooBig, PeerClosed, RemoteProtocolError
+from ..wire import compression as codecs
+from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind, Status
 from .base import (
     Handler,
@@ -80,6 +82,7 @@ class ServerCall:
         self.state = _State.OPEN
         self.task: asyncio.Task[None] | None = None
         self._first = envelope
+        self.encoding = envelope.encoding
         self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] = asyncio.Queue()
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
@@ -136,6 +139,14 @@ class ServerCall:
     # -- running the method -------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.encoding is not None and self.encoding not in CODECS:
+            # As gRPC answers a grpc-encoding it does not know.
+            status = Status(StatusCode.UNIMPLEMENTED, f"unknown encoding {self.encoding!r}")
+            self.node.close_server_call(self.peer_id, self.call_id)
+            self.state = _State.CLOSED
+            with contextlib.suppress(PeerClosed):
+                self.node.send(self.peer_id, self._status(status))
+            return
         try:
             async with asyncio.timeout(self.context.time_remaining()):
                 final = await self._serve()
@@ -169,7 +180,6 @@ class ServerCall:
         handler = await self._intercept()
         context = self.context
         binary = self.node.is_binary(self.peer_id)
-        max_size = self.node.max_message_size
         shape = handler.cardinality
         if shape.client_streams:
             argument: Any = self._request_stream(handler.request_type)
@@ -179,13 +189,15 @@ class ServerCall:
             async for reply in handler.func(argument, context):
                 if not isinstance(reply, handler.reply_type):
                     raise _wrong_type(self.method, reply, handler.reply_type)
+                payload, compressed = self._pack(reply, binary)
                 self._send(
                     Envelope(
                         Kind.REPLY,
                         self.call_id,
                         self._reply_seq,
-                        payload=encode_payload(reply, binary, max_size),
+                        payload=payload,
                         has_payload=True,
+                        compressed=compressed,
                     )
                 )
                 self._reply_seq += 1
@@ -196,12 +208,14 @@ class ServerCall:
             return self._status(self._final_status())
         if not isinstance(reply, handler.reply_type):
             raise _wrong_type(self.method, reply, handler.reply_type)
+        payload, compressed = self._pack(reply, binary)
         return Envelope(
             Kind.REPLY,
             self.call_id,
             0,
-            payload=encode_payload(reply, binary, max_size),
+            payload=payload,
             has_payload=True,
+            compressed=compressed,
             status=Status(StatusCode.OK, "", dict(context.trailing_metadata)),
         )
 
@@ -232,7 +246,26 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
-        return decode_payload(item.payload, request_type, self.node.max_message_size)
+        return decode_payload(self._unpack(item), request_type, self.node.max_message_size)
+
+    def _unpack(self, envelope: Envelope) -> Any:
+        if not envelope.compressed:
+            return envelope.payload
+        if self.encoding is None:
+            raise RpcError(StatusCode.INTERNAL, "a compressed message in an uncompressed call")
+        try:
+            return codecs.decompress(self.encoding, envelope.payload, self.node.max_message_size)
+        except MessageTooBig as e:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
+        except RemoteProtocolError as e:
+            raise RpcError(StatusCode.INTERNAL, str(e)) from e
+
+    def _pack(self, reply: Message, binary: bool) -> tuple[Any, bool]:
+        """A reply as a payload, compressed like the call's requests when that makes it smaller."""
+        payload = encode_payload(reply, binary, self.node.max_message_size)
+        if self.encoding is None or not binary:
+            return payload, False
+        return codecs.compress(self.encoding, payload)
 
     async def _single_request(self, request_type: type[Message]) -> Message:
         request = await self._next_request(request_type)

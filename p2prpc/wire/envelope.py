@@ -65,6 +65,7 @@ class Flags(enum.IntFlag):
     PAYLOAD = 1  # a payload follows the headers
     MORE = 2  # the payload continues in the next frame
     FINAL = 4  # a REPLY that also ends the call (its status is in the JSON header)
+    COMPRESSED = 8  # the payload is compressed with the call's encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class Envelope:
     origin: str | None = None  # PUBLISH: the publisher's peer id (hex)
     hops: int = 0  # PUBLISH: how many more times it may be relayed
     relayed_to: tuple[str, ...] = ()  # PUBLISH: peers the previous hop also sent it to
+    encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
+    compressed: bool = False  # the payload is compressed with the call's encoding
 
 
 # -- JSON form ----------------------------------------------------------------------------------
@@ -240,6 +243,14 @@ def _publish(header: Mapping[str, Any], call_id: int, seq: int | None, payload: 
     )
 
 
+def _encoding(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 32:
+        raise EnvelopeError("encoding must name a compression (1 to 32 characters)")
+    return value
+
+
 def _is_peer_id(value: object) -> bool:
     return (
         isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
@@ -304,6 +315,8 @@ def _json_header(env: Envelope) -> dict[str, Any]:
             header["timeout"] = env.timeout
         if env.metadata:
             header["metadata"] = dict(env.metadata)
+        if env.encoding is not None:
+            header["encoding"] = env.encoding
     elif env.kind is Kind.HELLO:
         header["hello"] = dict(env.hello or {})
     elif env.kind is Kind.PUBLISH:
@@ -327,6 +340,8 @@ def to_binary(env: Envelope, *, frame_size: int = BINARY_FRAME_SIZE) -> list[byt
     flags = Flags.PAYLOAD if env.has_payload else Flags.NONE
     if env.kind is Kind.REPLY and env.status is not None:
         flags |= Flags.FINAL
+    if env.compressed:
+        flags |= Flags.COMPRESSED
     view = memoryview(payload)
     first_room = frame_size - HEADER_SIZE - len(header_bytes)
     if first_room <= 0:
@@ -444,6 +459,7 @@ def _build(
     kind: Kind, flags: Flags, call_id: int, seq: int, header: dict[str, Any], payload: bytes
 ) -> Envelope:
     has_payload = bool(flags & Flags.PAYLOAD)
+    compressed = bool(flags & Flags.COMPRESSED)
     status = (
         _status(header.get("status"), header.get("trailers"))
         if kind is Kind.STATUS or flags & Flags.FINAL
@@ -464,6 +480,8 @@ def _build(
             metadata=_metadata(header.get("metadata"), "metadata"),
             payload=payload if has_payload else None,
             has_payload=has_payload,
+            encoding=_encoding(header.get("encoding")),
+            compressed=compressed,
         )
     if kind is Kind.HELLO:
         hello = header.get("hello")
@@ -483,4 +501,5 @@ def _build(
         payload=payload if has_payload else None,
         has_payload=has_payload,
         status=status,
+        compressed=compressed,
     )

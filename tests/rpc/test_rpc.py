@@ -454,3 +454,32 @@ async def _first_started(*echoes: Echo) -> Echo:
         task.cancel()
     assert done
     return waits[done.pop()]
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "zstd"])
+async def test_compressed_calls_send_fewer_bytes(encoding: str) -> None:
+    async with served_pair() as (server, client, _):
+        assert server.peers[client.peer_id].encodings == {"deflate", "zstd"}
+        received: list[int] = []
+        server.p2pt.on("data", lambda peer, data: received.append(len(data)))
+        big = BytesValue(value=b"a record with text fields; " * 20_000)  # 540 kB, compressible
+        plain = await Stub(client).Big(big)
+        plain_bytes, received[:] = sum(received), []
+        packed = await Stub(client).Big(big, compression=encoding)
+        assert packed == plain == BytesValue(value=big.value * 2)
+        assert sum(received) < plain_bytes // 20
+
+
+async def test_compression_is_refused_locally_when_unknown_and_skipped_in_json() -> None:
+    async with served_pair(binary=False) as (_, client, _):
+        with pytest.raises(ValueError):
+            await Stub(client).Say(StringValue(value="x"), compression="brotli")
+        # A JSON-form peer gets no compression: the call simply works.
+        reply = await Stub(client).Say(StringValue(value="x"), compression="deflate")
+        assert reply.value == "hello x"
+
+
+async def test_a_node_default_compression_applies_to_streams_both_ways() -> None:
+    async with served_pair(compression="zstd") as (_, client, _):
+        call = Stub(client).Upper([StringValue(value="x" * 5000) for _ in range(3)])
+        assert [r.value async for r in call] == ["X" * 5000] * 3
