@@ -16,6 +16,7 @@ oldest are dropped and counted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -85,7 +86,7 @@ class Router:
         seen_ttl: float = 120.0,
         seen_max: int = 100_000,
         reorder_window: int = 256,
-        reorder_timeout: float = 2.0,
+        reorder_timeout: float = 10.0,
     ) -> None:
         self.node = node
         self.hops = hops
@@ -129,8 +130,12 @@ class Router:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: Payload) -> int:
-        """Publish one message; returns how many neighbours it went to."""
+    async def publish(self, topic: str, payload: Payload) -> int:
+        """Publish one message; returns how many neighbours it went to.
+
+        Waits while a neighbour's data channel holds more unsent data than its high-water mark,
+        so a fast publisher cannot queue without bound (nor overrun its neighbours' sockets).
+        """
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
         origin = self.node.peer_id
@@ -139,7 +144,11 @@ class Router:
         envelope = Envelope(
             Kind.PUBLISH, 0, seq, topic=topic, origin=origin, hops=self.hops, has_payload=True
         )
-        return self._send_on(envelope, payload, exclude={origin})
+        sent = self._send_on(envelope, payload, exclude={origin})
+        for peer_id in list(self.node.peers):
+            with contextlib.suppress(PeerClosed):
+                await self.node.drain(peer_id)
+        return sent
 
     def _send_on(self, envelope: Envelope, payload: Payload, exclude: set[str]) -> int:
         assert envelope.topic is not None

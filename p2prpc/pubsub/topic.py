@@ -136,7 +136,7 @@ class Topic(_TopicBase[M]):
                 f"topic {self.name} carries {self.message_type.__name__}, "
                 f"not {type(message).__name__}"
             )
-        return router_of(self.node).publish(self.name, Payload.of(message))
+        return await router_of(self.node).publish(self.name, Payload.of(message))
 
     def _decode(self, payload: Any) -> M | None:
         try:
@@ -160,7 +160,7 @@ class RawTopic(_TopicBase[Any]):
 
     async def publish(self, value: Any) -> int:
         """Publish a JSON value; returns how many neighbours it was sent to directly."""
-        return router_of(self.node).publish(self.name, Payload(json=value))
+        return await router_of(self.node).publish(self.name, Payload(json=value))
 
     def _decode(self, payload: Any) -> Any:
         if isinstance(payload, bytearray | memoryview):
