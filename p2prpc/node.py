@@ -162,7 +162,7 @@ class Node(AsyncIOEventEmitter):
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
-        p2pt.on("data", self._on_data)
+        p2pt.binary_handler = self._on_binary
 
     @property
     def peer_id(self) -> str:
@@ -389,18 +389,17 @@ class Node(AsyncIOEventEmitter):
             return
         self._route(peer.id, envelope)
 
-    def _on_data(self, peer: Peer, data: str | bytes) -> None:
+    def _on_binary(self, peer_id: str, data: bytes) -> None:
         if not is_binary_envelope(data):
             return
-        assert isinstance(data, bytes)
         try:
-            envelope = self._reader.feed(peer.id, data)
+            envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
-            logger.warning("bad binary envelope from %s: %s", peer.id, e)
-            self.emit("peerwarning", peer.id, e)
+            logger.warning("bad binary envelope from %s: %s", peer_id, e)
+            self.emit("peerwarning", peer_id, e)
             return
         if envelope is not None:
-            self._route(peer.id, envelope)
+            self._route(peer_id, envelope)
 
     def _route(self, peer_id: str, envelope: Envelope) -> None:
         kind = envelope.kind

@@ -26,7 +26,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Final, TypedDict
 
 from aiortc import RTCIceServer
@@ -247,6 +247,9 @@ class P2PT(AsyncIOEventEmitter):
         self._remotes: dict[str, _RemotePeer] = {}
         self._connecting: set[Channel] = set()
         self._background_tasks: set[asyncio.Task[None]] = set()
+        #: Receives every binary data-channel message (``peer_id, data``); P2PT itself only reads
+        #: text frames. The p2prpc node reads its binary envelope here, off the event path.
+        self.binary_handler: Callable[[str, bytes], None] | None = None
         self._started = False
         self._destroyed = False
 
@@ -513,7 +516,14 @@ class P2PT(AsyncIOEventEmitter):
 
     def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
         peer = Peer(self, remote, channel.name)
-        self.emit("data", peer, data)
+        if self.listeners("data"):
+            self.emit("data", peer, data)
+        if isinstance(data, bytes) and data[:1] != b"^":
+            # Not a P2PT frame (P2PT reads binary messages too, as UTF-8 text): the layer above
+            # may read it (the binary RPC envelope).
+            if self.binary_handler is not None:
+                self.binary_handler(remote.id, data)
+            return
         now = time.monotonic()
         if now - self._last_expiry > 1.0:
             self._last_expiry = now

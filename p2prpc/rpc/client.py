@@ -346,6 +346,24 @@ class _MethodBase(Generic[Req, Rep]):
                 and (self.idempotent or not getattr(error, "may_have_run", True))
             )
 
+        async def attempt_once() -> Any:
+            peer_id = await self._pick(details, deadline, frozenset(tried))
+            tried.add(peer_id)
+            compression = details.compression or self.node.compression
+            attempt = _Attempt(
+                self.node, peer_id, self.name, self.reply_type, deadline, compression
+            )
+            return await run(attempt)
+
+        # Most calls succeed at once: the first attempt runs without the retry machinery, which
+        # takes over from its failure (tenacity then decides, waits and tries again).
+        try:
+            return await attempt_once()
+        except RpcError as error:
+            if policy.max_attempts == 1 or not retryable(error):
+                raise
+            first_failure: RpcError | None = error
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts) | _StopAtDeadline(deadline),
             wait=wait_random_exponential(
@@ -358,13 +376,10 @@ class _MethodBase(Generic[Req, Rep]):
         )
         async for attempt_state in retrying:
             with attempt_state:
-                peer_id = await self._pick(details, deadline, frozenset(tried))
-                tried.add(peer_id)
-                compression = details.compression or self.node.compression
-                attempt = _Attempt(
-                    self.node, peer_id, self.name, self.reply_type, deadline, compression
-                )
-                return await run(attempt)
+                if first_failure is not None:  # attempt 1, as it happened
+                    failure, first_failure = first_failure, None
+                    raise failure
+                return await attempt_once()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _pick(
