@@ -193,7 +193,8 @@ class Channel:
 
     async def drain(self) -> None:
         """Wait until everything queued by :meth:`send` has been handed to the data channel."""
-        await self._drained.wait()
+        if not self._drained.is_set():
+            await self._drained.wait()
         if self.state is ChannelState.CLOSED:
             raise PeerClosed(f"data channel {self.name} closed")
 

@@ -241,7 +241,9 @@ class _Attempt:
     # -- reading ------------------------------------------------------------------------------
 
     async def read(self) -> Message | None:
-        """The next reply, or ``None`` at the end (then :meth:`result_status` says how it ended)."""
+        """The next reply, or ``None`` at the end (then :meth:`check_status` says how it ended)."""
+        if not self.replies.empty():  # a stream read as fast as it comes: no waiting to arm
+            return self.replies.get_nowait()
         try:
             async with asyncio.timeout(self._remaining()):
                 return await self.replies.get()
