@@ -1,0 +1,56 @@
+"""`make bench` cannot rot: its quick mode runs one cheap row end to end and writes its JSON.
+
+Speeds are not asserted (they belong to `make bench` on a quiet machine); only that every process
+starts, every peer connects, and the results have the shape the table and chart are drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "unary-latency",
+            "--out",
+            str(tmp_path),
+            "--no-chart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "unary latency" in result.stdout
+
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["mode"] == "quick"
+    assert document["machine"]["cores"] >= 1
+    (row,) = document["rows"]
+    assert row["key"] == "unary-latency"
+    assert row["skipped"] is None and row["errors"] == []
+    figures = {figure["label"]: figure for figure in row["figures"]}
+    assert set(figures) == {"p2prpc", "raw aiortc", "gRPC aio"}
+    for figure in figures.values():
+        assert figure["unit"] == "ms" and figure["higher_is_better"] is False
+        assert len(figure["samples"]) == document["plan"]["latency_calls"]
+        assert all(sample > 0 for sample in figure["samples"])
+        summary = figure["summary"]
+        assert summary["n"] == len(figure["samples"])
+        assert summary["min"] <= summary["median"] <= summary["p99"] <= summary["max"]
+    targets = [check["target"] for check in row["checks"]]
+    assert targets == ["p50 ≤ 1.25× raw aiortc", "p50 ≤ 1.0× gRPC aio"]
+    assert all(isinstance(check["met"], bool) for check in row["checks"])
