@@ -30,21 +30,21 @@ apt: .apt-installed
 	fi
 	touch $@
 
-install: venv npm apt
+install: venv npm apt $(VENV)/.bench-installed
 
 test: install lint pytest
 
 pytest: install
 	$(PY) -m pytest -q
 
-lint: venv
-	$(VENV)/bin/ruff check p2prpc tests generated examples
-	$(VENV)/bin/ruff format --check p2prpc tests generated examples
-	$(VENV)/bin/mypy p2prpc examples generated
+lint: venv $(VENV)/.bench-installed
+	$(VENV)/bin/ruff check p2prpc tests generated examples bench
+	$(VENV)/bin/ruff format --check p2prpc tests generated examples bench
+	$(VENV)/bin/mypy p2prpc examples generated bench
 
 format: venv
-	$(VENV)/bin/ruff check --fix p2prpc tests generated examples
-	$(VENV)/bin/ruff format p2prpc tests generated examples
+	$(VENV)/bin/ruff check --fix p2prpc tests generated examples bench
+	$(VENV)/bin/ruff format p2prpc tests generated examples bench
 
 # generated/ is what protoc and our plugin make of protos/; a test fails when they differ.
 # protos/p2prpc/options.proto is the exception: compiled into the package (as p2prpc.options_pb2,
@@ -59,6 +59,17 @@ gen: venv
 
 demo: venv
 	PYTHONPATH=generated $(PY) examples/demo.py
+
+# Benchmarks against raw aiortc, gRPC aio and JavaScript P2PT, measured in the same run (about 7
+# minutes on 2 cores; the JavaScript rows need root for their network namespace).
+# BENCH="--quick" for a smoke run, BENCH="--only connect" for one row.
+bench: install
+	$(PY) -m bench $(BENCH)
+
+# The benchmark's extras (the chart) and types, for make bench and for linting bench/.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .apt-installed .mypy_cache .ruff_cache .pytest_cache
