@@ -8,12 +8,12 @@ through a generic handler so that no generated code is needed, and called throug
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 
 import grpc
 import grpc.aio
 from google.protobuf.wrappers_pb2 import BytesValue
+
+from . import measure
 
 ECHO = "/bench.Echo/Echo"
 
@@ -63,33 +63,11 @@ class GrpcPeer:
 
     async def cmd_latency(self, count: int, size: int, warmup: int = 20) -> list[float]:
         """``count`` sequential unary echoes of ``size`` bytes; each one's time in milliseconds."""
-        echo = self._echo()
-        request = BytesValue(value=os.urandom(size))
-        for _ in range(warmup):
-            await echo(request)
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            await echo(request)
-            times.append((time.perf_counter() - start) * 1e3)
-        return times
+        return await measure.latency(self._echo(), count, size, warmup)
 
     async def cmd_throughput(self, concurrency: int, seconds: float, size: int) -> float:
         """Unary echoes with ``concurrency`` in flight for ``seconds``: calls per second."""
-        echo = self._echo()
-        request = BytesValue(value=os.urandom(size))
-        done = 0
-        deadline = time.perf_counter() + seconds
-
-        async def caller() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                await echo(request)
-                done += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-        return done / (time.perf_counter() - start)
+        return await measure.throughput(self._echo(), concurrency, seconds, size)
 
     async def aclose(self) -> None:
         if self.channel is not None:

@@ -519,7 +519,6 @@ class _StreamingCall(Generic[Req, Rep]):
         self._attempt: _Attempt | None = None
         self._starting: asyncio.Task[_Attempt] | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._cancelled = False
 
     async def _started(self) -> _Attempt:
         if self._attempt is not None:
