@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from ..errors import MessageTooBig, RemoteProtocolError
+from ..wire import compression as codecs
+from ..wire.envelope import Envelope
 from .status import RpcError, StatusCode
 
 if TYPE_CHECKING:
     from ..node import Node
-    from ..wire.envelope import Envelope
 
 Req = TypeVar("Req", bound=Message)
 Rep = TypeVar("Rep", bound=Message)
@@ -267,3 +269,29 @@ def decode_payload(payload: Any, message_type: type[M], max_size: int) -> M:
             StatusCode.RESOURCE_EXHAUSTED, f"message of {size} bytes exceeds the {max_size} limit"
         )
     return message
+
+
+def pack_payload(
+    message: Message, binary: bool, encoding: str | None, max_size: int
+) -> tuple[Any, bool]:
+    """``(payload, compressed)``: a message as an envelope payload, compressed with the call's
+    encoding (binary form only) when that makes it smaller."""
+    payload = encode_payload(message, binary, max_size)
+    if encoding is None or not binary:
+        return payload, False
+    return codecs.compress(encoding, payload)
+
+
+def unpack_payload(envelope: Envelope, encoding: str | None, max_size: int) -> Any:
+    """An envelope's payload, decompressed if it says so: RESOURCE_EXHAUSTED past ``max_size``,
+    INTERNAL when it cannot be read."""
+    if not envelope.compressed:
+        return envelope.payload
+    if encoding is None:
+        raise RpcError(StatusCode.INTERNAL, "a compressed payload in an uncompressed call")
+    try:
+        return codecs.decompress(encoding, envelope.payload, max_size)
+    except MessageTooBig as e:
+        raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
+    except RemoteProtocolError as e:
+        raise RpcError(StatusCode.INTERNAL, str(e)) from e

@@ -33,8 +33,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import MessageTooBig, PeerClosed, RemoteProtocolError
-from ..wire import compression as codecs
+from ..errors import PeerClosed
 from ..wire.compression import CODECS, IDENTITY
 from ..wire.envelope import Envelope, Kind, Status
 from .base import (
@@ -46,7 +45,8 @@ from .base import (
     Req,
     RetryPolicy,
     decode_payload,
-    encode_payload,
+    pack_payload,
+    unpack_payload,
 )
 from .status import RpcError, StatusCode
 
@@ -106,18 +106,15 @@ class _Attempt:
         self._next_seq = 0
         self._request_seq = 0
 
-    def _pack(self, message: Message) -> tuple[Any, bool]:
-        """A message as a payload for this peer, compressed when that makes it smaller."""
-        payload = encode_payload(message, self.binary, self.node.max_message_size)
-        if self.encoding is None:
-            return payload, False
-        return codecs.compress(self.encoding, payload)
-
     def start(self, metadata: Mapping[str, str], request: Message | None) -> None:
         """Send the call (with its request, for single-request methods); UNAVAILABLE (it did not
         run) when the peer is gone already."""
         timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        payload, compressed = self._pack(request) if request is not None else (None, False)
+        payload, compressed = (
+            pack_payload(request, self.binary, self.encoding, self.node.max_message_size)
+            if request is not None
+            else (None, False)
+        )
         envelope = Envelope(
             Kind.CALL,
             self.call_id,
@@ -146,7 +143,9 @@ class _Attempt:
         """Send one request-stream message (waits while the data channel is full)."""
         if self.state is not _AttemptState.SENT:
             raise self._error()
-        payload, compressed = self._pack(request)
+        payload, compressed = pack_payload(
+            request, self.binary, self.encoding, self.node.max_message_size
+        )
         self._send(
             Envelope(
                 Kind.MSG,
@@ -185,7 +184,9 @@ class _Attempt:
             self._next_seq += 1
             try:
                 reply = decode_payload(
-                    self._unpack(envelope), self.reply_type, self.node.max_message_size
+                    unpack_payload(envelope, self.encoding, self.node.max_message_size),
+                    self.reply_type,
+                    self.node.max_message_size,
                 )
             except RpcError as e:
                 code = e.code if e.code is StatusCode.RESOURCE_EXHAUSTED else StatusCode.INTERNAL
@@ -202,18 +203,6 @@ class _Attempt:
                 self._finish(envelope.status)
         elif envelope.kind is Kind.STATUS and envelope.status is not None:
             self._finish(envelope.status)
-
-    def _unpack(self, envelope: Envelope) -> Any:
-        if not envelope.compressed:
-            return envelope.payload
-        if self.encoding is None:
-            raise RpcError(StatusCode.INTERNAL, "a compressed reply to an uncompressed call")
-        try:
-            return codecs.decompress(self.encoding, envelope.payload, self.node.max_message_size)
-        except MessageTooBig as e:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
-        except RemoteProtocolError as e:
-            raise RpcError(StatusCode.INTERNAL, str(e)) from e
 
     def on_peer_lost(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, f"peer {self.peer_id} went away"))

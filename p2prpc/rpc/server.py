@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
-from ..errors import MessageTooBig, PeerClosed, RemoteProtocolError
-from ..wire import compression as codecs
+from ..errors import PeerClosed
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind, Status
 from .base import (
@@ -30,7 +29,8 @@ from .base import (
     HandlerCallDetails,
     ServicerContext,
     decode_payload,
-    encode_payload,
+    pack_payload,
+    unpack_payload,
 )
 from .status import RpcError, StatusCode
 
@@ -189,7 +189,9 @@ class ServerCall:
             async for reply in handler.func(argument, context):
                 if not isinstance(reply, handler.reply_type):
                     raise _wrong_type(self.method, reply, handler.reply_type)
-                payload, compressed = self._pack(reply, binary)
+                payload, compressed = pack_payload(
+                    reply, binary, self.encoding, self.node.max_message_size
+                )
                 self._send(
                     Envelope(
                         Kind.REPLY,
@@ -208,7 +210,7 @@ class ServerCall:
             return self._status(self._final_status())
         if not isinstance(reply, handler.reply_type):
             raise _wrong_type(self.method, reply, handler.reply_type)
-        payload, compressed = self._pack(reply, binary)
+        payload, compressed = pack_payload(reply, binary, self.encoding, self.node.max_message_size)
         return Envelope(
             Kind.REPLY,
             self.call_id,
@@ -246,26 +248,11 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
-        return decode_payload(self._unpack(item), request_type, self.node.max_message_size)
-
-    def _unpack(self, envelope: Envelope) -> Any:
-        if not envelope.compressed:
-            return envelope.payload
-        if self.encoding is None:
-            raise RpcError(StatusCode.INTERNAL, "a compressed message in an uncompressed call")
-        try:
-            return codecs.decompress(self.encoding, envelope.payload, self.node.max_message_size)
-        except MessageTooBig as e:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
-        except RemoteProtocolError as e:
-            raise RpcError(StatusCode.INTERNAL, str(e)) from e
-
-    def _pack(self, reply: Message, binary: bool) -> tuple[Any, bool]:
-        """A reply as a payload, compressed like the call's requests when that makes it smaller."""
-        payload = encode_payload(reply, binary, self.node.max_message_size)
-        if self.encoding is None or not binary:
-            return payload, False
-        return codecs.compress(self.encoding, payload)
+        return decode_payload(
+            unpack_payload(item, self.encoding, self.node.max_message_size),
+            request_type,
+            self.node.max_message_size,
+        )
 
     async def _single_request(self, request_type: type[Message]) -> Message:
         request = await self._next_request(request_type)
