@@ -87,16 +87,17 @@ async def run(trackers: list[str], identifier: str) -> int:
         except RpcError as e:
             say(
                 f"[client] deadline         WatchFeatures(timeout=0.5) -> {len(changes)} changes, "
-                f"then {e.code.name}"
+                f"then {e.code().name}"
             )
-            if e.code is not StatusCode.DEADLINE_EXCEEDED:
+            if e.code() is not StatusCode.DEADLINE_EXCEEDED:
                 return 1
 
         try:
             await guide.GetFeature(Point(latitude=1_000_000_000, longitude=0))
         except RpcError as e:
-            say(f"[client] error status     GetFeature(off the map) -> {e.code.name}: {e.details}")
-            if e.code is not StatusCode.INVALID_ARGUMENT:
+            status = f"{e.code().name}: {e.details()}"
+            say(f"[client] error status     GetFeature(off the map) -> {status}")
+            if e.code() is not StatusCode.INVALID_ARGUMENT:
                 return 1
         return await join_chat(node)
 

@@ -14,7 +14,7 @@ SERVICES = ("helloworld.Greeter",)
 class GreeterStub:
     """The greeting service definition."""
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.SayHello: p2prpc.rpc.UnaryUnaryMethod[
             helloworld__pb2.HelloRequest,
             helloworld__pb2.HelloReply,
@@ -24,6 +24,13 @@ class GreeterStub:
             helloworld__pb2.HelloRequest,
             helloworld__pb2.HelloReply,
         )
+        """Sends a greeting.
+
+        Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the HelloReply); timeout= is
+        in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.SayHelloStream: p2prpc.rpc.UnaryStreamMethod[
             helloworld__pb2.HelloRequest,
             helloworld__pb2.HelloReply,
@@ -33,6 +40,13 @@ class GreeterStub:
             helloworld__pb2.HelloRequest,
             helloworld__pb2.HelloReply,
         )
+        """Sends a greeting in each language the server knows, one reply at a time.
+
+        Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each HelloReply); timeout=
+        is in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class GreeterServicer:

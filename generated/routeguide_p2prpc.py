@@ -15,7 +15,7 @@ SERVICES = ("routeguide.RouteGuide",)
 class RouteGuideStub:
     """Interface exported by a peer that knows the features of a map."""
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.GetFeature: p2prpc.rpc.UnaryUnaryMethod[
             routeguide__pb2.Point,
             routeguide__pb2.Feature,
@@ -26,6 +26,15 @@ class RouteGuideStub:
             routeguide__pb2.Feature,
             idempotent=True,
         )
+        """Obtains the feature at a given position; a feature with an empty name if there is none.
+
+         Reading has no side effects, so a call that failed may safely be tried again elsewhere.
+
+        Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Feature); timeout= is in
+        seconds, retries included (retried on another server). Fails with RpcError: UNAVAILABLE
+        (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server
+        ended with.
+        """
         self.ListFeatures: p2prpc.rpc.UnaryStreamMethod[
             routeguide__pb2.Rectangle,
             routeguide__pb2.Feature,
@@ -35,6 +44,13 @@ class RouteGuideStub:
             routeguide__pb2.Rectangle,
             routeguide__pb2.Feature,
         )
+        """Streams the features inside a rectangle as they are found.
+
+        Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each Feature); timeout= is
+        in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.RecordRoute: p2prpc.rpc.StreamUnaryMethod[
             routeguide__pb2.Point,
             routeguide__pb2.RouteSummary,
@@ -44,6 +60,15 @@ class RouteGuideStub:
             routeguide__pb2.Point,
             routeguide__pb2.RouteSummary,
         )
+        """Takes the points of a route as they are traversed; replies with a summary once the
+        client
+         ends its stream.
+
+        Returns a p2prpc.rpc.StreamUnaryCall at once (write requests (or pass an iterable),
+        await the RouteSummary); timeout= is in seconds, retries included (never run twice).
+        Fails with RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED,
+        CANCELLED, or the status the server ended with.
+        """
         self.RouteChat: p2prpc.rpc.StreamStreamMethod[
             routeguide__pb2.RouteNote,
             routeguide__pb2.RouteNote,
@@ -53,6 +78,13 @@ class RouteGuideStub:
             routeguide__pb2.RouteNote,
             routeguide__pb2.RouteNote,
         )
+        """Exchanges notes about the route with the other peer while it is being traversed.
+
+        Returns a p2prpc.rpc.StreamStreamCall at once (write requests (or pass an iterable),
+        iterate replies); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
         self.WatchFeatures: p2prpc.rpc.UnaryStreamMethod[
             google_dot_protobuf_dot_empty__pb2.Empty,
             routeguide__pb2.Feature.Change,
@@ -62,6 +94,13 @@ class RouteGuideStub:
             google_dot_protobuf_dot_empty__pb2.Empty,
             routeguide__pb2.Feature.Change,
         )
+        """Streams the changes to the features the guide knows, from now on.
+
+        Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each Change); timeout= is
+        in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class RouteGuideServicer:

@@ -1,33 +1,81 @@
 """p2prpc: peers that call and publish to each other over WebRTC, found through WebTorrent trackers.
 
-``P2PT`` is the wire-compatible port of the JavaScript P2PT library; the RPC and pub/sub layers
-build on it.
+``P2PT`` is the wire-compatible port of the JavaScript P2PT library; ``Node`` is a p2prpc peer,
+on which the RPC (:mod:`p2prpc.rpc`) and pub/sub (:mod:`p2prpc.pubsub`) layers build.
+
+Names are loaded on first use (PEP 562), so ``import p2prpc.wire.frames`` or the protoc plugin
+does not load WebRTC.
 """
 
-from .errors import (
-    Destroyed,
-    FrameError,
-    LocalProtocolError,
-    MessageTooBig,
-    NothingToRespond,
-    P2PRPCError,
-    PeerClosed,
-    PeerError,
-    ProtocolError,
-    RemoteProtocolError,
-    ReplyTimeout,
-    TooManyPending,
-    TrackerFailure,
-    TrackerProtocolError,
-)
-from .p2pt import P2PT, Peer, Reply, TrackerStats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import (
+        Destroyed,
+        FrameError,
+        InvalidMetadata,
+        LocalProtocolError,
+        MessageTooBig,
+        NothingToRespond,
+        P2PRPCError,
+        PeerClosed,
+        PeerError,
+        ProtocolError,
+        RemoteProtocolError,
+        ReplyTimeout,
+        RpcError,
+        TooManyPending,
+        TrackerFailure,
+        TrackerProtocolError,
+    )
+    from .node import Node
+    from .p2pt import P2PT, Peer, Reply, TrackerStats
+    from .rpc.channel import Channel
+    from .wire.status import StatusCode
+
+_WHERE = {
+    "Node": ".node",
+    "P2PT": ".p2pt",
+    "Peer": ".p2pt",
+    "Reply": ".p2pt",
+    "TrackerStats": ".p2pt",
+    "Channel": ".rpc.channel",
+    "StatusCode": ".wire.status",
+    **{
+        name: ".errors"
+        for name in (
+            "Destroyed",
+            "FrameError",
+            "InvalidMetadata",
+            "LocalProtocolError",
+            "MessageTooBig",
+            "NothingToRespond",
+            "P2PRPCError",
+            "PeerClosed",
+            "PeerError",
+            "ProtocolError",
+            "RemoteProtocolError",
+            "ReplyTimeout",
+            "RpcError",
+            "TooManyPending",
+            "TrackerFailure",
+            "TrackerProtocolError",
+        )
+    },
+}
 
 __all__ = [
     "P2PT",
+    "Channel",
     "Destroyed",
     "FrameError",
+    "InvalidMetadata",
     "LocalProtocolError",
     "MessageTooBig",
+    "Node",
     "NothingToRespond",
     "P2PRPCError",
     "Peer",
@@ -37,8 +85,23 @@ __all__ = [
     "RemoteProtocolError",
     "Reply",
     "ReplyTimeout",
+    "RpcError",
+    "StatusCode",
     "TooManyPending",
     "TrackerFailure",
     "TrackerProtocolError",
     "TrackerStats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'p2prpc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

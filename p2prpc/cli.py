@@ -183,13 +183,14 @@ def _run_call(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         print(f"p2prpc call: the request is not JSON: {e}", file=sys.stderr)
         return 2
-    metadata = {}
+    metadata: list[tuple[str, str | bytes]] = []
     for header in args.header:
         key, sep, value = header.partition(":")
         if not sep:
             print(f"p2prpc call: a header is 'key: value', not {header!r}", file=sys.stderr)
             return 2
-        metadata[key.strip()] = value.strip()
+        # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too).
+        metadata.append((key.strip().lower(), value.strip()))
     return asyncio.run(
         call_json(
             args.tracker,

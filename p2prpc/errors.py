@@ -7,6 +7,13 @@ Anything else that escapes the library is a bug and stays a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import grpc.aio
+
+from .wire.status import Metadatum, StatusCode
+
 
 class P2PRPCError(Exception):
     """Base class of every error p2prpc raises on purpose."""
@@ -85,3 +92,93 @@ class NothingToRespond(LocalProtocolError):
 
 class Destroyed(P2PRPCError):
     """The P2PT instance was destroyed."""
+
+
+class CodegenError(P2PRPCError):
+    """A ``.proto`` file that cannot be turned into valid Python; protoc reports the message."""
+
+
+class InvalidMetadata(LocalProtocolError, ValueError):
+    """Metadata that gRPC does not allow: a key that is not lower-case ``[0-9a-z_.-]``, a ``-bin``
+    key whose value is not bytes, or a value that is not printable ASCII (gRPC's metadata rules,
+    https://grpc.io/docs/guides/metadata/)."""
+
+
+class RpcError(P2PRPCError, grpc.aio.AioRpcError):
+    """A call ended with a status other than OK: grpc.aio's ``AioRpcError``, with its methods.
+
+    Raised by client calls (``await call``, iterating a streaming call), and raised by servicers
+    (or by ``context.abort``) to end a call with that status. ``code()``, ``details()``,
+    ``initial_metadata()``, ``trailing_metadata()`` and ``debug_error_string()`` answer as in
+    grpc.aio; ``except grpc.aio.AioRpcError`` and ``except grpc.RpcError`` catch it too, and
+    ``grpc_status.rpc_status.from_call(error)`` reads its ``google.rpc.Status`` details.
+
+    ``trailing_metadata`` (and ``initial_metadata``) take a :class:`grpc.aio.Metadata`, a sequence
+    of ``(key, value)`` pairs or a mapping.
+    """
+
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str = "",
+        trailing_metadata: grpc.aio.Metadata
+        | Iterable[Metadatum]
+        | Mapping[str, str | bytes]
+        | None = None,
+        *,
+        initial_metadata: grpc.aio.Metadata | Iterable[Metadatum] | None = None,
+        debug_error_string: str | None = None,
+    ) -> None:
+        if not isinstance(code, StatusCode):
+            raise TypeError(f"code must be a grpc.StatusCode, not {type(code).__name__}")
+        initial = _as_metadata(initial_metadata)
+        trailing = _as_metadata(trailing_metadata)
+        debug = debug_error_string or f"p2prpc: {code.name}: {details}"
+        grpc.aio.AioRpcError.__init__(self, code, initial, trailing, details, debug)
+        # Kept here too: grpc's own attributes are private to grpc.
+        self._status = (code, details, initial, trailing, debug)
+
+    def code(self) -> StatusCode:
+        return self._status[0]
+
+    def details(self) -> str:
+        return self._status[1]
+
+    def initial_metadata(self) -> grpc.aio.Metadata:
+        return self._status[2]
+
+    def trailing_metadata(self) -> grpc.aio.Metadata:  # type: ignore[override]
+        return self._status[3]
+
+    def debug_error_string(self) -> str:
+        return self._status[4]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        code, details, initial, trailing, debug = self._status
+        return (
+            _rebuild_rpc_error,
+            (type(self), code, details, tuple(trailing), tuple(initial), debug),
+        )
+
+
+def _rebuild_rpc_error(
+    cls: type[RpcError],
+    code: StatusCode,
+    details: str,
+    trailing: tuple[Metadatum, ...],
+    initial: tuple[Metadatum, ...],
+    debug: str | None,
+) -> RpcError:
+    return cls(code, details, trailing, initial_metadata=initial, debug_error_string=debug)
+
+
+def _as_metadata(
+    value: grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, str | bytes] | None,
+) -> grpc.aio.Metadata:
+    if value is None:
+        return grpc.aio.Metadata()
+    if isinstance(value, grpc.aio.Metadata):
+        return value
+    if isinstance(value, Mapping):
+        return grpc.aio.Metadata(*value.items())
+    return grpc.aio.Metadata(*value)

@@ -1,16 +1,16 @@
-"""A p2prpc node: one P2PT swarm, a hello handshake, and envelopes routed to calls.
+"""A p2prpc node: one P2PT swarm, a hello handshake, and envelopes dispatched to the layers above.
 
 Every node says hello to every peer it meets (and again whenever what it serves changes): its
 protocol version, whether it reads binary envelopes, and which services and topics it serves. A
 JavaScript P2PT peer that never says hello can still call services: it is answered in the JSON form.
 
-The node moves envelopes and keeps the tables; what a call *does* lives above, in ``p2prpc.rpc``:
-
-- a new incoming ``call`` goes to the :class:`CallAcceptor` registered for its service and method
-  (unknown ones are answered ``UNIMPLEMENTED`` here);
-- ``msg``/``end``/``cancel`` go to the server-side :class:`CallSink` of (peer, call id);
-- ``reply``/``status`` go to the client-side :class:`CallSink` of (peer, call id);
-- when a peer goes away, every call with it hears ``peer_lost``.
+The node is a typed multiplexer. It decodes envelopes and hands each kind to the :class:`Layer`
+registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics); it keeps the peer table
+and the hello, and the names of the services and topics it announces. It holds no RPC settings:
+those live in ``p2prpc.rpc.Channel``. No exception raised while handling one envelope, by a peer's
+bad input or by a layer, stops the handling of the next: malformed input is reported as a
+``peerwarning`` (and a malformed call is answered INVALID_ARGUMENT), anything else is logged with
+its traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
@@ -33,7 +32,6 @@ from .wire.envelope import (
     BinaryReader,
     Envelope,
     Kind,
-    Status,
     from_json,
     is_binary_envelope,
     is_envelope,
@@ -41,29 +39,37 @@ from .wire.envelope import (
     to_json,
 )
 from .wire.frames import JSONValue, new_message_id
+from .wire.status import Status, StatusCode
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-#: gRPC's UNIMPLEMENTED, answered by the node itself for services and methods it does not serve.
-UNIMPLEMENTED = 12
-#: gRPC's INVALID_ARGUMENT, answered to a call envelope that cannot be read.
-INVALID_ARGUMENT = 3
 
 
-class CallSink(Protocol):
-    """One side of a call in progress, fed by the node."""
+class Layer(Protocol):
+    """What handles some envelope kinds for a node (see :meth:`Node.register`)."""
 
-    def on_envelope(self, envelope: Envelope) -> None: ...
+    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+        """One envelope of a registered kind from ``peer_id``."""
 
-    def on_peer_lost(self) -> None: ...
+    def on_peer_lost(self, peer_id: str) -> None:
+        """``peer_id`` went away: whatever is in progress with it has ended."""
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in progress (graceful stop waits for this)."""
+
+    def close(self) -> None:
+        """End everything in progress now (the node is stopping)."""
 
 
-class CallAcceptor(Protocol):
-    """Starts the server side of a call to one method (``p2prpc.rpc.Handler`` is one)."""
+class MethodAcceptor(Protocol):
+    """What a node keeps for each method it serves (``p2prpc.rpc.Handler`` is one)."""
 
-    def accept(self, node: Node, peer_id: str, envelope: Envelope) -> None: ...
+    def attach(self, node: Node) -> None:
+        """The node now serves this method: register whatever runs its calls."""
 
+
+L = TypeVar("L", bound=Layer)
 
 _HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings"})
 
@@ -83,28 +89,26 @@ class PeerInfo:
 
 
 @dataclass(frozen=True)
-class PeerChannel:
-    """Calls through ``node`` to one peer only (``node.to(peer_id)``)."""
+class PeerTarget:
+    """A node and one of its peers: ``node.to(peer_id)``, for stubs whose calls all go there."""
 
     node: Node
     peer_id: str
-
-    @property
-    def rpc_node(self) -> Node:
-        return self.node
-
-    @property
-    def rpc_peer(self) -> str | None:
-        return self.peer_id
 
 
 class Node(AsyncIOEventEmitter):
     """A p2prpc peer: ``Node(announce_urls, identifier)``, then ``await start()``.
 
-    Events: ``peer(info)`` when a peer says hello (or says it again), ``peerclose(peer_id)``.
+    Events: ``peer(info)`` when a peer says hello (or says it again), ``peerclose(peer_id)``,
+    ``peerwarning(peer_id, error)`` for malformed input from a peer.
+
     ``binary``: whether to use the binary envelope with peers that also allow it.
-    ``max_message_size``: the largest RPC payload accepted or sent, in bytes.
-    Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`.
+    ``max_message_size``: the largest RPC payload accepted or sent, in bytes (gRPC's
+    ``grpc.max_receive_message_length``; 4 MiB as in gRPC).
+    ``server_interceptors``: what wraps every call this node serves, as
+    ``grpc.aio.server(interceptors=...)`` (see ``p2prpc.rpc.ServerInterceptor``).
+    Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
+    interceptors, compression, ``wait_for_ready``) belong to ``p2prpc.rpc.Channel``.
     """
 
     def __init__(
@@ -116,10 +120,6 @@ class Node(AsyncIOEventEmitter):
         host_addresses: Sequence[str] | None = None,
         binary: bool = True,
         max_message_size: int = 4 * 2**20,
-        retry_policy: Any = None,
-        compression: str | None = None,
-        wait_for_ready: bool = False,
-        client_interceptors: Sequence[Any] = (),
         server_interceptors: Sequence[Any] = (),
         p2pt: P2PT | None = None,
         **p2pt_options: Any,
@@ -138,27 +138,18 @@ class Node(AsyncIOEventEmitter):
         self.p2pt = p2pt
         self.binary = binary
         self.max_message_size = max_message_size
-        # Read by p2prpc.rpc (RetryPolicy, interceptors); the node only keeps them.
-        self.retry_policy = retry_policy
-        #: The compression calls use unless they say otherwise ("deflate", "zstd", None).
-        self.compression = compression
-        self.wait_for_ready = wait_for_ready
-        self.client_interceptors = list(client_interceptors)
-        self.server_interceptors = list(server_interceptors)
+        self.server_interceptors: tuple[Any, ...] = tuple(server_interceptors)
+        #: Connected peers and what each said in its hello, by peer id.
         self.peers: dict[str, PeerInfo] = {}
-        self._services: dict[str, Mapping[str, CallAcceptor]] = {}
+        self._services: dict[str, Mapping[str, MethodAcceptor]] = {}
         self._topics: set[str] = set()
-        self._client_calls: dict[tuple[str, int], CallSink] = {}
-        self._server_calls: dict[tuple[str, int], CallSink] = {}
-        self._in_flight: dict[str, int] = {}
+        self._hello_extra: dict[str, JSONValue] = {}
+        self._by_kind: dict[Kind, Layer] = {}
+        self._layers: dict[str, Layer] = {}
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: Receives every ``pub`` envelope (set by :mod:`p2prpc.pubsub`).
-        self.publish_handler: Callable[[str, Envelope], None] | None = None
-        #: More to say in the hello (set by the layers above).
-        self.hello_extra: dict[str, JSONValue] = {}
-        #: Anything the layers above keep per node (the pub/sub router).
-        self.extensions: dict[str, Any] = {}
+        self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
@@ -168,50 +159,98 @@ class Node(AsyncIOEventEmitter):
     def peer_id(self) -> str:
         return self.p2pt.peer_id
 
-    @property
-    def rpc_node(self) -> Node:
-        """As a stub's channel: calls go through this node..."""
-        return self
+    def to(self, peer_id: str) -> PeerTarget:
+        """This node and one peer, for a stub whose calls all go to that peer:
+        ``GreeterStub(node.to(peer_id))``."""
+        return PeerTarget(self, peer_id)
 
-    @property
-    def rpc_peer(self) -> str | None:
-        """...to any peer serving the service."""
-        return None
+    # -- layers -------------------------------------------------------------------------------
 
-    def to(self, peer_id: str) -> PeerChannel:
-        """A channel for stubs whose calls all go to one peer."""
-        return PeerChannel(self, peer_id)
+    def layer(self, name: str, make: Callable[[Node], L]) -> L:
+        """The layer this node keeps under ``name``, made by ``make(node)`` on first use."""
+        found = self._layers.get(name)
+        if found is None:
+            found = self._layers[name] = make(self)
+        return found  # type: ignore[return-value]  # ``make`` made it under this name
+
+    def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
+        """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""
+        for kind in kinds:
+            if kind in self._by_kind and self._by_kind[kind] is not layer:
+                raise ValueError(f"{kind.name} envelopes are handled already")
+            self._by_kind[kind] = layer
+
+    def set_hello(self, key: str, value: JSONValue) -> None:
+        """Say more in this node's hello (a layer's capability, such as pub/sub relaying)."""
+        if key in _HELLO_KEYS:
+            raise ValueError(f"{key!r} is the node's own hello key")
+        self._hello_extra[key] = value
+        self._announce_change()
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """Keep a task of a layer's; :meth:`stop` cancels what is still running."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- life ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.p2pt.start()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
+        return self._stopping
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
+
+        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
+        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
+        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
+        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
+        second call waits for the first.
+        """
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            self._stopping = True
+            self._announce_change()
+            if grace is not None and grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        for layer in list(self._layers.values()):
+                            await layer.wait_idle()
+            for layer in list(self._layers.values()):
+                layer.close()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.p2pt.destroy()
+        finally:
+            self._stopped.set_result(None)
+
     async def close(self) -> None:
-        """Leave the swarm; every call in progress ends (``UNAVAILABLE`` on the client side)."""
-        for sink in [*self._client_calls.values(), *self._server_calls.values()]:
-            sink.on_peer_lost()
-        self._client_calls.clear()
-        self._server_calls.clear()
-        for extension in self.extensions.values():
-            close = getattr(extension, "close", None)
-            if callable(close):
-                close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.p2pt.destroy()
+        """Leave the swarm now: :meth:`stop` with no grace."""
+        await self.stop(None)
 
     async def __aenter__(self) -> Node:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.stop(None)
 
     # -- what this node serves ----------------------------------------------------------------
 
-    def add_service(self, name: str, handlers: Mapping[str, CallAcceptor]) -> None:
-        """Serve a service: ``handlers`` maps ``/package.Service/Method`` to what runs each call."""
+    def add_service(self, name: str, handlers: Mapping[str, MethodAcceptor]) -> None:
+        """Serve a service: ``handlers`` maps ``/package.Service/Method`` to what runs each call
+        (the generated ``add_…Servicer_to_node`` calls this)."""
+        for handler in handlers.values():
+            handler.attach(self)
         self._services[name] = dict(handlers)
         self._announce_change()
 
@@ -222,6 +261,11 @@ class Node(AsyncIOEventEmitter):
     @property
     def services(self) -> frozenset[str]:
         return frozenset(self._services)
+
+    def method_handler(self, method: str) -> MethodAcceptor | None:
+        """What serves ``/package.Service/Method`` here, or ``None``."""
+        service = method.split("/")[1] if method.count("/") == 2 else ""
+        return self._services.get(service, {}).get(method)
 
     def add_topic(self, name: str) -> None:
         if name not in self._topics:
@@ -234,13 +278,13 @@ class Node(AsyncIOEventEmitter):
             self._announce_change()
 
     def hello(self) -> dict[str, JSONValue]:
-        """The hello this node sends."""
+        """The hello this node sends (a stopping node serves nothing)."""
         return {
-            **self.hello_extra,
+            **self._hello_extra,
             "v": PROTOCOL_VERSION,
             "binary": self.binary,
             "encodings": list[JSONValue](sorted(CODECS) if self.binary else []),
-            "services": list[JSONValue](sorted(self._services)),
+            "services": list[JSONValue]([] if self._stopping else sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
         }
 
@@ -249,16 +293,14 @@ class Node(AsyncIOEventEmitter):
         self._announce_change()
 
     def _announce_change(self) -> None:
-        if not self.p2pt.peers:
-            return
-        for peer in self.p2pt.peers.values():
+        for peer in list(self.p2pt.peers.values()):
             self._send_hello(peer)
 
     def _send_hello(self, peer: Peer) -> None:
         with contextlib.suppress(PeerClosed):
             self.p2pt.post(peer, {"hello": self.hello()}, new_message_id())
 
-    # -- choosing peers -----------------------------------------------------------------------
+    # -- peers --------------------------------------------------------------------------------
 
     def servers_of(self, service: str) -> list[str]:
         """Connected peers that said they serve ``service``."""
@@ -267,42 +309,26 @@ class Node(AsyncIOEventEmitter):
             pid for pid, info in self.peers.items() if service in info.services and pid in connected
         ]
 
-    def pick_server(self, service: str, exclude: frozenset[str] = frozenset()) -> str | None:
-        """The server of ``service`` with the fewest calls in flight from here (ties: random)."""
-        candidates = [pid for pid in self.servers_of(service) if pid not in exclude]
-        if not candidates:
-            candidates = self.servers_of(service)  # all were tried: try them again
-        if not candidates:
-            return None
-        random.shuffle(candidates)
-        return min(candidates, key=lambda pid: self._in_flight.get(pid, 0))
-
-    async def wait_for_server(
-        self, service: str, exclude: frozenset[str] = frozenset(), timeout: float | None = None
-    ) -> str:
-        """Wait (up to ``timeout``) until a peer serving ``service`` is connected."""
-        loop = asyncio.get_running_loop()
-        found: asyncio.Future[str] = loop.create_future()
-
-        def check(*_: object) -> None:
-            pid = self.pick_server(service, exclude)
-            if pid is not None and not found.done():
-                found.set_result(pid)
-
-        self.on("peer", check)
-        try:
-            check()
-            return await asyncio.wait_for(found, timeout)
-        finally:
-            self.remove_listener("peer", check)
+    async def wait_for_server(self, service: str, timeout: float | None = None) -> str:
+        """Wait until a connected peer says it serves ``service``; return its id (the first
+        found). ``TimeoutError`` after ``timeout`` seconds."""
+        await self.wait_until(lambda: bool(self.servers_of(service)), timeout)
+        return self.servers_of(service)[0]
 
     async def wait_for_peers(self, count: int, timeout: float | None = None) -> None:
-        """Wait until at least ``count`` peers have said hello."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        """Wait until at least ``count`` peers have said hello; ``TimeoutError`` after
+        ``timeout`` seconds."""
+        await self.wait_until(
+            lambda: sum(1 for i in self.peers.values() if i.hello) >= count, timeout
+        )
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait until ``condition()`` holds, checked now and whenever a peer says hello;
+        ``TimeoutError`` after ``timeout`` seconds."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def check(*_: object) -> None:
-            if sum(1 for i in self.peers.values() if i.hello) >= count and not done.done():
+            if not done.done() and condition():
                 done.set_result(None)
 
         self.on("peer", check)
@@ -317,36 +343,7 @@ class Node(AsyncIOEventEmitter):
         info = self.peers.get(peer_id)
         return self.binary and info is not None and info.binary
 
-    # -- calls --------------------------------------------------------------------------------
-
-    def track_task(self, task: asyncio.Task[Any]) -> None:
-        """Keep a task of this node's calls; :meth:`close` cancels what is still running."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def new_call_id(self, peer_id: str) -> int:
-        call_id = new_message_id()
-        while (peer_id, call_id) in self._client_calls:
-            call_id = new_message_id()
-        return call_id
-
-    def open_client_call(self, peer_id: str, call_id: int, sink: CallSink) -> None:
-        self._client_calls[(peer_id, call_id)] = sink
-        self._in_flight[peer_id] = self._in_flight.get(peer_id, 0) + 1
-
-    def close_client_call(self, peer_id: str, call_id: int) -> None:
-        if self._client_calls.pop((peer_id, call_id), None) is not None:
-            left = self._in_flight.get(peer_id, 1) - 1
-            if left > 0:
-                self._in_flight[peer_id] = left
-            else:
-                self._in_flight.pop(peer_id, None)
-
-    def open_server_call(self, peer_id: str, call_id: int, sink: CallSink) -> None:
-        self._server_calls[(peer_id, call_id)] = sink
-
-    def close_server_call(self, peer_id: str, call_id: int) -> None:
-        self._server_calls.pop((peer_id, call_id), None)
+    # -- sending ------------------------------------------------------------------------------
 
     def send(self, peer_id: str, envelope: Envelope, *, binary: bool | None = None) -> None:
         """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
@@ -355,6 +352,11 @@ class Node(AsyncIOEventEmitter):
             self.p2pt.send_raw(peer_id, to_binary(envelope))
         else:
             self.p2pt.post(peer_id, to_json(envelope), envelope.call_id)
+
+    def reply_status(self, peer_id: str, call_id: int, status: Status) -> None:
+        """End a call with ``status`` (best effort: a peer that is gone needs no answer)."""
+        with contextlib.suppress(PeerClosed):
+            self.send(peer_id, Envelope(Kind.STATUS, call_id, status=status))
 
     async def drain(self, peer_id: str) -> None:
         """Wait while the data channel to this peer has much unsent data (stream backpressure)."""
@@ -369,11 +371,11 @@ class Node(AsyncIOEventEmitter):
     def _on_peerclose(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
         self._reader.discard(peer.id)
-        for table in (self._client_calls, self._server_calls):
-            for key in [k for k in table if k[0] == peer.id]:
-                sink = table.pop(key)
-                sink.on_peer_lost()
-        self._in_flight.pop(peer.id, None)
+        for layer in list(self._layers.values()):
+            try:
+                layer.on_peer_lost(peer.id)
+            except Exception:
+                logger.exception("a layer failed on losing peer %s", peer.id)
         self.emit("peerclose", peer.id)
 
     def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
@@ -382,10 +384,7 @@ class Node(AsyncIOEventEmitter):
         try:
             envelope = from_json(msg, peer.message_id)
         except RemoteProtocolError as e:
-            logger.warning("bad envelope from %s: %s", peer.id, e)
-            self.emit("peerwarning", peer.id, e)
-            if isinstance(msg, dict) and "call" in msg:  # answer it, so the caller does not wait
-                self._reply_status(peer.id, peer.message_id, Status(INVALID_ARGUMENT, str(e)))
+            self._refuse(peer.id, peer.message_id, isinstance(msg, dict) and "call" in msg, e)
             return
         self._route(peer.id, envelope)
 
@@ -395,29 +394,38 @@ class Node(AsyncIOEventEmitter):
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
-            logger.warning("bad binary envelope from %s: %s", peer_id, e)
-            self.emit("peerwarning", peer_id, e)
+            call_id = int.from_bytes(data[3:7]) if len(data) >= 7 else None
+            self._refuse(peer_id, call_id, len(data) > 1 and data[1] == Kind.CALL, e)
             return
         if envelope is not None:
             self._route(peer_id, envelope)
 
+    def _refuse(self, peer_id: str, call_id: int | None, is_call: bool, error: Exception) -> None:
+        """Report malformed input; a call that cannot be read is answered, so nobody waits."""
+        logger.warning("bad envelope from %s: %s", peer_id, error)
+        self.emit("peerwarning", peer_id, error)
+        if is_call and call_id is not None:
+            self.reply_status(peer_id, call_id, Status(StatusCode.INVALID_ARGUMENT, str(error)))
+
     def _route(self, peer_id: str, envelope: Envelope) -> None:
-        kind = envelope.kind
-        if kind is Kind.HELLO:
+        if envelope.kind is Kind.HELLO:
             self._on_hello(peer_id, envelope.hello or {})
-        elif kind is Kind.PUBLISH:
-            if self.publish_handler is not None:
-                self.publish_handler(peer_id, envelope)
-        elif kind is Kind.CALL:
-            self._on_call(peer_id, envelope)
-        elif kind in (Kind.MSG, Kind.END, Kind.CANCEL):
-            sink = self._server_calls.get((peer_id, envelope.call_id))
-            if sink is not None:
-                sink.on_envelope(envelope)
-        else:
-            sink = self._client_calls.get((peer_id, envelope.call_id))
-            if sink is not None:
-                sink.on_envelope(envelope)
+            return
+        layer = self._by_kind.get(envelope.kind)
+        if layer is None:
+            if envelope.kind is Kind.CALL:  # nothing serves calls here
+                self.reply_status(
+                    peer_id,
+                    envelope.call_id,
+                    Status(StatusCode.UNIMPLEMENTED, f"unknown service: {envelope.method}"),
+                )
+            return
+        try:
+            layer.on_envelope(peer_id, envelope)
+        except RemoteProtocolError as e:
+            self._refuse(peer_id, envelope.call_id, envelope.kind is Kind.CALL, e)
+        except Exception:
+            logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
         def names(key: str) -> frozenset[str]:
@@ -430,7 +438,7 @@ class Node(AsyncIOEventEmitter):
         info = PeerInfo(
             peer_id,
             hello=True,
-            version=version if isinstance(version, int) else 0,
+            version=version if isinstance(version, int) and not isinstance(version, bool) else 0,
             binary=hello.get("binary") is True,
             services=names("services"),
             topics=names("topics"),
@@ -441,19 +449,3 @@ class Node(AsyncIOEventEmitter):
             return
         self.peers[peer_id] = info
         self.emit("peer", info)
-
-    def _on_call(self, peer_id: str, envelope: Envelope) -> None:
-        method = envelope.method or ""
-        service = method.split("/")[1] if method.count("/") == 2 else ""
-        acceptor = self._services.get(service, {}).get(method)
-        if acceptor is None:
-            what = "service" if service not in self._services else "method"
-            self._reply_status(
-                peer_id, envelope.call_id, Status(UNIMPLEMENTED, f"unknown {what}: {method}")
-            )
-            return
-        acceptor.accept(self, peer_id, envelope)
-
-    def _reply_status(self, peer_id: str, call_id: int, status: Status) -> None:
-        with contextlib.suppress(PeerClosed):
-            self.send(peer_id, Envelope(Kind.STATUS, call_id, status=status))

@@ -1,7 +1,8 @@
 """What the command line does with a swarm: call a method in JSON, list the nodes.
 
-``call_json`` is a JSON-form client that needs no generated code: it sends proto3 JSON and prints
-proto3 JSON, as grpcurl does; the server does the parsing.
+``call_json`` calls a method without its generated code: it sends proto3 JSON and prints proto3
+JSON, as grpcurl does; the server does the parsing. It is a :class:`~p2prpc.rpc.JSONMethod` on the
+same call primitive as every stub, so retries, deadlines and metadata behave alike.
 """
 
 from __future__ import annotations
@@ -12,30 +13,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import PeerClosed
-from .node import Node
-from .rpc.status import StatusCode
-from .wire.envelope import Envelope, Kind, Status
+from .errors import InvalidMetadata, RpcError
+from .node import Node, PeerInfo
+from .rpc.channel import Channel
+from .rpc.client import JSONMethod
+from .wire.status import Metadatum, StatusCode, code_number
 
-UNAVAILABLE = StatusCode.UNAVAILABLE.value
-DEADLINE_EXCEEDED = StatusCode.DEADLINE_EXCEEDED.value
-
-
-class _JsonCall:
-    """A client call whose replies are printed as they come."""
-
-    def __init__(self) -> None:
-        self.done: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
-
-    def on_envelope(self, envelope: Envelope) -> None:
-        if envelope.kind is Kind.REPLY:
-            print(json.dumps(envelope.payload), flush=True)
-        if envelope.status is not None and not self.done.done():
-            self.done.set_result(envelope.status)
-
-    def on_peer_lost(self) -> None:
-        if not self.done.done():
-            self.done.set_result(Status(UNAVAILABLE, "the peer went away"))
+_NO_HELLO = PeerInfo("")
 
 
 async def call_json(
@@ -46,69 +30,35 @@ async def call_json(
     *,
     timeout: float,
     peer: str | None = None,
-    metadata: Mapping[str, str] | None = None,
+    metadata: Sequence[Metadatum] = (),
     swarm_options: Mapping[str, Any] | None = None,
 ) -> int:
-    """Call ``method`` with JSON requests; print each reply; return the status code."""
+    """Call ``method`` with JSON requests; print each reply as a JSON line; return the status
+    code's number (0 for OK). Waits up to ``timeout`` seconds, finding a server included."""
     node = Node(trackers, identifier, binary=False, **dict(swarm_options or {}))
-    service = method.split("/")[1] if method.count("/") == 2 else ""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    service = method.split("/")[1] if method.count("/") == 2 else method
     async with node:
+        wanted = f"peer {peer}" if peer is not None else f"peer serving {service}"
         try:
             if peer is None:
-                peer = await node.wait_for_server(service, timeout=timeout)
+                await node.wait_for_server(service, timeout)
             else:
-                await asyncio.wait_for(_connected(node, peer), timeout)
+                await node.wait_until(lambda: node.peers.get(peer, _NO_HELLO).hello, timeout)
         except TimeoutError:
-            print(f"ERROR: no peer serving {service} within {timeout} s", file=sys.stderr)
-            return UNAVAILABLE
-        call_id = node.new_call_id(peer)
-        call = _JsonCall()
-        node.open_client_call(peer, call_id, call)
-        first, rest = (requests[0], requests[1:]) if requests else ({}, [])
+            print(f"ERROR: UNAVAILABLE: no {wanted} within {timeout} s", file=sys.stderr)
+            return code_number(StatusCode.UNAVAILABLE)
+        channel = Channel(node, peer, wait_for_ready=True)
         try:
-            node.send(
-                peer,
-                Envelope(
-                    Kind.CALL,
-                    call_id,
-                    method=method,
-                    timeout=max(0.0, deadline - loop.time()),
-                    metadata=metadata,
-                    payload=first,
-                    has_payload=True,
-                ),
-            )
-            for seq, request in enumerate(rest, start=1):
-                node.send(peer, Envelope(Kind.MSG, call_id, seq, payload=request, has_payload=True))
-            node.send(peer, Envelope(Kind.END, call_id, len(rest) + 1))
-            status = await asyncio.wait_for(call.done, max(0.0, deadline - loop.time()) + 1.0)
-        except PeerClosed:
-            status = Status(UNAVAILABLE, "the peer went away")
-        except TimeoutError:
-            status = Status(DEADLINE_EXCEEDED, "deadline exceeded")
-        finally:
-            node.close_client_call(peer, call_id)
-    if status.code != 0:
-        print(f"ERROR: {StatusCode(status.code).name}: {status.details}", file=sys.stderr)
-    return status.code
-
-
-async def _connected(node: Node, peer: str) -> None:
-    while peer not in node.peers or not node.peers[peer].hello:
-        await asyncio.wait_for(_next(node, "peer"), None)
-
-
-async def _next(node: Node, event: str) -> None:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def fire(*_: object) -> None:
-        if not future.done():
-            future.set_result(None)
-
-    node.once(event, fire)
-    await future
+            call = JSONMethod(channel, method)(requests, timeout=timeout, metadata=metadata)
+            async for reply in call:
+                print(json.dumps(reply), flush=True)
+        except InvalidMetadata as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return code_number(StatusCode.INVALID_ARGUMENT)
+        except RpcError as e:
+            print(f"ERROR: {e.code().name}: {e.details()}", file=sys.stderr)
+            return code_number(e.code())
+    return 0
 
 
 async def list_peers(

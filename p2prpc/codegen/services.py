@@ -146,7 +146,7 @@ def render_stub(scope: FileScope, service: Service) -> Source:
     source.line(f"class {service.stub}:")
     with source.indent():
         _class_docstring(source, service.doc)
-        source.line(f"def __init__(self, channel: {scope.runtime('Channel')}) -> None:")
+        source.line(f"def __init__(self, channel: {scope.runtime('ChannelLike')}) -> None:")
         with source.indent():
             for method in service.methods:
                 kind = scope.runtime(_method_class(method))
@@ -159,6 +159,7 @@ def render_stub(scope: FileScope, service: Service) -> Source:
                     source.line(f"{method.request},")
                     source.line(f"{method.reply},")
                 source.exploded(f"] = {kind}(", arguments, ")")
+                source.docstring(_stub_method_doc(method))
             if not service.methods:
                 source.line("pass")
     return source
@@ -243,6 +244,27 @@ def _method_class(method: Method) -> str:
     request = "Stream" if method.client_streaming else "Unary"
     reply = "Stream" if method.server_streaming else "Unary"
     return f"{request}{reply}Method"
+
+
+_CALLS = {
+    "UNARY_UNARY": ("UnaryUnaryCall", "await it for the {reply}"),
+    "UNARY_STREAM": ("UnaryStreamCall", "iterate it for each {reply}"),
+    "STREAM_UNARY": ("StreamUnaryCall", "write requests (or pass an iterable), await the {reply}"),
+    "STREAM_STREAM": ("StreamStreamCall", "write requests (or pass an iterable), iterate replies"),
+}
+
+
+def _stub_method_doc(method: Method) -> str:
+    """What a stub method returns and raises, after the ``.proto``'s own comment."""
+    call, use = _CALLS[method.cardinality]
+    reply = method.reply.rsplit(".", 1)[-1]
+    retried = "retried on another server" if method.idempotent else "never run twice"
+    summary = (
+        f"Returns a p2prpc.rpc.{call} at once ({use.format(reply=reply)}); timeout= is in "
+        f"seconds, retries included ({retried}). Fails with RpcError: UNAVAILABLE (no server, "
+        "or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended with."
+    )
+    return f"{method.doc.strip()}\n\n{summary}" if method.doc.strip() else summary
 
 
 def _class_docstring(source: Source, doc: str) -> None:

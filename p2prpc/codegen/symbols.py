@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from google.protobuf.descriptor_pb2 import DescriptorProto, FileDescriptorProto
 
 from p2prpc.codegen.source import ImportStatement
-
-
-class CodegenError(Exception):
-    """A ``.proto`` file that cannot be turned into valid Python; protoc reports the message."""
+from p2prpc.errors import CodegenError as CodegenError  # every error lives in p2prpc.errors
 
 
 def module_name(proto_path: str) -> str:

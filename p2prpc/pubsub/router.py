@@ -23,12 +23,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
-from ..errors import PeerClosed
+from ..errors import PeerClosed, RpcError
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
+from ..wire.payload import MessageCodec
+
+#: Topic messages are held to the size a gRPC message may have (``Node.max_message_size`` when the
+#: node checks what it delivers; this bound when a relay converts a message between forms).
+MAX_PAYLOAD = 64 * 2**20
 
 if TYPE_CHECKING:
     from ..node import Node, PeerInfo
@@ -101,10 +105,19 @@ class Router:
         self._order: dict[tuple[str, str], _Order] = {}
         self._anonymous_seq: dict[str, int] = {}
         self._types: dict[str, type[Message]] = {}
-        node.publish_handler = self._on_publish
-        node.hello_extra["relay"] = True
-        node.on("peerclose", self._on_peerclose)
-        node.announce_change()
+        node.register(self, [Kind.PUBLISH])
+        node.set_hello("relay", True)
+
+    # -- the node's Layer ---------------------------------------------------------------------
+
+    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+        self._on_publish(peer_id, envelope)
+
+    def on_peer_lost(self, peer_id: str) -> None:
+        self._on_peerclose(peer_id)
+
+    async def wait_idle(self) -> None:
+        """Nothing to wait for: a published message is sent when ``publish`` returns."""
 
     # -- local subscribers --------------------------------------------------------------------
 
@@ -365,34 +378,28 @@ class Payload:
         if self._binary is None:
             message = self._parsed()
             if message is not None:
-                self._binary = message.SerializeToString()
+                self._binary = MessageCodec(type(message)).encode(message, True, MAX_PAYLOAD)
         return self._binary
 
     def _json_value(self) -> Any:
         if self._json is _MISSING:
             message = self._parsed()
             if message is not None:
-                self._json = json_format.MessageToDict(message)
+                self._json = MessageCodec(type(message)).encode(message, False, MAX_PAYLOAD)
         return self._json
 
     def _parsed(self) -> Message | None:
         if self._message is None and self._type is not None:
+            data = self._binary if self._binary is not None else self._json
+            if data is _MISSING:
+                return None
             try:
-                if self._binary is not None:
-                    self._message = self._type.FromString(self._binary)
-                elif self._json is not _MISSING:
-                    message = self._type()
-                    json_format.ParseDict(self._json, message, True)
-                    self._message = message
-            except (DecodeError, json_format.ParseError, TypeError, ValueError):
+                self._message = MessageCodec(self._type).decode(data, MAX_PAYLOAD)
+            except RpcError:
                 return None
         return self._message
 
 
 def router_of(node: Node) -> Router:
     """The node's pub/sub router, created on first use."""
-    router = node.extensions.get("pubsub")
-    if router is None:
-        router = node.extensions["pubsub"] = Router(node)
-    assert isinstance(router, Router)
-    return router
+    return node.layer("pubsub", Router)

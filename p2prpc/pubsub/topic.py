@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
+from ..errors import RpcError
 from ..wire.envelope import Envelope
+from ..wire.payload import MessageCodec
 from .router import Payload, router_of
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class Topic(_TopicBase[M]):
     def __init__(self, node: Node, name: str, message_type: type[M]) -> None:
         super().__init__(node, name)
         self.message_type = message_type
+        self._codec = MessageCodec(message_type)
         router_of(node).register_type(name, message_type)
 
     async def publish(self, message: M) -> int:
@@ -140,12 +142,8 @@ class Topic(_TopicBase[M]):
 
     def _decode(self, payload: Any) -> M | None:
         try:
-            if isinstance(payload, bytes | bytearray | memoryview):
-                return self.message_type.FromString(bytes(payload))
-            message = self.message_type()
-            json_format.ParseDict(payload, message, True)
-            return message
-        except (DecodeError, json_format.ParseError, TypeError, ValueError, RecursionError) as e:
+            return self._codec.decode(payload, self.node.max_message_size)
+        except RpcError as e:
             what = self.message_type.__name__
             logger.warning("topic %s: a message that is not a %s: %s", self.name, what, e)
             return None

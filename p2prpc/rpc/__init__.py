@@ -1,44 +1,53 @@
-"""Typed RPC over P2PT: what generated stubs and servicers are made of.
+"""Typed RPC over P2PT, shaped like grpc.aio: what generated stubs and servicers are made of.
 
-Stubs call through a :class:`~p2prpc.node.Node` (any peer serving the service) or
-``node.to(peer_id)``; servicers are added to a node with the generated ``add_…_to_node``.
+Stubs call through a :class:`Channel` (``Channel(node, retry_policy=..., interceptors=...)``), a
+:class:`~p2prpc.node.Node` (its default channel: any peer serving the service) or
+``node.to(peer_id)``; invoking a stub method returns a call object (:class:`UnaryUnaryCall`, …).
+Servicers are added to a node with the generated ``add_…Servicer_to_node``.
 """
 
 from .base import (
     NO_RETRY,
     Cardinality,
-    Channel,
     ClientCallDetails,
     ClientInterceptor,
     Handler,
     HandlerCallDetails,
     RetryPolicy,
     ServerInterceptor,
-    ServicerContext,
     ServiceRegistrar,
     unimplemented,
     unimplemented_stream,
 )
+from .channel import Channel, ChannelLike, as_channel
 from .client import (
-    AttemptError,
+    EOF,
+    JSONMethod,
     StreamStreamCall,
     StreamStreamMethod,
+    StreamUnaryCall,
     StreamUnaryMethod,
     UnaryStreamCall,
     UnaryStreamMethod,
+    UnaryUnaryCall,
     UnaryUnaryMethod,
 )
+from .deadline import Deadline
+from .server import ServicerContext
 from .status import RpcError, StatusCode
 
 __all__ = [
+    "EOF",
     "NO_RETRY",
-    "AttemptError",
     "Cardinality",
     "Channel",
+    "ChannelLike",
     "ClientCallDetails",
     "ClientInterceptor",
+    "Deadline",
     "Handler",
     "HandlerCallDetails",
+    "JSONMethod",
     "RetryPolicy",
     "RpcError",
     "ServerInterceptor",
@@ -47,10 +56,13 @@ __all__ = [
     "StatusCode",
     "StreamStreamCall",
     "StreamStreamMethod",
+    "StreamUnaryCall",
     "StreamUnaryMethod",
     "UnaryStreamCall",
     "UnaryStreamMethod",
+    "UnaryUnaryCall",
     "UnaryUnaryMethod",
+    "as_channel",
     "unimplemented",
     "unimplemented_stream",
 ]

@@ -1,26 +1,26 @@
-"""The vocabulary shared by stubs, servicers and the runtime: cardinalities, handlers, contexts."""
+"""The vocabulary shared by stubs, servicers and the runtime: shapes, handlers, call details,
+interceptors, retry policy, and how payloads are compressed."""
 
 from __future__ import annotations
 
 import enum
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
-from ..errors import MessageTooBig, RemoteProtocolError
+from ..errors import MessageTooBig, RemoteProtocolError, RpcError
 from ..wire import compression as codecs
 from ..wire.envelope import Envelope
-from .status import RpcError, StatusCode
+from ..wire.payload import Codec, MessageCodec
+from ..wire.status import Metadatum, StatusCode
 
 if TYPE_CHECKING:
     from ..node import Node
 
-Req = TypeVar("Req", bound=Message)
-Rep = TypeVar("Rep", bound=Message)
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 M = TypeVar("M", bound=Message)
 
 
@@ -43,7 +43,8 @@ class Cardinality(enum.Enum):
 
 @dataclass(frozen=True)
 class Handler(Generic[Req, Rep]):
-    """How a server runs one method: the servicer's function, its shape and message types."""
+    """How a server runs one method: the servicer's function, its shape and message types
+    (grpc's ``RpcMethodHandler``)."""
 
     func: Callable[..., Any]
     cardinality: Cardinality
@@ -51,36 +52,40 @@ class Handler(Generic[Req, Rep]):
     reply_type: type[Rep]
     idempotent: bool = False
 
-    def accept(self, node: Node, peer_id: str, envelope: Envelope) -> None:
-        """Start the server side of a call (the node calls this for each new call)."""
-        from .server import start_server_call  # server builds on this module
+    def attach(self, node: Node) -> None:
+        """Make sure ``node`` runs calls (the node calls this when it starts serving)."""
+        from .endpoint import endpoint_of  # the endpoint builds on this module
 
-        start_server_call(node, peer_id, envelope, self)
-
-
-class Channel(Protocol):
-    """What a stub calls through: a :class:`~p2prpc.node.Node` (any peer serving the service), or
-    ``node.to(peer_id)`` (that peer only)."""
+        endpoint_of(node)
 
     @property
-    def rpc_node(self) -> Node: ...
+    def request_codec(self) -> Codec[Any]:
+        return _codec(self.request_type)
 
     @property
-    def rpc_peer(self) -> str | None: ...
+    def reply_codec(self) -> Codec[Any]:
+        return _codec(self.reply_type)
+
+
+def _codec(message_type: type[Any]) -> Codec[Any]:
+    return MessageCodec(message_type)
 
 
 class ServiceRegistrar(Protocol):
     """Where servicers are added (a :class:`~p2prpc.node.Node`)."""
 
-    def add_service(self, name: str, handlers: Mapping[str, Handler[Any, Any]]) -> None: ...
+    def add_service(self, name: str, handlers: Any) -> None: ...
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """When a failed call is tried again, shaped like gRPC's ``retryPolicy`` (gRFC A6).
 
-    Attempt n waits a random time up to ``min(initial_backoff × multiplier^(n-1), max_backoff)``.
-    A call that may have run on a server is retried only when its method is idempotent.
+    Attempt n waits a random time up to ``min(initial_backoff × multiplier^(n-1), max_backoff)``
+    seconds. A call that may have run on a server is retried only when its method is idempotent;
+    a call whose replies have begun is never retried (gRFC A6 commits it). The whole call,
+    retries included, stays within its ``timeout``. A call that was retried carries the trailer
+    ``grpc-previous-rpc-attempts`` (the number of earlier attempts), as gRPC's does.
     """
 
     max_attempts: int = 3
@@ -99,30 +104,36 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 @dataclass(frozen=True)
 class ClientCallDetails:
-    """What a client interceptor sees and may change before a call goes out."""
+    """What a client interceptor sees and may change before a call goes out (grpc.aio's
+    ``ClientCallDetails``): ``timeout`` in seconds, ``metadata`` as (key, value) pairs."""
 
     method: str
     timeout: float | None
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: tuple[Metadatum, ...] = ()
     wait_for_ready: bool | None = None
-    compression: str | None = None  # "deflate", "zstd" or "identity"; None: the node's default
+    compression: str | None = None  # "deflate", "zstd" or "identity"; None: the channel's
 
-    def with_metadata(self, **extra: str) -> ClientCallDetails:
-        return replace(self, metadata={**self.metadata, **extra})
+    def with_metadata(self, *extra: Metadatum) -> ClientCallDetails:
+        """These details with more metadata entries appended."""
+        from ..wire.metadata import normalize
+
+        return replace(self, metadata=self.metadata + normalize(extra))
 
 
 @dataclass(frozen=True)
 class HandlerCallDetails:
-    """What a server interceptor sees of an incoming call."""
+    """What a server interceptor sees of an incoming call (grpc's ``HandlerCallDetails``):
+    ``invocation_metadata`` as (key, value) pairs, and the calling peer's id."""
 
     method: str
-    metadata: Mapping[str, str]
-    peer: str
+    invocation_metadata: tuple[Metadatum, ...] = field(default_factory=tuple)
+    peer: str = ""
 
 
 class ClientInterceptor(Protocol):
-    """Wraps outgoing calls. ``proceed`` makes the call: for a unary-reply call it returns the
-    reply; for a streaming-reply call it returns the started call object."""
+    """Wraps outgoing calls of every shape. ``proceed(details)`` runs the call: for a unary-reply
+    call it returns the reply, for a streaming-reply call the started call object. An
+    interceptor may change the details, look at or replace the result, or raise."""
 
     async def intercept_call(
         self,
@@ -132,80 +143,15 @@ class ClientInterceptor(Protocol):
 
 
 class ServerInterceptor(Protocol):
-    """Wraps incoming calls: return the handler to run (possibly wrapped), or ``None`` for
-    UNIMPLEMENTED, or raise :class:`RpcError` to refuse the call."""
+    """Wraps incoming calls (grpc.aio's ``ServerInterceptor.intercept_service``): return the
+    handler to run (possibly wrapped), ``None`` for UNIMPLEMENTED, or raise :class:`RpcError` to
+    refuse the call with that status."""
 
     async def intercept_service(
         self,
         details: HandlerCallDetails,
         proceed: Callable[[HandlerCallDetails], Awaitable[Handler[Any, Any] | None]],
     ) -> Handler[Any, Any] | None: ...
-
-
-class ServicerContext:
-    """What a servicer method gets besides its request: metadata, deadline, trailers, abort."""
-
-    def __init__(self, method: str, peer: str, metadata: Mapping[str, str], deadline: float | None):
-        self.method = method
-        self._peer = peer
-        self._metadata = dict(metadata)
-        self._deadline = deadline
-        self._trailers: dict[str, str] = {}
-        self._code = StatusCode.OK
-        self._details = ""
-        self._cancelled = False
-
-    def peer(self) -> str:
-        """The calling peer's id (40 hex characters)."""
-        return self._peer
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple(self._metadata.items())
-
-    @property
-    def metadata(self) -> Mapping[str, str]:
-        return self._metadata
-
-    def time_remaining(self) -> float | None:
-        """Seconds left before the deadline, or ``None`` when the call has none."""
-        if self._deadline is None:
-            return None
-        return max(0.0, self._deadline - time.monotonic())
-
-    def set_trailing_metadata(self, metadata: Mapping[str, str]) -> None:
-        self._trailers.update(metadata)
-
-    @property
-    def trailing_metadata(self) -> Mapping[str, str]:
-        return self._trailers
-
-    def set_code(self, code: StatusCode) -> None:
-        """End the call with this status when the method returns (instead of a reply)."""
-        self._code = code
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-
-    @property
-    def code(self) -> StatusCode:
-        return self._code
-
-    @property
-    def details(self) -> str:
-        return self._details
-
-    def cancelled(self) -> bool:
-        """Whether the client cancelled the call (or went away)."""
-        return self._cancelled
-
-    async def abort(
-        self, code: StatusCode, details: str = "", trailing_metadata: Mapping[str, str] = {}
-    ) -> NoReturn:
-        """End the call now with ``code``; never returns."""
-        if code is StatusCode.OK:
-            raise ValueError("abort needs a status code other than OK")
-        self._trailers.update(trailing_metadata)
-        raise RpcError(code, details, self._trailers)
 
 
 def unimplemented(method: str) -> RpcError:
@@ -234,64 +180,36 @@ def unimplemented_stream(method: str) -> AsyncIterator[Any]:
 # -- payloads -------------------------------------------------------------------------------------
 
 
-def encode_payload(message: Message, binary: bool, max_size: int) -> Any:
-    """A message as an envelope payload: protobuf bytes, or proto3 JSON."""
-    size = message.ByteSize()
-    if size > max_size:
-        raise RpcError(
-            StatusCode.RESOURCE_EXHAUSTED, f"message of {size} bytes exceeds the {max_size} limit"
-        )
-    if binary:
-        return message.SerializeToString()
-    return json_format.MessageToDict(message)
-
-
-def decode_payload(payload: Any, message_type: type[M], max_size: int) -> M:
-    """Read an envelope payload as ``message_type``; INVALID_ARGUMENT or RESOURCE_EXHAUSTED."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        if len(payload) > max_size:
-            raise RpcError(
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"message of {len(payload)} bytes exceeds the {max_size} limit",
-            )
-        try:
-            return message_type.FromString(bytes(payload))
-        except DecodeError as e:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
-    message = message_type()
-    try:
-        json_format.ParseDict(payload if payload is not None else {}, message, True)
-    except (json_format.ParseError, TypeError, ValueError, RecursionError) as e:
-        raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
-    size = message.ByteSize()
-    if size > max_size:
-        raise RpcError(
-            StatusCode.RESOURCE_EXHAUSTED, f"message of {size} bytes exceeds the {max_size} limit"
-        )
-    return message
-
-
-def pack_payload(
-    message: Message, binary: bool, encoding: str | None, max_size: int
+def pack(
+    codec: Codec[Any], value: Any, binary: bool, encoding: str | None, max_size: int
 ) -> tuple[Any, bool]:
-    """``(payload, compressed)``: a message as an envelope payload, compressed with the call's
+    """``(payload, compressed)``: a value as an envelope payload, compressed with the call's
     encoding (binary form only) when that makes it smaller."""
-    payload = encode_payload(message, binary, max_size)
+    payload = codec.encode(value, binary, max_size)
     if encoding is None or not binary:
         return payload, False
     return codecs.compress(encoding, payload)
 
 
-def unpack_payload(envelope: Envelope, encoding: str | None, max_size: int) -> Any:
-    """An envelope's payload, decompressed if it says so: RESOURCE_EXHAUSTED past ``max_size``,
-    INTERNAL when it cannot be read."""
-    if not envelope.compressed:
-        return envelope.payload
-    if encoding is None:
-        raise RpcError(StatusCode.INTERNAL, "a compressed payload in an uncompressed call")
-    try:
-        return codecs.decompress(encoding, envelope.payload, max_size)
-    except MessageTooBig as e:
-        raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
-    except RemoteProtocolError as e:
-        raise RpcError(StatusCode.INTERNAL, str(e)) from e
+def unpack(codec: Codec[Any], envelope: Envelope, encoding: str | None, max_size: int) -> Any:
+    """An envelope's payload as a value, decompressed if it says so: RESOURCE_EXHAUSTED past
+    ``max_size`` bytes, INVALID_ARGUMENT when it does not parse, INTERNAL when it cannot be
+    decompressed."""
+    payload = envelope.payload
+    if envelope.compressed:
+        if encoding is None:
+            raise RpcError(StatusCode.INTERNAL, "a compressed payload in an uncompressed call")
+        try:
+            payload = codecs.decompress(encoding, payload, max_size)
+        except MessageTooBig as e:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
+        except RemoteProtocolError as e:
+            raise RpcError(StatusCode.INTERNAL, str(e)) from e
+    return codec.decode(payload, max_size)
+
+
+def check_encoding(compression: str | None) -> None:
+    """``ValueError`` for a compression p2prpc does not know."""
+    known = compression is None or compression in codecs.CODECS or compression == codecs.IDENTITY
+    if not known:
+        raise ValueError(f"unknown compression {compression!r}: one of {sorted(codecs.CODECS)}")

@@ -1,17 +1,24 @@
-"""The client side: method objects that stubs are made of, and the calls they start.
+"""The client side: one call primitive, the four call shapes over it, and the stubs' methods.
 
-A call picks a peer that serves the method's service (the one with the fewest calls in flight from
-here), waits for one when asked to (``wait_for_ready``), and is retried by tenacity under the node's
-:class:`~p2prpc.rpc.base.RetryPolicy`: on another server when one fails, never running a call twice
-unless its method is idempotent. ``timeout`` is the whole call's deadline, retries included; it
-travels with the call so the server stops too.
+Invoking a stub method returns a call object at once, already running, as grpc.aio does
+(``UnaryUnaryCall``, ``UnaryStreamCall``, ``StreamUnaryCall``, ``StreamStreamCall``): awaitable
+for its reply or iterable for its replies, with ``code()``, ``details()``, ``initial_metadata()``,
+``trailing_metadata()``, ``cancel()``, ``cancelled()``, ``done()``, ``time_remaining()`` and
+``add_done_callback()``. Underneath, each call is one :class:`_Call`:
+
+- it owns the call's :class:`~p2prpc.rpc.deadline.Deadline` (``timeout`` seconds, retries
+  included; it travels with every attempt so the server stops too);
+- it runs the channel's interceptors, then attempts: each picks a peer serving the service (the
+  one with the fewest calls in flight from here), and a failed attempt is retried by tenacity under
+  the channel's :class:`~p2prpc.rpc.base.RetryPolicy`, on another server, never running a call twice
+  unless its method is idempotent, and never once its replies have begun (gRFC A6);
+- the attempt it keeps (commits to) feeds the replies, the metadata and the final status.
 
 Life of one attempt::
 
-    picking ──▶ sent ──▶ (replies) ──▶ done (status)
-       │          ├──▶ cancelled (cancel or deadline: the server is told)
-       │          └──▶ peer lost (UNAVAILABLE; may have run on the server)
-       └──▶ no server (UNAVAILABLE; did not run)
+    sent ──▶ (headers, replies) ──▶ done (status)
+      ├──▶ cancelled (cancel or deadline: the server is told)
+      └──▶ peer lost (UNAVAILABLE; may have run on the server)
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from google.protobuf.message import Message
+import grpc.aio
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,118 +41,122 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import PeerClosed
-from ..wire.compression import CODECS, IDENTITY
-from ..wire.envelope import Envelope, Kind, Status
-from .base import (
-    NO_RETRY,
-    Cardinality,
-    Channel,
-    ClientCallDetails,
-    Rep,
-    Req,
-    RetryPolicy,
-    decode_payload,
-    pack_payload,
-    unpack_payload,
-)
-from .status import RpcError, StatusCode
+from ..errors import PeerClosed, RpcError
+from ..wire import metadata as md
+from ..wire.compression import IDENTITY
+from ..wire.envelope import Envelope, Kind
+from ..wire.payload import Codec, JSONCodec, MessageCodec
+from ..wire.status import Metadatum, Status, StatusCode
+from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
+from .channel import Channel, ChannelLike, NoServer, as_channel
+from .deadline import Deadline
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from .endpoint import Endpoint
 
-#: Replies a call holds before the caller reads them; a server that sends more is cut off.
+logger = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+#: Replies a call holds before the caller reads them; a server that sends more is cut off
+#: (RESOURCE_EXHAUSTED).
 MAX_QUEUED_REPLIES = 4096
 
+#: What ``read()`` returns at the end of a reply stream: grpc.aio's own ``EOF``.
+EOF = grpc.aio.EOF
 
-class AttemptError(RpcError):
-    """A failed attempt; ``may_have_run`` tells whether the server may have run the call."""
+_CANCELLED_DETAILS = "Locally cancelled by application!"  # grpc.aio's words
+_FINISHED_DETAILS = "RPC already finished."
+_HALF_CLOSED_DETAILS = 'RPC is half closed after calling "done_writing".'
 
-    def __init__(self, code: StatusCode, details: str, *, may_have_run: bool) -> None:
-        super().__init__(code, details)
+MetadataLike = grpc.aio.Metadata | Iterable[tuple[str, str | bytes]] | Mapping[str, Any]
+
+
+class _Failed(Exception):
+    """An attempt failed; ``may_have_run`` says whether the server may have run the call."""
+
+    def __init__(self, status: Status, *, may_have_run: bool) -> None:
+        super().__init__(status.details)
+        self.status = status
         self.may_have_run = may_have_run
 
 
 class _AttemptState(enum.Enum):
     SENT = "sent"
     DONE = "done"
-    CANCELLED = "cancelled"
 
 
 class _Attempt:
-    """One attempt of a call, to one peer; the node feeds it replies and the status."""
+    """One attempt of a call, to one peer; the endpoint feeds it what the server sends."""
 
-    def __init__(
-        self,
-        node: Node,
-        peer_id: str,
-        method: str,
-        reply_type: type[Message],
-        deadline: float | None,
-        compression: str | None = None,
-    ) -> None:
-        self.node = node
+    def __init__(self, call: _Call[Any, Any], peer_id: str, endpoint: Endpoint) -> None:
+        self.call = call
         self.peer_id = peer_id
+        self.endpoint = endpoint
+        node = endpoint.node
+        self.node = node
+        self.binary = node.is_binary(peer_id)
         # Compress only in the binary form, with an encoding the peer said it reads.
+        compression = call.compression
         info = node.peers.get(peer_id)
         self.encoding = (
             compression
             if compression not in (None, IDENTITY)
-            and info is not None
             and self.binary
+            and info is not None
             and compression in info.encodings
             else None
         )
-        self.method = method
-        self.reply_type = reply_type
-        self.deadline = deadline
-        self.call_id = node.new_call_id(peer_id)
         self.state = _AttemptState.SENT
-        self.replies: asyncio.Queue[Message | None] = asyncio.Queue()
-        self.status: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
+        self.replies: deque[Any] = deque()
+        self.readable = asyncio.Event()  # a reply, or the end
+        self.progress = asyncio.Event()  # headers, a reply, or the end
+        self.status: Status | None = None
+        self.ended = asyncio.Event()
+        self.headers: tuple[Metadatum, ...] | None = None
         self.replied = False
         self._next_seq = 0
         self._request_seq = 0
+        self.call_id = endpoint.open_client_call(peer_id, self)
 
-    def start(self, metadata: Mapping[str, str], request: Message | None) -> None:
-        """Send the call (with its request, for single-request methods); UNAVAILABLE (it did not
-        run) when the peer is gone already."""
-        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+    # -- sending ------------------------------------------------------------------------------
+
+    def start(self, metadata: tuple[Metadatum, ...], first: Any, has_first: bool) -> None:
+        """Send the call, with its first request when it rides in the call; ``_Failed`` (it did
+        not run) when the peer is gone already."""
+        call = self.call
         payload, compressed = (
-            pack_payload(request, self.binary, self.encoding, self.node.max_message_size)
-            if request is not None
+            pack(call.request_codec, first, self.binary, self.encoding, self.max_size)
+            if has_first
             else (None, False)
         )
         envelope = Envelope(
             Kind.CALL,
             self.call_id,
-            method=self.method,
-            timeout=timeout,
+            method=call.method,
+            timeout=call.deadline.remaining(),
             metadata=metadata,
             payload=payload,
-            has_payload=request is not None,
+            has_payload=has_first,
             encoding=self.encoding,
             compressed=compressed,
         )
-        self.node.open_client_call(self.peer_id, self.call_id, self)
         try:
             self.node.send(self.peer_id, envelope)
         except PeerClosed as e:
             self._finish(Status(StatusCode.UNAVAILABLE, str(e)))
-            raise AttemptError(StatusCode.UNAVAILABLE, str(e), may_have_run=False) from e
-        if request is not None:
-            self._request_seq = 1
+            raise _Failed(Status(StatusCode.UNAVAILABLE, str(e)), may_have_run=False) from e
+        self._request_seq = 1 if has_first else 0
 
     @property
-    def binary(self) -> bool:
-        return self.node.is_binary(self.peer_id)
+    def max_size(self) -> int:
+        return self.node.max_message_size
 
-    async def write(self, request: Message) -> None:
+    async def write(self, request: Any) -> None:
         """Send one request-stream message (waits while the data channel is full)."""
-        if self.state is not _AttemptState.SENT:
-            raise self._error()
-        payload, compressed = pack_payload(
-            request, self.binary, self.encoding, self.node.max_message_size
+        payload, compressed = pack(
+            self.call.request_codec, request, self.binary, self.encoding, self.max_size
         )
         self._send(
             Envelope(
@@ -164,199 +176,214 @@ class _Attempt:
             self._send(Envelope(Kind.END, self.call_id, self._request_seq))
 
     def _send(self, envelope: Envelope) -> None:
+        if self.state is not _AttemptState.SENT:
+            return  # the call has ended: its reader sees the status
         try:
             self.node.send(self.peer_id, envelope)
         except PeerClosed:
             self.on_peer_lost()
-            raise self._error() from None
 
-    # -- from the node ------------------------------------------------------------------------
+    def cancel(self, status: Status) -> None:
+        """Give up: tell the server, end with ``status``."""
+        if self.state is not _AttemptState.SENT:
+            return
+        with contextlib.suppress(PeerClosed):
+            self.node.send(self.peer_id, Envelope(Kind.CANCEL, self.call_id))
+        self._finish(status)
+
+    # -- from the endpoint --------------------------------------------------------------------
 
     def on_envelope(self, envelope: Envelope) -> None:
         if self.state is not _AttemptState.SENT:
             return
-        if envelope.kind is Kind.REPLY:
+        kind = envelope.kind
+        if kind is Kind.HEADERS:
+            if self.headers is None and not self.replied:
+                self.headers = envelope.metadata
+                self.progress.set()
+                self.call._attempt_headers(self)
+            return
+        if kind is Kind.REPLY:
             if envelope.seq != self._next_seq:
-                self._finish(
+                self.cancel(
                     Status(StatusCode.INTERNAL, f"reply stream out of order at {envelope.seq}")
                 )
                 return
             self._next_seq += 1
             try:
-                reply = decode_payload(
-                    unpack_payload(envelope, self.encoding, self.node.max_message_size),
-                    self.reply_type,
-                    self.node.max_message_size,
-                )
+                reply = unpack(self.call.reply_codec, envelope, self.encoding, self.max_size)
             except RpcError as e:
-                code = e.code if e.code is StatusCode.RESOURCE_EXHAUSTED else StatusCode.INTERNAL
-                self._cancel_remote()
-                self._finish(Status(code, f"bad reply: {e.details}"))
+                code = e.code()
+                if code is not StatusCode.RESOURCE_EXHAUSTED:
+                    code = StatusCode.INTERNAL
+                self.cancel(Status(code, f"bad reply: {e.details()}"))
                 return
-            if self.replies.qsize() >= MAX_QUEUED_REPLIES:
-                self._cancel_remote()
-                self._finish(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
+            if len(self.replies) >= MAX_QUEUED_REPLIES:
+                self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
                 return
+            first = not self.replied
             self.replied = True
-            self.replies.put_nowait(reply)
-            if envelope.status is not None:
-                self._finish(envelope.status)
-        elif envelope.kind is Kind.STATUS and envelope.status is not None:
+            self.replies.append(reply)
+            self.readable.set()
+            self.progress.set()
+            if first:
+                self.call._attempt_headers(self)
+        if envelope.status is not None:
             self._finish(envelope.status)
 
     def on_peer_lost(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, f"peer {self.peer_id} went away"))
 
+    def abandon(self) -> None:
+        self._finish(Status(StatusCode.UNAVAILABLE, "the node is stopping"))
+
     def _finish(self, status: Status) -> None:
         if self.state is not _AttemptState.SENT:
             return
         self.state = _AttemptState.DONE
-        self.node.close_client_call(self.peer_id, self.call_id)
-        self.status.set_result(status)
-        self.replies.put_nowait(None)
-
-    def cancel(self, details: str = "cancelled by the caller") -> None:
-        """Give up: tell the server, end the call with CANCELLED."""
-        if self.state is not _AttemptState.SENT:
-            return
-        self._cancel_remote()
-        self._finish(Status(StatusCode.CANCELLED, details))
-        self.state = _AttemptState.CANCELLED
-
-    def _cancel_remote(self) -> None:
-        with contextlib.suppress(PeerClosed):
-            self.node.send(self.peer_id, Envelope(Kind.CANCEL, self.call_id))
+        self.status = status
+        self.endpoint.client_call_ended(self.peer_id, self.call_id)
+        self.readable.set()
+        self.progress.set()
+        self.ended.set()
+        self.call._attempt_ended(self)
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def read(self) -> Message | None:
-        """The next reply, or ``None`` at the end (then :meth:`check_status` says how it ended)."""
-        if not self.replies.empty():  # a stream read as fast as it comes: no waiting to arm
-            return self.replies.get_nowait()
-        try:
-            async with asyncio.timeout(self._remaining()):
-                return await self.replies.get()
-        except TimeoutError:
-            self.cancel("deadline exceeded")
-            raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
-
-    def _remaining(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-    def _error(self) -> RpcError:
-        status = self.status.result() if self.status.done() else Status(StatusCode.UNAVAILABLE)
-        return _status_error(status, may_have_run=True)
-
-    def check_status(self) -> None:
-        """Raise the call's error unless it ended OK."""
-        status = self.status.result()
-        if status.code != StatusCode.OK:
-            raise _status_error(status, may_have_run=True)
+    async def next_reply(self) -> Any:
+        """The next reply, or ``EOF`` once the attempt has ended (its ``status`` says how)."""
+        while not self.replies:
+            if self.state is _AttemptState.DONE:
+                return EOF
+            self.readable.clear()
+            await self.readable.wait()
+        return self.replies.popleft()
 
 
-def _status_error(status: Status, *, may_have_run: bool) -> RpcError:
-    code = StatusCode(status.code)
-    if code is StatusCode.UNAVAILABLE:
-        error: RpcError = AttemptError(code, status.details, may_have_run=may_have_run)
-    else:
-        error = RpcError(code, status.details)
-    error.trailing_metadata = dict(status.trailers)
-    return error
+class _Call(Generic[Req, Rep]):
+    """One invocation of a method: made when the method is invoked, running from then on.
 
-
-# -- shared by every shape ------------------------------------------------------------------------
-
-
-class _MethodBase(Generic[Req, Rep]):
-    cardinality: Cardinality
+    The four public call classes are this primitive seen through one shape each.
+    """
 
     def __init__(
         self,
-        channel: Channel,
-        name: str,
-        request_type: type[Req],
-        reply_type: type[Rep],
-        *,
-        idempotent: bool = False,
-    ) -> None:
-        self.channel = channel
-        self.name = name
-        self.request_type = request_type
-        self.reply_type = reply_type
-        self.idempotent = idempotent
-        self.service = name.split("/")[1]
-
-    @property
-    def node(self) -> Node:
-        return self.channel.rpc_node
-
-    def _details(
-        self,
+        method: _MethodBase[Req, Rep],
+        request: Any,
+        has_request: bool,
+        requests: AsyncIterable[Req] | Iterable[Req] | None,
         timeout: float | None,
-        metadata: Mapping[str, str] | None,
+        metadata: MetadataLike | None,
         wait_for_ready: bool | None,
         compression: str | None,
-    ) -> ClientCallDetails:
-        if compression is not None and compression not in CODECS and compression != IDENTITY:
-            raise ValueError(f"unknown compression {compression!r}: one of {sorted(CODECS)}")
-        return ClientCallDetails(
-            self.name, timeout, dict(metadata or {}), wait_for_ready, compression
+    ) -> None:
+        check_encoding(compression)
+        self._loop = asyncio.get_running_loop()
+        self._method = method
+        channel = method.channel
+        self._channel = channel
+        self.method = method.name
+        self.request_codec = method.request_codec
+        self.reply_codec = method.reply_codec
+        self.deadline = Deadline.after(timeout)
+        self.details_ = ClientCallDetails(
+            method.name, timeout, md.normalize(metadata), wait_for_ready, compression
         )
+        self.compression = compression or channel.compression
+        self._request = request
+        self._has_request = has_request
+        self._requests = requests
+        self._attempt: _Attempt | None = None
+        self._committed: asyncio.Future[_Attempt] = self._loop.create_future()
+        self._status: asyncio.Future[Status] = self._loop.create_future()
+        self._headers: asyncio.Future[tuple[Metadatum, ...]] = self._loop.create_future()
+        self._previous_attempts = 0
+        self._locally_cancelled = False
+        self._deadline_passed = False
+        self._done_writing = False
+        self._pump: asyncio.Task[None] | None = None
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._public: Any = self
+        self._timer = (
+            self._loop.call_at(self.deadline.at, self._on_deadline)
+            if self.deadline.at is not None
+            else None
+        )
+        self._task: asyncio.Task[Any] = self._loop.create_task(self._run())
+        method.channel.node.track_task(self._task)
 
-    async def _intercepted(
-        self, details: ClientCallDetails, call: Callable[[ClientCallDetails], Awaitable[Any]]
-    ) -> Any:
-        interceptors = list(self.node.client_interceptors)
+    # -- running ------------------------------------------------------------------------------
 
-        async def proceed(index: int, d: ClientCallDetails) -> Any:
-            if index == len(interceptors):
-                return await call(d)
-            return await interceptors[index].intercept_call(d, lambda nd: proceed(index + 1, nd))
+    async def _run(self) -> Any:
+        interceptors = self._channel.interceptors
+        try:
+            if not interceptors:
+                return await self._invoke(self.details_)
 
-        return await proceed(0, details)
+            async def proceed(index: int, details: ClientCallDetails) -> Any:
+                if index == len(interceptors):
+                    return await self._invoke(details)
+                return await interceptors[index].intercept_call(
+                    details, lambda d: proceed(index + 1, d)
+                )
 
-    async def _attempts(
-        self,
-        details: ClientCallDetails,
-        run: Callable[[_Attempt], Awaitable[Any]],
-        *,
-        retry: bool = True,
-    ) -> Any:
-        """Run ``run`` on attempts to servers, retried under the node's policy."""
-        deadline = None if details.timeout is None else time.monotonic() + details.timeout
-        policy: RetryPolicy = (self.node.retry_policy or RetryPolicy()) if retry else NO_RETRY
+            return await proceed(0, self.details_)
+        except RpcError as error:
+            self._end(
+                Status(error.code(), error.details(), tuple(error.trailing_metadata())),
+                raised=error,
+            )
+            raise self._final_error() from None
+        except asyncio.CancelledError:
+            if self._deadline_passed:
+                self._end(Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                raise self._final_error() from None
+            self._cancel_locally()
+            raise
+
+    async def _invoke(self, details: ClientCallDetails) -> Any:
+        """Attempts, retried under the channel's policy, until one is committed; then the reply
+        (single-reply shapes) or this call (streaming replies)."""
+        if details is not self.details_:
+            check_encoding(details.compression)
+            self.details_ = details
+            self.compression = details.compression or self._channel.compression
+        shape = self._method.cardinality
+        policy = self._channel.retry_policy or RetryPolicy()
         tried: set[str] = set()
+        attempt = await self._attempt_with_retries(policy, tried)
+        if not self._committed.done():
+            self._committed.set_result(attempt)
+        if attempt.status is not None:  # it ended before it was kept
+            self._end(attempt.status)
+        if self._requests is not None:
+            self._pump = self._loop.create_task(self._pump_requests(attempt, self._requests))
+            self._channel.node.track_task(self._pump)
+        if shape.server_streams:
+            return self._public
+        return await self._single_reply(attempt)
+
+    async def _attempt_with_retries(self, policy: RetryPolicy, tried: set[str]) -> _Attempt:
+        idempotent = self._method.idempotent
 
         def retryable(error: BaseException) -> bool:
             return (
-                isinstance(error, RpcError)
-                and error.code in policy.retryable_status_codes
-                and (self.idempotent or not getattr(error, "may_have_run", True))
+                isinstance(error, _Failed)
+                and error.status.code in policy.retryable_status_codes
+                and (idempotent or not error.may_have_run)
             )
-
-        async def attempt_once() -> Any:
-            peer_id = await self._pick(details, deadline, frozenset(tried))
-            tried.add(peer_id)
-            compression = details.compression or self.node.compression
-            attempt = _Attempt(
-                self.node, peer_id, self.name, self.reply_type, deadline, compression
-            )
-            return await run(attempt)
 
         # Most calls succeed at once: the first attempt runs without the retry machinery, which
         # takes over from its failure (tenacity then decides, waits and tries again).
         try:
-            return await attempt_once()
-        except RpcError as error:
-            if policy.max_attempts == 1 or not retryable(error):
-                raise
-            first_failure: RpcError | None = error
+            return await self._one_attempt(tried)
+        except _Failed as failure:
+            if policy.max_attempts == 1 or not retryable(failure):
+                raise self._as_error(failure) from None
+            first: _Failed | None = failure
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts) | _StopAtDeadline(deadline),
+            stop=stop_after_attempt(policy.max_attempts) | _StopAtDeadline(self.deadline),
             wait=wait_random_exponential(
                 multiplier=policy.initial_backoff,
                 max=policy.max_backoff,
@@ -365,65 +392,402 @@ class _MethodBase(Generic[Req, Rep]):
             retry=retry_if_exception(retryable),
             reraise=True,
         )
-        async for attempt_state in retrying:
-            with attempt_state:
-                if first_failure is not None:  # attempt 1, as it happened
-                    failure, first_failure = first_failure, None
-                    raise failure
-                return await attempt_once()
+        try:
+            async for state in retrying:
+                with state:
+                    if first is not None:  # attempt 1, as it happened
+                        earlier, first = first, None
+                        raise earlier
+                    self._previous_attempts += 1
+                    return await self._one_attempt(tried)
+        except _Failed as failure:
+            raise self._as_error(failure) from None
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _pick(
-        self, details: ClientCallDetails, deadline: float | None, tried: frozenset[str]
-    ) -> str:
-        node = self.node
-        fixed = self.channel.rpc_peer
-        wait = details.wait_for_ready if details.wait_for_ready is not None else node.wait_for_ready
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if fixed is not None:
-            if fixed in node.p2pt.peers:
-                return fixed
-            raise AttemptError(
-                StatusCode.UNAVAILABLE, f"peer {fixed} is not connected", may_have_run=False
-            )
-        peer_id = node.pick_server(self.service, tried)
-        if peer_id is not None:
-            return peer_id
-        if wait:
-            try:
-                return await node.wait_for_server(self.service, tried, remaining)
-            except TimeoutError:
-                raise RpcError(
-                    StatusCode.DEADLINE_EXCEEDED, f"no peer serving {self.service} in time"
-                ) from None
-        raise AttemptError(
-            StatusCode.UNAVAILABLE, f"no connected peer serves {self.service}", may_have_run=False
+    async def _one_attempt(self, tried: set[str]) -> _Attempt:
+        """Pick a peer, send the call, and wait until this attempt is the one to keep: at once
+        for calls that stream requests, at the first sign of the server (initial metadata, a
+        reply, or an OK status) for the others; ``_Failed`` otherwise."""
+        channel = self._channel
+        wait = (
+            self.details_.wait_for_ready
+            if self.details_.wait_for_ready is not None
+            else channel.wait_for_ready
         )
+        service = self.method.split("/")[1]
+        try:
+            peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
+        except NoServer as e:
+            raise _Failed(Status(e.code, e.details), may_have_run=False) from None
+        tried.add(peer_id)
+        attempt = _Attempt(self, peer_id, channel.endpoint)
+        self._attempt = attempt
+        metadata = self.details_.metadata
+        if self._previous_attempts:
+            metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
+        attempt.start(metadata, self._request, self._has_request)
+        if self._method.cardinality.client_streams:
+            return attempt
+        await attempt.progress.wait()
+        if attempt.ended.is_set() and not attempt.replied:
+            assert attempt.status is not None
+            if attempt.status.code is not StatusCode.OK:
+                raise _Failed(attempt.status, may_have_run=True)
+        return attempt
 
     async def _single_reply(self, attempt: _Attempt) -> Rep:
-        reply = await attempt.read()
-        if reply is None:
-            attempt.check_status()
-            raise RpcError(StatusCode.INTERNAL, f"{self.name} ended OK without a reply")
-        if await attempt.read() is not None:  # the status comes with the reply, or right after
-            attempt.cancel("more than one reply")
-            raise RpcError(StatusCode.INTERNAL, f"{self.name} sent more than one reply")
-        attempt.check_status()
-        assert isinstance(reply, self.reply_type)
+        reply = await attempt.next_reply()
+        if reply is EOF:
+            self._raise_for_status()
+            raise RpcError(StatusCode.INTERNAL, f"{self.method} ended OK without a reply")
+        if await attempt.next_reply() is not EOF:  # the status comes with the reply, or after
+            attempt.cancel(Status(StatusCode.INTERNAL, f"{self.method} sent more than one reply"))
+        self._raise_for_status()
+        return reply  # type: ignore[no-any-return]  # decoded by the reply codec
+
+    async def _pump_requests(
+        self, attempt: _Attempt, requests: AsyncIterable[Req] | Iterable[Req]
+    ) -> None:
+        """Send a request iterable as the call's request stream, then half-close."""
+        try:
+            if isinstance(requests, AsyncIterable):
+                async for request in requests:
+                    if self.done():
+                        return
+                    self._check_request(request)
+                    await attempt.write(request)
+            else:
+                for request in requests:
+                    if self.done():
+                        return
+                    self._check_request(request)
+                    await attempt.write(request)
+            self._done_writing = True
+            attempt.done_writing()
+        except RpcError as e:  # a request that cannot be sent ends the call
+            attempt.cancel(Status(e.code(), e.details()))
+        except Exception as e:  # the caller's iterator failed: the call cannot go on
+            logger.debug("the request iterator of %s raised", self.method, exc_info=True)
+            attempt.cancel(
+                Status(StatusCode.CANCELLED, f"request iterator raised {type(e).__name__}: {e}")
+            )
+
+    def _check_request(self, request: object) -> None:
+        self._method.check_request(request)
+
+    # -- from the attempts --------------------------------------------------------------------
+
+    def _attempt_headers(self, attempt: _Attempt) -> None:
+        if attempt is self._attempt and not self._headers.done():
+            self._headers.set_result(attempt.headers or ())
+
+    def _attempt_ended(self, attempt: _Attempt) -> None:
+        if attempt is not self._attempt or not self._committed.done():
+            return  # a failed attempt that may be retried; the retry loop decides
+        assert attempt.status is not None
+        self._end(attempt.status)
+
+    def _end(self, status: Status, raised: RpcError | None = None) -> None:
+        """The call is over: settle its status, metadata and callbacks (once)."""
+        if self._status.done():
+            return
+        if self._previous_attempts:
+            status = Status(
+                status.code,
+                status.details,
+                (*status.trailers, ("grpc-previous-rpc-attempts", str(self._previous_attempts))),
+            )
+        self._status.set_result(status)
+        if not self._headers.done():
+            self._headers.set_result(())
+        if not self._committed.done():
+            self._committed.set_exception(self._final_error())
+            self._committed.exception()  # retrieved: readers that never come are fine
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+        if self._attempt is not None:
+            self._attempt.cancel(status)
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self._public)
+            except Exception:
+                logger.exception("a done callback of %s raised", self.method)
+
+    def _on_deadline(self) -> None:
+        if self._status.done():
+            return
+        self._deadline_passed = True
+        status = Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if self._attempt is not None:
+            self._attempt.cancel(status)
+        self._end(status)
+        if not self._task.done():
+            self._task.cancel()
+
+    def _cancel_locally(self) -> bool:
+        if self._status.done():
+            return False
+        self._locally_cancelled = True
+        self._end(Status(StatusCode.CANCELLED, _CANCELLED_DETAILS))
+        return True
+
+    def _as_error(self, failure: _Failed) -> RpcError:
+        self._end(failure.status)
+        return self._final_error()
+
+    def _final_error(self) -> RpcError:
+        status = self._status.result()
+        return RpcError(
+            status.code,
+            status.details,
+            status.trailers,
+            initial_metadata=self._headers.result() if self._headers.done() else (),
+        )
+
+    def _raise_for_status(self) -> None:
+        if self._locally_cancelled:
+            raise asyncio.CancelledError()
+        status = self._status.result()
+        if status.code is not StatusCode.OK:
+            raise self._final_error()
+
+    # -- the public call API ------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel the call (the server is told); False when it had ended already."""
+        if not self._cancel_locally():
+            return False
+        if not self._task.done():
+            self._task.cancel()
+        return True
+
+    def cancelled(self) -> bool:
+        return self._status.done() and self._status.result().code is StatusCode.CANCELLED
+
+    def done(self) -> bool:
+        return self._status.done()
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._status.done():
+            callback(self._public)
+        else:
+            self._callbacks.append(callback)
+
+    def time_remaining(self) -> float | None:
+        return self.deadline.remaining()
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata(*await asyncio.shield(self._headers))
+
+    async def trailing_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata(*(await asyncio.shield(self._status)).trailers)
+
+    async def code(self) -> StatusCode:
+        return (await asyncio.shield(self._status)).code
+
+    async def details(self) -> str:
+        return (await asyncio.shield(self._status)).details
+
+    async def debug_error_string(self) -> str:
+        status = await asyncio.shield(self._status)
+        return f"p2prpc: {status.code.name}: {status.details}"
+
+    async def wait_for_connection(self) -> None:
+        """Return once the call has reached a server (or ended; then raise its error)."""
+        waiting: list[asyncio.Future[Any]] = [self._committed, self._status]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if self._status.done():
+            self._raise_for_status()
+
+    # streaming replies
+
+    async def read(self) -> Any:
+        """The next reply, or :data:`EOF` when the stream ended OK; the call's ``RpcError``
+        otherwise (``asyncio.CancelledError`` after ``cancel()``)."""
+        if self._status.done() and (self._attempt is None or not self._attempt.replies):
+            self._raise_for_status()
+            return EOF
+        try:
+            attempt = await asyncio.shield(self._committed)
+        except RpcError:
+            self._raise_for_status()
+            raise
+        try:
+            reply = await attempt.next_reply()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        if reply is EOF:
+            await asyncio.shield(self._status)
+            self._raise_for_status()
         return reply
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while (reply := await self.read()) is not EOF:
+            yield reply
+
+    # streaming requests
+
+    async def write(self, request: Req) -> None:
+        """Send one request; ``asyncio.InvalidStateError`` once the call has ended or after
+        ``done_writing()``, and the call's ``RpcError`` when it failed before the request left."""
+        self._method.check_request(request)
+        if self._status.done():
+            raise asyncio.InvalidStateError(_FINISHED_DETAILS)
+        if self._done_writing:
+            raise asyncio.InvalidStateError(_HALF_CLOSED_DETAILS)
+        try:
+            attempt = await asyncio.shield(self._committed)
+        except RpcError:
+            self._raise_for_status()
+            raise
+        if self._status.done():
+            self._raise_for_status()
+            raise asyncio.InvalidStateError(_FINISHED_DETAILS)
+        await attempt.write(request)
+
+    async def done_writing(self) -> None:
+        """Tell the server no more requests follow (no-op once the call has ended)."""
+        if self._status.done() or self._done_writing:
+            return
+        self._done_writing = True
+        try:
+            attempt = await asyncio.shield(self._committed)
+        except RpcError:
+            return
+        attempt.done_writing()
 
 
 class _StopAtDeadline(stop_base):
     """Stop retrying once the call's deadline has passed."""
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.deadline.expired()
 
 
 # -- the four shapes ------------------------------------------------------------------------------
+
+
+class UnaryUnaryCall(_Call[Req, Rep]):
+    """A unary call (grpc.aio's ``UnaryUnaryCall``): ``reply = await call``.
+
+    Awaiting it returns the reply, raises :class:`~p2prpc.errors.RpcError` with the call's status
+    (UNAVAILABLE: no server, or it went away; DEADLINE_EXCEEDED: ``timeout`` passed; any code the
+    server ended with), or ``asyncio.CancelledError`` after ``cancel()``.
+    """
+
+    def __await__(self) -> Generator[Any, None, Rep]:
+        try:
+            reply = yield from self._task.__await__()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        return reply  # type: ignore[no-any-return]  # the reply codec's type
+
+
+class StreamUnaryCall(_Call[Req, Rep]):
+    """A client-streaming call (grpc.aio's ``StreamUnaryCall``): ``write()`` requests and
+    ``done_writing()`` (or give the method a request iterable), then ``reply = await call``."""
+
+    def __await__(self) -> Generator[Any, None, Rep]:
+        try:
+            reply = yield from self._task.__await__()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        return reply  # type: ignore[no-any-return]  # the reply codec's type
+
+
+class UnaryStreamCall(_Call[Req, Rep]):
+    """A server-streaming call (grpc.aio's ``UnaryStreamCall``): ``async for reply in call`` or
+    ``await call.read()`` until :data:`EOF`. Replies that arrive before they are read wait in
+    the call (up to ``MAX_QUEUED_REPLIES``)."""
+
+    def __aiter__(self) -> AsyncIterator[Rep]:
+        return self._iterate()
+
+
+class StreamStreamCall(_Call[Req, Rep]):
+    """A bidirectional call (grpc.aio's ``StreamStreamCall``): ``write()`` and
+    ``done_writing()`` (unless the method was given a request iterable), and iterate the replies
+    or ``read()`` them until :data:`EOF`."""
+
+    def __aiter__(self) -> AsyncIterator[Rep]:
+        return self._iterate()
+
+
+C = TypeVar("C", bound=_Call[Any, Any])
+
+
+class _MethodBase(Generic[Req, Rep]):
+    """What the stubs are made of: one method of a service, bound to a channel."""
+
+    cardinality: Cardinality
+
+    def __init__(
+        self,
+        channel: ChannelLike,
+        name: str,
+        request_type: type[Req],
+        reply_type: type[Rep],
+        *,
+        idempotent: bool = False,
+        request_codec: Codec[Req] | None = None,
+        reply_codec: Codec[Rep] | None = None,
+    ) -> None:
+        self.channel: Channel = as_channel(channel)
+        self.name = name
+        self.request_type = request_type
+        self.reply_type = reply_type
+        self.idempotent = idempotent
+        self.request_codec: Codec[Any] = request_codec or MessageCodec(request_type)  # type: ignore[type-var]
+        self.reply_codec: Codec[Any] = reply_codec or MessageCodec(reply_type)  # type: ignore[type-var]
+
+    def check_request(self, request: object) -> None:
+        """``TypeError`` for a request that is not the method's message type."""
+        if isinstance(self.request_codec, MessageCodec) and not isinstance(
+            request, self.request_type
+        ):
+            raise TypeError(
+                f"{self.name} takes {self.request_type.__name__} messages, "
+                f"not {type(request).__name__}"
+            )
+
+    def _start(
+        self,
+        kind: type[C],
+        request: Any,
+        has_request: bool,
+        requests: Any,
+        timeout: float | None,
+        metadata: MetadataLike | None,
+        wait_for_ready: bool | None,
+        compression: str | None,
+    ) -> C:
+        if has_request:
+            self.check_request(request)
+        call = kind(
+            self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+        )
+        call._public = call
+        return call
+
+
+_CALL_DOC = """
+
+        ``timeout``: seconds for the whole call, retries included (``None``: no deadline); it
+        travels with the call so the server stops too. ``metadata``: (key, value) pairs, keys
+        lower-case, ``bytes`` values under keys ending in ``-bin``. ``wait_for_ready``: wait for a
+        serving peer instead of failing UNAVAILABLE at once. ``compression``: ``"deflate"``,
+        ``"zstd"`` or ``None`` (the channel's). The call starts now, inside the running loop.
+        Raises ``TypeError`` for a request of another type and
+        :class:`~p2prpc.errors.InvalidMetadata` for metadata gRPC does not allow."""
 
 
 class UnaryUnaryMethod(_MethodBase[Req, Rep]):
@@ -431,170 +795,23 @@ class UnaryUnaryMethod(_MethodBase[Req, Rep]):
 
     cardinality = Cardinality.UNARY_UNARY
 
-    async def __call__(
+    def __call__(
         self,
         request: Req,
         *,
         timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
+        metadata: MetadataLike | None = None,
         wait_for_ready: bool | None = None,
         compression: str | None = None,
-    ) -> Rep:
-        async def call(details: ClientCallDetails) -> Rep:
-            async def run(attempt: _Attempt) -> Rep:
-                attempt.start(details.metadata, request)
-                return await self._single_reply(attempt)
-
-            result: Rep = await self._attempts(details, run)
-            return result
-
-        _check_type(request, self.request_type, self.name)
-        result: Rep = await self._intercepted(
-            self._details(timeout, metadata, wait_for_ready, compression), call
+    ) -> UnaryUnaryCall[Req, Rep]:
+        return self._start(
+            UnaryUnaryCall, request, True, None, timeout, metadata, wait_for_ready, compression
         )
-        return result
 
-
-class StreamUnaryMethod(_MethodBase[Req, Rep]):
-    """A client-streaming method: ``reply = await stub.Method(requests)``."""
-
-    cardinality = Cardinality.STREAM_UNARY
-
-    async def __call__(
-        self,
-        requests: AsyncIterable[Req] | Iterable[Req],
-        *,
-        timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        wait_for_ready: bool | None = None,
-        compression: str | None = None,
-    ) -> Rep:
-        async def call(details: ClientCallDetails) -> Rep:
-            async def run(attempt: _Attempt) -> Rep:
-                attempt.start(details.metadata, None)
-                pump = asyncio.get_running_loop().create_task(
-                    _pump(attempt, requests, self.request_type, self.name)
-                )
-                try:
-                    return await self._single_reply(attempt)
-                finally:
-                    if not pump.done():
-                        pump.cancel()
-                    await asyncio.gather(pump, return_exceptions=True)
-
-            result: Rep = await self._attempts(details, run, retry=False)
-            return result
-
-        result: Rep = await self._intercepted(
-            self._details(timeout, metadata, wait_for_ready, compression), call
-        )
-        return result
-
-
-class _StreamingCall(Generic[Req, Rep]):
-    """A call whose replies are a stream: iterate it; ``cancel()`` it; read its status after."""
-
-    def __init__(
-        self,
-        method: _MethodBase[Req, Rep],
-        details: ClientCallDetails,
-        first: Req | None,
-        requests: AsyncIterable[Req] | Iterable[Req] | None,
-    ) -> None:
-        self._method = method
-        self._details = details
-        self._first = first
-        self._requests = requests
-        self._attempt: _Attempt | None = None
-        self._starting: asyncio.Task[_Attempt] | None = None
-        self._pump: asyncio.Task[None] | None = None
-
-    async def _started(self) -> _Attempt:
-        if self._attempt is not None:
-            return self._attempt
-        if self._starting is None:
-            self._starting = asyncio.get_running_loop().create_task(self._start())
-        return await asyncio.shield(self._starting)
-
-    async def _start(self) -> _Attempt:
-        method = self._method
-
-        async def call(details: ClientCallDetails) -> _StreamingCall[Req, Rep]:
-            async def run(attempt: _Attempt) -> _Attempt:
-                attempt.start(details.metadata, self._first)
-                return attempt
-
-            self._attempt = await method._attempts(details, run)
-            if self._requests is not None:
-                self._pump = asyncio.get_running_loop().create_task(
-                    _pump(self._attempt, self._requests, method.request_type, method.name)
-                )
-                self._method.node.track_task(self._pump)
-            return self
-
-        await method._intercepted(self._details, call)
-        assert self._attempt is not None
-        return self._attempt
-
-    def __aiter__(self) -> AsyncIterator[Rep]:
-        return self
-
-    async def __anext__(self) -> Rep:
-        attempt = await self._started()
-        reply = await attempt.read()
-        if reply is None:
-            attempt.check_status()
-            raise StopAsyncIteration
-        return reply  # type: ignore[return-value]  # decoded as the method's reply type
-
-    async def read(self) -> Rep | None:
-        """The next reply, or ``None`` when the stream ended OK."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def cancel(self) -> bool:
-        """Cancel the call; the server is told. Returns False when it had ended already."""
-        if self._attempt is not None and self._attempt.state is _AttemptState.SENT:
-            self._attempt.cancel()
-            if self._pump is not None:
-                self._pump.cancel()
-            return True
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            return True
-        return False
-
-    async def code(self) -> StatusCode:
-        attempt = await self._started()
-        return StatusCode((await attempt.status).code)
-
-    async def details(self) -> str:
-        attempt = await self._started()
-        return (await attempt.status).details
-
-    async def trailing_metadata(self) -> Mapping[str, str]:
-        attempt = await self._started()
-        return (await attempt.status).trailers
-
-
-class UnaryStreamCall(_StreamingCall[Req, Rep]):
-    """A server-streaming call: ``async for reply in stub.Method(request): ...``."""
-
-
-class StreamStreamCall(_StreamingCall[Req, Rep]):
-    """A bidirectional call: iterate replies; ``write`` requests and ``done_writing`` (unless the
-    call was given a request iterable)."""
-
-    async def write(self, request: Req) -> None:
-        _check_type(request, self._method.request_type, self._method.name)
-        attempt = await self._started()
-        await attempt.write(request)
-
-    async def done_writing(self) -> None:
-        attempt = await self._started()
-        attempt.done_writing()
+    __call__.__doc__ = (
+        "Start a unary call; returns its :class:`UnaryUnaryCall`, awaitable for the reply."
+        + _CALL_DOC
+    )
 
 
 class UnaryStreamMethod(_MethodBase[Req, Rep]):
@@ -607,18 +824,48 @@ class UnaryStreamMethod(_MethodBase[Req, Rep]):
         request: Req,
         *,
         timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
+        metadata: MetadataLike | None = None,
         wait_for_ready: bool | None = None,
         compression: str | None = None,
     ) -> UnaryStreamCall[Req, Rep]:
-        _check_type(request, self.request_type, self.name)
-        return UnaryStreamCall(
-            self, self._details(timeout, metadata, wait_for_ready, compression), request, None
+        return self._start(
+            UnaryStreamCall, request, True, None, timeout, metadata, wait_for_ready, compression
         )
+
+    __call__.__doc__ = (
+        "Start a server-streaming call; returns its :class:`UnaryStreamCall`, iterable for the "
+        "replies." + _CALL_DOC
+    )
+
+
+class StreamUnaryMethod(_MethodBase[Req, Rep]):
+    """A client-streaming method: ``reply = await stub.Method(requests)``, or ``call =
+    stub.Method()``, ``await call.write(r)``…, ``await call.done_writing()``, ``await call``."""
+
+    cardinality = Cardinality.STREAM_UNARY
+
+    def __call__(
+        self,
+        requests: AsyncIterable[Req] | Iterable[Req] | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        wait_for_ready: bool | None = None,
+        compression: str | None = None,
+    ) -> StreamUnaryCall[Req, Rep]:
+        return self._start(
+            StreamUnaryCall, None, False, requests, timeout, metadata, wait_for_ready, compression
+        )
+
+    __call__.__doc__ = (
+        "Start a client-streaming call; returns its :class:`StreamUnaryCall`, awaitable for "
+        "the reply." + _CALL_DOC
+    )
 
 
 class StreamStreamMethod(_MethodBase[Req, Rep]):
-    """A bidirectional-streaming method: ``call = stub.Method(requests)``, then iterate ``call``."""
+    """A bidirectional-streaming method: ``call = stub.Method(requests)`` (or write to it), then
+    iterate ``call``."""
 
     cardinality = Cardinality.STREAM_STREAM
 
@@ -627,41 +874,47 @@ class StreamStreamMethod(_MethodBase[Req, Rep]):
         requests: AsyncIterable[Req] | Iterable[Req] | None = None,
         *,
         timeout: float | None = None,
-        metadata: Mapping[str, str] | None = None,
+        metadata: MetadataLike | None = None,
         wait_for_ready: bool | None = None,
         compression: str | None = None,
     ) -> StreamStreamCall[Req, Rep]:
-        return StreamStreamCall(
-            self, self._details(timeout, metadata, wait_for_ready, compression), None, requests
+        return self._start(
+            StreamStreamCall, None, False, requests, timeout, metadata, wait_for_ready, compression
         )
 
-
-async def _pump(
-    attempt: _Attempt,
-    requests: AsyncIterable[Any] | Iterable[Any],
-    request_type: type[Message],
-    method: str,
-) -> None:
-    """Send a request iterable as the call's request stream, then half-close."""
-    try:
-        if isinstance(requests, AsyncIterable):
-            async for request in requests:
-                _check_type(request, request_type, method)
-                await attempt.write(request)
-        else:
-            for request in requests:
-                _check_type(request, request_type, method)
-                await attempt.write(request)
-        attempt.done_writing()
-    except RpcError:
-        pass  # the call has ended; its reader sees the status
-    except Exception as e:
-        # The caller's iterator failed: the call cannot go on.
-        attempt.cancel(f"request iterator raised {type(e).__name__}: {e}")
+    __call__.__doc__ = (
+        "Start a bidirectional call; returns its :class:`StreamStreamCall`." + _CALL_DOC
+    )
 
 
-def _check_type(message: object, expected: type[Message], method: str) -> None:
-    if not isinstance(message, expected):
-        raise TypeError(
-            f"{method} takes {expected.__name__} messages, not {type(message).__name__}"
+class JSONMethod(_MethodBase[Any, Any]):
+    """A method called without its ``.proto``: requests and replies are proto3 JSON values, which
+    the serving peer parses (the command line's ``p2prpc call``). The first request rides in the
+    call and the rest follow, so one shape serves every method: iterate the call for the replies.
+    It needs a node that speaks the JSON form (``Node(binary=False)``)."""
+
+    cardinality = Cardinality.STREAM_STREAM
+
+    def __init__(self, channel: ChannelLike, name: str) -> None:
+        codec = JSONCodec()
+        super().__init__(channel, name, object, object, request_codec=codec, reply_codec=codec)
+
+    def __call__(
+        self,
+        requests: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> StreamStreamCall[Any, Any]:
+        items = list(requests) or [{}]
+        return self._start(
+            StreamStreamCall,
+            items[0],
+            True,
+            items[1:],
+            timeout,
+            metadata,
+            wait_for_ready,
+            None,
         )

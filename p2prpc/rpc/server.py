@@ -1,12 +1,17 @@
 """The server side of a call: run the servicer's method under the call's deadline, stream the
-replies back, end with a status.
+replies back, end with exactly one status.
 
 Life of a server call::
 
-    open ──(client: end)──▶ half-closed ──(method returns)──▶ closed, status sent
-      │                                                        ▲
-      └──(client: cancel, peer lost)──▶ cancelled: the method is cancelled, no status is sent
-      └──(deadline passes)──▶ the method is cancelled, DEADLINE_EXCEEDED sent ─┘
+    open ──(client: end)──▶ half-closed ──(method returns or raises)──▶ closed: status sent
+      │                                                                   ▲
+      ├──(deadline passes)──▶ the method is cancelled, DEADLINE_EXCEEDED ─┤
+      ├──(node stops)──▶ the method is cancelled, UNAVAILABLE ────────────┘
+      └──(client: cancel, or the peer went away)──▶ cancelled: the method is cancelled, no status
+
+Every way a method can end is answered: a reply and OK, the status it set or aborted with, an
+``RpcError`` it raised, DEADLINE_EXCEEDED, UNKNOWN for any other exception (logged with its
+traceback), and CANCELLED when it raises ``asyncio.CancelledError`` itself.
 """
 
 from __future__ import annotations
@@ -15,33 +20,29 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from google.protobuf.message import Message
+import grpc.aio
 
-from ..errors import PeerClosed
+from ..errors import PeerClosed, RpcError
+from ..wire import metadata as md
 from ..wire.compression import CODECS
-from ..wire.envelope import Envelope, Kind, Status
-from .base import (
-    Handler,
-    HandlerCallDetails,
-    ServicerContext,
-    decode_payload,
-    pack_payload,
-    unpack_payload,
-)
-from .status import RpcError, StatusCode
+from ..wire.envelope import Envelope, Kind
+from ..wire.status import Metadatum, Status, StatusCode
+from .base import Handler, HandlerCallDetails, pack, unpack
+from .deadline import Deadline
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from .endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
 
 #: Request-stream messages a server call holds before its method reads them; past that the call
 #: fails with RESOURCE_EXHAUSTED (there is no flow control to slow the client down).
 MAX_QUEUED_REQUESTS = 1024
+
+MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 
 
 class _State(enum.Enum):
@@ -58,56 +59,147 @@ class _EndOfRequests:
 _END = _EndOfRequests()
 
 
-def start_server_call(
-    node: Node, peer_id: str, envelope: Envelope, handler: Handler[Any, Any]
-) -> None:
-    """Start serving one incoming call (``envelope`` is its ``call``)."""
-    call = ServerCall(node, peer_id, envelope, handler)
-    node.open_server_call(peer_id, envelope.call_id, call)
-    call.task = asyncio.get_running_loop().create_task(call.run())
-    node.track_task(call.task)
+class ServicerContext:
+    """What a servicer method gets besides its request, as grpc.aio's ``ServicerContext``:
+    metadata both ways, the deadline, the status to end with, cancellation."""
+
+    def __init__(self, call: ServerCall) -> None:
+        self._call = call
+        self._invocation = grpc.aio.Metadata(*call.first.metadata)
+        self._trailers: tuple[Metadatum, ...] = ()
+        self._code = StatusCode.OK
+        self._details = ""
+        self._headers_sent = False
+        self._callbacks: list[Callable[[ServicerContext], None]] = []
+
+    def peer(self) -> str:
+        """The calling peer's id (40 hex characters)."""
+        return self._call.peer_id
+
+    def method(self) -> str:
+        """The method called, ``/package.Service/Method``."""
+        return self._call.method
+
+    def invocation_metadata(self) -> grpc.aio.Metadata:
+        """The metadata the client sent, as (key, value) pairs (``-bin`` values are bytes)."""
+        return self._invocation
+
+    async def send_initial_metadata(self, initial_metadata: MetadataLike) -> None:
+        """Send the client its initial metadata now, before any reply (at most once; raises
+        ``asyncio.InvalidStateError`` after a reply or a second time, and
+        :class:`~p2prpc.errors.InvalidMetadata` for keys or values gRPC does not allow)."""
+        entries = md.normalize(initial_metadata)
+        if self._headers_sent or self._call.replied:
+            raise asyncio.InvalidStateError("initial metadata was sent already")
+        self._headers_sent = True
+        self._call.send(Envelope(Kind.HEADERS, self._call.call_id, metadata=entries))
+
+    def set_trailing_metadata(self, trailing_metadata: MetadataLike) -> None:
+        """The metadata to send with the status (replaces what was set before)."""
+        self._trailers = md.normalize(trailing_metadata)
+
+    def trailing_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata(*self._trailers)
+
+    def set_code(self, code: StatusCode) -> None:
+        """The status to end the call with when the method returns (a non-OK code sends no
+        reply)."""
+        self._code = code
+
+    def code(self) -> StatusCode:
+        return self._code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    def details(self) -> str:
+        return self._details
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline, or ``None`` when the call has none."""
+        return self._call.deadline.remaining()
+
+    def cancelled(self) -> bool:
+        """Whether the call was cancelled (by the client, the peer going away, or a stop)."""
+        return self._call.state is _State.CANCELLED
+
+    def done(self) -> bool:
+        """Whether the call has ended."""
+        return self._call.state in (_State.CANCELLED, _State.CLOSED)
+
+    def add_done_callback(self, callback: Callable[[ServicerContext], None]) -> None:
+        """Call ``callback(context)`` when the call ends (at once if it has)."""
+        if self.done():
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    async def abort(
+        self,
+        code: StatusCode,
+        details: str = "",
+        trailing_metadata: MetadataLike = (),
+    ) -> NoReturn:
+        """End the call now with ``code`` (never OK) and ``details``; never returns. For rich
+        errors put a ``google.rpc.Status`` under ``grpc-status-details-bin`` in
+        ``trailing_metadata`` (as ``grpc_status.rpc_status.to_status`` gives it)."""
+        if code is StatusCode.OK:
+            raise ValueError("abort needs a status code other than OK")
+        entries = md.normalize(trailing_metadata)
+        if entries:
+            self._trailers = entries
+        raise RpcError(code, details, self._trailers)
+
+    def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("a done callback of %s raised", self._call.method)
 
 
 class ServerCall:
     """One incoming call in progress."""
 
     def __init__(
-        self, node: Node, peer_id: str, envelope: Envelope, handler: Handler[Any, Any]
+        self, endpoint: Endpoint, peer_id: str, envelope: Envelope, handler: Handler[Any, Any]
     ) -> None:
-        self.node = node
+        self.endpoint = endpoint
+        self.node = endpoint.node
         self.peer_id = peer_id
         self.call_id = envelope.call_id
         self.method = envelope.method or ""
         self.handler = handler
+        self.first = envelope
         self.state = _State.OPEN
+        self.replied = False
         self.task: asyncio.Task[None] | None = None
-        self._first = envelope
         self.encoding = envelope.encoding
+        self.deadline = Deadline.after(envelope.timeout)
         self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] = asyncio.Queue()
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
-        self._deadline = (
-            time.monotonic() + envelope.timeout if envelope.timeout is not None else None
-        )
-        self.context = ServicerContext(
-            self.method, peer_id, envelope.metadata or {}, self._deadline
-        )
+        self.context = ServicerContext(self)
         if envelope.has_payload:
             self._requests.put_nowait(envelope)
         if not handler.cardinality.client_streams:
             self._requests.put_nowait(_END)
             self.state = _State.HALF_CLOSED
 
-    # -- from the node ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.node.track_task(self.task)
+
+    # -- from the endpoint --------------------------------------------------------------------
 
     def on_envelope(self, envelope: Envelope) -> None:
-        if self.state is not _State.OPEN:
-            if envelope.kind is Kind.CANCEL:
-                self._cancel()
-            return
         if envelope.kind is Kind.CANCEL:
             self._cancel()
-        elif envelope.seq != self._next_seq:
+            return
+        if self.state is not _State.OPEN:
+            return
+        if envelope.seq != self._next_seq:
             self._fail(
                 RpcError(StatusCode.INTERNAL, f"request stream out of order at {envelope.seq}")
             )
@@ -123,11 +215,19 @@ class ServerCall:
     def on_peer_lost(self) -> None:
         self._cancel()
 
+    def abandon(self) -> None:
+        """The node is stopping: tell the client, cancel the method."""
+        if self.state in (_State.CANCELLED, _State.CLOSED):
+            return
+        self._end_with(Status(StatusCode.UNAVAILABLE, "the server is shutting down"))
+        if self.task is not None:
+            self.task.cancel()
+
     def _cancel(self) -> None:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         self.state = _State.CANCELLED
-        self.context._cancelled = True
+        self._ended()
         if self.task is not None:
             self.task.cancel()
 
@@ -138,61 +238,97 @@ class ServerCall:
 
     # -- running the method -------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def _run(self) -> None:
         if self.encoding is not None and self.encoding not in CODECS:
             # As gRPC answers a grpc-encoding it does not know.
-            status = Status(StatusCode.UNIMPLEMENTED, f"unknown encoding {self.encoding!r}")
-            self.node.close_server_call(self.peer_id, self.call_id)
-            self.state = _State.CLOSED
-            with contextlib.suppress(PeerClosed):
-                self.node.send(self.peer_id, self._status(status))
+            self._end_with(Status(StatusCode.UNIMPLEMENTED, f"unknown encoding {self.encoding!r}"))
             return
+        timer = asyncio.timeout(self.deadline.remaining())
         try:
-            async with asyncio.timeout(self.context.time_remaining()):
+            async with timer:
                 final = await self._serve()
         except RpcError as e:
-            trailers = {**self.context.trailing_metadata, **e.trailing_metadata}
-            final = self._status(Status(e.code, e.details, trailers))
+            final = self._status_envelope(
+                Status(
+                    e.code(), e.details(), tuple(e.trailing_metadata()) or self.context._trailers
+                )
+            )
         except TimeoutError:
-            final = self._status(Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
+            if timer.expired():
+                final = self._status_envelope(
+                    Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                )
+            else:
+                final = self._unexpected(TimeoutError("the method raised TimeoutError"))
         except asyncio.CancelledError:
-            if self.state is not _State.CANCELLED:
-                raise  # the node is closing: nobody is left to tell
-            return
+            task = asyncio.current_task()
+            if self.state in (_State.CANCELLED, _State.CLOSED) or (task and task.cancelling()):
+                raise  # cancelled from outside: the client, the peer, or the node stopping
+            final = self._status_envelope(
+                Status(StatusCode.CANCELLED, f"{self.method} raised CancelledError")
+            )
         except PeerClosed:
+            self._cancel()
             return
         except Exception as e:
-            logger.exception("%s raised an unexpected error", self.method)
-            final = self._status(Status(StatusCode.UNKNOWN, f"unexpected {type(e).__name__}: {e}"))
-        finally:
-            self.node.close_server_call(self.peer_id, self.call_id)
-        if self.state is _State.CANCELLED:
+            final = self._unexpected(e)
+        if self.state in (_State.CANCELLED, _State.CLOSED):
+            return
+        self._finish(final)
+
+    def _unexpected(self, error: BaseException) -> Envelope:
+        logger.error("%s raised an unexpected error", self.method, exc_info=error)
+        return self._status_envelope(
+            Status(StatusCode.UNKNOWN, f"unexpected {type(error).__name__}: {error}")
+        )
+
+    def _status_envelope(self, status: Status) -> Envelope:
+        return Envelope(Kind.STATUS, self.call_id, self._reply_seq, status=status)
+
+    def _end_with(self, status: Status) -> None:
+        self._finish(self._status_envelope(status))
+
+    def _finish(self, final: Envelope) -> None:
+        """Send the envelope that ends the call (exactly once) and forget the call."""
+        if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         self.state = _State.CLOSED
         with contextlib.suppress(PeerClosed):
             self.node.send(self.peer_id, final)
+        self._ended()
 
-    def _status(self, status: Status) -> Envelope:
-        return Envelope(Kind.STATUS, self.call_id, self._reply_seq, status=status)
+    def _ended(self) -> None:
+        self.endpoint.server_call_ended(self.peer_id, self.call_id)
+        self.context._run_callbacks()
+
+    def send(self, envelope: Envelope) -> None:
+        try:
+            self.node.send(self.peer_id, envelope)
+        except PeerClosed:
+            self._cancel()
+            raise
 
     async def _serve(self) -> Envelope:
         """Run the method; return the envelope that ends the call."""
         handler = await self._intercept()
         context = self.context
-        binary = self.node.is_binary(self.peer_id)
         shape = handler.cardinality
         if shape.client_streams:
-            argument: Any = self._request_stream(handler.request_type)
+            argument: Any = self._request_stream(handler)
         else:
-            argument = await self._single_request(handler.request_type)
+            argument = await self._single_request(handler)
         if shape.server_streams:
             async for reply in handler.func(argument, context):
-                if not isinstance(reply, handler.reply_type):
-                    raise _wrong_type(self.method, reply, handler.reply_type)
-                payload, compressed = pack_payload(
-                    reply, binary, self.encoding, self.node.max_message_size
+                self._check_reply(reply, handler)
+                payload, compressed = pack(
+                    handler.reply_codec,
+                    reply,
+                    self.node.is_binary(self.peer_id),
+                    self.encoding,
+                    self.node.max_message_size,
                 )
-                self._send(
+                self.replied = True
+                self.send(
                     Envelope(
                         Kind.REPLY,
                         self.call_id,
@@ -204,13 +340,19 @@ class ServerCall:
                 )
                 self._reply_seq += 1
                 await self.node.drain(self.peer_id)
-            return self._status(self._final_status())
+            return self._status_envelope(self._final_status())
         reply = await handler.func(argument, context)
-        if context.code is not StatusCode.OK:
-            return self._status(self._final_status())
-        if not isinstance(reply, handler.reply_type):
-            raise _wrong_type(self.method, reply, handler.reply_type)
-        payload, compressed = pack_payload(reply, binary, self.encoding, self.node.max_message_size)
+        if context.code() is not StatusCode.OK:
+            return self._status_envelope(self._final_status())
+        self._check_reply(reply, handler)
+        payload, compressed = pack(
+            handler.reply_codec,
+            reply,
+            self.node.is_binary(self.peer_id),
+            self.encoding,
+            self.node.max_message_size,
+        )
+        self.replied = True
         return Envelope(
             Kind.REPLY,
             self.call_id,
@@ -218,15 +360,25 @@ class ServerCall:
             payload=payload,
             has_payload=True,
             compressed=compressed,
-            status=Status(StatusCode.OK, "", dict(context.trailing_metadata)),
+            status=Status(StatusCode.OK, "", context._trailers),
         )
 
+    def _check_reply(self, reply: object, handler: Handler[Any, Any]) -> None:
+        if not isinstance(reply, handler.reply_type):
+            raise RpcError(
+                StatusCode.INTERNAL,
+                f"{self.method} returned {type(reply).__name__}, not {handler.reply_type.__name__}",
+            )
+
     def _final_status(self) -> Status:
-        return Status(self.context.code, self.context.details, dict(self.context.trailing_metadata))
+        context = self.context
+        return Status(context.code(), context.details(), context._trailers)
 
     async def _intercept(self) -> Handler[Any, Any]:
-        details = HandlerCallDetails(self.method, self.context.metadata, self.peer_id)
-        interceptors = list(self.node.server_interceptors)
+        interceptors = self.node.server_interceptors
+        if not interceptors:
+            return self.handler
+        details = HandlerCallDetails(self.method, self.first.metadata, self.peer_id)
 
         async def proceed(index: int, d: HandlerCallDetails) -> Handler[Any, Any] | None:
             if index == len(interceptors):
@@ -241,41 +393,23 @@ class ServerCall:
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method not found: {self.method}")
         return handler
 
-    async def _next_request(self, request_type: type[Message]) -> Message | None:
+    async def _next_request(self, handler: Handler[Any, Any]) -> Any | None:
         item = await self._requests.get()
         if isinstance(item, _EndOfRequests):
             self._requests.put_nowait(item)  # stays at the end
             return None
         if isinstance(item, RpcError):
             raise item
-        return decode_payload(
-            unpack_payload(item, self.encoding, self.node.max_message_size),
-            request_type,
-            self.node.max_message_size,
-        )
+        return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
 
-    async def _single_request(self, request_type: type[Message]) -> Message:
-        request = await self._next_request(request_type)
+    async def _single_request(self, handler: Handler[Any, Any]) -> Any:
+        request = await self._next_request(handler)
         # A call without its message asks with the default one, as proto3 reads a missing field.
-        return request if request is not None else request_type()
+        return request if request is not None else handler.request_type()
 
-    async def _request_stream(self, request_type: type[Message]) -> AsyncIterator[Message]:
+    async def _request_stream(self, handler: Handler[Any, Any]) -> AsyncIterator[Any]:
         while True:
-            request = await self._next_request(request_type)
+            request = await self._next_request(handler)
             if request is None:
                 return
             yield request
-
-    def _send(self, envelope: Envelope) -> None:
-        try:
-            self.node.send(self.peer_id, envelope)
-        except PeerClosed:
-            self._cancel()
-            raise
-
-
-def _wrong_type(method: str, reply: object, expected: type[Message]) -> RpcError:
-    return RpcError(
-        StatusCode.INTERNAL,
-        f"{method} returned {type(reply).__name__}, not {expected.__name__}",
-    )

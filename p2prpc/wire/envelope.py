@@ -13,6 +13,7 @@ JSON form (a P2PT message whose value is a JSON object; the key that names the k
 - **cancel** ``{"cancel": true}`` the client gives up on the call;
 - **reply** ``{"reply": payload, "seq": n}`` a response message, optionally with the final status;
 - **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
+- **headers** ``{"headers": {...}}`` the server's initial metadata, when it sends it before a reply;
 - **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call).
 
 Binary form (one data-channel message, never starting with ``^``): a 13-byte header, then an
@@ -32,10 +33,12 @@ import json
 import math
 import struct
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
+from . import metadata as md
+from .status import Metadatum, Status, code_from_number, code_number
 
 MAGIC = 0xB7
 _HEADER = struct.Struct(">BBBIIH")
@@ -58,6 +61,7 @@ class Kind(enum.IntEnum):
     STATUS = 6
     HELLO = 7
     PUBLISH = 8
+    HEADERS = 9
 
 
 class Flags(enum.IntFlag):
@@ -69,13 +73,6 @@ class Flags(enum.IntFlag):
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
-    code: int
-    details: str = ""
-    trailers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class Envelope:
     """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form)."""
 
@@ -84,7 +81,7 @@ class Envelope:
     seq: int = 0
     method: str | None = None
     timeout: float | None = None
-    metadata: Mapping[str, str] | None = None
+    metadata: tuple[Metadatum, ...] = ()  # CALL: the call's metadata; HEADERS: initial metadata
     payload: Any = None
     has_payload: bool = False
     status: Status | None = None
@@ -105,6 +102,7 @@ _KINDS_BY_KEY = (
     ("call", Kind.CALL),
     ("cancel", Kind.CANCEL),
     ("status", Kind.STATUS),
+    ("headers", Kind.HEADERS),
     ("reply", Kind.REPLY),
     ("end", Kind.END),
     ("msg", Kind.MSG),
@@ -128,7 +126,9 @@ def to_json(env: Envelope) -> dict[str, Any]:
         if env.timeout is not None:
             out["timeout"] = env.timeout
         if env.metadata:
-            out["metadata"] = dict(env.metadata)
+            out["metadata"] = md.to_json(env.metadata)
+    elif env.kind is Kind.HEADERS:
+        out["headers"] = md.to_json(env.metadata)
     elif env.kind is Kind.MSG:
         out["msg"] = env.payload
         out["seq"] = env.seq
@@ -161,12 +161,12 @@ def _publish_header(env: Envelope) -> dict[str, Any]:
 
 
 def _status_json(status: Status) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": status.code}
+    body: dict[str, Any] = {"code": code_number(status.code)}
     if status.details:
         body["details"] = status.details
     out: dict[str, Any] = {"status": body}
     if status.trailers:
-        out["trailers"] = dict(status.trailers)
+        out["trailers"] = md.to_json(status.trailers)
     return out
 
 
@@ -198,6 +198,8 @@ def from_json(value: object, call_id: int) -> Envelope:
         )
     if kind is Kind.CANCEL:
         return Envelope(Kind.CANCEL, call_id)
+    if kind is Kind.HEADERS:
+        return Envelope(Kind.HEADERS, call_id, metadata=_metadata(value["headers"], "headers"))
     if kind is Kind.PUBLISH:
         if "msg" not in value:
             raise EnvelopeError("a publish carries its message in msg")
@@ -278,26 +280,27 @@ def _timeout(value: object) -> float | None:
     return float(value)
 
 
-def _metadata(value: object, what: str) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise EnvelopeError(f"{what} must map strings to strings")
-    return value
+def _metadata(value: object, what: str) -> tuple[Metadatum, ...]:
+    try:
+        return md.from_json(value, what)
+    except md.MetadataError as e:
+        raise EnvelopeError(str(e)) from e
 
 
 def _status(value: object, trailers: object) -> Status:
     if not isinstance(value, dict):
         raise EnvelopeError("status must be an object")
-    code = value.get("code")
-    if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 16:
+    number = value.get("code")
+    if not isinstance(number, int) or isinstance(number, bool):
         raise EnvelopeError("status code must be a gRPC status code (0-16)")
+    try:
+        code = code_from_number(number)
+    except ValueError as e:
+        raise EnvelopeError(str(e)) from e
     details = value.get("details", "")
     if not isinstance(details, str):
         raise EnvelopeError("status details must be a string")
-    return Status(code, details, _metadata(trailers, "trailers") or {})
+    return Status(code, details, _metadata(trailers, "trailers"))
 
 
 # -- binary form --------------------------------------------------------------------------------
@@ -314,11 +317,13 @@ def _json_header(env: Envelope) -> dict[str, Any]:
         if env.timeout is not None:
             header["timeout"] = env.timeout
         if env.metadata:
-            header["metadata"] = dict(env.metadata)
+            header["metadata"] = md.to_json(env.metadata)
         if env.encoding is not None:
             header["encoding"] = env.encoding
     elif env.kind is Kind.HELLO:
         header["hello"] = dict(env.hello or {})
+    elif env.kind is Kind.HEADERS:
+        header["headers"] = md.to_json(env.metadata)
     elif env.kind is Kind.PUBLISH:
         header.update(_publish_header(env))
     if env.status is not None:
@@ -488,6 +493,8 @@ def _build(
         if not isinstance(hello, dict):
             raise EnvelopeError("hello must be an object")
         return Envelope(Kind.HELLO, call_id, hello=hello)
+    if kind is Kind.HEADERS:
+        return Envelope(Kind.HEADERS, call_id, metadata=_metadata(header.get("headers"), "headers"))
     if kind is Kind.PUBLISH:
         if not has_payload:
             raise EnvelopeError("publish frame without a payload")

@@ -123,13 +123,6 @@ except ImportError:  # pragma: no cover - while the runtime is being written
 needs_runtime = pytest.mark.skipif(rpc is None, reason="the p2prpc.rpc runtime is not importable")
 
 
-class _Channel:
-    """Enough of a channel for stubs to be built (no call is made)."""
-
-    rpc_node: Any = None
-    rpc_peer: str | None = None
-
-
 class _Registrar:
     def __init__(self) -> None:
         self.services: dict[str, Any] = {}
@@ -165,9 +158,15 @@ def test_servicer_mapping_describes_every_method() -> None:
 
 
 @needs_runtime
-def test_stub_methods_are_the_runtime_method_objects() -> None:
+@pytest.mark.asyncio
+async def test_stub_methods_are_the_runtime_method_objects() -> None:
+    from p2prpc.node import Node
+
     routeguide_p2prpc = importlib.import_module("routeguide_p2prpc")
-    stub = routeguide_p2prpc.RouteGuideStub(_Channel())
+    node = Node()  # never started: no call is made
+    stub = routeguide_p2prpc.RouteGuideStub(node)
+    assert stub.GetFeature.channel == rpc.Channel(node)
+    assert routeguide_p2prpc.RouteGuideStub(node.to("ab" * 20)).GetFeature.channel.peer == "ab" * 20
     assert isinstance(stub.GetFeature, rpc.UnaryUnaryMethod)
     assert isinstance(stub.ListFeatures, rpc.UnaryStreamMethod)
     assert isinstance(stub.RecordRoute, rpc.StreamUnaryMethod)
@@ -186,21 +185,24 @@ async def test_servicer_methods_not_overridden_are_unimplemented() -> None:
     request = helloworld_pb2.HelloRequest(name="x")
     with pytest.raises(rpc.RpcError) as unary:
         await servicer.SayHello(request, None)
-    assert unary.value.code == rpc.StatusCode.UNIMPLEMENTED
+    assert unary.value.code() is rpc.StatusCode.UNIMPLEMENTED
     stream = servicer.SayHelloStream(request, None)
     with pytest.raises(rpc.RpcError) as streaming:
         await anext(stream)
-    assert streaming.value.code == rpc.StatusCode.UNIMPLEMENTED
+    assert streaming.value.code() is rpc.StatusCode.UNIMPLEMENTED
 
 
 @needs_runtime
-def test_keyword_named_methods_work_at_run_time(
+@pytest.mark.asyncio
+async def test_keyword_named_methods_work_at_run_time(
     cases_out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from p2prpc.node import Node
+
     monkeypatch.syspath_prepend(str(cases_out))
     bare_p2prpc = importlib.import_module("bare_p2prpc")
     try:
-        stub = bare_p2prpc.EchoStub(_Channel())
+        stub = bare_p2prpc.EchoStub(Node())
         assert stub.None_.name == "/Echo/None"
         handlers = bare_p2prpc.EchoServicer().__mapping__()
         assert handlers["/Echo/class"].reply_type.DESCRIPTOR.full_name == "Ping.Pong.Echo"

@@ -17,7 +17,7 @@ class EchoStub:
     the proto names.
     """
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.None_: p2prpc.rpc.UnaryUnaryMethod[
             bare__pb2.Ping,
             bare__pb2.Ping,
@@ -27,6 +27,11 @@ class EchoStub:
             bare__pb2.Ping,
             bare__pb2.Ping,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Ping); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.class_: p2prpc.rpc.StreamUnaryMethod[
             bare__pb2.Ping,
             bare__pb2.Ping.Pong.Echo,
@@ -36,6 +41,11 @@ class EchoStub:
             bare__pb2.Ping,
             bare__pb2.Ping.Pong.Echo,
         )
+        """Returns a p2prpc.rpc.StreamUnaryCall at once (write requests (or pass an iterable),
+        await the Echo); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
         self.print: p2prpc.rpc.UnaryStreamMethod[
             bare__pb2.Ping,
             bare__pb2.Ping.Pong,
@@ -45,6 +55,13 @@ class EchoStub:
             bare__pb2.Ping,
             bare__pb2.Ping.Pong,
         )
+        """print is no keyword (only a builtin) and stays as it is.
+
+        Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each Pong); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class EchoServicer:
@@ -110,7 +127,7 @@ def add_EchoServicer_to_node(
 class importStub:
     """A service named with a Python keyword: its classes are still valid names (importStub...)."""
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.async_: p2prpc.rpc.StreamStreamMethod[
             bare__pb2.Ping,
             bare__pb2.Ping,
@@ -120,6 +137,11 @@ class importStub:
             bare__pb2.Ping,
             bare__pb2.Ping,
         )
+        """Returns a p2prpc.rpc.StreamStreamCall at once (write requests (or pass an iterable),
+        iterate replies); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
 
 
 class importServicer:
@@ -153,7 +175,7 @@ def add_importServicer_to_node(
 
 
 class NothingStub:
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         pass
 
 

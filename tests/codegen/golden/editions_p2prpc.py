@@ -12,7 +12,7 @@ SERVICES = ("ed.Counter",)
 
 
 class CounterStub:
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.Count: p2prpc.rpc.UnaryStreamMethod[
             editions__pb2.Request,
             editions__pb2.Request,
@@ -22,6 +22,11 @@ class CounterStub:
             editions__pb2.Request,
             editions__pb2.Request,
         )
+        """Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each Request); timeout= is
+        in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class CounterServicer:

@@ -18,7 +18,7 @@ SERVICES = ("Lobby",)
 class LobbyStub:
     """Who is in the lobby."""
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.List: p2prpc.rpc.UnaryUnaryMethod[
             google_dot_protobuf_dot_empty__pb2.Empty,
             lobby__pb2.Roster,
@@ -28,6 +28,11 @@ class LobbyStub:
             google_dot_protobuf_dot_empty__pb2.Empty,
             lobby__pb2.Roster,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Roster); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class LobbyServicer:

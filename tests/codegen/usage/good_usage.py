@@ -22,6 +22,10 @@ async def greet(channel: p2prpc.rpc.Channel) -> list[str]:
     request = helloworld_pb2.HelloRequest(name="you")
     reply = await greeter.SayHello(request, timeout=1.5, metadata={"k": "v"}, wait_for_ready=True)
     messages: list[str] = [reply.message]
+    call = greeter.SayHello(request, metadata=[("k", "v"), ("trace-bin", b"\x00")])
+    reply = await call
+    code: p2prpc.rpc.StatusCode = await call.code()
+    messages += [code.name, *(str(value) for _, value in await call.trailing_metadata())]
     async for streamed in greeter.SayHelloStream(request):
         messages.append(streamed.message)
     return messages

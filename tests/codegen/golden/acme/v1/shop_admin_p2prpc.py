@@ -14,7 +14,7 @@ SERVICES = ("acme.v1.admin.Admin", "acme.v1.admin.Auditor")
 
 
 class AdminStub:
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.Reprice: p2prpc.rpc.UnaryUnaryMethod[
             acme_dot_v1_dot_common__pb2.Outer.Inner.Deepest,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
@@ -24,6 +24,11 @@ class AdminStub:
             acme_dot_v1_dot_common__pb2.Outer.Inner.Deepest,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Audit); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.Refund: p2prpc.rpc.UnaryUnaryMethod[
             acme_dot_v1_dot_shop__pb2.Order,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
@@ -33,6 +38,11 @@ class AdminStub:
             acme_dot_v1_dot_shop__pb2.Order,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Audit); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class AdminServicer:
@@ -77,7 +87,7 @@ def add_AdminServicer_to_node(
 
 
 class AuditorStub:
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.Stream: p2prpc.rpc.StreamStreamMethod[
             acme_dot_v1_dot_shop__admin__pb2.Audit,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
@@ -87,6 +97,11 @@ class AuditorStub:
             acme_dot_v1_dot_shop__admin__pb2.Audit,
             acme_dot_v1_dot_shop__admin__pb2.Audit,
         )
+        """Returns a p2prpc.rpc.StreamStreamCall at once (write requests (or pass an iterable),
+        iterate replies); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
 
 
 class AuditorServicer:

@@ -26,7 +26,7 @@ class ShopStub:
         columns of generated code.
     """
 
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.GetPrice: p2prpc.rpc.UnaryUnaryMethod[
             acme_dot_v1_dot_common__pb2.Outer.Inner,
             acme_dot_v1_dot_common__pb2.Money,
@@ -37,6 +37,13 @@ class ShopStub:
             acme_dot_v1_dot_common__pb2.Money,
             idempotent=True,
         )
+        """Reads a price: no side effects.
+
+        Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Money); timeout= is in
+        seconds, retries included (retried on another server). Fails with RpcError: UNAVAILABLE
+        (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server
+        ended with.
+        """
         self.SetPrice: p2prpc.rpc.UnaryUnaryMethod[
             acme_dot_v1_dot_common__pb2.Outer.Inner.Deepest,
             google_dot_protobuf_dot_empty__pb2.Empty,
@@ -47,6 +54,13 @@ class ShopStub:
             google_dot_protobuf_dot_empty__pb2.Empty,
             idempotent=True,
         )
+        """Sets a price: idempotent.
+
+        Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Empty); timeout= is in
+        seconds, retries included (retried on another server). Fails with RpcError: UNAVAILABLE
+        (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server
+        ended with.
+        """
         self.WatchPrices: p2prpc.rpc.UnaryStreamMethod[
             google_dot_protobuf_dot_empty__pb2.Empty,
             acme_dot_v1_dot_common__pb2.Money,
@@ -56,6 +70,13 @@ class ShopStub:
             google_dot_protobuf_dot_empty__pb2.Empty,
             acme_dot_v1_dot_common__pb2.Money,
         )
+        """Reports prices as they change.
+
+        Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each Money); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.Total: p2prpc.rpc.StreamUnaryMethod[
             acme_dot_v1_dot_common__pb2.Money,
             google_dot_protobuf_dot_wrappers__pb2.Int64Value,
@@ -66,6 +87,13 @@ class ShopStub:
             google_dot_protobuf_dot_wrappers__pb2.Int64Value,
             idempotent=True,
         )
+        """Adds up prices.
+
+        Returns a p2prpc.rpc.StreamUnaryCall at once (write requests (or pass an iterable),
+        await the Int64Value); timeout= is in seconds, retries included (retried on another
+        server). Fails with RpcError: UNAVAILABLE (no server, or it went away),
+        DEADLINE_EXCEEDED, CANCELLED, or the status the server ended with.
+        """
         self.Haggle: p2prpc.rpc.StreamStreamMethod[
             google_dot_protobuf_dot_wrappers__pb2.Int64Value,
             google_dot_protobuf_dot_timestamp__pb2.Timestamp,
@@ -75,6 +103,11 @@ class ShopStub:
             google_dot_protobuf_dot_wrappers__pb2.Int64Value,
             google_dot_protobuf_dot_timestamp__pb2.Timestamp,
         )
+        """Returns a p2prpc.rpc.StreamStreamCall at once (write requests (or pass an iterable),
+        iterate replies); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
         self.Quote: p2prpc.rpc.UnaryUnaryMethod[
             google_dot_protobuf_dot_wrappers__pb2.StringValue,
             google_dot_protobuf_dot_wrappers__pb2.StringValue,
@@ -84,6 +117,13 @@ class ShopStub:
             google_dot_protobuf_dot_wrappers__pb2.StringValue,
             google_dot_protobuf_dot_wrappers__pb2.StringValue,
         )
+        """\"
+
+        Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the StringValue); timeout= is
+        in seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
         self.Place: p2prpc.rpc.UnaryUnaryMethod[
             acme_dot_v1_dot_shop__pb2.Order,
             google_dot_protobuf_dot_timestamp__pb2.Timestamp,
@@ -93,6 +133,11 @@ class ShopStub:
             acme_dot_v1_dot_shop__pb2.Order,
             google_dot_protobuf_dot_timestamp__pb2.Timestamp,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the Timestamp); timeout= is in
+        seconds, retries included (never run twice). Fails with RpcError: UNAVAILABLE (no
+        server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the status the server ended
+        with.
+        """
 
 
 class ShopServicer:

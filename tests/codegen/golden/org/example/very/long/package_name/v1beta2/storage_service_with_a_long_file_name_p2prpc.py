@@ -19,7 +19,7 @@ SERVICES = ("org.example.very.long.package_name.v1beta2.StorageServiceWithAVeryL
 
 
 class StorageServiceWithAVeryLongNameStub:
-    def __init__(self, channel: p2prpc.rpc.Channel) -> None:
+    def __init__(self, channel: p2prpc.rpc.ChannelLike) -> None:
         self.CreateReadSessionForTheWholeTableAtOnce: p2prpc.rpc.UnaryUnaryMethod[
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName.InnerMessageWithAnotherLongName,
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName.InnerMessageWithAnotherLongName,
@@ -29,6 +29,11 @@ class StorageServiceWithAVeryLongNameStub:
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName.InnerMessageWithAnotherLongName,
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName.InnerMessageWithAnotherLongName,
         )
+        """Returns a p2prpc.rpc.UnaryUnaryCall at once (await it for the
+        InnerMessageWithAnotherLongName); timeout= is in seconds, retries included (never run
+        twice). Fails with RpcError: UNAVAILABLE (no server, or it went away),
+        DEADLINE_EXCEEDED, CANCELLED, or the status the server ended with.
+        """
         self.ReadRowsFromTheTable: p2prpc.rpc.UnaryStreamMethod[
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
@@ -38,6 +43,11 @@ class StorageServiceWithAVeryLongNameStub:
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
         )
+        """Returns a p2prpc.rpc.UnaryStreamCall at once (iterate it for each
+        ReadRowsRequestWithAnExtraordinarilyLongName); timeout= is in seconds, retries included
+        (never run twice). Fails with RpcError: UNAVAILABLE (no server, or it went away),
+        DEADLINE_EXCEEDED, CANCELLED, or the status the server ended with.
+        """
         self.WriteRowsIntoTheTable: p2prpc.rpc.StreamStreamMethod[
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
             acme_dot_v1_dot_common__pb2.Money,
@@ -47,6 +57,11 @@ class StorageServiceWithAVeryLongNameStub:
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_storage__service__with__a__long__file__name__pb2.ReadRowsRequestWithAnExtraordinarilyLongName,
             acme_dot_v1_dot_common__pb2.Money,
         )
+        """Returns a p2prpc.rpc.StreamStreamCall at once (write requests (or pass an iterable),
+        iterate replies); timeout= is in seconds, retries included (never run twice). Fails with
+        RpcError: UNAVAILABLE (no server, or it went away), DEADLINE_EXCEEDED, CANCELLED, or the
+        status the server ended with.
+        """
 
 
 class StorageServiceWithAVeryLongNameServicer:

@@ -1,0 +1,112 @@
+"""What a stub calls through: a node, the settings of its calls, and how a server is picked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Union
+
+from ..errors import RpcError
+from ..node import Node, PeerTarget
+from ..wire.status import StatusCode
+from .base import ClientInterceptor, RetryPolicy, check_encoding
+from .deadline import Deadline
+from .endpoint import Endpoint, endpoint_of
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+
+class NoServer(Exception):
+    """No peer to send an attempt to (the attempt never ran anywhere)."""
+
+    def __init__(self, code: StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The RPC settings of the calls made through a node, as a gRPC channel holds them.
+
+    ``Channel(node)`` calls any peer serving the method's service: the one with the fewest calls
+    in flight from here, ties at random. ``peer``: one peer only (``channel.to(peer_id)``).
+    ``retry_policy``: when failed calls are tried again (gRFC A6; ``None``: the default
+    :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
+    ``compression``: ``"deflate"``, ``"zstd"`` or ``None``. ``wait_for_ready``: whether calls wait
+    for a serving peer (within their timeout) instead of failing UNAVAILABLE at once.
+
+    A stub takes a ``Channel``, a :class:`~p2prpc.node.Node` (its default channel) or
+    ``node.to(peer_id)``.
+    """
+
+    node: Node
+    peer: str | None = None
+    retry_policy: RetryPolicy | None = None
+    interceptors: Sequence[ClientInterceptor] = ()
+    compression: str | None = None
+    wait_for_ready: bool = False
+
+    def __post_init__(self) -> None:
+        check_encoding(self.compression)
+        object.__setattr__(self, "interceptors", tuple(self.interceptors))
+
+    def to(self, peer_id: str) -> Channel:
+        """The same settings, every call to ``peer_id``."""
+        return replace(self, peer=peer_id)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return endpoint_of(self.node)
+
+    async def pick(
+        self, service: str, tried: frozenset[str], wait_for_ready: bool, deadline: Deadline
+    ) -> str:
+        """The peer for the next attempt: ``NoServer`` (UNAVAILABLE) when there is none, and
+        DEADLINE_EXCEEDED when ``wait_for_ready`` waited until the deadline."""
+        node = self.node
+        endpoint = self.endpoint
+        if self.peer is not None:
+            fixed = self.peer
+
+            def found() -> str | None:
+                return fixed if fixed in node.p2pt.peers else None
+
+            missing = f"peer {fixed} is not connected"
+        else:
+
+            def found() -> str | None:
+                return endpoint.pick_server(service, tried)
+
+            missing = f"no connected peer serves {service}"
+        peer_id = found()
+        if peer_id is not None:
+            return peer_id
+        if node.stopping:
+            raise NoServer(StatusCode.UNAVAILABLE, "the node is stopping")
+        if not wait_for_ready:
+            raise NoServer(StatusCode.UNAVAILABLE, missing)
+        try:
+            await node.wait_until(lambda: found() is not None, deadline.remaining())
+        except TimeoutError:
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"{missing} within the deadline") from None
+        peer_id = found()
+        assert peer_id is not None
+        return peer_id
+
+
+ChannelLike: TypeAlias = Union[Channel, Node, PeerTarget]  # noqa: UP007
+
+
+def as_channel(target: ChannelLike) -> Channel:
+    """The channel a stub calls through."""
+    if isinstance(target, Channel):
+        return target
+    if isinstance(target, PeerTarget):
+        return Channel(target.node, target.peer_id)
+    if isinstance(target, Node):
+        return Channel(target)
+    raise TypeError(
+        f"a stub takes a p2prpc Channel, Node or node.to(peer), not {type(target).__name__}"
+    )

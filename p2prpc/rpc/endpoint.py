@@ -1,0 +1,155 @@
+"""The RPC layer of one node: the calls in progress, both ways, and which servers are busy.
+
+The node hands this layer every call envelope (``call``, ``msg``, ``end``, ``cancel`` for the calls
+it serves; ``headers``, ``reply``, ``status`` for the calls it makes) and tells it when a peer goes
+away. Calls are keyed by (peer id, call id), the P2PT message id they travel on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import TYPE_CHECKING, Protocol
+
+from ..wire.envelope import Envelope, Kind
+from ..wire.frames import new_message_id
+from ..wire.status import Status, StatusCode
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+_SERVER_KINDS = (Kind.CALL, Kind.MSG, Kind.END, Kind.CANCEL)
+_CLIENT_KINDS = (Kind.HEADERS, Kind.REPLY, Kind.STATUS)
+
+
+class CallSide(Protocol):
+    """One side of a call in progress, fed by the endpoint."""
+
+    def on_envelope(self, envelope: Envelope) -> None: ...
+
+    def on_peer_lost(self) -> None: ...
+
+    def abandon(self) -> None:
+        """The node is stopping: end now."""
+
+
+class Endpoint:
+    """A node's calls in progress; made by :func:`endpoint_of`."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._client: dict[tuple[str, int], CallSide] = {}
+        self._server: dict[tuple[str, int], CallSide] = {}
+        self._in_flight: dict[str, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        node.register(self, _SERVER_KINDS + _CLIENT_KINDS)
+
+    # -- the node's Layer ---------------------------------------------------------------------
+
+    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+        key = (peer_id, envelope.call_id)
+        if envelope.kind is Kind.CALL:
+            self._on_call(peer_id, envelope)
+        elif envelope.kind in _SERVER_KINDS:
+            side = self._server.get(key)
+            if side is not None:
+                side.on_envelope(envelope)
+        else:
+            side = self._client.get(key)
+            if side is not None:
+                side.on_envelope(envelope)
+
+    def on_peer_lost(self, peer_id: str) -> None:
+        for table in (self._client, self._server):
+            for key in [k for k in table if k[0] == peer_id]:
+                side = table.get(key)
+                if side is not None:
+                    side.on_peer_lost()
+        self._in_flight.pop(peer_id, None)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def close(self) -> None:
+        for side in [*self._client.values(), *self._server.values()]:
+            side.abandon()
+        self._client.clear()
+        self._server.clear()
+        self._in_flight.clear()
+        self._idle.set()
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def _on_call(self, peer_id: str, envelope: Envelope) -> None:
+        from .server import ServerCall  # the server side builds on this module
+
+        method = envelope.method or ""
+        node = self.node
+        if node.stopping:
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.UNAVAILABLE, "the server is shutting down"),
+            )
+            return
+        handler = node.method_handler(method)
+        if handler is None:
+            service = method.split("/")[1]
+            what = "service" if service not in node.services else "method"
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.UNIMPLEMENTED, f"unknown {what}: {method}"),
+            )
+            return
+        if (peer_id, envelope.call_id) in self._server:
+            return  # a repeated call id: the call in progress goes on
+        call = ServerCall(self, peer_id, envelope, handler)  # type: ignore[arg-type]
+        self._server[(peer_id, envelope.call_id)] = call
+        self._idle.clear()
+        call.start()
+
+    def server_call_ended(self, peer_id: str, call_id: int) -> None:
+        self._server.pop((peer_id, call_id), None)
+        self._check_idle()
+
+    # -- calling ------------------------------------------------------------------------------
+
+    def open_client_call(self, peer_id: str, side: CallSide) -> int:
+        """Register a call to ``peer_id``; returns its call id."""
+        call_id = new_message_id()
+        while (peer_id, call_id) in self._client:
+            call_id = new_message_id()
+        self._client[(peer_id, call_id)] = side
+        self._in_flight[peer_id] = self._in_flight.get(peer_id, 0) + 1
+        self._idle.clear()
+        return call_id
+
+    def client_call_ended(self, peer_id: str, call_id: int) -> None:
+        if self._client.pop((peer_id, call_id), None) is not None:
+            left = self._in_flight.get(peer_id, 1) - 1
+            if left > 0:
+                self._in_flight[peer_id] = left
+            else:
+                self._in_flight.pop(peer_id, None)
+        self._check_idle()
+
+    def pick_server(self, service: str, exclude: frozenset[str] = frozenset()) -> str | None:
+        """The server of ``service`` with the fewest calls in flight from here (ties: random);
+        servers in ``exclude`` (already tried) only when there is no other."""
+        servers = self.node.servers_of(service)
+        candidates = [pid for pid in servers if pid not in exclude] or servers
+        if not candidates:
+            return None
+        random.shuffle(candidates)
+        return min(candidates, key=lambda pid: self._in_flight.get(pid, 0))
+
+    def _check_idle(self) -> None:
+        if not self._client and not self._server:
+            self._idle.set()
+
+
+def endpoint_of(node: Node) -> Endpoint:
+    """The RPC layer of ``node`` (made on first use)."""
+    return node.layer("rpc", Endpoint)
