@@ -219,9 +219,10 @@ class ServerCall:
         """The node is stopping: tell the client, cancel the method."""
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
-        self._end_with(Status(StatusCode.UNAVAILABLE, "the server is shutting down"))
-        if self.task is not None:
-            self.task.cancel()
+        status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
+        with contextlib.suppress(PeerClosed):
+            self.node.send(self.peer_id, self._status_envelope(status))
+        self._cancel()  # the method sees a cancelled call, as after grpc.aio's stop(grace)
 
     def _cancel(self) -> None:
         if self.state in (_State.CANCELLED, _State.CLOSED):

@@ -108,6 +108,25 @@ class Echo:
     async def Crash(self, request: StringValue, context: ServicerContext) -> StringValue:
         raise ZeroDivisionError("boom")
 
+    async def SelfCancel(self, request: StringValue, context: ServicerContext) -> StringValue:
+        """Raises CancelledError itself, as a cancelled inner task or await would."""
+        inner = asyncio.ensure_future(asyncio.Event().wait())
+        inner.cancel()
+        await inner
+        raise AssertionError("unreachable")
+
+    async def SelfCancelStream(
+        self, request: StringValue, context: ServicerContext
+    ) -> AsyncIterator[StringValue]:
+        yield StringValue(value="first")
+        raise asyncio.CancelledError()
+
+    async def OwnTimeout(self, request: StringValue, context: ServicerContext) -> StringValue:
+        """Raises TimeoutError of its own: not the call's deadline."""
+        async with asyncio.timeout(0):
+            await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
     async def Big(self, request: BytesValue, context: ServicerContext) -> BytesValue:
         return BytesValue(value=request.value * 2)
 
@@ -128,6 +147,9 @@ class Echo:
             "HangStream": (self.HangStream, server, s),
             "Abort": (self.Abort, unary, s),
             "Crash": (self.Crash, unary, s),
+            "SelfCancel": (self.SelfCancel, unary, s),
+            "SelfCancelStream": (self.SelfCancelStream, server, s),
+            "OwnTimeout": (self.OwnTimeout, unary, s),
             "Big": (self.Big, unary, BytesValue),
         }
         return {
@@ -149,6 +171,9 @@ class Stub:
         self.HangStream = UnaryStreamMethod(channel, path("HangStream"), s, s)
         self.Abort = UnaryUnaryMethod(channel, path("Abort"), s, s)
         self.Crash = UnaryUnaryMethod(channel, path("Crash"), s, s)
+        self.SelfCancel = UnaryUnaryMethod(channel, path("SelfCancel"), s, s)
+        self.SelfCancelStream = UnaryStreamMethod(channel, path("SelfCancelStream"), s, s)
+        self.OwnTimeout = UnaryUnaryMethod(channel, path("OwnTimeout"), s, s)
         self.Big = UnaryUnaryMethod(channel, path("Big"), BytesValue, BytesValue)
         self.Missing = UnaryUnaryMethod(channel, path("Missing"), s, s)
         self.OtherService = UnaryUnaryMethod(channel, "/test.Nobody/Say", s, s)
@@ -492,3 +517,22 @@ async def test_a_node_default_compression_applies_to_streams_both_ways() -> None
             [StringValue(value="x" * 5000) for _ in range(3)]
         )
         assert [r.value async for r in call] == ["X" * 5000] * 3
+
+
+async def test_every_way_a_method_ends_sends_one_status(pair: tuple[Node, Node, Echo]) -> None:
+    """A servicer that raises CancelledError (or a TimeoutError of its own) without the call being
+    cancelled still answers: the caller never waits for its deadline."""
+    _, client, _ = pair
+    stub = Stub(client)
+    with pytest.raises(RpcError) as caught:
+        await asyncio.wait_for(stub.SelfCancel(StringValue(), timeout=60), 10)
+    assert caught.value.code() is StatusCode.CANCELLED
+    call = stub.SelfCancelStream(StringValue(), timeout=60)
+    assert await call.read() == StringValue(value="first")
+    with pytest.raises(RpcError) as caught:
+        await asyncio.wait_for(call.read(), 10)
+    assert caught.value.code() is StatusCode.CANCELLED
+    with pytest.raises(RpcError) as caught:
+        await asyncio.wait_for(stub.OwnTimeout(StringValue(), timeout=60), 10)
+    assert caught.value.code() is StatusCode.UNKNOWN
+    assert (await stub.Say(StringValue(value="still"))).value == "hello still"
