@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -71,7 +72,7 @@ class MethodAcceptor(Protocol):
 
 L = TypeVar("L", bound=Layer)
 
-_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings"})
+_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive"})
 
 
 @dataclass
@@ -85,6 +86,7 @@ class PeerInfo:
     services: frozenset[str] = frozenset()
     topics: frozenset[str] = frozenset()
     encodings: frozenset[str] = frozenset()
+    keepalive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +109,13 @@ class Node(AsyncIOEventEmitter):
     ``grpc.max_receive_message_length``; 4 MiB as in gRPC).
     ``server_interceptors``: what wraps every call this node serves, as
     ``grpc.aio.server(interceptors=...)`` (see ``p2prpc.rpc.ServerInterceptor``).
+    ``keepalive_interval``, ``keepalive_timeout``: seconds, as gRPC's keepalive
+    (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
+    nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing
+    ``keepalive_timeout`` later, so its calls fail UNAVAILABLE (and idempotent ones are retried
+    elsewhere). The defaults find a peer that died without a word within 5 s, where WebRTC's own
+    consent checks take about 30 s. ``None`` turns keepalive off. Only peers whose hello says
+    they answer pings are pinged; plain P2PT peers see no extra traffic.
     Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
     interceptors, compression, ``wait_for_ready``) belong to ``p2prpc.rpc.Channel``.
     """
@@ -121,6 +130,8 @@ class Node(AsyncIOEventEmitter):
         binary: bool = True,
         max_message_size: int = 4 * 2**20,
         server_interceptors: Sequence[Any] = (),
+        keepalive_interval: float | None = 1.5,
+        keepalive_timeout: float = 2.0,
         p2pt: P2PT | None = None,
         **p2pt_options: Any,
     ) -> None:
@@ -150,9 +161,19 @@ class Node(AsyncIOEventEmitter):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
+        if keepalive_interval is not None and not (
+            keepalive_interval > 0 and keepalive_timeout > 0
+        ):
+            raise ValueError("keepalive_interval and keepalive_timeout must be positive seconds")
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
+        self._heard: dict[str, float] = {}  # peer id → when it last sent anything (monotonic)
+        self._pinged: dict[str, float] = {}  # peer id → when it was pinged, unanswered
+        self._keepalive: asyncio.TimerHandle | None = None
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
+        p2pt.on("data", self._on_data)
         p2pt.binary_handler = self._on_binary
 
     @property
@@ -196,6 +217,51 @@ class Node(AsyncIOEventEmitter):
 
     async def start(self) -> None:
         await self.p2pt.start()
+        if self.keepalive_interval is not None:
+            self._schedule_keepalive()
+
+    # -- keepalive ----------------------------------------------------------------------------
+
+    def _schedule_keepalive(self) -> None:
+        assert self.keepalive_interval is not None
+        tick = min(self.keepalive_interval, self.keepalive_timeout) / 2
+        self._keepalive = asyncio.get_running_loop().call_later(tick, self._check_peers)
+
+    def _check_peers(self) -> None:
+        """Ping idle peers; close those that left a ping unanswered past the timeout."""
+        assert self.keepalive_interval is not None
+        now = time.monotonic()
+        for peer_id, info in list(self.peers.items()):
+            if not info.keepalive:
+                continue
+            heard = self._heard.get(peer_id, now)
+            pinged = self._pinged.get(peer_id)
+            if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
+                logger.info(
+                    "peer %s answered no ping in %.1f s: closing it", peer_id[:8], now - heard
+                )
+                self._drop_peer(peer_id)
+            elif pinged is None and now - heard >= self.keepalive_interval:
+                self._pinged[peer_id] = now
+                self._send_control(peer_id, Kind.PING)
+        if not self._stopping:
+            self._schedule_keepalive()
+
+    def _drop_peer(self, peer_id: str) -> None:
+        """Close every channel to a peer (its calls end UNAVAILABLE)."""
+        for _ in range(64):  # one channel a turn; a peer has a handful at most
+            peer = self.p2pt.peers.get(peer_id)
+            if peer is None:
+                return
+            peer.destroy()
+
+    def _send_control(self, peer_id: str, kind: Kind) -> None:
+        with contextlib.suppress(PeerClosed):
+            self.send(peer_id, Envelope(kind, new_message_id()))
+
+    def _on_data(self, peer: Peer, data: object) -> None:
+        self._heard[peer.id] = time.monotonic()
+        self._pinged.pop(peer.id, None)
 
     @property
     def stopping(self) -> bool:
@@ -217,6 +283,8 @@ class Node(AsyncIOEventEmitter):
         self._stopped = asyncio.get_running_loop().create_future()
         try:
             self._stopping = True
+            if self._keepalive is not None:
+                self._keepalive.cancel()
             self._announce_change()
             if grace is not None and grace > 0:
                 with contextlib.suppress(TimeoutError):
@@ -286,6 +354,7 @@ class Node(AsyncIOEventEmitter):
             "encodings": list[JSONValue](sorted(CODECS) if self.binary else []),
             "services": list[JSONValue]([] if self._stopping else sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
+            "keepalive": True,
         }
 
     def announce_change(self) -> None:
@@ -370,6 +439,8 @@ class Node(AsyncIOEventEmitter):
 
     def _on_peerclose(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
+        self._heard.pop(peer.id, None)
+        self._pinged.pop(peer.id, None)
         self._reader.discard(peer.id)
         for layer in list(self._layers.values()):
             try:
@@ -411,6 +482,11 @@ class Node(AsyncIOEventEmitter):
         if envelope.kind is Kind.HELLO:
             self._on_hello(peer_id, envelope.hello or {})
             return
+        if envelope.kind is Kind.PING:
+            self._send_control(peer_id, Kind.PONG)
+            return
+        if envelope.kind is Kind.PONG:
+            return  # hearing it was the point
         layer = self._by_kind.get(envelope.kind)
         if layer is None:
             if envelope.kind is Kind.CALL:  # nothing serves calls here
@@ -443,6 +519,7 @@ class Node(AsyncIOEventEmitter):
             services=names("services"),
             topics=names("topics"),
             encodings=names("encodings"),
+            keepalive=hello.get("keepalive") is True,
             extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
         )
         if peer_id not in self.p2pt.peers:

@@ -522,6 +522,8 @@ class _Call(Generic[Req, Rep]):
         self._deadline_passed = True
         status = Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         if self._attempt is not None:
+            if self._attempt.state is _AttemptState.SENT:
+                self._attempt.endpoint.note_timeout(self._attempt.peer_id)
             self._attempt.cancel(status)
         self._end(status)
         if not self._task.done():

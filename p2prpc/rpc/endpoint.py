@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from ..wire.envelope import Envelope, Kind
@@ -17,6 +18,9 @@ from ..wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from ..node import Node
+
+#: Seconds a server whose call ran out of time is passed over while another serves.
+SLOW_SERVER_PENALTY = 10.0
 
 _SERVER_KINDS = (Kind.CALL, Kind.MSG, Kind.END, Kind.CANCEL)
 _CLIENT_KINDS = (Kind.HEADERS, Kind.REPLY, Kind.STATUS)
@@ -41,6 +45,7 @@ class Endpoint:
         self._client: dict[tuple[str, int], CallSide] = {}
         self._server: dict[tuple[str, int], CallSide] = {}
         self._in_flight: dict[str, int] = {}
+        self._timed_out: dict[str, float] = {}  # peer id → when a call to it last ran out of time
         self._idle = asyncio.Event()
         self._idle.set()
         node.register(self, _SERVER_KINDS + _CLIENT_KINDS)
@@ -67,6 +72,7 @@ class Endpoint:
                 if side is not None:
                     side.on_peer_lost()
         self._in_flight.pop(peer_id, None)
+        self._timed_out.pop(peer_id, None)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -135,15 +141,25 @@ class Endpoint:
                 self._in_flight.pop(peer_id, None)
         self._check_idle()
 
+    def note_timeout(self, peer_id: str) -> None:
+        """A call to ``peer_id`` ran out of time: prefer other servers for a while."""
+        self._timed_out[peer_id] = time.monotonic()
+
     def pick_server(self, service: str, exclude: frozenset[str] = frozenset()) -> str | None:
         """The server of ``service`` with the fewest calls in flight from here (ties: random);
-        servers in ``exclude`` (already tried) only when there is no other."""
+        servers in ``exclude`` (already tried) only when there is no other, and servers whose
+        calls ran out of time in the last ``SLOW_SERVER_PENALTY`` seconds only when no other
+        serves."""
         servers = self.node.servers_of(service)
         candidates = [pid for pid in servers if pid not in exclude] or servers
         if not candidates:
             return None
         random.shuffle(candidates)
-        return min(candidates, key=lambda pid: self._in_flight.get(pid, 0))
+        recent = time.monotonic() - SLOW_SERVER_PENALTY
+        return min(
+            candidates,
+            key=lambda pid: (self._timed_out.get(pid, 0.0) > recent, self._in_flight.get(pid, 0)),
+        )
 
     def _check_idle(self) -> None:
         if not self._client and not self._server:

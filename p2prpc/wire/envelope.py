@@ -14,6 +14,7 @@ JSON form (a P2PT message whose value is a JSON object; the key that names the k
 - **reply** ``{"reply": payload, "seq": n}`` a response message, optionally with the final status;
 - **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
 - **headers** ``{"headers": {...}}`` the server's initial metadata, when it sends it before a reply;
+- **ping**/**pong** ``{"ping": true}``, ``{"pong": true}`` keepalive between p2prpc peers;
 - **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call).
 
 Binary form (one data-channel message, never starting with ``^``): a 13-byte header, then an
@@ -62,6 +63,8 @@ class Kind(enum.IntEnum):
     HELLO = 7
     PUBLISH = 8
     HEADERS = 9
+    PING = 10
+    PONG = 11
 
 
 class Flags(enum.IntFlag):
@@ -103,6 +106,8 @@ _KINDS_BY_KEY = (
     ("cancel", Kind.CANCEL),
     ("status", Kind.STATUS),
     ("headers", Kind.HEADERS),
+    ("ping", Kind.PING),
+    ("pong", Kind.PONG),
     ("reply", Kind.REPLY),
     ("end", Kind.END),
     ("msg", Kind.MSG),
@@ -129,6 +134,10 @@ def to_json(env: Envelope) -> dict[str, Any]:
             out["metadata"] = md.to_json(env.metadata)
     elif env.kind is Kind.HEADERS:
         out["headers"] = md.to_json(env.metadata)
+    elif env.kind is Kind.PING:
+        out["ping"] = True
+    elif env.kind is Kind.PONG:
+        out["pong"] = True
     elif env.kind is Kind.MSG:
         out["msg"] = env.payload
         out["seq"] = env.seq
@@ -196,8 +205,8 @@ def from_json(value: object, call_id: int) -> Envelope:
             payload=value.get("msg"),
             has_payload="msg" in value,
         )
-    if kind is Kind.CANCEL:
-        return Envelope(Kind.CANCEL, call_id)
+    if kind in (Kind.CANCEL, Kind.PING, Kind.PONG):
+        return Envelope(kind, call_id)
     if kind is Kind.HEADERS:
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(value["headers"], "headers"))
     if kind is Kind.PUBLISH:
