@@ -56,6 +56,12 @@ class Layer(Protocol):
     def on_peer_lost(self, peer_id: str) -> None:
         """``peer_id`` went away: whatever is in progress with it has ended."""
 
+    def on_refused(
+        self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """An envelope of a registered kind from ``peer_id`` could not be read (over a size cap,
+        malformed): tell whoever waits on it, and the peer."""
+
     async def wait_idle(self) -> None:
         """Return once nothing is in progress (graceful stop waits for this)."""
 
@@ -71,6 +77,8 @@ class MethodAcceptor(Protocol):
 
 
 L = TypeVar("L", bound=Layer)
+
+_KIND_VALUES = frozenset(kind.value for kind in Kind)
 
 _HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive"})
 
@@ -169,6 +177,7 @@ class Node(AsyncIOEventEmitter):
         self.keepalive_timeout = keepalive_timeout
         self._heard: dict[str, float] = {}  # peer id → when it last sent anything (monotonic)
         self._pinged: dict[str, float] = {}  # peer id → when it was pinged, unanswered
+        self._unsent: dict[str, int] = {}  # peer id → bytes waiting to it at the last check
         self._keepalive: asyncio.TimerHandle | None = None
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
@@ -235,6 +244,11 @@ class Node(AsyncIOEventEmitter):
             if not info.keepalive:
                 continue
             heard = self._heard.get(peer_id, now)
+            unsent = self._buffered(peer_id)
+            if unsent < self._unsent.get(peer_id, 0):
+                heard = self._heard[peer_id] = now  # its transport acknowledges what we send
+                self._pinged.pop(peer_id, None)
+            self._unsent[peer_id] = unsent
             pinged = self._pinged.get(peer_id)
             if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
                 logger.info(
@@ -246,6 +260,13 @@ class Node(AsyncIOEventEmitter):
                 self._send_control(peer_id, Kind.PING)
         if not self._stopping:
             self._schedule_keepalive()
+
+    def _buffered(self, peer_id: str) -> int:
+        """Bytes waiting to be sent to a peer (they drain only while the peer acknowledges)."""
+        try:
+            return self.p2pt._channel_for(peer_id).buffered_amount
+        except PeerClosed:
+            return 0
 
     def _drop_peer(self, peer_id: str) -> None:
         """Close every channel to a peer (its calls end UNAVAILABLE)."""
@@ -441,6 +462,7 @@ class Node(AsyncIOEventEmitter):
         self.peers.pop(peer.id, None)
         self._heard.pop(peer.id, None)
         self._pinged.pop(peer.id, None)
+        self._unsent.pop(peer.id, None)
         self._reader.discard(peer.id)
         for layer in list(self._layers.values()):
             try:
@@ -465,11 +487,26 @@ class Node(AsyncIOEventEmitter):
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
-            call_id = int.from_bytes(data[3:7]) if len(data) >= 7 else None
-            self._refuse(peer_id, call_id, len(data) > 1 and data[1] == Kind.CALL, e)
+            if len(data) >= 7 and data[1] in _KIND_VALUES:
+                self._refused(peer_id, Kind(data[1]), int.from_bytes(data[3:7]), e)
+            else:
+                self._refuse(peer_id, None, False, e)
             return
         if envelope is not None:
             self._route(peer_id, envelope)
+
+    def _refused(self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError) -> None:
+        """An envelope that cannot be read: its layer tells whoever waits, and the peer."""
+        layer = self._by_kind.get(kind)
+        if layer is None:
+            self._refuse(peer_id, call_id, kind is Kind.CALL, error)
+            return
+        logger.warning("refused a %s envelope from %s: %s", kind.name, peer_id[:8], error)
+        self.emit("peerwarning", peer_id, error)
+        try:
+            layer.on_refused(peer_id, kind, call_id, error)
+        except Exception:
+            logger.exception("refusing a %s envelope from %s failed", kind.name, peer_id)
 
     def _refuse(self, peer_id: str, call_id: int | None, is_call: bool, error: Exception) -> None:
         """Report malformed input; a call that cannot be read is answered, so nobody waits."""
@@ -499,7 +536,7 @@ class Node(AsyncIOEventEmitter):
         try:
             layer.on_envelope(peer_id, envelope)
         except RemoteProtocolError as e:
-            self._refuse(peer_id, envelope.call_id, envelope.kind is Kind.CALL, e)
+            self._refused(peer_id, envelope.kind, envelope.call_id, e)
         except Exception:
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 

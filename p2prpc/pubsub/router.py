@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import Message
 
-from ..errors import PeerClosed, RpcError
+from ..errors import PeerClosed, RemoteProtocolError, RpcError
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.payload import MessageCodec
@@ -115,6 +115,12 @@ class Router:
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._on_peerclose(peer_id)
+
+    def on_refused(
+        self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """A topic message that cannot be read is dropped (the node reported it)."""
+        self.stats.bad_payloads += 1
 
     async def wait_idle(self) -> None:
         """Nothing to wait for: a published message is sent when ``publish`` returns."""

@@ -234,6 +234,10 @@ class _Attempt:
     def on_peer_lost(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, f"peer {self.peer_id} went away"))
 
+    def refuse(self, status: Status) -> None:
+        """A reply could not be read: tell the server to stop, end with ``status``."""
+        self.cancel(status)
+
     def abandon(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, "the node is stopping"))
 

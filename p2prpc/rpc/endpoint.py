@@ -12,6 +12,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from ..errors import MessageTooBig, RemoteProtocolError, TooManyPending
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.status import Status, StatusCode
@@ -35,6 +36,9 @@ class CallSide(Protocol):
 
     def abandon(self) -> None:
         """The node is stopping: end now."""
+
+    def refuse(self, status: Status) -> None:
+        """A message of this call could not be read: end with ``status``, telling the peer."""
 
 
 class Endpoint:
@@ -73,6 +77,28 @@ class Endpoint:
                     side.on_peer_lost()
         self._in_flight.pop(peer_id, None)
         self._timed_out.pop(peer_id, None)
+
+    def on_refused(
+        self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """A call envelope that cannot be read ends its call at once, on both sides, as gRPC ends
+        a call whose message is over the receiver's limit: RESOURCE_EXHAUSTED for a size cap,
+        INVALID_ARGUMENT (a request) or INTERNAL (a reply) for malformed input."""
+        too_big = isinstance(error, MessageTooBig | TooManyPending)
+        key = (peer_id, call_id)
+        if kind in _SERVER_KINDS:
+            code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INVALID_ARGUMENT
+            status = Status(code, f"request refused: {error}")
+            side = self._server.get(key)
+            if side is not None:
+                side.refuse(status)
+            else:
+                self.node.reply_status(peer_id, call_id, status)
+        else:
+            code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INTERNAL
+            side = self._client.get(key)
+            if side is not None:
+                side.refuse(Status(code, f"reply refused: {error}"))
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

@@ -224,6 +224,14 @@ class ServerCall:
             self.node.send(self.peer_id, self._status_envelope(status))
         self._cancel()  # the method sees a cancelled call, as after grpc.aio's stop(grace)
 
+    def refuse(self, status: Status) -> None:
+        """A request could not be read: answer ``status`` now and cancel the method."""
+        if self.state in (_State.CANCELLED, _State.CLOSED):
+            return
+        with contextlib.suppress(PeerClosed):
+            self.node.send(self.peer_id, self._status_envelope(status))
+        self._cancel()
+
     def _cancel(self) -> None:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
