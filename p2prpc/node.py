@@ -182,7 +182,6 @@ class Node(AsyncIOEventEmitter):
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
-        p2pt.on("data", self._on_data)
         p2pt.binary_handler = self._on_binary
 
     @property
@@ -280,9 +279,11 @@ class Node(AsyncIOEventEmitter):
         with contextlib.suppress(PeerClosed):
             self.send(peer_id, Envelope(kind, new_message_id()))
 
-    def _on_data(self, peer: Peer, data: object) -> None:
-        self._heard[peer.id] = time.monotonic()
-        self._pinged.pop(peer.id, None)
+    def _hear(self, peer_id: str) -> None:
+        """Anything from a peer shows it is alive."""
+        self._heard[peer_id] = time.monotonic()
+        if self._pinged:
+            self._pinged.pop(peer_id, None)
 
     @property
     def stopping(self) -> bool:
@@ -472,6 +473,7 @@ class Node(AsyncIOEventEmitter):
         self.emit("peerclose", peer.id)
 
     def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
+        self._hear(peer.id)
         if not is_envelope(msg) or peer.message_id is None:
             return  # a plain P2PT message, for the application
         try:
@@ -482,6 +484,7 @@ class Node(AsyncIOEventEmitter):
         self._route(peer.id, envelope)
 
     def _on_binary(self, peer_id: str, data: bytes) -> None:
+        self._hear(peer_id)
         if not is_binary_envelope(data):
             return
         try:
