@@ -45,6 +45,9 @@ MAX_OFFERS = 5
 OFFER_TIMEOUT = 50.0
 #: Until the tracker says otherwise, re-announce this often (bittorrent-tracker's default).
 DEFAULT_INTERVAL = 30.0
+#: A longer interval from a tracker is read as this many seconds (a JSON number can have any
+#: number of digits, more than a float holds).
+MAX_INTERVAL = 86400.0
 
 
 class Swarm(Protocol):
@@ -279,7 +282,7 @@ class TrackerClient:
         if reply.warning:
             self.swarm.tracker_warning(self, TrackerFailure(reply.warning))
         if reply.interval:
-            self.interval = float(reply.interval)
+            self.interval = float(min(reply.interval, MAX_INTERVAL))
         if reply.tracker_id:
             self.tracker_id = reply.tracker_id
         if reply.complete is not None:
