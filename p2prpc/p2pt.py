@@ -42,7 +42,10 @@ from .errors import (
 from .tracker.client import TrackerClient
 from .webrtc import Channel, RTCOptions
 from .wire.frames import (
+    MAX_PEER_BYTES,
+    MAX_TOTAL_BYTES,
     JSONValue,
+    MessageExpired,
     Reassembler,
     decode_frame,
     encode_message,
@@ -196,9 +199,15 @@ class P2PT(AsyncIOEventEmitter):
     forever, as P2PT does); ``max_message_length`` UTF-16 units of one incoming message;
     ``max_pending`` unfinished incoming messages per peer; ``max_message_age`` seconds an unfinished
     message may wait for its next chunk; ``max_channels_per_peer``: offers from a peer that already
-    has this many channels are not answered (each tracker and each re-announce would add one). An
-    incoming message being reassembled holds at most twice ``max_message_length`` bytes, so one peer
-    holds at most ``max_pending`` times that.
+    has this many channels are not answered (each tracker and each re-announce would add one).
+
+    Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
+    peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
+    (60 s); a chunk past a budget drops its message (``peerwarning`` with
+    :class:`~p2prpc.errors.TooManyPending`), a message left unfinished too long is dropped
+    (``peerwarning`` with :class:`~p2prpc.wire.frames.MessageExpired`), and the peer stays
+    connected. Bytes are what the text takes in memory (1 to 4 bytes a character, by the widest in
+    a chunk). On top, while one message completes, its joined text and decoded value exist once.
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
@@ -217,6 +226,8 @@ class P2PT(AsyncIOEventEmitter):
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
         max_message_age: float = 60.0,
+        max_peer_bytes: int = MAX_PEER_BYTES,
+        max_total_bytes: int = MAX_TOTAL_BYTES,
         max_channels_per_peer: int = 4,
         max_peers: int | None = None,
         min_peers: int | None = None,
@@ -240,8 +251,11 @@ class P2PT(AsyncIOEventEmitter):
             max_message_length=max_message_length,
             max_pending=max_pending,
             max_age=max_message_age,
+            max_peer_bytes=max_peer_bytes,
+            max_total_bytes=max_total_bytes,
         )
-        self._last_expiry = time.monotonic()
+        self.max_message_age = max_message_age
+        self._expiry: asyncio.TimerHandle | None = None
         self._tracker_options = dict(tracker_options or {})
         self.trackers: dict[str, TrackerClient] = {}
         self._remotes: dict[str, _RemotePeer] = {}
@@ -340,6 +354,9 @@ class P2PT(AsyncIOEventEmitter):
             return
         self._destroyed = True
         self.emit("destroy")  # ends waits and iterations (wait_for_peer, messages)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         trackers = list(self.trackers.values())
         self.trackers.clear()
         channels = [c for r in self._remotes.values() for c in r.channels.values()]
@@ -507,6 +524,24 @@ class P2PT(AsyncIOEventEmitter):
                 if self.max_peers is not None and self._degree() < self.max_peers:
                     self.request_more_peers()
 
+    def _schedule_expiry(self) -> None:
+        """Expire unfinished messages on a timer while any are held, even if nothing arrives."""
+        if self._expiry is None and self._reassembler.pending and not self._destroyed:
+            delay = min(max(self.max_message_age / 4, 0.05), 5.0)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for key, msg_id in self._reassembler.expired(time.monotonic()):
+            remote = self._remotes.get(str(key))
+            error = MessageExpired(
+                f"message {msg_id} left unfinished for over {self.max_message_age} s; dropped"
+            )
+            logger.warning("peer %s: %s", key, error)
+            if remote is not None and remote.channels:
+                self.emit("peerwarning", Peer(self, remote, next(iter(remote.channels))), error)
+        self._schedule_expiry()
+
     def _fail_waiting(self, remote: _RemotePeer, error: Exception) -> None:
         waiting = list(remote.waiting.values())
         remote.waiting.clear()
@@ -524,19 +559,17 @@ class P2PT(AsyncIOEventEmitter):
             if self.binary_handler is not None:
                 self.binary_handler(remote.id, data)
             return
-        now = time.monotonic()
-        if now - self._last_expiry > 1.0:
-            self._last_expiry = now
-            self._reassembler.expire(now)
         try:
             frame = decode_frame(data)
             if frame is None:
                 return
-            message = self._reassembler.feed(remote.id, frame, now)
+            message = self._reassembler.feed(remote.id, frame, time.monotonic())
         except RemoteProtocolError as e:
             logger.warning("bad message from peer %s: %s", remote.id, e)
             self.emit("peerwarning", peer, e)
             return
+        finally:
+            self._schedule_expiry()
         if message is None:
             return
         handle = Peer(self, remote, channel.name, message.id)
