@@ -26,7 +26,15 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Hashable,
+    Sequence,
+)
 from typing import Any, Final, TypedDict
 
 from aiortc import RTCIceServer
@@ -40,7 +48,7 @@ from .errors import (
     ReplyTimeout,
 )
 from .tracker.client import TrackerClient
-from .webrtc import Channel, RTCOptions
+from .webrtc import MAX_SEND_QUEUE, Channel, RTCOptions, SendQueueFull
 from .wire.frames import (
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,
@@ -55,7 +63,7 @@ from .wire.tracker import AnnounceReply, info_hash_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["P2PT", "Peer", "Reply", "TrackerStats"]
+__all__ = ["P2PT", "Peer", "Reply", "SendQueueFull", "TrackerStats"]
 
 
 class TrackerStats(TypedDict):
@@ -209,6 +217,13 @@ class P2PT(AsyncIOEventEmitter):
     connected. Bytes are what the text takes in memory (1 to 4 bytes a character, by the widest in
     a chunk). On top, while one message completes, its joined text and decoded value exist once.
 
+    Toward a peer that reads slowly or not at all, each data channel queues at most
+    ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
+    plus one message): a send that does not fit fails with :class:`~p2prpc.webrtc.SendQueueFull`
+    (``send``/``respond``: their reply does; ``post``/``send_raw``: they raise) and sends nothing;
+    ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
+    ``max_channels_per_peer × (max_send_queue + 1 MiB + one message)`` bytes of outgoing data.
+
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
     wanted); below ``min_peers`` (half of ``max_peers`` by default) while the trackers know more
@@ -229,6 +244,7 @@ class P2PT(AsyncIOEventEmitter):
         max_peer_bytes: int = MAX_PEER_BYTES,
         max_total_bytes: int = MAX_TOTAL_BYTES,
         max_channels_per_peer: int = 4,
+        max_send_queue: int = MAX_SEND_QUEUE,
         max_peers: int | None = None,
         min_peers: int | None = None,
         tracker_options: dict[str, Any] | None = None,
@@ -239,7 +255,9 @@ class P2PT(AsyncIOEventEmitter):
         self.info_hash = info_hash_of(identifier)
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
-        self._rtc_options = RTCOptions(ice_servers=ice_servers, host_addresses=host_addresses)
+        self._rtc_options = RTCOptions(
+            ice_servers=ice_servers, host_addresses=host_addresses, max_send_queue=max_send_queue
+        )
         self.reply_timeout = reply_timeout
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
@@ -294,22 +312,46 @@ class P2PT(AsyncIOEventEmitter):
         """Send ``msg`` (a str, or any JSON value) to ``peer``; await the result for its reply."""
         return self._send(peer, msg, None, timeout)
 
-    def post(self, peer: Peer | str, msg: JSONValue, msg_id: int) -> None:
+    def post(
+        self, peer: Peer | str, msg: JSONValue, msg_id: int, *, tag: Hashable | None = None
+    ) -> None:
         """Send ``msg`` on message id ``msg_id`` without waiting for a reply.
 
         For protocols that run their own conversation over P2PT messages (the RPC layer): replies
-        to ``msg_id`` arrive as ``msg`` events. Raises :class:`PeerClosed` when the peer is gone.
+        to ``msg_id`` arrive as ``msg`` events. ``tag``: see :meth:`withdraw`. Raises
+        :class:`PeerClosed` when the peer is gone and :class:`~p2prpc.webrtc.SendQueueFull` when
+        the message does not fit in the channel's send queue (then nothing of it is sent).
         """
-        self._channel_for(peer).send(encode_message(msg, msg_id))
+        self._channel_for(peer).send(encode_message(msg, msg_id), tag=tag)
 
-    def send_raw(self, peer: Peer | str, data: Sequence[str | bytes]) -> Channel:
-        """Send data-channel messages as they are (not P2PT frames); returns the channel used."""
+    def send_raw(
+        self, peer: Peer | str, data: Sequence[str | bytes], *, tag: Hashable | None = None
+    ) -> Channel:
+        """Send data-channel messages as they are (not P2PT frames); returns the channel used.
+
+        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`.
+        """
         channel = self._channel_for(peer)
-        channel.send(data)
+        channel.send(data, tag=tag)
         return channel
 
+    def withdraw(self, peer: Peer | str, tag: Hashable) -> int:
+        """Drop what was sent to ``peer`` with ``tag`` and still waits in a send queue.
+
+        Data already handed to aiortc leaves regardless. Returns how many data-channel messages
+        were withdrawn (0 when the peer is gone). The RPC layer tags the frames of a call so that
+        those of a call that has ended are not sent.
+        """
+        remote = self._remotes.get(peer if isinstance(peer, str) else peer.id)
+        if remote is None:
+            return 0
+        return sum(channel.withdraw(tag) for channel in remote.channels.values())
+
     async def drain(self, peer: Peer | str) -> None:
-        """Wait until what was sent to ``peer`` fits in its data channel's buffer again."""
+        """Wait until what was sent to ``peer`` has left our queue for its data channel's buffer.
+
+        Raises :class:`PeerClosed` when the peer is gone or its channel closes meanwhile.
+        """
         await self._channel_for(peer).drain()
 
     def _channel_for(self, peer: Peer | str) -> Channel:
@@ -609,7 +651,7 @@ class P2PT(AsyncIOEventEmitter):
         remote.waiting[msg_id] = future
         try:
             channel.send(frames)
-        except PeerClosed as e:
+        except (PeerClosed, SendQueueFull) as e:
             remote.waiting.pop(msg_id, None)
             future.set_exception(e)
             return reply
