@@ -6,6 +6,10 @@ interval and on request, answers the offers the tracker relays from other peers,
 :class:`~p2prpc.webrtc.Channel` to its swarm. Offers nobody answers expire and are closed, and so
 are channels that fail to open in time. Closing the client leaves channels it already handed over
 alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
+
+Unanswered offers are bounded: each holds an RTCPeerConnection and its UDP sockets, so before an
+announce makes new ones, the oldest are retired (closed, sockets released) until at most
+``max_outstanding_offers`` (two announces' worth by default) remain with the new ones.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class TrackerClient:
         max_message_size: int = 1024 * 1024,
         open_timeout: float = 10.0,
         hungry_interval: float = 3.0,
+        max_outstanding_offers: int | None = None,
     ) -> None:
         self.announce_url = announce_url
         self.swarm = swarm
@@ -114,6 +119,11 @@ class TrackerClient:
         self.max_message_size = max_message_size
         self.open_timeout = open_timeout
         self.hungry_interval = hungry_interval
+        self.max_outstanding_offers = (
+            2 * max_offers if max_outstanding_offers is None else max_outstanding_offers
+        )
+        if self.max_outstanding_offers < max_offers:
+            raise ValueError("max_outstanding_offers must be at least max_offers")
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -122,6 +132,11 @@ class TrackerClient:
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def outstanding_offers(self) -> int:
+        """How many of our offers await an answer now (at most ``max_outstanding_offers``)."""
+        return len(self._offers)
 
     @property
     def connected(self) -> bool:
@@ -225,6 +240,7 @@ class TrackerClient:
 
     async def _announce(self, ws: ClientConnection) -> None:
         count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
+        self._retire_offers(self.max_outstanding_offers - count)
         offers = await asyncio.gather(*(self._make_offer() for _ in range(count)))
         message = Announce(
             info_hash=self.swarm.info_hash,
@@ -244,6 +260,14 @@ class TrackerClient:
         self._offers[offer_id] = (channel, timer)
         sdp = await channel.create_offer()
         return OfferPayload(offer_id=offer_id, sdp=sdp)
+
+    def _retire_offers(self, keep: int) -> None:
+        """Close the oldest unanswered offers until at most ``keep`` remain."""
+        while len(self._offers) > max(keep, 0):
+            offer_id = next(iter(self._offers))
+            channel, timer = self._offers.pop(offer_id)
+            timer.cancel()
+            channel.close()
 
     def _expire(self, offer_id: bytes) -> None:
         entry = self._offers.pop(offer_id, None)
