@@ -206,8 +206,12 @@ class P2PT(AsyncIOEventEmitter):
     Limits (keyword arguments): ``reply_timeout`` seconds a ``send`` waits for its reply (``None``:
     forever, as P2PT does); ``max_message_length`` UTF-16 units of one incoming message;
     ``max_pending`` unfinished incoming messages per peer; ``max_message_age`` seconds an unfinished
-    message may wait for its next chunk; ``max_channels_per_peer``: offers from a peer that already
-    has this many channels are not answered (each tracker and each re-announce would add one).
+    message may wait for its next chunk; ``max_channels_per_peer``: the most data channels to one
+    peer (each tracker and each re-announce would add one), held on every path: offers from a peer
+    with that many channels open or connecting are not answered, answers to our offers are not
+    taken from a peer with that many open, and a channel that opens past the cap anyway (offers
+    crossing) is closed at both ends: the one with the greatest label among those opened in the
+    last few seconds.
 
     Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
     peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
@@ -259,6 +263,8 @@ class P2PT(AsyncIOEventEmitter):
             ice_servers=ice_servers, host_addresses=host_addresses, max_send_queue=max_send_queue
         )
         self.reply_timeout = reply_timeout
+        if max_channels_per_peer < 1:
+            raise ValueError("max_channels_per_peer must be at least 1")
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -485,12 +491,32 @@ class P2PT(AsyncIOEventEmitter):
         return self._rtc_options
 
     def accepts_offer_from(self, peer_id: str) -> bool:
+        """Whether to answer an offer from ``peer_id``: its channels open or connecting are below
+        ``max_channels_per_peer``, and a new peer is within ``max_peers``."""
         if self._destroyed:
             return False
         remote = self._remotes.get(peer_id)
-        if remote is not None and remote.channels:
-            return len(remote.channels) < self.max_channels_per_peer
-        return self.max_peers is None or self._degree() < self.max_peers
+        open_count = len(remote.channels) if remote is not None else 0
+        connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
+        if open_count + connecting >= self.max_channels_per_peer:
+            return False
+        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
+
+    def accepts_answer_from(self, peer_id: str) -> bool:
+        """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
+        ``max_channels_per_peer``, and a new peer is within ``max_peers``.
+
+        Channels still connecting do not count here: when offers cross (each peer answering the
+        other's), both would refuse and neither channel would open; the one too many is closed
+        when it opens instead (:meth:`_on_channel_open`).
+        """
+        if self._destroyed:
+            return False
+        remote = self._remotes.get(peer_id)
+        open_count = len(remote.channels) if remote is not None else 0
+        if open_count >= self.max_channels_per_peer:
+            return False
+        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
 
     def offers_wanted(self, most: int) -> int:
         """How many offers the next announce should carry (at most ``most``)."""
@@ -546,10 +572,20 @@ class P2PT(AsyncIOEventEmitter):
             return
         if remote is None:
             remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
+        surplus = None
+        if len(remote.channels) >= self.max_channels_per_peer:
+            surplus = _surplus_channel(remote, channel)
+            if surplus is channel:
+                logger.debug("channel %s to %s: one too many, closed", channel.name, remote.id)
+                channel.close()
+                return
         remote.channels[channel.name] = channel
         channel.on_message = lambda data: self._on_data(remote, channel, data)
         if new:
             self.emit("peerconnect", Peer(self, remote, channel.name))
+        if surplus is not None:
+            logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
+            surplus.close()
 
     def _on_channel_close(self, channel: Channel) -> None:
         self._connecting.discard(channel)
@@ -660,6 +696,29 @@ class P2PT(AsyncIOEventEmitter):
             handle = loop.call_later(seconds, _time_out, remote, msg_id, future, seconds)
             future.add_done_callback(lambda _: handle.cancel())
         return reply
+
+
+#: Seconds after it opened during which a channel may be closed as one too many for its peer.
+#: A channel opens at both ends within a round trip; older ones carry traffic and are kept.
+CHANNEL_SETTLE_TIME = 5.0
+
+
+def _surplus_channel(remote: _RemotePeer, opened: Channel) -> Channel:
+    """Which channel to close when ``opened`` would take ``remote`` past the cap.
+
+    Both ends must close the same one, or when offers cross each would close a different one
+    and the peer could lose every channel: of the channels opened in the last
+    :data:`CHANNEL_SETTLE_TIME` seconds (``opened`` among them), the one with the greatest label,
+    which both ends know alike (the offer id).
+    """
+    assert opened.opened_at is not None
+    young = [
+        channel
+        for channel in remote.channels.values()
+        if channel.opened_at is not None
+        and opened.opened_at - channel.opened_at < CHANNEL_SETTLE_TIME
+    ]
+    return max([*young, opened], key=lambda channel: channel.name)
 
 
 def _time_out(

@@ -68,6 +68,10 @@ class Swarm(Protocol):
         """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
         ...
 
+    def accepts_answer_from(self, peer_id: str) -> bool:
+        """Whether to take this peer's answer to one of our offers (the same caps, on this path)."""
+        ...
+
     def offers_wanted(self, most: int) -> int:
         """How many offers to announce with (the swarm may be at its bound on peers)."""
         ...
@@ -350,6 +354,10 @@ class TrackerClient:
         channel, timer = entry
         timer.cancel()
         channel.peer_id = relay.peer_id.hex()
+        if not self.swarm.accepts_answer_from(channel.peer_id):
+            logger.debug("answer from %s not taken: enough channels", channel.peer_id)
+            channel.close()
+            return
         self._hand_over(channel)
         try:
             await channel.accept_answer(relay.sdp)
