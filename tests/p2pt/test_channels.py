@@ -8,10 +8,11 @@ than ``max_channels_per_peer``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from p2prpc import P2PT
+from p2prpc import P2PT, Peer
 from p2prpc.testing import swarm
 from p2prpc.tracker.client import TrackerClient
 from p2prpc.webrtc import Channel, ChannelState
@@ -146,3 +147,84 @@ async def test_simultaneous_announces_never_exceed_the_channel_cap(
             assert watch_a.open_to(b) == watch_b.open_to(a)
             await round_trip(a, b)
             await round_trip(b, a)
+
+
+def event(p2pt: P2PT, name: str) -> asyncio.Future[Peer]:
+    """The peer of the next ``name`` event."""
+    future: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
+
+    def handler(peer: Peer, *_: object) -> None:
+        if not future.done():
+            future.set_result(peer)
+        p2pt.remove_listener(name, handler)
+
+    p2pt.on(name, handler)
+    return future
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a channel count that no event announces (a channel closed at the other end)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - no event tells of a backup channel's state
+            await asyncio.sleep(0.02)
+
+
+async def echo_twice(peer: Peer, msg: JSONValue) -> None:
+    """Answer a message, and the answer to that answer, with what was said."""
+    peer, msg = await peer.respond(msg)
+    peer.respond(msg)
+
+
+async def conversation(a: P2PT, b: P2PT, handle: Peer | None = None) -> None:
+    """Send, respond, and respond again, both ways; ``handle``: a's handle of b to send with."""
+    for sender, receiver, peer in ((a, b, handle), (b, a, None)):
+        peer = peer or sender.peers[receiver.peer_id]
+        peer, reply = await asyncio.wait_for(sender.send(peer, "one"), 10)
+        assert (peer.id, reply) == (receiver.peer_id, "one")
+        peer, reply = await asyncio.wait_for(peer.respond("two"), 10)
+        assert reply == "two"
+
+
+async def test_every_transition_of_a_peer_leaves_it_usable() -> None:
+    async with swarm(2) as s:
+        a, b = s.peers
+        for p2pt in (a, b):
+            p2pt.on("msg", echo_twice)
+        watch_a, watch_b = Observer(a), Observer(b)
+        closed_b = event(b, "peerclose")
+
+        # 1. The first channel.
+        first = a.peers[b.peer_id]
+        assert first.channels == 1
+        await conversation(a, b)
+
+        # 2. Backup channels, one per re-announce.
+        for n in (1, 2):
+            a.request_more_peers()
+            await until(lambda n=n: watch_a.open_to(b) == watch_b.open_to(a) == 1 + n)
+            await conversation(a, b)
+        assert a.peers[b.peer_id].channels == 3
+
+        # 3. A channel lost while backups remain: the handle that preferred it still works.
+        first.destroy()
+        await until(lambda: watch_a.open_to(b) == watch_b.open_to(a) == 2)
+        assert not closed_b.done()
+        await conversation(a, b, handle=first)
+
+        # 4. The peer dropped: its last channel closes at both ends.
+        closed_a = event(a, "peerclose")
+        for name in list(a._remotes[b.peer_id].channels):
+            a._remotes[b.peer_id].channels[name].close()
+        assert (await asyncio.wait_for(closed_a, 10)).id == b.peer_id
+        assert (await asyncio.wait_for(closed_b, 10)).id == a.peer_id
+        assert b.peer_id not in a.peers
+        assert a.peer_id not in b.peers
+        assert a._reassembler.pending == b._reassembler.pending == 0
+
+        # 5. The same peer back again: new channels, the same ids, old handles work again.
+        back_a, back_b = event(a, "peerconnect"), event(b, "peerconnect")
+        a.request_more_peers()
+        assert (await asyncio.wait_for(back_a, 10)).id == b.peer_id
+        assert (await asyncio.wait_for(back_b, 10)).id == a.peer_id
+        await conversation(a, b)
+        await conversation(a, b, handle=first)
