@@ -26,7 +26,15 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Hashable,
+    Sequence,
+)
 from typing import Any, Final, TypedDict
 
 from aiortc import RTCIceServer
@@ -40,9 +48,12 @@ from .errors import (
     ReplyTimeout,
 )
 from .tracker.client import TrackerClient
-from .webrtc import Channel, RTCOptions
+from .webrtc import MAX_SEND_QUEUE, Channel, RTCOptions, SendQueueFull
 from .wire.frames import (
+    MAX_PEER_BYTES,
+    MAX_TOTAL_BYTES,
     JSONValue,
+    MessageExpired,
     Reassembler,
     decode_frame,
     encode_message,
@@ -52,7 +63,7 @@ from .wire.tracker import AnnounceReply, info_hash_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["P2PT", "Peer", "Reply", "TrackerStats"]
+__all__ = ["P2PT", "Peer", "Reply", "SendQueueFull", "TrackerStats"]
 
 
 class TrackerStats(TypedDict):
@@ -195,10 +206,27 @@ class P2PT(AsyncIOEventEmitter):
     Limits (keyword arguments): ``reply_timeout`` seconds a ``send`` waits for its reply (``None``:
     forever, as P2PT does); ``max_message_length`` UTF-16 units of one incoming message;
     ``max_pending`` unfinished incoming messages per peer; ``max_message_age`` seconds an unfinished
-    message may wait for its next chunk; ``max_channels_per_peer``: offers from a peer that already
-    has this many channels are not answered (each tracker and each re-announce would add one). An
-    incoming message being reassembled holds at most twice ``max_message_length`` bytes, so one peer
-    holds at most ``max_pending`` times that.
+    message may wait for its next chunk; ``max_channels_per_peer``: the most data channels to one
+    peer (each tracker and each re-announce would add one), held on every path: offers from a peer
+    with that many channels open or connecting are not answered, answers to our offers are not
+    taken from a peer with that many open, and a channel that opens past the cap anyway (offers
+    crossing) is closed at both ends: the one with the greatest label among those opened in the
+    last few seconds.
+
+    Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
+    peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
+    (60 s); a chunk past a budget drops its message (``peerwarning`` with
+    :class:`~p2prpc.errors.TooManyPending`), a message left unfinished too long is dropped
+    (``peerwarning`` with :class:`~p2prpc.wire.frames.MessageExpired`), and the peer stays
+    connected. Bytes are what the text takes in memory (1 to 4 bytes a character, by the widest in
+    a chunk). On top, while one message completes, its joined text and decoded value exist once.
+
+    Toward a peer that reads slowly or not at all, each data channel queues at most
+    ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
+    plus one message): a send that does not fit fails with :class:`~p2prpc.webrtc.SendQueueFull`
+    (``send``/``respond``: their reply does; ``post``/``send_raw``: they raise) and sends nothing;
+    ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
+    ``max_channels_per_peer × (max_send_queue + 1 MiB + one message)`` bytes of outgoing data.
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
@@ -217,7 +245,10 @@ class P2PT(AsyncIOEventEmitter):
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
         max_message_age: float = 60.0,
+        max_peer_bytes: int = MAX_PEER_BYTES,
+        max_total_bytes: int = MAX_TOTAL_BYTES,
         max_channels_per_peer: int = 4,
+        max_send_queue: int = MAX_SEND_QUEUE,
         max_peers: int | None = None,
         min_peers: int | None = None,
         tracker_options: dict[str, Any] | None = None,
@@ -228,8 +259,12 @@ class P2PT(AsyncIOEventEmitter):
         self.info_hash = info_hash_of(identifier)
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
-        self._rtc_options = RTCOptions(ice_servers=ice_servers, host_addresses=host_addresses)
+        self._rtc_options = RTCOptions(
+            ice_servers=ice_servers, host_addresses=host_addresses, max_send_queue=max_send_queue
+        )
         self.reply_timeout = reply_timeout
+        if max_channels_per_peer < 1:
+            raise ValueError("max_channels_per_peer must be at least 1")
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -240,8 +275,11 @@ class P2PT(AsyncIOEventEmitter):
             max_message_length=max_message_length,
             max_pending=max_pending,
             max_age=max_message_age,
+            max_peer_bytes=max_peer_bytes,
+            max_total_bytes=max_total_bytes,
         )
-        self._last_expiry = time.monotonic()
+        self.max_message_age = max_message_age
+        self._expiry: asyncio.TimerHandle | None = None
         self._tracker_options = dict(tracker_options or {})
         self.trackers: dict[str, TrackerClient] = {}
         self._remotes: dict[str, _RemotePeer] = {}
@@ -280,22 +318,46 @@ class P2PT(AsyncIOEventEmitter):
         """Send ``msg`` (a str, or any JSON value) to ``peer``; await the result for its reply."""
         return self._send(peer, msg, None, timeout)
 
-    def post(self, peer: Peer | str, msg: JSONValue, msg_id: int) -> None:
+    def post(
+        self, peer: Peer | str, msg: JSONValue, msg_id: int, *, tag: Hashable | None = None
+    ) -> None:
         """Send ``msg`` on message id ``msg_id`` without waiting for a reply.
 
         For protocols that run their own conversation over P2PT messages (the RPC layer): replies
-        to ``msg_id`` arrive as ``msg`` events. Raises :class:`PeerClosed` when the peer is gone.
+        to ``msg_id`` arrive as ``msg`` events. ``tag``: see :meth:`withdraw`. Raises
+        :class:`PeerClosed` when the peer is gone and :class:`~p2prpc.webrtc.SendQueueFull` when
+        the message does not fit in the channel's send queue (then nothing of it is sent).
         """
-        self._channel_for(peer).send(encode_message(msg, msg_id))
+        self._channel_for(peer).send(encode_message(msg, msg_id), tag=tag)
 
-    def send_raw(self, peer: Peer | str, data: Sequence[str | bytes]) -> Channel:
-        """Send data-channel messages as they are (not P2PT frames); returns the channel used."""
+    def send_raw(
+        self, peer: Peer | str, data: Sequence[str | bytes], *, tag: Hashable | None = None
+    ) -> Channel:
+        """Send data-channel messages as they are (not P2PT frames); returns the channel used.
+
+        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`.
+        """
         channel = self._channel_for(peer)
-        channel.send(data)
+        channel.send(data, tag=tag)
         return channel
 
+    def withdraw(self, peer: Peer | str, tag: Hashable) -> int:
+        """Drop what was sent to ``peer`` with ``tag`` and still waits in a send queue.
+
+        Data already handed to aiortc leaves regardless. Returns how many data-channel messages
+        were withdrawn (0 when the peer is gone). The RPC layer tags the frames of a call so that
+        those of a call that has ended are not sent.
+        """
+        remote = self._remotes.get(peer if isinstance(peer, str) else peer.id)
+        if remote is None:
+            return 0
+        return sum(channel.withdraw(tag) for channel in remote.channels.values())
+
     async def drain(self, peer: Peer | str) -> None:
-        """Wait until what was sent to ``peer`` fits in its data channel's buffer again."""
+        """Wait until what was sent to ``peer`` has left our queue for its data channel's buffer.
+
+        Raises :class:`PeerClosed` when the peer is gone or its channel closes meanwhile.
+        """
         await self._channel_for(peer).drain()
 
     def _channel_for(self, peer: Peer | str) -> Channel:
@@ -340,6 +402,9 @@ class P2PT(AsyncIOEventEmitter):
             return
         self._destroyed = True
         self.emit("destroy")  # ends waits and iterations (wait_for_peer, messages)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         trackers = list(self.trackers.values())
         self.trackers.clear()
         channels = [c for r in self._remotes.values() for c in r.channels.values()]
@@ -426,12 +491,32 @@ class P2PT(AsyncIOEventEmitter):
         return self._rtc_options
 
     def accepts_offer_from(self, peer_id: str) -> bool:
+        """Whether to answer an offer from ``peer_id``: its channels open or connecting are below
+        ``max_channels_per_peer``, and a new peer is within ``max_peers``."""
         if self._destroyed:
             return False
         remote = self._remotes.get(peer_id)
-        if remote is not None and remote.channels:
-            return len(remote.channels) < self.max_channels_per_peer
-        return self.max_peers is None or self._degree() < self.max_peers
+        open_count = len(remote.channels) if remote is not None else 0
+        connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
+        if open_count + connecting >= self.max_channels_per_peer:
+            return False
+        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
+
+    def accepts_answer_from(self, peer_id: str) -> bool:
+        """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
+        ``max_channels_per_peer``, and a new peer is within ``max_peers``.
+
+        Channels still connecting do not count here: when offers cross (each peer answering the
+        other's), both would refuse and neither channel would open; the one too many is closed
+        when it opens instead (:meth:`_on_channel_open`).
+        """
+        if self._destroyed:
+            return False
+        remote = self._remotes.get(peer_id)
+        open_count = len(remote.channels) if remote is not None else 0
+        if open_count >= self.max_channels_per_peer:
+            return False
+        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
 
     def offers_wanted(self, most: int) -> int:
         """How many offers the next announce should carry (at most ``most``)."""
@@ -487,10 +572,20 @@ class P2PT(AsyncIOEventEmitter):
             return
         if remote is None:
             remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
+        surplus = None
+        if len(remote.channels) >= self.max_channels_per_peer:
+            surplus = _surplus_channel(remote, channel)
+            if surplus is channel:
+                logger.debug("channel %s to %s: one too many, closed", channel.name, remote.id)
+                channel.close()
+                return
         remote.channels[channel.name] = channel
         channel.on_message = lambda data: self._on_data(remote, channel, data)
         if new:
             self.emit("peerconnect", Peer(self, remote, channel.name))
+        if surplus is not None:
+            logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
+            surplus.close()
 
     def _on_channel_close(self, channel: Channel) -> None:
         self._connecting.discard(channel)
@@ -506,6 +601,24 @@ class P2PT(AsyncIOEventEmitter):
                 self.emit("peerclose", Peer(self, remote, channel.name))
                 if self.max_peers is not None and self._degree() < self.max_peers:
                     self.request_more_peers()
+
+    def _schedule_expiry(self) -> None:
+        """Expire unfinished messages on a timer while any are held, even if nothing arrives."""
+        if self._expiry is None and self._reassembler.pending and not self._destroyed:
+            delay = min(max(self.max_message_age / 4, 0.05), 5.0)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for key, msg_id in self._reassembler.expired(time.monotonic()):
+            remote = self._remotes.get(str(key))
+            error = MessageExpired(
+                f"message {msg_id} left unfinished for over {self.max_message_age} s; dropped"
+            )
+            logger.warning("peer %s: %s", key, error)
+            if remote is not None and remote.channels:
+                self.emit("peerwarning", Peer(self, remote, next(iter(remote.channels))), error)
+        self._schedule_expiry()
 
     def _fail_waiting(self, remote: _RemotePeer, error: Exception) -> None:
         waiting = list(remote.waiting.values())
@@ -524,19 +637,17 @@ class P2PT(AsyncIOEventEmitter):
             if self.binary_handler is not None:
                 self.binary_handler(remote.id, data)
             return
-        now = time.monotonic()
-        if now - self._last_expiry > 1.0:
-            self._last_expiry = now
-            self._reassembler.expire(now)
         try:
             frame = decode_frame(data)
             if frame is None:
                 return
-            message = self._reassembler.feed(remote.id, frame, now)
+            message = self._reassembler.feed(remote.id, frame, time.monotonic())
         except RemoteProtocolError as e:
             logger.warning("bad message from peer %s: %s", remote.id, e)
             self.emit("peerwarning", peer, e)
             return
+        finally:
+            self._schedule_expiry()
         if message is None:
             return
         handle = Peer(self, remote, channel.name, message.id)
@@ -576,7 +687,7 @@ class P2PT(AsyncIOEventEmitter):
         remote.waiting[msg_id] = future
         try:
             channel.send(frames)
-        except PeerClosed as e:
+        except (PeerClosed, SendQueueFull) as e:
             remote.waiting.pop(msg_id, None)
             future.set_exception(e)
             return reply
@@ -585,6 +696,29 @@ class P2PT(AsyncIOEventEmitter):
             handle = loop.call_later(seconds, _time_out, remote, msg_id, future, seconds)
             future.add_done_callback(lambda _: handle.cancel())
         return reply
+
+
+#: Seconds after it opened during which a channel may be closed as one too many for its peer.
+#: A channel opens at both ends within a round trip; older ones carry traffic and are kept.
+CHANNEL_SETTLE_TIME = 5.0
+
+
+def _surplus_channel(remote: _RemotePeer, opened: Channel) -> Channel:
+    """Which channel to close when ``opened`` would take ``remote`` past the cap.
+
+    Both ends must close the same one, or when offers cross each would close a different one
+    and the peer could lose every channel: of the channels opened in the last
+    :data:`CHANNEL_SETTLE_TIME` seconds (``opened`` among them), the one with the greatest label,
+    which both ends know alike (the offer id).
+    """
+    assert opened.opened_at is not None
+    young = [
+        channel
+        for channel in remote.channels.values()
+        if channel.opened_at is not None
+        and opened.opened_at - channel.opened_at < CHANNEL_SETTLE_TIME
+    ]
+    return max([*young, opened], key=lambda channel: channel.name)
 
 
 def _time_out(

@@ -24,7 +24,7 @@ import enum
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import aioice.ice
@@ -36,7 +36,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from .errors import PeerClosed
+from .errors import PeerClosed, PeerError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ P2PT_ICE_SERVERS: tuple[RTCIceServer, ...] = (
 HIGH_WATER_MARK = 1024 * 1024
 #: The queue drains again once the data channel's buffer falls to this many bytes.
 LOW_WATER_MARK = 256 * 1024
+#: The most bytes a channel queues above the data channel's buffer before ``send`` refuses more.
+MAX_SEND_QUEUE = 16 * 2**20
+
+
+class SendQueueFull(PeerError, BufferError):
+    """The data to send does not fit in what is left of the channel's send queue.
+
+    Nothing of it was sent or queued. The peer is reading more slowly than we write (or not at
+    all): wait with ``drain()`` and send again, or give up on that peer.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +67,16 @@ class RTCOptions:
 
     ``ice_servers``: ``None`` for P2PT's default STUN servers, ``[]`` for host candidates only.
     ``host_addresses``: when set, the only local addresses offered as ICE host candidates.
+    ``high_water_mark`` and ``low_water_mark`` (bytes): data is handed to aiortc's data channel
+    while its buffer holds at most ``high_water_mark`` bytes, and queued by us above that until it
+    falls to ``low_water_mark``. ``max_send_queue`` (bytes): the most that queue may hold.
     """
 
     ice_servers: Sequence[RTCIceServer] | None = None
     host_addresses: Sequence[str] | None = None
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
+    max_send_queue: int = MAX_SEND_QUEUE
     extra: dict[str, object] = field(default_factory=dict)
 
     def configuration(self) -> RTCConfiguration:
@@ -111,11 +125,23 @@ class ChannelState(enum.Enum):
     CLOSED = "closed"
 
 
+def _size(data: str | bytes) -> int:
+    """The bytes a data-channel message takes on the wire (UTF-8 for text)."""
+    if isinstance(data, bytes) or data.isascii():
+        return len(data)
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
 class Channel:
     """One WebRTC connection with one data channel to a remote peer.
 
     Callbacks (set by the owner before the channel can open): ``on_open()``, ``on_message(data)``,
     ``on_close()``. ``on_close`` is called exactly once, whatever closes the channel.
+
+    Memory toward a peer that reads slowly or not at all: aiortc's data channel buffer holds at
+    most ``high_water_mark`` bytes plus one message (data is handed to it only below that mark),
+    and our queue above it at most ``max_send_queue`` bytes (:attr:`queued_bytes`); a ``send``
+    that does not fit raises :class:`SendQueueFull`.
     """
 
     def __init__(self, options: RTCOptions, *, initiator: bool) -> None:
@@ -129,7 +155,9 @@ class Channel:
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[], None] = lambda: None
         self._dc: RTCDataChannel | None = None
-        self._queue: deque[str | bytes] = deque()
+        self._queue: deque[tuple[str | bytes, int, Hashable | None]] = deque()
+        self._queued_bytes = 0
+        self.opened_at: float | None = None  # loop time when the data channel opened
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()
@@ -167,32 +195,76 @@ class Channel:
     def buffered_amount(self) -> int:
         """Bytes waiting to be sent: in the data channel plus in our own queue."""
         dc_amount = self._dc.bufferedAmount if self._dc is not None else 0
-        return dc_amount + sum(len(x) for x in self._queue)
+        return dc_amount + self._queued_bytes
 
-    def send(self, messages: Sequence[str | bytes]) -> None:
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes in our queue, not yet handed to the data channel (at most ``max_send_queue``)."""
+        return self._queued_bytes
+
+    def send(self, messages: Sequence[str | bytes], *, tag: Hashable | None = None) -> None:
         """Send data-channel messages in order, queueing what the channel's buffer cannot take yet.
 
         Never blocks: below the high-water mark messages go straight to the data channel; above it
-        they wait in a queue that a writer task drains as the buffer empties. Raises
+        they wait in a queue that a writer task drains as the buffer empties. ``tag`` marks the
+        queued ones so that :meth:`withdraw` can take them back before they leave.
+
+        All or nothing: raises :class:`SendQueueFull` (sending none of ``messages``) when those
+        that would wait do not fit in ``max_send_queue`` bytes with what waits already, and
         :class:`PeerClosed` when the channel is not open.
         """
         dc = self._dc
         if self.state is not ChannelState.OPEN or dc is None:
             raise PeerClosed(f"data channel {self.name or '?'} is {self.state.value}")
-        i = 0
-        if not self._queue:
-            high = self.options.high_water_mark
-            while i < len(messages) and dc.bufferedAmount <= high:
-                dc.send(messages[i])
-                i += 1
-        if i < len(messages):
-            self._queue.extend(messages[i:])
+        sizes = [_size(m) for m in messages]
+        high = self.options.high_water_mark
+        direct = 0
+        if not self._queue:  # as many as go straight to the data channel, as below
+            buffered = dc.bufferedAmount
+            while direct < len(sizes) and buffered <= high:
+                buffered += sizes[direct]
+                direct += 1
+        waiting = sum(sizes[direct:])
+        if waiting and self._queued_bytes + waiting > self.options.max_send_queue:
+            raise SendQueueFull(
+                f"{waiting} bytes to queue for data channel {self.name} where "
+                f"{self._queued_bytes} of {self.options.max_send_queue} are queued already"
+            )
+        for i in range(direct):
+            dc.send(messages[i])
+        messages, sizes = messages[direct:], sizes[direct:]
+        if messages:
+            self._queue.extend((m, size, tag) for m, size in zip(messages, sizes, strict=True))
+            self._queued_bytes += waiting
             self._drained.clear()
             if self._writer is None:
                 self._writer = asyncio.get_running_loop().create_task(self._write_queue())
 
+    def withdraw(self, tag: Hashable) -> int:
+        """Take back the queued messages sent with ``tag`` that have not reached the data channel.
+
+        Returns how many were withdrawn. Those already handed to aiortc are sent regardless, so
+        a receiver may be left with the beginning of something (P2PT frames expire there).
+        """
+        if tag is None:
+            raise ValueError("withdraw needs the tag the messages were sent with, not None")
+        if not self._queue:
+            return 0
+        kept = deque(entry for entry in self._queue if entry[2] != tag)
+        withdrawn = len(self._queue) - len(kept)
+        if withdrawn:
+            self._queue = kept
+            self._queued_bytes = sum(size for _, size, _ in kept)
+            if not kept:
+                self._drained.set()
+        return withdrawn
+
     async def drain(self) -> None:
-        """Wait until everything queued by :meth:`send` has been handed to the data channel."""
+        """Wait until everything queued by :meth:`send` has been handed to the data channel.
+
+        Then the whole ``max_send_queue`` is free again. Raises :class:`PeerClosed` if the channel
+        closed meanwhile (what was queued is lost).
+        """
         if not self._drained.is_set():
             await self._drained.wait()
         if self.state is ChannelState.CLOSED:
@@ -210,11 +282,14 @@ class Channel:
                     low.clear()
                     await low.wait()
                     continue
-                dc.send(self._queue.popleft())
+                data, size, _ = self._queue.popleft()
+                self._queued_bytes -= size
+                dc.send(data)
         finally:
             dc.remove_listener("bufferedamountlow", low.set)
             self._writer = None
-            self._drained.set()
+            if not self._queue:
+                self._drained.set()
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -234,6 +309,7 @@ class Channel:
     def _on_dc_open(self) -> None:
         if self.state in (ChannelState.NEW, ChannelState.CONNECTING):
             self.state = ChannelState.OPEN
+            self.opened_at = asyncio.get_running_loop().time()
             self.on_open()
 
     def _on_dc_message(self, data: str | bytes) -> None:
@@ -254,6 +330,7 @@ class Channel:
         was_started = self.state is not ChannelState.NEW
         self.state = ChannelState.CLOSED
         self._queue.clear()
+        self._queued_bytes = 0
         self._drained.set()
         if self._writer is not None:
             self._writer.cancel()

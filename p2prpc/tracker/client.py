@@ -6,6 +6,10 @@ interval and on request, answers the offers the tracker relays from other peers,
 :class:`~p2prpc.webrtc.Channel` to its swarm. Offers nobody answers expire and are closed, and so
 are channels that fail to open in time. Closing the client leaves channels it already handed over
 alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
+
+Unanswered offers are bounded: each holds an RTCPeerConnection and its UDP sockets, so before an
+announce makes new ones, the oldest are retired (closed, sockets released) until at most
+``max_outstanding_offers`` (two announces' worth by default) remain with the new ones.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ MAX_OFFERS = 5
 OFFER_TIMEOUT = 50.0
 #: Until the tracker says otherwise, re-announce this often (bittorrent-tracker's default).
 DEFAULT_INTERVAL = 30.0
+#: A longer interval from a tracker is read as this many seconds (a JSON number can have any
+#: number of digits, more than a float holds).
+MAX_INTERVAL = 86400.0
 
 
 class Swarm(Protocol):
@@ -59,6 +66,10 @@ class Swarm(Protocol):
 
     def accepts_offer_from(self, peer_id: str) -> bool:
         """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
+        ...
+
+    def accepts_answer_from(self, peer_id: str) -> bool:
+        """Whether to take this peer's answer to one of our offers (the same caps, on this path)."""
         ...
 
     def offers_wanted(self, most: int) -> int:
@@ -99,6 +110,7 @@ class TrackerClient:
         max_message_size: int = 1024 * 1024,
         open_timeout: float = 10.0,
         hungry_interval: float = 3.0,
+        max_outstanding_offers: int | None = None,
     ) -> None:
         self.announce_url = announce_url
         self.swarm = swarm
@@ -111,6 +123,11 @@ class TrackerClient:
         self.max_message_size = max_message_size
         self.open_timeout = open_timeout
         self.hungry_interval = hungry_interval
+        self.max_outstanding_offers = (
+            2 * max_offers if max_outstanding_offers is None else max_outstanding_offers
+        )
+        if self.max_outstanding_offers < max_offers:
+            raise ValueError("max_outstanding_offers must be at least max_offers")
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -119,6 +136,11 @@ class TrackerClient:
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def outstanding_offers(self) -> int:
+        """How many of our offers await an answer now (at most ``max_outstanding_offers``)."""
+        return len(self._offers)
 
     @property
     def connected(self) -> bool:
@@ -222,6 +244,7 @@ class TrackerClient:
 
     async def _announce(self, ws: ClientConnection) -> None:
         count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
+        self._retire_offers(self.max_outstanding_offers - count)
         offers = await asyncio.gather(*(self._make_offer() for _ in range(count)))
         message = Announce(
             info_hash=self.swarm.info_hash,
@@ -241,6 +264,14 @@ class TrackerClient:
         self._offers[offer_id] = (channel, timer)
         sdp = await channel.create_offer()
         return OfferPayload(offer_id=offer_id, sdp=sdp)
+
+    def _retire_offers(self, keep: int) -> None:
+        """Close the oldest unanswered offers until at most ``keep`` remain."""
+        while len(self._offers) > max(keep, 0):
+            offer_id = next(iter(self._offers))
+            channel, timer = self._offers.pop(offer_id)
+            timer.cancel()
+            channel.close()
 
     def _expire(self, offer_id: bytes) -> None:
         entry = self._offers.pop(offer_id, None)
@@ -279,7 +310,7 @@ class TrackerClient:
         if reply.warning:
             self.swarm.tracker_warning(self, TrackerFailure(reply.warning))
         if reply.interval:
-            self.interval = float(reply.interval)
+            self.interval = float(min(reply.interval, MAX_INTERVAL))
         if reply.tracker_id:
             self.tracker_id = reply.tracker_id
         if reply.complete is not None:
@@ -323,6 +354,10 @@ class TrackerClient:
         channel, timer = entry
         timer.cancel()
         channel.peer_id = relay.peer_id.hex()
+        if not self.swarm.accepts_answer_from(channel.peer_id):
+            logger.debug("answer from %s not taken: enough channels", channel.peer_id)
+            channel.close()
+            return
         self._hand_over(channel)
         try:
             await channel.accept_answer(relay.sdp)

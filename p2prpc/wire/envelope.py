@@ -33,7 +33,8 @@ import enum
 import json
 import math
 import struct
-from collections.abc import Hashable, Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,14 +280,22 @@ def _seq(value: object) -> int:
     return value
 
 
+#: Longer timeouts read as this many seconds (about 31.7 years): such a deadline is no deadline, and
+#: the number given may not even fit in a float (a JSON integer can have any length).
+MAX_TIMEOUT = 1e9
+
+
 def _timeout(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise EnvelopeError("timeout must be a number of seconds")
+    # Compare before converting: float() of a 400-digit integer raises OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EnvelopeError("timeout must be a finite number of seconds")
     if value < 0:
         raise EnvelopeError("timeout must not be negative")
-    return float(value)
+    return float(value) if value < MAX_TIMEOUT else MAX_TIMEOUT
 
 
 def _metadata(value: object, what: str) -> tuple[Metadatum, ...]:
@@ -384,23 +393,60 @@ class _Partial:
     first: tuple[int, int, int, int, dict[str, Any]]  # kind, flags, call id, seq, json header
     chunks: list[bytes]
     size: int
+    started: float
 
 
 class BinaryReader:
     """Reads binary frames from one or more peers, reassembling payloads split over frames.
 
-    Caps: ``max_message_size`` bytes per payload (:class:`MessageTooBig`) and ``max_pending``
-    unfinished payloads per key (:class:`TooManyPending`); one key holds at most
-    ``max_pending × max_message_size`` bytes.
+    Caps: ``max_message_size`` bytes per payload (:class:`MessageTooBig`), ``max_pending``
+    unfinished payloads per key (:class:`TooManyPending`), and ``max_age`` seconds an unfinished
+    payload may wait for its end: :meth:`expire` drops older ones (and :meth:`feed` runs it when
+    a second has passed since it last did). One key holds at most ``max_pending ×
+    max_message_size`` payload bytes (:meth:`held_bytes`), each for at most ``max_age`` seconds.
+
+    ``clock`` gives the time in seconds (any monotonic clock); ``feed(..., now=...)`` and
+    ``expire(now)`` take it from the caller instead.
     """
 
-    def __init__(self, *, max_message_size: int = 4 * 2**20, max_pending: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 4 * 2**20,
+        max_pending: int = 16,
+        max_age: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_message_size = max_message_size
         self.max_pending = max_pending
+        self.max_age = max_age
+        self._clock = clock
         self._partial: dict[Hashable, dict[tuple[int, int, int], _Partial]] = {}
+        self._held = 0
+        self._last_expiry: float | None = None
 
-    def feed(self, key: Hashable, data: bytes) -> Envelope | None:
-        """Take one frame; return the envelope when it is complete."""
+    @property
+    def pending(self) -> int:
+        """How many unfinished payloads are held, over all keys."""
+        return sum(len(partials) for partials in self._partial.values())
+
+    def held_bytes(self, key: Hashable | None = None) -> int:
+        """Payload bytes held in unfinished payloads: of ``key``, or of all keys."""
+        if key is None:
+            return self._held
+        return sum(p.size for p in self._partial.get(key, {}).values())
+
+    def feed(self, key: Hashable, data: bytes, now: float | None = None) -> Envelope | None:
+        """Take one frame; return the envelope when it is complete.
+
+        Raises only :class:`~p2prpc.errors.RemoteProtocolError` subclasses, for any input.
+        """
+        if now is None:
+            now = self._clock()
+        if self._last_expiry is None or now - self._last_expiry >= 1.0:
+            self._last_expiry = now
+            self.expire(now)
+        data = bytes(data)
         if len(data) < HEADER_SIZE or data[0] != MAGIC:
             raise EnvelopeError("not a binary envelope frame")
         _, kind_byte, flag_byte, call_id, seq, header_length = _HEADER.unpack_from(data)
@@ -412,40 +458,61 @@ class BinaryReader:
         body_start = HEADER_SIZE + header_length
         if body_start > len(data):
             raise EnvelopeError("binary frame shorter than its header")
-        partials = self._partial.setdefault(key, {})
+        partials = self._partial.get(key, {})
         slot = (kind_byte, call_id, seq)
         partial = partials.get(slot)
         if partial is None:
             header = _parse_header(data[HEADER_SIZE:body_start]) if header_length else {}
             chunk = data[body_start:]
             if not flags & Flags.MORE:
-                if not partials:
-                    del self._partial[key]
                 self._check_size(len(chunk))
                 return _build(kind, flags, call_id, seq, header, chunk)
             if len(partials) >= self.max_pending:
                 raise TooManyPending(f"more than {self.max_pending} unfinished binary payloads")
             self._check_size(len(chunk))
-            partials[slot] = _Partial((kind, flags, call_id, seq, header), [chunk], len(chunk))
+            self._partial[key] = partials
+            partials[slot] = _Partial((kind, flags, call_id, seq, header), [chunk], len(chunk), now)
+            self._held += len(chunk)
             return None
         if header_length:
             self._drop(key, slot)
             raise EnvelopeError("a continuation frame carries a header")
         chunk = data[body_start:]
-        partial.size += len(chunk)
-        if partial.size > self.max_message_size:
+        if partial.size + len(chunk) > self.max_message_size:
             self._drop(key, slot)
-            self._check_size(partial.size)
-        partial.chunks.append(chunk)
+            self._check_size(partial.size + len(chunk))
         if flags & Flags.MORE:
+            partial.chunks.append(chunk)
+            partial.size += len(chunk)
+            self._held += len(chunk)
             return None
         self._drop(key, slot)
         k, first_flags, cid, sq, header = partial.first
-        return _build(Kind(k), Flags(first_flags), cid, sq, header, b"".join(partial.chunks))
+        payload = b"".join([*partial.chunks, chunk])
+        return _build(Kind(k), Flags(first_flags), cid, sq, header, payload)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the unfinished payloads started more than ``max_age`` seconds before ``now``.
+
+        Returns how many were dropped.
+        """
+        if now is None:
+            now = self._clock()
+        stale = [
+            (key, slot)
+            for key, partials in self._partial.items()
+            for slot, partial in partials.items()
+            if now - partial.started > self.max_age
+        ]
+        for key, slot in stale:
+            self._drop(key, slot)
+        return len(stale)
 
     def discard(self, key: Hashable) -> None:
         """Forget every unfinished payload of one peer."""
-        self._partial.pop(key, None)
+        partials = self._partial.pop(key, None)
+        if partials is not None:
+            self._held -= sum(p.size for p in partials.values())
 
     def _check_size(self, size: int) -> None:
         if size > self.max_message_size:
@@ -454,19 +521,25 @@ class BinaryReader:
     def _drop(self, key: Hashable, slot: tuple[int, int, int]) -> None:
         partials = self._partial.get(key)
         if partials is not None:
-            partials.pop(slot, None)
+            partial = partials.pop(slot, None)
+            if partial is not None:
+                self._held -= partial.size
             if not partials:
                 del self._partial[key]
 
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
         raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
     if not isinstance(header, dict):
         raise EnvelopeError("binary envelope header must be a JSON object")
     return header
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _build(

@@ -18,22 +18,33 @@ import json
 import math
 import random
 import re
+import sys
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias, cast
 
-from p2prpc.errors import FrameError, InvalidMessage, MessageTooBig, TooManyPending
+from p2prpc.errors import (
+    FrameError,
+    InvalidMessage,
+    MessageTooBig,
+    RemoteProtocolError,
+    TooManyPending,
+)
 
 __all__ = [
     "MAX_MESSAGE_LENGTH",
+    "MAX_PEER_BYTES",
+    "MAX_TOTAL_BYTES",
     "MESSAGE_PREFIX",
     "Frame",
     "JSONValue",
     "Message",
+    "MessageExpired",
     "Reassembler",
     "decode_frame",
     "encode_frame",
     "encode_message",
+    "held_size",
     "js_length",
     "new_message_id",
 ]
@@ -43,6 +54,12 @@ MAX_MESSAGE_LENGTH: int = 16000
 
 MESSAGE_PREFIX: str = "^"
 """The character that marks a data-channel text as a P2PT frame."""
+
+MAX_PEER_BYTES: int = 64 * 2**20
+"""Default bytes of unfinished message text one peer can make a :class:`Reassembler` hold."""
+
+MAX_TOTAL_BYTES: int = 256 * 2**20
+"""Default bytes of unfinished message text all peers together can make it hold."""
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 """A value that travels as a P2PT message: a string as is, anything else as its JSON text."""
@@ -365,16 +382,40 @@ class Message:
     value: JSONValue
 
 
+class MessageExpired(RemoteProtocolError):
+    """A peer left a message unfinished for longer than ``max_message_age``; it was dropped."""
+
+
+def held_size(chunk: str) -> int:
+    """The bytes a received chunk of text takes in memory (``sys.getsizeof``).
+
+    A Python ``str`` stores 1, 2 or 4 bytes a character, by its widest character, plus a small
+    header: that, not the text's length, is what a peer makes us hold.
+    """
+    return sys.getsizeof(chunk)
+
+
 class _Partial:
     """The chunks received so far of one unfinished message."""
 
-    __slots__ = ("chunks", "length", "next_c", "started")
+    __slots__ = ("chunks", "held", "length", "next_c", "started")
 
-    def __init__(self, first: str, length: int, started: float) -> None:
+    def __init__(self, first: str, length: int, held: int, started: float) -> None:
         self.chunks = [first]
         self.length = length
+        self.held = held
         self.next_c = 1
         self.started = started
+
+
+class _Key:
+    """The unfinished messages of one key (peer) and the bytes they hold."""
+
+    __slots__ = ("held", "partials")
+
+    def __init__(self) -> None:
+        self.partials: dict[int, _Partial] = {}
+        self.held = 0
 
 
 class Reassembler:
@@ -383,21 +424,25 @@ class Reassembler:
     Feed it every decoded frame of every peer with :meth:`feed`; it returns the :class:`Message`
     when a final chunk completes one. A data channel is ordered, so a message's chunks must come
     as ``c = 0, 1, 2, ...``; messages of different peers, and different ids of one peer, may
-    interleave freely. P2PT keys its buffer by id alone and never bounds it; here three caps bound
-    what a peer can make this object hold:
+    interleave freely. P2PT keys its buffer by id alone and never bounds it; here these caps bound
+    what peers can make this object hold:
 
     - ``max_message_length``: the most UTF-16 units one message may total
       (:class:`~p2prpc.errors.MessageTooBig` beyond it);
     - ``max_pending``: the most unfinished messages one key may have at once
       (:class:`~p2prpc.errors.TooManyPending` for one more);
+    - ``max_peer_bytes`` (default 64 MiB) and ``max_total_bytes`` (default 256 MiB): the bytes of
+      unfinished text one key, and all keys together, may hold; a chunk that would pass either
+      budget is refused with :class:`~p2prpc.errors.TooManyPending` and its message dropped.
+      Bytes are counted as the received chunks take them in memory (:func:`held_size`: 1, 2 or
+      4 bytes a character, by the chunk's widest one, plus about 50 bytes a chunk);
     - ``max_age``: :meth:`expire` drops unfinished messages started more than this many seconds
       before the ``now`` it is given (the caller owns the clock and calls it periodically).
 
-    Memory: each key holds at most ``max_pending * max_message_length`` UTF-16 units of unfinished
-    text. A Python ``str`` stores 1, 2 or 4 bytes per character, so that is at most
-    ``4 * max_pending * max_message_length`` bytes a peer, plus, while a message completes, one
-    joined copy of it (another ``4 * max_message_length`` bytes). The defaults allow 1 Gi units
-    (up to 4 GiB) a peer: lower them where peers are not trusted.
+    Memory: unfinished text never exceeds ``max_peer_bytes`` for one key nor ``max_total_bytes``
+    in all (:attr:`held_bytes`); while a message completes, its joined text and parsed value exist
+    once more, briefly (up to 4 bytes a UTF-16 unit of ``max_message_length``, times about 3 for a
+    value parsed from JSON).
 
     Every error leaves the reassembler usable and holding nothing of the message that failed.
     """
@@ -408,15 +453,29 @@ class Reassembler:
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
         max_age: float = 60.0,
+        max_peer_bytes: int = MAX_PEER_BYTES,
+        max_total_bytes: int = MAX_TOTAL_BYTES,
     ) -> None:
-        if max_message_length < 0 or max_pending < 0 or not max_age >= 0:
-            raise ValueError("max_message_length, max_pending and max_age must not be negative")
+        if (
+            max_message_length < 0
+            or max_pending < 0
+            or not max_age >= 0
+            or max_peer_bytes < 0
+            or max_total_bytes < 0
+        ):
+            raise ValueError(
+                "max_message_length, max_pending, max_age, max_peer_bytes and max_total_bytes "
+                "must not be negative"
+            )
         self._max_message_length = max_message_length
         self._max_pending = max_pending
         self._max_age = max_age
-        self._partials: dict[Hashable, dict[int, _Partial]] = {}
+        self.max_peer_bytes = max_peer_bytes
+        self.max_total_bytes = max_total_bytes
+        self._partials: dict[Hashable, _Key] = {}
         self._pending = 0
         self._pending_length = 0
+        self._held = 0
 
     @property
     def pending(self) -> int:
@@ -428,40 +487,54 @@ class Reassembler:
         """How many UTF-16 units of unfinished message text are held, over all keys."""
         return self._pending_length
 
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes of unfinished message text are held, over all keys."""
+        return self._held
+
+    def held_bytes_of(self, key: Hashable) -> int:
+        """How many bytes of unfinished message text ``key`` holds."""
+        entry = self._partials.get(key)
+        return 0 if entry is None else entry.held
+
     def feed(self, key: Hashable, frame: Frame, now: float) -> Message | None:
         """Take one frame received from ``key``; return the message it completes, if any.
 
         A ``c == 0`` frame starts a message, replacing a stale unfinished one with the same id.
         Raises :class:`~p2prpc.errors.FrameError` for a chunk out of order (dropping that message)
         or a final text marked ``o`` that is not JSON, :class:`~p2prpc.errors.MessageTooBig` and
-        :class:`~p2prpc.errors.TooManyPending` when a cap is passed.
+        :class:`~p2prpc.errors.TooManyPending` when a cap or a byte budget is passed.
         """
         length = js_length(frame.msg)
-        partials = self._partials.get(key)
-        partial = partials.get(frame.id) if partials is not None else None
+        entry = self._partials.get(key)
+        partial = entry.partials.get(frame.id) if entry is not None else None
         if frame.c == 0:
             if partial is not None:
                 self._drop(key, frame.id)
-                partials = self._partials.get(key)
+                entry = self._partials.get(key)
             if length > self._max_message_length:
                 raise MessageTooBig(
                     f"message {frame.id} is longer than {self._max_message_length} units"
                 )
             if frame.last:
                 return self._complete(frame.id, [frame.msg], frame.o)
-            held = len(partials) if partials is not None else 0
+            held = len(entry.partials) if entry is not None else 0
             if held >= self._max_pending:
                 raise TooManyPending(
                     f"{held} unfinished messages from this peer already (the cap); "
                     f"message {frame.id} dropped"
                 )
-            if partials is None:
-                partials = self._partials[key] = {}
-            partials[frame.id] = _Partial(frame.msg, length, now)
+            size = held_size(frame.msg)
+            self._check_budget(entry, size, frame.id)
+            if entry is None:
+                entry = self._partials[key] = _Key()
+            entry.partials[frame.id] = _Partial(frame.msg, length, size, now)
+            entry.held += size
+            self._held += size
             self._pending += 1
             self._pending_length += length
             return None
-        if partial is None:
+        if partial is None or entry is None:
             raise FrameError(f"chunk {frame.c} of message {frame.id}, which is not in progress")
         if frame.c != partial.next_c:
             self._drop(key, frame.id)
@@ -474,46 +547,80 @@ class Reassembler:
             raise MessageTooBig(
                 f"message {frame.id} is longer than {self._max_message_length} units; dropped"
             )
+        if frame.last:  # the chunk is joined at once, never held
+            self._drop(key, frame.id)
+            partial.chunks.append(frame.msg)
+            return self._complete(frame.id, partial.chunks, frame.o)
+        size = held_size(frame.msg)
+        try:
+            self._check_budget(entry, size, frame.id)
+        except TooManyPending:
+            self._drop(key, frame.id)
+            raise
         partial.chunks.append(frame.msg)
         partial.length += length
+        partial.held += size
         partial.next_c += 1
+        entry.held += size
+        self._held += size
         self._pending_length += length
-        if not frame.last:
-            return None
-        self._drop(key, frame.id)
-        return self._complete(frame.id, partial.chunks, frame.o)
+        return None
+
+    def _check_budget(self, entry: _Key | None, size: int, msg_id: int) -> None:
+        held = entry.held if entry is not None else 0
+        if held + size > self.max_peer_bytes:
+            raise TooManyPending(
+                f"unfinished messages from this peer would hold more than {self.max_peer_bytes} "
+                f"bytes; message {msg_id} dropped"
+            )
+        if self._held + size > self.max_total_bytes:
+            raise TooManyPending(
+                f"unfinished messages from all peers would hold more than {self.max_total_bytes} "
+                f"bytes; message {msg_id} dropped"
+            )
 
     def expire(self, now: float) -> int:
         """Drop the unfinished messages started more than ``max_age`` before ``now``.
 
         Returns how many were dropped.
         """
+        return len(self.expired(now))
+
+    def expired(self, now: float) -> list[tuple[Hashable, int]]:
+        """Drop the unfinished messages started more than ``max_age`` before ``now``.
+
+        Returns the (key, message id) of each one dropped, so that the caller can tell its peer.
+        """
         stale = [
             (key, msg_id)
-            for key, partials in self._partials.items()
-            for msg_id, partial in partials.items()
+            for key, entry in self._partials.items()
+            for msg_id, partial in entry.partials.items()
             if now - partial.started > self._max_age
         ]
         for key, msg_id in stale:
             self._drop(key, msg_id)
-        return len(stale)
+        return stale
 
     def discard(self, key: Hashable) -> int:
         """Drop every unfinished message of ``key`` (its peer went away); return how many."""
-        partials = self._partials.pop(key, None)
-        if partials is None:
+        entry = self._partials.pop(key, None)
+        if entry is None:
             return 0
+        partials = entry.partials
         self._pending -= len(partials)
         self._pending_length -= sum(partial.length for partial in partials.values())
+        self._held -= entry.held
         return len(partials)
 
     def _drop(self, key: Hashable, msg_id: int) -> None:
-        partials = self._partials[key]
-        partial = partials.pop(msg_id)
-        if not partials:
+        entry = self._partials[key]
+        partial = entry.partials.pop(msg_id)
+        entry.held -= partial.held
+        if not entry.partials:
             del self._partials[key]
         self._pending -= 1
         self._pending_length -= partial.length
+        self._held -= partial.held
 
     @staticmethod
     def _complete(msg_id: int, chunks: list[str], is_json: bool) -> Message:

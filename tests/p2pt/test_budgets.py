@@ -1,0 +1,97 @@
+"""What one peer can make another hold at the P2PT layer: byte budgets and the age limit.
+
+Over real WebRTC on loopback: the sending side writes raw P2PT frames that start messages and never
+finish them, the receiving side refuses past its budgets, reports each refusal with ``peerwarning``
+and stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from p2prpc import P2PT, Peer
+from p2prpc.errors import TooManyPending
+from p2prpc.testing import swarm
+from p2prpc.wire.frames import MessageExpired
+
+pytestmark = pytest.mark.asyncio
+
+
+def unfinished(msg_id: int, text: str) -> str:
+    """The first chunk of a message whose last chunk never comes."""
+    return "^" + json.dumps({"id": msg_id, "msg": text, "c": 0})
+
+
+def warnings(p2pt: P2PT) -> asyncio.Queue[tuple[Peer, Exception]]:
+    queue: asyncio.Queue[tuple[Peer, Exception]] = asyncio.Queue()
+    p2pt.on("peerwarning", lambda peer, error: queue.put_nowait((peer, error)))
+    return queue
+
+
+def echo(p2pt: P2PT) -> None:
+    p2pt.on("msg", lambda peer, msg: peer.respond(msg))
+
+
+async def echo_works(a: P2PT, b: P2PT) -> None:
+    """``b`` (an :func:`echo`) answers ``a``."""
+    _, reply = await asyncio.wait_for(a.send(a.peers[b.peer_id], "still there?"), 10)
+    assert reply == "still there?"
+
+
+async def test_a_peer_cannot_make_another_hold_more_than_its_byte_budget() -> None:
+    budget = 200_000
+    async with swarm(2, max_peer_bytes=budget, max_total_bytes=10 * budget) as s:
+        a, b = s.peers
+        warned = warnings(b)
+        reassembler = b._reassembler
+        held: list[int] = []
+        b.on("data", lambda *_: held.append(reassembler.held_bytes))
+        chunk = "x" * 15_000
+        a.send_raw(a.peers[b.peer_id], [unfinished(100_000 + i, chunk) for i in range(30)])
+        peer, error = await asyncio.wait_for(warned.get(), 10)
+        assert peer.id == a.peer_id
+        assert isinstance(error, TooManyPending)
+        assert "bytes" in str(error)
+        echo(b)
+        await echo_works(a, b)
+        assert max(held) <= budget
+        assert reassembler.held_bytes_of(a.peer_id) <= budget
+        assert reassembler.held_bytes > budget - 15_100  # it did fill up to the budget
+        assert b.peers[a.peer_id].connected
+
+
+async def test_unfinished_messages_expire_even_when_nothing_more_arrives() -> None:
+    async with swarm(2, max_message_age=0.3) as s:
+        a, b = s.peers
+        warned = warnings(b)
+        a.send_raw(a.peers[b.peer_id], [unfinished(123_456, "half a message")])
+        peer, error = await asyncio.wait_for(warned.get(), 10)
+        assert isinstance(error, MessageExpired)
+        assert "123456" in str(error)
+        assert peer.id == a.peer_id
+        assert b._reassembler.held_bytes == 0
+        assert b._reassembler.pending == 0
+        echo(b)
+        await echo_works(a, b)
+
+
+async def test_the_total_budget_holds_across_peers() -> None:
+    budget = 100_000
+    options: dict[str, Any] = {"max_peer_bytes": budget, "max_total_bytes": budget + 20_000}
+    async with swarm(3, **options) as s:
+        a, b, c = s.peers
+        warned = warnings(c)
+        chunk = "y" * 15_000
+        a.send_raw(a.peers[c.peer_id], [unfinished(100_000 + i, chunk) for i in range(5)])
+        b.send_raw(b.peers[c.peer_id], [unfinished(100_000 + i, chunk) for i in range(5)])
+        _, error = await asyncio.wait_for(warned.get(), 10)
+        assert isinstance(error, TooManyPending)
+        assert "all peers" in str(error)
+        assert c._reassembler.held_bytes <= budget + 20_000
+        echo(c)
+        await echo_works(a, c)
+        await echo_works(b, c)
