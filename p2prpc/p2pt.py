@@ -40,7 +40,7 @@ from .errors import (
     ReplyTimeout,
 )
 from .tracker.client import TrackerClient
-from .webrtc import Channel, RTCOptions
+from .webrtc import UDP_BUFFER_SIZE, Channel, RTCOptions
 from .wire.frames import (
     JSONValue,
     Reassembler,
@@ -198,7 +198,8 @@ class P2PT(AsyncIOEventEmitter):
     message may wait for its next chunk; ``max_channels_per_peer``: offers from a peer that already
     has this many channels are not answered (each tracker and each re-announce would add one). An
     incoming message being reassembled holds at most twice ``max_message_length`` bytes, so one peer
-    holds at most ``max_pending`` times that.
+    holds at most ``max_pending`` times that. ``udp_buffer_size``: bytes of receive and send buffer
+    asked for each connection's UDP sockets (:class:`~p2prpc.webrtc.RTCOptions`).
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
@@ -213,6 +214,7 @@ class P2PT(AsyncIOEventEmitter):
         *,
         ice_servers: Sequence[RTCIceServer] | None = None,
         host_addresses: Sequence[str] | None = None,
+        udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         reply_timeout: float | None = 60.0,
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
@@ -228,7 +230,9 @@ class P2PT(AsyncIOEventEmitter):
         self.info_hash = info_hash_of(identifier)
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
-        self._rtc_options = RTCOptions(ice_servers=ice_servers, host_addresses=host_addresses)
+        self._rtc_options = RTCOptions(
+            ice_servers=ice_servers, host_addresses=host_addresses, udp_buffer_size=udp_buffer_size
+        )
         self.reply_timeout = reply_timeout
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
