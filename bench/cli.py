@@ -40,7 +40,7 @@ def _log(text: str) -> None:
 def _run_phase(bench: Bench, phase: Phase, row: Row, ctx: Context) -> None:
     _log(f"[{bench.key}] {phase.name} ...")
     start = time.monotonic()
-    before, dropped = udp.counters(), ctx.udp_drops
+    before, dropped = udp.counters(), ctx.udp_drops.copy()
     try:
         figures = asyncio.run(phase.run(ctx))
     except Exception as error:
@@ -49,7 +49,7 @@ def _run_phase(bench: Bench, phase: Phase, row: Row, ctx: Context) -> None:
     else:
         row.figures += figures
     elapsed = time.monotonic() - start
-    counted = {"sockets": ctx.udp_drops - dropped}
+    counted = {"sockets": 0, **(ctx.udp_drops - dropped)}
     namespace_wide = udp.delta(before, udp.counters())
     if namespace_wide is not None:
         counted |= {f"namespace {name}": n for name, n in namespace_wide.items()}

@@ -189,7 +189,7 @@ class Places(Protocol):
     @property
     def profile_dir(self) -> Path | None: ...
 
-    def count_udp_drops(self, drops: int) -> None: ...
+    def count_udp_drops(self, drops: int, *, node: bool) -> None: ...
 
 
 @asynccontextmanager
@@ -206,7 +206,7 @@ async def workers(
         await asyncio.gather(*(w.start() for w in started))
         yield started
     finally:
-        places.count_udp_drops(sum(w.udp_drops() or 0 for w in started))
+        places.count_udp_drops(sum(w.udp_drops() or 0 for w in started), node=node)
         await asyncio.gather(*(w.close() for w in started), return_exceptions=True)
 
 

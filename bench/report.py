@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -99,17 +100,24 @@ class Row:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    # Per phase: datagrams dropped on its processes' sockets ("sockets"), and the growth of the
-    # network namespace's UDP error counters ("namespace RcvbufErrors", ...).
+    # Per phase: datagrams dropped on its Python processes' sockets ("sockets"), on its node
+    # processes' ("libwebrtc sockets"), and the growth of the network namespace's UDP error
+    # counters ("namespace RcvbufErrors", ...).
     udp: dict[str, dict[str, int]] = field(default_factory=dict)
     previous: dict[str, str] = field(default_factory=dict)  # the last published run: column: cell
 
     @property
     def udp_drops(self) -> int | None:
-        """Datagrams the row's processes lost on their UDP sockets (None: not counted)."""
+        """Datagrams the row's Python processes (aiortc) lost on their UDP sockets (None: not
+        counted)."""
         if not self.udp:
             return None
         return sum(counted.get("sockets", 0) for counted in self.udp.values())
+
+    @property
+    def libwebrtc_drops(self) -> int:
+        """The same for its JavaScript peers' sockets, which libwebrtc sizes itself."""
+        return sum(counted.get("libwebrtc sockets", 0) for counted in self.udp.values())
 
     def figure(self, label: str) -> Figure | None:
         for figure in self.figures:
@@ -127,6 +135,7 @@ class Row:
             "seconds": round(self.seconds, 2),
             "udp": self.udp,
             "udp_drops": self.udp_drops,
+            "libwebrtc_udp_drops": self.libwebrtc_drops,
             "previous": self.previous,
             "ceiling": self.ceiling,
             "figures": [f.to_json() for f in self.figures],
@@ -195,9 +204,11 @@ def drops_cell(row: Row, *, previous: bool = True) -> str:
     """The row's UDP drops, and (with ``previous``) those of the previous run where known."""
     drops = row.udp_drops
     text = "?" if drops is None else f"{drops:,}"
-    before = row.previous.get("UDP drops", "").split(" (")[0]
-    if previous and before and before not in ("?", "—"):
-        text += f" (was {before})"
+    before = re.match(r"[\d,]+", row.previous.get("UDP drops", ""))  # its own, not its "was"
+    if previous and before:
+        text += f" (was {before[0]})"
+    if row.libwebrtc_drops:
+        text += f"; JS P2PT {row.libwebrtc_drops:,}"
     return text
 
 

@@ -93,10 +93,12 @@ class Context:
     veth: tuple[str, str] | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     started: float = field(default_factory=time.monotonic)
-    udp_drops: int = 0  # on the sockets of the workers closed so far
+    # Datagrams dropped on the sockets of the workers closed so far: Python ones (aiortc) and
+    # node ones (libwebrtc, which sizes its sockets itself).
+    udp_drops: Counter[str] = field(default_factory=Counter)
 
-    def count_udp_drops(self, drops: int) -> None:
-        self.udp_drops += drops
+    def count_udp_drops(self, drops: int, *, node: bool) -> None:
+        self.udp_drops["libwebrtc sockets" if node else "sockets"] += drops
 
     def progress(self, text: str) -> None:
         """Say what a long phase is doing (on stderr, with the time since the run began)."""
