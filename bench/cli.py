@@ -4,6 +4,9 @@ Writes ``DIR/results.json`` (every sample, the summaries, the checks, the machin
 ``DIR/chart.png``, and each process's log under ``DIR/logs``. Loopback rows run first; the phases
 with a JavaScript peer then run together inside one fresh network namespace (root and ``ip``
 needed; without them those figures are left out and the table says so).
+
+Beside each row the table shows p2prpc's figure from the run the README last published, and the
+UDP datagrams the kernel dropped during the row for want of socket buffer.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
 import shutil
 import sys
 import time
@@ -20,8 +24,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import profile
-from .procs import ROOT, js_unavailable_reason, namespace, udp_receive_drops
+from p2prpc.webrtc import UDP_BUFFER_SIZE
+
+from . import profile, udp
+from .previous import match, published
+from .procs import ROOT, js_unavailable_reason, namespace
 from .report import Row, machine, table, write_chart, write_json
 from .rows import BENCHES, FULL, QUICK, Bench, Context, Phase
 
@@ -33,7 +40,7 @@ def _log(text: str) -> None:
 def _run_phase(bench: Bench, phase: Phase, row: Row, ctx: Context) -> None:
     _log(f"[{bench.key}] {phase.name} ...")
     start = time.monotonic()
-    drops = udp_receive_drops()
+    before, dropped = udp.counters(), ctx.udp_drops.copy()
     try:
         figures = asyncio.run(phase.run(ctx))
     except Exception as error:
@@ -42,14 +49,13 @@ def _run_phase(bench: Bench, phase: Phase, row: Row, ctx: Context) -> None:
     else:
         row.figures += figures
     elapsed = time.monotonic() - start
-    after = udp_receive_drops()
-    if drops is not None and after is not None and after > drops:
-        row.notes.append(
-            f"{phase.name}: {after - drops} UDP datagrams dropped for want of receive buffer "
-            f"(SCTP resends them after a timeout)"
-        )
+    counted = {"sockets": 0, **(ctx.udp_drops - dropped)}
+    namespace_wide = udp.delta(before, udp.counters())
+    if namespace_wide is not None:
+        counted |= {f"namespace {name}": n for name, n in namespace_wide.items()}
+    row.udp[phase.name] = counted
     row.seconds += elapsed
-    _log(f"[{bench.key}] {phase.name}: {elapsed:.1f} s")
+    _log(f"[{bench.key}] {phase.name}: {elapsed:.1f} s; UDP datagrams dropped: {counted}")
 
 
 def run(benches: Sequence[Bench], ctx: Context) -> list[Row]:
@@ -109,6 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     parser.add_argument(
+        "--udp-buffer-size",
+        type=int,
+        default=UDP_BUFFER_SIZE,
+        metavar="BYTES",
+        help="receive and send buffer of every Python peer's UDP sockets, as granted up to "
+        f"net.core.rmem_max/wmem_max (default {UDP_BUFFER_SIZE}; 0: aioice's own)",
+    )
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=ROOT / "README.md",
+        metavar="README",
+        help="where the previous run's figures are published (its Performance section)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="sample every Python worker with py-spy (DIR/profiles); print p2prpc's hot spots",
@@ -125,11 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(profile_dir, ignore_errors=True)
     if args.profile:
         profile.py_spy()  # fails early, with the fix, when py-spy is missing
+    os.environ[udp.ENV] = str(max(0, args.udp_buffer_size))  # the workers inherit it
     ctx = Context(plan, log_dir, profile_dir if args.profile else None)
     started = datetime.datetime.now(datetime.UTC)
     start = time.monotonic()
     rows = run(benches, ctx)
     duration = time.monotonic() - start
+    before = published(args.previous)
+    for row in rows:
+        row.previous = match(row.title, before.rows)
 
     spec = machine()
     info: dict[str, Any] = {
@@ -138,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(duration, 1),
         "plan": asdict(plan),
         "profiled": args.profile,
+        "udp_buffer_size": args.udp_buffer_size or None,
+        "previous_run": before.run,
         "machine": spec,
     }
     write_json(out / "results.json", rows, info)
@@ -146,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{spec['cpu']}, {spec['cores']} cores; Python {spec['python']}, node {spec['node']}; "
         f"{info['mode']} run, {duration:.0f} s. Raw figures: {out / 'results.json'}"
     )
+    buffers = f"{args.udp_buffer_size:,} bytes asked" if args.udp_buffer_size > 0 else "aioice's"
+    print(f"UDP socket buffers: {buffers}. Previous run ({args.previous.name}): {before.run}")
     if not args.no_chart:
         title = f"p2prpc benchmarks ({started:%Y-%m-%d}, {spec['cpu']}, {spec['cores']} cores)"
         if write_chart(out / "chart.png", rows, title):

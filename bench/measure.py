@@ -1,4 +1,5 @@
-"""The measuring loops every unary baseline shares, so p2prpc and gRPC are timed the same way."""
+"""The measuring loops every unary baseline shares, so p2prpc and gRPC are timed the same way;
+and the CPU time a worker process has used, which the orchestrator reads around a measurement."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ async def throughput(echo: Echo, concurrency: int, seconds: float, size: int) ->
     start = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     return done / (time.perf_counter() - start)
+
+
+class ProcessPeer:
+    """The ``proc.*`` commands every Python worker answers, whatever peers it runs."""
+
+    async def cmd_cpu(self) -> float:
+        """CPU seconds (user and system, every thread) this process has used so far."""
+        return time.process_time()
+
+    async def aclose(self) -> None:
+        pass

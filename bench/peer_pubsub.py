@@ -31,6 +31,7 @@ from google.protobuf.wrappers_pb2 import BytesValue
 
 from p2prpc.node import Node
 
+from . import udp
 from .peer_rpc import rss
 from .stamp import Receipts, now_ms, stamped
 
@@ -114,7 +115,14 @@ class PubSubPeer:
         self.members: list[_Member] = []
 
     async def _start(self, urls: list[str], identifier: str, **options: Any) -> _Member:
-        node = Node(urls, identifier, ice_servers=[], host_addresses=["127.0.0.1"], **options)
+        node = Node(
+            urls,
+            identifier,
+            ice_servers=[],
+            host_addresses=["127.0.0.1"],
+            udp_buffer_size=udp.buffer_size(),
+            **options,
+        )
         member = _Member(node)
         self.members.append(member)
         await node.start()

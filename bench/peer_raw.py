@@ -4,7 +4,8 @@ What an application would write on aiortc alone: one RTCPeerConnection, one orde
 channel (as simple-peer opens), binary messages, no framing beyond what each benchmark needs. The
 orchestrator carries the offer and answer between the two workers (``offer`` → ``answer`` →
 ``accept``); host candidates are pinned to one address (aioice skips loopback by itself) and no
-STUN server is asked.
+STUN server is asked. Its UDP sockets get the buffers p2prpc's get in the same run (``bench.udp``),
+so that the two differ only above the data channel.
 
 The answering side serves, in the mode the orchestrator sets (``serve``):
 
@@ -28,6 +29,9 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from p2prpc.webrtc import size_udp_buffers
+
+from . import udp
 from .records import make_records
 from .stamp import Receipts, now_ms, stamped
 
@@ -79,6 +83,9 @@ class RawPeer:
     async def _describe(self, pc: RTCPeerConnection, offer: bool) -> str:
         description = await (pc.createOffer() if offer else pc.createAnswer())
         await pc.setLocalDescription(description)
+        size = udp.buffer_size()
+        if size is not None:
+            size_udp_buffers(pc, size)
         assert pc.localDescription is not None
         return pc.localDescription.sdp
 

@@ -36,7 +36,7 @@ from p2prpc.rpc import (
 )
 from p2prpc.tracker.server import TrackerServer
 
-from . import measure
+from . import measure, udp
 from .records import make_records, records_type
 
 SERVICE = "bench.Echo"
@@ -114,6 +114,7 @@ class RpcPeer:
             ice_servers=[],
             host_addresses=[host],
             max_message_size=MAX_MESSAGE_SIZE,
+            udp_buffer_size=udp.buffer_size(),
         )
         if serve:
             node.add_service(SERVICE, bench_handlers())

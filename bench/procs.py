@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from . import profile
+from . import profile, udp
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository: workers run with it as their working directory and first import path."""
@@ -144,6 +144,13 @@ class Worker:
                 f"{self.name}: {cmd} took more than {timeout} s\n{_tail(self.log)}"
             ) from None
 
+    def udp_drops(self) -> int | None:
+        """Datagrams dropped on the way in to this process's open UDP sockets, so far."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return None
+        return udp.socket_drops(process.pid)
+
     async def close(self, grace: float = 10.0) -> None:
         """Close stdin (the worker cleans up and exits), then terminate or kill it if it lingers."""
         process = self._process
@@ -173,13 +180,16 @@ class Worker:
 
 
 class Places(Protocol):
-    """Where workers write: their logs, and their py-spy samples (None: not sampled)."""
+    """Where workers write: their logs, and their py-spy samples (None: not sampled); and where
+    the datagrams their UDP sockets dropped are counted, when they close."""
 
     @property
     def log_dir(self) -> Path: ...
 
     @property
     def profile_dir(self) -> Path | None: ...
+
+    def count_udp_drops(self, drops: int, *, node: bool) -> None: ...
 
 
 @asynccontextmanager
@@ -196,6 +206,7 @@ async def workers(
         await asyncio.gather(*(w.start() for w in started))
         yield started
     finally:
+        places.count_udp_drops(sum(w.udp_drops() or 0 for w in started), node=node)
         await asyncio.gather(*(w.close() for w in started), return_exceptions=True)
 
 
@@ -249,19 +260,3 @@ def namespace() -> Iterator[tuple[str, str]]:
         yield network.addresses
     finally:
         netns.leave()
-
-
-def udp_receive_drops() -> int | None:
-    """Datagrams this network namespace dropped for want of socket buffer (``RcvbufErrors``).
-
-    aiortc's SCTP resends what was dropped, after a timeout: drops during a row make it slower and
-    noisier, and say the receiver did not keep up.
-    """
-    try:
-        with open("/proc/net/snmp") as snmp:
-            udp = [line.split() for line in snmp if line.startswith("Udp:")]
-    except OSError:
-        return None
-    if len(udp) < 2 or "RcvbufErrors" not in udp[0]:
-        return None
-    return int(udp[1][udp[0].index("RcvbufErrors")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,9 @@ from .stats import Summary
 
 P2PRPC = "p2prpc"
 """The label of p2prpc's own figure in a row; other labels are baselines or side figures."""
+
+CPU = "µs CPU/"
+"""How the units of CPU figures begin (``µs CPU/call``): they have a column of their own."""
 
 
 @dataclass
@@ -37,6 +41,11 @@ class Figure:
     @property
     def summary(self) -> Summary:
         return Summary.of(self.samples, higher_is_better=self.higher_is_better)
+
+    @property
+    def is_cpu(self) -> bool:
+        """CPU time per unit of work, summed over the processes doing it."""
+        return self.unit.startswith(CPU)
 
     def show(self, *, p99: bool = True) -> str:
         s = self.summary
@@ -91,6 +100,24 @@ class Row:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Per phase: datagrams dropped on its Python processes' sockets ("sockets"), on its node
+    # processes' ("libwebrtc sockets"), and the growth of the network namespace's UDP error
+    # counters ("namespace RcvbufErrors", ...).
+    udp: dict[str, dict[str, int]] = field(default_factory=dict)
+    previous: dict[str, str] = field(default_factory=dict)  # the last published run: column: cell
+
+    @property
+    def udp_drops(self) -> int | None:
+        """Datagrams the row's Python processes (aiortc) lost on their UDP sockets (None: not
+        counted)."""
+        if not self.udp:
+            return None
+        return sum(counted.get("sockets", 0) for counted in self.udp.values())
+
+    @property
+    def libwebrtc_drops(self) -> int:
+        """The same for its JavaScript peers' sockets, which libwebrtc sizes itself."""
+        return sum(counted.get("libwebrtc sockets", 0) for counted in self.udp.values())
 
     def figure(self, label: str) -> Figure | None:
         for figure in self.figures:
@@ -106,6 +133,10 @@ class Row:
             "errors": self.errors,
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
+            "udp": self.udp,
+            "udp_drops": self.udp_drops,
+            "libwebrtc_udp_drops": self.libwebrtc_drops,
+            "previous": self.previous,
             "ceiling": self.ceiling,
             "figures": [f.to_json() for f in self.figures],
             "checks": [c.to_json() for c in self.checks],
@@ -136,25 +167,70 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+HEADER = [
+    "benchmark",
+    P2PRPC,
+    "previous run",
+    "baselines (same run)",
+    "CPU per message",
+    "UDP drops",
+    "ratio / value",
+    "target",
+    "met?",
+]
+"""The table's columns; ``previous run`` is p2prpc's figure as the README last published it."""
+
+
+def p2prpc_cell(row: Row) -> str:
+    """p2prpc's own figures in a row, as the table's ``p2prpc`` column shows them."""
+    mine = [f for f in row.figures if f.samples and f.label.startswith(P2PRPC) and not f.is_cpu]
+
+    def show(f: Figure) -> str:
+        return f.show() if f.label == P2PRPC else f"{f.label.removeprefix(P2PRPC)} {f.show()}"
+
+    return "; ".join(show(f).strip() for f in mine) or "—"
+
+
+def cpu_cell(row: Row) -> str:
+    """The CPU figures of a row: ``p2prpc 310; raw aiortc 250 µs/call`` (medians)."""
+    figures = [f for f in row.figures if f.samples and f.is_cpu]
+    if not figures:
+        return "—"
+    parts = [f"{f.label.removesuffix(' CPU')} {number(f.summary.median)}" for f in figures]
+    return f"{'; '.join(parts)} µs/{figures[0].unit.removeprefix(CPU)}"
+
+
+def drops_cell(row: Row, *, previous: bool = True) -> str:
+    """The row's UDP drops, and (with ``previous``) those of the previous run where known."""
+    drops = row.udp_drops
+    text = "?" if drops is None else f"{drops:,}"
+    before = re.match(r"[\d,]+", row.previous.get("UDP drops", ""))  # its own, not its "was"
+    if previous and before:
+        text += f" (was {before[0]})"
+    if row.libwebrtc_drops:
+        text += f"; JS P2PT {row.libwebrtc_drops:,}"
+    return text
+
+
 def table(rows: Sequence[Row]) -> str:
     """The results as a Markdown table: one line per target (a row may have several)."""
-    header = ["benchmark", P2PRPC, "baselines (same run)", "ratio / value", "target", "met?"]
+    header = HEADER
     lines = [header, ["---"] * len(header)]
     for row in rows:
+        previous = row.previous.get(P2PRPC, "—")
         if row.skipped is not None:
-            lines.append([row.title, "skipped", "—", "—", row.skipped, "—"])
+            skipped = [row.title, "skipped", previous, "—", "—", "—", "—", row.skipped, "—"]
+            lines.append(skipped)
             continue
         measured = [f for f in row.figures if f.samples]
-        mine = [f for f in measured if f.label.startswith(P2PRPC)]
-        others = [f for f in measured if not f.label.startswith(P2PRPC)]
-
-        def show(f: Figure) -> str:
-            return f.show() if f.label == P2PRPC else f"{f.label.removeprefix(P2PRPC)} {f.show()}"
-
+        others = [f for f in measured if not f.label.startswith(P2PRPC) and not f.is_cpu]
         first = [
             row.title,
-            "; ".join(show(f).strip() for f in mine) or "—",
+            p2prpc_cell(row),
+            previous,
             "; ".join(f"{f.label} {f.show()}" for f in others) or "—",
+            cpu_cell(row),
+            drops_cell(row),
         ]
         if row.errors:
             lines.append([*first, "—", "error: " + row.errors[0].splitlines()[-1][:80], "—"])
@@ -162,7 +238,7 @@ def table(rows: Sequence[Row]) -> str:
         checks = row.checks or [Check("—", "—", None)]
         for i, check in enumerate(checks):
             met = {True: "yes", False: "**no**", None: "?"}[check.met]
-            lead = first if i == 0 else ["", "", ""]
+            lead = first if i == 0 else [""] * len(first)
             lines.append([*lead, check.shown, check.target, met])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []

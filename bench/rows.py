@@ -7,6 +7,10 @@ the row's checks against the issue's targets and says what sets the ceiling.
 
 Where p2prpc and a baseline are compared, both sets of processes stay up and their repetitions
 alternate, so that a slow spell of the machine hits both alike.
+
+CPU per message: the orchestrator reads the CPU time of the processes doing the work (client and
+server, or publisher and subscribers) before and after each repetition, and divides by the calls,
+messages or deliveries it made. The tracker's process is not counted, nor is the orchestrator.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ import functools
 import importlib
 import secrets
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .peer_pubsub import DEGREE, MIN_DEGREE
 from .procs import Worker, embedded_tracker, js_tracker, workers
-from .report import P2PRPC, Check, Figure, Row, amount
+from .records import make_records
+from .report import CPU, P2PRPC, Check, Figure, Row, amount
+
+T = TypeVar("T")
 
 MB = 1e6
 """Bulk rows count megabytes as 10^6 bytes, moved in both directions (request and reply)."""
@@ -85,6 +93,12 @@ class Context:
     veth: tuple[str, str] | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     started: float = field(default_factory=time.monotonic)
+    # Datagrams dropped on the sockets of the workers closed so far: Python ones (aiortc) and
+    # node ones (libwebrtc, which sizes its sockets itself).
+    udp_drops: Counter[str] = field(default_factory=Counter)
+
+    def count_udp_drops(self, drops: int, *, node: bool) -> None:
+        self.udp_drops["libwebrtc sockets" if node else "sockets"] += drops
 
     def progress(self, text: str) -> None:
         """Say what a long phase is doing (on stderr, with the time since the run began)."""
@@ -120,6 +134,33 @@ class Bench:
 
 def now_ms() -> float:
     return time.monotonic_ns() / 1e6
+
+
+async def cpu_seconds(group: Sequence[Worker]) -> float:
+    """CPU seconds the worker processes of ``group`` have used so far, summed."""
+    return sum([float(x) for x in await asyncio.gather(*(w.call("proc.cpu") for w in group))])
+
+
+async def cpu_during(group: Sequence[Worker], work: Awaitable[T]) -> tuple[T, float]:
+    """``work``'s result, and the CPU seconds ``group`` used while it ran."""
+    before = await cpu_seconds(group)
+    result = await work
+    return result, await cpu_seconds(group) - before
+
+
+def cpu_figures(samples: dict[str, list[float]], per: str, note: str) -> list[Figure]:
+    """CPU figures (microseconds per ``per``), one per label that has samples."""
+    return [
+        Figure(f"{label} CPU", f"{CPU}{per}", values, False, note)
+        for label, values in samples.items()
+        if values
+    ]
+
+
+def cpu_check(row: Row, baseline: str = "raw aiortc", limit: float = 1.2) -> None:
+    """The issue's CPU target: p2prpc's CPU per message at most ``limit`` × the baseline's."""
+    target = f"CPU ≤ {limit:g}× {baseline}"
+    ratio_check(row, target, f"{P2PRPC} CPU", f"{baseline} CPU", limit, at_least=False)
 
 
 # -- setting peers up -----------------------------------------------------------------------------
@@ -329,57 +370,77 @@ PAYLOAD = 100
 CONCURRENCY = 32
 
 
+LATENCY_WARMUP = 20
+
+
 async def unary_latency(ctx: Context) -> list[Figure]:
     calls = ctx.plan.latency_calls
     rounds = 4 if calls >= 400 else 1
     samples: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": [], "gRPC aio": []}
+    cpu: dict[str, list[float]] = {label: [] for label in samples}
     async with AsyncExitStack() as stack:
-        _, rpc = await rpc_pair(stack, ctx, "latency")
-        raw_server, raw = await raw_pair(stack, ctx, "latency")
-        await raw_server.call("raw.serve", mode="ping")
-        _, grpc = await grpc_pair(stack, ctx, "latency")
+        pairs = {
+            P2PRPC: (await rpc_pair(stack, ctx, "latency"), "rpc.latency"),
+            "raw aiortc": (await raw_pair(stack, ctx, "latency"), "raw.ping"),
+            "gRPC aio": (await grpc_pair(stack, ctx, "latency"), "grpc.latency"),
+        }
+        await pairs["raw aiortc"][0][0].call("raw.serve", mode="ping")
         for _ in range(rounds):
             n = calls // rounds
-            samples[P2PRPC] += await rpc.call("rpc.latency", count=n, size=PAYLOAD)
-            samples["raw aiortc"] += await raw.call("raw.ping", count=n, size=PAYLOAD)
-            samples["gRPC aio"] += await grpc.call("grpc.latency", count=n, size=PAYLOAD)
+            for label, ((server, client), cmd) in pairs.items():
+                work = client.call(cmd, count=n, size=PAYLOAD, warmup=LATENCY_WARMUP)
+                times, used = await cpu_during([server, client], work)
+                samples[label] += times
+                cpu[label].append(used / (n + LATENCY_WARMUP) * 1e6)
     notes = {
         P2PRPC: "unary call, 100-byte BytesValue each way",
         "raw aiortc": "100-byte data-channel message and its echo",
         "gRPC aio": "unary call on loopback TCP, 100-byte BytesValue each way",
     }
-    return [Figure(k, "ms", v, False, notes[k]) for k, v in samples.items()]
+    figures = [Figure(k, "ms", v, False, notes[k]) for k, v in samples.items()]
+    return figures + cpu_figures(
+        cpu, "call", "client and server processes, per sequential call (warm-up included)"
+    )
 
 
 def judge_latency(row: Row) -> None:
     ratio_check(row, "p50 ≤ 1.25× raw aiortc", P2PRPC, "raw aiortc", 1.25, at_least=False)
     ratio_check(row, "p50 ≤ 1.0× gRPC aio", P2PRPC, "gRPC aio", 1.0, at_least=False)
+    cpu_check(row)
     row.ceiling = transport_ceiling(row)
 
 
 async def unary_throughput(ctx: Context) -> list[Figure]:
     plan = ctx.plan
     samples: dict[str, list[float]] = {P2PRPC: [], "gRPC aio": [], "raw aiortc": []}
+    cpu: dict[str, list[float]] = {label: [] for label in samples}
     args = {"concurrency": CONCURRENCY, "seconds": plan.throughput_seconds, "size": PAYLOAD}
     async with AsyncExitStack() as stack:
-        _, rpc = await rpc_pair(stack, ctx, "throughput")
-        _, grpc = await grpc_pair(stack, ctx, "throughput")
-        raw_server, raw = await raw_pair(stack, ctx, "throughput")
-        await raw_server.call("raw.serve", mode="ping")
+        pairs = {
+            P2PRPC: (await rpc_pair(stack, ctx, "throughput"), "rpc.throughput"),
+            "gRPC aio": (await grpc_pair(stack, ctx, "throughput"), "grpc.throughput"),
+            "raw aiortc": (await raw_pair(stack, ctx, "throughput"), "raw.ping_flight"),
+        }
+        await pairs["raw aiortc"][0][0].call("raw.serve", mode="ping")
         for _ in range(plan.throughput_runs):
-            samples[P2PRPC].append(await rpc.call("rpc.throughput", **args))
-            samples["gRPC aio"].append(await grpc.call("grpc.throughput", **args))
-            samples["raw aiortc"].append(await raw.call("raw.ping_flight", **args))
+            for label, ((server, client), cmd) in pairs.items():
+                rate, used = await cpu_during([server, client], client.call(cmd, **args))
+                samples[label].append(rate)
+                cpu[label].append(used / (rate * plan.throughput_seconds) * 1e6)
     notes = {
         P2PRPC: f"{CONCURRENCY} unary calls in flight, {PAYLOAD} bytes",
         "gRPC aio": f"{CONCURRENCY} unary calls in flight on loopback TCP",
         "raw aiortc": f"{CONCURRENCY} data-channel messages in flight, each echoed",
     }
-    return [Figure(k, "calls/s", v, True, notes[k]) for k, v in samples.items()]
+    figures = [Figure(k, "calls/s", v, True, notes[k]) for k, v in samples.items()]
+    return figures + cpu_figures(
+        cpu, "call", f"client and server processes, per call with {CONCURRENCY} in flight"
+    )
 
 
 def judge_throughput(row: Row) -> None:
     ratio_check(row, "≥ 1.0× gRPC aio", P2PRPC, "gRPC aio", 1.0, at_least=True)
+    cpu_check(row)
     row.ceiling = transport_ceiling(row)
 
 
@@ -480,6 +541,36 @@ async def bulk_records(ctx: Context) -> list[Figure]:
     return figures
 
 
+async def records_js(ctx: Context) -> list[Figure]:
+    payload = make_records(10_000_000).SerializeToString()
+    speeds = []
+    with tempfile.TemporaryDirectory(prefix="p2prpc-bench-") as folder:
+        path = Path(folder) / "records.bin"
+        path.write_bytes(payload)
+        async with (
+            js_tracker() as url,
+            workers(["records-js-server", "records-js-client"], ctx, node=True) as (server, client),
+        ):
+            identifier = ctx.identifier("records-js")
+            await server.call("p2pt.join", urls=[url], identifier=identifier, serve=True)
+            await client.call("p2pt.join", urls=[url], identifier=identifier)
+            await client.call("p2pt.wait_peer")
+            await client.call("p2pt.echo_file", path=str(path), timeout=300)  # warm-up
+            for _ in range(ctx.plan.records_10mb):
+                echo = await client.call("p2pt.echo_file", path=str(path), timeout=300)
+                speeds.append(2 * echo["bytes"] / MB / echo["seconds"])
+    return [
+        Figure(
+            "JS P2PT",
+            "MB/s",
+            speeds,
+            True,
+            "node ↔ node (libwebrtc), uncompressed: the same serialized records sent as one "
+            "latin-1 string and responded, in the namespace",
+        )
+    ]
+
+
 def judge_records(row: Row) -> None:
     # "Beat it outright": by more than the run-to-run noise of aiortc's bulk figures, with the
     # compression that does best here.
@@ -497,6 +588,13 @@ def judge_records(row: Row) -> None:
             f" uncompressed; with {best.label.removeprefix(P2PRPC).strip()} it sends fewer bytes "
             f"and moves {gain:.1f}× what raw aiortc does"
         )
+    js = row.figure("JS P2PT")
+    if best is not None and js is not None and row.ceiling:
+        share = best.summary.median / js.summary.median
+        row.ceiling += (
+            f"; JS P2PT on libwebrtc moves {js.show(p99=False)} of the same records uncompressed, "
+            f"{best.label} {share:.2f}× that"
+        )
 
 
 # -- streaming ------------------------------------------------------------------------------------
@@ -508,25 +606,32 @@ async def streaming(ctx: Context) -> list[Figure]:
     count = ctx.plan.stream_count
     mine: list[float] = []
     raw: list[float] = []
+    cpu: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
     async with AsyncExitStack() as stack:
-        _, rpc = await rpc_pair(stack, ctx, "stream")
+        rpc_server, rpc = await rpc_pair(stack, ctx, "stream")
         raw_server, raw_client = await raw_pair(stack, ctx, "stream")
         await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
         await rpc.call("rpc.stream", count=count // 10, size=STREAM_SIZE)  # warm-up
         await raw_client.call("raw.stream", count=count, size=STREAM_SIZE)
         for _ in range(ctx.plan.stream_runs):
-            seconds = await rpc.call("rpc.stream", count=count, size=STREAM_SIZE, timeout=300)
+            work = rpc.call("rpc.stream", count=count, size=STREAM_SIZE, timeout=300)
+            seconds, used = await cpu_during([rpc_server, rpc], work)
             mine.append(count / seconds)
-            seconds = await raw_client.call("raw.stream", count=count, size=STREAM_SIZE)
+            cpu[P2PRPC].append(used / count * 1e6)
+            work = raw_client.call("raw.stream", count=count, size=STREAM_SIZE)
+            seconds, used = await cpu_during([raw_server, raw_client], work)
             raw.append(count / seconds)
+            cpu["raw aiortc"].append(used / count * 1e6)
     return [
         Figure(P2PRPC, "msgs/s", mine, True, f"server stream of {count:,} × 1 KB BytesValue"),
         Figure("raw aiortc", "msgs/s", raw, True, f"{count:,} 1 KB data-channel messages"),
+        *cpu_figures(cpu, "msg", "server and client processes, per streamed message"),
     ]
 
 
 def judge_streaming(row: Row) -> None:
     ratio_check(row, "≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
+    cpu_check(row)
     row.ceiling = transport_ceiling(row)
 
 
@@ -554,19 +659,21 @@ class _FanOut:
     rates: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     delivered: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # µs per delivery, every process summed
     counters: Counter[str] = field(default_factory=Counter)
 
 
 async def _measure_fanout(
     ctx: Context,
+    publisher: Worker,
     publish: Callable[..., Coroutine[Any, Any, Any]],
     subscribers: list[Worker],
     kind: str,
 ) -> _FanOut:
     """A warm-up, paced messages for latency, then bursts for deliveries per second.
 
-    ``publish(count=, size=, interval=)`` publishes; ``kind`` names the subscribers' commands
-    (``pubsub`` or ``raw``: ``reset`` and ``collect``).
+    ``publish(count=, size=, interval=)`` publishes (in ``publisher``'s process); ``kind`` names the
+    subscribers' commands (``pubsub`` or ``raw``: ``reset`` and ``collect``).
     """
     plan = ctx.plan
     found = _FanOut()
@@ -586,16 +693,22 @@ async def _measure_fanout(
         found.latencies += r["latencies_ms"]
     for i in range(plan.fanout_runs):
         ctx.progress(f"{kind}: burst {i + 1} of {plan.fanout_runs}, {plan.fanout_burst} messages")
-        results = await run(plan.fanout_burst, 0.0, 20.0)
+        results, used = await cpu_during(
+            [publisher, *subscribers], run(plan.fanout_burst, 0.0, 20.0)
+        )
         start = results[0]["sent"]["t_first_ms"]
         last = max(r["t_last_ms"] for r in results)
         received = sum(r["received"] for r in results)
         found.rates.append(received / ((last - start) / 1e3))
+        found.cpu.append(used / max(received, 1) * 1e6)
         found.delivered.append(100.0 * received / (plan.fanout_burst * len(subscribers)))
         found.counters = Counter()  # cumulative in each subscriber: keep the last
         for r in results:
             found.counters.update(r.get("counters", {}))
     return found
+
+
+_cpu_note = "the publisher's and subscribers' processes during the bursts, per delivery"
 
 
 def _burst_note(plan: Plan) -> str:
@@ -622,7 +735,7 @@ async def fanout(ctx: Context) -> list[Figure]:
             "pubsub.wait_subscribers", count=FANOUT_SUBSCRIBERS, timeout=90
         )
         publish = functools.partial(publisher.call, "pubsub.publish")
-        found = await _measure_fanout(ctx, publish, subscribers, "pubsub")
+        found = await _measure_fanout(ctx, publisher, publish, subscribers, "pubsub")
     counters = ", ".join(f"{k} {v}" for k, v in sorted(found.counters.items()) if v)
     return [
         Figure(
@@ -646,6 +759,7 @@ async def fanout(ctx: Context) -> list[Figure]:
             True,
             f"of each burst, to every subscriber; the subscribers' counters at the end: {counters}",
         ),
+        *cpu_figures({P2PRPC: found.cpu}, "delivery", _cpu_note),
     ]
 
 
@@ -662,7 +776,7 @@ async def fanout_raw(ctx: Context) -> list[Figure]:
         )
         await asyncio.gather(*(s.call("raw.serve", mode="sink") for s in subscribers))
         publish = functools.partial(hub.call, "rawhub.publish")
-        found = await _measure_fanout(ctx, publish, subscribers, "raw")
+        found = await _measure_fanout(ctx, hub, publish, subscribers, "raw")
     return [
         Figure(
             "raw aiortc",
@@ -678,6 +792,7 @@ async def fanout_raw(ctx: Context) -> list[Figure]:
             False,
             "send → receipt, one message (on each channel) per 5 ms",
         ),
+        *cpu_figures({"raw aiortc": found.cpu}, "delivery", _cpu_note),
     ]
 
 
@@ -687,6 +802,7 @@ def judge_fanout(row: Row) -> None:
         row.notes.append(mine.note.split("; ", 1)[-1])
     value_check(row, "≥ 5,000 deliveries/s", P2PRPC, 5000.0, at_least=True)
     value_check(row, "p50 ≤ 2 ms", "p2prpc latency", 2.0, at_least=False)
+    cpu_check(row)
     row.ceiling = transport_ceiling(row)
     raw = row.figure("raw aiortc latency")
     mine = row.figure("p2prpc latency")
@@ -815,7 +931,10 @@ BENCHES: Sequence[Bench] = (
     Bench(
         "bulk-records",
         "bulk 10 MB records (compressible)",
-        (Phase("p2prpc and raw aiortc", bulk_records),),
+        (
+            Phase("p2prpc and raw aiortc", bulk_records),
+            Phase("JS P2PT", records_js, netns=True),
+        ),
         judge_records,
     ),
     Bench(

@@ -4,7 +4,8 @@ Each stdin line is a command, ``{"id": n, "cmd": "kind.name", "args": {...}}``; 
 stdout line back, ``{"id": n, "ok": true, "value": ...}`` or ``{"id": n, "ok": false, "error":
 "..."}``. ``kind`` picks a peer class (``rpc``: a p2prpc node, ``raw``: a raw aiortc connection,
 ``rawhub``: several, ``grpc``: gRPC aio, ``pubsub``: p2prpc topics, ``tracker``: the embedded
-tracker), created on its first command and kept for the worker's life; ``name`` picks its
+tracker, ``proc``: the process itself, its CPU time), created on its first command and kept for
+the worker's life; ``name`` picks its
 ``cmd_<name>`` method, called with ``args`` as keywords.
 
 Commands run as tasks, so a measurement in progress does not stop the next command from being
@@ -35,6 +36,7 @@ PEER_CLASSES = {
     "grpc": ("bench.peer_grpc", "GrpcPeer"),
     "pubsub": ("bench.peer_pubsub", "PubSubPeer"),
     "tracker": ("bench.peer_rpc", "TrackerPeer"),
+    "proc": ("bench.measure", "ProcessPeer"),
 }
 
 

@@ -48,7 +48,7 @@ from .errors import (
     ReplyTimeout,
 )
 from .tracker.client import TrackerClient
-from .webrtc import MAX_SEND_QUEUE, Channel, RTCOptions, SendQueueFull
+from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, RTCOptions, SendQueueFull
 from .wire.frames import (
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,
@@ -227,6 +227,8 @@ class P2PT(AsyncIOEventEmitter):
     (``send``/``respond``: their reply does; ``post``/``send_raw``: they raise) and sends nothing;
     ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
     ``max_channels_per_peer × (max_send_queue + 1 MiB + one message)`` bytes of outgoing data.
+    ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
+    (:class:`~p2prpc.webrtc.RTCOptions`).
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
@@ -241,6 +243,7 @@ class P2PT(AsyncIOEventEmitter):
         *,
         ice_servers: Sequence[RTCIceServer] | None = None,
         host_addresses: Sequence[str] | None = None,
+        udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         reply_timeout: float | None = 60.0,
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
@@ -260,7 +263,10 @@ class P2PT(AsyncIOEventEmitter):
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
         self._rtc_options = RTCOptions(
-            ice_servers=ice_servers, host_addresses=host_addresses, max_send_queue=max_send_queue
+            ice_servers=ice_servers,
+            host_addresses=host_addresses,
+            max_send_queue=max_send_queue,
+            udp_buffer_size=udp_buffer_size,
         )
         self.reply_timeout = reply_timeout
         if max_channels_per_peer < 1:

@@ -14,15 +14,23 @@ ICE policy: ``ice_servers`` is handed to aiortc as is (``[]`` means host candida
 query ever leaves the machine; ``None`` means P2PT's defaults, the STUN servers simple-peer sets).
 ``host_addresses`` pins the host candidates to the given addresses, for example ``["127.0.0.1"]`` so
 that two Python peers on one machine meet over loopback (aioice skips loopback by itself).
+
+Socket buffers: aiortc's SCTP sends bursts of datagrams that a busy event loop may not read at once;
+what does not fit in the UDP socket's receive buffer is dropped and only resent after SCTP's
+retransmission timeout. ``udp_buffer_size`` (4 MiB by default) sizes the receive and send buffers
+of the sockets under each connection, up to what the kernel allows (``net.core.rmem_max`` and
+``net.core.wmem_max``; raise those for high rates).
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.trsock
 import contextvars
 import enum
 import logging
 import secrets
+import socket
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +69,10 @@ class SendQueueFull(PeerError, BufferError):
     """
 
 
+#: The receive and send buffer asked for each UDP socket under a connection (the kernel clamps it).
+UDP_BUFFER_SIZE = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class RTCOptions:
     """How WebRTC connections are set up.
@@ -70,10 +82,13 @@ class RTCOptions:
     ``high_water_mark`` and ``low_water_mark`` (bytes): data is handed to aiortc's data channel
     while its buffer holds at most ``high_water_mark`` bytes, and queued by us above that until it
     falls to ``low_water_mark``. ``max_send_queue`` (bytes): the most that queue may hold.
+    ``udp_buffer_size``: bytes of receive and send buffer to ask for each UDP socket, granted up to
+    ``net.core.rmem_max`` / ``net.core.wmem_max``; ``None`` keeps aioice's own (256 KiB receive).
     """
 
     ice_servers: Sequence[RTCIceServer] | None = None
     host_addresses: Sequence[str] | None = None
+    udp_buffer_size: int | None = UDP_BUFFER_SIZE
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
     max_send_queue: int = MAX_SEND_QUEUE
@@ -113,9 +128,53 @@ async def _set_local_description(
         await pc.setLocalDescription(description)
     finally:
         _pinned_addresses.reset(token)
+    if options.udp_buffer_size is not None:
+        # The sockets exist once candidates are gathered, before the SDP naming them leaves us.
+        size_udp_buffers(pc, options.udp_buffer_size)
     local = pc.localDescription
     assert local is not None  # set just above
     return local.sdp
+
+
+def udp_sockets(pc: RTCPeerConnection) -> list[asyncio.trsock.TransportSocket]:
+    """The UDP sockets aioice opened for the data channels of ``pc`` (none before gathering)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return []
+    # aiortc exposes the ICE transport; the aioice connection under it, and the datagram
+    # transports of its candidates, only as attributes of its own.
+    connection = getattr(sctp.transport.transport.iceGatherer, "_connection", None)
+    found = []
+    for protocol in getattr(connection, "_protocols", ()):
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and sock.type == socket.SOCK_DGRAM:
+            found.append(sock)
+    return found
+
+
+def size_udp_buffers(pc: RTCPeerConnection, size: int) -> list[tuple[int, int]]:
+    """Ask for ``size``-byte receive and send buffers on the UDP sockets of ``pc``.
+
+    The kernel grants at most ``net.core.rmem_max`` (receive) and ``net.core.wmem_max`` (send)
+    to an unprivileged request. Returns what each socket got, ``(SO_RCVBUF, SO_SNDBUF)`` as the
+    kernel reports them (Linux reports twice the bytes granted: it counts its bookkeeping too).
+    """
+    granted = []
+    for sock in udp_sockets(pc):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError as error:  # a closed socket, or a system without these options
+            logger.debug("cannot size UDP buffers of %s: %s", sock, error)
+            continue
+        got = (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+        logger.debug("UDP socket %s: asked %d bytes, granted %s", sock.getsockname(), size, got)
+        granted.append(got)
+    return granted
 
 
 class ChannelState(enum.Enum):

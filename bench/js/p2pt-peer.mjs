@@ -13,11 +13,14 @@
 //   p2pt.wait_peer {timeout}             waits for the first peerconnect: {t_connect_ms}
 //   p2pt.echo {size}                     sends a string of size characters to that peer and waits
 //                                        for the reply: seconds
+//   p2pt.echo_file {path}                the same with a file's bytes as a latin-1 string (one
+//                                        character a byte; P2PT sends text): {seconds, bytes}
 //   p2pt.leave                           destroy()
 import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
 import { pathToFileURL } from 'node:url'
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 
 const jsDir = process.argv[2]
 if (!jsDir) {
@@ -74,20 +77,29 @@ const commands = {
   },
 
   async echo ({ size, timeout = 60 }) {
-    if (!firstPeer) throw new Error('no peer')
     // Printable characters: P2PT sends strings, and JSON-escapes nothing of these.
     const msg = randomBytes(Math.ceil(size * 3 / 4) + 3).toString('base64').slice(0, size)
-    const start = process.hrtime.bigint()
-    const [, reply] = await withTimeout(p2pt.send(firstPeer, msg), timeout, 'echo')
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9
-    if (reply !== msg) throw new Error('the echo came back different')
-    return seconds
+    return await timedEcho(msg, timeout)
+  },
+
+  async echo_file ({ path, timeout = 300 }) {
+    const bytes = await readFile(path)
+    return { seconds: await timedEcho(bytes.toString('latin1'), timeout), bytes: bytes.length }
   },
 
   async leave () {
     leave()
     return null
   }
+}
+
+async function timedEcho (msg, timeout) {
+  if (!firstPeer) throw new Error('no peer')
+  const start = process.hrtime.bigint()
+  const [, reply] = await withTimeout(p2pt.send(firstPeer, msg), timeout, 'echo')
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  if (reply !== msg) throw new Error('the echo came back different')
+  return seconds
 }
 
 function answer (reply) {

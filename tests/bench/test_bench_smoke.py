@@ -1,7 +1,8 @@
 """`make bench` cannot rot: its quick mode runs one cheap row end to end and writes its JSON.
 
 Speeds are not asserted (they belong to `make bench` on a quiet machine); only that every process
-starts, every peer connects, and the results have the shape the table and chart are drawn from.
+starts, every peer connects, and the results have the shape the table and chart are drawn from:
+the timings, the CPU per call, the UDP drops and the previous run's column.
 """
 
 from __future__ import annotations
@@ -43,14 +44,26 @@ def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
     assert row["key"] == "unary-latency"
     assert row["skipped"] is None and row["errors"] == []
     figures = {figure["label"]: figure for figure in row["figures"]}
-    assert set(figures) == {"p2prpc", "raw aiortc", "gRPC aio"}
-    for figure in figures.values():
+    timed = {"p2prpc", "raw aiortc", "gRPC aio"}
+    assert set(figures) == timed | {f"{label} CPU" for label in timed}
+    for label in timed:
+        figure = figures[label]
         assert figure["unit"] == "ms" and figure["higher_is_better"] is False
         assert len(figure["samples"]) == document["plan"]["latency_calls"]
         assert all(sample > 0 for sample in figure["samples"])
         summary = figure["summary"]
         assert summary["n"] == len(figure["samples"])
         assert summary["min"] <= summary["median"] <= summary["p99"] <= summary["max"]
+        cpu = figures[f"{label} CPU"]
+        assert cpu["unit"] == "µs CPU/call" and cpu["higher_is_better"] is False
+        assert cpu["samples"] and all(sample > 0 for sample in cpu["samples"])
     targets = [check["target"] for check in row["checks"]]
-    assert targets == ["p50 ≤ 1.25× raw aiortc", "p50 ≤ 1.0× gRPC aio"]
+    assert targets == ["p50 ≤ 1.25× raw aiortc", "p50 ≤ 1.0× gRPC aio", "CPU ≤ 1.2× raw aiortc"]
     assert all(isinstance(check["met"], bool) for check in row["checks"])
+
+    # Datagrams lost on the row's own sockets are counted (how many is the machine's business).
+    assert document["udp_buffer_size"] > 0
+    assert isinstance(row["udp_drops"], int) and row["udp_drops"] >= 0
+    assert all("sockets" in counted for counted in row["udp"].values())
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| benchmark"))
+    assert "CPU per message" in header and "UDP drops" in header and "previous run" in header
