@@ -24,7 +24,13 @@ class ProtocolError(P2PRPCError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """A peer or a tracker sent something the protocol does not allow."""
+    """A peer or a tracker sent something the protocol does not allow.
+
+    ``message_id``: the P2PT message (and so the call) it concerns, when that is known, so that
+    the peer can be answered on it.
+    """
+
+    message_id: int | None = None
 
 
 class LocalProtocolError(ProtocolError):

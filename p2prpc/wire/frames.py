@@ -19,6 +19,7 @@ import math
 import random
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias, cast
@@ -54,6 +55,8 @@ MAX_MESSAGE_LENGTH: int = 16000
 
 MESSAGE_PREFIX: str = "^"
 """The character that marks a data-channel text as a P2PT frame."""
+
+_MAX_REFUSED = 4096
 
 MAX_PEER_BYTES: int = 64 * 2**20
 """Default bytes of unfinished message text one peer can make a :class:`Reassembler` hold."""
@@ -476,6 +479,8 @@ class Reassembler:
         self._pending = 0
         self._pending_length = 0
         self._held = 0
+        # Messages refused part-way, whose later chunks are dropped quietly (oldest forgotten).
+        self._refused: OrderedDict[tuple[Hashable, int], None] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -503,12 +508,30 @@ class Reassembler:
         A ``c == 0`` frame starts a message, replacing a stale unfinished one with the same id.
         Raises :class:`~p2prpc.errors.FrameError` for a chunk out of order (dropping that message)
         or a final text marked ``o`` that is not JSON, :class:`~p2prpc.errors.MessageTooBig` and
-        :class:`~p2prpc.errors.TooManyPending` when a cap or a byte budget is passed.
+        :class:`~p2prpc.errors.TooManyPending` when a cap or a byte budget is passed; each error
+        names the message (``error.message_id``). The later chunks of a message refused this way
+        are dropped without a word (one error a message, not one a chunk).
         """
+        try:
+            return self._feed(key, frame, now)
+        except RemoteProtocolError as error:
+            error.message_id = frame.id
+            if not frame.last:
+                self._refused[(key, frame.id)] = None
+                while len(self._refused) > _MAX_REFUSED:
+                    self._refused.popitem(last=False)
+            raise
+
+    def _feed(self, key: Hashable, frame: Frame, now: float) -> Message | None:
+        if frame.c != 0 and (key, frame.id) in self._refused:
+            if frame.last:
+                del self._refused[(key, frame.id)]
+            return None
         length = js_length(frame.msg)
         entry = self._partials.get(key)
         partial = entry.partials.get(frame.id) if entry is not None else None
         if frame.c == 0:
+            self._refused.pop((key, frame.id), None)
             if partial is not None:
                 self._drop(key, frame.id)
                 entry = self._partials.get(key)

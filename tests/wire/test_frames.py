@@ -422,12 +422,16 @@ def test_wrong_chunk_index_drops_the_message() -> None:
     reassembler = Reassembler()
     reassembler.feed("a", frame(1, 0, "x"), 0.0)
     reassembler.feed("a", frame(2, 0, "other"), 0.0)
-    with pytest.raises(FrameError, match="chunk 1 was due"):
+    with pytest.raises(FrameError, match="chunk 1 was due") as refused:
         reassembler.feed("a", frame(1, 2, "z"), 0.0)
+    assert refused.value.message_id == 1  # so the peer can be answered on that message
     assert reassembler.pending == 1
     assert reassembler.pending_length == 5
-    with pytest.raises(FrameError, match="not in progress"):
-        reassembler.feed("a", frame(1, 1, "y", last=True), 0.0)
+    # The rest of a refused message is dropped quietly: one error a message, not one a chunk.
+    assert reassembler.feed("a", frame(1, 3, "y"), 0.0) is None
+    assert reassembler.feed("a", frame(1, 4, "y", last=True), 0.0) is None
+    with pytest.raises(FrameError, match="not in progress"):  # and then it is forgotten
+        reassembler.feed("a", frame(1, 5, "y", last=True), 0.0)
     assert reassembler.feed("a", frame(1, 0, "new", last=True), 0.0) == Message(1, "new")
     assert reassembler.feed("a", frame(2, 1, "!", last=True), 0.0) == Message(2, "other!")
 
