@@ -225,10 +225,11 @@ class P2PT(AsyncIOEventEmitter):
 
     Toward a peer that reads slowly or not at all, each data channel queues at most
     ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
-    plus one message): a send that does not fit fails with :class:`~p2prpc.webrtc.SendQueueFull`
-    (``send``/``respond``: their reply does; ``post``/``send_raw``: they raise) and sends nothing;
+    plus one data-channel message of at most 64 KiB): a send that does not fit fails with
+    :class:`~p2prpc.webrtc.SendQueueFull` (``send``/``respond``: their reply does;
+    ``post``/``send_raw``: they raise) and sends nothing;
     ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
-    ``max_channels_per_peer × (max_send_queue + 1 MiB + one message)`` bytes of outgoing data.
+    ``max_channels_per_peer × (max_send_queue + 1 MiB + 64 KiB)`` bytes of outgoing data.
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
