@@ -211,7 +211,9 @@ class P2PT(AsyncIOEventEmitter):
     with that many channels open or connecting are not answered, answers to our offers are not
     taken from a peer with that many open, and a channel that opens past the cap anyway (offers
     crossing) is closed at both ends: the one with the greatest label among those opened in the
-    last few seconds.
+    last few seconds. ``max_connecting`` (32): offers are not answered while this many channels
+    are connecting (each holds a connection and its sockets for up to 50 s; peer ids cost a
+    flooding tracker client nothing).
 
     Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
     peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
@@ -223,10 +225,11 @@ class P2PT(AsyncIOEventEmitter):
 
     Toward a peer that reads slowly or not at all, each data channel queues at most
     ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
-    plus one message): a send that does not fit fails with :class:`~p2prpc.webrtc.SendQueueFull`
-    (``send``/``respond``: their reply does; ``post``/``send_raw``: they raise) and sends nothing;
+    plus one data-channel message of at most 64 KiB): a send that does not fit fails with
+    :class:`~p2prpc.webrtc.SendQueueFull` (``send``/``respond``: their reply does;
+    ``post``/``send_raw``: they raise) and sends nothing;
     ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
-    ``max_channels_per_peer × (max_send_queue + 1 MiB + one message)`` bytes of outgoing data.
+    ``max_channels_per_peer × (max_send_queue + 1 MiB + 64 KiB)`` bytes of outgoing data.
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
     (:class:`~p2prpc.webrtc.RTCOptions`).
 
@@ -252,6 +255,7 @@ class P2PT(AsyncIOEventEmitter):
         max_total_bytes: int = MAX_TOTAL_BYTES,
         max_channels_per_peer: int = 4,
         max_send_queue: int = MAX_SEND_QUEUE,
+        max_connecting: int = 32,
         max_peers: int | None = None,
         min_peers: int | None = None,
         tracker_options: dict[str, Any] | None = None,
@@ -269,8 +273,9 @@ class P2PT(AsyncIOEventEmitter):
             udp_buffer_size=udp_buffer_size,
         )
         self.reply_timeout = reply_timeout
-        if max_channels_per_peer < 1:
-            raise ValueError("max_channels_per_peer must be at least 1")
+        if max_channels_per_peer < 1 or max_connecting < 1:
+            raise ValueError("max_channels_per_peer and max_connecting must be at least 1")
+        self.max_connecting = max_connecting
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -497,9 +502,10 @@ class P2PT(AsyncIOEventEmitter):
         return self._rtc_options
 
     def accepts_offer_from(self, peer_id: str) -> bool:
-        """Whether to answer an offer from ``peer_id``: its channels open or connecting are below
-        ``max_channels_per_peer``, and a new peer is within ``max_peers``."""
-        if self._destroyed:
+        """Whether to answer an offer from ``peer_id``: fewer than ``max_connecting`` channels are
+        connecting in all, its channels open or connecting are below ``max_channels_per_peer``,
+        and a new peer is within ``max_peers``."""
+        if self._destroyed or len(self._connecting) >= self.max_connecting:
             return False
         remote = self._remotes.get(peer_id)
         open_count = len(remote.channels) if remote is not None else 0

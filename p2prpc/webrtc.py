@@ -372,8 +372,14 @@ class Channel:
             self.on_open()
 
     def _on_dc_message(self, data: str | bytes) -> None:
-        if self.state is ChannelState.OPEN:
+        if self.state is not ChannelState.OPEN:
+            return
+        try:
             self.on_message(data)
+        except Exception:
+            # A handler's bug must not reach aiortc: raised from its receive path, it kills the
+            # connection, and every later message with it. It stays a traceback in the log.
+            logger.exception("handling a message from %s failed", self.peer_id)
 
     def _on_dc_close(self) -> None:
         self.close()

@@ -94,7 +94,12 @@ class TrackerDisconnected(P2PRPCError, ConnectionError):
 
 
 class TrackerClient:
-    """A connection to one announce URL, serving one swarm."""
+    """A connection to one announce URL, serving one swarm.
+
+    Each announce carries up to ``max_offers`` (5) fresh offers; unanswered ones expire after
+    ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
+    are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
+    """
 
     def __init__(
         self,

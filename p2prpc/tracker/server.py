@@ -28,13 +28,17 @@ import contextlib
 import logging
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Generic, Self, TypeVar
 
+from websockets import State
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
 from ..errors import TrackerRequestError
 from ..wire.tracker import (
@@ -66,7 +70,14 @@ DEFAULT_MAX_SWARMS = 10_000
 DEFAULT_MAX_PEERS_PER_SWARM = 1_000
 DEFAULT_MAX_OFFERS = 10
 DEFAULT_MAX_INFO_HASHES_PER_SOCKET = 32
-DEFAULT_MAX_SEND_QUEUE = 64
+DEFAULT_MAX_SEND_QUEUE = 256
+DEFAULT_MAX_SEND_BYTES = 2**20
+#: Seconds a socket closed for not reading has to answer the close before it is dropped.
+SLOW_CLOSE_TIMEOUT = 1.0
+DEFAULT_OFFER_RATE = 10.0
+DEFAULT_OFFER_BURST = 100
+DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_MAX_CONNECTIONS_PER_IP = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,10 @@ class Swarms(Generic[C]):
     connection to send it on, in order. Refusals come back as :class:`FailureReply` messages.
     Times are seconds on any monotonic clock, passed in so that tests need not wait.
 
+    Offers relayed for one connection are rate-limited (a token bucket: ``offer_burst`` at once,
+    ``offer_rate`` a second after that); offers beyond are not relayed and the announce reply
+    says so in its ``warning message``, so that one socket cannot flood a swarm with offers.
+
     Invariant: a peer is in ``_recency`` exactly when it is in its swarm's ``peers`` and in its
     connection's membership, and ``_recency`` is ordered by ``last_seen``.
     """
@@ -120,6 +135,8 @@ class Swarms(Generic[C]):
         max_swarms: int = DEFAULT_MAX_SWARMS,
         max_peers_per_swarm: int = DEFAULT_MAX_PEERS_PER_SWARM,
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+        offer_rate: float = DEFAULT_OFFER_RATE,
+        offer_burst: int = DEFAULT_OFFER_BURST,
         rng: random.Random | None = None,
     ) -> None:
         _require_positive(interval=interval)
@@ -131,9 +148,14 @@ class Swarms(Generic[C]):
             max_peers_per_swarm=max_peers_per_swarm,
             max_info_hashes_per_socket=max_info_hashes_per_socket,
         )
+        _require_positive(offer_rate=offer_rate, offer_burst=offer_burst)
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
         self.max_info_hashes_per_socket = max_info_hashes_per_socket
+        self.offer_rate = offer_rate
+        self.offer_burst = offer_burst
+        # connection -> (offers it may still have relayed, when that was counted)
+        self._offer_tokens: dict[C, tuple[float, float]] = {}
         self._rng = rng or random.Random()
         self._swarms: dict[bytes, _Swarm[C]] = {}
         # connection -> info_hash -> peer ids it announced there
@@ -166,6 +188,7 @@ class Swarms(Generic[C]):
 
     def disconnect(self, conn: C) -> None:
         """``conn`` closed: remove every peer it announced, from every swarm."""
+        self._offer_tokens.pop(conn, None)
         members = self._members.pop(conn, {})
         for info_hash, peer_ids in members.items():
             for peer_id in peer_ids:
@@ -198,16 +221,30 @@ class Swarms(Generic[C]):
         if (m.left == 0 or m.event == "completed") and not peer.complete:
             peer.complete = True
             self._swarms[m.info_hash].complete += 1
-        out: list[tuple[C, ServerMessage]] = [(conn, self._reply(m.info_hash))]
-
         wanted = min(len(m.offers), m.numwant)
+        relays: list[tuple[C, ServerMessage]] = []
         if wanted:
             others = [p for p in self._swarms[m.info_hash].peers.values() if p.peer_id != m.peer_id]
             chosen = self._rng.sample(others, min(wanted, len(others)))
-            for offer, target in zip(m.offers, chosen, strict=False):
+            allowed = self._take_offers(conn, len(chosen), now)
+            for offer, target in zip(m.offers, chosen[:allowed], strict=False):
                 relay = OfferRelay(m.info_hash, m.peer_id, offer.offer_id, offer.sdp)
-                out.append((target.conn, relay))
-        return out
+                relays.append((target.conn, relay))
+            if allowed < len(chosen):
+                warning = (
+                    f"{len(chosen) - allowed} offers not relayed: at most {self.offer_burst} at "
+                    f"once and {self.offer_rate:g} a second from one socket"
+                )
+                return [(conn, self._reply(m.info_hash, warning)), *relays]
+        return [(conn, self._reply(m.info_hash)), *relays]
+
+    def _take_offers(self, conn: C, wanted: int, now: float) -> int:
+        """How many of ``wanted`` offers ``conn`` may have relayed now; those are counted."""
+        tokens, then = self._offer_tokens.get(conn, (float(self.offer_burst), now))
+        tokens = min(float(self.offer_burst), tokens + max(now - then, 0.0) * self.offer_rate)
+        allowed = min(wanted, int(tokens))
+        self._offer_tokens[conn] = (tokens - allowed, now)
+        return allowed
 
     def _answer(self, conn: C, m: Answer, now: float) -> list[tuple[C, ServerMessage]]:
         sender = self._peer(m.info_hash, m.peer_id)
@@ -228,9 +265,9 @@ class Swarms(Generic[C]):
             files[info_hash] = ScrapeFile(complete, incomplete, complete)
         return ScrapeReply(files, self.interval)
 
-    def _reply(self, info_hash: bytes) -> AnnounceReply:
+    def _reply(self, info_hash: bytes, warning: str | None = None) -> AnnounceReply:
         complete, incomplete = self.counts(info_hash)
-        return AnnounceReply(info_hash, self.interval, complete, incomplete)
+        return AnnounceReply(info_hash, self.interval, complete, incomplete, warning)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -310,13 +347,24 @@ def _require_positive(**values: float) -> None:
 class _Connection:
     """One client socket and its bounded queue of frames to send."""
 
-    __slots__ = ("name", "queue", "ws")
+    __slots__ = ("closing", "name", "queue", "queued_bytes", "ws")
 
     def __init__(self, ws: ServerConnection, max_queue: int) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
+        self.queued_bytes = 0  # UTF-8 bytes of the frames in the queue
+        self.closing = False
         address = ws.remote_address
         self.name = f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _ip(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else "?"
 
 
 class TrackerServer:
@@ -324,18 +372,26 @@ class TrackerServer:
 
     Caps, each a keyword argument (the memory bound assumes every cap is reached):
 
+    - ``max_connections`` (10 000) and ``max_connections_per_ip`` (256): sockets open at once, in
+      all and from one IP address; a connection past either is refused during the opening
+      handshake with HTTP 503. A socket that does not finish its handshake within
+      ``open_timeout`` (10 s) is dropped.
     - ``max_message_size`` (128 KiB): the largest frame a client may send; a bigger one closes that
-      socket with code 1009 (the WebSocket layer enforces it while reading). bittorrent-tracker's
-      client sends at most 5 offers of a few KiB each.
+      socket with code 1009 (the WebSocket layer enforces it while reading the frame header, before
+      the payload). bittorrent-tracker's client sends at most 5 offers of a few KiB each.
     - ``max_swarms`` (10 000) and ``max_peers_per_swarm`` (1 000): an announce that would exceed
       either is refused with a ``failure reason``.
     - ``max_offers`` (10): an announce with more offers is refused (offers are relayed one per
       other peer, at most ``numwant`` of them).
+    - ``offer_rate`` (10 a second) and ``offer_burst`` (100): offers relayed for one socket;
+      past that they are not relayed and the announce reply carries a ``warning message``.
     - ``max_info_hashes_per_socket`` (32): the swarms one socket may join (JavaScript clients share
       one socket per tracker URL between all their swarms).
-    - ``max_send_queue`` (64): frames waiting for a socket that does not read; beyond it frames to
-      that socket are dropped, so each socket holds at most ``max_send_queue`` times the largest
-      frame (a relayed offer is at most ``max_message_size``).
+    - ``max_send_queue`` (256 frames) and ``max_send_bytes`` (1 MiB): what may wait for a socket
+      that does not read, above the ``write_limit`` (32 KiB) of the WebSocket layer's own buffer.
+      A socket with more to send is closed (code 1013) and leaves its swarms, so one that stops
+      reading holds at most ``max_send_bytes + max_message_size + write_limit`` bytes (about
+      1.2 MiB at the defaults), for at most a second more (then its TCP connection is dropped).
 
     ``interval`` (120 s, bittorrent-tracker's WebSocket default) is the re-announce interval told
     to clients; peers not heard from for ``peer_timeout`` (default: three intervals) are dropped.
@@ -352,30 +408,61 @@ class TrackerServer:
         max_swarms: int = DEFAULT_MAX_SWARMS,
         max_peers_per_swarm: int = DEFAULT_MAX_PEERS_PER_SWARM,
         max_offers: int = DEFAULT_MAX_OFFERS,
+        offer_rate: float = DEFAULT_OFFER_RATE,
+        offer_burst: int = DEFAULT_OFFER_BURST,
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
         max_send_queue: int = DEFAULT_MAX_SEND_QUEUE,
+        max_send_bytes: int = DEFAULT_MAX_SEND_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        write_limit: int = 32 * 1024,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
     ) -> None:
         _require_positive(
-            max_message_size=max_message_size, max_offers=max_offers, max_send_queue=max_send_queue
+            max_message_size=max_message_size,
+            max_offers=max_offers,
+            max_send_queue=max_send_queue,
+            max_send_bytes=max_send_bytes,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            write_limit=write_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
         )
         self.host = host
         self.port = port
         self.max_message_size = max_message_size
         self.max_offers = max_offers
         self.max_send_queue = max_send_queue
+        self.max_send_bytes = max_send_bytes
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.write_limit = write_limit
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
         self.swarms: Swarms[_Connection] = Swarms(
             interval=interval,
             peer_timeout=peer_timeout,
             max_swarms=max_swarms,
             max_peers_per_swarm=max_peers_per_swarm,
             max_info_hashes_per_socket=max_info_hashes_per_socket,
+            offer_rate=offer_rate,
+            offer_burst=offer_burst,
         )
         self._server: Server | None = None
         self._url: str | None = None
         self._connections: set[_Connection] = set()
+        # Sockets admitted past their handshake's request, by IP, until they close.
+        self._admitted: dict[ServerConnection, str] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
         self._changed = asyncio.Event()  # set, and replaced, whenever the state may have changed
+        #: How many connections were refused for the caps, and sockets closed for not reading.
+        self.refused_connections = 0
+        self.closed_slow = 0
 
     @property
     def url(self) -> str:
@@ -407,7 +494,11 @@ class TrackerServer:
             self._serve,
             self.host,
             self.port,
+            process_request=self._admit,
             max_size=self.max_message_size,
+            write_limit=self.write_limit,
+            open_timeout=self.open_timeout,
+            close_timeout=self.close_timeout,
             compression=None,  # as bittorrent-tracker: no per-message deflate
         )
         port = self._server.sockets[0].getsockname()[1]
@@ -429,6 +520,7 @@ class TrackerServer:
             self._server.close()
             await self._server.wait_closed()
             logger.info("tracker on %s closed", self._url)
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -438,6 +530,36 @@ class TrackerServer:
         await self.close()
 
     # -- I/O --------------------------------------------------------------------------------
+
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        """``process_request``: refuse a connection past ``max_connections`` or the per-IP cap."""
+        ip = _ip(ws)
+        if len(self._admitted) >= self.max_connections or (
+            self._per_ip[ip] >= self.max_connections_per_ip
+        ):
+            self._forget_closed()  # handshakes that failed after admission never reach _serve
+        if len(self._admitted) >= self.max_connections:
+            reason = f"tracker is full (at most {self.max_connections} connections)"
+        elif self._per_ip[ip] >= self.max_connections_per_ip:
+            reason = f"too many connections from {ip} (at most {self.max_connections_per_ip})"
+        else:
+            self._admitted[ws] = ip
+            self._per_ip[ip] += 1
+            return None
+        self.refused_connections += 1
+        logger.warning("refused a connection: %s", reason)
+        return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, reason + "\n")
+
+    def _release(self, ws: ServerConnection) -> None:
+        ip = self._admitted.pop(ws, None)
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+
+    def _forget_closed(self) -> None:
+        for ws in [ws for ws in self._admitted if ws.state is State.CLOSED]:
+            self._release(ws)
 
     async def _serve(self, ws: ServerConnection) -> None:
         conn = _Connection(ws, self.max_send_queue)
@@ -453,6 +575,7 @@ class TrackerServer:
         finally:
             self.swarms.disconnect(conn)
             self._connections.discard(conn)
+            self._release(ws)
             self._notify()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -479,15 +602,45 @@ class TrackerServer:
             self._send(target, reply)
 
     def _send(self, conn: _Connection, message: ServerMessage) -> None:
+        if conn.closing:
+            return  # closed for not reading: nothing more is queued for it
+        text = encode_server_message(message)
+        size = _utf8_size(text)
+        if conn.queue.full() or conn.queued_bytes + size > self.max_send_bytes:
+            # Dropping frames would break the protocol in silence (a lost answer, a lost reply):
+            # a socket that does not read is closed instead, and its peers leave the swarms.
+            logger.warning(
+                "%s does not read (%d frames, %d bytes queued): closing it",
+                conn.name,
+                conn.queue.qsize(),
+                conn.queued_bytes,
+            )
+            conn.closing = True
+            self.closed_slow += 1
+            self.swarms.disconnect(conn)
+            task = asyncio.get_running_loop().create_task(self._close_slow(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            return
+        conn.queue.put_nowait(text)
+        conn.queued_bytes += size
+
+    async def _close_slow(self, conn: _Connection) -> None:
+        """Close a socket that does not read; it will not read the close frame either (which may
+        not even fit in its buffer), so after :data:`SLOW_CLOSE_TIMEOUT` its TCP connection is
+        dropped."""
         try:
-            conn.queue.put_nowait(encode_server_message(message))
-        except asyncio.QueueFull:
-            logger.warning("%s does not read; dropped a %s", conn.name, type(message).__name__)
+            async with asyncio.timeout(min(self.close_timeout, SLOW_CLOSE_TIMEOUT)):
+                await conn.ws.close(CloseCode.TRY_AGAIN_LATER, "not reading")
+        except TimeoutError:
+            conn.ws.transport.abort()
 
     async def _write(self, conn: _Connection) -> None:
         try:
             while True:
-                await conn.ws.send(await conn.queue.get())
+                text = await conn.queue.get()
+                await conn.ws.send(text)
+                conn.queued_bytes -= _utf8_size(text)
         except ConnectionClosed:
             pass
 

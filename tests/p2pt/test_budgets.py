@@ -95,3 +95,26 @@ async def test_the_total_budget_holds_across_peers() -> None:
         echo(c)
         await echo_works(a, c)
         await echo_works(b, c)
+
+
+async def test_a_handler_that_raises_does_not_cost_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with swarm(2) as s:
+        a, b = s.peers
+        received: list[object] = []
+        after = asyncio.Event()
+
+        def handler(peer: Peer, msg: object) -> None:
+            received.append(msg)
+            if msg == "boom":
+                raise RuntimeError("a bug in the application's handler")
+            after.set()
+
+        b.on("msg", handler)
+        a.send(a.peers[b.peer_id], "boom")
+        a.send(a.peers[b.peer_id], "after")
+        await asyncio.wait_for(after.wait(), 10)
+        assert received == ["boom", "after"]
+        assert a.peer_id in b.peers
+        assert "a bug in the application's handler" in caplog.text

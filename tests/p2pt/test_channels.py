@@ -228,3 +228,19 @@ async def test_every_transition_of_a_peer_leaves_it_usable() -> None:
         assert (await asyncio.wait_for(back_b, 10)).id == a.peer_id
         await conversation(a, b)
         await conversation(a, b, handle=first)
+
+
+async def test_offers_are_not_answered_while_max_connecting_channels_connect() -> None:
+    p2pt = P2PT([], "p2pt", ice_servers=[], max_connecting=2)
+    channels = [Channel(p2pt.rtc_options, initiator=False) for _ in range(2)]
+    try:
+        assert p2pt.accepts_offer_from("a" * 40)
+        for n, channel in enumerate(channels):
+            channel.peer_id = f"{n}" * 40
+            p2pt.channel_created(None, channel)  # type: ignore[arg-type]
+        assert not p2pt.accepts_offer_from("a" * 40)  # a new peer, but two are connecting
+        channels[0].close()
+        assert p2pt.accepts_offer_from("a" * 40)
+    finally:
+        await asyncio.gather(*(channel.wait_closed() for channel in channels))
+        await p2pt.destroy()

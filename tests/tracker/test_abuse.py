@@ -1,0 +1,243 @@
+"""The embedded tracker under abuse keeps serving well-behaved clients.
+
+Each test runs one kind of abuse against a real :class:`TrackerServer` on loopback, then checks
+that a well-behaved pair of clients still gets its announce replies and its offer and answer
+relayed. The abusers connect from 127.0.0.2 where the per-IP cap matters (all of 127.0.0.0/8 is
+loopback on Linux); the well-behaved clients from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from p2prpc.tracker.server import TrackerServer
+from p2prpc.wire.tracker import (
+    Announce,
+    AnnounceReply,
+    Answer,
+    AnswerRelay,
+    OfferPayload,
+    OfferRelay,
+    ServerMessage,
+    encode_client_message,
+    parse_server_message,
+)
+
+pytestmark = pytest.mark.asyncio
+
+SWARM = b"S" * 20  # where the abuse happens
+GOOD = b"G" * 20  # where the well-behaved clients meet
+TIMEOUT = 10.0
+
+
+def peer_id(n: int) -> bytes:
+    return n.to_bytes(20, "big")
+
+
+async def recv(ws: ClientConnection) -> ServerMessage:
+    async with asyncio.timeout(TIMEOUT):
+        [message] = parse_server_message(await ws.recv())
+    return message
+
+
+async def well_behaved_exchange(url: str) -> float:
+    """Two clients meet through the tracker: announce, offer relayed, answer relayed back.
+
+    Returns how long it took (seconds).
+    """
+    started = time.monotonic()
+    async with connect(url) as a, connect(url) as b:
+        await a.send(encode_client_message(Announce(GOOD, peer_id(1), numwant=5)))
+        assert isinstance(await recv(a), AnnounceReply)
+        offer = OfferPayload(b"o" * 20, "v=0 an offer")
+        await b.send(encode_client_message(Announce(GOOD, peer_id(2), offers=(offer,))))
+        reply = await recv(b)
+        assert isinstance(reply, AnnounceReply)
+        assert reply.warning is None
+        relay = await recv(a)
+        assert relay == OfferRelay(GOOD, peer_id(2), offer.offer_id, offer.sdp)
+        answer = Answer(GOOD, peer_id(1), peer_id(2), offer.offer_id, "v=0 an answer")
+        await a.send(encode_client_message(answer))
+        assert await recv(b) == AnswerRelay(GOOD, peer_id(1), offer.offer_id, "v=0 an answer")
+        await a.send(encode_client_message(Announce(GOOD, peer_id(1), event="stopped")))
+        await b.send(encode_client_message(Announce(GOOD, peer_id(2), event="stopped")))
+    return time.monotonic() - started
+
+
+@pytest_asyncio.fixture
+async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield stack
+
+
+def rss() -> int:
+    """This process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def from_other_ip() -> dict[str, Any]:
+    return {"local_addr": ("127.0.0.2", 0)}
+
+
+async def test_garbage_and_binary_floods_from_a_socket_that_does_not_read(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(TrackerServer())
+    abuser = await connect(tracker.url, **from_other_ip())
+    stack.callback(abuser.transport.abort)  # it reads nothing, not even a close
+    frames: list[str | bytes] = ["not json", b"\xff\xfe\x00 binary", "[" * 1000, '{"action": 1}']
+    for i in range(5_000):  # each gets a failure reason, which this socket never reads
+        await abuser.send(frames[i % len(frames)])
+        if tracker.closed_slow:
+            break
+    # Refusals queue up unread until the tracker closes the socket rather than hold more.
+    async with asyncio.timeout(TIMEOUT):
+        await tracker.wait_for(lambda stats: stats.sockets == 0)
+    assert tracker.closed_slow == 1
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_ten_megabyte_frames_close_only_that_socket(stack: contextlib.AsyncExitStack) -> None:
+    tracker = await stack.enter_async_context(TrackerServer())
+    abuser = await connect(tracker.url, max_size=None, **from_other_ip())
+    big = json.dumps({"action": "announce", "junk": "x" * 10_000_000})
+    sending = asyncio.create_task(abuser.send(big))
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(TIMEOUT):
+            await abuser.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big, refused from the frame's header
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await sending
+    assert abuser.state is websockets.State.CLOSED
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_ten_thousand_offers_from_one_socket_are_rate_limited_and_told(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(TrackerServer(offer_burst=100, offer_rate=10))
+    victim = await stack.enter_async_context(connect(tracker.url))
+    await victim.send(encode_client_message(Announce(SWARM, peer_id(7))))
+    assert isinstance(await recv(victim), AnnounceReply)
+    abuser = await stack.enter_async_context(connect(tracker.url, **from_other_ip()))
+    started = time.monotonic()
+    warnings = 0
+    for n in range(1_000):  # 10 offers an announce: 10,000 offers
+        offers = tuple(OfferPayload(bytes([n % 256, i]) * 10, "v=0 flood") for i in range(10))
+        await abuser.send(encode_client_message(Announce(SWARM, peer_id(9), offers=offers)))
+        reply = await recv(abuser)
+        assert isinstance(reply, AnnounceReply)
+        warnings += reply.warning is not None and "not relayed" in reply.warning
+    elapsed = time.monotonic() - started
+    # Each announce relays one offer (the swarm has one other peer): the victim gets the burst
+    # and then the rate, and the abuser is told of every offer dropped.
+    relayed = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            async with asyncio.timeout(0.5):  # what was relayed is already on its way
+                [message] = parse_server_message(await victim.recv())
+            assert isinstance(message, OfferRelay)
+            relayed += 1
+    assert relayed <= 100 + 10 * elapsed + 1
+    assert warnings >= 1_000 - relayed
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_a_thousand_connections_from_one_address_meet_the_per_ip_cap(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(TrackerServer(max_connections_per_ip=256))
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(stack.enter_async_context(connect(tracker.url, **from_other_ip())) for _ in range(1000)),
+        return_exceptions=True,
+    )
+    elapsed = time.monotonic() - started
+    opened = [r for r in results if isinstance(r, ClientConnection)]
+    refused = [r for r in results if isinstance(r, websockets.InvalidStatus)]
+    assert len(opened) == 256
+    assert len(refused) == 744
+    assert all(r.response.status_code == 503 for r in refused)
+    assert tracker.stats().sockets == 256
+    assert tracker.refused_connections == 744
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+    print(f"\n1000 connections from one address: {elapsed:.2f} s")
+
+
+async def test_a_thousand_concurrent_connections_and_the_total_cap(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(
+        TrackerServer(max_connections=1002, max_connections_per_ip=1000)
+    )
+    rss_before = rss()
+    started = time.monotonic()
+    clients = await asyncio.gather(
+        *(stack.enter_async_context(connect(tracker.url, **from_other_ip())) for _ in range(1000))
+    )
+    elapsed = time.monotonic() - started
+    assert tracker.stats().sockets == 1000
+    for i, ws in enumerate(clients[:50]):  # some of them in the swarm, idle afterwards
+        await ws.send(encode_client_message(Announce(b"I" * 20, peer_id(100 + i), numwant=0)))
+        assert isinstance(await recv(ws), AnnounceReply)
+    took = await well_behaved_exchange(tracker.url)
+    assert took < TIMEOUT
+    # Once the two well-behaved sockets are gone, two more fit, and no third.
+    async with asyncio.timeout(TIMEOUT):
+        await tracker.wait_for(lambda stats: stats.sockets == 1000)
+    for _ in range(2):
+        await stack.enter_async_context(connect(tracker.url))
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await stack.enter_async_context(connect(tracker.url))
+    assert refused.value.response.status_code == 503
+    print(
+        f"\n1000 connections: opened in {elapsed:.2f} s, well-behaved exchange {took * 1000:.0f} ms"
+        f", RSS +{(rss() - rss_before) / 2**20:.1f} MiB (both ends in this process)"
+    )
+
+
+async def test_a_client_that_connects_and_never_reads_is_closed(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(
+        TrackerServer(max_send_bytes=256 * 1024, write_limit=16 * 1024, offer_burst=10_000)
+    )
+    # A socket with a small receive buffer, so that the kernel holds little for it either.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("127.0.0.2", 0))
+    sock.connect((tracker.url.split("//")[1].split(":")[0], int(tracker.url.rsplit(":", 1)[1])))
+    deaf = await connect(tracker.url, sock=sock)
+    stack.callback(deaf.transport.abort)  # it reads nothing, not even a close
+    await deaf.send(encode_client_message(Announce(SWARM, peer_id(66))))
+    assert isinstance(await recv(deaf), AnnounceReply)
+    deaf.transport.pause_reading()  # from now on it reads nothing
+
+    sender = await stack.enter_async_context(connect(tracker.url))
+    sdp = "v=0 " + "a" * 30_000
+    sent = 0
+    while not tracker.closed_slow and sent < 2_000:  # each offer goes to the deaf peer
+        offer = OfferPayload(sent.to_bytes(20, "big"), sdp)
+        await sender.send(encode_client_message(Announce(SWARM, peer_id(5), offers=(offer,))))
+        assert isinstance(await recv(sender), AnnounceReply)
+        sent += 1
+    assert tracker.closed_slow == 1
+    async with asyncio.timeout(TIMEOUT):
+        await tracker.wait_for(lambda stats: stats.peers == 1 and stats.sockets == 1)
+    print(f"\nclosed a client that does not read after {sent} offers of 30 KB to it")
+    assert sent < 2_000  # closed long before: what it costs is bounded by the caps and the kernel
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
