@@ -57,10 +57,11 @@ class Layer(Protocol):
         """``peer_id`` went away: whatever is in progress with it has ended."""
 
     def on_refused(
-        self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError
+        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
     ) -> None:
         """An envelope of a registered kind from ``peer_id`` could not be read (over a size cap,
-        malformed): tell whoever waits on it, and the peer."""
+        malformed): tell whoever waits on it, and the peer. ``kind`` is ``None`` for a P2PT
+        message refused before its envelope could be read (only its id is known)."""
 
     async def wait_idle(self) -> None:
         """Return once nothing is in progress (graceful stop waits for this)."""
@@ -182,6 +183,7 @@ class Node(AsyncIOEventEmitter):
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("msg", self._on_msg)
+        p2pt.on("peerwarning", self._on_p2pt_warning)
         p2pt.binary_handler = self._on_binary
 
     @property
@@ -239,6 +241,7 @@ class Node(AsyncIOEventEmitter):
         """Ping idle peers; close those that left a ping unanswered past the timeout."""
         assert self.keepalive_interval is not None
         now = time.monotonic()
+        self._reader.expire(now)
         for peer_id, info in list(self.peers.items()):
             if not info.keepalive:
                 continue
@@ -497,6 +500,19 @@ class Node(AsyncIOEventEmitter):
             return
         if envelope is not None:
             self._route(peer_id, envelope)
+
+    def _on_p2pt_warning(self, peer: Peer, error: Exception) -> None:
+        """A P2PT message from ``peer`` was refused (over a cap, malformed, left unfinished): a
+        call waiting on its id is told, and so is the peer, as for a binary envelope."""
+        if not isinstance(error, RemoteProtocolError) or error.message_id is None:
+            return
+        layer = self._by_kind.get(Kind.CALL)
+        if layer is None:
+            return  # nothing here makes or serves calls that could wait on it
+        try:
+            layer.on_refused(peer.id, None, error.message_id, error)
+        except Exception:
+            logger.exception("refusing message %s from %s failed", error.message_id, peer.id)
 
     def _refused(self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError) -> None:
         """An envelope that cannot be read: its layer tells whoever waits, and the peer."""

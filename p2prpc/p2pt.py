@@ -627,6 +627,7 @@ class P2PT(AsyncIOEventEmitter):
             error = MessageExpired(
                 f"message {msg_id} left unfinished for over {self.max_message_age} s; dropped"
             )
+            error.message_id = msg_id
             logger.warning("peer %s: %s", key, error)
             if remote is not None and remote.channels:
                 self.emit("peerwarning", Peer(self, remote, next(iter(remote.channels))), error)

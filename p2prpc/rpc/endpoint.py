@@ -79,26 +79,29 @@ class Endpoint:
         self._timed_out.pop(peer_id, None)
 
     def on_refused(
-        self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError
+        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
     ) -> None:
-        """A call envelope that cannot be read ends its call at once, on both sides, as gRPC ends
+        """A call message that cannot be read ends its call at once, on both sides, as gRPC ends
         a call whose message is over the receiver's limit: RESOURCE_EXHAUSTED for a size cap,
-        INVALID_ARGUMENT (a request) or INTERNAL (a reply) for malformed input."""
+        INVALID_ARGUMENT (a request) or INTERNAL (a reply) for malformed input. ``kind`` is
+        ``None`` when only the message id is known (a P2PT message refused while reassembled):
+        then the call on that id is found in either table, and an unknown id over a cap is
+        answered as a refused request."""
         too_big = isinstance(error, MessageTooBig | TooManyPending)
         key = (peer_id, call_id)
-        if kind in _SERVER_KINDS:
-            code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INVALID_ARGUMENT
-            status = Status(code, f"request refused: {error}")
-            side = self._server.get(key)
-            if side is not None:
-                side.refuse(status)
-            else:
-                self.node.reply_status(peer_id, call_id, status)
-        else:
-            code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INTERNAL
-            side = self._client.get(key)
-            if side is not None:
-                side.refuse(Status(code, f"reply refused: {error}"))
+        client = self._client.get(key)
+        if kind in _CLIENT_KINDS or (kind is None and client is not None):
+            if client is not None:
+                code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INTERNAL
+                client.refuse(Status(code, f"reply refused: {error}"))
+            return
+        code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INVALID_ARGUMENT
+        status = Status(code, f"request refused: {error}")
+        server = self._server.get(key)
+        if server is not None:
+            server.refuse(status)
+        elif kind is not None or too_big:
+            self.node.reply_status(peer_id, call_id, status)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

@@ -538,11 +538,15 @@ async def test_every_way_a_method_ends_sends_one_status(pair: tuple[Node, Node, 
     assert (await stub.Say(StringValue(value="still"))).value == "hello still"
 
 
-async def test_a_message_over_the_receivers_limit_fails_at_once_on_both_sides() -> None:
-    """gRPC answers RESOURCE_EXHAUSTED at once, from whichever side refused; nobody waits."""
-    async with mesh(1, max_message_size=16 * 2**20) as m:
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+async def test_a_message_over_the_receivers_limit_fails_at_once_on_both_sides(
+    binary: bool,
+) -> None:
+    """gRPC answers RESOURCE_EXHAUSTED at once, from whichever side refused; nobody waits. In the
+    JSON form the 7 MiB request is refused while P2PT reassembles it, before any envelope."""
+    async with mesh(1, max_message_size=16 * 2**20, binary=binary) as m:
         (server,) = m.nodes
-        small = await m.add(max_message_size=4 * 2**20)  # the default limit
+        small = await m.add(max_message_size=4 * 2**20, binary=binary)  # the default limit
         server.add_service(SERVICE, Echo().handlers())
         small.add_service(SERVICE, Echo().handlers())
         await small.wait_for_server(SERVICE, timeout=10)
@@ -552,10 +556,10 @@ async def test_a_message_over_the_receivers_limit_fails_at_once_on_both_sides() 
         with pytest.raises(RpcError) as caught:
             await Stub(small).Big(BytesValue(value=b"r" * (3 * 2**20)), timeout=60)
         assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
-        # A 5 MiB request from a peer with a larger limit is over this one's.
+        # A 5 (7) MiB request from a peer with a larger limit is over this one's.
         to_small = Stub(server.to(small.peer_id))
         with pytest.raises(RpcError) as caught:
-            await to_small.Big(BytesValue(value=b"q" * (5 * 2**20)), timeout=60)
+            await to_small.Big(BytesValue(value=b"q" * ((5 if binary else 7) * 2**20)), timeout=60)
         assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
         assert asyncio.get_running_loop().time() - started < 20
         assert (await Stub(small).Big(BytesValue(value=b"ok"))).value == b"okok"
