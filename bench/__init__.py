@@ -15,7 +15,10 @@ Modules:
 - ``worker``: the worker process: JSON-line commands in, results out.
 - ``peer_rpc``, ``peer_raw``, ``peer_grpc``, ``peer_pubsub``: the commands a worker runs for
   p2prpc (and its tracker), raw aiortc, gRPC aio and p2prpc topics.
+- ``measure``: the unary loops p2prpc and gRPC share; each worker's CPU time (``proc.cpu``).
 - ``records``, ``stamp``: realistic bulk data; the publish time and number fan-out messages carry.
 - ``stats``, ``report``: summaries of repeated figures, the row model, table and chart.
+- ``udp``: the socket buffers workers ask for, and the datagrams their sockets dropped.
+- ``previous``: the figures of the run the README last published, for the table's side.
 - ``profile``: ``--profile`` samples the workers with py-spy and ranks p2prpc's hot spots.
 """

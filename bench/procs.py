@@ -57,6 +57,8 @@ class Worker:
         self.log = log_dir / f"{name}.log"
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._drops: udp.DropWatch | None = None
+        self._watching: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._gone: WorkerError | None = None
@@ -89,6 +91,13 @@ class Worker:
                 limit=LINE_LIMIT,
             )
         self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._drops = udp.DropWatch(self._process.pid)
+        self._watching = asyncio.get_running_loop().create_task(self._watch(self._drops))
+
+    async def _watch(self, drops: udp.DropWatch, interval: float = 1.0) -> None:
+        while True:
+            drops.poll()
+            await asyncio.sleep(interval)
 
     async def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -145,11 +154,12 @@ class Worker:
             ) from None
 
     def udp_drops(self) -> int | None:
-        """Datagrams dropped on the way in to this process's open UDP sockets, so far."""
-        process = self._process
-        if process is None or process.returncode is not None:
+        """Datagrams dropped on the way in to this process's UDP sockets so far (None: unknown)."""
+        if self._drops is None:
             return None
-        return udp.socket_drops(process.pid)
+        if self._process is not None and self._process.returncode is None:
+            self._drops.poll()
+        return self._drops.total
 
     async def close(self, grace: float = 10.0) -> None:
         """Close stdin (the worker cleans up and exits), then terminate or kill it if it lingers."""
@@ -165,6 +175,10 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), grace)
                 break
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
         if self._reader is not None:
             await self._reader
         self._process = None

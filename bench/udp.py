@@ -96,10 +96,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def socket_drops(pid: int) -> int | None:
-    """Datagrams dropped on the way in to the open UDP sockets of process ``pid`` and its
-    children (a worker may run under py-spy), summed; None where ``/proc`` cannot tell."""
-    total = 0
+def socket_drops(pid: int) -> dict[str, int] | None:
+    """Datagrams dropped so far on the way in to each open UDP socket (by inode) of process
+    ``pid`` and its children (a worker may run under py-spy); None where ``/proc`` cannot tell.
+
+    A closed socket's count goes with it: :class:`DropWatch` reads these again and again.
+    """
+    drops: dict[str, int] = {}
     found = False
     for process in [pid, *_children(pid)]:
         inodes = _socket_inodes(process)
@@ -113,5 +116,29 @@ def socket_drops(pid: int) -> int | None:
             for line in lines:
                 fields = line.split()  # ... inode ref pointer drops
                 if len(fields) >= 13 and fields[9] in inodes:
-                    total += int(fields[12])
-    return total if found else None
+                    drops[fields[9]] = int(fields[12])
+    return drops if found else None
+
+
+class DropWatch:
+    """The datagrams a process's UDP sockets dropped, those since closed included.
+
+    ``poll()`` (the orchestrator calls it every second while the process lives, and once more
+    before closing it) keeps each socket's latest count; a socket that dropped datagrams within a
+    second of closing may be missed by that much.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[str, int] = {}
+        self.known = False
+
+    def poll(self) -> None:
+        drops = socket_drops(self.pid)
+        if drops is not None:
+            self.known = True
+            self.seen.update(drops)
+
+    @property
+    def total(self) -> int | None:
+        return sum(self.seen.values()) if self.known else None
