@@ -84,6 +84,14 @@ class PeerClosed(PeerError, ConnectionError):
     """The peer went away (its last data channel closed) before the operation completed."""
 
 
+class SendQueueFull(PeerError, BufferError):
+    """The data to send does not fit in what is left of the channel's send queue.
+
+    Nothing of it was sent or queued. The peer is reading more slowly than we write (or not at
+    all): wait with ``drain()`` and send again, or give up on that peer.
+    """
+
+
 class ReplyTimeout(PeerError, TimeoutError):
     """No reply arrived before the timeout passed."""
 

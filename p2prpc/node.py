@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -118,6 +118,9 @@ class Node(AsyncIOEventEmitter):
     ``grpc.max_receive_message_length``; 4 MiB as in gRPC).
     ``server_interceptors``: what wraps every call this node serves, as
     ``grpc.aio.server(interceptors=...)`` (see ``p2prpc.rpc.ServerInterceptor``).
+    ``maximum_concurrent_rpcs`` (as ``grpc.aio.server``'s; ``None``: no limit) and
+    ``max_calls_per_peer`` (256): calls served at once, in all and from one peer; a call past
+    either is answered RESOURCE_EXHAUSTED at once.
     ``keepalive_interval``, ``keepalive_timeout``: seconds, as gRPC's keepalive
     (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
     nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing
@@ -139,6 +142,8 @@ class Node(AsyncIOEventEmitter):
         binary: bool = True,
         max_message_size: int = 4 * 2**20,
         server_interceptors: Sequence[Any] = (),
+        maximum_concurrent_rpcs: int | None = None,
+        max_calls_per_peer: int = 256,
         keepalive_interval: float | None = 1.5,
         keepalive_timeout: float = 2.0,
         p2pt: P2PT | None = None,
@@ -159,6 +164,8 @@ class Node(AsyncIOEventEmitter):
         self.binary = binary
         self.max_message_size = max_message_size
         self.server_interceptors: tuple[Any, ...] = tuple(server_interceptors)
+        self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self.max_calls_per_peer = max_calls_per_peer
         #: Connected peers and what each said in its hello, by peer id.
         self.peers: dict[str, PeerInfo] = {}
         self._services: dict[str, Mapping[str, MethodAcceptor]] = {}
@@ -439,13 +446,27 @@ class Node(AsyncIOEventEmitter):
 
     # -- sending ------------------------------------------------------------------------------
 
-    def send(self, peer_id: str, envelope: Envelope, *, binary: bool | None = None) -> None:
+    def send(
+        self,
+        peer_id: str,
+        envelope: Envelope,
+        *,
+        binary: bool | None = None,
+        tag: Hashable | None = None,
+    ) -> None:
         """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
-        which must be one it reads). Raises PeerClosed when the peer is gone."""
+        which must be one it reads). ``tag``: what :meth:`withdraw` takes back while it waits to
+        be sent. Raises :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
+        :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
+        is at its cap (``max_send_queue`` bytes)."""
         if binary if binary is not None else self.is_binary(peer_id):
-            self.p2pt.send_raw(peer_id, to_binary(envelope))
+            self.p2pt.send_raw(peer_id, to_binary(envelope), tag=tag)
         else:
-            self.p2pt.post(peer_id, to_json(envelope), envelope.call_id)
+            self.p2pt.post(peer_id, to_json(envelope), envelope.call_id, tag=tag)
+
+    def withdraw(self, peer_id: str, tag: Hashable) -> None:
+        """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
+        self.p2pt.withdraw(peer_id, tag)
 
     def reply_status(self, peer_id: str, call_id: int, status: Status) -> None:
         """End a call with ``status`` (best effort: a peer that is gone needs no answer)."""

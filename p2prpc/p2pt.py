@@ -46,9 +46,10 @@ from .errors import (
     PeerClosed,
     RemoteProtocolError,
     ReplyTimeout,
+    SendQueueFull,
 )
 from .tracker.client import TrackerClient
-from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, RTCOptions, SendQueueFull
+from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, RTCOptions
 from .wire.frames import (
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,

@@ -44,7 +44,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from .errors import PeerClosed, PeerError
+from .errors import PeerClosed
+from .errors import SendQueueFull as SendQueueFull  # it lives in p2prpc.errors
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +60,6 @@ HIGH_WATER_MARK = 1024 * 1024
 LOW_WATER_MARK = 256 * 1024
 #: The most bytes a channel queues above the data channel's buffer before ``send`` refuses more.
 MAX_SEND_QUEUE = 16 * 2**20
-
-
-class SendQueueFull(PeerError, BufferError):
-    """The data to send does not fit in what is left of the channel's send queue.
-
-    Nothing of it was sent or queued. The peer is reading more slowly than we write (or not at
-    all): wait with ``drain()`` and send again, or give up on that peer.
-    """
 
 
 #: The receive and send buffer asked for each UDP socket under a connection (the kernel clamps it).

@@ -11,6 +11,10 @@ Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`
 reorder buffer holds at most ``reorder_window`` messages for ``reorder_timeout`` seconds before
 giving up on the gap; each subscription queues at most its ``maxsize`` messages (past that the
 oldest are dropped and counted).
+
+Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
+that reached it within ``start_window`` seconds of the first (earlier ones may come by longer
+paths), and is told of every gap it was given up on (``Subscription.lost``/``gaps``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ class Sink(Protocol):
         """The node is closing: no more messages will come."""
         ...
 
+    def lost_messages(self, sender: str, first: int, last: int) -> None:
+        """Messages ``first`` to ``last`` of ``sender`` never came and are given up on."""
+        ...
+
 
 @dataclass(slots=True)
 class _Order:
@@ -62,6 +70,9 @@ class _Order:
     next_seq: int
     waiting: dict[int, Envelope] = field(default_factory=dict)
     gap_timer: asyncio.TimerHandle | None = None
+    # Until it fires, earlier messages may still arrive by longer paths: where delivery starts
+    # is not settled (a publisher's first message, seq 0, settles it at once).
+    start_timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -91,6 +102,7 @@ class Router:
         seen_max: int = 100_000,
         reorder_window: int = 256,
         reorder_timeout: float = 10.0,
+        start_window: float = 0.5,
     ) -> None:
         self.node = node
         self.hops = hops
@@ -98,6 +110,7 @@ class Router:
         self.seen_max = seen_max
         self.reorder_window = reorder_window
         self.reorder_timeout = reorder_timeout
+        self.start_window = start_window
         self.stats = PubSubStats()
         self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
@@ -245,8 +258,17 @@ class Router:
         assert envelope.origin is not None and envelope.topic is not None
         stream = (envelope.origin, envelope.topic)
         order = self._order.get(stream)
-        if order is None:  # the first we hear of this publisher: start where it is
+        if order is None:  # the first we hear of this publisher
             order = self._order[stream] = _Order(envelope.seq)
+            if envelope.seq > 0:  # earlier ones may be on their way by longer paths
+                loop = asyncio.get_running_loop()
+                order.start_timer = loop.call_later(self.start_window, self._start, stream)
+        if order.start_timer is not None:
+            order.waiting[envelope.seq] = envelope
+            order.next_seq = min(order.next_seq, envelope.seq)
+            if envelope.seq == 0 or len(order.waiting) > self.reorder_window:
+                self._start(stream)
+            return
         if envelope.seq < order.next_seq:
             self.stats.late += 1
             return
@@ -270,8 +292,21 @@ class Router:
             order.gap_timer.cancel()
             order.gap_timer = None
 
+    def _start(self, stream: tuple[str, str]) -> None:
+        """Settle where a publisher's messages start here: at the lowest that came."""
+        order = self._order.get(stream)
+        if order is None or order.start_timer is None:
+            return
+        order.start_timer.cancel()
+        order.start_timer = None
+        self._drain(order)
+        if order.waiting and order.gap_timer is None:
+            loop = asyncio.get_running_loop()
+            order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+
     def _skip_gap(self, stream: tuple[str, str]) -> None:
-        """Give up on missing messages: deliver what waits from the lowest number on."""
+        """Give up on missing messages: tell the subscribers which, and deliver what waits from
+        the lowest number on."""
         order = self._order.get(stream)
         if order is None or not order.waiting:
             return
@@ -280,6 +315,9 @@ class Router:
             order.gap_timer = None
         lowest = min(order.waiting)
         self.stats.skipped_gaps += lowest - order.next_seq
+        origin, topic = stream
+        for sink in list(self._sinks.get(topic, ())):
+            sink.lost_messages(origin, order.next_seq, lowest - 1)
         order.next_seq = lowest
         self._drain(order)
         if order.waiting:
@@ -316,15 +354,17 @@ class Router:
         for stream in [s for s in self._order if s[0] == peer_id]:
             order = self._order[stream]
             if not order.waiting:
-                if order.gap_timer is not None:
-                    order.gap_timer.cancel()
+                for timer in (order.gap_timer, order.start_timer):
+                    if timer is not None:
+                        timer.cancel()
                 del self._order[stream]
 
     def close(self) -> None:
         """The node is closing: stop timers, end every subscription."""
         for order in self._order.values():
-            if order.gap_timer is not None:
-                order.gap_timer.cancel()
+            for timer in (order.gap_timer, order.start_timer):
+                if timer is not None:
+                    timer.cancel()
         self._order.clear()
         sinks = [sink for sinks in self._sinks.values() for sink in sinks]
         self._sinks.clear()

@@ -40,8 +40,11 @@ class Subscription(AsyncIterator[Received[T]]):
     """The messages of one topic for one reader, in a bounded queue.
 
     A reader slower than the publishers loses the oldest messages past ``maxsize``; ``dropped``
-    counts them. Nobody else waits for a slow reader. Iterate it, and ``close()`` it (or use it as
-    an async context manager) to unsubscribe.
+    counts them. Nobody else waits for a slow reader. Messages that never arrived and were given
+    up on (after the router's ``reorder_timeout``) are reported: ``lost`` counts them and
+    ``gaps`` holds the latest ranges as ``(sender, first seq, last seq)``. So every message is
+    delivered in order or reported. Iterate it, and ``close()`` it (or use it as an async context
+    manager) to unsubscribe.
     """
 
     def __init__(self, topic: _TopicBase[T], maxsize: int) -> None:
@@ -50,6 +53,8 @@ class Subscription(AsyncIterator[Received[T]]):
         self.topic = topic
         self.maxsize = maxsize
         self.dropped = 0
+        self.lost = 0
+        self.gaps: deque[tuple[str, int, int]] = deque(maxlen=256)
         self._queue: deque[Received[T]] = deque()
         self._ready = asyncio.Event()
         self._closed = False
@@ -67,6 +72,11 @@ class Subscription(AsyncIterator[Received[T]]):
             self.dropped += 1
         self._queue.append(Received(value, envelope.origin, envelope.seq, self.topic.name))
         self._ready.set()
+
+    def lost_messages(self, sender: str, first: int, last: int) -> None:
+        """Messages ``first`` to ``last`` of ``sender`` were given up on (the router calls this)."""
+        self.lost += last - first + 1
+        self.gaps.append((sender, first, last))
 
     def __aiter__(self) -> Subscription[T]:
         return self

@@ -41,7 +41,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import PeerClosed, RpcError
+from ..errors import PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
@@ -119,6 +119,7 @@ class _Attempt:
         self._next_seq = 0
         self._request_seq = 0
         self.call_id = endpoint.open_client_call(peer_id, self)
+        self.tag = ("client", self.call_id)  # what withdraws this call's unsent frames
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -143,10 +144,14 @@ class _Attempt:
             compressed=compressed,
         )
         try:
-            self.node.send(self.peer_id, envelope)
+            self.node.send(self.peer_id, envelope, tag=self.tag)
         except PeerClosed as e:
             self._finish(Status(StatusCode.UNAVAILABLE, str(e)))
             raise _Failed(Status(StatusCode.UNAVAILABLE, str(e)), may_have_run=False) from e
+        except SendQueueFull as e:  # the peer reads slower than we send: refuse, hold nothing
+            status = Status(StatusCode.RESOURCE_EXHAUSTED, f"send queue to the peer is full: {e}")
+            self._finish(status)
+            raise _Failed(status, may_have_run=False) from e
         self._request_seq = 1 if has_first else 0
 
     @property
@@ -158,7 +163,7 @@ class _Attempt:
         payload, compressed = pack(
             self.call.request_codec, request, self.binary, self.encoding, self.max_size
         )
-        self._send(
+        await self._send(
             Envelope(
                 Kind.MSG,
                 self.call_id,
@@ -169,17 +174,19 @@ class _Attempt:
             )
         )
         self._request_seq += 1
-        await self.node.drain(self.peer_id)
 
-    def done_writing(self) -> None:
-        if self.state is _AttemptState.SENT:
-            self._send(Envelope(Kind.END, self.call_id, self._request_seq))
+    async def done_writing(self) -> None:
+        await self._send(Envelope(Kind.END, self.call_id, self._request_seq))
 
-    def _send(self, envelope: Envelope) -> None:
-        if self.state is not _AttemptState.SENT:
-            return  # the call has ended: its reader sees the status
+    async def _send(self, envelope: Envelope) -> None:
+        """Send, waiting while the send queue to the peer is full (backpressure)."""
         try:
-            self.node.send(self.peer_id, envelope)
+            while self.state is _AttemptState.SENT:  # once ended, its reader sees the status
+                try:
+                    self.node.send(self.peer_id, envelope, tag=self.tag)
+                    return
+                except SendQueueFull:
+                    await self.node.drain(self.peer_id)
         except PeerClosed:
             self.on_peer_lost()
 
@@ -187,7 +194,8 @@ class _Attempt:
         """Give up: tell the server, end with ``status``."""
         if self.state is not _AttemptState.SENT:
             return
-        with contextlib.suppress(PeerClosed):
+        self.node.withdraw(self.peer_id, self.tag)  # what was not sent yet never will be
+        with contextlib.suppress(PeerClosed, SendQueueFull):
             self.node.send(self.peer_id, Envelope(Kind.CANCEL, self.call_id))
         self._finish(status)
 
@@ -246,6 +254,8 @@ class _Attempt:
             return
         self.state = _AttemptState.DONE
         self.status = status
+        if status.code is not StatusCode.OK:
+            self.node.withdraw(self.peer_id, self.tag)
         self.endpoint.client_call_ended(self.peer_id, self.call_id)
         self.readable.set()
         self.progress.set()
@@ -467,7 +477,7 @@ class _Call(Generic[Req, Rep]):
                     self._check_request(request)
                     await attempt.write(request)
             self._done_writing = True
-            attempt.done_writing()
+            await attempt.done_writing()
         except RpcError as e:  # a request that cannot be sent ends the call
             attempt.cancel(Status(e.code(), e.details()))
         except Exception as e:  # the caller's iterator failed: the call cannot go on
@@ -664,7 +674,7 @@ class _Call(Generic[Req, Rep]):
             attempt = await asyncio.shield(self._committed)
         except RpcError:
             return
-        attempt.done_writing()
+        await attempt.done_writing()
 
 
 class _StopAtDeadline(stop_base):

@@ -49,6 +49,7 @@ class Endpoint:
         self._client: dict[tuple[str, int], CallSide] = {}
         self._server: dict[tuple[str, int], CallSide] = {}
         self._in_flight: dict[str, int] = {}
+        self._served_from: dict[str, int] = {}  # peer id → calls from it served now
         self._timed_out: dict[str, float] = {}  # peer id → when a call to it last ran out of time
         self._idle = asyncio.Event()
         self._idle.set()
@@ -76,6 +77,7 @@ class Endpoint:
                 if side is not None:
                     side.on_peer_lost()
         self._in_flight.pop(peer_id, None)
+        self._served_from.pop(peer_id, None)
         self._timed_out.pop(peer_id, None)
 
     def on_refused(
@@ -112,6 +114,7 @@ class Endpoint:
         self._client.clear()
         self._server.clear()
         self._in_flight.clear()
+        self._served_from.clear()
         self._idle.set()
 
     # -- serving ------------------------------------------------------------------------------
@@ -140,13 +143,29 @@ class Endpoint:
             return
         if (peer_id, envelope.call_id) in self._server:
             return  # a repeated call id: the call in progress goes on
+        limit = node.maximum_concurrent_rpcs
+        if (limit is not None and len(self._server) >= limit) or self._served_from.get(
+            peer_id, 0
+        ) >= node.max_calls_per_peer:
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress"),
+            )
+            return
+        self._served_from[peer_id] = self._served_from.get(peer_id, 0) + 1
         call = ServerCall(self, peer_id, envelope, handler)  # type: ignore[arg-type]
         self._server[(peer_id, envelope.call_id)] = call
         self._idle.clear()
         call.start()
 
     def server_call_ended(self, peer_id: str, call_id: int) -> None:
-        self._server.pop((peer_id, call_id), None)
+        if self._server.pop((peer_id, call_id), None) is not None:
+            left = self._served_from.get(peer_id, 1) - 1
+            if left > 0:
+                self._served_from[peer_id] = left
+            else:
+                self._served_from.pop(peer_id, None)
         self._check_idle()
 
     # -- calling ------------------------------------------------------------------------------

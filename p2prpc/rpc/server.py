@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc.aio
 
-from ..errors import PeerClosed, RpcError
+from ..errors import PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Request-stream messages a server call holds before its method reads them; past that the call
-#: fails with RESOURCE_EXHAUSTED (there is no flow control to slow the client down).
+#: Request-stream messages a server call holds before its method reads them, and their bytes in
+#: units of the node's ``max_message_size``; past either the call ends RESOURCE_EXHAUSTED and the
+#: client is told at once (there is no flow control to slow it down).
 MAX_QUEUED_REQUESTS = 1024
+MAX_QUEUED_REQUEST_MESSAGES_SIZE = 4
 
 MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 
@@ -180,6 +182,8 @@ class ServerCall:
         self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] = asyncio.Queue()
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
+        self._queued_bytes = 0
+        self.tag = ("server", self.call_id)  # what withdraws this call's unsent frames
         self.context = ServicerContext(self)
         if envelope.has_payload:
             self._requests.put_nowait(envelope)
@@ -206,10 +210,16 @@ class ServerCall:
         elif envelope.kind is Kind.END:
             self.state = _State.HALF_CLOSED
             self._requests.put_nowait(_END)
-        elif self._requests.qsize() >= MAX_QUEUED_REQUESTS:
-            self._fail(RpcError(StatusCode.RESOURCE_EXHAUSTED, "too many unread request messages"))
         else:
+            size = _size(envelope.payload)
+            budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
+            if self._requests.qsize() >= MAX_QUEUED_REQUESTS or self._queued_bytes + size > budget:
+                self.refuse(
+                    Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread request messages")
+                )
+                return
             self._next_seq += 1
+            self._queued_bytes += size
             self._requests.put_nowait(envelope)
 
     def on_peer_lost(self) -> None:
@@ -219,16 +229,16 @@ class ServerCall:
         """The node is stopping: tell the client, cancel the method."""
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
-        status = Status(StatusCode.UNAVAILABLE, "the server is shutting down")
-        with contextlib.suppress(PeerClosed):
-            self.node.send(self.peer_id, self._status_envelope(status))
-        self._cancel()  # the method sees a cancelled call, as after grpc.aio's stop(grace)
+        self.refuse(
+            Status(StatusCode.UNAVAILABLE, "the server is shutting down")
+        )  # the method sees a cancelled call, as after grpc.aio's stop(grace)
 
     def refuse(self, status: Status) -> None:
         """A request could not be read: answer ``status`` now and cancel the method."""
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
-        with contextlib.suppress(PeerClosed):
+        self.node.withdraw(self.peer_id, self.tag)
+        with contextlib.suppress(PeerClosed, SendQueueFull):
             self.node.send(self.peer_id, self._status_envelope(status))
         self._cancel()
 
@@ -236,6 +246,7 @@ class ServerCall:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         self.state = _State.CANCELLED
+        self.node.withdraw(self.peer_id, self.tag)
         self._ended()
         if self.task is not None:
             self.task.cancel()
@@ -283,7 +294,21 @@ class ServerCall:
             final = self._unexpected(e)
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
-        self._finish(final)
+        try:
+            await self._send_waiting(final)
+        except PeerClosed:
+            self._cancel()
+            return
+        self._finish(None)
+
+    async def _send_waiting(self, envelope: Envelope) -> None:
+        """Send, waiting while the send queue to the peer is full (backpressure)."""
+        while True:
+            try:
+                self.node.send(self.peer_id, envelope, tag=self.tag)
+                return
+            except SendQueueFull:
+                await self.node.drain(self.peer_id)
 
     def _unexpected(self, error: BaseException) -> Envelope:
         logger.error("%s raised an unexpected error", self.method, exc_info=error)
@@ -297,13 +322,14 @@ class ServerCall:
     def _end_with(self, status: Status) -> None:
         self._finish(self._status_envelope(status))
 
-    def _finish(self, final: Envelope) -> None:
-        """Send the envelope that ends the call (exactly once) and forget the call."""
+    def _finish(self, final: Envelope | None) -> None:
+        """Send the envelope that ends the call (unless it was sent) and forget the call."""
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         self.state = _State.CLOSED
-        with contextlib.suppress(PeerClosed):
-            self.node.send(self.peer_id, final)
+        if final is not None:
+            with contextlib.suppress(PeerClosed, SendQueueFull):
+                self.node.send(self.peer_id, final, tag=self.tag)
         self._ended()
 
     def _ended(self) -> None:
@@ -312,7 +338,7 @@ class ServerCall:
 
     def send(self, envelope: Envelope) -> None:
         try:
-            self.node.send(self.peer_id, envelope)
+            self.node.send(self.peer_id, envelope, tag=self.tag)
         except PeerClosed:
             self._cancel()
             raise
@@ -337,7 +363,7 @@ class ServerCall:
                     self.node.max_message_size,
                 )
                 self.replied = True
-                self.send(
+                await self._send_waiting(
                     Envelope(
                         Kind.REPLY,
                         self.call_id,
@@ -409,6 +435,7 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
+        self._queued_bytes -= _size(item.payload)
         return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
@@ -422,3 +449,23 @@ class ServerCall:
             if request is None:
                 return
             yield request
+
+
+def _size(payload: object) -> int:
+    """Bytes a queued payload holds: exact for the binary form; for a JSON value, the length of
+    its strings plus a little for every other item (its text was bounded by the P2PT caps)."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return len(payload)
+    total, stack = 0, [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            total += 8
+    return total

@@ -118,19 +118,22 @@ async def test_router_drops_duplicates_and_restores_publisher_order() -> None:
     node = loopback_node([])  # never started: the router's rules need no network
     router = router_of(node)
     router.reorder_timeout = 30
+    router.start_window = 0.05
     sub = Topic(node, "t", StringValue).subscribe()
     alice, bob = "a" * 40, "b" * 40
     for envelope in (
         _publish(alice, 0, "a0"),
         _publish(alice, 2, "a2"),  # early: waits for a1
-        _publish(bob, 7, "b7"),  # another publisher starts where it is
+        _publish(bob, 7, "b7"),  # another publisher, met mid-stream: waits the start window
         _publish(alice, 1, "a1"),
         _publish(alice, 1, "a1 again"),  # a copy by another path
         _publish(bob, 8, "b8"),
+        _publish(bob, 6, "b6"),  # earlier, by a longer path: still in time
     ):
         router._on_publish("c" * 40, envelope)
-    got = [r.message.value for r in await take(sub, 5, timeout=1)]
-    assert got == ["a0", "b7", "a1", "a2", "b8"]
+    got = [r.message.value for r in await take(sub, 6, timeout=1)]
+    assert got == ["a0", "a1", "a2", "b6", "b7", "b8"]
+    assert sub.lost == 0 and router.stats.late == 0
     assert router.stats.duplicates == 1
     assert sub.pending() == 0
     await node.close()
@@ -147,6 +150,7 @@ async def test_router_gives_up_on_a_gap_after_its_timeout() -> None:
     got = [r.message.value for r in await take(sub, 3, timeout=5)]
     assert got == ["a0", "a2", "a3"]
     assert router.stats.skipped_gaps == 1
+    assert (sub.lost, list(sub.gaps)) == (1, [(alice, 1, 1)])  # reported, not silent
     router._on_publish("c" * 40, _publish(alice, 1, "a1 late"))
     assert router.stats.late == 1
     await node.close()
