@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
 
-from .errors import PeerClosed, RemoteProtocolError
+from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
 from .p2pt import P2PT, Peer
 from .wire.compression import CODECS
 from .wire.envelope import (
@@ -97,6 +97,29 @@ class PeerInfo:
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hello(cls, peer_id: str, hello: Mapping[str, Any]) -> PeerInfo:
+        """What a hello says, read leniently: a field of the wrong type reads as absent."""
+
+        def names(key: str) -> frozenset[str]:
+            value = hello.get(key)
+            if isinstance(value, list):
+                return frozenset(v for v in value if isinstance(v, str))
+            return frozenset()
+
+        version = hello.get("v")
+        return cls(
+            peer_id,
+            hello=True,
+            version=version if isinstance(version, int) and not isinstance(version, bool) else 0,
+            binary=hello.get("binary") is True,
+            services=names("services"),
+            topics=names("topics"),
+            encodings=names("encodings"),
+            keepalive=hello.get("keepalive") is True,
+            extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
+        )
 
 
 @dataclass(frozen=True)
@@ -468,10 +491,13 @@ class Node(AsyncIOEventEmitter):
         """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
         self.p2pt.withdraw(peer_id, tag)
 
-    def reply_status(self, peer_id: str, call_id: int, status: Status) -> None:
-        """End a call with ``status`` (best effort: a peer that is gone needs no answer)."""
-        with contextlib.suppress(PeerClosed):
-            self.send(peer_id, Envelope(Kind.STATUS, call_id, status=status))
+    def reply_status(
+        self, peer_id: str, call_id: int, status: Status, *, binary: bool | None = None
+    ) -> None:
+        """End a call with ``status`` (best effort: a peer that is gone, or whose send queue is
+        full, gets no answer). ``binary=False`` answers a call that came in the JSON form."""
+        with contextlib.suppress(PeerClosed, SendQueueFull):
+            self.send(peer_id, Envelope(Kind.STATUS, call_id, status=status), binary=binary)
 
     async def drain(self, peer_id: str) -> None:
         """Wait while the data channel to this peer has much unsent data (stream backpressure)."""
@@ -503,7 +529,8 @@ class Node(AsyncIOEventEmitter):
         try:
             envelope = from_json(msg, peer.message_id)
         except RemoteProtocolError as e:
-            self._refuse(peer.id, peer.message_id, isinstance(msg, dict) and "call" in msg, e)
+            is_call = isinstance(msg, dict) and "call" in msg
+            self._refuse(peer.id, peer.message_id, is_call, e, binary=False)
             return
         self._route(peer.id, envelope)
 
@@ -548,12 +575,22 @@ class Node(AsyncIOEventEmitter):
         except Exception:
             logger.exception("refusing a %s envelope from %s failed", kind.name, peer_id)
 
-    def _refuse(self, peer_id: str, call_id: int | None, is_call: bool, error: Exception) -> None:
-        """Report malformed input; a call that cannot be read is answered, so nobody waits."""
+    def _refuse(
+        self,
+        peer_id: str,
+        call_id: int | None,
+        is_call: bool,
+        error: Exception,
+        *,
+        binary: bool | None = None,
+    ) -> None:
+        """Report malformed input; a call that cannot be read is answered (in the form it came
+        in), so nobody waits."""
         logger.warning("bad envelope from %s: %s", peer_id, error)
         self.emit("peerwarning", peer_id, error)
         if is_call and call_id is not None:
-            self.reply_status(peer_id, call_id, Status(StatusCode.INVALID_ARGUMENT, str(error)))
+            status = Status(StatusCode.INVALID_ARGUMENT, str(error))
+            self.reply_status(peer_id, call_id, status, binary=binary)
 
     def _route(self, peer_id: str, envelope: Envelope) -> None:
         if envelope.kind is Kind.HELLO:
@@ -581,24 +618,7 @@ class Node(AsyncIOEventEmitter):
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
-        def names(key: str) -> frozenset[str]:
-            value = hello.get(key)
-            if isinstance(value, list):
-                return frozenset(v for v in value if isinstance(v, str))
-            return frozenset()
-
-        version = hello.get("v")
-        info = PeerInfo(
-            peer_id,
-            hello=True,
-            version=version if isinstance(version, int) and not isinstance(version, bool) else 0,
-            binary=hello.get("binary") is True,
-            services=names("services"),
-            topics=names("topics"),
-            encodings=names("encodings"),
-            keepalive=hello.get("keepalive") is True,
-            extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
-        )
+        info = PeerInfo.from_hello(peer_id, hello)
         if peer_id not in self.p2pt.peers:
             return
         self.peers[peer_id] = info

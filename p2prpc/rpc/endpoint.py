@@ -124,11 +124,13 @@ class Endpoint:
 
         method = envelope.method or ""
         node = self.node
+        form = False if envelope.json else None  # answer in the form the call came in
         if node.stopping:
             node.reply_status(
                 peer_id,
                 envelope.call_id,
                 Status(StatusCode.UNAVAILABLE, "the server is shutting down"),
+                binary=form,
             )
             return
         handler = node.method_handler(method)
@@ -139,6 +141,7 @@ class Endpoint:
                 peer_id,
                 envelope.call_id,
                 Status(StatusCode.UNIMPLEMENTED, f"unknown {what}: {method}"),
+                binary=form,
             )
             return
         if (peer_id, envelope.call_id) in self._server:
@@ -151,6 +154,7 @@ class Endpoint:
                 peer_id,
                 envelope.call_id,
                 Status(StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress"),
+                binary=form,
             )
             return
         self._served_from[peer_id] = self._served_from.get(peer_id, 0) + 1

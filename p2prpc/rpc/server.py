@@ -184,6 +184,8 @@ class ServerCall:
         self._reply_seq = 0
         self._queued_bytes = 0
         self.tag = ("server", self.call_id)  # what withdraws this call's unsent frames
+        # Answered in the form it came in: a JSON-form call (a P2PT app) gets JSON back.
+        self.binary = self.node.is_binary(peer_id) and not envelope.json
         self.context = ServicerContext(self)
         if envelope.has_payload:
             self._requests.put_nowait(envelope)
@@ -239,7 +241,7 @@ class ServerCall:
             return
         self.node.withdraw(self.peer_id, self.tag)
         with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.node.send(self.peer_id, self._status_envelope(status))
+            self.node.send(self.peer_id, self._status_envelope(status), binary=self.binary)
         self._cancel()
 
     def _cancel(self) -> None:
@@ -305,7 +307,7 @@ class ServerCall:
         """Send, waiting while the send queue to the peer is full (backpressure)."""
         while True:
             try:
-                self.node.send(self.peer_id, envelope, tag=self.tag)
+                self.node.send(self.peer_id, envelope, binary=self.binary, tag=self.tag)
                 return
             except SendQueueFull:
                 await self.node.drain(self.peer_id)
@@ -329,7 +331,7 @@ class ServerCall:
         self.state = _State.CLOSED
         if final is not None:
             with contextlib.suppress(PeerClosed, SendQueueFull):
-                self.node.send(self.peer_id, final, tag=self.tag)
+                self.node.send(self.peer_id, final, binary=self.binary, tag=self.tag)
         self._ended()
 
     def _ended(self) -> None:
@@ -338,7 +340,7 @@ class ServerCall:
 
     def send(self, envelope: Envelope) -> None:
         try:
-            self.node.send(self.peer_id, envelope, tag=self.tag)
+            self.node.send(self.peer_id, envelope, binary=self.binary, tag=self.tag)
         except PeerClosed:
             self._cancel()
             raise
@@ -358,7 +360,7 @@ class ServerCall:
                 payload, compressed = pack(
                     handler.reply_codec,
                     reply,
-                    self.node.is_binary(self.peer_id),
+                    self.binary,
                     self.encoding,
                     self.node.max_message_size,
                 )
@@ -383,7 +385,7 @@ class ServerCall:
         payload, compressed = pack(
             handler.reply_codec,
             reply,
-            self.node.is_binary(self.peer_id),
+            self.binary,
             self.encoding,
             self.node.max_message_size,
         )

@@ -35,7 +35,7 @@ import math
 import struct
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
@@ -96,6 +96,7 @@ class Envelope:
     relayed_to: tuple[str, ...] = ()  # PUBLISH: peers the previous hop also sent it to
     encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
     compressed: bool = False  # the payload is compressed with the call's encoding
+    json: bool = False  # it came in the JSON form (a call is answered in the form it came in)
 
 
 # -- JSON form ----------------------------------------------------------------------------------
@@ -182,6 +183,10 @@ def _status_json(status: Status) -> dict[str, Any]:
 
 def from_json(value: object, call_id: int) -> Envelope:
     """Read the JSON form; :class:`EnvelopeError` names what is wrong."""
+    return replace(_from_json(value, call_id), json=True)
+
+
+def _from_json(value: object, call_id: int) -> Envelope:
     if not isinstance(value, dict):
         raise EnvelopeError("an envelope is a JSON object")
     kind = next((k for key, k in _KINDS_BY_KEY if key in value), None)

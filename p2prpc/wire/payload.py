@@ -66,7 +66,7 @@ class MessageCodec(Generic[M]):
         message = self.message_type()
         try:
             json_format.ParseDict(payload if payload is not None else {}, message, True)
-        except (json_format.ParseError, TypeError, ValueError, RecursionError) as e:
+        except (json_format.ParseError, TypeError, ValueError, RecursionError, OverflowError) as e:
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
         size = message.ByteSize()
         if size > max_size:

@@ -563,3 +563,29 @@ async def test_a_message_over_the_receivers_limit_fails_at_once_on_both_sides(
         assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
         assert asyncio.get_running_loop().time() - started < 20
         assert (await Stub(small).Big(BytesValue(value=b"ok"))).value == b"okok"
+
+
+class Explode:
+    async def intercept_service(self, details: HandlerCallDetails, proceed: Any) -> Any:
+        raise KeyError("a bug in an interceptor")
+
+
+async def test_no_bad_message_or_failing_layer_stops_the_next_one(
+    pair: tuple[Node, Node, Echo],
+) -> None:
+    """A peer's garbage, a malformed call, and an interceptor's bug: each is answered or
+    reported, and the next call from the same peer is served."""
+    server, client, _ = pair
+    warnings: list[Exception] = []
+    server.on("peerwarning", lambda peer_id, error: warnings.append(error))
+    client.p2pt.send_raw(server.peer_id, [b"\xb7\x01\x00garbage", b"\xb7\x63" + b"\x00" * 20])
+    peer = client.p2pt.peers[server.peer_id]
+    _, answer = await client.p2pt.send(peer, {"call": path("Say"), "timeout": 10**400 * -1})
+    assert answer["status"]["code"] == StatusCode.INVALID_ARGUMENT.value[0]  # type: ignore[index, call-overload]
+    assert len(warnings) >= 2
+    server.server_interceptors = (Explode(),)
+    with pytest.raises(RpcError) as caught:
+        await Stub(client).Say(StringValue(value="x"), timeout=10)
+    assert caught.value.code() is StatusCode.UNKNOWN
+    server.server_interceptors = ()
+    assert (await Stub(client).Say(StringValue(value="x"), timeout=10)).value == "hello x"

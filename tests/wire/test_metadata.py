@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,11 +46,11 @@ def test_repeated_keys_and_binary_values_travel_in_both_forms() -> None:
     (frame,) = to_binary(call)
     assert BinaryReader().feed("peer", frame).metadata == ENTRIES  # type: ignore[union-attr]
     headers = Envelope(Kind.HEADERS, 7, metadata=ENTRIES)
-    assert from_json(to_json(headers), 7) == headers
+    assert from_json(to_json(headers), 7) == replace(headers, json=True)
     (frame,) = to_binary(headers)
     assert BinaryReader().feed("peer", frame) == headers
     status = Envelope(Kind.STATUS, 7, status=Status(StatusCode.NOT_FOUND, "gone", ENTRIES))
-    assert from_json(to_json(status), 7) == status
+    assert from_json(to_json(status), 7) == replace(status, json=True)
     assert to_json(status)["status"]["code"] == 5
 
 
