@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from p2prpc.errors import RemoteProtocolError
 from p2prpc.identity import Identity
+from p2prpc.wire.envelope import BinaryReader, Envelope, Kind, from_json, to_binary, to_json
 from p2prpc.wire.secret import (
     AUTH_MAGIC,
     SEAL_PREFIX,
@@ -225,3 +227,59 @@ def test_identity_file_is_private_and_loads_back(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Identity.load(path).public_key == me.public_key
     assert len(me.public_key) == 32
+
+
+def _signed_pub() -> Envelope:
+    return Envelope(
+        Kind.PUBLISH,
+        123456,
+        7,
+        payload=b"\n\x02hi",
+        has_payload=True,
+        topic="chat",
+        origin=A.hex(),
+        hops=3,
+        publisher=b"\x01" * 32,
+        signature=b"\x02" * 64,
+    )
+
+
+def test_a_signed_publish_keeps_key_and_signature_in_both_forms() -> None:
+    env = _signed_pub()
+    (frame,) = to_binary(env)
+    decoded = BinaryReader(max_message_size=1 << 20).feed("peer", frame)
+    assert decoded is not None
+    assert (decoded.publisher, decoded.signature) == (env.publisher, env.signature)
+    as_json = to_json(replace(env, payload={"text": "hi"}))
+    assert set(as_json) >= {"key", "sig"}
+    back = from_json(as_json, 123456)
+    assert (back.publisher, back.signature, back.seq) == (env.publisher, env.signature, 7)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"key": "AAAA"},  # 3 bytes
+        {"sig": "not base64!"},
+        {"key": None},  # a signature without its key
+        {"seq": None},  # unnumbered: nothing to sign over
+        {"from": None},
+        {"key": 5},
+    ],
+)
+def test_a_malformed_signed_publish_is_refused(change: dict[str, object]) -> None:
+    value = {**to_json(replace(_signed_pub(), payload={"text": "hi"})), **change}
+    value = {k: v for k, v in value.items() if v is not None}
+    with pytest.raises(RemoteProtocolError):
+        from_json(value, 1)
+
+
+@given(st.dictionaries(st.sampled_from(["key", "sig"]), st.text(max_size=120) | st.integers()))
+def test_any_key_and_sig_parse_or_raise_a_remote_protocol_error(extra: dict[str, object]) -> None:
+    value = {**to_json(replace(_signed_pub(), payload={"text": "hi"})), **extra}
+    try:
+        env = from_json(value, 1)
+    except RemoteProtocolError:
+        return
+    assert env.publisher is not None and len(env.publisher) == 32
+    assert env.signature is not None and len(env.signature) == 64
