@@ -191,6 +191,8 @@ def open_sealed(
         box = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as e:
         raise SealError(f"sealed {kind} is not base64url: {e}") from None
+    if base64.urlsafe_b64encode(box).rstrip(b"=") != body.encode("ascii", "replace"):
+        raise SealError(f"sealed {kind} is not canonical unpadded base64url")  # one text per box
     if len(box) < NONCE_SIZE + TAG_SIZE:
         raise SealError(f"sealed {kind} too short")
     aad = _seal_aad(kind, info_hash, from_id, to_id, offer_id)
