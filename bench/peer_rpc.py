@@ -25,6 +25,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BytesValue
 
+from p2prpc.identity import Identity
 from p2prpc.node import Node
 from p2prpc.p2pt import Peer
 from p2prpc.rpc import (
@@ -100,10 +101,13 @@ class RpcPeer:
         serve: bool = False,
         host: str = "127.0.0.1",
         timeout: float = 30.0,
+        secret: str | None = None,
+        identity: bool = False,
     ) -> dict[str, Any]:
         """Start a node (serving ``bench.Echo`` with ``serve``); returns once a tracker answered.
 
         ``t_start_ms`` is taken right before ``start()``: a connect time runs from there.
+        ``secret``: a closed swarm; ``identity``: a fresh Ed25519 identity for the node.
         """
         if self.node is not None:
             await self.cmd_leave()
@@ -115,6 +119,8 @@ class RpcPeer:
             host_addresses=[host],
             max_message_size=MAX_MESSAGE_SIZE,
             udp_buffer_size=udp.buffer_size(),
+            secret=secret,
+            identity=Identity.generate() if identity else None,
         )
         if serve:
             node.add_service(SERVICE, bench_handlers())

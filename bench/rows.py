@@ -166,15 +166,18 @@ def cpu_check(row: Row, baseline: str = "raw aiortc", limit: float = 1.2) -> Non
 # -- setting peers up -----------------------------------------------------------------------------
 
 
-async def rpc_pair(stack: AsyncExitStack, ctx: Context, name: str) -> tuple[Worker, Worker]:
-    """A p2prpc server and client in two processes, connected through the embedded tracker."""
+async def rpc_pair(
+    stack: AsyncExitStack, ctx: Context, name: str, **join: Any
+) -> tuple[Worker, Worker]:
+    """A p2prpc server and client in two processes, connected through the embedded tracker
+    (``join``: more options of ``rpc.join`` for both, such as a secret)."""
     url = await stack.enter_async_context(embedded_tracker(ctx, f"{name}-tracker"))
     server, client = await stack.enter_async_context(
         workers([f"{name}-p2prpc-server", f"{name}-p2prpc-client"], ctx)
     )
     identifier = ctx.identifier(name)
-    await server.call("rpc.join", urls=[url], identifier=identifier, serve=True)
-    await client.call("rpc.join", urls=[url], identifier=identifier)
+    await server.call("rpc.join", urls=[url], identifier=identifier, serve=True, **join)
+    await client.call("rpc.join", urls=[url], identifier=identifier, **join)
     await client.call("rpc.wait_server")
     return server, client
 
@@ -267,13 +270,16 @@ async def _connect_times(
     url: str,
     reps: int,
     host: tuple[str, str] | None = None,
+    join: dict[str, Any] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Start ``a``, then time ``b``'s start until both have ``peerconnect`` (one warm-up first).
 
-    Returns the connect times and, for p2prpc, the times until both have said hello.
+    Returns the connect times and, for p2prpc, the times until both have said hello. ``join``:
+    more options of the join command for both (a secret).
     """
     connects, hellos = [], []
     host_args: list[dict[str, Any]] = [{}, {}] if host is None else [{"host": h} for h in host]
+    host_args = [{**args, **(join or {})} for args in host_args]
     for i in range(reps + 1):
         identifier = ctx.identifier("connect")
         await a.call(f"{prefix}.join", urls=[url], identifier=identifier, **host_args[0])
@@ -362,6 +368,61 @@ def judge_connect(row: Row) -> None:
             f"aiortc's ICE, DTLS and SCTP handshakes take {raw.show(p99=False)} with no tracker "
             f"in between; the rest is the tracker round trips and offer making"
         )
+
+
+# -- secret mode ----------------------------------------------------------------------------------
+
+#: A closed swarm whose nodes each prove an identity: every protection of docs/SECURITY.md on.
+SECRET_JOIN: dict[str, Any] = {"secret": "bench-secret", "identity": True}
+
+
+async def secret_mode(ctx: Context) -> list[Figure]:
+    """What a secret swarm with identities costs: connect time and unary latency, against the
+    same measured in an open swarm in the same run."""
+    async with (
+        embedded_tracker(ctx, "secret-tracker") as url,
+        workers(["secret-a", "secret-b"], ctx) as (a, b),
+    ):
+        plain: list[float] = []
+        closed: list[float] = []
+        rounds = 4 if ctx.plan.connect >= 8 else 1  # interleaved, so drift hits both alike
+        for _ in range(rounds):
+            reps = ctx.plan.connect // rounds
+            plain += (await _connect_times(a, b, "rpc", ctx, url, reps))[0]
+            closed += (await _connect_times(a, b, "rpc", ctx, url, reps, join=SECRET_JOIN))[0]
+    latency: dict[str, list[float]] = {"open": [], "secret": []}
+    async with AsyncExitStack() as stack:
+        pairs = {
+            "open": await rpc_pair(stack, ctx, "secret-open"),
+            "secret": await rpc_pair(stack, ctx, "secret-closed", **SECRET_JOIN),
+        }
+        rounds = 2
+        for _ in range(rounds):
+            for label, (_, client) in pairs.items():
+                latency[label] += await client.call(
+                    "rpc.latency",
+                    count=ctx.plan.latency_calls // (2 * rounds),
+                    size=PAYLOAD,
+                    warmup=LATENCY_WARMUP,
+                )
+    how = "start → peerconnect on both, embedded tracker"
+    return [
+        Figure(SECRET_CONNECT, "ms", closed, False, f"{how}; sealed SDP, handshake, identities"),
+        Figure(SECRET_UNARY, "ms", latency["secret"], False, "unary call, 100 B each way"),
+        Figure(OPEN_CONNECT, "ms", plain, False, how),
+        Figure(OPEN_UNARY, "ms", latency["open"], False, "unary call, 100 B each way"),
+    ]
+
+
+SECRET_CONNECT = f"{P2PRPC} secret connect"
+SECRET_UNARY = f"{P2PRPC} secret unary"
+OPEN_CONNECT = "open mode, connect"
+OPEN_UNARY = "open mode, unary"
+
+
+def judge_secret(row: Row) -> None:
+    ratio_check(row, "connect ≤ 1.25× open", SECRET_CONNECT, OPEN_CONNECT, 1.25, at_least=False)
+    ratio_check(row, "unary p50 ≤ 1.05× open", SECRET_UNARY, OPEN_UNARY, 1.05, at_least=False)
 
 
 # -- unary ----------------------------------------------------------------------------------------
@@ -901,6 +962,12 @@ BENCHES: Sequence[Bench] = (
         "unary latency (100 B)",
         (Phase("p2prpc, raw aiortc, gRPC aio", unary_latency),),
         judge_latency,
+    ),
+    Bench(
+        "secret-mode",
+        "secret mode + identities",
+        (Phase("p2prpc, closed and open swarms", secret_mode),),
+        judge_secret,
     ),
     Bench(
         "unary-throughput",

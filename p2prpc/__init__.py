@@ -31,12 +31,14 @@ if TYPE_CHECKING:
         TrackerFailure,
         TrackerProtocolError,
     )
+    from .identity import Identity
     from .node import Node
     from .p2pt import P2PT, Peer, Reply, TrackerStats
     from .rpc.channel import Channel
     from .wire.status import StatusCode
 
 _WHERE = {
+    "Identity": ".identity",
     "Node": ".node",
     "P2PT": ".p2pt",
     "Peer": ".p2pt",
@@ -72,6 +74,7 @@ __all__ = [
     "Channel",
     "Destroyed",
     "FrameError",
+    "Identity",
     "InvalidMetadata",
     "LocalProtocolError",
     "MessageTooBig",

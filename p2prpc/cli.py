@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -241,6 +242,25 @@ def _run_gen(args: argparse.Namespace) -> int:
     return generate(args.protos, include=args.proto_path or ["."], out=args.out)
 
 
+# -- keygen ---------------------------------------------------------------------------------------
+
+
+def _add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="where to write the private key (mode 0600)")
+
+
+def _run_keygen(args: argparse.Namespace) -> int:
+    from .identity import Identity
+
+    if os.path.exists(args.file):
+        print(f"p2prpc keygen: {args.file} exists; not overwritten", file=sys.stderr)
+        return 1
+    identity = Identity.generate()
+    identity.save(args.file)
+    print(identity.public_key.hex())
+    return 0
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 #: Every subcommand, in the order ``--help`` lists them.
@@ -250,6 +270,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("call", "call a method with JSON in and JSON out", _add_call_arguments, _run_call),
     Command(
         "peers", "list the swarm's nodes and what they serve", _add_peers_arguments, _run_peers
+    ),
+    Command(
+        "keygen",
+        "write a new Ed25519 identity; print its public key",
+        _add_keygen_arguments,
+        _run_keygen,
     ),
 )
 

@@ -20,8 +20,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
@@ -41,6 +41,9 @@ from .wire.envelope import (
 )
 from .wire.frames import JSONValue, new_message_id
 from .wire.status import Status, StatusCode
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ class PeerInfo:
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
+    public_key: bytes | None = None
 
     @classmethod
     def from_hello(cls, peer_id: str, hello: Mapping[str, Any]) -> PeerInfo:
@@ -130,6 +135,15 @@ class PeerTarget:
     peer_id: str
 
 
+@dataclass(frozen=True)
+class IdentityTarget:
+    """A node and public keys: ``node.to_identity(key)``, for stubs whose calls go only to peers
+    that proved one of these keys."""
+
+    node: Node
+    public_keys: tuple[bytes, ...]
+
+
 class Node(AsyncIOEventEmitter):
     """A p2prpc peer: ``Node(announce_urls, identifier)``, then ``await start()``.
 
@@ -151,6 +165,11 @@ class Node(AsyncIOEventEmitter):
     elsewhere). The defaults find a peer that died without a word within 5 s, where WebRTC's own
     consent checks take about 30 s. ``None`` turns keepalive off. Only peers whose hello says
     they answer pings are pinged; plain P2PT peers see no extra traffic.
+    ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
+    signalling is sealed, and each connection proves the secret before anything is delivered.
+    ``identity``: this node's :class:`~p2prpc.identity.Identity`, proven to every peer on every
+    connection (servicers see it as ``context.peer_identities()``, topic messages are signed
+    with it). ``allowed_peers``: the public keys of the only peers this node admits.
     Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
     interceptors, compression, ``wait_for_ready``) belong to ``p2prpc.rpc.Channel``.
     """
@@ -169,6 +188,9 @@ class Node(AsyncIOEventEmitter):
         max_calls_per_peer: int = 256,
         keepalive_interval: float | None = 1.5,
         keepalive_timeout: float = 2.0,
+        secret: str | bytes | None = None,
+        identity: Identity | None = None,
+        allowed_peers: Sequence[bytes] | None = None,
         p2pt: P2PT | None = None,
         **p2pt_options: Any,
     ) -> None:
@@ -181,8 +203,13 @@ class Node(AsyncIOEventEmitter):
                 identifier,
                 ice_servers=ice_servers,
                 host_addresses=host_addresses,
+                secret=secret,
+                identity=identity,
+                allowed_peers=allowed_peers,
                 **p2pt_options,
             )
+        elif secret is not None or identity is not None or allowed_peers is not None:
+            raise ValueError("secret, identity and allowed_peers belong to the P2PT given")
         self.p2pt = p2pt
         self.binary = binary
         self.max_message_size = max_message_size
@@ -224,6 +251,23 @@ class Node(AsyncIOEventEmitter):
         """This node and one peer, for a stub whose calls all go to that peer:
         ``GreeterStub(node.to(peer_id))``."""
         return PeerTarget(self, peer_id)
+
+    def to_identity(self, *public_keys: bytes) -> IdentityTarget:
+        """This node and public keys, for a stub whose calls go only to peers that proved one
+        of them: ``GreeterStub(node.to_identity(key))``."""
+        if not public_keys:
+            raise ValueError("to_identity needs at least one public key")
+        return IdentityTarget(self, tuple(public_keys))
+
+    @property
+    def identity(self) -> Identity | None:
+        """This node's identity, if it has one."""
+        return self.p2pt.identity
+
+    def peer_identity(self, peer_id: str) -> bytes | None:
+        """The public key ``peer_id`` proved on its connection to us, or ``None``."""
+        peer = self.p2pt.peers.get(peer_id)
+        return peer.public_key if peer is not None else None
 
     # -- layers -------------------------------------------------------------------------------
 
@@ -506,7 +550,7 @@ class Node(AsyncIOEventEmitter):
     # -- incoming -----------------------------------------------------------------------------
 
     def _on_peerconnect(self, peer: Peer) -> None:
-        self.peers.setdefault(peer.id, PeerInfo(peer.id))
+        self.peers.setdefault(peer.id, PeerInfo(peer.id, public_key=peer.public_key))
         self._send_hello(peer)
 
     def _on_peerclose(self, peer: Peer) -> None:
@@ -618,7 +662,7 @@ class Node(AsyncIOEventEmitter):
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
-        info = PeerInfo.from_hello(peer_id, hello)
+        info = replace(PeerInfo.from_hello(peer_id, hello), public_key=self.peer_identity(peer_id))
         if peer_id not in self.p2pt.peers:
             return
         self.peers[peer_id] = info

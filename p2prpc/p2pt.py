@@ -16,6 +16,8 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``trackerconnect(tracker, stats)``: a tracker answered an announce.
 - ``trackerwarning(error, stats)``: a tracker could not be reached, dropped, failed or sent garbage.
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
+- ``peerrefused(peer_id, error)``: a connection was closed before ``peerconnect`` because the
+  peer did not prove the swarm secret or an identity we accept (secret and identity modes).
 - ``destroy()``: ``destroy`` was called; nothing more will happen.
 """
 
@@ -35,7 +37,7 @@ from collections.abc import (
     Hashable,
     Sequence,
 )
-from typing import Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
@@ -48,8 +50,9 @@ from .errors import (
     ReplyTimeout,
     SendQueueFull,
 )
+from .signalling import Signalling
 from .tracker.client import TrackerClient
-from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, RTCOptions
+from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, ChannelState, RTCOptions
 from .wire.frames import (
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,
@@ -60,7 +63,11 @@ from .wire.frames import (
     encode_message,
     new_message_id,
 )
+from .wire.secret import AuthError, derive_keys, is_auth_frame, make_auth, verify_auth
 from .wire.tracker import AnnounceReply, info_hash_of
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +91,11 @@ _DEFAULT: Final = _Default()
 class _RemotePeer:
     """Everything known about one remote peer: its data channels and the replies awaited from it."""
 
-    __slots__ = ("channels", "id", "waiting")
+    __slots__ = ("channels", "id", "public_key", "waiting")
 
     def __init__(self, peer_id: str) -> None:
         self.id = peer_id
+        self.public_key: bytes | None = None  # proven by its handshake on one of our channels
         self.channels: dict[str, Channel] = {}
         self.waiting: dict[int, asyncio.Future[tuple[Peer, JSONValue]]] = {}
 
@@ -122,6 +130,12 @@ class Peer:
     @property
     def id(self) -> str:
         return self._remote.id
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The peer's Ed25519 public key (32 bytes) when it proved holding it on a connection
+        of ours, else ``None``."""
+        return self._remote.public_key
 
     @property
     def channel_name(self) -> str:
@@ -234,6 +248,16 @@ class P2PT(AsyncIOEventEmitter):
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
     (:class:`~p2prpc.webrtc.RTCOptions`).
 
+    Closed swarms: with ``secret`` (str or bytes) the info_hash is derived from the secret and
+    the identifier (HKDF-SHA256), offers and answers are sealed (ChaCha20-Poly1305; what does not
+    open is dropped, counted in ``signalling.refused`` and reported as ``trackerwarning``), and
+    each new connection must prove the secret over its own DTLS fingerprints within
+    ``auth_timeout`` seconds before ``peerconnect``; a connection that does not is closed
+    (``peerrefused``, counted in ``refused_peers``). ``identity`` (a
+    :class:`~p2prpc.identity.Identity`) proves this peer's public key on every connection;
+    ``allowed_peers`` (public keys) admits only peers that prove one of them. Without any of these
+    the wire is exactly P2PT's. See ``docs/SECURITY.md``.
+
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still
     wanted); below ``min_peers`` (half of ``max_peers`` by default) while the trackers know more
@@ -260,13 +284,28 @@ class P2PT(AsyncIOEventEmitter):
         max_peers: int | None = None,
         min_peers: int | None = None,
         tracker_options: dict[str, Any] | None = None,
+        secret: str | bytes | None = None,
+        identity: Identity | None = None,
+        allowed_peers: Sequence[bytes] | None = None,
+        auth_timeout: float = 10.0,
     ) -> None:
         super().__init__()
         self.announce_urls: list[str] = list(announce_urls)
         self.identifier = identifier
-        self.info_hash = info_hash_of(identifier)
+        keys = derive_keys(secret, identifier) if secret is not None else None
+        self.info_hash = keys.info_hash if keys is not None else info_hash_of(identifier)
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
+        self._signalling = Signalling(self.info_hash, self._peer_id, keys)
+        self._proof_key = keys.proof_key if keys is not None else None
+        self.identity = identity
+        self.allowed_peers = frozenset(allowed_peers) if allowed_peers is not None else None
+        if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):
+            raise ValueError("allowed_peers are 32-byte Ed25519 public keys")
+        self.auth_timeout = auth_timeout
+        #: Connections closed because the peer proved no secret or identity we accept.
+        self.refused_peers = 0
+        self._proving: dict[Channel, asyncio.TimerHandle] = {}
         self._rtc_options = RTCOptions(
             ice_servers=ice_servers,
             host_addresses=host_addresses,
@@ -502,6 +541,16 @@ class P2PT(AsyncIOEventEmitter):
     def rtc_options(self) -> RTCOptions:
         return self._rtc_options
 
+    @property
+    def signalling(self) -> Signalling:
+        """How offers and answers are sealed and opened (plain SDP in an open swarm)."""
+        return self._signalling
+
+    @property
+    def secret_mode(self) -> bool:
+        """Whether this is a closed swarm (``secret`` was given)."""
+        return self._proof_key is not None
+
     def accepts_offer_from(self, peer_id: str) -> bool:
         """Whether to answer an offer from ``peer_id``: fewer than ``max_connecting`` channels are
         connecting in all, its channels open or connecting are below ``max_channels_per_peer``,
@@ -552,7 +601,7 @@ class P2PT(AsyncIOEventEmitter):
             channel.close()
             return
         self._connecting.add(channel)
-        channel.on_open = lambda: self._on_channel_open(channel)
+        channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel)
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
@@ -575,7 +624,112 @@ class P2PT(AsyncIOEventEmitter):
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
 
-    def _on_channel_open(self, channel: Channel) -> None:
+    # -- the handshake (secret and identity modes) ---------------------------------------------
+
+    @property
+    def _gated(self) -> bool:
+        """Whether a connection must prove itself before it counts (``peerconnect``)."""
+        return self._proof_key is not None or self.allowed_peers is not None
+
+    def _on_channel_ready(self, channel: Channel) -> None:
+        """The data channel opened: say who we are first, then wait for the peer's proof (closed
+        swarms, known peers) or count the connection at once (open swarms)."""
+        if self._proof_key is None and self.identity is None and self.allowed_peers is None:
+            self._on_channel_open(channel)
+            return
+        try:
+            channel.send([self._auth_frame(channel)])
+        except (PeerClosed, AuthError) as e:
+            self._refuse(channel, e)
+            return
+        if not self._gated:
+            self._on_channel_open(channel)
+            return
+        channel.on_message = lambda data: self._on_proof(channel, data)
+        self._proving[channel] = asyncio.get_running_loop().call_later(
+            self.auth_timeout,
+            self._refuse,
+            channel,
+            AuthError(f"no proof within {self.auth_timeout} s"),
+        )
+
+    def _auth_frame(self, channel: Channel) -> bytes:
+        assert channel.peer_id is not None
+        local, remote = channel.fingerprints()
+        identity = self.identity
+        return make_auth(
+            info_hash=self.info_hash,
+            local_id=self._peer_id,
+            remote_id=bytes.fromhex(channel.peer_id),
+            local_fingerprint=local,
+            remote_fingerprint=remote,
+            proof_key=self._proof_key,
+            public_key=identity.public_key if identity is not None else None,
+            sign=identity.sign if identity is not None else None,
+        )
+
+    def _verify(self, channel: Channel, data: bytes) -> bytes | None:
+        """The public key a handshake frame proves on this channel (AuthError if it proves not
+        what we require)."""
+        assert channel.peer_id is not None
+        local, remote = channel.fingerprints()
+        key = verify_auth(
+            data,
+            info_hash=self.info_hash,
+            local_id=self._peer_id,
+            remote_id=bytes.fromhex(channel.peer_id),
+            local_fingerprint=local,
+            remote_fingerprint=remote,
+            proof_key=self._proof_key,
+        )
+        if self.allowed_peers is not None and key not in self.allowed_peers:
+            raise AuthError(
+                "the peer proves no identity"
+                if key is None
+                else "the peer's identity is not allowed"
+            )
+        known = self._remotes.get(channel.peer_id)
+        if key is not None and known is not None and known.public_key not in (None, key):
+            raise AuthError("the peer proves another identity than on its other connections")
+        return key
+
+    def _on_proof(self, channel: Channel, data: str | bytes) -> None:
+        timer = self._proving.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        if not is_auth_frame(data):
+            self._refuse(channel, AuthError("the peer spoke before proving itself"))
+            return
+        assert isinstance(data, bytes)
+        try:
+            key = self._verify(channel, data)
+        except AuthError as e:
+            self._refuse(channel, e)
+            return
+        self._on_channel_open(channel, key)
+
+    def _refuse(self, channel: Channel, error: Exception) -> None:
+        timer = self._proving.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        if channel.state is ChannelState.CLOSED:
+            return
+        self.refused_peers += 1
+        logger.warning("refused peer %s: %s", (channel.peer_id or "?")[:8], error)
+        channel.close()
+        self.emit("peerrefused", channel.peer_id, error)
+
+    def _on_late_proof(self, remote: _RemotePeer, channel: Channel, data: bytes) -> None:
+        """An identity proven on a connection already counted (open swarms)."""
+        try:
+            key = self._verify(channel, data)
+        except AuthError as e:
+            self._refuse(channel, e)
+            return
+        if remote.public_key is None:
+            remote.public_key = key
+
+    def _on_channel_open(self, channel: Channel, public_key: bytes | None = None) -> None:
         self._connecting.discard(channel)
         assert channel.peer_id is not None
         remote = self._remotes.get(channel.peer_id)
@@ -585,6 +739,8 @@ class P2PT(AsyncIOEventEmitter):
             return
         if remote is None:
             remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
+        if remote.public_key is None:
+            remote.public_key = public_key
         surplus = None
         if len(remote.channels) >= self.max_channels_per_peer:
             surplus = _surplus_channel(remote, channel)
@@ -602,6 +758,9 @@ class P2PT(AsyncIOEventEmitter):
 
     def _on_channel_close(self, channel: Channel) -> None:
         self._connecting.discard(channel)
+        timer = self._proving.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
         remote = self._remotes.get(channel.peer_id or "")
         if remote is None or remote.channels.get(channel.name) is not channel:
             return
@@ -645,6 +804,9 @@ class P2PT(AsyncIOEventEmitter):
         peer = Peer(self, remote, channel.name)
         if self.listeners("data"):
             self.emit("data", peer, data)
+        if isinstance(data, bytes) and is_auth_frame(data):
+            self._on_late_proof(remote, channel, data)
+            return
         if isinstance(data, bytes) and data[:1] != b"^":
             # Not a P2PT frame (P2PT reads binary messages too, as UTF-8 text): the layer above
             # may read it (the binary RPC envelope).

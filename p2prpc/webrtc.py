@@ -46,6 +46,7 @@ from aiortc import (
 
 from .errors import PeerClosed
 from .errors import SendQueueFull as SendQueueFull  # it lives in p2prpc.errors
+from .wire.secret import sdp_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +237,14 @@ class Channel:
     async def accept_answer(self, sdp: str) -> None:
         """Initiator: take the remote answer; the data channel opens once ICE and DTLS are done."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    def fingerprints(self) -> tuple[bytes, bytes]:
+        """(local, remote) SHA-256 DTLS certificate fingerprints of this connection, as the
+        descriptions name them (aiortc refuses a remote certificate that does not match)."""
+        local, remote = self.pc.localDescription, self.pc.remoteDescription
+        if local is None or remote is None:
+            raise PeerClosed(f"data channel {self.name or '?'} has no session yet")
+        return sdp_fingerprint(local.sdp), sdp_fingerprint(remote.sdp)
 
     # -- data ---------------------------------------------------------------------------------
 

@@ -15,6 +15,13 @@ oldest are dropped and counted).
 Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
 that reached it within ``start_window`` seconds of the first (earlier ones may come by longer
 paths), and is told of every gap it was given up on (``Subscription.lost``/``gaps``).
+
+Signed messages: a node with an identity signs each message it publishes (Ed25519 over topic,
+its peer id, seq and the payload bytes of the form sent), and relays pass signed messages on in
+the form they received, unchanged. A message whose signature fails, or that claims to come from a
+neighbour with a proven identity without its signature, is dropped and counted
+(``bad_signatures``). Signed messages are told apart by publisher key as well as peer id, so
+nobody can use another's peer id to spoil its sequence numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +41,7 @@ from ..errors import PeerClosed, RemoteProtocolError, RpcError
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.payload import MessageCodec
+from ..wire.secret import canonical_json, publication_bytes, verify_publication
 
 #: Topic messages are held to the size a gRPC message may have (``Node.max_message_size`` when the
 #: node checks what it delivers; this bound when a relay converts a message between forms).
@@ -58,8 +67,11 @@ class Sink(Protocol):
         """The node is closing: no more messages will come."""
         ...
 
-    def lost_messages(self, sender: str, first: int, last: int) -> None:
-        """Messages ``first`` to ``last`` of ``sender`` never came and are given up on."""
+    def lost_messages(
+        self, sender: str, first: int, last: int, publisher: bytes | None = None
+    ) -> None:
+        """Messages ``first`` to ``last`` of ``sender`` (signed by ``publisher``, if any) never
+        came and are given up on."""
         ...
 
 
@@ -88,6 +100,7 @@ class PubSubStats:
     late: int = 0
     bad_payloads: int = 0
     unconvertible: int = 0
+    bad_signatures: int = 0
 
 
 class Router:
@@ -171,18 +184,45 @@ class Router:
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
         origin = self.node.peer_id
-        self._remember((origin, topic, seq))
+        identity = self.node.identity
+        publisher = identity.public_key if identity is not None else None
+        self._remember((_source(origin, publisher), topic, seq))
         self.stats.published += 1
         envelope = Envelope(
-            Kind.PUBLISH, 0, seq, topic=topic, origin=origin, hops=self.hops, has_payload=True
+            Kind.PUBLISH,
+            0,
+            seq,
+            topic=topic,
+            origin=origin,
+            hops=self.hops,
+            has_payload=True,
+            publisher=publisher,
         )
-        sent = self._send_on(envelope, payload, exclude={origin})
+        signatures: dict[bool, bytes] = {}
+
+        def sign(binary: bool, data: Any) -> bytes:
+            """The signature of this message in one form (each form is signed once)."""
+            assert identity is not None
+            if binary not in signatures:
+                signed = publication_bytes(topic, origin, seq, _signed_payload(data))
+                signatures[binary] = identity.sign(signed)
+            return signatures[binary]
+
+        sent = self._send_on(
+            envelope, payload, exclude={origin}, sign=sign if identity is not None else None
+        )
         for peer_id in list(self.node.peers):
             with contextlib.suppress(PeerClosed):
                 await self.node.drain(peer_id)
         return sent
 
-    def _send_on(self, envelope: Envelope, payload: Payload, exclude: set[str]) -> int:
+    def _send_on(
+        self,
+        envelope: Envelope,
+        payload: Payload,
+        exclude: set[str],
+        sign: Callable[[bool, Any], bytes] | None = None,
+    ) -> int:
         assert envelope.topic is not None
         targets = [
             pid
@@ -209,6 +249,8 @@ class Router:
                 origin=envelope.origin,
                 hops=envelope.hops,
                 relayed_to=relayed_to,
+                publisher=envelope.publisher,
+                signature=sign(binary, data) if sign is not None else envelope.signature,
             )
             try:
                 self.node.send(pid, out, binary=binary)
@@ -227,8 +269,12 @@ class Router:
         if seq < 0:  # a publisher that numbers nothing: number its messages as they come
             seq = self._anonymous_seq.get(f"{origin}/{topic}", 0)
             self._anonymous_seq[f"{origin}/{topic}"] = seq + 1
-        key = (origin, topic, seq)
         self.stats.received += 1
+        if not self._authentic(origin, topic, seq, envelope):
+            self.stats.bad_signatures += 1
+            logger.warning("dropped a %s message said to be from %s: bad signature", topic, origin)
+            return
+        key = (_source(origin, envelope.publisher), topic, seq)
         if origin == self.node.peer_id or self._seen_before(key):
             self.stats.duplicates += 1
             return
@@ -243,20 +289,43 @@ class Router:
             origin=origin,
             hops=envelope.hops,
             relayed_to=envelope.relayed_to,
+            publisher=envelope.publisher,
+            signature=envelope.signature,
         )
         if envelope.hops > 0:
             exclude = {peer_id, origin, *envelope.relayed_to}
             relay = Envelope(
-                Kind.PUBLISH, 0, seq, topic=topic, origin=origin, hops=envelope.hops - 1
+                Kind.PUBLISH,
+                0,
+                seq,
+                topic=topic,
+                origin=origin,
+                hops=envelope.hops - 1,
+                publisher=envelope.publisher,
+                signature=envelope.signature,
             )
-            payload = Payload.received(envelope.payload, self._types.get(topic))
+            # A signed message goes on exactly as it came: another form would not verify.
+            message_type = self._types.get(topic) if envelope.signature is None else None
+            payload = Payload.received(envelope.payload, message_type)
             self.stats.relayed += self._send_on(relay, payload, exclude)
         if topic in self._sinks:
             self._in_order(numbered)
 
+    def _authentic(self, origin: str, topic: str, seq: int, envelope: Envelope) -> bool:
+        """Whether a message's signature (if any) holds, and a neighbour that proved an identity
+        is not impersonated (its messages must carry its signature)."""
+        neighbour = self.node.peers.get(origin)
+        known = neighbour.public_key if neighbour is not None else None
+        if envelope.publisher is None or envelope.signature is None:
+            return known is None
+        if known is not None and envelope.publisher != known:
+            return False
+        signed = publication_bytes(topic, origin, seq, _signed_payload(envelope.payload))
+        return verify_publication(envelope.publisher, envelope.signature, signed)
+
     def _in_order(self, envelope: Envelope) -> None:
         assert envelope.origin is not None and envelope.topic is not None
-        stream = (envelope.origin, envelope.topic)
+        stream = (_source(envelope.origin, envelope.publisher), envelope.topic)
         order = self._order.get(stream)
         if order is None:  # the first we hear of this publisher
             order = self._order[stream] = _Order(envelope.seq)
@@ -315,9 +384,11 @@ class Router:
             order.gap_timer = None
         lowest = min(order.waiting)
         self.stats.skipped_gaps += lowest - order.next_seq
-        origin, topic = stream
+        source, topic = stream
+        origin, _, key = source.partition("/")
+        publisher = bytes.fromhex(key) if key else None
         for sink in list(self._sinks.get(topic, ())):
-            sink.lost_messages(origin, order.next_seq, lowest - 1)
+            sink.lost_messages(origin, order.next_seq, lowest - 1, publisher)
         order.next_seq = lowest
         self._drain(order)
         if order.waiting:
@@ -351,7 +422,7 @@ class Router:
             del self._seen[key]
 
     def _on_peerclose(self, peer_id: str) -> None:
-        for stream in [s for s in self._order if s[0] == peer_id]:
+        for stream in [s for s in self._order if s[0].partition("/")[0] == peer_id]:
             order = self._order[stream]
             if not order.waiting:
                 for timer in (order.gap_timer, order.start_timer):
@@ -370,6 +441,18 @@ class Router:
         self._sinks.clear()
         for sink in sinks:
             sink.end()
+
+
+def _source(origin: str, publisher: bytes | None) -> str:
+    """Whose message stream this is: the peer id, and the key it was signed with."""
+    return origin if publisher is None else f"{origin}/{publisher.hex()}"
+
+
+def _signed_payload(data: Any) -> bytes:
+    """A payload's bytes as signed: protobuf bytes as they are, JSON in canonical form."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    return canonical_json(data)
 
 
 def _wants(info: PeerInfo, topic: str) -> bool:

@@ -6,7 +6,7 @@ import abc
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -28,12 +28,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Received(Generic[T]):
-    """One message of a topic, with who published it (``sender``, a peer id) and its number."""
+    """One message of a topic, with who published it (``sender``, a peer id) and its number.
+
+    ``publisher``: the publisher's Ed25519 public key when the message was signed with it (and
+    the signature verified), else ``None``.
+    """
 
     message: T
     sender: str
     seq: int
     topic: str
+    publisher: bytes | None = None
 
 
 class Subscription(AsyncIterator[Received[T]]):
@@ -47,11 +52,14 @@ class Subscription(AsyncIterator[Received[T]]):
     manager) to unsubscribe.
     """
 
-    def __init__(self, topic: _TopicBase[T], maxsize: int) -> None:
+    def __init__(
+        self, topic: _TopicBase[T], maxsize: int, publishers: Iterable[bytes] | None = None
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.topic = topic
         self.maxsize = maxsize
+        self.publishers = frozenset(publishers) if publishers is not None else None
         self.dropped = 0
         self.lost = 0
         self.gaps: deque[tuple[str, int, int]] = deque(maxlen=256)
@@ -62,6 +70,8 @@ class Subscription(AsyncIterator[Received[T]]):
 
     def deliver(self, envelope: Envelope) -> None:
         """Queue a message for the reader (the router calls this)."""
+        if self.publishers is not None and envelope.publisher not in self.publishers:
+            return
         value = self.topic._decode(envelope.payload)
         if value is None:
             router_of(self.topic.node).stats.bad_payloads += 1
@@ -70,11 +80,18 @@ class Subscription(AsyncIterator[Received[T]]):
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(Received(value, envelope.origin, envelope.seq, self.topic.name))
+        self._queue.append(
+            Received(value, envelope.origin, envelope.seq, self.topic.name, envelope.publisher)
+        )
         self._ready.set()
 
-    def lost_messages(self, sender: str, first: int, last: int) -> None:
-        """Messages ``first`` to ``last`` of ``sender`` were given up on (the router calls this)."""
+    def lost_messages(
+        self, sender: str, first: int, last: int, publisher: bytes | None = None
+    ) -> None:
+        """Messages ``first`` to ``last`` of ``sender`` were given up on (the router calls this);
+        a subscription that takes only some publishers hears only of theirs."""
+        if self.publishers is not None and publisher not in self.publishers:
+            return
         self.lost += last - first + 1
         self.gaps.append((sender, first, last))
 
@@ -118,9 +135,14 @@ class _TopicBase(abc.ABC, Generic[T]):
         self.node = node
         self.name = name
 
-    def subscribe(self, maxsize: int = 1024) -> Subscription[T]:
-        """Start receiving this topic's messages (the node tells its peers it subscribes)."""
-        return Subscription(self, maxsize)
+    def subscribe(
+        self, maxsize: int = 1024, *, publishers: Iterable[bytes] | None = None
+    ) -> Subscription[T]:
+        """Start receiving this topic's messages (the node tells its peers it subscribes).
+
+        ``publishers``: Ed25519 public keys; only messages signed by one of them are delivered.
+        """
+        return Subscription(self, maxsize, publishers)
 
     @abc.abstractmethod
     def _decode(self, payload: Any) -> T | None:

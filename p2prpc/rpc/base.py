@@ -123,11 +123,14 @@ class ClientCallDetails:
 @dataclass(frozen=True)
 class HandlerCallDetails:
     """What a server interceptor sees of an incoming call (grpc's ``HandlerCallDetails``):
-    ``invocation_metadata`` as (key, value) pairs, and the calling peer's id."""
+    ``invocation_metadata`` as (key, value) pairs, the calling peer's id, and the public keys it
+    proved on its connection (``None``: it proved no identity), as ``context.peer_identities()``.
+    """
 
     method: str
     invocation_metadata: tuple[Metadatum, ...] = field(default_factory=tuple)
     peer: str = ""
+    peer_identities: tuple[bytes, ...] | None = None
 
 
 class ClientInterceptor(Protocol):

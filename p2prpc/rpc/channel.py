@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
 
 from ..errors import RpcError
-from ..node import Node, PeerTarget
+from ..node import IdentityTarget, Node, PeerTarget
 from ..wire.status import StatusCode
 from .base import ClientInterceptor, RetryPolicy, check_encoding
 from .deadline import Deadline
@@ -36,6 +36,9 @@ class Channel:
     :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
     ``compression``: ``"deflate"``, ``"zstd"`` or ``None``. ``wait_for_ready``: whether calls wait
     for a serving peer (within their timeout) instead of failing UNAVAILABLE at once.
+    ``allowed_servers``: Ed25519 public keys; calls go only to peers that proved one of them on
+    their connection (``node.to_identity(key)`` is a shorthand), and fail UNAVAILABLE when none
+    serves.
 
     A stub takes a ``Channel``, a :class:`~p2prpc.node.Node` (its default channel) or
     ``node.to(peer_id)``.
@@ -47,10 +50,17 @@ class Channel:
     interceptors: Sequence[ClientInterceptor] = ()
     compression: str | None = None
     wait_for_ready: bool = False
+    allowed_servers: Sequence[bytes] | None = None
 
     def __post_init__(self) -> None:
         check_encoding(self.compression)
         object.__setattr__(self, "interceptors", tuple(self.interceptors))
+        if self.allowed_servers is not None:
+            object.__setattr__(self, "allowed_servers", frozenset(self.allowed_servers))
+
+    def _allowed(self, peer_id: str) -> bool:
+        allowed = self.allowed_servers
+        return allowed is None or self.node.peer_identity(peer_id) in allowed
 
     def to(self, peer_id: str) -> Channel:
         """The same settings, every call to ``peer_id``."""
@@ -71,15 +81,19 @@ class Channel:
             fixed = self.peer
 
             def found() -> str | None:
-                return fixed if fixed in node.p2pt.peers else None
+                return fixed if fixed in node.p2pt.peers and self._allowed(fixed) else None
 
             missing = f"peer {fixed} is not connected"
         else:
 
             def found() -> str | None:
-                return endpoint.pick_server(service, tried)
+                if self.allowed_servers is None:
+                    return endpoint.pick_server(service, tried)
+                return endpoint.pick_server(service, tried, self._allowed)
 
             missing = f"no connected peer serves {service}"
+            if self.allowed_servers is not None:
+                missing += " with an allowed identity"
         peer_id = found()
         if peer_id is not None:
             return peer_id
@@ -96,7 +110,7 @@ class Channel:
         return peer_id
 
 
-ChannelLike: TypeAlias = Union[Channel, Node, PeerTarget]  # noqa: UP007
+ChannelLike: TypeAlias = Union[Channel, Node, PeerTarget, IdentityTarget]  # noqa: UP007
 
 
 def as_channel(target: ChannelLike) -> Channel:
@@ -105,6 +119,8 @@ def as_channel(target: ChannelLike) -> Channel:
         return target
     if isinstance(target, PeerTarget):
         return Channel(target.node, target.peer_id)
+    if isinstance(target, IdentityTarget):
+        return Channel(target.node, allowed_servers=target.public_keys)
     if isinstance(target, Node):
         return Channel(target)
     raise TypeError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import MessageTooBig, RemoteProtocolError, TooManyPending
@@ -197,12 +198,19 @@ class Endpoint:
         """A call to ``peer_id`` ran out of time: prefer other servers for a while."""
         self._timed_out[peer_id] = time.monotonic()
 
-    def pick_server(self, service: str, exclude: frozenset[str] = frozenset()) -> str | None:
+    def pick_server(
+        self,
+        service: str,
+        exclude: frozenset[str] = frozenset(),
+        allowed: Callable[[str], bool] | None = None,
+    ) -> str | None:
         """The server of ``service`` with the fewest calls in flight from here (ties: random);
         servers in ``exclude`` (already tried) only when there is no other, and servers whose
         calls ran out of time in the last ``SLOW_SERVER_PENALTY`` seconds only when no other
-        serves."""
+        serves. ``allowed``: only servers it accepts, ever."""
         servers = self.node.servers_of(service)
+        if allowed is not None:
+            servers = [pid for pid in servers if allowed(pid)]
         candidates = [pid for pid in servers if pid not in exclude] or servers
         if not candidates:
             return None

@@ -46,6 +46,8 @@ MAX_QUEUED_REQUEST_MESSAGES_SIZE = 4
 
 MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 
+_PUBLIC_KEY_PROPERTY = "x-p2prpc-public-key"
+
 
 class _State(enum.Enum):
     OPEN = "open"
@@ -81,6 +83,28 @@ class ServicerContext:
     def method(self) -> str:
         """The method called, ``/package.Service/Method``."""
         return self._call.method
+
+    def peer_identities(self) -> list[bytes] | None:
+        """``[public_key]`` (32 raw bytes) when the calling peer proved an Ed25519 identity on
+        its connection, ``None`` otherwise (as grpc answers for an unauthenticated peer)."""
+        key = self._call.node.peer_identity(self._call.peer_id)
+        return [key] if key is not None else None
+
+    def peer_identity_key(self) -> str | None:
+        """The name of the auth context property that holds the peer's identity."""
+        return _PUBLIC_KEY_PROPERTY if self.peer_identities() is not None else None
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """What authenticated the peer, as grpc's ``auth_context()``: the transport security
+        type, and the peer's public key when it proved one."""
+        node = self._call.node
+        security = b"p2prpc-secret" if node.p2pt.secret_mode else b"p2prpc-dtls"
+        context: dict[str, list[bytes]] = {"transport_security_type": [security]}
+        identities = self.peer_identities()
+        if identities is not None:
+            context["transport_security_type"] = [b"p2prpc-ed25519"]
+            context[_PUBLIC_KEY_PROPERTY] = identities
+        return context
 
     def invocation_metadata(self) -> grpc.aio.Metadata:
         """The metadata the client sent, as (key, value) pairs (``-bin`` values are bytes)."""
@@ -415,7 +439,13 @@ class ServerCall:
         interceptors = self.node.server_interceptors
         if not interceptors:
             return self.handler
-        details = HandlerCallDetails(self.method, self.first.metadata, self.peer_id)
+        identities = self.context.peer_identities()
+        details = HandlerCallDetails(
+            self.method,
+            self.first.metadata,
+            self.peer_id,
+            tuple(identities) if identities is not None else None,
+        )
 
         async def proceed(index: int, d: HandlerCallDetails) -> Handler[Any, Any] | None:
             if index == len(interceptors):

@@ -26,7 +26,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
+from ..signalling import Signalling
 from ..webrtc import Channel, RTCOptions
+from ..wire.secret import SealError
 from ..wire.tracker import (
     Announce,
     AnnounceReply,
@@ -63,6 +65,10 @@ class Swarm(Protocol):
     def peer_id_bytes(self) -> bytes: ...
     @property
     def rtc_options(self) -> RTCOptions: ...
+    @property
+    def signalling(self) -> Signalling:
+        """Seals and opens offers and answers (secret swarms); plain SDP in open ones."""
+        ...
 
     def accepts_offer_from(self, peer_id: str) -> bool:
         """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
@@ -268,7 +274,7 @@ class TrackerClient:
         timer = asyncio.get_running_loop().call_later(self.offer_timeout, self._expire, offer_id)
         self._offers[offer_id] = (channel, timer)
         sdp = await channel.create_offer()
-        return OfferPayload(offer_id=offer_id, sdp=sdp)
+        return OfferPayload(offer_id=offer_id, sdp=self.swarm.signalling.seal_offer(offer_id, sdp))
 
     def _retire_offers(self, keep: int) -> None:
         """Close the oldest unanswered offers until at most ``keep`` remain."""
@@ -325,11 +331,16 @@ class TrackerClient:
         peer_id = relay.peer_id.hex()
         if not self.swarm.accepts_offer_from(peer_id):
             return
+        try:
+            offer_sdp = self.swarm.signalling.open_offer(relay.peer_id, relay.offer_id, relay.sdp)
+        except SealError as e:  # never answered: the offer may come from anyone but the swarm
+            self.swarm.tracker_warning(self, e)
+            return
         channel = Channel(self.swarm.rtc_options, initiator=False)
         channel.peer_id = peer_id
         self._hand_over(channel)
         try:
-            sdp = await channel.accept_offer(relay.sdp)
+            sdp = await channel.accept_offer(offer_sdp)
         except Exception as e:  # aiortc raises plain ValueErrors etc. on an SDP it cannot use
             channel.close()
             self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable offer: {e!r}"))
@@ -343,7 +354,7 @@ class TrackerClient:
             peer_id=self.swarm.peer_id_bytes,
             to_peer_id=relay.peer_id,
             offer_id=relay.offer_id,
-            sdp=sdp,
+            sdp=self.swarm.signalling.seal_answer(relay.peer_id, relay.offer_id, sdp),
             trackerid=self.tracker_id,
         )
         try:
@@ -352,10 +363,16 @@ class TrackerClient:
             channel.close()
 
     async def _accept_answer(self, relay: AnswerRelay) -> None:
-        entry = self._offers.pop(relay.offer_id, None)
+        entry = self._offers.get(relay.offer_id)
         if entry is None:
             logger.debug("answer for unknown offer %s", relay.offer_id.hex())
             return
+        try:
+            answer_sdp = self.swarm.signalling.open_answer(relay.peer_id, relay.offer_id, relay.sdp)
+        except SealError as e:  # the offer stays open for the answer of a peer of the swarm
+            self.swarm.tracker_warning(self, e)
+            return
+        del self._offers[relay.offer_id]
         channel, timer = entry
         timer.cancel()
         channel.peer_id = relay.peer_id.hex()
@@ -365,7 +382,7 @@ class TrackerClient:
             return
         self._hand_over(channel)
         try:
-            await channel.accept_answer(relay.sdp)
+            await channel.accept_answer(answer_sdp)
         except Exception as e:  # as above: aiortc's own errors on an unusable SDP
             channel.close()
             self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable answer: {e!r}"))

@@ -29,6 +29,8 @@ header travels on the first frame only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import math
@@ -94,6 +96,8 @@ class Envelope:
     origin: str | None = None  # PUBLISH: the publisher's peer id (hex)
     hops: int = 0  # PUBLISH: how many more times it may be relayed
     relayed_to: tuple[str, ...] = ()  # PUBLISH: peers the previous hop also sent it to
+    publisher: bytes | None = None  # PUBLISH: the publisher's Ed25519 public key, when signed
+    signature: bytes | None = None  # PUBLISH: its signature (``wire.secret.publication_bytes``)
     encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
     compressed: bool = False  # the payload is compressed with the call's encoding
     json: bool = False  # it came in the JSON form (a call is answered in the form it came in)
@@ -168,7 +172,27 @@ def _publish_header(env: Envelope) -> dict[str, Any]:
     header: dict[str, Any] = {"pub": env.topic, "from": env.origin, "hops": env.hops}
     if env.relayed_to:
         header["to"] = list(env.relayed_to)
+    if env.publisher is not None and env.signature is not None:
+        header["key"] = base64.b64encode(env.publisher).decode("ascii")
+        header["sig"] = base64.b64encode(env.signature).decode("ascii")
     return header
+
+
+def _signed_by(header: Mapping[str, Any]) -> tuple[bytes | None, bytes | None]:
+    """(public key, signature) of a signed publish; both or neither."""
+    key, sig = header.get("key"), header.get("sig")
+    if key is None and sig is None:
+        return None, None
+    try:
+        if not isinstance(key, str) or not isinstance(sig, str) or len(key) + len(sig) > 200:
+            raise ValueError("not strings of base64")
+        publisher = base64.b64decode(key, validate=True)
+        signature = base64.b64decode(sig, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise EnvelopeError(f"key and sig must be base64: {e}") from None
+    if len(publisher) != 32 or len(signature) != 64:
+        raise EnvelopeError("key is 32 bytes and sig 64 (Ed25519)")
+    return publisher, signature
 
 
 def _status_json(status: Status) -> dict[str, Any]:
@@ -246,6 +270,9 @@ def _publish(header: Mapping[str, Any], call_id: int, seq: int | None, payload: 
     relayed = header.get("to", [])
     if not isinstance(relayed, list) or len(relayed) > 256 or not all(map(_is_peer_id, relayed)):
         raise EnvelopeError("to must list peer ids")
+    publisher, signature = _signed_by(header)
+    if publisher is not None and (origin is None or seq is None):
+        raise EnvelopeError("a signed publish names its publisher's peer id (from) and its seq")
     return Envelope(
         Kind.PUBLISH,
         call_id,
@@ -257,6 +284,8 @@ def _publish(header: Mapping[str, Any], call_id: int, seq: int | None, payload: 
         origin=origin,
         hops=hops,
         relayed_to=tuple(relayed),
+        publisher=publisher,
+        signature=signature,
     )
 
 

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from p2prpc.signalling import Signalling
 from p2prpc.testing import loopback_p2pt
 from p2prpc.tracker.client import MAX_INTERVAL, MAX_OFFERS, TrackerClient
 from p2prpc.tracker.server import TrackerServer
@@ -25,6 +26,7 @@ class FakeSwarm:
     info_hash = INFO_HASH
     peer_id_bytes = bytes(20)
     rtc_options = RTCOptions(ice_servers=[])
+    signalling = Signalling(INFO_HASH, bytes(20), None)
 
     def __init__(self) -> None:
         self.updates: list[AnnounceReply] = []
