@@ -396,6 +396,42 @@ def _run_sub(args: argparse.Namespace) -> int:
     )
 
 
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the tracker's address (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="the tracker's port; 0 picks a free one (0)"
+    )
+    parser.add_argument(
+        "--identifier", default="p2prpc-demo", help="the swarm's identifier (p2prpc-demo)"
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    options: dict[str, Any] = {"ice_servers": []}
+    if args.host.startswith("127."):
+        options["host_addresses"] = [args.host]
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_demo(args.host, args.port, args.identifier, options, stop)
+        except OSError as e:
+            logger.error("cannot listen on %s port %s: %s", args.host, args.port, e)
+            return 1
+        return 0
+
+    return asyncio.run(main())
+
+
 # -- gen ------------------------------------------------------------------------------------------
 
 
@@ -440,6 +476,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("health", "check the health of nodes and services", _add_health_arguments, _run_health),
     Command("pub", "publish a JSON message to a topic", _add_pub_arguments, _run_pub),
     Command("sub", "print a topic's messages as JSON lines", _add_sub_arguments, _run_sub),
+    Command(
+        "demo", "run a tracker and a node to try these commands on", _add_demo_arguments, _run_demo
+    ),
 )
 
 

@@ -121,6 +121,7 @@ def test_tracker_options_and_defaults() -> None:
         "health",
         "pub",
         "sub",
+        "demo",
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -394,3 +395,46 @@ async def test_sub_without_enough_messages_in_time(served: Served) -> None:
     status, out, err = await p2prpc("sub", *swarm(served.url), "quiet", "-n", "1", "--timeout", "2")
     assert (status, out) == (code(StatusCode.DEADLINE_EXCEEDED), "")
     assert "0 of 1 messages on quiet" in err
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+async def test_demo_serves_what_the_other_commands_reach() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "p2prpc",
+        "demo",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    try:
+        assert demo.stdout is not None
+        async with asyncio.timeout(30):
+            url = (await demo.stdout.readline()).decode().strip()
+        assert url.startswith("ws://127.0.0.1:")
+        demo_swarm = ["-t", url, "--identifier", "p2prpc-demo"]
+        status, out, err = await p2prpc(
+            "call", *demo_swarm, "p2prpc.demo.Greeter/SayHello", "-d", '{"name": "demo"}'
+        )
+        assert (status, err, lines(out)) == (0, "", [{"message": "Hello, demo!"}])
+        status, out, _ = await p2prpc("describe", *demo_swarm, "p2prpc.demo.Tick")
+        assert status == 0
+        assert out.splitlines()[1:] == [
+            "message Tick {",
+            "  int64 count = 1;",
+            "  string at = 2;",
+            "}",
+        ]
+        status, out, _ = await p2prpc("sub", *demo_swarm, "ticks", "-n", "2", "--timeout", "30")
+        assert status == 0
+        first, second = lines(out)
+        assert isinstance(first, dict) and isinstance(second, dict)
+        assert int(second["count"]) == int(first.get("count", 0)) + 1  # int64: a JSON string
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err_bytes = await demo.communicate()
+    assert demo.returncode == 0, err_bytes.decode()
