@@ -146,7 +146,8 @@ def check_json(message_type: type[Message], value: Any, *, allow_unknown: bool) 
         json_format.ParseDict(value, message, ignore_unknown_fields=allow_unknown)
     except (json_format.ParseError, TypeError, ValueError, RecursionError) as e:
         what = message_type.DESCRIPTOR.full_name
-        raise RpcError(StatusCode.INVALID_ARGUMENT, f"not a {what}: {e}") from None
+        reason = " ".join(str(e).split())
+        raise RpcError(StatusCode.INVALID_ARGUMENT, f"not a {what}: {reason}") from None
     return message
 
 
@@ -226,12 +227,12 @@ def _method_line(proto: descriptor_pb2.MethodDescriptorProto, indent: str) -> st
     request = ("stream " if proto.client_streaming else "") + proto.input_type
     reply = ("stream " if proto.server_streaming else "") + proto.output_type
     level = proto.options.idempotency_level
-    options = (
-        f" {{ option idempotency_level = {proto.options.IdempotencyLevel.Name(level)}; }}"
-        if level
-        else ""
-    )
-    return f"{indent}rpc {proto.name}({request}) returns ({reply}){options};"
+    head = f"{indent}rpc {proto.name}({request}) returns ({reply})"
+    if level:
+        return (
+            f"{head} {{ option idempotency_level = {proto.options.IdempotencyLevel.Name(level)}; }}"
+        )
+    return head + ";"
 
 
 def proto_text(symbol: Symbol) -> str:
