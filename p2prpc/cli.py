@@ -317,7 +317,10 @@ def _run_list(args: argparse.Namespace) -> int:
 def _add_describe_arguments(parser: argparse.ArgumentParser) -> None:
     _add_swarm_arguments(parser)
     parser.add_argument(
-        "symbol", help="a service, method (package.Service.Method), message or enum"
+        "symbol",
+        nargs="?",
+        help="a service, method (package.Service.Method), message or enum "
+        "(default: every service of one peer)",
     )
     _add_timeout_argument(parser)
     _add_peer_argument(parser, "ask")

@@ -294,11 +294,11 @@ async def list_services(swarm: Swarm, wait: float) -> int:
 # -- describe -------------------------------------------------------------------------------------
 
 
-async def describe(swarm: Swarm, symbol: str, *, peer: str | None, timeout: float) -> int:
+async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeout: float) -> int:
     """Print ``symbol`` (a service, method, message or enum) as ``.proto`` text, from the
-    reflection service of a peer that knows it."""
+    reflection service of a peer that knows it; without a symbol, every service of one peer."""
     clock = _Clock(timeout)
-    symbol = symbol.lstrip(".").replace("/", ".")
+    symbol = (symbol or "").lstrip(".").replace("/", ".")
     async with joined(swarm, clock.left()) as node:
         if peer is not None:
             candidates = [await find_peer(node, peer, clock)]
@@ -315,6 +315,12 @@ async def describe(swarm: Swarm, symbol: str, *, peer: str | None, timeout: floa
                         f"no peer serving {V1.service} within {timeout:g} s",
                     ) from None
                 candidates = _reflecting(node, symbol)
+        if not symbol:
+            reflected, _ = await reflect(
+                Channel(node, candidates[0]), [], timeout=clock.left(), list_services=True
+            )
+            print("\n\n".join(proto_text(s) for s in reflected.services()), flush=True)
+            return 0
         for peer_id in candidates:
             try:
                 reflected, _ = await reflect(Channel(node, peer_id), [symbol], timeout=clock.left())

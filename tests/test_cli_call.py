@@ -326,6 +326,16 @@ async def test_describe_prints_proto_text_from_reflection(served: Served) -> Non
     )
     assert status == 0
     assert "rpc SayHello(.helloworld.HelloRequest)" in out
+    status, out, _ = await p2prpc("describe", *swarm(served.url), "--peer", served.node.peer_id)
+    assert status == 0
+    assert [line for line in out.splitlines() if line.startswith("//")] == [
+        "// grpc.health.v1.Health is a service (from grpc_health/v1/health.proto)",
+        "// grpc.reflection.v1.ServerReflection is a service (from "
+        "grpc/reflection/v1/reflection.proto)",
+        "// grpc.reflection.v1alpha.ServerReflection is a service (from "
+        "grpc_reflection/v1alpha/reflection.proto)",
+        "// helloworld.Greeter is a service (from helloworld.proto)",
+    ]
     status, out, err = await p2prpc(
         "describe", *swarm(served.url), "nowhere.Nothing", "--timeout", "10"
     )
