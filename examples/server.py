@@ -158,7 +158,8 @@ async def serve(trackers: list[str], identifier: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with node:
         host = asyncio.create_task(chat_host(node))
-        say(f"[server] {node.peer_id[:8]} serving {', '.join(sorted(node.services))}")
+        mine = sorted(name for name in node.services if not name.startswith("grpc."))
+        say(f"[server] {node.peer_id[:8]} serving {', '.join(mine)} (and health, reflection)")
         greeted: set[str] = set()
 
         def hello(info: PeerInfo) -> None:

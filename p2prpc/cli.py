@@ -1,10 +1,11 @@
 """The ``p2prpc`` command line: ``p2prpc <command> [options]``.
 
 Each command is a :class:`Command`: a name, a one-line help, a function adding its options to its
-sub-parser and a function running it that returns the exit code. Adding a command (``gen``,
-``call``, ``peers``, ``pub``, ``sub``, ``demo``) means writing those two functions and listing it
-in :data:`COMMANDS`. Results go to stdout (one line of text, or JSON as grpcurl does); logs go to
-stderr, so stdout stays machine-readable.
+sub-parser and a function running it that returns the exit code. Adding a command means writing
+those two functions and listing it in :data:`COMMANDS`; what the swarm commands do lives in
+:mod:`p2prpc.tools`. Results go to stdout (one line of text, or JSON lines as grpcurl does); logs
+and progress go to stderr, so stdout stays machine-readable. Logging is quiet by default (p2prpc's
+warnings only); ``-v`` says more.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import tools
+from .errors import RpcError
 from .tracker import server as tracker_server
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -36,6 +39,7 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    verbosity: int = 0  # what it logs without -v: 0 warnings, 1 information (the tracker's log)
 
 
 # -- tracker --------------------------------------------------------------------------------------
@@ -118,7 +122,7 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- call, peers ----------------------------------------------------------------------------------
+# -- the swarm commands ---------------------------------------------------------------------------
 
 
 def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,13 +146,80 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="offer only this local address as ICE host candidate (repeatable; e.g. 127.0.0.1)",
     )
+    parser.add_argument(
+        "--max-message-size",
+        type=_positive_int,
+        default=4 * 2**20,
+        metavar="BYTES",
+        help="largest message received or sent (4 MiB, as gRPC)",
+    )
 
 
-def _swarm_options(args: argparse.Namespace) -> dict[str, Any]:
+def _swarm(args: argparse.Namespace) -> tools.Swarm:
     options: dict[str, Any] = {} if args.stun else {"ice_servers": []}
     if args.host_address:
         options["host_addresses"] = args.host_address
-    return options
+    return tools.Swarm(args.tracker, args.identifier, options, args.max_message_size)
+
+
+def _add_peer_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--peer",
+        metavar="ID",
+        help=f"{what} this peer: its id or a unique prefix of it, as logs show (7b866dec)",
+    )
+
+
+def _add_timeout_argument(parser: argparse.ArgumentParser, default: float = 30.0) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default,
+        help=f"seconds for everything, finding peers included ({default:g})",
+    )
+
+
+def _add_strict_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unknown-fields",
+        action="store_true",
+        help="send JSON with fields or enum names the message type does not have (by default "
+        "they are refused, checked against the type from the peer's reflection)",
+    )
+
+
+def _run(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine; SIGINT or SIGTERM ends it cleanly (exit 0), a ToolError is
+    printed and its status is the exit code."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, interrupt)
+        try:
+            return await coroutine
+        except asyncio.CancelledError:
+            if interrupted:
+                return 0
+            raise
+        except tools.ToolError as e:
+            print(f"ERROR: {e.code.name}: {e}", file=sys.stderr, flush=True)
+            return e.exit_code
+        except RpcError as e:  # a request the peer's types refuse, and the like
+            print(f"ERROR: {e.code().name}: {e.details()}", file=sys.stderr, flush=True)
+            return int(e.code().value[0])
+
+    return asyncio.run(main())
 
 
 def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,10 +229,12 @@ def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "-d",
         "--data",
         default="{}",
-        help="the request as proto3 JSON; '@' reads one request per line from stdin (streams)",
+        help="the request as proto3 JSON; '@' reads the requests from stdin and '@FILE' from a "
+        "file (one JSON value, or several for a request stream: JSON lines, or values one after "
+        "another), for payloads too large for the command line",
     )
-    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds (30)")
-    parser.add_argument("--peer", help="call this peer (40 hex characters) instead of any server")
+    _add_timeout_argument(parser)
+    _add_peer_argument(parser, "call")
     parser.add_argument(
         "-H",
         "--header",
@@ -170,18 +243,36 @@ def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY: VALUE",
         help="metadata to send (repeatable)",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="show_metadata",
+        action="store_true",
+        help="print the response headers and trailers to stderr, as grpcurl -v",
+    )
+    _add_strict_argument(parser)
+
+
+def _read_requests(data: str) -> list[Any]:
+    """The requests ``-d`` gives: JSON text, or '@' (stdin), or '@FILE'."""
+    if data == "@":
+        text = sys.stdin.read()
+    elif data.startswith("@"):
+        with open(data[1:], encoding="utf-8") as file:
+            text = file.read()
+    else:
+        return [json.loads(data)]
+    return list(tools.read_json_values(text))
 
 
 def _run_call(args: argparse.Namespace) -> int:
-    from .tools import call_json
-
     method = args.method if args.method.startswith("/") else "/" + args.method
     try:
-        if args.data == "@":
-            requests = [json.loads(line) for line in sys.stdin if line.strip()]
-        else:
-            requests = [json.loads(args.data)]
-    except json.JSONDecodeError as e:
+        requests = _read_requests(args.data)
+    except OSError as e:
+        print(f"p2prpc call: cannot read the request: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
         print(f"p2prpc call: the request is not JSON: {e}", file=sys.stderr)
         return 2
     metadata: list[tuple[str, str | bytes]] = []
@@ -192,33 +283,157 @@ def _run_call(args: argparse.Namespace) -> int:
             return 2
         # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too).
         metadata.append((key.strip().lower(), value.strip()))
-    return asyncio.run(
-        call_json(
-            args.tracker,
-            args.identifier,
+    return _run(
+        tools.call_json(
+            _swarm(args),
             method,
             requests,
             timeout=args.timeout,
             peer=args.peer,
             metadata=metadata,
-            swarm_options=_swarm_options(args),
+            allow_unknown_fields=args.allow_unknown_fields,
+            show_metadata=args.show_metadata,
         )
     )
 
 
-def _add_peers_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_wait_arguments(parser: argparse.ArgumentParser) -> None:
     _add_swarm_arguments(parser)
     parser.add_argument(
-        "--wait", type=_positive_float, default=5.0, help="seconds to listen for hellos (5)"
+        "--wait",
+        type=_positive_float,
+        default=5.0,
+        help="seconds to wait at most for the swarm's peers to answer (5)",
     )
 
 
 def _run_peers(args: argparse.Namespace) -> int:
-    from .tools import list_peers
+    return _run(tools.list_peers(_swarm(args), args.wait))
 
-    return asyncio.run(
-        list_peers(args.tracker, args.identifier, args.wait, swarm_options=_swarm_options(args))
+
+def _run_list(args: argparse.Namespace) -> int:
+    return _run(tools.list_services(_swarm(args), args.wait))
+
+
+def _add_describe_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument(
+        "symbol",
+        nargs="?",
+        help="a service, method (package.Service.Method), message or enum "
+        "(default: every service of one peer)",
     )
+    _add_timeout_argument(parser)
+    _add_peer_argument(parser, "ask")
+
+
+def _run_describe(args: argparse.Namespace) -> int:
+    return _run(tools.describe(_swarm(args), args.symbol, peer=args.peer, timeout=args.timeout))
+
+
+def _add_health_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument(
+        "service", nargs="?", default="", help="the service to check (default: the node itself)"
+    )
+    _add_timeout_argument(parser, 10.0)
+    _add_peer_argument(parser, "check only")
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    return _run(
+        tools.check_health(_swarm(args), args.service, peer=args.peer, timeout=args.timeout)
+    )
+
+
+def _add_pub_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument("topic", help="the topic's name")
+    parser.add_argument(
+        "message", help="the message as JSON (proto3 JSON for a typed topic); '@' reads stdin"
+    )
+    _add_timeout_argument(parser)
+    _add_strict_argument(parser)
+
+
+def _run_pub(args: argparse.Namespace) -> int:
+    try:
+        value = json.loads(sys.stdin.read() if args.message == "@" else args.message)
+    except ValueError as e:
+        print(f"p2prpc pub: the message is not JSON: {e}", file=sys.stderr)
+        return 2
+    return _run(
+        tools.publish(
+            _swarm(args),
+            args.topic,
+            value,
+            timeout=args.timeout,
+            allow_unknown_fields=args.allow_unknown_fields,
+        )
+    )
+
+
+def _add_sub_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_swarm_arguments(parser)
+    parser.add_argument("topic", help="the topic's name")
+    parser.add_argument("-n", "--count", type=_positive_int, help="exit after this many messages")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        help="seconds to listen (default: until interrupted); with --count, not getting them "
+        "all in time exits DEADLINE_EXCEEDED (4)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="envelope",
+        action="store_true",
+        help='print {"from", "seq", "msg"} for each message instead of the message alone',
+    )
+
+
+def _run_sub(args: argparse.Namespace) -> int:
+    return _run(
+        tools.subscribe(
+            _swarm(args), args.topic, count=args.count, timeout=args.timeout, verbose=args.envelope
+        )
+    )
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the tracker's address (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="the tracker's port; 0 picks a free one (0)"
+    )
+    parser.add_argument(
+        "--identifier", default="p2prpc-demo", help="the swarm's identifier (p2prpc-demo)"
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    options: dict[str, Any] = {"ice_servers": []}
+    if args.host.startswith("127."):
+        options["host_addresses"] = [args.host]
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_demo(args.host, args.port, args.identifier, options, stop)
+        except OSError as e:
+            logger.error("cannot listen on %s port %s: %s", args.host, args.port, e)
+            return 1
+        return 0
+
+    return asyncio.run(main())
 
 
 # -- gen ------------------------------------------------------------------------------------------
@@ -265,11 +480,27 @@ def _run_keygen(args: argparse.Namespace) -> int:
 
 #: Every subcommand, in the order ``--help`` lists them.
 COMMANDS: tuple[Command, ...] = (
-    Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker),
+    Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker, 1),
     Command("gen", "generate messages, stubs and servicers", _add_gen_arguments, _run_gen),
+    Command("list", "list the services in the swarm", _add_wait_arguments, _run_list),
+    Command(
+        "describe",
+        "print a service, method or message as .proto",
+        _add_describe_arguments,
+        _run_describe,
+    ),
     Command("call", "call a method with JSON in and JSON out", _add_call_arguments, _run_call),
     Command(
-        "peers", "list the swarm's nodes and what they serve", _add_peers_arguments, _run_peers
+        "peers",
+        "list the swarm's nodes, what they serve, round trips",
+        _add_wait_arguments,
+        _run_peers,
+    ),
+    Command("health", "check the health of nodes and services", _add_health_arguments, _run_health),
+    Command("pub", "publish a JSON message to a topic", _add_pub_arguments, _run_pub),
+    Command("sub", "print a topic's messages as JSON lines", _add_sub_arguments, _run_sub),
+    Command(
+        "demo", "run a tracker and a node to try these commands on", _add_demo_arguments, _run_demo
     ),
     Command(
         "keygen",
@@ -287,29 +518,50 @@ def build_parser() -> argparse.ArgumentParser:
         description="Typed RPC and pub/sub between peers over WebRTC, signalled through trackers.",
     )
     parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="log more to stderr: -v p2prpc's information, -vv everything's debugging "
+        "(by default only p2prpc's warnings; the tracker logs its information)",
+    )
+    parser.add_argument(
         "--log-level",
-        default="info",
         choices=["debug", "info", "warning", "error"],
-        help="what to log to stderr (info)",
+        help="log this level and above, from every library",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(sub)
-        sub.set_defaults(run=command.run)
+        sub.set_defaults(run=command.run, base_verbosity=command.verbosity)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``p2prpc`` with ``argv`` (default: the process's arguments); the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args.log_level, args.verbosity + args.base_verbosity)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
+
+
+def _configure_logging(level: str | None, verbosity: int) -> None:
+    """Quiet by default: p2prpc's warnings, and errors of the libraries below (aioice, aiortc
+    and websockets log every step at INFO)."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if level is not None:
+        logging.getLogger().setLevel(level.upper())
+        return
+    ours = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    theirs = {0: logging.ERROR, 1: logging.WARNING}.get(verbosity, logging.DEBUG)
+    logging.getLogger().setLevel(theirs)
+    logging.getLogger("p2prpc").setLevel(ours)
 
 
 def _port(text: str) -> int:

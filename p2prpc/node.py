@@ -148,7 +148,8 @@ class Node(AsyncIOEventEmitter):
     """A p2prpc peer: ``Node(announce_urls, identifier)``, then ``await start()``.
 
     Events: ``peer(info)`` when a peer says hello (or says it again), ``peerclose(peer_id)``,
-    ``peerwarning(peer_id, error)`` for malformed input from a peer.
+    ``peerwarning(peer_id, error)`` for malformed input from a peer, ``stopping()`` when
+    :meth:`stop` begins.
 
     ``binary``: whether to use the binary envelope with peers that also allow it.
     ``max_message_size``: the largest RPC payload accepted or sent, in bytes (gRPC's
@@ -170,6 +171,9 @@ class Node(AsyncIOEventEmitter):
     ``identity``: this node's :class:`~p2prpc.identity.Identity`, proven to every peer on every
     connection (servicers see it as ``context.peer_identities()``, topic messages are signed
     with it). ``allowed_peers``: the public keys of the only peers this node admits.
+    ``reflection``, ``health``: serve the standard ``grpc.reflection.v1.ServerReflection`` (and
+    ``v1alpha``) and ``grpc.health.v1.Health`` services (see :mod:`p2prpc.services`), as a gRPC
+    server with them added does; what grpcurl and ``p2prpc describe``/``health`` use.
     Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
     interceptors, compression, ``wait_for_ready``) belong to ``p2prpc.rpc.Channel``.
     """
@@ -191,6 +195,8 @@ class Node(AsyncIOEventEmitter):
         secret: str | bytes | None = None,
         identity: Identity | None = None,
         allowed_peers: Sequence[bytes] | None = None,
+        reflection: bool = True,
+        health: bool = True,
         p2pt: P2PT | None = None,
         **p2pt_options: Any,
     ) -> None:
@@ -242,6 +248,11 @@ class Node(AsyncIOEventEmitter):
         p2pt.on("msg", self._on_msg)
         p2pt.on("peerwarning", self._on_p2pt_warning)
         p2pt.binary_handler = self._on_binary
+        if reflection or health:
+            # The one import that points up: the standard services are servicers like any other.
+            from .services import serve_standard_services
+
+            serve_standard_services(self, reflection=reflection, health=health)
 
     @property
     def peer_id(self) -> str:
@@ -277,6 +288,10 @@ class Node(AsyncIOEventEmitter):
         if found is None:
             found = self._layers[name] = make(self)
         return found  # type: ignore[return-value]  # ``make`` made it under this name
+
+    def get_layer(self, name: str) -> Layer | None:
+        """The layer this node keeps under ``name``, if one was made."""
+        return self._layers.get(name)
 
     def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
         """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""
@@ -382,6 +397,7 @@ class Node(AsyncIOEventEmitter):
         self._stopped = asyncio.get_running_loop().create_future()
         try:
             self._stopping = True
+            self.emit("stopping")
             if self._keepalive is not None:
                 self._keepalive.cancel()
             self._announce_change()
@@ -428,6 +444,10 @@ class Node(AsyncIOEventEmitter):
     @property
     def services(self) -> frozenset[str]:
         return frozenset(self._services)
+
+    def service_handlers(self, name: str) -> Mapping[str, MethodAcceptor]:
+        """What serves each method of service ``name`` here (empty when it is not served)."""
+        return self._services.get(name, {})
 
     def method_handler(self, method: str) -> MethodAcceptor | None:
         """What serves ``/package.Service/Method`` here, or ``None``."""

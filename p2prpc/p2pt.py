@@ -443,6 +443,12 @@ class P2PT(AsyncIOEventEmitter):
             tracker.announce()
         return self.peers
 
+    @property
+    def swarm_sizes(self) -> dict[str, int]:
+        """How many peers each tracker last said the swarm has, this one included, by announce
+        URL (trackers that have not answered yet are missing)."""
+        return dict(self._swarm_sizes)
+
     def get_tracker_stats(self) -> TrackerStats:
         connected = sum(1 for t in self.trackers.values() if t.connected)
         return {"connected": connected, "total": len(self.announce_urls)}

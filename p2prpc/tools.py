@@ -1,84 +1,605 @@
-"""What the command line does with a swarm: call a method in JSON, list the nodes.
+"""What the command line does with a swarm, as coroutines that print JSON lines and return an exit
+code: join it, list its nodes and services, describe, call, check health, publish, subscribe.
 
-``call_json`` calls a method without its generated code: it sends proto3 JSON and prints proto3
-JSON, as grpcurl does; the server does the parsing. It is a :class:`~p2prpc.rpc.JSONMethod` on the
-same call primitive as every stub, so retries, deadlines and metadata behave alike.
+Every command joins the swarm with a node of its own that speaks the JSON form and serves nothing
+(no reflection, no health). Nothing here needs the caller's ``.proto``: requests go out as proto3
+JSON, which the serving peer parses, and the peer's reflection service supplies the message types
+that ``call``, ``pub`` and ``sub`` use to check and read JSON strictly (unknown fields and enum
+names are errors unless allowed) and that ``describe`` prints.
+
+Exit codes are gRPC status numbers (0 for OK), as grpcurl's are: a call's own status, UNAVAILABLE
+when no tracker can be reached or no peer serves what was asked, DEADLINE_EXCEEDED when time runs
+out, INVALID_ARGUMENT for a request that is not the method's message type, NOT_FOUND for a symbol
+or service nobody describes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
 
 from .errors import InvalidMetadata, RpcError
 from .node import Node, PeerInfo
+from .progress import Transfers, waiting
+from .pubsub import RawTopic
 from .rpc.channel import Channel
-from .rpc.client import JSONMethod
+from .rpc.client import JSONMethod, UnaryUnaryMethod
+from .services.describe import check_json, proto_text, reflect
+from .services.health import SERVICE_NAME as HEALTH
+from .services.reflection import V1, V1ALPHA
 from .wire.status import Metadatum, StatusCode, code_number
 
-_NO_HELLO = PeerInfo("")
+__all__ = [
+    "Swarm",
+    "ToolError",
+    "call_json",
+    "check_health",
+    "describe",
+    "find_peer",
+    "joined",
+    "list_peers",
+    "list_services",
+    "publish",
+    "subscribe",
+]
+
+logger = logging.getLogger(__name__)
+
+_REFLECTION = (V1.service, V1ALPHA.service)
 
 
-async def call_json(
-    trackers: Sequence[str],
-    identifier: str,
-    method: str,
-    requests: Sequence[Any],
-    *,
-    timeout: float,
-    peer: str | None = None,
-    metadata: Sequence[Metadatum] = (),
-    swarm_options: Mapping[str, Any] | None = None,
-) -> int:
-    """Call ``method`` with JSON requests; print each reply as a JSON line; return the status
-    code's number (0 for OK). Waits up to ``timeout`` seconds, finding a server included."""
-    node = Node(trackers, identifier, binary=False, **dict(swarm_options or {}))
-    service = method.split("/")[1] if method.count("/") == 2 else method
+class ToolError(Exception):
+    """What stops a command before or around its call: a status code and a message naming what
+    was asked for."""
+
+    def __init__(self, code: StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:
+        return code_number(self.code)
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """Where a command joins: trackers, the identifier, the node's options."""
+
+    trackers: Sequence[str]
+    identifier: str = "p2prpc"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    max_message_size: int = 4 * 2**20
+
+
+class _Clock:
+    """One time budget for a whole command (errors name the budget asked for, not what was left
+    of it)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._end = time.monotonic() + timeout
+
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+
+def _print(value: Any, out: IO[str] | None = None) -> None:
+    print(json.dumps(value), file=out or sys.stdout, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+
+
+# -- joining ------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def joined(swarm: Swarm, timeout: float) -> AsyncIterator[Node]:
+    """A started node in the swarm, once a tracker has answered its announce; ``ToolError``
+    UNAVAILABLE as soon as every tracker has failed to connect (naming them), or after
+    ``timeout`` seconds."""
+    node = Node(
+        swarm.trackers,
+        swarm.identifier,
+        binary=False,
+        reflection=False,
+        health=False,
+        max_message_size=swarm.max_message_size,
+        **dict(swarm.options),
+    )
+    loop = asyncio.get_running_loop()
+    reached: asyncio.Future[None] = loop.create_future()
+    urls = set(swarm.trackers)
+    failures: dict[str, str] = {}
+
+    def connected(*_: object) -> None:
+        if not reached.done():
+            reached.set_result(None)
+
+    def warned(error: Exception, stats: Mapping[str, int]) -> None:
+        for url in urls:
+            if url in str(error):
+                failures.setdefault(url, str(error))
+        if not reached.done() and stats.get("connected") == 0 and failures.keys() >= urls:
+            reasons = "; ".join(failures[url] for url in sorted(urls))
+            reached.set_exception(ToolError(StatusCode.UNAVAILABLE, reasons))
+
+    node.p2pt.on("trackerconnect", connected)
+    node.p2pt.on("trackerwarning", warned)
     async with node:
-        wanted = f"peer {peer}" if peer is not None else f"peer serving {service}"
         try:
-            if peer is None:
-                await node.wait_for_server(service, timeout)
-            else:
-                await node.wait_until(lambda: node.peers.get(peer, _NO_HELLO).hello, timeout)
+            with waiting(f"reaching {', '.join(sorted(urls))}"):
+                await asyncio.wait_for(reached, timeout)
         except TimeoutError:
-            print(f"ERROR: UNAVAILABLE: no {wanted} within {timeout} s", file=sys.stderr)
-            return code_number(StatusCode.UNAVAILABLE)
-        channel = Channel(node, peer, wait_for_ready=True)
-        try:
-            call = JSONMethod(channel, method)(requests, timeout=timeout, metadata=metadata)
-            async for reply in call:
-                print(json.dumps(reply), flush=True)
-        except InvalidMetadata as e:
-            print(f"ERROR: {e}", file=sys.stderr)
-            return code_number(StatusCode.INVALID_ARGUMENT)
-        except RpcError as e:
-            print(f"ERROR: {e.code().name}: {e.details()}", file=sys.stderr)
-            return code_number(e.code())
-    return 0
+            raise ToolError(
+                StatusCode.UNAVAILABLE, f"no tracker answered within {timeout:g} s: {sorted(urls)}"
+            ) from None
+        finally:
+            node.p2pt.remove_listener("trackerconnect", connected)
+            node.p2pt.remove_listener("trackerwarning", warned)
+        yield node
 
 
-async def list_peers(
-    trackers: Sequence[str],
-    identifier: str,
-    wait: float,
-    *,
-    swarm_options: Mapping[str, Any] | None = None,
-) -> int:
-    """Join the swarm for ``wait`` seconds; print one JSON line per node that said hello."""
-    node = Node(trackers, identifier, binary=False, **dict(swarm_options or {}))
-    async with node:
-        await asyncio.sleep(wait)  # listening for a fixed time is what this command is for
-        for info in sorted(node.peers.values(), key=lambda i: i.peer_id):
-            line = {
+def _answered(node: Node) -> bool:
+    """Whether every peer the trackers count has connected and said hello."""
+    sizes = node.p2pt.swarm_sizes
+    if not sizes:
+        return False
+    others = max(sizes.values()) - 1
+    connected = [pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello]
+    return len(connected) >= others
+
+
+async def settle(node: Node, wait: float) -> None:
+    """Wait until the swarm has answered (every peer the trackers count has said hello), or
+    ``wait`` seconds at most."""
+    with contextlib.suppress(TimeoutError), waiting("waiting for the swarm's peers"):
+        await node.wait_until(lambda: _answered(node), wait)
+
+
+def _said_hello(node: Node) -> list[PeerInfo]:
+    return sorted(
+        (i for pid, i in node.peers.items() if pid in node.p2pt.peers), key=lambda i: i.peer_id
+    )
+
+
+async def find_peer(node: Node, prefix: str, timeout: float | _Clock) -> str:
+    """The connected peer whose id starts with ``prefix`` (a short id, as logs show them); waits
+    for it up to ``timeout`` seconds. ``ToolError``: INVALID_ARGUMENT when the prefix is not hex
+    or matches several peers, UNAVAILABLE when no peer matches in time."""
+    clock = timeout if isinstance(timeout, _Clock) else _Clock(timeout)
+    wanted = prefix.lower()
+    if not wanted or len(wanted) > 40 or any(c not in "0123456789abcdef" for c in wanted):
+        raise ToolError(StatusCode.INVALID_ARGUMENT, f"not a peer id or prefix of one: {prefix!r}")
+
+    def matches() -> list[str]:
+        return sorted(pid for pid in node.p2pt.peers if pid.startswith(wanted))
+
+    try:
+        with waiting(f"waiting for peer {prefix}"):
+            await node.wait_until(lambda: bool(matches()), clock.left())
+            # A hello tells what the peer serves; a plain P2PT peer never says one.
+            with contextlib.suppress(TimeoutError):
+                await node.wait_until(lambda: _all_said_hello(node, matches()), 1.0)
+    except TimeoutError:
+        connected = [pid[:8] for pid in sorted(node.p2pt.peers)]
+        raise ToolError(
+            StatusCode.UNAVAILABLE,
+            f"no peer {prefix} within {clock.timeout:g} s "
+            f"(connected: {', '.join(connected) or 'none'})",
+        ) from None
+    found = matches()
+    if len(found) > 1:
+        raise ToolError(
+            StatusCode.INVALID_ARGUMENT,
+            f"peer {prefix} is ambiguous: {', '.join(pid[:12] for pid in found)}",
+        )
+    return found[0]
+
+
+def _all_said_hello(node: Node, peer_ids: Sequence[str]) -> bool:
+    return all(node.peers.get(pid, PeerInfo(pid)).hello for pid in peer_ids)
+
+
+async def server_of(node: Node, service: str, peer: str | None, clock: _Clock) -> str:
+    """The peer to call for ``service``: the ``peer`` asked for, or the first that serves it."""
+    if peer is not None:
+        return await find_peer(node, peer, clock)
+    try:
+        with waiting(f"waiting for a peer serving {service}"):
+            return await node.wait_for_server(service, clock.left())
+    except TimeoutError:
+        raise ToolError(
+            StatusCode.UNAVAILABLE, f"no peer serving {service} within {clock.timeout:g} s"
+        ) from None
+
+
+# -- peers, list ----------------------------------------------------------------------------------
+
+
+async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tuple[str, float]:
+    """A health check of ``service`` on one peer: its status name and the round trip in ms."""
+    method = UnaryUnaryMethod(
+        Channel(node, peer_id),
+        f"/{HEALTH}/Check",
+        health_pb2.HealthCheckRequest,
+        health_pb2.HealthCheckResponse,
+        idempotent=True,
+    )
+    start = time.perf_counter()
+    reply = await method(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    rtt = (time.perf_counter() - start) * 1000
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), rtt
+
+
+async def list_peers(swarm: Swarm, wait: float) -> int:
+    """Join, wait until the swarm has answered (at most ``wait`` seconds), and print one JSON
+    line per connected peer: what it said in its hello, its health and the round-trip time of a
+    health check (for peers serving health)."""
+    async with joined(swarm, wait) as node:
+        await settle(node, wait)
+        infos = _said_hello(node)
+
+        async def probe(info: PeerInfo) -> dict[str, Any]:
+            line: dict[str, Any] = {
                 "peer": info.peer_id,
                 "hello": info.hello,
                 "services": sorted(info.services),
                 "topics": sorted(info.topics),
                 "binary": info.binary,
             }
-            print(json.dumps(line), flush=True)
+            if isinstance(info.extra.get("topic_types"), dict):
+                line["topic_types"] = info.extra["topic_types"]
+            if HEALTH in info.services:
+                try:
+                    line["health"], rtt = await _check(node, info.peer_id, "", 5.0)
+                    line["rtt_ms"] = round(rtt, 2)
+                except RpcError as e:
+                    line["health"] = e.code().name
+            return line
+
+        for line in await asyncio.gather(*(probe(i) for i in infos)):
+            _print(line)
     return 0
+
+
+async def list_services(swarm: Swarm, wait: float) -> int:
+    """Join, wait until the swarm has answered, and print one JSON line per service served in
+    it: its name and how many peers serve it."""
+    async with joined(swarm, wait) as node:
+        await settle(node, wait)
+        counts: dict[str, int] = {}
+        for info in _said_hello(node):
+            for service in info.services:
+                counts[service] = counts.get(service, 0) + 1
+        for service in sorted(counts):
+            _print({"service": service, "peers": counts[service]})
+    return 0
+
+
+# -- describe -------------------------------------------------------------------------------------
+
+
+async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeout: float) -> int:
+    """Print ``symbol`` (a service, method, message or enum) as ``.proto`` text, from the
+    reflection service of a peer that knows it; without a symbol, every service of one peer."""
+    clock = _Clock(timeout)
+    symbol = (symbol or "").lstrip(".").replace("/", ".")
+    async with joined(swarm, clock.left()) as node:
+        if peer is not None:
+            candidates = [await find_peer(node, peer, clock)]
+        else:
+            await settle(node, min(clock.left(), 5.0))
+            candidates = _reflecting(node, symbol)
+            if not candidates:
+                try:
+                    with waiting("waiting for a peer serving reflection"):
+                        await node.wait_until(lambda: bool(_reflecting(node, symbol)), clock.left())
+                except TimeoutError:
+                    raise ToolError(
+                        StatusCode.UNAVAILABLE,
+                        f"no peer serving {V1.service} within {timeout:g} s",
+                    ) from None
+                candidates = _reflecting(node, symbol)
+        if not symbol:
+            reflected, _ = await reflect(
+                Channel(node, candidates[0]), [], timeout=clock.left(), list_services=True
+            )
+            print("\n\n".join(proto_text(s) for s in reflected.services()), flush=True)
+            return 0
+        for peer_id in candidates:
+            try:
+                reflected, _ = await reflect(Channel(node, peer_id), [symbol], timeout=clock.left())
+            except RpcError as e:
+                logger.info("reflection of %s failed: %s", peer_id[:8], e.details())
+                continue
+            found = reflected.find(symbol)
+            if found is not None:
+                print(proto_text(found), flush=True)
+                return 0
+    raise ToolError(StatusCode.NOT_FOUND, f"symbol not found: {symbol}")
+
+
+def _reflecting(node: Node, symbol: str) -> list[str]:
+    """Peers serving reflection, those that serve a service named like ``symbol`` first."""
+    found = [i for i in _said_hello(node) if set(_REFLECTION) & i.services]
+    return [
+        i.peer_id
+        for i in sorted(
+            found, key=lambda i: not any(symbol.startswith(s) for s in i.services - {*_REFLECTION})
+        )
+    ]
+
+
+# -- call -----------------------------------------------------------------------------------------
+
+
+def _metadata_lines(title: str, metadata: Iterable[tuple[str, str | bytes]]) -> None:
+    print(title, file=sys.stderr)
+    for key, value in metadata:
+        shown = base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        print(f"{key}: {shown}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+async def _method_types(
+    channel: Channel, method: str, timeout: float
+) -> tuple[type[Message], type[Message]] | None:
+    """The request and reply message types of ``/pkg.Service/Method``, from the peer's
+    reflection (``None`` when the peer has no reflection or does not describe the method)."""
+    _, service, name = method.split("/")
+    try:
+        reflected, _ = await reflect(channel, [service], timeout=timeout)
+    except RpcError as e:
+        if e.code() is not StatusCode.UNIMPLEMENTED:
+            raise
+        logger.warning("cannot check the request: peer %s has no reflection", channel.peer)
+        return None
+    found = reflected.find(f"{service}.{name}")
+    if not isinstance(found, MethodDescriptor):
+        return None  # the server answers UNIMPLEMENTED
+    return (
+        reflected.message_class(found.input_type.full_name),
+        reflected.message_class(found.output_type.full_name),
+    )
+
+
+async def call_json(
+    swarm: Swarm,
+    method: str,
+    requests: Sequence[Any],
+    *,
+    timeout: float,
+    peer: str | None = None,
+    metadata: Sequence[Metadatum] = (),
+    strict: bool = True,
+    allow_unknown_fields: bool = False,
+    show_metadata: bool = False,
+) -> int:
+    """Call ``method`` with JSON requests; print each reply as a JSON line; return the status
+    code's number (0 for OK). Everything, finding a server included, within ``timeout`` seconds.
+
+    ``strict``: check each request against the method's request type from the peer's reflection
+    first (INVALID_ARGUMENT for unknown fields or enum names, unless ``allow_unknown_fields``).
+    ``show_metadata``: print the response headers and trailers to stderr, as grpcurl's ``-v``.
+    """
+    clock = _Clock(timeout)
+    if method.count("/") != 2 or not method.startswith("/"):
+        raise ToolError(StatusCode.INVALID_ARGUMENT, f"not a method: {method!r}")
+    service = method.split("/")[1]
+    async with joined(swarm, clock.left()) as node:
+        peer_id = await server_of(node, service, peer, clock)
+        channel = Channel(node, peer_id, wait_for_ready=True)
+        types = await _method_types(channel, method, clock.left())
+        if types is not None and strict:
+            for request in requests:
+                check_json(types[0], request, allow_unknown=allow_unknown_fields)
+        call = JSONMethod(channel, method)(requests, timeout=clock.left(), metadata=metadata)
+        error: RpcError | None = None
+        with Transfers.shown(node, "reply"):
+            try:
+                async for reply in call:
+                    _check_size(reply, types[1] if types else None, swarm.max_message_size)
+                    _print(reply)
+            except InvalidMetadata as e:
+                raise ToolError(StatusCode.INVALID_ARGUMENT, str(e)) from None
+            except RpcError as e:
+                error = e
+                call.cancel()
+        if show_metadata:
+            _metadata_lines("Response headers received:", await call.initial_metadata())
+            _metadata_lines("Response trailers received:", await call.trailing_metadata())
+        if error is not None:
+            _error(f"{error.code().name}: {error.details()}")
+            return code_number(error.code())
+    return 0
+
+
+def _check_size(reply: Any, reply_type: type[Message] | None, max_size: int) -> None:
+    """RESOURCE_EXHAUSTED for a reply over ``max_size`` bytes: its serialized size when its type
+    is known, else the length of its JSON text (the JSON form carries no protobuf bytes)."""
+    if reply_type is not None:
+        size = check_json(reply_type, reply, allow_unknown=True).ByteSize()
+    else:
+        size = len(json.dumps(reply).encode())
+    if size > max_size:
+        raise RpcError(
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"a reply of {size} bytes exceeds the limit of {max_size} (--max-message-size)",
+        )
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout: float) -> int:
+    """Check ``service`` (``""``: the node as a whole) on the peer asked for, or on every peer
+    that serves health (and ``service``); one JSON line each. 0 when all are SERVING, NOT_FOUND
+    for a service a peer does not know, UNAVAILABLE otherwise."""
+    clock = _Clock(timeout)
+    async with joined(swarm, clock.left()) as node:
+        if peer is not None:
+            targets = [await find_peer(node, peer, clock)]
+        else:
+
+            def serving() -> list[str]:
+                return [
+                    i.peer_id
+                    for i in _said_hello(node)
+                    if HEALTH in i.services and (not service or service in i.services)
+                ]
+
+            await settle(node, min(clock.left(), 5.0))
+            if not serving():
+                await server_of(node, service or HEALTH, None, clock)
+            targets = serving()
+        worst = StatusCode.OK
+        for peer_id in targets:
+            try:
+                status, rtt = await _check(node, peer_id, service, clock.left())
+            except RpcError as e:
+                _print({"peer": peer_id, "service": service, "error": e.code().name})
+                _error(f"{peer_id[:8]}: {e.code().name}: {e.details()}")
+                worst = e.code() if worst is StatusCode.OK else worst
+                continue
+            _print({"peer": peer_id, "service": service, "status": status, "rtt_ms": round(rtt, 2)})
+            if status != "SERVING" and worst is StatusCode.OK:
+                worst = StatusCode.UNAVAILABLE
+        return code_number(worst)
+
+
+# -- topics ---------------------------------------------------------------------------------------
+
+
+def _announced_type(node: Node, topic: str) -> tuple[str, str] | None:
+    """(peer id, message type) of a peer that says in its hello which type ``topic`` carries."""
+    for info in _said_hello(node):
+        types = info.extra.get("topic_types")
+        if isinstance(types, dict) and isinstance(types.get(topic), str):
+            return info.peer_id, types[topic]
+    return None
+
+
+async def _topic_type(node: Node, topic: str, timeout: float) -> type[Message] | None:
+    """The message type of ``topic``, by the reflection of a peer that announces it."""
+    announced = _announced_type(node, topic)
+    if announced is None:
+        return None
+    peer_id, type_name = announced
+    try:
+        reflected, _ = await reflect(Channel(node, peer_id), [type_name], timeout=timeout)
+        return reflected.message_class(type_name)
+    except (RpcError, KeyError) as e:
+        logger.warning("cannot learn the type of topic %s (%s): %s", topic, type_name, e)
+        return None
+
+
+async def publish(
+    swarm: Swarm, topic: str, value: Any, *, timeout: float, allow_unknown_fields: bool = False
+) -> int:
+    """Publish one JSON value to ``topic`` once a peer subscribes to it (or relays); checked
+    against the topic's message type when a peer announces it. Prints ``{"topic", "sent_to"}``."""
+    clock = _Clock(timeout)
+    async with joined(swarm, clock.left()) as node:
+        await settle(node, min(clock.left(), 5.0))
+
+        def wanted() -> bool:
+            return any(topic in i.topics or i.extra.get("relay") is True for i in _said_hello(node))
+
+        try:
+            with waiting(f"waiting for a subscriber of {topic}"):
+                await node.wait_until(wanted, clock.left())
+        except TimeoutError:
+            raise ToolError(
+                StatusCode.UNAVAILABLE, f"no peer subscribes to {topic} within {timeout:g} s"
+            ) from None
+        message_type = await _topic_type(node, topic, clock.left())
+        if message_type is not None:
+            message = check_json(message_type, value, allow_unknown=allow_unknown_fields)
+            value = json_format.MessageToDict(message)
+        sent = await RawTopic(node, topic).publish(value)
+        for peer_id in list(node.p2pt.peers):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(node.drain(peer_id), clock.left())
+        _print({"topic": topic, "sent_to": sent})
+    return 0
+
+
+async def subscribe(
+    swarm: Swarm,
+    topic: str,
+    *,
+    count: int | None,
+    timeout: float | None,
+    verbose: bool = False,
+    allow_unknown_fields: bool = True,
+) -> int:
+    """Print the messages of ``topic`` as JSON lines (with ``verbose``: ``{"from", "seq",
+    "msg"}``), read by the topic's message type when a peer announces it. Stops after ``count``
+    messages (DEADLINE_EXCEEDED when ``timeout`` passes first), or runs until interrupted."""
+    clock = _Clock(timeout if timeout is not None else float("inf"))
+    async with joined(swarm, clock.left()) as node:
+        message_type: type[Message] | None = None
+        looked_up = False
+        seen = 0
+        try:
+            async with asyncio.timeout(timeout), RawTopic(node, topic).subscribe() as messages:
+                async for received in messages:
+                    if not looked_up and _announced_type(node, topic) is not None:
+                        looked_up = True
+                        message_type = await _topic_type(node, topic, min(clock.left(), 10.0))
+                    value = received.message
+                    if message_type is not None:
+                        try:
+                            if isinstance(value, bytes):
+                                parsed = message_type.FromString(value)
+                            else:
+                                parsed = check_json(
+                                    message_type, value, allow_unknown=allow_unknown_fields
+                                )
+                            value = json_format.MessageToDict(parsed)
+                        except (RpcError, ValueError) as e:
+                            logger.warning("a message on %s is not its type: %s", topic, e)
+                            continue
+                    elif isinstance(value, bytes):
+                        value = {"bytes": base64.b64encode(value).decode()}
+                    if verbose:
+                        value = {"from": received.sender, "seq": received.seq, "msg": value}
+                    _print(value)
+                    seen += 1
+                    if count is not None and seen >= count:
+                        return 0
+        except TimeoutError:
+            if count is None:
+                return 0
+            _error(f"DEADLINE_EXCEEDED: {seen} of {count} messages on {topic} in {timeout:g} s")
+            return code_number(StatusCode.DEADLINE_EXCEEDED)
+    return 0
+
+
+def read_json_values(text: str) -> Iterator[Any]:
+    """The JSON values in ``text``, one after another (JSON lines, or values pretty-printed over
+    several lines); ``ValueError`` for what is not JSON."""
+    decoder = json.JSONDecoder()
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index == len(text):
+            return
+        value, index = decoder.raw_decode(text, index)
+        yield value

@@ -111,7 +111,19 @@ def test_tracker_options_and_defaults() -> None:
         ["tracker", "--port", "0", "--max-offers", "3", "--max-peers-per-swarm", "9"]
     )
     assert (args.port, args.max_offers, args.max_peers_per_swarm) == (0, 3, 9)
-    assert [c.name for c in COMMANDS] == ["tracker", "gen", "call", "peers", "keygen"]
+    assert [c.name for c in COMMANDS] == [
+        "tracker",
+        "gen",
+        "list",
+        "describe",
+        "call",
+        "peers",
+        "health",
+        "pub",
+        "sub",
+        "demo",
+        "keygen",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 
 from ..errors import PeerClosed, RemoteProtocolError, RpcError
 from ..wire.envelope import Envelope, Kind
-from ..wire.frames import new_message_id
+from ..wire.frames import JSONValue, new_message_id
 from ..wire.payload import MessageCodec
 from ..wire.secret import canonical_json, publication_bytes, verify_publication
 
@@ -154,8 +154,18 @@ class Router:
     # -- local subscribers --------------------------------------------------------------------
 
     def register_type(self, topic: str, message_type: type[Message]) -> None:
-        """Know a topic's message type, so relayed messages can change form."""
+        """Know a topic's message type, so relayed messages can change form; the hello says it
+        (``topic_types``), and reflection describes it, for peers without the ``.proto``."""
+        known = self._types.get(topic)
         self._types[topic] = message_type
+        if known is not message_type:
+            names = {t: m.DESCRIPTOR.full_name for t, m in sorted(self._types.items())}
+            self.node.set_hello("topic_types", dict[str, JSONValue](names))
+
+    @property
+    def types(self) -> dict[str, type[Message]]:
+        """The message type of each typed topic this node knows, by topic name."""
+        return dict(self._types)
 
     def add_sink(self, topic: str, sink: Sink) -> None:
         """Hand every message of ``topic`` to ``sink``; the node then says it subscribes."""

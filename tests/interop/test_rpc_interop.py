@@ -139,7 +139,13 @@ async def test_unary_calls(served: Served) -> None:
     assert isinstance(hello, dict)
     assert hello["hello"]["v"] == 1
     assert hello["hello"]["binary"] is True  # offered, but never used with this peer
-    assert hello["hello"]["services"] == ["helloworld.Greeter", "test.Json"]
+    assert hello["hello"]["services"] == [
+        "grpc.health.v1.Health",  # every node serves health and reflection
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "helloworld.Greeter",
+        "test.Json",
+    ]
     assert await served.call({"call": SAY_HELLO, "msg": {"name": "js"}}) == {
         "reply": {"message": "Hello js"},
         "status": {"code": 0},
