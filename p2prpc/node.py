@@ -360,12 +360,15 @@ class Node(AsyncIOEventEmitter):
             return 0
 
     def _drop_peer(self, peer_id: str) -> None:
-        """Close every channel to a peer (its calls end UNAVAILABLE)."""
+        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
+        peers at once, so that the peer, if it was only paused, is found again soon."""
         for _ in range(64):  # one channel a turn; a peer has a handful at most
             peer = self.p2pt.peers.get(peer_id)
             if peer is None:
-                return
+                break
             peer.destroy()
+        if not self._stopping:
+            self.p2pt.request_more_peers()
 
     def _send_control(self, peer_id: str, kind: Kind) -> None:
         with contextlib.suppress(PeerClosed):
