@@ -36,6 +36,7 @@ import json
 import math
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,6 +51,7 @@ HEADER_SIZE = _HEADER.size
 #: What one binary frame may carry (aiortc peers accept 64 KiB data-channel messages).
 BINARY_FRAME_SIZE = 64 * 1024
 MAX_CALL_ID = 2**32 - 1
+_MAX_REFUSED = 4096
 
 
 class EnvelopeError(RemoteProtocolError):
@@ -458,6 +460,8 @@ class BinaryReader:
         self._partial: dict[Hashable, dict[tuple[int, int, int], _Partial]] = {}
         self._held = 0
         self._last_expiry: float | None = None
+        # Payloads refused part-way, whose later frames are dropped quietly (oldest forgotten).
+        self._refused: OrderedDict[tuple[Hashable, tuple[int, int, int]], None] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -473,8 +477,20 @@ class BinaryReader:
     def feed(self, key: Hashable, data: bytes, now: float | None = None) -> Envelope | None:
         """Take one frame; return the envelope when it is complete.
 
-        Raises only :class:`~p2prpc.errors.RemoteProtocolError` subclasses, for any input.
+        Raises only :class:`~p2prpc.errors.RemoteProtocolError` subclasses, for any input, and
+        one a payload: the later frames of a payload refused part-way are dropped quietly.
         """
+        try:
+            return self._feed(key, data, now)
+        except RemoteProtocolError:
+            if len(data) >= HEADER_SIZE and data[2] & Flags.MORE:
+                _, kind_byte, _, call_id, seq, _ = _HEADER.unpack_from(data)
+                self._refused[(key, (kind_byte, call_id, seq))] = None
+                while len(self._refused) > _MAX_REFUSED:
+                    self._refused.popitem(last=False)
+            raise
+
+    def _feed(self, key: Hashable, data: bytes, now: float | None) -> Envelope | None:
         if now is None:
             now = self._clock()
         if self._last_expiry is None or now - self._last_expiry >= 1.0:
@@ -494,6 +510,10 @@ class BinaryReader:
             raise EnvelopeError("binary frame shorter than its header")
         partials = self._partial.get(key, {})
         slot = (kind_byte, call_id, seq)
+        if self._refused and (key, slot) in self._refused:
+            if not flags & Flags.MORE:
+                del self._refused[(key, slot)]
+            return None
         partial = partials.get(slot)
         if partial is None:
             header = _parse_header(data[HEADER_SIZE:body_start]) if header_length else {}
