@@ -495,9 +495,9 @@ class Node(AsyncIOEventEmitter):
 
     def servers_of(self, service: str) -> list[str]:
         """Connected peers that said they serve ``service``."""
-        connected = self.p2pt.peers
+        connected = self.p2pt.is_connected
         return [
-            pid for pid, info in self.peers.items() if service in info.services and pid in connected
+            pid for pid, info in self.peers.items() if service in info.services and connected(pid)
         ]
 
     async def wait_for_server(self, service: str, timeout: float | None = None) -> str:
@@ -686,7 +686,7 @@ class Node(AsyncIOEventEmitter):
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
         info = replace(PeerInfo.from_hello(peer_id, hello), public_key=self.peer_identity(peer_id))
-        if peer_id not in self.p2pt.peers:
+        if not self.p2pt.is_connected(peer_id):
             return
         self.peers[peer_id] = info
         self.emit("peer", info)

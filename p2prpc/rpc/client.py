@@ -63,6 +63,8 @@ Rep = TypeVar("Rep")
 #: (RESOURCE_EXHAUSTED).
 MAX_QUEUED_REPLIES = 4096
 
+_DEFAULT_POLICY = RetryPolicy()
+
 #: What ``read()`` returns at the end of a reply stream: grpc.aio's own ``EOF``.
 EOF = grpc.aio.EOF
 
@@ -318,6 +320,9 @@ class _Call(Generic[Req, Rep]):
         self._pump: asyncio.Task[None] | None = None
         self._callbacks: list[Callable[[Any], None]] = []
         self._public: Any = self
+        shape = method.cardinality
+        self._client_streams = shape.client_streams
+        self._server_streams = shape.server_streams
         self._timer = (
             self._loop.call_at(self.deadline.at, self._on_deadline)
             if self.deadline.at is not None
@@ -362,8 +367,7 @@ class _Call(Generic[Req, Rep]):
             check_encoding(details.compression)
             self.details_ = details
             self.compression = details.compression or self._channel.compression
-        shape = self._method.cardinality
-        policy = self._channel.retry_policy or RetryPolicy()
+        policy = self._channel.retry_policy or _DEFAULT_POLICY
         tried: set[str] = set()
         attempt = await self._attempt_with_retries(policy, tried)
         if not self._committed.done():
@@ -373,7 +377,7 @@ class _Call(Generic[Req, Rep]):
         if self._requests is not None:
             self._pump = self._loop.create_task(self._pump_requests(attempt, self._requests))
             self._channel.node.track_task(self._pump)
-        if shape.server_streams:
+        if self._server_streams:
             return self._public
         return await self._single_reply(attempt)
 
@@ -428,11 +432,13 @@ class _Call(Generic[Req, Rep]):
             if self.details_.wait_for_ready is not None
             else channel.wait_for_ready
         )
-        service = self.method.split("/")[1]
-        try:
-            peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
-        except NoServer as e:
-            raise _Failed(Status(e.code, e.details), may_have_run=False) from None
+        service = self._method.service
+        peer_id = channel.pick_now(service, frozenset(tried))
+        if peer_id is None:
+            try:
+                peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
+            except NoServer as e:
+                raise _Failed(Status(e.code, e.details), may_have_run=False) from None
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
         self._attempt = attempt
@@ -440,7 +446,7 @@ class _Call(Generic[Req, Rep]):
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
         attempt.start(metadata, self._request, self._has_request)
-        if self._method.cardinality.client_streams:
+        if self._client_streams:
             return attempt
         await attempt.progress.wait()
         if attempt.ended.is_set() and not attempt.replied:
@@ -759,6 +765,7 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> None:
         self.channel: Channel = as_channel(channel)
         self.name = name
+        self.service = name.split("/")[1] if name.count("/") == 2 else name
         self.request_type = request_type
         self.reply_type = reply_type
         self.idempotent = idempotent
