@@ -84,7 +84,7 @@ L = TypeVar("L", bound=Layer)
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 
-_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive"})
+_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive", "compact"})
 
 
 @dataclass
@@ -99,6 +99,7 @@ class PeerInfo:
     topics: frozenset[str] = frozenset()
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
+    compact: bool = False  # reads the binary form's compact call and status headers
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
@@ -123,6 +124,7 @@ class PeerInfo:
             topics=names("topics"),
             encodings=names("encodings"),
             keepalive=hello.get("keepalive") is True,
+            compact=hello.get("compact") is True,
             extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
         )
 
@@ -477,6 +479,7 @@ class Node(AsyncIOEventEmitter):
             "services": list[JSONValue]([] if self._stopping else sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
             "keepalive": True,
+            "compact": self.binary,
         }
 
     def announce_change(self) -> None:
@@ -550,7 +553,9 @@ class Node(AsyncIOEventEmitter):
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
         is at its cap (``max_send_queue`` bytes)."""
         if binary if binary is not None else self.is_binary(peer_id):
-            self.p2pt.send_raw(peer_id, to_binary(envelope), tag=tag)
+            info = self.peers.get(peer_id)
+            compact = info is not None and info.compact
+            self.p2pt.send_raw(peer_id, to_binary(envelope, compact=compact), tag=tag)
         else:
             self.p2pt.post(peer_id, to_json(envelope), envelope.call_id, tag=tag)
 
