@@ -8,8 +8,9 @@ the copies that arrive by other paths, and a small reorder buffer per (publisher
 each publisher's messages in order.
 
 Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`` seconds; a
-reorder buffer holds at most ``reorder_window`` messages for ``reorder_timeout`` seconds before
-giving up on the gap; each subscription queues at most its ``maxsize`` messages (past that the
+reorder buffer per (publisher, topic) holds at most ``reorder_window`` messages (4,096) and
+``reorder_bytes`` of payload (16 MiB) for ``reorder_timeout`` seconds (10) before giving up on the
+gap; each subscription queues at most its ``maxsize`` messages (past that the
 oldest are dropped and counted).
 
 Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
@@ -85,6 +86,21 @@ class _Order:
     # Until it fires, earlier messages may still arrive by longer paths: where delivery starts
     # is not settled (a publisher's first message, seq 0, settles it at once).
     start_timer: asyncio.TimerHandle | None = None
+    waiting_bytes: int = 0  # payload bytes of the binary messages that wait
+
+    def wait(self, envelope: Envelope) -> None:
+        self.waiting[envelope.seq] = envelope
+        self.waiting_bytes += _payload_bytes(envelope)
+
+    def take(self, seq: int) -> Envelope:
+        envelope = self.waiting.pop(seq)
+        self.waiting_bytes -= _payload_bytes(envelope)
+        return envelope
+
+
+def _payload_bytes(envelope: Envelope) -> int:
+    payload = envelope.payload
+    return len(payload) if isinstance(payload, bytes | bytearray | memoryview) else 0
 
 
 @dataclass
@@ -113,7 +129,8 @@ class Router:
         hops: int = DEFAULT_HOPS,
         seen_ttl: float = 120.0,
         seen_max: int = 100_000,
-        reorder_window: int = 256,
+        reorder_window: int = 4096,
+        reorder_bytes: int = 16 * 2**20,
         reorder_timeout: float = 10.0,
         start_window: float = 0.5,
     ) -> None:
@@ -123,6 +140,7 @@ class Router:
         self.seen_max = seen_max
         self.reorder_window = reorder_window
         self.reorder_timeout = reorder_timeout
+        self.reorder_bytes = reorder_bytes
         self.start_window = start_window
         self.stats = PubSubStats()
         self._sinks: dict[str, set[Sink]] = {}
@@ -343,17 +361,17 @@ class Router:
                 loop = asyncio.get_running_loop()
                 order.start_timer = loop.call_later(self.start_window, self._start, stream)
         if order.start_timer is not None:
-            order.waiting[envelope.seq] = envelope
+            order.wait(envelope)
             order.next_seq = min(order.next_seq, envelope.seq)
-            if envelope.seq == 0 or len(order.waiting) > self.reorder_window:
+            if envelope.seq == 0 or self._overflows(order):
                 self._start(stream)
             return
         if envelope.seq < order.next_seq:
             self.stats.late += 1
             return
         if envelope.seq > order.next_seq:
-            order.waiting[envelope.seq] = envelope
-            if len(order.waiting) > self.reorder_window:
+            order.wait(envelope)
+            if self._overflows(order):
                 self._skip_gap(stream)
             elif order.gap_timer is None:
                 loop = asyncio.get_running_loop()
@@ -365,11 +383,14 @@ class Router:
 
     def _drain(self, order: _Order) -> None:
         while order.next_seq in order.waiting:
-            self._deliver(order.waiting.pop(order.next_seq))
+            self._deliver(order.take(order.next_seq))
             order.next_seq += 1
         if not order.waiting and order.gap_timer is not None:
             order.gap_timer.cancel()
             order.gap_timer = None
+
+    def _overflows(self, order: _Order) -> bool:
+        return len(order.waiting) > self.reorder_window or order.waiting_bytes > self.reorder_bytes
 
     def _start(self, stream: tuple[str, str]) -> None:
         """Settle where a publisher's messages start here: at the lowest that came."""
