@@ -33,13 +33,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import Message
 
-from ..errors import PeerClosed, RemoteProtocolError, RpcError
-from ..wire.envelope import Envelope, Kind
+from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull
+from ..wire.envelope import MAX_WANTED, Envelope, Kind
 from ..wire.frames import JSONValue, new_message_id
 from ..wire.payload import MessageCodec
 from ..wire.secret import canonical_json, publication_bytes, verify_publication
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from ..node import Node, PeerInfo
 
 logger = logging.getLogger(__name__)
+
+#: How many ``want`` asks a second one neighbour may make (each for at most MAX_WANTED messages).
+WANTS_PER_SECOND = 20
 
 #: How many times a message may be relayed beyond its publisher's neighbours.
 DEFAULT_HOPS = 8
@@ -87,6 +90,7 @@ class _Order:
     # is not settled (a publisher's first message, seq 0, settles it at once).
     start_timer: asyncio.TimerHandle | None = None
     waiting_bytes: int = 0  # payload bytes of the binary messages that wait
+    repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
 
     def wait(self, envelope: Envelope) -> None:
         self.waiting[envelope.seq] = envelope
@@ -96,6 +100,16 @@ class _Order:
         envelope = self.waiting.pop(seq)
         self.waiting_bytes -= _payload_bytes(envelope)
         return envelope
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A recent message, as it is sent again to a neighbour that asks for it."""
+
+    template: Envelope  # hops 0: a message sent again is not relayed further
+    payload: Payload
+    sign: Callable[[bool, Any], bytes] | None  # the publisher's own: signs each form it sends
+    size: int
 
 
 def _payload_bytes(envelope: Envelope) -> int:
@@ -117,6 +131,9 @@ class PubSubStats:
     bad_payloads: int = 0
     unconvertible: int = 0
     bad_signatures: int = 0
+    wanted: int = 0  # message numbers asked for again, to fill gaps
+    repaired: int = 0  # messages sent again to a neighbour that asked
+    unsent: int = 0  # sends refused by a full or closed channel
 
 
 class Router:
@@ -133,6 +150,9 @@ class Router:
         reorder_bytes: int = 16 * 2**20,
         reorder_timeout: float = 10.0,
         start_window: float = 0.5,
+        repair_after: float = 0.5,
+        cache_max: int = 4096,
+        cache_bytes: int = 16 * 2**20,
     ) -> None:
         self.node = node
         self.hops = hops
@@ -142,6 +162,14 @@ class Router:
         self.reorder_timeout = reorder_timeout
         self.reorder_bytes = reorder_bytes
         self.start_window = start_window
+        self.repair_after = repair_after
+        # Recent messages, to send again to a neighbour that missed them: (stream, topic, seq) →
+        # (the envelope to resend, the payload's forms); at most cache_max, cache_bytes in all.
+        self.cache_max = cache_max
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple[str, str, int], _Cached] = OrderedDict()
+        self._cached_bytes = 0
+        self._want_budget: dict[str, tuple[float, float]] = {}  # peer → (tokens, when)
         self.stats = PubSubStats()
         self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
@@ -149,13 +177,16 @@ class Router:
         self._order: dict[tuple[str, str], _Order] = {}
         self._anonymous_seq: dict[str, int] = {}
         self._types: dict[str, type[Message]] = {}
-        node.register(self, [Kind.PUBLISH])
+        node.register(self, [Kind.PUBLISH, Kind.WANT])
         node.set_hello("relay", True)
 
     # -- the node's Layer ---------------------------------------------------------------------
 
     def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
-        self._on_publish(peer_id, envelope)
+        if envelope.kind is Kind.WANT:
+            self._on_want(peer_id, envelope)
+        else:
+            self._on_publish(peer_id, envelope)
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._on_peerclose(peer_id)
@@ -236,8 +267,10 @@ class Router:
                 signatures[binary] = identity.sign(signed)
             return signatures[binary]
 
-        sent = self._send_on(
-            envelope, payload, exclude={origin}, sign=sign if identity is not None else None
+        signer = sign if identity is not None else None
+        sent = self._send_on(envelope, payload, exclude={origin}, sign=signer)
+        self._cache_put(
+            (_source(origin, publisher), topic, seq), replace(envelope, hops=0), payload, signer
         )
         for peer_id in list(self.node.peers):
             with contextlib.suppress(PeerClosed):
@@ -283,8 +316,8 @@ class Router:
             try:
                 self.node.send(pid, out, binary=binary)
                 sent += 1
-            except PeerClosed:
-                pass
+            except (PeerClosed, SendQueueFull):
+                self.stats.unsent += 1  # a gap there, which its subscribers ask to fill
         return sent
 
     # -- receiving ----------------------------------------------------------------------------
@@ -319,6 +352,15 @@ class Router:
             relayed_to=envelope.relayed_to,
             publisher=envelope.publisher,
             signature=envelope.signature,
+        )
+        # A signed message is passed on in the form it was signed in; others may change form.
+        self._cache_put(
+            key,
+            replace(numbered, hops=0, relayed_to=()),
+            Payload.received(
+                envelope.payload, None if envelope.signature else self._types.get(topic)
+            ),
+            None,
         )
         if envelope.hops > 0:
             exclude = {peer_id, origin, *envelope.relayed_to}
@@ -373,9 +415,12 @@ class Router:
             order.wait(envelope)
             if self._overflows(order):
                 self._skip_gap(stream)
-            elif order.gap_timer is None:
-                loop = asyncio.get_running_loop()
+                return
+            loop = asyncio.get_running_loop()
+            if order.gap_timer is None:
                 order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+            if order.repair_timer is None:
+                order.repair_timer = loop.call_later(self.repair_after, self._repair, stream)
             return
         self._deliver(envelope)
         order.next_seq += 1
@@ -385,9 +430,11 @@ class Router:
         while order.next_seq in order.waiting:
             self._deliver(order.take(order.next_seq))
             order.next_seq += 1
-        if not order.waiting and order.gap_timer is not None:
-            order.gap_timer.cancel()
-            order.gap_timer = None
+        if not order.waiting:
+            for timer in (order.gap_timer, order.repair_timer):
+                if timer is not None:
+                    timer.cancel()
+            order.gap_timer = order.repair_timer = None
 
     def _overflows(self, order: _Order) -> bool:
         return len(order.waiting) > self.reorder_window or order.waiting_bytes > self.reorder_bytes
@@ -400,9 +447,12 @@ class Router:
         order.start_timer.cancel()
         order.start_timer = None
         self._drain(order)
-        if order.waiting and order.gap_timer is None:
+        if order.waiting:
             loop = asyncio.get_running_loop()
-            order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+            if order.gap_timer is None:
+                order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+            if order.repair_timer is None:
+                order.repair_timer = loop.call_later(self.repair_after, self._repair, stream)
 
     def _skip_gap(self, stream: tuple[str, str]) -> None:
         """Give up on missing messages: tell the subscribers which, and deliver what waits from
@@ -425,6 +475,98 @@ class Router:
         if order.waiting:
             loop = asyncio.get_running_loop()
             order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+
+    # -- filling gaps ---------------------------------------------------------------------------
+
+    def _repair(self, stream: tuple[str, str]) -> None:
+        """Ask the neighbours for the messages of a gap (``want``), and again while it lasts."""
+        order = self._order.get(stream)
+        if order is None:
+            return
+        order.repair_timer = None
+        if not order.waiting:
+            return
+        highest = max(order.waiting)
+        missing = tuple(n for n in range(order.next_seq, highest) if n not in order.waiting)[
+            :MAX_WANTED
+        ]
+        source, topic = stream
+        origin, _, key = source.partition("/")
+        want = Envelope(
+            Kind.WANT,
+            new_message_id(),
+            topic=topic,
+            origin=origin,
+            seqs=missing,
+            publisher=bytes.fromhex(key) if key else None,
+        )
+        for pid, info in list(self.node.peers.items()):
+            if pid != origin and not _wants(info, topic):
+                continue
+            with contextlib.suppress(PeerClosed, SendQueueFull):
+                self.node.send(pid, want)
+                self.stats.wanted += len(missing)
+        loop = asyncio.get_running_loop()
+        order.repair_timer = loop.call_later(self.repair_after, self._repair, stream)
+
+    def _on_want(self, peer_id: str, envelope: Envelope) -> None:
+        """Send a neighbour the recent messages it asks for (at most ``WANTS_PER_SECOND`` asks a
+        second from one peer, each for at most ``MAX_WANTED`` messages)."""
+        if not self._may_want(peer_id):
+            return
+        assert envelope.topic is not None and envelope.origin is not None
+        source = _source(envelope.origin, envelope.publisher)
+        for seq in envelope.seqs:
+            cached = self._cache.get((source, envelope.topic, seq))
+            if cached is not None and self._send_one(peer_id, cached):
+                self.stats.repaired += 1
+
+    def _may_want(self, peer_id: str) -> bool:
+        now = time.monotonic()
+        tokens, then = self._want_budget.get(peer_id, (WANTS_PER_SECOND, now))
+        tokens = min(WANTS_PER_SECOND, tokens + (now - then) * WANTS_PER_SECOND)
+        if tokens < 1:
+            return False
+        self._want_budget[peer_id] = (tokens - 1, now)
+        return True
+
+    def _send_one(self, peer_id: str, cached: _Cached) -> bool:
+        info = self.node.peers.get(peer_id)
+        form = cached.payload.form_for(info is not None and self.node.is_binary(peer_id))
+        if form is None:
+            return False
+        binary, data = form
+        template = cached.template
+        out = replace(
+            template,
+            call_id=new_message_id(),
+            payload=data,
+            signature=cached.sign(binary, data) if cached.sign is not None else template.signature,
+        )
+        try:
+            self.node.send(peer_id, out, binary=binary)
+        except (PeerClosed, SendQueueFull):
+            return False
+        return True
+
+    def _cache_put(
+        self,
+        key: tuple[str, str, int],
+        template: Envelope,
+        payload: Payload,
+        sign: Callable[[bool, Any], bytes] | None,
+    ) -> None:
+        size = _payload_bytes(template) or 256
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= old.size
+        self._cache[key] = _Cached(template, payload, sign, size)
+        self._cached_bytes += size
+        while self._cache and (
+            len(self._cache) > self.cache_max or self._cached_bytes > self.cache_bytes
+        ):
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.size
 
     def _deliver(self, envelope: Envelope) -> None:
         assert envelope.topic is not None
@@ -456,7 +598,7 @@ class Router:
         for stream in [s for s in self._order if s[0].partition("/")[0] == peer_id]:
             order = self._order[stream]
             if not order.waiting:
-                for timer in (order.gap_timer, order.start_timer):
+                for timer in (order.gap_timer, order.start_timer, order.repair_timer):
                     if timer is not None:
                         timer.cancel()
                 del self._order[stream]
@@ -464,7 +606,7 @@ class Router:
     def close(self) -> None:
         """The node is closing: stop timers, end every subscription."""
         for order in self._order.values():
-            for timer in (order.gap_timer, order.start_timer):
+            for timer in (order.gap_timer, order.start_timer, order.repair_timer):
                 if timer is not None:
                     timer.cancel()
         self._order.clear()

@@ -70,6 +70,7 @@ class Kind(enum.IntEnum):
     HEADERS = 9
     PING = 10
     PONG = 11
+    WANT = 20
 
 
 _KIND_OF: dict[int, Kind] = {}
@@ -109,6 +110,7 @@ class Envelope:
     relayed_to: tuple[str, ...] = ()  # PUBLISH: peers the previous hop also sent it to
     publisher: bytes | None = None  # PUBLISH: the publisher's Ed25519 public key, when signed
     signature: bytes | None = None  # PUBLISH: its signature (``wire.secret.publication_bytes``)
+    seqs: tuple[int, ...] = ()  # WANT: the numbers of the topic messages asked for again
     encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
     compressed: bool = False  # the payload is compressed with the call's encoding
     json: bool = False  # it came in the JSON form (a call is answered in the form it came in)
@@ -119,6 +121,7 @@ class Envelope:
 _KINDS_BY_KEY = (
     ("hello", Kind.HELLO),
     ("pub", Kind.PUBLISH),
+    ("want", Kind.WANT),
     ("call", Kind.CALL),
     ("cancel", Kind.CANCEL),
     ("status", Kind.STATUS),
@@ -172,11 +175,58 @@ def to_json(env: Envelope) -> dict[str, Any]:
         assert env.status is not None
         out.update(_status_json(env.status))
         out["seq"] = env.seq
+    elif env.kind is Kind.WANT:
+        out.update(_want_header(env))
     elif env.kind is Kind.PUBLISH:
         out.update(_publish_header(env))
         out["msg"] = env.payload
         out["seq"] = env.seq
     return out
+
+
+#: The most message numbers one ``want`` may ask for.
+MAX_WANTED = 64
+
+
+def _want_header(env: Envelope) -> dict[str, Any]:
+    header: dict[str, Any] = {"want": env.topic, "from": env.origin, "seqs": list(env.seqs)}
+    if env.publisher is not None:
+        header["key"] = base64.b64encode(env.publisher).decode("ascii")
+    return header
+
+
+def _want(header: Mapping[str, Any], call_id: int) -> Envelope:
+    """A ``want``: a subscriber asks a neighbour for topic messages it missed."""
+    topic = header.get("want")
+    if not isinstance(topic, str) or not 0 < len(topic) <= 256:
+        raise EnvelopeError("want must name a topic (1 to 256 characters)")
+    origin = header.get("from")
+    if not _is_peer_id(origin):
+        raise EnvelopeError("want names the publisher's peer id (from)")
+    seqs = header.get("seqs")
+    if (
+        not isinstance(seqs, list)
+        or not 0 < len(seqs) <= MAX_WANTED
+        or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_CALL_ID for n in seqs
+        )
+    ):
+        raise EnvelopeError(f"seqs must list 1 to {MAX_WANTED} message numbers")
+    key = header.get("key")
+    publisher = None
+    if key is not None:
+        try:
+            if not isinstance(key, str) or len(key) > 100:
+                raise ValueError("not a string of base64")
+            publisher = base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise EnvelopeError(f"key must be base64: {e}") from None
+        if len(publisher) != 32:
+            raise EnvelopeError("key is a 32-byte Ed25519 public key")
+    assert isinstance(origin, str)
+    return Envelope(
+        Kind.WANT, call_id, topic=topic, origin=origin, seqs=tuple(seqs), publisher=publisher
+    )
 
 
 def _publish_header(env: Envelope) -> dict[str, Any]:
@@ -250,6 +300,8 @@ def _from_json(value: object, call_id: int) -> Envelope:
         return Envelope(kind, call_id)
     if kind is Kind.HEADERS:
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(value["headers"], "headers"))
+    if kind is Kind.WANT:
+        return _want(value, call_id)
     if kind is Kind.PUBLISH:
         if "msg" not in value:
             raise EnvelopeError("a publish carries its message in msg")
@@ -389,6 +441,8 @@ def _json_header(env: Envelope) -> dict[str, Any]:
         header["headers"] = md.to_json(env.metadata)
     elif env.kind is Kind.PUBLISH:
         header.update(_publish_header(env))
+    elif env.kind is Kind.WANT:
+        header.update(_want_header(env))
     if env.status is not None:
         header.update(_status_json(env.status))
     return header
@@ -725,6 +779,8 @@ def _build(
         return Envelope(Kind.HELLO, call_id, hello=hello)
     if kind is Kind.HEADERS:
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(header.get("headers"), "headers"))
+    if kind is Kind.WANT:
+        return _want(header, call_id)
     if kind is Kind.PUBLISH:
         if not has_payload:
             raise EnvelopeError("publish frame without a payload")

@@ -248,3 +248,32 @@ async def test_closing_the_node_ends_its_subscriptions() -> None:
     await asyncio.sleep(0)  # the reader is waiting
     await node.close()
     assert await asyncio.wait_for(reader, 10) == []
+
+
+async def test_a_subscriber_that_missed_a_message_gets_it_again_from_a_neighbour() -> None:
+    """A message lost on its way (here: dropped once as it reaches the subscriber's router) is
+    asked for again (``want``) and sent again from the publisher's cache: every message is
+    delivered, in order, and nothing is reported lost."""
+    async with mesh(2) as m:
+        alice, bob = m.nodes
+        bob_router = router_of(bob)
+        bob_router.repair_after = 0.05
+        sub = Topic(bob, "t", StringValue).subscribe()
+        await subscribed(bob, "t", alice)
+        dropped: list[int] = []
+        deliver = bob_router.on_envelope
+
+        def lossy(peer_id: str, envelope: Envelope) -> None:
+            if envelope.kind is Kind.PUBLISH and envelope.seq == 1 and not dropped:
+                dropped.append(envelope.seq)  # lost on the way, once
+                return
+            deliver(peer_id, envelope)
+
+        bob_router.on_envelope = lossy  # type: ignore[method-assign]
+        topic = Topic(alice, "t", StringValue)
+        for i in range(3):
+            await topic.publish(StringValue(value=f"m{i}"))
+        got = [r.message.value for r in await take(sub, 3, timeout=10)]
+        assert got == ["m0", "m1", "m2"] and dropped == [1]
+        assert router_of(alice).stats.repaired == 1 and bob_router.stats.wanted >= 1
+        assert sub.lost == 0
