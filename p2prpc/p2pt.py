@@ -477,18 +477,21 @@ class P2PT(AsyncIOEventEmitter):
         if self.more_peers_handler is not None:
             self.more_peers_handler()
         self.emit("morepeers")
-        for tracker in self.trackers.values():
-            tracker.announce()
+        self._announce_all()
         return self.peers
 
     def _want_more_peers(self) -> None:
         """A peer left below the bound: other paths first; the trackers too while below
         ``min_peers`` or when no other path is finding peers."""
         handler = self.more_peers_handler
-        if handler is not None and handler() and self._degree() >= self.min_peers:
-            self.emit("morepeers")
-            return
-        self.request_more_peers()
+        finding = handler is not None and handler()
+        self.emit("morepeers")
+        if not finding or self._degree() < self.min_peers:
+            self._announce_all()
+
+    def _announce_all(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.announce()
 
     @property
     def swarm_sizes(self) -> dict[str, int]:

@@ -65,16 +65,18 @@ async def until(nodes: list[Node], condition: Callable[[], bool], timeout: float
 
 
 @asynccontextmanager
-async def line(**options: Any) -> AsyncIterator[tuple[Node, Node, Node, TrackerServer]]:
-    """A, B, C where A and C each connect only to B (both bounded to one peer), then the tracker
-    goes away: yields (a, b, c, the stopped tracker)."""
+async def line(
+    bound: int | None = 1, **options: Any
+) -> AsyncIterator[tuple[Node, Node, Node, TrackerServer]]:
+    """A, B, C where A and C each meet only B at the tracker (both bounded to ``bound`` peers),
+    then the tracker goes away: yields (a, b, c, the stopped tracker)."""
     async with AsyncExitStack() as stack:
         tracker = TrackerServer("127.0.0.1", 0)
         await tracker.start()
         stack.push_async_callback(tracker.close)
         made = []
-        for bound in (None, 1):
-            node = loopback_node([tracker.url], "mesh-line", max_peers=bound, **options)
+        for limit in (None, bound):
+            node = loopback_node([tracker.url], "mesh-line", max_peers=limit, **options)
             stack.push_async_callback(node.close)
             made.append(node)
         b, a = made
@@ -83,7 +85,7 @@ async def line(**options: Any) -> AsyncIterator[tuple[Node, Node, Node, TrackerS
         await a.wait_for_peers(1, 20)
         a.p2pt.remove_tracker(tracker.url)  # a leaves the tracker: c will never meet it there
         await tracker.wait_for(lambda stats: stats.peers == 1)
-        c = loopback_node([tracker.url], "mesh-line", max_peers=1, **options)
+        c = loopback_node([tracker.url], "mesh-line", max_peers=bound, **options)
         stack.push_async_callback(c.close)
         serve(c)
         await c.start()
@@ -114,6 +116,14 @@ async def test_a_stub_reaches_a_service_only_a_peer_beyond_its_neighbour_serves(
         assert c.peers[a.peer_id].via == (f"relay:{b.peer_id}",)
         assert mesh(b).stats.relayed >= 2  # the offer one way, the answer the other
         assert mesh(a).stats.offers_sent == 1 and mesh(c).stats.answers_sent == 1
+
+
+async def test_a_partial_mesh_heals_by_itself() -> None:
+    async with line(bound=None) as (a, b, c, _):
+        # Unbounded, as P2PT is, a and c connect to each other through b, with no tracker.
+        await until([a, c], lambda: c.peer_id in a.peers and a.peer_id in c.peers, 20)
+        assert a.peers[c.peer_id].via == (f"relay:{b.peer_id}",)
+        assert a.p2pt.get_tracker_stats()["connected"] == 0
 
 
 class _Nobody:
@@ -272,3 +282,32 @@ def _healed(nodes: list[Node], low: int) -> bool:
                 seen.add(p)
                 todo.append(ids[p])
     return len(seen) == len(nodes)
+
+
+class _CountingTracker:
+    def __init__(self) -> None:
+        self.announces = 0
+
+    def announce(self) -> None:
+        self.announces += 1
+
+
+@pytest.mark.parametrize(
+    ("mesh_finds_peers", "min_peers", "announces"),
+    [(True, 0, 0), (False, 0, 1), (True, 1, 1)],
+)
+async def test_a_peer_leaving_asks_the_trackers_only_when_the_mesh_cannot_keep_the_degree(
+    mesh_finds_peers: bool, min_peers: int, announces: int
+) -> None:
+    p2pt = loopback_node([], max_peers=4, min_peers=min_peers).p2pt
+    tracker = _CountingTracker()
+    p2pt.trackers["ws://counting"] = tracker  # type: ignore[assignment]
+    asked: list[bool] = []
+    p2pt.more_peers_handler = lambda: asked.append(True) or mesh_finds_peers
+    p2pt._want_more_peers()
+    assert asked == [True]
+    assert tracker.announces == announces
+    p2pt.request_more_peers()  # asked for explicitly: every path
+    assert (len(asked), tracker.announces) == (2, announces + 1)
+    p2pt.trackers.clear()
+    await p2pt.destroy()
