@@ -20,7 +20,8 @@ neighbour's latest one replaces its previous; signals from each neighbour are li
 ``signal_rate`` a second (bursts of ``signal_burst``), pexes to ``pex_rate`` (past that they are
 dropped and counted in :attr:`MeshStats.throttled`); a signal passes at most ``hops`` relays
 (``wire.mesh.MAX_HOPS`` at most); at most ``max_attempts`` connections are being made at once.
-Relays keep no state per signal.
+Relays keep no state per signal. Pexes go out in rounds at least ``pex_interval`` apart, each
+neighbour getting one only when its list changed.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Mesh:
         pex_rate: float = 4.0,
         pex_burst: int = 8,
         pex_delay: float = 0.1,
+        pex_interval: float = 0.5,
         max_attempts: int = 4,
         retry_after: float = 5.0,
         tick: float = 1.0,
@@ -121,6 +123,8 @@ class Mesh:
         self.p2pt = node.p2pt
         self.hops = hops
         self.pex_delay = pex_delay
+        self.pex_interval = pex_interval
+        self._last_pex = -pex_interval
         self.max_attempts = max_attempts
         self.retry_after = retry_after
         self.tick = tick
@@ -242,13 +246,17 @@ class Mesh:
         self._notify()
 
     def _schedule_pex(self) -> None:
+        """Send pexes soon: changes within ``pex_delay`` go together, and rounds are at least
+        ``pex_interval`` apart (under what receivers take, 4 a second)."""
         if self._pex_timer is None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._pex_timer = loop.call_later(self.pex_delay, self._send_pex)
+            delay = max(self.pex_delay, self._last_pex + self.pex_interval - loop.time())
+            self._pex_timer = loop.call_later(delay, self._send_pex)
 
     def _send_pex(self) -> None:
         """Tell each mesh neighbour of the others (only when that changed for it)."""
         self._pex_timer = None
+        self._last_pex = asyncio.get_running_loop().time()
         neighbours = self._neighbours()
         entries = [
             ListedPeer(pid, info.services, info.topics, info.public_key)

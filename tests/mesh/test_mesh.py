@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
+from p2prpc.identity import Identity
 from p2prpc.mesh import Mesh, mesh_of
 from p2prpc.node import Node
 from p2prpc.pubsub import Topic
@@ -311,3 +312,29 @@ async def test_a_peer_leaving_asks_the_trackers_only_when_the_mesh_cannot_keep_t
     assert (len(asked), tracker.announces) == (2, announces + 1)
     p2pt.trackers.clear()
     await p2pt.destroy()
+
+
+async def test_the_exchange_lists_what_neighbours_serve_and_the_keys_they_proved() -> None:
+    async with AsyncExitStack() as stack:
+        tracker = TrackerServer("127.0.0.1", 0)
+        await tracker.start()
+        stack.push_async_callback(tracker.close)
+        nodes = []
+        for _ in range(3):
+            node = loopback_node([tracker.url], "mesh-keys", identity=Identity.generate())
+            stack.push_async_callback(node.close)
+            nodes.append(node)
+        a, b, c = nodes
+        serve(c)
+        Topic(c, "news", StringValue).subscribe()
+        for node in nodes:
+            await node.start()
+
+        await until(nodes, lambda: c.peer_id in a.known_peers and b.peer_id in a.known_peers, 20)
+        known = a.known_peers[c.peer_id]
+        assert c.identity is not None and b.identity is not None
+        assert known.public_key == c.identity.public_key
+        assert SERVICE in known.services and "news" in known.topics
+        assert known.via == {b.peer_id}  # c itself never lists c
+        assert a.known_peers[b.peer_id].public_key == b.identity.public_key
+        assert a.peer_id not in a.known_peers
