@@ -304,7 +304,12 @@ async def test_a_peer_leaving_asks_the_trackers_only_when_the_mesh_cannot_keep_t
     tracker = _CountingTracker()
     p2pt.trackers["ws://counting"] = tracker  # type: ignore[assignment]
     asked: list[bool] = []
-    p2pt.more_peers_handler = lambda: asked.append(True) or mesh_finds_peers
+
+    def handler() -> bool:
+        asked.append(True)
+        return mesh_finds_peers
+
+    p2pt.more_peers_handler = handler
     p2pt._want_more_peers()
     assert asked == [True]
     assert tracker.announces == announces
