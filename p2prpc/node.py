@@ -44,6 +44,7 @@ from .wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from .identity import Identity
+    from .mesh import KnownPeer
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ class Node(AsyncIOEventEmitter):
         return self.p2pt.identity
 
     @property
-    def known_peers(self) -> dict[str, Any]:
+    def known_peers(self) -> dict[str, KnownPeer]:
         """Peers the exchange with neighbours told of (:class:`p2prpc.mesh.KnownPeer` by id;
         empty without the mesh)."""
         from .mesh import mesh_of
