@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -153,12 +154,29 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="largest message received or sent (4 MiB, as gRPC)",
     )
+    parser.add_argument(
+        "--secret",
+        help="the swarm's secret, to join a closed swarm (see docs/SECURITY.md); "
+        "P2PRPC_SECRET in the environment does the same without showing it in ps",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="this node's Ed25519 identity (as p2prpc keygen writes it)",
+    )
 
 
 def _swarm(args: argparse.Namespace) -> tools.Swarm:
     options: dict[str, Any] = {} if args.stun else {"ice_servers": []}
     if args.host_address:
         options["host_addresses"] = args.host_address
+    secret = args.secret if args.secret is not None else os.environ.get("P2PRPC_SECRET")
+    if secret:
+        options["secret"] = secret
+    if args.identity:
+        from .identity import Identity
+
+        options["identity"] = Identity.load(args.identity)
     return tools.Swarm(args.tracker, args.identifier, options, args.max_message_size)
 
 
@@ -281,8 +299,17 @@ def _run_call(args: argparse.Namespace) -> int:
         if not sep:
             print(f"p2prpc call: a header is 'key: value', not {header!r}", file=sys.stderr)
             return 2
-        # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too).
-        metadata.append((key.strip().lower(), value.strip()))
+        # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too); a -bin
+        # value is given in base64, as grpcurl takes it.
+        name, text = key.strip().lower(), value.strip()
+        if name.endswith("-bin"):
+            try:
+                metadata.append((name, base64.b64decode(text + "=" * (-len(text) % 4))))
+            except ValueError:
+                print(f"p2prpc call: {name} takes base64, not {text!r}", file=sys.stderr)
+                return 2
+        else:
+            metadata.append((name, text))
     return _run(
         tools.call_json(
             _swarm(args),

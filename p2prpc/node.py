@@ -85,7 +85,7 @@ L = TypeVar("L", bound=Layer)
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 
-_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive"})
+_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive", "compact"})
 
 
 @dataclass
@@ -100,6 +100,7 @@ class PeerInfo:
     topics: frozenset[str] = frozenset()
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
+    compact: bool = False  # reads the binary form's compact call and status headers
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
@@ -127,6 +128,7 @@ class PeerInfo:
             topics=names("topics"),
             encodings=names("encodings"),
             keepalive=hello.get("keepalive") is True,
+            compact=hello.get("compact") is True,
             extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
         )
 
@@ -391,12 +393,15 @@ class Node(AsyncIOEventEmitter):
             return 0
 
     def _drop_peer(self, peer_id: str) -> None:
-        """Close every channel to a peer (its calls end UNAVAILABLE)."""
+        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
+        peers at once, so that the peer, if it was only paused, is found again soon."""
         for _ in range(64):  # one channel a turn; a peer has a handful at most
             peer = self.p2pt.peers.get(peer_id)
             if peer is None:
-                return
+                break
             peer.destroy()
+        if not self._stopping:
+            self.p2pt.request_more_peers()
 
     def _send_control(self, peer_id: str, kind: Kind) -> None:
         with contextlib.suppress(PeerClosed):
@@ -505,6 +510,7 @@ class Node(AsyncIOEventEmitter):
             "services": list[JSONValue]([] if self._stopping else sorted(self._services)),
             "topics": list[JSONValue](sorted(self._topics)),
             "keepalive": True,
+            "compact": self.binary,
         }
 
     def announce_change(self) -> None:
@@ -523,9 +529,9 @@ class Node(AsyncIOEventEmitter):
 
     def servers_of(self, service: str) -> list[str]:
         """Connected peers that said they serve ``service``."""
-        connected = self.p2pt.peers
+        connected = self.p2pt.is_connected
         return [
-            pid for pid, info in self.peers.items() if service in info.services and pid in connected
+            pid for pid, info in self.peers.items() if service in info.services and connected(pid)
         ]
 
     async def wait_for_server(self, service: str, timeout: float | None = None) -> str:
@@ -578,7 +584,9 @@ class Node(AsyncIOEventEmitter):
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
         is at its cap (``max_send_queue`` bytes)."""
         if binary if binary is not None else self.is_binary(peer_id):
-            self.p2pt.send_raw(peer_id, to_binary(envelope), tag=tag)
+            info = self.peers.get(peer_id)
+            compact = info is not None and info.compact
+            self.p2pt.send_raw(peer_id, to_binary(envelope, compact=compact), tag=tag)
         else:
             self.p2pt.post(peer_id, to_json(envelope), envelope.call_id, tag=tag)
 
@@ -715,9 +723,9 @@ class Node(AsyncIOEventEmitter):
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
-        peer = self.p2pt.peers.get(peer_id)
-        if peer is None:
+        if not self.p2pt.is_connected(peer_id):
             return
+        peer = self.p2pt.peers[peer_id]
         info = replace(
             PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
         )

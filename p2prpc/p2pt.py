@@ -387,6 +387,12 @@ class P2PT(AsyncIOEventEmitter):
             if remote.open_channel() is not None
         }
 
+    def is_connected(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is a connected peer (``peer_id in p2pt.peers``, without building
+        the mapping)."""
+        remote = self._remotes.get(peer_id)
+        return remote is not None and remote.open_channel() is not None
+
     async def start(self) -> None:
         """Connect to every tracker and start discovering peers."""
         if self._destroyed:

@@ -449,3 +449,20 @@ async def test_demo_serves_what_the_other_commands_reach() -> None:
         async with asyncio.timeout(30):
             _, err_bytes = await demo.communicate()
     assert demo.returncode == 0, err_bytes.decode()
+
+
+async def test_call_reaches_a_closed_swarm_only_with_its_secret_and_sends_bin_headers(
+    tmp_path: Path,
+) -> None:
+    async with TrackerServer() as tracker:
+        node = loopback_node([tracker.url], "cli-secret", secret="s3cret")
+        add_GreeterServicer_to_node(Greeter(), node)
+        async with node:
+            args = ("-t", tracker.url, "--identifier", "cli-secret", "--host-address", "127.0.0.1")
+            method = ("helloworld.Greeter/SayHello", "-d", '{"name": "x"}')
+            code_, out, err = await p2prpc(
+                "call", *args, "--secret", "s3cret", *method, "-H", "x-bin: AAEC", "--timeout", "20"
+            )
+            assert (code_, json.loads(out)) == (0, {"message": "Hello, x! ()"}), err
+            code_, _, err = await p2prpc("call", *args, *method, "--timeout", "3")
+            assert code_ == code(StatusCode.UNAVAILABLE), err

@@ -70,6 +70,15 @@ class Channel:
     def endpoint(self) -> Endpoint:
         return endpoint_of(self.node)
 
+    def pick_now(self, service: str, tried: frozenset[str]) -> str | None:
+        """The peer for the next attempt if one can take it now (no waiting), else ``None``."""
+        if self.peer is not None:
+            fixed = self.peer
+            return fixed if self.node.p2pt.is_connected(fixed) and self._allowed(fixed) else None
+        if self.allowed_servers is None:
+            return self.endpoint.pick_server(service, tried)
+        return self.endpoint.pick_server(service, tried, self._allowed)
+
     async def pick(
         self, service: str, tried: frozenset[str], wait_for_ready: bool, deadline: Deadline
     ) -> str:
@@ -81,7 +90,7 @@ class Channel:
             fixed = self.peer
 
             def found() -> str | None:
-                return fixed if fixed in node.p2pt.peers and self._allowed(fixed) else None
+                return fixed if node.p2pt.is_connected(fixed) and self._allowed(fixed) else None
 
             missing = f"peer {fixed} is not connected"
         else:

@@ -63,6 +63,8 @@ Rep = TypeVar("Rep")
 #: (RESOURCE_EXHAUSTED).
 MAX_QUEUED_REPLIES = 4096
 
+_DEFAULT_POLICY = RetryPolicy()
+
 #: What ``read()`` returns at the end of a reply stream: grpc.aio's own ``EOF``.
 EOF = grpc.aio.EOF
 
@@ -312,27 +314,51 @@ class _Call(Generic[Req, Rep]):
         self._status: asyncio.Future[Status] = self._loop.create_future()
         self._headers: asyncio.Future[tuple[Metadatum, ...]] = self._loop.create_future()
         self._previous_attempts = 0
+        self._tried: set[str] = set()
         self._locally_cancelled = False
         self._deadline_passed = False
         self._done_writing = False
         self._pump: asyncio.Task[None] | None = None
         self._callbacks: list[Callable[[Any], None]] = []
         self._public: Any = self
+        shape = method.cardinality
+        self._client_streams = shape.client_streams
+        self._server_streams = shape.server_streams
         self._timer = (
             self._loop.call_at(self.deadline.at, self._on_deadline)
             if self.deadline.at is not None
             else None
         )
-        self._task: asyncio.Task[Any] = self._loop.create_task(self._run())
-        method.channel.node.track_task(self._task)
+        self._task: asyncio.Task[Any] | None = None
+        # Most calls need no task: with no interceptor to run and a server at hand, the call is
+        # sent right here and what the server sends settles it; a task takes over only to wait
+        # for a server, to retry, or to run interceptors and request streams.
+        self._eager = not (channel.interceptors or self._client_streams) and self._start_now()
+        if not self._eager:
+            self._task = self._loop.create_task(self._run())
+            channel.node.track_task(self._task)
+
+    def _start_now(self) -> bool:
+        """Send the first attempt now if a server can take it; whether it was sent."""
+        peer_id = self._channel.pick_now(self._method.service, frozenset())
+        if peer_id is None:
+            return False
+        attempt = _Attempt(self, peer_id, self._channel.endpoint)
+        try:
+            attempt.start(self.details_.metadata, self._request, self._has_request)
+        except _Failed:
+            return False  # gone or full already: the task's attempts decide
+        self._attempt = attempt
+        self._tried = {peer_id}
+        return True
 
     # -- running ------------------------------------------------------------------------------
 
-    async def _run(self) -> Any:
+    async def _run(self, first: _Failed | None = None) -> Any:
         interceptors = self._channel.interceptors
         try:
             if not interceptors:
-                return await self._invoke(self.details_)
+                return await self._invoke(self.details_, first)
 
             async def proceed(index: int, details: ClientCallDetails) -> Any:
                 if index == len(interceptors):
@@ -355,17 +381,17 @@ class _Call(Generic[Req, Rep]):
             self._cancel_locally()
             raise
 
-    async def _invoke(self, details: ClientCallDetails) -> Any:
+    async def _invoke(self, details: ClientCallDetails, first: _Failed | None = None) -> Any:
         """Attempts, retried under the channel's policy, until one is committed; then the reply
-        (single-reply shapes) or this call (streaming replies)."""
+        (single-reply shapes) or this call (streaming replies). ``first``: how an attempt made
+        before the task failed."""
         if details is not self.details_:
             check_encoding(details.compression)
             self.details_ = details
             self.compression = details.compression or self._channel.compression
-        shape = self._method.cardinality
-        policy = self._channel.retry_policy or RetryPolicy()
-        tried: set[str] = set()
-        attempt = await self._attempt_with_retries(policy, tried)
+        policy = self._channel.retry_policy or _DEFAULT_POLICY
+        tried: set[str] = self._tried
+        attempt = await self._attempt_with_retries(policy, tried, first)
         if not self._committed.done():
             self._committed.set_result(attempt)
         if attempt.status is not None:  # it ended before it was kept
@@ -373,28 +399,32 @@ class _Call(Generic[Req, Rep]):
         if self._requests is not None:
             self._pump = self._loop.create_task(self._pump_requests(attempt, self._requests))
             self._channel.node.track_task(self._pump)
-        if shape.server_streams:
+        if self._server_streams:
             return self._public
         return await self._single_reply(attempt)
 
-    async def _attempt_with_retries(self, policy: RetryPolicy, tried: set[str]) -> _Attempt:
-        idempotent = self._method.idempotent
+    def _retryable(self, policy: RetryPolicy, error: BaseException) -> bool:
+        return (
+            isinstance(error, _Failed)
+            and error.status.code in policy.retryable_status_codes
+            and (self._method.idempotent or not error.may_have_run)
+        )
 
+    async def _attempt_with_retries(
+        self, policy: RetryPolicy, tried: set[str], first: _Failed | None = None
+    ) -> _Attempt:
         def retryable(error: BaseException) -> bool:
-            return (
-                isinstance(error, _Failed)
-                and error.status.code in policy.retryable_status_codes
-                and (idempotent or not error.may_have_run)
-            )
+            return self._retryable(policy, error)
 
         # Most calls succeed at once: the first attempt runs without the retry machinery, which
         # takes over from its failure (tenacity then decides, waits and tries again).
-        try:
-            return await self._one_attempt(tried)
-        except _Failed as failure:
-            if policy.max_attempts == 1 or not retryable(failure):
-                raise self._as_error(failure) from None
-            first: _Failed | None = failure
+        if first is None:
+            try:
+                return await self._one_attempt(tried)
+            except _Failed as failure:
+                first = failure
+        if policy.max_attempts == 1 or not retryable(first):
+            raise self._as_error(first) from None
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts) | _StopAtDeadline(self.deadline),
@@ -428,11 +458,13 @@ class _Call(Generic[Req, Rep]):
             if self.details_.wait_for_ready is not None
             else channel.wait_for_ready
         )
-        service = self.method.split("/")[1]
-        try:
-            peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
-        except NoServer as e:
-            raise _Failed(Status(e.code, e.details), may_have_run=False) from None
+        service = self._method.service
+        peer_id = channel.pick_now(service, frozenset(tried))
+        if peer_id is None:
+            try:
+                peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
+            except NoServer as e:
+                raise _Failed(Status(e.code, e.details), may_have_run=False) from None
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
         self._attempt = attempt
@@ -440,7 +472,7 @@ class _Call(Generic[Req, Rep]):
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
         attempt.start(metadata, self._request, self._has_request)
-        if self._method.cardinality.client_streams:
+        if self._client_streams:
             return attempt
         await attempt.progress.wait()
         if attempt.ended.is_set() and not attempt.replied:
@@ -448,6 +480,19 @@ class _Call(Generic[Req, Rep]):
             if attempt.status.code is not StatusCode.OK:
                 raise _Failed(attempt.status, may_have_run=True)
         return attempt
+
+    async def _eager_reply(self) -> Rep:
+        """The reply of a call sent without a task (or of the task that took over)."""
+        try:
+            attempt = await asyncio.shield(self._committed)
+        except RpcError:
+            if self._task is not None:
+                return await self._task  # type: ignore[no-any-return]
+            self._raise_for_status()
+            raise
+        if self._task is not None:
+            return await self._task  # type: ignore[no-any-return]
+        return await self._single_reply(attempt)
 
     async def _single_reply(self, attempt: _Attempt) -> Rep:
         reply = await attempt.next_reply()
@@ -492,13 +537,30 @@ class _Call(Generic[Req, Rep]):
     # -- from the attempts --------------------------------------------------------------------
 
     def _attempt_headers(self, attempt: _Attempt) -> None:
-        if attempt is self._attempt and not self._headers.done():
+        if attempt is not self._attempt:
+            return
+        if self._eager and self._task is None and not self._committed.done():
+            self._committed.set_result(attempt)  # the server has answered: keep this attempt
+        if not self._headers.done():
             self._headers.set_result(attempt.headers or ())
 
     def _attempt_ended(self, attempt: _Attempt) -> None:
-        if attempt is not self._attempt or not self._committed.done():
-            return  # a failed attempt that may be retried; the retry loop decides
+        if attempt is not self._attempt:
+            return
         assert attempt.status is not None
+        if not self._committed.done():
+            if not self._eager or self._task is not None:
+                return  # a failed attempt that may be retried; the retry loop decides
+            status = attempt.status
+            policy = self._channel.retry_policy or _DEFAULT_POLICY
+            failure = _Failed(status, may_have_run=True)
+            if status.code is not StatusCode.OK and not attempt.replied:
+                if policy.max_attempts > 1 and self._retryable(policy, failure):
+                    self._task = self._loop.create_task(self._run(failure))
+                    self._channel.node.track_task(self._task)
+                    return
+            else:
+                self._committed.set_result(attempt)
         self._end(attempt.status)
 
     def _end(self, status: Status, raised: RpcError | None = None) -> None:
@@ -540,7 +602,7 @@ class _Call(Generic[Req, Rep]):
                 self._attempt.endpoint.note_timeout(self._attempt.peer_id)
             self._attempt.cancel(status)
         self._end(status)
-        if not self._task.done():
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def _cancel_locally(self) -> bool:
@@ -576,7 +638,7 @@ class _Call(Generic[Req, Rep]):
         """Cancel the call (the server is told); False when it had ended already."""
         if not self._cancel_locally():
             return False
-        if not self._task.done():
+        if self._task is not None and not self._task.done():
             self._task.cancel()
         return True
 
@@ -700,11 +762,14 @@ class UnaryUnaryCall(_Call[Req, Rep]):
 
     def __await__(self) -> Generator[Any, None, Rep]:
         try:
-            reply = yield from self._task.__await__()
+            if self._task is None:
+                reply = yield from self._eager_reply().__await__()
+            else:
+                reply = yield from self._task.__await__()
         except asyncio.CancelledError:
             self.cancel()
             raise
-        return reply  # type: ignore[no-any-return]  # the reply codec's type
+        return reply  # the reply codec's type
 
 
 class StreamUnaryCall(_Call[Req, Rep]):
@@ -713,11 +778,14 @@ class StreamUnaryCall(_Call[Req, Rep]):
 
     def __await__(self) -> Generator[Any, None, Rep]:
         try:
-            reply = yield from self._task.__await__()
+            if self._task is None:
+                reply = yield from self._eager_reply().__await__()
+            else:
+                reply = yield from self._task.__await__()
         except asyncio.CancelledError:
             self.cancel()
             raise
-        return reply  # type: ignore[no-any-return]  # the reply codec's type
+        return reply  # the reply codec's type
 
 
 class UnaryStreamCall(_Call[Req, Rep]):
@@ -759,6 +827,7 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> None:
         self.channel: Channel = as_channel(channel)
         self.name = name
+        self.service = name.split("/")[1] if name.count("/") == 2 else name
         self.request_type = request_type
         self.reply_type = reply_type
         self.idempotent = idempotent

@@ -203,7 +203,11 @@ class ServerCall:
         self.task: asyncio.Task[None] | None = None
         self.encoding = envelope.encoding
         self.deadline = Deadline.after(envelope.timeout)
-        self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] = asyncio.Queue()
+        self._client_streams = handler.cardinality.client_streams
+        # A single request rides in the call: only a request stream needs a queue.
+        self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] | None = (
+            asyncio.Queue() if self._client_streams else None
+        )
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
         self._queued_bytes = 0
@@ -211,10 +215,9 @@ class ServerCall:
         # Answered in the form it came in: a JSON-form call (a P2PT app) gets JSON back.
         self.binary = self.node.is_binary(peer_id) and not envelope.json
         self.context = ServicerContext(self)
-        if envelope.has_payload:
+        if self._requests is not None and envelope.has_payload:
             self._requests.put_nowait(envelope)
-        if not handler.cardinality.client_streams:
-            self._requests.put_nowait(_END)
+        if self._requests is None:
             self.state = _State.HALF_CLOSED
 
     def start(self) -> None:
@@ -229,9 +232,10 @@ class ServerCall:
             return
         if self.state is not _State.OPEN:
             return
+        assert self._requests is not None  # open: a request stream
         if envelope.seq != self._next_seq:
-            self._fail(
-                RpcError(StatusCode.INTERNAL, f"request stream out of order at {envelope.seq}")
+            self.refuse(
+                Status(StatusCode.INTERNAL, f"request stream out of order at {envelope.seq}")
             )
         elif envelope.kind is Kind.END:
             self.state = _State.HALF_CLOSED
@@ -276,11 +280,6 @@ class ServerCall:
         self._ended()
         if self.task is not None:
             self.task.cancel()
-
-    def _fail(self, error: RpcError) -> None:
-        """End the request stream with an error the method sees when it reads next."""
-        self.state = _State.HALF_CLOSED
-        self._requests.put_nowait(error)
 
     # -- running the method -------------------------------------------------------------------
 
@@ -461,6 +460,7 @@ class ServerCall:
         return handler
 
     async def _next_request(self, handler: Handler[Any, Any]) -> Any | None:
+        assert self._requests is not None
         item = await self._requests.get()
         if isinstance(item, _EndOfRequests):
             self._requests.put_nowait(item)  # stays at the end
@@ -471,7 +471,14 @@ class ServerCall:
         return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
-        request = await self._next_request(handler)
+        if self._requests is not None:  # a handler of another shape, from an interceptor
+            request = await self._next_request(handler)
+        elif self.first.has_payload:
+            request = unpack(
+                handler.request_codec, self.first, self.encoding, self.node.max_message_size
+            )
+        else:
+            request = None
         # A call without its message asks with the default one, as proto3 reads a missing field.
         return request if request is not None else handler.request_type()
 

@@ -38,6 +38,7 @@ import json
 import math
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -52,6 +53,7 @@ HEADER_SIZE = _HEADER.size
 #: What one binary frame may carry (aiortc peers accept 64 KiB data-channel messages).
 BINARY_FRAME_SIZE = 64 * 1024
 MAX_CALL_ID = 2**32 - 1
+_MAX_REFUSED = 4096
 
 
 class EnvelopeError(RemoteProtocolError):
@@ -74,12 +76,21 @@ class Kind(enum.IntEnum):
     SIGNAL = 13  # an offer, answer or refusal relayed through the mesh; JSON form only
 
 
+_KIND_OF: dict[int, Kind] = {}
+
+
 class Flags(enum.IntFlag):
     NONE = 0
     PAYLOAD = 1  # a payload follows the headers
     MORE = 2  # the payload continues in the next frame
     FINAL = 4  # a REPLY that also ends the call (its status is in the JSON header)
     COMPRESSED = 8  # the payload is compressed with the call's encoding
+    COMPACT = 16  # the header is in the compact layout (between peers whose hello says so)
+
+
+_KIND_OF.update((kind.value, kind) for kind in Kind)
+_ALL_FLAGS = sum(Flags)
+_FLAGS_OF = [Flags(value) for value in range(_ALL_FLAGS + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,18 +410,96 @@ def _json_header(env: Envelope) -> dict[str, Any]:
     return header
 
 
-def to_binary(env: Envelope, *, frame_size: int = BINARY_FRAME_SIZE) -> list[bytes]:
-    """The binary form: one or more data-channel messages (payload must be bytes or None)."""
+_COMPACT_LENGTH = struct.Struct(">H")
+_COMPACT_TIMEOUT = struct.Struct(">d")
+_COMPACT_STATUS = struct.Struct(">BH")
+
+
+def _compact_header(env: Envelope) -> bytes | None:
+    """The compact header of a call or a status (None for other kinds, which keep JSON).
+
+    A call: method length (u16), the method (UTF-8), the timeout (f64 seconds, NaN for none),
+    then a JSON object with ``metadata`` and ``encoding`` when either is set. A status, or a final
+    reply: code (u8), details length (u16), the details (UTF-8), then ``{"trailers": ...}`` in
+    JSON when there are trailers.
+    """
+    if env.kind is Kind.CALL:
+        method = (env.method or "").encode()
+        rest: dict[str, Any] = {}
+        if env.metadata:
+            rest["metadata"] = md.to_json(env.metadata)
+        if env.encoding is not None:
+            rest["encoding"] = env.encoding
+        timeout = math.nan if env.timeout is None else env.timeout
+        return (
+            _COMPACT_LENGTH.pack(len(method))
+            + method
+            + _COMPACT_TIMEOUT.pack(timeout)
+            + (json.dumps(rest, separators=(",", ":")).encode() if rest else b"")
+        )
+    if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
+        details = env.status.details.encode()
+        trailers = (
+            json.dumps({"trailers": md.to_json(env.status.trailers)}, separators=(",", ":"))
+            if env.status.trailers
+            else ""
+        )
+        return (
+            _COMPACT_STATUS.pack(code_number(env.status.code), len(details))
+            + details
+            + trailers.encode()
+        )
+    return None
+
+
+def _parse_compact(kind: Kind, raw: bytes) -> dict[str, Any]:
+    """A compact header as the JSON header it stands for (:func:`_compact_header`)."""
+    try:
+        if kind is Kind.CALL:
+            (length,) = _COMPACT_LENGTH.unpack_from(raw)
+            end = 2 + length
+            method = raw[2:end].decode()
+            (timeout,) = _COMPACT_TIMEOUT.unpack_from(raw, end)
+            header = _parse_header(raw[end + 8 :]) if len(raw) > end + 8 else {}
+            header["call"] = method
+            if timeout == timeout:  # not NaN
+                header["timeout"] = timeout
+            return header
+        if kind in (Kind.STATUS, Kind.REPLY):
+            code, length = _COMPACT_STATUS.unpack_from(raw)
+            end = 3 + length
+            details = raw[3:end].decode()
+            if len(details.encode()) != length:
+                raise EnvelopeError("compact status details are cut short")
+            header = _parse_header(raw[end:]) if len(raw) > end else {}
+            header["status"] = {"code": code, "details": details}
+            return header
+    except (struct.error, UnicodeDecodeError) as e:
+        raise EnvelopeError(f"bad compact header: {e}") from e
+    raise EnvelopeError(f"a {kind.name} envelope has no compact header")
+
+
+def to_binary(
+    env: Envelope, *, frame_size: int = BINARY_FRAME_SIZE, compact: bool = False
+) -> list[bytes]:
+    """The binary form: one or more data-channel messages (payload must be bytes or None).
+    ``compact``: the peer reads compact headers (its hello says ``"compact": true``)."""
     if not 0 <= env.call_id <= MAX_CALL_ID:
         raise LocalProtocolError(f"call id {env.call_id} does not fit in 32 bits")
-    header = _json_header(env)
-    header_bytes = json.dumps(header, separators=(",", ":")).encode() if header else b""
+    header_bytes = _compact_header(env) if compact else None
+    is_compact = header_bytes is not None
+    if header_bytes is None:
+        header = _json_header(env)
+        header_bytes = json.dumps(header, separators=(",", ":")).encode() if header else b""
+
     if len(header_bytes) > 0xFFFF:
         raise LocalProtocolError("call header (method and metadata) exceeds 64 KiB")
     payload = env.payload if env.has_payload else b""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise LocalProtocolError("a binary envelope's payload must be bytes")
     flags = Flags.PAYLOAD if env.has_payload else Flags.NONE
+    if is_compact:
+        flags |= Flags.COMPACT
     if env.kind is Kind.REPLY and env.status is not None:
         flags |= Flags.FINAL
     if env.compressed:
@@ -474,6 +563,8 @@ class BinaryReader:
         self._partial: dict[Hashable, dict[tuple[int, int, int], _Partial]] = {}
         self._held = 0
         self._last_expiry: float | None = None
+        # Payloads refused part-way, whose later frames are dropped quietly (oldest forgotten).
+        self._refused: OrderedDict[tuple[Hashable, tuple[int, int, int]], None] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -489,30 +580,53 @@ class BinaryReader:
     def feed(self, key: Hashable, data: bytes, now: float | None = None) -> Envelope | None:
         """Take one frame; return the envelope when it is complete.
 
-        Raises only :class:`~p2prpc.errors.RemoteProtocolError` subclasses, for any input.
+        Raises only :class:`~p2prpc.errors.RemoteProtocolError` subclasses, for any input, and
+        one a payload: the later frames of a payload refused part-way are dropped quietly.
         """
+        try:
+            return self._feed(key, data, now)
+        except RemoteProtocolError:
+            if len(data) >= HEADER_SIZE and data[2] & Flags.MORE:
+                _, kind_byte, _, call_id, seq, _ = _HEADER.unpack_from(data)
+                self._refused[(key, (kind_byte, call_id, seq))] = None
+                while len(self._refused) > _MAX_REFUSED:
+                    self._refused.popitem(last=False)
+            raise
+
+    def _feed(self, key: Hashable, data: bytes, now: float | None) -> Envelope | None:
         if now is None:
             now = self._clock()
         if self._last_expiry is None or now - self._last_expiry >= 1.0:
             self._last_expiry = now
             self.expire(now)
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
         if len(data) < HEADER_SIZE or data[0] != MAGIC:
             raise EnvelopeError("not a binary envelope frame")
         _, kind_byte, flag_byte, call_id, seq, header_length = _HEADER.unpack_from(data)
         try:
-            kind = Kind(kind_byte)
-            flags = Flags(flag_byte)
-        except ValueError as e:
+            kind = _KIND_OF[kind_byte]
+            if flag_byte & ~_ALL_FLAGS:
+                raise ValueError(f"{flag_byte} has flags this reader does not know")
+            flags = _FLAGS_OF[flag_byte]
+        except (KeyError, ValueError) as e:
             raise EnvelopeError(f"unknown kind or flags: {e}") from e
         body_start = HEADER_SIZE + header_length
         if body_start > len(data):
             raise EnvelopeError("binary frame shorter than its header")
         partials = self._partial.get(key, {})
         slot = (kind_byte, call_id, seq)
+        if self._refused and (key, slot) in self._refused:
+            if not flags & Flags.MORE:
+                del self._refused[(key, slot)]
+            return None
         partial = partials.get(slot)
         if partial is None:
-            header = _parse_header(data[HEADER_SIZE:body_start]) if header_length else {}
+            raw = data[HEADER_SIZE:body_start]
+            if flags & Flags.COMPACT:
+                header = _parse_compact(kind, raw)
+            else:
+                header = _parse_header(raw) if header_length else {}
             chunk = data[body_start:]
             if not flags & Flags.MORE:
                 self._check_size(len(chunk))
