@@ -218,6 +218,21 @@ class PubSubPeer:
         received = sum(len(m.receipts.latencies) for m in listeners)
         return {"received": received, "counters": counters}
 
+    # -- healing (the heal row) -----------------------------------------------------------------
+
+    async def cmd_leave(self, count: int) -> list[str]:
+        """Close ``count`` of this process's nodes, the last started first (never the first,
+        which publishes); returns their peer ids."""
+        leaving = [m for m in self.members[1:] if not m.published][-count:] if count else []
+        for member in leaving:
+            self.members.remove(member)
+            await member.close()
+        return [m.node.peer_id for m in leaving]
+
+    async def cmd_neighbours(self) -> dict[str, list[str]]:
+        """Each node's connected peers, by the node's peer id."""
+        return {m.node.peer_id: list(m.node.p2pt.peers) for m in self.members}
+
     async def cmd_rss(self) -> int:
         return rss()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import math
 import secrets
 import sys
 import tempfile
@@ -60,6 +61,9 @@ class Plan:
     swarm_peers: int = 50
     swarm_processes: int = 5
     swarm_messages: int = 1000
+    heal_peers: int = 50
+    heal_leaving: int = 10
+    heal_messages: int = 1000
 
 
 FULL = Plan()
@@ -80,6 +84,9 @@ QUICK = Plan(
     swarm_peers=12,
     swarm_processes=3,
     swarm_messages=100,
+    heal_peers=12,
+    heal_leaving=3,
+    heal_messages=100,
 )
 
 
@@ -944,6 +951,98 @@ def judge_swarm(row: Row) -> None:
     value_check(row, "100% delivered", "p2prpc delivered", 100.0, at_least=True)
 
 
+async def heal(ctx: Context) -> list[Figure]:
+    """A bounded mesh loses its tracker, then nodes leave one after another: how long until every
+    node is back at its minimum degree in one connected mesh, and whether topic messages
+    published then reach every node."""
+    plan = ctx.plan
+    processes = plan.swarm_processes
+    per_process = [
+        plan.heal_peers // processes + (i < plan.heal_peers % processes) for i in range(processes)
+    ]
+    names = [f"heal-p2prpc-{i}" for i in range(processes)]
+    counters: Counter[str] = Counter()
+    async with (
+        workers(["heal-tracker"], ctx) as (tracker,),
+        workers(names, ctx) as group,
+    ):
+        url = await tracker.call("tracker.start", host="127.0.0.1")
+        identifier = ctx.identifier("heal")
+        await asyncio.gather(
+            *(
+                w.call("pubsub.swarm_join", urls=[url], identifier=identifier, count=n)
+                for w, n in zip(group, per_process, strict=True)
+            )
+        )
+        await asyncio.gather(*(w.call("pubsub.swarm_formed", timeout=180) for w in group))
+        ctx.progress(f"mesh of {plan.heal_peers} formed; the tracker dies")
+        await tracker.close()
+        start = now_ms()
+        for i in range(plan.heal_leaving):  # one after another, spread over the processes
+            await group[i % processes].call("pubsub.leave", count=1)
+        lowest, healed = MIN_DEGREE, math.inf
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tables = await asyncio.gather(*(w.call("pubsub.neighbours") for w in group))
+            graph = {pid: set(peers) for table in tables for pid, peers in table.items()}
+            degree = min(len(peers & graph.keys()) for peers in graph.values())
+            lowest = min(lowest, degree)
+            if degree >= MIN_DEGREE and _connected(graph):
+                healed = (now_ms() - start) / 1e3
+                break
+            await asyncio.sleep(0.2)
+        ctx.progress(f"healed in {healed:.1f} s (lowest degree seen {lowest})")
+        await asyncio.gather(*(w.call("pubsub.reset") for w in group))
+        await group[0].call(
+            "pubsub.publish", count=plan.heal_messages, size=256, interval=0.002, timeout=300
+        )
+        got = await asyncio.gather(
+            *(w.call("pubsub.swarm_collect", count=plan.heal_messages, timeout=200) for w in group)
+        )
+        for g in got:
+            counters.update(g["counters"])
+        alive = plan.heal_peers - plan.heal_leaving
+        delivered = 100.0 * sum(g["received"] for g in got) / ((alive - 1) * plan.heal_messages)
+    return [
+        Figure(
+            "p2prpc time to heal",
+            "s",
+            [healed],
+            False,
+            f"{plan.heal_peers} peers in {processes} processes, max_peers {DEGREE}; the tracker "
+            f"dies, {plan.heal_leaving} nodes leave one after another: first leave → every node "
+            f"has {MIN_DEGREE} peers in one connected mesh (lowest degree seen {lowest})",
+        ),
+        Figure(
+            "p2prpc delivered",
+            "%",
+            [delivered],
+            True,
+            f"then {plan.heal_messages} topic messages of 256 bytes, one per 2 ms, to the "
+            f"{alive} nodes left; counters: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counters.items()) if v),
+        ),
+    ]
+
+
+def _connected(graph: dict[str, set[str]]) -> bool:
+    """Whether the nodes of ``graph`` form one component through each other."""
+    first = next(iter(graph), None)
+    seen = {first}
+    todo = [first]
+    while todo:
+        for peer in graph.get(todo.pop() or "", set()):
+            if peer in graph and peer not in seen:
+                seen.add(peer)
+                todo.append(peer)
+    return len(seen) == len(graph)
+
+
+def judge_heal(row: Row) -> None:
+    value_check(row, "heals in < 30 s", "p2prpc time to heal", 30.0, at_least=False)
+    value_check(row, "100% delivered", "p2prpc delivered", 100.0, at_least=True)
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 BENCHES: Sequence[Bench] = (
@@ -1022,6 +1121,13 @@ BENCHES: Sequence[Bench] = (
         "swarm of {plan.swarm_peers} (topics)",
         (Phase("p2prpc topics", swarm),),
         judge_swarm,
+        pubsub_unavailable,
+    ),
+    Bench(
+        "heal",
+        "mesh of {plan.heal_peers} heals without its tracker",
+        (Phase("p2prpc mesh and topics", heal),),
+        judge_heal,
         pubsub_unavailable,
     ),
 )

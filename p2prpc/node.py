@@ -44,6 +44,7 @@ from .wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from .identity import Identity
+    from .mesh import KnownPeer
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class PeerInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
+    #: How each open connection to it was made: a tracker's announce URL, or
+    #: ``relay:<peer id>`` when signalled through that neighbour (the mesh).
+    via: tuple[str, ...] = ()
 
     @classmethod
     def from_hello(cls, peer_id: str, hello: Mapping[str, Any]) -> PeerInfo:
@@ -173,6 +177,9 @@ class Node(AsyncIOEventEmitter):
     ``identity``: this node's :class:`~p2prpc.identity.Identity`, proven to every peer on every
     connection (servicers see it as ``context.peer_identities()``, topic messages are signed
     with it). ``allowed_peers``: the public keys of the only peers this node admits.
+    ``mesh``: exchange peers with other p2prpc nodes and relay their signalling, so the swarm
+    keeps connecting without trackers (see :mod:`p2prpc.mesh`; ``known_peers``,
+    ``reach_service``).
     ``reflection``, ``health``: serve the standard ``grpc.reflection.v1.ServerReflection`` (and
     ``v1alpha``) and ``grpc.health.v1.Health`` services (see :mod:`p2prpc.services`), as a gRPC
     server with them added does; what grpcurl and ``p2prpc describe``/``health`` use.
@@ -199,6 +206,7 @@ class Node(AsyncIOEventEmitter):
         allowed_peers: Sequence[bytes] | None = None,
         reflection: bool = True,
         health: bool = True,
+        mesh: bool = True,
         p2pt: P2PT | None = None,
         **p2pt_options: Any,
     ) -> None:
@@ -255,6 +263,10 @@ class Node(AsyncIOEventEmitter):
             from .services import serve_standard_services
 
             serve_standard_services(self, reflection=reflection, health=health)
+        if mesh:
+            from .mesh import Mesh
+
+            self.layer("mesh", Mesh)
 
     @property
     def peer_id(self) -> str:
@@ -276,6 +288,25 @@ class Node(AsyncIOEventEmitter):
     def identity(self) -> Identity | None:
         """This node's identity, if it has one."""
         return self.p2pt.identity
+
+    @property
+    def known_peers(self) -> dict[str, KnownPeer]:
+        """Peers the exchange with neighbours told of (:class:`p2prpc.mesh.KnownPeer` by id;
+        empty without the mesh)."""
+        from .mesh import mesh_of
+
+        found = mesh_of(self)
+        return dict(found.known_peers) if found is not None else {}
+
+    async def reach_service(self, service: str, timeout: float | None = None) -> bool:
+        """Whether a connected peer serves ``service``, connecting to one that the exchange
+        knows of when none does (see :meth:`p2prpc.mesh.Mesh.reach_service`)."""
+        from .mesh import mesh_of
+
+        found = mesh_of(self)
+        if found is None:
+            return bool(self.servers_of(service))
+        return await found.reach_service(service, timeout)
 
     def peer_identity(self, peer_id: str) -> bytes | None:
         """The public key ``peer_id`` proved on its connection to us, or ``None``."""
@@ -578,7 +609,9 @@ class Node(AsyncIOEventEmitter):
     # -- incoming -----------------------------------------------------------------------------
 
     def _on_peerconnect(self, peer: Peer) -> None:
-        self.peers.setdefault(peer.id, PeerInfo(peer.id, public_key=peer.public_key))
+        self.peers.setdefault(
+            peer.id, PeerInfo(peer.id, public_key=peer.public_key, via=peer.origins)
+        )
         self._send_hello(peer)
 
     def _on_peerclose(self, peer: Peer) -> None:
@@ -690,8 +723,11 @@ class Node(AsyncIOEventEmitter):
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
     def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
-        info = replace(PeerInfo.from_hello(peer_id, hello), public_key=self.peer_identity(peer_id))
         if not self.p2pt.is_connected(peer_id):
             return
+        peer = self.p2pt.peers[peer_id]
+        info = replace(
+            PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
+        )
         self.peers[peer_id] = info
         self.emit("peer", info)

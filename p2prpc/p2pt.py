@@ -18,6 +18,8 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
 - ``peerrefused(peer_id, error)``: a connection was closed before ``peerconnect`` because the
   peer did not prove the swarm secret or an identity we accept (secret and identity modes).
+- ``morepeers()``: more peers are wanted (``request_more_peers``, or a peer left below the
+  bound); a signalling path other than the trackers (the p2prpc mesh) may find them.
 - ``destroy()``: ``destroy`` was called; nothing more will happen.
 """
 
@@ -63,7 +65,14 @@ from .wire.frames import (
     encode_message,
     new_message_id,
 )
-from .wire.secret import AuthError, derive_keys, is_auth_frame, make_auth, verify_auth
+from .wire.secret import (
+    AuthError,
+    SealError,
+    derive_keys,
+    is_auth_frame,
+    make_auth,
+    verify_auth,
+)
 from .wire.tracker import AnnounceReply, info_hash_of
 
 if TYPE_CHECKING:
@@ -141,6 +150,12 @@ class Peer:
     def channel_name(self) -> str:
         """The label of the data channel this handle prefers (one per tracker offer)."""
         return self._channel_name
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """How each open channel to this peer was made: the tracker's announce URL, or
+        ``relay:<peer id>`` for a connection signalled through that neighbour (the mesh)."""
+        return tuple(c.origin for c in self._remote.channels.values() if c.is_open)
 
     @property
     def channels(self) -> int:
@@ -262,6 +277,17 @@ class P2PT(AsyncIOEventEmitter):
     connects to (offers from more are not answered, announces carry only the offers still
     wanted); below ``min_peers`` (half of ``max_peers`` by default) while the trackers know more
     peers, it announces again every few seconds, and whenever a peer leaves it asks for more.
+    ``max_extra_peers`` (2) connections past ``max_peers`` are made and taken through other
+    signalling paths (:meth:`make_offer`, :meth:`answer_offer`) when they ask for it, to reach a
+    service no neighbour serves.
+
+    Other signalling paths: :meth:`make_offer`, :meth:`answer_offer`, :meth:`take_answer` make
+    connections whose offers and answers something else carries (the p2prpc mesh relays them
+    through neighbours), sealed exactly as through a tracker. At most ``max_direct_offers`` (16)
+    such offers wait for an answer, each at most ``direct_offer_timeout`` seconds (20).
+    ``more_peers_handler``: asked first whenever more peers are wanted; when it returns true
+    (it is finding some) and this peer has ``min_peers``, a peer leaving does not make it
+    announce to the trackers again before their interval.
     """
 
     def __init__(
@@ -283,6 +309,9 @@ class P2PT(AsyncIOEventEmitter):
         max_connecting: int = 32,
         max_peers: int | None = None,
         min_peers: int | None = None,
+        max_extra_peers: int = 2,
+        max_direct_offers: int = 16,
+        direct_offer_timeout: float = 20.0,
         tracker_options: dict[str, Any] | None = None,
         secret: str | bytes | None = None,
         identity: Identity | None = None,
@@ -321,6 +350,11 @@ class P2PT(AsyncIOEventEmitter):
             raise ValueError("max_peers must be at least 1")
         self.max_peers = max_peers
         self.min_peers = min_peers if min_peers is not None else (max_peers or 0) // 2
+        self.max_extra_peers = max_extra_peers
+        self.max_direct_offers = max_direct_offers
+        self.direct_offer_timeout = direct_offer_timeout
+        self._direct_offers: dict[bytes, tuple[Channel, str, asyncio.TimerHandle]] = {}
+        self.more_peers_handler: Callable[[], bool] | None = None
         self._swarm_sizes: dict[str, int] = {}
         self._reassembler = Reassembler(
             max_message_length=max_message_length,
@@ -444,10 +478,26 @@ class P2PT(AsyncIOEventEmitter):
             self._background(tracker.close())
 
     def request_more_peers(self) -> dict[str, Peer]:
-        """Announce again to every tracker with fresh offers; returns the current peers."""
+        """Announce again to every tracker with fresh offers (and emit ``morepeers``, for other
+        signalling paths); returns the current peers."""
+        if self.more_peers_handler is not None:
+            self.more_peers_handler()
+        self.emit("morepeers")
+        self._announce_all()
+        return self.peers
+
+    def _want_more_peers(self) -> None:
+        """A peer left below the bound: other paths first; the trackers too while below
+        ``min_peers`` or when no other path is finding peers."""
+        handler = self.more_peers_handler
+        finding = handler is not None and handler()
+        self.emit("morepeers")
+        if not finding or self._degree() < self.min_peers:
+            self._announce_all()
+
+    def _announce_all(self) -> None:
         for tracker in self.trackers.values():
             tracker.announce()
-        return self.peers
 
     @property
     def swarm_sizes(self) -> dict[str, int]:
@@ -472,6 +522,11 @@ class P2PT(AsyncIOEventEmitter):
         self.trackers.clear()
         channels = [c for r in self._remotes.values() for c in r.channels.values()]
         channels += self._connecting
+        for channel, _, timer in self._direct_offers.values():
+            timer.cancel()
+            channel.close()
+            channels.append(channel)
+        self._direct_offers.clear()
         for remote in list(self._remotes.values()):
             self._fail_waiting(remote, Destroyed("P2PT destroyed"))
         await asyncio.gather(*(t.close() for t in trackers), *self._background_tasks)
@@ -563,10 +618,10 @@ class P2PT(AsyncIOEventEmitter):
         """Whether this is a closed swarm (``secret`` was given)."""
         return self._proof_key is not None
 
-    def accepts_offer_from(self, peer_id: str) -> bool:
+    def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
         """Whether to answer an offer from ``peer_id``: fewer than ``max_connecting`` channels are
         connecting in all, its channels open or connecting are below ``max_channels_per_peer``,
-        and a new peer is within ``max_peers``."""
+        and a new peer is within ``max_peers`` (plus ``max_extra_peers`` when ``extra``)."""
         if self._destroyed or len(self._connecting) >= self.max_connecting:
             return False
         remote = self._remotes.get(peer_id)
@@ -574,9 +629,9 @@ class P2PT(AsyncIOEventEmitter):
         connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
         if open_count + connecting >= self.max_channels_per_peer:
             return False
-        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
+        return open_count > 0 or self._degree() < self._peer_limit(extra)
 
-    def accepts_answer_from(self, peer_id: str) -> bool:
+    def accepts_answer_from(self, peer_id: str, extra: bool = False) -> bool:
         """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
         ``max_channels_per_peer``, and a new peer is within ``max_peers``.
 
@@ -590,7 +645,12 @@ class P2PT(AsyncIOEventEmitter):
         open_count = len(remote.channels) if remote is not None else 0
         if open_count >= self.max_channels_per_peer:
             return False
-        return open_count > 0 or self.max_peers is None or self._degree() < self.max_peers
+        return open_count > 0 or self._degree() < self._peer_limit(extra)
+
+    def _peer_limit(self, extra: bool) -> float:
+        if self.max_peers is None:
+            return math.inf
+        return self.max_peers + (self.max_extra_peers if extra else 0)
 
     def offers_wanted(self, most: int) -> int:
         """How many offers the next announce should carry (at most ``most``)."""
@@ -605,16 +665,145 @@ class P2PT(AsyncIOEventEmitter):
         known = max(self._swarm_sizes.values(), default=0) - 1
         return self._degree() < min(self.min_peers, known)
 
+    @property
+    def degree(self) -> int:
+        """How many peers are connected (those with a channel that counted)."""
+        return self._degree()
+
     def _degree(self) -> int:
         return sum(1 for r in self._remotes.values() if r.channels)
 
     def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+        channel.origin = tracker.announce_url if tracker is not None else ""
+        self._adopt(channel)
+
+    def _adopt(self, channel: Channel, connect_timeout: float | None = None) -> None:
+        """Take over a connecting channel; close it unless it opens within ``connect_timeout``."""
         if self._destroyed:
             channel.close()
             return
         self._connecting.add(channel)
         channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel)
+        if connect_timeout is not None:
+            timer = asyncio.get_running_loop().call_later(
+                connect_timeout, _close_unless_open, channel
+            )
+
+            def opened() -> None:
+                timer.cancel()
+                self._on_channel_ready(channel)
+
+            channel.on_open = opened
+
+    # -- signalling through other paths (the mesh) ---------------------------------------------
+
+    async def make_offer(
+        self, peer_id: str, *, origin: str, extra: bool = False
+    ) -> tuple[bytes, str] | None:
+        """A fresh offer for ``peer_id``, to be carried by another path than a tracker.
+
+        Returns ``(offer_id, text)``: the text is the SDP, sealed for ``peer_id`` in a secret
+        swarm (as an offer through a tracker, its recipient bound too). ``None`` when no offer is
+        wanted: the peer is this one, ``max_direct_offers`` wait already, or the caps of
+        :meth:`accepts_answer_from` refuse it. ``origin`` names the path (``relay:<peer id>``);
+        ``extra``: a connection past ``max_peers`` (within ``max_extra_peers``). The offer waits
+        for :meth:`take_answer` at most ``direct_offer_timeout`` seconds.
+        """
+        if (
+            self._destroyed
+            or peer_id == self.peer_id
+            or len(self._direct_offers) >= self.max_direct_offers
+            or not self.accepts_answer_from(peer_id, extra)
+        ):
+            return None
+        channel = Channel(self._rtc_options, initiator=True)
+        channel.origin = origin
+        channel.extra = extra
+        offer_id = bytes.fromhex(channel.name)
+        timer = asyncio.get_running_loop().call_later(
+            self.direct_offer_timeout, self.abandon_offer, offer_id
+        )
+        self._direct_offers[offer_id] = (channel, peer_id, timer)
+        sdp = await channel.create_offer()
+        if offer_id not in self._direct_offers:  # abandoned meanwhile
+            return None
+        return offer_id, self._signalling.seal_offer(offer_id, sdp, bytes.fromhex(peer_id))
+
+    def abandon_offer(self, offer_id: bytes) -> None:
+        """Close one of our offers from :meth:`make_offer` that no answer will reach."""
+        entry = self._direct_offers.pop(offer_id, None)
+        if entry is not None:
+            entry[2].cancel()
+            entry[0].close()
+
+    def waiting_offer(self, offer_id: bytes) -> str | None:
+        """The peer an offer of ours from :meth:`make_offer` waits for, if it still does."""
+        entry = self._direct_offers.get(offer_id)
+        return entry[1] if entry is not None else None
+
+    async def answer_offer(
+        self, peer_id: str, offer_id: bytes, text: str, *, origin: str, extra: bool = False
+    ) -> str | None:
+        """Answer ``peer_id``'s offer carried by another path than a tracker.
+
+        Returns the answer's text (sealed for ``peer_id`` in a secret swarm), or ``None`` when
+        it is not answered: the caps of :meth:`accepts_offer_from` refuse it, the offer does not
+        open (counted in ``signalling.refused``), or its SDP is unusable. The connection, once
+        open, counts as any other (``peerconnect`` after the handshake).
+        """
+        if peer_id == self.peer_id or not self.accepts_offer_from(peer_id, extra):
+            return None
+        try:
+            sdp = self._signalling.open_offer(
+                bytes.fromhex(peer_id), offer_id, text, addressed=True
+            )
+        except SealError as e:
+            logger.warning("relayed offer from %s does not open: %s", peer_id[:8], e)
+            return None
+        channel = Channel(self._rtc_options, initiator=False)
+        channel.peer_id = peer_id
+        channel.origin = origin
+        channel.extra = extra
+        self._adopt(channel, self.direct_offer_timeout)
+        try:
+            answer = await channel.accept_offer(sdp)
+        except Exception as e:  # aiortc's own errors on an SDP it cannot use
+            logger.warning("unusable relayed offer from %s: %r", peer_id[:8], e)
+            channel.close()
+            return None
+        if channel.state is ChannelState.CLOSED:
+            return None
+        return self._signalling.seal_answer(bytes.fromhex(peer_id), offer_id, answer)
+
+    async def take_answer(self, peer_id: str, offer_id: bytes, text: str) -> bool:
+        """Take ``peer_id``'s answer to our offer ``offer_id`` (from :meth:`make_offer`).
+
+        False when no such offer waits for that peer, the answer does not open (the offer then
+        keeps waiting for a genuine one), or the caps refuse it.
+        """
+        entry = self._direct_offers.get(offer_id)
+        if entry is None or entry[1] != peer_id:
+            return False
+        try:
+            sdp = self._signalling.open_answer(bytes.fromhex(peer_id), offer_id, text)
+        except SealError as e:
+            logger.warning("relayed answer from %s does not open: %s", peer_id[:8], e)
+            return False
+        channel, _, timer = self._direct_offers.pop(offer_id)
+        timer.cancel()
+        channel.peer_id = peer_id
+        if not self.accepts_answer_from(peer_id, channel.extra):
+            channel.close()
+            return False
+        self._adopt(channel, self.direct_offer_timeout)
+        try:
+            await channel.accept_answer(sdp)
+        except Exception as e:  # as above
+            logger.warning("unusable relayed answer from %s: %r", peer_id[:8], e)
+            channel.close()
+            return False
+        return True
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
@@ -746,7 +935,7 @@ class P2PT(AsyncIOEventEmitter):
         assert channel.peer_id is not None
         remote = self._remotes.get(channel.peer_id)
         new = remote is None or not remote.channels
-        if new and self.max_peers is not None and self._degree() >= self.max_peers:
+        if new and self._degree() >= self._peer_limit(channel.extra):
             channel.close()  # answers to several offers can arrive at once: keep the bound
             return
         if remote is None:
@@ -784,7 +973,7 @@ class P2PT(AsyncIOEventEmitter):
             if not self._destroyed:
                 self.emit("peerclose", Peer(self, remote, channel.name))
                 if self.max_peers is not None and self._degree() < self.max_peers:
-                    self.request_more_peers()
+                    self._want_more_peers()
 
     def _schedule_expiry(self) -> None:
         """Expire unfinished messages on a timer while any are held, even if nothing arrives."""
@@ -907,6 +1096,11 @@ def _surplus_channel(remote: _RemotePeer, opened: Channel) -> Channel:
         and opened.opened_at - channel.opened_at < CHANNEL_SETTLE_TIME
     ]
     return max([*young, opened], key=lambda channel: channel.name)
+
+
+def _close_unless_open(channel: Channel) -> None:
+    if not channel.is_open:
+        channel.close()
 
 
 def _time_out(

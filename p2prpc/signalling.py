@@ -1,9 +1,9 @@
 """What offers and answers look like on the signalling path, in one place.
 
-A signalling path (a tracker connection today) carries offers and answers between peers. In an
-open swarm they travel as plain SDP, as P2PT sends them. In a secret swarm they are sealed
-(:func:`p2prpc.wire.secret.seal`): the path can neither read nor alter them, and whatever does not
-open is dropped and counted, never answered.
+A signalling path (a tracker connection, or neighbours relaying through the mesh) carries offers
+and answers between peers. In an open swarm they travel as plain SDP, as P2PT sends them. In a
+secret swarm they are sealed (:func:`p2prpc.wire.secret.seal`): the path can neither read nor
+alter them, and whatever does not open is dropped and counted, never answered.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class Signalling:
     def sealed(self) -> bool:
         return self.keys is not None
 
-    def seal_offer(self, offer_id: bytes, sdp: str) -> str:
+    def seal_offer(self, offer_id: bytes, sdp: str, to_id: bytes | None = None) -> str:
+        """The text to carry for an offer: sealed for ``to_id`` when the path knows its recipient
+        (relayed through the mesh), for any member when it does not (a tracker picks)."""
         if self.keys is None:
             return sdp
         return seal(
@@ -36,13 +38,15 @@ class Signalling:
             sdp,
             info_hash=self.info_hash,
             from_id=self.peer_id,
-            to_id=None,
+            to_id=to_id,
             offer_id=offer_id,
         )
 
-    def open_offer(self, from_id: bytes, offer_id: bytes, text: str) -> str:
+    def open_offer(
+        self, from_id: bytes, offer_id: bytes, text: str, *, addressed: bool = False
+    ) -> str:
         """The SDP of an offer from ``from_id``; :class:`~p2prpc.wire.secret.SealError` (counted)
-        when it does not open."""
+        when it does not open. ``addressed``: it was sealed for us (a relayed offer)."""
         if self.keys is None:
             return text
         try:
@@ -52,7 +56,7 @@ class Signalling:
                 text,
                 info_hash=self.info_hash,
                 from_id=from_id,
-                to_id=None,
+                to_id=self.peer_id if addressed else None,
                 offer_id=offer_id,
             )
         except Exception:

@@ -248,8 +248,10 @@ async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tupl
 
 async def list_peers(swarm: Swarm, wait: float) -> int:
     """Join, wait until the swarm has answered (at most ``wait`` seconds), and print one JSON
-    line per connected peer: what it said in its hello, its health and the round-trip time of a
-    health check (for peers serving health)."""
+    line per connected peer: what it said in its hello, how the connection was made (``via``: a
+    tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a health check
+    (for peers serving health); then one line per peer known only through the exchange
+    (``"known": true``, with the neighbours that list it)."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
         infos = _said_hello(node)
@@ -264,6 +266,7 @@ async def list_peers(swarm: Swarm, wait: float) -> int:
             }
             if isinstance(info.extra.get("topic_types"), dict):
                 line["topic_types"] = info.extra["topic_types"]
+            line["via"] = list(info.via)
             if HEALTH in info.services:
                 try:
                     line["health"], rtt = await _check(node, info.peer_id, "", 5.0)
@@ -274,6 +277,19 @@ async def list_peers(swarm: Swarm, wait: float) -> int:
 
         for line in await asyncio.gather(*(probe(i) for i in infos)):
             _print(line)
+        # Peers beyond the neighbours, as the exchange told of them (p2prpc nodes only).
+        for known in sorted(node.known_peers.values(), key=lambda k: k.peer_id):
+            if known.peer_id in node.peers:
+                continue
+            _print(
+                {
+                    "peer": known.peer_id,
+                    "known": True,
+                    "services": sorted(known.services),
+                    "topics": sorted(known.topics),
+                    "via": sorted(known.via),
+                }
+            )
     return 0
 
 

@@ -203,6 +203,10 @@ class Channel:
         self.pc = RTCPeerConnection(options.configuration())
         self.name: str = secrets.token_hex(20) if initiator else ""
         self.peer_id: str | None = None  # hex, known once the tracker tells us who answered
+        #: How it was made: the tracker's announce URL, or ``relay:<peer id>`` through the mesh.
+        self.origin = ""
+        #: Made past the degree bound to reach a service (``P2PT.max_extra_peers``).
+        self.extra = False
         self.state = ChannelState.NEW
         self.on_open: Callable[[], None] = lambda: None
         self.on_message: Callable[[str | bytes], None] = lambda data: None

@@ -283,6 +283,7 @@ async def test_peers_lists_the_serving_node_as_soon_as_the_swarm_answered(served
         "topics": ["chat"],
         "binary": True,
         "topic_types": {"chat": "chat.ChatMessage"},
+        "via": [served.url],
         "health": "SERVING",
     }
 

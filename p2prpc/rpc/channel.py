@@ -104,6 +104,10 @@ class Channel:
             if self.allowed_servers is not None:
                 missing += " with an allowed identity"
         peer_id = found()
+        if peer_id is None and self.peer is None and not node.stopping:
+            # No neighbour serves it: the mesh may know a peer that does, and connect to it.
+            await node.reach_service(service, deadline.remaining())
+            peer_id = found()
         if peer_id is not None:
             return peer_id
         if node.stopping:

@@ -15,7 +15,9 @@ JSON form (a P2PT message whose value is a JSON object; the key that names the k
 - **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
 - **headers** ``{"headers": {...}}`` the server's initial metadata, when it sends it before a reply;
 - **ping**/**pong** ``{"ping": true}``, ``{"pong": true}`` keepalive between p2prpc peers;
-- **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call).
+- **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call);
+- **pex**/**signal** ``{"pex": {...}}``, ``{"signal": {...}}`` peer exchange and relayed
+  signalling between p2prpc peers (``p2prpc.wire.mesh`` reads the objects).
 
 Binary form (one data-channel message, never starting with ``^``): a 13-byte header, then an
 optional JSON header, then payload bytes::
@@ -70,6 +72,8 @@ class Kind(enum.IntEnum):
     HEADERS = 9
     PING = 10
     PONG = 11
+    PEX = 12  # peer exchange (``p2prpc.wire.mesh``); JSON form only
+    SIGNAL = 13  # an offer, answer or refusal relayed through the mesh; JSON form only
     WANT = 20
 
 
@@ -114,6 +118,7 @@ class Envelope:
     encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
     compressed: bool = False  # the payload is compressed with the call's encoding
     json: bool = False  # it came in the JSON form (a call is answered in the form it came in)
+    body: Mapping[str, Any] | None = None  # PEX, SIGNAL: the object (read by ``wire.mesh``)
 
 
 # -- JSON form ----------------------------------------------------------------------------------
@@ -128,6 +133,8 @@ _KINDS_BY_KEY = (
     ("headers", Kind.HEADERS),
     ("ping", Kind.PING),
     ("pong", Kind.PONG),
+    ("pex", Kind.PEX),
+    ("signal", Kind.SIGNAL),
     ("reply", Kind.REPLY),
     ("end", Kind.END),
     ("msg", Kind.MSG),
@@ -158,6 +165,10 @@ def to_json(env: Envelope) -> dict[str, Any]:
         out["ping"] = True
     elif env.kind is Kind.PONG:
         out["pong"] = True
+    elif env.kind is Kind.PEX:
+        out["pex"] = dict(env.body or {})
+    elif env.kind is Kind.SIGNAL:
+        out["signal"] = dict(env.body or {})
     elif env.kind is Kind.MSG:
         out["msg"] = env.payload
         out["seq"] = env.seq
@@ -298,6 +309,11 @@ def _from_json(value: object, call_id: int) -> Envelope:
         )
     if kind in (Kind.CANCEL, Kind.PING, Kind.PONG):
         return Envelope(kind, call_id)
+    if kind in (Kind.PEX, Kind.SIGNAL):
+        body = value["pex" if kind is Kind.PEX else "signal"]
+        if not isinstance(body, dict):
+            raise EnvelopeError(f"{kind.name.lower()} must be an object")
+        return Envelope(kind, call_id, body=body)
     if kind is Kind.HEADERS:
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(value["headers"], "headers"))
     if kind is Kind.WANT:

@@ -8,6 +8,8 @@ typed chat topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -82,3 +84,50 @@ async def test_a_js_app_publishes_to_and_receives_from_python_subscribers(
     finally:
         for node in nodes:
             await node.close()
+
+
+async def test_a_js_app_in_a_mesh_of_nodes_sees_nothing_of_the_exchange(
+    js_peers: JsPeers, js_runtime: Runtime, tracker_url: str
+) -> None:
+    js = await js_peers.launch(js_runtime)
+    nodes = [Node([tracker_url], IDENTIFIER, ice_servers=[]) for _ in range(3)]
+    try:
+        for node in nodes:
+            await node.start()
+        js_id = await js.start([tracker_url], IDENTIFIER)
+        met: set[str] = set()
+        while len(met) < len(nodes):
+            met.add(await js.next_peerconnect(timeout=30))
+        # The nodes exchange peers among themselves: each learns of the two others.
+        async with asyncio.timeout(30):
+            for node in nodes:
+                others = {n.peer_id for n in nodes} - {node.peer_id}
+                while not others <= set(node.known_peers):
+                    said: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                    node.once("peer", said.set_result)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(said, 0.5)
+        assert all(js_id not in node.known_peers for node in nodes)  # it speaks no mesh
+        # The JavaScript app got hellos, and nothing of the exchange or of relayed signalling.
+        hellos = await asyncio.gather(
+            *(js.next_event("msg", timeout=20, where=_hello_from(n.peer_id)) for n in nodes)
+        )
+        assert len(hellos) == len(nodes)
+        plain: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        nodes[0].p2pt.once("msg", lambda peer, msg: plain.set_result(msg))
+        await js.post(nodes[0].peer_id, "still P2PT")
+        assert await asyncio.wait_for(plain, 20) == "still P2PT"
+        seen = [e.get("msg") for e in js._inbox._backlog if e.get("event") == "msg"]
+        assert not [m for m in seen if isinstance(m, dict) and ({"pex", "signal"} & m.keys())]
+        assert js.errors == []
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+def _hello_from(peer_id: str) -> Callable[[dict[str, Any]], bool]:
+    def wants(event: dict[str, Any]) -> bool:
+        msg = event.get("msg")
+        return event["peer_id"] == peer_id and isinstance(msg, dict) and "hello" in msg
+
+    return wants

@@ -1,0 +1,557 @@
+"""The swarm outlives its trackers: peer exchange and signalling relayed through neighbours.
+
+Every node tells its neighbours which peers it is connected to and what they serve (a ``pex``:
+services, topics, proven public keys), again whenever that changes, so each node knows the peers
+two hops away (:attr:`Mesh.known_peers`). To connect to one of them it makes an offer
+(:meth:`~p2prpc.p2pt.P2PT.make_offer`) and sends it in a ``signal`` to a neighbour that lists
+it; that neighbour passes it on, the peer answers the same way, and the connection is made with
+no tracker involved. In a secret swarm offers and answers are sealed exactly as through a tracker
+(and bound to their recipient), so relays can neither read nor alter them.
+
+The mesh is used where it matters: a node below ``min_peers`` (or unbounded: short of every peer
+it knows of), or whose ``request_more_peers()`` is called, connects through it as well as
+through the trackers; a stub that needs a service no neighbour serves connects to a peer that
+serves it (:meth:`Mesh.reach_service`), past the degree bound if need be (``max_extra_peers``).
+With every tracker gone, the swarm keeps repairing itself as peers leave.
+
+Only peers whose hello says ``"mesh": 1`` are sent anything of this; plain P2PT peers see
+nothing new. Bounded: a pex lists at most 64 peers (``wire.mesh`` caps its names too) and each
+neighbour's latest one replaces its previous; signals from each neighbour are limited to
+``signal_rate`` a second (bursts of ``signal_burst``), pexes to ``pex_rate`` (past that they are
+dropped and counted in :attr:`MeshStats.throttled`); a signal passes at most ``hops`` relays
+(``wire.mesh.MAX_HOPS`` at most); at most ``max_attempts`` connections are being made at once.
+Relays keep no state per signal. Pexes go out in rounds at least ``pex_interval`` apart, each
+neighbour getting one only when its list changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
+from .wire.envelope import Envelope, Kind
+from .wire.frames import new_message_id
+from .wire.mesh import (
+    MAX_HOPS,
+    ListedPeer,
+    RateLimiter,
+    Signal,
+    SignalType,
+    decode_pex,
+    decode_signal,
+    encode_pex,
+    encode_signal,
+)
+
+if TYPE_CHECKING:
+    from .node import Node, PeerInfo
+
+logger = logging.getLogger(__name__)
+
+#: What a node's hello says under ``"mesh"`` when it exchanges peers and relays signalling.
+MESH_VERSION = 1
+#: How long a service asked for through :meth:`Mesh.reach_service` stays wanted, at most.
+MAX_WANT = 300.0
+
+
+@dataclass(frozen=True)
+class KnownPeer:
+    """A peer the exchange told of: what it serves, its public key (as a neighbour proved it
+    saw it), and the neighbours that list it (``via``)."""
+
+    peer_id: str
+    services: frozenset[str]
+    topics: frozenset[str]
+    public_key: bytes | None
+    via: frozenset[str]
+
+
+@dataclass
+class MeshStats:
+    """Counters, for tests and for watching a node."""
+
+    pex_sent: int = 0
+    pex_received: int = 0
+    offers_sent: int = 0
+    answers_sent: int = 0
+    refusals: int = 0
+    relayed: int = 0
+    unroutable: int = 0
+    throttled: int = 0
+    connected: int = 0
+
+
+@dataclass
+class _Attempt:
+    """A connection being made through the mesh (until the peer connects or it times out)."""
+
+    target: str
+    via: str
+    started: float
+    offer_id: bytes | None = None
+
+
+class Mesh:
+    """Peer exchange and relayed signalling for one node (made by every node unless
+    ``Node(mesh=False)``; :func:`mesh_of` gives it)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        hops: int = 2,
+        signal_rate: float = 8.0,
+        signal_burst: int = 16,
+        pex_rate: float = 4.0,
+        pex_burst: int = 8,
+        pex_delay: float = 0.1,
+        pex_interval: float = 0.5,
+        max_attempts: int = 4,
+        retry_after: float = 5.0,
+        tick: float = 1.0,
+    ) -> None:
+        if not 1 <= hops <= MAX_HOPS:
+            raise ValueError(f"hops must be from 1 to {MAX_HOPS}")
+        self.node = node
+        self.p2pt = node.p2pt
+        self.hops = hops
+        self.pex_delay = pex_delay
+        self.pex_interval = pex_interval
+        self._last_pex = -pex_interval
+        self.max_attempts = max_attempts
+        self.retry_after = retry_after
+        self.tick = tick
+        self.stats = MeshStats()
+        self._signals = RateLimiter(signal_rate, signal_burst)
+        self._pexes = RateLimiter(pex_rate, pex_burst)
+        self._reports: dict[str, tuple[ListedPeer, ...]] = {}
+        self._sent: dict[str, dict[str, Any]] = {}
+        self._attempts: dict[str, _Attempt] = {}
+        self._backoff: dict[str, float] = {}
+        self._wanted: dict[str, float] = {}
+        self._more = 0
+        self._pex_timer: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        node.register(self, [Kind.PEX, Kind.SIGNAL])
+        node.set_hello("mesh", MESH_VERSION)
+        node.on("peer", self._on_peer)
+        self.p2pt.more_peers_handler = self._more_peers
+
+    # -- what the exchange taught ---------------------------------------------------------------
+
+    @property
+    def known_peers(self) -> dict[str, KnownPeer]:
+        """Every peer some neighbour lists (this node excluded), by id."""
+        merged: dict[str, tuple[set[str], set[str], bytes | None, set[str]]] = {}
+        for neighbour, listed in self._reports.items():
+            for peer in listed:
+                if peer.peer_id == self.node.peer_id:
+                    continue
+                services, topics, key, via = merged.setdefault(
+                    peer.peer_id, (set(), set(), None, set())
+                )
+                services |= peer.services
+                topics |= peer.topics
+                via.add(neighbour)
+                if key is None and peer.public_key is not None:
+                    merged[peer.peer_id] = (services, topics, peer.public_key, via)
+        return {
+            pid: KnownPeer(pid, frozenset(s), frozenset(t), k, frozenset(v))
+            for pid, (s, t, k, v) in merged.items()
+        }
+
+    def _neighbours(self) -> dict[str, PeerInfo]:
+        """Connected peers that speak the mesh protocol."""
+        connected = self.p2pt.peers
+        return {
+            pid: info
+            for pid, info in self.node.peers.items()
+            if pid in connected and _speaks_mesh(info)
+        }
+
+    # -- the node's Layer -----------------------------------------------------------------------
+
+    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+        now = time.monotonic()
+        if envelope.kind is Kind.PEX:
+            if not self._pexes.allow(peer_id, now):
+                self.stats.throttled += 1
+                return
+            listed = decode_pex(envelope.body)
+            if peer_id not in self.p2pt.peers:
+                return
+            self.stats.pex_received += 1
+            self._reports[peer_id] = listed
+            self._maintain()
+            self._notify()
+            return
+        if not self._signals.allow(peer_id, now):
+            self.stats.throttled += 1
+            return
+        self._on_signal(peer_id, decode_signal(envelope.body))
+
+    def on_peer_lost(self, peer_id: str) -> None:
+        self._reports.pop(peer_id, None)
+        self._sent.pop(peer_id, None)
+        self._signals.discard(peer_id)
+        self._pexes.discard(peer_id)
+        for attempt in list(self._attempts.values()):
+            if attempt.via == peer_id and attempt.target not in self.p2pt.peers:
+                self._end_attempt(attempt.target, backoff=False)
+        self._schedule_pex()
+        self._maintain()
+        self._notify()
+
+    def on_refused(
+        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """A malformed pex or signal: the node reports it; nothing waits on it."""
+
+    async def wait_idle(self) -> None:
+        return
+
+    def close(self) -> None:
+        self._closed = True
+        for timer in (self._pex_timer, self._ticker):
+            if timer is not None:
+                timer.cancel()
+        for target in list(self._attempts):
+            self._end_attempt(target, backoff=False)
+        for task in list(self._tasks):
+            task.cancel()
+        self._notify()
+
+    # -- peer exchange --------------------------------------------------------------------------
+
+    def _on_peer(self, info: PeerInfo) -> None:
+        """A peer said hello (again): our list changed; a peer we were connecting to is here."""
+        if self._closed:
+            return
+        if self._ticker is None:
+            self._schedule_tick()
+        if info.peer_id in self._attempts:
+            self._end_attempt(info.peer_id, backoff=False)
+            self.stats.connected += 1
+        self._schedule_pex()
+        self._notify()
+
+    def _schedule_pex(self) -> None:
+        """Send pexes soon: changes within ``pex_delay`` go together, and rounds are at least
+        ``pex_interval`` apart (under what receivers take, 4 a second)."""
+        if self._pex_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            delay = max(self.pex_delay, self._last_pex + self.pex_interval - loop.time())
+            self._pex_timer = loop.call_later(delay, self._send_pex)
+
+    def _send_pex(self) -> None:
+        """Tell each mesh neighbour of the others (only when that changed for it)."""
+        self._pex_timer = None
+        self._last_pex = asyncio.get_running_loop().time()
+        neighbours = self._neighbours()
+        entries = [
+            ListedPeer(pid, info.services, info.topics, info.public_key)
+            for pid, info in neighbours.items()
+        ]
+        for pid in neighbours:
+            others = [e for e in entries if e.peer_id != pid]
+            random.shuffle(others)  # past the cap, each neighbour hears of a different sample
+            body = encode_pex(others)
+            body["peers"].sort(key=lambda entry: entry["id"])
+            if self._sent.get(pid) == body:
+                continue
+            if self._post(pid, Envelope(Kind.PEX, new_message_id(), body=body)):
+                self._sent[pid] = body
+                self.stats.pex_sent += 1
+
+    # -- finding peers --------------------------------------------------------------------------
+
+    def _more_peers(self) -> bool:
+        """``request_more_peers``, or a peer left: one more connection through the mesh, if
+        the mesh knows of a peer to make it to."""
+        if self._closed:
+            return False
+        limit = self.p2pt.max_peers
+        room = (limit - self.p2pt.degree - len(self._attempts)) if limit is not None else 1
+        found = bool(self._candidates())
+        if found and room > 0:
+            self._more = min(self._more + 1, room)
+            self._maintain()
+        return found
+
+    def _candidates(self) -> list[KnownPeer]:
+        now = time.monotonic()
+        connected = self.p2pt.peers
+        neighbours = self._neighbours()
+        return [
+            peer
+            for pid, peer in self.known_peers.items()
+            if pid not in connected
+            and pid not in self._attempts
+            and self._backoff.get(pid, 0.0) <= now
+            and peer.via & neighbours.keys()
+        ]
+
+    def _maintain(self) -> None:
+        """Start connections while below the degree wanted, or a wanted service has no server."""
+        if self._closed or self.node.stopping:
+            return
+        for service in self._services_wanted():
+            if len(self._attempts) >= self.max_attempts:
+                return
+            servers = [p for p in self._candidates() if service in p.services]
+            if servers and not any(
+                service in self._known_services(a.target) for a in self._attempts.values()
+            ):
+                limit = self.p2pt.max_peers
+                extra = limit is not None and self.p2pt.degree + len(self._attempts) >= limit
+                self._attempt(random.choice(servers), extra=extra)
+        while len(self._attempts) < self.max_attempts and self._short() > 0:
+            candidates = self._candidates()
+            if not candidates:
+                return
+            if self._more > 0:
+                self._more -= 1
+            self._attempt(random.choice(candidates), extra=False)
+
+    def _short(self) -> int:
+        """How many more connections to start for the degree (unbounded: one per known peer)."""
+        limit = self.p2pt.max_peers
+        if limit is None:
+            return len(self.known_peers)
+        degree = self.p2pt.degree + len(self._attempts)
+        return min(max(self.p2pt.min_peers - degree, 0) + self._more, limit - degree)
+
+    def _services_wanted(self) -> list[str]:
+        now = time.monotonic()
+        for service, until in list(self._wanted.items()):
+            if until <= now:
+                del self._wanted[service]
+        return [s for s in self._wanted if not self.node.servers_of(s)]
+
+    def _known_services(self, peer_id: str) -> frozenset[str]:
+        known = self.known_peers.get(peer_id)
+        return known.services if known is not None else frozenset()
+
+    def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
+        via = random.choice(sorted(peer.via & self._neighbours().keys()))
+        attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
+        self._spawn(self._offer(attempt, extra))
+
+    async def _offer(self, attempt: _Attempt, extra: bool) -> None:
+        made = await self.p2pt.make_offer(
+            attempt.target, origin=f"relay:{attempt.via}", extra=extra
+        )
+        if self._attempts.get(attempt.target) is not attempt:
+            if made is not None:
+                self.p2pt.abandon_offer(made[0])
+            return
+        if made is None:
+            self._end_attempt(attempt.target, backoff=True)
+            return
+        attempt.offer_id, text = made
+        signal = Signal(
+            SignalType.OFFER,
+            self.node.peer_id,
+            attempt.target,
+            attempt.offer_id.hex(),
+            text,
+            self.hops,
+            extra,
+        )
+        if self._send_signal(attempt.via, signal):
+            self.stats.offers_sent += 1
+        else:
+            self._end_attempt(attempt.target, backoff=True)
+
+    def _end_attempt(self, target: str, *, backoff: bool) -> None:
+        attempt = self._attempts.pop(target, None)
+        if attempt is None:
+            return
+        if attempt.offer_id is not None:
+            self.p2pt.abandon_offer(attempt.offer_id)
+        if backoff:
+            self._backoff[target] = time.monotonic() + self.retry_after * random.uniform(1, 2)
+        self._notify()
+
+    # -- services -------------------------------------------------------------------------------
+
+    async def reach_service(self, service: str, timeout: float | None) -> bool:
+        """Connect to a peer that serves ``service`` when no neighbour does, through the mesh.
+
+        Returns true once a connected peer serves it; false at once when none is known, or
+        when every attempt failed, or after ``timeout`` seconds. The service stays wanted for
+        ``timeout`` seconds (60 when ``None``; at most :data:`MAX_WANT`): a server the exchange
+        reveals meanwhile is connected to.
+        """
+        node = self.node
+        if node.servers_of(service):
+            return True
+        if self._closed:
+            return False
+        want = min(timeout if timeout is not None else 60.0, MAX_WANT)
+        until = time.monotonic() + want
+        self._wanted[service] = max(self._wanted.get(service, 0.0), until)
+        self._maintain()
+        while not node.servers_of(service) and self._seeking(service):
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.add(future)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, left)
+            finally:
+                self._waiters.discard(future)
+        return bool(node.servers_of(service))
+
+    def _seeking(self, service: str) -> bool:
+        if self._closed:
+            return False
+        attempting = any(service in self._known_services(t) for t in self._attempts)
+        return attempting or any(service in p.services for p in self._candidates())
+
+    def _notify(self) -> None:
+        for future in self._waiters:
+            if not future.done():
+                future.set_result(None)
+
+    # -- relayed signalling ---------------------------------------------------------------------
+
+    def _on_signal(self, neighbour: str, signal: Signal) -> None:
+        if signal.to_id != self.node.peer_id:
+            self._relay(neighbour, signal)
+            return
+        origin = f"relay:{neighbour}"
+        offer_id = bytes.fromhex(signal.offer_id)
+        if signal.type is SignalType.OFFER:
+            ours = self._attempts.get(signal.from_id)
+            if ours is not None and ours.offer_id is not None:
+                # Offers crossed: the greater peer id answers, the other's offer stands.
+                if self.node.peer_id < signal.from_id:
+                    self._refuse(neighbour, signal)
+                    return
+                self._end_attempt(signal.from_id, backoff=False)
+            self._spawn(self._answer(neighbour, signal, origin, offer_id))
+        elif signal.type is SignalType.ANSWER:
+            assert signal.sdp is not None
+            self._spawn(self._take(signal.from_id, offer_id, signal.sdp))
+        else:
+            for attempt in list(self._attempts.values()):
+                if attempt.offer_id == offer_id:
+                    self.stats.refusals += 1
+                    self._end_attempt(attempt.target, backoff=True)
+
+    async def _answer(self, neighbour: str, offer: Signal, origin: str, offer_id: bytes) -> None:
+        assert offer.sdp is not None
+        text = await self.p2pt.answer_offer(
+            offer.from_id, offer_id, offer.sdp, origin=origin, extra=offer.extra
+        )
+        if text is None:
+            self._refuse(neighbour, offer)
+            return
+        answer = Signal(
+            SignalType.ANSWER, self.node.peer_id, offer.from_id, offer.offer_id, text, self.hops
+        )
+        if self._send_signal(neighbour, answer):
+            self.stats.answers_sent += 1
+
+    async def _take(self, peer_id: str, offer_id: bytes, text: str) -> None:
+        await self.p2pt.take_answer(peer_id, offer_id, text)
+
+    def _refuse(self, neighbour: str, offer: Signal) -> None:
+        refusal = Signal(
+            SignalType.REFUSE, self.node.peer_id, offer.from_id, offer.offer_id, None, self.hops
+        )
+        self._send_signal(neighbour, refusal)
+
+    def _relay(self, neighbour: str, signal: Signal) -> None:
+        """Pass a signal on toward its recipient: straight to it when it is a neighbour, else
+        through a neighbour that lists it, while hops last; an offer that cannot go on is
+        refused back."""
+        neighbours = self._neighbours()
+        hop: str | None = None
+        if signal.hops >= 1 and signal.to_id != neighbour:
+            if signal.to_id in neighbours:
+                hop = signal.to_id
+            else:
+                known = self.known_peers.get(signal.to_id)
+                routes = sorted((known.via if known else frozenset()) & neighbours.keys())
+                routes = [r for r in routes if r != neighbour]
+                hop = random.choice(routes) if routes and signal.hops >= 2 else None
+        if hop is not None and self._send_signal(hop, _hop(signal)):
+            self.stats.relayed += 1
+            return
+        self.stats.unroutable += 1
+        if signal.type is SignalType.OFFER:
+            self._refuse(neighbour, signal)
+
+    def _send_signal(self, peer_id: str, signal: Signal) -> bool:
+        return self._post(
+            peer_id, Envelope(Kind.SIGNAL, new_message_id(), body=encode_signal(signal))
+        )
+
+    def _post(self, peer_id: str, envelope: Envelope) -> bool:
+        try:
+            self.node.send(peer_id, envelope, binary=False)
+        except (PeerClosed, SendQueueFull):
+            return False
+        return True
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        delay = self.tick * random.uniform(0.8, 1.2)
+        self._ticker = asyncio.get_running_loop().call_later(delay, self._on_tick)
+
+    def _on_tick(self) -> None:
+        if self._closed:
+            return
+        now = time.monotonic()
+        for target, attempt in list(self._attempts.items()):
+            if now - attempt.started > self.p2pt.direct_offer_timeout:
+                self._end_attempt(target, backoff=True)
+        for pid, until in list(self._backoff.items()):
+            if until <= now:
+                del self._backoff[pid]
+        self._maintain()
+        self._schedule_tick()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.node.track_task(task)
+
+
+def _hop(signal: Signal) -> Signal:
+    return Signal(
+        signal.type,
+        signal.from_id,
+        signal.to_id,
+        signal.offer_id,
+        signal.sdp,
+        signal.hops - 1,
+        signal.extra,
+    )
+
+
+def _speaks_mesh(info: PeerInfo) -> bool:
+    version = info.extra.get("mesh")
+    return isinstance(version, int) and not isinstance(version, bool) and version >= 1
+
+
+def mesh_of(node: Node) -> Mesh | None:
+    """The node's mesh layer (``None`` when it was made with ``mesh=False``)."""
+    found = node.get_layer("mesh")
+    return found if isinstance(found, Mesh) else None
