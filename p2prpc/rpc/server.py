@@ -379,48 +379,33 @@ class ServerCall:
             argument = await self._single_request(handler)
         if shape.server_streams:
             async for reply in handler.func(argument, context):
-                self._check_reply(reply, handler)
-                payload, compressed = pack(
-                    handler.reply_codec,
-                    reply,
-                    self.binary,
-                    self.encoding,
-                    self.node.max_message_size,
-                )
-                self.replied = True
-                await self._send_waiting(
-                    Envelope(
-                        Kind.REPLY,
-                        self.call_id,
-                        self._reply_seq,
-                        payload=payload,
-                        has_payload=True,
-                        compressed=compressed,
-                    )
-                )
+                await self._send_waiting(self._reply(handler, reply, self._reply_seq))
                 self._reply_seq += 1
                 await self.node.drain(self.peer_id)
             return self._status_envelope(self._final_status())
         reply = await handler.func(argument, context)
         if context.code() is not StatusCode.OK:
             return self._status_envelope(self._final_status())
+        return self._reply(handler, reply, 0, Status(StatusCode.OK, "", context._trailers))
+
+    def _reply(
+        self, handler: Handler[Any, Any], reply: object, seq: int, status: Status | None = None
+    ) -> Envelope:
+        """A reply envelope (with the final ``status`` for a single reply); INTERNAL for a reply
+        of the wrong type, RESOURCE_EXHAUSTED past the size limit."""
         self._check_reply(reply, handler)
         payload, compressed = pack(
-            handler.reply_codec,
-            reply,
-            self.binary,
-            self.encoding,
-            self.node.max_message_size,
+            handler.reply_codec, reply, self.binary, self.encoding, self.node.max_message_size
         )
         self.replied = True
         return Envelope(
             Kind.REPLY,
             self.call_id,
-            0,
+            seq,
             payload=payload,
             has_payload=True,
             compressed=compressed,
-            status=Status(StatusCode.OK, "", context._trailers),
+            status=status,
         )
 
     def _check_reply(self, reply: object, handler: Handler[Any, Any]) -> None:

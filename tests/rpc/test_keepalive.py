@@ -7,14 +7,13 @@ sockets stay open and nothing tells the client: only the missing answers to ping
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from google.protobuf.empty_pb2 import Empty
+from rpc_processes import example_server
 
 from p2prpc.errors import RpcError
 from p2prpc.rpc import Channel, RetryPolicy, StatusCode
@@ -29,35 +28,22 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_a_silently_dead_server_is_closed_and_its_calls_fail_within_five_seconds() -> None:
     import routeguide_p2prpc
 
-    async with TrackerServer("127.0.0.1", 0) as tracker:
-        server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "examples" / "server.py"),
-            "--tracker",
-            tracker.url,
-            "--identifier",
-            "keepalive-test",
-            env={**os.environ, "PYTHONPATH": str(ROOT / "generated")},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            async with loopback_node([tracker.url], "keepalive-test") as client:
-                server_id = await client.wait_for_server("routeguide.RouteGuide", timeout=30)
-                channel = Channel(client, retry_policy=RetryPolicy(max_attempts=1))
-                watch = routeguide_p2prpc.RouteGuideStub(channel).WatchFeatures(Empty())
-                assert await asyncio.wait_for(watch.read(), 10) is not None  # a live stream
-                closed = asyncio.get_running_loop().create_future()
-                client.on("peerclose", lambda pid: closed.done() or closed.set_result(pid))
-                server.send_signal(signal.SIGSTOP)
-                frozen = time.monotonic()
-                with pytest.raises(RpcError) as caught:
-                    while True:  # the replies already queued, then the failure
-                        await asyncio.wait_for(watch.read(), 10)
-                assert caught.value.code() is StatusCode.UNAVAILABLE
-                assert await asyncio.wait_for(closed, 10) == server_id
-                assert time.monotonic() - frozen < 5.0
-        finally:
-            server.send_signal(signal.SIGCONT)
-            server.terminate()
-            await server.wait()
+    async with (
+        TrackerServer("127.0.0.1", 0) as tracker,
+        example_server(tracker.url, "keepalive-test") as server,
+        loopback_node([tracker.url], "keepalive-test") as client,
+    ):
+        server_id = await client.wait_for_server("routeguide.RouteGuide", timeout=30)
+        channel = Channel(client, retry_policy=RetryPolicy(max_attempts=1))
+        watch = routeguide_p2prpc.RouteGuideStub(channel).WatchFeatures(Empty())
+        assert await asyncio.wait_for(watch.read(), 10) is not None  # a live stream
+        closed = asyncio.get_running_loop().create_future()
+        client.on("peerclose", lambda pid: closed.done() or closed.set_result(pid))
+        server.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        with pytest.raises(RpcError) as caught:
+            while True:  # the replies already queued, then the failure
+                await asyncio.wait_for(watch.read(), 10)
+        assert caught.value.code() is StatusCode.UNAVAILABLE
+        assert await asyncio.wait_for(closed, 10) == server_id
+        assert time.monotonic() - frozen < 5.0

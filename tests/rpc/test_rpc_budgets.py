@@ -8,15 +8,14 @@ that have ended are withdrawn.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
+from rpc_processes import example_server
 
 from p2prpc.errors import RpcError
 from p2prpc.rpc import (
@@ -104,43 +103,30 @@ async def test_the_send_queue_toward_a_peer_that_stopped_reading_is_bounded_and_
     import helloworld_pb2
 
     cap = 4 * 2**20
-    async with TrackerServer("127.0.0.1", 0) as tracker:
-        server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "examples" / "server.py"),
-            "--tracker",
-            tracker.url,
-            "--identifier",
-            "budget-test",
-            env={**os.environ, "PYTHONPATH": str(ROOT / "generated")},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            async with loopback_node(
-                [tracker.url], "budget-test", keepalive_interval=None, max_send_queue=cap
-            ) as client:
-                server_id = await client.wait_for_server("helloworld.Greeter", timeout=30)
-                greeter = helloworld_p2prpc.GreeterStub(Channel(client, retry_policy=ONCE))
-                big = helloworld_pb2.HelloRequest(name="x" * 2**20)
-                assert (await greeter.SayHello(helloworld_pb2.HelloRequest(name="a"))).message
-                server.send_signal(signal.SIGSTOP)
-                channel = client.p2pt._channel_for(server_id)
-                most = 0
-                codes = []
-                for _ in range(4):
-                    calls = [greeter.SayHello(big, timeout=2) for _ in range(5)]
-                    for call in calls:
-                        with pytest.raises(RpcError) as caught:
-                            await call
-                        codes.append(caught.value.code())
-                        most = max(most, channel.queued_bytes)
-                assert set(codes) <= {StatusCode.DEADLINE_EXCEEDED, StatusCode.RESOURCE_EXHAUSTED}
-                assert StatusCode.DEADLINE_EXCEEDED in codes
-                assert most <= cap
-                # Nothing of the failed calls is still queued: at most their small cancels are.
-                assert channel.queued_bytes < 4096
-        finally:
-            server.send_signal(signal.SIGCONT)
-            server.terminate()
-            await server.wait()
+    async with (
+        TrackerServer("127.0.0.1", 0) as tracker,
+        example_server(tracker.url, "budget-test") as server,
+        loopback_node(
+            [tracker.url], "budget-test", keepalive_interval=None, max_send_queue=cap
+        ) as client,
+    ):
+        server_id = await client.wait_for_server("helloworld.Greeter", timeout=30)
+        greeter = helloworld_p2prpc.GreeterStub(Channel(client, retry_policy=ONCE))
+        big = helloworld_pb2.HelloRequest(name="x" * 2**20)
+        assert (await greeter.SayHello(helloworld_pb2.HelloRequest(name="a"))).message
+        server.send_signal(signal.SIGSTOP)
+        channel = client.p2pt._channel_for(server_id)
+        most = 0
+        codes = []
+        for _ in range(4):
+            calls = [greeter.SayHello(big, timeout=2) for _ in range(5)]
+            for call in calls:
+                with pytest.raises(RpcError) as caught:
+                    await call
+                codes.append(caught.value.code())
+                most = max(most, channel.queued_bytes)
+        assert set(codes) <= {StatusCode.DEADLINE_EXCEEDED, StatusCode.RESOURCE_EXHAUSTED}
+        assert StatusCode.DEADLINE_EXCEEDED in codes
+        assert most <= cap
+        # Nothing of the failed calls is still queued: at most their small cancels are.
+        assert channel.queued_bytes < 4096
