@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+#: Seconds ``stop`` waits for cancelled tasks to end before it leaves them behind.
+STOP_TIMEOUT = 2.0
 
 
 class Layer(Protocol):
@@ -85,6 +88,12 @@ L = TypeVar("L", bound=Layer)
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 
+#: What a node keeps of a peer's hello, at most: names of services, topics and encodings (each
+#: list, and each name's length), and the characters of the other keys' values together.
+HELLO_MAX_NAMES = 1024
+HELLO_MAX_NAME = 256
+HELLO_MAX_EXTRA = 64 * 1024
+
 _HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive", "compact"})
 
 
@@ -115,8 +124,19 @@ class PeerInfo:
         def names(key: str) -> frozenset[str]:
             value = hello.get(key)
             if isinstance(value, list):
-                return frozenset(v for v in value if isinstance(v, str))
+                kept = (v for v in value[:HELLO_MAX_NAMES] if isinstance(v, str))
+                return frozenset(v for v in kept if len(v) <= HELLO_MAX_NAME)
             return frozenset()
+
+        extra: dict[str, Any] = {}
+        room = HELLO_MAX_EXTRA
+        for key, value in hello.items():
+            if key in _HELLO_KEYS or len(key) > HELLO_MAX_NAME:
+                continue
+            room -= len(key) + len(json.dumps(value, separators=(",", ":")))
+            if room < 0:
+                break  # the rest is not kept: a hello cannot pin more than this
+            extra[key] = value
 
         version = hello.get("v")
         return cls(
@@ -129,7 +149,7 @@ class PeerInfo:
             encodings=names("encodings"),
             keepalive=hello.get("keepalive") is True,
             compact=hello.get("compact") is True,
-            extra={k: v for k, v in hello.items() if k not in _HELLO_KEYS},
+            extra=extra,
         )
 
 
@@ -447,7 +467,11 @@ class Node(AsyncIOEventEmitter):
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                # A task that swallows its cancellation is left behind, not waited for forever.
+                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+                for task in stubborn:
+                    logger.warning("a task of this node ignored its cancellation: %r", task)
             await self.p2pt.destroy()
         finally:
             self._stopped.set_result(None)

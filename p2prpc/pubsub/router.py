@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Streams (publisher, topic) a node keeps delivery order for, at most.
+MAX_STREAMS = 4096
+
 #: How many ``want`` asks a second one neighbour may make (each for at most MAX_WANTED messages).
 WANTS_PER_SECOND = 20
 
@@ -174,8 +177,10 @@ class Router:
         self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
         self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()
-        self._order: dict[tuple[str, str], _Order] = {}
-        self._anonymous_seq: dict[str, int] = {}
+        # Per stream (publisher, topic): delivery order; and numbering for publishers that number
+        # nothing. At most MAX_STREAMS each, the least recently heard from forgotten first.
+        self._order: OrderedDict[tuple[str, str], _Order] = OrderedDict()
+        self._anonymous_seq: OrderedDict[str, int] = OrderedDict()
         self._types: dict[str, type[Message]] = {}
         node.register(self, [Kind.PUBLISH, Kind.WANT])
         node.set_hello("relay", True)
@@ -328,8 +333,11 @@ class Router:
         origin = envelope.origin or peer_id
         seq = envelope.seq
         if seq < 0:  # a publisher that numbers nothing: number its messages as they come
-            seq = self._anonymous_seq.get(f"{origin}/{topic}", 0)
-            self._anonymous_seq[f"{origin}/{topic}"] = seq + 1
+            name = f"{origin}/{topic}"
+            seq = self._anonymous_seq.pop(name, 0)
+            self._anonymous_seq[name] = seq + 1
+            if len(self._anonymous_seq) > MAX_STREAMS:
+                self._anonymous_seq.popitem(last=False)
         self.stats.received += 1
         if not self._authentic(origin, topic, seq, envelope):
             self.stats.bad_signatures += 1
@@ -399,9 +407,13 @@ class Router:
         order = self._order.get(stream)
         if order is None:  # the first we hear of this publisher
             order = self._order[stream] = _Order(envelope.seq)
+            if len(self._order) > MAX_STREAMS:
+                self._forget_stream(next(iter(self._order)))
             if envelope.seq > 0:  # earlier ones may be on their way by longer paths
                 loop = asyncio.get_running_loop()
                 order.start_timer = loop.call_later(self.start_window, self._start, stream)
+        else:
+            self._order.move_to_end(stream)
         if order.start_timer is not None:
             order.wait(envelope)
             order.next_seq = min(order.next_seq, envelope.seq)
@@ -435,6 +447,12 @@ class Router:
                 if timer is not None:
                     timer.cancel()
             order.gap_timer = order.repair_timer = None
+
+    def _forget_stream(self, stream: tuple[str, str]) -> None:
+        order = self._order.pop(stream)
+        for timer in (order.gap_timer, order.start_timer, order.repair_timer):
+            if timer is not None:
+                timer.cancel()
 
     def _overflows(self, order: _Order) -> bool:
         return len(order.waiting) > self.reorder_window or order.waiting_bytes > self.reorder_bytes

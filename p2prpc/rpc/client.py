@@ -41,11 +41,11 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import PeerClosed, RpcError, SendQueueFull
+from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
-from ..wire.payload import Codec, JSONCodec, MessageCodec
+from ..wire.payload import Codec, JSONCodec, MessageCodec, held_size
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
 from .channel import Channel, ChannelLike, NoServer, as_channel
@@ -59,9 +59,10 @@ logger = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
-#: Replies a call holds before the caller reads them; a server that sends more is cut off
-#: (RESOURCE_EXHAUSTED).
+#: Replies a call holds before the caller reads them, and their bytes in units of the node's
+#: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED).
 MAX_QUEUED_REPLIES = 4096
+MAX_QUEUED_REPLY_MESSAGES_SIZE = 4
 
 _DEFAULT_POLICY = RetryPolicy()
 
@@ -111,7 +112,8 @@ class _Attempt:
             else None
         )
         self.state = _AttemptState.SENT
-        self.replies: deque[Any] = deque()
+        self.replies: deque[tuple[Any, int]] = deque()  # (reply, bytes it holds)
+        self.queued_bytes = 0
         self.readable = asyncio.Event()  # a reply, or the end
         self.progress = asyncio.Event()  # headers, a reply, or the end
         self.status: Status | None = None
@@ -152,6 +154,10 @@ class _Attempt:
             raise _Failed(Status(StatusCode.UNAVAILABLE, str(e)), may_have_run=False) from e
         except SendQueueFull as e:  # the peer reads slower than we send: refuse, hold nothing
             status = Status(StatusCode.RESOURCE_EXHAUSTED, f"send queue to the peer is full: {e}")
+            self._finish(status)
+            raise _Failed(status, may_have_run=False) from e
+        except LocalProtocolError as e:  # a call the wire cannot carry (a header over 64 KiB)
+            status = Status(StatusCode.INTERNAL, f"the call cannot be sent: {e}")
             self._finish(status)
             raise _Failed(status, may_have_run=False) from e
         self._request_seq = 1 if has_first else 0
@@ -214,6 +220,9 @@ class _Attempt:
                 self.call._attempt_headers(self)
             return
         if kind is Kind.REPLY:
+            if self.replied and not self.call._server_streams:
+                self.cancel(Status(StatusCode.INTERNAL, f"{self.call.method}: more than one reply"))
+                return
             if envelope.seq != self._next_seq:
                 self.cancel(
                     Status(StatusCode.INTERNAL, f"reply stream out of order at {envelope.seq}")
@@ -228,12 +237,15 @@ class _Attempt:
                     code = StatusCode.INTERNAL
                 self.cancel(Status(code, f"bad reply: {e.details()}"))
                 return
-            if len(self.replies) >= MAX_QUEUED_REPLIES:
+            size = held_size(envelope.payload)
+            budget = MAX_QUEUED_REPLY_MESSAGES_SIZE * self.max_size
+            if len(self.replies) >= MAX_QUEUED_REPLIES or self.queued_bytes + size > budget:
                 self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
                 return
             first = not self.replied
             self.replied = True
-            self.replies.append(reply)
+            self.replies.append((reply, size))
+            self.queued_bytes += size
             self.readable.set()
             self.progress.set()
             if first:
@@ -254,6 +266,8 @@ class _Attempt:
     def _finish(self, status: Status) -> None:
         if self.state is not _AttemptState.SENT:
             return
+        if status.ok and not self.replied and not self.call._server_streams:
+            status = Status(StatusCode.INTERNAL, f"{self.call.method} ended OK without a reply")
         self.state = _AttemptState.DONE
         self.status = status
         if status.code is not StatusCode.OK:
@@ -273,7 +287,9 @@ class _Attempt:
                 return EOF
             self.readable.clear()
             await self.readable.wait()
-        return self.replies.popleft()
+        reply, size = self.replies.popleft()
+        self.queued_bytes -= size
+        return reply
 
 
 class _Call(Generic[Req, Rep]):
@@ -367,7 +383,10 @@ class _Call(Generic[Req, Rep]):
                     details, lambda d: proceed(index + 1, d)
                 )
 
-            return await proceed(0, self.details_)
+            result = await proceed(0, self.details_)
+            if not self._status.done():  # an interceptor answered without making the call
+                self._end(Status(StatusCode.OK))
+            return result
         except RpcError as error:
             self._end(
                 Status(error.code(), error.details(), tuple(error.trailing_metadata())),
@@ -379,6 +398,9 @@ class _Call(Generic[Req, Rep]):
                 self._end(Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
                 raise self._final_error() from None
             self._cancel_locally()
+            raise
+        except BaseException as error:  # an interceptor's or a codec's bug: the call still ends
+            self._end(Status(StatusCode.UNKNOWN, f"{type(error).__name__}: {error}"[:1000]))
             raise
 
     async def _invoke(self, details: ClientCallDetails, first: _Failed | None = None) -> Any:

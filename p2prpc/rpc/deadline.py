@@ -18,8 +18,8 @@ class Deadline:
 
     @classmethod
     def after(cls, timeout: float | None) -> Deadline:
-        """The deadline ``timeout`` seconds from now (``None``: no deadline)."""
-        if timeout is None:
+        """The deadline ``timeout`` seconds from now (``None`` or infinity: no deadline)."""
+        if timeout is None or timeout == float("inf"):
             return cls(None)
         if timeout != timeout or timeout < 0:  # NaN, or negative
             raise ValueError(f"timeout must be a number of seconds ≥ 0, not {timeout!r}")

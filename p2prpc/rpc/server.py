@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc.aio
 
-from ..errors import PeerClosed, RpcError, SendQueueFull
+from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
+from ..wire.payload import held_size
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
@@ -241,7 +242,7 @@ class ServerCall:
             self.state = _State.HALF_CLOSED
             self._requests.put_nowait(_END)
         else:
-            size = _size(envelope.payload)
+            size = held_size(envelope.payload)
             budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
             if self._requests.qsize() >= MAX_QUEUED_REQUESTS or self._queued_bytes + size > budget:
                 self.refuse(
@@ -288,7 +289,11 @@ class ServerCall:
             # As gRPC answers a grpc-encoding it does not know.
             self._end_with(Status(StatusCode.UNIMPLEMENTED, f"unknown encoding {self.encoding!r}"))
             return
+        if self.deadline.expired():  # a timeout of 0: over before it starts, as in gRPC
+            self._end_with(Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
+            return
         timer = asyncio.timeout(self.deadline.remaining())
+        fatal: BaseException | None = None
         try:
             async with timer:
                 final = await self._serve()
@@ -317,6 +322,10 @@ class ServerCall:
             return
         except Exception as e:
             final = self._unexpected(e)
+        except BaseException as e:  # GeneratorExit, KeyboardInterrupt...: answered, then raised
+            final = self._unexpected(e)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                fatal = e
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         try:
@@ -324,7 +333,13 @@ class ServerCall:
         except PeerClosed:
             self._cancel()
             return
-        self._finish(None)
+        except LocalProtocolError as e:  # a status too large for its header (details, trailers)
+            logger.error("%s: its status cannot be sent: %s", self.method, e)
+            self._end_with(Status(StatusCode.INTERNAL, f"the status could not be sent: {e}"))
+        else:
+            self._finish(None)
+        if fatal is not None:
+            raise fatal
 
     async def _send_waiting(self, envelope: Envelope) -> None:
         """Send, waiting while the send queue to the peer is full (backpressure)."""
@@ -338,7 +353,7 @@ class ServerCall:
     def _unexpected(self, error: BaseException) -> Envelope:
         logger.error("%s raised an unexpected error", self.method, exc_info=error)
         return self._status_envelope(
-            Status(StatusCode.UNKNOWN, f"unexpected {type(error).__name__}: {error}")
+            Status(StatusCode.UNKNOWN, f"unexpected {type(error).__name__}: {error}"[:1000])
         )
 
     def _status_envelope(self, status: Status) -> Envelope:
@@ -353,7 +368,7 @@ class ServerCall:
             return
         self.state = _State.CLOSED
         if final is not None:
-            with contextlib.suppress(PeerClosed, SendQueueFull):
+            with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
                 self.node.send(self.peer_id, final, binary=self.binary, tag=self.tag)
         self._ended()
 
@@ -452,7 +467,7 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
-        self._queued_bytes -= _size(item.payload)
+        self._queued_bytes -= held_size(item.payload)
         return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
@@ -473,23 +488,3 @@ class ServerCall:
             if request is None:
                 return
             yield request
-
-
-def _size(payload: object) -> int:
-    """Bytes a queued payload holds: exact for the binary form; for a JSON value, the length of
-    its strings plus a little for every other item (its text was bounded by the P2PT caps)."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return len(payload)
-    total, stack = 0, [payload]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            total += 8
-    return total

@@ -479,6 +479,8 @@ def _compact_header(env: Envelope) -> bytes | None:
     """
     if env.kind is Kind.CALL:
         method = (env.method or "").encode()
+        if len(method) > 0xFFFF:
+            raise LocalProtocolError("a method name over 64 KiB")
         rest: dict[str, Any] = {}
         if env.metadata:
             rest["metadata"] = md.to_json(env.metadata)
@@ -493,6 +495,8 @@ def _compact_header(env: Envelope) -> bytes | None:
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
         details = env.status.details.encode()
+        if len(details) > 0xFFFF:
+            raise LocalProtocolError("status details over 64 KiB")
         trailers = (
             json.dumps({"trailers": md.to_json(env.status.trailers)}, separators=(",", ":"))
             if env.status.trailers

@@ -70,6 +70,11 @@ def normalize(
         entries.append(check_entry(*item))
     if len(entries) > MAX_ENTRIES:
         raise InvalidMetadata(f"more than {MAX_ENTRIES} metadata entries")
+    size = sum(
+        len(k) + (4 * ((len(v) + 2) // 3) if isinstance(v, bytes) else len(v)) for k, v in entries
+    )
+    if size > MAX_SIZE:
+        raise InvalidMetadata(f"metadata of {size} characters is over the {MAX_SIZE} a peer takes")
     return tuple(entries)
 
 
