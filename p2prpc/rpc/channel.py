@@ -31,7 +31,8 @@ class Channel:
     """The RPC settings of the calls made through a node, as a gRPC channel holds them.
 
     ``Channel(node)`` calls any peer serving the method's service: the one with the fewest calls
-    in flight from here, ties at random. ``peer``: one peer only (``channel.to(peer_id)``).
+    in flight from here, ties at random. ``peer``: one peer only (``channel.to(peer_id)``), by
+    its id or a unique prefix of it.
     ``retry_policy``: when failed calls are tried again (gRFC A6; ``None``: the default
     :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
     ``compression``: ``"deflate"``, ``"zstd"`` or ``None``. ``wait_for_ready``: whether calls wait
@@ -58,6 +59,16 @@ class Channel:
         if self.allowed_servers is not None:
             object.__setattr__(self, "allowed_servers", frozenset(self.allowed_servers))
 
+    def _resolve(self, wanted: str) -> str | None:
+        """The connected peer ``wanted`` names: its id, or a prefix of exactly one connected
+        peer's id (as logs show ids: ``7b866dec``)."""
+        if self.node.p2pt.is_connected(wanted):
+            return wanted
+        found = [pid for pid in self.node.peers if pid.startswith(wanted)]
+        if len(found) == 1 and self.node.p2pt.is_connected(found[0]):
+            return found[0]
+        return None
+
     def _allowed(self, peer_id: str) -> bool:
         allowed = self.allowed_servers
         return allowed is None or self.node.peer_identity(peer_id) in allowed
@@ -73,8 +84,8 @@ class Channel:
     def pick_now(self, service: str, tried: frozenset[str]) -> str | None:
         """The peer for the next attempt if one can take it now (no waiting), else ``None``."""
         if self.peer is not None:
-            fixed = self.peer
-            return fixed if self.node.p2pt.is_connected(fixed) and self._allowed(fixed) else None
+            fixed = self._resolve(self.peer)
+            return fixed if fixed is not None and self._allowed(fixed) else None
         if self.allowed_servers is None:
             return self.endpoint.pick_server(service, tried)
         return self.endpoint.pick_server(service, tried, self._allowed)
@@ -87,12 +98,13 @@ class Channel:
         node = self.node
         endpoint = self.endpoint
         if self.peer is not None:
-            fixed = self.peer
+            wanted = self.peer
 
             def found() -> str | None:
-                return fixed if node.p2pt.is_connected(fixed) and self._allowed(fixed) else None
+                fixed = self._resolve(wanted)
+                return fixed if fixed is not None and self._allowed(fixed) else None
 
-            missing = f"peer {fixed} is not connected"
+            missing = f"peer {wanted} is not connected"
         else:
 
             def found() -> str | None:

@@ -280,3 +280,13 @@ async def test_stop_cancels_what_outlives_the_grace() -> None:
             await asyncio.wait_for(in_progress, 10)
         assert caught.value.code() is StatusCode.UNAVAILABLE
         assert servicer.cancelled.is_set()
+
+
+async def test_a_peer_is_named_by_a_unique_prefix_of_its_id() -> None:
+    async with mesh(2) as m:
+        server, client, _ = await start(m)
+        assert (await Stub(client.to(server.peer_id[:8])).Echo(S(value="p"))).value == "p"
+        with pytest.raises(RpcError) as caught:
+            await Stub(client.to("not-a-peer")).Echo(S(), timeout=5)
+        assert caught.value.code() is StatusCode.UNAVAILABLE
+        assert "not-a-peer" in caught.value.details()  # the error names what was asked for
