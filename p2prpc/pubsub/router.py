@@ -9,7 +9,7 @@ each publisher's messages in order.
 
 Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`` seconds; a
 reorder buffer per (publisher, topic) holds at most ``reorder_window`` messages (4,096) and
-``reorder_bytes`` of payload (16 MiB) for ``reorder_timeout`` seconds (10) before giving up on the
+``reorder_bytes`` of payload (16 MiB) for ``reorder_timeout`` seconds (20) before giving up on the
 gap; each subscription queues at most its ``maxsize`` messages (past that the
 oldest are dropped and counted).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -94,6 +95,7 @@ class _Order:
     start_timer: asyncio.TimerHandle | None = None
     waiting_bytes: int = 0  # payload bytes of the binary messages that wait
     repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
+    repair_rounds: int = 0  # asks for the current gap so far (they back off)
 
     def wait(self, envelope: Envelope) -> None:
         self.waiting[envelope.seq] = envelope
@@ -151,7 +153,7 @@ class Router:
         seen_max: int = 100_000,
         reorder_window: int = 4096,
         reorder_bytes: int = 16 * 2**20,
-        reorder_timeout: float = 10.0,
+        reorder_timeout: float = 20.0,
         start_window: float = 0.5,
         repair_after: float = 0.5,
         cache_max: int = 4096,
@@ -447,6 +449,7 @@ class Router:
                 if timer is not None:
                     timer.cancel()
             order.gap_timer = order.repair_timer = None
+            order.repair_rounds = 0
 
     def _forget_stream(self, stream: tuple[str, str]) -> None:
         order = self._order.pop(stream)
@@ -518,14 +521,19 @@ class Router:
             seqs=missing,
             publisher=bytes.fromhex(key) if key else None,
         )
-        for pid, info in list(self.node.peers.items()):
-            if pid != origin and not _wants(info, topic):
-                continue
+        # Two neighbours a round, others the next: asking every neighbour at once under load
+        # brings back as many copies as there are neighbours.
+        carriers = [
+            pid for pid, info in self.node.peers.items() if pid == origin or _wants(info, topic)
+        ]
+        for pid in random.sample(carriers, min(2, len(carriers))):
             with contextlib.suppress(PeerClosed, SendQueueFull):
                 self.node.send(pid, want)
                 self.stats.wanted += len(missing)
+        order.repair_rounds += 1
+        delay = self.repair_after * min(2**order.repair_rounds, 8)  # 1, 2, 4, 4... × repair_after
         loop = asyncio.get_running_loop()
-        order.repair_timer = loop.call_later(self.repair_after, self._repair, stream)
+        order.repair_timer = loop.call_later(delay, self._repair, stream)
 
     def _on_want(self, peer_id: str, envelope: Envelope) -> None:
         """Send a neighbour the recent messages it asks for (at most ``WANTS_PER_SECOND`` asks a
