@@ -47,3 +47,33 @@ async def test_a_silently_dead_server_is_closed_and_its_calls_fail_within_five_s
         assert caught.value.code() is StatusCode.UNAVAILABLE
         assert await asyncio.wait_for(closed, 10) == server_id
         assert time.monotonic() - frozen < 5.0
+
+
+async def test_a_peer_dropped_and_back_is_fully_usable_again() -> None:
+    """The node-level transitions: a peer's connection closed (as keepalive does), the node asks
+    for peers again at once, and the same peer is back with its hello: services known, calls
+    routed."""
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    from p2prpc.rpc import Cardinality, Handler, UnaryUnaryMethod
+    from p2prpc.testing import mesh
+
+    async def echo(request: StringValue, context: object) -> StringValue:
+        return request
+
+    async with mesh(2) as m:
+        server, client = m.nodes
+        server.add_service(
+            "t.E", {"/t.E/Echo": Handler(echo, Cardinality.UNARY_UNARY, StringValue, StringValue)}
+        )
+        await client.wait_for_server("t.E", 10)
+        stub = UnaryUnaryMethod(client, "/t.E/Echo", StringValue, StringValue)
+        for _ in range(2):  # dropped twice, back twice
+            closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            client.once("peerclose", closed.set_result)
+            client._drop_peer(server.peer_id)
+            assert await asyncio.wait_for(closed, 10) == server.peer_id
+            assert server.peer_id not in client.servers_of("t.E")
+            await client.wait_for_server("t.E", 20)  # the same peer, back with its hello
+            assert client.peers[server.peer_id].hello
+            assert (await stub(StringValue(value="again"), timeout=10)).value == "again"
