@@ -36,6 +36,7 @@ import binascii
 import enum
 import json
 import math
+import re
 import struct
 import time
 from collections import OrderedDict
@@ -376,10 +377,11 @@ def _encoding(value: object) -> str | None:
     return value
 
 
+_PEER_ID = re.compile(r"[0-9a-f]{40}")
+
+
 def _is_peer_id(value: object) -> bool:
-    return (
-        isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
-    )
+    return isinstance(value, str) and _PEER_ID.fullmatch(value) is not None
 
 
 def _valid_method(method: str) -> bool:
