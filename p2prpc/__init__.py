@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .node import Node
     from .p2pt import P2PT, Peer, Reply, TrackerStats
     from .rpc.channel import Channel
+    from .rpc.client import EOF
+    from .tracker.server import TrackerServer
     from .wire.status import StatusCode
 
 _WHERE = {
@@ -45,6 +47,8 @@ _WHERE = {
     "Reply": ".p2pt",
     "TrackerStats": ".p2pt",
     "Channel": ".rpc.channel",
+    "EOF": ".rpc.client",
+    "TrackerServer": ".tracker.server",
     "StatusCode": ".wire.status",
     **{
         name: ".errors"
@@ -70,6 +74,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "EOF",
     "P2PT",
     "Channel",
     "Destroyed",
@@ -93,6 +98,7 @@ __all__ = [
     "TooManyPending",
     "TrackerFailure",
     "TrackerProtocolError",
+    "TrackerServer",
     "TrackerStats",
 ]
 

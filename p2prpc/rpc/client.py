@@ -352,6 +352,7 @@ class _Call(Generic[Req, Rep]):
         self._eager = not (channel.interceptors or self._client_streams) and self._start_now()
         if not self._eager:
             self._task = self._loop.create_task(self._run())
+            self._task.add_done_callback(_retrieve)
             channel.node.track_task(self._task)
 
     def _start_now(self) -> bool:
@@ -579,6 +580,7 @@ class _Call(Generic[Req, Rep]):
             if status.code is not StatusCode.OK and not attempt.replied:
                 if policy.max_attempts > 1 and self._retryable(policy, failure):
                     self._task = self._loop.create_task(self._run(failure))
+                    self._task.add_done_callback(_retrieve)
                     self._channel.node.track_task(self._task)
                     return
             else:
@@ -759,6 +761,13 @@ class _Call(Generic[Req, Rep]):
         except RpcError:
             return
         await attempt.done_writing()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A call's task ends with the call's error, which its readers get from the call itself
+    (``read()``, ``code()``): retrieved here, so a stream nobody awaits logs nothing."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _StopAtDeadline(stop_base):

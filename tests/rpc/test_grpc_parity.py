@@ -290,3 +290,24 @@ async def test_a_peer_is_named_by_a_unique_prefix_of_its_id() -> None:
             await Stub(client.to("not-a-peer")).Echo(S(), timeout=5)
         assert caught.value.code() is StatusCode.UNAVAILABLE
         assert "not-a-peer" in caught.value.details()  # the error names what was asked for
+
+
+async def test_a_stream_that_fails_before_it_starts_leaves_no_unretrieved_error() -> None:
+    import gc
+
+    async with mesh(2) as m:
+        _, client, _ = await start(m)
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        try:
+            call = UnaryStreamMethod(client, "/parity.Nobody/Watch", S, S)(S())
+            with pytest.raises(RpcError) as caught:
+                await call.read()
+            assert caught.value.code() is StatusCode.UNAVAILABLE
+            del call
+            gc.collect()
+            await asyncio.sleep(0)
+            assert reported == []  # no "Task exception was never retrieved"
+        finally:
+            loop.set_exception_handler(None)
