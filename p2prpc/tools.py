@@ -480,6 +480,13 @@ async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout:
                 ]
 
             await settle(node, min(clock.left(), 5.0))
+            if not serving() and service and _answered(node):
+                # Every peer of the swarm has said what it serves: nobody serves this one.
+                raise ToolError(
+                    StatusCode.NOT_FOUND,
+                    f"no peer of the swarm serves {service} "
+                    f"({len(_said_hello(node))} peers answered)",
+                )
             if not serving():
                 await server_of(node, service or HEALTH, None, clock)
             targets = serving()

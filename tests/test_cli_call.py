@@ -355,6 +355,11 @@ async def test_health_of_the_node_and_of_services(served: Served) -> None:
     )
     assert status == code(StatusCode.NOT_FOUND)
     assert "NOT_FOUND: unknown service: nowhere.Nothing" in err
+    started = time.monotonic()  # asked of the whole swarm: known at once that nobody serves it
+    status, _, err = await p2prpc("health", *swarm(served.url), "nowhere.Nothing")
+    assert status == code(StatusCode.NOT_FOUND), err
+    assert "no peer of the swarm serves nowhere.Nothing" in err
+    assert time.monotonic() - started < 8  # not the 10 s timeout
     health_of(served.node).set("helloworld.Greeter", NOT_SERVING)
     status, out, _ = await p2prpc("health", *swarm(served.url), "helloworld.Greeter")
     assert status == code(StatusCode.UNAVAILABLE)
