@@ -42,7 +42,7 @@ from google.protobuf.message import Message
 from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull
 from ..wire.envelope import MAX_WANTED, Envelope, Kind
 from ..wire.frames import JSONValue, new_message_id
-from ..wire.payload import MessageCodec
+from ..wire.payload import MessageCodec, held_size
 from ..wire.secret import canonical_json, publication_bytes, verify_publication
 
 #: Topic messages are held to the size a gRPC message may have (``Node.max_message_size`` when the
@@ -53,6 +53,10 @@ if TYPE_CHECKING:
     from ..node import Node, PeerInfo
 
 logger = logging.getLogger(__name__)
+
+#: Bytes of messages sent again to one neighbour a second, at most (room for the largest
+#: message a node takes by default, 4 MiB, twice).
+REPAIR_BYTES_PER_SECOND = 8 * 2**20
 
 #: Streams (publisher, topic) a node keeps delivery order for, at most.
 MAX_STREAMS = 4096
@@ -175,6 +179,7 @@ class Router:
         self._cache: OrderedDict[tuple[str, str, int], _Cached] = OrderedDict()
         self._cached_bytes = 0
         self._want_budget: dict[str, tuple[float, float]] = {}  # peer → (tokens, when)
+        self._repair_budget: dict[str, tuple[float, float]] = {}  # peer → (bytes, when)
         self.stats = PubSubStats()
         self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
@@ -536,24 +541,37 @@ class Router:
         order.repair_timer = loop.call_later(delay, self._repair, stream)
 
     def _on_want(self, peer_id: str, envelope: Envelope) -> None:
-        """Send a neighbour the recent messages it asks for (at most ``WANTS_PER_SECOND`` asks a
-        second from one peer, each for at most ``MAX_WANTED`` messages)."""
+        """Send a neighbour the recent messages it asks for: at most ``WANTS_PER_SECOND`` asks a
+        second from one peer, each for at most ``MAX_WANTED`` messages, and at most
+        ``REPAIR_BYTES_PER_SECOND`` of them, so that a small ask cannot make a node send much."""
         if not self._may_want(peer_id):
             return
         assert envelope.topic is not None and envelope.origin is not None
         source = _source(envelope.origin, envelope.publisher)
         for seq in envelope.seqs:
             cached = self._cache.get((source, envelope.topic, seq))
-            if cached is not None and self._send_one(peer_id, cached):
+            if cached is None:
+                continue
+            if not self._spend(self._repair_budget, peer_id, cached.size, REPAIR_BYTES_PER_SECOND):
+                return
+            if self._send_one(peer_id, cached):
                 self.stats.repaired += 1
 
     def _may_want(self, peer_id: str) -> bool:
+        return self._spend(self._want_budget, peer_id, 1, WANTS_PER_SECOND)
+
+    @staticmethod
+    def _spend(
+        budgets: dict[str, tuple[float, float]], peer_id: str, cost: float, rate: float
+    ) -> bool:
+        """Take ``cost`` from a peer's bucket, which refills at ``rate`` a second up to ``rate``."""
         now = time.monotonic()
-        tokens, then = self._want_budget.get(peer_id, (WANTS_PER_SECOND, now))
-        tokens = min(WANTS_PER_SECOND, tokens + (now - then) * WANTS_PER_SECOND)
-        if tokens < 1:
+        tokens, then = budgets.get(peer_id, (rate, now))
+        tokens = min(rate, tokens + (now - then) * rate)
+        if tokens < cost:
+            budgets[peer_id] = (tokens, now)
             return False
-        self._want_budget[peer_id] = (tokens - 1, now)
+        budgets[peer_id] = (tokens - cost, now)
         return True
 
     def _send_one(self, peer_id: str, cached: _Cached) -> bool:
@@ -582,7 +600,7 @@ class Router:
         payload: Payload,
         sign: Callable[[bool, Any], bytes] | None,
     ) -> None:
-        size = _payload_bytes(template) or 256
+        size = _payload_bytes(template) or payload.held_size()
         old = self._cache.pop(key, None)
         if old is not None:
             self._cached_bytes -= old.size
@@ -621,6 +639,8 @@ class Router:
             del self._seen[key]
 
     def _on_peerclose(self, peer_id: str) -> None:
+        self._want_budget.pop(peer_id, None)
+        self._repair_budget.pop(peer_id, None)
         for stream in [s for s in self._order if s[0].partition("/")[0] == peer_id]:
             order = self._order[stream]
             if not order.waiting:
@@ -680,6 +700,14 @@ class Payload:
         self._binary = binary
         self._json = json
         self._type = message_type
+
+    def held_size(self) -> int:
+        """About the bytes this payload takes (its serialized size, or its JSON value's)."""
+        if self._binary is not None:
+            return len(self._binary)
+        if self._message is not None:
+            return self._message.ByteSize()
+        return held_size(self._json) if self._json is not _MISSING else 0
 
     @classmethod
     def of(cls, message: Message) -> Payload:

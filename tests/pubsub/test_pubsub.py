@@ -277,3 +277,22 @@ async def test_a_subscriber_that_missed_a_message_gets_it_again_from_a_neighbour
         assert got == ["m0", "m1", "m2"] and dropped == [1]
         assert router_of(alice).stats.repaired == 1 and bob_router.stats.wanted >= 1
         assert sub.lost == 0
+
+
+async def test_asks_for_messages_again_are_bounded_in_count_and_bytes() -> None:
+    """A neighbour asking for the same cached messages over and over gets at most the budget."""
+    from p2prpc.pubsub.router import REPAIR_BYTES_PER_SECOND, WANTS_PER_SECOND
+
+    async with mesh(2) as m:
+        alice, bob = m.nodes
+        Topic(bob, "t", StringValue).subscribe()
+        await subscribed(bob, "t", alice)
+        topic = Topic(alice, "t", StringValue)
+        for i in range(4):
+            await topic.publish(StringValue(value="x" * 300_000 + str(i)))
+        router = router_of(alice)
+        want = Envelope(Kind.WANT, 1, topic="t", origin=alice.peer_id, seqs=(0, 1, 2, 3))
+        for _ in range(200):  # a flood of asks, all at once
+            router._on_want(bob.peer_id, want)
+        assert router.stats.repaired * 300_000 <= REPAIR_BYTES_PER_SECOND + 4 * 300_000
+        assert router.stats.repaired <= WANTS_PER_SECOND * 4
