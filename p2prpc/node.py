@@ -31,12 +31,16 @@ from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
 from .p2pt import P2PT, Peer
 from .wire.compression import CODECS
 from .wire.envelope import (
+    BATCH_SIZE,
     BinaryReader,
     Envelope,
     Kind,
     from_json,
+    is_batch,
     is_binary_envelope,
     is_envelope,
+    iter_batch,
+    pack_batch,
     to_binary,
     to_json,
 )
@@ -94,7 +98,9 @@ HELLO_MAX_NAMES = 1024
 HELLO_MAX_NAME = 256
 HELLO_MAX_EXTRA = 64 * 1024
 
-_HELLO_KEYS = frozenset({"v", "binary", "services", "topics", "encodings", "keepalive", "compact"})
+_HELLO_KEYS = frozenset(
+    {"v", "binary", "services", "topics", "encodings", "keepalive", "compact", "batch"}
+)
 
 
 @dataclass
@@ -110,6 +116,7 @@ class PeerInfo:
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
     compact: bool = False  # reads the binary form's compact call and status headers
+    batch: bool = False  # reads batches of binary frames
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
@@ -149,6 +156,7 @@ class PeerInfo:
             encodings=names("encodings"),
             keepalive=hello.get("keepalive") is True,
             compact=hello.get("compact") is True,
+            batch=hello.get("batch") is True,
             extra=extra,
         )
 
@@ -535,6 +543,7 @@ class Node(AsyncIOEventEmitter):
             "topics": list[JSONValue](sorted(self._topics)),
             "keepalive": True,
             "compact": self.binary,
+            "batch": self.binary,
         }
 
     def announce_change(self) -> None:
@@ -604,13 +613,23 @@ class Node(AsyncIOEventEmitter):
     ) -> None:
         """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
         which must be one it reads). ``tag``: what :meth:`withdraw` takes back while it waits to
-        be sent. Raises :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
+        be sent. Small binary envelopes sent to a peer whose hello says ``batch`` in the same turn
+        of the event loop leave packed together (``docs/PROTOCOL.md`` §4, Batches); the first of
+        them is not delayed. Raises :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
         is at its cap (``max_send_queue`` bytes)."""
         if binary if binary is not None else self.is_binary(peer_id):
             info = self.peers.get(peer_id)
-            compact = info is not None and info.compact
-            self.p2pt.send_raw(peer_id, to_binary(envelope, compact=compact), tag=tag)
+            if info is None:
+                self.p2pt.send_raw(peer_id, to_binary(envelope), tag=tag)
+                return
+            self.p2pt.send_raw(
+                peer_id,
+                to_binary(envelope, compact=info.compact),
+                tag=tag,
+                pack=pack_batch if info.batch else None,
+                pack_limit=BATCH_SIZE,
+            )
         else:
             self.p2pt.post(peer_id, to_json(envelope), envelope.call_id, tag=tag)
 
@@ -667,6 +686,16 @@ class Node(AsyncIOEventEmitter):
         self._hear(peer_id)
         if not is_binary_envelope(data):
             return
+        if is_batch(data):
+            try:
+                for frame in iter_batch(data):
+                    self._on_frame(peer_id, frame)
+            except RemoteProtocolError as e:  # only the batch's own layout raises here
+                self._refuse(peer_id, None, False, e)
+            return
+        self._on_frame(peer_id, data)
+
+    def _on_frame(self, peer_id: str, data: bytes) -> None:
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:

@@ -422,14 +422,22 @@ class P2PT(AsyncIOEventEmitter):
         self._channel_for(peer).send(encode_message(msg, msg_id), tag=tag)
 
     def send_raw(
-        self, peer: Peer | str, data: Sequence[str | bytes], *, tag: Hashable | None = None
+        self,
+        peer: Peer | str,
+        data: Sequence[str | bytes],
+        *,
+        tag: Hashable | None = None,
+        pack: Callable[[Sequence[bytes]], bytes] | None = None,
+        pack_limit: int = 16 * 1024,
     ) -> Channel:
         """Send data-channel messages as they are (not P2PT frames); returns the channel used.
 
-        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`.
+        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`; ``pack``
+        and ``pack_limit`` (bytes): they may leave packed with others
+        (:meth:`p2prpc.webrtc.Channel.send`).
         """
         channel = self._channel_for(peer)
-        channel.send(data, tag=tag)
+        channel.send(data, tag=tag, pack=pack, pack_limit=pack_limit)
         return channel
 
     def withdraw(self, peer: Peer | str, tag: Hashable) -> int:

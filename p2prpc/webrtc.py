@@ -178,6 +178,10 @@ class ChannelState(enum.Enum):
     CLOSED = "closed"
 
 
+#: Packs binary messages into one (``Channel.send``'s ``pack``).
+_Pack = Callable[[Sequence[bytes]], bytes]
+
+
 def _size(data: str | bytes) -> int:
     """The bytes a data-channel message takes on the wire (UTF-8 for text)."""
     if isinstance(data, bytes) or data.isascii():
@@ -195,6 +199,11 @@ class Channel:
     most ``high_water_mark`` bytes plus one message (data is handed to it only below that mark),
     and our queue above it at most ``max_send_queue`` bytes (:attr:`queued_bytes`); a ``send``
     that does not fit raises :class:`SendQueueFull`.
+
+    Coalescing: small binary messages sent with a ``pack`` function (:meth:`send`) while an
+    earlier one has just gone out in the same turn of the event loop wait until the end of that
+    turn, and leave packed together in one data-channel message (at most ``pack_limit`` bytes of
+    them); so do those that waited in the queue together. The first of a burst is never delayed.
     """
 
     def __init__(self, options: RTCOptions, *, initiator: bool) -> None:
@@ -212,8 +221,14 @@ class Channel:
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[], None] = lambda: None
         self._dc: RTCDataChannel | None = None
-        self._queue: deque[tuple[str | bytes, int, Hashable | None]] = deque()
+        # (message, its size, its tag, how it may be packed: see send, and the pack's limit)
+        self._queue: deque[tuple[str | bytes, int, Hashable | None, _Pack | None, int]] = deque()
         self._queued_bytes = 0
+        # Coalescing (see the class docstring): what waits for the end of this turn of the loop.
+        self._corked: list[bytes] = []
+        self._corked_bytes = 0
+        self._corked_pack: _Pack | None = None
+        self._turn_open = False  # something went to the data channel in this turn of the loop
         self.opened_at: float | None = None  # loop time when the data channel opened
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
@@ -260,19 +275,31 @@ class Channel:
     def buffered_amount(self) -> int:
         """Bytes waiting to be sent: in the data channel plus in our own queue."""
         dc_amount = self._dc.bufferedAmount if self._dc is not None else 0
-        return dc_amount + self._queued_bytes
+        return dc_amount + self._corked_bytes + self._queued_bytes
 
     @property
     def queued_bytes(self) -> int:
         """Bytes in our queue, not yet handed to the data channel (at most ``max_send_queue``)."""
         return self._queued_bytes
 
-    def send(self, messages: Sequence[str | bytes], *, tag: Hashable | None = None) -> None:
+    def send(
+        self,
+        messages: Sequence[str | bytes],
+        *,
+        tag: Hashable | None = None,
+        pack: Callable[[Sequence[bytes]], bytes] | None = None,
+        pack_limit: int = 16 * 1024,
+    ) -> None:
         """Send data-channel messages in order, queueing what the channel's buffer cannot take yet.
 
         Never blocks: below the high-water mark messages go straight to the data channel; above it
         they wait in a queue that a writer task drains as the buffer empties. ``tag`` marks the
         queued ones so that :meth:`withdraw` can take them back before they leave.
+
+        ``pack``: these messages (bytes, each at most ``pack_limit // 2`` bytes) may travel packed
+        with others, at most ``pack_limit`` bytes of them together, in one data-channel message
+        that ``pack`` builds (the receiver must read what it builds); see the class docstring.
+        Order is kept whatever is packed.
 
         All or nothing: raises :class:`SendQueueFull` (sending none of ``messages``) when those
         that would wait do not fit in ``max_send_queue`` bytes with what waits already, and
@@ -285,7 +312,7 @@ class Channel:
         high = self.options.high_water_mark
         direct = 0
         if not self._queue:  # as many as go straight to the data channel, as below
-            buffered = dc.bufferedAmount
+            buffered = dc.bufferedAmount + self._corked_bytes
             while direct < len(sizes) and buffered <= high:
                 buffered += sizes[direct]
                 direct += 1
@@ -295,15 +322,49 @@ class Channel:
                 f"{waiting} bytes to queue for data channel {self.name} where "
                 f"{self._queued_bytes} of {self.options.max_send_queue} are queued already"
             )
+        if pack is not None and (
+            max(sizes, default=pack_limit) > pack_limit // 2
+            or not all(isinstance(m, bytes) for m in messages)
+        ):
+            pack = None
+        if pack is not None and direct == len(messages) and self._turn_open:
+            total = sum(sizes)
+            if self._corked_pack is not pack or self._corked_bytes + total > pack_limit:
+                self._uncork()
+            self._corked_pack = pack
+            self._corked.extend(messages)  # type: ignore[arg-type]  # bytes, as pack says
+            self._corked_bytes += total
+            return
+        self._uncork()
         for i in range(direct):
             dc.send(messages[i])
-        messages, sizes = messages[direct:], sizes[direct:]
-        if messages:
-            self._queue.extend((m, size, tag) for m, size in zip(messages, sizes, strict=True))
+        if direct and not self._turn_open:
+            self._turn_open = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        if direct < len(messages):
+            self._queue.extend(
+                (m, size, tag, pack, pack_limit)
+                for m, size in zip(messages[direct:], sizes[direct:], strict=True)
+            )
             self._queued_bytes += waiting
             self._drained.clear()
             if self._writer is None:
                 self._writer = asyncio.get_running_loop().create_task(self._write_queue())
+
+    def _uncork(self) -> None:
+        """Hand what waits for the end of the turn to the data channel, packed, in order."""
+        corked = self._corked
+        if not corked:
+            return
+        pack = self._corked_pack
+        self._corked, self._corked_bytes, self._corked_pack = [], 0, None
+        if self._dc is None or self.state is not ChannelState.OPEN:
+            return
+        self._dc.send(corked[0] if len(corked) == 1 or pack is None else pack(corked))
+
+    def _end_turn(self) -> None:
+        self._turn_open = False
+        self._uncork()
 
     def withdraw(self, tag: Hashable) -> int:
         """Take back the queued messages sent with ``tag`` that have not reached the data channel.
@@ -319,7 +380,7 @@ class Channel:
         withdrawn = len(self._queue) - len(kept)
         if withdrawn:
             self._queue = kept
-            self._queued_bytes = sum(size for _, size, _ in kept)
+            self._queued_bytes = sum(entry[1] for entry in kept)
             if not kept:
                 self._drained.set()
         return withdrawn
@@ -347,9 +408,20 @@ class Channel:
                     low.clear()
                     await low.wait()
                     continue
-                data, size, _ = self._queue.popleft()
+                queue = self._queue  # withdraw() replaces it, but never across this block
+                data, size, _, pack, limit = queue.popleft()
                 self._queued_bytes -= size
-                dc.send(data)
+                if pack is None or not queue or queue[0][3] is not pack:
+                    dc.send(data)
+                    continue
+                # Messages that waited together leave together, as many as one batch holds.
+                batch, room = [data], limit - size
+                while queue and queue[0][3] is pack and queue[0][1] <= room:
+                    more, more_size, _, _, _ = queue.popleft()
+                    self._queued_bytes -= more_size
+                    room -= more_size
+                    batch.append(more)
+                dc.send(pack(batch))  # type: ignore[arg-type]  # bytes, as pack says
         finally:
             dc.remove_listener("bufferedamountlow", low.set)
             self._writer = None
@@ -402,6 +474,7 @@ class Channel:
         self.state = ChannelState.CLOSED
         self._queue.clear()
         self._queued_bytes = 0
+        self._corked, self._corked_bytes, self._corked_pack = [], 0, None
         self._drained.set()
         if self._writer is not None:
             self._writer.cancel()

@@ -40,7 +40,7 @@ import re
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -441,6 +441,51 @@ def _status(value: object, trailers: object) -> Status:
 
 def is_binary_envelope(data: object) -> bool:
     return isinstance(data, bytes | bytearray | memoryview) and len(data) > 0 and data[0] == MAGIC
+
+
+#: The kind byte of a batch: several binary frames in one data-channel message. Not a
+#: :class:`Kind`: a batch is never an envelope of its own, and frames inside it are never batches.
+BATCH_KIND = 14
+_BATCH_HEAD = bytes((MAGIC, BATCH_KIND, 0))
+_BATCH_LENGTH = struct.Struct(">I")
+#: A sender packs at most this many bytes of frames into one batch (each frame ≤ half of it).
+BATCH_SIZE = 16 * 1024
+
+
+def is_batch(data: bytes) -> bool:
+    """Whether a binary data-channel message is a batch (read it with :func:`iter_batch`)."""
+    return len(data) > 1 and data[0] == MAGIC and data[1] == BATCH_KIND
+
+
+def pack_batch(frames: Sequence[bytes]) -> bytes:
+    """One data-channel message carrying binary ``frames`` in order (``docs/PROTOCOL.md`` §4):
+    ``b7 0e 00``, then each frame as a u32 big-endian length and its bytes."""
+    parts = [_BATCH_HEAD]
+    for frame in frames:
+        parts.append(_BATCH_LENGTH.pack(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def iter_batch(data: bytes) -> Iterator[bytes]:
+    """The frames of a batch, in order. Raises :class:`EnvelopeError` where it stops being a
+    well-formed batch (after yielding the frames before that point): a length past its end, an
+    empty frame, a frame that is not a binary envelope, or a batch inside it."""
+    if not is_batch(data) or len(data) < 4 or data[2] != 0:
+        raise EnvelopeError("not a batch of binary envelopes")
+    at, end = 3, len(data)
+    while at < end:
+        if end - at < 4:
+            raise EnvelopeError("a batch ends inside a frame length")
+        (length,) = _BATCH_LENGTH.unpack_from(data, at)
+        at += 4
+        if length == 0 or length > end - at:
+            raise EnvelopeError(f"a batch holds a frame of {length} bytes where {end - at} remain")
+        frame = data[at : at + length]
+        if frame[0] != MAGIC or is_batch(frame):
+            raise EnvelopeError("a batch holds something that is not one binary envelope")
+        at += length
+        yield frame
 
 
 def _json_header(env: Envelope) -> dict[str, Any]:

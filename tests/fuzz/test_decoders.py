@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from p2prpc.errors import RemoteProtocolError, TrackerProtocolError, TrackerRequestError
 from p2prpc.tracker.server import Swarms
-from p2prpc.wire.envelope import MAGIC, BinaryReader, EnvelopeError, from_json
+from p2prpc.wire.envelope import (
+    MAGIC,
+    BinaryReader,
+    EnvelopeError,
+    from_json,
+    iter_batch,
+    pack_batch,
+)
 from p2prpc.wire.frames import Reassembler, decode_frame
 from p2prpc.wire.tracker import (
     encode_server_message,
@@ -247,6 +254,29 @@ def test_binary_envelope_reader_raises_only_typed_errors_and_holds_within_caps(
     reader.discard("a")
     reader.discard("b")
     assert reader.held_bytes() == 0
+
+
+batches = st.one_of(
+    st.lists(binary_frames, min_size=1, max_size=5).map(pack_batch),
+    st.lists(binary_frames, min_size=1, max_size=5).map(lambda fs: pack_batch(fs)[:-3]),
+    st.binary().map(lambda b: bytes((MAGIC, 14, 0)) + b),
+    st.binary(),
+)
+
+
+@FUZZ
+@given(batches)
+def test_batch_reader_yields_whole_frames_then_raises_only_envelope_errors(data: bytes) -> None:
+    frames: list[bytes] = []
+    try:
+        for frame in iter_batch(data):
+            frames.append(frame)
+    except EnvelopeError:
+        pass
+    else:
+        assert frames and pack_batch(frames) == data  # what reads whole is what was packed
+    assert all(f[0] == MAGIC and f[1] != 14 for f in frames)
+    assert sum(map(len, frames)) <= len(data)
 
 
 # -- tracker messages: what a tracker reads -------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Nodes pack small envelopes sent together into batches, only for peers that read them.
+
+Two nodes over real WebRTC on loopback; what crosses is seen by wrapping the receiving node's
+binary handler (the data-channel messages as they came).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+
+from p2prpc.node import Node, PeerInfo
+from p2prpc.rpc import Cardinality, Handler, ServicerContext, UnaryStreamMethod
+from p2prpc.testing import mesh
+from p2prpc.wire.envelope import Envelope, Kind, is_batch, pack_batch, to_binary
+
+pytestmark = pytest.mark.asyncio
+
+COUNT = 2000
+
+
+async def count(request: StringValue, context: ServicerContext) -> AsyncIterator[StringValue]:
+    for n in range(int(request.value)):
+        yield StringValue(value=str(n))
+
+
+def serve(node: Node) -> None:
+    handler = Handler[Any, Any](count, Cardinality.UNARY_STREAM, StringValue, StringValue)
+    node.add_service("t.Batches", {"/t.Batches/Count": handler})
+
+
+def watch(node: Node) -> list[bytes]:
+    """The binary data-channel messages ``node`` receives from now on."""
+    seen: list[bytes] = []
+    handler = node.p2pt.binary_handler
+    assert handler is not None
+
+    def on_binary(peer_id: str, data: bytes) -> None:
+        seen.append(data)
+        handler(peer_id, data)
+
+    node.p2pt.binary_handler = on_binary
+    return seen
+
+
+async def stream(client: Node) -> list[str]:
+    method = UnaryStreamMethod(client, "/t.Batches/Count", StringValue, StringValue)
+    return [reply.value async for reply in method(StringValue(value=str(COUNT)), timeout=30)]
+
+
+async def test_hellos_say_batch_and_a_stream_arrives_whole_in_order_and_packed() -> None:
+    async with mesh(2) as m:
+        server, client = m.nodes
+        assert client.hello()["batch"] is True
+        assert client.peers[server.peer_id].batch and server.peers[client.peer_id].batch
+        serve(server)
+        await client.wait_for_server("t.Batches", 10)
+        seen = watch(client)
+        assert await stream(client) == [str(n) for n in range(COUNT)]
+        assert any(is_batch(data) for data in seen)
+        assert len(seen) < COUNT // 4  # 2,000 replies and a status in far fewer messages
+
+
+async def test_a_peer_whose_hello_does_not_say_batch_gets_none() -> None:
+    assert not PeerInfo.from_hello("ab" * 20, {"binary": True}).batch
+    assert not PeerInfo.from_hello("ab" * 20, {"binary": True, "batch": 1}).batch
+    async with mesh(2) as m:
+        server, client = m.nodes
+        serve(server)
+        await client.wait_for_server("t.Batches", 10)
+        server.peers[client.peer_id].batch = False  # as an older node's hello would leave it
+        seen = watch(client)
+        assert await stream(client) == [str(n) for n in range(COUNT)]
+        assert not any(is_batch(data) for data in seen)
+        assert len(seen) == COUNT + 1
+
+
+async def test_a_malformed_batch_is_reported_after_the_envelopes_before_the_fault() -> None:
+    async with mesh(2) as m:
+        a, b = m.nodes
+        warned: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        b.on("peerwarning", lambda peer_id, error: warned.done() or warned.set_result(error))
+        heard: list[str] = []
+        b.on("peer", lambda info: heard.append(info.peer_id))
+        hello = to_binary(Envelope(Kind.HELLO, 1, hello={**a.hello(), "topics": ["fresh"]}))
+        a.p2pt.send_raw(b.peer_id, [pack_batch(hello) + b"\x00\x00\x00\x09\xb7"])
+        error = await asyncio.wait_for(warned, 10)
+        assert "batch" in str(error)
+        assert "fresh" in b.peers[a.peer_id].topics  # the hello before the fault was read
+        assert heard == [a.peer_id]
