@@ -507,6 +507,7 @@ async def unary_throughput(ctx: Context) -> list[Figure]:
 
 
 def judge_throughput(row: Row) -> None:
+    ratio_check(row, "≥ 0.7× raw aiortc", P2PRPC, "raw aiortc", 0.7, at_least=True)
     ratio_check(row, "≥ 1.0× gRPC aio", P2PRPC, "gRPC aio", 1.0, at_least=True)
     cpu_check(row)
     row.ceiling = transport_ceiling(row)
@@ -563,7 +564,7 @@ async def bulk_js(ctx: Context) -> list[Figure]:
 
 
 def judge_bulk(row: Row) -> None:
-    ratio_check(row, "≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
+    ratio_check(row, "≥ 1.0× raw aiortc", P2PRPC, "raw aiortc", 1.0, at_least=True)
     row.ceiling = transport_ceiling(row)
     js = row.figure("JS P2PT")
     raw = row.figure("raw aiortc")
@@ -648,6 +649,7 @@ def judge_records(row: Row) -> None:
     target = f"{label} ≥ 1.25× raw aiortc"
     ratio_check(row, target, label, "raw aiortc", 1.25, at_least=True)
     ratio_check(row, "uncompressed ≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
+    ratio_check(row, f"{label} ≥ 1.0× JS P2PT", label, "JS P2PT", 1.0, at_least=True)
     row.ceiling = transport_ceiling(row)
     raw = row.figure("raw aiortc")
     if best is not None and raw is not None and row.ceiling:
@@ -698,7 +700,7 @@ async def streaming(ctx: Context) -> list[Figure]:
 
 
 def judge_streaming(row: Row) -> None:
-    ratio_check(row, "≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
+    ratio_check(row, "≥ 0.9× raw aiortc", P2PRPC, "raw aiortc", 0.9, at_least=True)
     cpu_check(row)
     row.ceiling = transport_ceiling(row)
 
@@ -869,6 +871,7 @@ def judge_fanout(row: Row) -> None:
     if mine is not None and "incomplete mesh" in mine.note:
         row.notes.append(mine.note.split("; ", 1)[-1])
     value_check(row, "≥ 5,000 deliveries/s", P2PRPC, 5000.0, at_least=True)
+    ratio_check(row, "≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
     value_check(row, "p50 ≤ 2 ms", "p2prpc latency", 2.0, at_least=False)
     cpu_check(row)
     row.ceiling = transport_ceiling(row)

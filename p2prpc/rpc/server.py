@@ -292,11 +292,15 @@ class ServerCall:
         if self.deadline.expired():  # a timeout of 0: over before it starts, as in gRPC
             self._end_with(Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
-        timer = asyncio.timeout(self.deadline.remaining())
+        remaining = self.deadline.remaining()
+        timer = None if remaining is None else asyncio.timeout(remaining)
         fatal: BaseException | None = None
         try:
-            async with timer:
+            if timer is None:
                 final = await self._serve()
+            else:
+                async with timer:
+                    final = await self._serve()
         except RpcError as e:
             final = self._status_envelope(
                 Status(
@@ -304,7 +308,7 @@ class ServerCall:
                 )
             )
         except TimeoutError:
-            if timer.expired():
+            if timer is not None and timer.expired():
                 final = self._status_envelope(
                     Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 )

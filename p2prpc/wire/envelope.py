@@ -92,7 +92,9 @@ class Flags(enum.IntFlag):
 
 _KIND_OF.update((kind.value, kind) for kind in Kind)
 _ALL_FLAGS = sum(Flags)
-_FLAGS_OF = [Flags(value) for value in range(_ALL_FLAGS + 1)]
+# The flags as plain ints, for the per-frame paths (IntFlag operations cost a call each).
+_PAYLOAD, _MORE, _FINAL = int(Flags.PAYLOAD), int(Flags.MORE), int(Flags.FINAL)
+_COMPRESSED, _COMPACT = int(Flags.COMPRESSED), int(Flags.COMPACT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,19 +604,19 @@ def to_binary(
     payload = env.payload if env.has_payload else b""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise LocalProtocolError("a binary envelope's payload must be bytes")
-    flags = Flags.PAYLOAD if env.has_payload else Flags.NONE
+    flags = _PAYLOAD if env.has_payload else 0
     if is_compact:
-        flags |= Flags.COMPACT
+        flags |= _COMPACT
     if env.kind is Kind.REPLY and env.status is not None:
-        flags |= Flags.FINAL
+        flags |= _FINAL
     if env.compressed:
-        flags |= Flags.COMPRESSED
+        flags |= _COMPRESSED
     view = memoryview(payload)
     first_room = frame_size - HEADER_SIZE - len(header_bytes)
     if first_room <= 0:
         raise LocalProtocolError("call header does not fit in one frame")
     frames = []
-    more = Flags.MORE if len(view) > first_room else Flags.NONE
+    more = _MORE if len(view) > first_room else 0
     frames.append(
         _HEADER.pack(MAGIC, env.kind, flags | more, env.call_id, env.seq, len(header_bytes))
         + header_bytes
@@ -623,7 +625,7 @@ def to_binary(
     offset = first_room
     room = frame_size - HEADER_SIZE
     while offset < len(view):
-        more = Flags.MORE if len(view) - offset > room else Flags.NONE
+        more = _MORE if len(view) - offset > room else 0
         frames.append(
             _HEADER.pack(MAGIC, env.kind, flags | more, env.call_id, env.seq, 0)
             + view[offset : offset + room]
@@ -691,7 +693,7 @@ class BinaryReader:
         try:
             return self._feed(key, data, now)
         except RemoteProtocolError:
-            if len(data) >= HEADER_SIZE and data[2] & Flags.MORE:
+            if len(data) >= HEADER_SIZE and data[2] & _MORE:
                 _, kind_byte, _, call_id, seq, _ = _HEADER.unpack_from(data)
                 self._refused[(key, (kind_byte, call_id, seq))] = None
                 while len(self._refused) > _MAX_REFUSED:
@@ -709,31 +711,32 @@ class BinaryReader:
         if len(data) < HEADER_SIZE or data[0] != MAGIC:
             raise EnvelopeError("not a binary envelope frame")
         _, kind_byte, flag_byte, call_id, seq, header_length = _HEADER.unpack_from(data)
-        try:
-            kind = _KIND_OF[kind_byte]
-            if flag_byte & ~_ALL_FLAGS:
-                raise ValueError(f"{flag_byte} has flags this reader does not know")
-            flags = _FLAGS_OF[flag_byte]
-        except (KeyError, ValueError) as e:
-            raise EnvelopeError(f"unknown kind or flags: {e}") from e
+        kind = _KIND_OF.get(kind_byte)
+        if kind is None:
+            raise EnvelopeError(f"unknown kind or flags: kind {kind_byte}")
+        if flag_byte & ~_ALL_FLAGS:
+            raise EnvelopeError(
+                f"unknown kind or flags: {flag_byte} has flags this reader does not know"
+            )
+        flags = flag_byte
         body_start = HEADER_SIZE + header_length
         if body_start > len(data):
             raise EnvelopeError("binary frame shorter than its header")
         partials = self._partial.get(key, {})
         slot = (kind_byte, call_id, seq)
         if self._refused and (key, slot) in self._refused:
-            if not flags & Flags.MORE:
+            if not flags & _MORE:
                 del self._refused[(key, slot)]
             return None
         partial = partials.get(slot)
         if partial is None:
             raw = data[HEADER_SIZE:body_start]
-            if flags & Flags.COMPACT:
+            if flags & _COMPACT:
                 header = _parse_compact(kind, raw)
             else:
                 header = _parse_header(raw) if header_length else {}
             chunk = data[body_start:]
-            if not flags & Flags.MORE:
+            if not flags & _MORE:
                 self._check_size(len(chunk))
                 return _build(kind, flags, call_id, seq, header, chunk)
             if len(partials) >= self.max_pending:
@@ -750,7 +753,7 @@ class BinaryReader:
         if partial.size + len(chunk) > self.max_message_size:
             self._drop(key, slot)
             self._check_size(partial.size + len(chunk))
-        if flags & Flags.MORE:
+        if flags & _MORE:
             partial.chunks.append(chunk)
             partial.size += len(chunk)
             self._held += len(chunk)
@@ -758,7 +761,7 @@ class BinaryReader:
         self._drop(key, slot)
         k, first_flags, cid, sq, header = partial.first
         payload = b"".join([*partial.chunks, chunk])
-        return _build(Kind(k), Flags(first_flags), cid, sq, header, payload)
+        return _build(Kind(k), first_flags, cid, sq, header, payload)
 
     def expire(self, now: float | None = None) -> int:
         """Drop the unfinished payloads started more than ``max_age`` seconds before ``now``.
@@ -812,13 +815,13 @@ def _reject_constant(name: str) -> None:
 
 
 def _build(
-    kind: Kind, flags: Flags, call_id: int, seq: int, header: dict[str, Any], payload: bytes
+    kind: Kind, flags: int, call_id: int, seq: int, header: dict[str, Any], payload: bytes
 ) -> Envelope:
-    has_payload = bool(flags & Flags.PAYLOAD)
-    compressed = bool(flags & Flags.COMPRESSED)
+    has_payload = bool(flags & _PAYLOAD)
+    compressed = bool(flags & _COMPRESSED)
     status = (
         _status(header.get("status"), header.get("trailers"))
-        if kind is Kind.STATUS or flags & Flags.FINAL
+        if kind is Kind.STATUS or flags & _FINAL
         else None
     )
     if kind is Kind.STATUS and status is None:
