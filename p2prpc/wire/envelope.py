@@ -540,14 +540,14 @@ def _compact_header(env: Envelope) -> bytes | None:
             _COMPACT_LENGTH.pack(len(method))
             + method
             + _COMPACT_TIMEOUT.pack(timeout)
-            + (json.dumps(rest, separators=(",", ":")).encode() if rest else b"")
+            + (_JSON.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
         details = env.status.details.encode()
         if len(details) > 0xFFFF:
             raise LocalProtocolError("status details over 64 KiB")
         trailers = (
-            json.dumps({"trailers": md.to_json(env.status.trailers)}, separators=(",", ":"))
+            _JSON.encode({"trailers": md.to_json(env.status.trailers)})
             if env.status.trailers
             else ""
         )
@@ -597,7 +597,7 @@ def to_binary(
     is_compact = header_bytes is not None
     if header_bytes is None:
         header = _json_header(env)
-        header_bytes = json.dumps(header, separators=(",", ":")).encode() if header else b""
+        header_bytes = _JSON.encode(header).encode() if header else b""
 
     if len(header_bytes) > 0xFFFF:
         raise LocalProtocolError("call header (method and metadata) exceeds 64 KiB")
@@ -802,7 +802,7 @@ class BinaryReader:
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw, parse_constant=_reject_constant)
+        header = _READ_JSON.decode(raw.decode())
     except (ValueError, RecursionError) as e:
         raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
     if not isinstance(header, dict):
@@ -812,6 +812,11 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _build(

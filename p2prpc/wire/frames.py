@@ -108,8 +108,8 @@ def _quote(text: str) -> str:
     could then not be sent as UTF-8.
     """
     if text.isascii() or not _SURROGATE.search(text):
-        return json.dumps(text, ensure_ascii=False)
-    quoted = json.dumps(_rejoin_surrogates(text), ensure_ascii=False)
+        return _QUOTE.encode(text)
+    quoted = _QUOTE.encode(_rejoin_surrogates(text))
     return _SURROGATE.sub(_escape_surrogate, quoted)
 
 
@@ -300,10 +300,15 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
+_QUOTE = json.JSONEncoder(ensure_ascii=False)
+_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(text: str, what: str) -> Any:
     """Parse ``text`` as strict JSON (as ``JSON.parse`` would), raising only FrameError."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _READ_JSON.decode(text)
     except RecursionError:
         raise FrameError(f"{what} is nested too deeply to parse") from None
     except ValueError as exc:
