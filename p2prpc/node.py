@@ -99,7 +99,17 @@ HELLO_MAX_NAME = 256
 HELLO_MAX_EXTRA = 64 * 1024
 
 _HELLO_KEYS = frozenset(
-    {"v", "binary", "services", "topics", "encodings", "keepalive", "compact", "batch"}
+    {
+        "v",
+        "binary",
+        "services",
+        "topics",
+        "encodings",
+        "keepalive",
+        "compact",
+        "compact_publish",
+        "batch",
+    }
 )
 
 
@@ -116,6 +126,7 @@ class PeerInfo:
     encodings: frozenset[str] = frozenset()
     keepalive: bool = False
     compact: bool = False  # reads the binary form's compact call and status headers
+    compact_publish: bool = False  # reads the binary form's compact publish headers
     batch: bool = False  # reads batches of binary frames
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
@@ -156,6 +167,7 @@ class PeerInfo:
             encodings=names("encodings"),
             keepalive=hello.get("keepalive") is True,
             compact=hello.get("compact") is True,
+            compact_publish=hello.get("compact_publish") is True,
             batch=hello.get("batch") is True,
             extra=extra,
         )
@@ -543,6 +555,7 @@ class Node(AsyncIOEventEmitter):
             "topics": list[JSONValue](sorted(self._topics)),
             "keepalive": True,
             "compact": self.binary,
+            "compact_publish": self.binary,
             "batch": self.binary,
         }
 
@@ -625,7 +638,7 @@ class Node(AsyncIOEventEmitter):
                 return
             self.p2pt.send_raw(
                 peer_id,
-                to_binary(envelope, compact=info.compact),
+                to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
                 tag=tag,
                 pack=pack_batch if info.batch else None,
                 pack_limit=BATCH_SIZE,

@@ -327,6 +327,14 @@ class P2PT(AsyncIOEventEmitter):
         self.peer_id = self._peer_id.hex()
         self._signalling = Signalling(self.info_hash, self._peer_id, keys)
         self._proof_key = keys.proof_key if keys is not None else None
+        if identity is not None:
+            from .identity import Identity  # cryptography is loaded only for identities
+
+            if not isinstance(identity, Identity):
+                raise TypeError(
+                    f"identity must be a p2prpc.Identity (Identity.generate() or "
+                    f"Identity.load(path)), not {type(identity).__name__}"
+                )
         self.identity = identity
         self.allowed_peers = frozenset(allowed_peers) if allowed_peers is not None else None
         if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):

@@ -516,6 +516,52 @@ def _json_header(env: Envelope) -> dict[str, Any]:
 _COMPACT_LENGTH = struct.Struct(">H")
 _COMPACT_TIMEOUT = struct.Struct(">d")
 _COMPACT_STATUS = struct.Struct(">BH")
+_COMPACT_PUBLISH = struct.Struct(">BBH")  # hops, how many peers it also went to, topic length
+#: The key under which a compact publish header's fields, read and checked, reach ``_build``
+#: (not a string: no JSON header can hold it).
+_PUBLISHED = object()
+
+
+def _compact_publish(env: Envelope) -> bytes | None:
+    """The compact header of a publish: hops (u8), how many peers it also went to (u8), topic
+    length (u16), the topic (UTF-8), the publisher's peer id (20 bytes), each peer it also went
+    to (20 bytes each), then, when signed, the Ed25519 public key (32) and signature (64).
+    None when the message has no publisher's peer id (it keeps the JSON header)."""
+    origin, topic = env.origin, (env.topic or "").encode()
+    if origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
+        return None
+    if not 0 < len(topic) <= 0xFFFF or not 0 <= env.hops <= 255:
+        return None
+    signed = env.publisher is not None and env.signature is not None
+    parts = [
+        _COMPACT_PUBLISH.pack(env.hops, len(env.relayed_to), len(topic)),
+        topic,
+        bytes.fromhex(origin),
+        *map(bytes.fromhex, env.relayed_to),
+    ]
+    if signed:
+        assert env.publisher is not None and env.signature is not None
+        parts += (env.publisher, env.signature)
+    return b"".join(parts)
+
+
+def _parse_compact_publish(raw: bytes) -> dict[Any, Any]:
+    """A compact publish header, read and checked (:func:`_compact_publish`)."""
+    hops, count, length = _COMPACT_PUBLISH.unpack_from(raw)
+    at = 4 + length
+    topic = raw[4:at].decode()
+    if not 0 < len(topic) <= 256 or len(raw) < at + 20 * (1 + count):
+        raise EnvelopeError("a compact publish header is cut short or names no topic")
+    origin = raw[at : at + 20].hex()
+    at += 20
+    relayed = tuple(raw[i : i + 20].hex() for i in range(at, at + 20 * count, 20))
+    at += 20 * count
+    rest = len(raw) - at
+    if rest not in (0, 96):
+        raise EnvelopeError("a compact publish header ends with neither nothing nor a signature")
+    publisher = raw[at : at + 32] if rest else None
+    signature = raw[at + 32 :] if rest else None
+    return {_PUBLISHED: (topic, origin, hops, relayed, publisher, signature)}
 
 
 def _compact_header(env: Envelope) -> bytes | None:
@@ -559,9 +605,12 @@ def _compact_header(env: Envelope) -> bytes | None:
     return None
 
 
-def _parse_compact(kind: Kind, raw: bytes) -> dict[str, Any]:
-    """A compact header as the JSON header it stands for (:func:`_compact_header`)."""
+def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
+    """A compact header as the JSON header it stands for (:func:`_compact_header`), or, for a
+    publish, its fields already read (:func:`_compact_publish`)."""
     try:
+        if kind is Kind.PUBLISH:
+            return _parse_compact_publish(raw)
         if kind is Kind.CALL:
             (length,) = _COMPACT_LENGTH.unpack_from(raw)
             end = 2 + length
@@ -587,13 +636,21 @@ def _parse_compact(kind: Kind, raw: bytes) -> dict[str, Any]:
 
 
 def to_binary(
-    env: Envelope, *, frame_size: int = BINARY_FRAME_SIZE, compact: bool = False
+    env: Envelope,
+    *,
+    frame_size: int = BINARY_FRAME_SIZE,
+    compact: bool = False,
+    compact_publish: bool = False,
 ) -> list[bytes]:
     """The binary form: one or more data-channel messages (payload must be bytes or None).
-    ``compact``: the peer reads compact headers (its hello says ``"compact": true``)."""
+    ``compact``: the peer reads compact call and status headers (its hello says ``"compact":
+    true``); ``compact_publish``: compact publish headers (``"compact_publish": true``)."""
     if not 0 <= env.call_id <= MAX_CALL_ID:
         raise LocalProtocolError(f"call id {env.call_id} does not fit in 32 bits")
-    header_bytes = _compact_header(env) if compact else None
+    if env.kind is Kind.PUBLISH:
+        header_bytes = _compact_publish(env) if compact_publish else None
+    else:
+        header_bytes = _compact_header(env) if compact else None
     is_compact = header_bytes is not None
     if header_bytes is None:
         header = _json_header(env)
@@ -636,7 +693,7 @@ def to_binary(
 
 @dataclass(slots=True)
 class _Partial:
-    first: tuple[int, int, int, int, dict[str, Any]]  # kind, flags, call id, seq, json header
+    first: tuple[int, int, int, int, dict[Any, Any]]  # kind, flags, call id, seq, header
     chunks: list[bytes]
     size: int
     started: float
@@ -820,7 +877,7 @@ _READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _build(
-    kind: Kind, flags: int, call_id: int, seq: int, header: dict[str, Any], payload: bytes
+    kind: Kind, flags: int, call_id: int, seq: int, header: dict[Any, Any], payload: bytes
 ) -> Envelope:
     has_payload = bool(flags & _PAYLOAD)
     compressed = bool(flags & _COMPRESSED)
@@ -859,7 +916,23 @@ def _build(
     if kind is Kind.PUBLISH:
         if not has_payload:
             raise EnvelopeError("publish frame without a payload")
-        return _publish(header, call_id, seq, payload)
+        published = header.get(_PUBLISHED)
+        if published is None:
+            return _publish(header, call_id, seq, payload)
+        topic, origin, hops, relayed, publisher, signature = published
+        return Envelope(
+            Kind.PUBLISH,
+            call_id,
+            seq,
+            payload=payload,
+            has_payload=True,
+            topic=topic,
+            origin=origin,
+            hops=hops,
+            relayed_to=relayed,
+            publisher=publisher,
+            signature=signature,
+        )
     if kind in (Kind.MSG, Kind.REPLY) and not has_payload:
         raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
     return Envelope(

@@ -200,10 +200,21 @@ def test_json_envelope_decoder_raises_only_envelope_errors(value: Any, call_id: 
 
 # -- the envelope, binary form --------------------------------------------------------------------
 
+compact_publish_headers = st.builds(
+    lambda hops, count, topic, ids, tail: (
+        struct.pack(">BBH", hops, count, len(topic)) + topic + b"".join(ids) + tail
+    ),
+    st.integers(0, 255),
+    st.integers(0, 4),
+    st.binary(max_size=6),
+    st.lists(st.binary(min_size=19, max_size=21), max_size=5),
+    st.sampled_from([b"", b"\x01" * 96, b"\x01" * 95]),
+)
 headers = st.one_of(
     envelope_objects.map(lambda o: dumps(o).encode()),
     st.binary(max_size=30),
     st.just(b""),
+    compact_publish_headers,
 )
 binary_frames = st.builds(
     lambda magic, kind, flags, call_id, seq, header, fix_length, length, payload: (
@@ -221,7 +232,7 @@ binary_frames = st.builds(
     ),
     st.sampled_from([MAGIC, MAGIC, MAGIC, 0]),
     st.integers(0, 9),
-    st.one_of(st.integers(0, 15), st.integers(0, 255)),
+    st.one_of(st.integers(0, 15), st.sampled_from([17, 19, 25]), st.integers(0, 255)),
     st.sampled_from([0, 1, 2**32 - 1]),
     st.sampled_from([0, 1, 7]),
     headers,

@@ -1,4 +1,5 @@
-"""Nodes pack small envelopes sent together into batches, only for peers that read them.
+"""Nodes pack small envelopes sent together into batches, and write topic messages with compact
+headers, only for peers whose hello says they read them.
 
 Two nodes over real WebRTC on loopback; what crosses is seen by wrapping the receiving node's
 binary handler (the data-channel messages as they came).
@@ -13,10 +14,20 @@ from typing import Any
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
+from p2prpc.identity import Identity
 from p2prpc.node import Node, PeerInfo
+from p2prpc.pubsub import Topic
 from p2prpc.rpc import Cardinality, Handler, ServicerContext, UnaryStreamMethod
 from p2prpc.testing import mesh
-from p2prpc.wire.envelope import Envelope, Kind, is_batch, pack_batch, to_binary
+from p2prpc.wire.envelope import (
+    Envelope,
+    Flags,
+    Kind,
+    is_batch,
+    iter_batch,
+    pack_batch,
+    to_binary,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -92,3 +103,39 @@ async def test_a_malformed_batch_is_reported_after_the_envelopes_before_the_faul
         assert "batch" in str(error)
         assert "fresh" in b.peers[a.peer_id].topics  # the hello before the fault was read
         assert heard == [a.peer_id]
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "json-header"])
+async def test_topic_messages_carry_compact_headers_to_peers_that_read_them(compact: bool) -> None:
+    async with mesh(0) as m:
+        publisher, b, c = [await m.add(identity=Identity.generate()) for _ in range(3)]
+        for node in (publisher, b, c):
+            await node.wait_for_peers(2, 30)
+        assert publisher.hello()["compact_publish"] is True
+        subscriptions = [Topic(n, "news", StringValue).subscribe() for n in (b, c)]
+        await publisher.wait_until(
+            lambda: all("news" in publisher.peers[n.peer_id].topics for n in (b, c)), 10
+        )
+        for node in (b, c):
+            publisher.peers[node.peer_id].compact_publish = compact
+        seen = watch(b)
+        topic = Topic(publisher, "news", StringValue)
+        for n in range(20):
+            await topic.publish(StringValue(value=str(n)))
+        for subscription in subscriptions:
+            got = []
+            async with asyncio.timeout(10):
+                while len(got) < 20:
+                    got.append(await anext(subscription))
+            assert [r.message.value for r in got] == [str(n) for n in range(20)]
+            assert publisher.identity is not None
+            assert {r.publisher for r in got} == {publisher.identity.public_key}  # signed
+        frames = [f for data in seen for f in (iter_batch(data) if is_batch(data) else [data])]
+        published = [f for f in frames if f[1] == Kind.PUBLISH]
+        assert len(published) == 20
+        assert all(bool(f[2] & Flags.COMPACT) is compact for f in published)
+
+
+async def test_an_identity_that_is_not_one_is_refused_at_once() -> None:
+    with pytest.raises(TypeError, match=r"Identity\.generate"):
+        Node(["ws://127.0.0.1:1"], "x", identity=True)  # type: ignore[arg-type]

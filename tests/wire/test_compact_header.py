@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from p2prpc.wire.envelope import (
+    MAGIC,
     BinaryReader,
     Envelope,
     EnvelopeError,
@@ -79,3 +82,90 @@ def test_a_truncated_compact_header_is_an_envelope_error(header: bytes) -> None:
     cut = frame[:11] + len(header).to_bytes(2, "big") + header
     with pytest.raises(EnvelopeError):
         BinaryReader().feed("p", cut, now=0.0)
+
+
+peer_ids = st.binary(min_size=20, max_size=20).map(bytes.hex)
+
+
+def read_publish(envelope: Envelope, compact: bool) -> Envelope | None:
+    reader = BinaryReader()
+    result = None
+    for frame in to_binary(envelope, compact_publish=compact):
+        result = reader.feed("p", frame, now=0.0)
+    return result
+
+
+@given(
+    st.text(min_size=1, max_size=40),
+    peer_ids,
+    st.integers(0, 255),
+    st.lists(peer_ids, max_size=12).map(tuple),
+    st.one_of(
+        st.none(),
+        st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=64, max_size=64)),
+    ),
+    st.binary(max_size=70_000),
+)
+def test_a_publish_reads_the_same_in_both_header_layouts(
+    topic: str,
+    origin: str,
+    hops: int,
+    relayed_to: tuple[str, ...],
+    signed: tuple[bytes, bytes] | None,
+    payload: bytes,
+) -> None:
+    publisher, signature = signed if signed is not None else (None, None)
+    message = Envelope(
+        Kind.PUBLISH,
+        11,
+        seq=5,
+        payload=payload,
+        has_payload=True,
+        topic=topic,
+        origin=origin,
+        hops=hops,
+        relayed_to=relayed_to,
+        publisher=publisher,
+        signature=signature,
+    )
+    assert read_publish(message, compact=True) == read_publish(message, compact=False) == message
+    first = to_binary(message, compact_publish=True)[0]
+    assert first[2] & Flags.COMPACT
+    # 4 + topic + 20 per peer id (+ 96 when signed) instead of JSON with 40 hex characters each.
+    header_length = int.from_bytes(first[11:13])
+    extra = 96 if signed is not None else 0
+    assert header_length == 4 + len(topic.encode()) + 20 * (1 + len(relayed_to)) + extra
+
+
+def test_a_publish_without_its_publishers_peer_id_keeps_the_json_header() -> None:
+    message = Envelope(Kind.PUBLISH, 3, seq=0, payload=b"x", has_payload=True, topic="t")
+    frame = to_binary(message, compact_publish=True)[0]
+    assert not frame[2] & Flags.COMPACT
+    assert read_publish(message, compact=True) == message
+
+
+def test_compact_publish_headers_go_only_where_asked() -> None:
+    message = Envelope(
+        Kind.PUBLISH, 3, seq=0, payload=b"x", has_payload=True, topic="t", origin="ab" * 20
+    )
+    assert not to_binary(message, compact=True)[0][2] & Flags.COMPACT
+    assert to_binary(message, compact_publish=True)[0][2] & Flags.COMPACT
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (b"\x08\x00\x00\x01t" + b"\xab" * 19, "a peer id cut short"),
+        (b"\x08\x02\x00\x01t" + b"\xab" * 40, "fewer peer ids than it says"),
+        (b"\x08\x00\x00\x00" + b"\xab" * 20, "no topic"),
+        (b"\x08\x00\x00\x01t" + b"\xab" * 20 + b"\x00" * 10, "a tail that is not a signature"),
+        (b"\x08\x00\x00\x02\xff\xfe" + b"\xab" * 20, "a topic that is not UTF-8"),
+        (b"\x08\x00", "a header cut short"),
+    ],
+)
+def test_a_malformed_compact_publish_header_is_an_envelope_error(header: bytes, why: str) -> None:
+    frame = struct.pack(
+        ">BBBIIH", MAGIC, Kind.PUBLISH, Flags.PAYLOAD | Flags.COMPACT, 1, 0, len(header)
+    )
+    with pytest.raises(EnvelopeError):
+        BinaryReader().feed("p", frame + header + b"payload", now=0.0)
