@@ -474,7 +474,10 @@ class Channel:
             return
         was_started = self.state is not ChannelState.NEW
         if self._corked and self._dc is not None and self._dc.readyState == "open":
-            self._uncork()  # sent before the close: handed to aiortc like the unpacked ones
+            try:  # sent before the close: handed to aiortc like the unpacked ones
+                self._uncork()
+            except Exception:  # on_close runs whatever happens here
+                logger.exception("flushing data channel %s on close failed", self.name)
         self.state = ChannelState.CLOSED
         self._queue.clear()
         self._queued_bytes = 0
