@@ -444,7 +444,7 @@ class Node(AsyncIOEventEmitter):
             self.p2pt.request_more_peers()
 
     def _send_control(self, peer_id: str, kind: Kind) -> None:
-        with contextlib.suppress(PeerClosed):
+        with contextlib.suppress(PeerClosed, SendQueueFull):  # a full queue shows it is alive
             self.send(peer_id, Envelope(kind, new_message_id()))
 
     def _hear(self, peer_id: str) -> None:
@@ -699,16 +699,23 @@ class Node(AsyncIOEventEmitter):
         self._hear(peer_id)
         if not is_binary_envelope(data):
             return
-        if is_batch(data):
-            try:
-                for frame in iter_batch(data):
-                    self._on_frame(peer_id, frame)
-            except RemoteProtocolError as e:  # only the batch's own layout raises here
-                self._refuse(peer_id, None, False, e)
+        if not is_batch(data):
+            self._on_frame(peer_id, data)
             return
-        self._on_frame(peer_id, data)
+        try:
+            for frame in iter_batch(data):
+                if not self.p2pt.is_connected(peer_id):
+                    return  # dropped by an earlier frame: nothing more from it is handled
+                try:
+                    if not self._on_frame(peer_id, frame):
+                        return  # a frame no sender packs: the rest of the batch goes with it
+                except Exception:  # as for a message of its own: the next frame is handled
+                    logger.exception("handling a frame from %s failed", peer_id)
+        except RemoteProtocolError as e:  # only the batch's own layout raises here
+            self._refuse(peer_id, None, False, e)
 
-    def _on_frame(self, peer_id: str, data: bytes) -> None:
+    def _on_frame(self, peer_id: str, data: bytes) -> bool:
+        """Read and route one binary frame; ``False`` when it could not be read (refused)."""
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
@@ -716,9 +723,10 @@ class Node(AsyncIOEventEmitter):
                 self._refused(peer_id, Kind(data[1]), int.from_bytes(data[3:7]), e)
             else:
                 self._refuse(peer_id, None, False, e)
-            return
+            return False
         if envelope is not None:
             self._route(peer_id, envelope)
+        return True
 
     def _on_p2pt_warning(self, peer: Peer, error: Exception) -> None:
         """A P2PT message from ``peer`` was refused (over a cap, malformed, left unfinished): a

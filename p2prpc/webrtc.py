@@ -328,12 +328,14 @@ class Channel:
         ):
             pack = None
         if pack is not None and direct == len(messages) and self._turn_open:
-            total = sum(sizes)
-            if self._corked_pack is not pack or self._corked_bytes + total > pack_limit:
+            if self._corked_pack is not pack:
                 self._uncork()
-            self._corked_pack = pack
-            self._corked.extend(messages)  # type: ignore[arg-type]  # bytes, as pack says
-            self._corked_bytes += total
+            for message, size in zip(messages, sizes, strict=True):
+                if self._corked_bytes + size > pack_limit:  # a batch never holds more
+                    self._uncork()
+                self._corked_pack = pack
+                self._corked.append(message)  # type: ignore[arg-type]  # bytes, as pack says
+                self._corked_bytes += size
             return
         self._uncork()
         for i in range(direct):
@@ -471,6 +473,11 @@ class Channel:
         if self.state is ChannelState.CLOSED:
             return
         was_started = self.state is not ChannelState.NEW
+        if self._corked and self._dc is not None and self._dc.readyState == "open":
+            try:  # sent before the close: handed to aiortc like the unpacked ones
+                self._uncork()
+            except Exception:  # on_close runs whatever happens here
+                logger.exception("flushing data channel %s on close failed", self.name)
         self.state = ChannelState.CLOSED
         self._queue.clear()
         self._queued_bytes = 0

@@ -452,6 +452,9 @@ _BATCH_HEAD = bytes((MAGIC, BATCH_KIND, 0))
 _BATCH_LENGTH = struct.Struct(">I")
 #: A sender packs at most this many bytes of frames into one batch (each frame ≤ half of it).
 BATCH_SIZE = 16 * 1024
+#: A receiver refuses a longer batch: no sender packs one (16 KiB of frames of at least a header
+#: each, and their lengths, take at most 3 + 16 KiB + 4 × 1260 bytes).
+MAX_BATCH_LENGTH = 2 * BATCH_SIZE
 
 
 def is_batch(data: bytes) -> bool:
@@ -471,17 +474,20 @@ def pack_batch(frames: Sequence[bytes]) -> bytes:
 
 def iter_batch(data: bytes) -> Iterator[bytes]:
     """The frames of a batch, in order. Raises :class:`EnvelopeError` where it stops being a
-    well-formed batch (after yielding the frames before that point): a length past its end, an
-    empty frame, a frame that is not a binary envelope, or a batch inside it."""
+    well-formed batch (after yielding the frames before that point): one over
+    :data:`MAX_BATCH_LENGTH`, a length past its end, a frame shorter than a frame header, a frame
+    that is not a binary envelope, or a batch inside it."""
     if not is_batch(data) or len(data) < 4 or data[2] != 0:
         raise EnvelopeError("not a batch of binary envelopes")
+    if len(data) > MAX_BATCH_LENGTH:
+        raise EnvelopeError(f"a batch of {len(data)} bytes, over {MAX_BATCH_LENGTH}")
     at, end = 3, len(data)
     while at < end:
         if end - at < 4:
             raise EnvelopeError("a batch ends inside a frame length")
         (length,) = _BATCH_LENGTH.unpack_from(data, at)
         at += 4
-        if length == 0 or length > end - at:
+        if length < HEADER_SIZE or length > end - at:
             raise EnvelopeError(f"a batch holds a frame of {length} bytes where {end - at} remain")
         frame = data[at : at + length]
         if frame[0] != MAGIC or is_batch(frame):
