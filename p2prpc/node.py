@@ -34,6 +34,7 @@ from .wire.envelope import (
     BATCH_SIZE,
     BinaryReader,
     Envelope,
+    EnvelopeError,
     Kind,
     from_json,
     is_batch,
@@ -715,7 +716,9 @@ class Node(AsyncIOEventEmitter):
             self._refuse(peer_id, None, False, e)
 
     def _on_frame(self, peer_id: str, data: bytes) -> bool:
-        """Read and route one binary frame; ``False`` when it could not be read (refused)."""
+        """Read and route one binary frame; ``False`` when it is malformed (refused). A frame
+        refused by a cap (a message over ``max_message_size``, too many unfinished) is refused
+        too, and answered, but counts as read: a conforming sender may send it."""
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
@@ -723,7 +726,7 @@ class Node(AsyncIOEventEmitter):
                 self._refused(peer_id, Kind(data[1]), int.from_bytes(data[3:7]), e)
             else:
                 self._refuse(peer_id, None, False, e)
-            return False
+            return not isinstance(e, EnvelopeError)
         if envelope is not None:
             self._route(peer_id, envelope)
         return True

@@ -14,10 +14,17 @@ from typing import Any
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
+from p2prpc.errors import RpcError
 from p2prpc.identity import Identity
 from p2prpc.node import Node, PeerInfo
 from p2prpc.pubsub import Topic
-from p2prpc.rpc import Cardinality, Handler, ServicerContext, UnaryStreamMethod
+from p2prpc.rpc import (
+    Cardinality,
+    Handler,
+    ServicerContext,
+    UnaryStreamMethod,
+    UnaryUnaryMethod,
+)
 from p2prpc.testing import mesh
 from p2prpc.wire.envelope import (
     Envelope,
@@ -28,6 +35,7 @@ from p2prpc.wire.envelope import (
     pack_batch,
     to_binary,
 )
+from p2prpc.wire.status import StatusCode
 
 pytestmark = pytest.mark.asyncio
 
@@ -139,3 +147,26 @@ async def test_topic_messages_carry_compact_headers_to_peers_that_read_them(comp
 async def test_an_identity_that_is_not_one_is_refused_at_once() -> None:
     with pytest.raises(TypeError, match=r"Identity\.generate"):
         Node(["ws://127.0.0.1:1"], "x", identity=True)  # type: ignore[arg-type]
+
+
+async def say(request: StringValue, context: ServicerContext) -> StringValue:
+    return request
+
+
+async def test_a_message_over_the_servers_cap_in_a_batch_costs_only_its_own_call() -> None:
+    async with mesh(2, max_message_size=1000) as m:
+        server, client = m.nodes
+        handler = Handler[Any, Any](say, Cardinality.UNARY_UNARY, StringValue, StringValue)
+        server.add_service("t.Say", {"/t.Say/Say": handler})
+        await client.wait_for_server("t.Say", 10)
+        client.max_message_size = 1 << 20  # the client may send more than the server reads
+        seen = watch(server)
+        method = UnaryUnaryMethod(client, "/t.Say/Say", StringValue, StringValue)
+        # Invoked in one turn: the first leaves alone, the other two packed in one batch.
+        calls = [method(StringValue(value=v), timeout=10) for v in ("a", "x" * 5000, "b")]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert [r.value for r in results if isinstance(r, StringValue)] == ["a", "b"]
+        refused = results[1]
+        assert isinstance(refused, RpcError)
+        assert refused.code() is StatusCode.RESOURCE_EXHAUSTED
+        assert [is_batch(data) for data in seen] == [False, True]

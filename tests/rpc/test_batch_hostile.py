@@ -1,5 +1,6 @@
-"""Review of the batch change (kind 14): each test is a way to break it, over real WebRTC on
-loopback. They fail on fd98d65 and pass with the fixes on branch batch-review."""
+"""Batches (kind 14) against hostile peers and careless senders, over real WebRTC on loopback:
+what waits to be packed survives a close, one frame's failure costs only that frame, a dropped
+peer's batch is not read further, junk costs one refusal, and no batch passes its limit."""
 
 from __future__ import annotations
 
