@@ -308,6 +308,9 @@ class Channel:
         dc = self._dc
         if self.state is not ChannelState.OPEN or dc is None:
             raise PeerClosed(f"data channel {self.name or '?'} is {self.state.value}")
+        if dc.readyState != "open":  # closing under us: aiortc would raise InvalidStateError
+            self.close()
+            raise PeerClosed(f"data channel {self.name or '?'} is {dc.readyState}")
         sizes = [_size(m) for m in messages]
         high = self.options.high_water_mark
         direct = 0
@@ -338,6 +341,8 @@ class Channel:
                 self._corked_bytes += size
             return
         self._uncork()
+        if self.state is not ChannelState.OPEN:  # it closed while handing over what waited
+            raise PeerClosed(f"data channel {self.name or '?'} is {self.state.value}")
         for i in range(direct):
             dc.send(messages[i])
         if direct and not self._turn_open:
@@ -360,9 +365,13 @@ class Channel:
             return
         pack = self._corked_pack
         self._corked, self._corked_bytes, self._corked_pack = [], 0, None
-        if self._dc is None or self.state is not ChannelState.OPEN:
+        dc = self._dc
+        if dc is None or self.state is not ChannelState.OPEN:
             return
-        self._dc.send(corked[0] if len(corked) == 1 or pack is None else pack(corked))
+        if dc.readyState != "open":  # closing under us: the connection is lost, and so is this
+            self.close()
+            return
+        dc.send(corked[0] if len(corked) == 1 or pack is None else pack(corked))
 
     def _end_turn(self) -> None:
         self._turn_open = False

@@ -11,6 +11,7 @@ import asyncio
 import pytest
 
 from p2prpc import P2PT
+from p2prpc.errors import PeerError
 from p2prpc.testing import swarm
 from p2prpc.webrtc import Channel, SendQueueFull
 from p2prpc.wire.envelope import MAGIC, is_batch, iter_batch, pack_batch
@@ -159,3 +160,20 @@ async def test_what_waits_to_be_packed_counts_toward_the_send_queue_cap() -> Non
         with pytest.raises(SendQueueFull):
             a.send_raw(b.peer_id, [frame(4, 60_000)] * (cap // 60_000), pack=pack_batch)
         assert channel.queued_bytes == 60_000
+
+
+async def test_a_data_channel_closing_under_us_is_a_lost_peer_not_an_aiortc_error() -> None:
+    async with swarm(2) as s:
+        a, b = s.peers
+        lost = asyncio.Event()
+        a.on("peerclose", lambda peer: lost.set())
+        channel = channel_to(a, b)
+        dc = channel._dc
+        assert dc is not None
+        a.send_raw(b.peer_id, [frame(0)], pack=pack_batch)
+        a.send_raw(b.peer_id, [frame(1)], pack=pack_batch)  # waits for the end of the turn
+        dc.close()  # aiortc's readyState is "closing" now: its send would raise
+        with pytest.raises(PeerError):
+            a.send_raw(b.peer_id, [frame(2)])
+        assert channel._corked == []
+        await asyncio.wait_for(lost.wait(), 10)  # the peer is lost, as for any closed channel
