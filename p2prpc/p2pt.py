@@ -66,6 +66,7 @@ from .wire.frames import (
     new_message_id,
 )
 from .wire.secret import (
+    AUTH_MAGIC,
     AuthError,
     SealError,
     derive_keys,
@@ -77,6 +78,8 @@ from .wire.tracker import AnnounceReply, info_hash_of
 
 if TYPE_CHECKING:
     from .identity import Identity
+
+_CARET = ord("^")  # every P2PT frame starts with it, as text or as UTF-8 bytes
 
 logger = logging.getLogger(__name__)
 
@@ -1018,18 +1021,20 @@ class P2PT(AsyncIOEventEmitter):
                 future.set_exception(error)
 
     def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
+        if "data" in self.event_names():
+            self.emit("data", Peer(self, remote, channel.name), data)
+        if isinstance(data, bytes):
+            first = data[0] if data else -1
+            if first == AUTH_MAGIC:
+                self._on_late_proof(remote, channel, data)
+                return
+            if first != _CARET:
+                # Not a P2PT frame (P2PT reads binary messages too, as UTF-8 text): the layer
+                # above may read it (the binary RPC envelope).
+                if self.binary_handler is not None:
+                    self.binary_handler(remote.id, data)
+                return
         peer = Peer(self, remote, channel.name)
-        if self.listeners("data"):
-            self.emit("data", peer, data)
-        if isinstance(data, bytes) and is_auth_frame(data):
-            self._on_late_proof(remote, channel, data)
-            return
-        if isinstance(data, bytes) and data[:1] != b"^":
-            # Not a P2PT frame (P2PT reads binary messages too, as UTF-8 text): the layer above
-            # may read it (the binary RPC envelope).
-            if self.binary_handler is not None:
-                self.binary_handler(remote.id, data)
-            return
         try:
             frame = decode_frame(data)
             if frame is None:

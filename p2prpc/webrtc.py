@@ -311,7 +311,14 @@ class Channel:
         if dc.readyState != "open":  # closing under us: aiortc would raise InvalidStateError
             self.close()
             raise PeerClosed(f"data channel {self.name or '?'} is {dc.readyState}")
-        sizes = [_size(m) for m in messages]
+        sizes = []
+        all_bytes = True
+        for m in messages:
+            if type(m) is bytes:
+                sizes.append(len(m))
+            else:
+                sizes.append(_size(m))
+                all_bytes = False
         high = self.options.high_water_mark
         direct = 0
         if not self._queue:  # as many as go straight to the data channel, as below
@@ -325,10 +332,7 @@ class Channel:
                 f"{waiting} bytes to queue for data channel {self.name} where "
                 f"{self._queued_bytes} of {self.options.max_send_queue} are queued already"
             )
-        if pack is not None and (
-            max(sizes, default=pack_limit) > pack_limit // 2
-            or not all(isinstance(m, bytes) for m in messages)
-        ):
+        if pack is not None and (not all_bytes or max(sizes, default=pack_limit) > pack_limit // 2):
             pack = None
         if pack is not None and direct == len(messages) and self._turn_open:
             if self._corked_pack is not pack:
