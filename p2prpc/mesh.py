@@ -22,6 +22,16 @@ dropped and counted in :attr:`MeshStats.throttled`); a signal passes at most ``h
 (``wire.mesh.MAX_HOPS`` at most); at most ``max_attempts`` connections are being made at once.
 Relays keep no state per signal. Pexes go out in rounds at least ``pex_interval`` apart, each
 neighbour getting one only when its list changed.
+
+An attempt (a connection being made through the mesh) ends as soon as the mesh can tell it will
+not connect: refused, its relay gone or no longer listing the peer, its answer refused by our
+caps, or its connection closed before the peer said hello (one past ``max_peers`` at either end).
+Whatever is left (a signal lost with a relay, a connection that does not open) holds its place
+among the attempts and in the degree for at most ``attempt_timeout`` seconds (5), not P2PT's
+``direct_offer_timeout`` (20): a relayed answer takes a few data-channel hops, tens of
+milliseconds, and a node below ``min_peers`` must not wait 20 s to try another peer. Past it the
+attempt stops counting, but its offer keeps waiting for an answer and its connection may still
+open, until ``direct_offer_timeout``: on a slow path, it only means another peer is tried too.
 """
 
 from __future__ import annotations
@@ -115,6 +125,7 @@ class Mesh:
         pex_interval: float = 0.5,
         max_attempts: int = 4,
         retry_after: float = 5.0,
+        attempt_timeout: float = 5.0,
         tick: float = 1.0,
     ) -> None:
         if not 1 <= hops <= MAX_HOPS:
@@ -127,6 +138,7 @@ class Mesh:
         self._last_pex = -pex_interval
         self.max_attempts = max_attempts
         self.retry_after = retry_after
+        self.attempt_timeout = attempt_timeout
         self.tick = tick
         self.stats = MeshStats()
         self._signals = RateLimiter(signal_rate, signal_burst)
@@ -145,6 +157,7 @@ class Mesh:
         node.register(self, [Kind.PEX, Kind.SIGNAL])
         node.set_hello("mesh", MESH_VERSION)
         node.on("peer", self._on_peer)
+        self.p2pt.on("offerfailed", self._on_offer_failed)
         self.p2pt.more_peers_handler = self._more_peers
 
     # -- what the exchange taught ---------------------------------------------------------------
@@ -192,6 +205,7 @@ class Mesh:
                 return
             self.stats.pex_received += 1
             self._reports[peer_id] = listed
+            self._drop_unreachable(peer_id, {peer.peer_id for peer in listed})
             self._maintain()
             self._notify()
             return
@@ -205,12 +219,27 @@ class Mesh:
         self._sent.pop(peer_id, None)
         self._signals.discard(peer_id)
         self._pexes.discard(peer_id)
+        # A peer we were connecting to that connected and left before its hello (it closed the
+        # connection as one past its max_peers): that attempt is over.
+        self._end_attempt(peer_id, backoff=True)
         for attempt in list(self._attempts.values()):
             if attempt.via == peer_id and attempt.target not in self.p2pt.peers:
                 self._end_attempt(attempt.target, backoff=False)
         self._schedule_pex()
         self._maintain()
         self._notify()
+
+    def _drop_unreachable(self, via: str, listed: set[str]) -> None:
+        """End the attempts whose offer went through ``via`` to a peer ``via`` no longer lists,
+        while no answer came: the peer left or lost ``via`` (its answer goes back through
+        ``via``), so neither an answer nor a refusal will come. Left to time out, they would hold
+        their places for ``direct_offer_timeout`` (20 s); ended, the peer is tried again at once
+        through another neighbour that lists it, if any."""
+        for attempt in list(self._attempts.values()):
+            if attempt.via != via or attempt.target in listed or attempt.offer_id is None:
+                continue
+            if self.p2pt.waiting_offer(attempt.offer_id) is not None:
+                self._end_attempt(attempt.target, backoff=False)
 
     def on_refused(
         self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
@@ -222,6 +251,7 @@ class Mesh:
 
     def close(self) -> None:
         self._closed = True
+        self.p2pt.remove_listener("offerfailed", self._on_offer_failed)
         for timer in (self._pex_timer, self._ticker):
             if timer is not None:
                 timer.cancel()
@@ -373,11 +403,25 @@ class Mesh:
         else:
             self._end_attempt(attempt.target, backoff=True)
 
-    def _end_attempt(self, target: str, *, backoff: bool) -> None:
+    def _on_offer_failed(self, peer_id: str, offer_id: bytes) -> None:
+        """The connection an attempt's offer was making will not be: its answer was refused by
+        our caps, or it closed before it counted (one peer past max_peers here or at the peer,
+        or it never opened). End the attempt now and try another peer: left to time out, it
+        would hold its place among the attempts and in the degree (:meth:`_short`) for
+        ``direct_offer_timeout`` (20 s), and a node below ``min_peers`` would start none."""
+        attempt = self._attempts.get(peer_id)
+        if attempt is None or attempt.offer_id != offer_id or peer_id in self.p2pt.peers:
+            return  # not ours, or the peer is connected another way (its hello ends it)
+        self._end_attempt(peer_id, backoff=True)
+        self._maintain()
+
+    def _end_attempt(self, target: str, *, backoff: bool, abandon: bool = True) -> None:
+        """Forget an attempt; ``abandon``: close its offer and connection too (else they wait
+        out ``direct_offer_timeout``, and may still connect)."""
         attempt = self._attempts.pop(target, None)
         if attempt is None:
             return
-        if attempt.offer_id is not None:
+        if abandon and attempt.offer_id is not None:
             self.p2pt.abandon_offer(attempt.offer_id)
         if backoff:
             self._backoff[target] = time.monotonic() + self.retry_after * random.uniform(1, 2)
@@ -519,8 +563,8 @@ class Mesh:
             return
         now = time.monotonic()
         for target, attempt in list(self._attempts.items()):
-            if now - attempt.started > self.p2pt.direct_offer_timeout:
-                self._end_attempt(target, backoff=True)
+            if now - attempt.started > min(self.attempt_timeout, self.p2pt.direct_offer_timeout):
+                self._end_attempt(target, backoff=True, abandon=False)
         for pid, until in list(self._backoff.items()):
             if until <= now:
                 del self._backoff[pid]

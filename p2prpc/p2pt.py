@@ -18,6 +18,11 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
 - ``peerrefused(peer_id, error)``: a connection was closed before ``peerconnect`` because the
   peer did not prove the swarm secret or an identity we accept (secret and identity modes).
+- ``offerfailed(peer_id, offer_id)``: an offer of ours from :meth:`P2PT.make_offer` ended without
+  connecting: abandoned (:meth:`P2PT.abandon_offer`, or no answer in ``direct_offer_timeout``), its
+  answer refused or unusable, or its connection closed before it counted (it never opened, or
+  opened one peer past ``max_peers`` at either end). Whoever carries the offer learns at once
+  that it is over, instead of waiting out its timeout.
 - ``morepeers()``: more peers are wanted (``request_more_peers``, or a peer left below the
   bound); a signalling path other than the trackers (the p2prpc mesh) may find them.
 - ``destroy()``: ``destroy`` was called; nothing more will happen.
@@ -696,14 +701,21 @@ class P2PT(AsyncIOEventEmitter):
         channel.origin = tracker.announce_url if tracker is not None else ""
         self._adopt(channel)
 
-    def _adopt(self, channel: Channel, connect_timeout: float | None = None) -> None:
-        """Take over a connecting channel; close it unless it opens within ``connect_timeout``."""
+    def _adopt(
+        self,
+        channel: Channel,
+        connect_timeout: float | None = None,
+        offer_id: bytes | None = None,
+    ) -> None:
+        """Take over a connecting channel; close it unless it opens within ``connect_timeout``.
+        ``offer_id``: it is the connection of that offer from :meth:`make_offer` (``offerfailed``
+        if it closes before it counts)."""
         if self._destroyed:
             channel.close()
             return
         self._connecting.add(channel)
         channel.on_open = lambda: self._on_channel_ready(channel)
-        channel.on_close = lambda: self._on_channel_close(channel)
+        channel.on_close = lambda: self._on_channel_close(channel, offer_id)
         if connect_timeout is not None:
             timer = asyncio.get_running_loop().call_later(
                 connect_timeout, _close_unless_open, channel
@@ -727,7 +739,8 @@ class P2PT(AsyncIOEventEmitter):
         wanted: the peer is this one, ``max_direct_offers`` wait already, or the caps of
         :meth:`accepts_answer_from` refuse it. ``origin`` names the path (``relay:<peer id>``);
         ``extra``: a connection past ``max_peers`` (within ``max_extra_peers``). The offer waits
-        for :meth:`take_answer` at most ``direct_offer_timeout`` seconds.
+        for :meth:`take_answer` at most ``direct_offer_timeout`` seconds; ``offerfailed`` says
+        when it ends without connecting.
         """
         if (
             self._destroyed
@@ -740,6 +753,7 @@ class P2PT(AsyncIOEventEmitter):
         channel.origin = origin
         channel.extra = extra
         offer_id = bytes.fromhex(channel.name)
+        channel.on_close = lambda: self._offer_failed(peer_id, offer_id)
         timer = asyncio.get_running_loop().call_later(
             self.direct_offer_timeout, self.abandon_offer, offer_id
         )
@@ -815,7 +829,7 @@ class P2PT(AsyncIOEventEmitter):
         if not self.accepts_answer_from(peer_id, channel.extra):
             channel.close()
             return False
-        self._adopt(channel, self.direct_offer_timeout)
+        self._adopt(channel, self.direct_offer_timeout, offer_id)
         try:
             await channel.accept_answer(sdp)
         except Exception as e:  # as above
@@ -976,13 +990,15 @@ class P2PT(AsyncIOEventEmitter):
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
 
-    def _on_channel_close(self, channel: Channel) -> None:
+    def _on_channel_close(self, channel: Channel, offer_id: bytes | None = None) -> None:
         self._connecting.discard(channel)
         timer = self._proving.pop(channel, None)
         if timer is not None:
             timer.cancel()
         remote = self._remotes.get(channel.peer_id or "")
         if remote is None or remote.channels.get(channel.name) is not channel:
+            if offer_id is not None and channel.peer_id is not None:
+                self._offer_failed(channel.peer_id, offer_id)  # it closed before it counted
             return
         del remote.channels[channel.name]
         if not remote.channels:
@@ -993,6 +1009,10 @@ class P2PT(AsyncIOEventEmitter):
                 self.emit("peerclose", Peer(self, remote, channel.name))
                 if self.max_peers is not None and self._degree() < self.max_peers:
                     self._want_more_peers()
+
+    def _offer_failed(self, peer_id: str, offer_id: bytes) -> None:
+        if not self._destroyed:
+            self.emit("offerfailed", peer_id, offer_id)
 
     def _schedule_expiry(self) -> None:
         """Expire unfinished messages on a timer while any are held, even if nothing arrives."""

@@ -209,6 +209,108 @@ async def test_a_peer_flooding_relayed_offers_is_throttled_and_costs_no_memory()
         assert a.peer_id in b.p2pt.peers
 
 
+@pytest.mark.parametrize(
+    "full", ["answerer when it opens", "offerer at the answer", "offerer when it opens"]
+)
+async def test_an_attempt_whose_connection_a_bound_closes_ends_at_once(full: str) -> None:
+    # a (wanting 2 peers) knows only b, and through b's exchange c. c answers a's relayed offer
+    # while both have room, but one of them is full by the time the answer or the connection
+    # comes (other connections opened first, as when many nodes heal at once), so the answer is
+    # refused or the connection closed: no refusal is signalled. a must end that attempt when its
+    # connection goes, not hold it for direct_offer_timeout (20 s), counted in its degree, so
+    # starting no other one meanwhile.
+    async with AsyncExitStack() as stack:
+        tracker = TrackerServer("127.0.0.1", 0)
+        await tracker.start()
+        stack.push_async_callback(tracker.close)
+        b = loopback_node([tracker.url], "mesh-full")
+        a = loopback_node([tracker.url], "mesh-full", max_peers=4, min_peers=2)
+        c = loopback_node([tracker.url], "mesh-full", max_peers=2, min_peers=1)
+        for node in (b, a, c):
+            stack.push_async_callback(node.close)
+        real_answer, real_take = c.p2pt.answer_offer, a.p2pt.take_answer
+
+        def fill(node: Node) -> None:
+            node.p2pt.max_peers = node.p2pt.degree
+
+        async def answer(*args: Any, **kwargs: Any) -> str | None:
+            text = await real_answer(*args, **kwargs)
+            fill(c)
+            return text
+
+        async def take(*args: Any, **kwargs: Any) -> bool:
+            if full == "offerer at the answer":
+                fill(a)
+            taken = await real_take(*args, **kwargs)
+            if full == "offerer when it opens":
+                fill(a)
+            return taken
+
+        if full == "answerer when it opens":
+            c.p2pt.answer_offer = answer  # type: ignore[method-assign]
+        else:
+            a.p2pt.take_answer = take  # type: ignore[method-assign]
+        await b.start()
+        await a.start()
+        await a.wait_for_peers(1, 20)
+        a.p2pt.remove_tracker(tracker.url)  # a meets c only through b
+        await tracker.wait_for(lambda stats: stats.peers == 1)
+        await c.start()
+        await until([a, c], lambda: mesh(c).stats.answers_sent == 1, 20)
+        assert a.p2pt.direct_offer_timeout == 20
+        await until([a, c], lambda: c.peer_id not in mesh(a)._attempts, 5)
+        await until([a, c], lambda: c.peer_id not in a.p2pt.peers, 5)
+        await until([a, c], lambda: a.peer_id not in c.p2pt.peers, 5)
+        assert mesh(a).stats.connected == 0 and c.peer_id in mesh(a)._backoff
+        if full == "answerer when it opens":
+            assert mesh(a)._short() == 1  # free to try another peer, had it one
+
+
+@pytest.mark.parametrize("then", ["leaves", "stays silent"])
+async def test_an_attempt_that_gets_no_answer_ends_long_before_the_offer_times_out(
+    then: str,
+) -> None:
+    # a's offer reaches c through b, and c never answers: neither an answer nor a refusal will
+    # come. If c leaves, b's next exchange no longer lists c, and a ends the attempt then;
+    # whatever the reason, it holds its place for attempt_timeout (5 s) at most, not for
+    # direct_offer_timeout (20 s), counted in a's degree, starting no other one meanwhile.
+    async with AsyncExitStack() as stack:
+        tracker = TrackerServer("127.0.0.1", 0)
+        await tracker.start()
+        stack.push_async_callback(tracker.close)
+        b = loopback_node([tracker.url], "mesh-silent")
+        a = loopback_node([tracker.url], "mesh-silent", max_peers=4, min_peers=2)
+        c = loopback_node([tracker.url], "mesh-silent", max_peers=2, min_peers=1)
+        for node in (b, a, c):
+            stack.push_async_callback(node.close)
+        offered = asyncio.Event()
+
+        async def never_answer(*args: Any, **kwargs: Any) -> str | None:
+            offered.set()
+            await asyncio.Future()  # cancelled as c closes
+            return None
+
+        c.p2pt.answer_offer = never_answer  # type: ignore[method-assign]
+        await b.start()
+        await a.start()
+        await a.wait_for_peers(1, 20)
+        a.p2pt.remove_tracker(tracker.url)  # a meets c only through b
+        await tracker.wait_for(lambda stats: stats.peers == 1)
+        await c.start()
+        await asyncio.wait_for(offered.wait(), 20)
+        started = mesh(a)._attempts[c.peer_id].started
+        assert mesh(a)._attempts[c.peer_id].via == b.peer_id
+        assert a.p2pt.direct_offer_timeout == 20 and mesh(a).attempt_timeout == 5
+        if then == "leaves":
+            await c.close()
+            await until([a], lambda: c.peer_id not in mesh(a)._attempts, 3)
+            assert c.peer_id not in a.known_peers
+        else:
+            await until([a], lambda: c.peer_id not in mesh(a)._attempts, 10)
+            assert time.monotonic() - started < 8 and c.peer_id in mesh(a)._backoff
+        assert mesh(a)._short() == 1  # free to try another peer, had it one
+
+
 async def test_twelve_bounded_nodes_keep_a_connected_mesh_after_the_tracker_and_four_nodes_go() -> (
     None
 ):
