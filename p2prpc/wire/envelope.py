@@ -532,8 +532,13 @@ def _compact_publish(env: Envelope) -> bytes | None:
     """The compact header of a publish: hops (u8), how many peers it also went to (u8), topic
     length (u16), the topic (UTF-8), the publisher's peer id (20 bytes), each peer it also went
     to (20 bytes each), then, when signed, the Ed25519 public key (32) and signature (64).
-    None when the message has no publisher's peer id (it keeps the JSON header)."""
-    origin, topic = env.origin, (env.topic or "").encode()
+    None when the message has no publisher's peer id, or a topic UTF-8 cannot encode (a lone
+    surrogate, which JSON reads and writes as an escape): it keeps the JSON header."""
+    origin = env.origin
+    try:
+        topic = (env.topic or "").encode()
+    except UnicodeEncodeError:
+        return None
     if origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
         return None
     if not 0 < len(topic) <= 0xFFFF or not 0 <= env.hops <= 255:
