@@ -50,6 +50,7 @@ from .wire.envelope import Envelope, Kind
 from .wire.frames import new_message_id
 from .wire.mesh import (
     MAX_HOPS,
+    MAX_LISTED,
     ListedPeer,
     RateLimiter,
     Signal,
@@ -205,7 +206,8 @@ class Mesh:
                 return
             self.stats.pex_received += 1
             self._reports[peer_id] = listed
-            self._drop_unreachable(peer_id, {peer.peer_id for peer in listed})
+            if len(listed) < MAX_LISTED:  # a full list may be a sample: leaving out is no loss
+                self._drop_unreachable(peer_id, {peer.peer_id for peer in listed})
             self._maintain()
             self._notify()
             return
@@ -234,7 +236,8 @@ class Mesh:
         while no answer came: the peer left or lost ``via`` (its answer goes back through
         ``via``), so neither an answer nor a refusal will come. Left to time out, they would hold
         their places for ``direct_offer_timeout`` (20 s); ended, the peer is tried again at once
-        through another neighbour that lists it, if any."""
+        through another neighbour that lists it, if any. Not called for a pex of
+        :data:`MAX_LISTED` peers: a neighbour with more sends each a random sample of them."""
         for attempt in list(self._attempts.values()):
             if attempt.via != via or attempt.target in listed or attempt.offer_id is None:
                 continue
