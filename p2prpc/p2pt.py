@@ -1041,7 +1041,7 @@ class P2PT(AsyncIOEventEmitter):
                 future.set_exception(error)
 
     def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
-        if "data" in self.event_names():
+        if "data" in self.event_names() and self.listeners("data"):  # (a name may stay, empty)
             self.emit("data", Peer(self, remote, channel.name), data)
         if isinstance(data, bytes):
             first = data[0] if data else -1

@@ -127,7 +127,7 @@ async def test_nothing_is_handled_from_a_peer_dropped_in_the_middle_of_its_batch
     async with mesh(2, keepalive_interval=None) as m:
         a, b = m.nodes
         handler = Handler[Any, Any](echo, Cardinality.UNARY_UNARY, StringValue, StringValue)
-        b.add_service("t.Review", {"/t.Review/Echo": handler})
+        b.add_service("t.Hostile", {"/t.Hostile/Echo": handler})
         # b drops any peer that sends malformed input (a ban policy in the application).
         b.on("peerwarning", lambda peer_id, error: b.p2pt.peers[peer_id].destroy())
         served = AfterHandling(
@@ -137,7 +137,7 @@ async def test_nothing_is_handled_from_a_peer_dropped_in_the_middle_of_its_batch
             Envelope(
                 Kind.CALL,
                 7,
-                method="/t.Review/Echo",
+                method="/t.Hostile/Echo",
                 payload=StringValue(value="from a banned peer").SerializeToString(),
                 has_payload=True,
             )

@@ -1,4 +1,4 @@
-"""Review of attempts ending early: a relay's capped pex is a sample, not a loss."""
+"""Mesh attempts ending early: a relay's capped pex is a sample, not a loss."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review of the compact publish header: it must carry whatever the JSON header carries."""
+"""The compact publish header carries what the JSON header carries, or the JSON header goes."""
 
 from __future__ import annotations
 
