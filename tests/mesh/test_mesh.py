@@ -65,6 +65,32 @@ async def until(nodes: list[Node], condition: Callable[[], bool], timeout: float
             node.remove_listener(event, listener)
 
 
+async def relayed_trio(
+    stack: AsyncExitStack, identifier: str
+) -> tuple[TrackerServer, Node, Node, Node]:
+    """A tracker and three nodes, closed with ``stack``, not started: ``a`` wants 2 peers (at most
+    4), ``b`` is unbounded, ``c`` takes at most 2. :func:`meet_through_b` starts them."""
+    tracker = TrackerServer("127.0.0.1", 0)
+    await tracker.start()
+    stack.push_async_callback(tracker.close)
+    b = loopback_node([tracker.url], identifier)
+    a = loopback_node([tracker.url], identifier, max_peers=4, min_peers=2)
+    c = loopback_node([tracker.url], identifier, max_peers=2, min_peers=1)
+    for node in (b, a, c):
+        stack.push_async_callback(node.close)
+    return tracker, a, b, c
+
+
+async def meet_through_b(tracker: TrackerServer, a: Node, b: Node, c: Node) -> None:
+    """Start b, then a; take a off the tracker; start c: a meets c only through b's exchange."""
+    await b.start()
+    await a.start()
+    await a.wait_for_peers(1, 20)
+    a.p2pt.remove_tracker(tracker.url)
+    await tracker.wait_for(lambda stats: stats.peers == 1)
+    await c.start()
+
+
 @asynccontextmanager
 async def line(
     bound: int | None = 1, **options: Any
@@ -220,14 +246,7 @@ async def test_an_attempt_whose_connection_a_bound_closes_ends_at_once(full: str
     # connection goes, not hold it for direct_offer_timeout (20 s), counted in its degree, so
     # starting no other one meanwhile.
     async with AsyncExitStack() as stack:
-        tracker = TrackerServer("127.0.0.1", 0)
-        await tracker.start()
-        stack.push_async_callback(tracker.close)
-        b = loopback_node([tracker.url], "mesh-full")
-        a = loopback_node([tracker.url], "mesh-full", max_peers=4, min_peers=2)
-        c = loopback_node([tracker.url], "mesh-full", max_peers=2, min_peers=1)
-        for node in (b, a, c):
-            stack.push_async_callback(node.close)
+        tracker, a, b, c = await relayed_trio(stack, "mesh-full")
         real_answer, real_take = c.p2pt.answer_offer, a.p2pt.take_answer
 
         def fill(node: Node) -> None:
@@ -250,12 +269,7 @@ async def test_an_attempt_whose_connection_a_bound_closes_ends_at_once(full: str
             c.p2pt.answer_offer = answer  # type: ignore[method-assign]
         else:
             a.p2pt.take_answer = take  # type: ignore[method-assign]
-        await b.start()
-        await a.start()
-        await a.wait_for_peers(1, 20)
-        a.p2pt.remove_tracker(tracker.url)  # a meets c only through b
-        await tracker.wait_for(lambda stats: stats.peers == 1)
-        await c.start()
+        await meet_through_b(tracker, a, b, c)
         await until([a, c], lambda: mesh(c).stats.answers_sent == 1, 20)
         assert a.p2pt.direct_offer_timeout == 20
         await until([a, c], lambda: c.peer_id not in mesh(a)._attempts, 5)
@@ -275,14 +289,7 @@ async def test_an_attempt_that_gets_no_answer_ends_long_before_the_offer_times_o
     # whatever the reason, it holds its place for attempt_timeout (5 s) at most, not for
     # direct_offer_timeout (20 s), counted in a's degree, starting no other one meanwhile.
     async with AsyncExitStack() as stack:
-        tracker = TrackerServer("127.0.0.1", 0)
-        await tracker.start()
-        stack.push_async_callback(tracker.close)
-        b = loopback_node([tracker.url], "mesh-silent")
-        a = loopback_node([tracker.url], "mesh-silent", max_peers=4, min_peers=2)
-        c = loopback_node([tracker.url], "mesh-silent", max_peers=2, min_peers=1)
-        for node in (b, a, c):
-            stack.push_async_callback(node.close)
+        tracker, a, b, c = await relayed_trio(stack, "mesh-silent")
         offered = asyncio.Event()
 
         async def never_answer(*args: Any, **kwargs: Any) -> str | None:
@@ -291,12 +298,7 @@ async def test_an_attempt_that_gets_no_answer_ends_long_before_the_offer_times_o
             return None
 
         c.p2pt.answer_offer = never_answer  # type: ignore[method-assign]
-        await b.start()
-        await a.start()
-        await a.wait_for_peers(1, 20)
-        a.p2pt.remove_tracker(tracker.url)  # a meets c only through b
-        await tracker.wait_for(lambda stats: stats.peers == 1)
-        await c.start()
+        await meet_through_b(tracker, a, b, c)
         await asyncio.wait_for(offered.wait(), 20)
         started = mesh(a)._attempts[c.peer_id].started
         assert mesh(a)._attempts[c.peer_id].via == b.peer_id

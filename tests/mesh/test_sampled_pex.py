@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from p2prpc.testing import loopback_node
-from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.envelope import Envelope, Kind
 from p2prpc.wire.frames import new_message_id
 from p2prpc.wire.mesh import MAX_LISTED, ListedPeer, encode_pex
 
-from .test_mesh import mesh, until
+from .test_mesh import meet_through_b, mesh, relayed_trio, until
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,14 +25,7 @@ async def test_an_attempt_is_not_ended_by_a_full_pex_that_leaves_its_target_out(
     # _drop_unreachable read that as "b lost c" and abandoned the offer, so the answer found no
     # offer (take_answer: False) and the connection that would have opened never did.
     async with AsyncExitStack() as stack:
-        tracker = TrackerServer("127.0.0.1", 0)
-        await tracker.start()
-        stack.push_async_callback(tracker.close)
-        b = loopback_node([tracker.url], "mesh-sample")
-        a = loopback_node([tracker.url], "mesh-sample", max_peers=4, min_peers=2)
-        c = loopback_node([tracker.url], "mesh-sample", max_peers=2, min_peers=1)
-        for node in (b, a, c):
-            stack.push_async_callback(node.close)
+        tracker, a, b, c = await relayed_trio(stack, "mesh-sample")
         offered = asyncio.Event()
 
         async def slow_answer(*args: Any, **kwargs: Any) -> str | None:
@@ -43,12 +34,7 @@ async def test_an_attempt_is_not_ended_by_a_full_pex_that_leaves_its_target_out(
             return None
 
         c.p2pt.answer_offer = slow_answer  # type: ignore[method-assign]
-        await b.start()
-        await a.start()
-        await a.wait_for_peers(1, 20)
-        a.p2pt.remove_tracker(tracker.url)  # a meets c only through b
-        await tracker.wait_for(lambda stats: stats.peers == 1)
-        await c.start()
+        await meet_through_b(tracker, a, b, c)
         await asyncio.wait_for(offered.wait(), 20)
         attempt = mesh(a)._attempts[c.peer_id]
         assert attempt.via == b.peer_id and attempt.offer_id is not None
