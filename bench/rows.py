@@ -208,6 +208,20 @@ async def raw_pair(stack: AsyncExitStack, ctx: Context, name: str) -> tuple[Work
     return server, client
 
 
+async def js_pair(stack: AsyncExitStack, ctx: Context, name: str) -> tuple[Worker, Worker]:
+    """A JavaScript P2PT server and client in two node processes, connected through npm
+    bittorrent-tracker (inside the namespace)."""
+    url = await stack.enter_async_context(js_tracker())
+    server, client = await stack.enter_async_context(
+        workers([f"{name}-server", f"{name}-client"], ctx, node=True)
+    )
+    identifier = ctx.identifier(name)
+    await server.call("p2pt.join", urls=[url], identifier=identifier, serve=True)
+    await client.call("p2pt.join", urls=[url], identifier=identifier)
+    await client.call("p2pt.wait_peer")
+    return server, client
+
+
 async def grpc_pair(stack: AsyncExitStack, ctx: Context, name: str) -> tuple[Worker, Worker]:
     """A gRPC aio server and client in two processes, on loopback TCP."""
     server, client = await stack.enter_async_context(
@@ -549,14 +563,8 @@ def _bulk_phase(size: int, reps: Callable[[Plan], int], name: str) -> PhaseRun:
 async def bulk_js(ctx: Context) -> list[Figure]:
     size = 1_000_000
     speeds = []
-    async with (
-        js_tracker() as url,
-        workers(["bulk-js-server", "bulk-js-client"], ctx, node=True) as (server, client),
-    ):
-        identifier = ctx.identifier("bulk-js")
-        await server.call("p2pt.join", urls=[url], identifier=identifier, serve=True)
-        await client.call("p2pt.join", urls=[url], identifier=identifier)
-        await client.call("p2pt.wait_peer")
+    async with AsyncExitStack() as stack:
+        _, client = await js_pair(stack, ctx, "bulk-js")
         await client.call("p2pt.echo", size=size)  # warm-up
         for _ in range(ctx.plan.bulk_1mb):
             speeds.append(2 * size / MB / await client.call("p2pt.echo", size=size))
@@ -624,14 +632,8 @@ async def records_js(ctx: Context) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="p2prpc-bench-") as folder:
         path = Path(folder) / "records.bin"
         path.write_bytes(payload)
-        async with (
-            js_tracker() as url,
-            workers(["records-js-server", "records-js-client"], ctx, node=True) as (server, client),
-        ):
-            identifier = ctx.identifier("records-js")
-            await server.call("p2pt.join", urls=[url], identifier=identifier, serve=True)
-            await client.call("p2pt.join", urls=[url], identifier=identifier)
-            await client.call("p2pt.wait_peer")
+        async with AsyncExitStack() as stack:
+            _, client = await js_pair(stack, ctx, "records-js")
             await client.call("p2pt.echo_file", path=str(path), timeout=300)  # warm-up
             for _ in range(ctx.plan.records_10mb):
                 echo = await client.call("p2pt.echo_file", path=str(path), timeout=300)

@@ -887,17 +887,24 @@ class P2PT(AsyncIOEventEmitter):
             AuthError(f"no proof within {self.auth_timeout} s"),
         )
 
-    def _auth_frame(self, channel: Channel) -> bytes:
+    def _transcript(self, channel: Channel) -> dict[str, Any]:
+        """What a handshake frame on ``channel`` is bound to, both ways (``make_auth`` and
+        ``verify_auth``'s shared arguments)."""
         assert channel.peer_id is not None
         local, remote = channel.fingerprints()
+        return {
+            "info_hash": self.info_hash,
+            "local_id": self._peer_id,
+            "remote_id": bytes.fromhex(channel.peer_id),
+            "local_fingerprint": local,
+            "remote_fingerprint": remote,
+            "proof_key": self._proof_key,
+        }
+
+    def _auth_frame(self, channel: Channel) -> bytes:
         identity = self.identity
         return make_auth(
-            info_hash=self.info_hash,
-            local_id=self._peer_id,
-            remote_id=bytes.fromhex(channel.peer_id),
-            local_fingerprint=local,
-            remote_fingerprint=remote,
-            proof_key=self._proof_key,
+            **self._transcript(channel),
             public_key=identity.public_key if identity is not None else None,
             sign=identity.sign if identity is not None else None,
         )
@@ -905,17 +912,8 @@ class P2PT(AsyncIOEventEmitter):
     def _verify(self, channel: Channel, data: bytes) -> bytes | None:
         """The public key a handshake frame proves on this channel (AuthError if it proves not
         what we require)."""
-        assert channel.peer_id is not None
-        local, remote = channel.fingerprints()
-        key = verify_auth(
-            data,
-            info_hash=self.info_hash,
-            local_id=self._peer_id,
-            remote_id=bytes.fromhex(channel.peer_id),
-            local_fingerprint=local,
-            remote_fingerprint=remote,
-            proof_key=self._proof_key,
-        )
+        key = verify_auth(data, **self._transcript(channel))
+        assert channel.peer_id is not None  # the transcript names it
         if self.allowed_peers is not None and key not in self.allowed_peers:
             raise AuthError(
                 "the peer proves no identity"
