@@ -214,8 +214,7 @@ async def test_one_send_of_many_small_messages_never_packs_past_the_limit(count:
         b.binary_handler = on_binary
         a.send_raw(b.peer_id, [frame(0)], pack=pack_batch)  # opens the turn
         a.send_raw(b.peer_id, [frame(n, 8 * 1024) for n in range(1, count + 1)], pack=pack_batch)
-        await asyncio.sleep(0)  # one turn of the loop: what was corked leaves
-        a.send_raw(b.peer_id, [frame(999_999)])
+        a.send_raw(b.peer_id, [frame(999_999)])  # unpacked: what waits to be packed leaves first
         await asyncio.wait_for(done.wait(), 10)
         assert [number(f) for f in got] == [*range(count + 1), 999_999]
         assert all(sum(map(len, iter_batch(m))) <= BATCH_SIZE for m in messages if is_batch(m))
