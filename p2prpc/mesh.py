@@ -195,7 +195,7 @@ class Mesh:
 
     # -- the node's Layer -----------------------------------------------------------------------
 
-    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+    def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         now = time.monotonic()
         if envelope.kind is Kind.PEX:
             if not self._pexes.allow(peer_id, now):
@@ -215,6 +215,10 @@ class Mesh:
             self.stats.throttled += 1
             return
         self._on_signal(peer_id, decode_signal(envelope.body))
+
+    def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        """Nothing of the mesh is bound to one connection: a neighbour's list and its signals
+        hold while any connection to it does."""
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._reports.pop(peer_id, None)

@@ -62,8 +62,13 @@ STOP_TIMEOUT = 2.0
 class Layer(Protocol):
     """What handles some envelope kinds for a node (see :meth:`Node.register`)."""
 
-    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
-        """One envelope of a registered kind from ``peer_id``."""
+    def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
+        """One envelope of a registered kind from ``peer_id``, arrived on ``connection`` (the
+        connection's number, :attr:`p2prpc.p2pt.Peer.connection`)."""
+
+    def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        """One connection to ``peer_id`` closed: whatever was under way on it has ended, even
+        if the peer keeps other connections (``on_peer_lost`` follows when it was the last)."""
 
     def on_peer_lost(self, peer_id: str) -> None:
         """``peer_id`` went away: whatever is in progress with it has ended."""
@@ -296,6 +301,7 @@ class Node(AsyncIOEventEmitter):
         self._keepalive: asyncio.TimerHandle | None = None
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
+        p2pt.on("connectionclose", self._on_connectionclose)
         p2pt.on("msg", self._on_msg)
         p2pt.on("peerwarning", self._on_p2pt_warning)
         p2pt.binary_handler = self._on_binary
@@ -350,9 +356,14 @@ class Node(AsyncIOEventEmitter):
         return await found.reach_service(service, timeout)
 
     def peer_identity(self, peer_id: str) -> bytes | None:
-        """The public key ``peer_id`` proved on its connection to us, or ``None``."""
+        """The public key ``peer_id`` proved on its connections to us, or ``None``."""
         peer = self.p2pt.peers.get(peer_id)
         return peer.public_key if peer is not None else None
+
+    def connection_identity(self, peer_id: str, connection: int) -> bytes | None:
+        """The public key proven on connection number ``connection`` to ``peer_id`` (``None``:
+        none proven there, or the connection is closed): who sent what arrived on it."""
+        return self.p2pt.connection_key(peer_id, connection)
 
     # -- layers -------------------------------------------------------------------------------
 
@@ -444,9 +455,9 @@ class Node(AsyncIOEventEmitter):
         if not self._stopping:
             self.p2pt.request_more_peers()
 
-    def _send_control(self, peer_id: str, kind: Kind) -> None:
+    def _send_control(self, peer_id: str, kind: Kind, connection: int | None = None) -> None:
         with contextlib.suppress(PeerClosed, SendQueueFull):  # a full queue shows it is alive
-            self.send(peer_id, Envelope(kind, new_message_id()))
+            self.send(peer_id, Envelope(kind, new_message_id()), connection=connection)
 
     def _hear(self, peer_id: str) -> None:
         """Anything from a peer shows it is alive."""
@@ -624,44 +635,64 @@ class Node(AsyncIOEventEmitter):
         *,
         binary: bool | None = None,
         tag: Hashable | None = None,
-    ) -> None:
+        connection: int | None = None,
+    ) -> int:
         """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
-        which must be one it reads). ``tag``: what :meth:`withdraw` takes back while it waits to
-        be sent. Small binary envelopes sent to a peer whose hello says ``batch`` in the same turn
-        of the event loop leave packed together (``docs/PROTOCOL.md`` §4, Batches); the first of
-        them is not delayed. Raises :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
+        which must be one it reads); returns the number of the connection it went on
+        (``connection``: that one only, or :class:`~p2prpc.errors.PeerClosed`). ``tag``: what
+        :meth:`withdraw` takes back while it waits to be sent. Small binary envelopes sent to a
+        peer whose hello says ``batch`` in the same turn of the event loop leave packed together
+        (``docs/PROTOCOL.md`` §4, Batches); the first of them is not delayed. Raises
+        :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
         is at its cap (``max_send_queue`` bytes)."""
         if binary if binary is not None else self.is_binary(peer_id):
             info = self.peers.get(peer_id)
             if info is None:
-                self.p2pt.send_raw(peer_id, to_binary(envelope), tag=tag)
-                return
-            self.p2pt.send_raw(
+                sent = self.p2pt.send_raw(
+                    peer_id, to_binary(envelope), tag=tag, connection=connection
+                )
+                return sent.connection
+            return self.p2pt.send_raw(
                 peer_id,
                 to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
                 tag=tag,
                 pack=pack_batch if info.batch else None,
                 pack_limit=BATCH_SIZE,
-            )
-        else:
-            self.p2pt.post(peer_id, to_json(envelope), envelope.call_id, tag=tag)
+                connection=connection,
+            ).connection
+        return self.p2pt.post(
+            peer_id, to_json(envelope), envelope.call_id, tag=tag, connection=connection
+        )
 
     def withdraw(self, peer_id: str, tag: Hashable) -> None:
         """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
         self.p2pt.withdraw(peer_id, tag)
 
     def reply_status(
-        self, peer_id: str, call_id: int, status: Status, *, binary: bool | None = None
+        self,
+        peer_id: str,
+        call_id: int,
+        status: Status,
+        *,
+        binary: bool | None = None,
+        connection: int | None = None,
     ) -> None:
         """End a call with ``status`` (best effort: a peer that is gone, or whose send queue is
-        full, gets no answer). ``binary=False`` answers a call that came in the JSON form."""
+        full, gets no answer). ``binary=False`` answers a call that came in the JSON form;
+        ``connection``: on the connection the call came on."""
         with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.send(peer_id, Envelope(Kind.STATUS, call_id, status=status), binary=binary)
+            self.send(
+                peer_id,
+                Envelope(Kind.STATUS, call_id, status=status),
+                binary=binary,
+                connection=connection,
+            )
 
-    async def drain(self, peer_id: str) -> None:
-        """Wait while the data channel to this peer has much unsent data (stream backpressure)."""
-        await self.p2pt.drain(peer_id)
+    async def drain(self, peer_id: str, connection: int | None = None) -> None:
+        """Wait while the data channel to this peer (``connection``, if given) has much unsent
+        data (stream backpressure)."""
+        await self.p2pt.drain(peer_id, connection)
 
     # -- incoming -----------------------------------------------------------------------------
 
@@ -684,6 +715,13 @@ class Node(AsyncIOEventEmitter):
                 logger.exception("a layer failed on losing peer %s", peer.id)
         self.emit("peerclose", peer.id)
 
+    def _on_connectionclose(self, peer: Peer, connection: int) -> None:
+        for layer in list(self._layers.values()):
+            try:
+                layer.on_connection_lost(peer.id, connection)
+            except Exception:
+                logger.exception("a layer failed on losing a connection to %s", peer.id)
+
     def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
         self._hear(peer.id)
         if not is_envelope(msg) or peer.message_id is None:
@@ -694,28 +732,28 @@ class Node(AsyncIOEventEmitter):
             is_call = isinstance(msg, dict) and "call" in msg
             self._refuse(peer.id, peer.message_id, is_call, e, binary=False)
             return
-        self._route(peer.id, envelope)
+        self._route(peer.id, envelope, peer.connection)
 
-    def _on_binary(self, peer_id: str, data: bytes) -> None:
+    def _on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
         self._hear(peer_id)
         if not is_binary_envelope(data):
             return
         if not is_batch(data):
-            self._on_frame(peer_id, data)
+            self._on_frame(peer_id, data, connection)
             return
         try:
             for frame in iter_batch(data):
                 if not self.p2pt.is_connected(peer_id):
                     return  # dropped by an earlier frame: nothing more from it is handled
                 try:
-                    if not self._on_frame(peer_id, frame):
+                    if not self._on_frame(peer_id, frame, connection):
                         return  # a frame no sender packs: the rest of the batch goes with it
                 except Exception:  # as for a message of its own: the next frame is handled
                     logger.exception("handling a frame from %s failed", peer_id)
         except RemoteProtocolError as e:  # only the batch's own layout raises here
             self._refuse(peer_id, None, False, e)
 
-    def _on_frame(self, peer_id: str, data: bytes) -> bool:
+    def _on_frame(self, peer_id: str, data: bytes, connection: int) -> bool:
         """Read and route one binary frame; ``False`` when it is malformed (refused). A frame
         refused by a cap (a message over ``max_message_size``, too many unfinished) is refused
         too, and answered, but counts as read: a conforming sender may send it."""
@@ -728,7 +766,7 @@ class Node(AsyncIOEventEmitter):
                 self._refuse(peer_id, None, False, e)
             return not isinstance(e, EnvelopeError)
         if envelope is not None:
-            self._route(peer_id, envelope)
+            self._route(peer_id, envelope, connection)
         return True
 
     def _on_p2pt_warning(self, peer: Peer, error: Exception) -> None:
@@ -774,12 +812,12 @@ class Node(AsyncIOEventEmitter):
             status = Status(StatusCode.INVALID_ARGUMENT, str(error))
             self.reply_status(peer_id, call_id, status, binary=binary)
 
-    def _route(self, peer_id: str, envelope: Envelope) -> None:
+    def _route(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         if envelope.kind is Kind.HELLO:
             self._on_hello(peer_id, envelope.hello or {})
             return
         if envelope.kind is Kind.PING:
-            self._send_control(peer_id, Kind.PONG)
+            self._send_control(peer_id, Kind.PONG, connection)
             return
         if envelope.kind is Kind.PONG:
             return  # hearing it was the point
@@ -790,10 +828,11 @@ class Node(AsyncIOEventEmitter):
                     peer_id,
                     envelope.call_id,
                     Status(StatusCode.UNIMPLEMENTED, f"unknown service: {envelope.method}"),
+                    connection=connection,
                 )
             return
         try:
-            layer.on_envelope(peer_id, envelope)
+            layer.on_envelope(peer_id, envelope, connection)
         except RemoteProtocolError as e:
             self._refused(peer_id, envelope.kind, envelope.call_id, e)
         except Exception:

@@ -13,6 +13,9 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``data(peer, data)``: any data-channel message, raw, before decoding.
 - ``msg(peer, msg)``: a whole message nobody was waiting for; ``peer.respond(...)`` answers it.
 - ``peerclose(peer)``: the last data channel to a peer closed.
+- ``connectionclose(peer, connection)``: one counted connection to a peer closed (before
+  ``peerclose`` when it was the last); ``connection`` is its number (:attr:`Peer.connection`).
+  What was under way on that connection has ended, whatever other connections the peer keeps.
 - ``trackerconnect(tracker, stats)``: a tracker answered an announce.
 - ``trackerwarning(error, stats)``: a tracker could not be reached, dropped, failed or sent garbage.
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
@@ -72,8 +75,10 @@ from .wire.frames import (
 )
 from .wire.secret import (
     AUTH_MAGIC,
+    ID_NONCE_SIZE,
     AuthError,
     SealError,
+    bound_peer_id,
     derive_keys,
     is_auth_frame,
     make_auth,
@@ -116,14 +121,28 @@ class _RemotePeer:
         self.channels: dict[str, Channel] = {}
         self.waiting: dict[int, asyncio.Future[tuple[Peer, JSONValue]]] = {}
 
+    def usable(self, channel: Channel) -> bool:
+        """Whether ``channel`` is open and speaks for this peer: it proved the peer's key, or
+        the peer has none. (A connection that has yet to prove the key another connection
+        proved under this id carries nothing either way until it does.)"""
+        return channel.is_open and channel.public_key == self.public_key
+
     def open_channel(self, preferred: str | None = None) -> Channel | None:
+        """A usable channel to this peer: ``preferred`` (a label) if it is, else the first."""
         if preferred is not None:
             channel = self.channels.get(preferred)
-            if channel is not None and channel.is_open:
+            if channel is not None and self.usable(channel):
                 return channel
         for channel in self.channels.values():
-            if channel.is_open:
+            if self.usable(channel):
                 return channel
+        return None
+
+    def by_connection(self, connection: int) -> Channel | None:
+        """The usable channel numbered ``connection`` (:attr:`Channel.connection`), if any."""
+        for channel in self.channels.values():
+            if channel.connection == connection:
+                return channel if self.usable(channel) else None
         return None
 
 
@@ -151,8 +170,23 @@ class Peer:
     @property
     def public_key(self) -> bytes | None:
         """The peer's Ed25519 public key (32 bytes) when it proved holding it on a connection
-        of ours, else ``None``."""
+        of ours, else ``None``. Every connection of a peer proves this key, or is closed within
+        ``auth_timeout`` (see :attr:`connection_key` for the one this handle refers to)."""
         return self._remote.public_key
+
+    @property
+    def connection(self) -> int:
+        """The number of the connection this handle refers to (a message came on it), unique in
+        this process (:attr:`p2prpc.webrtc.Channel.connection`); 0 when it is closed."""
+        channel = self._remote.channels.get(self._channel_name)
+        return channel.connection if channel is not None else 0
+
+    @property
+    def connection_key(self) -> bytes | None:
+        """The key proven on the connection this handle refers to (``None``: none proven there
+        yet). What arrived on that connection comes from the holder of this key."""
+        channel = self._remote.channels.get(self._channel_name)
+        return channel.public_key if channel is not None else None
 
     @property
     def channel_name(self) -> str:
@@ -331,10 +365,6 @@ class P2PT(AsyncIOEventEmitter):
         self.identifier = identifier
         keys = derive_keys(secret, identifier) if secret is not None else None
         self.info_hash = keys.info_hash if keys is not None else info_hash_of(identifier)
-        self._peer_id = secrets.token_bytes(20)
-        self.peer_id = self._peer_id.hex()
-        self._signalling = Signalling(self.info_hash, self._peer_id, keys)
-        self._proof_key = keys.proof_key if keys is not None else None
         if identity is not None:
             from .identity import Identity  # cryptography is loaded only for identities
 
@@ -344,6 +374,17 @@ class P2PT(AsyncIOEventEmitter):
                     f"Identity.load(path)), not {type(identity).__name__}"
                 )
         self.identity = identity
+        # With an identity the peer id is bound to the key (wire.secret.bound_peer_id), so no
+        # other peer can prove a key under it; without one it is random, as in P2PT.
+        self._id_nonce = secrets.token_bytes(ID_NONCE_SIZE) if identity is not None else None
+        self._peer_id = (
+            bound_peer_id(identity.public_key, self._id_nonce)
+            if identity is not None and self._id_nonce is not None
+            else secrets.token_bytes(20)
+        )
+        self.peer_id = self._peer_id.hex()
+        self._signalling = Signalling(self.info_hash, self._peer_id, keys)
+        self._proof_key = keys.proof_key if keys is not None else None
         self.allowed_peers = frozenset(allowed_peers) if allowed_peers is not None else None
         if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):
             raise ValueError("allowed_peers are 32-byte Ed25519 public keys")
@@ -386,9 +427,10 @@ class P2PT(AsyncIOEventEmitter):
         self._remotes: dict[str, _RemotePeer] = {}
         self._connecting: set[Channel] = set()
         self._background_tasks: set[asyncio.Task[None]] = set()
-        #: Receives every binary data-channel message (``peer_id, data``); P2PT itself only reads
+        #: Receives every binary data-channel message (``peer_id, data, connection``: the number
+        #: of the connection it came on, as :attr:`Peer.connection`); P2PT itself only reads
         #: text frames. The p2prpc node reads its binary envelope here, off the event path.
-        self.binary_handler: Callable[[str, bytes], None] | None = None
+        self.binary_handler: Callable[[str, bytes, int], None] | None = None
         self._started = False
         self._destroyed = False
 
@@ -426,16 +468,26 @@ class P2PT(AsyncIOEventEmitter):
         return self._send(peer, msg, None, timeout)
 
     def post(
-        self, peer: Peer | str, msg: JSONValue, msg_id: int, *, tag: Hashable | None = None
-    ) -> None:
-        """Send ``msg`` on message id ``msg_id`` without waiting for a reply.
+        self,
+        peer: Peer | str,
+        msg: JSONValue,
+        msg_id: int,
+        *,
+        tag: Hashable | None = None,
+        connection: int | None = None,
+    ) -> int:
+        """Send ``msg`` on message id ``msg_id`` without waiting for a reply; returns the number
+        of the connection it went on.
 
         For protocols that run their own conversation over P2PT messages (the RPC layer): replies
-        to ``msg_id`` arrive as ``msg`` events. ``tag``: see :meth:`withdraw`. Raises
-        :class:`PeerClosed` when the peer is gone and :class:`~p2prpc.webrtc.SendQueueFull` when
-        the message does not fit in the channel's send queue (then nothing of it is sent).
+        to ``msg_id`` arrive as ``msg`` events. ``tag``: see :meth:`withdraw`. ``connection``:
+        only on that connection (:attr:`Peer.connection`). Raises :class:`PeerClosed` when the
+        peer (or that connection) is gone and :class:`~p2prpc.webrtc.SendQueueFull` when the
+        message does not fit in the channel's send queue (then nothing of it is sent).
         """
-        self._channel_for(peer).send(encode_message(msg, msg_id), tag=tag)
+        channel = self._channel_for(peer, connection)
+        channel.send(encode_message(msg, msg_id), tag=tag)
+        return channel.connection
 
     def send_raw(
         self,
@@ -445,14 +497,15 @@ class P2PT(AsyncIOEventEmitter):
         tag: Hashable | None = None,
         pack: Callable[[Sequence[bytes]], bytes] | None = None,
         pack_limit: int = 16 * 1024,
+        connection: int | None = None,
     ) -> Channel:
         """Send data-channel messages as they are (not P2PT frames); returns the channel used.
 
-        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`; ``pack``
-        and ``pack_limit`` (bytes): they may leave packed with others
-        (:meth:`p2prpc.webrtc.Channel.send`).
+        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`;
+        ``connection``: as for :meth:`post`; ``pack`` and ``pack_limit`` (bytes): they may leave
+        packed with others (:meth:`p2prpc.webrtc.Channel.send`).
         """
-        channel = self._channel_for(peer)
+        channel = self._channel_for(peer, connection)
         channel.send(data, tag=tag, pack=pack, pack_limit=pack_limit)
         return channel
 
@@ -468,21 +521,34 @@ class P2PT(AsyncIOEventEmitter):
             return 0
         return sum(channel.withdraw(tag) for channel in remote.channels.values())
 
-    async def drain(self, peer: Peer | str) -> None:
-        """Wait until what was sent to ``peer`` has left our queue for its data channel's buffer.
+    async def drain(self, peer: Peer | str, connection: int | None = None) -> None:
+        """Wait until what was sent to ``peer`` (on ``connection``, if given) has left our queue
+        for its data channel's buffer.
 
         Raises :class:`PeerClosed` when the peer is gone or its channel closes meanwhile.
         """
-        await self._channel_for(peer).drain()
+        await self._channel_for(peer, connection).drain()
 
-    def _channel_for(self, peer: Peer | str) -> Channel:
+    def _channel_for(self, peer: Peer | str, connection: int | None = None) -> Channel:
         peer_id = peer if isinstance(peer, str) else peer.id
         remote = self._remotes.get(peer_id)
+        if connection is not None:
+            channel = remote.by_connection(connection) if remote is not None else None
+            if channel is None:
+                raise PeerClosed(f"connection {connection} to peer {peer_id} is closed")
+            return channel
         preferred = None if isinstance(peer, str) else peer.channel_name
         channel = remote.open_channel(preferred) if remote is not None else None
         if channel is None:
             raise PeerClosed(f"peer {peer_id} is not connected")
         return channel
+
+    def connection_key(self, peer_id: str, connection: int) -> bytes | None:
+        """The key proven on connection ``connection`` to ``peer_id`` (``None``: none proven,
+        or the connection is closed)."""
+        remote = self._remotes.get(peer_id)
+        channel = remote.by_connection(connection) if remote is not None else None
+        return channel.public_key if channel is not None else None
 
     def add_tracker(self, announce_url: str) -> None:
         """Add a tracker and announce to it (``addTracker``)."""
@@ -876,9 +942,12 @@ class P2PT(AsyncIOEventEmitter):
         except (PeerClosed, AuthError) as e:
             self._refuse(channel, e)
             return
-        if not self._gated:
-            self._on_channel_open(channel)
+        known = self._remotes.get(channel.peer_id or "")
+        if not self._gated and (known is None or known.public_key is None):
+            self._on_channel_open(channel)  # counted now; a proof may follow (_on_late_proof)
             return
+        # A closed swarm, or another connection to a peer that proved a key: nothing from this
+        # one counts until it proves what is required (the same key, for a known peer).
         channel.on_message = lambda data: self._on_proof(channel, data)
         self._proving[channel] = asyncio.get_running_loop().call_later(
             self.auth_timeout,
@@ -906,6 +975,7 @@ class P2PT(AsyncIOEventEmitter):
         return make_auth(
             **self._transcript(channel),
             public_key=identity.public_key if identity is not None else None,
+            id_nonce=self._id_nonce,
             sign=identity.sign if identity is not None else None,
         )
 
@@ -920,9 +990,6 @@ class P2PT(AsyncIOEventEmitter):
                 if key is None
                 else "the peer's identity is not allowed"
             )
-        known = self._remotes.get(channel.peer_id)
-        if key is not None and known is not None and known.public_key not in (None, key):
-            raise AuthError("the peer proves another identity than on its other connections")
         return key
 
     def _on_proof(self, channel: Channel, data: str | bytes) -> None:
@@ -952,26 +1019,86 @@ class P2PT(AsyncIOEventEmitter):
         self.emit("peerrefused", channel.peer_id, error)
 
     def _on_late_proof(self, remote: _RemotePeer, channel: Channel, data: bytes) -> None:
-        """An identity proven on a connection already counted (open swarms)."""
+        """A handshake frame on a connection already counted (open swarms: the peer's first
+        connections count before any proof, as P2PT peers prove nothing).
+
+        A key proven here becomes the peer's: its other connections, which proved none, must
+        prove the same key within ``auth_timeout`` or are closed. What arrived on a connection
+        is attributed to what that connection proved (:attr:`Peer.connection_key`), never to
+        what another connection under the same peer id proved."""
+        if channel.public_key is not None or remote.channels.get(channel.name) is not channel:
+            self._refuse(channel, AuthError("a second handshake frame on one connection"))
+            return
         try:
             key = self._verify(channel, data)
         except AuthError as e:
             self._refuse(channel, e)
             return
-        if remote.public_key is None:
-            remote.public_key = key
+        if key is None:
+            if remote.public_key is not None:
+                self._refuse(channel, AuthError("the peer proves no key where it proved one"))
+            return
+        if remote.public_key not in (None, key):  # bound ids make this a forgery
+            self._refuse(channel, AuthError("the peer proves another key than its peer id's"))
+            return
+        timer = self._proving.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        channel.public_key = remote.public_key = key
+        for other in remote.channels.values():
+            if other.public_key is None and other not in self._proving:
+                self._expect_proof(other)
+
+    def _expect_proof(self, channel: Channel) -> None:
+        """Close ``channel`` unless it proves its peer's key within ``auth_timeout``."""
+        self._proving[channel] = asyncio.get_running_loop().call_later(
+            self.auth_timeout,
+            self._refuse,
+            channel,
+            AuthError(f"no proof of the peer's key within {self.auth_timeout} s"),
+        )
 
     def _on_channel_open(self, channel: Channel, public_key: bytes | None = None) -> None:
+        """Count a connection: a new peer, or one more connection of a known one.
+
+        A peer is the set of its connections, and all of them prove the same key (or none):
+        a connection proving no key, or another key, where the peer's connections proved one is
+        refused (``peerrefused``). A connection proving a key under a peer id that only
+        connections proving none hold takes the id over: the key is bound to the id (only its
+        holder can prove it there), so those were not that peer; they are closed first, and
+        the peer is new (``peerclose``, then ``peerconnect``).
+        """
         self._connecting.discard(channel)
         assert channel.peer_id is not None
+        channel.public_key = public_key
         remote = self._remotes.get(channel.peer_id)
+        if remote is not None and remote.channels and remote.public_key != public_key:
+            if public_key is None or remote.public_key is not None:
+                self._refuse(
+                    channel,
+                    AuthError(
+                        "the peer proves no key where its other connections proved one"
+                        if public_key is None
+                        else "the peer proves another key than on its other connections"
+                    ),
+                )
+                return
+            logger.warning(
+                "peer %s: a connection proves the key its id is bound to; closing the %d "
+                "that proved none under that id",
+                channel.peer_id[:8],
+                len(remote.channels),
+            )
+            for other in list(remote.channels.values()):
+                self._refuse(other, AuthError("another connection proves the key of this id"))
+            remote = self._remotes.get(channel.peer_id)
         new = remote is None or not remote.channels
         if new and self._degree() >= self._peer_limit(channel.extra):
             channel.close()  # answers to several offers can arrive at once: keep the bound
             return
         if remote is None:
             remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
-        if remote.public_key is None:
+        if new:
             remote.public_key = public_key
         surplus = None
         if len(remote.channels) >= self.max_channels_per_peer:
@@ -999,6 +1126,8 @@ class P2PT(AsyncIOEventEmitter):
                 self._offer_failed(channel.peer_id, offer_id)  # it closed before it counted
             return
         del remote.channels[channel.name]
+        if not self._destroyed:
+            self.emit("connectionclose", Peer(self, remote, channel.name), channel.connection)
         if not remote.channels:
             del self._remotes[remote.id]
             self._reassembler.discard(remote.id)
@@ -1039,6 +1168,10 @@ class P2PT(AsyncIOEventEmitter):
                 future.set_exception(error)
 
     def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
+        if channel.public_key != remote.public_key:  # yet to prove the peer's key: only that
+            if isinstance(data, bytes) and is_auth_frame(data):
+                self._on_late_proof(remote, channel, data)
+            return
         if "data" in self.event_names() and self.listeners("data"):  # (a name may stay, empty)
             self.emit("data", Peer(self, remote, channel.name), data)
         if isinstance(data, bytes):
@@ -1050,7 +1183,7 @@ class P2PT(AsyncIOEventEmitter):
                 # Not a P2PT frame (P2PT reads binary messages too, as UTF-8 text): the layer
                 # above may read it (the binary RPC envelope).
                 if self.binary_handler is not None:
-                    self.binary_handler(remote.id, data)
+                    self.binary_handler(remote.id, data, channel.connection)
                 return
         peer = Peer(self, remote, channel.name)
         try:
@@ -1083,6 +1216,7 @@ class P2PT(AsyncIOEventEmitter):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Peer, JSONValue]] = loop.create_future()
         remote = self._remotes.get(peer.id)
+        reply_id = msg_id
         if msg_id is None:
             msg_id = new_message_id()
             if remote is not None:
@@ -1092,7 +1226,12 @@ class P2PT(AsyncIOEventEmitter):
         if self._destroyed:
             future.set_exception(Destroyed("P2PT destroyed"))
             return reply
-        channel = remote.open_channel(peer.channel_name) if remote is not None else None
+        if remote is None:
+            channel = None
+        elif reply_id is None:
+            channel = remote.open_channel(peer.channel_name)
+        else:  # a respond answers on the connection its message came on, as in P2PT
+            channel = remote.by_connection(peer.connection)
         if remote is None or channel is None:
             future.set_exception(PeerClosed(f"peer {peer.id} is not connected"))
             return reply

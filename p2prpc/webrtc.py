@@ -28,6 +28,7 @@ import asyncio
 import asyncio.trsock
 import contextvars
 import enum
+import itertools
 import logging
 import secrets
 import socket
@@ -171,6 +172,10 @@ def size_udp_buffers(pc: RTCPeerConnection, size: int) -> list[tuple[int, int]]:
     return granted
 
 
+#: Numbers each connection of this process: what the layers above attribute calls to.
+_connection_numbers = itertools.count(1)
+
+
 class ChannelState(enum.Enum):
     NEW = "new"
     CONNECTING = "connecting"
@@ -211,7 +216,12 @@ class Channel:
         self.initiator = initiator
         self.pc = RTCPeerConnection(options.configuration())
         self.name: str = secrets.token_hex(20) if initiator else ""
+        #: This connection's number in this process (never reused; the label above is chosen by
+        #: the offerer, so it cannot tell two peers' connections apart).
+        self.connection: int = next(_connection_numbers)
         self.peer_id: str | None = None  # hex, known once the tracker tells us who answered
+        #: The Ed25519 key the peer proved on this connection's handshake (``None``: none, yet).
+        self.public_key: bytes | None = None
         #: How it was made: the tracker's announce URL, or ``relay:<peer id>`` through the mesh.
         self.origin = ""
         #: Made past the degree bound to reach a service (``P2PT.max_extra_peers``).

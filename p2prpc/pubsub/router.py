@@ -194,11 +194,15 @@ class Router:
 
     # -- the node's Layer ---------------------------------------------------------------------
 
-    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+    def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         if envelope.kind is Kind.WANT:
             self._on_want(peer_id, envelope)
         else:
             self._on_publish(peer_id, envelope)
+
+    def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        """Topic delivery is per neighbour, not per connection: what a neighbour was sent is
+        tracked by sequence numbers, whichever connection carried it."""
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._on_peerclose(peer_id)

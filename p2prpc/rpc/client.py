@@ -124,6 +124,8 @@ class _Attempt:
         self._request_seq = 0
         self.call_id = endpoint.open_client_call(peer_id, self)
         self.tag = ("client", self.call_id)  # what withdraws this call's unsent frames
+        #: The connection the call went on: it is continued there only, and ends with it.
+        self.connection: int | None = None
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -148,7 +150,7 @@ class _Attempt:
             compressed=compressed,
         )
         try:
-            self.node.send(self.peer_id, envelope, tag=self.tag)
+            self.connection = self.node.send(self.peer_id, envelope, tag=self.tag)
         except PeerClosed as e:
             self._finish(Status(StatusCode.UNAVAILABLE, str(e)))
             raise _Failed(Status(StatusCode.UNAVAILABLE, str(e)), may_have_run=False) from e
@@ -191,10 +193,10 @@ class _Attempt:
         try:
             while self.state is _AttemptState.SENT:  # once ended, its reader sees the status
                 try:
-                    self.node.send(self.peer_id, envelope, tag=self.tag)
+                    self.node.send(self.peer_id, envelope, tag=self.tag, connection=self.connection)
                     return
                 except SendQueueFull:
-                    await self.node.drain(self.peer_id)
+                    await self.node.drain(self.peer_id, self.connection)
         except PeerClosed:
             self.on_peer_lost()
 
@@ -204,7 +206,9 @@ class _Attempt:
             return
         self.node.withdraw(self.peer_id, self.tag)  # what was not sent yet never will be
         with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.node.send(self.peer_id, Envelope(Kind.CANCEL, self.call_id))
+            self.node.send(
+                self.peer_id, Envelope(Kind.CANCEL, self.call_id), connection=self.connection
+            )
         self._finish(status)
 
     # -- from the endpoint --------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 The node hands this layer every call envelope (``call``, ``msg``, ``end``, ``cancel`` for the calls
 it serves; ``headers``, ``reply``, ``status`` for the calls it makes) and tells it when a peer goes
-away. Calls are keyed by (peer id, call id), the P2PT message id they travel on.
+away. Calls are keyed by (peer id, call id), the P2PT message id they travel on, and each belongs
+to the connection it was made on: what arrives for it on another connection is not its, it is
+answered on that connection only, and it ends when that connection closes, whatever other
+connections the peer keeps.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ _CLIENT_KINDS = (Kind.HEADERS, Kind.REPLY, Kind.STATUS)
 class CallSide(Protocol):
     """One side of a call in progress, fed by the endpoint."""
 
+    #: The number of the connection the call was made on (``None`` while nothing was sent).
+    connection: int | None
+
     def on_envelope(self, envelope: Envelope) -> None: ...
 
     def on_peer_lost(self) -> None: ...
@@ -58,18 +64,20 @@ class Endpoint:
 
     # -- the node's Layer ---------------------------------------------------------------------
 
-    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+    def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         key = (peer_id, envelope.call_id)
         if envelope.kind is Kind.CALL:
-            self._on_call(peer_id, envelope)
-        elif envelope.kind in _SERVER_KINDS:
-            side = self._server.get(key)
-            if side is not None:
-                side.on_envelope(envelope)
-        else:
-            side = self._client.get(key)
-            if side is not None:
-                side.on_envelope(envelope)
+            self._on_call(peer_id, envelope, connection)
+            return
+        side = (self._server if envelope.kind in _SERVER_KINDS else self._client).get(key)
+        if side is not None and side.connection == connection:
+            side.on_envelope(envelope)
+
+    def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        for table in (self._client, self._server):
+            for key, side in list(table.items()):
+                if key[0] == peer_id and side.connection == connection:
+                    side.on_peer_lost()
 
     def on_peer_lost(self, peer_id: str) -> None:
         for table in (self._client, self._server):
@@ -120,7 +128,7 @@ class Endpoint:
 
     # -- serving ------------------------------------------------------------------------------
 
-    def _on_call(self, peer_id: str, envelope: Envelope) -> None:
+    def _on_call(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         from .server import ServerCall  # the server side builds on this module
 
         method = envelope.method or ""
@@ -132,6 +140,7 @@ class Endpoint:
                 envelope.call_id,
                 Status(StatusCode.UNAVAILABLE, "the server is shutting down"),
                 binary=form,
+                connection=connection,
             )
             return
         handler = node.method_handler(method)
@@ -143,6 +152,7 @@ class Endpoint:
                 envelope.call_id,
                 Status(StatusCode.UNIMPLEMENTED, f"unknown {what}: {method}"),
                 binary=form,
+                connection=connection,
             )
             return
         if (peer_id, envelope.call_id) in self._server:
@@ -156,10 +166,11 @@ class Endpoint:
                 envelope.call_id,
                 Status(StatusCode.RESOURCE_EXHAUSTED, "too many calls in progress"),
                 binary=form,
+                connection=connection,
             )
             return
         self._served_from[peer_id] = self._served_from.get(peer_id, 0) + 1
-        call = ServerCall(self, peer_id, envelope, handler)  # type: ignore[arg-type]
+        call = ServerCall(self, peer_id, envelope, handler, connection)  # type: ignore[arg-type]
         self._server[(peer_id, envelope.call_id)] = call
         self._idle.clear()
         call.start()

@@ -87,8 +87,9 @@ class ServicerContext:
 
     def peer_identities(self) -> list[bytes] | None:
         """``[public_key]`` (32 raw bytes) when the calling peer proved an Ed25519 identity on
-        its connection, ``None`` otherwise (as grpc answers for an unauthenticated peer)."""
-        key = self._call.node.peer_identity(self._call.peer_id)
+        the connection this call came on, ``None`` otherwise (as grpc answers for an
+        unauthenticated peer)."""
+        key = self._call.public_key
         return [key] if key is not None else None
 
     def peer_identity_key(self) -> str | None:
@@ -190,11 +191,20 @@ class ServerCall:
     """One incoming call in progress."""
 
     def __init__(
-        self, endpoint: Endpoint, peer_id: str, envelope: Envelope, handler: Handler[Any, Any]
+        self,
+        endpoint: Endpoint,
+        peer_id: str,
+        envelope: Envelope,
+        handler: Handler[Any, Any],
+        connection: int,
     ) -> None:
         self.endpoint = endpoint
         self.node = endpoint.node
         self.peer_id = peer_id
+        #: The connection the call came on: it is answered there, and ends when that closes.
+        self.connection: int | None = connection
+        #: The key proven on that connection when the call came (``None``: none).
+        self.public_key = self.node.connection_identity(peer_id, connection)
         self.call_id = envelope.call_id
         self.method = envelope.method or ""
         self.handler = handler
@@ -270,7 +280,12 @@ class ServerCall:
             return
         self.node.withdraw(self.peer_id, self.tag)
         with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.node.send(self.peer_id, self._status_envelope(status), binary=self.binary)
+            self.node.send(
+                self.peer_id,
+                self._status_envelope(status),
+                binary=self.binary,
+                connection=self.connection,
+            )
         self._cancel()
 
     def _cancel(self) -> None:
@@ -349,10 +364,16 @@ class ServerCall:
         """Send, waiting while the send queue to the peer is full (backpressure)."""
         while True:
             try:
-                self.node.send(self.peer_id, envelope, binary=self.binary, tag=self.tag)
+                self.node.send(
+                    self.peer_id,
+                    envelope,
+                    binary=self.binary,
+                    tag=self.tag,
+                    connection=self.connection,
+                )
                 return
             except SendQueueFull:
-                await self.node.drain(self.peer_id)
+                await self.node.drain(self.peer_id, self.connection)
 
     def _unexpected(self, error: BaseException) -> Envelope:
         logger.error("%s raised an unexpected error", self.method, exc_info=error)
@@ -373,7 +394,13 @@ class ServerCall:
         self.state = _State.CLOSED
         if final is not None:
             with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
-                self.node.send(self.peer_id, final, binary=self.binary, tag=self.tag)
+                self.node.send(
+                    self.peer_id,
+                    final,
+                    binary=self.binary,
+                    tag=self.tag,
+                    connection=self.connection,
+                )
         self._ended()
 
     def _ended(self) -> None:
@@ -382,7 +409,9 @@ class ServerCall:
 
     def send(self, envelope: Envelope) -> None:
         try:
-            self.node.send(self.peer_id, envelope, binary=self.binary, tag=self.tag)
+            self.node.send(
+                self.peer_id, envelope, binary=self.binary, tag=self.tag, connection=self.connection
+            )
         except PeerClosed:
             self._cancel()
             raise
@@ -400,7 +429,7 @@ class ServerCall:
             async for reply in handler.func(argument, context):
                 await self._send_waiting(self._reply(handler, reply, self._reply_seq))
                 self._reply_seq += 1
-                await self.node.drain(self.peer_id)
+                await self.node.drain(self.peer_id, self.connection)
             return self._status_envelope(self._final_status())
         reply = await handler.func(argument, context)
         if context.code() is not StatusCode.OK:

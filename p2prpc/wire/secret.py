@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "AuthFrame",
     "SealError",
     "SwarmKeys",
+    "bound_peer_id",
     "canonical_json",
     "decode_auth",
     "derive_keys",
@@ -66,13 +68,15 @@ NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 #: The first byte of a handshake frame: neither ``^`` (P2PT) nor 0xB7 (the binary envelope).
 AUTH_MAGIC: Final = 0xA5
-AUTH_VERSION: Final = 1
+AUTH_VERSION: Final = 2
 #: Handshake flags: what the frame proves.
 FLAG_SECRET: Final = 1
 FLAG_IDENTITY: Final = 2
 MAC_SIZE: Final = 32
 KEY_SIZE: Final = 32
 SIGNATURE_SIZE: Final = 64
+#: Random bytes that, with a public key, make the peer id of a node with an identity.
+ID_NONCE_SIZE: Final = 16
 _ZERO_ID: Final = bytes(20)
 _FINGERPRINT = re.compile(
     r"^a=fingerprint:sha-256 ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})\s*$", re.M
@@ -221,6 +225,23 @@ def sdp_fingerprint(sdp: str) -> bytes:
     return bytes.fromhex(found.group(1).replace(":", ""))
 
 
+def bound_peer_id(public_key: bytes, nonce: bytes) -> bytes:
+    """The 20-byte peer id of a node with an identity: the first 20 bytes of
+    SHA-256("p2prpc-peer-id-v1" 0x00 ‖ public key (32) ‖ nonce (16)).
+
+    A node with an identity takes this id (a fresh ``nonce`` each run, so it is as unlinkable
+    across runs as P2PT's random ids), and its handshake frame carries the nonce: a connection
+    that proves a key under an id not bound to that key is refused, so nobody can prove a key
+    under another node's id, and a key proven under an id outranks any connection that proves
+    none under the same id. Raises ``ValueError`` for a key that is not 32 bytes or a nonce that
+    is not 16.
+    """
+    if len(public_key) != KEY_SIZE or len(nonce) != ID_NONCE_SIZE:
+        raise ValueError("a bound peer id takes a 32-byte public key and a 16-byte nonce")
+    digest = hashlib.sha256(b"p2prpc-peer-id-v1\0" + public_key + nonce).digest()
+    return digest[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class AuthFrame:
     """A decoded handshake frame."""
@@ -228,6 +249,7 @@ class AuthFrame:
     flags: int
     mac: bytes | None
     public_key: bytes | None
+    id_nonce: bytes | None
     signature: bytes | None
 
 
@@ -243,6 +265,7 @@ def _transcript(
     receiver_fingerprint: bytes,
     flags: int,
     public_key: bytes | None,
+    id_nonce: bytes | None,
 ) -> bytes:
     """What a handshake frame's MAC and signature cover: who says it to whom, over which DTLS
     certificates (sender's first, so a frame cannot be reflected back), in which swarm."""
@@ -254,7 +277,7 @@ def _transcript(
             raise ValueError("fingerprints are 32 bytes (SHA-256)")
     return b"".join(
         (
-            b"p2prpc-auth-v1\0",
+            b"p2prpc-auth-v2\0",
             info_hash,
             sender_id,
             receiver_id,
@@ -262,6 +285,7 @@ def _transcript(
             receiver_fingerprint,
             bytes([flags]),
             public_key or b"",
+            id_nonce or b"",
         )
     )
 
@@ -275,15 +299,28 @@ def make_auth(
     remote_fingerprint: bytes,
     proof_key: bytes | None = None,
     public_key: bytes | None = None,
+    id_nonce: bytes | None = None,
     sign: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """Our handshake frame for one connection: a proof of the secret when ``proof_key`` is
-    given, a signature by our identity when ``public_key`` and ``sign`` are."""
+    given, a signature by our identity when ``public_key``, ``id_nonce`` and ``sign`` are
+    (``local_id`` must then be :func:`bound_peer_id` of the key and the nonce)."""
     flags = (FLAG_SECRET if proof_key is not None else 0) | (
         FLAG_IDENTITY if public_key is not None else 0
     )
+    if public_key is not None and (
+        id_nonce is None or bound_peer_id(public_key, id_nonce) != local_id
+    ):
+        raise ValueError("an identity's peer id must be bound_peer_id(public_key, id_nonce)")
     transcript = _transcript(
-        info_hash, local_id, remote_id, local_fingerprint, remote_fingerprint, flags, public_key
+        info_hash,
+        local_id,
+        remote_id,
+        local_fingerprint,
+        remote_fingerprint,
+        flags,
+        public_key,
+        id_nonce if public_key is not None else None,
     )
     out = bytearray((AUTH_MAGIC, AUTH_VERSION, flags))
     if proof_key is not None:
@@ -291,7 +328,8 @@ def make_auth(
     if public_key is not None:
         if sign is None or len(public_key) != KEY_SIZE:
             raise ValueError("an identity needs its 32-byte public key and a signing function")
-        out += public_key + sign(transcript)
+        assert id_nonce is not None  # checked above
+        out += public_key + id_nonce + sign(transcript)
     return bytes(out)
 
 
@@ -305,18 +343,19 @@ def decode_auth(data: bytes) -> AuthFrame:
     if flags & ~(FLAG_SECRET | FLAG_IDENTITY):
         raise AuthError(f"unknown handshake flags {flags:#x}")
     expected = 3 + (MAC_SIZE if flags & FLAG_SECRET else 0)
-    expected += KEY_SIZE + SIGNATURE_SIZE if flags & FLAG_IDENTITY else 0
+    expected += KEY_SIZE + ID_NONCE_SIZE + SIGNATURE_SIZE if flags & FLAG_IDENTITY else 0
     if len(data) != expected:
         raise AuthError(f"handshake frame of {len(data)} bytes, not {expected}")
     offset = 3
-    mac = key = signature = None
+    mac = key = nonce = signature = None
     if flags & FLAG_SECRET:
         mac = data[offset : offset + MAC_SIZE]
         offset += MAC_SIZE
     if flags & FLAG_IDENTITY:
         key = data[offset : offset + KEY_SIZE]
-        signature = data[offset + KEY_SIZE :]
-    return AuthFrame(flags, mac, key, signature)
+        nonce = data[offset + KEY_SIZE : offset + KEY_SIZE + ID_NONCE_SIZE]
+        signature = data[offset + KEY_SIZE + ID_NONCE_SIZE :]
+    return AuthFrame(flags, mac, key, nonce, signature)
 
 
 def verify_auth(
@@ -332,8 +371,9 @@ def verify_auth(
     """Check the remote's handshake frame for this connection; return the public key it proves
     (``None`` when it shows no identity).
 
-    With ``proof_key`` the frame must prove the secret. A signature, when present, must verify.
-    Raises :class:`AuthError` otherwise.
+    With ``proof_key`` the frame must prove the secret. A key, when present, must be the one
+    ``remote_id`` is bound to (:func:`bound_peer_id`) and its signature must verify. Raises
+    :class:`AuthError` otherwise.
     """
     frame = decode_auth(data)
     transcript = _transcript(
@@ -344,6 +384,7 @@ def verify_auth(
         local_fingerprint,
         frame.flags,
         frame.public_key,
+        frame.id_nonce,
     )
     if proof_key is not None:
         if frame.mac is None:
@@ -351,7 +392,9 @@ def verify_auth(
         if not hmac.compare_digest(frame.mac, hmac.digest(proof_key, transcript, "sha256")):
             raise AuthError("the peer's proof of the swarm secret is wrong for this connection")
     if frame.public_key is not None:
-        assert frame.signature is not None
+        assert frame.signature is not None and frame.id_nonce is not None
+        if bound_peer_id(frame.public_key, frame.id_nonce) != remote_id:
+            raise AuthError("the peer proves a key its peer id is not bound to")
         try:
             Ed25519PublicKey.from_public_bytes(frame.public_key).verify(frame.signature, transcript)
         except (InvalidSignature, ValueError):

@@ -16,6 +16,7 @@ from p2prpc.wire.secret import (
     AUTH_MAGIC,
     AuthError,
     SealError,
+    bound_peer_id,
     derive_keys,
     make_auth,
     open_sealed,
@@ -34,11 +35,14 @@ ENDS = {
     "local_fingerprint": b"\xaa" * 32,
     "remote_fingerprint": b"\xbb" * 32,
 }
+ME_NONCE = b"\x05" * 16
+ME_ID = bound_peer_id(ME.public_key, ME_NONCE)
 FRAME = make_auth(
-    local_id=b"\x01" * 20,
+    local_id=ME_ID,
     remote_id=b"\x02" * 20,
     proof_key=KEYS.proof_key,
     public_key=ME.public_key,
+    id_nonce=ME_NONCE,
     sign=ME.sign,
     **ENDS,
 )
@@ -77,7 +81,7 @@ def test_opening_sealed_text_raises_only_seal_error(text: str) -> None:
 @FUZZ
 @given(_mutations(FRAME))
 def test_handshake_frames_raise_only_auth_error(data: bytes) -> None:
-    args = {"local_id": b"\x02" * 20, "remote_id": b"\x01" * 20, "proof_key": KEYS.proof_key}
+    args = {"local_id": b"\x02" * 20, "remote_id": ME_ID, "proof_key": KEYS.proof_key}
     ends = {**ENDS, "local_fingerprint": ENDS["remote_fingerprint"]}
     ends["remote_fingerprint"] = ENDS["local_fingerprint"]
     try:

@@ -43,7 +43,7 @@ class Received:
         self.changed = asyncio.Event()
         b.binary_handler = self.on_binary
 
-    def on_binary(self, peer_id: str, data: bytes) -> None:
+    def on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
         self.messages.append(data)
         self.frames += list(iter_batch(data)) if is_batch(data) else [data]
         self.changed.set()
@@ -89,7 +89,7 @@ async def test_messages_without_pack_large_ones_and_text_keep_their_order_unpack
             if len(order) == 8:
                 done.set()
 
-        def on_binary(peer_id: str, data: bytes) -> None:
+        def on_binary(peer_id: str, data: bytes, connection: int) -> None:
             for f in iter_batch(data) if is_batch(data) else [data]:
                 seen(f"b{number(f)}:{len(f)}")
 

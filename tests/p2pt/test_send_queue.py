@@ -69,7 +69,7 @@ async def test_drain_frees_the_queue_for_the_next_send() -> None:
     async with swarm(2, max_send_queue=cap) as s:
         a, b = s.peers
         received = asyncio.Queue[bytes]()
-        b.binary_handler = lambda peer_id, data: received.put_nowait(data)
+        b.binary_handler = lambda peer_id, data, connection: received.put_nowait(data)
         channel = channel_to(a, b)
         for _ in range(40):
             try:
@@ -90,7 +90,7 @@ async def test_withdraw_drops_what_is_still_queued_with_that_tag() -> None:
         received: list[bytes] = []
         done = asyncio.Event()
 
-        def on_binary(peer_id: str, data: bytes) -> None:
+        def on_binary(peer_id: str, data: bytes, connection: int) -> None:
             received.append(data[:1])
             if data[:1] == b"\x09":
                 done.set()

@@ -263,11 +263,11 @@ async def test_a_subscriber_that_missed_a_message_gets_it_again_from_a_neighbour
         dropped: list[int] = []
         deliver = bob_router.on_envelope
 
-        def lossy(peer_id: str, envelope: Envelope) -> None:
+        def lossy(peer_id: str, envelope: Envelope, connection: int) -> None:
             if envelope.kind is Kind.PUBLISH and envelope.seq == 1 and not dropped:
                 dropped.append(envelope.seq)  # lost on the way, once
                 return
-            deliver(peer_id, envelope)
+            deliver(peer_id, envelope, connection)
 
         bob_router.on_envelope = lossy  # type: ignore[method-assign]
         topic = Topic(alice, "t", StringValue)

@@ -52,8 +52,8 @@ class AfterHandling:
         handler = node.p2pt.binary_handler
         assert handler is not None
 
-        def on_binary(peer_id: str, data: bytes) -> None:
-            handler(peer_id, data)
+        def on_binary(peer_id: str, data: bytes, connection: int) -> None:
+            handler(peer_id, data, connection)
             self.seen.append(check(peer_id, data))
             self.changed.set()
 
@@ -72,7 +72,7 @@ async def test_messages_sent_just_before_destroy_still_leave(pack: Any) -> None:
     async with swarm(2) as s:
         a, b = s.peers
         got: list[bytes] = []
-        b.binary_handler = lambda peer_id, data: got.extend(frames_of(data))
+        b.binary_handler = lambda peer_id, data, connection: got.extend(frames_of(data))
         closed = asyncio.Event()
         b.on("peerclose", lambda peer: closed.set())
         for n in range(5):
@@ -93,7 +93,7 @@ async def test_a_ping_that_cannot_be_answered_does_not_drop_the_rest_of_its_batc
         real = b.p2pt.binary_handler
         assert real is not None
 
-        def on_binary(peer_id: str, data: bytes) -> None:
+        def on_binary(peer_id: str, data: bytes, connection: int) -> None:
             # b's send queue toward a is full when the batch comes (a reads slowly).
             for size in (60_000, 1_000, 20):
                 while True:
@@ -102,7 +102,7 @@ async def test_a_ping_that_cannot_be_answered_does_not_drop_the_rest_of_its_batc
                     except SendQueueFull:
                         break
             assert channel.queued_bytes > cap - 20
-            real(peer_id, data)
+            real(peer_id, data, connection)
 
         b.p2pt.binary_handler = on_binary
         ping = to_binary(Envelope(Kind.PING, 1), compact=True)
@@ -205,7 +205,7 @@ async def test_one_send_of_many_small_messages_never_packs_past_the_limit(count:
         messages: list[bytes] = []
         done = asyncio.Event()
 
-        def on_binary(peer_id: str, data: bytes) -> None:
+        def on_binary(peer_id: str, data: bytes, connection: int) -> None:
             messages.append(data)
             got.extend(frames_of(data))
             if number(data) == 999_999:

@@ -58,9 +58,9 @@ def watch(node: Node) -> list[bytes]:
     handler = node.p2pt.binary_handler
     assert handler is not None
 
-    def on_binary(peer_id: str, data: bytes) -> None:
+    def on_binary(peer_id: str, data: bytes, connection: int) -> None:
         seen.append(data)
-        handler(peer_id, data)
+        handler(peer_id, data, connection)
 
     node.p2pt.binary_handler = on_binary
     return seen

@@ -20,6 +20,7 @@ from p2prpc.wire.secret import (
     SEAL_PREFIX,
     AuthError,
     SealError,
+    bound_peer_id,
     canonical_json,
     decode_auth,
     derive_keys,
@@ -181,15 +182,42 @@ def test_a_handshake_cannot_be_reflected_to_its_sender() -> None:
 
 
 def test_handshake_proves_an_identity() -> None:
-    me = Identity.generate()
-    frame = _frame(public_key=me.public_key, sign=me.sign)
-    assert _verify(frame) == me.public_key
+    me, nonce = Identity.generate(), b"\x07" * 16
+    my_id = bound_peer_id(me.public_key, nonce)
+    frame = _frame(local_id=my_id, public_key=me.public_key, id_nonce=nonce, sign=me.sign)
+    assert _verify(frame, remote_id=my_id) == me.public_key
     forged = bytearray(frame)
     forged[3:35] = Identity.generate().public_key  # claims another key with this signature
-    with pytest.raises(AuthError, match="signature"):
-        _verify(bytes(forged))
     with pytest.raises(AuthError):
-        _verify(frame, remote_fingerprint=FP_B)
+        _verify(bytes(forged), remote_id=my_id)
+    with pytest.raises(AuthError):
+        _verify(frame, remote_id=my_id, remote_fingerprint=FP_B)
+
+
+def test_a_key_is_proven_only_under_the_peer_id_bound_to_it() -> None:
+    """Whoever holds a key cannot prove it under another peer's id (the id is a hash of the
+    key and a nonce), nor move another key's proof to its own id."""
+    victim, attacker, nonce = Identity.generate(), Identity.generate(), b"\x01" * 16
+    victim_id = bound_peer_id(victim.public_key, nonce)
+    assert bound_peer_id(victim.public_key, nonce) == victim_id
+    assert bound_peer_id(victim.public_key, b"\x02" * 16) != victim_id
+    with pytest.raises(ValueError, match="bound"):  # our own code never makes such a frame
+        _frame(
+            local_id=victim_id, public_key=attacker.public_key, id_nonce=nonce, sign=attacker.sign
+        )
+    # An attacker building the frame by hand, with its own key under the victim's id:
+    attacker_id = bound_peer_id(attacker.public_key, nonce)
+    frame = _frame(
+        local_id=attacker_id, public_key=attacker.public_key, id_nonce=nonce, sign=attacker.sign
+    )
+    with pytest.raises(AuthError, match="not bound"):
+        _verify(frame, remote_id=victim_id)
+    changed = bytearray(frame)
+    changed[35:51] = b"\x02" * 16  # another nonce names another id
+    with pytest.raises(AuthError, match="not bound"):
+        _verify(bytes(changed), remote_id=attacker_id)
+    with pytest.raises(ValueError):
+        bound_peer_id(b"short", nonce)
 
 
 @given(st.binary(max_size=200))
