@@ -295,9 +295,10 @@ class Node(AsyncIOEventEmitter):
             raise ValueError("keepalive_interval and keepalive_timeout must be positive seconds")
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
-        self._heard: dict[str, float] = {}  # peer id → when it last sent anything (monotonic)
-        self._pinged: dict[str, float] = {}  # peer id → when it was pinged, unanswered
-        self._unsent: dict[str, int] = {}  # peer id → bytes waiting to it at the last check
+        # Keepalive watches each connection, keyed (peer id, connection): a call lives on one.
+        self._heard: dict[tuple[str, int], float] = {}  # when it last brought anything
+        self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
+        self._unsent: dict[tuple[str, int], int] = {}  # bytes waiting on it at the last check
         self._keepalive: asyncio.TimerHandle | None = None
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
@@ -412,37 +413,44 @@ class Node(AsyncIOEventEmitter):
         self._keepalive = asyncio.get_running_loop().call_later(tick, self._check_peers)
 
     def _check_peers(self) -> None:
-        """Ping idle peers; close those that left a ping unanswered past the timeout."""
+        """Ping idle connections; close those that left a ping unanswered past the timeout.
+
+        Each connection of a peer is watched on its own: traffic on a new connection says
+        nothing of an older one, and the calls made on that one end with it."""
         assert self.keepalive_interval is not None
         now = time.monotonic()
         self._reader.expire(now)
         for peer_id, info in list(self.peers.items()):
             if not info.keepalive:
                 continue
-            heard = self._heard.get(peer_id, now)
-            unsent = self._buffered(peer_id)
-            if unsent < self._unsent.get(peer_id, 0):
-                heard = self._heard[peer_id] = now  # its transport acknowledges what we send
-                self._pinged.pop(peer_id, None)
-            self._unsent[peer_id] = unsent
-            pinged = self._pinged.get(peer_id)
-            if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
-                logger.info(
-                    "peer %s answered no ping in %.1f s: closing it", peer_id[:8], now - heard
-                )
-                self._drop_peer(peer_id)
-            elif pinged is None and now - heard >= self.keepalive_interval:
-                self._pinged[peer_id] = now
-                self._send_control(peer_id, Kind.PING)
+            for connection in self.p2pt.connections(peer_id):
+                self._check_connection((peer_id, connection), now)
         if not self._stopping:
             self._schedule_keepalive()
 
-    def _buffered(self, peer_id: str) -> int:
-        """Bytes waiting to be sent to a peer (they drain only while the peer acknowledges)."""
-        try:
-            return self.p2pt._channel_for(peer_id).buffered_amount
-        except PeerClosed:
-            return 0
+    def _check_connection(self, key: tuple[str, int], now: float) -> None:
+        assert self.keepalive_interval is not None  # only called while keepalive runs
+        peer_id, connection = key
+        heard = self._heard.setdefault(key, now)
+        unsent = self.p2pt.buffered_amount(peer_id, connection)
+        if unsent < self._unsent.get(key, 0):
+            heard = self._heard[key] = now  # its transport acknowledges what we send
+            self._pinged.pop(key, None)
+        self._unsent[key] = unsent
+        pinged = self._pinged.get(key)
+        if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
+            logger.info(
+                "peer %s answered no ping on connection %d in %.1f s: closing it",
+                peer_id[:8],
+                connection,
+                now - heard,
+            )
+            self.p2pt.close_connection(peer_id, connection)
+            if not self.p2pt.is_connected(peer_id) and not self._stopping:
+                self.p2pt.request_more_peers()  # if it was only paused, it is found again soon
+        elif pinged is None and now - heard >= self.keepalive_interval:
+            self._pinged[key] = now
+            self._send_control(peer_id, Kind.PING, connection)
 
     def _drop_peer(self, peer_id: str) -> None:
         """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
@@ -459,11 +467,17 @@ class Node(AsyncIOEventEmitter):
         with contextlib.suppress(PeerClosed, SendQueueFull):  # a full queue shows it is alive
             self.send(peer_id, Envelope(kind, new_message_id()), connection=connection)
 
-    def _hear(self, peer_id: str) -> None:
-        """Anything from a peer shows it is alive."""
-        self._heard[peer_id] = time.monotonic()
+    def _hear(self, peer_id: str, connection: int) -> None:
+        """Anything on a connection shows it is alive."""
+        key = (peer_id, connection)
+        self._heard[key] = time.monotonic()
         if self._pinged:
-            self._pinged.pop(peer_id, None)
+            self._pinged.pop(key, None)
+
+    def _forget_connection(self, key: tuple[str, int]) -> None:
+        self._heard.pop(key, None)
+        self._pinged.pop(key, None)
+        self._unsent.pop(key, None)
 
     @property
     def stopping(self) -> bool:
@@ -704,9 +718,8 @@ class Node(AsyncIOEventEmitter):
 
     def _on_peerclose(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
-        self._heard.pop(peer.id, None)
-        self._pinged.pop(peer.id, None)
-        self._unsent.pop(peer.id, None)
+        for key in [key for key in self._heard if key[0] == peer.id]:
+            self._forget_connection(key)
         self._reader.discard(peer.id)
         for layer in list(self._layers.values()):
             try:
@@ -716,6 +729,7 @@ class Node(AsyncIOEventEmitter):
         self.emit("peerclose", peer.id)
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
+        self._forget_connection((peer.id, connection))
         for layer in list(self._layers.values()):
             try:
                 layer.on_connection_lost(peer.id, connection)
@@ -723,7 +737,7 @@ class Node(AsyncIOEventEmitter):
                 logger.exception("a layer failed on losing a connection to %s", peer.id)
 
     def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
-        self._hear(peer.id)
+        self._hear(peer.id, peer.connection)
         if not is_envelope(msg) or peer.message_id is None:
             return  # a plain P2PT message, for the application
         try:
@@ -735,7 +749,7 @@ class Node(AsyncIOEventEmitter):
         self._route(peer.id, envelope, peer.connection)
 
     def _on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
-        self._hear(peer_id)
+        self._hear(peer_id, connection)
         if not is_binary_envelope(data):
             return
         if not is_batch(data):

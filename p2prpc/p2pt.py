@@ -543,6 +543,27 @@ class P2PT(AsyncIOEventEmitter):
             raise PeerClosed(f"peer {peer_id} is not connected")
         return channel
 
+    def connections(self, peer_id: str) -> list[int]:
+        """The numbers of the usable connections to ``peer_id`` (:attr:`Peer.connection`)."""
+        remote = self._remotes.get(peer_id)
+        if remote is None:
+            return []
+        return [c.connection for c in remote.channels.values() if remote.usable(c)]
+
+    def buffered_amount(self, peer_id: str, connection: int) -> int:
+        """Bytes waiting to be sent on that connection (0 when it is closed)."""
+        remote = self._remotes.get(peer_id)
+        channel = remote.by_connection(connection) if remote is not None else None
+        return channel.buffered_amount if channel is not None else 0
+
+    def close_connection(self, peer_id: str, connection: int) -> None:
+        """Close one connection to ``peer_id`` (``connectionclose``; ``peerclose`` too when it
+        was the last)."""
+        remote = self._remotes.get(peer_id)
+        for channel in list(remote.channels.values()) if remote is not None else ():
+            if channel.connection == connection:
+                channel.close()
+
     def connection_key(self, peer_id: str, connection: int) -> bytes | None:
         """The key proven on connection ``connection`` to ``peer_id`` (``None``: none proven,
         or the connection is closed)."""
