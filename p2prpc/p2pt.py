@@ -292,8 +292,9 @@ class P2PT(AsyncIOEventEmitter):
 
     Other signalling paths: :meth:`make_offer`, :meth:`answer_offer`, :meth:`take_answer` make
     connections whose offers and answers something else carries (the p2prpc mesh relays them
-    through neighbours), sealed exactly as through a tracker. At most ``max_direct_offers`` (16)
-    such offers wait for an answer, each at most ``direct_offer_timeout`` seconds (20).
+    through neighbours), sealed exactly as through a tracker, or, with ``identity`` and ``secret``,
+    to the peer's own key (:attr:`seal_key`). At most ``max_direct_offers`` (16) such offers
+    wait for an answer, each at most ``direct_offer_timeout`` seconds (20).
     ``more_peers_handler``: asked first whenever more peers are wanted; when it returns true
     (it is finding some) and this peer has ``min_peers``, a peer leaving does not make it
     announce to the trackers again before their interval.
