@@ -6,7 +6,13 @@ two hops away (:attr:`Mesh.known_peers`). To connect to one of them it makes an 
 (:meth:`~p2prpc.p2pt.P2PT.make_offer`) and sends it in a ``signal`` to a neighbour that lists
 it; that neighbour passes it on, the peer answers the same way, and the connection is made with
 no tracker involved. In a secret swarm offers and answers are sealed exactly as through a tracker
-(and bound to their recipient), so relays can neither read nor alter them.
+(and bound to their recipient), so relays that are not members can neither read nor alter them;
+between peers with identities they are sealed to the recipient's own X25519 key, announced in the
+hello and in pex entries and signed by the peer's identity (:mod:`p2prpc.wire.sealbox`), so that
+no member relaying them can either. A pex entry whose seal key its identity did not sign for its
+peer id is dropped and counted (:attr:`MeshStats.bad_seal_keys`). A node with a seal key never
+falls back to the swarm seal for a peer listed with an identity (a relay could open that), and
+refuses an offer so sealed from a peer it knows has one.
 
 The mesh is used where it matters: a node below ``min_peers`` (or unbounded: short of every peer
 it knows of), or whose ``request_more_peers()`` is called, connects through it as well as
@@ -60,6 +66,7 @@ from .wire.mesh import (
     encode_pex,
     encode_signal,
 )
+from .wire.sealbox import SealKey, SealKeyError
 
 if TYPE_CHECKING:
     from .node import Node, PeerInfo
@@ -75,13 +82,15 @@ MAX_WANT = 300.0
 @dataclass(frozen=True)
 class KnownPeer:
     """A peer the exchange told of: what it serves, its public key (as a neighbour proved it
-    saw it), and the neighbours that list it (``via``)."""
+    saw it), the neighbours that list it (``via``), and the X25519 key it signed with that
+    public key for offers sealed to it (``seal_key``, verified)."""
 
     peer_id: str
     services: frozenset[str]
     topics: frozenset[str]
     public_key: bytes | None
     via: frozenset[str]
+    seal_key: SealKey | None = None
 
 
 @dataclass
@@ -97,6 +106,9 @@ class MeshStats:
     unroutable: int = 0
     throttled: int = 0
     connected: int = 0
+    #: Seal keys not signed by the identity they came with, for their peer id (in a hello or a
+    #: pex entry: a neighbour putting another X25519 key in a peer's place); they are ignored.
+    bad_seal_keys: int = 0
 
 
 @dataclass
@@ -145,6 +157,7 @@ class Mesh:
         self._signals = RateLimiter(signal_rate, signal_burst)
         self._pexes = RateLimiter(pex_rate, pex_burst)
         self._reports: dict[str, tuple[ListedPeer, ...]] = {}
+        self._seal_keys: dict[str, SealKey] = {}  # neighbours' seal keys, verified
         self._sent: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, _Attempt] = {}
         self._backoff: dict[str, float] = {}
@@ -157,6 +170,8 @@ class Mesh:
         self._closed = False
         node.register(self, [Kind.PEX, Kind.SIGNAL])
         node.set_hello("mesh", MESH_VERSION)
+        if self.p2pt.seal_key is not None:
+            node.set_hello("seal", self.p2pt.seal_key.to_text())
         node.on("peer", self._on_peer)
         self.p2pt.on("offerfailed", self._on_offer_failed)
         self.p2pt.more_peers_handler = self._more_peers
@@ -166,22 +181,27 @@ class Mesh:
     @property
     def known_peers(self) -> dict[str, KnownPeer]:
         """Every peer some neighbour lists (this node excluded), by id."""
-        merged: dict[str, tuple[set[str], set[str], bytes | None, set[str]]] = {}
+        merged: dict[str, tuple[set[str], set[str], set[str]]] = {}
+        keys: dict[str, bytes] = {}
+        seals: dict[str, SealKey] = {}
         for neighbour, listed in self._reports.items():
             for peer in listed:
-                if peer.peer_id == self.node.peer_id:
+                pid = peer.peer_id
+                if pid == self.node.peer_id:
                     continue
-                services, topics, key, via = merged.setdefault(
-                    peer.peer_id, (set(), set(), None, set())
-                )
+                services, topics, via = merged.setdefault(pid, (set(), set(), set()))
                 services |= peer.services
                 topics |= peer.topics
                 via.add(neighbour)
-                if key is None and peer.public_key is not None:
-                    merged[peer.peer_id] = (services, topics, peer.public_key, via)
+                if peer.public_key is not None:
+                    key = keys.setdefault(pid, peer.public_key)
+                    if peer.seal_key is not None and peer.seal_key.identity == key:
+                        seals.setdefault(pid, peer.seal_key)
         return {
-            pid: KnownPeer(pid, frozenset(s), frozenset(t), k, frozenset(v))
-            for pid, (s, t, k, v) in merged.items()
+            pid: KnownPeer(
+                pid, frozenset(s), frozenset(t), keys.get(pid), frozenset(v), seals.get(pid)
+            )
+            for pid, (s, t, v) in merged.items()
         }
 
     def _neighbours(self) -> dict[str, PeerInfo]:
@@ -204,6 +224,7 @@ class Mesh:
             listed = decode_pex(envelope.body)
             if peer_id not in self.p2pt.peers:
                 return
+            listed = self._signed_seal_keys(peer_id, listed)
             self.stats.pex_received += 1
             self._reports[peer_id] = listed
             if len(listed) < MAX_LISTED:  # a full list may be a sample: leaving out is no loss
@@ -222,6 +243,7 @@ class Mesh:
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._reports.pop(peer_id, None)
+        self._seal_keys.pop(peer_id, None)
         self._sent.pop(peer_id, None)
         self._signals.discard(peer_id)
         self._pexes.discard(peer_id)
@@ -234,6 +256,58 @@ class Mesh:
         self._schedule_pex()
         self._maintain()
         self._notify()
+
+    def _binds(self, peer_id: str, public_key: bytes | None, record: SealKey) -> bool:
+        """Whether ``record`` is signed by ``public_key`` (the identity known for ``peer_id``)
+        for ``peer_id`` in this swarm."""
+        return (
+            public_key is not None
+            and record.identity == public_key
+            and record.verify(info_hash=self.p2pt.info_hash, peer_id=bytes.fromhex(peer_id))
+        )
+
+    def _signed_seal_keys(
+        self, neighbour: str, listed: tuple[ListedPeer, ...]
+    ) -> tuple[ListedPeer, ...]:
+        """``listed`` without the entries whose seal key the listed identity did not sign for
+        that peer id (counted): a neighbour that puts another X25519 key in a peer's place, so
+        that offers to the peer would be sealed to it, is not believed about that peer at all.
+        Entries as the neighbour listed them last time were checked then."""
+        before = set(self._reports.get(neighbour, ()))
+        kept = []
+        for peer in listed:
+            if (
+                peer.seal_key is None
+                or peer in before
+                or self._binds(peer.peer_id, peer.public_key, peer.seal_key)
+            ):
+                kept.append(peer)
+                continue
+            self.stats.bad_seal_keys += 1
+            logger.warning(
+                "neighbour %s lists %s with a seal key its identity did not sign; ignored",
+                neighbour[:8],
+                peer.peer_id[:8],
+            )
+        return tuple(kept)
+
+    def _learn_seal_key(self, info: PeerInfo) -> None:
+        """Keep the seal key a neighbour's hello announces if its proven identity signed it."""
+        value = info.extra.get("seal")
+        known = self._seal_keys.pop(info.peer_id, None)
+        if value is None:
+            return
+        try:
+            record = SealKey.from_text(value)
+        except SealKeyError:
+            record = None
+        if record is not None and (
+            record == known or self._binds(info.peer_id, info.public_key, record)
+        ):
+            self._seal_keys[info.peer_id] = record
+            return
+        self.stats.bad_seal_keys += 1
+        logger.warning("peer %s announces a seal key it did not sign; ignored", info.peer_id[:8])
 
     def _drop_unreachable(self, via: str, listed: set[str]) -> None:
         """End the attempts whose offer went through ``via`` to a peer ``via`` no longer lists,
@@ -276,6 +350,7 @@ class Mesh:
             return
         if self._ticker is None:
             self._schedule_tick()
+        self._learn_seal_key(info)
         if info.peer_id in self._attempts:
             self._end_attempt(info.peer_id, backoff=False)
             self.stats.connected += 1
@@ -296,7 +371,7 @@ class Mesh:
         self._last_pex = asyncio.get_running_loop().time()
         neighbours = self._neighbours()
         entries = [
-            ListedPeer(pid, info.services, info.topics, info.public_key)
+            ListedPeer(pid, info.services, info.topics, info.public_key, self._seal_keys.get(pid))
             for pid, info in neighbours.items()
         ]
         for pid in neighbours:
@@ -336,7 +411,17 @@ class Mesh:
             and pid not in self._attempts
             and self._backoff.get(pid, 0.0) <= now
             and peer.via & neighbours.keys()
+            and self._sealable(peer)
         ]
+
+    def _sealable(self, peer: KnownPeer) -> bool:
+        """Whether an offer to ``peer`` can be sealed as it must be. A node that seals to keys
+        (an identity in a secret swarm) seals to the peer's key; it offers nothing sealed with
+        the swarm key, which the relays hold, to a peer listed with an identity but no seal key,
+        nor to any peer when ``allowed_peers`` says every peer has one."""
+        if self.p2pt.seal_key is None or peer.seal_key is not None:
+            return True
+        return peer.public_key is None and self.p2pt.allowed_peers is None
 
     def _maintain(self) -> None:
         """Start connections while below the degree wanted, or a wanted service has no server."""
@@ -382,11 +467,11 @@ class Mesh:
     def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
         via = random.choice(sorted(peer.via & self._neighbours().keys()))
         attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
-        self._spawn(self._offer(attempt, extra))
+        self._spawn(self._offer(attempt, extra, peer.seal_key))
 
-    async def _offer(self, attempt: _Attempt, extra: bool) -> None:
+    async def _offer(self, attempt: _Attempt, extra: bool, seal_to: SealKey | None) -> None:
         made = await self.p2pt.make_offer(
-            attempt.target, origin=f"relay:{attempt.via}", extra=extra
+            attempt.target, origin=f"relay:{attempt.via}", extra=extra, seal_to=seal_to
         )
         if self._attempts.get(attempt.target) is not attempt:
             if made is not None:
@@ -506,7 +591,12 @@ class Mesh:
     async def _answer(self, neighbour: str, offer: Signal, origin: str, offer_id: bytes) -> None:
         assert offer.sdp is not None
         text = await self.p2pt.answer_offer(
-            offer.from_id, offer_id, offer.sdp, origin=origin, extra=offer.extra
+            offer.from_id,
+            offer_id,
+            offer.sdp,
+            origin=origin,
+            extra=offer.extra,
+            sender_identity=self._identity_of(offer.from_id),
         )
         if text is None:
             self._refuse(neighbour, offer)
@@ -516,6 +606,14 @@ class Mesh:
         )
         if self._send_signal(neighbour, answer):
             self.stats.answers_sent += 1
+
+    def _identity_of(self, peer_id: str) -> bytes | None:
+        """The Ed25519 key ``peer_id`` proved to us, else the one the exchange lists for it."""
+        info = self.node.peers.get(peer_id)
+        if info is not None and info.public_key is not None:
+            return info.public_key
+        known = self.known_peers.get(peer_id)
+        return known.public_key if known is not None else None
 
     async def _take(self, peer_id: str, offer_id: bytes, text: str) -> None:
         await self.p2pt.take_answer(peer_id, offer_id, text)

@@ -73,6 +73,7 @@ from .wire.frames import (
     encode_message,
     new_message_id,
 )
+from .wire.sealbox import SealKey, SealKeyPair
 from .wire.secret import (
     AUTH_MAGIC,
     ID_NONCE_SIZE,
@@ -325,8 +326,9 @@ class P2PT(AsyncIOEventEmitter):
 
     Other signalling paths: :meth:`make_offer`, :meth:`answer_offer`, :meth:`take_answer` make
     connections whose offers and answers something else carries (the p2prpc mesh relays them
-    through neighbours), sealed exactly as through a tracker. At most ``max_direct_offers`` (16)
-    such offers wait for an answer, each at most ``direct_offer_timeout`` seconds (20).
+    through neighbours), sealed exactly as through a tracker, or, with ``identity`` and ``secret``,
+    to the peer's own key (:attr:`seal_key`). At most ``max_direct_offers`` (16) such offers
+    wait for an answer, each at most ``direct_offer_timeout`` seconds (20).
     ``more_peers_handler``: asked first whenever more peers are wanted; when it returns true
     (it is finding some) and this peer has ``min_peers``, a peer leaving does not make it
     announce to the trackers again before their interval.
@@ -385,6 +387,14 @@ class P2PT(AsyncIOEventEmitter):
         self.peer_id = self._peer_id.hex()
         self._signalling = Signalling(self.info_hash, self._peer_id, keys)
         self._proof_key = keys.proof_key if keys is not None else None
+        if identity is not None and keys is not None:  # relayed offers are sealed to this key
+            self._signalling.own_key = SealKeyPair.generate(
+                identity=identity.public_key,
+                sign=identity.sign,
+                info_hash=self.info_hash,
+                peer_id=self._peer_id,
+            )
+        self._offer_seals: dict[bytes, SealKey] = {}  # our relayed offers sealed to a peer's key
         self.allowed_peers = frozenset(allowed_peers) if allowed_peers is not None else None
         if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):
             raise ValueError("allowed_peers are 32-byte Ed25519 public keys")
@@ -725,6 +735,13 @@ class P2PT(AsyncIOEventEmitter):
         return self._signalling
 
     @property
+    def seal_key(self) -> SealKey | None:
+        """The signed record of this peer's X25519 key, to which peers seal relayed offers and
+        answers (:mod:`p2prpc.wire.sealbox`): with an identity in a secret swarm, else ``None``."""
+        own = self._signalling.own_key
+        return own.record if own is not None else None
+
+    @property
     def secret_mode(self) -> bool:
         """Whether this is a closed swarm (``secret`` was given)."""
         return self._proof_key is not None
@@ -817,15 +834,18 @@ class P2PT(AsyncIOEventEmitter):
     # -- signalling through other paths (the mesh) ---------------------------------------------
 
     async def make_offer(
-        self, peer_id: str, *, origin: str, extra: bool = False
+        self, peer_id: str, *, origin: str, extra: bool = False, seal_to: SealKey | None = None
     ) -> tuple[bytes, str] | None:
         """A fresh offer for ``peer_id``, to be carried by another path than a tracker.
 
         Returns ``(offer_id, text)``: the text is the SDP, sealed for ``peer_id`` in a secret
-        swarm (as an offer through a tracker, its recipient bound too). ``None`` when no offer is
-        wanted: the peer is this one, ``max_direct_offers`` wait already, or the caps of
-        :meth:`accepts_answer_from` refuse it. ``origin`` names the path (``relay:<peer id>``);
-        ``extra``: a connection past ``max_peers`` (within ``max_extra_peers``). The offer waits
+        swarm (as an offer through a tracker, its recipient bound too); with ``seal_to`` (the
+        peer's :class:`~p2prpc.wire.sealbox.SealKey`, verified for ``peer_id`` by the caller) and
+        our own :attr:`seal_key`, sealed to that key, and its answer must be sealed back to ours.
+        ``None`` when no offer is wanted: the peer is this one, ``max_direct_offers`` wait
+        already, the caps of :meth:`accepts_answer_from` refuse it, or ``seal_to`` is unusable.
+        ``origin`` names the path (``relay:<peer id>``); ``extra``: a connection past
+        ``max_peers`` (within ``max_extra_peers``). The offer waits
         for :meth:`take_answer` at most ``direct_offer_timeout`` seconds; ``offerfailed`` says
         when it ends without connecting.
         """
@@ -848,11 +868,21 @@ class P2PT(AsyncIOEventEmitter):
         sdp = await channel.create_offer()
         if offer_id not in self._direct_offers:  # abandoned meanwhile
             return None
-        return offer_id, self._signalling.seal_offer(offer_id, sdp, bytes.fromhex(peer_id))
+        if seal_to is None or self._signalling.own_key is None:
+            return offer_id, self._signalling.seal_offer(offer_id, sdp, bytes.fromhex(peer_id))
+        try:
+            text = self._signalling.seal_offer_to(offer_id, sdp, bytes.fromhex(peer_id), seal_to)
+        except SealError as e:
+            logger.warning("cannot seal an offer to %s: %s", peer_id[:8], e)
+            self.abandon_offer(offer_id)
+            return None
+        self._offer_seals[offer_id] = seal_to
+        return offer_id, text
 
     def abandon_offer(self, offer_id: bytes) -> None:
         """Close one of our offers from :meth:`make_offer` that no answer will reach."""
         entry = self._direct_offers.pop(offer_id, None)
+        self._offer_seals.pop(offer_id, None)
         if entry is not None:
             entry[2].cancel()
             entry[0].close()
@@ -863,20 +893,32 @@ class P2PT(AsyncIOEventEmitter):
         return entry[1] if entry is not None else None
 
     async def answer_offer(
-        self, peer_id: str, offer_id: bytes, text: str, *, origin: str, extra: bool = False
+        self,
+        peer_id: str,
+        offer_id: bytes,
+        text: str,
+        *,
+        origin: str,
+        extra: bool = False,
+        sender_identity: bytes | None = None,
     ) -> str | None:
         """Answer ``peer_id``'s offer carried by another path than a tracker.
 
-        Returns the answer's text (sealed for ``peer_id`` in a secret swarm), or ``None`` when
-        it is not answered: the caps of :meth:`accepts_offer_from` refuse it, the offer does not
-        open (counted in ``signalling.refused``), or its SDP is unusable. The connection, once
-        open, counts as any other (``peerconnect`` after the handshake).
+        Returns the answer's text (sealed for ``peer_id`` in a secret swarm; to its key when the
+        offer was sealed to ours), or ``None`` when it is not answered: the caps of
+        :meth:`accepts_offer_from` refuse it, the offer does not open (counted in
+        ``signalling.refused``), or its SDP is unusable. ``sender_identity``: the Ed25519 key the
+        path says ``peer_id`` has; with it (or ``allowed_peers``) and our own :attr:`seal_key`,
+        the offer must be sealed to our key by that identity (one of ``allowed_peers``): one
+        sealed with the swarm key could have been opened or made by a relay. The connection,
+        once open, counts as any other (``peerconnect`` after the handshake).
         """
         if peer_id == self.peer_id or not self.accepts_offer_from(peer_id, extra):
             return None
+        senders = {sender_identity} if sender_identity is not None else self.allowed_peers
         try:
-            sdp = self._signalling.open_offer(
-                bytes.fromhex(peer_id), offer_id, text, addressed=True
+            sdp, sender = self._signalling.open_relayed_offer(
+                bytes.fromhex(peer_id), offer_id, text, senders=senders
             )
         except SealError as e:
             logger.warning("relayed offer from %s does not open: %s", peer_id[:8], e)
@@ -894,22 +936,35 @@ class P2PT(AsyncIOEventEmitter):
             return None
         if channel.state is ChannelState.CLOSED:
             return None
+        if sender is not None:
+            try:
+                return self._signalling.seal_answer_to(
+                    bytes.fromhex(peer_id), offer_id, answer, sender
+                )
+            except SealError as e:  # its key is a low-order point: nothing can be sealed to it
+                logger.warning("cannot seal an answer to %s: %s", peer_id[:8], e)
+                channel.close()
+                return None
         return self._signalling.seal_answer(bytes.fromhex(peer_id), offer_id, answer)
 
     async def take_answer(self, peer_id: str, offer_id: bytes, text: str) -> bool:
         """Take ``peer_id``'s answer to our offer ``offer_id`` (from :meth:`make_offer`).
 
         False when no such offer waits for that peer, the answer does not open (the offer then
-        keeps waiting for a genuine one), or the caps refuse it.
+        keeps waiting for a genuine one), or the caps refuse it. An offer sealed to the peer's
+        key takes only an answer sealed to ours by that key's holder.
         """
         entry = self._direct_offers.get(offer_id)
         if entry is None or entry[1] != peer_id:
             return False
         try:
-            sdp = self._signalling.open_answer(bytes.fromhex(peer_id), offer_id, text)
+            sdp = self._signalling.open_relayed_answer(
+                bytes.fromhex(peer_id), offer_id, text, sealed_to=self._offer_seals.get(offer_id)
+            )
         except SealError as e:
             logger.warning("relayed answer from %s does not open: %s", peer_id[:8], e)
             return False
+        self._offer_seals.pop(offer_id, None)
         channel, _, timer = self._direct_offers.pop(offer_id)
         timer.cancel()
         channel.peer_id = peer_id

@@ -4,9 +4,11 @@ Pure codecs: no asyncio, no sockets. ``docs/PROTOCOL.md`` section 7 is the speci
 envelope kinds carry these objects, in the JSON form only (``{"pex": {...}}``, ``{"signal":
 {...}}``), and only to peers whose hello says ``"mesh": 1``:
 
-- **pex** ``{"peers": [{"id": hex, "services": [...], "topics": [...], "key"?: base64}]}``: the
-  sender's neighbours that speak the mesh protocol, and what each serves; the whole list each
-  time (it replaces the previous one), at most :data:`MAX_LISTED` entries.
+- **pex** ``{"peers": [{"id": hex, "services": [...], "topics": [...], "key"?: base64,
+  "seal"?: base64}]}``: the sender's neighbours that speak the mesh protocol, what each serves,
+  the Ed25519 key each proved and the X25519 key it signed for signalling sealed to it
+  (:class:`~p2prpc.wire.sealbox.SealKey`); the whole list each time (it replaces the previous
+  one), at most :data:`MAX_LISTED` entries.
 - **signal** ``{"type": "offer"|"answer"|"refuse", "from": hex, "to": hex, "offer_id": hex,
   "sdp"?: text, "hops": n, "extra"?: true}``: an offer or answer on its way from ``from`` to
   ``to`` through neighbours, or a refusal of an offer. ``sdp`` is what a tracker would carry
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from ..errors import RemoteProtocolError
+from .sealbox import SealKey, SealKeyError
 
 #: The most peers one pex lists (a node lists its mesh-speaking neighbours, at most this many).
 MAX_LISTED = 64
@@ -43,12 +46,14 @@ class MeshError(RemoteProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class ListedPeer:
-    """One peer as a pex lists it: its id, what it serves, its proven public key (if any)."""
+    """One peer as a pex lists it: its id, what it serves, its proven public key (if any), and
+    its seal key record as read (well formed; whether it verifies is the reader's to check)."""
 
     peer_id: str
     services: frozenset[str] = frozenset()
     topics: frozenset[str] = frozenset()
     public_key: bytes | None = None
+    seal_key: SealKey | None = None
 
 
 class SignalType(enum.Enum):
@@ -84,6 +89,8 @@ def encode_pex(peers: Iterable[ListedPeer]) -> dict[str, Any]:
         }
         if peer.public_key is not None:
             entry["key"] = base64.b64encode(peer.public_key).decode("ascii")
+        if peer.seal_key is not None:
+            entry["seal"] = peer.seal_key.to_text()
         listed.append(entry)
     return {"peers": listed}
 
@@ -110,6 +117,7 @@ def decode_pex(body: Mapping[str, Any] | None) -> tuple[ListedPeer, ...]:
                 _names(entry.get("services", []), "services"),
                 _names(entry.get("topics", []), "topics"),
                 _key(entry.get("key")),
+                _seal_key(entry.get("seal")),
             )
         )
     return tuple(peers)
@@ -178,6 +186,15 @@ def _key(value: object) -> bytes | None:
     if len(key) != 32:
         raise MeshError("key is base64 of a 32-byte Ed25519 public key")
     return key
+
+
+def _seal_key(value: object) -> SealKey | None:
+    if value is None:
+        return None
+    try:
+        return SealKey.from_text(value)
+    except SealKeyError:
+        raise MeshError("seal is base64 of a 128-byte seal key record") from None
 
 
 class RateLimiter:

@@ -1,5 +1,6 @@
-"""Fuzzing what secret mode reads from others: sealed SDP from a tracker, handshake frames and
-signed topic headers from peers. Only typed errors escape."""
+"""Fuzzing what secret mode reads from others: sealed SDP from a tracker, SDP sealed to our key
+and seal key records from relays, handshake frames and signed topic headers from peers. Only
+typed errors escape."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from p2prpc.identity import Identity
 from p2prpc.wire.envelope import EnvelopeError, from_json
+from p2prpc.wire.mesh import MeshError, decode_pex
+from p2prpc.wire.sealbox import SealKey, SealKeyError, SealKeyPair, open_from, seal_to
 from p2prpc.wire.secret import (
     AUTH_MAGIC,
     AuthError,
@@ -37,6 +40,16 @@ ENDS = {
 }
 ME_NONCE = b"\x05" * 16
 ME_ID = bound_peer_id(ME.public_key, ME_NONCE)
+SENDER = SealKeyPair.generate(
+    identity=ME.public_key, sign=ME.sign, info_hash=KEYS.info_hash, peer_id=b"\x01" * 20
+)
+RECIPIENT = SealKeyPair.generate(
+    identity=ME.public_key, sign=ME.sign, info_hash=KEYS.info_hash, peer_id=b"\x02" * 20
+)
+TO_RECIPIENT = {**IDS, "to_id": b"\x02" * 20}
+SEALED_TO = seal_to(
+    RECIPIENT.record.public, SENDER, KEYS.seal_key, "offer", "v=0\r\n", **TO_RECIPIENT
+)
 FRAME = make_auth(
     local_id=ME_ID,
     remote_id=b"\x02" * 20,
@@ -113,3 +126,43 @@ def test_signed_publish_headers_raise_only_envelope_errors(extra: dict[str, Any]
     if envelope.publisher is not None:
         assert len(envelope.publisher) == 32 and envelope.signature is not None
         assert len(envelope.signature) == 64 and envelope.seq >= 0
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=400),
+        _mutations(SEALED_TO.encode()).map(lambda b: b.decode("latin-1")),
+    )
+)
+def test_opening_text_sealed_to_us_raises_only_seal_error(text: str) -> None:
+    try:
+        sdp, sender = open_from(RECIPIENT, KEYS.seal_key, "offer", text, **TO_RECIPIENT)
+    except SealError:
+        return
+    assert text == SEALED_TO and sdp == "v=0\r\n" and sender == SENDER.record
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=200),
+        _mutations(SENDER.record.to_bytes()).map(lambda b: base64.b64encode(b).decode()),
+    )
+)
+def test_seal_key_records_raise_only_typed_errors(value: object) -> None:
+    try:
+        record = SealKey.from_text(value)
+    except SealKeyError:
+        pass
+    else:
+        signed = record.verify(info_hash=KEYS.info_hash, peer_id=b"\x01" * 20)
+        assert signed == (record == SENDER.record)  # nothing else is signed for that peer id
+    try:
+        key = base64.b64encode(ME.public_key).decode()
+        listed = decode_pex({"peers": [{"id": "01" * 20, "key": key, "seal": value}]})
+    except MeshError:
+        return
+    assert value is None or listed[0].seal_key == SealKey.from_text(value)

@@ -93,17 +93,24 @@ async def meet_through_b(tracker: TrackerServer, a: Node, b: Node, c: Node) -> N
 
 @asynccontextmanager
 async def line(
-    bound: int | None = 1, **options: Any
+    bound: int | None = 1, *, identities: bool = False, **options: Any
 ) -> AsyncIterator[tuple[Node, Node, Node, TrackerServer]]:
     """A, B, C where A and C each meet only B at the tracker (both bounded to ``bound`` peers),
-    then the tracker goes away: yields (a, b, c, the stopped tracker)."""
+    then the tracker goes away: yields (a, b, c, the stopped tracker). ``identities``: each
+    node has an identity of its own."""
+
+    def identity() -> dict[str, Any]:
+        return {"identity": Identity.generate()} if identities else {}
+
     async with AsyncExitStack() as stack:
         tracker = TrackerServer("127.0.0.1", 0)
         await tracker.start()
         stack.push_async_callback(tracker.close)
         made = []
         for limit in (None, bound):
-            node = loopback_node([tracker.url], "mesh-line", max_peers=limit, **options)
+            node = loopback_node(
+                [tracker.url], "mesh-line", max_peers=limit, **identity(), **options
+            )
             stack.push_async_callback(node.close)
             made.append(node)
         b, a = made
@@ -112,7 +119,7 @@ async def line(
         await a.wait_for_peers(1, 20)
         a.p2pt.remove_tracker(tracker.url)  # a leaves the tracker: c will never meet it there
         await tracker.wait_for(lambda stats: stats.peers == 1)
-        c = loopback_node([tracker.url], "mesh-line", max_peers=bound, **options)
+        c = loopback_node([tracker.url], "mesh-line", max_peers=bound, **identity(), **options)
         stack.push_async_callback(c.close)
         serve(c)
         await c.start()

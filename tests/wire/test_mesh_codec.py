@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2prpc.errors import RemoteProtocolError
+from p2prpc.identity import Identity
 from p2prpc.wire.envelope import Envelope, Kind, from_json, is_envelope, to_json
 from p2prpc.wire.mesh import (
     MAX_HOPS,
@@ -25,6 +26,7 @@ from p2prpc.wire.mesh import (
     encode_pex,
     encode_signal,
 )
+from p2prpc.wire.sealbox import SealKeyPair
 
 A, B, OFFER = "a" * 40, "b" * 40, "0123456789" * 4
 
@@ -53,6 +55,8 @@ def test_a_pex_round_trips_and_lists_at_most_the_cap() -> None:
         {"peers": [{"id": A, "services": "s"}]},
         {"peers": [{"id": A, "key": "AAAA"}]},  # 3 bytes
         {"peers": [{"id": A, "key": "not base64!"}]},
+        {"peers": [{"id": A, "seal": "AAAA"}]},  # 3 bytes, not a 128-byte seal key record
+        {"peers": [{"id": A, "seal": 7}]},
         {"peers": [{"id": f"{i:040x}"} for i in range(MAX_LISTED + 1)]},
         {"peers": ["x"]},
     ],
@@ -61,6 +65,20 @@ def test_a_malformed_or_oversized_pex_is_refused(body: Any) -> None:
     with pytest.raises(MeshError) as raised:
         decode_pex(body)
     assert isinstance(raised.value, RemoteProtocolError)
+
+
+def test_pex_entries_carry_a_seal_key_record_as_read() -> None:
+    identity = Identity.generate()
+    own = SealKeyPair.generate(
+        identity=identity.public_key, sign=identity.sign, info_hash=b"\1" * 20, peer_id=b"\2" * 20
+    )
+    listed = ListedPeer(A, frozenset({"s.S"}), frozenset(), identity.public_key, own.record)
+    body = encode_pex([listed, ListedPeer(B)])
+    assert body["peers"][0]["seal"] == own.record.to_text()
+    assert "seal" not in body["peers"][1]
+    assert decode_pex(body) == (listed, ListedPeer(B))
+    # Read as it is: whether it is signed for that peer id is the mesh's to check.
+    assert decode_pex(encode_pex([ListedPeer(B, seal_key=own.record)]))[0].seal_key == own.record
 
 
 def test_signals_round_trip() -> None:
