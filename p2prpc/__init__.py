@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         TooManyPending,
         TrackerFailure,
         TrackerProtocolError,
+        WeakSecret,
     )
     from .identity import Identity
     from .node import Node
@@ -69,6 +70,7 @@ _WHERE = {
             "TooManyPending",
             "TrackerFailure",
             "TrackerProtocolError",
+            "WeakSecret",
         )
     },
 }
@@ -100,6 +102,7 @@ __all__ = [
     "TrackerProtocolError",
     "TrackerServer",
     "TrackerStats",
+    "WeakSecret",
 ]
 
 
