@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tools
-from .errors import RpcError, WeakSecret
+from .errors import KeyFileExists, RpcError, WeakSecret
 from .tracker import server as tracker_server
 from .wire.secret import check_secret, new_secret
 
@@ -497,16 +497,26 @@ def _run_gen(args: argparse.Namespace) -> int:
 
 def _add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="where to write the private key (mode 0600)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a key file that exists (a symbolic link at FILE is refused all the same)",
+    )
 
 
 def _run_keygen(args: argparse.Namespace) -> int:
     from .identity import Identity
 
-    if os.path.exists(args.file):
-        print(f"p2prpc keygen: {args.file} exists; not overwritten", file=sys.stderr)
-        return 1
     identity = Identity.generate()
-    identity.save(args.file)
+    try:
+        identity.save(args.file, overwrite=args.force)
+    except KeyFileExists as e:
+        hint = " (--force replaces it)" if e.replaceable and not args.force else ""
+        print(f"p2prpc keygen: {args.file} {e.strerror}{hint}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"p2prpc keygen: cannot write {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(identity.public_key.hex())
     return 0
 

@@ -7,6 +7,7 @@ Anything else that escapes the library is a bug and stays a traceback.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -124,6 +125,20 @@ class WeakSecret(P2PRPCError, ValueError):
         super().__init__(message)
         self.size = size
         self.bits = bits
+
+
+class KeyFileExists(P2PRPCError, FileExistsError):
+    """Something already is where a private key was to be written: a file (replaced only when
+    asked, ``overwrite=True`` or ``p2prpc keygen --force``), or a symbolic link or anything else
+    that is not a regular file (never written through nor replaced). Nothing was written.
+
+    ``filename`` is the path, ``strerror`` what is there, ``replaceable`` whether asking to
+    overwrite would have replaced it (a regular file) or not (a link, a directory...).
+    """
+
+    def __init__(self, filename: str, reason: str, *, replaceable: bool) -> None:
+        super().__init__(errno.EEXIST, reason, filename)
+        self.replaceable = replaceable
 
 
 class CodegenError(P2PRPCError):

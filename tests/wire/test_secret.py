@@ -345,7 +345,7 @@ def test_identity_file_is_private_and_loads_back(tmp_path: Path) -> None:
     path = tmp_path / "id.pem"
     path.write_text("old")
     os.chmod(path, 0o644)
-    me.save(path)
+    me.save(path, overwrite=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Identity.load(path).public_key == me.public_key
     assert len(me.public_key) == 32
