@@ -402,7 +402,7 @@ def judge_connect(row: Row) -> None:
 # -- secret mode ----------------------------------------------------------------------------------
 
 #: A closed swarm whose nodes each prove an identity: every protection of docs/SECURITY.md on.
-SECRET_JOIN: dict[str, Any] = {"secret": "bench-secret", "identity": True}
+SECRET_JOIN: dict[str, Any] = {"secret": secrets.token_urlsafe(32), "identity": True}
 
 
 async def secret_mode(ctx: Context) -> list[Figure]:

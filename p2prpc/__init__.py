@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         Destroyed,
         FrameError,
         InvalidMetadata,
+        KeyFileExists,
         LocalProtocolError,
         MessageTooBig,
         NothingToRespond,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         TooManyPending,
         TrackerFailure,
         TrackerProtocolError,
+        WeakSecret,
     )
     from .identity import Identity
     from .node import Node
@@ -56,6 +58,7 @@ _WHERE = {
             "Destroyed",
             "FrameError",
             "InvalidMetadata",
+            "KeyFileExists",
             "LocalProtocolError",
             "MessageTooBig",
             "NothingToRespond",
@@ -69,6 +72,7 @@ _WHERE = {
             "TooManyPending",
             "TrackerFailure",
             "TrackerProtocolError",
+            "WeakSecret",
         )
     },
 }
@@ -81,6 +85,7 @@ __all__ = [
     "FrameError",
     "Identity",
     "InvalidMetadata",
+    "KeyFileExists",
     "LocalProtocolError",
     "MessageTooBig",
     "Node",
@@ -100,6 +105,7 @@ __all__ = [
     "TrackerProtocolError",
     "TrackerServer",
     "TrackerStats",
+    "WeakSecret",
 ]
 
 

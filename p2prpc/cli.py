@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tools
-from .errors import RpcError
+from .errors import KeyFileExists, RpcError, WeakSecret
 from .tracker import server as tracker_server
+from .wire.secret import check_secret, new_secret
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -156,8 +157,8 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--secret",
-        help="the swarm's secret, to join a closed swarm (see docs/SECURITY.md); "
-        "P2PRPC_SECRET in the environment does the same without showing it in ps",
+        help="the swarm's secret, to join a closed swarm (see docs/SECURITY.md; `p2prpc secret` "
+        "makes one); P2PRPC_SECRET in the environment does the same without showing it in ps",
     )
     parser.add_argument(
         "--identity",
@@ -170,8 +171,15 @@ def _swarm(args: argparse.Namespace) -> tools.Swarm:
     options: dict[str, Any] = {} if args.stun else {"ice_servers": []}
     if args.host_address:
         options["host_addresses"] = args.host_address
-    secret = args.secret if args.secret is not None else os.environ.get("P2PRPC_SECRET")
-    if secret:
+    secret, source = args.secret, "--secret"
+    if secret is None:
+        secret, source = os.environ.get("P2PRPC_SECRET"), "P2PRPC_SECRET"
+    if secret is not None:
+        # Checked before anything starts; an empty one is an error, never an open swarm.
+        try:
+            check_secret(secret)
+        except WeakSecret as e:
+            raise WeakSecret(f"{source}: {e}", size=e.size, bits=e.bits) from None
         options["secret"] = secret
     if args.identity:
         from .identity import Identity
@@ -489,17 +497,39 @@ def _run_gen(args: argparse.Namespace) -> int:
 
 def _add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="where to write the private key (mode 0600)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a key file that exists (a symbolic link at FILE is refused all the same)",
+    )
 
 
 def _run_keygen(args: argparse.Namespace) -> int:
     from .identity import Identity
 
-    if os.path.exists(args.file):
-        print(f"p2prpc keygen: {args.file} exists; not overwritten", file=sys.stderr)
-        return 1
     identity = Identity.generate()
-    identity.save(args.file)
+    try:
+        identity.save(args.file, overwrite=args.force)
+    except KeyFileExists as e:
+        hint = " (--force replaces it)" if e.replaceable and not args.force else ""
+        print(f"p2prpc keygen: {args.file} {e.strerror}{hint}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"p2prpc keygen: cannot write {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(identity.public_key.hex())
+    return 0
+
+
+# -- secret ---------------------------------------------------------------------------------------
+
+
+def _add_secret_arguments(parser: argparse.ArgumentParser) -> None:
+    """``p2prpc secret`` takes no options: what it prints is always 32 random bytes."""
+
+
+def _run_secret(args: argparse.Namespace) -> int:
+    print(new_secret())
     return 0
 
 
@@ -534,6 +564,12 @@ COMMANDS: tuple[Command, ...] = (
         "write a new Ed25519 identity; print its public key",
         _add_keygen_arguments,
         _run_keygen,
+    ),
+    Command(
+        "secret",
+        "print a new random swarm secret (32 bytes, base64url) for --secret or P2PRPC_SECRET",
+        _add_secret_arguments,
+        _run_secret,
     ),
 )
 
@@ -571,7 +607,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level, args.verbosity + args.base_verbosity)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except WeakSecret as e:
+        print(f"p2prpc {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 def _configure_logging(level: str | None, verbosity: int) -> None:

@@ -7,6 +7,7 @@ Anything else that escapes the library is a bug and stays a traceback.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -106,6 +107,38 @@ class NothingToRespond(LocalProtocolError):
 
 class Destroyed(P2PRPCError):
     """The P2PT instance was destroyed."""
+
+
+class WeakSecret(P2PRPCError, ValueError):
+    """A swarm secret too weak to close a swarm: refused where it is configured.
+
+    Anyone can read a closed swarm's info_hash from a tracker and test guesses of the secret
+    against it offline, so a secret must be one nobody can guess. A secret (a ``str`` counts as
+    its UTF-8 bytes) is refused when it has fewer than 16 bytes or when its estimated entropy is
+    under 64 bits (:func:`p2prpc.wire.secret.secret_strength` gives the rule). The estimate
+    cannot recognise words, so passing it does not make a secret strong: ``p2prpc secret`` makes
+    one that is (32 random bytes). ``size`` is the secret's length in bytes, ``bits`` the
+    estimate; the message never contains the secret.
+    """
+
+    def __init__(self, message: str, *, size: int, bits: float) -> None:
+        super().__init__(message)
+        self.size = size
+        self.bits = bits
+
+
+class KeyFileExists(P2PRPCError, FileExistsError):
+    """Something already is where a private key was to be written: a file (replaced only when
+    asked, ``overwrite=True`` or ``p2prpc keygen --force``), or a symbolic link or anything else
+    that is not a regular file (never written through nor replaced). Nothing was written.
+
+    ``filename`` is the path, ``strerror`` what is there, ``replaceable`` whether asking to
+    overwrite would have replaced it (a regular file) or not (a link, a directory...).
+    """
+
+    def __init__(self, filename: str, reason: str, *, replaceable: bool) -> None:
+        super().__init__(errno.EEXIST, reason, filename)
+        self.replaceable = replaceable
 
 
 class CodegenError(P2PRPCError):

@@ -220,6 +220,8 @@ class Node(AsyncIOEventEmitter):
     they answer pings are pinged; plain P2PT peers see no extra traffic.
     ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
     signalling is sealed, and each connection proves the secret before anything is delivered.
+    A weak one (fewer than 16 bytes, or under an estimated 64 bits) raises
+    :class:`~p2prpc.errors.WeakSecret`; ``p2prpc secret`` makes a good one.
     ``identity``: this node's :class:`~p2prpc.identity.Identity`, proven to every peer on every
     connection (servicers see it as ``context.peer_identities()``, topic messages are signed
     with it). ``allowed_peers``: the public keys of the only peers this node admits.

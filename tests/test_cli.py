@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from p2prpc.cli import COMMANDS, build_parser, main
+from p2prpc.wire.secret import check_secret
 from p2prpc.wire.tracker import (
     Announce,
     AnnounceReply,
@@ -123,7 +125,21 @@ def test_tracker_options_and_defaults() -> None:
         "sub",
         "demo",
         "keygen",
+        "secret",
     ]
+
+
+def test_secret_prints_one_line_a_closed_swarm_accepts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "p2prpc", "secret"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    made = done.stdout.removesuffix("\n")
+    assert "\n" not in made and done.stderr == ""
+    assert check_secret(made) == made.encode() and len(made) == 43
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,10 @@ pytestmark = pytest.mark.asyncio
 
 ROOT = Path(__file__).resolve().parent.parent
 # The package, and nothing of the examples' generated code.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
+ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "P2PRPC_SECRET")} | {
+    "PYTHONPATH": str(ROOT)
+}
+CLI_SECRET = "cli secret 4f0a8c6e2d9b1735"
 
 
 def code(status: StatusCode) -> int:
@@ -460,13 +463,21 @@ async def test_call_reaches_a_closed_swarm_only_with_its_secret_and_sends_bin_he
     tmp_path: Path,
 ) -> None:
     async with TrackerServer() as tracker:
-        node = loopback_node([tracker.url], "cli-secret", secret="s3cret")
+        node = loopback_node([tracker.url], "cli-secret", secret=CLI_SECRET)
         add_GreeterServicer_to_node(Greeter(), node)
         async with node:
             args = ("-t", tracker.url, "--identifier", "cli-secret", "--host-address", "127.0.0.1")
             method = ("helloworld.Greeter/SayHello", "-d", '{"name": "x"}')
             code_, out, err = await p2prpc(
-                "call", *args, "--secret", "s3cret", *method, "-H", "x-bin: AAEC", "--timeout", "20"
+                "call",
+                *args,
+                "--secret",
+                CLI_SECRET,
+                *method,
+                "-H",
+                "x-bin: AAEC",
+                "--timeout",
+                "20",
             )
             assert (code_, json.loads(out)) == (0, {"message": "Hello, x! ()"}), err
             code_, _, err = await p2prpc("call", *args, *method, "--timeout", "3")

@@ -1,8 +1,10 @@
 """Secret swarms and peer identities on the wire: pure layouts, no I/O.
 
 - :func:`derive_keys`: a swarm secret and an identifier give the swarm's info_hash and its keys
-  (HKDF-SHA256), so the tracker never learns the identifier and nobody finds the swarm without
-  the secret.
+  (scrypt, then HKDF-SHA256), so the tracker never learns the identifier, nobody finds the swarm
+  without the secret, and guessing the secret from the public info_hash is slow.
+  :func:`check_secret` refuses secrets too weak for that (:func:`secret_strength` is the rule);
+  :func:`new_secret` makes a good one.
 - :func:`seal` / :func:`open_sealed`: an offer's or an answer's SDP, encrypted and authenticated
   (ChaCha20-Poly1305, a fresh random nonce each) with the peer ids and the offer id bound as
   associated data, so a tracker can neither read nor alter it, nor its DTLS fingerprints.
@@ -20,11 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,9 +38,10 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, WeakSecret
 
 __all__ = [
     "AUTH_MAGIC",
@@ -46,20 +52,31 @@ __all__ = [
     "SwarmKeys",
     "bound_peer_id",
     "canonical_json",
+    "check_secret",
     "decode_auth",
     "derive_keys",
     "is_auth_frame",
     "make_auth",
+    "new_secret",
     "open_sealed",
     "publication_bytes",
     "sdp_fingerprint",
     "seal",
+    "secret_strength",
     "verify_auth",
     "verify_publication",
 ]
 
-#: The salt of every HKDF derivation (a fixed, public domain separator).
-KDF_SALT: Final = b"p2prpc swarm secret v1"
+#: What starts the salt of the secret's scrypt (a fixed, public domain separator and version;
+#: the identifier follows it).
+KDF_SALT: Final = b"p2prpc swarm secret v2"
+#: scrypt's parameters (RFC 7914): 128 × r × N bytes of memory (64 MiB), about 0.1 s of one core.
+SCRYPT_N: Final = 2**16
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+#: What a secret needs to be accepted (:func:`check_secret`): bytes, and estimated bits.
+MIN_SECRET_BYTES: Final = 16
+MIN_SECRET_BITS: Final = 64
 #: What starts a sealed SDP string; the rest is unpadded base64url of nonce ‖ ciphertext ‖ tag.
 SEAL_PREFIX: Final = "p2prpc-sealed-1:"
 #: The largest SDP we seal or open (the tracker client's own frame cap is 1 MiB).
@@ -102,28 +119,134 @@ class SwarmKeys:
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:
-    data = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if isinstance(secret, str):
+        return secret.encode("utf-8", "surrogatepass")
+    if isinstance(secret, (bytes, bytearray, memoryview)):
+        return bytes(secret)
+    raise TypeError(f"a swarm secret is str or bytes, not {type(secret).__name__}")
+
+
+# Byte classes of the strength estimate, with how many byte values each holds.
+_LOWER: Final = frozenset(range(ord("a"), ord("z") + 1))
+_UPPER: Final = frozenset(range(ord("A"), ord("Z") + 1))
+_DIGITS: Final = frozenset(range(ord("0"), ord("9") + 1))
+_PUNCTUATION: Final = frozenset(range(0x20, 0x7F)) - _LOWER - _UPPER - _DIGITS  # 33, space too
+_CLASS_SIZES: Final = ((_LOWER, 26), (_UPPER, 26), (_DIGITS, 10), (_PUNCTUATION, 33))
+_OTHER_SIZE: Final = 256 - 95  # control bytes and bytes 0x80-0xFF (UTF-8 of non-ASCII text)
+_REPEAT_MIN: Final = 3
+_REPEAT_WINDOW: Final = 64
+
+
+def secret_strength(secret: str | bytes) -> float:
+    """The estimated entropy of a swarm secret, in bits: the rule :class:`~p2prpc.errors.WeakSecret`
+    applies (at least :data:`MIN_SECRET_BITS`).
+
+    Computed on the secret's bytes (a ``str`` is its UTF-8): every byte that counts is worth
+    log2 of the alphabet the secret draws from, the sum of the sizes of the byte classes present
+    (lower-case letters 26, upper-case 26, digits 10, other printable ASCII and space 33, any
+    other byte 161, so random bytes are worth about 8 bits each). A byte does not count when it
+    equals the byte before it or is one more or one less (``aaaa``, ``abcd``, ``4321``), nor when
+    it is part of a run of 3 or more bytes that already occurred in the 64 bytes before it
+    (``passwordpassword``). It never recognises words: ``sunshine2024!!!!`` scores 73 bits,
+    far more than it is worth, which is why :func:`new_secret` and ``p2prpc secret`` exist.
+    """
+    data = _secret_bytes(secret)
+    alphabet = sum(size for members, size in _CLASS_SIZES if not members.isdisjoint(data))
+    if any(byte < 0x20 or byte > 0x7E for byte in data):
+        alphabet += _OTHER_SIZE
+    if alphabet < 2:
+        return 0.0
+    counted = 0
+    i, previous = 0, -2
+    while i < len(data):
+        repeat = _repeat_length(data, i)
+        if repeat:
+            i += repeat
+            previous = data[i - 1]
+            continue
+        if abs(data[i] - previous) > 1:
+            counted += 1
+        previous = data[i]
+        i += 1
+    return counted * math.log2(alphabet)
+
+
+def _repeat_length(data: bytes, i: int) -> int:
+    """How many bytes from ``i`` on repeat bytes that start in the :data:`_REPEAT_WINDOW` before
+    ``i`` (0 when fewer than :data:`_REPEAT_MIN`); linear in the repeat's length."""
+    head = data[i : i + _REPEAT_MIN]
+    if len(head) < _REPEAT_MIN:
+        return 0
+    j = data.find(head, max(0, i - _REPEAT_WINDOW), i + _REPEAT_MIN - 1)
+    if j < 0:
+        return 0
+    length = _REPEAT_MIN
+    while i + length < len(data) and data[j + length] == data[i + length]:
+        length += 1
+    return length
+
+
+def check_secret(secret: str | bytes) -> bytes:
+    """The secret's bytes, once it is strong enough to close a swarm (the rule is
+    :func:`secret_strength`'s); :class:`~p2prpc.errors.WeakSecret` otherwise, whose message says
+    how to make a good one and never contains the secret. ``TypeError`` when it is neither str
+    nor bytes."""
+    data = _secret_bytes(secret)
+    how = "make one with `p2prpc secret` (32 random bytes; see docs/SECURITY.md)"
     if not data:
-        raise ValueError("a swarm secret must not be empty")
+        raise WeakSecret(f"a swarm secret must not be empty: {how}", size=0, bits=0.0)
+    bits = secret_strength(data)
+    if len(data) < MIN_SECRET_BYTES or bits < MIN_SECRET_BITS:
+        raise WeakSecret(
+            f"a swarm secret needs at least {MIN_SECRET_BYTES} bytes and an estimated "
+            f"{MIN_SECRET_BITS} bits of entropy, because anyone can test guesses of it against "
+            f"the swarm's info_hash; this one has {len(data)} bytes and about {bits:.0f} bits: "
+            f"{how}",
+            size=len(data),
+            bits=bits,
+        )
     return data
 
 
-def derive_keys(secret: str | bytes, identifier: str) -> SwarmKeys:
-    """HKDF-SHA256 of ``secret`` (salt :data:`KDF_SALT`), one output per purpose: ``info`` is
-    the purpose's label, a zero byte and the identifier's UTF-8 bytes."""
-    ikm = _secret_bytes(secret)
-    ident = identifier.encode("utf-8", "surrogatepass")
+def new_secret() -> str:
+    """A fresh swarm secret: 32 random bytes (256 bits) as 43 characters of unpadded base64url,
+    what ``p2prpc secret`` prints."""
+    return secrets.token_urlsafe(32)
 
-    def derive(label: bytes, length: int) -> bytes:
-        kdf = HKDF(
-            algorithm=hashes.SHA256(), length=length, salt=KDF_SALT, info=label + b"\0" + ident
-        )
-        return kdf.derive(ikm)
+
+@functools.lru_cache(maxsize=32)
+def _master_key(data: bytes, identifier: str) -> bytes:
+    """scrypt of the secret, salted with :data:`KDF_SALT` and the identifier: the costly step,
+    done once per secret and identifier in a process."""
+    salt = KDF_SALT + b"\0" + identifier.encode("utf-8", "surrogatepass")
+    kdf = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    return kdf.derive(data)
+
+
+def derive_keys(secret: str | bytes, identifier: str) -> SwarmKeys:
+    """The info_hash and keys of the swarm ``identifier`` closed by ``secret`` (layout:
+    ``docs/PROTOCOL.md`` section 6.1).
+
+    A master key is scrypt of the secret's bytes (``N`` = :data:`SCRYPT_N`, ``r`` =
+    :data:`SCRYPT_R`, ``p`` = :data:`SCRYPT_P`, 32 bytes; salt :data:`KDF_SALT`, a zero byte and
+    the identifier's UTF-8), and each output is HKDF-Expand-SHA256 of it with the purpose's label
+    as ``info``. The scrypt step is what makes guessing the secret from a public info_hash
+    costly: about 0.1 s of one core and 64 MiB of memory per guess (docs/SECURITY.md has the
+    figures). It runs once per secret and identifier in a process (later calls are served from
+    memory, which keeps the secret and the master key for the process's lifetime), blocking the
+    caller, hence the event loop when a ``P2PT`` or a ``Node`` is made inside one.
+
+    Raises :class:`~p2prpc.errors.WeakSecret` for a secret :func:`check_secret` refuses.
+    """
+    master = _master_key(check_secret(secret), identifier)
+
+    def expand(label: bytes, length: int) -> bytes:
+        return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=label).derive(master)
 
     return SwarmKeys(
-        info_hash=derive(b"info_hash", 20),
-        seal_key=derive(b"seal", 32),
-        proof_key=derive(b"proof", 32),
+        info_hash=expand(b"info_hash", 20),
+        seal_key=expand(b"seal", 32),
+        proof_key=expand(b"proof", 32),
     )
 
 

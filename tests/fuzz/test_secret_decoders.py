@@ -29,7 +29,7 @@ from p2prpc.wire.secret import (
 
 FUZZ = settings.get_profile(os.environ.get("P2PRPC_FUZZ_PROFILE", "fuzz-ci"))
 
-KEYS = derive_keys("fuzz", "fuzz")
+KEYS = derive_keys("fuzz secret 7c2e9f04b16d3a58", "fuzz")
 IDS = {"info_hash": KEYS.info_hash, "from_id": b"\x01" * 20, "offer_id": b"\x03" * 20}
 SEALED = seal(KEYS.seal_key, "answer", "v=0\r\n", to_id=b"\x02" * 20, **IDS)
 ME = Identity.generate()

@@ -168,7 +168,7 @@ _NOBODY: Any = _Nobody()
 
 
 async def test_relayed_signalling_in_a_secret_swarm_is_sealed_end_to_end() -> None:
-    async with line(secret="mesh pw") as (a, b, c, _):
+    async with line(secret="mesh secret 2e8b4d71c09a6f35") as (a, b, c, _):
         seen: list[dict[str, Any]] = []
         relay = mesh(b)
         real_on_signal = relay._on_signal

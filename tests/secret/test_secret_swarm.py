@@ -35,6 +35,8 @@ pytestmark = pytest.mark.asyncio
 SERVICE = "test.Greeter"
 SAY = f"/{SERVICE}/Say"
 IDENTIFIER = "closed-app"
+SECRET = "closed-app secret 5b1f0e9a73c2d846"
+GUESS = "a wrong guess 0c7d3a9e51f2b864"
 
 
 class Greeter:
@@ -109,7 +111,10 @@ async def test_secret_mode_peers_refuse_the_tracker_and_meet_through_an_honest_o
     async with (
         MitmTracker(pwn) as mitm,
         TrackerServer("127.0.0.1", 0) as honest,
-        nodes({"secret": "pw"}, {"secret": "pw"}, urls=[mitm.url, honest.url]) as (server, client),
+        nodes({"secret": SECRET}, {"secret": SECRET}, urls=[mitm.url, honest.url]) as (
+            server,
+            client,
+        ),
     ):
         warnings: list[Exception] = []
         client.p2pt.on("trackerwarning", lambda error, stats: warnings.append(error))
@@ -144,7 +149,7 @@ async def test_with_sealing_off_the_proof_alone_refuses_a_tracker_in_the_middle(
         monkeypatch.setattr(Signalling, name, lambda self, *ids_and_sdp: ids_and_sdp[-1])
     async with (
         MitmTracker(pwn) as mitm,
-        nodes({"secret": "pw"}, {"secret": "pw"}, urls=[mitm.url]) as (a, b),
+        nodes({"secret": SECRET}, {"secret": SECRET}, urls=[mitm.url]) as (a, b),
     ):
         connected: list[str] = []
         for node in (a, b):
@@ -162,7 +167,9 @@ async def test_with_sealing_off_the_proof_alone_refuses_a_tracker_in_the_middle(
 async def test_without_the_secret_or_with_another_a_node_never_connects() -> None:
     async with (
         TrackerServer("127.0.0.1", 0) as tracker,
-        nodes({"secret": "pw"}, {"secret": "pw"}, {"secret": "guess"}, {}, urls=[tracker.url]) as (
+        nodes(
+            {"secret": SECRET}, {"secret": SECRET}, {"secret": GUESS}, {}, urls=[tracker.url]
+        ) as (
             a,
             b,
             wrong,
@@ -170,7 +177,7 @@ async def test_without_the_secret_or_with_another_a_node_never_connects() -> Non
         ),
     ):
         # An outsider that learned the swarm's info_hash (from the tracker) but not its secret.
-        stolen = loopback_node([tracker.url], IDENTIFIER, secret="guess")
+        stolen = loopback_node([tracker.url], IDENTIFIER, secret=GUESS)
         stolen.p2pt.info_hash = a.p2pt.info_hash
         stolen.p2pt.signalling.info_hash = a.p2pt.info_hash
         seen: list[object] = []
@@ -197,7 +204,7 @@ async def test_allowed_peers_refuses_a_peer_holding_the_secret_before_any_call()
     server_id, friend_id, intruder_id = (Identity.generate() for _ in range(3))
     greeter = Greeter()
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        common = {"secret": "pw"}
+        common = {"secret": SECRET}
         async with nodes(
             {**common, "identity": server_id, "allowed_peers": [friend_id.public_key]},
             {**common, "identity": intruder_id},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import math
 import os
 import stat
 from dataclasses import replace
@@ -12,23 +14,33 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2prpc.errors import RemoteProtocolError
+from p2prpc.errors import RemoteProtocolError, WeakSecret
 from p2prpc.identity import Identity
 from p2prpc.wire.envelope import BinaryReader, Envelope, Kind, from_json, to_binary, to_json
 from p2prpc.wire.secret import (
     AUTH_MAGIC,
+    KDF_SALT,
+    MIN_SECRET_BITS,
+    MIN_SECRET_BYTES,
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
     SEAL_PREFIX,
     AuthError,
     SealError,
+    _master_key,
     bound_peer_id,
     canonical_json,
+    check_secret,
     decode_auth,
     derive_keys,
     make_auth,
+    new_secret,
     open_sealed,
     publication_bytes,
     sdp_fingerprint,
     seal,
+    secret_strength,
     verify_auth,
     verify_publication,
 )
@@ -38,18 +50,128 @@ FP_A, FP_B = b"\xaa" * 32, b"\xbb" * 32
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\na=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
 
 
+SECRET = "vector secret 8e3b5a0f6c1d2947"
+#: The wire contract of docs/PROTOCOL.md section 6.1 for SECRET and "my-app": any p2prpc peer
+#: must derive exactly these, or it is in another swarm.
+VECTOR = {
+    "info_hash": "521e7e4ac7200e3b3ec2aba30520bbb977c7a969",
+    "seal_key": "3e3c910af49f240a295eed9695ad44b916dfee05f956a7186c2aefde137b058c",
+    "proof_key": "78c49c32121bd5925ad28e1a24afc054d74e9eac012f74f3b7d1f34432f2f51f",
+}
+KEY = derive_keys("test secret 3d9a0c7e51b2f864", "x")
+
+
+def test_derived_keys_match_the_documented_vector() -> None:
+    keys = derive_keys(SECRET, "my-app")
+    assert {name: getattr(keys, name).hex() for name in VECTOR} == VECTOR
+    assert derive_keys(SECRET.encode(), "my-app") == keys  # str is its UTF-8 bytes
+
+
+def test_derivation_is_scrypt_then_hkdf_expand_with_the_documented_parameters() -> None:
+    """The layout, rebuilt from the standard library's scrypt and HMAC (RFC 5869's T(1) is
+    HMAC(PRK, info ‖ 0x01)), so the vector above is the documented derivation."""
+    assert (SCRYPT_N, SCRYPT_R, SCRYPT_P) == (2**16, 8, 1)
+    assert 128 * SCRYPT_R * SCRYPT_N == 64 * 2**20  # bytes of memory per derivation
+    assert KDF_SALT == b"p2prpc swarm secret v2"
+    master = hashlib.scrypt(
+        SECRET.encode(),
+        salt=KDF_SALT + b"\0my-app",
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=2**27,
+        dklen=32,
+    )
+    keys = derive_keys(SECRET, "my-app")
+    assert keys.info_hash == hmac.digest(master, b"info_hash\x01", "sha256")[:20]
+    assert keys.seal_key == hmac.digest(master, b"seal\x01", "sha256")
+    assert keys.proof_key == hmac.digest(master, b"proof\x01", "sha256")
+
+
 def test_derived_info_hash_is_not_the_identifiers_sha1_and_depends_on_both() -> None:
-    keys = derive_keys("s3cret", "my-app")
+    keys = derive_keys(SECRET, "my-app")
     assert len(keys.info_hash) == 20
     assert keys.info_hash != hashlib.sha1(b"my-app").digest()
-    assert keys.info_hash != derive_keys("other", "my-app").info_hash
-    assert keys.info_hash != derive_keys("s3cret", "my-app2").info_hash
-    assert derive_keys(b"s3cret", "my-app") == keys  # str is its UTF-8 bytes
+    assert keys.info_hash != derive_keys(SECRET + "!", "my-app").info_hash
+    assert keys.info_hash != derive_keys(SECRET, "my-app2").info_hash
     assert len({keys.info_hash[:20], keys.seal_key[:20], keys.proof_key[:20]}) == 3
 
 
+def test_a_derivation_is_paid_once_per_secret_and_identifier() -> None:
+    derive_keys(SECRET, "cached-app")
+    before = _master_key.cache_info()
+    assert derive_keys(SECRET, "cached-app") == derive_keys(SECRET, "cached-app")
+    after = _master_key.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "",
+        "s3cret",
+        "sunshine2024",  # recovered from an info_hash alone under the old derivation
+        "aaaaaaaaaaaaaaaaaaaaaaaa",
+        "passwordpassword",
+        "1234567890123456",
+        "Password1234567!",
+        "abcabcabcabcabcabcabcabc",
+        b"0123456789abcdef",
+        bytes(16),
+        bytes(range(32)),
+    ],
+)
+def test_weak_secrets_are_refused_without_showing_them(weak: str | bytes) -> None:
+    with pytest.raises(WeakSecret) as caught:
+        derive_keys(weak, "x")
+    assert isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    assert "p2prpc secret" in message
+    if len(weak) >= 4:
+        shown = weak if isinstance(weak, str) else weak.decode("latin-1")
+        assert shown not in message
+    assert caught.value.size == len(weak)
+    assert caught.value.bits < MIN_SECRET_BITS or caught.value.size < MIN_SECRET_BYTES
+
+
+def test_the_strength_estimate_follows_its_documented_rule() -> None:
+    assert secret_strength("") == 0
+    assert secret_strength("a") == pytest.approx(math.log2(26))
+    assert secret_strength("ab") == secret_strength("aa") == secret_strength("a")  # adjacent
+    assert secret_strength("aZ") == pytest.approx(2 * math.log2(52))  # two classes: 52 symbols
+    assert secret_strength("a0!") == pytest.approx(3 * math.log2(26 + 10 + 33))
+    assert secret_strength(b"\x00\x80") == pytest.approx(2 * math.log2(161))
+    assert secret_strength("xqzxqz") == secret_strength("xqz")  # a repeat of 3 counts nothing
+    assert secret_strength("xq-xq") == pytest.approx(5 * math.log2(26 + 33))  # 2 is no repeat
+    assert secret_strength("é") == secret_strength("é".encode())  # its UTF-8 bytes
+
+
+@given(st.binary(max_size=64) | st.text(max_size=40))
+def test_a_secret_is_accepted_exactly_when_the_rule_says(secret: str | bytes) -> None:
+    data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+    strong = len(data) >= MIN_SECRET_BYTES and secret_strength(secret) >= MIN_SECRET_BITS
+    try:
+        assert check_secret(secret) == data and strong
+    except WeakSecret as e:
+        assert not strong and (e.size, e.bits) == (len(data), secret_strength(secret))
+
+
+def test_random_secrets_pass_and_new_secret_is_one() -> None:
+    for _ in range(200):
+        raw = os.urandom(16)
+        assert check_secret(raw) == raw
+        assert secret_strength(raw.hex()) >= MIN_SECRET_BITS
+        made = new_secret()
+        assert len(made) == 43 and check_secret(made) == made.encode()
+
+
+def test_a_secret_of_another_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="str or bytes"):
+        check_secret(123)  # type: ignore[arg-type]
+
+
 def test_an_empty_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(WeakSecret, match="empty"):
         derive_keys("", "x")
 
 
@@ -59,7 +181,7 @@ def _seal(key: bytes, kind: str = "offer", to: bytes | None = None, **kw: bytes)
 
 
 def test_sealed_sdp_hides_the_sdp_and_opens_with_the_same_ids() -> None:
-    key = derive_keys("k", "x").seal_key
+    key = KEY.seal_key
     text = _seal(key)
     assert text.startswith(SEAL_PREFIX)
     assert "fingerprint" not in text and "127.0.0.1" not in text
@@ -82,7 +204,7 @@ def test_sealed_sdp_hides_the_sdp_and_opens_with_the_same_ids() -> None:
     ],
 )
 def test_sealed_sdp_does_not_open_with_other_ids_kind_or_key(change: dict[str, object]) -> None:
-    key = derive_keys("k", "x").seal_key
+    key = KEY.seal_key
     text = _seal(key)
     args: dict[str, object] = {
         "key": key,
@@ -99,7 +221,7 @@ def test_sealed_sdp_does_not_open_with_other_ids_kind_or_key(change: dict[str, o
 
 
 def test_plain_or_mangled_sdp_is_refused() -> None:
-    key = derive_keys("k", "x").seal_key
+    key = KEY.seal_key
     ids = {"info_hash": b"\x01" * 20, "from_id": A, "to_id": None, "offer_id": OFFER}
     with pytest.raises(SealError, match="plain"):
         open_sealed(key, "offer", SDP, **ids)  # type: ignore[arg-type]
@@ -149,12 +271,12 @@ def _verify(frame: bytes, **kw: object) -> bytes | None:
 
 
 def test_handshake_proves_the_secret_for_this_connection_only() -> None:
-    proof = derive_keys("k", "x").proof_key
+    proof = KEY.proof_key
     frame = _frame(proof_key=proof)
     assert frame[0] == AUTH_MAGIC and len(frame) == 3 + 32
     assert _verify(frame, proof_key=proof) is None
     for wrong in (
-        {"proof_key": derive_keys("k2", "x").proof_key},
+        {"proof_key": derive_keys("test secret 3d9a0c7e51b2f865", "x").proof_key},
         {"proof_key": proof, "remote_fingerprint": FP_B},  # another DTLS certificate: a relay
         {"proof_key": proof, "local_fingerprint": FP_A},
         {"proof_key": proof, "remote_id": B},
@@ -167,7 +289,7 @@ def test_handshake_proves_the_secret_for_this_connection_only() -> None:
 
 
 def test_a_handshake_cannot_be_reflected_to_its_sender() -> None:
-    proof = derive_keys("k", "x").proof_key
+    proof = KEY.proof_key
     frame = _frame(proof_key=proof)
     with pytest.raises(AuthError):  # A receives its own frame back, as if B had sent it
         verify_auth(
@@ -251,7 +373,7 @@ def test_identity_file_is_private_and_loads_back(tmp_path: Path) -> None:
     path = tmp_path / "id.pem"
     path.write_text("old")
     os.chmod(path, 0o644)
-    me.save(path)
+    me.save(path, overwrite=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Identity.load(path).public_key == me.public_key
     assert len(me.public_key) == 32

@@ -1,0 +1,72 @@
+"""A swarm secret someone could guess is refused where it is configured: ``P2PT(...)``,
+``Node(...)`` and the command line's ``--secret`` and ``P2PRPC_SECRET``; ``p2prpc secret`` makes
+one that is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2prpc import P2PT, Node, WeakSecret
+from p2prpc.cli import main
+from p2prpc.wire.secret import check_secret, derive_keys
+
+WEAK = ["sunshine2024", "s3cret", "", "Password1234567!", "aaaaaaaaaaaaaaaaaaaa", b"short bytes"]
+STRONG = "a strong secret 60d2b9e4f17a835c"
+
+
+@pytest.mark.parametrize("secret", WEAK)
+def test_p2pt_refuses_a_weak_secret(secret: str | bytes) -> None:
+    with pytest.raises(WeakSecret, match="p2prpc secret"):
+        P2PT([], "app", secret=secret)
+
+
+@pytest.mark.parametrize("secret", WEAK)
+def test_node_refuses_a_weak_secret(secret: str | bytes) -> None:
+    with pytest.raises(WeakSecret, match="p2prpc secret"):
+        Node([], "app", secret=secret)
+
+
+def test_a_strong_secret_makes_a_closed_swarm() -> None:
+    node = Node([], "app", secret=STRONG)
+    assert node.p2pt.info_hash == derive_keys(STRONG, "app").info_hash
+    assert node.p2pt.secret_mode
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "source"),
+    [
+        (["--secret", "sunshine2024"], None, "--secret"),
+        (["--secret", ""], None, "--secret"),  # never an open swarm by mistake
+        ([], "sunshine2024", "P2PRPC_SECRET"),
+        ([], "", "P2PRPC_SECRET"),
+    ],
+)
+def test_the_command_line_refuses_a_weak_secret_before_joining(
+    argv: list[str],
+    env: str | None,
+    source: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if env is None:
+        monkeypatch.delenv("P2PRPC_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("P2PRPC_SECRET", env)
+    # Port 9 (discard): nothing listens, and nothing is tried, since the secret is checked first.
+    assert main(["peers", "-t", "ws://127.0.0.1:9", "--wait", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"p2prpc peers: {source}: ") and "p2prpc secret" in err
+    assert "sunshine2024" not in err
+
+
+def test_p2prpc_secret_prints_a_fresh_secret_that_is_accepted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["secret"]) == 0
+    first = capsys.readouterr().out
+    assert main(["secret"]) == 0
+    second = capsys.readouterr().out
+    assert first.endswith("\n") and first != second
+    made = first.strip()
+    assert len(made) == 43 and check_secret(made) == made.encode()
+    assert P2PT([], "app", secret=made).secret_mode
