@@ -25,7 +25,7 @@ from .test_mesh import SAY, SERVICE, line, mesh, until
 
 pytestmark = pytest.mark.asyncio
 
-SECRET = "sealed to keys"
+SECRET = "sealed to keys 9a3f06d2c7e18b54"
 
 
 def swarm_keys(node: Node) -> SwarmKeys:

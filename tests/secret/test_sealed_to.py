@@ -18,7 +18,7 @@ from p2prpc.wire.secret import SEAL_PREFIX
 
 pytestmark = pytest.mark.asyncio
 
-SECRET = "relayed"
+SECRET = "relayed secret 4c8e1f7a09d3b265"
 ORIGIN = "relay:" + "ee" * 20
 
 

@@ -24,7 +24,7 @@ from p2prpc.wire.sealbox import (
 )
 from p2prpc.wire.secret import SealError, derive_keys, open_sealed
 
-KEYS = derive_keys("sealbox", "app")
+KEYS = derive_keys("sealbox secret 5f1a7c93e02b", "app")
 A, B, M, OFFER = b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20, b"\x0f" * 20
 FINGERPRINT = ":".join(["AB"] * 32)
 SDP = f"v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\na=fingerprint:sha-256 {FINGERPRINT}\r\n"
@@ -63,7 +63,7 @@ def test_a_record_binds_an_x25519_key_to_an_identity_for_one_peer_id_in_one_swar
     assert len(record.to_bytes()) == RECORD_SIZE == 128
     assert record.verify(info_hash=KEYS.info_hash, peer_id=A)
     assert not record.verify(info_hash=KEYS.info_hash, peer_id=B)  # another peer id
-    assert not record.verify(info_hash=derive_keys("other", "app").info_hash, peer_id=A)
+    assert not record.verify(info_hash=derive_keys("other secret 8d2b4e61a7c0", "app").info_hash, peer_id=A)
     # A relay that puts its own X25519 key in A's record, or signs A's with its own identity:
     assert not replace(record, public=PAIR_M.record.public).verify(
         info_hash=KEYS.info_hash, peer_id=A
@@ -145,14 +145,14 @@ def test_a_box_opens_only_with_the_ids_it_was_sealed_with(overrides: dict[str, A
 
 def test_a_box_opens_in_no_other_swarm() -> None:
     """B's peer id and X25519 key in another swarm (another info_hash), as if B were there."""
-    elsewhere = derive_keys("other", "app").info_hash
+    elsewhere = derive_keys("other secret 8d2b4e61a7c0", "app").info_hash
     b_there = SealKeyPair(PAIR_B._private, PAIR_B.record, info_hash=elsewhere, peer_id=B)
     with pytest.raises(SealError):
         open_offer(offer(), recipient=b_there, info_hash=elsewhere)
 
 
 def test_another_swarm_key_opens_nothing() -> None:
-    other = derive_keys("other secret", "app").seal_key
+    other = derive_keys("other secret 8d2b4e61a7c0", "app").seal_key
     with pytest.raises(SealError, match="does not open"):
         open_from(PAIR_B, other, "offer", offer(), **ids(from_id=A, to_id=B))
 
