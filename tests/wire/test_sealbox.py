@@ -63,7 +63,8 @@ def test_a_record_binds_an_x25519_key_to_an_identity_for_one_peer_id_in_one_swar
     assert len(record.to_bytes()) == RECORD_SIZE == 128
     assert record.verify(info_hash=KEYS.info_hash, peer_id=A)
     assert not record.verify(info_hash=KEYS.info_hash, peer_id=B)  # another peer id
-    assert not record.verify(info_hash=derive_keys("other secret 8d2b4e61a7c0", "app").info_hash, peer_id=A)
+    elsewhere = derive_keys("other secret 8d2b4e61a7c0", "app").info_hash
+    assert not record.verify(info_hash=elsewhere, peer_id=A)
     # A relay that puts its own X25519 key in A's record, or signs A's with its own identity:
     assert not replace(record, public=PAIR_M.record.public).verify(
         info_hash=KEYS.info_hash, peer_id=A
