@@ -22,7 +22,7 @@ from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.envelope import Envelope, Kind
 from p2prpc.wire.frames import new_message_id
 from p2prpc.wire.mesh import Signal, SignalType, encode_signal
-from p2prpc.wire.secret import SealError
+from p2prpc.wire.secret import SEAL_PREFIX, SealError
 
 pytestmark = pytest.mark.asyncio
 
@@ -178,7 +178,7 @@ async def test_relayed_signalling_in_a_secret_swarm_is_sealed_end_to_end() -> No
         assert reply.value == "Hello, sealed!"
         sdps = [s["sdp"] for s in seen if "sdp" in s]
         assert {s["type"] for s in seen} >= {"offer", "answer"}
-        assert sdps and all(s.startswith("p2prpc-sealed-1:") for s in sdps)
+        assert sdps and all(s.startswith(SEAL_PREFIX) for s in sdps)
         assert not any("fingerprint" in s or "127.0.0.1" in s for s in sdps)
 
         # What a relay could make of the offer it passed on opens nowhere: c answers none.
