@@ -45,6 +45,7 @@ __all__ = [
     "SEAL_PREFIX",
     "AuthError",
     "AuthFrame",
+    "ReplayedSeal",
     "SealError",
     "StaleSeal",
     "SwarmKeys",
@@ -102,6 +103,11 @@ class StaleSeal(SealError):
     """A sealed offer or answer that opens but was sealed longer ago than the opener allows, or
     claims a time too far ahead of the opener's clock: a recording played back, or a clock far
     off. Dropped, never answered."""
+
+
+class ReplayedSeal(SealError):
+    """A sealed offer or answer opened once already (the same sender, offer id and kind): a copy
+    played back. Dropped, never answered."""
 
 
 class AuthError(RemoteProtocolError):
