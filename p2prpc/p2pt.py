@@ -58,7 +58,7 @@ from .errors import (
     SendQueueFull,
 )
 from .signalling import Signalling
-from .tracker.client import TrackerClient
+from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, ChannelState, RTCOptions
 from .wire.frames import (
     MAX_PEER_BYTES,
@@ -72,6 +72,8 @@ from .wire.frames import (
 )
 from .wire.secret import (
     AUTH_MAGIC,
+    SEAL_CLOCK_SKEW,
+    SEAL_MAX_AGE,
     AuthError,
     SealError,
     derive_keys,
@@ -250,8 +252,9 @@ class P2PT(AsyncIOEventEmitter):
     taken from a peer with that many open, and a channel that opens past the cap anyway (offers
     crossing) is closed at both ends: the one with the greatest label among those opened in the
     last few seconds. ``max_connecting`` (32): offers are not answered while this many channels
-    are connecting (each holds a connection and its sockets for up to 50 s; peer ids cost a
-    flooding tracker client nothing).
+    are connecting (each holds a connection and its sockets; peer ids cost a flooding tracker
+    client nothing). A connection we answered that has not opened ``answer_timeout`` seconds
+    (15) later is closed.
 
     Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
     peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
@@ -276,7 +279,10 @@ class P2PT(AsyncIOEventEmitter):
     open is dropped, counted in ``signalling.refused`` and reported as ``trackerwarning``), and
     each new connection must prove the secret over its own DTLS fingerprints within
     ``auth_timeout`` seconds before ``peerconnect``; a connection that does not is closed
-    (``peerrefused``, counted in ``refused_peers``). ``identity`` (a
+    (``peerrefused``, counted in ``refused_peers``). A sealed offer or answer opens only within
+    ``seal_max_age`` seconds (80) after it was sealed, ``seal_clock_skew`` (30) before, by this
+    machine's clock, and once: what a third party recorded is refused when played back.
+    ``identity`` (a
     :class:`~p2prpc.identity.Identity`) proves this peer's public key on every connection;
     ``allowed_peers`` (public keys) admits only peers that prove one of them. Without any of these
     the wire is exactly P2PT's. See ``docs/SECURITY.md``.
@@ -315,6 +321,7 @@ class P2PT(AsyncIOEventEmitter):
         max_channels_per_peer: int = 4,
         max_send_queue: int = MAX_SEND_QUEUE,
         max_connecting: int = 32,
+        answer_timeout: float = ANSWER_TIMEOUT,
         max_peers: int | None = None,
         min_peers: int | None = None,
         max_extra_peers: int = 2,
@@ -325,6 +332,8 @@ class P2PT(AsyncIOEventEmitter):
         identity: Identity | None = None,
         allowed_peers: Sequence[bytes] | None = None,
         auth_timeout: float = 10.0,
+        seal_max_age: float = SEAL_MAX_AGE,
+        seal_clock_skew: float = SEAL_CLOCK_SKEW,
     ) -> None:
         super().__init__()
         self.announce_urls: list[str] = list(announce_urls)
@@ -333,7 +342,9 @@ class P2PT(AsyncIOEventEmitter):
         self.info_hash = keys.info_hash if keys is not None else info_hash_of(identifier)
         self._peer_id = secrets.token_bytes(20)
         self.peer_id = self._peer_id.hex()
-        self._signalling = Signalling(self.info_hash, self._peer_id, keys)
+        self._signalling = Signalling(
+            self.info_hash, self._peer_id, keys, max_age=seal_max_age, max_skew=seal_clock_skew
+        )
         self._proof_key = keys.proof_key if keys is not None else None
         if identity is not None:
             from .identity import Identity  # cryptography is loaded only for identities
@@ -361,6 +372,7 @@ class P2PT(AsyncIOEventEmitter):
         if max_channels_per_peer < 1 or max_connecting < 1:
             raise ValueError("max_channels_per_peer and max_connecting must be at least 1")
         self.max_connecting = max_connecting
+        self.answer_timeout = answer_timeout
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -382,6 +394,7 @@ class P2PT(AsyncIOEventEmitter):
         self.max_message_age = max_message_age
         self._expiry: asyncio.TimerHandle | None = None
         self._tracker_options = dict(tracker_options or {})
+        self._tracker_options.setdefault("answer_timeout", answer_timeout)
         self.trackers: dict[str, TrackerClient] = {}
         self._remotes: dict[str, _RemotePeer] = {}
         self._connecting: set[Channel] = set()
@@ -643,9 +656,10 @@ class P2PT(AsyncIOEventEmitter):
         return self._proof_key is not None
 
     def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
-        """Whether to answer an offer from ``peer_id``: fewer than ``max_connecting`` channels are
-        connecting in all, its channels open or connecting are below ``max_channels_per_peer``,
-        and a new peer is within ``max_peers`` (plus ``max_extra_peers`` when ``extra``)."""
+        """Whether to answer an offer (one that opened) from ``peer_id``: fewer than
+        ``max_connecting`` channels are connecting in all, its channels open or connecting are
+        below ``max_channels_per_peer``, and a new peer is within ``max_peers`` (plus
+        ``max_extra_peers`` when ``extra``)."""
         if self._destroyed or len(self._connecting) >= self.max_connecting:
             return False
         remote = self._remotes.get(peer_id)
@@ -781,24 +795,27 @@ class P2PT(AsyncIOEventEmitter):
         """Answer ``peer_id``'s offer carried by another path than a tracker.
 
         Returns the answer's text (sealed for ``peer_id`` in a secret swarm), or ``None`` when
-        it is not answered: the caps of :meth:`accepts_offer_from` refuse it, the offer does not
-        open (counted in ``signalling.refused``), or its SDP is unusable. The connection, once
-        open, counts as any other (``peerconnect`` after the handshake).
+        it is not answered: the offer does not open (counted in ``signalling.refused``: forged,
+        too old, or opened already), the caps of :meth:`accepts_offer_from` refuse it, or its
+        SDP is unusable. The connection, once open, counts as any other (``peerconnect`` after
+        the handshake); it is closed unless it opens within ``answer_timeout`` seconds.
         """
-        if peer_id == self.peer_id or not self.accepts_offer_from(peer_id, extra):
+        if peer_id == self.peer_id:
             return None
-        try:
+        try:  # opened first, as through a tracker: a copy is refused as one
             sdp = self._signalling.open_offer(
                 bytes.fromhex(peer_id), offer_id, text, addressed=True
             )
         except SealError as e:
             logger.warning("relayed offer from %s does not open: %s", peer_id[:8], e)
             return None
+        if not self.accepts_offer_from(peer_id, extra):
+            return None
         channel = Channel(self._rtc_options, initiator=False)
         channel.peer_id = peer_id
         channel.origin = origin
         channel.extra = extra
-        self._adopt(channel, self.direct_offer_timeout)
+        self._adopt(channel, min(self.answer_timeout, self.direct_offer_timeout))
         try:
             answer = await channel.accept_offer(sdp)
         except Exception as e:  # aiortc's own errors on an SDP it cannot use
