@@ -254,7 +254,11 @@ class P2PT(AsyncIOEventEmitter):
     last few seconds. ``max_connecting`` (32): offers are not answered while this many channels
     are connecting (each holds a connection and its sockets; peer ids cost a flooding tracker
     client nothing). A connection we answered that has not opened ``answer_timeout`` seconds
-    (15) later is closed.
+    (15) later is closed. The slots are shared so that a new peer always finds one: at most
+    ``max_connecting_per_peer`` (2) of them connect to one peer, at most half of them are backup
+    channels to peers already connected, and when they are full an offer from a new peer closes
+    the connection we answered that has been connecting longest, if for ``answer_grace``
+    seconds (3) or more.
 
     Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
     peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
@@ -321,7 +325,9 @@ class P2PT(AsyncIOEventEmitter):
         max_channels_per_peer: int = 4,
         max_send_queue: int = MAX_SEND_QUEUE,
         max_connecting: int = 32,
+        max_connecting_per_peer: int = 2,
         answer_timeout: float = ANSWER_TIMEOUT,
+        answer_grace: float = 3.0,
         max_peers: int | None = None,
         min_peers: int | None = None,
         max_extra_peers: int = 2,
@@ -369,10 +375,15 @@ class P2PT(AsyncIOEventEmitter):
             udp_buffer_size=udp_buffer_size,
         )
         self.reply_timeout = reply_timeout
-        if max_channels_per_peer < 1 or max_connecting < 1:
-            raise ValueError("max_channels_per_peer and max_connecting must be at least 1")
+        if min(max_channels_per_peer, max_connecting, max_connecting_per_peer) < 1:
+            raise ValueError(
+                "max_channels_per_peer, max_connecting and max_connecting_per_peer must be at "
+                "least 1"
+            )
         self.max_connecting = max_connecting
+        self.max_connecting_per_peer = max_connecting_per_peer
         self.answer_timeout = answer_timeout
+        self.answer_grace = answer_grace
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -656,18 +667,59 @@ class P2PT(AsyncIOEventEmitter):
         return self._proof_key is not None
 
     def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
-        """Whether to answer an offer (one that opened) from ``peer_id``: fewer than
-        ``max_connecting`` channels are connecting in all, its channels open or connecting are
-        below ``max_channels_per_peer``, and a new peer is within ``max_peers`` (plus
-        ``max_extra_peers`` when ``extra``)."""
-        if self._destroyed or len(self._connecting) >= self.max_connecting:
+        """Whether to answer an offer (one that opened) from ``peer_id``: its channels open or
+        connecting are below ``max_channels_per_peer`` and those connecting below
+        ``max_connecting_per_peer``; a new peer is within ``max_peers`` (plus
+        ``max_extra_peers`` when ``extra``); and a slot is free among ``max_connecting``.
+
+        A backup channel (to a peer with one open) may take only half of the slots. A new peer
+        that finds them all taken takes the place of the connection we answered that has been
+        connecting longest, if for ``answer_grace`` seconds or more (:meth:`_make_room`).
+        """
+        if self._destroyed:
             return False
         remote = self._remotes.get(peer_id)
         open_count = len(remote.channels) if remote is not None else 0
         connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
-        if open_count + connecting >= self.max_channels_per_peer:
+        if (
+            open_count + connecting >= self.max_channels_per_peer
+            or connecting >= self.max_connecting_per_peer
+        ):
             return False
-        return open_count > 0 or self._degree() < self._peer_limit(extra)
+        free = len(self._connecting) < self.max_connecting
+        if open_count > 0:  # a backup channel
+            return free and self._backups_connecting() < max(self.max_connecting // 2, 1)
+        if self._degree() >= self._peer_limit(extra):
+            return False
+        return free or self._stalest() is not None
+
+    def _backups_connecting(self) -> int:
+        """How many channels are connecting to peers with a channel open already."""
+        remotes = self._remotes
+        return sum(
+            1
+            for c in self._connecting
+            if (remote := remotes.get(c.peer_id or "")) is not None and remote.channels
+        )
+
+    def _stalest(self) -> Channel | None:
+        """The connection we answered that has been connecting longest, if for ``answer_grace``
+        seconds or more: the one a new peer's offer takes the place of when no slot is free."""
+        deadline = time.monotonic() - self.answer_grace
+        stale = [c for c in self._connecting if not c.initiator and c.created_at <= deadline]
+        return min(stale, key=lambda c: c.created_at, default=None)
+
+    def _make_room(self, channel: Channel) -> None:
+        """Before ``channel`` (one we answer) takes a connecting slot: when none is free, close
+        the stalest (:meth:`_stalest`). Only offers that opened come here, so nothing a third
+        party recorded comes twice; what it plays back once to each member is what these slots
+        are shared against (docs/SECURITY.md)."""
+        if channel.initiator or len(self._connecting) < self.max_connecting:
+            return
+        stalest = self._stalest()
+        if stalest is not None:
+            logger.debug("no connecting slot free: closing %s, the stalest", stalest.peer_id)
+            stalest.close()
 
     def accepts_answer_from(self, peer_id: str, extra: bool = False) -> bool:
         """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
@@ -727,6 +779,7 @@ class P2PT(AsyncIOEventEmitter):
         if self._destroyed:
             channel.close()
             return
+        self._make_room(channel)
         self._connecting.add(channel)
         channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel, offer_id)

@@ -15,7 +15,8 @@ import time
 import pytest
 from websockets.asyncio.client import connect
 
-from p2prpc.testing import loopback_p2pt
+from p2prpc import P2PT
+from p2prpc.testing import loopback_p2pt, swarm
 from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer
 from p2prpc.webrtc import Channel, ChannelState, RTCOptions
@@ -85,3 +86,49 @@ async def test_a_connection_we_answered_that_never_opens_frees_its_slot_after_an
         assert ended - started >= member.answer_timeout - 0.1
         assert channel.state is ChannelState.CLOSED and channel.opened_at is None
         assert member.accepts_offer_from("ab" * 20)  # free again
+
+
+def answered(p2pt: P2PT, peer_id: str, *, initiator: bool = False) -> Channel:
+    """A connection to ``peer_id`` handed to ``p2pt`` as a tracker client hands one over: one
+    we answered (or, ``initiator``, one whose answer we took), connecting until closed."""
+    channel = Channel(p2pt.rtc_options, initiator=initiator)
+    channel.peer_id = peer_id
+    p2pt.channel_created(None, channel)  # type: ignore[arg-type]
+    return channel
+
+
+async def test_one_peer_takes_at_most_two_slots_and_backups_at_most_half() -> None:
+    async with swarm(3, max_connecting=4, answer_grace=60.0) as s:
+        a, b, c = s.peers
+        x, y = "11" * 20, "22" * 20  # peers a is not connected to
+        made = []
+        try:
+            made += [answered(a, x), answered(a, x)]
+            assert not a.accepts_offer_from(x)  # two connecting: its share
+            assert a.accepts_offer_from(y)
+            made[0].close()
+            assert a.accepts_offer_from(x)
+            made += [answered(a, b.peer_id), answered(a, c.peer_id)]  # backups: 2 of the 4 slots
+            assert not a.accepts_offer_from(b.peer_id) and not a.accepts_offer_from(c.peer_id)
+            assert a.accepts_offer_from(y)  # 3 connecting: the 4th is a new peer's
+            made.append(answered(a, y))
+            assert not a.accepts_offer_from("33" * 20)  # all taken, none for answer_grace yet
+        finally:
+            await asyncio.gather(*(channel.wait_closed() for channel in made))
+
+
+async def test_a_new_peer_takes_the_place_of_the_connection_we_answered_longest_ago() -> None:
+    async with swarm(2, max_connecting=3, answer_grace=0.0) as s:
+        a, b = s.peers
+        ours = answered(a, "11" * 20, initiator=True)  # an answer we took: never given up
+        oldest, newer = answered(a, "22" * 20), answered(a, b.peer_id)
+        made = [ours, oldest, newer]
+        try:
+            assert not a.accepts_offer_from(b.peer_id)  # a backup never takes another's place
+            assert a.accepts_offer_from("33" * 20)
+            made.append(answered(a, "33" * 20))
+            assert oldest.state is ChannelState.CLOSED
+            assert ours.state is not ChannelState.CLOSED and newer.state is not ChannelState.CLOSED
+            assert len(a._connecting) == 3
+        finally:
+            await asyncio.gather(*(channel.wait_closed() for channel in made))
