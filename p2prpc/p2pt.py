@@ -283,10 +283,10 @@ class P2PT(AsyncIOEventEmitter):
     open is dropped, counted in ``signalling.refused`` and reported as ``trackerwarning``), and
     each new connection must prove the secret over its own DTLS fingerprints within
     ``auth_timeout`` seconds before ``peerconnect``; a connection that does not is closed
-    (``peerrefused``, counted in ``refused_peers``). A sealed offer or answer opens only within
-    ``seal_max_age`` seconds (80) after it was sealed, ``seal_clock_skew`` (30) before, by this
-    machine's clock, and once: what a third party recorded is refused when played back.
-    ``identity`` (a
+    (``peerrefused``, counted in ``refused_peers``). A sealed offer or answer opens once, and
+    only if it was sealed at most ``seal_max_age`` seconds (80) ago and is dated at most
+    ``seal_clock_skew`` seconds (30) ahead by this machine's clock: what a third party recorded
+    is refused (and counted) when played back. ``identity`` (a
     :class:`~p2prpc.identity.Identity`) proves this peer's public key on every connection;
     ``allowed_peers`` (public keys) admits only peers that prove one of them. Without any of these
     the wire is exactly P2PT's. See ``docs/SECURITY.md``.

@@ -195,9 +195,10 @@ def seal(
     nonce = os.urandom(NONCE_SIZE) if nonce is None else nonce
     if len(nonce) != NONCE_SIZE:
         raise ValueError("the nonce is 12 bytes")
-    millis = round((time.time() if created is None else created) * 1000)
-    if not 0 <= millis < 1 << 64:
+    created = time.time() if created is None else created
+    if not 0 <= created * 1000 < 2.0**64:  # also false for NaN
         raise ValueError("the creation time is not a time since the Unix epoch")
+    millis = min(round(created * 1000), 2**64 - 1)
     data = millis.to_bytes(TIME_SIZE, "big") + data
     aad = _seal_aad(kind, info_hash, from_id, to_id, offer_id)
     box = nonce + ChaCha20Poly1305(key).encrypt(nonce, data, aad)
