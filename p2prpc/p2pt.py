@@ -61,7 +61,7 @@ from .errors import (
     SendQueueFull,
 )
 from .signalling import Signalling
-from .tracker.client import TrackerClient
+from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, ChannelState, RTCOptions
 from .wire.frames import (
     MAX_PEER_BYTES,
@@ -77,6 +77,8 @@ from .wire.sealbox import SealKey, SealKeyPair
 from .wire.secret import (
     AUTH_MAGIC,
     ID_NONCE_SIZE,
+    SEAL_CLOCK_SKEW,
+    SEAL_MAX_AGE,
     AuthError,
     SealError,
     bound_peer_id,
@@ -285,8 +287,13 @@ class P2PT(AsyncIOEventEmitter):
     taken from a peer with that many open, and a channel that opens past the cap anyway (offers
     crossing) is closed at both ends: the one with the greatest label among those opened in the
     last few seconds. ``max_connecting`` (32): offers are not answered while this many channels
-    are connecting (each holds a connection and its sockets for up to 50 s; peer ids cost a
-    flooding tracker client nothing).
+    are connecting (each holds a connection and its sockets; peer ids cost a flooding tracker
+    client nothing). A connection we answered that has not opened ``answer_timeout`` seconds
+    (15) later is closed. The slots are shared so that a new peer always finds one: at most
+    ``max_connecting_per_peer`` (2) of them connect to one peer, at most half of them are backup
+    channels to peers already connected, and when they are full an offer from a new peer closes
+    the connection we answered that has been connecting longest, if for ``answer_grace``
+    seconds (3) or more.
 
     Memory budgets: unfinished incoming P2PT messages hold at most ``max_peer_bytes`` (64 MiB) per
     peer and ``max_total_bytes`` (256 MiB) over all peers, each for at most ``max_message_age``
@@ -313,7 +320,10 @@ class P2PT(AsyncIOEventEmitter):
     open is dropped, counted in ``signalling.refused`` and reported as ``trackerwarning``), and
     each new connection must prove the secret over its own DTLS fingerprints within
     ``auth_timeout`` seconds before ``peerconnect``; a connection that does not is closed
-    (``peerrefused``, counted in ``refused_peers``). ``identity`` (a
+    (``peerrefused``, counted in ``refused_peers``). A sealed offer or answer opens once, and
+    only if it was sealed at most ``seal_max_age`` seconds (80) ago and is dated at most
+    ``seal_clock_skew`` seconds (30) ahead by this machine's clock: what a third party recorded
+    is refused (and counted) when played back. ``identity`` (a
     :class:`~p2prpc.identity.Identity`) proves this peer's public key on every connection;
     ``allowed_peers`` (public keys) admits only peers that prove one of them. Without any of these
     the wire is exactly P2PT's. See ``docs/SECURITY.md``. A secret with fewer than 16 bytes or
@@ -355,6 +365,9 @@ class P2PT(AsyncIOEventEmitter):
         max_channels_per_peer: int = 4,
         max_send_queue: int = MAX_SEND_QUEUE,
         max_connecting: int = 32,
+        max_connecting_per_peer: int = 2,
+        answer_timeout: float = ANSWER_TIMEOUT,
+        answer_grace: float = 3.0,
         max_peers: int | None = None,
         min_peers: int | None = None,
         max_extra_peers: int = 2,
@@ -365,6 +378,8 @@ class P2PT(AsyncIOEventEmitter):
         identity: Identity | None = None,
         allowed_peers: Sequence[bytes] | None = None,
         auth_timeout: float = 10.0,
+        seal_max_age: float = SEAL_MAX_AGE,
+        seal_clock_skew: float = SEAL_CLOCK_SKEW,
     ) -> None:
         super().__init__()
         self.announce_urls: list[str] = list(announce_urls)
@@ -389,7 +404,9 @@ class P2PT(AsyncIOEventEmitter):
             else secrets.token_bytes(20)
         )
         self.peer_id = self._peer_id.hex()
-        self._signalling = Signalling(self.info_hash, self._peer_id, keys)
+        self._signalling = Signalling(
+            self.info_hash, self._peer_id, keys, max_age=seal_max_age, max_skew=seal_clock_skew
+        )
         self._proof_key = keys.proof_key if keys is not None else None
         if identity is not None and keys is not None:  # relayed offers are sealed to this key
             self._signalling.own_key = SealKeyPair.generate(
@@ -413,9 +430,15 @@ class P2PT(AsyncIOEventEmitter):
             udp_buffer_size=udp_buffer_size,
         )
         self.reply_timeout = reply_timeout
-        if max_channels_per_peer < 1 or max_connecting < 1:
-            raise ValueError("max_channels_per_peer and max_connecting must be at least 1")
+        if min(max_channels_per_peer, max_connecting, max_connecting_per_peer) < 1:
+            raise ValueError(
+                "max_channels_per_peer, max_connecting and max_connecting_per_peer must be at "
+                "least 1"
+            )
         self.max_connecting = max_connecting
+        self.max_connecting_per_peer = max_connecting_per_peer
+        self.answer_timeout = answer_timeout
+        self.answer_grace = answer_grace
         self.max_channels_per_peer = max_channels_per_peer
         if max_peers is not None and max_peers < 1:
             raise ValueError("max_peers must be at least 1")
@@ -437,6 +460,7 @@ class P2PT(AsyncIOEventEmitter):
         self.max_message_age = max_message_age
         self._expiry: asyncio.TimerHandle | None = None
         self._tracker_options = dict(tracker_options or {})
+        self._tracker_options.setdefault("answer_timeout", answer_timeout)
         self.trackers: dict[str, TrackerClient] = {}
         self._remotes: dict[str, _RemotePeer] = {}
         self._connecting: set[Channel] = set()
@@ -751,17 +775,59 @@ class P2PT(AsyncIOEventEmitter):
         return self._proof_key is not None
 
     def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
-        """Whether to answer an offer from ``peer_id``: fewer than ``max_connecting`` channels are
-        connecting in all, its channels open or connecting are below ``max_channels_per_peer``,
-        and a new peer is within ``max_peers`` (plus ``max_extra_peers`` when ``extra``)."""
-        if self._destroyed or len(self._connecting) >= self.max_connecting:
+        """Whether to answer an offer (one that opened) from ``peer_id``: its channels open or
+        connecting are below ``max_channels_per_peer`` and those connecting below
+        ``max_connecting_per_peer``; a new peer is within ``max_peers`` (plus
+        ``max_extra_peers`` when ``extra``); and a slot is free among ``max_connecting``.
+
+        A backup channel (to a peer with one open) may take only half of the slots. A new peer
+        that finds them all taken takes the place of the connection we answered that has been
+        connecting longest, if for ``answer_grace`` seconds or more (:meth:`_make_room`).
+        """
+        if self._destroyed:
             return False
         remote = self._remotes.get(peer_id)
         open_count = len(remote.channels) if remote is not None else 0
         connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
-        if open_count + connecting >= self.max_channels_per_peer:
+        if (
+            open_count + connecting >= self.max_channels_per_peer
+            or connecting >= self.max_connecting_per_peer
+        ):
             return False
-        return open_count > 0 or self._degree() < self._peer_limit(extra)
+        free = len(self._connecting) < self.max_connecting
+        if open_count > 0:  # a backup channel
+            return free and self._backups_connecting() < max(self.max_connecting // 2, 1)
+        if self._degree() >= self._peer_limit(extra):
+            return False
+        return free or self._stalest() is not None
+
+    def _backups_connecting(self) -> int:
+        """How many channels are connecting to peers with a channel open already."""
+        remotes = self._remotes
+        return sum(
+            1
+            for c in self._connecting
+            if (remote := remotes.get(c.peer_id or "")) is not None and remote.channels
+        )
+
+    def _stalest(self) -> Channel | None:
+        """The connection we answered that has been connecting longest, if for ``answer_grace``
+        seconds or more: the one a new peer's offer takes the place of when no slot is free."""
+        deadline = time.monotonic() - self.answer_grace
+        stale = [c for c in self._connecting if not c.initiator and c.created_at <= deadline]
+        return min(stale, key=lambda c: c.created_at, default=None)
+
+    def _make_room(self, channel: Channel) -> None:
+        """Before ``channel`` (one we answer) takes a connecting slot: when none is free, close
+        the stalest (:meth:`_stalest`). Only offers that opened come here, so nothing a third
+        party recorded comes twice; what it plays back once to each member is what these slots
+        are shared against (docs/SECURITY.md)."""
+        if channel.initiator or len(self._connecting) < self.max_connecting:
+            return
+        stalest = self._stalest()
+        if stalest is not None:
+            logger.debug("no connecting slot free: closing %s, the stalest", stalest.peer_id)
+            stalest.close()
 
     def accepts_answer_from(self, peer_id: str, extra: bool = False) -> bool:
         """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
@@ -821,6 +887,7 @@ class P2PT(AsyncIOEventEmitter):
         if self._destroyed:
             channel.close()
             return
+        self._make_room(channel)
         self._connecting.add(channel)
         channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel, offer_id)
@@ -909,29 +976,32 @@ class P2PT(AsyncIOEventEmitter):
         """Answer ``peer_id``'s offer carried by another path than a tracker.
 
         Returns the answer's text (sealed for ``peer_id`` in a secret swarm; to its key when the
-        offer was sealed to ours), or ``None`` when it is not answered: the caps of
-        :meth:`accepts_offer_from` refuse it, the offer does not open (counted in
-        ``signalling.refused``), or its SDP is unusable. ``sender_identity``: the Ed25519 key the
-        path says ``peer_id`` has; with it (or ``allowed_peers``) and our own :attr:`seal_key`,
-        the offer must be sealed to our key by that identity (one of ``allowed_peers``): one
-        sealed with the swarm key could have been opened or made by a relay. The connection,
-        once open, counts as any other (``peerconnect`` after the handshake).
+        offer was sealed to ours), or ``None`` when it is not answered: the offer does not open
+        (counted in ``signalling.refused``: forged, too old, or opened already), the caps of
+        :meth:`accepts_offer_from` refuse it, or its SDP is unusable. ``sender_identity``: the
+        Ed25519 key the path says ``peer_id`` has; with it (or ``allowed_peers``) and our own
+        :attr:`seal_key`, the offer must be sealed to our key by that identity (one of
+        ``allowed_peers``): one sealed with the swarm key could have been opened or made by a
+        relay. The connection, once open, counts as any other (``peerconnect`` after the
+        handshake); it is closed unless it opens within ``answer_timeout`` seconds.
         """
-        if peer_id == self.peer_id or not self.accepts_offer_from(peer_id, extra):
+        if peer_id == self.peer_id:
             return None
         senders = {sender_identity} if sender_identity is not None else self.allowed_peers
-        try:
+        try:  # opened first, as through a tracker: a copy is refused as one
             sdp, sender = self._signalling.open_relayed_offer(
                 bytes.fromhex(peer_id), offer_id, text, senders=senders
             )
         except SealError as e:
             logger.warning("relayed offer from %s does not open: %s", peer_id[:8], e)
             return None
+        if not self.accepts_offer_from(peer_id, extra):
+            return None
         channel = Channel(self._rtc_options, initiator=False)
         channel.peer_id = peer_id
         channel.origin = origin
         channel.extra = extra
-        self._adopt(channel, self.direct_offer_timeout)
+        self._adopt(channel, min(self.answer_timeout, self.direct_offer_timeout))
         try:
             answer = await channel.accept_offer(sdp)
         except Exception as e:  # aiortc's own errors on an SDP it cannot use

@@ -32,6 +32,7 @@ import itertools
 import logging
 import secrets
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ class Channel:
         self._corked_pack: _Pack | None = None
         self._turn_open = False  # something went to the data channel in this turn of the loop
         self.opened_at: float | None = None  # loop time when the data channel opened
+        #: When this connection was built (``time.monotonic()``): how long it has been connecting.
+        self.created_at = time.monotonic()
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()

@@ -49,6 +49,10 @@ NUMWANT = 50
 MAX_OFFERS = 5
 #: bittorrent-tracker's client drops offers nobody answered after 50 s.
 OFFER_TIMEOUT = 50.0
+#: A connection we answered that has not opened this many seconds later is closed: ICE and DTLS
+#: take a few round trips (seconds through TURN); one that cannot open (an offer played back by
+#: someone who will never take the answer) must not hold its place for the offer's 50 s.
+ANSWER_TIMEOUT = 15.0
 #: Until the tracker says otherwise, re-announce this often (bittorrent-tracker's default).
 DEFAULT_INTERVAL = 30.0
 #: A longer interval from a tracker is read as this many seconds (a JSON number can have any
@@ -71,7 +75,8 @@ class Swarm(Protocol):
         ...
 
     def accepts_offer_from(self, peer_id: str) -> bool:
-        """Whether to answer an offer from this peer (hex id); false when it has enough channels."""
+        """Whether to answer an offer from this peer (hex id), asked once it opened; false when
+        it has enough channels or too many are connecting."""
         ...
 
     def accepts_answer_from(self, peer_id: str) -> bool:
@@ -105,6 +110,8 @@ class TrackerClient:
     Each announce carries up to ``max_offers`` (5) fresh offers; unanswered ones expire after
     ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
     are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
+    A connection whose answer we took is closed unless it opens within ``connect_timeout``
+    seconds (50), one we answered within ``answer_timeout`` (15).
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class TrackerClient:
         max_offers: int = MAX_OFFERS,
         offer_timeout: float = OFFER_TIMEOUT,
         connect_timeout: float = OFFER_TIMEOUT,
+        answer_timeout: float = ANSWER_TIMEOUT,
         reconnect_initial: float = 0.5,
         reconnect_max: float = 60.0,
         max_message_size: int = 1024 * 1024,
@@ -129,6 +137,7 @@ class TrackerClient:
         self.max_offers = max_offers
         self.offer_timeout = offer_timeout
         self.connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.max_message_size = max_message_size
@@ -329,16 +338,18 @@ class TrackerClient:
 
     async def _answer(self, relay: OfferRelay) -> None:
         peer_id = relay.peer_id.hex()
-        if not self.swarm.accepts_offer_from(peer_id):
-            return
+        # Opened before the caps are asked, so that a copy played back is refused as one (and
+        # counted) whatever our load, and only an offer that opens can take a connecting slot.
         try:
             offer_sdp = self.swarm.signalling.open_offer(relay.peer_id, relay.offer_id, relay.sdp)
         except SealError as e:  # never answered: the offer may come from anyone but the swarm
             self.swarm.tracker_warning(self, e)
             return
+        if not self.swarm.accepts_offer_from(peer_id):
+            return
         channel = Channel(self.swarm.rtc_options, initiator=False)
         channel.peer_id = peer_id
-        self._hand_over(channel)
+        self._hand_over(channel, self.answer_timeout)
         try:
             sdp = await channel.accept_offer(offer_sdp)
         except Exception as e:  # aiortc raises plain ValueErrors etc. on an SDP it cannot use
@@ -380,17 +391,17 @@ class TrackerClient:
             logger.debug("answer from %s not taken: enough channels", channel.peer_id)
             channel.close()
             return
-        self._hand_over(channel)
+        self._hand_over(channel, self.connect_timeout)
         try:
             await channel.accept_answer(answer_sdp)
         except Exception as e:  # as above: aiortc's own errors on an unusable SDP
             channel.close()
             self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable answer: {e!r}"))
 
-    def _hand_over(self, channel: Channel) -> None:
+    def _hand_over(self, channel: Channel, timeout: float) -> None:
         self.swarm.channel_created(self, channel)
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.connect_timeout, _close_unless_open, channel)
+        timer = loop.call_later(timeout, _close_unless_open, channel)
         previous = channel.on_open
 
         def opened() -> None:

@@ -38,7 +38,15 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import RemoteProtocolError
-from .secret import MAX_SDP, SealError
+from .secret import (
+    MAX_SDP,
+    SEAL_CLOCK_SKEW,
+    SEAL_MAX_AGE,
+    TIME_SIZE,
+    SealError,
+    read_stamped,
+    stamp,
+)
 
 __all__ = [
     "RECORD_SIZE",
@@ -239,13 +247,16 @@ def seal_to(
     to_id: bytes,
     offer_id: bytes,
     ephemeral: X25519PrivateKey | None = None,
+    created: float | None = None,
 ) -> str:
     """The text that travels in place of an SDP, which only the holder of ``recipient`` opens.
 
     ``recipient``: the 32-byte X25519 key of a :class:`SealKey` verified for ``to_id``;
     ``sender``: our key pair, made for ``from_id`` in ``info_hash``; ``swarm_key``: the 32-byte
-    swarm seal key; ``kind``: ``"offer"`` or ``"answer"``. ``ephemeral`` is for tests only (by
-    default a fresh key each). :class:`SealError` when ``recipient`` is unusable (a low-order
+    swarm seal key; ``kind``: ``"offer"`` or ``"answer"``; ``created``: when it is sealed
+    (seconds since the Unix epoch, by default now), sealed in as for the swarm seal
+    (:func:`~p2prpc.wire.secret.stamp`). ``ephemeral`` is for tests only (by default a fresh key
+    each). :class:`SealError` when ``recipient`` is unusable (a low-order
     point); :class:`ValueError` for sizes or ids that are not ours.
     """
     if sender.info_hash != info_hash or sender.peer_id != from_id:
@@ -262,7 +273,7 @@ def seal_to(
     )
     header = ephemeral_public + sender.record.to_bytes()
     aad = _box_aad(tag, info_hash, from_id, to_id, offer_id, header)
-    box = header + ChaCha20Poly1305(key).encrypt(nonce, data, aad)
+    box = header + ChaCha20Poly1305(key).encrypt(nonce, stamp(created) + data, aad)
     return SEALED_TO_PREFIX + base64.urlsafe_b64encode(box).rstrip(b"=").decode("ascii")
 
 
@@ -276,13 +287,18 @@ def open_from(
     from_id: bytes,
     to_id: bytes,
     offer_id: bytes,
+    now: float | None = None,
+    max_age: float = SEAL_MAX_AGE,
+    max_skew: float = SEAL_CLOCK_SKEW,
 ) -> tuple[str, SealKey]:
     """The SDP inside a box sealed to ``recipient``, and the sender's record.
 
     The record is verified for ``from_id`` in ``info_hash``, and the box opens only if whoever
     made it holds that record's X25519 key: the returned record's ``identity`` is the Ed25519
     key that sent it (the caller checks it is the one it expects). :class:`SealError` unless it
-    opens with exactly these ids, this kind and this swarm key.
+    opens with exactly these ids, this kind and this swarm key, and
+    :class:`~p2prpc.wire.secret.StaleSeal` unless it was sealed within ``max_age`` seconds before
+    ``now`` (and at most ``max_skew`` after), as :func:`~p2prpc.wire.secret.open_sealed`.
     """
     if recipient.info_hash != info_hash or recipient.peer_id != to_id:
         raise ValueError("the recipient's key pair was made for another swarm or peer id")
@@ -290,7 +306,7 @@ def open_from(
     if not text.startswith(SEALED_TO_PREFIX):
         raise SealError(f"{kind} is not sealed to a peer's key")
     body = text[len(SEALED_TO_PREFIX) :]
-    if len(body) > (MAX_SDP + HEADER_SIZE + TAG_SIZE) * 4 // 3 + 4:
+    if len(body) > (MAX_SDP + TIME_SIZE + HEADER_SIZE + TAG_SIZE) * 4 // 3 + 4:
         raise SealError(f"sealed {kind} too long")
     try:
         box = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
@@ -313,7 +329,4 @@ def open_from(
         data = ChaCha20Poly1305(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
         raise SealError(f"sealed {kind} does not open: forged, altered or not for us") from None
-    try:
-        return data.decode("utf-8"), sender
-    except UnicodeDecodeError:
-        raise SealError(f"sealed {kind} holds no UTF-8 text") from None
+    return read_stamped(kind, data, now=now, max_age=max_age, max_skew=max_skew), sender

@@ -5,9 +5,12 @@
   without the secret, and guessing the secret from the public info_hash is slow.
   :func:`check_secret` refuses secrets too weak for that (:func:`secret_strength` is the rule);
   :func:`new_secret` makes a good one.
-- :func:`seal` / :func:`open_sealed`: an offer's or an answer's SDP, encrypted and authenticated
-  (ChaCha20-Poly1305, a fresh random nonce each) with the peer ids and the offer id bound as
-  associated data, so a tracker can neither read nor alter it, nor its DTLS fingerprints.
+- :func:`seal` / :func:`open_sealed`: an offer's or an answer's SDP and the time it was sealed,
+  encrypted and authenticated (ChaCha20-Poly1305, a fresh random nonce each) with the peer ids and
+  the offer id bound as associated data, so a tracker can neither read nor alter it, nor its DTLS
+  fingerprints; one sealed too long ago (or ahead of our clock) does not open, so what a third
+  party recorded cannot be played back later (replays within that window are for
+  :class:`~p2prpc.signalling.Signalling` to refuse).
 - :func:`make_auth` / :func:`verify_auth`: the first data-channel message of each connection in
   secret or identity mode. It proves knowledge of the secret (HMAC-SHA256) and, with an identity,
   holding an Ed25519 key, both over the two DTLS fingerprints of *this* connection and both peer
@@ -30,6 +33,7 @@ import math
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,7 +52,9 @@ __all__ = [
     "SEAL_PREFIX",
     "AuthError",
     "AuthFrame",
+    "ReplayedSeal",
     "SealError",
+    "StaleSeal",
     "SwarmKeys",
     "bound_peer_id",
     "canonical_json",
@@ -78,7 +84,16 @@ SCRYPT_P: Final = 1
 MIN_SECRET_BYTES: Final = 16
 MIN_SECRET_BITS: Final = 64
 #: What starts a sealed SDP string; the rest is unpadded base64url of nonce ‖ ciphertext ‖ tag.
-SEAL_PREFIX: Final = "p2prpc-sealed-1:"
+SEAL_PREFIX: Final = "p2prpc-sealed-2:"
+#: The first bytes of a sealed SDP's associated data (the layout's version, kept with the prefix's).
+SEAL_LABEL: Final = b"p2prpc-seal-v2\0"
+#: Seconds a sealed offer or answer opens for after it was sealed, by the opener's clock: P2PT's
+#: offer lifetime (50 s) and :data:`SEAL_CLOCK_SKEW` for the sealer's clock being behind ours.
+SEAL_MAX_AGE: Final = 80.0
+#: Seconds a sealed offer or answer may claim to come from ahead of the opener's clock.
+SEAL_CLOCK_SKEW: Final = 30.0
+#: The creation time leading the sealed plaintext: milliseconds since the Unix epoch, u64 BE.
+TIME_SIZE: Final = 8
 #: The largest SDP we seal or open (the tracker client's own frame cap is 1 MiB).
 MAX_SDP: Final = 256 * 1024
 NONCE_SIZE: Final = 12
@@ -103,6 +118,17 @@ _FINGERPRINT = re.compile(
 class SealError(RemoteProtocolError):
     """A sealed offer or answer that does not open: not sealed, forged, altered, or sealed with
     another secret. It is dropped, never answered."""
+
+
+class StaleSeal(SealError):
+    """A sealed offer or answer that opens but was sealed longer ago than the opener allows, or
+    claims a time too far ahead of the opener's clock: a recording played back, or a clock far
+    off. Dropped, never answered."""
+
+
+class ReplayedSeal(SealError):
+    """A sealed offer or answer opened once already (the same sender, offer id and kind): a copy
+    played back. Dropped, never answered."""
 
 
 class AuthError(RemoteProtocolError):
@@ -262,7 +288,7 @@ def _seal_aad(
         if len(value) != 20:
             raise ValueError("ids and info_hash are 20 bytes")
     return (
-        b"p2prpc-seal-v1\0"
+        SEAL_LABEL
         + (b"\x01" if kind == "offer" else b"\x02")
         + info_hash
         + from_id
@@ -281,11 +307,14 @@ def seal(
     to_id: bytes | None,
     offer_id: bytes,
     nonce: bytes | None = None,
+    created: float | None = None,
 ) -> str:
     """The sealed text that travels in place of an SDP (``kind``: ``"offer"`` or ``"answer"``).
 
     ``to_id`` is ``None`` for an offer (the tracker picks who receives it; 20 zero bytes are
-    bound instead). ``nonce`` is for tests only: by default 12 fresh random bytes.
+    bound instead). ``created``: when it is sealed, in seconds since the Unix epoch (by default
+    now); openers refuse it once it is older than their ``max_age``. ``nonce`` is for tests only:
+    by default 12 fresh random bytes.
     """
     data = sdp.encode("utf-8", "surrogatepass")
     if len(data) > MAX_SDP:
@@ -293,6 +322,7 @@ def seal(
     nonce = os.urandom(NONCE_SIZE) if nonce is None else nonce
     if len(nonce) != NONCE_SIZE:
         raise ValueError("the nonce is 12 bytes")
+    data = stamp(created) + data
     aad = _seal_aad(kind, info_hash, from_id, to_id, offer_id)
     box = nonce + ChaCha20Poly1305(key).encrypt(nonce, data, aad)
     return SEAL_PREFIX + base64.urlsafe_b64encode(box).rstrip(b"=").decode("ascii")
@@ -307,12 +337,18 @@ def open_sealed(
     from_id: bytes,
     to_id: bytes | None,
     offer_id: bytes,
+    now: float | None = None,
+    max_age: float = SEAL_MAX_AGE,
+    max_skew: float = SEAL_CLOCK_SKEW,
 ) -> str:
-    """The SDP inside a sealed text; :class:`SealError` unless it opens with exactly these ids."""
+    """The SDP inside a sealed text; :class:`SealError` unless it opens with exactly these ids,
+    and :class:`StaleSeal` (a :class:`SealError`) unless it was sealed at most ``max_age`` seconds
+    before ``now`` and at most ``max_skew`` seconds after it (``now``: seconds since the Unix
+    epoch, by default the clock's)."""
     if not text.startswith(SEAL_PREFIX):
-        raise SealError(f"a plain (unsealed) {kind} in a secret swarm")
+        raise SealError(f"a plain (unsealed) {kind} in a secret swarm, or another seal version")
     body = text[len(SEAL_PREFIX) :]
-    if len(body) > (MAX_SDP + NONCE_SIZE + TAG_SIZE) * 4 // 3 + 4:
+    if len(body) > (MAX_SDP + TIME_SIZE + NONCE_SIZE + TAG_SIZE) * 4 // 3 + 4:
         raise SealError(f"sealed {kind} too long")
     try:
         box = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
@@ -327,8 +363,40 @@ def open_sealed(
         data = ChaCha20Poly1305(key).decrypt(box[:NONCE_SIZE], box[NONCE_SIZE:], aad)
     except InvalidTag:
         raise SealError(f"sealed {kind} does not open: forged, altered or another secret") from None
+    return read_stamped(kind, data, now=now, max_age=max_age, max_skew=max_skew)
+
+
+def stamp(created: float | None = None) -> bytes:
+    """The 8-byte creation time that starts what a seal holds: milliseconds since the Unix epoch,
+    big-endian (``created`` in seconds; by default now). ``ValueError`` for a time that is not
+    one since the epoch (negative, infinite, NaN)."""
+    created = time.time() if created is None else created
+    if not 0 <= created * 1000 < 2.0**64:  # also false for NaN
+        raise ValueError("the creation time is not a time since the Unix epoch")
+    return min(round(created * 1000), 2**64 - 1).to_bytes(TIME_SIZE, "big")
+
+
+def read_stamped(
+    kind: str,
+    data: bytes,
+    *,
+    now: float | None = None,
+    max_age: float = SEAL_MAX_AGE,
+    max_skew: float = SEAL_CLOCK_SKEW,
+) -> str:
+    """The SDP after the creation time in what a seal held (:func:`stamp`): :class:`StaleSeal`
+    when it was sealed more than ``max_age`` seconds before ``now`` (by default now) or more than
+    ``max_skew`` after, :class:`SealError` when it holds no time or no UTF-8 text."""
+    if len(data) < TIME_SIZE:
+        raise SealError(f"sealed {kind} holds no creation time")
+    now = time.time() if now is None else now
+    age = now - int.from_bytes(data[:TIME_SIZE], "big") / 1000
+    if age > max_age:
+        raise StaleSeal(f"sealed {kind} is {age:.0f} s old, over {max_age:g} s: played back?")
+    if -age > max_skew:
+        raise StaleSeal(f"sealed {kind} is dated {-age:.0f} s ahead of our clock")
     try:
-        return data.decode("utf-8")
+        return data[TIME_SIZE:].decode("utf-8")
     except UnicodeDecodeError:
         raise SealError(f"sealed {kind} holds no UTF-8 text") from None
 

@@ -1,6 +1,6 @@
-"""Fuzzing what secret mode reads from others: sealed SDP from a tracker, SDP sealed to our key
-and seal key records from relays, handshake frames and signed topic headers from peers. Only
-typed errors escape."""
+"""Fuzzing what secret mode reads from others: sealed SDP from a tracker (at any time of the
+opener's clock), SDP sealed to our key and seal key records from relays, handshake frames and
+signed topic headers from peers. Only typed errors escape."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from p2prpc.wire.mesh import MeshError, decode_pex
 from p2prpc.wire.sealbox import SealKey, SealKeyError, SealKeyPair, open_from, seal_to
 from p2prpc.wire.secret import (
     AUTH_MAGIC,
+    SEAL_CLOCK_SKEW,
+    SEAL_MAX_AGE,
     AuthError,
     SealError,
     bound_peer_id,
@@ -31,7 +33,8 @@ FUZZ = settings.get_profile(os.environ.get("P2PRPC_FUZZ_PROFILE", "fuzz-ci"))
 
 KEYS = derive_keys("fuzz secret 7c2e9f04b16d3a58", "fuzz")
 IDS = {"info_hash": KEYS.info_hash, "from_id": b"\x01" * 20, "offer_id": b"\x03" * 20}
-SEALED = seal(KEYS.seal_key, "answer", "v=0\r\n", to_id=b"\x02" * 20, **IDS)
+NOW = 1_700_000_000.0  # when SEALED was sealed and is opened: fixed, so runs are repeatable
+SEALED = seal(KEYS.seal_key, "answer", "v=0\r\n", to_id=b"\x02" * 20, created=NOW, **IDS)
 ME = Identity.generate()
 ENDS = {
     "info_hash": KEYS.info_hash,
@@ -85,10 +88,23 @@ def _mutations(base: bytes) -> st.SearchStrategy[bytes]:
 )
 def test_opening_sealed_text_raises_only_seal_error(text: str) -> None:
     try:
-        sdp = open_sealed(KEYS.seal_key, "answer", text, to_id=b"\x02" * 20, **IDS)
+        sdp = open_sealed(KEYS.seal_key, "answer", text, to_id=b"\x02" * 20, now=NOW, **IDS)
     except SealError:
         return
     assert text == SEALED and sdp == "v=0\r\n"  # nothing else opens
+
+
+@FUZZ
+@given(st.floats(allow_nan=False), _mutations(SEALED.encode()).map(lambda b: b.decode("latin-1")))
+def test_opening_at_any_time_raises_only_seal_error(now: float, text: str) -> None:
+    """Whatever the clock says (far past, far future, infinities) and whatever arrives."""
+    try:
+        sdp = open_sealed(KEYS.seal_key, "answer", text, to_id=b"\x02" * 20, now=now, **IDS)
+    except SealError:
+        return
+    assert (
+        text == SEALED and sdp == "v=0\r\n" and NOW - SEAL_CLOCK_SKEW <= now <= NOW + SEAL_MAX_AGE
+    )
 
 
 @FUZZ

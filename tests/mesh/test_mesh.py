@@ -22,7 +22,7 @@ from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.envelope import Envelope, Kind
 from p2prpc.wire.frames import new_message_id
 from p2prpc.wire.mesh import Signal, SignalType, encode_signal
-from p2prpc.wire.secret import SealError
+from p2prpc.wire.secret import SEAL_PREFIX, ReplayedSeal, SealError
 
 pytestmark = pytest.mark.asyncio
 
@@ -185,7 +185,7 @@ async def test_relayed_signalling_in_a_secret_swarm_is_sealed_end_to_end() -> No
         assert reply.value == "Hello, sealed!"
         sdps = [s["sdp"] for s in seen if "sdp" in s]
         assert {s["type"] for s in seen} >= {"offer", "answer"}
-        assert sdps and all(s.startswith("p2prpc-sealed-1:") for s in sdps)
+        assert sdps and all(s.startswith(SEAL_PREFIX) for s in sdps)
         assert not any("fingerprint" in s or "127.0.0.1" in s for s in sdps)
 
         # What a relay could make of the offer it passed on opens nowhere: c answers none.
@@ -206,6 +206,74 @@ async def test_relayed_signalling_in_a_secret_swarm_is_sealed_end_to_end() -> No
         with pytest.raises(SealError):
             b.p2pt.signalling.open_offer(bytes.fromhex(a.peer_id), offer_id, sdp, addressed=True)
         assert set(c.p2pt.peers) == {a.peer_id, b.peer_id}
+
+
+async def test_a_relay_playing_back_an_offer_or_an_answer_it_carried_makes_no_connection() -> None:
+    """b carried a's sealed offer to c and c's answer back; sent again, word for word, the offer
+    is refused as a copy (counted, no connection built) and the answer finds no offer."""
+    async with line(secret="mesh secret 7b1e4c90d2a3f856") as (a, b, c, _):
+        carried: list[tuple[str, Signal]] = []
+        arrived = asyncio.Event()
+        relay = mesh(b)
+        on_signal = relay._on_signal
+
+        def spy(neighbour: str, signal: Signal) -> None:
+            carried.append((neighbour, signal))
+            arrived.set()
+            on_signal(neighbour, signal)
+
+        relay._on_signal = spy  # type: ignore[method-assign]
+        await until([a], lambda: c.peer_id in a.known_peers, 10)
+        reply = await UnaryUnaryMethod(a, SAY, StringValue, StringValue)(
+            StringValue(value="once"), timeout=20
+        )
+        assert reply.value == "Hello, once!"
+        offer = next(s for _, s in carried if s.type is SignalType.OFFER)
+        answer = next(s for _, s in carried if s.type is SignalType.ANSWER)
+
+        adopted: list[object] = []
+        for node in (a, c):
+            adopt = node.p2pt._adopt
+            node.p2pt._adopt = lambda *args, adopt=adopt: (adopted.append(args), adopt(*args))  # type: ignore[method-assign]
+        taken: list[bool] = []
+        take_answer = a.p2pt.take_answer
+
+        async def taking(peer_id: str, offer_id: bytes, text: str) -> bool:
+            taken.append(await take_answer(peer_id, offer_id, text))
+            arrived.set()
+            return taken[-1]
+
+        a.p2pt.take_answer = taking  # type: ignore[method-assign]
+        refused = c.p2pt.signalling.refused
+        channels = a.p2pt.peers[c.peer_id].channels, c.p2pt.peers[a.peer_id].channels
+
+        def play_back(to: Node, signal: Signal) -> None:
+            body = encode_signal(_hop(signal, signal.hops - 1))
+            b.send(to.peer_id, Envelope(Kind.SIGNAL, new_message_id(), body=body), binary=False)
+
+        play_back(c, offer)
+        play_back(a, answer)
+        # c refuses the copy back through b; a's take of the answer ends.
+        refusal = lambda: any(  # noqa: E731
+            s.type is SignalType.REFUSE and s.offer_id == offer.offer_id for _, s in carried
+        )
+        async with asyncio.timeout(10):
+            while not (refusal() and taken):
+                arrived.clear()
+                await arrived.wait()
+        assert c.p2pt.signalling.refused == refused + 1
+        assert taken == [False] and adopted == []
+        assert (a.p2pt.peers[c.peer_id].channels, c.p2pt.peers[a.peer_id].channels) == channels
+        with pytest.raises(ReplayedSeal):  # a opened that answer once already
+            a.p2pt.signalling.open_answer(
+                bytes.fromhex(c.peer_id), bytes.fromhex(answer.offer_id), answer.sdp or ""
+            )
+
+
+def _hop(signal: Signal, hops: int) -> Signal:
+    return Signal(
+        signal.type, signal.from_id, signal.to_id, signal.offer_id, signal.sdp, hops, signal.extra
+    )
 
 
 async def test_a_peer_flooding_relayed_offers_is_throttled_and_costs_no_memory() -> None:

@@ -84,7 +84,7 @@ def test_pex_entries_carry_a_seal_key_record_as_read() -> None:
 def test_signals_round_trip() -> None:
     for signal in (
         Signal(SignalType.OFFER, A, B, OFFER, "v=0\r\n", 2, True),
-        Signal(SignalType.ANSWER, B, A, OFFER, "p2prpc-sealed-1:xyz", 0),
+        Signal(SignalType.ANSWER, B, A, OFFER, "p2prpc-sealed-2:xyz", 0),
         Signal(SignalType.REFUSE, B, A, OFFER, None, MAX_HOPS),
     ):
         assert decode_signal(encode_signal(signal)) == signal

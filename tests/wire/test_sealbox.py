@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2prpc.errors import RemoteProtocolError
 from p2prpc.identity import Identity
+from p2prpc.signalling import Signalling
 from p2prpc.wire.sealbox import (
     RECORD_SIZE,
     SEALED_TO_PREFIX,
@@ -22,7 +23,7 @@ from p2prpc.wire.sealbox import (
     seal_key_bytes,
     seal_to,
 )
-from p2prpc.wire.secret import SealError, derive_keys, open_sealed
+from p2prpc.wire.secret import ReplayedSeal, SealError, StaleSeal, derive_keys, open_sealed
 
 KEYS = derive_keys("sealbox secret 5f1a7c93e02b", "app")
 A, B, M, OFFER = b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20, b"\x0f" * 20
@@ -245,3 +246,30 @@ def test_a_fixed_ephemeral_key_gives_a_fixed_box_and_a_key_pair_serves_its_own_i
             PAIR_B.record.public, PAIR_A, KEYS.seal_key, "hello", SDP, **ids(from_id=A, to_id=B)
         )
     assert "SealKeyPair" in repr(PAIR_A) and PAIR_A.peer_id.hex()[:8] in repr(PAIR_A)
+
+
+def test_a_box_carries_when_it_was_sealed_and_opens_only_in_its_time() -> None:
+    """What a relay records cannot be played back later: as the swarm seal, a box holds its
+    sealing time and is refused once older than ``max_age`` or dated ahead of the skew."""
+    text = offer(created=1_000_000.0)
+    assert open_offer(text, now=1_000_050.0, max_age=80.0)[0] == SDP
+    with pytest.raises(StaleSeal, match="old"):
+        open_offer(text, now=1_000_081.0, max_age=80.0)
+    with pytest.raises(StaleSeal, match="ahead"):
+        open_offer(text, now=999_960.0, max_skew=30.0)
+
+
+def test_a_box_opens_once_at_its_recipient() -> None:
+    """Signalling opens a box sealed to its key once: a copy is refused and counted, and a
+    forgery under the same ids does not use up the genuine one."""
+    clock = [1_000_000.0]
+    b = Signalling(KEYS.info_hash, B, KEYS, clock=lambda: clock[0])
+    b.own_key = PAIR_B
+    genuine = offer(created=clock[0])
+    forged = offer(sender=pair(ID_M, A), created=clock[0])  # M signs a record for A's id
+    with pytest.raises(SealError):
+        b.open_relayed_offer(A, OFFER, forged, senders={ID_A.public_key})
+    assert b.open_relayed_offer(A, OFFER, genuine, senders={ID_A.public_key})[0] == SDP
+    with pytest.raises(ReplayedSeal):
+        b.open_relayed_offer(A, OFFER, genuine, senders={ID_A.public_key})
+    assert b.refused == 2

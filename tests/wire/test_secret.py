@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
@@ -9,8 +10,10 @@ import os
 import stat
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,9 +28,12 @@ from p2prpc.wire.secret import (
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
+    SEAL_CLOCK_SKEW,
+    SEAL_MAX_AGE,
     SEAL_PREFIX,
     AuthError,
     SealError,
+    StaleSeal,
     _master_key,
     bound_peer_id,
     canonical_json,
@@ -218,6 +224,95 @@ def test_sealed_sdp_does_not_open_with_other_ids_kind_or_key(change: dict[str, o
     key_, kind = args.pop("key"), args.pop("kind")
     with pytest.raises(SealError):
         open_sealed(key_, kind, text, **args)  # type: ignore[arg-type]
+
+
+IDS: dict[str, Any] = {"info_hash": b"\x01" * 20, "from_id": A, "to_id": B, "offer_id": OFFER}
+OFFER_IDS: dict[str, Any] = {**IDS, "to_id": None}  # an offer through a tracker: no recipient
+T0 = 1_700_000_000.0  # a fixed "now", seconds since the Unix epoch
+
+
+def test_the_sealed_layout_is_nonce_then_the_sealed_time_and_sdp_with_v2_associated_data() -> None:
+    key = derive_keys("test secret 3d9a0c7e51b2f864", "x").seal_key
+    nonce = bytes(range(12))
+    text = seal(key, "answer", SDP, nonce=nonce, created=T0 + 0.25, **IDS)
+    assert text.startswith("p2prpc-sealed-2:") and SEAL_PREFIX == "p2prpc-sealed-2:"
+    body = text[len(SEAL_PREFIX) :]
+    assert "=" not in body
+    box = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert box[:12] == nonce
+    aad = b"p2prpc-seal-v2\0" + b"\x02" + b"\x01" * 20 + A + B + OFFER
+    plain = ChaCha20Poly1305(key).decrypt(nonce, box[12:], aad)
+    assert plain[:8] == round((T0 + 0.25) * 1000).to_bytes(8, "big")
+    assert plain[8:] == SDP.encode()
+    assert len(box) == 12 + 8 + len(SDP.encode()) + 16
+
+
+def test_a_seal_of_the_first_layout_or_without_a_time_is_refused() -> None:
+    key = derive_keys("test secret 3d9a0c7e51b2f864", "x").seal_key
+    nonce = bytes(12)
+    aad = b"p2prpc-seal-v2\0" + b"\x02" + b"\x01" * 20 + A + B + OFFER
+    for prefix, plain in (
+        ("p2prpc-sealed-1:", SDP.encode()),  # version 1: no time, another prefix
+        (SEAL_PREFIX, b"1234567"),  # seven bytes: no room for the time
+    ):
+        box = nonce + ChaCha20Poly1305(key).encrypt(nonce, plain, aad)
+        text = prefix + base64.urlsafe_b64encode(box).rstrip(b"=").decode()
+        with pytest.raises(SealError):
+            open_sealed(key, "answer", text, now=T0, **IDS)
+
+
+def test_a_seal_opens_from_its_time_for_max_age_seconds_and_not_before_the_skew() -> None:
+    key = derive_keys("test secret 3d9a0c7e51b2f864", "x").seal_key
+    text = seal(key, "offer", SDP, created=T0, **OFFER_IDS)
+
+    def opened(now: float, max_age: float = SEAL_MAX_AGE, max_skew: float = SEAL_CLOCK_SKEW) -> str:
+        return open_sealed(
+            key, "offer", text, now=now, max_age=max_age, max_skew=max_skew, **OFFER_IDS
+        )
+
+    for now in (T0, T0 + SEAL_MAX_AGE - 0.01, T0 - SEAL_CLOCK_SKEW + 0.01):
+        assert opened(now) == SDP
+    for now in (T0 + SEAL_MAX_AGE + 0.01, T0 + 3600, T0 - SEAL_CLOCK_SKEW - 0.01, 0.0):
+        with pytest.raises(StaleSeal):
+            opened(now)
+    assert opened(T0 + 200, max_age=300) == SDP  # the window is the opener's to set
+    with pytest.raises(StaleSeal, match="ahead"):
+        opened(T0 - 5, max_skew=1)
+    assert issubclass(StaleSeal, SealError)
+    assert SEAL_MAX_AGE == 50 + SEAL_CLOCK_SKEW  # P2PT's offer lifetime, and the skew
+    fresh = seal(key, "offer", SDP, **OFFER_IDS)  # sealed now, opened now: by this clock
+    assert open_sealed(key, "offer", fresh, **OFFER_IDS) == SDP
+
+
+@given(
+    created_ms=st.integers(0, 2**50),
+    age_ms=st.integers(-(10**7), 10**7),
+    max_age=st.integers(1, 10**4),
+    max_skew=st.integers(0, 10**4),
+)
+def test_a_seal_opens_exactly_within_its_window(
+    created_ms: int, age_ms: int, max_age: int, max_skew: int
+) -> None:
+    key = bytes(32)
+    text = seal(key, "offer", "v=0", created=created_ms / 1000, nonce=bytes(12), **OFFER_IDS)
+    now = (created_ms + age_ms) / 1000
+    inside = -max_skew * 1000 <= age_ms <= max_age * 1000
+    margin = abs(age_ms - max_age * 1000) > 1 and abs(age_ms + max_skew * 1000) > 1
+    try:
+        sdp = open_sealed(
+            key, "offer", text, now=now, max_age=max_age, max_skew=max_skew, **OFFER_IDS
+        )
+    except StaleSeal:
+        assert not inside or not margin  # float rounding at the very edge only
+    else:
+        assert sdp == "v=0" and (inside or not margin)
+
+
+def test_sealing_refuses_a_time_that_is_not_one() -> None:
+    key = bytes(32)
+    for created in (-1.0, 2.0**64 / 1000, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="time"):
+            seal(key, "offer", SDP, created=created, **OFFER_IDS)
 
 
 def test_plain_or_mangled_sdp_is_refused() -> None:
