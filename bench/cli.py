@@ -24,7 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from p2prpc.webrtc import UDP_BUFFER_SIZE
+from p2prpc.transport import UDP_BUFFER_SIZE
 
 from . import profile, udp
 from .previous import match, published

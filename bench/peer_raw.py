@@ -29,7 +29,7 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from p2prpc.webrtc import size_udp_buffers
+from p2prpc.transport.aiortc import size_udp_buffers
 
 from . import udp
 from .records import make_records

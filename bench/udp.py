@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from p2prpc.webrtc import UDP_BUFFER_SIZE
+from p2prpc.transport import UDP_BUFFER_SIZE
 
 ENV = "P2PRPC_BENCH_UDP_BUFFER_SIZE"
 """How the orchestrator tells its workers the buffer size: bytes, ``0`` for aioice's own."""

@@ -61,8 +61,9 @@ from .errors import (
     SendQueueFull,
 )
 from .signalling import Signalling
+from .swarm.connection import Connection, ConnectionState
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
-from .webrtc import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, Channel, ChannelState, RTCOptions
+from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
 from .wire.frames import (
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,
@@ -121,16 +122,16 @@ class _RemotePeer:
     def __init__(self, peer_id: str) -> None:
         self.id = peer_id
         self.public_key: bytes | None = None  # proven by its handshake on one of our channels
-        self.channels: dict[str, Channel] = {}
+        self.channels: dict[str, Connection] = {}
         self.waiting: dict[int, asyncio.Future[tuple[Peer, JSONValue]]] = {}
 
-    def usable(self, channel: Channel) -> bool:
+    def usable(self, channel: Connection) -> bool:
         """Whether ``channel`` is open and speaks for this peer: it proved the peer's key, or
         the peer has none. (A connection that has yet to prove the key another connection
         proved under this id carries nothing either way until it does.)"""
         return channel.is_open and channel.public_key == self.public_key
 
-    def open_channel(self, preferred: str | None = None) -> Channel | None:
+    def open_channel(self, preferred: str | None = None) -> Connection | None:
         """A usable channel to this peer: ``preferred`` (a label) if it is, else the first."""
         if preferred is not None:
             channel = self.channels.get(preferred)
@@ -141,8 +142,8 @@ class _RemotePeer:
                 return channel
         return None
 
-    def by_connection(self, connection: int) -> Channel | None:
-        """The usable channel numbered ``connection`` (:attr:`Channel.connection`), if any."""
+    def by_connection(self, connection: int) -> Connection | None:
+        """The usable channel numbered ``connection`` (:attr:`Connection.connection`), if any."""
         for channel in self.channels.values():
             if channel.connection == connection:
                 return channel if self.usable(channel) else None
@@ -180,7 +181,8 @@ class Peer:
     @property
     def connection(self) -> int:
         """The number of the connection this handle refers to (a message came on it), unique in
-        this process (:attr:`p2prpc.webrtc.Channel.connection`); 0 when it is closed."""
+        this process (:attr:`~p2prpc.swarm.connection.Connection.connection`); 0 when it is
+        closed."""
         channel = self._remote.channels.get(self._channel_name)
         return channel.connection if channel is not None else 0
 
@@ -306,12 +308,12 @@ class P2PT(AsyncIOEventEmitter):
     Toward a peer that reads slowly or not at all, each data channel queues at most
     ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
     plus one data-channel message of at most 64 KiB): a send that does not fit fails with
-    :class:`~p2prpc.webrtc.SendQueueFull` (``send``/``respond``: their reply does;
+    :class:`~p2prpc.errors.SendQueueFull` (``send``/``respond``: their reply does;
     ``post``/``send_raw``: they raise) and sends nothing;
     ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
     ``max_channels_per_peer × (max_send_queue + 1 MiB + 64 KiB)`` bytes of outgoing data.
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
-    (:class:`~p2prpc.webrtc.RTCOptions`).
+    (:class:`~p2prpc.transport.RTCOptions`).
 
     Closed swarms: with ``secret`` (str or bytes) the info_hash is derived from the secret and
     the identifier (scrypt and HKDF-SHA256: about 0.1 s and 64 MiB, once per secret and
@@ -422,7 +424,7 @@ class P2PT(AsyncIOEventEmitter):
         self.auth_timeout = auth_timeout
         #: Connections closed because the peer proved no secret or identity we accept.
         self.refused_peers = 0
-        self._proving: dict[Channel, asyncio.TimerHandle] = {}
+        self._proving: dict[Connection, asyncio.TimerHandle] = {}
         self._rtc_options = RTCOptions(
             ice_servers=ice_servers,
             host_addresses=host_addresses,
@@ -447,7 +449,7 @@ class P2PT(AsyncIOEventEmitter):
         self.max_extra_peers = max_extra_peers
         self.max_direct_offers = max_direct_offers
         self.direct_offer_timeout = direct_offer_timeout
-        self._direct_offers: dict[bytes, tuple[Channel, str, asyncio.TimerHandle]] = {}
+        self._direct_offers: dict[bytes, tuple[Connection, str, asyncio.TimerHandle]] = {}
         self.more_peers_handler: Callable[[], bool] | None = None
         self._swarm_sizes: dict[str, int] = {}
         self._reassembler = Reassembler(
@@ -463,7 +465,7 @@ class P2PT(AsyncIOEventEmitter):
         self._tracker_options.setdefault("answer_timeout", answer_timeout)
         self.trackers: dict[str, TrackerClient] = {}
         self._remotes: dict[str, _RemotePeer] = {}
-        self._connecting: set[Channel] = set()
+        self._connecting: set[Connection] = set()
         self._background_tasks: set[asyncio.Task[None]] = set()
         #: Receives every binary data-channel message (``peer_id, data, connection``: the number
         #: of the connection it came on, as :attr:`Peer.connection`); P2PT itself only reads
@@ -520,7 +522,7 @@ class P2PT(AsyncIOEventEmitter):
         For protocols that run their own conversation over P2PT messages (the RPC layer): replies
         to ``msg_id`` arrive as ``msg`` events. ``tag``: see :meth:`withdraw`. ``connection``:
         only on that connection (:attr:`Peer.connection`). Raises :class:`PeerClosed` when the
-        peer (or that connection) is gone and :class:`~p2prpc.webrtc.SendQueueFull` when the
+        peer (or that connection) is gone and :class:`~p2prpc.errors.SendQueueFull` when the
         message does not fit in the channel's send queue (then nothing of it is sent).
         """
         channel = self._channel_for(peer, connection)
@@ -536,12 +538,12 @@ class P2PT(AsyncIOEventEmitter):
         pack: Callable[[Sequence[bytes]], bytes] | None = None,
         pack_limit: int = 16 * 1024,
         connection: int | None = None,
-    ) -> Channel:
+    ) -> Connection:
         """Send data-channel messages as they are (not P2PT frames); returns the channel used.
 
         All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`;
         ``connection``: as for :meth:`post`; ``pack`` and ``pack_limit`` (bytes): they may leave
-        packed with others (:meth:`p2prpc.webrtc.Channel.send`).
+        packed with others (:meth:`p2prpc.swarm.connection.Connection.send`).
         """
         channel = self._channel_for(peer, connection)
         channel.send(data, tag=tag, pack=pack, pack_limit=pack_limit)
@@ -567,7 +569,7 @@ class P2PT(AsyncIOEventEmitter):
         """
         await self._channel_for(peer, connection).drain()
 
-    def _channel_for(self, peer: Peer | str, connection: int | None = None) -> Channel:
+    def _channel_for(self, peer: Peer | str, connection: int | None = None) -> Connection:
         peer_id = peer if isinstance(peer, str) else peer.id
         remote = self._remotes.get(peer_id)
         if connection is not None:
@@ -810,14 +812,14 @@ class P2PT(AsyncIOEventEmitter):
             if (remote := remotes.get(c.peer_id or "")) is not None and remote.channels
         )
 
-    def _stalest(self) -> Channel | None:
+    def _stalest(self) -> Connection | None:
         """The connection we answered that has been connecting longest, if for ``answer_grace``
         seconds or more: the one a new peer's offer takes the place of when no slot is free."""
         deadline = time.monotonic() - self.answer_grace
         stale = [c for c in self._connecting if not c.initiator and c.created_at <= deadline]
         return min(stale, key=lambda c: c.created_at, default=None)
 
-    def _make_room(self, channel: Channel) -> None:
+    def _make_room(self, channel: Connection) -> None:
         """Before ``channel`` (one we answer) takes a connecting slot: when none is free, close
         the stalest (:meth:`_stalest`). Only offers that opened come here, so nothing a third
         party recorded comes twice; what it plays back once to each member is what these slots
@@ -871,13 +873,13 @@ class P2PT(AsyncIOEventEmitter):
     def _degree(self) -> int:
         return sum(1 for r in self._remotes.values() if r.channels)
 
-    def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
         channel.origin = tracker.announce_url if tracker is not None else ""
         self._adopt(channel)
 
     def _adopt(
         self,
-        channel: Channel,
+        channel: Connection,
         connect_timeout: float | None = None,
         offer_id: bytes | None = None,
     ) -> None:
@@ -927,7 +929,7 @@ class P2PT(AsyncIOEventEmitter):
             or not self.accepts_answer_from(peer_id, extra)
         ):
             return None
-        channel = Channel(self._rtc_options, initiator=True)
+        channel = Connection(self._rtc_options, initiator=True)
         channel.origin = origin
         channel.extra = extra
         offer_id = bytes.fromhex(channel.name)
@@ -997,7 +999,7 @@ class P2PT(AsyncIOEventEmitter):
             return None
         if not self.accepts_offer_from(peer_id, extra):
             return None
-        channel = Channel(self._rtc_options, initiator=False)
+        channel = Connection(self._rtc_options, initiator=False)
         channel.peer_id = peer_id
         channel.origin = origin
         channel.extra = extra
@@ -1008,7 +1010,7 @@ class P2PT(AsyncIOEventEmitter):
             logger.warning("unusable relayed offer from %s: %r", peer_id[:8], e)
             channel.close()
             return None
-        if channel.state is ChannelState.CLOSED:
+        if channel.state is ConnectionState.CLOSED:
             return None
         if sender is not None:
             try:
@@ -1081,7 +1083,7 @@ class P2PT(AsyncIOEventEmitter):
         """Whether a connection must prove itself before it counts (``peerconnect``)."""
         return self._proof_key is not None or self.allowed_peers is not None
 
-    def _on_channel_ready(self, channel: Channel) -> None:
+    def _on_channel_ready(self, channel: Connection) -> None:
         """The data channel opened: say who we are first, then wait for the peer's proof (closed
         swarms, known peers) or count the connection at once (open swarms)."""
         if self._proof_key is None and self.identity is None and self.allowed_peers is None:
@@ -1106,7 +1108,7 @@ class P2PT(AsyncIOEventEmitter):
             AuthError(f"no proof within {self.auth_timeout} s"),
         )
 
-    def _transcript(self, channel: Channel) -> dict[str, Any]:
+    def _transcript(self, channel: Connection) -> dict[str, Any]:
         """What a handshake frame on ``channel`` is bound to, both ways (``make_auth`` and
         ``verify_auth``'s shared arguments)."""
         assert channel.peer_id is not None
@@ -1120,7 +1122,7 @@ class P2PT(AsyncIOEventEmitter):
             "proof_key": self._proof_key,
         }
 
-    def _auth_frame(self, channel: Channel) -> bytes:
+    def _auth_frame(self, channel: Connection) -> bytes:
         identity = self.identity
         return make_auth(
             **self._transcript(channel),
@@ -1129,7 +1131,7 @@ class P2PT(AsyncIOEventEmitter):
             sign=identity.sign if identity is not None else None,
         )
 
-    def _verify(self, channel: Channel, data: bytes) -> bytes | None:
+    def _verify(self, channel: Connection, data: bytes) -> bytes | None:
         """The public key a handshake frame proves on this channel (AuthError if it proves not
         what we require)."""
         key = verify_auth(data, **self._transcript(channel))
@@ -1142,7 +1144,7 @@ class P2PT(AsyncIOEventEmitter):
             )
         return key
 
-    def _on_proof(self, channel: Channel, data: str | bytes) -> None:
+    def _on_proof(self, channel: Connection, data: str | bytes) -> None:
         timer = self._proving.pop(channel, None)
         if timer is not None:
             timer.cancel()
@@ -1157,18 +1159,18 @@ class P2PT(AsyncIOEventEmitter):
             return
         self._on_channel_open(channel, key)
 
-    def _refuse(self, channel: Channel, error: Exception) -> None:
+    def _refuse(self, channel: Connection, error: Exception) -> None:
         timer = self._proving.pop(channel, None)
         if timer is not None:
             timer.cancel()
-        if channel.state is ChannelState.CLOSED:
+        if channel.state is ConnectionState.CLOSED:
             return
         self.refused_peers += 1
         logger.warning("refused peer %s: %s", (channel.peer_id or "?")[:8], error)
         channel.close()
         self.emit("peerrefused", channel.peer_id, error)
 
-    def _on_late_proof(self, remote: _RemotePeer, channel: Channel, data: bytes) -> None:
+    def _on_late_proof(self, remote: _RemotePeer, channel: Connection, data: bytes) -> None:
         """A handshake frame on a connection already counted (open swarms: the peer's first
         connections count before any proof, as P2PT peers prove nothing).
 
@@ -1199,7 +1201,7 @@ class P2PT(AsyncIOEventEmitter):
             if other.public_key is None and other not in self._proving:
                 self._expect_proof(other)
 
-    def _expect_proof(self, channel: Channel) -> None:
+    def _expect_proof(self, channel: Connection) -> None:
         """Close ``channel`` unless it proves its peer's key within ``auth_timeout``."""
         self._proving[channel] = asyncio.get_running_loop().call_later(
             self.auth_timeout,
@@ -1208,7 +1210,7 @@ class P2PT(AsyncIOEventEmitter):
             AuthError(f"no proof of the peer's key within {self.auth_timeout} s"),
         )
 
-    def _on_channel_open(self, channel: Channel, public_key: bytes | None = None) -> None:
+    def _on_channel_open(self, channel: Connection, public_key: bytes | None = None) -> None:
         """Count a connection: a new peer, or one more connection of a known one.
 
         A peer is the set of its connections, and all of them prove the same key (or none):
@@ -1265,7 +1267,7 @@ class P2PT(AsyncIOEventEmitter):
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
 
-    def _on_channel_close(self, channel: Channel, offer_id: bytes | None = None) -> None:
+    def _on_channel_close(self, channel: Connection, offer_id: bytes | None = None) -> None:
         self._connecting.discard(channel)
         timer = self._proving.pop(channel, None)
         if timer is not None:
@@ -1317,7 +1319,7 @@ class P2PT(AsyncIOEventEmitter):
             if not future.done():
                 future.set_exception(error)
 
-    def _on_data(self, remote: _RemotePeer, channel: Channel, data: str | bytes) -> None:
+    def _on_data(self, remote: _RemotePeer, channel: Connection, data: str | bytes) -> None:
         if channel.public_key != remote.public_key:  # yet to prove the peer's key: only that
             if isinstance(data, bytes) and is_auth_frame(data):
                 self._on_late_proof(remote, channel, data)
@@ -1408,7 +1410,7 @@ class P2PT(AsyncIOEventEmitter):
 CHANNEL_SETTLE_TIME = 5.0
 
 
-def _surplus_channel(remote: _RemotePeer, opened: Channel) -> Channel:
+def _surplus_channel(remote: _RemotePeer, opened: Connection) -> Connection:
     """Which channel to close when ``opened`` would take ``remote`` past the cap.
 
     Both ends must close the same one, or when offers cross each would close a different one
@@ -1426,7 +1428,7 @@ def _surplus_channel(remote: _RemotePeer, opened: Channel) -> Channel:
     return max([*young, opened], key=lambda channel: channel.name)
 
 
-def _close_unless_open(channel: Channel) -> None:
+def _close_unless_open(channel: Connection) -> None:
     if not channel.is_open:
         channel.close()
 

@@ -3,9 +3,10 @@
 The client keeps a WebSocket to the tracker open (reconnecting with exponential backoff and
 jitter through tenacity), announces with a pool of fresh WebRTC offers on connect, at the tracker's
 interval and on request, answers the offers the tracker relays from other peers, and hands every new
-:class:`~p2prpc.webrtc.Channel` to its swarm. Offers nobody answers expire and are closed, and so
-are channels that fail to open in time. Closing the client leaves channels it already handed over
-alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
+:class:`~p2prpc.swarm.connection.Connection` to its swarm. Offers nobody answers expire and are
+closed, and so are connections that fail to open in time. Closing the client leaves connections it
+already handed over alone: they belong to the swarm (this is how P2PT removes a tracker without
+dropping peers).
 
 Unanswered offers are bounded: each holds an RTCPeerConnection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
@@ -27,7 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
 from ..signalling import Signalling
-from ..webrtc import Channel, RTCOptions
+from ..swarm.connection import Connection
+from ..transport import RTCOptions
 from ..wire.secret import SealError
 from ..wire.tracker import (
     Announce,
@@ -91,7 +93,7 @@ class Swarm(Protocol):
         """Whether to announce again soon rather than at the tracker's interval."""
         ...
 
-    def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
         """A channel to ``channel.peer_id`` is connecting; the swarm takes it over."""
         ...
 
@@ -151,7 +153,7 @@ class TrackerClient:
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
         self._ws: ClientConnection | None = None
-        self._offers: dict[bytes, tuple[Channel, asyncio.TimerHandle]] = {}
+        self._offers: dict[bytes, tuple[Connection, asyncio.TimerHandle]] = {}
         self._announce_requested = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -278,7 +280,7 @@ class TrackerClient:
             await ws.send(encode_client_message(message))
 
     async def _make_offer(self) -> OfferPayload:
-        channel = Channel(self.swarm.rtc_options, initiator=True)
+        channel = Connection(self.swarm.rtc_options, initiator=True)
         offer_id = bytes.fromhex(channel.name)
         timer = asyncio.get_running_loop().call_later(self.offer_timeout, self._expire, offer_id)
         self._offers[offer_id] = (channel, timer)
@@ -347,7 +349,7 @@ class TrackerClient:
             return
         if not self.swarm.accepts_offer_from(peer_id):
             return
-        channel = Channel(self.swarm.rtc_options, initiator=False)
+        channel = Connection(self.swarm.rtc_options, initiator=False)
         channel.peer_id = peer_id
         self._hand_over(channel, self.answer_timeout)
         try:
@@ -398,7 +400,7 @@ class TrackerClient:
             channel.close()
             self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable answer: {e!r}"))
 
-    def _hand_over(self, channel: Channel, timeout: float) -> None:
+    def _hand_over(self, channel: Connection, timeout: float) -> None:
         self.swarm.channel_created(self, channel)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, _close_unless_open, channel)
@@ -416,7 +418,7 @@ class TrackerClient:
         task.add_done_callback(self._tasks.discard)
 
 
-def _close_unless_open(channel: Channel) -> None:
+def _close_unless_open(channel: Connection) -> None:
     if not channel.is_open:
         channel.close()
 

@@ -14,7 +14,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from p2prpc.identity import Identity
 from p2prpc.node import Node
 from p2prpc.rpc import UnaryUnaryMethod
-from p2prpc.webrtc import Channel
+from p2prpc.swarm.connection import Connection
 from p2prpc.wire.envelope import Envelope, Kind
 from p2prpc.wire.frames import new_message_id
 from p2prpc.wire.mesh import ListedPeer, Signal, SignalType, encode_pex, encode_signal
@@ -80,7 +80,7 @@ def session_secrets(node: Node, other: Node) -> list[str]:
     """What the SDPs of ``node``'s connection to ``other`` say that a relay must not learn: both
     DTLS fingerprints and every candidate line."""
     channel = node.p2pt._channel_for(other.peer_id)
-    local, remote = channel.pc.localDescription, channel.pc.remoteDescription
+    local, remote = channel.link.pc.localDescription, channel.link.pc.remoteDescription
     assert local is not None and remote is not None
     found = []
     for sdp in (local.sdp, remote.sdp):
@@ -92,7 +92,7 @@ def session_secrets(node: Node, other: Node) -> list[str]:
 
 async def own_sdp(node: Node) -> str:
     """A real offer SDP of ``node``'s own (its DTLS certificate, its candidates)."""
-    channel = Channel(node.p2pt.rtc_options, initiator=True)
+    channel = Connection(node.p2pt.rtc_options, initiator=True)
     try:
         return await channel.create_offer()
     finally:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from p2prpc import P2PT, Peer
+from p2prpc.swarm.connection import Connection, ConnectionState
 from p2prpc.testing import swarm
 from p2prpc.tracker.client import TrackerClient
-from p2prpc.webrtc import Channel, ChannelState
 from p2prpc.wire.frames import JSONValue
 from p2prpc.wire.tracker import AnswerRelay, OfferRelay
 
@@ -30,13 +30,13 @@ class Observer:
         self.p2pt = p2pt
         self.offers = 0
         self.answers = 0
-        self.channels: list[Channel] = []
+        self.channels: list[Connection] = []
         self.most_open = 0
         self.changed = asyncio.Event()
         created = p2pt.channel_created
         opened = p2pt._on_channel_open
 
-        def channel_created(tracker: TrackerClient, channel: Channel) -> None:
+        def channel_created(tracker: TrackerClient, channel: Connection) -> None:
             created(tracker, channel)
             self.channels.append(channel)
             on_close = channel.on_close
@@ -47,7 +47,7 @@ class Observer:
 
             channel.on_close = closed
 
-        def on_channel_open(channel: Channel) -> None:
+        def on_channel_open(channel: Connection) -> None:
             opened(channel)
             for remote in p2pt._remotes.values():
                 count = sum(1 for c in remote.channels.values() if c.is_open)
@@ -84,7 +84,7 @@ class Observer:
         """No signalling in progress here: every channel handed over has opened or closed."""
         busy = any(client._tasks for client in self.p2pt.trackers.values())
         return not busy and all(
-            c.state in (ChannelState.OPEN, ChannelState.CLOSED) for c in self.channels
+            c.state in (ConnectionState.OPEN, ConnectionState.CLOSED) for c in self.channels
         )
 
     def open_to(self, other: P2PT) -> int:
@@ -232,7 +232,7 @@ async def test_every_transition_of_a_peer_leaves_it_usable() -> None:
 
 async def test_offers_are_not_answered_while_max_connecting_channels_connect() -> None:
     p2pt = P2PT([], "p2pt", ice_servers=[], max_connecting=2)
-    channels = [Channel(p2pt.rtc_options, initiator=False) for _ in range(2)]
+    channels = [Connection(p2pt.rtc_options, initiator=False) for _ in range(2)]
     try:
         assert p2pt.accepts_offer_from("a" * 40)
         for n, channel in enumerate(channels):

@@ -11,9 +11,9 @@ import asyncio
 import pytest
 
 from p2prpc import P2PT
-from p2prpc.errors import PeerError
+from p2prpc.errors import PeerError, SendQueueFull
+from p2prpc.swarm.connection import Connection
 from p2prpc.testing import swarm
-from p2prpc.webrtc import Channel, SendQueueFull
 from p2prpc.wire.envelope import MAGIC, is_batch, iter_batch, pack_batch
 
 pytestmark = pytest.mark.asyncio
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio
 LIMIT = 16 * 1024
 
 
-def channel_to(p2pt: P2PT, other: P2PT) -> Channel:
+def channel_to(p2pt: P2PT, other: P2PT) -> Connection:
     return next(iter(p2pt._remotes[other.peer_id].channels.values()))
 
 
@@ -60,7 +60,7 @@ async def test_a_burst_leaves_packed_and_in_order_and_its_first_message_at_once(
         a, b = s.peers
         got = Received(b)
         channel = channel_to(a, b)
-        dc = channel._dc
+        dc = channel.link._dc
         assert dc is not None
         a.send_raw(b.peer_id, [frame(0)], pack=pack_batch)
         assert dc.bufferedAmount == 100  # the first of the burst went to the data channel now
@@ -149,7 +149,7 @@ async def test_what_waits_to_be_packed_counts_toward_the_send_queue_cap() -> Non
             corked += 100
         assert channel._corked_bytes == corked
         # The data channel's room is what the high-water mark leaves past what waits packed.
-        dc = channel._dc
+        dc = channel.link._dc
         assert dc is not None
         room = high - dc.bufferedAmount - channel._corked_bytes
         a.send_raw(b.peer_id, [frame(2, 60_000) for _ in range(room // 60_000 + 1)])
@@ -168,7 +168,7 @@ async def test_a_data_channel_closing_under_us_is_a_lost_peer_not_an_aiortc_erro
         lost = asyncio.Event()
         a.on("peerclose", lambda peer: lost.set())
         channel = channel_to(a, b)
-        dc = channel._dc
+        dc = channel.link._dc
         assert dc is not None
         a.send_raw(b.peer_id, [frame(0)], pack=pack_batch)
         a.send_raw(b.peer_id, [frame(1)], pack=pack_batch)  # waits for the end of the turn

@@ -16,10 +16,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from p2prpc import P2PT
+from p2prpc.swarm.connection import Connection, ConnectionState
 from p2prpc.testing import loopback_p2pt, swarm
 from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.webrtc import Channel, ChannelState, RTCOptions
+from p2prpc.transport import RTCOptions
 from p2prpc.wire.tracker import (
     Announce,
     AnswerRelay,
@@ -42,10 +43,10 @@ async def test_a_connection_we_answered_that_never_opens_frees_its_slot_after_an
         tracker = await stack.enter_async_context(TrackerServer("127.0.0.1", 0))
         member = loopback_p2pt([tracker.url], "slots", max_connecting=1, answer_timeout=1.0)
         stack.push_async_callback(member.destroy)
-        answered: asyncio.Future[Channel] = asyncio.get_running_loop().create_future()
+        answered: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
         created = member.channel_created
 
-        def channel_created(client: TrackerClient, channel: Channel) -> None:
+        def channel_created(client: TrackerClient, channel: Connection) -> None:
             created(client, channel)
             if not channel.initiator and not answered.done():
                 answered.set_result(channel)
@@ -56,7 +57,7 @@ async def test_a_connection_we_answered_that_never_opens_frees_its_slot_after_an
             await tracker.wait_for(lambda stats: stats.peers == 1)
 
         # Someone offers through the tracker and never takes the answer.
-        offerer = Channel(LOOPBACK, initiator=True)
+        offerer = Connection(LOOPBACK, initiator=True)
         stack.push_async_callback(offerer.wait_closed)
         offer = OfferPayload(bytes.fromhex(offerer.name), await offerer.create_offer())
         ws = await stack.enter_async_context(connect(tracker.url, compression=None))
@@ -84,14 +85,14 @@ async def test_a_connection_we_answered_that_never_opens_frees_its_slot_after_an
         assert not member.accepts_offer_from("ab" * 20)  # the one slot is held
         ended = await asyncio.wait_for(closed, member.answer_timeout + 2)
         assert ended - started >= member.answer_timeout - 0.1
-        assert channel.state is ChannelState.CLOSED and channel.opened_at is None
+        assert channel.state is ConnectionState.CLOSED and channel.opened_at is None
         assert member.accepts_offer_from("ab" * 20)  # free again
 
 
-def answered(p2pt: P2PT, peer_id: str, *, initiator: bool = False) -> Channel:
+def answered(p2pt: P2PT, peer_id: str, *, initiator: bool = False) -> Connection:
     """A connection to ``peer_id`` handed to ``p2pt`` as a tracker client hands one over: one
     we answered (or, ``initiator``, one whose answer we took), connecting until closed."""
-    channel = Channel(p2pt.rtc_options, initiator=initiator)
+    channel = Connection(p2pt.rtc_options, initiator=initiator)
     channel.peer_id = peer_id
     p2pt.channel_created(None, channel)  # type: ignore[arg-type]
     return channel
@@ -127,8 +128,11 @@ async def test_a_new_peer_takes_the_place_of_the_connection_we_answered_longest_
             assert not a.accepts_offer_from(b.peer_id)  # a backup never takes another's place
             assert a.accepts_offer_from("33" * 20)
             made.append(answered(a, "33" * 20))
-            assert oldest.state is ChannelState.CLOSED
-            assert ours.state is not ChannelState.CLOSED and newer.state is not ChannelState.CLOSED
+            assert oldest.state is ConnectionState.CLOSED
+            assert (
+                ours.state is not ConnectionState.CLOSED
+                and newer.state is not ConnectionState.CLOSED
+            )
             assert len(a._connecting) == 3
         finally:
             await asyncio.gather(*(channel.wait_closed() for channel in made))

@@ -11,9 +11,9 @@ import asyncio
 import pytest
 
 from p2prpc import P2PT
-from p2prpc.errors import PeerError
+from p2prpc.errors import PeerError, SendQueueFull
+from p2prpc.swarm.connection import Connection
 from p2prpc.testing import swarm
-from p2prpc.webrtc import Channel, SendQueueFull
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,14 +21,14 @@ BLOCK = 60 * 1024  # under aiortc's 64 KiB data-channel message limit
 MEGABYTE = [b"\x01" * BLOCK] * 17  # about 1 MB, as 17 binary data-channel messages
 
 
-def channel_to(p2pt: P2PT, other: P2PT) -> Channel:
+def channel_to(p2pt: P2PT, other: P2PT) -> Connection:
     return next(iter(p2pt._remotes[other.peer_id].channels.values()))
 
 
 def stop_reading(p2pt: P2PT, other: P2PT) -> None:
     """Make ``p2pt`` deaf on its connection to ``other``: incoming datagrams are dropped."""
     channel = channel_to(p2pt, other)
-    sctp = channel.pc.sctp
+    sctp = channel.link.pc.sctp
     assert sctp is not None
     for protocol in sctp.transport.transport._connection._protocols:
         protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
@@ -51,7 +51,7 @@ async def test_a_peer_that_stops_reading_costs_at_most_the_send_queue_cap() -> N
         assert isinstance(refused.value, PeerError)
         assert 2 <= sent <= 10  # the cap, 1 MiB in aiortc and what SCTP has in flight
         assert channel.queued_bytes <= cap
-        dc = channel._dc
+        dc = channel.link._dc
         assert dc is not None
         assert dc.bufferedAmount <= high + BLOCK
         queued = channel.queued_bytes

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from p2prpc import P2PT
+from p2prpc.swarm.connection import Connection
 from p2prpc.testing import swarm
-from p2prpc.webrtc import UDP_BUFFER_SIZE, Channel, size_udp_buffers, udp_sockets
+from p2prpc.transport import UDP_BUFFER_SIZE
+from p2prpc.transport.aiortc import size_udp_buffers, udp_sockets
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -31,12 +33,12 @@ def granted(size: int) -> tuple[int, int]:
     return 2 * min(size, sysctl("rmem_max")), 2 * min(size, sysctl("wmem_max"))
 
 
-def channels(p2pt: P2PT) -> list[Channel]:
+def channels(p2pt: P2PT) -> list[Connection]:
     return [c for peer in p2pt.peers.values() for c in peer._remote.channels.values() if c.is_open]
 
 
-def buffers(channel: Channel) -> list[tuple[int, int]]:
-    sockets = udp_sockets(channel.pc)
+def buffers(channel: Connection) -> list[tuple[int, int]]:
+    sockets = udp_sockets(channel.link.pc)
     assert sockets, "an open channel has UDP sockets"
     assert all(s.type == socket.SOCK_DGRAM for s in sockets)
     return [
@@ -75,5 +77,5 @@ async def test_none_leaves_aioice_receive_buffer() -> None:
 async def test_size_udp_buffers_returns_what_the_kernel_reports() -> None:
     async with swarm(2, udp_buffer_size=None) as s:
         (channel,) = channels(s.peers[0])
-        got = size_udp_buffers(channel.pc, 512 * 1024)
+        got = size_udp_buffers(channel.link.pc, 512 * 1024)
         assert got == buffers(channel) == [granted(512 * 1024)] * len(got)

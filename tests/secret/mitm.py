@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from p2prpc.webrtc import Channel, RTCOptions
+from p2prpc.swarm.connection import Connection
+from p2prpc.transport import RTCOptions
 from p2prpc.wire.tracker import (
     Announce,
     AnnounceReply,
@@ -36,7 +37,7 @@ _OPTIONS = RTCOptions(ice_servers=[], host_addresses=["127.0.0.1"])
 class _Relay:
     """Two connections of the tracker's own, one to each victim, and what waits to cross."""
 
-    channels: dict[str, Channel] = field(default_factory=dict)  # "a" (answered), "b" (offered)
+    channels: dict[str, Connection] = field(default_factory=dict)  # "a" (answered), "b" (offered)
     waiting: dict[str, list[str | bytes]] = field(default_factory=lambda: {"a": [], "b": []})
 
 
@@ -57,7 +58,7 @@ class MitmTracker:
         self.opened = asyncio.Event()
         self._sockets: dict[bytes, ServerConnection] = {}
         self._pairs: set[frozenset[bytes]] = set()
-        self._pending: dict[bytes, tuple[_Relay, Channel]] = {}  # our offer id → relay
+        self._pending: dict[bytes, tuple[_Relay, Connection]] = {}  # our offer id → relay
         self._relays: list[_Relay] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
@@ -112,7 +113,7 @@ class MitmTracker:
         self.sdps.append(offer.sdp)
         relay = _Relay()
         self._relays.append(relay)
-        answered = Channel(_OPTIONS, initiator=False)
+        answered = Connection(_OPTIONS, initiator=False)
         try:
             answer_sdp = await answered.accept_offer(offer.sdp)
         except Exception as e:  # a sealed offer: nothing to answer, swap it all the same
@@ -122,7 +123,7 @@ class MitmTracker:
             self._wire(relay, "a", answered)
             reply = AnswerRelay(announce.info_hash, victim, offer.offer_id, answer_sdp)
             await self._sockets[announce.peer_id].send(encode_server_message(reply))
-        ours = Channel(_OPTIONS, initiator=True)
+        ours = Connection(_OPTIONS, initiator=True)
         ours.peer_id = victim.hex()
         ours_sdp = await ours.create_offer()
         offer_id = bytes.fromhex(ours.name)
@@ -147,7 +148,7 @@ class MitmTracker:
 
         self._spawn(accept())
 
-    def _wire(self, relay: _Relay, side: str, channel: Channel) -> None:
+    def _wire(self, relay: _Relay, side: str, channel: Connection) -> None:
         other = "b" if side == "a" else "a"
         relay.channels[side] = channel
         direction = f"{side}->{other}"

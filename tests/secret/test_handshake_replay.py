@@ -15,9 +15,10 @@ from collections.abc import Callable
 import pytest
 
 from p2prpc import Identity
+from p2prpc.swarm.connection import Connection
 from p2prpc.testing import loopback_p2pt
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.webrtc import Channel, RTCOptions
+from p2prpc.transport import RTCOptions
 from p2prpc.wire.frames import encode_message, new_message_id
 from p2prpc.wire.secret import AUTH_MAGIC, AuthError, sdp_fingerprint
 
@@ -26,17 +27,17 @@ pytestmark = pytest.mark.asyncio
 SECRET = "a long shared secret"
 
 
-def recorded_proof(recorded: list[bytes]) -> Callable[[Channel], str | bytes]:
+def recorded_proof(recorded: list[bytes]) -> Callable[[Connection], str | bytes]:
     return lambda channel: recorded[0]
 
 
-def hello_first(recorded: list[bytes]) -> Callable[[Channel], str | bytes]:
+def hello_first(recorded: list[bytes]) -> Callable[[Connection], str | bytes]:
     return lambda channel: encode_message({"hello": {"v": 1}}, new_message_id())[0]
 
 
 @pytest.mark.parametrize("first_message", [recorded_proof, hello_first])
 async def test_a_member_cannot_pass_off_a_proof_it_recorded_or_say_hello_first(
-    first_message: Callable[[list[bytes]], Callable[[Channel], str | bytes]],
+    first_message: Callable[[list[bytes]], Callable[[Connection], str | bytes]],
 ) -> None:
     a_id, c_id = Identity.generate(), Identity.generate()
     async with TrackerServer("127.0.0.1", 0) as tracker:
@@ -49,7 +50,7 @@ async def test_a_member_cannot_pass_off_a_proof_it_recorded_or_say_hello_first(
             recorded: list[bytes] = []
             on_proof = c._on_proof
 
-            def record(channel: Channel, data: str | bytes) -> None:
+            def record(channel: Connection, data: str | bytes) -> None:
                 if channel.peer_id == a.peer_id and isinstance(data, bytes):
                     recorded.append(data)
                 on_proof(channel, data)
@@ -97,7 +98,7 @@ async def test_a_member_cannot_pass_off_a_proof_it_recorded_or_say_hello_first(
 async def test_every_connection_has_its_own_dtls_certificate() -> None:
     """What makes a frame fit one connection only: it names both ends' DTLS certificates, and
     aiortc makes one per connection, so even between the same two peers no frame fits another."""
-    channels = [Channel(RTCOptions(ice_servers=[]), initiator=True) for _ in range(3)]
+    channels = [Connection(RTCOptions(ice_servers=[]), initiator=True) for _ in range(3)]
     try:
         offers = [await channel.create_offer() for channel in channels]
     finally:

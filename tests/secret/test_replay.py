@@ -27,10 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from p2prpc import P2PT, Peer
 from p2prpc.signalling import Signalling
+from p2prpc.swarm.connection import Connection, ConnectionState
 from p2prpc.testing import loopback_p2pt, wait_connected
 from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.webrtc import Channel, ChannelState
 from p2prpc.wire.secret import (
     SEAL_CLOCK_SKEW,
     SEAL_MAX_AGE,
@@ -250,7 +250,7 @@ class Watch:
         self.arrived: Counter[tuple[bytes, bytes]] = Counter()
         self.opened: Counter[tuple[bytes, bytes]] = Counter()
         self.refusals: list[Exception] = []
-        self.built: list[Channel] = []
+        self.built: list[Connection] = []
         self.warnings: list[Exception] = []
         self.changed = changed
         self.refused_before = p2pt.signalling.refused
@@ -270,7 +270,7 @@ class Watch:
         signalling.open_offer = opening  # type: ignore[method-assign]
         created = p2pt.channel_created
 
-        def channel_created(tracker: TrackerClient, channel: Channel) -> None:
+        def channel_created(tracker: TrackerClient, channel: Connection) -> None:
             if not channel.initiator:
                 self.built.append(channel)
             created(tracker, channel)
@@ -380,7 +380,7 @@ async def test_an_outsider_playing_back_recorded_offers_costs_members_one_answer
         started = time.monotonic()
         await newcomer.start()
         took = await asyncio.wait_for(met_c, PROMPTLY) - started
-        held = [ch for ch in watches[c.peer_id].built if ch.state is ChannelState.CONNECTING]
+        held = [ch for ch in watches[c.peer_id].built if ch.state is ConnectionState.CONNECTING]
 
         for peer_id, watch in watches.items():
             assert all(watch.arrived[key] == ROUNDS for key in targets[peer_id])

@@ -9,10 +9,11 @@ import os
 import pytest
 
 from p2prpc.signalling import Signalling
+from p2prpc.swarm.connection import Connection
 from p2prpc.testing import loopback_p2pt
 from p2prpc.tracker.client import MAX_INTERVAL, MAX_OFFERS, TrackerClient
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.webrtc import Channel, RTCOptions
+from p2prpc.transport import RTCOptions
 from p2prpc.wire.tracker import AnnounceReply, binary_to_str
 
 pytestmark = pytest.mark.asyncio
@@ -44,7 +45,7 @@ class FakeSwarm:
     def hungry(self) -> bool:
         return False
 
-    def channel_created(self, tracker: TrackerClient, channel: Channel) -> None:
+    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
         channel.close()
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:

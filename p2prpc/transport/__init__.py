@@ -1,0 +1,166 @@
+"""The seam under a connection: what p2prpc needs of a WebRTC implementation, and nothing more.
+
+A :class:`Link` is one WebRTC peer connection with one data channel on it, as simple-peer gives
+P2PT: SDP offers and answers that carry every ICE candidate (no trickle, which is what the
+WebTorrent tracker protocol relays), one ordered reliable data channel, its buffered amount and
+low-water event, the DTLS fingerprints the handshake binds to, and close. A :class:`Transport`
+makes links from :class:`RTCOptions`. Everything above (connections, the swarm, P2PT) is written
+against these two protocols; :mod:`p2prpc.transport.aiortc` implements them with aiortc.
+
+ICE policy: ``ice_servers`` ``None`` means P2PT's defaults (the STUN servers simple-peer sets),
+``[]`` host candidates only (no STUN query ever leaves the machine). ``host_addresses`` pins the
+host candidates to the given addresses, for example ``["127.0.0.1"]`` so that two peers on one
+machine meet over loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiortc import RTCIceServer
+
+__all__ = [
+    "HIGH_WATER_MARK",
+    "LOW_WATER_MARK",
+    "MAX_SEND_QUEUE",
+    "P2PT_ICE_SERVERS",
+    "UDP_BUFFER_SIZE",
+    "Link",
+    "RTCOptions",
+    "Transport",
+    "default_transport",
+]
+
+#: The STUN servers simple-peer configures by default (what P2PT users on the internet get).
+P2PT_ICE_SERVERS: tuple[RTCIceServer, ...] = (
+    RTCIceServer(urls=["stun:stun.l.google.com:19302", "stun:global.stun.twilio.com:3478"]),
+)
+
+#: Above this many bytes waiting in the data channel, writes queue up instead (simple-peer: 64 KiB).
+HIGH_WATER_MARK = 1024 * 1024
+#: The queue drains again once the data channel's buffer falls to this many bytes.
+LOW_WATER_MARK = 256 * 1024
+#: The most bytes a connection queues above the data channel's buffer before ``send`` refuses more.
+MAX_SEND_QUEUE = 16 * 2**20
+#: The receive and send buffer asked for each UDP socket under a connection (the kernel clamps it).
+UDP_BUFFER_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RTCOptions:
+    """How WebRTC connections are set up.
+
+    ``ice_servers``: ``None`` for P2PT's default STUN servers, ``[]`` for host candidates only
+    (aiortc's ``RTCIceServer``: ``urls``, ``username``, ``credential``).
+    ``host_addresses``: when set, the only local addresses offered as ICE host candidates.
+    ``high_water_mark`` and ``low_water_mark`` (bytes): data is handed to the data channel while
+    its buffer holds at most ``high_water_mark`` bytes, and queued above that until it falls to
+    ``low_water_mark``. ``max_send_queue`` (bytes): the most that queue may hold.
+    ``udp_buffer_size``: bytes of receive and send buffer to ask for each UDP socket, granted up to
+    ``net.core.rmem_max`` / ``net.core.wmem_max``; ``None`` keeps the transport's own.
+    """
+
+    ice_servers: Sequence[RTCIceServer] | None = None
+    host_addresses: Sequence[str] | None = None
+    udp_buffer_size: int | None = UDP_BUFFER_SIZE
+    high_water_mark: int = HIGH_WATER_MARK
+    low_water_mark: int = LOW_WATER_MARK
+    max_send_queue: int = MAX_SEND_QUEUE
+
+    def servers(self) -> list[RTCIceServer]:
+        """The ICE servers to use (P2PT's defaults when none were given)."""
+        return list(P2PT_ICE_SERVERS if self.ice_servers is None else self.ice_servers)
+
+
+class Link(Protocol):
+    """One WebRTC peer connection with one data channel.
+
+    Callbacks, set by the owner before anything can happen: ``on_open()`` once the data channel
+    opens, ``on_message(data)`` for each message (``str`` for text, ``bytes`` for binary),
+    ``on_buffered_low()`` when the buffered amount falls to :meth:`set_low_threshold`'s value,
+    ``on_close()`` when the data channel or the connection closes or fails (at most once).
+    """
+
+    on_open: Callable[[], None]
+    on_message: Callable[[str | bytes], None]
+    on_buffered_low: Callable[[], None]
+    on_close: Callable[[], None]
+
+    @property
+    def label(self) -> str:
+        """The data channel's label: chosen by the offerer (P2PT: the offer id, 40 hex
+        characters); empty on the answering side until the remote's channel arrives."""
+        ...
+
+    async def create_offer(self) -> str:
+        """Offerer: the offer SDP, with every ICE candidate in it."""
+        ...
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answerer: take the remote offer; the answer SDP, with every ICE candidate in it."""
+        ...
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Offerer: take the remote answer; the data channel opens once ICE and DTLS are done."""
+        ...
+
+    def fingerprints(self) -> tuple[bytes, bytes]:
+        """(local, remote) SHA-256 DTLS certificate fingerprints, 32 bytes each, as the session
+        descriptions name them (the transport refuses a remote certificate that does not match).
+        :class:`~p2prpc.errors.PeerClosed` before both descriptions are set."""
+        ...
+
+    @property
+    def writable(self) -> bool:
+        """Whether the data channel is open (a send would not fail)."""
+        ...
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to the data channel and not yet sent."""
+        ...
+
+    def set_low_threshold(self, size: int) -> None:
+        """Call ``on_buffered_low`` when the buffered amount falls to ``size`` bytes."""
+        ...
+
+    def send(self, data: str | bytes) -> None:
+        """Hand one message to the data channel (never blocks; see :attr:`buffered_amount`)."""
+        ...
+
+    def selected_pair(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """The (local, remote) address and port of the ICE candidate pair in use, if any."""
+        ...
+
+    def udp_buffers(self, size: int | None = None) -> list[tuple[int, int]]:
+        """Ask for ``size``-byte receive and send buffers on this link's UDP sockets (when
+        ``size`` is given); returns what each socket has, ``(SO_RCVBUF, SO_SNDBUF)`` as the
+        kernel reports them (an empty list when the transport does not expose its sockets)."""
+        ...
+
+    def close(self) -> None:
+        """Start closing (idempotent); ``on_close`` runs if it has not."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has released its sockets."""
+        ...
+
+
+class Transport(Protocol):
+    """A WebRTC implementation: makes :class:`Link` objects."""
+
+    name: str
+
+    def link(self, options: RTCOptions, *, initiator: bool, label: str) -> Link:
+        """A new peer connection; the offerer (``initiator``) opens its data channel ``label``."""
+        ...
+
+
+def default_transport() -> Transport:
+    """The transport links are made with: aiortc (pure Python, installed with p2prpc)."""
+    from .aiortc import AIORTC  # the only transport so far; loaded when first needed
+
+    return AIORTC

@@ -1,0 +1,251 @@
+"""The aiortc transport: pure Python WebRTC, installed with p2prpc (the default everywhere).
+
+One :class:`AiortcLink` is one ``RTCPeerConnection`` with one ``RTCDataChannel``. Two things
+aiortc does not offer are added here, in the only module that touches aiortc's internals:
+
+- Host candidates pinned to given addresses (``RTCOptions.host_addresses``): aioice looks host
+  addresses up through a module-level function; wrapping it once lets each connection pin its own
+  through a context variable, which asyncio copies into the tasks that gather candidates.
+- UDP socket buffers: aiortc's SCTP sends bursts of datagrams that a busy event loop may not read
+  at once; what does not fit in the receive buffer is dropped and only resent after SCTP's
+  retransmission timeout. ``RTCOptions.udp_buffer_size`` (4 MiB by default) sizes the buffers of
+  the sockets under each connection, up to ``net.core.rmem_max`` / ``net.core.wmem_max``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.trsock
+import contextvars
+import logging
+import socket
+from collections.abc import Callable
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from ..errors import PeerClosed
+from ..wire.secret import sdp_fingerprint
+from . import RTCOptions
+
+__all__ = ["AIORTC", "AiortcLink", "AiortcTransport", "size_udp_buffers", "udp_sockets"]
+
+logger = logging.getLogger(__name__)
+
+_pinned_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "p2prpc_pinned_addresses", default=None
+)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    pinned = _pinned_addresses.get()
+    if pinned is None:
+        return _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    return [a for a in pinned if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def udp_sockets(pc: RTCPeerConnection) -> list[asyncio.trsock.TransportSocket]:
+    """The UDP sockets aioice opened for the data channels of ``pc`` (none before gathering)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return []
+    # aiortc exposes the ICE transport; the aioice connection under it, and the datagram
+    # transports of its candidates, only as attributes of its own.
+    connection = getattr(sctp.transport.transport.iceGatherer, "_connection", None)
+    found = []
+    for protocol in getattr(connection, "_protocols", ()):
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and sock.type == socket.SOCK_DGRAM:
+            found.append(sock)
+    return found
+
+
+def size_udp_buffers(pc: RTCPeerConnection, size: int | None) -> list[tuple[int, int]]:
+    """Ask for ``size``-byte receive and send buffers on the UDP sockets of ``pc`` (``None``:
+    only report them).
+
+    The kernel grants at most ``net.core.rmem_max`` (receive) and ``net.core.wmem_max`` (send)
+    to an unprivileged request. Returns what each socket got, ``(SO_RCVBUF, SO_SNDBUF)`` as the
+    kernel reports them (Linux reports twice the bytes granted: it counts its bookkeeping too).
+    """
+    granted = []
+    for sock in udp_sockets(pc):
+        try:
+            if size is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            got = (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+            )
+        except OSError as error:  # a closed socket, or a system without these options
+            logger.debug("cannot size UDP buffers of %s: %s", sock, error)
+            continue
+        logger.debug("UDP socket %s: asked %s bytes, has %s", sock.getsockname(), size, got)
+        granted.append(got)
+    return granted
+
+
+class AiortcLink:
+    """:class:`~p2prpc.transport.Link` over aiortc (see that protocol for the contract)."""
+
+    def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
+        self.options = options
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=options.servers()))
+        self.on_open: Callable[[], None] = _nothing
+        self.on_message: Callable[[str | bytes], None] = _nothing_with
+        self.on_buffered_low: Callable[[], None] = _nothing
+        self.on_close: Callable[[], None] = _nothing
+        self._label = label if initiator else ""
+        self._dc: RTCDataChannel | None = None
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        if initiator:
+            self._attach(self.pc.createDataChannel(label))
+        else:
+            self.pc.on("datachannel", self._attach)
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    # -- signalling ---------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        return await self._set_local(await self.pc.createOffer())
+
+    async def accept_offer(self, sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        return await self._set_local(await self.pc.createAnswer())
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def _set_local(self, description: RTCSessionDescription) -> str:
+        """Set the local description and return its SDP, which then carries every candidate."""
+        options = self.options
+        pinned = tuple(options.host_addresses) if options.host_addresses is not None else None
+        token = _pinned_addresses.set(pinned)
+        try:
+            await self.pc.setLocalDescription(description)
+        finally:
+            _pinned_addresses.reset(token)
+        if options.udp_buffer_size is not None:
+            # The sockets exist once candidates are gathered, before the SDP naming them leaves.
+            size_udp_buffers(self.pc, options.udp_buffer_size)
+        local = self.pc.localDescription
+        assert local is not None  # set just above
+        return local.sdp
+
+    def fingerprints(self) -> tuple[bytes, bytes]:
+        local, remote = self.pc.localDescription, self.pc.remoteDescription
+        if local is None or remote is None:
+            raise PeerClosed(f"data channel {self._label or '?'} has no session yet")
+        return sdp_fingerprint(local.sdp), sdp_fingerprint(remote.sdp)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        dc = self._dc
+        return dc is not None and dc.readyState == "open"
+
+    @property
+    def buffered_amount(self) -> int:
+        dc = self._dc
+        return dc.bufferedAmount if dc is not None else 0
+
+    def set_low_threshold(self, size: int) -> None:
+        if self._dc is not None:
+            self._dc.bufferedAmountLowThreshold = size
+
+    def send(self, data: str | bytes) -> None:
+        dc = self._dc
+        if dc is None:
+            raise PeerClosed(f"data channel {self._label or '?'} is not open")
+        dc.send(data)
+
+    def selected_pair(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        sctp = self.pc.sctp
+        if sctp is None:
+            return None
+        ice = sctp.transport.transport
+        # aioice keeps the nominated pair on its connection, as an attribute of its own.
+        connection = getattr(ice, "_connection", None)
+        pair = getattr(connection, "_nominated", {}).get(1) if connection is not None else None
+        if pair is None:
+            return None
+        local: tuple[str, int] = pair.local_addr
+        remote: tuple[str, int] = pair.remote_addr
+        return local, remote
+
+    def udp_buffers(self, size: int | None = None) -> list[tuple[int, int]]:
+        return size_udp_buffers(self.pc, size)
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def _attach(self, dc: RTCDataChannel) -> None:
+        if self._dc is not None:  # one data channel per connection, as simple-peer does
+            dc.close()
+            return
+        self._dc = dc
+        self._label = dc.label
+        dc.on("message", self._on_dc_message)
+        dc.on("close", self.close)
+        dc.on("bufferedamountlow", self._on_buffered_low)
+        if dc.readyState == "open":
+            self.on_open()
+        else:
+            dc.on("open", self._on_dc_open)
+
+    def _on_dc_open(self) -> None:
+        self.on_open()
+
+    def _on_dc_message(self, data: str | bytes) -> None:
+        self.on_message(data)
+
+    def _on_buffered_low(self) -> None:
+        self.on_buffered_low()
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = asyncio.get_running_loop().create_task(self.pc.close())
+        self.on_close()
+
+    async def wait_closed(self) -> None:
+        self.close()
+        if self._closing is not None:
+            await self._closing
+
+
+def _nothing() -> None:
+    pass
+
+
+def _nothing_with(data: str | bytes) -> None:
+    pass
+
+
+class AiortcTransport:
+    """Makes :class:`AiortcLink` objects."""
+
+    name = "aiortc"
+
+    def link(self, options: RTCOptions, *, initiator: bool, label: str) -> AiortcLink:
+        return AiortcLink(options, initiator=initiator, label=label)
+
+
+#: The aiortc transport.
+AIORTC = AiortcTransport()
