@@ -60,8 +60,9 @@ from .errors import (
     ReplyTimeout,
     SendQueueFull,
 )
-from .signalling import Signalling
 from .swarm.connection import Connection, ConnectionState
+from .swarm.handshake import Admission, Handshake, admit
+from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
 from .wire.frames import (
@@ -85,8 +86,6 @@ from .wire.secret import (
     bound_peer_id,
     derive_keys,
     is_auth_frame,
-    make_auth,
-    verify_auth,
 )
 from .wire.tracker import AnnounceReply, info_hash_of
 
@@ -422,6 +421,14 @@ class P2PT(AsyncIOEventEmitter):
         if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):
             raise ValueError("allowed_peers are 32-byte Ed25519 public keys")
         self.auth_timeout = auth_timeout
+        self._handshake = Handshake(
+            info_hash=self.info_hash,
+            peer_id=self._peer_id,
+            proof_key=self._proof_key,
+            identity=identity,
+            id_nonce=self._id_nonce,
+            allowed_peers=self.allowed_peers,
+        )
         #: Connections closed because the peer proved no secret or identity we accept.
         self.refused_peers = 0
         self._proving: dict[Connection, asyncio.TimerHandle] = {}
@@ -1078,24 +1085,20 @@ class P2PT(AsyncIOEventEmitter):
 
     # -- the handshake (secret and identity modes) ---------------------------------------------
 
-    @property
-    def _gated(self) -> bool:
-        """Whether a connection must prove itself before it counts (``peerconnect``)."""
-        return self._proof_key is not None or self.allowed_peers is not None
-
     def _on_channel_ready(self, channel: Connection) -> None:
         """The data channel opened: say who we are first, then wait for the peer's proof (closed
         swarms, known peers) or count the connection at once (open swarms)."""
-        if self._proof_key is None and self.identity is None and self.allowed_peers is None:
+        handshake = self._handshake
+        if not handshake.speaks:
             self._on_channel_open(channel)
             return
         try:
-            channel.send([self._auth_frame(channel)])
+            channel.send([handshake.frame(channel)])
         except (PeerClosed, AuthError) as e:
             self._refuse(channel, e)
             return
         known = self._remotes.get(channel.peer_id or "")
-        if not self._gated and (known is None or known.public_key is None):
+        if not handshake.gated and (known is None or known.public_key is None):
             self._on_channel_open(channel)  # counted now; a proof may follow (_on_late_proof)
             return
         # A closed swarm, or another connection to a peer that proved a key: nothing from this
@@ -1108,42 +1111,6 @@ class P2PT(AsyncIOEventEmitter):
             AuthError(f"no proof within {self.auth_timeout} s"),
         )
 
-    def _transcript(self, channel: Connection) -> dict[str, Any]:
-        """What a handshake frame on ``channel`` is bound to, both ways (``make_auth`` and
-        ``verify_auth``'s shared arguments)."""
-        assert channel.peer_id is not None
-        local, remote = channel.fingerprints()
-        return {
-            "info_hash": self.info_hash,
-            "local_id": self._peer_id,
-            "remote_id": bytes.fromhex(channel.peer_id),
-            "local_fingerprint": local,
-            "remote_fingerprint": remote,
-            "proof_key": self._proof_key,
-        }
-
-    def _auth_frame(self, channel: Connection) -> bytes:
-        identity = self.identity
-        return make_auth(
-            **self._transcript(channel),
-            public_key=identity.public_key if identity is not None else None,
-            id_nonce=self._id_nonce,
-            sign=identity.sign if identity is not None else None,
-        )
-
-    def _verify(self, channel: Connection, data: bytes) -> bytes | None:
-        """The public key a handshake frame proves on this channel (AuthError if it proves not
-        what we require)."""
-        key = verify_auth(data, **self._transcript(channel))
-        assert channel.peer_id is not None  # the transcript names it
-        if self.allowed_peers is not None and key not in self.allowed_peers:
-            raise AuthError(
-                "the peer proves no identity"
-                if key is None
-                else "the peer's identity is not allowed"
-            )
-        return key
-
     def _on_proof(self, channel: Connection, data: str | bytes) -> None:
         timer = self._proving.pop(channel, None)
         if timer is not None:
@@ -1153,7 +1120,7 @@ class P2PT(AsyncIOEventEmitter):
             return
         assert isinstance(data, bytes)
         try:
-            key = self._verify(channel, data)
+            key = self._handshake.verify(channel, data)
         except AuthError as e:
             self._refuse(channel, e)
             return
@@ -1182,7 +1149,7 @@ class P2PT(AsyncIOEventEmitter):
             self._refuse(channel, AuthError("a second handshake frame on one connection"))
             return
         try:
-            key = self._verify(channel, data)
+            key = self._handshake.verify(channel, data)
         except AuthError as e:
             self._refuse(channel, e)
             return
@@ -1211,30 +1178,23 @@ class P2PT(AsyncIOEventEmitter):
         )
 
     def _on_channel_open(self, channel: Connection, public_key: bytes | None = None) -> None:
-        """Count a connection: a new peer, or one more connection of a known one.
-
-        A peer is the set of its connections, and all of them prove the same key (or none):
-        a connection proving no key, or another key, where the peer's connections proved one is
-        refused (``peerrefused``). A connection proving a key under a peer id that only
-        connections proving none hold takes the id over: the key is bound to the id (only its
-        holder can prove it there), so those were not that peer; they are closed first, and
-        the peer is new (``peerclose``, then ``peerconnect``).
-        """
+        """Count a connection: a new peer, or one more connection of a known one, as
+        :func:`~p2prpc.swarm.handshake.admit` rules (``peerrefused`` for one it refuses; for one
+        that takes its id over, the connections that held it are closed first, and the peer is
+        new: ``peerclose``, then ``peerconnect``)."""
         self._connecting.discard(channel)
         assert channel.peer_id is not None
         channel.public_key = public_key
         remote = self._remotes.get(channel.peer_id)
-        if remote is not None and remote.channels and remote.public_key != public_key:
-            if public_key is None or remote.public_key is not None:
-                self._refuse(
-                    channel,
-                    AuthError(
-                        "the peer proves no key where its other connections proved one"
-                        if public_key is None
-                        else "the peer proves another key than on its other connections"
-                    ),
-                )
-                return
+        admission, why = admit(
+            remote.public_key if remote is not None else None,
+            remote is not None and bool(remote.channels),
+            public_key,
+        )
+        if admission is Admission.REFUSE:
+            self._refuse(channel, AuthError(why))
+            return
+        if admission is Admission.TAKE_OVER and remote is not None:
             logger.warning(
                 "peer %s: a connection proves the key its id is bound to; closing the %d "
                 "that proved none under that id",

@@ -27,8 +27,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
-from ..signalling import Signalling
 from ..swarm.connection import Connection
+from ..swarm.sealing import Signalling
 from ..transport import RTCOptions
 from ..wire.secret import SealError
 from ..wire.tracker import (

@@ -10,7 +10,7 @@
   the offer id bound as associated data, so a tracker can neither read nor alter it, nor its DTLS
   fingerprints; one sealed too long ago (or ahead of our clock) does not open, so what a third
   party recorded cannot be played back later (replays within that window are for
-  :class:`~p2prpc.signalling.Signalling` to refuse).
+  :class:`~p2prpc.swarm.sealing.Signalling` to refuse).
 - :func:`make_auth` / :func:`verify_auth`: the first data-channel message of each connection in
   secret or identity mode. It proves knowledge of the secret (HMAC-SHA256) and, with an identity,
   holding an Ed25519 key, both over the two DTLS fingerprints of *this* connection and both peer

@@ -112,6 +112,7 @@ def claim(node: Node, peer_id: str) -> None:
     p2pt._peer_id = bytes.fromhex(peer_id)
     p2pt.peer_id = peer_id
     p2pt.signalling.peer_id = p2pt._peer_id
+    p2pt._handshake.peer_id = p2pt._peer_id
 
 
 async def connect(a: P2PT, b: P2PT) -> None:

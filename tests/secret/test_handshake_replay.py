@@ -66,7 +66,7 @@ async def test_a_member_cannot_pass_off_a_proof_it_recorded_or_say_hello_first(
 
             # From now on c's first message on a new connection is the recorded frame (or a
             # hello); b admits a's key only.
-            c._auth_frame = first_message(recorded)  # type: ignore[method-assign]
+            c._handshake.frame = first_message(recorded)  # type: ignore[method-assign,assignment]
             refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
             def on_refused(peer_id: str, error: Exception) -> None:

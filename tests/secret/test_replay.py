@@ -1,6 +1,6 @@
 """Sealed signalling played back: each offer and answer opens once, within its time window.
 
-First the rules, on :class:`~p2prpc.signalling.Signalling` alone; then an outsider, over a real
+First the rules, on :class:`~p2prpc.swarm.sealing.Signalling` alone; then an outsider, over a real
 tracker and real WebRTC on loopback. The outsider has no secret. It is a plain tracker client
 (p2prpc's own tracker codecs over a WebSocket): it scrapes the tracker for the closed swarm's
 info_hash, joins it under a peer id of its own, records the sealed offers the tracker relays to
@@ -26,8 +26,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from p2prpc import P2PT, Peer
-from p2prpc.signalling import Signalling
 from p2prpc.swarm.connection import Connection, ConnectionState
+from p2prpc.swarm.sealing import Signalling
 from p2prpc.testing import loopback_p2pt, wait_connected
 from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer

@@ -143,7 +143,7 @@ async def test_with_sealing_off_the_proof_alone_refuses_a_tracker_in_the_middle(
 ) -> None:
     """Sealing turned off (plain SDP in a secret swarm): the tracker gets its connections open,
     and the handshake, bound to the DTLS fingerprints, still keeps it out of the swarm."""
-    from p2prpc.signalling import Signalling
+    from p2prpc.swarm.sealing import Signalling
 
     for name in ("open_offer", "open_answer", "seal_offer", "seal_answer"):
         monkeypatch.setattr(Signalling, name, lambda self, *ids_and_sdp: ids_and_sdp[-1])

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from p2prpc.signalling import Signalling
 from p2prpc.swarm.connection import Connection
+from p2prpc.swarm.sealing import Signalling
 from p2prpc.testing import loopback_p2pt
 from p2prpc.tracker.client import MAX_INTERVAL, MAX_OFFERS, TrackerClient
 from p2prpc.tracker.server import TrackerServer

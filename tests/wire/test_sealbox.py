@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2prpc.errors import RemoteProtocolError
 from p2prpc.identity import Identity
-from p2prpc.signalling import Signalling
+from p2prpc.swarm.sealing import Signalling
 from p2prpc.wire.sealbox import (
     RECORD_SIZE,
     SEALED_TO_PREFIX,

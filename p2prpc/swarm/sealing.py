@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
-from .wire.sealbox import SealKey, SealKeyPair, is_sealed_to, open_from, seal_to
-from .wire.secret import (
+from ..wire.sealbox import SealKey, SealKeyPair, is_sealed_to, open_from, seal_to
+from ..wire.secret import (
     SEAL_CLOCK_SKEW,
     SEAL_MAX_AGE,
     ReplayedSeal,
