@@ -467,11 +467,17 @@ class Mesh:
     def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
         via = random.choice(sorted(peer.via & self._neighbours().keys()))
         attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
-        self._spawn(self._offer(attempt, extra, peer.seal_key))
+        self._spawn(self._offer(attempt, extra, peer.seal_key, peer.public_key))
 
-    async def _offer(self, attempt: _Attempt, extra: bool, seal_to: SealKey | None) -> None:
+    async def _offer(
+        self, attempt: _Attempt, extra: bool, seal_to: SealKey | None, key: bytes | None
+    ) -> None:
         made = await self.p2pt.make_offer(
-            attempt.target, origin=f"relay:{attempt.via}", extra=extra, seal_to=seal_to
+            attempt.target,
+            origin=f"relay:{attempt.via}",
+            extra=extra,
+            seal_to=seal_to,
+            expect_key=key,
         )
         if self._attempts.get(attempt.target) is not attempt:
             if made is not None:

@@ -62,6 +62,7 @@ from .errors import (
 )
 from .swarm.connection import Connection, ConnectionState
 from .swarm.handshake import Admission, Handshake, admit
+from .swarm.pool import OfferPool, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
@@ -416,7 +417,6 @@ class P2PT(AsyncIOEventEmitter):
                 info_hash=self.info_hash,
                 peer_id=self._peer_id,
             )
-        self._offer_seals: dict[bytes, SealKey] = {}  # our relayed offers sealed to a peer's key
         self.allowed_peers = frozenset(allowed_peers) if allowed_peers is not None else None
         if self.allowed_peers is not None and any(len(k) != 32 for k in self.allowed_peers):
             raise ValueError("allowed_peers are 32-byte Ed25519 public keys")
@@ -455,8 +455,10 @@ class P2PT(AsyncIOEventEmitter):
         self.min_peers = min_peers if min_peers is not None else (max_peers or 0) // 2
         self.max_extra_peers = max_extra_peers
         self.max_direct_offers = max_direct_offers
+        self._pool = OfferPool(
+            self, self._signalling, self._rtc_options, max_offers=max_direct_offers
+        )
         self.direct_offer_timeout = direct_offer_timeout
-        self._direct_offers: dict[bytes, tuple[Connection, str, asyncio.TimerHandle]] = {}
         self.more_peers_handler: Callable[[], bool] | None = None
         self._swarm_sizes: dict[str, int] = {}
         self._reassembler = Reassembler(
@@ -680,11 +682,7 @@ class P2PT(AsyncIOEventEmitter):
         self.trackers.clear()
         channels = [c for r in self._remotes.values() for c in r.channels.values()]
         channels += self._connecting
-        for channel, _, timer in self._direct_offers.values():
-            timer.cancel()
-            channel.close()
-            channels.append(channel)
-        self._direct_offers.clear()
+        channels += self._pool.close()
         for remote in list(self._remotes.values()):
             self._fail_waiting(remote, Destroyed("P2PT destroyed"))
         await asyncio.gather(*(t.close() for t in trackers), *self._background_tasks)
@@ -880,11 +878,13 @@ class P2PT(AsyncIOEventEmitter):
     def _degree(self) -> int:
         return sum(1 for r in self._remotes.values() if r.channels)
 
-    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
-        channel.origin = tracker.announce_url if tracker is not None else ""
-        self._adopt(channel)
+    @property
+    def pool(self) -> OfferPool:
+        """Every offer of ours waiting for an answer, whichever path carries it, and the
+        answering of others' offers (:class:`~p2prpc.swarm.pool.OfferPool`)."""
+        return self._pool
 
-    def _adopt(
+    def adopt(
         self,
         channel: Connection,
         connect_timeout: float | None = None,
@@ -914,7 +914,13 @@ class P2PT(AsyncIOEventEmitter):
     # -- signalling through other paths (the mesh) ---------------------------------------------
 
     async def make_offer(
-        self, peer_id: str, *, origin: str, extra: bool = False, seal_to: SealKey | None = None
+        self,
+        peer_id: str,
+        *,
+        origin: str,
+        extra: bool = False,
+        seal_to: SealKey | None = None,
+        expect_key: bytes | None = None,
     ) -> tuple[bytes, str] | None:
         """A fresh offer for ``peer_id``, to be carried by another path than a tracker.
 
@@ -925,52 +931,37 @@ class P2PT(AsyncIOEventEmitter):
         ``None`` when no offer is wanted: the peer is this one, ``max_direct_offers`` wait
         already, the caps of :meth:`accepts_answer_from` refuse it, or ``seal_to`` is unusable.
         ``origin`` names the path (``relay:<peer id>``); ``extra``: a connection past
-        ``max_peers`` (within ``max_extra_peers``). The offer waits
-        for :meth:`take_answer` at most ``direct_offer_timeout`` seconds; ``offerfailed`` says
-        when it ends without connecting.
+        ``max_peers`` (within ``max_extra_peers``); ``expect_key``: the key the path says the
+        peer holds (by default that of ``seal_to``): its connection counts only if it proves it.
+        The offer waits for :meth:`take_answer` at most ``direct_offer_timeout`` seconds;
+        ``offerfailed`` says when it ends without connecting.
         """
         if (
             self._destroyed
             or peer_id == self.peer_id
-            or len(self._direct_offers) >= self.max_direct_offers
             or not self.accepts_answer_from(peer_id, extra)
         ):
             return None
-        channel = Connection(self._rtc_options, initiator=True)
-        channel.origin = origin
-        channel.extra = extra
-        offer_id = bytes.fromhex(channel.name)
-        channel.on_close = lambda: self._offer_failed(peer_id, offer_id)
-        timer = asyncio.get_running_loop().call_later(
-            self.direct_offer_timeout, self.abandon_offer, offer_id
+        return await self._pool.make(
+            origin=origin,
+            timeout=self.direct_offer_timeout,
+            connect_timeout=self.direct_offer_timeout,
+            to=peer_id,
+            extra=extra,
+            seal_to=seal_to,
+            expect_key=expect_key,
         )
-        self._direct_offers[offer_id] = (channel, peer_id, timer)
-        sdp = await channel.create_offer()
-        if offer_id not in self._direct_offers:  # abandoned meanwhile
-            return None
-        if seal_to is None or self._signalling.own_key is None:
-            return offer_id, self._signalling.seal_offer(offer_id, sdp, bytes.fromhex(peer_id))
-        try:
-            text = self._signalling.seal_offer_to(offer_id, sdp, bytes.fromhex(peer_id), seal_to)
-        except SealError as e:
-            logger.warning("cannot seal an offer to %s: %s", peer_id[:8], e)
-            self.abandon_offer(offer_id)
-            return None
-        self._offer_seals[offer_id] = seal_to
-        return offer_id, text
 
     def abandon_offer(self, offer_id: bytes) -> None:
         """Close one of our offers from :meth:`make_offer` that no answer will reach."""
-        entry = self._direct_offers.pop(offer_id, None)
-        self._offer_seals.pop(offer_id, None)
-        if entry is not None:
-            entry[2].cancel()
-            entry[0].close()
+        offer = self._pool.waiting(offer_id)
+        if offer is not None and offer.to is not None:
+            self._pool.abandon(offer_id)
 
     def waiting_offer(self, offer_id: bytes) -> str | None:
         """The peer an offer of ours from :meth:`make_offer` waits for, if it still does."""
-        entry = self._direct_offers.get(offer_id)
-        return entry[1] if entry is not None else None
+        offer = self._pool.waiting(offer_id)
+        return offer.to if offer is not None else None
 
     async def answer_offer(
         self,
@@ -997,38 +988,22 @@ class P2PT(AsyncIOEventEmitter):
         if peer_id == self.peer_id:
             return None
         senders = {sender_identity} if sender_identity is not None else self.allowed_peers
-        try:  # opened first, as through a tracker: a copy is refused as one
-            sdp, sender = self._signalling.open_relayed_offer(
-                bytes.fromhex(peer_id), offer_id, text, senders=senders
-            )
-        except SealError as e:
-            logger.warning("relayed offer from %s does not open: %s", peer_id[:8], e)
-            return None
-        if not self.accepts_offer_from(peer_id, extra):
-            return None
-        channel = Connection(self._rtc_options, initiator=False)
-        channel.peer_id = peer_id
-        channel.origin = origin
-        channel.extra = extra
-        self._adopt(channel, min(self.answer_timeout, self.direct_offer_timeout))
         try:
-            answer = await channel.accept_offer(sdp)
-        except Exception as e:  # aiortc's own errors on an SDP it cannot use
-            logger.warning("unusable relayed offer from %s: %r", peer_id[:8], e)
-            channel.close()
+            answered = await self._pool.answer(
+                peer_id,
+                offer_id,
+                text,
+                origin=origin,
+                timeout=min(self.answer_timeout, self.direct_offer_timeout),
+                addressed=True,
+                extra=extra,
+                senders=senders,
+                expect_key=sender_identity,
+            )
+        except (SealError, UnusableSDP) as e:
+            logger.warning("relayed offer from %s not answered: %s", peer_id[:8], e)
             return None
-        if channel.state is ConnectionState.CLOSED:
-            return None
-        if sender is not None:
-            try:
-                return self._signalling.seal_answer_to(
-                    bytes.fromhex(peer_id), offer_id, answer, sender
-                )
-            except SealError as e:  # its key is a low-order point: nothing can be sealed to it
-                logger.warning("cannot seal an answer to %s: %s", peer_id[:8], e)
-                channel.close()
-                return None
-        return self._signalling.seal_answer(bytes.fromhex(peer_id), offer_id, answer)
+        return answered[0] if answered is not None else None
 
     async def take_answer(self, peer_id: str, offer_id: bytes, text: str) -> bool:
         """Take ``peer_id``'s answer to our offer ``offer_id`` (from :meth:`make_offer`).
@@ -1037,31 +1012,14 @@ class P2PT(AsyncIOEventEmitter):
         keeps waiting for a genuine one), or the caps refuse it. An offer sealed to the peer's
         key takes only an answer sealed to ours by that key's holder.
         """
-        entry = self._direct_offers.get(offer_id)
-        if entry is None or entry[1] != peer_id:
+        offer = self._pool.waiting(offer_id)
+        if offer is None or offer.to != peer_id:
             return False
         try:
-            sdp = self._signalling.open_relayed_answer(
-                bytes.fromhex(peer_id), offer_id, text, sealed_to=self._offer_seals.get(offer_id)
-            )
-        except SealError as e:
-            logger.warning("relayed answer from %s does not open: %s", peer_id[:8], e)
+            return await self._pool.accept(peer_id, offer_id, text)
+        except (SealError, UnusableSDP) as e:
+            logger.warning("relayed answer from %s not taken: %s", peer_id[:8], e)
             return False
-        self._offer_seals.pop(offer_id, None)
-        channel, _, timer = self._direct_offers.pop(offer_id)
-        timer.cancel()
-        channel.peer_id = peer_id
-        if not self.accepts_answer_from(peer_id, channel.extra):
-            channel.close()
-            return False
-        self._adopt(channel, self.direct_offer_timeout, offer_id)
-        try:
-            await channel.accept_answer(sdp)
-        except Exception as e:  # as above
-            logger.warning("unusable relayed answer from %s: %r", peer_id[:8], e)
-            channel.close()
-            return False
-        return True
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
@@ -1098,11 +1056,15 @@ class P2PT(AsyncIOEventEmitter):
             self._refuse(channel, e)
             return
         known = self._remotes.get(channel.peer_id or "")
-        if not handshake.gated and (known is None or known.public_key is None):
+        if (
+            not handshake.gated
+            and (known is None or known.public_key is None)
+            and channel.expected_key is None
+        ):
             self._on_channel_open(channel)  # counted now; a proof may follow (_on_late_proof)
             return
-        # A closed swarm, or another connection to a peer that proved a key: nothing from this
-        # one counts until it proves what is required (the same key, for a known peer).
+        # A closed swarm, another connection to a peer that proved a key, or one made to reach
+        # a key: nothing from it counts until it proves what is required.
         channel.on_message = lambda data: self._on_proof(channel, data)
         self._proving[channel] = asyncio.get_running_loop().call_later(
             self.auth_timeout,
@@ -1186,6 +1148,9 @@ class P2PT(AsyncIOEventEmitter):
         assert channel.peer_id is not None
         channel.public_key = public_key
         remote = self._remotes.get(channel.peer_id)
+        if channel.expected_key is not None and public_key != channel.expected_key:
+            self._refuse(channel, AuthError("the peer proves not the key it was reached for"))
+            return
         admission, why = admit(
             remote.public_key if remote is not None else None,
             remote is not None and bool(remote.channels),
@@ -1235,7 +1200,7 @@ class P2PT(AsyncIOEventEmitter):
         remote = self._remotes.get(channel.peer_id or "")
         if remote is None or remote.channels.get(channel.name) is not channel:
             if offer_id is not None and channel.peer_id is not None:
-                self._offer_failed(channel.peer_id, offer_id)  # it closed before it counted
+                self.offer_failed(channel.peer_id, offer_id)  # it closed before it counted
             return
         del remote.channels[channel.name]
         if not self._destroyed:
@@ -1249,7 +1214,8 @@ class P2PT(AsyncIOEventEmitter):
                 if self.max_peers is not None and self._degree() < self.max_peers:
                     self._want_more_peers()
 
-    def _offer_failed(self, peer_id: str, offer_id: bytes) -> None:
+    def offer_failed(self, peer_id: str, offer_id: bytes) -> None:
+        """An offer of ours addressed to ``peer_id`` ended without connecting (``offerfailed``)."""
         if not self._destroyed:
             self.emit("offerfailed", peer_id, offer_id)
 

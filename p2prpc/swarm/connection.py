@@ -86,6 +86,9 @@ class Connection:
         self.peer_id: str | None = None  # hex, known once the tracker tells us who answered
         #: The Ed25519 key the peer proved on this connection's handshake (``None``: none, yet).
         self.public_key: bytes | None = None
+        #: The key the path that made this connection says the peer holds (a neighbour's peer
+        #: exchange, the key an offer was sealed to): the connection counts only if it proves it.
+        self.expected_key: bytes | None = None
         #: How it was made: the tracker's announce URL, or ``relay:<peer id>`` through the mesh.
         self.origin = ""
         #: Made past the degree bound to reach a service (``P2PT.max_extra_peers``).

@@ -1,14 +1,14 @@
 """One WebTorrent tracker connection, as bittorrent-tracker's ``WebSocketTracker`` is for P2PT.
 
 The client keeps a WebSocket to the tracker open (reconnecting with exponential backoff and
-jitter through tenacity), announces with a pool of fresh WebRTC offers on connect, at the tracker's
-interval and on request, answers the offers the tracker relays from other peers, and hands every new
-:class:`~p2prpc.swarm.connection.Connection` to its swarm. Offers nobody answers expire and are
-closed, and so are connections that fail to open in time. Closing the client leaves connections it
-already handed over alone: they belong to the swarm (this is how P2PT removes a tracker without
-dropping peers).
+jitter through tenacity), announces with fresh offers on connect, at the tracker's interval and on
+request, answers the offers the tracker relays from other peers, and hands the answers it relays
+back to the offers they name. It is one signalling path of its swarm: the offers, their expiry and
+the connections they become live in the swarm's :class:`~p2prpc.swarm.pool.OfferPool`, as those
+the mesh carries do. Closing the client closes its offers and leaves the connections already made
+alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
 
-Unanswered offers are bounded: each holds an RTCPeerConnection and its UDP sockets, so before an
+Unanswered offers are bounded: each holds a peer connection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
 ``max_outstanding_offers`` (two announces' worth by default) remain with the new ones.
 """
@@ -27,9 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
-from ..swarm.connection import Connection
-from ..swarm.sealing import Signalling
-from ..transport import RTCOptions
+from ..swarm.pool import OfferPool, UnusableSDP
 from ..wire.secret import SealError
 from ..wire.tracker import (
     Announce,
@@ -70,19 +68,8 @@ class Swarm(Protocol):
     @property
     def peer_id_bytes(self) -> bytes: ...
     @property
-    def rtc_options(self) -> RTCOptions: ...
-    @property
-    def signalling(self) -> Signalling:
-        """Seals and opens offers and answers (secret swarms); plain SDP in open ones."""
-        ...
-
-    def accepts_offer_from(self, peer_id: str) -> bool:
-        """Whether to answer an offer from this peer (hex id), asked once it opened; false when
-        it has enough channels or too many are connecting."""
-        ...
-
-    def accepts_answer_from(self, peer_id: str) -> bool:
-        """Whether to take this peer's answer to one of our offers (the same caps, on this path)."""
+    def pool(self) -> OfferPool:
+        """Where offers are made, answered and accepted, sealed as the swarm seals them."""
         ...
 
     def offers_wanted(self, most: int) -> int:
@@ -91,10 +78,6 @@ class Swarm(Protocol):
 
     def hungry(self) -> bool:
         """Whether to announce again soon rather than at the tracker's interval."""
-        ...
-
-    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
-        """A channel to ``channel.peer_id`` is connecting; the swarm takes it over."""
         ...
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None: ...
@@ -153,7 +136,6 @@ class TrackerClient:
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
         self._ws: ClientConnection | None = None
-        self._offers: dict[bytes, tuple[Connection, asyncio.TimerHandle]] = {}
         self._announce_requested = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -162,7 +144,7 @@ class TrackerClient:
     @property
     def outstanding_offers(self) -> int:
         """How many of our offers await an answer now (at most ``max_outstanding_offers``)."""
-        return len(self._offers)
+        return self.swarm.pool.count(self.announce_url)
 
     @property
     def connected(self) -> bool:
@@ -201,7 +183,7 @@ class TrackerClient:
         await asyncio.gather(*tasks, return_exceptions=True)
         if ws is not None:
             await ws.close()
-        await self._drop_offers()
+        await asyncio.gather(*(c.wait_closed() for c in self.swarm.pool.close(self.announce_url)))
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -266,46 +248,29 @@ class TrackerClient:
 
     async def _announce(self, ws: ClientConnection) -> None:
         count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
-        self._retire_offers(self.max_outstanding_offers - count)
-        offers = await asyncio.gather(*(self._make_offer() for _ in range(count)))
+        pool = self.swarm.pool
+        pool.retire(self.announce_url, self.max_outstanding_offers - count)
+        made = await asyncio.gather(
+            *(
+                pool.make(
+                    origin=self.announce_url,
+                    timeout=self.offer_timeout,
+                    connect_timeout=self.connect_timeout,
+                )
+                for _ in range(count)
+            )
+        )
+        offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if o is not None)
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
-            numwant=count,
-            offers=tuple(offers),
+            numwant=len(offers),
+            offers=offers,
             trackerid=self.tracker_id,
         )
         # When the connection is gone, the session ends and reconnects; these offers expire.
         with contextlib.suppress(websockets.ConnectionClosed):
             await ws.send(encode_client_message(message))
-
-    async def _make_offer(self) -> OfferPayload:
-        channel = Connection(self.swarm.rtc_options, initiator=True)
-        offer_id = bytes.fromhex(channel.name)
-        timer = asyncio.get_running_loop().call_later(self.offer_timeout, self._expire, offer_id)
-        self._offers[offer_id] = (channel, timer)
-        sdp = await channel.create_offer()
-        return OfferPayload(offer_id=offer_id, sdp=self.swarm.signalling.seal_offer(offer_id, sdp))
-
-    def _retire_offers(self, keep: int) -> None:
-        """Close the oldest unanswered offers until at most ``keep`` remain."""
-        while len(self._offers) > max(keep, 0):
-            offer_id = next(iter(self._offers))
-            channel, timer = self._offers.pop(offer_id)
-            timer.cancel()
-            channel.close()
-
-    def _expire(self, offer_id: bytes) -> None:
-        entry = self._offers.pop(offer_id, None)
-        if entry is not None:
-            entry[0].close()
-
-    async def _drop_offers(self) -> None:
-        entries = list(self._offers.values())
-        self._offers.clear()
-        for _, timer in entries:
-            timer.cancel()
-        await asyncio.gather(*(channel.wait_closed() for channel, _ in entries))
 
     # -- messages from the tracker ------------------------------------------------------------
 
@@ -339,88 +304,55 @@ class TrackerClient:
             self.swarm.tracker_update(self, reply)
 
     async def _answer(self, relay: OfferRelay) -> None:
-        peer_id = relay.peer_id.hex()
-        # Opened before the caps are asked, so that a copy played back is refused as one (and
-        # counted) whatever our load, and only an offer that opens can take a connecting slot.
         try:
-            offer_sdp = self.swarm.signalling.open_offer(relay.peer_id, relay.offer_id, relay.sdp)
+            answered = await self.swarm.pool.answer(
+                relay.peer_id.hex(),
+                relay.offer_id,
+                relay.sdp,
+                origin=self.announce_url,
+                timeout=self.answer_timeout,
+            )
         except SealError as e:  # never answered: the offer may come from anyone but the swarm
             self.swarm.tracker_warning(self, e)
             return
-        if not self.swarm.accepts_offer_from(peer_id):
+        except UnusableSDP as e:
+            self.swarm.tracker_warning(self, TrackerProtocolError(str(e)))
             return
-        channel = Connection(self.swarm.rtc_options, initiator=False)
-        channel.peer_id = peer_id
-        self._hand_over(channel, self.answer_timeout)
-        try:
-            sdp = await channel.accept_offer(offer_sdp)
-        except Exception as e:  # aiortc raises plain ValueErrors etc. on an SDP it cannot use
-            channel.close()
-            self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable offer: {e!r}"))
+        if answered is None:
             return
+        text, connection = answered
         ws = self._ws
         if ws is None:
-            channel.close()
+            connection.close()
             return
         answer = Answer(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
             to_peer_id=relay.peer_id,
             offer_id=relay.offer_id,
-            sdp=self.swarm.signalling.seal_answer(relay.peer_id, relay.offer_id, sdp),
+            sdp=text,
             trackerid=self.tracker_id,
         )
         try:
             await ws.send(encode_client_message(answer))
         except websockets.ConnectionClosed:
-            channel.close()
+            connection.close()
 
     async def _accept_answer(self, relay: AnswerRelay) -> None:
-        entry = self._offers.get(relay.offer_id)
-        if entry is None:
+        if self.swarm.pool.waiting(relay.offer_id) is None:
             logger.debug("answer for unknown offer %s", relay.offer_id.hex())
             return
         try:
-            answer_sdp = self.swarm.signalling.open_answer(relay.peer_id, relay.offer_id, relay.sdp)
+            await self.swarm.pool.accept(relay.peer_id.hex(), relay.offer_id, relay.sdp)
         except SealError as e:  # the offer stays open for the answer of a peer of the swarm
             self.swarm.tracker_warning(self, e)
-            return
-        del self._offers[relay.offer_id]
-        channel, timer = entry
-        timer.cancel()
-        channel.peer_id = relay.peer_id.hex()
-        if not self.swarm.accepts_answer_from(channel.peer_id):
-            logger.debug("answer from %s not taken: enough channels", channel.peer_id)
-            channel.close()
-            return
-        self._hand_over(channel, self.connect_timeout)
-        try:
-            await channel.accept_answer(answer_sdp)
-        except Exception as e:  # as above: aiortc's own errors on an unusable SDP
-            channel.close()
-            self.swarm.tracker_warning(self, TrackerProtocolError(f"unusable answer: {e!r}"))
-
-    def _hand_over(self, channel: Connection, timeout: float) -> None:
-        self.swarm.channel_created(self, channel)
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout, _close_unless_open, channel)
-        previous = channel.on_open
-
-        def opened() -> None:
-            timer.cancel()
-            previous()
-
-        channel.on_open = opened
+        except UnusableSDP as e:
+            self.swarm.tracker_warning(self, TrackerProtocolError(str(e)))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _close_unless_open(channel: Connection) -> None:
-    if not channel.is_open:
-        channel.close()
 
 
 def message_info_hash(message: object) -> bytes | None:

@@ -233,8 +233,8 @@ async def test_a_relay_playing_back_an_offer_or_an_answer_it_carried_makes_no_co
 
         adopted: list[object] = []
         for node in (a, c):
-            adopt = node.p2pt._adopt
-            node.p2pt._adopt = lambda *args, adopt=adopt: (adopted.append(args), adopt(*args))  # type: ignore[method-assign]
+            adopt = node.p2pt.adopt
+            node.p2pt.adopt = lambda *args, adopt=adopt: (adopted.append(args), adopt(*args))  # type: ignore[method-assign]
         taken: list[bool] = []
         take_answer = a.p2pt.take_answer
 

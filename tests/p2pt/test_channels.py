@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,11 @@ class Observer:
         self.channels: list[Connection] = []
         self.most_open = 0
         self.changed = asyncio.Event()
-        created = p2pt.channel_created
+        created = p2pt.adopt
         opened = p2pt._on_channel_open
 
-        def channel_created(tracker: TrackerClient, channel: Connection) -> None:
-            created(tracker, channel)
+        def channel_created(channel: Connection, *args: Any) -> None:
+            created(channel, *args)
             self.channels.append(channel)
             on_close = channel.on_close
 
@@ -54,7 +55,7 @@ class Observer:
                 self.most_open = max(self.most_open, count)
             self.changed.set()
 
-        p2pt.channel_created = channel_created  # type: ignore[method-assign]
+        p2pt.adopt = channel_created  # type: ignore[method-assign]
         p2pt._on_channel_open = on_channel_open  # type: ignore[method-assign]
         for client in p2pt.trackers.values():
             self.watch(client)
@@ -237,7 +238,7 @@ async def test_offers_are_not_answered_while_max_connecting_channels_connect() -
         assert p2pt.accepts_offer_from("a" * 40)
         for n, channel in enumerate(channels):
             channel.peer_id = f"{n}" * 40
-            p2pt.channel_created(None, channel)  # type: ignore[arg-type]
+            p2pt.adopt(channel)
         assert not p2pt.accepts_offer_from("a" * 40)  # a new peer, but two are connecting
         channels[0].close()
         assert p2pt.accepts_offer_from("a" * 40)

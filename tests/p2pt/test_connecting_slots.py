@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -18,7 +19,6 @@ from websockets.asyncio.client import connect
 from p2prpc import P2PT
 from p2prpc.swarm.connection import Connection, ConnectionState
 from p2prpc.testing import loopback_p2pt, swarm
-from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer
 from p2prpc.transport import RTCOptions
 from p2prpc.wire.tracker import (
@@ -44,14 +44,14 @@ async def test_a_connection_we_answered_that_never_opens_frees_its_slot_after_an
         member = loopback_p2pt([tracker.url], "slots", max_connecting=1, answer_timeout=1.0)
         stack.push_async_callback(member.destroy)
         answered: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-        created = member.channel_created
+        created = member.adopt
 
-        def channel_created(client: TrackerClient, channel: Connection) -> None:
-            created(client, channel)
+        def channel_created(channel: Connection, *args: Any) -> None:
+            created(channel, *args)
             if not channel.initiator and not answered.done():
                 answered.set_result(channel)
 
-        member.channel_created = channel_created  # type: ignore[method-assign]
+        member.adopt = channel_created  # type: ignore[method-assign]
         await member.start()
         async with asyncio.timeout(10):
             await tracker.wait_for(lambda stats: stats.peers == 1)
@@ -94,7 +94,7 @@ def answered(p2pt: P2PT, peer_id: str, *, initiator: bool = False) -> Connection
     we answered (or, ``initiator``, one whose answer we took), connecting until closed."""
     channel = Connection(p2pt.rtc_options, initiator=initiator)
     channel.peer_id = peer_id
-    p2pt.channel_created(None, channel)  # type: ignore[arg-type]
+    p2pt.adopt(channel)
     return channel
 
 

@@ -338,3 +338,43 @@ async def test_a_reply_on_another_connection_of_the_same_peer_is_not_the_calls()
         assert all(isinstance(m, StringValue) for m in got)  # the call went on
         assert not stream.done()
         stream.cancel()
+
+
+async def test_a_relay_listing_a_peer_under_its_own_key_gets_no_connection_under_its_id() -> None:
+    """Reproduced by a hostile review: a relay listed a peer with its own identity and seal key,
+    opened the offer meant for that peer, answered under the peer's id proving no key, and
+    answered calls to that id. A connection made to reach a key counts only if it proves it."""
+    from p2prpc.wire.sealbox import SealKeyPair
+
+    offerer_id, target_id, relay_id = Identity.generate(), Identity.generate(), Identity.generate()
+    async with nodes(
+        {"secret": SECRET, "identity": offerer_id, "auth_timeout": 1.0},
+        {"secret": SECRET, "identity": target_id},
+        {"secret": SECRET, "identity": relay_id},
+    ) as (offerer, target, relay):
+        serve(relay, Admin("forged"))
+        refused = refusals(offerer)
+        # The relay's record for the target's id, signed with its own key (what it lists).
+        record = SealKeyPair.generate(
+            identity=relay_id.public_key,
+            sign=relay_id.sign,
+            info_hash=relay.p2pt.info_hash,
+            peer_id=bytes.fromhex(target.peer_id),
+        )
+        claim(relay, target.peer_id)
+        relay.p2pt.signalling.own_key = record
+        relay.p2pt._handshake.identity = None  # it proves the secret and no key
+        relay.p2pt._handshake.id_nonce = None
+        made = await offerer.p2pt.make_offer(
+            target.peer_id, origin="relay:test", seal_to=record.record
+        )
+        assert made is not None
+        offer_id, text = made
+        answer = await relay.p2pt.answer_offer(offerer.peer_id, offer_id, text, origin="relay:test")
+        assert answer is not None  # it could open what was sealed to its own key
+        assert await offerer.p2pt.take_answer(target.peer_id, offer_id, answer)
+        await until(lambda: bool(refused), offerer)
+        assert refused[0][0] == target.peer_id
+        assert "reached for" in str(refused[0][1])
+        assert target.peer_id not in offerer.p2pt.peers
+        assert offerer.servers_of(SERVICE) == []

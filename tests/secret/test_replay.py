@@ -29,7 +29,6 @@ from p2prpc import P2PT, Peer
 from p2prpc.swarm.connection import Connection, ConnectionState
 from p2prpc.swarm.sealing import Signalling
 from p2prpc.testing import loopback_p2pt, wait_connected
-from p2prpc.tracker.client import TrackerClient
 from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.secret import (
     SEAL_CLOCK_SKEW,
@@ -268,14 +267,14 @@ class Watch:
             return sdp
 
         signalling.open_offer = opening  # type: ignore[method-assign]
-        created = p2pt.channel_created
+        created = p2pt.adopt
 
-        def channel_created(tracker: TrackerClient, channel: Connection) -> None:
+        def channel_created(channel: Connection, *args: Any) -> None:
             if not channel.initiator:
                 self.built.append(channel)
-            created(tracker, channel)
+            created(channel, *args)
 
-        p2pt.channel_created = channel_created  # type: ignore[method-assign]
+        p2pt.adopt = channel_created  # type: ignore[method-assign]
         for client in p2pt.trackers.values():
             answer = client._answer
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from p2prpc.swarm.connection import Connection
+from p2prpc.swarm.pool import OfferPool
 from p2prpc.swarm.sealing import Signalling
 from p2prpc.testing import loopback_p2pt
 from p2prpc.tracker.client import MAX_INTERVAL, MAX_OFFERS, TrackerClient
@@ -26,27 +27,33 @@ class FakeSwarm:
 
     info_hash = INFO_HASH
     peer_id_bytes = bytes(20)
-    rtc_options = RTCOptions(ice_servers=[])
-    signalling = Signalling(INFO_HASH, bytes(20), None)
 
     def __init__(self) -> None:
         self.updates: list[AnnounceReply] = []
         self.warnings: list[Exception] = []
+        self.pool = OfferPool(
+            self, Signalling(INFO_HASH, bytes(20), None), RTCOptions(ice_servers=[])
+        )
 
-    def accepts_offer_from(self, peer_id: str) -> bool:
+    def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
         return False
 
-    def accepts_answer_from(self, peer_id: str) -> bool:
+    def accepts_answer_from(self, peer_id: str, extra: bool = False) -> bool:
         return False
+
+    def adopt(
+        self, connection: Connection, connect_timeout: float, offer_id: bytes | None = None
+    ) -> None:
+        connection.close()
+
+    def offer_failed(self, peer_id: str, offer_id: bytes) -> None:
+        pass
 
     def offers_wanted(self, most: int) -> int:
         return most
 
     def hungry(self) -> bool:
         return False
-
-    def channel_created(self, tracker: TrackerClient, channel: Connection) -> None:
-        channel.close()
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self.updates.append(reply)
