@@ -62,6 +62,7 @@ from .errors import (
 )
 from .swarm.connection import Connection, ConnectionState
 from .swarm.handshake import Admission, Handshake, admit
+from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
@@ -114,42 +115,6 @@ class _Default:
 _DEFAULT: Final = _Default()
 
 
-class _RemotePeer:
-    """Everything known about one remote peer: its data channels and the replies awaited from it."""
-
-    __slots__ = ("channels", "id", "public_key", "waiting")
-
-    def __init__(self, peer_id: str) -> None:
-        self.id = peer_id
-        self.public_key: bytes | None = None  # proven by its handshake on one of our channels
-        self.channels: dict[str, Connection] = {}
-        self.waiting: dict[int, asyncio.Future[tuple[Peer, JSONValue]]] = {}
-
-    def usable(self, channel: Connection) -> bool:
-        """Whether ``channel`` is open and speaks for this peer: it proved the peer's key, or
-        the peer has none. (A connection that has yet to prove the key another connection
-        proved under this id carries nothing either way until it does.)"""
-        return channel.is_open and channel.public_key == self.public_key
-
-    def open_channel(self, preferred: str | None = None) -> Connection | None:
-        """A usable channel to this peer: ``preferred`` (a label) if it is, else the first."""
-        if preferred is not None:
-            channel = self.channels.get(preferred)
-            if channel is not None and self.usable(channel):
-                return channel
-        for channel in self.channels.values():
-            if self.usable(channel):
-                return channel
-        return None
-
-    def by_connection(self, connection: int) -> Connection | None:
-        """The usable channel numbered ``connection`` (:attr:`Connection.connection`), if any."""
-        for channel in self.channels.values():
-            if channel.connection == connection:
-                return channel if self.usable(channel) else None
-        return None
-
-
 class Peer:
     """A remote peer as handed to event handlers and returned with replies.
 
@@ -160,7 +125,7 @@ class Peer:
     __slots__ = ("_channel_name", "_msg_id", "_p2pt", "_remote")
 
     def __init__(
-        self, p2pt: P2PT, remote: _RemotePeer, channel_name: str, msg_id: int | None = None
+        self, p2pt: P2PT, remote: RemotePeer, channel_name: str, msg_id: int | None = None
     ) -> None:
         self._p2pt = p2pt
         self._remote = remote
@@ -439,21 +404,18 @@ class P2PT(AsyncIOEventEmitter):
             udp_buffer_size=udp_buffer_size,
         )
         self.reply_timeout = reply_timeout
-        if min(max_channels_per_peer, max_connecting, max_connecting_per_peer) < 1:
-            raise ValueError(
-                "max_channels_per_peer, max_connecting and max_connecting_per_peer must be at "
-                "least 1"
-            )
-        self.max_connecting = max_connecting
-        self.max_connecting_per_peer = max_connecting_per_peer
+        self._peers = PeerTable(
+            max_channels_per_peer=max_channels_per_peer,
+            max_connecting=max_connecting,
+            max_connecting_per_peer=max_connecting_per_peer,
+            max_peers=max_peers,
+            min_peers=min_peers,
+            max_extra_peers=max_extra_peers,
+            answer_grace=answer_grace,
+        )
+        self._remotes = self._peers.remotes
+        self._connecting = self._peers.connecting
         self.answer_timeout = answer_timeout
-        self.answer_grace = answer_grace
-        self.max_channels_per_peer = max_channels_per_peer
-        if max_peers is not None and max_peers < 1:
-            raise ValueError("max_peers must be at least 1")
-        self.max_peers = max_peers
-        self.min_peers = min_peers if min_peers is not None else (max_peers or 0) // 2
-        self.max_extra_peers = max_extra_peers
         self.max_direct_offers = max_direct_offers
         self._pool = OfferPool(
             self, self._signalling, self._rtc_options, max_offers=max_direct_offers
@@ -473,8 +435,6 @@ class P2PT(AsyncIOEventEmitter):
         self._tracker_options = dict(tracker_options or {})
         self._tracker_options.setdefault("answer_timeout", answer_timeout)
         self.trackers: dict[str, TrackerClient] = {}
-        self._remotes: dict[str, _RemotePeer] = {}
-        self._connecting: set[Connection] = set()
         self._background_tasks: set[asyncio.Task[None]] = set()
         #: Receives every binary data-channel message (``peer_id, data, connection``: the number
         #: of the connection it came on, as :attr:`Peer.connection`); P2PT itself only reads
@@ -652,7 +612,7 @@ class P2PT(AsyncIOEventEmitter):
         handler = self.more_peers_handler
         finding = handler is not None and handler()
         self.emit("morepeers")
-        if not finding or self._degree() < self.min_peers:
+        if not finding or self._peers.degree() < self.min_peers:
             self._announce_all()
 
     def _announce_all(self) -> None:
@@ -782,101 +742,56 @@ class P2PT(AsyncIOEventEmitter):
         return self._proof_key is not None
 
     def accepts_offer_from(self, peer_id: str, extra: bool = False) -> bool:
-        """Whether to answer an offer (one that opened) from ``peer_id``: its channels open or
-        connecting are below ``max_channels_per_peer`` and those connecting below
-        ``max_connecting_per_peer``; a new peer is within ``max_peers`` (plus
-        ``max_extra_peers`` when ``extra``); and a slot is free among ``max_connecting``.
-
-        A backup channel (to a peer with one open) may take only half of the slots. A new peer
-        that finds them all taken takes the place of the connection we answered that has been
-        connecting longest, if for ``answer_grace`` seconds or more (:meth:`_make_room`).
-        """
-        if self._destroyed:
-            return False
-        remote = self._remotes.get(peer_id)
-        open_count = len(remote.channels) if remote is not None else 0
-        connecting = sum(1 for c in self._connecting if c.peer_id == peer_id)
-        if (
-            open_count + connecting >= self.max_channels_per_peer
-            or connecting >= self.max_connecting_per_peer
-        ):
-            return False
-        free = len(self._connecting) < self.max_connecting
-        if open_count > 0:  # a backup channel
-            return free and self._backups_connecting() < max(self.max_connecting // 2, 1)
-        if self._degree() >= self._peer_limit(extra):
-            return False
-        return free or self._stalest() is not None
-
-    def _backups_connecting(self) -> int:
-        """How many channels are connecting to peers with a channel open already."""
-        remotes = self._remotes
-        return sum(
-            1
-            for c in self._connecting
-            if (remote := remotes.get(c.peer_id or "")) is not None and remote.channels
-        )
-
-    def _stalest(self) -> Connection | None:
-        """The connection we answered that has been connecting longest, if for ``answer_grace``
-        seconds or more: the one a new peer's offer takes the place of when no slot is free."""
-        deadline = time.monotonic() - self.answer_grace
-        stale = [c for c in self._connecting if not c.initiator and c.created_at <= deadline]
-        return min(stale, key=lambda c: c.created_at, default=None)
-
-    def _make_room(self, channel: Connection) -> None:
-        """Before ``channel`` (one we answer) takes a connecting slot: when none is free, close
-        the stalest (:meth:`_stalest`). Only offers that opened come here, so nothing a third
-        party recorded comes twice; what it plays back once to each member is what these slots
-        are shared against (docs/SECURITY.md)."""
-        if channel.initiator or len(self._connecting) < self.max_connecting:
-            return
-        stalest = self._stalest()
-        if stalest is not None:
-            logger.debug("no connecting slot free: closing %s, the stalest", stalest.peer_id)
-            stalest.close()
+        """Whether to answer an offer (one that opened) from ``peer_id``
+        (:meth:`~p2prpc.swarm.peers.PeerTable.accepts_offer_from`)."""
+        return not self._destroyed and self._peers.accepts_offer_from(peer_id, extra)
 
     def accepts_answer_from(self, peer_id: str, extra: bool = False) -> bool:
-        """Whether to take ``peer_id``'s answer to one of our offers: its open channels are below
-        ``max_channels_per_peer``, and a new peer is within ``max_peers``.
-
-        Channels still connecting do not count here: when offers cross (each peer answering the
-        other's), both would refuse and neither channel would open; the one too many is closed
-        when it opens instead (:meth:`_on_channel_open`).
-        """
-        if self._destroyed:
-            return False
-        remote = self._remotes.get(peer_id)
-        open_count = len(remote.channels) if remote is not None else 0
-        if open_count >= self.max_channels_per_peer:
-            return False
-        return open_count > 0 or self._degree() < self._peer_limit(extra)
-
-    def _peer_limit(self, extra: bool) -> float:
-        if self.max_peers is None:
-            return math.inf
-        return self.max_peers + (self.max_extra_peers if extra else 0)
+        """Whether to take ``peer_id``'s answer to one of our offers
+        (:meth:`~p2prpc.swarm.peers.PeerTable.accepts_answer_from`)."""
+        return not self._destroyed and self._peers.accepts_answer_from(peer_id, extra)
 
     def offers_wanted(self, most: int) -> int:
         """How many offers the next announce should carry (at most ``most``)."""
-        if self.max_peers is None:
-            return most
-        return max(0, min(most, self.max_peers - self._degree()))
+        return self._peers.offers_wanted(most)
 
     def hungry(self) -> bool:
         """Below ``min_peers`` while the trackers know of more peers: announce again soon."""
-        if self.max_peers is None or self._destroyed:
-            return False
-        known = max(self._swarm_sizes.values(), default=0) - 1
-        return self._degree() < min(self.min_peers, known)
+        return not self._destroyed and self._peers.hungry(self._swarm_sizes)
 
     @property
     def degree(self) -> int:
         """How many peers are connected (those with a channel that counted)."""
-        return self._degree()
+        return self._peers.degree()
 
-    def _degree(self) -> int:
-        return sum(1 for r in self._remotes.values() if r.channels)
+    @property
+    def max_peers(self) -> int | None:
+        """The most peers this one connects to (``None``: every peer, as P2PT)."""
+        return self._peers.max_peers
+
+    @max_peers.setter
+    def max_peers(self, value: int | None) -> None:
+        self._peers.max_peers = value
+
+    @property
+    def min_peers(self) -> int:
+        """Below this many peers, announce again every few seconds."""
+        return self._peers.min_peers
+
+    @property
+    def max_extra_peers(self) -> int:
+        """Connections past ``max_peers`` made to reach a service no neighbour serves."""
+        return self._peers.max_extra_peers
+
+    @property
+    def max_channels_per_peer(self) -> int:
+        """The most data channels open or connecting to one peer."""
+        return self._peers.max_channels_per_peer
+
+    @property
+    def max_connecting(self) -> int:
+        """The most connections connecting at once."""
+        return self._peers.max_connecting
 
     @property
     def pool(self) -> OfferPool:
@@ -896,7 +811,7 @@ class P2PT(AsyncIOEventEmitter):
         if self._destroyed:
             channel.close()
             return
-        self._make_room(channel)
+        self._peers.make_room(channel)
         self._connecting.add(channel)
         channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel, offer_id)
@@ -1099,7 +1014,7 @@ class P2PT(AsyncIOEventEmitter):
         channel.close()
         self.emit("peerrefused", channel.peer_id, error)
 
-    def _on_late_proof(self, remote: _RemotePeer, channel: Connection, data: bytes) -> None:
+    def _on_late_proof(self, remote: RemotePeer, channel: Connection, data: bytes) -> None:
         """A handshake frame on a connection already counted (open swarms: the peer's first
         connections count before any proof, as P2PT peers prove nothing).
 
@@ -1170,16 +1085,16 @@ class P2PT(AsyncIOEventEmitter):
                 self._refuse(other, AuthError("another connection proves the key of this id"))
             remote = self._remotes.get(channel.peer_id)
         new = remote is None or not remote.channels
-        if new and self._degree() >= self._peer_limit(channel.extra):
+        if new and self._peers.degree() >= self._peers.peer_limit(channel.extra):
             channel.close()  # answers to several offers can arrive at once: keep the bound
             return
         if remote is None:
-            remote = self._remotes[channel.peer_id] = _RemotePeer(channel.peer_id)
+            remote = self._remotes[channel.peer_id] = RemotePeer(channel.peer_id)
         if new:
             remote.public_key = public_key
         surplus = None
-        if len(remote.channels) >= self.max_channels_per_peer:
-            surplus = _surplus_channel(remote, channel)
+        if len(remote.channels) >= self._peers.max_channels_per_peer:
+            surplus = surplus_channel(remote, channel)
             if surplus is channel:
                 logger.debug("channel %s to %s: one too many, closed", channel.name, remote.id)
                 channel.close()
@@ -1211,7 +1126,7 @@ class P2PT(AsyncIOEventEmitter):
             self._fail_waiting(remote, PeerClosed(f"peer {remote.id} closed"))
             if not self._destroyed:
                 self.emit("peerclose", Peer(self, remote, channel.name))
-                if self.max_peers is not None and self._degree() < self.max_peers:
+                if self.max_peers is not None and self._peers.degree() < self.max_peers:
                     self._want_more_peers()
 
     def offer_failed(self, peer_id: str, offer_id: bytes) -> None:
@@ -1238,14 +1153,14 @@ class P2PT(AsyncIOEventEmitter):
                 self.emit("peerwarning", Peer(self, remote, next(iter(remote.channels))), error)
         self._schedule_expiry()
 
-    def _fail_waiting(self, remote: _RemotePeer, error: Exception) -> None:
+    def _fail_waiting(self, remote: RemotePeer, error: Exception) -> None:
         waiting = list(remote.waiting.values())
         remote.waiting.clear()
         for future in waiting:
             if not future.done():
                 future.set_exception(error)
 
-    def _on_data(self, remote: _RemotePeer, channel: Connection, data: str | bytes) -> None:
+    def _on_data(self, remote: RemotePeer, channel: Connection, data: str | bytes) -> None:
         if channel.public_key != remote.public_key:  # yet to prove the peer's key: only that
             if isinstance(data, bytes) and is_auth_frame(data):
                 self._on_late_proof(remote, channel, data)
@@ -1331,37 +1246,12 @@ class P2PT(AsyncIOEventEmitter):
         return reply
 
 
-#: Seconds after it opened during which a channel may be closed as one too many for its peer.
-#: A channel opens at both ends within a round trip; older ones carry traffic and are kept.
-CHANNEL_SETTLE_TIME = 5.0
-
-
-def _surplus_channel(remote: _RemotePeer, opened: Connection) -> Connection:
-    """Which channel to close when ``opened`` would take ``remote`` past the cap.
-
-    Both ends must close the same one, or when offers cross each would close a different one
-    and the peer could lose every channel: of the channels opened in the last
-    :data:`CHANNEL_SETTLE_TIME` seconds (``opened`` among them), the one with the greatest label,
-    which both ends know alike (the offer id).
-    """
-    assert opened.opened_at is not None
-    young = [
-        channel
-        for channel in remote.channels.values()
-        if channel.opened_at is not None
-        and opened.opened_at - channel.opened_at < CHANNEL_SETTLE_TIME
-    ]
-    return max([*young, opened], key=lambda channel: channel.name)
-
-
 def _close_unless_open(channel: Connection) -> None:
     if not channel.is_open:
         channel.close()
 
 
-def _time_out(
-    remote: _RemotePeer, msg_id: int, future: asyncio.Future[Any], seconds: float
-) -> None:
+def _time_out(remote: RemotePeer, msg_id: int, future: asyncio.Future[Any], seconds: float) -> None:
     if remote.waiting.get(msg_id) is future:
         del remote.waiting[msg_id]
     if not future.done():
