@@ -46,6 +46,7 @@ lint: venv $(VENV)/.bench-installed
 	$(VENV)/bin/ruff check p2prpc tests generated examples bench
 	$(VENV)/bin/ruff format --check p2prpc tests generated examples bench
 	$(VENV)/bin/mypy p2prpc examples generated bench
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(VENV)/bin/ruff check --fix p2prpc tests generated examples bench

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import grpc.aio
+from grpc import StatusCode
 
-from .wire.status import Metadatum, StatusCode
+#: A metadata entry: a key and its value (as :data:`p2prpc.wire.status.Metadatum`).
+_Metadatum = tuple[str, str | bytes]
 
 
 class P2PRPCError(Exception):
@@ -169,11 +171,11 @@ class RpcError(P2PRPCError, grpc.aio.AioRpcError):
         code: StatusCode,
         details: str = "",
         trailing_metadata: grpc.aio.Metadata
-        | Iterable[Metadatum]
+        | Iterable[_Metadatum]
         | Mapping[str, str | bytes]
         | None = None,
         *,
-        initial_metadata: grpc.aio.Metadata | Iterable[Metadatum] | None = None,
+        initial_metadata: grpc.aio.Metadata | Iterable[_Metadatum] | None = None,
         debug_error_string: str | None = None,
     ) -> None:
         if not isinstance(code, StatusCode):
@@ -212,15 +214,15 @@ def _rebuild_rpc_error(
     cls: type[RpcError],
     code: StatusCode,
     details: str,
-    trailing: tuple[Metadatum, ...],
-    initial: tuple[Metadatum, ...],
+    trailing: tuple[_Metadatum, ...],
+    initial: tuple[_Metadatum, ...],
     debug: str | None,
 ) -> RpcError:
     return cls(code, details, trailing, initial_metadata=initial, debug_error_string=debug)
 
 
 def _as_metadata(
-    value: grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, str | bytes] | None,
+    value: grpc.aio.Metadata | Iterable[_Metadatum] | Mapping[str, str | bytes] | None,
 ) -> grpc.aio.Metadata:
     if value is None:
         return grpc.aio.Metadata()

@@ -69,7 +69,7 @@ from .wire.mesh import (
 from .wire.sealbox import SealKey, SealKeyError
 
 if TYPE_CHECKING:
-    from .node import Node, PeerInfo
+    from .mux import Mux, PeerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Mesh:
 
     def __init__(
         self,
-        node: Node,
+        node: Mux,
         *,
         hops: int = 2,
         signal_rate: float = 8.0,
@@ -169,6 +169,7 @@ class Mesh:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         node.register(self, [Kind.PEX, Kind.SIGNAL])
+        node.service_finder = self.reach_service
         node.set_hello("mesh", MESH_VERSION)
         if self.p2pt.seal_key is not None:
             node.set_hello("seal", self.p2pt.seal_key.to_text())
@@ -706,7 +707,7 @@ def _speaks_mesh(info: PeerInfo) -> bool:
     return isinstance(version, int) and not isinstance(version, bool) and version >= 1
 
 
-def mesh_of(node: Node) -> Mesh | None:
+def mesh_of(node: Mux) -> Mesh | None:
     """The node's mesh layer (``None`` when it was made with ``mesh=False``)."""
     found = node.get_layer("mesh")
     return found if isinstance(found, Mesh) else None

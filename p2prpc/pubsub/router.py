@@ -50,7 +50,7 @@ from ..wire.secret import canonical_json, publication_bytes, verify_publication
 MAX_PAYLOAD = 64 * 2**20
 
 if TYPE_CHECKING:
-    from ..node import Node, PeerInfo
+    from ..mux import Mux, PeerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Router:
 
     def __init__(
         self,
-        node: Node,
+        node: Mux,
         *,
         hops: int = DEFAULT_HOPS,
         seen_ttl: float = 120.0,
@@ -760,6 +760,6 @@ class Payload:
         return self._message
 
 
-def router_of(node: Node) -> Router:
+def router_of(node: Mux) -> Router:
     """The node's pub/sub router, created on first use."""
     return node.layer("pubsub", Router)

@@ -18,7 +18,7 @@ from ..wire.payload import MessageCodec
 from .router import Payload, router_of
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Subscription(AsyncIterator[Received[T]]):
 
 
 class _TopicBase(abc.ABC, Generic[T]):
-    def __init__(self, node: Node, name: str) -> None:
+    def __init__(self, node: Mux, name: str) -> None:
         if not 0 < len(name) <= 256:
             raise ValueError("a topic name has 1 to 256 characters")
         self.node = node
@@ -157,7 +157,7 @@ class _TopicBase(abc.ABC, Generic[T]):
 class Topic(_TopicBase[M]):
     """A topic whose messages are of one protobuf type (generated code makes these)."""
 
-    def __init__(self, node: Node, name: str, message_type: type[M]) -> None:
+    def __init__(self, node: Mux, name: str, message_type: type[M]) -> None:
         super().__init__(node, name)
         self.message_type = message_type
         self._codec = MessageCodec(message_type)

@@ -17,7 +17,7 @@ from ..wire.payload import Codec, MessageCodec
 from ..wire.status import Metadatum, StatusCode
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -52,7 +52,7 @@ class Handler(Generic[Req, Rep]):
     reply_type: type[Rep]
     idempotent: bool = False
 
-    def attach(self, node: Node) -> None:
+    def attach(self, node: Mux) -> None:
         """Make sure ``node`` runs calls (the node calls this when it starts serving)."""
         from .endpoint import endpoint_of  # the endpoint builds on this module
 

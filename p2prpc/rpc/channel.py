@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
 
 from ..errors import RpcError
-from ..node import IdentityTarget, Node, PeerTarget
+from ..mux import IdentityTarget, Mux, PeerTarget
 from ..wire.status import StatusCode
 from .base import ClientInterceptor, RetryPolicy, check_encoding
 from .deadline import Deadline
@@ -45,7 +45,7 @@ class Channel:
     ``node.to(peer_id)``.
     """
 
-    node: Node
+    node: Mux
     peer: str | None = None
     retry_policy: RetryPolicy | None = None
     interceptors: Sequence[ClientInterceptor] = ()
@@ -135,7 +135,7 @@ class Channel:
         return peer_id
 
 
-ChannelLike: TypeAlias = Union[Channel, Node, PeerTarget, IdentityTarget]  # noqa: UP007
+ChannelLike: TypeAlias = Union[Channel, Mux, PeerTarget, IdentityTarget]  # noqa: UP007
 
 
 def as_channel(target: ChannelLike) -> Channel:
@@ -146,7 +146,7 @@ def as_channel(target: ChannelLike) -> Channel:
         return Channel(target.node, target.peer_id)
     if isinstance(target, IdentityTarget):
         return Channel(target.node, allowed_servers=target.public_keys)
-    if isinstance(target, Node):
+    if isinstance(target, Mux):
         return Channel(target)
     raise TypeError(
         f"a stub takes a p2prpc Channel, Node or node.to(peer), not {type(target).__name__}"

@@ -22,7 +22,7 @@ from ..wire.frames import new_message_id
 from ..wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 #: Seconds a server whose call ran out of time is passed over while another serves.
 SLOW_SERVER_PENALTY = 10.0
@@ -51,7 +51,7 @@ class CallSide(Protocol):
 class Endpoint:
     """A node's calls in progress; made by :func:`endpoint_of`."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Mux) -> None:
         self.node = node
         self._client: dict[tuple[str, int], CallSide] = {}
         self._server: dict[tuple[str, int], CallSide] = {}
@@ -237,6 +237,6 @@ class Endpoint:
             self._idle.set()
 
 
-def endpoint_of(node: Node) -> Endpoint:
+def endpoint_of(node: Mux) -> Endpoint:
     """The RPC layer of ``node`` (made on first use)."""
     return node.layer("rpc", Endpoint)

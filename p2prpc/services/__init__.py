@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .health import NOT_SERVING, SERVICE_UNKNOWN, SERVING, UNKNOWN, Health, health_of
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 __all__ = [
     "NOT_SERVING",
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-def serve_standard_services(node: Node, *, reflection: bool, health: bool) -> None:
+def serve_standard_services(node: Mux, *, reflection: bool, health: bool) -> None:
     """Add the reflection and health services to ``node``."""
     if health:
         from .health import SERVICE_NAME, health_handlers

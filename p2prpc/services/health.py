@@ -23,7 +23,7 @@ from ..rpc.server import ServicerContext
 from ..wire.status import StatusCode
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 __all__ = [
     "NOT_SERVING",
@@ -50,7 +50,7 @@ _END = object()
 class Health:
     """The serving statuses of one node's services; :func:`health_of` gives it."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Mux) -> None:
         self._node = weakref.ref(node)
         self._set: dict[str, ServingStatus] = {}
         self._watchers: dict[str, set[asyncio.Queue[Any]]] = {}
@@ -116,10 +116,10 @@ class Health:
             self._watchers[service].discard(queue)
 
 
-_HEALTH: weakref.WeakKeyDictionary[Node, Health] = weakref.WeakKeyDictionary()
+_HEALTH: weakref.WeakKeyDictionary[Mux, Health] = weakref.WeakKeyDictionary()
 
 
-def health_of(node: Node) -> Health:
+def health_of(node: Mux) -> Health:
     """The health statuses of ``node`` (made on first use)."""
     found = _HEALTH.get(node)
     if found is None:
@@ -127,7 +127,7 @@ def health_of(node: Node) -> Health:
     return found
 
 
-def health_handlers(node: Node) -> dict[str, Handler[Any, Any]]:
+def health_handlers(node: Mux) -> dict[str, Handler[Any, Any]]:
     """The handlers of ``grpc.health.v1.Health`` for ``node``, for ``node.add_service``."""
     health = health_of(node)
     Request = health_pb2.HealthCheckRequest

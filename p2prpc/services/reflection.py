@@ -29,7 +29,7 @@ from ..rpc.server import ServicerContext
 from ..wire.status import StatusCode
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..mux import Mux
 
 __all__ = ["SERVICE_NAMES", "V1", "V1ALPHA", "Messages", "reflection_handlers", "served_files"]
 
@@ -93,7 +93,7 @@ def _message_types(handler: object) -> list[type[Any]]:
     ]
 
 
-def served_files(node: Node) -> dict[str, FileDescriptor]:
+def served_files(node: Mux) -> dict[str, FileDescriptor]:
     """The files that describe what ``node`` serves and publishes, with their dependencies, by
     file name."""
     roots: list[FileDescriptor] = []
@@ -120,7 +120,7 @@ def served_files(node: Node) -> dict[str, FileDescriptor]:
     return files
 
 
-def _topic_types(node: Node) -> list[Any]:
+def _topic_types(node: Mux) -> list[Any]:
     router = node.get_layer("pubsub")
     types = getattr(router, "types", None)
     return list(types.values()) if isinstance(types, dict) else []
@@ -183,7 +183,7 @@ def _extensions_of(files: Iterable[FileDescriptor], containing_type: str) -> lis
     return [e for e in extensions if e.containing_type.full_name == containing_type]
 
 
-def answer(node: Node, messages: Messages, request: Any) -> Message:
+def answer(node: Mux, messages: Messages, request: Any) -> Message:
     """The response to one reflection request, from what ``node`` serves now."""
     response: Any = messages.ServerReflectionResponse(
         valid_host=request.host, original_request=request
@@ -230,7 +230,7 @@ def answer(node: Node, messages: Messages, request: Any) -> Message:
     return response  # type: ignore[no-any-return]
 
 
-def reflection_handlers(node: Node, messages: Messages) -> dict[str, Handler[Any, Any]]:
+def reflection_handlers(node: Mux, messages: Messages) -> dict[str, Handler[Any, Any]]:
     """The handlers of one version of the reflection service, for ``node.add_service``."""
 
     async def info(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:

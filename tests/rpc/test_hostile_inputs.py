@@ -172,7 +172,7 @@ async def test_stop_returns_after_the_grace_even_if_a_servicer_ignores_cancellat
 
 
 async def test_a_hello_cannot_pin_much_memory() -> None:
-    from p2prpc.node import HELLO_MAX_EXTRA, HELLO_MAX_NAMES, PeerInfo
+    from p2prpc.mux import HELLO_MAX_EXTRA, HELLO_MAX_NAMES, PeerInfo
 
     hello = {
         "services": [f"s{i}" for i in range(100_000)] + ["x" * 100_000],

@@ -1,0 +1,814 @@
+"""A p2prpc peer's multiplexer: one P2PT swarm, a hello handshake, keepalive, and envelopes
+dispatched to the layers registered for them (the :class:`~p2prpc.node.Node` users make is this
+with the standard layers built on it).
+
+Every node says hello to every peer it meets (and again whenever what it serves changes): its
+protocol version, whether it reads binary envelopes, and which services and topics it serves. A
+JavaScript P2PT peer that never says hello can still call services: it is answered in the JSON form.
+
+The node is a typed multiplexer. It decodes envelopes and hands each kind to the :class:`Layer`
+registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics); it keeps the peer table
+and the hello, and the names of the services and topics it announces. It holds no RPC settings:
+those live in ``p2prpc.rpc.Channel``. No exception raised while handling one envelope, by a peer's
+bad input or by a layer, stops the handling of the next: malformed input is reported as a
+``peerwarning`` (and a malformed call is answered INVALID_ARGUMENT), anything else is logged with
+its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+
+from aiortc import RTCIceServer
+from pyee.asyncio import AsyncIOEventEmitter
+
+from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
+from .p2pt import P2PT, Peer
+from .wire.compression import CODECS
+from .wire.envelope import (
+    BATCH_SIZE,
+    BinaryReader,
+    Envelope,
+    EnvelopeError,
+    Kind,
+    from_json,
+    is_batch,
+    is_binary_envelope,
+    is_envelope,
+    iter_batch,
+    pack_batch,
+    to_binary,
+    to_json,
+)
+from .wire.frames import JSONValue, new_message_id
+from .wire.status import Status, StatusCode
+
+if TYPE_CHECKING:
+    from .identity import Identity
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+#: Seconds ``stop`` waits for cancelled tasks to end before it leaves them behind.
+STOP_TIMEOUT = 2.0
+
+
+class Layer(Protocol):
+    """What handles some envelope kinds for a node (see :meth:`Mux.register`)."""
+
+    def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
+        """One envelope of a registered kind from ``peer_id``, arrived on ``connection`` (the
+        connection's number, :attr:`p2prpc.p2pt.Peer.connection`)."""
+
+    def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        """One connection to ``peer_id`` closed: whatever was under way on it has ended, even
+        if the peer keeps other connections (``on_peer_lost`` follows when it was the last)."""
+
+    def on_peer_lost(self, peer_id: str) -> None:
+        """``peer_id`` went away: whatever is in progress with it has ended."""
+
+    def on_refused(
+        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """An envelope of a registered kind from ``peer_id`` could not be read (over a size cap,
+        malformed): tell whoever waits on it, and the peer. ``kind`` is ``None`` for a P2PT
+        message refused before its envelope could be read (only its id is known)."""
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in progress (graceful stop waits for this)."""
+
+    def close(self) -> None:
+        """End everything in progress now (the node is stopping)."""
+
+
+class MethodAcceptor(Protocol):
+    """What a node keeps for each method it serves (``p2prpc.rpc.Handler`` is one)."""
+
+    def attach(self, node: Mux) -> None:
+        """The node now serves this method: register whatever runs its calls."""
+
+
+L = TypeVar("L", bound=Layer)
+
+_KIND_VALUES = frozenset(kind.value for kind in Kind)
+
+#: What a node keeps of a peer's hello, at most: names of services, topics and encodings (each
+#: list, and each name's length), and the characters of the other keys' values together.
+HELLO_MAX_NAMES = 1024
+HELLO_MAX_NAME = 256
+HELLO_MAX_EXTRA = 64 * 1024
+
+_HELLO_KEYS = frozenset(
+    {
+        "v",
+        "binary",
+        "services",
+        "topics",
+        "encodings",
+        "keepalive",
+        "compact",
+        "compact_publish",
+        "batch",
+    }
+)
+
+
+@dataclass
+class PeerInfo:
+    """What a peer said in its hello (``hello`` is false for peers that never said one)."""
+
+    peer_id: str
+    hello: bool = False
+    version: int = 0
+    binary: bool = False
+    services: frozenset[str] = frozenset()
+    topics: frozenset[str] = frozenset()
+    encodings: frozenset[str] = frozenset()
+    keepalive: bool = False
+    compact: bool = False  # reads the binary form's compact call and status headers
+    compact_publish: bool = False  # reads the binary form's compact publish headers
+    batch: bool = False  # reads batches of binary frames
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
+    public_key: bytes | None = None
+    #: How each open connection to it was made: a tracker's announce URL, or
+    #: ``relay:<peer id>`` when signalled through that neighbour (the mesh).
+    via: tuple[str, ...] = ()
+
+    @classmethod
+    def from_hello(cls, peer_id: str, hello: Mapping[str, Any]) -> PeerInfo:
+        """What a hello says, read leniently: a field of the wrong type reads as absent."""
+
+        def names(key: str) -> frozenset[str]:
+            value = hello.get(key)
+            if isinstance(value, list):
+                kept = (v for v in value[:HELLO_MAX_NAMES] if isinstance(v, str))
+                return frozenset(v for v in kept if len(v) <= HELLO_MAX_NAME)
+            return frozenset()
+
+        extra: dict[str, Any] = {}
+        room = HELLO_MAX_EXTRA
+        for key, value in hello.items():
+            if key in _HELLO_KEYS or len(key) > HELLO_MAX_NAME:
+                continue
+            room -= len(key) + len(json.dumps(value, separators=(",", ":")))
+            if room < 0:
+                break  # the rest is not kept: a hello cannot pin more than this
+            extra[key] = value
+
+        version = hello.get("v")
+        return cls(
+            peer_id,
+            hello=True,
+            version=version if isinstance(version, int) and not isinstance(version, bool) else 0,
+            binary=hello.get("binary") is True,
+            services=names("services"),
+            topics=names("topics"),
+            encodings=names("encodings"),
+            keepalive=hello.get("keepalive") is True,
+            compact=hello.get("compact") is True,
+            compact_publish=hello.get("compact_publish") is True,
+            batch=hello.get("batch") is True,
+            extra=extra,
+        )
+
+
+@dataclass(frozen=True)
+class PeerTarget:
+    """A node and one of its peers: ``node.to(peer_id)``, for stubs whose calls all go there."""
+
+    node: Mux
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class IdentityTarget:
+    """A node and public keys: ``node.to_identity(key)``, for stubs whose calls go only to peers
+    that proved one of these keys."""
+
+    node: Mux
+    public_keys: tuple[bytes, ...]
+
+
+class Mux(AsyncIOEventEmitter):
+    """The layer multiplexer under a :class:`~p2prpc.node.Node`: the swarm, the peer table and
+    hellos, keepalive, sending, and envelopes routed by kind to the layers registered for them.
+    Its keywords are :class:`~p2prpc.node.Node`'s, less the standard layers.
+    """
+
+    def __init__(
+        self,
+        announce_urls: Sequence[str] = (),
+        identifier: str = "p2prpc",
+        *,
+        ice_servers: Sequence[RTCIceServer] | None = None,
+        host_addresses: Sequence[str] | None = None,
+        binary: bool = True,
+        max_message_size: int = 4 * 2**20,
+        server_interceptors: Sequence[Any] = (),
+        maximum_concurrent_rpcs: int | None = None,
+        max_calls_per_peer: int = 256,
+        keepalive_interval: float | None = 1.5,
+        keepalive_timeout: float = 2.0,
+        secret: str | bytes | None = None,
+        identity: Identity | None = None,
+        allowed_peers: Sequence[bytes] | None = None,
+        p2pt: P2PT | None = None,
+        **p2pt_options: Any,
+    ) -> None:
+        super().__init__()
+        if p2pt is None:
+            # A JSON message of max_message_size bytes of payload fits in this many characters.
+            p2pt_options.setdefault("max_message_length", 2 * max_message_size + 65536)
+            p2pt = P2PT(
+                announce_urls,
+                identifier,
+                ice_servers=ice_servers,
+                host_addresses=host_addresses,
+                secret=secret,
+                identity=identity,
+                allowed_peers=allowed_peers,
+                **p2pt_options,
+            )
+        elif secret is not None or identity is not None or allowed_peers is not None:
+            raise ValueError("secret, identity and allowed_peers belong to the P2PT given")
+        self.p2pt = p2pt
+        self.binary = binary
+        self.max_message_size = max_message_size
+        self.server_interceptors: tuple[Any, ...] = tuple(server_interceptors)
+        self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self.max_calls_per_peer = max_calls_per_peer
+        #: Connected peers and what each said in its hello, by peer id.
+        self.peers: dict[str, PeerInfo] = {}
+        self._services: dict[str, Mapping[str, MethodAcceptor]] = {}
+        self._topics: set[str] = set()
+        self._hello_extra: dict[str, JSONValue] = {}
+        self._by_kind: dict[Kind, Layer] = {}
+        #: What finds and connects to a peer serving a service no neighbour serves (set by the
+        #: mesh layer; :meth:`reach_service`).
+        self.service_finder: Callable[[str, float | None], Awaitable[bool]] | None = None
+        self._layers: dict[str, Layer] = {}
+        self._reader = BinaryReader(max_message_size=max_message_size + 65536)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
+        if keepalive_interval is not None and not (
+            keepalive_interval > 0 and keepalive_timeout > 0
+        ):
+            raise ValueError("keepalive_interval and keepalive_timeout must be positive seconds")
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
+        # Keepalive watches each connection, keyed (peer id, connection): a call lives on one.
+        self._heard: dict[tuple[str, int], float] = {}  # when it last brought anything
+        self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
+        self._unsent: dict[tuple[str, int], int] = {}  # bytes waiting on it at the last check
+        self._keepalive: asyncio.TimerHandle | None = None
+        p2pt.on("peerconnect", self._on_peerconnect)
+        p2pt.on("peerclose", self._on_peerclose)
+        p2pt.on("connectionclose", self._on_connectionclose)
+        p2pt.on("msg", self._on_msg)
+        p2pt.on("peerwarning", self._on_p2pt_warning)
+        p2pt.binary_handler = self._on_binary
+
+    @property
+    def peer_id(self) -> str:
+        return self.p2pt.peer_id
+
+    def to(self, peer_id: str) -> PeerTarget:
+        """This node and one peer, for a stub whose calls all go to that peer:
+        ``GreeterStub(node.to(peer_id))``."""
+        return PeerTarget(self, peer_id)
+
+    def to_identity(self, *public_keys: bytes) -> IdentityTarget:
+        """This node and public keys, for a stub whose calls go only to peers that proved one
+        of them: ``GreeterStub(node.to_identity(key))``."""
+        if not public_keys:
+            raise ValueError("to_identity needs at least one public key")
+        return IdentityTarget(self, tuple(public_keys))
+
+    @property
+    def identity(self) -> Identity | None:
+        """This node's identity, if it has one."""
+        return self.p2pt.identity
+
+    async def reach_service(self, service: str, timeout: float | None = None) -> bool:
+        """Whether a connected peer serves ``service``, connecting to one that a layer knows of
+        (the mesh, :meth:`p2prpc.mesh.Mesh.reach_service`) when none does; ``timeout`` seconds
+        at most."""
+        finder = self.service_finder
+        if finder is None or self.servers_of(service):
+            return bool(self.servers_of(service))
+        return await finder(service, timeout)
+
+    def peer_identity(self, peer_id: str) -> bytes | None:
+        """The public key ``peer_id`` proved on its connections to us, or ``None``."""
+        peer = self.p2pt.peers.get(peer_id)
+        return peer.public_key if peer is not None else None
+
+    def connection_identity(self, peer_id: str, connection: int) -> bytes | None:
+        """The public key proven on connection number ``connection`` to ``peer_id`` (``None``:
+        none proven there, or the connection is closed): who sent what arrived on it."""
+        return self.p2pt.connection_key(peer_id, connection)
+
+    # -- layers -------------------------------------------------------------------------------
+
+    def layer(self, name: str, make: Callable[[Mux], L]) -> L:
+        """The layer this node keeps under ``name``, made by ``make(node)`` on first use."""
+        found = self._layers.get(name)
+        if found is None:
+            found = self._layers[name] = make(self)
+        return found  # type: ignore[return-value]  # ``make`` made it under this name
+
+    def get_layer(self, name: str) -> Layer | None:
+        """The layer this node keeps under ``name``, if one was made."""
+        return self._layers.get(name)
+
+    def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
+        """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""
+        for kind in kinds:
+            if kind in self._by_kind and self._by_kind[kind] is not layer:
+                raise ValueError(f"{kind.name} envelopes are handled already")
+            self._by_kind[kind] = layer
+
+    def set_hello(self, key: str, value: JSONValue) -> None:
+        """Say more in this node's hello (a layer's capability, such as pub/sub relaying)."""
+        if key in _HELLO_KEYS:
+            raise ValueError(f"{key!r} is the node's own hello key")
+        self._hello_extra[key] = value
+        self._announce_change()
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """Keep a task of a layer's; :meth:`stop` cancels what is still running."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.p2pt.start()
+        if self.keepalive_interval is not None:
+            self._schedule_keepalive()
+
+    # -- keepalive ----------------------------------------------------------------------------
+
+    def _schedule_keepalive(self) -> None:
+        assert self.keepalive_interval is not None
+        tick = min(self.keepalive_interval, self.keepalive_timeout) / 2
+        self._keepalive = asyncio.get_running_loop().call_later(tick, self._check_peers)
+
+    def _check_peers(self) -> None:
+        """Ping idle connections; close those that left a ping unanswered past the timeout.
+
+        Each connection of a peer is watched on its own: traffic on a new connection says
+        nothing of an older one, and the calls made on that one end with it."""
+        assert self.keepalive_interval is not None
+        now = time.monotonic()
+        self._reader.expire(now)
+        for peer_id, info in list(self.peers.items()):
+            if not info.keepalive:
+                continue
+            for connection in self.p2pt.connections(peer_id):
+                self._check_connection((peer_id, connection), now)
+        if not self._stopping:
+            self._schedule_keepalive()
+
+    def _check_connection(self, key: tuple[str, int], now: float) -> None:
+        assert self.keepalive_interval is not None  # only called while keepalive runs
+        peer_id, connection = key
+        heard = self._heard.setdefault(key, now)
+        unsent = self.p2pt.buffered_amount(peer_id, connection)
+        if unsent < self._unsent.get(key, 0):
+            heard = self._heard[key] = now  # its transport acknowledges what we send
+            self._pinged.pop(key, None)
+        self._unsent[key] = unsent
+        pinged = self._pinged.get(key)
+        if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
+            logger.info(
+                "peer %s answered no ping on connection %d in %.1f s: closing it",
+                peer_id[:8],
+                connection,
+                now - heard,
+            )
+            self.p2pt.close_connection(peer_id, connection)
+            if not self.p2pt.is_connected(peer_id) and not self._stopping:
+                self.p2pt.request_more_peers()  # if it was only paused, it is found again soon
+        elif pinged is None and now - heard >= self.keepalive_interval:
+            self._pinged[key] = now
+            self._send_control(peer_id, Kind.PING, connection)
+
+    def _drop_peer(self, peer_id: str) -> None:
+        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
+        peers at once, so that the peer, if it was only paused, is found again soon."""
+        for _ in range(64):  # one channel a turn; a peer has a handful at most
+            peer = self.p2pt.peers.get(peer_id)
+            if peer is None:
+                break
+            peer.destroy()
+        if not self._stopping:
+            self.p2pt.request_more_peers()
+
+    def _send_control(self, peer_id: str, kind: Kind, connection: int | None = None) -> None:
+        with contextlib.suppress(PeerClosed, SendQueueFull):  # a full queue shows it is alive
+            self.send(peer_id, Envelope(kind, new_message_id()), connection=connection)
+
+    def _hear(self, peer_id: str, connection: int) -> None:
+        """Anything on a connection shows it is alive."""
+        key = (peer_id, connection)
+        self._heard[key] = time.monotonic()
+        if self._pinged:
+            self._pinged.pop(key, None)
+
+    def _forget_connection(self, key: tuple[str, int]) -> None:
+        self._heard.pop(key, None)
+        self._pinged.pop(key, None)
+        self._unsent.pop(key, None)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
+        return self._stopping
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
+
+        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
+        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
+        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
+        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
+        second call waits for the first.
+        """
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            self._stopping = True
+            self.emit("stopping")
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            self._announce_change()
+            if grace is not None and grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        for layer in list(self._layers.values()):
+                            await layer.wait_idle()
+            for layer in list(self._layers.values()):
+                layer.close()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                # A task that swallows its cancellation is left behind, not waited for forever.
+                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+                for task in stubborn:
+                    logger.warning("a task of this node ignored its cancellation: %r", task)
+            await self.p2pt.destroy()
+        finally:
+            self._stopped.set_result(None)
+
+    async def close(self) -> None:
+        """Leave the swarm now: :meth:`stop` with no grace."""
+        await self.stop(None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(None)
+
+    # -- what this node serves ----------------------------------------------------------------
+
+    def add_service(self, name: str, handlers: Mapping[str, MethodAcceptor]) -> None:
+        """Serve a service: ``handlers`` maps ``/package.Service/Method`` to what runs each call
+        (the generated ``add_…Servicer_to_node`` calls this)."""
+        for handler in handlers.values():
+            handler.attach(self)
+        self._services[name] = dict(handlers)
+        self._announce_change()
+
+    def remove_service(self, name: str) -> None:
+        self._services.pop(name, None)
+        self._announce_change()
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(self._services)
+
+    def service_handlers(self, name: str) -> Mapping[str, MethodAcceptor]:
+        """What serves each method of service ``name`` here (empty when it is not served)."""
+        return self._services.get(name, {})
+
+    def method_handler(self, method: str) -> MethodAcceptor | None:
+        """What serves ``/package.Service/Method`` here, or ``None``."""
+        service = method.split("/")[1] if method.count("/") == 2 else ""
+        return self._services.get(service, {}).get(method)
+
+    def add_topic(self, name: str) -> None:
+        if name not in self._topics:
+            self._topics.add(name)
+            self._announce_change()
+
+    def remove_topic(self, name: str) -> None:
+        if name in self._topics:
+            self._topics.discard(name)
+            self._announce_change()
+
+    def hello(self) -> dict[str, JSONValue]:
+        """The hello this node sends (a stopping node serves nothing)."""
+        return {
+            **self._hello_extra,
+            "v": PROTOCOL_VERSION,
+            "binary": self.binary,
+            "encodings": list[JSONValue](sorted(CODECS) if self.binary else []),
+            "services": list[JSONValue]([] if self._stopping else sorted(self._services)),
+            "topics": list[JSONValue](sorted(self._topics)),
+            "keepalive": True,
+            "compact": self.binary,
+            "compact_publish": self.binary,
+            "batch": self.binary,
+        }
+
+    def announce_change(self) -> None:
+        """Say hello again to every peer (what this node serves or subscribes to changed)."""
+        self._announce_change()
+
+    def _announce_change(self) -> None:
+        for peer in list(self.p2pt.peers.values()):
+            self._send_hello(peer)
+
+    def _send_hello(self, peer: Peer) -> None:
+        with contextlib.suppress(PeerClosed):
+            self.p2pt.post(peer, {"hello": self.hello()}, new_message_id())
+
+    # -- peers --------------------------------------------------------------------------------
+
+    def servers_of(self, service: str) -> list[str]:
+        """Connected peers that said they serve ``service``."""
+        connected = self.p2pt.is_connected
+        return [
+            pid for pid, info in self.peers.items() if service in info.services and connected(pid)
+        ]
+
+    async def wait_for_server(self, service: str, timeout: float | None = None) -> str:
+        """Wait until a connected peer says it serves ``service``; return its id (the first
+        found). ``TimeoutError`` after ``timeout`` seconds."""
+        await self.wait_until(lambda: bool(self.servers_of(service)), timeout)
+        return self.servers_of(service)[0]
+
+    async def wait_for_peers(self, count: int, timeout: float | None = None) -> None:
+        """Wait until at least ``count`` peers have said hello; ``TimeoutError`` after
+        ``timeout`` seconds."""
+        await self.wait_until(
+            lambda: sum(1 for i in self.peers.values() if i.hello) >= count, timeout
+        )
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait until ``condition()`` holds, checked now and whenever a peer says hello;
+        ``TimeoutError`` after ``timeout`` seconds."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def check(*_: object) -> None:
+            if not done.done() and condition():
+                done.set_result(None)
+
+        self.on("peer", check)
+        try:
+            check()
+            await asyncio.wait_for(done, timeout)
+        finally:
+            self.remove_listener("peer", check)
+
+    def is_binary(self, peer_id: str) -> bool:
+        """Whether envelopes to this peer use the binary form."""
+        info = self.peers.get(peer_id)
+        return self.binary and info is not None and info.binary
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(
+        self,
+        peer_id: str,
+        envelope: Envelope,
+        *,
+        binary: bool | None = None,
+        tag: Hashable | None = None,
+        connection: int | None = None,
+    ) -> int:
+        """Send an envelope in the form this peer reads (or in the ``binary`` form asked for,
+        which must be one it reads); returns the number of the connection it went on
+        (``connection``: that one only, or :class:`~p2prpc.errors.PeerClosed`). ``tag``: what
+        :meth:`withdraw` takes back while it waits to be sent. Small binary envelopes sent to a
+        peer whose hello says ``batch`` in the same turn of the event loop leave packed together
+        (``docs/PROTOCOL.md`` §4, Batches); the first of them is not delayed. Raises
+        :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
+        :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
+        is at its cap (``max_send_queue`` bytes)."""
+        if binary if binary is not None else self.is_binary(peer_id):
+            info = self.peers.get(peer_id)
+            if info is None:
+                sent = self.p2pt.send_raw(
+                    peer_id, to_binary(envelope), tag=tag, connection=connection
+                )
+                return sent.connection
+            return self.p2pt.send_raw(
+                peer_id,
+                to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
+                tag=tag,
+                pack=pack_batch if info.batch else None,
+                pack_limit=BATCH_SIZE,
+                connection=connection,
+            ).connection
+        return self.p2pt.post(
+            peer_id, to_json(envelope), envelope.call_id, tag=tag, connection=connection
+        )
+
+    def withdraw(self, peer_id: str, tag: Hashable) -> None:
+        """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
+        self.p2pt.withdraw(peer_id, tag)
+
+    def reply_status(
+        self,
+        peer_id: str,
+        call_id: int,
+        status: Status,
+        *,
+        binary: bool | None = None,
+        connection: int | None = None,
+    ) -> None:
+        """End a call with ``status`` (best effort: a peer that is gone, or whose send queue is
+        full, gets no answer). ``binary=False`` answers a call that came in the JSON form;
+        ``connection``: on the connection the call came on."""
+        with contextlib.suppress(PeerClosed, SendQueueFull):
+            self.send(
+                peer_id,
+                Envelope(Kind.STATUS, call_id, status=status),
+                binary=binary,
+                connection=connection,
+            )
+
+    async def drain(self, peer_id: str, connection: int | None = None) -> None:
+        """Wait while the data channel to this peer (``connection``, if given) has much unsent
+        data (stream backpressure)."""
+        await self.p2pt.drain(peer_id, connection)
+
+    # -- incoming -----------------------------------------------------------------------------
+
+    def _on_peerconnect(self, peer: Peer) -> None:
+        self.peers.setdefault(
+            peer.id, PeerInfo(peer.id, public_key=peer.public_key, via=peer.origins)
+        )
+        self._send_hello(peer)
+
+    def _on_peerclose(self, peer: Peer) -> None:
+        self.peers.pop(peer.id, None)
+        for key in [key for key in self._heard if key[0] == peer.id]:
+            self._forget_connection(key)
+        self._reader.discard(peer.id)
+        for layer in list(self._layers.values()):
+            try:
+                layer.on_peer_lost(peer.id)
+            except Exception:
+                logger.exception("a layer failed on losing peer %s", peer.id)
+        self.emit("peerclose", peer.id)
+
+    def _on_connectionclose(self, peer: Peer, connection: int) -> None:
+        self._forget_connection((peer.id, connection))
+        for layer in list(self._layers.values()):
+            try:
+                layer.on_connection_lost(peer.id, connection)
+            except Exception:
+                logger.exception("a layer failed on losing a connection to %s", peer.id)
+
+    def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
+        self._hear(peer.id, peer.connection)
+        if not is_envelope(msg) or peer.message_id is None:
+            return  # a plain P2PT message, for the application
+        try:
+            envelope = from_json(msg, peer.message_id)
+        except RemoteProtocolError as e:
+            is_call = isinstance(msg, dict) and "call" in msg
+            self._refuse(peer.id, peer.message_id, is_call, e, binary=False)
+            return
+        self._route(peer.id, envelope, peer.connection)
+
+    def _on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
+        self._hear(peer_id, connection)
+        if not is_binary_envelope(data):
+            return
+        if not is_batch(data):
+            self._on_frame(peer_id, data, connection)
+            return
+        try:
+            for frame in iter_batch(data):
+                if not self.p2pt.is_connected(peer_id):
+                    return  # dropped by an earlier frame: nothing more from it is handled
+                try:
+                    if not self._on_frame(peer_id, frame, connection):
+                        return  # a frame no sender packs: the rest of the batch goes with it
+                except Exception:  # as for a message of its own: the next frame is handled
+                    logger.exception("handling a frame from %s failed", peer_id)
+        except RemoteProtocolError as e:  # only the batch's own layout raises here
+            self._refuse(peer_id, None, False, e)
+
+    def _on_frame(self, peer_id: str, data: bytes, connection: int) -> bool:
+        """Read and route one binary frame; ``False`` when it is malformed (refused). A frame
+        refused by a cap (a message over ``max_message_size``, too many unfinished) is refused
+        too, and answered, but counts as read: a conforming sender may send it."""
+        try:
+            envelope = self._reader.feed(peer_id, data)
+        except RemoteProtocolError as e:
+            if len(data) >= 7 and data[1] in _KIND_VALUES:
+                self._refused(peer_id, Kind(data[1]), int.from_bytes(data[3:7]), e)
+            else:
+                self._refuse(peer_id, None, False, e)
+            return not isinstance(e, EnvelopeError)
+        if envelope is not None:
+            self._route(peer_id, envelope, connection)
+        return True
+
+    def _on_p2pt_warning(self, peer: Peer, error: Exception) -> None:
+        """A P2PT message from ``peer`` was refused (over a cap, malformed, left unfinished): a
+        call waiting on its id is told, and so is the peer, as for a binary envelope."""
+        if not isinstance(error, RemoteProtocolError) or error.message_id is None:
+            return
+        layer = self._by_kind.get(Kind.CALL)
+        if layer is None:
+            return  # nothing here makes or serves calls that could wait on it
+        try:
+            layer.on_refused(peer.id, None, error.message_id, error)
+        except Exception:
+            logger.exception("refusing message %s from %s failed", error.message_id, peer.id)
+
+    def _refused(self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError) -> None:
+        """An envelope that cannot be read: its layer tells whoever waits, and the peer."""
+        layer = self._by_kind.get(kind)
+        if layer is None:
+            self._refuse(peer_id, call_id, kind is Kind.CALL, error)
+            return
+        logger.warning("refused a %s envelope from %s: %s", kind.name, peer_id[:8], error)
+        self.emit("peerwarning", peer_id, error)
+        try:
+            layer.on_refused(peer_id, kind, call_id, error)
+        except Exception:
+            logger.exception("refusing a %s envelope from %s failed", kind.name, peer_id)
+
+    def _refuse(
+        self,
+        peer_id: str,
+        call_id: int | None,
+        is_call: bool,
+        error: Exception,
+        *,
+        binary: bool | None = None,
+    ) -> None:
+        """Report malformed input; a call that cannot be read is answered (in the form it came
+        in), so nobody waits."""
+        logger.warning("bad envelope from %s: %s", peer_id, error)
+        self.emit("peerwarning", peer_id, error)
+        if is_call and call_id is not None:
+            status = Status(StatusCode.INVALID_ARGUMENT, str(error))
+            self.reply_status(peer_id, call_id, status, binary=binary)
+
+    def _route(self, peer_id: str, envelope: Envelope, connection: int) -> None:
+        if envelope.kind is Kind.HELLO:
+            self._on_hello(peer_id, envelope.hello or {})
+            return
+        if envelope.kind is Kind.PING:
+            self._send_control(peer_id, Kind.PONG, connection)
+            return
+        if envelope.kind is Kind.PONG:
+            return  # hearing it was the point
+        layer = self._by_kind.get(envelope.kind)
+        if layer is None:
+            if envelope.kind is Kind.CALL:  # nothing serves calls here
+                self.reply_status(
+                    peer_id,
+                    envelope.call_id,
+                    Status(StatusCode.UNIMPLEMENTED, f"unknown service: {envelope.method}"),
+                    connection=connection,
+                )
+            return
+        try:
+            layer.on_envelope(peer_id, envelope, connection)
+        except RemoteProtocolError as e:
+            self._refused(peer_id, envelope.kind, envelope.call_id, e)
+        except Exception:
+            logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
+
+    def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
+        if not self.p2pt.is_connected(peer_id):
+            return
+        peer = self.p2pt.peers[peer_id]
+        info = replace(
+            PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
+        )
+        self.peers[peer_id] = info
+        self.emit("peer", info)
