@@ -115,12 +115,12 @@ class WeakSecret(P2PRPCError, ValueError):
     """A swarm secret too weak to close a swarm: refused where it is configured.
 
     Anyone can read a closed swarm's info_hash from a tracker and test guesses of the secret
-    against it offline, so a secret must be one nobody can guess. A secret (a ``str`` counts as
-    its UTF-8 bytes) is refused when it has fewer than 16 bytes or when its estimated entropy is
-    under 64 bits (:func:`p2prpc.wire.secret.secret_strength` gives the rule). The estimate
-    cannot recognise words, so passing it does not make a secret strong: ``p2prpc secret`` makes
-    one that is (32 random bytes). ``size`` is the secret's length in bytes, ``bits`` the
-    estimate; the message never contains the secret.
+    against it offline, so a secret must be one nobody can guess. A secret is refused when it has
+    fewer than 16 bytes (a ``str``: fewer than 16 characters or 16 UTF-8 bytes) or when its
+    estimated entropy is under 64 bits (:func:`p2prpc.wire.secret.secret_strength` gives the
+    rule). The estimate cannot recognise words, so passing it does not make a secret strong:
+    ``p2prpc secret`` makes one that is (32 random bytes). ``size`` is the secret's length in
+    bytes, ``bits`` the estimate; the message never contains the secret.
     """
 
     def __init__(self, message: str, *, size: int, bits: float) -> None:

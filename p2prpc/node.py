@@ -50,7 +50,7 @@ class Node(Mux):
     they answer pings are pinged; plain P2PT peers see no extra traffic.
     ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
     signalling is sealed, and each connection proves the secret before anything is delivered.
-    A weak one (fewer than 16 bytes, or under an estimated 64 bits) raises
+    A weak one (fewer than 16 characters or bytes, or under an estimated 64 bits) raises
     :class:`~p2prpc.errors.WeakSecret`; ``p2prpc secret`` makes a good one.
     ``identity``: this node's :class:`~p2prpc.identity.Identity`, proven to every peer on every
     connection (servicers see it as ``context.peer_identities()``, topic messages are signed

@@ -293,9 +293,10 @@ class P2PT(AsyncIOEventEmitter):
     is refused (and counted) when played back. ``identity`` (a
     :class:`~p2prpc.identity.Identity`) proves this peer's public key on every connection;
     ``allowed_peers`` (public keys) admits only peers that prove one of them. Without any of these
-    the wire is exactly P2PT's. See ``docs/SECURITY.md``. A secret with fewer than 16 bytes or
-    under an estimated 64 bits of entropy raises :class:`~p2prpc.errors.WeakSecret` here
-    (``p2prpc secret`` makes a good one; the rule is :func:`p2prpc.wire.secret.secret_strength`).
+    the wire is exactly P2PT's. See ``docs/SECURITY.md``. A secret with fewer than 16 characters
+    or bytes, or under an estimated 64 bits of entropy, raises
+    :class:`~p2prpc.errors.WeakSecret` here (``p2prpc secret`` makes a good one; the rule is
+    :func:`p2prpc.wire.secret.secret_strength`).
 
     Degree: P2PT connects every peer with every other. ``max_peers`` bounds how many peers this one
     connects to (offers from more are not answered, announces carry only the offers still

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import hmac
@@ -80,8 +81,10 @@ KDF_SALT: Final = b"p2prpc swarm secret v2"
 SCRYPT_N: Final = 2**16
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
-#: What a secret needs to be accepted (:func:`check_secret`): bytes, and estimated bits.
+#: What a secret needs to be accepted (:func:`check_secret`): bytes, characters (of a str), and
+#: estimated bits.
 MIN_SECRET_BYTES: Final = 16
+MIN_SECRET_CHARS: Final = 16
 MIN_SECRET_BITS: Final = 64
 #: What starts a sealed SDP string; the rest is unpadded base64url of nonce ‖ ciphertext ‖ tag.
 SEAL_PREFIX: Final = "p2prpc-sealed-2:"
@@ -152,82 +155,201 @@ def _secret_bytes(secret: str | bytes) -> bytes:
     raise TypeError(f"a swarm secret is str or bytes, not {type(secret).__name__}")
 
 
-# Byte classes of the strength estimate, with how many byte values each holds.
+# Classes of the strength estimate, with how many symbols each holds. A bytes secret's bytes and a
+# str secret's ASCII characters fall in the first four (or the fifth):
 _LOWER: Final = frozenset(range(ord("a"), ord("z") + 1))
 _UPPER: Final = frozenset(range(ord("A"), ord("Z") + 1))
 _DIGITS: Final = frozenset(range(ord("0"), ord("9") + 1))
 _PUNCTUATION: Final = frozenset(range(0x20, 0x7F)) - _LOWER - _UPPER - _DIGITS  # 33, space too
 _CLASS_SIZES: Final = ((_LOWER, 26), (_UPPER, 26), (_DIGITS, 10), (_PUNCTUATION, 33))
-_OTHER_SIZE: Final = 256 - 95  # control bytes and bytes 0x80-0xFF (UTF-8 of non-ASCII text)
+#: Any other byte of a bytes secret: control bytes and bytes 0x80-0xFF.
+_OTHER_SIZE: Final = 256 - 95
+#: The ASCII control characters of a str secret (U+0000-U+001F and U+007F).
+_CONTROL_SIZE: Final = 33
+#: A str secret's other characters: a class per Unicode block (:data:`_BLOCKS`), holding as many
+#: symbols as the block has code points, up to :data:`_BLOCK_SIZE`, or up to
+#: :data:`_LARGE_BLOCK_SIZE` for blocks of ideographs and syllables (:data:`_LARGE_BLOCKS`).
+_BLOCK_SIZE: Final = 100
+_LARGE_BLOCK_SIZE: Final = 3000
+#: A unit continuing a progression of every k-th unit counts nothing, for these k (1: abcd,
+#: 2: a1b2c3, 3: a1Ab2Bc3C).
+_PROGRESSION_LAGS: Final = (1, 2, 3)
 _REPEAT_MIN: Final = 3
 _REPEAT_WINDOW: Final = 64
+#: Where each Unicode block from U+0080 on starts (Blocks.txt of Unicode 14.0, the version of
+#: Python 3.11's unicodedata), and where each gap between blocks does (a gap is a class as well):
+#: the class of a character is the last entry at or below it.
+# fmt: off
+_BLOCKS: Final = (
+    0x80, 0x100, 0x180, 0x250, 0x2B0, 0x300, 0x370, 0x400, 0x500, 0x530, 0x590, 0x600, 0x700, 0x750,
+    0x780, 0x7C0, 0x800, 0x840, 0x860, 0x870, 0x8A0, 0x900, 0x980, 0xA00, 0xA80, 0xB00, 0xB80,
+    0xC00, 0xC80, 0xD00, 0xD80, 0xE00, 0xE80, 0xF00, 0x1000, 0x10A0, 0x1100, 0x1200, 0x1380, 0x13A0,
+    0x1400, 0x1680, 0x16A0, 0x1700, 0x1720, 0x1740, 0x1760, 0x1780, 0x1800, 0x18B0, 0x1900, 0x1950,
+    0x1980, 0x19E0, 0x1A00, 0x1A20, 0x1AB0, 0x1B00, 0x1B80, 0x1BC0, 0x1C00, 0x1C50, 0x1C80, 0x1C90,
+    0x1CC0, 0x1CD0, 0x1D00, 0x1D80, 0x1DC0, 0x1E00, 0x1F00, 0x2000, 0x2070, 0x20A0, 0x20D0, 0x2100,
+    0x2150, 0x2190, 0x2200, 0x2300, 0x2400, 0x2440, 0x2460, 0x2500, 0x2580, 0x25A0, 0x2600, 0x2700,
+    0x27C0, 0x27F0, 0x2800, 0x2900, 0x2980, 0x2A00, 0x2B00, 0x2C00, 0x2C60, 0x2C80, 0x2D00, 0x2D30,
+    0x2D80, 0x2DE0, 0x2E00, 0x2E80, 0x2F00, 0x2FE0, 0x2FF0, 0x3000, 0x3040, 0x30A0, 0x3100, 0x3130,
+    0x3190, 0x31A0, 0x31C0, 0x31F0, 0x3200, 0x3300, 0x3400, 0x4DC0, 0x4E00, 0xA000, 0xA490, 0xA4D0,
+    0xA500, 0xA640, 0xA6A0, 0xA700, 0xA720, 0xA800, 0xA830, 0xA840, 0xA880, 0xA8E0, 0xA900, 0xA930,
+    0xA960, 0xA980, 0xA9E0, 0xAA00, 0xAA60, 0xAA80, 0xAAE0, 0xAB00, 0xAB30, 0xAB70, 0xABC0, 0xAC00,
+    0xD7B0, 0xD800, 0xDB80, 0xDC00, 0xE000, 0xF900, 0xFB00, 0xFB50, 0xFE00, 0xFE10, 0xFE20, 0xFE30,
+    0xFE50, 0xFE70, 0xFF00, 0xFFF0, 0x10000, 0x10080, 0x10100, 0x10140, 0x10190, 0x101D0, 0x10200,
+    0x10280, 0x102A0, 0x102E0, 0x10300, 0x10330, 0x10350, 0x10380, 0x103A0, 0x103E0, 0x10400,
+    0x10450, 0x10480, 0x104B0, 0x10500, 0x10530, 0x10570, 0x105C0, 0x10600, 0x10780, 0x107C0,
+    0x10800, 0x10840, 0x10860, 0x10880, 0x108B0, 0x108E0, 0x10900, 0x10920, 0x10940, 0x10980,
+    0x109A0, 0x10A00, 0x10A60, 0x10A80, 0x10AA0, 0x10AC0, 0x10B00, 0x10B40, 0x10B60, 0x10B80,
+    0x10BB0, 0x10C00, 0x10C50, 0x10C80, 0x10D00, 0x10D40, 0x10E60, 0x10E80, 0x10EC0, 0x10F00,
+    0x10F30, 0x10F70, 0x10FB0, 0x10FE0, 0x11000, 0x11080, 0x110D0, 0x11100, 0x11150, 0x11180,
+    0x111E0, 0x11200, 0x11250, 0x11280, 0x112B0, 0x11300, 0x11380, 0x11400, 0x11480, 0x114E0,
+    0x11580, 0x11600, 0x11660, 0x11680, 0x116D0, 0x11700, 0x11750, 0x11800, 0x11850, 0x118A0,
+    0x11900, 0x11960, 0x119A0, 0x11A00, 0x11A50, 0x11AB0, 0x11AC0, 0x11B00, 0x11C00, 0x11C70,
+    0x11CC0, 0x11D00, 0x11D60, 0x11DB0, 0x11EE0, 0x11F00, 0x11FB0, 0x11FC0, 0x12000, 0x12400,
+    0x12480, 0x12550, 0x12F90, 0x13000, 0x13430, 0x13440, 0x14400, 0x14680, 0x16800, 0x16A40,
+    0x16A70, 0x16AD0, 0x16B00, 0x16B90, 0x16E40, 0x16EA0, 0x16F00, 0x16FA0, 0x16FE0, 0x17000,
+    0x18800, 0x18B00, 0x18D00, 0x18D80, 0x1AFF0, 0x1B000, 0x1B100, 0x1B130, 0x1B170, 0x1B300,
+    0x1BC00, 0x1BCA0, 0x1BCB0, 0x1CF00, 0x1CFD0, 0x1D000, 0x1D100, 0x1D200, 0x1D250, 0x1D2E0,
+    0x1D300, 0x1D360, 0x1D380, 0x1D400, 0x1D800, 0x1DAB0, 0x1DF00, 0x1E000, 0x1E030, 0x1E100,
+    0x1E150, 0x1E290, 0x1E2C0, 0x1E300, 0x1E7E0, 0x1E800, 0x1E8E0, 0x1E900, 0x1E960, 0x1EC70,
+    0x1ECC0, 0x1ED00, 0x1ED50, 0x1EE00, 0x1EF00, 0x1F000, 0x1F030, 0x1F0A0, 0x1F100, 0x1F200,
+    0x1F300, 0x1F600, 0x1F650, 0x1F680, 0x1F700, 0x1F780, 0x1F800, 0x1F900, 0x1FA00, 0x1FA70,
+    0x1FB00, 0x1FC00, 0x20000, 0x2A6E0, 0x2A700, 0x2B740, 0x2B820, 0x2CEB0, 0x2EBF0, 0x2F800,
+    0x2FA20, 0x30000, 0x31350, 0xE0000, 0xE0080, 0xE0100, 0xE01F0, 0xF0000, 0x100000,
+)
+_LARGE_BLOCKS: Final = frozenset(
+    {
+        0x3400, 0x4E00, 0xA000, 0xAC00, 0xF900, 0x17000, 0x18800, 0x18B00, 0x18D00, 0x1B170,
+        0x20000, 0x2A700, 0x2B740, 0x2B820, 0x2CEB0, 0x2F800, 0x30000,
+    }
+)
+# fmt: on
+
+
+def _units(secret: str | bytes) -> str:
+    """The units the strength estimate works on, as a string of code points: a str secret's
+    characters, a bytes secret's bytes (as the code points 0-255)."""
+    if isinstance(secret, str):
+        return secret
+    return _secret_bytes(secret).decode("latin-1")
+
+
+def _alphabet(units: str, *, characters: bool) -> int:
+    """The sum of the sizes of the classes ``units`` draws from (characters of a str secret, or
+    bytes of a bytes one)."""
+    codes = {ord(unit) for unit in units}
+    alphabet = sum(size for members, size in _CLASS_SIZES if not members.isdisjoint(codes))
+    if not characters:
+        return alphabet + (_OTHER_SIZE if any(c < 0x20 or c > 0x7E for c in codes) else 0)
+    if any(c < 0x20 or c == 0x7F for c in codes):
+        alphabet += _CONTROL_SIZE
+    blocks = {bisect.bisect_right(_BLOCKS, c) - 1 for c in codes if c >= 0x80}
+    for k in blocks:
+        start = _BLOCKS[k]
+        end = _BLOCKS[k + 1] if k + 1 < len(_BLOCKS) else 0x110000
+        cap = _LARGE_BLOCK_SIZE if start in _LARGE_BLOCKS else _BLOCK_SIZE
+        alphabet += min(end - start, cap)
+    return alphabet
+
+
+def _continues(codes: list[int], i: int) -> bool:
+    """Whether unit ``i`` follows from the units around it, so counts nothing: it equals the unit
+    before it, or is in a run (an arithmetic progression of 3 or more consecutive units) other
+    than as its first unit (``abcd``, ``aceg``, ``4321``, ``абвг``: only the first counts), or
+    continues a progression of every 2nd or 3rd unit (:data:`_PROGRESSION_LAGS`),
+    ``u[i] - u[i-k] == u[i-k] - u[i-2k]`` (``a1b2c3d4``: only ``a1b2`` counts; ``1q2w3e4r``:
+    ``1``, ``2`` and the letters)."""
+    if i >= 1 and codes[i] == codes[i - 1]:
+        return True
+    if 1 <= i < len(codes) - 1 and codes[i + 1] - codes[i] == codes[i] - codes[i - 1]:
+        return True  # the second unit of a run
+    return any(
+        i >= 2 * k and codes[i] - codes[i - k] == codes[i - k] - codes[i - 2 * k]
+        for k in _PROGRESSION_LAGS
+    )
 
 
 def secret_strength(secret: str | bytes) -> float:
     """The estimated entropy of a swarm secret, in bits: the rule :class:`~p2prpc.errors.WeakSecret`
     applies (at least :data:`MIN_SECRET_BITS`).
 
-    Computed on the secret's bytes (a ``str`` is its UTF-8): every byte that counts is worth
-    log2 of the alphabet the secret draws from, the sum of the sizes of the byte classes present
-    (lower-case letters 26, upper-case 26, digits 10, other printable ASCII and space 33, any
-    other byte 161, so random bytes are worth about 8 bits each). A byte does not count when it
-    equals the byte before it or is one more or one less (``aaaa``, ``abcd``, ``4321``), nor when
-    it is part of a run of 3 or more bytes that already occurred in the 64 bytes before it
-    (``passwordpassword``). It never recognises words: ``sunshine2024!!!!`` scores 73 bits,
-    far more than it is worth, which is why :func:`new_secret` and ``p2prpc secret`` exist.
+    Computed on the secret's units: a ``str``'s characters (Unicode code points, not its UTF-8),
+    a ``bytes``'s bytes. Every unit that counts is worth log2 of the alphabet the secret draws
+    from, the sum of the sizes of the classes present: lower-case ASCII letters 26, upper-case 26,
+    digits 10, other printable ASCII and space 33; then for bytes any other byte 161 (so random
+    bytes are worth about 8 bits each), and for characters ASCII controls 33 and a class per
+    Unicode block, the block's number of code points up to 100 (up to 3,000 for the blocks of CJK
+    ideographs, Hangul and Yi syllables, Tangut, Khitan and Nushu): Cyrillic counts 100, so
+    ``пароль`` draws from 100 symbols and ``parolь`` from 126.
+
+    A unit counts nothing when it equals the unit before it (``aaaa``); when it is in a run, an
+    arithmetic progression of 3 or more consecutive units, other than as the run's first unit
+    (``abcd``, ``aceg``, ``4321``, ``абвг``, bytes 0, 2, 4...: only the first counts); when it
+    continues an arithmetic progression of every 2nd or every 3rd unit (interleaved runs:
+    ``a1b2c3d4`` counts ``a1b2``, ``1q2w3e4r`` ``1``, ``2`` and its letters); and when it is part of
+    a run of 3 or more units that already occurred in the 64 units before it
+    (``passwordpassword``). It never recognises words, in any script, nor keyboard walks:
+    ``sunshine2024!!!!`` scores 67 bits, far more than it is worth, which is why
+    :func:`new_secret` and ``p2prpc secret`` exist.
     """
-    data = _secret_bytes(secret)
-    alphabet = sum(size for members, size in _CLASS_SIZES if not members.isdisjoint(data))
-    if any(byte < 0x20 or byte > 0x7E for byte in data):
-        alphabet += _OTHER_SIZE
+    units = _units(secret)
+    alphabet = _alphabet(units, characters=isinstance(secret, str))
     if alphabet < 2:
         return 0.0
+    codes = [ord(unit) for unit in units]
     counted = 0
-    i, previous = 0, -2
-    while i < len(data):
-        repeat = _repeat_length(data, i)
+    i = 0
+    while i < len(units):
+        repeat = _repeat_length(units, i)
         if repeat:
             i += repeat
-            previous = data[i - 1]
             continue
-        if abs(data[i] - previous) > 1:
+        if not _continues(codes, i):
             counted += 1
-        previous = data[i]
         i += 1
     return counted * math.log2(alphabet)
 
 
-def _repeat_length(data: bytes, i: int) -> int:
-    """How many bytes from ``i`` on repeat bytes that start in the :data:`_REPEAT_WINDOW` before
+def _repeat_length(units: str, i: int) -> int:
+    """How many units from ``i`` on repeat units that start in the :data:`_REPEAT_WINDOW` before
     ``i`` (0 when fewer than :data:`_REPEAT_MIN`); linear in the repeat's length."""
-    head = data[i : i + _REPEAT_MIN]
+    head = units[i : i + _REPEAT_MIN]
     if len(head) < _REPEAT_MIN:
         return 0
-    j = data.find(head, max(0, i - _REPEAT_WINDOW), i + _REPEAT_MIN - 1)
+    j = units.find(head, max(0, i - _REPEAT_WINDOW), i + _REPEAT_MIN - 1)
     if j < 0:
         return 0
     length = _REPEAT_MIN
-    while i + length < len(data) and data[j + length] == data[i + length]:
+    while i + length < len(units) and units[j + length] == units[i + length]:
         length += 1
     return length
 
 
 def check_secret(secret: str | bytes) -> bytes:
-    """The secret's bytes, once it is strong enough to close a swarm (the rule is
-    :func:`secret_strength`'s); :class:`~p2prpc.errors.WeakSecret` otherwise, whose message says
-    how to make a good one and never contains the secret. ``TypeError`` when it is neither str
-    nor bytes."""
+    """The secret's bytes, once it is strong enough to close a swarm: at least
+    :data:`MIN_SECRET_BYTES` bytes, at least :data:`MIN_SECRET_CHARS` characters for a ``str``,
+    and at least :data:`MIN_SECRET_BITS` by :func:`secret_strength`'s estimate;
+    :class:`~p2prpc.errors.WeakSecret` otherwise, whose message says how to make a good one and
+    never contains the secret. ``TypeError`` when it is neither str nor bytes."""
     data = _secret_bytes(secret)
     how = "make one with `p2prpc secret` (32 random bytes; see docs/SECURITY.md)"
     if not data:
         raise WeakSecret(f"a swarm secret must not be empty: {how}", size=0, bits=0.0)
-    bits = secret_strength(data)
-    if len(data) < MIN_SECRET_BYTES or bits < MIN_SECRET_BITS:
+    bits = secret_strength(secret)
+    if isinstance(secret, str):
+        needs = f"{MIN_SECRET_CHARS} characters ({MIN_SECRET_BYTES} bytes)"
+        has = f"{len(secret)} characters ({len(data)} bytes)"
+        short = len(secret) < MIN_SECRET_CHARS or len(data) < MIN_SECRET_BYTES
+    else:
+        needs, has, short = (
+            f"{MIN_SECRET_BYTES} bytes",
+            f"{len(data)} bytes",
+            len(data) < MIN_SECRET_BYTES,
+        )
+    if short or bits < MIN_SECRET_BITS:
         raise WeakSecret(
-            f"a swarm secret needs at least {MIN_SECRET_BYTES} bytes and an estimated "
-            f"{MIN_SECRET_BITS} bits of entropy, because anyone can test guesses of it against "
-            f"the swarm's info_hash; this one has {len(data)} bytes and about {bits:.0f} bits: "
-            f"{how}",
+            f"a swarm secret needs at least {needs} and an estimated {MIN_SECRET_BITS} bits of "
+            f"entropy, because anyone can test guesses of it against the swarm's info_hash; this "
+            f"one has {has} and about {bits:.0f} bits: {how}",
             size=len(data),
             bits=bits,
         )

@@ -236,7 +236,7 @@ def test_a_low_order_ephemeral_key_is_refused_as_a_seal_error() -> None:
 
 def test_a_fixed_ephemeral_key_gives_a_fixed_box_and_a_key_pair_serves_its_own_ids() -> None:
     fixed = X25519PrivateKey.from_private_bytes(b"\x07" * 32)
-    assert offer(ephemeral=fixed) == offer(ephemeral=fixed)
+    assert offer(ephemeral=fixed, created=1e9) == offer(ephemeral=fixed, created=1e9)
     with pytest.raises(ValueError, match="another swarm or peer id"):
         offer(from_id=M)  # A's key pair, another sender id
     with pytest.raises(ValueError, match="another swarm or peer id"):
