@@ -63,7 +63,7 @@ from .errors import (
 from .swarm.connection import Connection, ConnectionState
 from .swarm.handshake import Admission, Handshake, admit
 from .swarm.peers import PeerTable, RemotePeer, surplus_channel
-from .swarm.pool import OfferPool, UnusableSDP
+from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
@@ -859,13 +859,20 @@ class P2PT(AsyncIOEventEmitter):
         ):
             return None
         return await self._pool.make(
-            origin=origin,
-            timeout=self.direct_offer_timeout,
-            connect_timeout=self.direct_offer_timeout,
+            self._relay_path(origin),
             to=peer_id,
             extra=extra,
             seal_to=seal_to,
             expect_key=expect_key,
+        )
+
+    def _relay_path(self, origin: str) -> RelayPath:
+        """The path of offers and answers relayed through a neighbour (``origin``)."""
+        return RelayPath(
+            origin=origin,
+            offer_timeout=self.direct_offer_timeout,
+            connect_timeout=self.direct_offer_timeout,
+            answer_timeout=min(self.answer_timeout, self.direct_offer_timeout),
         )
 
     def abandon_offer(self, offer_id: bytes) -> None:
@@ -906,11 +913,10 @@ class P2PT(AsyncIOEventEmitter):
         senders = {sender_identity} if sender_identity is not None else self.allowed_peers
         try:
             answered = await self._pool.answer(
+                self._relay_path(origin),
                 peer_id,
                 offer_id,
                 text,
-                origin=origin,
-                timeout=min(self.answer_timeout, self.direct_offer_timeout),
                 addressed=True,
                 extra=extra,
                 senders=senders,

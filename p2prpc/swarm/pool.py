@@ -37,11 +37,51 @@ from .sealing import Signalling
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Offer", "OfferPool", "PoolOwner", "UnusableSDP"]
+__all__ = ["Offer", "OfferPool", "PoolOwner", "RelayPath", "SignallingPath", "UnusableSDP"]
 
 
 class UnusableSDP(RemoteProtocolError):
     """An offer or answer that opened but that the transport cannot use (a malformed SDP)."""
+
+
+class SignallingPath(Protocol):
+    """A way offers and answers travel between peers: what the pool needs to know of it.
+
+    Two implementations: a tracker connection (:class:`~p2prpc.tracker.client.TrackerClient`,
+    which picks who receives an offer) and a neighbour relaying through the mesh
+    (:class:`RelayPath`, which names its recipient).
+    """
+
+    @property
+    def origin(self) -> str:
+        """What connections made through it are labelled with (``Peer.origins``): a tracker's
+        announce URL, or ``relay:<peer id>``."""
+        ...
+
+    @property
+    def offer_timeout(self) -> float:
+        """Seconds our offer through it waits for an answer."""
+        ...
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a connection whose answer we took through it has to open."""
+        ...
+
+    @property
+    def answer_timeout(self) -> float:
+        """Seconds a connection we answered through it has to open."""
+        ...
+
+
+@dataclass(frozen=True)
+class RelayPath:
+    """Signalling relayed through a neighbour (the mesh): ``origin`` is ``relay:<its id>``."""
+
+    origin: str
+    offer_timeout: float
+    connect_timeout: float
+    answer_timeout: float
 
 
 class PoolOwner(Protocol):
@@ -112,35 +152,36 @@ class OfferPool:
 
     async def make(
         self,
+        path: SignallingPath,
         *,
-        origin: str,
-        timeout: float,
-        connect_timeout: float,
         to: str | None = None,
         extra: bool = False,
         seal_to: SealKey | None = None,
         expect_key: bytes | None = None,
     ) -> tuple[bytes, str] | None:
-        """A new offer for ``origin`` to carry: ``(offer_id, text)``, the text sealed as the
-        path needs (see the module docstring), or ``None`` when it cannot be made: more than
-        ``max_offers`` addressed offers would wait, it was abandoned while its candidates were
-        gathered, or ``seal_to`` is unusable. It waits ``timeout`` seconds for an answer.
+        """A new offer for ``path`` to carry (to peer ``to``, when the path names recipients):
+        ``(offer_id, text)``, the text sealed as the path needs (see the module docstring), or
+        ``None`` when it cannot be made: more than ``max_offers`` addressed offers would wait,
+        it was abandoned while its candidates were gathered, or ``seal_to`` is unusable. It waits
+        ``path.offer_timeout`` seconds for an answer.
         ``extra``: its connection may go past the owner's ``max_peers``; ``expect_key``: the key
         the peer is said to hold (by default the identity of ``seal_to``), which its connection
         must prove."""
         if self._closed or (to is not None and self._addressed() >= self.max_offers):
             return None
         connection = Connection(self.options, initiator=True, transport=self.transport)
-        connection.origin = origin
+        connection.origin = path.origin
         connection.extra = extra
         connection.expected_key = (
             expect_key if expect_key is not None or seal_to is None else seal_to.identity
         )
         offer_id = bytes.fromhex(connection.name)
-        offer = Offer(connection, origin, to, connect_timeout)
+        offer = Offer(connection, path.origin, to, path.connect_timeout)
         if to is not None:
             connection.on_close = lambda: self.owner.offer_failed(to, offer_id)
-        offer.timer = asyncio.get_running_loop().call_later(timeout, self.abandon, offer_id)
+        offer.timer = asyncio.get_running_loop().call_later(
+            path.offer_timeout, self.abandon, offer_id
+        )
         self._offers[offer_id] = offer
         sdp = await connection.create_offer()
         if self._offers.get(offer_id) is not offer:  # abandoned or retired meanwhile
@@ -216,26 +257,25 @@ class OfferPool:
 
     async def answer(
         self,
+        path: SignallingPath,
         from_id: str,
         offer_id: bytes,
         text: str,
         *,
-        origin: str,
-        timeout: float,
         addressed: bool = False,
         extra: bool = False,
         senders: Collection[bytes] | None = None,
         expect_key: bytes | None = None,
     ) -> tuple[str, Connection] | None:
-        """Answer ``from_id``'s offer: ``(answer text, connection)``, or ``None`` when the
-        owner's caps refuse it or the connection closed while it was made.
+        """Answer ``from_id``'s offer that ``path`` carried: ``(answer text, connection)``, or
+        ``None`` when the owner's caps refuse it or the connection closed while it was made.
 
         The offer is opened first (:class:`SealError`, counted, when it does not: forged, too
         old, opened already); ``addressed``: it names us as its recipient (a relayed offer),
         ``senders``: the keys its sender may prove (see
         :meth:`~p2prpc.swarm.sealing.Signalling.open_relayed_offer`). The connection must open
-        within ``timeout`` seconds, and prove ``expect_key`` (the key the path says the sender
-        holds) when given, or the key of the record the offer was sealed with.
+        within ``path.answer_timeout`` seconds, and prove ``expect_key`` (the key the path says
+        the sender holds) when given, or the key of the record the offer was sealed with.
         :class:`UnusableSDP` when the transport cannot use it.
         """
         if self._closed:
@@ -252,10 +292,10 @@ class OfferPool:
             return None
         connection = Connection(self.options, initiator=False, transport=self.transport)
         connection.peer_id = from_id
-        connection.origin = origin
+        connection.origin = path.origin
         connection.extra = extra
         connection.expected_key = expect_key or (sender.identity if sender is not None else None)
-        self.owner.adopt(connection, timeout)
+        self.owner.adopt(connection, path.answer_timeout)
         try:
             answer = await connection.accept_offer(sdp)
         except Exception as e:  # the transport's own errors on an SDP it cannot use

@@ -90,7 +90,8 @@ class TrackerDisconnected(P2PRPCError, ConnectionError):
 
 
 class TrackerClient:
-    """A connection to one announce URL, serving one swarm.
+    """A connection to one announce URL, serving one swarm: one of its signalling paths
+    (:class:`~p2prpc.swarm.pool.SignallingPath`).
 
     Each announce carries up to ``max_offers`` (5) fresh offers; unanswered ones expire after
     ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
@@ -140,6 +141,11 @@ class TrackerClient:
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def origin(self) -> str:
+        """What the connections this path makes are labelled with: its announce URL."""
+        return self.announce_url
 
     @property
     def outstanding_offers(self) -> int:
@@ -250,16 +256,7 @@ class TrackerClient:
         count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
         pool = self.swarm.pool
         pool.retire(self.announce_url, self.max_outstanding_offers - count)
-        made = await asyncio.gather(
-            *(
-                pool.make(
-                    origin=self.announce_url,
-                    timeout=self.offer_timeout,
-                    connect_timeout=self.connect_timeout,
-                )
-                for _ in range(count)
-            )
-        )
+        made = await asyncio.gather(*(pool.make(self) for _ in range(count)))
         offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if o is not None)
         message = Announce(
             info_hash=self.swarm.info_hash,
@@ -306,11 +303,7 @@ class TrackerClient:
     async def _answer(self, relay: OfferRelay) -> None:
         try:
             answered = await self.swarm.pool.answer(
-                relay.peer_id.hex(),
-                relay.offer_id,
-                relay.sdp,
-                origin=self.announce_url,
-                timeout=self.answer_timeout,
+                self, relay.peer_id.hex(), relay.offer_id, relay.sdp
             )
         except SealError as e:  # never answered: the offer may come from anyone but the swarm
             self.swarm.tracker_warning(self, e)
