@@ -502,11 +502,23 @@ def _add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace a key file that exists (a symbolic link at FILE is refused all the same)",
     )
+    parser.add_argument(
+        "--public",
+        action="store_true",
+        help="write nothing: print the public key of the key file FILE (hex)",
+    )
 
 
 def _run_keygen(args: argparse.Namespace) -> int:
     from .identity import Identity
 
+    if args.public:
+        try:
+            print(Identity.load(args.file).public_key.hex())
+        except (OSError, ValueError) as e:
+            print(f"p2prpc keygen: cannot read a key from {args.file}: {e}", file=sys.stderr)
+            return 1
+        return 0
     identity = Identity.generate()
     try:
         identity.save(args.file, overwrite=args.force)

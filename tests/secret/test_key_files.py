@@ -44,6 +44,24 @@ def test_keygen_writes_a_private_key_file(
     assert entries(tmp_path) == {"node.key"}  # no temporary file left
 
 
+def test_keygen_public_prints_an_existing_files_key_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node.key"
+    assert main(["keygen", str(path)]) == 0
+    made = capsys.readouterr().out.strip()
+    before = path.read_bytes()
+    assert main(["keygen", "--public", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == made
+    assert path.read_bytes() == before and entries(tmp_path) == {"node.key"}
+    (tmp_path / "junk.key").write_text("not a key")
+    for missing in ("junk.key", "absent.key"):
+        assert main(["keygen", "--public", str(tmp_path / missing)]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and "cannot read a key" in err
+    assert not (tmp_path / "absent.key").exists()
+
+
 def test_keygen_refuses_an_existing_file_and_leaves_it_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
