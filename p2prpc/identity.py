@@ -19,6 +19,7 @@ __all__ = ["Identity"]
 
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY: Final = getattr(os, "O_DIRECTORY", 0)
 _EXISTS: Final = "exists; not overwritten"
 #: What link() fails with where a file system has no hard links.
 _NO_HARD_LINKS: Final = frozenset(
@@ -67,8 +68,13 @@ class Identity:
         ``overwrite`` is false, and when ``path`` is a symbolic link (dangling or not) or
         anything else that is not a regular file, whatever ``overwrite`` says: the key is
         never written where a link points. With ``overwrite`` an existing regular file is
-        replaced (its directory entry; other hard links to it keep the old content). Any other
-        ``OSError`` (no such directory, no permission) propagates, and nothing is left behind.
+        replaced (its directory entry; other hard links to it keep the old content). In a
+        directory others can write to, someone could swap the temporary file for a link of
+        theirs before it takes its name: the file written is linked by its open descriptor where
+        the system allows (Linux), and whatever ends up at ``path`` is checked to be the file
+        written; if it is not, it is removed and :class:`~p2prpc.errors.KeyFileExists` says so
+        (with ``overwrite`` the old key is then gone too). Any other ``OSError`` (no such
+        directory, no permission) propagates, and nothing is left behind.
         """
         pem = self._private.private_bytes(
             serialization.Encoding.PEM,
@@ -87,38 +93,107 @@ class Identity:
 
 def _write_private(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:
     """Put ``data`` at ``path`` in a file of mode 0600, never through a symbolic link, as
-    :meth:`Identity.save` describes."""
+    :meth:`Identity.save` describes.
+
+    The file is first written in a private directory (mode 0700, ours) made beside ``path``,
+    and both directories are held open: the file is given its name relative to those open
+    directories, so nobody who can write to ``path``'s directory can swap what is linked, even
+    by renaming or replacing the private directory meanwhile."""
     target = os.fspath(path)
     _refuse_existing(target, overwrite)
     directory, name = os.path.split(target)
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-    _write_new(temporary, data)  # on failure it leaves nothing, and never touches what it found
+    parent = os.open(directory or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:
-        if overwrite:
-            _refuse_existing(target, overwrite)
-            # rename() replaces the directory entry itself: a link planted since the check above
-            # is replaced, not followed.
-            os.replace(temporary, target)
-        else:
+        private, entry = _private_directory(parent, name)
+        try:
+            fd = _write_new("key", data, dir_fd=private)
             try:
-                os.link(temporary, target)  # fails when anything is at target, a link included
-            except FileExistsError:
-                raise KeyFileExists(target, _EXISTS, replaceable=True) from None
-            except OSError as e:
-                if e.errno not in _NO_HARD_LINKS:
-                    raise
-                _write_new(target, data)  # a file system without hard links: not atomic
-        _sync_directory(directory)
+                written = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if overwrite:
+                _refuse_existing(target, overwrite)
+                # rename() replaces the directory entry itself: a link planted since the check
+                # above is replaced, not followed.
+                os.replace("key", name, src_dir_fd=private, dst_dir_fd=parent)
+            else:
+                try:  # fails when anything is at target, a link included
+                    os.link("key", name, src_dir_fd=private, dst_dir_fd=parent)
+                except FileExistsError:
+                    raise KeyFileExists(target, _EXISTS, replaceable=True) from None
+                except OSError as e:
+                    if e.errno not in _NO_HARD_LINKS:
+                        raise
+                    os.close(_write_new(target, data))  # no hard links here: not atomic
+                    written = os.lstat(target)
+            _check_written(target, written)
+            _sync(parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink("key", dir_fd=private)
+            os.close(private)
+            with contextlib.suppress(OSError):  # by name: if it is not ours it is not empty
+                os.rmdir(entry, dir_fd=parent)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        os.close(parent)
 
 
-def _write_new(path: str, data: bytes) -> None:
-    """Create ``path`` (it must not exist, and is not followed if it is a link), mode 0600,
-    and write ``data`` to disk."""
+def _private_directory(parent: int, name: str) -> tuple[int, str]:
+    """A new directory beside ``name`` in ``parent`` (mode 0700), opened: its descriptor and
+    its name.
+    ``KeyFileExists`` when what was opened is not the directory made (someone swapped it)."""
+    for _ in range(8):
+        entry = f".{name}.{secrets.token_hex(8)}"
+        try:
+            os.mkdir(entry, 0o700, dir_fd=parent)
+        except FileExistsError:
+            continue
+        break
+    else:  # eight random names taken: not chance
+        raise KeyFileExists(name, "cannot make a private directory beside it", replaceable=False)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+        private = os.open(entry, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=parent)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(entry, dir_fd=parent)
+        raise
+    # Only the open descriptor is used from now on: a directory someone renames ours to, or puts
+    # at its name, is never written to.
+    found = os.fstat(private)
+    if found.st_uid != os.geteuid() or stat.S_IMODE(found.st_mode) & 0o077:
+        os.close(private)
+        raise KeyFileExists(name, "its private directory was swapped by someone", replaceable=False)
+    return private, entry
+
+
+def _check_written(target: str, written: os.stat_result) -> None:
+    """Make sure ``target`` is the file written (a regular file, the same inode): in a directory
+    others can write to, its temporary name could have been swapped for a link of theirs before
+    it was put at ``target``. What was put there instead is removed, so that no key of theirs is
+    ever loaded from ``target``."""
+    found = os.lstat(target)
+    if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == (
+        written.st_dev,
+        written.st_ino,
+    ):
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(target)
+    raise KeyFileExists(
+        target,
+        "was swapped by someone else while the key was written (keep keys in a directory only "
+        "you can write to)",
+        replaceable=False,
+    )
+
+
+def _write_new(path: str, data: bytes, *, dir_fd: int | None = None) -> int:
+    """Create ``path`` (relative to ``dir_fd`` if given; it must not exist, and is not followed
+    if it is a link), mode 0600, write ``data`` to disk, and return the open file (the caller
+    closes it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600, dir_fd=dir_fd)
     except FileExistsError:
         raise KeyFileExists(path, _EXISTS, replaceable=False) from None
     try:
@@ -129,19 +204,15 @@ def _write_new(path: str, data: bytes) -> None:
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
         raise
-    os.close(fd)
+    return fd
 
 
-def _sync_directory(directory: str) -> None:
-    """Make the new directory entry durable, where directories can be opened (best effort)."""
+def _sync(directory: int) -> None:
+    """Make the new directory entry durable, where directories can be synced (best effort)."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory or ".", os.O_RDONLY | _CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(directory)
 
 
 def _refuse_existing(target: str, overwrite: bool) -> None:

@@ -8,6 +8,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,58 @@ def test_keygen_into_a_missing_directory_fails_cleanly(
     assert main(["keygen", str(tmp_path / "nowhere" / "node.key")]) == 1
     assert "cannot write" in capsys.readouterr().err
     assert entries(tmp_path) == set()
+
+
+def _swap_temporary_for(directory: Path, planted: Path) -> None:
+    """What someone who can write to ``directory`` does while a key is written: move the
+    directory the key is written in aside and put one of theirs at its name, holding a link to a
+    key of theirs under the key's name."""
+    (private,) = (p for p in directory.glob(".node.key.*") if p.is_dir())
+    private.rename(directory / "moved-aside")
+    private.mkdir(mode=0o700)
+    (private / "key").symlink_to(planted)
+
+
+def test_a_swapped_temporary_file_never_ends_up_at_the_key_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reproduced by a hostile review: in a directory others can write to, swapping the
+    temporary file for a link between writing and naming it left the attacker's key at the path
+    while keygen printed another. The file written is linked by its descriptor, and what ends up
+    at the path is checked."""
+    theirs = tmp_path / "theirs.pem"
+    Identity.generate().save(theirs)
+    real_link = os.link
+
+    def link_after_a_swap(src: Any, dst: Any, **kwargs: Any) -> None:
+        _swap_temporary_for(tmp_path, theirs)
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", link_after_a_swap)
+    path = tmp_path / "node.key"
+    assert main(["keygen", str(path)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Identity.load(path).public_key.hex() == printed  # the key written, not theirs
+
+
+def test_a_swap_before_a_rename_changes_nothing_of_what_takes_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --force the new key takes the path by rename: a swap just before it makes no
+    difference either (with the same review's --force race, 14 of 20 runs left theirs)."""
+    path = tmp_path / "node.key"
+    assert main(["keygen", str(path)]) == 0
+    theirs = tmp_path / "theirs.pem"
+    Identity.generate().save(theirs)
+    real_replace = os.replace
+
+    def replace_after_a_swap(src: Any, dst: Any, **kwargs: Any) -> None:
+        _swap_temporary_for(tmp_path, theirs)
+        real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace_after_a_swap)
+    capsys.readouterr()
+    assert main(["keygen", "--force", str(path)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert not path.is_symlink() and Identity.load(path).public_key.hex() == printed
