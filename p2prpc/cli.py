@@ -175,6 +175,10 @@ def _swarm(args: argparse.Namespace) -> tools.Swarm:
     if secret is None:
         secret, source = os.environ.get("P2PRPC_SECRET"), "P2PRPC_SECRET"
     if secret is not None:
+        if any("\udc80" <= c <= "\udcff" for c in secret):
+            # Bytes that are no text, as Python hands them over from argv and the environment:
+            # the secret is those bytes (each would otherwise count as three).
+            secret = os.fsencode(secret)
         # Checked before anything starts; an empty one is an error, never an open swarm.
         try:
             check_secret(secret)

@@ -174,6 +174,17 @@ _LARGE_BLOCK_SIZE: Final = 3000
 #: A unit continuing a progression of every k-th unit counts nothing, for these k (1: abcd,
 #: 2: a1b2c3, 3: a1Ab2Bc3C).
 _PROGRESSION_LAGS: Final = (1, 2, 3)
+#: Where each printable ASCII character sits on a US QWERTY keyboard (row, column; a shifted
+#: character where its key is): walks along it are progressions too (``qwerty``, ``1qaz2wsx``).
+_KEY_POSITIONS: Final = {
+    char: (row, column)
+    for rows in (
+        ("`1234567890-=", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./"),
+        ("~!@#$%^&*()_+", "QWERTYUIOP{}|", 'ASDFGHJKL:"', "ZXCVBNM<>?"),
+    )
+    for row, keys in enumerate(rows)
+    for column, char in enumerate(keys)
+}
 _REPEAT_MIN: Final = 3
 _REPEAT_WINDOW: Final = 64
 #: Where each Unicode block from U+0080 on starts (Blocks.txt of Unicode 14.0, the version of
@@ -251,19 +262,42 @@ def _alphabet(units: str, *, characters: bool) -> int:
     return alphabet
 
 
-def _continues(codes: list[int], i: int) -> bool:
+def _continues(codes: list[int], i: int, keys: list[tuple[int, int] | None]) -> bool:
     """Whether unit ``i`` follows from the units around it, so counts nothing: it equals the unit
     before it, or is in a run (an arithmetic progression of 3 or more consecutive units) other
     than as its first unit (``abcd``, ``aceg``, ``4321``, ``абвг``: only the first counts), or
     continues a progression of every 2nd or 3rd unit (:data:`_PROGRESSION_LAGS`),
     ``u[i] - u[i-k] == u[i-k] - u[i-2k]`` (``a1b2c3d4``: only ``a1b2`` counts; ``1q2w3e4r``:
-    ``1``, ``2`` and the letters)."""
+    ``1``, ``2`` and the letters). The same holds of positions on a keyboard (``keys``, from
+    :data:`_KEY_POSITIONS`; ``None`` for a unit off it): ``qwerty``, ``1q2w3e``, ``1qaz``."""
     if i >= 1 and codes[i] == codes[i - 1]:
         return True
     if 1 <= i < len(codes) - 1 and codes[i + 1] - codes[i] == codes[i] - codes[i - 1]:
         return True  # the second unit of a run
-    return any(
+    if any(
         i >= 2 * k and codes[i] - codes[i - k] == codes[i - k] - codes[i - 2 * k]
+        for k in _PROGRESSION_LAGS
+    ):
+        return True
+    return _walks(keys, i)
+
+
+def _walks(keys: list[tuple[int, int] | None], i: int) -> bool:
+    """Whether unit ``i`` continues a walk on the keyboard: the step to it from the unit ``k``
+    back is the step before that (``k`` in :data:`_PROGRESSION_LAGS`), a step to a neighbouring
+    key, or it is the second unit of such a walk of consecutive units."""
+
+    def step(a: int, b: int) -> tuple[int, int] | None:
+        here, there = keys[a], keys[b]
+        if here is None or there is None:
+            return None
+        rows, columns = there[0] - here[0], there[1] - here[1]
+        return (rows, columns) if max(abs(rows), abs(columns)) == 1 else None
+
+    if 1 <= i < len(keys) - 1 and (s := step(i - 1, i)) is not None and s == step(i, i + 1):
+        return True
+    return any(
+        i >= 2 * k and (s := step(i - k, i)) is not None and s == step(i - 2 * k, i - k)
         for k in _PROGRESSION_LAGS
     )
 
@@ -285,9 +319,10 @@ def secret_strength(secret: str | bytes) -> float:
     arithmetic progression of 3 or more consecutive units, other than as the run's first unit
     (``abcd``, ``aceg``, ``4321``, ``абвг``, bytes 0, 2, 4...: only the first counts); when it
     continues an arithmetic progression of every 2nd or every 3rd unit (interleaved runs:
-    ``a1b2c3d4`` counts ``a1b2``, ``1q2w3e4r`` ``1``, ``2`` and its letters); and when it is part of
+    ``a1b2c3d4`` counts ``a1b2``); when it continues a walk from key to neighbouring key on a US
+    QWERTY keyboard, the same ways (``qwerty``, ``1qaz``, ``1q2w3e4r``); and when it is part of
     a run of 3 or more units that already occurred in the 64 units before it
-    (``passwordpassword``). It never recognises words, in any script, nor keyboard walks:
+    (``passwordpassword``). It never recognises words, in any script:
     ``sunshine2024!!!!`` scores 67 bits, far more than it is worth, which is why
     :func:`new_secret` and ``p2prpc secret`` exist.
     """
@@ -296,6 +331,7 @@ def secret_strength(secret: str | bytes) -> float:
     if alphabet < 2:
         return 0.0
     codes = [ord(unit) for unit in units]
+    keys = [_KEY_POSITIONS.get(unit) for unit in units]
     counted = 0
     i = 0
     while i < len(units):
@@ -303,7 +339,7 @@ def secret_strength(secret: str | bytes) -> float:
         if repeat:
             i += repeat
             continue
-        if not _continues(codes, i):
+        if not _continues(codes, i, keys):
             counted += 1
         i += 1
     return counted * math.log2(alphabet)

@@ -4,6 +4,8 @@ one that is accepted."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from p2prpc import P2PT, Node, WeakSecret
@@ -27,6 +29,11 @@ REVIEWED = [
     "пароль1234567890",
     "a1b2c3d4e5f6g7h8i9j0",
     bytes(range(0, 64, 4)),
+    # A second review's: a keyboard walk, non-ASCII words and runs past the length minimum.
+    "1q2w3e4r5t6y7u8i9o0p",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "Москва2024!",
+    "😀😁😂😃😄😅😆😇😈😉😊😋😌😍😎😏",
 ]
 WEAK = [
     "sunshine2024",
@@ -71,6 +78,9 @@ def test_a_strong_secret_makes_a_closed_swarm() -> None:
         (["--secret", ""], None, "--secret"),  # never an open swarm by mistake
         ([], "sunshine2024", "P2PRPC_SECRET"),
         ([], "", "P2PRPC_SECRET"),
+        # Bytes that are no UTF-8, as a shell passes them: six bytes, not eighteen.
+        (["--secret", os.fsdecode(bytes(range(0x80, 0x86)))], None, "--secret"),
+        ([], os.fsdecode(bytes(range(0x80, 0x86))), "P2PRPC_SECRET"),
     ],
 )
 def test_the_command_line_refuses_a_weak_secret_before_joining(

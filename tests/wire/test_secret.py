@@ -138,6 +138,14 @@ LONG_WEAK: list[str | bytes] = [
     "zyxwvutsrqponmlk",
     "0246813579acegik",
     "a1b2c3d4e5f6g7h8i9j0",
+    # A second review's: keyboard walks, strides and spaced runs.
+    "1q2w3e4r5t6y7u8i9o0p",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb",
+    "poiuytrewqlkjhgfdsa",
+    "acegikmoqsuwyACEGIKMOQSUWY",
+    "a0b1c2d3e4f5g6h7i8j9",
+    "a b c d e f g h i j k l",
     "a1Ab2Bc3Cd4De5Ef6F",  # three runs interleaved
     bytes(range(0, 64, 4)),
     bytes(range(255, 200, -3)),
