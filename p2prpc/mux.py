@@ -273,6 +273,7 @@ class Mux(AsyncIOEventEmitter):
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("connectionclose", self._on_connectionclose)
+        p2pt.on("peerkey", self._on_peerkey)
         p2pt.on("msg", self._on_msg)
         p2pt.on("peerwarning", self._on_p2pt_warning)
         p2pt.binary_handler = self._on_binary
@@ -678,6 +679,13 @@ class Mux(AsyncIOEventEmitter):
             except Exception:
                 logger.exception("a layer failed on losing peer %s", peer.id)
         self.emit("peerclose", peer.id)
+
+    def _on_peerkey(self, peer: Peer) -> None:
+        """A peer proved its key over a connection while others under its id proved nothing
+        (open swarms): forget what those said (its hello) and say hello to the real peer."""
+        self.peers[peer.id] = PeerInfo(peer.id, public_key=peer.public_key, via=peer.origins)
+        self._send_hello(peer)
+        self.emit("peer", self.peers[peer.id])
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
         self._forget_connection((peer.id, connection))

@@ -13,6 +13,9 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``data(peer, data)``: any data-channel message, raw, before decoding.
 - ``msg(peer, msg)``: a whole message nobody was waiting for; ``peer.respond(...)`` answers it.
 - ``peerclose(peer)``: the last data channel to a peer closed.
+- ``peerkey(peer)``: a connection counted before any proof (open swarms) proved the key its
+  peer id is bound to while other connections under that id proved nothing: what they brought
+  is not this peer's, and whatever was said to the peer over them did not reach it.
 - ``connectionclose(peer, connection)``: one counted connection to a peer closed (before
   ``peerclose`` when it was the last); ``connection`` is its number (:attr:`Peer.connection`).
   What was under way on that connection has ended, whatever other connections the peer keeps.
@@ -1047,10 +1050,18 @@ class P2PT(AsyncIOEventEmitter):
         timer = self._proving.pop(channel, None)
         if timer is not None:
             timer.cancel()
+        was_key = remote.public_key
         channel.public_key = remote.public_key = key
+        others = False
         for other in remote.channels.values():
-            if other.public_key is None and other not in self._proving:
-                self._expect_proof(other)
+            if other.public_key is None:
+                others = True
+                if other not in self._proving:
+                    self._expect_proof(other)
+        if was_key is None and others and not self._destroyed:
+            # What came under this id before came over connections that proved nothing: the
+            # peer is, from now on, the holder of this key.
+            self.emit("peerkey", Peer(self, remote, channel.name))
 
     def _expect_proof(self, channel: Connection) -> None:
         """Close ``channel`` unless it proves its peer's key within ``auth_timeout``."""

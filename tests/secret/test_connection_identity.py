@@ -18,7 +18,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 
 from p2prpc import Identity
 from p2prpc.errors import RpcError
-from p2prpc.node import Node
+from p2prpc.node import Node, PeerInfo
 from p2prpc.p2pt import P2PT
 from p2prpc.rpc import (
     Cardinality,
@@ -243,6 +243,9 @@ async def test_a_key_proven_under_an_id_outranks_who_claimed_the_id_first(
         assert forged.calls == [] and genuine.calls == [("y", [client_id.public_key])]
         # The connection that proved nothing under the server's id is closed.
         await until(lambda: any(pid == server.peer_id for pid, _ in refused), client)
+        # The server was told what the client serves (its hello went to the member's connection
+        # first): both ends know each other.
+        await until(lambda: server.peers.get(client.peer_id, PeerInfo("")).hello, server)
         remote = client.p2pt._remotes[server.peer_id]
         assert all(c.public_key == server_id.public_key for c in remote.channels.values())
 
