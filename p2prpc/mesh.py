@@ -47,7 +47,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +161,8 @@ class Mesh:
         self._sent: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, _Attempt] = {}
         self._backoff: dict[str, float] = {}
-        self._wanted: dict[str, float] = {}
+        # (service, the keys its server must hold, or None: any) → until when it is wanted
+        self._wanted: dict[tuple[str, frozenset[bytes] | None], float] = {}
         self._more = 0
         self._pex_timer: asyncio.TimerHandle | None = None
         self._ticker: asyncio.TimerHandle | None = None
@@ -428,12 +429,12 @@ class Mesh:
         """Start connections while below the degree wanted, or a wanted service has no server."""
         if self._closed or self.node.stopping:
             return
-        for service in self._services_wanted():
+        for service, keys in self._services_wanted():
             if len(self._attempts) >= self.max_attempts:
                 return
-            servers = [p for p in self._candidates() if service in p.services]
+            servers = [p for p in self._candidates() if _serves(p, service, keys)]
             if servers and not any(
-                service in self._known_services(a.target) for a in self._attempts.values()
+                self._attempting(a.target, service, keys) for a in self._attempts.values()
             ):
                 limit = self.p2pt.max_peers
                 extra = limit is not None and self.p2pt.degree + len(self._attempts) >= limit
@@ -454,12 +455,23 @@ class Mesh:
         degree = self.p2pt.degree + len(self._attempts)
         return min(max(self.p2pt.min_peers - degree, 0) + self._more, limit - degree)
 
-    def _services_wanted(self) -> list[str]:
+    def _services_wanted(self) -> list[tuple[str, frozenset[bytes] | None]]:
         now = time.monotonic()
-        for service, until in list(self._wanted.items()):
+        for wanted, until in list(self._wanted.items()):
             if until <= now:
-                del self._wanted[service]
-        return [s for s in self._wanted if not self.node.servers_of(s)]
+                del self._wanted[wanted]
+        return [w for w in self._wanted if not self._served(*w)]
+
+    def _served(self, service: str, keys: frozenset[bytes] | None) -> bool:
+        """Whether a connected peer serves ``service`` (and proved one of ``keys``, if given)."""
+        node = self.node
+        return any(
+            keys is None or node.peer_identity(pid) in keys for pid in node.servers_of(service)
+        )
+
+    def _attempting(self, target: str, service: str, keys: frozenset[bytes] | None) -> bool:
+        known = self.known_peers.get(target)
+        return known is not None and _serves(known, service, keys)
 
     def _known_services(self, peer_id: str) -> frozenset[str]:
         known = self.known_peers.get(peer_id)
@@ -528,24 +540,28 @@ class Mesh:
 
     # -- services -------------------------------------------------------------------------------
 
-    async def reach_service(self, service: str, timeout: float | None) -> bool:
-        """Connect to a peer that serves ``service`` when no neighbour does, through the mesh.
+    async def reach_service(
+        self, service: str, timeout: float | None, keys: Collection[bytes] | None = None
+    ) -> bool:
+        """Connect to a peer that serves ``service`` when no neighbour does, through the mesh;
+        ``keys``: only a peer the exchange lists with one of these keys, and that proves it (a
+        client pinned to servers' keys).
 
-        Returns true once a connected peer serves it; false at once when none is known, or
-        when every attempt failed, or after ``timeout`` seconds. The service stays wanted for
-        ``timeout`` seconds (60 when ``None``; at most :data:`MAX_WANT`): a server the exchange
-        reveals meanwhile is connected to.
+        Returns true once a connected peer serves it (and proved one of ``keys``); false at once
+        when none is known, or when every attempt failed, or after ``timeout`` seconds. The
+        service stays wanted for ``timeout`` seconds (60 when ``None``; at most
+        :data:`MAX_WANT`): a server the exchange reveals meanwhile is connected to.
         """
-        node = self.node
-        if node.servers_of(service):
+        wanted = (service, frozenset(keys) if keys is not None else None)
+        if self._served(*wanted):
             return True
         if self._closed:
             return False
         want = min(timeout if timeout is not None else 60.0, MAX_WANT)
         until = time.monotonic() + want
-        self._wanted[service] = max(self._wanted.get(service, 0.0), until)
+        self._wanted[wanted] = max(self._wanted.get(wanted, 0.0), until)
         self._maintain()
-        while not node.servers_of(service) and self._seeking(service):
+        while not self._served(*wanted) and self._seeking(*wanted):
             left = until - time.monotonic()
             if left <= 0:
                 break
@@ -556,13 +572,13 @@ class Mesh:
                     await asyncio.wait_for(future, left)
             finally:
                 self._waiters.discard(future)
-        return bool(node.servers_of(service))
+        return self._served(*wanted)
 
-    def _seeking(self, service: str) -> bool:
+    def _seeking(self, service: str, keys: frozenset[bytes] | None) -> bool:
         if self._closed:
             return False
-        attempting = any(service in self._known_services(t) for t in self._attempts)
-        return attempting or any(service in p.services for p in self._candidates())
+        attempting = any(self._attempting(t, service, keys) for t in self._attempts)
+        return attempting or any(_serves(p, service, keys) for p in self._candidates())
 
     def _notify(self) -> None:
         for future in self._waiters:
@@ -711,3 +727,8 @@ def mesh_of(node: Mux) -> Mesh | None:
     """The node's mesh layer (``None`` when it was made with ``mesh=False``)."""
     found = node.get_layer("mesh")
     return found if isinstance(found, Mesh) else None
+
+
+def _serves(peer: KnownPeer, service: str, keys: frozenset[bytes] | None) -> bool:
+    """Whether the exchange lists ``peer`` as serving ``service`` (with one of ``keys``)."""
+    return service in peer.services and (keys is None or peer.public_key in keys)

@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -253,7 +253,9 @@ class Mux(AsyncIOEventEmitter):
         self._by_kind: dict[Kind, Layer] = {}
         #: What finds and connects to a peer serving a service no neighbour serves (set by the
         #: mesh layer; :meth:`reach_service`).
-        self.service_finder: Callable[[str, float | None], Awaitable[bool]] | None = None
+        self.service_finder: (
+            Callable[[str, float | None, Collection[bytes] | None], Awaitable[bool]] | None
+        ) = None
         self._layers: dict[str, Layer] = {}
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -299,14 +301,19 @@ class Mux(AsyncIOEventEmitter):
         """This node's identity, if it has one."""
         return self.p2pt.identity
 
-    async def reach_service(self, service: str, timeout: float | None = None) -> bool:
-        """Whether a connected peer serves ``service``, connecting to one that a layer knows of
-        (the mesh, :meth:`p2prpc.mesh.Mesh.reach_service`) when none does; ``timeout`` seconds
-        at most."""
+    async def reach_service(
+        self, service: str, timeout: float | None = None, keys: Collection[bytes] | None = None
+    ) -> bool:
+        """Whether a connected peer serves ``service`` (and proved one of ``keys``, if given),
+        connecting to one that a layer knows of (the mesh,
+        :meth:`p2prpc.mesh.Mesh.reach_service`) when none does; ``timeout`` seconds at most."""
+        served = any(
+            keys is None or self.peer_identity(pid) in keys for pid in self.servers_of(service)
+        )
         finder = self.service_finder
-        if finder is None or self.servers_of(service):
-            return bool(self.servers_of(service))
-        return await finder(service, timeout)
+        if finder is None or served:
+            return served
+        return await finder(service, timeout, keys)
 
     def peer_identity(self, peer_id: str) -> bytes | None:
         """The public key ``peer_id`` proved on its connections to us, or ``None``."""

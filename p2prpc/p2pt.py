@@ -1117,7 +1117,7 @@ class P2PT(AsyncIOEventEmitter):
                 logger.debug("channel %s to %s: one too many, closed", channel.name, remote.id)
                 channel.close()
                 return
-        remote.channels[channel.name] = channel
+        remote.add(channel)
         channel.on_message = lambda data: self._on_data(remote, channel, data)
         if new:
             self.emit("peerconnect", Peer(self, remote, channel.name))
@@ -1135,7 +1135,7 @@ class P2PT(AsyncIOEventEmitter):
             if offer_id is not None and channel.peer_id is not None:
                 self.offer_failed(channel.peer_id, offer_id)  # it closed before it counted
             return
-        del remote.channels[channel.name]
+        remote.remove(channel)
         if not self._destroyed:
             self.emit("connectionclose", Peer(self, remote, channel.name), channel.connection)
         if not remote.channels:

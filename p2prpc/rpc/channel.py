@@ -118,7 +118,7 @@ class Channel:
         peer_id = found()
         if peer_id is None and self.peer is None and not node.stopping:
             # No neighbour serves it: the mesh may know a peer that does, and connect to it.
-            await node.reach_service(service, deadline.remaining())
+            await node.reach_service(service, deadline.remaining(), self.allowed_servers)
             peer_id = found()
         if peer_id is not None:
             return peer_id

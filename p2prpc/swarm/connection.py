@@ -310,7 +310,7 @@ class Connection:
                     batch.append(more)
                 link.send(pack(batch))  # type: ignore[arg-type]  # bytes, as pack says
         finally:
-            link.on_buffered_low = _nothing
+            link.on_buffered_low = None
             self._writer = None
             if not self._queue:
                 self._drained.set()
@@ -362,7 +362,3 @@ class Connection:
         if self._writer is not None:
             await asyncio.wait([self._writer])
         await self.link.wait_closed()
-
-
-def _nothing() -> None:
-    pass

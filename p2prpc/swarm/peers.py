@@ -33,12 +33,14 @@ class RemotePeer:
     """Everything known about one remote peer: its connections by label, the key they proved,
     and the replies awaited from it (futures of P2PT's ``send``)."""
 
-    __slots__ = ("channels", "id", "public_key", "waiting")
+    __slots__ = ("channels", "id", "numbered", "public_key", "waiting")
 
     def __init__(self, peer_id: str) -> None:
         self.id = peer_id
         self.public_key: bytes | None = None  # proven by its handshake on its connections
         self.channels: dict[str, Connection] = {}
+        #: The same connections by their number (:attr:`Connection.connection`); see :meth:`add`.
+        self.numbered: dict[int, Connection] = {}
         self.waiting: dict[int, asyncio.Future[Any]] = {}
 
     def usable(self, channel: Connection) -> bool:
@@ -60,10 +62,20 @@ class RemotePeer:
 
     def by_connection(self, connection: int) -> Connection | None:
         """The usable channel numbered ``connection`` (:attr:`Connection.connection`), if any."""
-        for channel in self.channels.values():
-            if channel.connection == connection:
-                return channel if self.usable(channel) else None
+        channel = self.numbered.get(connection)
+        if channel is not None and channel.is_open and channel.public_key == self.public_key:
+            return channel
         return None
+
+    def add(self, channel: Connection) -> None:
+        """Count ``channel`` as one of this peer's connections."""
+        self.channels[channel.name] = channel
+        self.numbered[channel.connection] = channel
+
+    def remove(self, channel: Connection) -> None:
+        """Forget ``channel`` (one of this peer's connections)."""
+        del self.channels[channel.name]
+        self.numbered.pop(channel.connection, None)
 
 
 def surplus_channel(remote: RemotePeer, opened: Connection) -> Connection:

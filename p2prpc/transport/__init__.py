@@ -79,13 +79,14 @@ class Link(Protocol):
 
     Callbacks, set by the owner before anything can happen: ``on_open()`` once the data channel
     opens, ``on_message(data)`` for each message (``str`` for text, ``bytes`` for binary),
-    ``on_buffered_low()`` when the buffered amount falls to :meth:`set_low_threshold`'s value,
-    ``on_close()`` when the data channel or the connection closes or fails (at most once).
+    ``on_buffered_low()`` when the buffered amount falls to :meth:`set_low_threshold`'s value
+    (``None``, the default, while nobody waits for it: it costs nothing then), ``on_close()``
+    when the data channel or the connection closes or fails (at most once).
     """
 
     on_open: Callable[[], None]
     on_message: Callable[[str | bytes], None]
-    on_buffered_low: Callable[[], None]
+    on_buffered_low: Callable[[], None] | None
     on_close: Callable[[], None]
 
     @property

@@ -98,8 +98,10 @@ class AiortcLink:
         self.options = options
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=options.servers()))
         self.on_open: Callable[[], None] = _nothing
-        self.on_message: Callable[[str | bytes], None] = _nothing_with
-        self.on_buffered_low: Callable[[], None] = _nothing
+        # Handed to the data channel's emitter as they are set: no hop of ours per message, and
+        # no listener at all for the buffered-amount event while nobody waits on it.
+        self._on_message: Callable[[str | bytes], None] = _nothing_with
+        self._on_buffered_low: Callable[[], None] | None = None
         self.on_close: Callable[[], None] = _nothing
         self._label = label if initiator else ""
         self._dc: RTCDataChannel | None = None
@@ -114,6 +116,32 @@ class AiortcLink:
     @property
     def label(self) -> str:
         return self._label
+
+    @property
+    def on_message(self) -> Callable[[str | bytes], None]:
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, handler: Callable[[str | bytes], None]) -> None:
+        dc = self._dc
+        if dc is not None:
+            dc.remove_listener("message", self._on_message)
+            dc.on("message", handler)
+        self._on_message = handler
+
+    @property
+    def on_buffered_low(self) -> Callable[[], None] | None:
+        return self._on_buffered_low
+
+    @on_buffered_low.setter
+    def on_buffered_low(self, handler: Callable[[], None] | None) -> None:
+        dc = self._dc
+        if dc is not None:
+            if self._on_buffered_low is not None:
+                dc.remove_listener("bufferedamountlow", self._on_buffered_low)
+            if handler is not None:
+                dc.on("bufferedamountlow", handler)
+        self._on_buffered_low = handler
 
     # -- signalling ---------------------------------------------------------------------------
 
@@ -196,9 +224,10 @@ class AiortcLink:
             return
         self._dc = dc
         self._label = dc.label
-        dc.on("message", self._on_dc_message)
+        dc.on("message", self._on_message)
         dc.on("close", self.close)
-        dc.on("bufferedamountlow", self._on_buffered_low)
+        if self._on_buffered_low is not None:
+            dc.on("bufferedamountlow", self._on_buffered_low)
         if dc.readyState == "open":
             self.on_open()
         else:
@@ -206,12 +235,6 @@ class AiortcLink:
 
     def _on_dc_open(self) -> None:
         self.on_open()
-
-    def _on_dc_message(self, data: str | bytes) -> None:
-        self.on_message(data)
-
-    def _on_buffered_low(self) -> None:
-        self.on_buffered_low()
 
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
