@@ -1110,6 +1110,11 @@ class P2PT(AsyncIOEventEmitter):
             remote = self._remotes[channel.peer_id] = RemotePeer(channel.peer_id)
         if new:
             remote.public_key = public_key
+        if remote.channels.get(channel.name, channel) is not channel:
+            # Labels are the offerer's choice: another connection under this id with the same
+            # one would take its place in the table and leave it open and unseen.
+            self._refuse(channel, AuthError("a connection with the label of another"))
+            return
         surplus = None
         if len(remote.channels) >= self._peers.max_channels_per_peer:
             surplus = surplus_channel(remote, channel)

@@ -387,3 +387,22 @@ async def test_a_relay_listing_a_peer_under_its_own_key_gets_no_connection_under
         assert "reached for" in str(refused[0][1])
         assert target.peer_id not in offerer.p2pt.peers
         assert offerer.servers_of(SERVICE) == []
+
+
+async def test_a_second_connection_with_the_label_of_another_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Labels are chosen by the offerer: a second connection under one peer id with a label
+    already in use would take the first's place in the table and leave it open and unseen."""
+    async with nodes({}, {}) as (a, b):
+        label = "ab" * 20
+        monkeypatch.setattr("p2prpc.swarm.connection.secrets.token_hex", lambda n: label)
+        refused = refusals(b)
+        await connect(a.p2pt, b.p2pt)
+        await until(lambda: channels(b, a) == 1, b)
+        first = b.p2pt._remotes[a.peer_id].channels[label]
+        await connect(a.p2pt, b.p2pt)  # the same label again
+        await until(lambda: bool(refused), b)
+        assert "label of another" in str(refused[0][1])
+        assert b.p2pt._remotes[a.peer_id].channels[label] is first and first.is_open
+        assert channels(b, a) == 1
