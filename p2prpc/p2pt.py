@@ -440,6 +440,8 @@ class P2PT(AsyncIOEventEmitter):
         self._tracker_options.setdefault("answer_timeout", answer_timeout)
         self.trackers: dict[str, TrackerClient] = {}
         self._background_tasks: set[asyncio.Task[None]] = set()
+        #: Connections closed whose sockets are still being released (destroy waits for them).
+        self._closing: set[Connection] = set()
         #: Receives every binary data-channel message (``peer_id, data, connection``: the number
         #: of the connection it came on, as :attr:`Peer.connection`); P2PT itself only reads
         #: text frames. The p2prpc node reads its binary envelope here, off the event path.
@@ -650,7 +652,7 @@ class P2PT(AsyncIOEventEmitter):
         for remote in list(self._remotes.values()):
             self._fail_waiting(remote, Destroyed("P2PT destroyed"))
         await asyncio.gather(*(t.close() for t in trackers), *self._background_tasks)
-        await asyncio.gather(*(c.wait_closed() for c in channels))
+        await asyncio.gather(*(c.wait_closed() for c in [*channels, *self._closing]))
         self._remotes.clear()
         self._connecting.clear()
         self.cancel()  # pyee: handler tasks still running
@@ -1130,7 +1132,17 @@ class P2PT(AsyncIOEventEmitter):
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
 
+    def closing(self, connection: Connection) -> None:
+        """``connection`` was closed: :meth:`destroy` waits for its sockets too."""
+        closing = self._closing
+        if connection in closing:
+            return
+        closing.add(connection)
+        task = asyncio.get_running_loop().create_task(connection.wait_closed())
+        task.add_done_callback(lambda _: closing.discard(connection))
+
     def _on_channel_close(self, channel: Connection, offer_id: bytes | None = None) -> None:
+        self.closing(channel)
         self._connecting.discard(channel)
         timer = self._proving.pop(channel, None)
         if timer is not None:

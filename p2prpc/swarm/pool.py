@@ -107,6 +107,10 @@ class PoolOwner(Protocol):
         """An offer addressed to ``peer_id`` ended without connecting."""
         ...
 
+    def closing(self, connection: Connection) -> None:
+        """``connection`` was closed: its sockets are released in the background."""
+        ...
+
 
 @dataclass(eq=False)
 class Offer:
@@ -210,6 +214,7 @@ class OfferPool:
             if offer.timer is not None:
                 offer.timer.cancel()
             offer.connection.close()
+            self.owner.closing(offer.connection)
 
     def retire(self, origin: str, keep: int) -> None:
         """Close the oldest of ``origin``'s offers until at most ``keep`` remain."""

@@ -49,6 +49,9 @@ class FakeSwarm:
     def offer_failed(self, peer_id: str, offer_id: bytes) -> None:
         pass
 
+    def closing(self, connection: Connection) -> None:
+        pass
+
     def offers_wanted(self, most: int) -> int:
         return most
 
