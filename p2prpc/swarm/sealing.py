@@ -79,18 +79,7 @@ class Signalling:
     def seal_offer(self, offer_id: bytes, sdp: str, to_id: bytes | None = None) -> str:
         """The text to carry for an offer: sealed for ``to_id`` when the path knows its recipient
         (relayed through the mesh), for any member when it does not (a tracker picks)."""
-        if self.keys is None:
-            return sdp
-        return seal(
-            self.keys.seal_key,
-            "offer",
-            sdp,
-            info_hash=self.info_hash,
-            from_id=self.peer_id,
-            to_id=to_id,
-            offer_id=offer_id,
-            created=self.clock(),
-        )
+        return self._seal("offer", sdp, to_id, offer_id)
 
     def open_offer(
         self, from_id: bytes, offer_id: bytes, text: str, *, addressed: bool = False
@@ -99,35 +88,22 @@ class Signalling:
         when it does not open, :class:`~p2prpc.wire.secret.StaleSeal` out of its time window,
         :class:`~p2prpc.wire.secret.ReplayedSeal` when it opened already (both SealErrors).
         ``addressed``: it was sealed for us (a relayed offer)."""
-        if self.keys is None:
-            return text
-        now = self.clock()
-        try:
-            key = self._unopened("offer", from_id, offer_id, now)
-            sdp = open_sealed(
-                self.keys.seal_key,
-                "offer",
-                text,
-                info_hash=self.info_hash,
-                from_id=from_id,
-                to_id=self.peer_id if addressed else None,
-                offer_id=offer_id,
-                now=now,
-                max_age=self.max_age,
-                max_skew=self.max_skew,
-            )
-        except Exception:
-            self.refused += 1
-            raise
-        self._remember(key, now)
-        return sdp
+        return self._open("offer", from_id, offer_id, text, self.peer_id if addressed else None)
 
     def seal_answer(self, to_id: bytes, offer_id: bytes, sdp: str) -> str:
+        """Our answer to ``to_id``'s offer ``offer_id``, sealed for it."""
+        return self._seal("answer", sdp, to_id, offer_id)
+
+    def open_answer(self, from_id: bytes, offer_id: bytes, text: str) -> str:
+        """The SDP of ``from_id``'s answer to our offer ``offer_id`` (as :meth:`open_offer`)."""
+        return self._open("answer", from_id, offer_id, text, self.peer_id)
+
+    def _seal(self, kind: str, sdp: str, to_id: bytes | None, offer_id: bytes) -> str:
         if self.keys is None:
             return sdp
         return seal(
             self.keys.seal_key,
-            "answer",
+            kind,
             sdp,
             info_hash=self.info_hash,
             from_id=self.peer_id,
@@ -136,20 +112,22 @@ class Signalling:
             created=self.clock(),
         )
 
-    def open_answer(self, from_id: bytes, offer_id: bytes, text: str) -> str:
-        """The SDP of ``from_id``'s answer to our offer ``offer_id`` (as :meth:`open_offer`)."""
+    def _open(
+        self, kind: str, from_id: bytes, offer_id: bytes, text: str, to_id: bytes | None
+    ) -> str:
+        """Open a swarm seal once and in its time; a refusal is counted."""
         if self.keys is None:
             return text
         now = self.clock()
         try:
-            key = self._unopened("answer", from_id, offer_id, now)
+            key = self._unopened(kind, from_id, offer_id, now)
             sdp = open_sealed(
                 self.keys.seal_key,
-                "answer",
+                kind,
                 text,
                 info_hash=self.info_hash,
                 from_id=from_id,
-                to_id=self.peer_id,
+                to_id=to_id,
                 offer_id=offer_id,
                 now=now,
                 max_age=self.max_age,

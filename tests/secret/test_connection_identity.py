@@ -150,6 +150,18 @@ def channels(node: Node, other: Node) -> int:
     return len(remote.channels) if remote is not None else 0
 
 
+@asynccontextmanager
+async def two_connections(service: Admin) -> AsyncIterator[tuple[Node, Node]]:
+    """A client and a server serving ``service``, with two connections between them."""
+    async with nodes({}, {}) as (client, server):
+        serve(server, service)
+        await connect(client.p2pt, server.p2pt)
+        await connect(server.p2pt, client.p2pt)
+        await until(lambda: client.servers_of(SERVICE) != [], client)
+        await both_open(client, server)
+        yield client, server
+
+
 async def both_open(node: Node, other: Node, timeout: float = 15) -> None:
     """Wait until ``node`` counts two connections to ``other`` (no event announces a backup
     connection, so this looks every 20 ms)."""
@@ -287,12 +299,7 @@ async def test_a_call_ends_with_the_connection_it_was_made_on() -> None:
     client had opened another connection to it; the client's call stayed open to its deadline.
     A call lives and dies with its connection, whatever other connections the peer keeps."""
     service = Admin()
-    async with nodes({}, {}) as (client, server):
-        serve(server, service)
-        await connect(client.p2pt, server.p2pt)
-        await connect(server.p2pt, client.p2pt)
-        await until(lambda: client.servers_of(SERVICE) != [], client)
-        await both_open(client, server)
+    async with two_connections(service) as (client, server):
         remote = client.p2pt._remotes[server.peer_id]
 
         stream = UnaryStreamMethod(client, COUNT, StringValue, StringValue)(
@@ -321,12 +328,7 @@ async def test_a_reply_on_another_connection_of_the_same_peer_is_not_the_calls()
     """Replies are taken only from the connection the call went on: a second connection under
     the same peer id (open swarm, no keys) cannot answer someone else's call."""
     service = Admin()
-    async with nodes({}, {}) as (client, server):
-        serve(server, service)
-        await connect(client.p2pt, server.p2pt)
-        await connect(server.p2pt, client.p2pt)
-        await until(lambda: client.servers_of(SERVICE) != [], client)
-        await both_open(client, server)
+    async with two_connections(service) as (client, server):
         remote = client.p2pt._remotes[server.peer_id]
         stream = UnaryStreamMethod(client, COUNT, StringValue, StringValue)(
             StringValue(), timeout=30
