@@ -3,7 +3,7 @@
 First the rules, on :class:`~p2prpc.swarm.sealing.Signalling` alone; then an outsider, over a real
 tracker and real WebRTC on loopback. The outsider has no secret. It is a plain tracker client
 (p2prpc's own tracker codecs over a WebSocket): it scrapes the tracker for the closed swarm's
-info_hash, joins it under a peer id of its own, records the sealed offers the tracker relays to
+info_hash, joins it under peer ids of its own, records the sealed offers the tracker relays to
 it, leaves, and announces those offers again in their senders' names, many times, so that other
 members get each one several times. Each member must open each recorded offer at most once,
 refuse (and count) every copy, and build no connection for a copy; the few connections it did
@@ -54,7 +54,7 @@ IDENTIFIER = "closed-app"
 SECRET = "a long shared secret"
 #: Each recorded offer is announced this many times (to every other member each time).
 ROUNDS = 4
-#: How soon a genuine newcomer must connect while the attack goes on (it takes about 0.1 s).
+#: How soon a genuine newcomer must connect while the attack goes on (it takes about 0.04 s).
 PROMPTLY = 5.0
 
 NODE_MODULES = Path(__file__).resolve().parents[1] / "interop" / "js" / "node_modules"
