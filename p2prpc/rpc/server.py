@@ -426,10 +426,18 @@ class ServerCall:
         else:
             argument = await self._single_request(handler)
         if shape.server_streams:
-            async for reply in handler.func(argument, context):
-                await self._send_waiting(self._reply(handler, reply, self._reply_seq))
-                self._reply_seq += 1
-                await self.node.drain(self.peer_id, self.connection)
+            replies = handler.func(argument, context)
+            try:
+                async for reply in replies:
+                    await self._send_waiting(self._reply(handler, reply, self._reply_seq))
+                    self._reply_seq += 1
+                    await self.node.drain(self.peer_id, self.connection)
+            finally:
+                # However the call ends (cancelled, deadline, peer lost), the method's generator
+                # is closed now, so that its ``finally`` frees what it holds for the call.
+                close = getattr(replies, "aclose", None)
+                if close is not None:
+                    await close()
             return self._status_envelope(self._final_status())
         reply = await handler.func(argument, context)
         if context.code() is not StatusCode.OK:
