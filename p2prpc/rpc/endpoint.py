@@ -124,6 +124,7 @@ class Endpoint:
         self._server.clear()
         self._in_flight.clear()
         self._served_from.clear()
+        self._timed_out.clear()
         self._idle.set()
 
     # -- serving ------------------------------------------------------------------------------
@@ -206,8 +207,15 @@ class Endpoint:
         self._check_idle()
 
     def note_timeout(self, peer_id: str) -> None:
-        """A call to ``peer_id`` ran out of time: prefer other servers for a while."""
-        self._timed_out[peer_id] = time.monotonic()
+        """A call to ``peer_id`` ran out of time: prefer other servers for a while. Notes older
+        than the penalty say nothing any more and are dropped, so the table holds only the
+        servers that timed out in the last ``SLOW_SERVER_PENALTY`` seconds."""
+        now = time.monotonic()
+        for stale in [
+            pid for pid, when in self._timed_out.items() if when <= now - SLOW_SERVER_PENALTY
+        ]:
+            del self._timed_out[stale]
+        self._timed_out[peer_id] = now
 
     def pick_server(
         self,
