@@ -78,6 +78,9 @@ DEFAULT_OFFER_RATE = 10.0
 DEFAULT_OFFER_BURST = 100
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_CONNECTIONS_PER_IP = 256
+#: Per-source caps default to this fraction of the global cap: filling a table takes this many
+#: addresses.
+SOURCE_SHARE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,13 @@ class _Swarm(Generic[C]):
 class Swarms(Generic[C]):
     """The tracker's state and rules, with no I/O.
 
-    ``C`` identifies a connection (any hashable; the server uses its connection objects).
+    ``C`` identifies a connection (any hashable; the server uses its connection objects), and
+    ``source(conn)`` the party behind it (the server uses the IP address; by default each
+    connection is its own source). The caps hold per source as well as in all, so that a few
+    sources cannot fill the tracker for everyone: ``max_swarms_per_source`` (default
+    ``max_swarms // 16``, at least 1) bounds the swarms a source's peers are in, and
+    ``max_peers_per_source_per_swarm`` (default ``max_peers_per_swarm // 16``, at least 1) its
+    peers in one swarm. A request past a cap is refused with a :class:`FailureReply`.
     :meth:`receive` takes a parsed request and returns the messages to send, each with the
     connection to send it on, in order. Refusals come back as :class:`FailureReply` messages.
     Times are seconds on any monotonic clock, passed in so that tests need not wait.
@@ -137,6 +146,9 @@ class Swarms(Generic[C]):
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
         offer_rate: float = DEFAULT_OFFER_RATE,
         offer_burst: int = DEFAULT_OFFER_BURST,
+        max_swarms_per_source: int | None = None,
+        max_peers_per_source_per_swarm: int | None = None,
+        source: Callable[[C], Hashable] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         _require_positive(interval=interval)
@@ -152,6 +164,17 @@ class Swarms(Generic[C]):
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
         self.max_info_hashes_per_socket = max_info_hashes_per_socket
+        self.max_swarms_per_source = _share(max_swarms, max_swarms_per_source)
+        self.max_peers_per_source_per_swarm = _share(
+            max_peers_per_swarm, max_peers_per_source_per_swarm
+        )
+        _require_positive(
+            max_swarms_per_source=self.max_swarms_per_source,
+            max_peers_per_source_per_swarm=self.max_peers_per_source_per_swarm,
+        )
+        self._source: Callable[[C], Hashable] = source or _itself
+        # source -> info_hash -> how many of the source's peers are in that swarm
+        self._by_source: dict[Hashable, Counter[bytes]] = {}
         self.offer_rate = offer_rate
         self.offer_burst = offer_burst
         # connection -> (offers it may still have relayed, when that was counted)
@@ -284,13 +307,29 @@ class Swarms(Generic[C]):
                 info_hash=info_hash,
             )
         swarm = self._swarms.get(info_hash)
+        peer = None if swarm is None else swarm.peers.get(peer_id)
+        source = self._source(conn)
+        old_sources = () if peer is None else (self._source(peer.conn),)
+        joins = old_sources != (source,)  # a peer new to this source
+        if joins:
+            held = self._by_source.get(source, Counter[bytes]())
+            if info_hash not in held and len(held) >= self.max_swarms_per_source:
+                raise TrackerRequestError(
+                    f"too many swarms from one address (at most {self.max_swarms_per_source})",
+                    info_hash=info_hash,
+                )
+            if held[info_hash] >= self.max_peers_per_source_per_swarm:
+                raise TrackerRequestError(
+                    "too many peers from one address in this swarm "
+                    f"(at most {self.max_peers_per_source_per_swarm})",
+                    info_hash=info_hash,
+                )
         if swarm is None:
             if len(self._swarms) >= self.max_swarms:
                 raise TrackerRequestError(
                     f"tracker is full (at most {self.max_swarms} swarms)", info_hash=info_hash
                 )
             swarm = self._swarms[info_hash] = _Swarm()
-        peer = swarm.peers.get(peer_id)
         if peer is None:
             if len(swarm.peers) >= self.max_peers_per_swarm:
                 raise TrackerRequestError(
@@ -303,6 +342,10 @@ class Swarms(Generic[C]):
             old = self._members.get(peer.conn, {})
             _discard(old, info_hash, peer_id)
             peer.conn = conn
+        if joins:
+            for old_source in old_sources:
+                self._count(old_source, info_hash, -1)
+            self._count(source, info_hash, 1)
         members.setdefault(info_hash, set()).add(peer_id)
         self._touch(info_hash, peer, now)
         return peer
@@ -326,8 +369,27 @@ class Swarms(Generic[C]):
         if not swarm.peers:
             del self._swarms[info_hash]
         self._recency.pop((info_hash, peer_id), None)
+        self._count(self._source(peer.conn), info_hash, -1)
         if members is not None:
             _discard(members, info_hash, peer_id)
+
+    def _count(self, source: Hashable, info_hash: bytes, delta: int) -> None:
+        """Add ``delta`` to the peers ``source`` has in the swarm ``info_hash``."""
+        held = self._by_source.setdefault(source, Counter())
+        held[info_hash] += delta
+        if held[info_hash] <= 0:
+            del held[info_hash]
+            if not held:
+                del self._by_source[source]
+
+
+def _itself(conn: Hashable) -> Hashable:
+    return conn
+
+
+def _share(total: int, given: int | None) -> int:
+    """A per-source cap: ``given``, or by default 1/:data:`SOURCE_SHARE` of ``total``."""
+    return max(1, total // SOURCE_SHARE) if given is None else given
 
 
 def _discard(members: dict[bytes, set[bytes]], info_hash: bytes, peer_id: bytes) -> None:
@@ -347,7 +409,7 @@ def _require_positive(**values: float) -> None:
 class _Connection:
     """One client socket and its bounded queue of frames to send."""
 
-    __slots__ = ("closing", "name", "queue", "queued_bytes", "ws")
+    __slots__ = ("closing", "ip", "name", "queue", "queued_bytes", "ws")
 
     def __init__(self, ws: ServerConnection, max_queue: int) -> None:
         self.ws = ws
@@ -355,11 +417,16 @@ class _Connection:
         self.queued_bytes = 0  # UTF-8 bytes of the frames in the queue
         self.closing = False
         address = ws.remote_address
+        self.ip = _ip(ws)
         self.name = f"{address[0]}:{address[1]}" if address else "?"
 
 
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _source_ip(conn: _Connection) -> str:
+    return conn.ip
 
 
 def _ip(ws: ServerConnection) -> str:
@@ -380,7 +447,10 @@ class TrackerServer:
       socket with code 1009 (the WebSocket layer enforces it while reading the frame header, before
       the payload). bittorrent-tracker's client sends at most 5 offers of a few KiB each.
     - ``max_swarms`` (10 000) and ``max_peers_per_swarm`` (1 000): an announce that would exceed
-      either is refused with a ``failure reason``.
+      either is refused with a ``failure reason``. So is one past ``max_swarms_per_source``
+      (default 1/16 of ``max_swarms``: 625) swarms that one IP address's peers are in, or past
+      ``max_peers_per_source_per_swarm`` (default 1/16 of ``max_peers_per_swarm``: 62) peers of
+      one IP address in one swarm: it takes 16 addresses to fill either table.
     - ``max_offers`` (10): an announce with more offers is refused (offers are relayed one per
       other peer, at most ``numwant`` of them).
     - ``offer_rate`` (10 a second) and ``offer_burst`` (100): offers relayed for one socket;
@@ -411,6 +481,8 @@ class TrackerServer:
         offer_rate: float = DEFAULT_OFFER_RATE,
         offer_burst: int = DEFAULT_OFFER_BURST,
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+        max_swarms_per_source: int | None = None,
+        max_peers_per_source_per_swarm: int | None = None,
         max_send_queue: int = DEFAULT_MAX_SEND_QUEUE,
         max_send_bytes: int = DEFAULT_MAX_SEND_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -449,6 +521,9 @@ class TrackerServer:
             max_info_hashes_per_socket=max_info_hashes_per_socket,
             offer_rate=offer_rate,
             offer_burst=offer_burst,
+            max_swarms_per_source=max_swarms_per_source,
+            max_peers_per_source_per_swarm=max_peers_per_source_per_swarm,
+            source=_source_ip,
         )
         self._server: Server | None = None
         self._url: str | None = None

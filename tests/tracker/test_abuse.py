@@ -28,6 +28,7 @@ from p2prpc.wire.tracker import (
     AnnounceReply,
     Answer,
     AnswerRelay,
+    FailureReply,
     OfferPayload,
     OfferRelay,
     ServerMessage,
@@ -240,4 +241,34 @@ async def test_a_client_that_connects_and_never_reads_is_closed(
         await tracker.wait_for(lambda stats: stats.peers == 1 and stats.sockets == 1)
     print(f"\nclosed a client that does not read after {sent} offers of 30 KB to it")
     assert sent < 2_000  # closed long before: what it costs is bounded by the caps and the kernel
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_two_addresses_cannot_fill_the_swarm_table(stack: contextlib.AsyncExitStack) -> None:
+    tracker = await stack.enter_async_context(
+        TrackerServer(max_swarms=160, max_info_hashes_per_socket=4)
+    )
+    assert tracker.swarms.max_swarms_per_source == 10
+    # Two abusers, each with many sockets, try to open a new swarm per announce.
+    refusals: dict[str, list[str]] = {}
+    created = 0
+    for address in ("127.0.0.2", "127.0.0.3"):
+        refusals[address] = []
+        sockets = [
+            await stack.enter_async_context(connect(tracker.url, local_addr=(address, 0)))
+            for _ in range(20)
+        ]
+        for n, ws in enumerate(sockets * 4):  # 80 announces, each into a swarm of its own
+            info_hash = f"{address}/{n}".encode().ljust(20, b".")[:20]
+            await ws.send(encode_client_message(Announce(info_hash, peer_id(n))))
+            reply = await recv(ws)
+            if isinstance(reply, AnnounceReply):
+                created += 1
+            else:
+                assert isinstance(reply, FailureReply)
+                refusals[address].append(reply.reason)
+    assert created == 20
+    assert tracker.stats().swarms == 20
+    assert refusals == {a: ["too many swarms from one address (at most 10)"] * 70 for a in refusals}
+    # The table is far from full: well-behaved clients from elsewhere still meet.
     assert await well_behaved_exchange(tracker.url) < TIMEOUT
