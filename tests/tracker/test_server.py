@@ -17,7 +17,7 @@ import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from p2prpc.tracker.server import ServerStats, Swarms, TrackerServer
+from p2prpc.tracker.server import ServerStats, Swarms, TrackerServer, nofile_limit
 from p2prpc.wire.tracker import (
     Announce,
     AnnounceReply,
@@ -684,3 +684,19 @@ async def test_javascript_clients_signal_each_other_through_it(
     assert answers[0].peer_id.hex() == ids["a"]
     assert answers[0].to_peer_id.hex() == ids["b"]
     assert answers[0].offer_id in {o.offer_id for o in announces[1].offers}
+
+
+def test_socket_caps_fit_the_file_descriptors_the_process_may_hold() -> None:
+    # ulimit -n 1024: 896 sockets after the 128 reserved, 56 of them for handshakes in progress.
+    t = TrackerServer(fd_limit=1024)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (896, 840, 52)
+    # A roomy limit leaves the configured caps as they are; a smaller one is never raised.
+    t = TrackerServer(fd_limit=1_000_000)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (10_625, 10_000, 256)
+    t = TrackerServer(fd_limit=1_000_000, max_connections=100, max_connections_per_ip=3)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (106, 100, 3)
+    # Defaults: the soft RLIMIT_NOFILE of this process.
+    assert TrackerServer().fd_limit == nofile_limit()
+    with pytest.raises(ValueError, match="leaves no room for sockets"):
+        TrackerServer(fd_limit=129)
+    assert TrackerServer(interval=30).idle_timeout == 60
