@@ -726,7 +726,7 @@ class TrackerServer:
     def _lost(self, ws: ServerConnection) -> None:
         """A TCP connection is gone: it no longer counts against any cap."""
         _uncount(self._sockets, self._sockets_per_ip, ws)
-        _uncount(self._admitted, self._per_ip, ws)
+        _uncount(self._admitted, self._per_ip, ws)  # when the handler never ran
 
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse a connection past ``max_connections`` or the per-IP cap."""
@@ -763,6 +763,9 @@ class TrackerServer:
         finally:
             self.swarms.disconnect(conn)
             self._connections.discard(conn)
+            # Its WebSocket is closed: it no longer counts as open, while its TCP socket counts
+            # against the socket caps until it is lost.
+            _uncount(self._admitted, self._per_ip, ws)
             self._notify()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
