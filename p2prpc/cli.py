@@ -64,6 +64,36 @@ def _add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="drop peers silent for this many seconds (three intervals)",
     )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=None,
+        help="close sockets that send no request for this many seconds (two intervals)",
+    )
+    parser.add_argument(
+        "--hello-timeout",
+        type=_positive_float,
+        default=tracker_server.DEFAULT_HELLO_TIMEOUT,
+        help="close sockets that send no request this long after opening (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=tracker_server.DEFAULT_MAX_CONNECTIONS,
+        help="sockets open at once, lowered to fit the file descriptor limit (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=_positive_int,
+        default=None,
+        help="sockets open at once from one address (1/16 of the total, at most 256)",
+    )
+    parser.add_argument(
+        "--max-swarms-per-source",
+        type=_positive_int,
+        default=None,
+        help="swarms the peers of one address may be in (1/16 of --max-swarms)",
+    )
     caps = [
         ("--max-message-size", tracker_server.DEFAULT_MAX_MESSAGE_SIZE, "largest frame, bytes"),
         ("--max-swarms", tracker_server.DEFAULT_MAX_SWARMS, "swarms the tracker holds"),
@@ -99,6 +129,11 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
         max_offers=args.max_offers,
         max_info_hashes_per_socket=args.max_info_hashes_per_socket,
         max_send_queue=args.max_send_queue,
+        max_swarms_per_source=args.max_swarms_per_source,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        idle_timeout=args.idle_timeout,
+        hello_timeout=args.hello_timeout,
     )
     try:
         await server.start()

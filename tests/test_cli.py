@@ -113,6 +113,16 @@ def test_tracker_options_and_defaults() -> None:
         ["tracker", "--port", "0", "--max-offers", "3", "--max-peers-per-swarm", "9"]
     )
     assert (args.port, args.max_offers, args.max_peers_per_swarm) == (0, 3, 9)
+    assert (args.idle_timeout, args.hello_timeout, args.max_connections_per_ip) == (None, 30, None)
+    args = build_parser().parse_args(
+        [
+            *("tracker", "--idle-timeout", "60", "--hello-timeout", "5"),
+            *("--max-connections", "500", "--max-connections-per-ip", "20"),
+            *("--max-swarms-per-source", "40"),
+        ]
+    )
+    assert (args.idle_timeout, args.hello_timeout, args.max_connections) == (60, 5, 500)
+    assert (args.max_connections_per_ip, args.max_swarms_per_source) == (20, 40)
     assert [c.name for c in COMMANDS] == [
         "tracker",
         "gen",

@@ -28,13 +28,13 @@ import contextlib
 import logging
 import math
 import random
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Generic, Self, TypeVar
 
-from websockets import State
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
@@ -57,7 +57,10 @@ from ..wire.tracker import (
     parse_client_message,
 )
 
-__all__ = ["ServerStats", "Swarms", "TrackerServer"]
+if sys.platform != "win32":
+    import resource
+
+__all__ = ["ServerStats", "Swarms", "TrackerServer", "nofile_limit"]
 
 logger = logging.getLogger("p2prpc.tracker.server")
 
@@ -78,6 +81,13 @@ DEFAULT_OFFER_RATE = 10.0
 DEFAULT_OFFER_BURST = 100
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_CONNECTIONS_PER_IP = 256
+#: File descriptors left for the rest of the process when the socket cap is fitted to its limit.
+DEFAULT_RESERVED_FDS = 128
+#: Seconds a new socket has to send its first request.
+DEFAULT_HELLO_TIMEOUT = 30.0
+#: Per-source caps default to this fraction of the global cap: filling a table takes this many
+#: addresses.
+SOURCE_SHARE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,13 @@ class _Swarm(Generic[C]):
 class Swarms(Generic[C]):
     """The tracker's state and rules, with no I/O.
 
-    ``C`` identifies a connection (any hashable; the server uses its connection objects).
+    ``C`` identifies a connection (any hashable; the server uses its connection objects), and
+    ``source(conn)`` the party behind it (the server uses the IP address; by default each
+    connection is its own source). The caps hold per source as well as in all, so that a few
+    sources cannot fill the tracker for everyone: ``max_swarms_per_source`` (default
+    ``max_swarms // 16``, at least 1) bounds the swarms a source's peers are in, and
+    ``max_peers_per_source_per_swarm`` (default ``max_peers_per_swarm // 16``, at least 1) its
+    peers in one swarm. A request past a cap is refused with a :class:`FailureReply`.
     :meth:`receive` takes a parsed request and returns the messages to send, each with the
     connection to send it on, in order. Refusals come back as :class:`FailureReply` messages.
     Times are seconds on any monotonic clock, passed in so that tests need not wait.
@@ -137,6 +153,9 @@ class Swarms(Generic[C]):
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
         offer_rate: float = DEFAULT_OFFER_RATE,
         offer_burst: int = DEFAULT_OFFER_BURST,
+        max_swarms_per_source: int | None = None,
+        max_peers_per_source_per_swarm: int | None = None,
+        source: Callable[[C], Hashable] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         _require_positive(interval=interval)
@@ -152,6 +171,17 @@ class Swarms(Generic[C]):
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
         self.max_info_hashes_per_socket = max_info_hashes_per_socket
+        self.max_swarms_per_source = _share(max_swarms, max_swarms_per_source)
+        self.max_peers_per_source_per_swarm = _share(
+            max_peers_per_swarm, max_peers_per_source_per_swarm
+        )
+        _require_positive(
+            max_swarms_per_source=self.max_swarms_per_source,
+            max_peers_per_source_per_swarm=self.max_peers_per_source_per_swarm,
+        )
+        self._source: Callable[[C], Hashable] = source or _itself
+        # source -> info_hash -> how many of the source's peers are in that swarm
+        self._by_source: dict[Hashable, Counter[bytes]] = {}
         self.offer_rate = offer_rate
         self.offer_burst = offer_burst
         # connection -> (offers it may still have relayed, when that was counted)
@@ -284,13 +314,29 @@ class Swarms(Generic[C]):
                 info_hash=info_hash,
             )
         swarm = self._swarms.get(info_hash)
+        peer = None if swarm is None else swarm.peers.get(peer_id)
+        source = self._source(conn)
+        old_sources = () if peer is None else (self._source(peer.conn),)
+        joins = old_sources != (source,)  # a peer new to this source
+        if joins:
+            held = self._by_source.get(source, Counter[bytes]())
+            if info_hash not in held and len(held) >= self.max_swarms_per_source:
+                raise TrackerRequestError(
+                    f"too many swarms from one address (at most {self.max_swarms_per_source})",
+                    info_hash=info_hash,
+                )
+            if held[info_hash] >= self.max_peers_per_source_per_swarm:
+                raise TrackerRequestError(
+                    "too many peers from one address in this swarm "
+                    f"(at most {self.max_peers_per_source_per_swarm})",
+                    info_hash=info_hash,
+                )
         if swarm is None:
             if len(self._swarms) >= self.max_swarms:
                 raise TrackerRequestError(
                     f"tracker is full (at most {self.max_swarms} swarms)", info_hash=info_hash
                 )
             swarm = self._swarms[info_hash] = _Swarm()
-        peer = swarm.peers.get(peer_id)
         if peer is None:
             if len(swarm.peers) >= self.max_peers_per_swarm:
                 raise TrackerRequestError(
@@ -303,6 +349,10 @@ class Swarms(Generic[C]):
             old = self._members.get(peer.conn, {})
             _discard(old, info_hash, peer_id)
             peer.conn = conn
+        if joins:
+            for old_source in old_sources:
+                self._count(old_source, info_hash, -1)
+            self._count(source, info_hash, 1)
         members.setdefault(info_hash, set()).add(peer_id)
         self._touch(info_hash, peer, now)
         return peer
@@ -326,8 +376,27 @@ class Swarms(Generic[C]):
         if not swarm.peers:
             del self._swarms[info_hash]
         self._recency.pop((info_hash, peer_id), None)
+        self._count(self._source(peer.conn), info_hash, -1)
         if members is not None:
             _discard(members, info_hash, peer_id)
+
+    def _count(self, source: Hashable, info_hash: bytes, delta: int) -> None:
+        """Add ``delta`` to the peers ``source`` has in the swarm ``info_hash``."""
+        held = self._by_source.setdefault(source, Counter())
+        held[info_hash] += delta
+        if held[info_hash] <= 0:
+            del held[info_hash]
+            if not held:
+                del self._by_source[source]
+
+
+def _itself(conn: Hashable) -> Hashable:
+    return conn
+
+
+def _share(total: int, given: int | None) -> int:
+    """A per-source cap: ``given``, or by default 1/:data:`SOURCE_SHARE` of ``total``."""
+    return max(1, total // SOURCE_SHARE) if given is None else given
 
 
 def _discard(members: dict[bytes, set[bytes]], info_hash: bytes, peer_id: bytes) -> None:
@@ -345,21 +414,41 @@ def _require_positive(**values: float) -> None:
 
 
 class _Connection:
-    """One client socket and its bounded queue of frames to send."""
+    """One client socket, its queue of frames to send and when it was last heard from."""
 
-    __slots__ = ("closing", "name", "queue", "queued_bytes", "ws")
+    __slots__ = (
+        "closing",
+        "greeted",
+        "heard",
+        "ip",
+        "name",
+        "queue",
+        "queued_bytes",
+        "ws",
+    )
 
-    def __init__(self, ws: ServerConnection, max_queue: int) -> None:
+    def __init__(self, ws: ServerConnection, now: float) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
+        self.queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by TrackerServer._send
         self.queued_bytes = 0  # UTF-8 bytes of the frames in the queue
         self.closing = False
+        self.greeted = False  # whether it has sent a valid request
+        self.heard = now  # when it opened, then when it last sent a valid request
         address = ws.remote_address
+        self.ip = _ip(ws)
         self.name = f"{address[0]}:{address[1]}" if address else "?"
+
+    def unsent_bytes(self) -> int:
+        """Bytes queued for this socket and not yet sent: ours and the transport's."""
+        return self.queued_bytes + self.ws.transport.get_write_buffer_size()
 
 
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _source_ip(conn: _Connection) -> str:
+    return conn.ip
 
 
 def _ip(ws: ServerConnection) -> str:
@@ -367,34 +456,64 @@ def _ip(ws: ServerConnection) -> str:
     return str(address[0]) if address else "?"
 
 
+def nofile_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` of this process: how many file descriptors it may hold open
+    (``None`` where there is no such limit, or it is unlimited)."""
+    if sys.platform == "win32":
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 class TrackerServer:
     """A WebTorrent tracker on a WebSocket server: ``ws://host:port``.
 
-    Caps, each a keyword argument (the memory bound assumes every cap is reached):
+    Every cap holds per source (IP address) as well as in all, so that a few addresses cannot
+    take the tracker from everyone else, and the total of sockets fits in what the process may
+    hold. Caps, each a keyword argument (the memory bound assumes every cap is reached):
 
-    - ``max_connections`` (10 000) and ``max_connections_per_ip`` (256): sockets open at once, in
-      all and from one IP address; a connection past either is refused during the opening
-      handshake with HTTP 503. A socket that does not finish its handshake within
-      ``open_timeout`` (10 s) is dropped.
+    - ``max_connections`` (10 000), lowered to fit the process's file descriptors: at most
+      ``fd_limit - reserved_fds`` sockets are held at once, handshakes included, where
+      ``fd_limit`` defaults to the soft ``RLIMIT_NOFILE`` and ``reserved_fds`` (128) is left for
+      the rest of the process; 1/16 of those are kept for handshakes in progress, and the rest
+      bound the open WebSockets (:attr:`max_connections` holds the result: 840 at
+      ``ulimit -n 1024``). ``max_connections_per_ip`` (default 1/16 of that, at most 256) bounds
+      those of one IP address. A connection past either is refused during the opening handshake
+      with HTTP 503 and the reason; a TCP connection past twice the per-address cap, or past
+      every socket the tracker may hold, is reset as soon as it is accepted. A socket that does
+      not finish its handshake within ``open_timeout`` (10 s) is dropped.
+    - ``hello_timeout`` (30 s) and ``idle_timeout`` (default two intervals: 240 s): a socket that
+      sends no valid request within ``hello_timeout`` of opening, or none for ``idle_timeout``
+      after its last, is closed (code 1008). Clients announce at every interval.
     - ``max_message_size`` (128 KiB): the largest frame a client may send; a bigger one closes that
       socket with code 1009 (the WebSocket layer enforces it while reading the frame header, before
       the payload). bittorrent-tracker's client sends at most 5 offers of a few KiB each.
     - ``max_swarms`` (10 000) and ``max_peers_per_swarm`` (1 000): an announce that would exceed
-      either is refused with a ``failure reason``.
+      either is refused with a ``failure reason``. So is one past ``max_swarms_per_source``
+      (default 1/16 of ``max_swarms``: 625) swarms that one IP address's peers are in, or past
+      ``max_peers_per_source_per_swarm`` (default 1/16 of ``max_peers_per_swarm``: 62) peers of
+      one IP address in one swarm: it takes 16 addresses to fill either table.
     - ``max_offers`` (10): an announce with more offers is refused (offers are relayed one per
       other peer, at most ``numwant`` of them).
     - ``offer_rate`` (10 a second) and ``offer_burst`` (100): offers relayed for one socket;
       past that they are not relayed and the announce reply carries a ``warning message``.
     - ``max_info_hashes_per_socket`` (32): the swarms one socket may join (JavaScript clients share
       one socket per tracker URL between all their swarms).
-    - ``max_send_queue`` (256 frames) and ``max_send_bytes`` (1 MiB): what may wait for a socket
-      that does not read, above the ``write_limit`` (32 KiB) of the WebSocket layer's own buffer.
-      A socket with more to send is closed (code 1013) and leaves its swarms, so one that stops
-      reading holds at most ``max_send_bytes + max_message_size + write_limit`` bytes (about
-      1.2 MiB at the defaults), for at most a second more (then its TCP connection is dropped).
+    - ``max_send_bytes`` (1 MiB) and ``max_send_queue`` (256 frames): what may wait unsent for a
+      socket, counting what the transport holds beyond the ``write_limit`` (32 KiB) of the
+      WebSocket layer. A socket is closed as not reading (code 1013) and leaves its swarms when
+      more than ``max_send_bytes`` would wait for it, or more than ``max_send_queue`` frames while
+      its transport is full; a client that reads what it is sent is never closed so, however many
+      requests it sends at once (requests are handled one at a time, letting replies go out in
+      between). One that stops reading holds at most ``max_send_bytes + max_message_size``
+      bytes (about 1.2 MiB at the defaults), for at most a second more (then its TCP connection
+      is dropped).
 
     ``interval`` (120 s, bittorrent-tracker's WebSocket default) is the re-announce interval told
     to clients; peers not heard from for ``peer_timeout`` (default: three intervals) are dropped.
+
+    Raises :class:`ValueError` for a cap that is not positive, or when ``fd_limit`` leaves no
+    room for sockets after ``reserved_fds``.
     """
 
     def __init__(
@@ -411,10 +530,16 @@ class TrackerServer:
         offer_rate: float = DEFAULT_OFFER_RATE,
         offer_burst: int = DEFAULT_OFFER_BURST,
         max_info_hashes_per_socket: int = DEFAULT_MAX_INFO_HASHES_PER_SOCKET,
+        max_swarms_per_source: int | None = None,
+        max_peers_per_source_per_swarm: int | None = None,
         max_send_queue: int = DEFAULT_MAX_SEND_QUEUE,
         max_send_bytes: int = DEFAULT_MAX_SEND_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        max_connections_per_ip: int | None = None,
+        fd_limit: int | None = None,
+        reserved_fds: int = DEFAULT_RESERVED_FDS,
+        hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
+        idle_timeout: float | None = None,
         write_limit: int = 32 * 1024,
         open_timeout: float = 10.0,
         close_timeout: float = 10.0,
@@ -425,7 +550,8 @@ class TrackerServer:
             max_send_queue=max_send_queue,
             max_send_bytes=max_send_bytes,
             max_connections=max_connections,
-            max_connections_per_ip=max_connections_per_ip,
+            reserved_fds=reserved_fds,
+            hello_timeout=hello_timeout,
             write_limit=write_limit,
             open_timeout=open_timeout,
             close_timeout=close_timeout,
@@ -436,8 +562,30 @@ class TrackerServer:
         self.max_offers = max_offers
         self.max_send_queue = max_send_queue
         self.max_send_bytes = max_send_bytes
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
+        self.fd_limit = nofile_limit() if fd_limit is None else fd_limit
+        handshakes = max(1, max_connections // SOURCE_SHARE)
+        budget = max_connections + handshakes
+        if self.fd_limit is not None and self.fd_limit - reserved_fds < budget:
+            budget = self.fd_limit - reserved_fds
+            if budget < 2:
+                raise ValueError(
+                    f"a limit of {self.fd_limit} file descriptors leaves no room for sockets "
+                    f"after the {reserved_fds} reserved for the rest of the process"
+                )
+            handshakes = max(1, budget // SOURCE_SHARE)
+        #: Open WebSockets at once, and TCP sockets at once (those plus handshakes in progress).
+        self.max_connections = budget - handshakes
+        self.max_sockets = self.max_connections + handshakes
+        self.max_connections_per_ip = (
+            min(DEFAULT_MAX_CONNECTIONS_PER_IP, max(1, self.max_connections // SOURCE_SHARE))
+            if max_connections_per_ip is None
+            else max_connections_per_ip
+        )
+        self.idle_timeout = 2 * interval if idle_timeout is None else idle_timeout
+        _require_positive(
+            max_connections_per_ip=self.max_connections_per_ip, idle_timeout=self.idle_timeout
+        )
+        self.hello_timeout = hello_timeout
         self.write_limit = write_limit
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
@@ -449,20 +597,28 @@ class TrackerServer:
             max_info_hashes_per_socket=max_info_hashes_per_socket,
             offer_rate=offer_rate,
             offer_burst=offer_burst,
+            max_swarms_per_source=max_swarms_per_source,
+            max_peers_per_source_per_swarm=max_peers_per_source_per_swarm,
+            source=_source_ip,
         )
         self._server: Server | None = None
         self._url: str | None = None
         self._connections: set[_Connection] = set()
-        # Sockets admitted past their handshake's request, by IP, until they close.
+        # Every TCP socket held, by IP, from its accept until it is lost; and those admitted
+        # past their handshake's request.
+        self._sockets: dict[ServerConnection, str] = {}
+        self._sockets_per_ip: Counter[str] = Counter()
         self._admitted: dict[ServerConnection, str] = {}
         self._per_ip: Counter[str] = Counter()
         self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
         self._changed = asyncio.Event()  # set, and replaced, whenever the state may have changed
-        #: How many connections were refused for the caps, and sockets closed for not reading.
+        #: How many connections were refused for the caps (at the handshake or reset at once),
+        #: sockets closed for not reading, and sockets closed for saying nothing.
         self.refused_connections = 0
         self.closed_slow = 0
+        self.closed_idle = 0
 
     @property
     def url(self) -> str:
@@ -494,6 +650,7 @@ class TrackerServer:
             self._serve,
             self.host,
             self.port,
+            create_connection=self._socket_class(),
             process_request=self._admit,
             max_size=self.max_message_size,
             write_limit=self.write_limit,
@@ -505,7 +662,12 @@ class TrackerServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._url = f"ws://{host}:{port}"
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        logger.info("tracker listening on %s", self._url)
+        logger.info(
+            "tracker listening on %s (at most %d sockets, %d from one address)",
+            self._url,
+            self.max_connections,
+            self.max_connections_per_ip,
+        )
 
     async def close(self) -> None:
         """Stop listening and close every socket; idempotent."""
@@ -531,17 +693,50 @@ class TrackerServer:
 
     # -- I/O --------------------------------------------------------------------------------
 
+    def _socket_class(self) -> type[ServerConnection]:
+        """The WebSocket connection class of this tracker: it counts its TCP sockets."""
+        tracker = self
+
+        class _Socket(ServerConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                tracker._accepted(self)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                tracker._lost(self)
+
+        return _Socket
+
+    def _accepted(self, ws: ServerConnection) -> None:
+        """A TCP connection was accepted: count it, or reset it at once past the socket caps."""
+        ip = _ip(ws)
+        if len(self._sockets) >= self.max_sockets:
+            reason = f"at most {self.max_sockets} sockets"
+        elif self._sockets_per_ip[ip] >= 2 * self.max_connections_per_ip:
+            reason = f"at most {2 * self.max_connections_per_ip} sockets from {ip}"
+        else:
+            self._sockets[ws] = ip
+            self._sockets_per_ip[ip] += 1
+            return
+        self.refused_connections += 1
+        logger.warning("reset a connection from %s: %s", ip, reason)
+        ws.transport.abort()
+
+    def _lost(self, ws: ServerConnection) -> None:
+        """A TCP connection is gone: it no longer counts against any cap."""
+        _uncount(self._sockets, self._sockets_per_ip, ws)
+        _uncount(self._admitted, self._per_ip, ws)  # when the handler never ran
+
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse a connection past ``max_connections`` or the per-IP cap."""
         ip = _ip(ws)
-        if len(self._admitted) >= self.max_connections or (
-            self._per_ip[ip] >= self.max_connections_per_ip
-        ):
-            self._forget_closed()  # handshakes that failed after admission never reach _serve
         if len(self._admitted) >= self.max_connections:
             reason = f"tracker is full (at most {self.max_connections} connections)"
         elif self._per_ip[ip] >= self.max_connections_per_ip:
             reason = f"too many connections from {ip} (at most {self.max_connections_per_ip})"
+        elif ws not in self._sockets:
+            reason = "connection already reset"  # past the socket caps at its accept
         else:
             self._admitted[ws] = ip
             self._per_ip[ip] += 1
@@ -550,32 +745,27 @@ class TrackerServer:
         logger.warning("refused a connection: %s", reason)
         return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, reason + "\n")
 
-    def _release(self, ws: ServerConnection) -> None:
-        ip = self._admitted.pop(ws, None)
-        if ip is not None:
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
-
-    def _forget_closed(self) -> None:
-        for ws in [ws for ws in self._admitted if ws.state is State.CLOSED]:
-            self._release(ws)
-
     async def _serve(self, ws: ServerConnection) -> None:
-        conn = _Connection(ws, self.max_send_queue)
+        loop = asyncio.get_running_loop()
+        conn = _Connection(ws, loop.time())
         self._connections.add(conn)
         self._notify()
-        writer = asyncio.get_running_loop().create_task(self._write(conn))
+        writer = loop.create_task(self._write(conn))
         logger.debug("%s connected", conn.name)
         try:
             async for data in ws:
                 self._receive(conn, data)
+                # Requests a client sent at once arrive at once: let the replies to each go out
+                # before handling the next, rather than queue them all.
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
             self.swarms.disconnect(conn)
             self._connections.discard(conn)
-            self._release(ws)
+            # Its WebSocket is closed: it no longer counts as open, while its TCP socket counts
+            # against the socket caps until it is lost.
+            _uncount(self._admitted, self._per_ip, ws)
             self._notify()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -596,6 +786,8 @@ class TrackerServer:
             self._send(conn, FailureReply(e.reason, e.info_hash, e.action))
             return
         now = asyncio.get_running_loop().time()
+        conn.greeted = True
+        conn.heard = now
         for target, reply in self.swarms.receive(conn, message, now):
             if isinstance(reply, FailureReply):
                 logger.info("refused a request from %s: %s", conn.name, reply.reason)
@@ -606,32 +798,40 @@ class TrackerServer:
             return  # closed for not reading: nothing more is queued for it
         text = encode_server_message(message)
         size = _utf8_size(text)
-        if conn.queue.full() or conn.queued_bytes + size > self.max_send_bytes:
+        unsent = conn.unsent_bytes()
+        transport_full = conn.ws.transport.get_write_buffer_size() >= self.write_limit
+        if unsent + size > self.max_send_bytes or (
+            transport_full and conn.queue.qsize() >= self.max_send_queue
+        ):
             # Dropping frames would break the protocol in silence (a lost answer, a lost reply):
             # a socket that does not read is closed instead, and its peers leave the swarms.
             logger.warning(
-                "%s does not read (%d frames, %d bytes queued): closing it",
+                "%s does not read (%d frames queued, %d bytes unsent): closing it",
                 conn.name,
                 conn.queue.qsize(),
-                conn.queued_bytes,
+                unsent,
             )
-            conn.closing = True
             self.closed_slow += 1
-            self.swarms.disconnect(conn)
-            task = asyncio.get_running_loop().create_task(self._close_slow(conn))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close(conn, CloseCode.TRY_AGAIN_LATER, "not reading")
             return
         conn.queue.put_nowait(text)
         conn.queued_bytes += size
 
-    async def _close_slow(self, conn: _Connection) -> None:
-        """Close a socket that does not read; it will not read the close frame either (which may
-        not even fit in its buffer), so after :data:`SLOW_CLOSE_TIMEOUT` its TCP connection is
-        dropped."""
+    def _close(self, conn: _Connection, code: CloseCode, reason: str) -> None:
+        """Close ``conn`` now: it leaves its swarms and nothing more is sent to it."""
+        conn.closing = True
+        self.swarms.disconnect(conn)
+        task = asyncio.get_running_loop().create_task(self._close_or_drop(conn, code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        self._notify()
+
+    async def _close_or_drop(self, conn: _Connection, code: CloseCode, reason: str) -> None:
+        """Close a socket that may not read the close frame either (which may not even fit in its
+        buffer): after :data:`SLOW_CLOSE_TIMEOUT` its TCP connection is dropped."""
         try:
             async with asyncio.timeout(min(self.close_timeout, SLOW_CLOSE_TIMEOUT)):
-                await conn.ws.close(CloseCode.TRY_AGAIN_LATER, "not reading")
+                await conn.ws.close(code, reason)
         except TimeoutError:
             conn.ws.transport.abort()
 
@@ -639,21 +839,52 @@ class TrackerServer:
         try:
             while True:
                 text = await conn.queue.get()
+                conn.queued_bytes -= _utf8_size(text)  # the transport's buffer holds it now
                 await conn.ws.send(text)
-                conn.queued_bytes -= _utf8_size(text)
         except ConnectionClosed:
             pass
 
     async def _sweep(self) -> None:
-        period = min(max(self.swarms.peer_timeout / 4, 0.01), 30.0)
+        period = min(
+            max(self.swarms.peer_timeout / 4, 0.01),
+            self.hello_timeout / 8,
+            self.idle_timeout / 8,
+            30.0,
+        )
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
-            dropped = self.swarms.expire(loop.time())
+            now = loop.time()
+            dropped = self.swarms.expire(now)
             if dropped:
                 logger.debug("dropped %d peers that stopped announcing", dropped)
                 self._notify()
+            self._close_silent(now)
+
+    def _close_silent(self, now: float) -> None:
+        """Close the sockets that said nothing within ``hello_timeout`` of opening, or for
+        ``idle_timeout``."""
+        for conn in list(self._connections):
+            if conn.closing:
+                continue
+            if not conn.greeted and now - conn.heard >= self.hello_timeout:
+                reason = f"no request within {self.hello_timeout:g} s of opening"
+            elif conn.greeted and now - conn.heard >= self.idle_timeout:
+                reason = f"no request for {self.idle_timeout:g} s"
+            else:
+                continue
+            logger.info("closing %s: %s", conn.name, reason)
+            self.closed_idle += 1
+            self._close(conn, CloseCode.POLICY_VIOLATION, reason)
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+def _uncount(held: dict[ServerConnection, str], per_ip: Counter[str], ws: ServerConnection) -> None:
+    ip = held.pop(ws, None)
+    if ip is not None:
+        per_ip[ip] -= 1
+        if per_ip[ip] <= 0:
+            del per_ip[ip]

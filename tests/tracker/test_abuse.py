@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +31,11 @@ from p2prpc.wire.tracker import (
     AnnounceReply,
     Answer,
     AnswerRelay,
+    FailureReply,
     OfferPayload,
     OfferRelay,
+    Scrape,
+    ScrapeReply,
     ServerMessage,
     encode_client_message,
     parse_server_message,
@@ -88,6 +94,16 @@ def rss() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
+def small_socket(url: str, address: str) -> socket.socket:
+    """A TCP socket from ``address`` connected to the tracker at ``url``, with a small receive
+    buffer, so that the kernel holds little for it when it does not read."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind((address, 0))
+    sock.connect((url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1])))
+    return sock
+
+
 def from_other_ip() -> dict[str, Any]:
     return {"local_addr": ("127.0.0.2", 0)}
 
@@ -96,16 +112,19 @@ async def test_garbage_and_binary_floods_from_a_socket_that_does_not_read(
     stack: contextlib.AsyncExitStack,
 ) -> None:
     tracker = await stack.enter_async_context(TrackerServer())
-    abuser = await connect(tracker.url, **from_other_ip())
+    abuser = await connect(tracker.url, sock=small_socket(tracker.url, "127.0.0.2"))
     stack.callback(abuser.transport.abort)  # it reads nothing, not even a close
+    abuser.transport.pause_reading()
     frames: list[str | bytes] = ["not json", b"\xff\xfe\x00 binary", "[" * 1000, '{"action": 1}']
-    for i in range(5_000):  # each gets a failure reason, which this socket never reads
-        await abuser.send(frames[i % len(frames)])
-        if tracker.closed_slow:
-            break
-    # Refusals queue up unread until the tracker closes the socket rather than hold more.
+    sent = 0
+    while not tracker.closed_slow and sent < 200_000:  # each gets a failure reason, never read
+        await abuser.send(frames[sent % len(frames)])
+        sent += 1
+    # Refusals pile up unread (in the kernel's buffers, then the tracker's) until the tracker
+    # closes the socket rather than hold more.
     async with asyncio.timeout(TIMEOUT):
         await tracker.wait_for(lambda stats: stats.sockets == 0)
+    print(f"\nclosed a socket that does not read after {sent} garbage frames")
     assert tracker.closed_slow == 1
     assert await well_behaved_exchange(tracker.url) < TIMEOUT
 
@@ -169,9 +188,17 @@ async def test_a_thousand_connections_from_one_address_meet_the_per_ip_cap(
     elapsed = time.monotonic() - started
     opened = [r for r in results if isinstance(r, ClientConnection)]
     refused = [r for r in results if isinstance(r, websockets.InvalidStatus)]
+    reset = [r for r in results if not isinstance(r, ClientConnection | websockets.InvalidStatus)]
     assert len(opened) == 256
-    assert len(refused) == 744
+    # Those past the cap get HTTP 503 and the reason; those past twice the cap in their TCP
+    # handshake at once are reset as soon as they are accepted.
+    assert len(refused) + len(reset) == 744
+    assert len(refused) >= 256
     assert all(r.response.status_code == 503 for r in refused)
+    assert {bytes(r.response.body) for r in refused} == {
+        b"too many connections from 127.0.0.2 (at most 256)\n"
+    }
+    assert all(isinstance(r, OSError | websockets.InvalidHandshake) for r in reset), reset
     assert tracker.stats().sockets == 256
     assert tracker.refused_connections == 744
     assert await well_behaved_exchange(tracker.url) < TIMEOUT
@@ -216,12 +243,7 @@ async def test_a_client_that_connects_and_never_reads_is_closed(
     tracker = await stack.enter_async_context(
         TrackerServer(max_send_bytes=256 * 1024, write_limit=16 * 1024, offer_burst=10_000)
     )
-    # A socket with a small receive buffer, so that the kernel holds little for it either.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.bind(("127.0.0.2", 0))
-    sock.connect((tracker.url.split("//")[1].split(":")[0], int(tracker.url.rsplit(":", 1)[1])))
-    deaf = await connect(tracker.url, sock=sock)
+    deaf = await connect(tracker.url, sock=small_socket(tracker.url, "127.0.0.2"))
     stack.callback(deaf.transport.abort)  # it reads nothing, not even a close
     await deaf.send(encode_client_message(Announce(SWARM, peer_id(66))))
     assert isinstance(await recv(deaf), AnnounceReply)
@@ -241,3 +263,185 @@ async def test_a_client_that_connects_and_never_reads_is_closed(
     print(f"\nclosed a client that does not read after {sent} offers of 30 KB to it")
     assert sent < 2_000  # closed long before: what it costs is bounded by the caps and the kernel
     assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_two_addresses_cannot_fill_the_swarm_table(stack: contextlib.AsyncExitStack) -> None:
+    tracker = await stack.enter_async_context(
+        TrackerServer(max_swarms=160, max_info_hashes_per_socket=4)
+    )
+    assert tracker.swarms.max_swarms_per_source == 10
+    # Two abusers, each with many sockets, try to open a new swarm per announce.
+    refusals: dict[str, list[str]] = {}
+    created = 0
+    for address in ("127.0.0.2", "127.0.0.3"):
+        refusals[address] = []
+        sockets = [
+            await stack.enter_async_context(connect(tracker.url, local_addr=(address, 0)))
+            for _ in range(20)
+        ]
+        for n, ws in enumerate(sockets * 4):  # 80 announces, each into a swarm of its own
+            info_hash = f"{address}/{n}".encode().ljust(20, b".")[:20]
+            await ws.send(encode_client_message(Announce(info_hash, peer_id(n))))
+            reply = await recv(ws)
+            if isinstance(reply, AnnounceReply):
+                created += 1
+            else:
+                assert isinstance(reply, FailureReply)
+                refusals[address].append(reply.reason)
+    assert created == 20
+    assert tracker.stats().swarms == 20
+    assert refusals == {a: ["too many swarms from one address (at most 10)"] * 70 for a in refusals}
+    # The table is far from full: well-behaved clients from elsewhere still meet.
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def open_from(url: str, address: str, count: int) -> list[ClientConnection | BaseException]:
+    """Open ``count`` sockets to ``url`` from ``address`` at once: each socket, or its refusal."""
+    return await asyncio.gather(
+        *(connect(url, local_addr=(address, 0)) for _ in range(count)), return_exceptions=True
+    )
+
+
+async def test_idle_sockets_from_a_few_addresses_leave_room_for_others(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    # As if under `ulimit -n 512`: 384 sockets after the 128 descriptors kept for the process,
+    # 24 of them for handshakes in progress, and 1/16 of the rest from one address.
+    tracker = await stack.enter_async_context(TrackerServer(fd_limit=512))
+    assert (tracker.max_sockets, tracker.max_connections, tracker.max_connections_per_ip) == (
+        384,
+        360,
+        22,
+    )
+    for n in range(2, 7):  # five addresses, 40 idle sockets each
+        address = f"127.0.0.{n}"
+        results = await open_from(tracker.url, address, 40)
+        opened = [r for r in results if isinstance(r, ClientConnection)]
+        for ws in opened:
+            stack.push_async_callback(ws.close)
+        refused = [r for r in results if isinstance(r, websockets.InvalidStatus)]
+        assert len(opened) == 22
+        assert {bytes(r.response.body) for r in refused} == {
+            f"too many connections from {address} (at most 22)\n".encode()
+        }
+        assert len(refused) == 18
+    assert tracker.stats().sockets == 5 * 22
+    # A client from elsewhere still connects and meets its peer.
+    assert await well_behaved_exchange(tracker.url) < TIMEOUT
+
+
+async def test_sockets_that_say_nothing_are_closed(stack: contextlib.AsyncExitStack) -> None:
+    tracker = await stack.enter_async_context(TrackerServer(hello_timeout=0.3, idle_timeout=1.0))
+    silent = await stack.enter_async_context(connect(tracker.url, **from_other_ip()))
+    opened = time.monotonic()
+    garbage = await stack.enter_async_context(connect(tracker.url, **from_other_ip()))
+    await garbage.send("not a request")  # refused: it does not count as saying something
+    assert isinstance(parse_server_message(await garbage.recv())[0], FailureReply)
+    chatty = await stack.enter_async_context(connect(tracker.url, **from_other_ip()))
+    await chatty.send(encode_client_message(Announce(SWARM, peer_id(1))))
+    assert isinstance(await recv(chatty), AnnounceReply)
+    chatty_heard = time.monotonic()
+
+    for ws in (silent, garbage):
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (1008, "no request within 0.3 s of opening")
+    assert time.monotonic() - opened >= 0.3
+    # A client that keeps announcing is left alone; the one that announced once and went quiet
+    # is closed a second after its announce, and leaves its swarm.
+    steady = await stack.enter_async_context(connect(tracker.url))
+    await steady.send(encode_client_message(Announce(SWARM, peer_id(2))))
+    assert isinstance(await recv(steady), AnnounceReply)
+    async with asyncio.timeout(TIMEOUT):
+        await chatty.wait_closed()
+    assert time.monotonic() - chatty_heard >= 1.0
+    assert (chatty.close_code, chatty.close_reason) == (1008, "no request for 1 s")
+    assert steady.state is websockets.State.OPEN
+    await steady.send(encode_client_message(Announce(SWARM, peer_id(2))))
+    reply = await recv(steady)
+    assert isinstance(reply, AnnounceReply)
+    assert (reply.complete, reply.incomplete) == (0, 1)
+    assert tracker.closed_idle == 3
+
+
+async def test_a_client_pipelining_300_requests_gets_every_answer(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    tracker = await stack.enter_async_context(TrackerServer())
+    ws = await stack.enter_async_context(connect(tracker.url))
+    requests = [
+        encode_client_message(Announce(SWARM, peer_id(n % 7), numwant=0))
+        if n % 2
+        else encode_client_message(Scrape((SWARM, GOOD)))
+        for n in range(300)
+    ]
+    for request in requests:  # all sent before reading anything
+        await ws.send(request)
+    replies = [await recv(ws) for _ in requests]
+    assert [type(r) for r in replies] == [
+        AnnounceReply if n % 2 else ScrapeReply for n in range(300)
+    ]
+    assert tracker.closed_slow == 0
+    assert ws.state is websockets.State.OPEN
+    assert tracker.stats().peers == 7
+
+
+REPO = Path(__file__).resolve().parents[2]  # where the child imports p2prpc from
+CHILD = """
+import asyncio, os, resource, sys
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+from p2prpc.tracker.server import TrackerServer
+
+async def main():
+    async with TrackerServer() as tracker:
+        print(tracker.url, tracker.max_connections, tracker.max_connections_per_ip, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        files = [open(os.devnull) for _ in range(64)]  # the process still has descriptors
+        print(tracker.stats().sockets, tracker.refused_connections, len(files), flush=True)
+        for f in files:
+            f.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_the_socket_cap_fits_the_processs_file_descriptors(
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    stack.push_async_callback(child.wait)
+    stack.callback(lambda: child.returncode is None and child.kill())
+    assert child.stdout is not None and child.stdin is not None
+    async with asyncio.timeout(TIMEOUT):
+        url, cap, per_ip = (await child.stdout.readline()).decode().split()
+    # ulimit -n 256: 128 sockets after the 128 reserved, 8 of them for handshakes.
+    assert (int(cap), int(per_ip)) == (120, 7)
+    opened = 0
+    refusals: set[bytes] = set()
+    for n in range(60):  # 300 sockets from 60 addresses, each within the per-address cap
+        for _ in range(5):
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    ws = await connect(url, local_addr=(f"127.0.1.{n + 1}", 0))
+            except websockets.InvalidStatus as e:
+                refusals.add(bytes(e.response.body))
+            else:
+                stack.push_async_callback(ws.close)
+                opened += 1
+    assert opened == 120
+    assert refusals == {b"tracker is full (at most 120 connections)\n"}
+    child.stdin.write(b"go\n")
+    async with asyncio.timeout(TIMEOUT):
+        sockets, refused, files = (await child.stdout.readline()).decode().split()
+    assert (int(sockets), int(refused), int(files)) == (120, 180, 64)
+    child.stdin.close()
+    async with asyncio.timeout(TIMEOUT):
+        assert await child.wait() == 0

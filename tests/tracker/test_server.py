@@ -17,7 +17,7 @@ import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from p2prpc.tracker.server import ServerStats, Swarms, TrackerServer
+from p2prpc.tracker.server import ServerStats, Swarms, TrackerServer, nofile_limit
 from p2prpc.wire.tracker import (
     Announce,
     AnnounceReply,
@@ -151,7 +151,13 @@ def test_a_peer_lives_on_the_socket_that_last_announced_it() -> None:
 
 
 def test_caps_refuse_with_a_failure_reason() -> None:
-    s: Swarms[str] = Swarms(max_swarms=2, max_peers_per_swarm=2, max_info_hashes_per_socket=2)
+    s: Swarms[str] = Swarms(
+        max_swarms=2,
+        max_peers_per_swarm=2,
+        max_info_hashes_per_socket=2,
+        max_swarms_per_source=2,
+        max_peers_per_source_per_swarm=2,
+    )
     s.receive("a", Announce(X, A), 0.0)
     s.receive("a", Announce(Y, A), 0.0)
     [(_, failure)] = s.receive("a", Announce(Z, A), 0.0)
@@ -175,9 +181,50 @@ def test_scrape_one_several_or_all() -> None:
     assert reply == ScrapeReply({X: ScrapeFile(1, 1, 1), Y: ScrapeFile(0, 1, 0)}, 60)
 
 
+def test_per_source_caps_leave_room_for_other_sources() -> None:
+    # Connections "a1" and "a2" are one source (address "a"); "b1" is another.
+    s: Swarms[str] = Swarms(
+        max_swarms=64, max_peers_per_swarm=32, max_info_hashes_per_socket=64, source=lambda c: c[0]
+    )
+    assert (s.max_swarms_per_source, s.max_peers_per_source_per_swarm) == (4, 2)
+    hashes = [bytes([n]) * 20 for n in range(10)]
+    for info_hash in hashes[:4]:
+        [(_, reply)] = s.receive("a1", Announce(info_hash, A), 0.0)
+        assert isinstance(reply, AnnounceReply)
+    # A fifth swarm is refused on any socket of that source, not on another source's.
+    [(_, failure)] = s.receive("a2", Announce(hashes[4], B), 0.0)
+    assert failure == FailureReply("too many swarms from one address (at most 4)", hashes[4])
+    [(_, reply)] = s.receive("b1", Announce(hashes[4], B), 0.0)
+    assert isinstance(reply, AnnounceReply)
+    # Peers of one source in one swarm: two, whichever socket they are on.
+    first = hashes[0]
+    s.receive("a2", Announce(first, B), 0.0)
+    [(_, failure)] = s.receive("a1", Announce(first, C), 0.0)
+    assert failure == FailureReply(
+        "too many peers from one address in this swarm (at most 2)", first
+    )
+    assert s.receive("b1", Announce(first, C), 0.0)[0][1] == AnnounceReply(first, 120, 0, 3)
+    # Leaving gives the room back; a peer moving to another source takes its count along.
+    s.receive("a1", Announce(hashes[1], A, event="stopped"), 0.0)
+    assert isinstance(s.receive("a1", Announce(Y, A), 0.0)[0][1], AnnounceReply)
+    s.receive("b1", Announce(first, B), 0.0)  # peer B of the first swarm now lives on "b"
+    assert isinstance(s.receive("a1", Announce(first, D), 0.0)[0][1], AnnounceReply)
+    s.disconnect("a1")
+    s.disconnect("a2")
+    s.disconnect("b1")
+    assert s.stats() == ServerStats(swarms=0, peers=0, sockets=0)
+    assert s._by_source == {}
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"interval": 0}, {"peer_timeout": -1}, {"max_swarms": 0}, {"max_peers_per_swarm": 0}],
+    [
+        {"interval": 0},
+        {"peer_timeout": -1},
+        {"max_swarms": 0},
+        {"max_peers_per_swarm": 0},
+        {"max_swarms_per_source": 0},
+    ],
 )
 def test_caps_must_be_positive(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
@@ -413,7 +460,12 @@ async def test_caps_refuse_and_the_connection_keeps_working(
 ) -> None:
     tracker = await stack.enter_async_context(
         TrackerServer(
-            max_offers=2, max_swarms=2, max_peers_per_swarm=2, max_info_hashes_per_socket=1
+            max_offers=2,
+            max_swarms=2,
+            max_peers_per_swarm=2,
+            max_info_hashes_per_socket=1,
+            max_swarms_per_source=3,  # all the clients are on 127.0.0.1: only the global caps
+            max_peers_per_source_per_swarm=3,
         )
     )
     a = await open_peer(stack, tracker.url)
@@ -632,3 +684,19 @@ async def test_javascript_clients_signal_each_other_through_it(
     assert answers[0].peer_id.hex() == ids["a"]
     assert answers[0].to_peer_id.hex() == ids["b"]
     assert answers[0].offer_id in {o.offer_id for o in announces[1].offers}
+
+
+def test_socket_caps_fit_the_file_descriptors_the_process_may_hold() -> None:
+    # ulimit -n 1024: 896 sockets after the 128 reserved, 56 of them for handshakes in progress.
+    t = TrackerServer(fd_limit=1024)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (896, 840, 52)
+    # A roomy limit leaves the configured caps as they are; a smaller one is never raised.
+    t = TrackerServer(fd_limit=1_000_000)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (10_625, 10_000, 256)
+    t = TrackerServer(fd_limit=1_000_000, max_connections=100, max_connections_per_ip=3)
+    assert (t.max_sockets, t.max_connections, t.max_connections_per_ip) == (106, 100, 3)
+    # Defaults: the soft RLIMIT_NOFILE of this process.
+    assert TrackerServer().fd_limit == nofile_limit()
+    with pytest.raises(ValueError, match="leaves no room for sockets"):
+        TrackerServer(fd_limit=129)
+    assert TrackerServer(interval=30).idle_timeout == 60
