@@ -652,7 +652,10 @@ class P2PT(AsyncIOEventEmitter):
         for remote in list(self._remotes.values()):
             self._fail_waiting(remote, Destroyed("P2PT destroyed"))
         await asyncio.gather(*(t.close() for t in trackers), *self._background_tasks)
-        await asyncio.gather(*(c.wait_closed() for c in [*channels, *self._closing]))
+        # What trackers' last tasks made meanwhile is closed at once (adopt), and waited for too.
+        channels += [c for r in self._remotes.values() for c in r.channels.values()]
+        channels += self._connecting
+        await asyncio.gather(*(c.wait_closed() for c in {*channels, *self._closing}))
         self._remotes.clear()
         self._connecting.clear()
         self.cancel()  # pyee: handler tasks still running
@@ -816,6 +819,7 @@ class P2PT(AsyncIOEventEmitter):
         if it closes before it counts)."""
         if self._destroyed:
             channel.close()
+            self.closing(channel)  # destroy waits for its sockets
             return
         self._peers.make_room(channel)
         self._connecting.add(channel)

@@ -28,7 +28,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import RemoteProtocolError
+from ..errors import PeerClosed, RemoteProtocolError
 from ..transport import RTCOptions, Transport
 from ..wire.sealbox import SealKey
 from ..wire.secret import SealError
@@ -187,7 +187,11 @@ class OfferPool:
             path.offer_timeout, self.abandon, offer_id
         )
         self._offers[offer_id] = offer
-        sdp = await connection.create_offer()
+        try:
+            sdp = await connection.create_offer()
+        except PeerClosed:  # abandoned or retired while its candidates were gathered
+            self.abandon(offer_id)
+            return None
         if self._offers.get(offer_id) is not offer:  # abandoned or retired meanwhile
             return None
         signalling = self.signalling
@@ -303,6 +307,8 @@ class OfferPool:
         self.owner.adopt(connection, path.answer_timeout)
         try:
             answer = await connection.accept_offer(sdp)
+        except PeerClosed:  # closed while it was made (a full slot, the swarm leaving)
+            return None
         except Exception as e:  # the transport's own errors on an SDP it cannot use
             connection.close()
             raise UnusableSDP(f"unusable offer from {from_id[:8]}: {e!r}") from None

@@ -21,6 +21,8 @@ from typing import Protocol
 
 from aiortc import RTCIceServer
 
+from ..errors import PeerClosed as PeerClosed  # what a closed link raises
+
 __all__ = [
     "HIGH_WATER_MARK",
     "LOW_WATER_MARK",
@@ -96,11 +98,13 @@ class Link(Protocol):
         ...
 
     async def create_offer(self) -> str:
-        """Offerer: the offer SDP, with every ICE candidate in it."""
+        """Offerer: the offer SDP, with every ICE candidate in it (:class:`PeerClosed` when the
+        link was closed while its candidates were gathered; what it gathered is released)."""
         ...
 
     async def accept_offer(self, sdp: str) -> str:
-        """Answerer: take the remote offer; the answer SDP, with every ICE candidate in it."""
+        """Answerer: take the remote offer; the answer SDP, with every ICE candidate in it
+        (:class:`PeerClosed` as for :meth:`create_offer`)."""
         ...
 
     async def accept_answer(self, sdp: str) -> None:

@@ -28,7 +28,14 @@ from ..errors import PeerClosed
 from ..wire.secret import sdp_fingerprint
 from . import RTCOptions
 
-__all__ = ["AIORTC", "AiortcLink", "AiortcTransport", "size_udp_buffers", "udp_sockets"]
+__all__ = [
+    "AIORTC",
+    "AiortcLink",
+    "AiortcTransport",
+    "release_sockets",
+    "size_udp_buffers",
+    "udp_sockets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,26 @@ def udp_sockets(pc: RTCPeerConnection) -> list[asyncio.trsock.TransportSocket]:
         if sock is not None and sock.type == socket.SOCK_DGRAM:
             found.append(sock)
     return found
+
+
+def release_sockets(pc: RTCPeerConnection) -> int:
+    """Close whatever UDP transports under ``pc`` are still open; returns how many.
+
+    ``pc.close()`` closes what ICE gathered before it ran; a close that lands while candidates
+    are being gathered (a connection dropped as it is made) can leave the sockets gathered after
+    it open. Called after every close, so that a link's sockets are released whatever the order.
+    """
+    sctp = pc.sctp
+    if sctp is None:
+        return 0
+    connection = getattr(sctp.transport.transport.iceGatherer, "_connection", None)
+    closed = 0
+    for protocol in getattr(connection, "_protocols", ()):
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            closed += 1
+    return closed
 
 
 def size_udp_buffers(pc: RTCPeerConnection, size: int | None) -> list[tuple[int, int]]:
@@ -164,6 +191,10 @@ class AiortcLink:
             await self.pc.setLocalDescription(description)
         finally:
             _pinned_addresses.reset(token)
+            if self._closed:  # closed while candidates were gathered: release what came after
+                release_sockets(self.pc)
+        if self._closed:
+            raise PeerClosed(f"data channel {self._label or '?'} closed while it was being made")
         if options.udp_buffer_size is not None:
             # The sockets exist once candidates are gathered, before the SDP naming them leaves.
             size_udp_buffers(self.pc, options.udp_buffer_size)
@@ -244,8 +275,12 @@ class AiortcLink:
         if self._closed:
             return
         self._closed = True
-        self._closing = asyncio.get_running_loop().create_task(self.pc.close())
+        self._closing = asyncio.get_running_loop().create_task(self._close_pc())
         self.on_close()
+
+    async def _close_pc(self) -> None:
+        await self.pc.close()
+        release_sockets(self.pc)
 
     async def wait_closed(self) -> None:
         self.close()
