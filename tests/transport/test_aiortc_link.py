@@ -70,3 +70,25 @@ async def test_two_links_connect_carry_both_kinds_of_message_and_close_once() ->
         await answerer.wait_closed()
     assert sorted(closes) == ["answerer", "offerer"]
     assert not offerer.writable
+
+
+async def test_a_link_closed_while_it_gathers_releases_every_socket() -> None:
+    """A connection dropped as it is made (a retired offer, a swarm leaving) is closed while ICE
+    gathers its candidates: making the offer then fails PeerClosed, and no socket stays open."""
+    from p2prpc.transport.aiortc import release_sockets, udp_sockets
+
+    overtaken = 0
+    for _ in range(10):
+        link = default_transport().link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+        assert isinstance(link, AiortcLink)
+        making = asyncio.ensure_future(link.create_offer())
+        await asyncio.sleep(0)  # let the gathering begin before the close
+        link.close()
+        try:
+            await making
+        except PeerClosed:
+            overtaken += 1
+        await link.wait_closed()
+        assert release_sockets(link.pc) == 0  # nothing was left open to release
+        assert all(sock.fileno() == -1 for sock in udp_sockets(link.pc))
+    assert overtaken > 0  # the close did overtake a gathering
