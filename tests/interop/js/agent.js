@@ -112,12 +112,17 @@
         send ({ peer_id: peerId, msg, ref }) {
           const instance = requireP2PT()
           const peer = channelTo(peerId)
-          // send() registers its random message id in responseWaiting synchronously: find it there.
-          const waitingBefore = new Set(Object.keys(instance.responseWaiting[peerId] || {}))
-          const promise = instance.send(peer, msg)
-          const id = Object.keys(instance.responseWaiting[peerId] || {}).find(key => !waitingBefore.has(key))
-          reportReply(instance, ref, Number(id), promise)
-          if (id === undefined) throw new Error('P2PT did not register the message')
+          // A new message's id, picked as P2PT picks one (100000-199999) but never one that still
+          // waits for a reply (P2PT's own pick can collide with those, and the later message then
+          // takes the earlier one's place): send() registers it in responseWaiting at once.
+          const waiting = instance.responseWaiting[peerId] || {}
+          let id
+          do id = Math.floor(Math.random() * 100000 + 100000); while (String(id) in waiting)
+          const promise = instance.send(peer, msg, id)
+          if (!(String(id) in (instance.responseWaiting[peerId] || {}))) {
+            throw new Error('P2PT did not register the message')
+          }
+          reportReply(instance, ref, id, promise)
           return null
         },
 
