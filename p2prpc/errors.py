@@ -48,6 +48,20 @@ class MessageTooBig(RemoteProtocolError):
     """A message (being reassembled, or as announced) exceeds a configured size cap."""
 
 
+class ParsedTooBig(MessageTooBig):
+    """A JSON message would hold more once parsed than the budget for one message allows.
+
+    Refused before it is parsed, from an estimate that is never below what the parsed value
+    holds (:func:`p2prpc.wire.held.estimate_held`); ``message_id`` names the message, and
+    ``estimate`` and ``budget`` are in bytes.
+    """
+
+    def __init__(self, message: str, *, estimate: int = 0, budget: int = 0) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.budget = budget
+
+
 class TooManyPending(RemoteProtocolError):
     """A peer has more unfinished messages in flight than the configured cap allows."""
 

@@ -47,7 +47,8 @@ from .wire.envelope import (
     to_binary,
     to_json,
 )
-from .wire.frames import JSONValue, new_message_id
+from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
+from .wire.held import ByteBudget
 from .wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
@@ -215,6 +216,8 @@ class Mux(AsyncIOEventEmitter):
         server_interceptors: Sequence[Any] = (),
         maximum_concurrent_rpcs: int | None = None,
         max_calls_per_peer: int = 256,
+        max_queued_bytes_per_peer: int = 64 * 2**20,
+        max_queued_bytes: int = 256 * 2**20,
         keepalive_interval: float | None = 1.5,
         keepalive_timeout: float = 2.0,
         secret: str | bytes | None = None,
@@ -227,6 +230,9 @@ class Mux(AsyncIOEventEmitter):
         if p2pt is None:
             # A JSON message of max_message_size bytes of payload fits in this many characters.
             p2pt_options.setdefault("max_message_length", 2 * max_message_size + 65536)
+            # What such a message may hold parsed, when it is JSON (a message of small objects
+            # holds up to 24 times its text).
+            p2pt_options.setdefault("max_parsed_size", max(MAX_PARSED_SIZE, 16 * max_message_size))
             p2pt = P2PT(
                 announce_urls,
                 identifier,
@@ -245,6 +251,10 @@ class Mux(AsyncIOEventEmitter):
         self.server_interceptors: tuple[Any, ...] = tuple(server_interceptors)
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.max_calls_per_peer = max_calls_per_peer
+        #: Received messages waiting to be read (requests a servicer has not read, replies a
+        #: caller has not read, by :func:`~p2prpc.wire.held.held_size` plus
+        #: :data:`~p2prpc.wire.held.ENVELOPE_OVERHEAD` each), per peer and over all peers.
+        self.queued = ByteBudget(max_queued_bytes_per_peer, max_queued_bytes)
         #: Connected peers and what each said in its hello, by peer id.
         self.peers: dict[str, PeerInfo] = {}
         self._services: dict[str, Mapping[str, MethodAcceptor]] = {}

@@ -41,6 +41,16 @@ class Node(Mux):
     ``maximum_concurrent_rpcs`` (as ``grpc.aio.server``'s; ``None``: no limit) and
     ``max_calls_per_peer`` (256): calls served at once, in all and from one peer; a call past
     either is answered RESOURCE_EXHAUSTED at once.
+    ``max_queued_bytes_per_peer`` (64 MiB) and ``max_queued_bytes`` (256 MiB): bytes of received
+    call messages waiting to be read, from one peer and from all peers together: requests a
+    servicer has not read yet (a call's first request included, until it is decoded), and
+    replies a caller has not read yet from calls in progress. Each is counted as it is held in
+    memory (a JSON payload parsed, 24 times its text at worst; bytes as they are) plus 512
+    bytes. A request past either budget ends its call RESOURCE_EXHAUSTED (a new call is refused
+    so at once); a reply past either ends the call RESOURCE_EXHAUSTED and the server is told.
+    ``max_parsed_size`` (P2PT's, here 64 MiB or 16 × ``max_message_size`` if more): what one
+    JSON-form message may hold once parsed; a message over it is refused before it is parsed
+    (RESOURCE_EXHAUSTED on its call).
     ``keepalive_interval``, ``keepalive_timeout``: seconds, as gRPC's keepalive
     (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
     nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing

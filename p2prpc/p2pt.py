@@ -41,6 +41,7 @@ import logging
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -71,6 +72,7 @@ from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
 from .wire.frames import (
+    MAX_PARSED_SIZE,
     MAX_PEER_BYTES,
     MAX_TOTAL_BYTES,
     JSONValue,
@@ -80,6 +82,7 @@ from .wire.frames import (
     encode_message,
     new_message_id,
 )
+from .wire.held import held_size
 from .wire.sealbox import SealKey, SealKeyPair
 from .wire.secret import (
     AUTH_MAGIC,
@@ -96,6 +99,9 @@ from .wire.tracker import AnnounceReply, info_hash_of
 
 if TYPE_CHECKING:
     from .identity import Identity
+
+#: Default bytes of messages :meth:`P2PT.messages` holds for a reader that has not read them.
+MESSAGES_MAX_BYTES = 16 * 2**20
 
 _CARET = ord("^")  # every P2PT frame starts with it, as text or as UTF-8 bytes
 
@@ -271,7 +277,10 @@ class P2PT(AsyncIOEventEmitter):
     :class:`~p2prpc.errors.TooManyPending`), a message left unfinished too long is dropped
     (``peerwarning`` with :class:`~p2prpc.wire.frames.MessageExpired`), and the peer stays
     connected. Bytes are what the text takes in memory (1 to 4 bytes a character, by the widest in
-    a chunk). On top, while one message completes, its joined text and decoded value exist once.
+    a chunk). On top, while one message completes, its joined text and decoded value exist once:
+    a message marked as JSON whose parsed value would hold more than ``max_parsed_size`` bytes
+    (64 MiB; estimated from the text before parsing, never below what it would hold) is dropped
+    unparsed (``peerwarning`` with :class:`~p2prpc.errors.ParsedTooBig`, which names the message).
 
     Toward a peer that reads slowly or not at all, each data channel queues at most
     ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
@@ -333,6 +342,7 @@ class P2PT(AsyncIOEventEmitter):
         max_message_age: float = 60.0,
         max_peer_bytes: int = MAX_PEER_BYTES,
         max_total_bytes: int = MAX_TOTAL_BYTES,
+        max_parsed_size: int = MAX_PARSED_SIZE,
         max_channels_per_peer: int = 4,
         max_send_queue: int = MAX_SEND_QUEUE,
         max_connecting: int = 32,
@@ -400,6 +410,8 @@ class P2PT(AsyncIOEventEmitter):
         )
         #: Connections closed because the peer proved no secret or identity we accept.
         self.refused_peers = 0
+        #: Messages :meth:`messages` dropped unread (its queue was full, in messages or bytes).
+        self.messages_dropped = 0
         self._proving: dict[Connection, asyncio.TimerHandle] = {}
         self._rtc_options = RTCOptions(
             ice_servers=ice_servers,
@@ -433,6 +445,7 @@ class P2PT(AsyncIOEventEmitter):
             max_age=max_message_age,
             max_peer_bytes=max_peer_bytes,
             max_total_bytes=max_total_bytes,
+            max_parsed_size=max_parsed_size,
         )
         self.max_message_age = max_message_age
         self._expiry: asyncio.TimerHandle | None = None
@@ -699,26 +712,50 @@ class P2PT(AsyncIOEventEmitter):
             self.remove_listener("peerconnect", connected)
             self.remove_listener("destroy", destroyed)
 
-    async def messages(self, maxsize: int = 1024) -> AsyncIterator[tuple[Peer, JSONValue]]:
-        """Iterate over incoming ``msg`` events (the oldest are dropped past ``maxsize``); the
-        iteration ends when this instance is destroyed."""
-        queue: asyncio.Queue[tuple[Peer, JSONValue] | None] = asyncio.Queue(maxsize + 1)
+    async def messages(
+        self, maxsize: int = 1024, *, max_bytes: int = MESSAGES_MAX_BYTES
+    ) -> AsyncIterator[tuple[Peer, JSONValue]]:
+        """Iterate over incoming ``msg`` events; the iteration ends when this instance is
+        destroyed. Messages not read yet wait in a queue of at most ``maxsize`` messages and
+        ``max_bytes`` bytes (16 MiB) as they are held in memory
+        (:func:`~p2prpc.wire.held.held_size`); past either, the oldest are dropped, and
+        :attr:`messages_dropped` counts them. One message larger than ``max_bytes`` still
+        waits, alone."""
+        queue: deque[tuple[Peer, JSONValue, int]] = deque()
+        ready = asyncio.Event()
+        held = 0
+        ended = False
 
         def put(peer: Peer, msg: JSONValue) -> None:
-            if queue.qsize() >= maxsize:
-                queue.get_nowait()
-            queue.put_nowait((peer, msg))
+            nonlocal held
+            size = held_size(msg)
+            while queue and (len(queue) >= maxsize or held + size > max_bytes):
+                held -= queue.popleft()[2]
+                self.messages_dropped += 1
+            queue.append((peer, msg, size))
+            held += size
+            ready.set()
 
         def destroyed() -> None:
-            queue.put_nowait(None)
+            nonlocal ended
+            ended = True
+            ready.set()
 
         if self._destroyed:
             return
         self.on("msg", put)
         self.on("destroy", destroyed)
         try:
-            while (item := await queue.get()) is not None:
-                yield item
+            while True:
+                if queue:
+                    peer, msg, size = queue.popleft()
+                    held -= size
+                    yield peer, msg
+                elif ended:
+                    return
+                else:
+                    ready.clear()
+                    await ready.wait()
         finally:
             self.remove_listener("msg", put)
             self.remove_listener("destroy", destroyed)

@@ -9,9 +9,13 @@ each publisher's messages in order.
 
 Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`` seconds; a
 reorder buffer per (publisher, topic) holds at most ``reorder_window`` messages (4,096) and
-``reorder_bytes`` of payload (16 MiB) for ``reorder_timeout`` seconds (20) before giving up on the
-gap; each subscription queues at most its ``maxsize`` messages (past that the
-oldest are dropped and counted).
+``reorder_bytes`` (16 MiB) for ``reorder_timeout`` seconds (20) before giving up on the gap, and
+all of them together at most ``reorder_total_bytes`` (64 MiB: past it, the gaps of the streams
+holding most are given up on, and what waits is delivered); each subscription queues at most its
+``maxsize`` messages and ``max_bytes`` (past either the oldest are dropped and counted). Bytes are
+what a message holds in memory: its payload as held (a JSON payload parsed, bytes as they are,
+:func:`~p2prpc.wire.held.held_size`) and its envelope
+(:data:`~p2prpc.wire.held.ENVELOPE_OVERHEAD`).
 
 Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
 that reached it within ``start_window`` seconds of the first (earlier ones may come by longer
@@ -42,7 +46,8 @@ from google.protobuf.message import Message
 from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull
 from ..wire.envelope import MAX_WANTED, Envelope, Kind
 from ..wire.frames import JSONValue, new_message_id
-from ..wire.payload import MessageCodec, held_size
+from ..wire.held import ENVELOPE_OVERHEAD, held_size
+from ..wire.payload import MessageCodec
 from ..wire.secret import canonical_json, publication_bytes, verify_publication
 
 #: Topic messages are held to the size a gRPC message may have (``Node.max_message_size`` when the
@@ -92,23 +97,29 @@ class _Order:
     """Delivery order of one (publisher, topic): the next sequence number and what waits."""
 
     next_seq: int
-    waiting: dict[int, Envelope] = field(default_factory=dict)
+    waiting: dict[int, tuple[Envelope, int]] = field(default_factory=dict)  # seq → (it, bytes)
     gap_timer: asyncio.TimerHandle | None = None
     # Until it fires, earlier messages may still arrive by longer paths: where delivery starts
     # is not settled (a publisher's first message, seq 0, settles it at once).
     start_timer: asyncio.TimerHandle | None = None
-    waiting_bytes: int = 0  # payload bytes of the binary messages that wait
+    waiting_bytes: int = 0  # bytes the messages that wait hold (:func:`message_size`)
     repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
     repair_rounds: int = 0  # asks for the current gap so far (they back off)
 
-    def wait(self, envelope: Envelope) -> None:
-        self.waiting[envelope.seq] = envelope
-        self.waiting_bytes += _payload_bytes(envelope)
+    def wait(self, envelope: Envelope) -> int:
+        """Hold a message until its turn; returns the bytes it holds (0 for a copy of one that
+        waits already, which replaces it)."""
+        old = self.waiting.get(envelope.seq)
+        size = message_size(envelope)
+        self.waiting[envelope.seq] = (envelope, size)
+        added = size - (old[1] if old is not None else 0)
+        self.waiting_bytes += added
+        return added
 
-    def take(self, seq: int) -> Envelope:
-        envelope = self.waiting.pop(seq)
-        self.waiting_bytes -= _payload_bytes(envelope)
-        return envelope
+    def take(self, seq: int) -> tuple[Envelope, int]:
+        envelope, size = self.waiting.pop(seq)
+        self.waiting_bytes -= size
+        return envelope, size
 
 
 @dataclass(slots=True)
@@ -121,9 +132,10 @@ class _Cached:
     size: int
 
 
-def _payload_bytes(envelope: Envelope) -> int:
-    payload = envelope.payload
-    return len(payload) if isinstance(payload, bytes | bytearray | memoryview) else 0
+def message_size(envelope: Envelope) -> int:
+    """The bytes a received topic message holds while it waits: its payload as held (a JSON
+    payload parsed, bytes as they are) and the envelope around it."""
+    return held_size(envelope.payload) + ENVELOPE_OVERHEAD
 
 
 @dataclass
@@ -157,6 +169,7 @@ class Router:
         seen_max: int = 100_000,
         reorder_window: int = 4096,
         reorder_bytes: int = 16 * 2**20,
+        reorder_total_bytes: int = 64 * 2**20,
         reorder_timeout: float = 20.0,
         start_window: float = 0.5,
         repair_after: float = 0.5,
@@ -170,6 +183,8 @@ class Router:
         self.reorder_window = reorder_window
         self.reorder_timeout = reorder_timeout
         self.reorder_bytes = reorder_bytes
+        self.reorder_total_bytes = reorder_total_bytes
+        self._waiting_bytes = 0  # over every stream
         self.start_window = start_window
         self.repair_after = repair_after
         # Recent messages, to send again to a neighbour that missed them: (stream, topic, seq) →
@@ -426,18 +441,20 @@ class Router:
         else:
             self._order.move_to_end(stream)
         if order.start_timer is not None:
-            order.wait(envelope)
+            self._waiting_bytes += order.wait(envelope)
             order.next_seq = min(order.next_seq, envelope.seq)
             if envelope.seq == 0 or self._overflows(order):
                 self._start(stream)
+                self._shed()
             return
         if envelope.seq < order.next_seq:
             self.stats.late += 1
             return
         if envelope.seq > order.next_seq:
-            order.wait(envelope)
+            self._waiting_bytes += order.wait(envelope)
             if self._overflows(order):
                 self._skip_gap(stream)
+                self._shed()
                 return
             loop = asyncio.get_running_loop()
             if order.gap_timer is None:
@@ -451,7 +468,9 @@ class Router:
 
     def _drain(self, order: _Order) -> None:
         while order.next_seq in order.waiting:
-            self._deliver(order.take(order.next_seq))
+            envelope, size = order.take(order.next_seq)
+            self._waiting_bytes -= size
+            self._deliver(envelope)
             order.next_seq += 1
         if not order.waiting:
             for timer in (order.gap_timer, order.repair_timer):
@@ -462,12 +481,36 @@ class Router:
 
     def _forget_stream(self, stream: tuple[str, str]) -> None:
         order = self._order.pop(stream)
+        self._waiting_bytes -= order.waiting_bytes
         for timer in (order.gap_timer, order.start_timer, order.repair_timer):
             if timer is not None:
                 timer.cancel()
 
     def _overflows(self, order: _Order) -> bool:
-        return len(order.waiting) > self.reorder_window or order.waiting_bytes > self.reorder_bytes
+        return (
+            len(order.waiting) > self.reorder_window
+            or order.waiting_bytes > self.reorder_bytes
+            or self._waiting_bytes > self.reorder_total_bytes
+        )
+
+    @property
+    def waiting_bytes(self) -> int:
+        """Bytes the messages waiting for their turn hold, over every stream."""
+        return self._waiting_bytes
+
+    def _shed(self) -> None:
+        """While the messages waiting in all streams hold more than ``reorder_total_bytes``,
+        give up on the gap of the stream that holds most (what waits there is delivered, the
+        gap reported to the subscribers)."""
+        while self._waiting_bytes > self.reorder_total_bytes:
+            stream = max(self._order, key=lambda s: self._order[s].waiting_bytes, default=None)
+            if stream is None or not self._order[stream].waiting:
+                return
+            order = self._order[stream]
+            if order.start_timer is not None:
+                order.start_timer.cancel()
+                order.start_timer = None
+            self._skip_gap(stream)
 
     def _start(self, stream: tuple[str, str]) -> None:
         """Settle where a publisher's messages start here: at the lowest that came."""
@@ -553,12 +596,15 @@ class Router:
         assert envelope.topic is not None and envelope.origin is not None
         source = _source(envelope.origin, envelope.publisher)
         for seq in envelope.seqs:
-            cached = self._cache.get((source, envelope.topic, seq))
+            key = (source, envelope.topic, seq)
+            cached = self._cache.get(key)
             if cached is None:
                 continue
             if not self._spend(self._repair_budget, peer_id, cached.size, REPAIR_BYTES_PER_SECOND):
                 return
-            if self._send_one(peer_id, cached):
+            sent = self._send_one(peer_id, cached)
+            self._recount(key, cached)  # sending may have converted it to a form it did not hold
+            if sent:
                 self.stats.repaired += 1
 
     def _may_want(self, peer_id: str) -> bool:
@@ -604,7 +650,7 @@ class Router:
         payload: Payload,
         sign: Callable[[bool, Any], bytes] | None,
     ) -> None:
-        size = _payload_bytes(template) or payload.held_size()
+        size = payload.held_size() + ENVELOPE_OVERHEAD
         old = self._cache.pop(key, None)
         if old is not None:
             self._cached_bytes -= old.size
@@ -615,6 +661,15 @@ class Router:
         ):
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= dropped.size
+
+    def _recount(self, key: tuple[str, str, int], cached: _Cached) -> None:
+        size = cached.payload.held_size() + ENVELOPE_OVERHEAD
+        if size != cached.size and self._cache.get(key) is cached:
+            self._cached_bytes += size - cached.size
+            cached.size = size
+            while self._cache and self._cached_bytes > self.cache_bytes:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.size
 
     def _deliver(self, envelope: Envelope) -> None:
         assert envelope.topic is not None
@@ -660,6 +715,7 @@ class Router:
                 if timer is not None:
                     timer.cancel()
         self._order.clear()
+        self._waiting_bytes = 0
         sinks = [sink for sinks in self._sinks.values() for sink in sinks]
         self._sinks.clear()
         for sink in sinks:
@@ -706,12 +762,14 @@ class Payload:
         self._type = message_type
 
     def held_size(self) -> int:
-        """About the bytes this payload takes (its serialized size, or its JSON value's)."""
-        if self._binary is not None:
-            return len(self._binary)
+        """About the bytes this payload takes: each form it holds (bytes, a message by its
+        serialized size, a JSON value as parsed), summed."""
+        size = len(self._binary) if self._binary is not None else 0
         if self._message is not None:
-            return self._message.ByteSize()
-        return held_size(self._json) if self._json is not _MISSING else 0
+            size += self._message.ByteSize()
+        if self._json is not _MISSING:
+            size += held_size(self._json)
+        return size
 
     @classmethod
     def of(cls, message: Message) -> Payload:

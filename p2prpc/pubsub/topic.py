@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from ..errors import RpcError
 from ..wire.envelope import Envelope
 from ..wire.payload import MessageCodec
-from .router import Payload, router_of
+from .router import Payload, message_size, router_of
 
 if TYPE_CHECKING:
     from ..mux import Mux
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
+
+#: Default bytes of messages a subscription holds for its reader (:func:`message_size` each).
+MAX_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,26 +47,36 @@ class Received(Generic[T]):
 class Subscription(AsyncIterator[Received[T]]):
     """The messages of one topic for one reader, in a bounded queue.
 
-    A reader slower than the publishers loses the oldest messages past ``maxsize``; ``dropped``
-    counts them. Nobody else waits for a slow reader. Messages that never arrived and were given
-    up on (after the router's ``reorder_timeout``) are reported: ``lost`` counts them and
-    ``gaps`` holds the latest ranges as ``(sender, first seq, last seq)``. So every message is
-    delivered in order or reported. Iterate it, and ``close()`` it (or use it as an async context
-    manager) to unsubscribe.
+    A reader slower than the publishers loses the oldest messages past ``maxsize`` messages or
+    ``max_bytes`` bytes (each message counted as it arrived: its payload as held in memory, a
+    JSON payload parsed, and its envelope; one message larger than ``max_bytes`` still waits,
+    alone); ``dropped`` counts them and ``held_bytes`` says what waits. Nobody else waits for a
+    slow reader. Messages that never arrived and were given up on (after the router's
+    ``reorder_timeout``) are reported: ``lost`` counts them and ``gaps`` holds the latest ranges
+    as ``(sender, first seq, last seq)``. So every message is delivered in order or reported.
+    Iterate it, and ``close()`` it (or use it as an async context manager) to unsubscribe.
     """
 
     def __init__(
-        self, topic: _TopicBase[T], maxsize: int, publishers: Iterable[bytes] | None = None
+        self,
+        topic: _TopicBase[T],
+        maxsize: int,
+        publishers: Iterable[bytes] | None = None,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
         self.topic = topic
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
         self.publishers = frozenset(publishers) if publishers is not None else None
         self.dropped = 0
         self.lost = 0
         self.gaps: deque[tuple[str, int, int]] = deque(maxlen=256)
-        self._queue: deque[Received[T]] = deque()
+        self._queue: deque[tuple[Received[T], int]] = deque()
         self._ready = asyncio.Event()
         self._closed = False
         router_of(topic.node).add_sink(topic.name, self)
@@ -77,12 +90,17 @@ class Subscription(AsyncIterator[Received[T]]):
             router_of(self.topic.node).stats.bad_payloads += 1
             return
         assert envelope.origin is not None
-        if len(self._queue) >= self.maxsize:
-            self._queue.popleft()
+        size = message_size(envelope)
+        while self._queue and (
+            len(self._queue) >= self.maxsize or self.held_bytes + size > self.max_bytes
+        ):
+            self.held_bytes -= self._queue.popleft()[1]
             self.dropped += 1
-        self._queue.append(
-            Received(value, envelope.origin, envelope.seq, self.topic.name, envelope.publisher)
+        received = Received(
+            value, envelope.origin, envelope.seq, self.topic.name, envelope.publisher
         )
+        self._queue.append((received, size))
+        self.held_bytes += size
         self._ready.set()
 
     def lost_messages(
@@ -104,7 +122,9 @@ class Subscription(AsyncIterator[Received[T]]):
                 raise StopAsyncIteration
             self._ready.clear()
             await self._ready.wait()
-        return self._queue.popleft()
+        received, size = self._queue.popleft()
+        self.held_bytes -= size
+        return received
 
     def pending(self) -> int:
         """Messages waiting to be read."""
@@ -136,13 +156,20 @@ class _TopicBase(abc.ABC, Generic[T]):
         self.name = name
 
     def subscribe(
-        self, maxsize: int = 1024, *, publishers: Iterable[bytes] | None = None
+        self,
+        maxsize: int = 1024,
+        *,
+        publishers: Iterable[bytes] | None = None,
+        max_bytes: int = MAX_BYTES,
     ) -> Subscription[T]:
         """Start receiving this topic's messages (the node tells its peers it subscribes).
 
-        ``publishers``: Ed25519 public keys; only messages signed by one of them are delivered.
+        Messages not read yet wait, at most ``maxsize`` of them and ``max_bytes`` bytes (16 MiB)
+        as they are held in memory; past either, the oldest are dropped
+        (``Subscription.dropped``). ``publishers``: Ed25519 public keys; only messages signed
+        by one of them are delivered.
         """
-        return Subscription(self, maxsize, publishers)
+        return Subscription(self, maxsize, publishers, max_bytes)
 
     @abc.abstractmethod
     def _decode(self, payload: Any) -> T | None:

@@ -45,7 +45,8 @@ from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
-from ..wire.payload import Codec, JSONCodec, MessageCodec, held_size
+from ..wire.held import ENVELOPE_OVERHEAD, held_size
+from ..wire.payload import Codec, JSONCodec, MessageCodec
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
 from .channel import Channel, ChannelLike, NoServer, as_channel
@@ -60,7 +61,9 @@ Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
 #: Replies a call holds before the caller reads them, and their bytes in units of the node's
-#: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED).
+#: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED). While the call
+#: is in progress their bytes count against the node's ``max_queued_bytes_per_peer`` and
+#: ``max_queued_bytes`` too.
 MAX_QUEUED_REPLIES = 4096
 MAX_QUEUED_REPLY_MESSAGES_SIZE = 4
 
@@ -114,6 +117,7 @@ class _Attempt:
         self.state = _AttemptState.SENT
         self.replies: deque[tuple[Any, int]] = deque()  # (reply, bytes it holds)
         self.queued_bytes = 0
+        self._charged = 0  # of them, taken from the node's budget (given back when it ends)
         self.readable = asyncio.Event()  # a reply, or the end
         self.progress = asyncio.Event()  # headers, a reply, or the end
         self.status: Status | None = None
@@ -241,11 +245,15 @@ class _Attempt:
                     code = StatusCode.INTERNAL
                 self.cancel(Status(code, f"bad reply: {e.details()}"))
                 return
-            size = held_size(envelope.payload)
+            size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
             budget = MAX_QUEUED_REPLY_MESSAGES_SIZE * self.max_size
             if len(self.replies) >= MAX_QUEUED_REPLIES or self.queued_bytes + size > budget:
                 self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
                 return
+            if not self.node.queued.take(self.peer_id, size):
+                self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, self.endpoint.over_budget()))
+                return
+            self._charged += size
             first = not self.replied
             self.replied = True
             self.replies.append((reply, size))
@@ -274,6 +282,10 @@ class _Attempt:
             status = Status(StatusCode.INTERNAL, f"{self.call.method} ended OK without a reply")
         self.state = _AttemptState.DONE
         self.status = status
+        # The peer adds nothing more: what it sent is the caller's now, bounded by this call's
+        # own caps, and no longer counts against what peers may make this node hold.
+        self.node.queued.give_back(self.peer_id, self._charged)
+        self._charged = 0
         if status.code is not StatusCode.OK:
             self.node.withdraw(self.peer_id, self.tag)
         self.endpoint.client_call_ended(self.peer_id, self.call_id)
@@ -293,6 +305,9 @@ class _Attempt:
             await self.readable.wait()
         reply, size = self.replies.popleft()
         self.queued_bytes -= size
+        if self._charged:
+            self._charged -= size
+            self.node.queued.give_back(self.peer_id, size)
         return reply
 
 

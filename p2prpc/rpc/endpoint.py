@@ -130,7 +130,7 @@ class Endpoint:
     # -- serving ------------------------------------------------------------------------------
 
     def _on_call(self, peer_id: str, envelope: Envelope, connection: int) -> None:
-        from .server import ServerCall  # the server side builds on this module
+        from .server import ServerCall, queued_size  # the server side builds on this module
 
         method = envelope.method or ""
         node = self.node
@@ -170,11 +170,30 @@ class Endpoint:
                 connection=connection,
             )
             return
+        size = queued_size(envelope)
+        if not node.queued.take(peer_id, size):
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.RESOURCE_EXHAUSTED, self.over_budget()),
+                binary=form,
+                connection=connection,
+            )
+            return
         self._served_from[peer_id] = self._served_from.get(peer_id, 0) + 1
-        call = ServerCall(self, peer_id, envelope, handler, connection)  # type: ignore[arg-type]
+        call = ServerCall(self, peer_id, envelope, handler, connection, size)  # type: ignore[arg-type]
         self._server[(peer_id, envelope.call_id)] = call
         self._idle.clear()
         call.start()
+
+    def over_budget(self) -> str:
+        """Why a message was refused by the node's budget of unread messages (the details of the
+        RESOURCE_EXHAUSTED status that ends its call)."""
+        budget = self.node.queued
+        return (
+            f"unread messages from this peer would hold more than {budget.per_key} bytes, or "
+            f"from all peers more than {budget.total}"
+        )
 
     def server_call_ended(self, peer_id: str, call_id: int) -> None:
         if self._server.pop((peer_id, call_id), None) is not None:

@@ -21,6 +21,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc.aio
@@ -29,7 +30,7 @@ from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
-from ..wire.payload import held_size
+from ..wire.held import ENVELOPE_OVERHEAD, held_size
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
@@ -41,13 +42,22 @@ logger = logging.getLogger(__name__)
 
 #: Request-stream messages a server call holds before its method reads them, and their bytes in
 #: units of the node's ``max_message_size``; past either the call ends RESOURCE_EXHAUSTED and the
-#: client is told at once (there is no flow control to slow it down).
+#: client is told at once (there is no flow control to slow it down). Their bytes count against
+#: the node's ``max_queued_bytes_per_peer`` and ``max_queued_bytes`` too (:func:`queued_size`).
 MAX_QUEUED_REQUESTS = 1024
 MAX_QUEUED_REQUEST_MESSAGES_SIZE = 4
 
 MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 
 _PUBLIC_KEY_PROPERTY = "x-p2prpc-public-key"
+
+
+def queued_size(envelope: Envelope) -> int:
+    """The bytes a received call message holds while it waits to be read: its payload as held
+    (:func:`~p2prpc.wire.held.held_size`: a JSON payload parsed, bytes as they are) and the
+    envelope around it."""
+    payload = held_size(envelope.payload) if envelope.has_payload else 0
+    return payload + ENVELOPE_OVERHEAD
 
 
 class _State(enum.Enum):
@@ -197,7 +207,11 @@ class ServerCall:
         envelope: Envelope,
         handler: Handler[Any, Any],
         connection: int,
+        first_size: int = 0,
     ) -> None:
+        """``first_size``: bytes of ``envelope`` (:func:`queued_size`) already taken from the
+        node's ``queued`` budget for this peer; the call gives them back once it has read the
+        request or ended."""
         self.endpoint = endpoint
         self.node = endpoint.node
         self.peer_id = peer_id
@@ -216,18 +230,22 @@ class ServerCall:
         self.deadline = Deadline.after(envelope.timeout)
         self._client_streams = handler.cardinality.client_streams
         # A single request rides in the call: only a request stream needs a queue.
-        self._requests: asyncio.Queue[Envelope | _EndOfRequests | RpcError] | None = (
+        self._requests: asyncio.Queue[tuple[Envelope, int] | _EndOfRequests | RpcError] | None = (
             asyncio.Queue() if self._client_streams else None
         )
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
-        self._queued_bytes = 0
+        # Bytes of requests waiting to be read: all of them are taken from the node's budget
+        # (``node.queued``) and given back as they are read, or when the call ends.
+        self._queued_bytes = first_size
+        self._first_size = first_size
         self.tag = ("server", self.call_id)  # what withdraws this call's unsent frames
         # Answered in the form it came in: a JSON-form call (a P2PT app) gets JSON back.
         self.binary = self.node.is_binary(peer_id) and not envelope.json
         self.context = ServicerContext(self)
         if self._requests is not None and envelope.has_payload:
-            self._requests.put_nowait(envelope)
+            self._requests.put_nowait((envelope, first_size))
+            self._first_size = 0  # it waits in the queue, read as any other request
         if self._requests is None:
             self.state = _State.HALF_CLOSED
 
@@ -252,16 +270,19 @@ class ServerCall:
             self.state = _State.HALF_CLOSED
             self._requests.put_nowait(_END)
         else:
-            size = held_size(envelope.payload)
+            size = queued_size(envelope)
             budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
             if self._requests.qsize() >= MAX_QUEUED_REQUESTS or self._queued_bytes + size > budget:
                 self.refuse(
                     Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread request messages")
                 )
                 return
+            if not self.node.queued.take(self.peer_id, size):
+                self.refuse(Status(StatusCode.RESOURCE_EXHAUSTED, self.endpoint.over_budget()))
+                return
             self._next_seq += 1
             self._queued_bytes += size
-            self._requests.put_nowait(envelope)
+            self._requests.put_nowait((envelope, size))
 
     def on_peer_lost(self) -> None:
         self._cancel()
@@ -403,7 +424,26 @@ class ServerCall:
                 )
         self._ended()
 
+    def _release(self, size: int) -> None:
+        """Give back ``size`` bytes of requests that are not held any more."""
+        self._queued_bytes -= size
+        self.node.queued.give_back(self.peer_id, size)
+
+    def _drop_first(self) -> None:
+        """The call's first request has been read: keep only its header, not its payload."""
+        if self.first.payload is not None:
+            self.first = replace(self.first, payload=None)
+        self._release(self._first_size)
+        self._first_size = 0
+
     def _ended(self) -> None:
+        # What waits unread is given back at once: nothing reads it any more.
+        self._release(self._queued_bytes)
+        self._first_size = 0
+        if self._requests is not None:
+            while not self._requests.empty():
+                self._requests.get_nowait()
+        self.first = replace(self.first, payload=None)
         self.endpoint.server_call_ended(self.peer_id, self.call_id)
         self.context._run_callbacks()
 
@@ -508,16 +548,20 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
-        self._queued_bytes -= held_size(item.payload)
-        return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
+        envelope, size = item
+        self._release(size)
+        return unpack(handler.request_codec, envelope, self.encoding, self.node.max_message_size)
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
         elif self.first.has_payload:
-            request = unpack(
-                handler.request_codec, self.first, self.encoding, self.node.max_message_size
-            )
+            try:
+                request = unpack(
+                    handler.request_codec, self.first, self.encoding, self.node.max_message_size
+                )
+            finally:
+                self._drop_first()  # the decoded request is all the call keeps of it
         else:
             request = None
         # A call without its message asks with the default one, as proto3 reads a missing field.

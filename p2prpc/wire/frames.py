@@ -28,12 +28,16 @@ from p2prpc.errors import (
     FrameError,
     InvalidMessage,
     MessageTooBig,
+    ParsedTooBig,
     RemoteProtocolError,
     TooManyPending,
 )
 
+from .held import estimate_held
+
 __all__ = [
     "MAX_MESSAGE_LENGTH",
+    "MAX_PARSED_SIZE",
     "MAX_PEER_BYTES",
     "MAX_TOTAL_BYTES",
     "MESSAGE_PREFIX",
@@ -63,6 +67,10 @@ MAX_PEER_BYTES: int = 64 * 2**20
 
 MAX_TOTAL_BYTES: int = 256 * 2**20
 """Default bytes of unfinished message text all peers together can make it hold."""
+
+MAX_PARSED_SIZE: int = 64 * 2**20
+"""Default bytes the parsed value of one incoming JSON message may hold (estimated before it is
+parsed: :func:`p2prpc.wire.held.estimate_held`)."""
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 """A value that travels as a P2PT message: a string as is, anything else as its JSON text."""
@@ -445,12 +453,17 @@ class Reassembler:
       Bytes are counted as the received chunks take them in memory (:func:`held_size`: 1, 2 or
       4 bytes a character, by the chunk's widest one, plus about 50 bytes a chunk);
     - ``max_age``: :meth:`expire` drops unfinished messages started more than this many seconds
-      before the ``now`` it is given (the caller owns the clock and calls it periodically).
+      before the ``now`` it is given (the caller owns the clock and calls it periodically);
+    - ``max_parsed_size`` (default 64 MiB): the bytes the parsed value of one message marked as
+      JSON may hold. Parsing can multiply a text by 24 (``[{},{},...]``), so the text is
+      measured first (:func:`~p2prpc.wire.held.estimate_held`, never below what the value will
+      hold, in a few C-speed passes) and a message over the budget is refused with
+      :class:`~p2prpc.errors.ParsedTooBig` without being parsed.
 
     Memory: unfinished text never exceeds ``max_peer_bytes`` for one key nor ``max_total_bytes``
-    in all (:attr:`held_bytes`); while a message completes, its joined text and parsed value exist
-    once more, briefly (up to 4 bytes a UTF-16 unit of ``max_message_length``, times about 3 for a
-    value parsed from JSON).
+    in all (:attr:`held_bytes`); while a message completes, its joined text exists once more
+    (up to 4 bytes a UTF-16 unit of ``max_message_length``) and its parsed value holds at most
+    ``max_parsed_size``.
 
     Every error leaves the reassembler usable and holding nothing of the message that failed.
     """
@@ -463,6 +476,7 @@ class Reassembler:
         max_age: float = 60.0,
         max_peer_bytes: int = MAX_PEER_BYTES,
         max_total_bytes: int = MAX_TOTAL_BYTES,
+        max_parsed_size: int = MAX_PARSED_SIZE,
     ) -> None:
         if (
             max_message_length < 0
@@ -470,11 +484,13 @@ class Reassembler:
             or not max_age >= 0
             or max_peer_bytes < 0
             or max_total_bytes < 0
+            or max_parsed_size < 0
         ):
             raise ValueError(
-                "max_message_length, max_pending, max_age, max_peer_bytes and max_total_bytes "
-                "must not be negative"
+                "max_message_length, max_pending, max_age, max_peer_bytes, max_total_bytes and "
+                "max_parsed_size must not be negative"
             )
+        self.max_parsed_size = max_parsed_size
         self._max_message_length = max_message_length
         self._max_pending = max_pending
         self._max_age = max_age
@@ -513,7 +529,8 @@ class Reassembler:
         A ``c == 0`` frame starts a message, replacing a stale unfinished one with the same id.
         Raises :class:`~p2prpc.errors.FrameError` for a chunk out of order (dropping that message)
         or a final text marked ``o`` that is not JSON, :class:`~p2prpc.errors.MessageTooBig` and
-        :class:`~p2prpc.errors.TooManyPending` when a cap or a byte budget is passed; each error
+        :class:`~p2prpc.errors.TooManyPending` when a cap or a byte budget is passed
+        (:class:`~p2prpc.errors.ParsedTooBig` when the text would hold too much parsed); each error
         names the message (``error.message_id``). The later chunks of a message refused this way
         are dropped without a word (one error a message, not one a chunk).
         """
@@ -650,12 +667,19 @@ class Reassembler:
         self._pending_length -= partial.length
         self._held -= partial.held
 
-    @staticmethod
-    def _complete(msg_id: int, chunks: list[str], is_json: bool) -> Message:
+    def _complete(self, msg_id: int, chunks: list[str], is_json: bool) -> Message:
         text = "".join(chunks)
         if not text.isascii() and _SURROGATE.search(text):
             text = _rejoin_surrogates(text)  # a JavaScript sender may have cut a pair in two
         if not is_json:
             return Message(id=msg_id, value=text)
+        estimate = estimate_held(text)
+        if estimate > self.max_parsed_size:
+            raise ParsedTooBig(
+                f"message {msg_id} would hold about {estimate} bytes parsed, over the "
+                f"{self.max_parsed_size} a message may; dropped unparsed",
+                estimate=estimate,
+                budget=self.max_parsed_size,
+            )
         value = cast(JSONValue, _parse_json(text, f"message {msg_id} (marked as JSON)"))
         return Message(id=msg_id, value=value)

@@ -1,0 +1,136 @@
+"""What received data holds in memory, measured after parsing or bounded before it. Pure: no I/O.
+
+A JSON text of ``n`` characters parses into Python objects that can take 24 times as much
+(``[{},{},...]``: a 64-byte dict and an 8-byte slot for every 3 characters). Budgets that count
+the text would let a peer make a node hold far more than they say, so every receive-side budget
+counts what is held instead:
+
+- :func:`held_size` measures a parsed value (or bytes) as CPython holds it;
+- :func:`estimate_held` bounds, before parsing, what :func:`held_size` of the parsed value will
+  be, with a handful of C-speed passes over the text, so that a message too large parsed is
+  refused without ever being parsed;
+- :class:`ByteBudget` counts held bytes per peer and over all peers, and says no before a
+  take would pass either cap.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Hashable
+
+__all__ = ["ENVELOPE_OVERHEAD", "ByteBudget", "estimate_held", "held_size"]
+
+#: Bytes an envelope waiting in a queue or buffer takes besides its payload (the envelope object,
+#: its slot in the queue, the strings it names): what a small message costs at least.
+ENVELOPE_OVERHEAD = 512
+
+# The most CPython (3.11 to 3.13, 64-bit) takes for each kind of object parsed from JSON, as the
+# estimate counts them: a dict of n entries (sys.getsizeof: 184 for 1 to 5 entries, 64 + about 38
+# a entry beyond), a list of n items (json builds them by appending, so up to 1/8 spare slots), a
+# string's header (49 for ASCII, up to 80 for a string of wide characters), any other scalar (an
+# int is 28 plus 4 bytes a 9 digits, a float 24: the digits are in the text, counted once more).
+_DICT, _EMPTY_DICT, _ENTRY = 184, 64, 40
+_LIST, _EMPTY_LIST, _ITEM = 104, 56, 9
+_STRING = 80
+_SCALAR = 32
+
+
+def held_size(payload: object) -> int:
+    """Bytes a payload takes in memory: its length for bytes; for a JSON value, what CPython
+    holds for each of its objects (``sys.getsizeof``: dicts and lists with their tables, strings
+    with their header at 1, 2 or 4 bytes a character, numbers), summed without recursion.
+
+    Objects a parse shares (the empty string, small ints, repeated keys) are counted each time
+    they appear, so this is at least what the value holds."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return len(payload)
+    getsizeof = sys.getsizeof
+    total, stack = 0, [payload]
+    while stack:
+        item = stack.pop()
+        total += getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total
+
+
+def estimate_held(text: str) -> int:
+    """At least :func:`held_size` of what ``text`` parses to as JSON, computed without parsing.
+
+    Counts characters that open values (``{ [ " , :``) with ``str.count`` (a few passes in C over
+    the text, about a millisecond a megabyte) and charges each the most its object can take:
+
+    - every ``{`` a dict (184 bytes; ``{}`` 64), every ``:`` a dict entry (40);
+    - every ``[`` a list (104; ``[]`` 56), every ``[`` or ``,`` a list item (9);
+    - every two ``"`` a string header (80), and the text's characters once more, 1 byte each
+      (4 when the text has non-ASCII characters or ``\\u`` escapes, which widen a string);
+    - every other value a ``,``, ``:`` or the start can introduce a scalar (32).
+
+    Characters inside strings count as if they opened values too: a string full of ``{`` is
+    overestimated, never under. Malformed text gets a number too (the parser refuses it after).
+    """
+    length = len(text)
+    if length == 0:
+        return 0
+    count = text.count
+    objects, arrays = count("{"), count("[")
+    empty_objects, empty_arrays = count("{}"), count("[]")
+    quotes, commas, colons = count('"'), count(","), count(":")
+    strings = (quotes + 1) // 2
+    wide = not text.isascii() or "\\u" in text
+    scalars = max(0, 1 + commas + colons - strings - empty_objects - empty_arrays)
+    return (
+        _DICT * (objects - empty_objects)
+        + _EMPTY_DICT * empty_objects
+        + _ENTRY * colons
+        + _LIST * (arrays - empty_arrays)
+        + _EMPTY_LIST * empty_arrays
+        + _ITEM * max(0, arrays + commas - empty_arrays)
+        + _STRING * strings
+        + (4 if wide else 1) * length
+        + _SCALAR * scalars
+    )
+
+
+class ByteBudget:
+    """Bytes held for each key (a peer) and over all keys, capped at ``per_key`` and ``total``.
+
+    :meth:`take` charges bytes before they are held, or refuses (returns ``False``, charging
+    nothing) when either cap would be passed; :meth:`give_back` returns them once they are not
+    held any more. Whoever takes must give back exactly what it took, on every path.
+    """
+
+    __slots__ = ("_held", "_total", "per_key", "total")
+
+    def __init__(self, per_key: int, total: int) -> None:
+        if per_key < 0 or total < 0:
+            raise ValueError("byte budgets must not be negative")
+        self.per_key = per_key
+        self.total = total
+        self._held: dict[Hashable, int] = {}
+        self._total = 0
+
+    def held(self, key: Hashable | None = None) -> int:
+        """Bytes held for ``key``, or over all keys."""
+        return self._total if key is None else self._held.get(key, 0)
+
+    def take(self, key: Hashable, size: int) -> bool:
+        """Charge ``size`` bytes to ``key``; ``False`` (nothing charged) past either cap."""
+        held = self._held.get(key, 0)
+        if held + size > self.per_key or self._total + size > self.total:
+            return False
+        self._held[key] = held + size
+        self._total += size
+        return True
+
+    def give_back(self, key: Hashable, size: int) -> None:
+        """Return ``size`` bytes taken for ``key``."""
+        left = self._held.get(key, 0) - size
+        if left > 0:
+            self._held[key] = left
+        else:
+            self._held.pop(key, None)
+        self._total -= size
