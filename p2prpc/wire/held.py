@@ -65,8 +65,8 @@ def estimate_held(text: str) -> int:
 
     - every ``{`` a dict (184 bytes; ``{}`` 64), every ``:`` a dict entry (40);
     - every ``[`` a list (104; ``[]`` 56), every ``[`` or ``,`` a list item (9);
-    - every two ``"`` a string header (80), and the text's characters once more, 1 byte each
-      (4 when the text has non-ASCII characters or ``\\u`` escapes, which widen a string);
+    - every two ``"`` a string header (80), and the text's characters once more, as wide as the
+      text's widest (1, 2 or 4 bytes; 4 when it has ``\\u`` escapes, which may widen a string);
     - every other value a ``,``, ``:`` or the start can introduce a scalar (32).
 
     Characters inside strings count as if they opened values too: a string full of ``{`` is
@@ -80,7 +80,13 @@ def estimate_held(text: str) -> int:
     empty_objects, empty_arrays = count("{}"), count("[]")
     quotes, commas, colons = count('"'), count(","), count(":")
     strings = (quotes + 1) // 2
-    wide = not text.isascii() or "\\u" in text
+    if "\\u" in text:
+        width = 4  # an escape may make any character, and widens its whole string
+    elif text.isascii():
+        width = 1
+    else:
+        widest = ord(max(text))
+        width = 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
     scalars = max(0, 1 + commas + colons - strings - empty_objects - empty_arrays)
     return (
         _DICT * (objects - empty_objects)
@@ -90,7 +96,7 @@ def estimate_held(text: str) -> int:
         + _EMPTY_LIST * empty_arrays
         + _ITEM * max(0, arrays + commas - empty_arrays)
         + _STRING * strings
-        + (4 if wide else 1) * length
+        + width * length
         + _SCALAR * scalars
     )
 

@@ -398,3 +398,33 @@ def test_client_reads_tracker_messages_raising_only_tracker_errors(data: str | b
         interval = getattr(message, "interval", None)
         if interval is not None:
             assert interval > 0
+
+
+# -- what a JSON text holds once parsed, bounded before parsing ---------------------------------
+
+wide_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ["", "é", "Ā", "😀", '"', "\\", "{[,:", "\u2028"]
+)
+
+
+@FUZZ
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), numbers, wide_text),
+        lambda children: st.one_of(
+            st.lists(children, max_size=12),
+            st.dictionaries(wide_text, children, max_size=8),
+        ),
+        max_leaves=60,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_estimate_before_parsing_is_never_below_what_the_value_holds(
+    value: Any, ascii_only: bool, spaced: bool
+) -> None:
+    from p2prpc.wire.held import estimate_held, held_size
+
+    separators = (", ", ": ") if spaced else (",", ":")
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
+    assert estimate_held(text) >= held_size(json.loads(text))
