@@ -118,3 +118,70 @@ async def test_a_handler_that_raises_does_not_cost_the_connection(
         assert received == ["boom", "after"]
         assert a.peer_id in b.peers
         assert "a bug in the application's handler" in caplog.text
+
+
+async def test_a_json_message_too_large_parsed_is_refused_before_it_is_parsed() -> None:
+    """``[{},{},...]`` holds 24 times its text parsed: over ``max_parsed_size`` it is refused
+    unparsed (``peerwarning`` naming the message) and the receiver holds about its text, never
+    the parse."""
+    import gc
+    import tracemalloc
+
+    from p2prpc.errors import ParsedTooBig
+    from p2prpc.wire.frames import encode_message
+
+    count = 200_000  # 600 KB of text, 14 MB parsed
+    async with swarm(2, max_parsed_size=2_000_000) as s:
+        a, b = s.peers
+        warned = warnings(b)
+        got: list[object] = []
+        b.on("msg", lambda peer, msg: got.append(msg))
+        frames = encode_message([{}] * count, 123_457)  # written before anything is measured
+        sent = sum(len(f) for f in frames)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            a.send_raw(a.peers[b.peer_id], frames)
+            peer, error = await asyncio.wait_for(warned.get(), 10)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peer.id == a.peer_id
+        assert isinstance(error, ParsedTooBig) and error.message_id == 123_457
+        assert error.estimate > 24 * count
+        assert peak < 6 * sent  # both ends' copies of the text in flight; the parse never was
+        assert not got
+        echo(b)
+        await echo_works(a, b)  # and the peer stays connected
+
+
+async def test_messages_holds_at_most_max_bytes_for_a_reader_that_does_not_read() -> None:
+    from p2prpc.wire.held import held_size
+
+    budget = 200_000
+    async with swarm(2) as s:
+        a, b = s.peers
+        reader = b.messages(maxsize=1000, max_bytes=budget)
+        first = asyncio.ensure_future(reader.__anext__())
+        a.post(a.peers[b.peer_id], "start", 100_000)
+        assert (await asyncio.wait_for(first, 10))[1] == "start"
+        arrived = asyncio.Event()
+        seen: list[object] = []
+
+        def note(peer: Peer, msg: object) -> None:
+            seen.append(msg)
+            if len(seen) == 20:
+                arrived.set()
+
+        b.on("msg", note)
+        value = [{} for _ in range(1000)]  # 3 KB of text, about 72 KB held
+        for i in range(20):
+            a.post(a.peers[b.peer_id], value, 100_001 + i)
+        await asyncio.wait_for(arrived.wait(), 10)
+        kept = []
+        while len(kept) < 20 - b.messages_dropped:
+            kept.append((await asyncio.wait_for(reader.__anext__(), 5))[1])
+        assert b.messages_dropped > 0
+        assert sum(held_size(v) for v in kept) <= budget
+        assert kept == [value] * len(kept)
+        await reader.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from p2prpc.rpc import (
     StreamStreamMethod,
     UnaryUnaryMethod,
 )
+from p2prpc.rpc.endpoint import endpoint_of
 from p2prpc.testing import loopback_node, mesh
 from p2prpc.tracker.server import TrackerServer
 
@@ -130,3 +132,195 @@ async def test_the_send_queue_toward_a_peer_that_stopped_reading_is_bounded_and_
         assert most <= cap
         # Nothing of the failed calls is still queued: at most their small cancels are.
         assert channel.queued_bytes < 4096
+
+
+# -- what a peer's JSON-form messages make a node hold: counted as parsed, per peer and in all ---
+
+
+class Hostile:
+    """A plain P2PT peer in a node's swarm that writes envelopes by hand (a JavaScript P2PT app
+    can send anything), and collects what comes back on each message id."""
+
+    def __init__(self, p2pt: Any, node_id: str) -> None:
+        self.p2pt = p2pt
+        self.node_id = node_id
+        self.answers: dict[int, list[dict[str, Any]]] = {}
+        self.changed = asyncio.Event()
+        p2pt.on("msg", self._on_msg)
+
+    def _on_msg(self, peer: Any, msg: Any) -> None:
+        if isinstance(msg, dict) and peer.message_id is not None:
+            self.answers.setdefault(peer.message_id, []).append(msg)
+            self.changed.set()
+
+    def post(self, msg_id: int, value: Any) -> None:
+        self.p2pt.post(self.p2pt.peers[self.node_id], value, msg_id)
+
+    async def wait(self, condition: Any, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def status(self, msg_id: int) -> dict[str, Any] | None:
+        return next((m["status"] for m in self.answers.get(msg_id, []) if "status" in m), None)
+
+
+@asynccontextmanager
+async def hostile_peer(**node_options: Any) -> AsyncIterator[tuple[Any, Hostile]]:
+    from p2prpc.testing import loopback_p2pt
+
+    async with mesh(1, **node_options) as m:
+        node = m.nodes[0]
+        attacker = loopback_p2pt([m.tracker.url], "p2prpc")
+        try:
+            await attacker.start()
+            await asyncio.wait_for(
+                _until(lambda: node.peer_id in attacker.peers and attacker.peer_id in node.peers),
+                30,
+            )
+            yield node, Hostile(attacker, node.peer_id)
+        finally:
+            await attacker.destroy()
+
+
+RESOURCE_EXHAUSTED = StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
+async def test_a_long_call_keeps_its_decoded_request_not_the_json_it_came_as() -> None:
+    """Health ``Watch`` calls in the JSON form whose request carries 90 KB of ``[{},{},...]``
+    (2 MB parsed, and ignored by the decoder): once decoded, nothing of it is held, however long
+    the calls live."""
+    import gc
+    import tracemalloc
+
+    calls, count = 10, 30_000
+    async with hostile_peer() as (node, attacker):
+        junk = [{}] * count
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            for i in range(calls):
+                attacker.post(
+                    200_000 + i,
+                    {"call": "/grpc.health.v1.Health/Watch", "msg": {"service": "", "x": junk}},
+                )
+            # Each call is running once its first status has come back.
+            await attacker.wait(
+                lambda: all(attacker.answers.get(200_000 + i) for i in range(calls)), 20
+            )
+            gc.collect()
+            after, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        sent = calls * (3 * count + 60)
+        assert len(endpoint_of(node)._server) == calls  # all still running
+        assert node.queued.held() == 0
+        assert after - before < 4 * sent  # the 20 MB the requests parsed to are gone
+
+
+async def test_unread_requests_count_against_a_budget_for_the_whole_peer() -> None:
+    """Three calls, each within its own budget of unread requests (4 × 64 KiB), together over
+    the peer's: the call that passes it ends RESOURCE_EXHAUSTED, and the node never holds more
+    than the peer's budget for it."""
+    budget = 300_000
+    async with hostile_peer(max_message_size=64 * 1024, max_queued_bytes_per_peer=budget) as (
+        node,
+        attacker,
+    ):
+        node.add_service("b.S", Servicer().handlers())
+        most = 0
+        for call in range(3):
+            attacker.post(300_000 + call, {"call": "/b.S/Deaf"})
+        for seq in range(8):  # 8 × 20 KB a call, 480 KB in all
+            for call in range(3):
+                attacker.post(300_000 + call, {"msg": "x" * 20_000, "seq": seq})
+        await attacker.wait(lambda: any(attacker.status(300_000 + c) for c in range(3)))
+        most = max(most, node.queued.held(attacker.p2pt.peer_id))
+        refused = [c for c in range(3) if attacker.status(300_000 + c)]
+        assert refused
+        for c in refused:
+            status = attacker.status(300_000 + c)
+            assert status is not None and status["code"] == RESOURCE_EXHAUSTED
+            assert "from this peer" in status["details"]
+        assert most <= budget
+        assert node.queued.held() <= budget
+
+
+async def test_a_call_whose_first_request_passes_the_peers_budget_is_refused_at_once() -> None:
+    budget = 100_000
+    async with hostile_peer(max_queued_bytes_per_peer=budget) as (node, attacker):
+        node.add_service("b.S", Servicer().handlers())
+        attacker.post(400_000, {"call": "/b.S/Deaf", "msg": "x" * 60_000})  # waits, unread
+        attacker.post(400_001, {"call": "/b.S/Deaf", "msg": "x" * 60_000})  # would pass it
+        await attacker.wait(lambda: attacker.status(400_001) is not None)
+        status = attacker.status(400_001)
+        assert status is not None and status["code"] == RESOURCE_EXHAUSTED
+        assert attacker.status(400_000) is None  # the first goes on
+        assert 60_000 < node.queued.held() <= budget
+        attacker.post(400_000, {"cancel": True})
+        await asyncio.wait_for(_until(lambda: node.queued.held() == 0), 10)
+
+
+async def test_a_json_call_too_large_parsed_is_refused_unparsed_and_answered() -> None:
+    async with hostile_peer(max_parsed_size=1_000_000) as (node, attacker):
+        warned: list[Exception] = []
+        node.p2pt.on("peerwarning", lambda peer, error: warned.append(error))
+        attacker.post(
+            500_000,
+            {"call": "/grpc.health.v1.Health/Check", "msg": {"x": [{}] * 100_000}},  # 7 MB parsed
+        )
+        await attacker.wait(lambda: attacker.status(500_000) is not None)
+        status = attacker.status(500_000)
+        assert status is not None and status["code"] == RESOURCE_EXHAUSTED
+        from p2prpc.errors import ParsedTooBig
+
+        assert any(isinstance(e, ParsedTooBig) for e in warned)
+
+
+async def test_unread_replies_count_against_a_budget_for_the_whole_peer() -> None:
+    """A server that streams replies nobody reads to two calls, each within its own budget of
+    unread replies, together over the peer's: a call ends RESOURCE_EXHAUSTED, the server is told
+    (cancel), and the client never holds more than the budget for it."""
+    from p2prpc.rpc import UnaryStreamMethod
+
+    budget = 150_000
+    async with hostile_peer(max_message_size=64 * 1024, max_queued_bytes_per_peer=budget) as (
+        node,
+        server,
+    ):
+        calls: list[int] = []
+
+        def on_call(peer: Any, msg: Any) -> None:
+            if isinstance(msg, dict) and "call" in msg:
+                calls.append(peer.message_id)
+                for seq in range(6):  # 6 × 20 KB each
+                    server.post(peer.message_id, {"reply": "x" * 20_000, "seq": seq})
+
+        server.p2pt.on("msg", on_call)
+        server.post(600_000, {"hello": {"v": 1, "services": ["b.S"], "binary": False}})
+        await node.wait_for_server("b.S", 10)
+        method = UnaryStreamMethod(Channel(node, retry_policy=ONCE), "/b.S/Stream", S, S)
+        first, second = method(S(), timeout=30), method(S(), timeout=30)
+
+        def cancelled() -> list[int]:
+            return [c for c in calls if any("cancel" in m for m in server.answers.get(c, []))]
+
+        await server.wait(lambda: len(calls) == 2 and bool(cancelled()))
+        assert len(cancelled()) == 1
+        codes = []
+        for call in (first, second):
+            if call.done():
+                codes.append(await call.code())
+        assert StatusCode.RESOURCE_EXHAUSTED in codes
+        assert node.queued.held(server.p2pt.peer_id) <= budget
+        for call in (first, second):
+            call.cancel()
+        await asyncio.wait_for(_until(lambda: node.queued.held() == 0), 10)
+
+
+async def _until(condition: Any) -> None:
+    """Wait until ``condition()`` holds, looking again at each turn of the event loop."""
+    while not condition():
+        await asyncio.sleep(0.01)

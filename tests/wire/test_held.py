@@ -22,7 +22,8 @@ SHAPES = {
     "empty arrays": "[" + ",".join(["[]"] * N) + "]",
     "one-key objects": "[" + ",".join(['{"a":0}'] * N) + "]",
     "distinct keys": "[" + ",".join(f'{{"{i}":0}}' for i in range(N)) + "]",
-    "eight-key objects": "[" + ",".join(['{"a":0,"b":0,"c":0,"d":0,"e":0,"f":0,"g":0,"h":0}'] * N)
+    "eight-key objects": "["
+    + ",".join(['{"a":0,"b":0,"c":0,"d":0,"e":0,"f":0,"g":0,"h":0}'] * N)
     + "]",
     "empty strings": "[" + ",".join(['""'] * N) + "]",
     "short strings": "[" + ",".join([f'"{i}"' for i in range(N)]) + "]",
