@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -175,9 +175,11 @@ async def hostile_peer(**node_options: Any) -> AsyncIterator[tuple[Any, Hostile]
         attacker = loopback_p2pt([m.tracker.url], "p2prpc")
         try:
             await attacker.start()
-            await asyncio.wait_for(
-                _until(lambda: node.peer_id in attacker.peers and attacker.peer_id in node.peers),
-                30,
+            await _until(
+                lambda: node.peer_id in attacker.peers and attacker.peer_id in node.peers,
+                (attacker, "peerconnect"),
+                (node, "peer"),
+                timeout=30,
             )
             yield node, Hostile(attacker, node.peer_id)
         finally:
@@ -260,7 +262,7 @@ async def test_a_call_whose_first_request_passes_the_peers_budget_is_refused_at_
         assert attacker.status(400_000) is None  # the first goes on
         assert 60_000 < node.queued.held() <= budget
         attacker.post(400_000, {"cancel": True})
-        await asyncio.wait_for(_until(lambda: node.queued.held() == 0), 10)
+        await _until(lambda: node.queued.held() == 0, (node.p2pt, "msg"))
 
 
 async def test_a_json_call_too_large_parsed_is_refused_unparsed_and_answered() -> None:
@@ -317,10 +319,23 @@ async def test_unread_replies_count_against_a_budget_for_the_whole_peer() -> Non
         assert node.queued.held(server.p2pt.peer_id) <= budget
         for call in (first, second):
             call.cancel()
-        await asyncio.wait_for(_until(lambda: node.queued.held() == 0), 10)
+        assert node.queued.held() == 0  # what the calls held is given back as they end
 
 
-async def _until(condition: Any) -> None:
-    """Wait until ``condition()`` holds, looking again at each turn of the event loop."""
-    while not condition():
-        await asyncio.sleep(0.01)
+async def _until(
+    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
+) -> None:
+    """Wait until ``condition()`` holds, checked now and after each ``(emitter, event)`` of
+    ``sources`` (what changes what it reads)."""
+    changed = asyncio.Event()
+    listeners = [
+        (emitter, event, emitter.on(event, lambda *_: changed.set())) for emitter, event in sources
+    ]
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                changed.clear()
+                await changed.wait()
+    finally:
+        for emitter, event, listener in listeners:
+            emitter.remove_listener(event, listener)

@@ -24,10 +24,23 @@ JUNK = [{}] * 3_000
 HELD = 3_000 * 72 + 2_000
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def until(
+    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
+) -> None:
+    """Wait until ``condition()`` holds, checked now and after each ``(emitter, event)`` of
+    ``sources`` (what changes what it reads)."""
+    changed = asyncio.Event()
+    listeners = [
+        (emitter, event, emitter.on(event, lambda *_: changed.set())) for emitter, event in sources
+    ]
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                changed.clear()
+                await changed.wait()
+    finally:
+        for emitter, event, listener in listeners:
+            emitter.remove_listener(event, listener)
 
 
 @asynccontextmanager
@@ -38,7 +51,12 @@ async def publisher() -> AsyncIterator[tuple[Node, Any]]:
         raw = loopback_p2pt([m.tracker.url], "p2prpc")
         try:
             await raw.start()
-            await until(lambda: node.peer_id in raw.peers and raw.peer_id in node.peers, 30)
+            await until(
+                lambda: node.peer_id in raw.peers and raw.peer_id in node.peers,
+                (raw, "peerconnect"),
+                (node, "peer"),
+                timeout=30,
+            )
             yield node, raw
         finally:
             await raw.destroy()
@@ -61,12 +79,12 @@ async def test_the_reorder_buffer_counts_json_messages_by_what_they_hold() -> No
         publish(raw, node, raw.peer_id, 0)
         for seq in (2, 3, 4):  # message 1 never comes: these wait for it
             publish(raw, node, raw.peer_id, seq)
-        await until(lambda: router.stats.received == 4)
+        await until(lambda: router.stats.received == 4, (node.p2pt, "msg"))
         assert 3 * HELD * 0.9 < router.waiting_bytes <= router.reorder_bytes
         assert router.stats.skipped_gaps == 0
         for seq in (5, 6):  # over the stream's budget: message 1 is given up on
             publish(raw, node, raw.peer_id, seq)
-        await until(lambda: router.stats.received == 6)
+        await until(lambda: router.stats.received == 6, (node.p2pt, "msg"))
         assert router.stats.skipped_gaps == 1 and subscription.lost == 1
         assert router.waiting_bytes == 0
         assert [m.seq for m in await take(subscription, 6)] == [0, 2, 3, 4, 5, 6]
@@ -88,7 +106,7 @@ async def test_the_reorder_buffers_together_hold_at_most_their_total() -> None:
                 publish(raw, node, origin, 0, "first")
                 for seq in (2, 3, 4):
                     publish(raw, node, origin, seq)
-            await until(lambda: router.stats.received == 20)
+            await until(lambda: router.stats.received == 20, (node.p2pt, "msg"))
             gc.collect()
             after, _ = tracemalloc.get_traced_memory()
         finally:
@@ -106,7 +124,7 @@ async def test_a_subscription_holds_at_most_max_bytes_for_a_reader_that_does_not
         subscription = RawTopic(node, "t").subscribe(maxsize=1000, max_bytes=600_000)
         for seq in range(10):  # in order: each goes to the subscription at once
             publish(raw, node, raw.peer_id, seq)
-        await until(lambda: router_of(node).stats.delivered == 10)
+        await until(lambda: router_of(node).stats.delivered == 10, (node.p2pt, "msg"))
         assert 0 < subscription.held_bytes <= subscription.max_bytes
         assert subscription.dropped == 10 - subscription.pending() >= 7  # 2 of 216 KB fit
         first = await asyncio.wait_for(subscription.__anext__(), 5)
