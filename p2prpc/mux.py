@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
 
-from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
+from .errors import LocalProtocolError, PeerClosed, RemoteProtocolError, SendQueueFull
 from .p2pt import P2PT, Peer
 from .wire.compression import CODECS
 from .wire.envelope import (
@@ -48,7 +48,7 @@ from .wire.envelope import (
     to_json,
 )
 from .wire.frames import JSONValue, new_message_id
-from .wire.status import Status, StatusCode
+from .wire.status import Status, StatusCode, unsendable
 
 if TYPE_CHECKING:
     from .identity import Identity
@@ -618,7 +618,22 @@ class Mux(AsyncIOEventEmitter):
         (``docs/PROTOCOL.md`` §4, Batches); the first of them is not delayed. Raises
         :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
-        is at its cap (``max_send_queue`` bytes)."""
+        is at its cap (``max_send_queue`` bytes), and
+        :class:`~p2prpc.errors.LocalProtocolError` (nothing sent) when the envelope cannot be
+        encoded (a header over its size, text that neither form can carry)."""
+        try:
+            return self._send(peer_id, envelope, binary, tag, connection)
+        except UnicodeError as e:
+            raise LocalProtocolError(f"cannot encode a {envelope.kind.name} envelope: {e}") from e
+
+    def _send(
+        self,
+        peer_id: str,
+        envelope: Envelope,
+        binary: bool | None,
+        tag: Hashable | None,
+        connection: int | None,
+    ) -> int:
         if binary if binary is not None else self.is_binary(peer_id):
             info = self.peers.get(peer_id)
             if info is None:
@@ -653,14 +668,24 @@ class Mux(AsyncIOEventEmitter):
     ) -> None:
         """End a call with ``status`` (best effort: a peer that is gone, or whose send queue is
         full, gets no answer). ``binary=False`` answers a call that came in the JSON form;
-        ``connection``: on the connection the call came on."""
-        with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.send(
-                peer_id,
-                Envelope(Kind.STATUS, call_id, status=status),
-                binary=binary,
-                connection=connection,
-            )
+        ``connection``: on the connection the call came on. A status that cannot be encoded is
+        replaced by INTERNAL, so that the call still ends."""
+        with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
+            try:
+                self.send(
+                    peer_id,
+                    Envelope(Kind.STATUS, call_id, status=status),
+                    binary=binary,
+                    connection=connection,
+                )
+            except LocalProtocolError as e:
+                logger.error("a status for call %d cannot be sent: %s", call_id, e)
+                self.send(
+                    peer_id,
+                    Envelope(Kind.STATUS, call_id, status=unsendable(e)),
+                    binary=binary,
+                    connection=connection,
+                )
 
     async def drain(self, peer_id: str, connection: int | None = None) -> None:
         """Wait while the data channel to this peer (``connection``, if given) has much unsent

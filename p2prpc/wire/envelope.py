@@ -535,11 +535,8 @@ def _compact_publish(env: Envelope) -> bytes | None:
     None when the message has no publisher's peer id, or a topic UTF-8 cannot encode (a lone
     surrogate, which JSON reads and writes as an escape): it keeps the JSON header."""
     origin = env.origin
-    try:
-        topic = (env.topic or "").encode()
-    except UnicodeEncodeError:
-        return None
-    if origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
+    topic = _utf8(env.topic or "")
+    if topic is None or origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
         return None
     if not 0 < len(topic) <= 0xFFFF or not 0 <= env.hops <= 255:
         return None
@@ -582,9 +579,15 @@ def _compact_header(env: Envelope) -> bytes | None:
     then a JSON object with ``metadata`` and ``encoding`` when either is set. A status, or a final
     reply: code (u8), details length (u16), the details (UTF-8), then ``{"trailers": ...}`` in
     JSON when there are trailers.
+
+    None too when the method or the details hold what UTF-8 cannot encode (a lone surrogate,
+    from the application or echoed from a peer whose JSON carried it as an escape): such an
+    envelope keeps the JSON header, whose escapes carry it, so that it is still sent.
     """
     if env.kind is Kind.CALL:
-        method = (env.method or "").encode()
+        method = _utf8(env.method or "")
+        if method is None:
+            return None
         if len(method) > 0xFFFF:
             raise LocalProtocolError("a method name over 64 KiB")
         rest: dict[str, Any] = {}
@@ -600,7 +603,9 @@ def _compact_header(env: Envelope) -> bytes | None:
             + (_JSON.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
-        details = env.status.details.encode()
+        details = _utf8(env.status.details)
+        if details is None:
+            return None
         if len(details) > 0xFFFF:
             raise LocalProtocolError("status details over 64 KiB")
         trailers = (
@@ -614,6 +619,14 @@ def _compact_header(env: Envelope) -> bytes | None:
             + trailers.encode()
         )
     return None
+
+
+def _utf8(text: str) -> bytes | None:
+    """``text`` in UTF-8, or None when it holds a lone surrogate (UTF-8 has none)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
 
 
 def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
