@@ -209,7 +209,13 @@ class Router:
         self._on_peerclose(peer_id)
 
     def on_refused(
-        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
     ) -> None:
         """A topic message that cannot be read is dropped (the node reported it)."""
         self.stats.bad_payloads += 1
