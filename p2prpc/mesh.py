@@ -325,7 +325,13 @@ class Mesh:
                 self._end_attempt(attempt.target, backoff=False)
 
     def on_refused(
-        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
     ) -> None:
         """A malformed pex or signal: the node reports it; nothing waits on it."""
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
 
-from .errors import PeerClosed, RemoteProtocolError, SendQueueFull
+from .errors import LocalProtocolError, PeerClosed, RemoteProtocolError, SendQueueFull
 from .p2pt import P2PT, Peer
 from .wire.compression import CODECS
 from .wire.envelope import (
@@ -43,13 +43,14 @@ from .wire.envelope import (
     is_binary_envelope,
     is_envelope,
     iter_batch,
+    json_kind,
     pack_batch,
     to_binary,
     to_json,
 )
 from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
 from .wire.held import ByteBudget
-from .wire.status import Status, StatusCode
+from .wire.status import Status, StatusCode, unsendable
 
 if TYPE_CHECKING:
     from .identity import Identity
@@ -76,11 +77,19 @@ class Layer(Protocol):
         """``peer_id`` went away: whatever is in progress with it has ended."""
 
     def on_refused(
-        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
     ) -> None:
         """An envelope of a registered kind from ``peer_id`` could not be read (over a size cap,
-        malformed): tell whoever waits on it, and the peer. ``kind`` is ``None`` for a P2PT
-        message refused before its envelope could be read (only its id is known)."""
+        malformed): tell whoever waits on it, and the peer. ``kind`` is ``None`` when only the
+        message's id is known (a P2PT message refused before its envelope could be read, a
+        binary frame of a kind this node does not know). ``binary``: the form to answer in
+        (``False``: it came in the JSON form; ``None``: the form the peer reads)."""
 
     async def wait_idle(self) -> None:
         """Return once nothing is in progress (graceful stop waits for this)."""
@@ -628,7 +637,22 @@ class Mux(AsyncIOEventEmitter):
         (``docs/PROTOCOL.md`` §4, Batches); the first of them is not delayed. Raises
         :class:`~p2prpc.errors.PeerClosed` when the peer is gone and
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
-        is at its cap (``max_send_queue`` bytes)."""
+        is at its cap (``max_send_queue`` bytes), and
+        :class:`~p2prpc.errors.LocalProtocolError` (nothing sent) when the envelope cannot be
+        encoded (a header over its size, text that neither form can carry)."""
+        try:
+            return self._send(peer_id, envelope, binary, tag, connection)
+        except UnicodeError as e:
+            raise LocalProtocolError(f"cannot encode a {envelope.kind.name} envelope: {e}") from e
+
+    def _send(
+        self,
+        peer_id: str,
+        envelope: Envelope,
+        binary: bool | None,
+        tag: Hashable | None,
+        connection: int | None,
+    ) -> int:
         if binary if binary is not None else self.is_binary(peer_id):
             info = self.peers.get(peer_id)
             if info is None:
@@ -663,14 +687,24 @@ class Mux(AsyncIOEventEmitter):
     ) -> None:
         """End a call with ``status`` (best effort: a peer that is gone, or whose send queue is
         full, gets no answer). ``binary=False`` answers a call that came in the JSON form;
-        ``connection``: on the connection the call came on."""
-        with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.send(
-                peer_id,
-                Envelope(Kind.STATUS, call_id, status=status),
-                binary=binary,
-                connection=connection,
-            )
+        ``connection``: on the connection the call came on. A status that cannot be encoded is
+        replaced by INTERNAL, so that the call still ends."""
+        with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
+            try:
+                self.send(
+                    peer_id,
+                    Envelope(Kind.STATUS, call_id, status=status),
+                    binary=binary,
+                    connection=connection,
+                )
+            except LocalProtocolError as e:
+                logger.error("a status for call %d cannot be sent: %s", call_id, e)
+                self.send(
+                    peer_id,
+                    Envelope(Kind.STATUS, call_id, status=unsendable(e)),
+                    binary=binary,
+                    connection=connection,
+                )
 
     async def drain(self, peer_id: str, connection: int | None = None) -> None:
         """Wait while the data channel to this peer (``connection``, if given) has much unsent
@@ -719,8 +753,8 @@ class Mux(AsyncIOEventEmitter):
         try:
             envelope = from_json(msg, peer.message_id)
         except RemoteProtocolError as e:
-            is_call = isinstance(msg, dict) and "call" in msg
-            self._refuse(peer.id, peer.message_id, is_call, e, binary=False)
+            # Whoever waits on the call it belongs to is told, and the peer, in the JSON form.
+            self._refused(peer.id, json_kind(msg), peer.message_id, e, binary=False)
             return
         self._route(peer.id, envelope, peer.connection)
 
@@ -741,7 +775,11 @@ class Mux(AsyncIOEventEmitter):
                 except Exception:  # as for a message of its own: the next frame is handled
                     logger.exception("handling a frame from %s failed", peer_id)
         except RemoteProtocolError as e:  # only the batch's own layout raises here
-            self._refuse(peer_id, None, False, e)
+            if isinstance(e, EnvelopeError) and e.message_id is not None:
+                # The call id of the frame at fault could be read: its call is answered.
+                self._refused_frame(peer_id, e.frame_kind, e.message_id, e)
+            else:
+                self._refuse(peer_id, None, False, e)
 
     def _on_frame(self, peer_id: str, data: bytes, connection: int) -> bool:
         """Read and route one binary frame; ``False`` when it is malformed (refused). A frame
@@ -750,14 +788,33 @@ class Mux(AsyncIOEventEmitter):
         try:
             envelope = self._reader.feed(peer_id, data)
         except RemoteProtocolError as e:
-            if len(data) >= 7 and data[1] in _KIND_VALUES:
-                self._refused(peer_id, Kind(data[1]), int.from_bytes(data[3:7]), e)
+            if len(data) >= 7:
+                self._refused_frame(peer_id, data[1], int.from_bytes(data[3:7]), e)
             else:
                 self._refuse(peer_id, None, False, e)
             return not isinstance(e, EnvelopeError)
         if envelope is not None:
             self._route(peer_id, envelope, connection)
         return True
+
+    def _refused_frame(
+        self, peer_id: str, kind: int | None, call_id: int, error: RemoteProtocolError
+    ) -> None:
+        """A binary frame that cannot be read, whose call id can: the layer of its kind tells
+        whoever waits and the peer; a kind this node does not know goes to the calls' layer,
+        which ends the call on that id, or answers it as a refused request."""
+        if kind in _KIND_VALUES:
+            self._refused(peer_id, Kind(kind), call_id, error)
+            return
+        layer = self._by_kind.get(Kind.CALL)
+        logger.warning("bad envelope from %s: %s", peer_id, error)
+        self.emit("peerwarning", peer_id, error)
+        if layer is None:
+            return
+        try:
+            layer.on_refused(peer_id, None, call_id, error)
+        except Exception:
+            logger.exception("refusing message %s from %s failed", call_id, peer_id)
 
     def _on_p2pt_warning(self, peer: Peer, error: Exception) -> None:
         """A P2PT message from ``peer`` was refused (over a cap, malformed, left unfinished): a
@@ -767,21 +824,30 @@ class Mux(AsyncIOEventEmitter):
         layer = self._by_kind.get(Kind.CALL)
         if layer is None:
             return  # nothing here makes or serves calls that could wait on it
-        try:
-            layer.on_refused(peer.id, None, error.message_id, error)
+        try:  # it came as a P2PT message: the answer goes in the JSON form
+            layer.on_refused(peer.id, None, error.message_id, error, binary=False)
         except Exception:
             logger.exception("refusing message %s from %s failed", error.message_id, peer.id)
 
-    def _refused(self, peer_id: str, kind: Kind, call_id: int, error: RemoteProtocolError) -> None:
-        """An envelope that cannot be read: its layer tells whoever waits, and the peer."""
-        layer = self._by_kind.get(kind)
-        if layer is None:
-            self._refuse(peer_id, call_id, kind is Kind.CALL, error)
+    def _refused(
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
+    ) -> None:
+        """An envelope that cannot be read: its layer tells whoever waits, and the peer.
+        ``binary=False``: it came in the JSON form, and is answered so."""
+        layer = self._by_kind.get(kind) if kind is not None else None
+        if kind is None or layer is None:
+            self._refuse(peer_id, call_id, kind is Kind.CALL, error, binary=binary)
             return
         logger.warning("refused a %s envelope from %s: %s", kind.name, peer_id[:8], error)
         self.emit("peerwarning", peer_id, error)
         try:
-            layer.on_refused(peer_id, kind, call_id, error)
+            layer.on_refused(peer_id, kind, call_id, error, binary=binary)
         except Exception:
             logger.exception("refusing a %s envelope from %s failed", kind.name, peer_id)
 

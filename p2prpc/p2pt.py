@@ -276,11 +276,13 @@ class P2PT(AsyncIOEventEmitter):
     (60 s); a chunk past a budget drops its message (``peerwarning`` with
     :class:`~p2prpc.errors.TooManyPending`), a message left unfinished too long is dropped
     (``peerwarning`` with :class:`~p2prpc.wire.frames.MessageExpired`), and the peer stays
-    connected. Bytes are what the text takes in memory (1 to 4 bytes a character, by the widest in
-    a chunk). On top, while one message completes, its joined text and decoded value exist once:
-    a message marked as JSON whose parsed value would hold more than ``max_parsed_size`` bytes
-    (64 MiB; estimated from the text before parsing, never below what it would hold) is dropped
-    unparsed (``peerwarning`` with :class:`~p2prpc.errors.ParsedTooBig`, which names the message).
+    connected. A ``send`` waiting for its reply on the id of a refused message fails at once
+    with the refusal (the same error the ``peerwarning`` carries). Bytes are what the text takes
+    in memory (1 to 4 bytes a character, by the widest in a chunk). On top, while one message
+    completes, its joined text and decoded value exist once: a message marked as JSON whose parsed
+    value would hold more than ``max_parsed_size`` bytes (64 MiB; estimated from the text before
+    parsing, never below what it would hold) is dropped unparsed (``peerwarning`` with
+    :class:`~p2prpc.errors.ParsedTooBig`, which names the message).
 
     Toward a peer that reads slowly or not at all, each data channel queues at most
     ``max_send_queue`` bytes (16 MiB) above aiortc's own buffer (which we fill only up to 1 MiB,
@@ -1225,9 +1227,20 @@ class P2PT(AsyncIOEventEmitter):
             )
             error.message_id = msg_id
             logger.warning("peer %s: %s", key, error)
+            if remote is not None:
+                self._refused(remote, error)
             if remote is not None and remote.channels:
                 self.emit("peerwarning", Peer(self, remote, next(iter(remote.channels))), error)
         self._schedule_expiry()
+
+    def _refused(self, remote: RemotePeer, error: RemoteProtocolError) -> None:
+        """A message of ``remote`` was refused: a ``send`` waiting for a reply on its id fails
+        with ``error`` at once, instead of waiting out its timeout for a reply that is gone."""
+        if error.message_id is None:
+            return
+        future = remote.waiting.pop(error.message_id, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
 
     def _fail_waiting(self, remote: RemotePeer, error: Exception) -> None:
         waiting = list(remote.waiting.values())
@@ -1262,6 +1275,7 @@ class P2PT(AsyncIOEventEmitter):
             message = self._reassembler.feed(remote.id, frame, time.monotonic())
         except RemoteProtocolError as e:
             logger.warning("bad message from peer %s: %s", remote.id, e)
+            self._refused(remote, e)
             self.emit("peerwarning", peer, e)
             return
         finally:

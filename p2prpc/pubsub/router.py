@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -223,7 +224,13 @@ class Router:
         self._on_peerclose(peer_id)
 
     def on_refused(
-        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
     ) -> None:
         """A topic message that cannot be read is dropped (the node reported it)."""
         self.stats.bad_payloads += 1
@@ -559,10 +566,12 @@ class Router:
         order.repair_timer = None
         if not order.waiting:
             return
+        # The first MAX_WANTED numbers missing, found lazily: the gap's ends are numbers a peer
+        # chose (up to 2**32), so its size says nothing of the work a peer may cause, while
+        # this skips at most the messages that wait (reorder_window).
         highest = max(order.waiting)
-        missing = tuple(n for n in range(order.next_seq, highest) if n not in order.waiting)[
-            :MAX_WANTED
-        ]
+        gap = range(order.next_seq, highest)
+        missing = tuple(itertools.islice((n for n in gap if n not in order.waiting), MAX_WANTED))
         source, topic = stream
         origin, _, key = source.partition("/")
         want = Envelope(

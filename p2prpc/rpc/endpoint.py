@@ -90,14 +90,22 @@ class Endpoint:
         self._timed_out.pop(peer_id, None)
 
     def on_refused(
-        self, peer_id: str, kind: Kind | None, call_id: int, error: RemoteProtocolError
+        self,
+        peer_id: str,
+        kind: Kind | None,
+        call_id: int,
+        error: RemoteProtocolError,
+        *,
+        binary: bool | None = None,
     ) -> None:
         """A call message that cannot be read ends its call at once, on both sides, as gRPC ends
         a call whose message is over the receiver's limit: RESOURCE_EXHAUSTED for a size cap,
         INVALID_ARGUMENT (a request) or INTERNAL (a reply) for malformed input. ``kind`` is
-        ``None`` when only the message id is known (a P2PT message refused while reassembled):
-        then the call on that id is found in either table, and an unknown id over a cap is
-        answered as a refused request."""
+        ``None`` when only the message id is known (a P2PT message refused while reassembled, a
+        binary frame of an unknown kind): then the call on that id is found in either table, and
+        an unknown id is answered as a refused request, so that a peer whose call could not
+        even be read (a plain P2PT app among them) hears of it at once. ``binary``: the form
+        of the answer (``False`` for what came in the JSON form)."""
         too_big = isinstance(error, MessageTooBig | TooManyPending)
         key = (peer_id, call_id)
         client = self._client.get(key)
@@ -111,8 +119,8 @@ class Endpoint:
         server = self._server.get(key)
         if server is not None:
             server.refuse(status)
-        elif kind is not None or too_big:
-            self.node.reply_status(peer_id, call_id, status)
+        else:
+            self.node.reply_status(peer_id, call_id, status, binary=binary)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

@@ -31,7 +31,7 @@ from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD, held_size
-from ..wire.status import Metadatum, Status, StatusCode
+from ..wire.status import Metadatum, Status, StatusCode, unsendable
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
 
@@ -300,13 +300,7 @@ class ServerCall:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         self.node.withdraw(self.peer_id, self.tag)
-        with contextlib.suppress(PeerClosed, SendQueueFull):
-            self.node.send(
-                self.peer_id,
-                self._status_envelope(status),
-                binary=self.binary,
-                connection=self.connection,
-            )
+        self._send_final(self._status_envelope(status), tag=None)
         self._cancel()
 
     def _cancel(self) -> None:
@@ -375,7 +369,7 @@ class ServerCall:
             return
         except LocalProtocolError as e:  # a status too large for its header (details, trailers)
             logger.error("%s: its status cannot be sent: %s", self.method, e)
-            self._end_with(Status(StatusCode.INTERNAL, f"the status could not be sent: {e}"))
+            self._end_with(unsendable(e))
         else:
             self._finish(None)
         if fatal is not None:
@@ -414,15 +408,26 @@ class ServerCall:
             return
         self.state = _State.CLOSED
         if final is not None:
-            with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
+            self._send_final(final, tag=self.tag)
+        self._ended()
+
+    def _send_final(self, final: Envelope, tag: Any) -> None:
+        """Send the envelope that ends the call, best effort (a peer gone or whose send queue is
+        full gets nothing); one that cannot be encoded is replaced by an INTERNAL status."""
+        with contextlib.suppress(PeerClosed, SendQueueFull, LocalProtocolError):
+            try:
+                self.node.send(
+                    self.peer_id, final, binary=self.binary, tag=tag, connection=self.connection
+                )
+            except LocalProtocolError as e:
+                logger.error("%s: its status cannot be sent: %s", self.method, e)
                 self.node.send(
                     self.peer_id,
-                    final,
+                    self._status_envelope(unsendable(e)),
                     binary=self.binary,
-                    tag=self.tag,
+                    tag=tag,
                     connection=self.connection,
                 )
-        self._ended()
 
     def _release(self, size: int) -> None:
         """Give back ``size`` bytes of requests that are not held any more."""

@@ -58,7 +58,12 @@ _MAX_REFUSED = 4096
 
 
 class EnvelopeError(RemoteProtocolError):
-    """An envelope (JSON or binary) is malformed."""
+    """An envelope (JSON or binary) is malformed.
+
+    ``frame_kind``: when a batch holds a frame that cannot be read but whose header can, that
+    frame's kind byte (and ``message_id`` its call id), so that its call can be answered."""
+
+    frame_kind: int | None = None
 
 
 class Kind(enum.IntEnum):
@@ -147,6 +152,13 @@ _KINDS_BY_KEY = (
 def is_envelope(value: object) -> bool:
     """Whether a P2PT message value is an envelope (a JSON object with a kind key)."""
     return isinstance(value, dict) and any(key in value for key, _ in _KINDS_BY_KEY)
+
+
+def json_kind(value: object) -> Kind | None:
+    """The kind a JSON-form envelope says it is (by its keys), even when it is malformed."""
+    if not isinstance(value, dict):
+        return None
+    return next((k for key, k in _KINDS_BY_KEY if key in value), None)
 
 
 def to_json(env: Envelope) -> dict[str, Any]:
@@ -288,7 +300,7 @@ def from_json(value: object, call_id: int) -> Envelope:
 def _from_json(value: object, call_id: int) -> Envelope:
     if not isinstance(value, dict):
         raise EnvelopeError("an envelope is a JSON object")
-    kind = next((k for key, k in _KINDS_BY_KEY if key in value), None)
+    kind = json_kind(value)
     if kind is None:
         raise EnvelopeError("not an envelope: no call, msg, end, cancel, reply, status or hello")
     seq = _seq(value.get("seq", 0))
@@ -488,12 +500,25 @@ def iter_batch(data: bytes) -> Iterator[bytes]:
         (length,) = _BATCH_LENGTH.unpack_from(data, at)
         at += 4
         if length < HEADER_SIZE or length > end - at:
-            raise EnvelopeError(f"a batch holds a frame of {length} bytes where {end - at} remain")
+            raise _batch_fault(
+                data[at : at + min(length, end - at)],
+                f"a batch holds a frame of {length} bytes where {end - at} remain",
+            )
         frame = data[at : at + length]
         if frame[0] != MAGIC or is_batch(frame):
             raise EnvelopeError("a batch holds something that is not one binary envelope")
         at += length
         yield frame
+
+
+def _batch_fault(frame: bytes, reason: str) -> EnvelopeError:
+    """The error for a frame of a batch that cannot be read, naming its kind and call id when
+    its first 7 bytes are there (a frame cut short, or shorter than a frame header)."""
+    error = EnvelopeError(reason)
+    if len(frame) >= 7 and frame[0] == MAGIC and frame[1] != BATCH_KIND:
+        error.frame_kind = frame[1]
+        error.message_id = int.from_bytes(frame[3:7])
+    return error
 
 
 def _json_header(env: Envelope) -> dict[str, Any]:
@@ -535,11 +560,8 @@ def _compact_publish(env: Envelope) -> bytes | None:
     None when the message has no publisher's peer id, or a topic UTF-8 cannot encode (a lone
     surrogate, which JSON reads and writes as an escape): it keeps the JSON header."""
     origin = env.origin
-    try:
-        topic = (env.topic or "").encode()
-    except UnicodeEncodeError:
-        return None
-    if origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
+    topic = _utf8(env.topic or "")
+    if topic is None or origin is None or not _is_peer_id(origin) or len(env.relayed_to) > 255:
         return None
     if not 0 < len(topic) <= 0xFFFF or not 0 <= env.hops <= 255:
         return None
@@ -582,9 +604,15 @@ def _compact_header(env: Envelope) -> bytes | None:
     then a JSON object with ``metadata`` and ``encoding`` when either is set. A status, or a final
     reply: code (u8), details length (u16), the details (UTF-8), then ``{"trailers": ...}`` in
     JSON when there are trailers.
+
+    None too when the method or the details hold what UTF-8 cannot encode (a lone surrogate,
+    from the application or echoed from a peer whose JSON carried it as an escape): such an
+    envelope keeps the JSON header, whose escapes carry it, so that it is still sent.
     """
     if env.kind is Kind.CALL:
-        method = (env.method or "").encode()
+        method = _utf8(env.method or "")
+        if method is None:
+            return None
         if len(method) > 0xFFFF:
             raise LocalProtocolError("a method name over 64 KiB")
         rest: dict[str, Any] = {}
@@ -600,7 +628,9 @@ def _compact_header(env: Envelope) -> bytes | None:
             + (_JSON.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
-        details = env.status.details.encode()
+        details = _utf8(env.status.details)
+        if details is None:
+            return None
         if len(details) > 0xFFFF:
             raise LocalProtocolError("status details over 64 KiB")
         trailers = (
@@ -614,6 +644,14 @@ def _compact_header(env: Envelope) -> bytes | None:
             + trailers.encode()
         )
     return None
+
+
+def _utf8(text: str) -> bytes | None:
+    """``text`` in UTF-8, or None when it holds a lone surrogate (UTF-8 has none)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
 
 
 def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:

@@ -346,6 +346,10 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+# The id of a frame as P2PT writes it (``id`` first), read even when the rest is not JSON.
+_LEADING_ID = re.compile(r'\^\{\s*"id"\s*:\s*(-?[0-9]{1,16})\s*[,}]')
+
+
 def decode_frame(data: str | bytes) -> Frame | None:
     """Decode one received data-channel message.
 
@@ -353,8 +357,24 @@ def decode_frame(data: str | bytes) -> Frame | None:
     emits such data as a ``data`` event). Bytes are read as UTF-8. Raises
     :class:`~p2prpc.errors.FrameError`, and nothing else, when a ``^`` text is not a JSON
     object with an int ``id``, a str ``msg`` and an int ``c >= 0`` (``last`` and ``o`` are
-    optional and read by JavaScript truthiness; other keys are ignored).
+    optional and read by JavaScript truthiness; other keys are ignored). The error names the
+    frame's message id (``error.message_id``) whenever one can be read: from the object, or,
+    when the text is not JSON, from its start as P2PT writes it (``^{"id":<int>,``), so that
+    whoever waits on that id can be told.
     """
+    try:
+        return _decode_frame(data)
+    except FrameError as error:
+        if error.message_id is None:
+            head = data[:64]
+            text = head if isinstance(head, str) else bytes(head).decode("utf-8", "replace")
+            found = _LEADING_ID.match(text)
+            if found is not None:
+                error.message_id = int(found.group(1))
+        raise
+
+
+def _decode_frame(data: str | bytes) -> Frame | None:
     if isinstance(data, str):
         if not data.startswith(MESSAGE_PREFIX):
             return None
@@ -375,9 +395,9 @@ def decode_frame(data: str | bytes) -> Frame | None:
     if isinstance(msg_id, bool) or not isinstance(msg_id, int):
         raise FrameError(f"frame id must be an integer, got {_describe(msg_id)}")
     if not isinstance(msg, str):
-        raise FrameError(f"frame msg must be a string, got {type(msg).__name__}")
+        _refuse(msg_id, f"frame msg must be a string, got {type(msg).__name__}")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise FrameError(f"frame c must be an integer >= 0, got {_describe(index)}")
+        _refuse(msg_id, f"frame c must be an integer >= 0, got {_describe(index)}")
     return Frame(
         id=msg_id,
         msg=msg,
@@ -385,6 +405,12 @@ def decode_frame(data: str | bytes) -> Frame | None:
         last=_js_truthy(obj.get("last")),
         o=_js_truthy(obj.get("o")),
     )
+
+
+def _refuse(msg_id: int, reason: str) -> NoReturn:
+    error = FrameError(reason)
+    error.message_id = msg_id
+    raise error
 
 
 # --- reassembly --------------------------------------------------------------------------------

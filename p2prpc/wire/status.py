@@ -48,3 +48,9 @@ class Status:
     @property
     def ok(self) -> bool:
         return self.code is grpc.StatusCode.OK
+
+
+def unsendable(error: Exception) -> Status:
+    """The status that ends a call whose own status, or message, cannot be encoded (INTERNAL,
+    naming why)."""
+    return Status(grpc.StatusCode.INTERNAL, f"the status could not be sent: {error}"[:1000])

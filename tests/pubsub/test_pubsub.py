@@ -296,3 +296,31 @@ async def test_asks_for_messages_again_are_bounded_in_count_and_bytes() -> None:
             router._on_want(bob.peer_id, want)
         assert router.stats.repaired * 300_000 <= REPAIR_BYTES_PER_SECOND + 4 * 300_000
         assert router.stats.repaired <= WANTS_PER_SECOND * 4
+
+
+async def test_a_gap_a_peer_numbers_in_billions_costs_one_want_not_the_gap() -> None:
+    """A publisher's seq jumps from 0 to 2**32 - 1: asking for the gap again costs the node the
+    MAX_WANTED numbers it asks for, not the four billion between (which took gigabytes and held
+    its event loop for minutes)."""
+    async with mesh(1) as m:
+        (node,) = m.nodes
+        from p2prpc.testing import loopback_p2pt
+
+        plain = loopback_p2pt([m.tracker.url], "p2prpc")
+        wants: asyncio.Queue[Any] = asyncio.Queue()
+        plain.on("msg", lambda peer, msg: "want" in msg and wants.put_nowait(msg))
+        await plain.start()
+        peer = await plain.wait_for_peer(timeout=10)
+        plain.post(peer, {"hello": {"topics": ["chat"]}}, 100001)
+        async with asyncio.timeout(10):
+            while "chat" not in node.peers.get(plain.peer_id, _NoInfo).topics:
+                await _next(node, "peer")
+        sub = Topic(node, "chat", StringValue).subscribe()
+        me = plain.peer_id
+        plain.post(peer, {"pub": "chat", "msg": "first", "from": me, "seq": 0}, 100002)
+        assert [r.message.value for r in await take(sub, 1)] == ["first"]
+        plain.post(peer, {"pub": "chat", "msg": "far", "from": me, "seq": 2**32 - 1}, 100003)
+        want = await asyncio.wait_for(wants.get(), 5)
+        assert want == {"want": "chat", "from": me, "seqs": list(range(1, 65))}
+        assert router_of(node).stats.wanted == 64
+        await plain.destroy()

@@ -67,3 +67,13 @@ def test_a_malformed_batch_yields_what_came_before_the_fault_then_raises(
 def test_an_empty_batch_or_unknown_flags_are_refused(data: bytes) -> None:
     with pytest.raises(EnvelopeError):
         list(iter_batch(data))
+
+
+def test_a_frame_cut_short_in_a_batch_names_its_kind_and_call_id() -> None:
+    call = to_binary(Envelope(Kind.CALL, 123456, method="/a.B/C", payload=b"", has_payload=True))
+    with pytest.raises(EnvelopeError) as caught:
+        list(iter_batch(pack_batch(call)[:-3]))
+    assert (caught.value.frame_kind, caught.value.message_id) == (Kind.CALL, 123456)
+    with pytest.raises(EnvelopeError) as caught:  # too little of it to read a call id
+        list(iter_batch(pack_batch([bytes((MAGIC, Kind.CALL, 0, 1))])))
+    assert (caught.value.frame_kind, caught.value.message_id) == (None, None)

@@ -756,3 +756,24 @@ def test_reassembler_under_arbitrary_frames_keeps_its_bounds(
     before = reassembler.pending
     assert sum(reassembler.discard(key) for key in range(3)) == before
     assert_empty(reassembler)
+
+
+@pytest.mark.parametrize(
+    ("text", "msg_id"),
+    [
+        ('^{"id":123456,"msg":5,"c":0}', 123456),
+        ('^{"id":123456,"msg":"x","c":-1}', 123456),
+        ('^{"id":123456,"msg":"cut short', 123456),
+        (b'^{"id":123456,"msg":"\xff","c":0}', 123456),
+        ('^{"id": 7 , "msg"', 7),
+        ("^not json", None),
+        ('^{"id":"123456"}', None),
+        ('^{"msg":"x","id":5', None),
+    ],
+)
+def test_a_refused_frame_names_its_message_id_when_it_can_be_read(
+    text: str | bytes, msg_id: int | None
+) -> None:
+    with pytest.raises(FrameError) as caught:
+        decode_frame(text)
+    assert caught.value.message_id == msg_id
