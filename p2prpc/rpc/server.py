@@ -509,15 +509,24 @@ class ServerCall:
         if isinstance(item, RpcError):
             raise item
         self._queued_bytes -= held_size(item.payload)
-        return unpack(handler.request_codec, item, self.encoding, self.node.max_message_size)
+        return self._unpack(handler, item)
+
+    def _unpack(self, handler: Handler[Any, Any], envelope: Envelope) -> Any:
+        node = self.node
+        return unpack(
+            handler.request_codec,
+            envelope,
+            self.encoding,
+            node.max_message_size,
+            max_ratio=node.max_decompression_ratio,
+            decoded=lambda size: node.settle_work(self.peer_id, envelope, size),
+        )
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
         elif self.first.has_payload:
-            request = unpack(
-                handler.request_codec, self.first, self.encoding, self.node.max_message_size
-            )
+            request = self._unpack(handler, self.first)
         else:
             request = None
         # A call without its message asks with the default one, as proto3 reads a missing field.
