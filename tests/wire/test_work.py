@@ -6,6 +6,7 @@ import pytest
 
 from p2prpc.wire.compression import RATIO_ALLOWANCE, inflate_limit
 from p2prpc.wire.envelope import Envelope, Kind
+from p2prpc.wire.payload import held_size
 from p2prpc.wire.work import (
     ENVELOPE_COST,
     JSON_PARSE_FACTOR,
@@ -14,7 +15,6 @@ from p2prpc.wire.work import (
     envelope_work,
     settled_work,
 )
-from p2prpc.wire.payload import held_size
 
 MAX = 4 * 2**20
 
