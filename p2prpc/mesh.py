@@ -67,6 +67,7 @@ from .wire.mesh import (
     encode_signal,
 )
 from .wire.sealbox import SealKey, SealKeyError
+from .wire.work import OPEN_COST, VERIFY_COST
 
 if TYPE_CHECKING:
     from .mux import Mux, PeerInfo
@@ -237,6 +238,7 @@ class Mesh:
         if not self._signals.allow(peer_id, now):
             self.stats.throttled += 1
             return
+        self.node.charge_work(peer_id, OPEN_COST)  # it may be opened (X25519, HKDF, AEAD)
         self._on_signal(peer_id, decode_signal(envelope.body))
 
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
@@ -259,14 +261,13 @@ class Mesh:
         self._maintain()
         self._notify()
 
-    def _binds(self, peer_id: str, public_key: bytes | None, record: SealKey) -> bool:
+    def _binds(self, peer_id: str, public_key: bytes | None, record: SealKey, sender: str) -> bool:
         """Whether ``record`` is signed by ``public_key`` (the identity known for ``peer_id``)
-        for ``peer_id`` in this swarm."""
-        return (
-            public_key is not None
-            and record.identity == public_key
-            and record.verify(info_hash=self.p2pt.info_hash, peer_id=bytes.fromhex(peer_id))
-        )
+        for ``peer_id`` in this swarm; the check is charged to ``sender``'s work budget."""
+        if public_key is None or record.identity != public_key:
+            return False
+        self.node.charge_work(sender, VERIFY_COST)
+        return record.verify(info_hash=self.p2pt.info_hash, peer_id=bytes.fromhex(peer_id))
 
     def _signed_seal_keys(
         self, neighbour: str, listed: tuple[ListedPeer, ...]
@@ -281,7 +282,7 @@ class Mesh:
             if (
                 peer.seal_key is None
                 or peer in before
-                or self._binds(peer.peer_id, peer.public_key, peer.seal_key)
+                or self._binds(peer.peer_id, peer.public_key, peer.seal_key, neighbour)
             ):
                 kept.append(peer)
                 continue
@@ -304,7 +305,7 @@ class Mesh:
         except SealKeyError:
             record = None
         if record is not None and (
-            record == known or self._binds(info.peer_id, info.public_key, record)
+            record == known or self._binds(info.peer_id, info.public_key, record, info.peer_id)
         ):
             self._seal_keys[info.peer_id] = record
             return

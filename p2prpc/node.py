@@ -51,6 +51,13 @@ class Node(Mux):
     ``max_parsed_size`` (P2PT's, here 64 MiB or 16 × ``max_message_size`` if more): what one
     JSON-form message may hold once parsed; a message over it is refused before it is parsed
     (RESOURCE_EXHAUSTED on its call).
+    ``max_decompression_ratio`` (64): a compressed payload may inflate to at most this many
+    times its size plus 4 KiB (and to ``max_message_size``); decompression stops there and the
+    call fails RESOURCE_EXHAUSTED. ``work_rate`` (bytes a second; 256 MiB) and ``work_burst``
+    (bytes; 16 MiB): the work each peer may make this node do, counted in bytes read and decoded
+    (:mod:`p2prpc.wire.work`; a signature check counts as 64 KiB): a peer past its budget has its
+    further envelopes wait, in order, while other peers are served; ``max_delayed_bytes`` (16 MiB)
+    of them at most wait, past that they are refused (a call with RESOURCE_EXHAUSTED).
     ``keepalive_interval``, ``keepalive_timeout``: seconds, as gRPC's keepalive
     (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
     nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing

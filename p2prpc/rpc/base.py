@@ -194,20 +194,32 @@ def pack(
     return codecs.compress(encoding, payload)
 
 
-def unpack(codec: Codec[Any], envelope: Envelope, encoding: str | None, max_size: int) -> Any:
+def unpack(
+    codec: Codec[Any],
+    envelope: Envelope,
+    encoding: str | None,
+    max_size: int,
+    *,
+    max_ratio: float = codecs.MAX_RATIO,
+    decoded: Callable[[int], None] | None = None,
+) -> Any:
     """An envelope's payload as a value, decompressed if it says so: RESOURCE_EXHAUSTED past
-    ``max_size`` bytes, INVALID_ARGUMENT when it does not parse, INTERNAL when it cannot be
-    decompressed."""
+    ``max_size`` bytes or when it inflates more than ``max_ratio`` times (refused as soon as
+    decompression passes the bound), INVALID_ARGUMENT when it does not parse, INTERNAL when it
+    cannot be decompressed. ``decoded`` is told the decompressed size (the node settles what it
+    charged its sender, :meth:`p2prpc.mux.Mux.settle_work`)."""
     payload = envelope.payload
     if envelope.compressed:
         if encoding is None:
             raise RpcError(StatusCode.INTERNAL, "a compressed payload in an uncompressed call")
         try:
-            payload = codecs.decompress(encoding, payload, max_size)
+            payload = codecs.decompress(encoding, payload, max_size, max_ratio)
         except MessageTooBig as e:
             raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
         except RemoteProtocolError as e:
             raise RpcError(StatusCode.INTERNAL, str(e)) from e
+        if decoded is not None:
+            decoded(len(payload))
     return codec.decode(payload, max_size)
 
 

@@ -238,7 +238,14 @@ class _Attempt:
                 return
             self._next_seq += 1
             try:
-                reply = unpack(self.call.reply_codec, envelope, self.encoding, self.max_size)
+                reply = unpack(
+                    self.call.reply_codec,
+                    envelope,
+                    self.encoding,
+                    self.max_size,
+                    max_ratio=self.node.max_decompression_ratio,
+                    decoded=lambda size: self.node.settle_work(self.peer_id, envelope, size),
+                )
             except RpcError as e:
                 code = e.code()
                 if code is not StatusCode.RESOURCE_EXHAUSTED:

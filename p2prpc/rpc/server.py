@@ -555,16 +555,25 @@ class ServerCall:
             raise item
         envelope, size = item
         self._release(size)
-        return unpack(handler.request_codec, envelope, self.encoding, self.node.max_message_size)
+        return self._unpack(handler, envelope)
+
+    def _unpack(self, handler: Handler[Any, Any], envelope: Envelope) -> Any:
+        node = self.node
+        return unpack(
+            handler.request_codec,
+            envelope,
+            self.encoding,
+            node.max_message_size,
+            max_ratio=node.max_decompression_ratio,
+            decoded=lambda size: node.settle_work(self.peer_id, envelope, size),
+        )
 
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
         elif self.first.has_payload:
             try:
-                request = unpack(
-                    handler.request_codec, self.first, self.encoding, self.node.max_message_size
-                )
+                request = self._unpack(handler, self.first)
             finally:
                 self._drop_first()  # the decoded request is all the call keeps of it
         else:

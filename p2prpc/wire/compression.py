@@ -3,8 +3,16 @@
 ``deflate`` comes from the standard library; ``zstd`` when the ``zstandard`` package is installed
 (``pip install p2prpc[zstd]``). A sender compresses a payload only when the receiver said in its
 hello that it reads the encoding, and keeps the compressed form only when it is smaller: data that
-does not shrink (already compressed, random) travels as it is. Decompression is bounded by the
-receiver's maximum message size, so a small frame cannot expand without limit.
+does not shrink (already compressed, random) travels as it is.
+
+Decompression is bounded twice, and stops as soon as it passes either bound: by the receiver's
+maximum message size, and by a ratio of output to input (:func:`inflate_limit`: at most
+``max_ratio`` × the compressed size + :data:`RATIO_ALLOWANCE` bytes; :data:`MAX_RATIO`, 64, by
+default), so that decoding costs a bounded amount of work per byte received. Real data rarely
+inflates past 64 (text and records compress 3 to 10 times, logs and repetitive JSON up to about
+30); a sender keeps the compressed form only within that ratio, so that a receiver with the
+default never refuses it. A payload past a bound is refused with :class:`InflatesTooMuch` (a
+:class:`~p2prpc.errors.MessageTooBig`, RESOURCE_EXHAUSTED on a call).
 """
 
 from __future__ import annotations
@@ -18,9 +26,26 @@ from ..errors import MessageTooBig, RemoteProtocolError
 
 IDENTITY = "identity"
 
+#: The most a compressed payload may inflate, as a ratio of output to input bytes (by default).
+MAX_RATIO = 64.0
+
+#: Bytes a compressed payload may inflate to beyond ``ratio`` × its size (a small payload's
+#: frame overhead is a large share of it).
+RATIO_ALLOWANCE = 4096
+
 
 class CompressionError(RemoteProtocolError):
     """A compressed payload could not be decompressed."""
+
+
+class InflatesTooMuch(MessageTooBig):
+    """A compressed payload inflates past the receiver's bound (its size, or its ratio)."""
+
+
+def inflate_limit(size: int, max_size: int, max_ratio: float = MAX_RATIO) -> int:
+    """The most bytes a compressed payload of ``size`` bytes may inflate to: ``max_ratio`` ×
+    ``size`` + :data:`RATIO_ALLOWANCE`, and never past ``max_size``."""
+    return min(max_size, int(max_ratio * size) + RATIO_ALLOWANCE)
 
 
 class Codec(Protocol):
@@ -44,12 +69,12 @@ class Deflate:
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         inflater = zlib.decompressobj()
-        try:
+        try:  # stops once it has made one byte past the bound
             out = inflater.decompress(data, max_size + 1)
         except zlib.error as e:
             raise CompressionError(f"bad deflate data: {e}") from e
         if len(out) > max_size or inflater.unconsumed_tail:
-            raise MessageTooBig(f"payload inflates past {max_size} bytes")
+            raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
         if not inflater.eof:
             raise CompressionError("truncated deflate data")
         return out
@@ -66,18 +91,22 @@ class Zstd:
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
         self._error = zstandard.ZstdError
+        self._content_size = zstandard.frame_content_size
 
     def compress(self, data: bytes) -> bytes:
         return self._compressor.compress(data)
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         try:
+            declared = self._content_size(data)  # -1: not said
+            if declared > max_size:
+                raise InflatesTooMuch(f"payload says it inflates to {declared} bytes")
             with self._decompressor.stream_reader(io.BytesIO(data)) as reader:
-                out = reader.read(max_size + 1)
+                out = reader.read(max_size + 1)  # stops one byte past the bound
         except self._error as e:
             raise CompressionError(f"bad zstd data: {e}") from e
         if len(out) > max_size:
-            raise MessageTooBig(f"payload inflates past {max_size} bytes")
+            raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
         return out
 
 
@@ -93,18 +122,31 @@ CODECS: dict[str, Codec] = _available()
 
 
 def compress(encoding: str, data: bytes) -> tuple[bytes, bool]:
-    """``(payload, compressed)``: the compressed form when it is smaller, else ``data`` itself."""
+    """``(payload, compressed)``: the compressed form when it is smaller and inflates within
+    :data:`MAX_RATIO` (what a receiver takes by default), else ``data`` itself."""
     codec = CODECS.get(encoding)
     if codec is None or not data:
         return data, False
     packed = codec.compress(data)
-    if len(packed) >= len(data):
+    if len(packed) >= len(data) or len(data) > inflate_limit(len(packed), len(data)):
         return data, False
     return packed, True
 
 
-def decompress(encoding: str, data: bytes, max_size: int) -> bytes:
+def decompress(encoding: str, data: bytes, max_size: int, max_ratio: float = MAX_RATIO) -> bytes:
+    """``data`` decompressed; :class:`InflatesTooMuch` once the output passes
+    :func:`inflate_limit` (``max_size`` bytes, or ``max_ratio`` × ``len(data)`` + the allowance),
+    before any more is made; :class:`CompressionError` when it does not decompress."""
     codec = CODECS.get(encoding)
     if codec is None:
         raise CompressionError(f"unknown encoding {encoding!r}")
-    return codec.decompress(data, max_size)
+    limit = inflate_limit(len(data), max_size, max_ratio)
+    try:
+        return codec.decompress(data, limit)
+    except InflatesTooMuch as e:
+        if limit < max_size:
+            raise InflatesTooMuch(
+                f"payload of {len(data)} bytes inflates past {limit} bytes "
+                f"(at most {max_ratio:g} times its size + {RATIO_ALLOWANCE})"
+            ) from e
+        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import zlib
 
 import pytest
@@ -10,7 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2prpc.errors import MessageTooBig
-from p2prpc.wire.compression import CODECS, CompressionError, compress, decompress
+from p2prpc.wire.compression import (
+    CODECS,
+    MAX_RATIO,
+    RATIO_ALLOWANCE,
+    CompressionError,
+    InflatesTooMuch,
+    compress,
+    decompress,
+    inflate_limit,
+)
 from p2prpc.wire.envelope import BinaryReader, Envelope, Kind, to_binary
 
 ENCODINGS = sorted(CODECS)
@@ -29,19 +39,57 @@ def test_round_trip(encoding: str, data: bytes) -> None:
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_only_what_shrinks_is_compressed(encoding: str) -> None:
-    text = b"the same record, again and again; " * 1000
+    words = [b"record", b"again", b"name", b"city", b"score", b"active", b"tags", b"the"]
+    rng = random.Random(1)
+    text = b" ".join(rng.choice(words) + str(rng.randrange(100)).encode() for _ in range(5000))
     packed, compressed = compress(encoding, text)
-    assert compressed and len(packed) < len(text) // 10
+    assert compressed and len(packed) < len(text) // 3
     noise = os.urandom(10_000)
     assert compress(encoding, noise) == (noise, False)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_decompression_is_bounded(encoding: str) -> None:
-    packed, compressed = compress(encoding, b"\0" * 1_000_000)
-    assert compressed and len(packed) < 5_000
+    packed = CODECS[encoding].compress(b"\0" * 1_000_000)
+    assert len(packed) < 5_000
     with pytest.raises(MessageTooBig):
-        decompress(encoding, packed, 100_000)
+        decompress(encoding, packed, 100_000, max_ratio=1e9)
+
+
+# Unknown protobuf fields (field 100, varint 1), the costliest bytes to parse: 4 MiB of them.
+BOMB = b"\xa0\x06\x01" * (4 * 2**20 // 3)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_payload_that_inflates_past_the_ratio_is_refused(encoding: str) -> None:
+    packed = CODECS[encoding].compress(BOMB)
+    assert len(BOMB) > MAX_RATIO * len(packed)  # under the 4 MiB size cap, over the ratio
+    with pytest.raises(InflatesTooMuch, match="times its size"):
+        decompress(encoding, packed, 4 * 2**20 + 1)
+    # Within the ratio it inflates, up to the bound exactly.
+    limit = inflate_limit(len(packed), 2**30)
+    assert limit == int(MAX_RATIO * len(packed)) + RATIO_ALLOWANCE
+    fitting = CODECS[encoding].compress(BOMB[:limit])
+    assert decompress(encoding, fitting, 2**30, max_ratio=limit / len(fitting)) == BOMB[:limit]
+    assert decompress(encoding, packed, 2**30, max_ratio=1e6) == BOMB
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_bomb_under_any_size_cap_is_refused_by_its_ratio(encoding: str) -> None:
+    """64 MiB of zeros in a few kB: refused once the output passes the ratio's bound, whatever
+    the size cap allows."""
+    packed = CODECS[encoding].compress(b"\0" * 2**26)
+    with pytest.raises(InflatesTooMuch):
+        decompress(encoding, packed, 2**30)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_sender_keeps_within_the_ratio_a_receiver_takes(encoding: str) -> None:
+    zeros = b"\0" * 1_000_000
+    assert compress(encoding, zeros) == (zeros, False)  # it would inflate past MAX_RATIO
+    some = os.urandom(20_000) + b"\0" * 200_000
+    packed, compressed = compress(encoding, some)
+    assert compressed and decompress(encoding, packed, len(some)) == some
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
