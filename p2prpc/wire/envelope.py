@@ -46,6 +46,7 @@ from typing import Any
 
 from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
 from . import metadata as md
+from .held import parse_refusal
 from .status import Metadatum, Status, code_from_number, code_number
 
 MAGIC = 0xB7
@@ -665,7 +666,7 @@ def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
             end = 2 + length
             method = raw[2:end].decode()
             (timeout,) = _COMPACT_TIMEOUT.unpack_from(raw, end)
-            header = _parse_header(raw[end + 8 :]) if len(raw) > end + 8 else {}
+            header = _parse_header(memoryview(raw)[end + 8 :]) if len(raw) > end + 8 else {}
             header["call"] = method
             if timeout == timeout:  # not NaN
                 header["timeout"] = timeout
@@ -676,7 +677,7 @@ def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
             details = raw[3:end].decode()
             if len(details.encode()) != length:
                 raise EnvelopeError("compact status details are cut short")
-            header = _parse_header(raw[end:]) if len(raw) > end else {}
+            header = _parse_header(memoryview(raw)[end:]) if len(raw) > end else {}
             header["status"] = {"code": code, "details": details}
             return header
     except (struct.error, UnicodeDecodeError) as e:
@@ -836,11 +837,12 @@ class BinaryReader:
             return None
         partial = partials.get(slot)
         if partial is None:
-            raw = data[HEADER_SIZE:body_start]
             if flags & _COMPACT:
-                header = _parse_compact(kind, raw)
+                header = _parse_compact(kind, data[HEADER_SIZE:body_start])
+            elif header_length:
+                header = _parse_header(memoryview(data)[HEADER_SIZE:body_start])
             else:
-                header = _parse_header(raw) if header_length else {}
+                header = {}
             chunk = data[body_start:]
             if not flags & _MORE:
                 self._check_size(len(chunk))
@@ -906,9 +908,18 @@ class BinaryReader:
                 del self._partial[key]
 
 
-def _parse_header(raw: bytes) -> dict[str, Any]:
+def _parse_header(raw: bytes | memoryview) -> dict[str, Any]:
+    """A JSON header, refused unparsed when it would hold more than a header may
+    (:func:`~p2prpc.wire.held.parse_refusal`: nothing legitimate comes near it)."""
     try:
-        header = _READ_JSON.decode(raw.decode())
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError as e:
+        raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
+    refusal = parse_refusal(text, "a binary envelope header")
+    if refusal is not None:
+        raise EnvelopeError(refusal)
+    try:
+        header = _READ_JSON.decode(text)
     except (ValueError, RecursionError) as e:
         raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
     if not isinstance(header, dict):

@@ -33,7 +33,7 @@ from p2prpc.errors import (
     TooManyPending,
 )
 
-from .held import estimate_held
+from .held import estimate_held, parse_refusal
 
 __all__ = [
     "MAX_MESSAGE_LENGTH",
@@ -310,13 +310,22 @@ def _reject_constant(name: str) -> NoReturn:
 
 # Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
 _QUOTE = json.JSONEncoder(ensure_ascii=False)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _parse_json(text: str, what: str) -> Any:
-    """Parse ``text`` as strict JSON (as ``JSON.parse`` would), raising only FrameError."""
+def _skip_space(text: str, start: int) -> int:
+    found = _WHITESPACE.match(text, start)
+    return start if found is None else found.end()
+
+
+def _parse_json(text: str, what: str, start: int = 0) -> Any:
+    """Parse ``text[start:]`` as strict JSON (as ``JSON.parse`` would), raising only FrameError."""
     try:
-        return _READ_JSON.decode(text)
+        value, end = _READ_JSON.raw_decode(text, _skip_space(text, start))
+        if _skip_space(text, end) != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+        return value
     except RecursionError:
         raise FrameError(f"{what} is nested too deeply to parse") from None
     except ValueError as exc:
@@ -378,15 +387,18 @@ def _decode_frame(data: str | bytes) -> Frame | None:
     if isinstance(data, str):
         if not data.startswith(MESSAGE_PREFIX):
             return None
-        text = data[1:]
+        text = data  # read from 1 on: no copy of a frame's text
     else:
         if not data.startswith(b"^"):
             return None
         try:
-            text = bytes(data[1:]).decode("utf-8")
+            text = str(data, "utf-8")
         except UnicodeDecodeError as exc:
             raise FrameError(f"frame is not valid UTF-8: {exc}") from None
-    obj = _parse_json(text, "frame")
+    refusal = _frame_refusal(text, 1)
+    if refusal is not None:
+        raise FrameError(refusal)
+    obj = _parse_json(text, "frame", 1)
     if not isinstance(obj, dict):
         raise FrameError(f"frame is not a JSON object: {_shorten(data)}")
     msg_id = obj.get("id")
@@ -405,6 +417,32 @@ def _decode_frame(data: str | bytes) -> Frame | None:
         last=_js_truthy(obj.get("last")),
         o=_js_truthy(obj.get("o")),
     )
+
+
+# The start of a frame as P2PT writes it, up to the quote that opens its ``msg`` string.
+_FRAME_HEAD = re.compile(
+    r'[ \t\n\r]*\{[ \t\n\r]*"id"[ \t\n\r]*:[ \t\n\r]*-?[0-9]+[ \t\n\r]*,'
+    r'[ \t\n\r]*"msg"[ \t\n\r]*:[ \t\n\r]*"'
+)
+
+
+def _frame_refusal(text: str, start: int) -> str | None:
+    """Why a frame's text must not be parsed, or ``None``.
+
+    A frame's ``msg`` is one string, which holds what it takes (the message's own budgets count
+    it); everything else in the frame is a few small keys, held to a bounded parse
+    (:func:`~p2prpc.wire.held.parse_refusal`). When the frame starts as P2PT writes it
+    (``{"id":<int>,"msg":"``), the ``msg`` string is skipped with the JSON scanner and the rest
+    measured; a frame in any other key order is measured whole.
+    """
+    head = _FRAME_HEAD.match(text, start)
+    if head is None:
+        return parse_refusal(text[start:], "frame")
+    try:
+        _, end = _READ_JSON.raw_decode(text, head.end() - 1)  # the msg string alone
+    except ValueError:
+        return None  # not JSON: the parser says why
+    return parse_refusal(text[start : head.end()] + '"' + text[end:], "frame (besides its msg)")
 
 
 def _refuse(msg_id: int, reason: str) -> NoReturn:

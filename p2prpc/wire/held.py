@@ -9,16 +9,28 @@ counts what is held instead:
 - :func:`estimate_held` bounds, before parsing, what :func:`held_size` of the parsed value will
   be, with a handful of C-speed passes over the text, so that a message too large parsed is
   refused without ever being parsed;
+- :func:`parse_refusal` holds a JSON text whose size nothing legitimate needs to pass (a binary
+  envelope's header, a tracker message, a P2PT frame's keys) to :data:`PARSE_FACTOR` bytes a
+  character plus :data:`PARSE_ALLOWANCE`, so that parsing it costs about what was received;
 - :class:`ByteBudget` counts held bytes per peer and over all peers, and says no before a
   take would pass either cap.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Hashable
 
-__all__ = ["ENVELOPE_OVERHEAD", "ByteBudget", "estimate_held", "held_size"]
+__all__ = [
+    "ENVELOPE_OVERHEAD",
+    "PARSE_ALLOWANCE",
+    "PARSE_FACTOR",
+    "ByteBudget",
+    "estimate_held",
+    "held_size",
+    "parse_refusal",
+]
 
 #: Bytes an envelope waiting in a queue or buffer takes besides its payload (the envelope object,
 #: its slot in the queue, the strings it names): what a small message costs at least.
@@ -33,6 +45,9 @@ _DICT, _EMPTY_DICT, _ENTRY = 184, 64, 40
 _LIST, _EMPTY_LIST, _ITEM = 104, 56, 9
 _STRING = 80
 _SCALAR = 32
+
+# An escape that may make a character beyond U+00FF (``\\u00xx`` makes one of 1 byte).
+_WIDENING_ESCAPE = re.compile(r"\\u(?!00)")
 
 
 def held_size(payload: object) -> int:
@@ -66,7 +81,8 @@ def estimate_held(text: str) -> int:
     - every ``{`` a dict (184 bytes; ``{}`` 64), every ``:`` a dict entry (40);
     - every ``[`` a list (104; ``[]`` 56), every ``[`` or ``,`` a list item (9);
     - every two ``"`` a string header (80), and the text's characters once more, as wide as the
-      text's widest (1, 2 or 4 bytes; 4 when it has ``\\u`` escapes, which may widen a string);
+      text's widest (1, 2 or 4 bytes; 4 when it has ``\\u`` escapes beyond ``\\u00ff``, which may
+      widen a string);
     - every other value a ``,``, ``:`` or the start can introduce a scalar (32).
 
     Characters inside strings count as if they opened values too: a string full of ``{`` is
@@ -80,8 +96,8 @@ def estimate_held(text: str) -> int:
     empty_objects, empty_arrays = count("{}"), count("[]")
     quotes, commas, colons = count('"'), count(","), count(":")
     strings = (quotes + 1) // 2
-    if "\\u" in text:
-        width = 4  # an escape may make any character, and widens its whole string
+    if "\\u" in text and _WIDENING_ESCAPE.search(text):
+        width = 4  # an escape beyond \\u00ff may make any character, and widens its string
     elif text.isascii():
         width = 1
     else:
@@ -98,6 +114,35 @@ def estimate_held(text: str) -> int:
         + _STRING * strings
         + width * length
         + _SCALAR * scalars
+    )
+
+
+#: Bytes a character that a JSON text which is not a whole P2PT message may hold parsed, besides
+#: :data:`PARSE_ALLOWANCE` (:func:`parse_refusal`). With the text itself (1 byte a character when it
+#: is ASCII), its parse then holds at most about 4 times what was received.
+PARSE_FACTOR = 3
+
+#: Bytes any such text may hold parsed whatever its size: what small texts full of small objects
+#: need (256 metadata entries of one-letter keys and empty values hold about 57 KiB parsed).
+PARSE_ALLOWANCE = 64 * 1024
+
+
+def parse_refusal(text: str, what: str) -> str | None:
+    """Why ``text`` must not be parsed, or ``None`` when it may be.
+
+    For the JSON texts whose legitimate forms are small objects (a binary envelope's header, a
+    tracker message, the keys of a P2PT frame besides its ``msg``): their parse may hold at most
+    :data:`PARSE_FACTOR` bytes a character of ``text`` plus :data:`PARSE_ALLOWANCE`, as
+    :func:`estimate_held` bounds it before parsing. ``what`` names the text in the reason; the
+    caller raises its own typed error with it.
+    """
+    bound = PARSE_FACTOR * len(text) + PARSE_ALLOWANCE
+    estimate = estimate_held(text)
+    if estimate <= bound:
+        return None
+    return (
+        f"{what} of {len(text)} characters would hold about {estimate} bytes parsed, over the "
+        f"{bound} such a text may ({PARSE_FACTOR} a character and {PARSE_ALLOWANCE}); not parsed"
     )
 
 

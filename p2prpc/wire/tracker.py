@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from ..errors import InvalidTrackerMessage, TrackerProtocolError, TrackerRequestError
+from .held import parse_refusal
 
 __all__ = [
     "EVENTS",
@@ -695,15 +696,18 @@ def _load(data: object) -> dict[str, Any]:
     """Decode one frame into a JSON object, with JavaScript's ``JSON.parse`` rules."""
     if isinstance(data, bytes | bytearray | memoryview):
         try:
-            text = bytes(data).decode("utf-8")
+            text = str(data, "utf-8")
         except UnicodeDecodeError:
             raise TrackerProtocolError("message is not UTF-8") from None
     elif isinstance(data, str):
         text = data
     else:
         raise TrackerProtocolError(f"message is not text: {_kind(data)}")
+    refusal = parse_refusal(text, "message")
+    if refusal is not None:  # no tracker message comes near it: offers are mostly SDP text
+        raise TrackerProtocolError(refusal)
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _READ_JSON.decode(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise TrackerProtocolError(f"message is not JSON: {e}") from None
     if not isinstance(obj, dict):
@@ -714,6 +718,10 @@ def _load(data: object) -> dict[str, Any]:
 def _reject_constant(name: str) -> NoReturn:
     # Python reads NaN and Infinity; JavaScript's JSON.parse does not.
     raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.loads with any option builds a new decoder per call.
+_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _as_int(value: object) -> int | None:

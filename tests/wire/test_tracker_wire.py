@@ -263,7 +263,9 @@ def test_parse_scrape_forms() -> None:
         ("[1]", "not a JSON object", "announce", False),
         (b"\xff\xfe", "not UTF-8", "announce", False),
         ('{"action":"announce","info_hash":NaN}', "not JSON", "announce", False),
-        ("[" * 100_000, "not JSON", "announce", False),
+        ("[" * 100_000, "bytes parsed", "announce", False),  # measured, never parsed
+        ("[" * 500 + "]" * 499, "not JSON", "announce", False),
+        ('{"junk":[' + "[]," * 30_000 + "0]}", "bytes parsed", "announce", False),
         ('{"action":"connect"}', "invalid action", "announce", False),
         ('{"action":"announce"}', "invalid info_hash", "announce", False),
         ('{"action":"announce","info_hash":"' + "x" * 19 + '"}', "info_hash", "announce", False),
