@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -55,7 +56,8 @@ from p2prpc.wire.envelope import (  # noqa: E402
     Kind,
     to_binary,
 )
-from p2prpc.wire.frames import encode_message, new_message_id  # noqa: E402
+from p2prpc.wire.frames import decode_frame, encode_message, new_message_id  # noqa: E402
+from p2prpc.wire.held import estimate_held  # noqa: E402
 from p2prpc.wire.status import Status, StatusCode  # noqa: E402
 
 S = StringValue
@@ -198,6 +200,7 @@ def unknown_fields(size: int) -> bytes:
     return b"\x78\x00" * (size // 2)
 
 
+@functools.cache
 def bomb(encoding: str, size: int) -> bytes:
     data = unknown_fields(size)
     if encoding == "deflate":
@@ -278,7 +281,7 @@ def case_call(form: str, variant: str = "") -> Callable[[Attack], Wire]:
                 out += text({"call": "/costs.Bench/Hold", "msg": msg}, a.fresh())
             return out
         metadata = max_metadata(a.rng)
-        for _ in range(400):  # held calls up to the per-peer cap, then refused ones
+        for _ in range(160):  # held calls up to the per-peer cap (64), then refused ones
             out += binary(
                 Envelope(
                     Kind.CALL,
@@ -396,7 +399,7 @@ def case_server_side(kind: Kind, form: str, variant: str = "") -> Callable[[Atta
                         out += text({"reply": reply, "seq": seq}, call_id)
             return out
         metadata = max_metadata(a.rng)
-        for i in range(120):
+        for i in range(48 if kind is Kind.STATUS else 120):
             call_id = calls[i % len(calls)] if kind is Kind.HEADERS else a.fresh()
             if kind is Kind.HEADERS:
                 env = Envelope(Kind.HEADERS, call_id, metadata=metadata)
@@ -694,6 +697,27 @@ def baseline_of(wire: Wire, rng: random.Random) -> Wire:
     return out
 
 
+def largest_parse(wire: Wire) -> int:
+    """The most one P2PT message of ``wire`` marked as JSON may hold parsed, as the victim
+    estimates it before parsing (:func:`~p2prpc.wire.held.estimate_held`): the transient its
+    parse may add to the victim's peak, one message at a time."""
+    texts: dict[int, list[str]] = {}
+    largest = 0
+    for message in wire:
+        frame = decode_frame(message) if isinstance(message, str) else None
+        if frame is None:
+            continue
+        chunks = texts.setdefault(frame.id, [])
+        if frame.c == 0:
+            chunks.clear()
+        chunks.append(frame.msg)
+        if frame.last:
+            if frame.o:
+                largest = max(largest, estimate_held("".join(chunks)))
+            del texts[frame.id]
+    return largest
+
+
 def opened_calls(wire: Wire) -> list[tuple[int, str]]:
     """The calls a case's messages open: (call id, form)."""
     from p2prpc.wire.frames import decode_frame
@@ -826,6 +850,7 @@ class Attacker:
         self.opened = opened_calls(wire)
         return {
             "sent": sent,
+            "transient": 0 if baseline else largest_parse(wire),
             "messages": len(wire),
             "served": ok,
             "repeat": repeat,

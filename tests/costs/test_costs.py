@@ -8,9 +8,12 @@ messages of the same sizes, as padded ``pong`` envelopes the victim parses and d
 case itself, which is what costs the victim most for its size on that path. Measured on the
 victim's process (``/proc/<pid>``):
 
-- memory held: resident set growth after the attack, garbage collected and the heap trimmed,
-  and peak growth (``VmHWM``, reset through ``clear_refs`` before the attack); both at most
-  ``4 ×`` the bytes sent plus :data:`ALLOWANCE`, and never past the victim's configured budget;
+- memory held: resident set growth after the attack, garbage collected and the heap trimmed, at
+  most ``4 ×`` the bytes sent plus :data:`ALLOWANCE`, and never past the victim's configured
+  budget; peak growth (``VmHWM``, reset through ``clear_refs`` before the attack) within the same
+  bound plus the transient of parsing one JSON-form message: the largest estimate
+  (:func:`~p2prpc.wire.held.estimate_held`) of a message the case sent, which the victim checks
+  against ``max_parsed_size`` before parsing, one message at a time;
 - CPU (user + system): at most ``20 ×`` what the baseline cost, per byte sent;
 - the well-behaved peer's unary calls to the victim during the attack: each answered within
   100 ms.
@@ -146,6 +149,7 @@ class Process:
 class Figures:
     case: str
     sent: int
+    transient: int
     held: int
     peak: int
     cpu: float
@@ -165,7 +169,9 @@ class Figures:
 
     def row(self) -> str:
         return (
-            f"{self.case:28s} sent {self.sent / MiB:6.2f} MiB  held {self.held / MiB:6.2f} MiB"
+            f"{self.case:28s} sent {self.sent / MiB:6.2f} MiB"
+            + (f" (+{self.transient / MiB:.2f} MiB parse)" if self.transient else "")
+            + f"  held {self.held / MiB:6.2f} MiB"
             f"  peak {self.peak / MiB:6.2f} MiB  memory ×{self.memory_ratio:5.2f}"
             f"  cpu {self.cpu:5.2f} s / baseline {self.baseline_cpu:5.2f} s"
             f" = ×{self.cpu_ratio:6.1f}"
@@ -182,8 +188,11 @@ class Figures:
         problems = []
         if self.held > bound:
             problems.append(f"held {self.held} bytes, over {bound}")
-        if self.peak > bound:
-            problems.append(f"peaked {self.peak} bytes over its start, over {bound}")
+        if self.peak > bound + self.transient:
+            problems.append(
+                f"peaked {self.peak} bytes over its start, over {bound} and a "
+                f"{self.transient}-byte parse"
+            )
         if self.cpu_ratio > CPU_FACTOR:
             problems.append(f"CPU ×{self.cpu_ratio:.1f} the baseline's, over ×{CPU_FACTOR}")
         if self.worst_latency > LATENCY:
@@ -290,6 +299,7 @@ async def run_case(rig: Rig, case: str) -> Figures:
     return Figures(
         case,
         result["sent"],
+        result["transient"],
         held,
         peak,
         cpu,
@@ -378,6 +388,7 @@ async def test_a_flooding_tracker_client_costs_the_tracker_within_the_model() ->
             figures = Figures(
                 "tracker-announce-offers",
                 result["sent"],
+                0,  # tracker messages are held to a bounded parse
                 status_bytes(proc.pid, "VmRSS") - start_rss,
                 status_bytes(proc.pid, "VmHWM") - start_rss,
                 cpu,
