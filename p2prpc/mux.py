@@ -291,7 +291,7 @@ class Mux(AsyncIOEventEmitter):
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.max_calls_per_peer = max_calls_per_peer
         #: Received messages waiting to be read (requests a servicer has not read, replies a
-        #: caller has not read, by :func:`~p2prpc.wire.held.held_size` plus
+        #: caller has not read, as kept: :func:`~p2prpc.wire.payload.kept_size` plus
         #: :data:`~p2prpc.wire.held.ENVELOPE_OVERHEAD` each), per peer and over all peers.
         self.queued = ByteBudget(max_queued_bytes_per_peer, max_queued_bytes)
         if not max_decompression_ratio >= 1:

@@ -44,10 +44,11 @@ class Node(Mux):
     ``max_queued_bytes_per_peer`` (64 MiB) and ``max_queued_bytes`` (256 MiB): bytes of received
     call messages waiting to be read, from one peer and from all peers together: requests a
     servicer has not read yet (a call's first request included, until it is decoded), and
-    replies a caller has not read yet from calls in progress. Each is counted as it is held in
-    memory (a JSON payload parsed, 24 times its text at worst; bytes as they are) plus 512
-    bytes. A request past either budget ends its call RESOURCE_EXHAUSTED (a new call is refused
-    so at once); a reply past either ends the call RESOURCE_EXHAUSTED and the server is told.
+    replies a caller has not read yet from calls in progress. Each is counted as it is kept in
+    memory (a JSON payload is decoded at once into its message, counted at its serialized size,
+    or kept as compact JSON text for raw JSON callers; bytes as they are) plus 512 bytes. A
+    request past either budget ends its call RESOURCE_EXHAUSTED (a new call is refused so at
+    once); a reply past either ends the call RESOURCE_EXHAUSTED and the server is told.
     ``max_parsed_size`` (P2PT's, here 64 MiB or 16 × ``max_message_size`` if more): what one
     JSON-form message may hold once parsed; a message over it is refused before it is parsed
     (RESOURCE_EXHAUSTED on its call).

@@ -13,8 +13,9 @@ reorder buffer per (publisher, topic) holds at most ``reorder_window`` messages 
 all of them together at most ``reorder_total_bytes`` (64 MiB: past it, the gaps of the streams
 holding most are given up on, and what waits is delivered); each subscription queues at most its
 ``maxsize`` messages and ``max_bytes`` (past either the oldest are dropped and counted). Bytes are
-what a message holds in memory: its payload as held (a JSON payload parsed, bytes as they are,
-:func:`~p2prpc.wire.held.held_size`) and its envelope
+what a message holds in memory: its payload as kept (bytes as they came; a JSON payload decoded
+into the topic's message when the node knows its type, else as compact JSON text, parsed again
+when it is read or sent: :func:`~p2prpc.wire.payload.kept_size`) and its envelope
 (:data:`~p2prpc.wire.held.ENVELOPE_OVERHEAD`).
 
 Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
@@ -47,8 +48,8 @@ from google.protobuf.message import Message
 from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull
 from ..wire.envelope import MAX_WANTED, Envelope, Kind
 from ..wire.frames import JSONValue, new_message_id
-from ..wire.held import ENVELOPE_OVERHEAD, held_size
-from ..wire.payload import MessageCodec
+from ..wire.held import ENVELOPE_OVERHEAD
+from ..wire.payload import Decoded, JSONText, MessageCodec, kept_size
 from ..wire.secret import canonical_json, publication_bytes, verify_publication
 
 #: Topic messages are held to the size a gRPC message may have (``Node.max_message_size`` when the
@@ -134,9 +135,10 @@ class _Cached:
 
 
 def message_size(envelope: Envelope) -> int:
-    """The bytes a received topic message holds while it waits: its payload as held (a JSON
-    payload parsed, bytes as they are) and the envelope around it."""
-    return held_size(envelope.payload) + ENVELOPE_OVERHEAD
+    """The bytes a received topic message holds while it waits: its payload as kept (bytes as
+    they came; a JSON payload decoded into the topic's message, or as compact text:
+    :func:`~p2prpc.wire.payload.kept_size`) and the envelope around it."""
+    return kept_size(envelope.payload) + ENVELOPE_OVERHEAD
 
 
 @dataclass
@@ -381,11 +383,23 @@ class Router:
             self.stats.duplicates += 1
             return
         self._remember(key)
+        # What is kept of a JSON payload beyond this message (the repair cache, the reorder
+        # buffer, subscriptions) is compact: a parsed value can hold 24 times what was sent.
+        kept = cached = envelope.payload
+        if not isinstance(kept, bytes | bytearray | memoryview):
+            kept = cached = JSONText(envelope.payload)
+            message_type = self._types.get(topic)
+            if message_type is not None and topic in self._sinks:
+                with contextlib.suppress(RpcError):  # a typed reader refuses it when it comes
+                    message = MessageCodec(message_type).decode(
+                        envelope.payload, self.node.max_message_size
+                    )
+                    kept = Decoded(message_type, message)
         numbered = Envelope(
             Kind.PUBLISH,
             envelope.call_id,
             seq,
-            payload=envelope.payload,
+            payload=kept,
             has_payload=True,
             topic=topic,
             origin=origin,
@@ -397,10 +411,8 @@ class Router:
         # A signed message is passed on in the form it was signed in; others may change form.
         self._cache_put(
             key,
-            replace(numbered, hops=0, relayed_to=()),
-            Payload.received(
-                envelope.payload, None if envelope.signature else self._types.get(topic)
-            ),
+            replace(numbered, payload=None, hops=0, relayed_to=()),
+            Payload.received(cached, None if envelope.signature else self._types.get(topic)),
             None,
         )
         if envelope.hops > 0:
@@ -772,12 +784,12 @@ class Payload:
 
     def held_size(self) -> int:
         """About the bytes this payload takes: each form it holds (bytes, a message by its
-        serialized size, a JSON value as parsed), summed."""
+        serialized size, JSON as compact text or as parsed), summed."""
         size = len(self._binary) if self._binary is not None else 0
         if self._message is not None:
             size += self._message.ByteSize()
         if self._json is not _MISSING:
-            size += held_size(self._json)
+            size += kept_size(self._json)
         return size
 
     @classmethod
@@ -786,6 +798,7 @@ class Payload:
 
     @classmethod
     def received(cls, data: Any, message_type: type[Message] | None) -> Payload:
+        """A received payload: bytes, a JSON value, or JSON as kept (:class:`JSONText`)."""
         if isinstance(data, bytes | bytearray | memoryview):
             return cls(binary=bytes(data), message_type=message_type)
         return cls(json=data, message_type=message_type)
@@ -813,6 +826,8 @@ class Payload:
             message = self._parsed()
             if message is not None:
                 self._json = MessageCodec(type(message)).encode(message, False, MAX_PAYLOAD)
+        if isinstance(self._json, JSONText):
+            return self._json.value()  # parsed for this send only: the text is what stays
         return self._json
 
     def _parsed(self) -> Message | None:

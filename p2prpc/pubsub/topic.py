@@ -7,14 +7,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ..errors import RpcError
 from ..wire.envelope import Envelope
-from ..wire.payload import MessageCodec
+from ..wire.held import ENVELOPE_OVERHEAD
+from ..wire.payload import Decoded, JSONText, MessageCodec
 from .router import Payload, message_size, router_of
 
 if TYPE_CHECKING:
@@ -48,8 +50,9 @@ class Subscription(AsyncIterator[Received[T]]):
     """The messages of one topic for one reader, in a bounded queue.
 
     A reader slower than the publishers loses the oldest messages past ``maxsize`` messages or
-    ``max_bytes`` bytes (each message counted as it arrived: its payload as held in memory, a
-    JSON payload parsed, and its envelope; one message larger than ``max_bytes`` still waits,
+    ``max_bytes`` bytes (each message counted as it waits: bytes as they came, JSON decoded into
+    the topic's message or, for a raw topic, as compact JSON text parsed when it is read, and its
+    envelope; one message larger than ``max_bytes`` still waits,
     alone); ``dropped`` counts them and ``held_bytes`` says what waits. Nobody else waits for a
     slow reader. Messages that never arrived and were given up on (after the router's
     ``reorder_timeout``) are reported: ``lost`` counts them and ``gaps`` holds the latest ranges
@@ -90,7 +93,12 @@ class Subscription(AsyncIterator[Received[T]]):
             router_of(self.topic.node).stats.bad_payloads += 1
             return
         assert envelope.origin is not None
-        size = message_size(envelope)
+        # A raw reader's JSON waits as compact text, parsed when it is read.
+        size = (
+            value.size() + ENVELOPE_OVERHEAD
+            if isinstance(value, JSONText)
+            else message_size(envelope)
+        )
         while self._queue and (
             len(self._queue) >= self.maxsize or self.held_bytes + size > self.max_bytes
         ):
@@ -124,6 +132,8 @@ class Subscription(AsyncIterator[Received[T]]):
             await self._ready.wait()
         received, size = self._queue.popleft()
         self.held_bytes -= size
+        if isinstance(received.message, JSONText):
+            return replace(received, message=received.message.value())
         return received
 
     def pending(self) -> int:
@@ -220,6 +230,11 @@ class RawTopic(_TopicBase[Any]):
         return await router_of(self.node).publish(self.name, Payload(json=value))
 
     def _decode(self, payload: Any) -> Any:
+        """Bytes as they are; JSON as compact text (the subscription parses it when read)."""
         if isinstance(payload, bytearray | memoryview):
             return bytes(payload)
+        if isinstance(payload, Decoded):  # a typed topic's too: its message as proto3 JSON
+            return JSONText(json_format.MessageToDict(payload.result()))
+        if not isinstance(payload, bytes | JSONText):
+            return JSONText(payload)
         return payload

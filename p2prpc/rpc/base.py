@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from ..errors import MessageTooBig, RemoteProtocolError, RpcError
 from ..wire import compression as codecs
 from ..wire.envelope import Envelope
-from ..wire.payload import Codec, MessageCodec
+from ..wire.payload import Codec, MessageCodec, decode
 from ..wire.status import Metadatum, StatusCode
 
 if TYPE_CHECKING:
@@ -207,7 +207,8 @@ def unpack(
     ``max_size`` bytes or when it inflates more than ``max_ratio`` times (refused as soon as
     decompression passes the bound), INVALID_ARGUMENT when it does not parse, INTERNAL when it
     cannot be decompressed. ``decoded`` is told the decompressed size (the node settles what it
-    charged its sender, :meth:`p2prpc.mux.Mux.settle_work`)."""
+    charged its sender, :meth:`p2prpc.mux.Mux.settle_work`). A JSON payload may be in the form
+    it was kept in (:func:`~p2prpc.wire.payload.keep`)."""
     payload = envelope.payload
     if envelope.compressed:
         if encoding is None:
@@ -220,7 +221,7 @@ def unpack(
             raise RpcError(StatusCode.INTERNAL, str(e)) from e
         if decoded is not None:
             decoded(len(payload))
-    return codec.decode(payload, max_size)
+    return decode(codec, payload, max_size)
 
 
 def check_encoding(compression: str | None) -> None:

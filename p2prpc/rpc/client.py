@@ -32,6 +32,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, I
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc.aio
+from google.protobuf.message import Message
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -46,7 +47,7 @@ from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD, held_size
-from ..wire.payload import Codec, JSONCodec, MessageCodec
+from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
 from .channel import Channel, ChannelLike, NoServer, as_channel
@@ -252,7 +253,18 @@ class _Attempt:
                     code = StatusCode.INTERNAL
                 self.cancel(Status(code, f"bad reply: {e.details()}"))
                 return
-            size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
+            if envelope.json:
+                # What waits is the decoded message, or for a caller of raw JSON compact text
+                # (parsed again when read): about what was sent, not the parsed JSON.
+                if isinstance(reply, Message):
+                    size = reply.ByteSize() + ENVELOPE_OVERHEAD
+                elif isinstance(self.call.reply_codec, JSONCodec):
+                    reply = JSONText(reply)
+                    size = reply.size() + ENVELOPE_OVERHEAD
+                else:  # another codec's value: counted as the JSON it came from
+                    size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
+            else:
+                size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
             budget = MAX_QUEUED_REPLY_MESSAGES_SIZE * self.max_size
             if len(self.replies) >= MAX_QUEUED_REPLIES or self.queued_bytes + size > budget:
                 self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
@@ -315,7 +327,7 @@ class _Attempt:
         if self._charged:
             self._charged -= size
             self.node.queued.give_back(self.peer_id, size)
-        return reply
+        return reply.value() if isinstance(reply, JSONText) else reply
 
 
 class _Call(Generic[Req, Rep]):

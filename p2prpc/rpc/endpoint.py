@@ -138,7 +138,7 @@ class Endpoint:
     # -- serving ------------------------------------------------------------------------------
 
     def _on_call(self, peer_id: str, envelope: Envelope, connection: int) -> None:
-        from .server import ServerCall, queued_size  # the server side builds on this module
+        from .server import ServerCall, kept, queued_size  # the server side builds on this module
 
         method = envelope.method or ""
         node = self.node
@@ -178,6 +178,7 @@ class Endpoint:
                 connection=connection,
             )
             return
+        envelope = kept(envelope, handler, node.max_message_size)  # type: ignore[arg-type]
         size = queued_size(envelope)
         if not node.queued.take(peer_id, size):
             node.reply_status(

@@ -30,7 +30,8 @@ from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
 from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
-from ..wire.held import ENVELOPE_OVERHEAD, held_size
+from ..wire.held import ENVELOPE_OVERHEAD
+from ..wire.payload import keep, kept_size
 from ..wire.status import Metadatum, Status, StatusCode, unsendable
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
@@ -52,11 +53,19 @@ MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 _PUBLIC_KEY_PROPERTY = "x-p2prpc-public-key"
 
 
+def kept(envelope: Envelope, handler: Handler[Any, Any], max_size: int) -> Envelope:
+    """A received call message as it waits to be read: a JSON-form request decoded at once into
+    the method's request message (or the status its decoding gave, answered when it is read),
+    so that what waits holds about what was sent, not the parsed JSON; bytes as they came."""
+    if not envelope.json or not envelope.has_payload:
+        return envelope
+    return replace(envelope, payload=keep(envelope.payload, handler.request_codec, max_size))
+
+
 def queued_size(envelope: Envelope) -> int:
-    """The bytes a received call message holds while it waits to be read: its payload as held
-    (:func:`~p2prpc.wire.held.held_size`: a JSON payload parsed, bytes as they are) and the
-    envelope around it."""
-    payload = held_size(envelope.payload) if envelope.has_payload else 0
+    """The bytes a received call message holds while it waits to be read: its payload as kept
+    (:func:`kept`; :func:`~p2prpc.wire.payload.kept_size`) and the envelope around it."""
+    payload = kept_size(envelope.payload) if envelope.has_payload else 0
     return payload + ENVELOPE_OVERHEAD
 
 
@@ -270,6 +279,7 @@ class ServerCall:
             self.state = _State.HALF_CLOSED
             self._requests.put_nowait(_END)
         else:
+            envelope = kept(envelope, self.handler, self.node.max_message_size)
             size = queued_size(envelope)
             budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
             if self._requests.qsize() >= MAX_QUEUED_REQUESTS or self._queued_bytes + size > budget:

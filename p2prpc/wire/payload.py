@@ -9,6 +9,8 @@ gRPC gives them: RESOURCE_EXHAUSTED past the size, INVALID_ARGUMENT for what doe
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf import json_format
@@ -18,7 +20,18 @@ from ..errors import RpcError
 from .held import held_size
 from .status import StatusCode
 
-__all__ = ["Codec", "JSONCodec", "MessageCodec", "held_size", "too_big"]
+__all__ = [
+    "Codec",
+    "Decoded",
+    "JSONCodec",
+    "JSONText",
+    "MessageCodec",
+    "decode",
+    "held_size",
+    "keep",
+    "kept_size",
+    "too_big",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
@@ -28,6 +41,94 @@ def too_big(size: int, max_size: int) -> RpcError:
     return RpcError(
         StatusCode.RESOURCE_EXHAUSTED, f"message of {size} bytes exceeds the {max_size} limit"
     )
+
+
+class JSONText:
+    """A received JSON value kept as compact UTF-8 text until it is read (:meth:`value` parses
+    it again): a parsed value can hold up to 24 times the text it came as, this holds about
+    what was sent (at most the sent text's bytes, but for numbers written shorter than Python
+    writes them: ``1e15`` is kept as ``1000000000000000.0``, at most 4.5 times as long)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, value: Any) -> None:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        # Lone surrogates (``"\\ud800"`` in the text) survive as they came.
+        self.data = text.encode("utf-8", "surrogatepass")
+
+    def value(self) -> Any:
+        """The JSON value, parsed again (each call parses anew)."""
+        return json.loads(self.data.decode("utf-8", "surrogatepass"))
+
+    def size(self) -> int:
+        """Bytes it holds: the text and the objects around it."""
+        return sys.getsizeof(self.data) + _KEPT_OBJECT
+
+
+class Decoded:
+    """A received JSON payload decoded at once into the message its reader expects, or the
+    status decoding gave (raised when it is read, as its reader would have raised it then)."""
+
+    __slots__ = ("code", "details", "message", "message_type")
+
+    def __init__(
+        self,
+        message_type: type[Message],
+        message: Message | None,
+        code: StatusCode = StatusCode.OK,
+        details: str = "",
+    ) -> None:
+        self.message_type = message_type
+        self.message = message
+        self.code = code  # why it did not decode: INVALID_ARGUMENT, RESOURCE_EXHAUSTED
+        self.details = details
+
+    def result(self) -> Message:
+        """The message, or the :class:`~p2prpc.errors.RpcError` its decoding gave."""
+        if self.message is None:
+            raise RpcError(self.code, self.details)
+        return self.message
+
+    def size(self) -> int:
+        """Bytes it holds: the message about at its serialized size (as upb holds it), or the
+        error's details, and the objects around it."""
+        held = self.message.ByteSize() if self.message is not None else len(self.details)
+        return held + _KEPT_OBJECT
+
+
+# The wrapper object and the payload's own object header, about.
+_KEPT_OBJECT = 96
+
+
+def keep(payload: Any, codec: Codec[Any] | None, max_size: int) -> Any:
+    """What to keep of a received payload until it is read: bytes as they are; a JSON value
+    decoded at once when ``codec`` reads protobuf messages (:class:`Decoded`), else as compact
+    text (:class:`JSONText`). :class:`MessageCodec` and :class:`JSONCodec` read the kept forms
+    as they read the payload; :func:`decode` gives any other codec the value again."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return payload
+    if isinstance(codec, MessageCodec):
+        try:
+            return Decoded(codec.message_type, codec.decode(payload, max_size))
+        except RpcError as e:
+            # Only the status: the error's traceback would keep the parsed value alive.
+            return Decoded(codec.message_type, None, e.code(), e.details()[:1024])
+    return JSONText(payload)
+
+
+def kept_size(payload: Any) -> int:
+    """Bytes a payload holds as kept (:func:`keep`): bytes by their length, kept forms by
+    their own measure, anything else as parsed (:func:`~p2prpc.wire.held.held_size`)."""
+    if isinstance(payload, JSONText | Decoded):
+        return payload.size()
+    return held_size(payload)
+
+
+def decode(codec: Codec[T], payload: Any, max_size: int) -> T:
+    """``codec.decode`` of a payload as received or as kept (:func:`keep`)."""
+    if isinstance(payload, JSONText) and not isinstance(codec, MessageCodec | JSONCodec):
+        payload = payload.value()
+    return codec.decode(payload, max_size)
 
 
 class Codec(Protocol[T]):
@@ -59,6 +160,13 @@ class MessageCodec(Generic[M]):
         return json_format.MessageToDict(value)
 
     def decode(self, payload: Any, max_size: int) -> M:
+        if isinstance(payload, Decoded):
+            message = payload.result()
+            if isinstance(message, self.message_type):
+                return message
+            payload = json_format.MessageToDict(message)  # read as another type: by its JSON
+        elif isinstance(payload, JSONText):
+            payload = payload.value()
         if isinstance(payload, bytes | bytearray | memoryview):
             if len(payload) > max_size:
                 raise too_big(len(payload), max_size)
@@ -89,4 +197,8 @@ class JSONCodec:
     def decode(self, payload: Any, max_size: int) -> Any:
         if isinstance(payload, bytes | bytearray | memoryview):
             raise RpcError(StatusCode.INTERNAL, "a binary payload where JSON was expected")
+        if isinstance(payload, JSONText):
+            return payload.value()
+        if isinstance(payload, Decoded):
+            return json_format.MessageToDict(payload.result())
         return payload

@@ -339,3 +339,149 @@ async def _until(
     finally:
         for emitter, event, listener in listeners:
             emitter.remove_listener(event, listener)
+
+
+# -- what a node keeps of JSON-form payloads once their messages are handled ---------------------
+
+#: ``[{},{},...]``: 3 characters a dict, 72 bytes each parsed (24 times what was sent).
+JUNK_COUNT = 10_000
+
+
+def _junk_request() -> dict[str, Any]:
+    """A health request carrying 30 KB of ``[{},{},...]`` under an unknown field (720 KB
+    parsed): the decoder ignores it."""
+    return {"service": "", "x": [{}] * JUNK_COUNT}
+
+
+async def _growth(send: Callable[[], Any], settle: Callable[[], Any]) -> int:
+    """Bytes traced memory grew by from ``send()`` until ``await settle()`` returns, collected."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        send()
+        await settle()
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before
+
+
+def _kept_bound(sent: int, messages: int) -> int:
+    """What a node may keep of JSON messages: 4 times what was sent and a little a message,
+    plus what the test's own peers allocate meanwhile."""
+    return 4 * sent + 1024 * messages + 300_000
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["decodes", "does-not-decode"])
+async def test_unread_json_requests_are_kept_decoded_not_parsed(readable: bool) -> None:
+    """A request stream nobody reads, each JSON request 30 KB of ``[{},{},...]`` (720 KB
+    parsed): what waits is the decoded request (or the status its decoding gave), about what
+    was sent, and the budget counts that; the call then ends as the requests are read."""
+    from grpc_health.v1.health_pb2 import HealthCheckRequest
+
+    release = asyncio.Event()
+
+    async def deaf(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
+        await release.wait()
+        async for _ in requests:
+            pass
+        yield HealthCheckRequest(service="read")
+
+    count = 8
+    async with hostile_peer(max_message_size=4 * 2**20) as (node, attacker):
+        node.add_service(
+            "b.S",
+            {
+                "/b.S/Deaf": Handler(
+                    deaf, Cardinality.STREAM_STREAM, HealthCheckRequest, HealthCheckRequest
+                )
+            },
+        )
+        request = _junk_request() if readable else {"service": [{}] * JUNK_COUNT}
+        call_id = 800_000
+
+        def send() -> None:
+            attacker.post(call_id, {"call": "/b.S/Deaf", "msg": request})
+            for seq in range(1, count):
+                attacker.post(call_id, {"msg": request, "seq": seq})
+
+        call = lambda: endpoint_of(node)._server.get((attacker.p2pt.peer_id, call_id))  # noqa: E731
+
+        async def settle() -> None:
+            await _until(
+                lambda: call() is not None and call()._next_seq == count,  # type: ignore[union-attr]
+                (node.p2pt, "msg"),
+            )
+
+        grown = await _growth(send, settle)
+        sent = count * (3 * JUNK_COUNT + 60)
+        assert grown < _kept_bound(sent, count)
+        assert node.queued.held() < 1024 * count  # charged as kept, not as parsed
+        release.set()
+        attacker.post(call_id, {"end": True, "seq": count})
+        await attacker.wait(lambda: attacker.status(call_id) is not None)
+        status = attacker.status(call_id)
+        assert status is not None
+        if readable:
+            assert status["code"] == StatusCode.OK.value[0]
+            replies = [m["reply"] for m in attacker.answers[call_id] if "reply" in m]
+            assert replies == [{"service": "read"}]
+        else:
+            assert status["code"] == StatusCode.INVALID_ARGUMENT.value[0]
+        assert node.queued.held() == 0
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["typed", "raw-json"])
+async def test_unread_json_replies_are_kept_decoded_or_as_text_not_parsed(raw: bool) -> None:
+    """A server streams JSON replies of 30 KB of ``[{},{},...]`` that nobody reads: a typed
+    call keeps each decoded, a raw JSON call (``JSONMethod``) keeps compact text, parsed when
+    read; either is about what was sent."""
+    from grpc_health.v1.health_pb2 import HealthCheckRequest
+
+    from p2prpc.rpc import UnaryStreamMethod
+    from p2prpc.rpc.client import JSONMethod
+
+    count = 8
+    async with hostile_peer(max_message_size=4 * 2**20, binary=not raw) as (node, server):
+        calls: list[int] = []
+        reply = _junk_request()
+
+        def on_call(peer: Any, msg: Any) -> None:
+            if isinstance(msg, dict) and "call" in msg:
+                calls.append(peer.message_id)
+
+        server.p2pt.on("msg", on_call)
+        server.post(600_001, {"hello": {"v": 1, "services": ["b.S"], "binary": False}})
+        await node.wait_for_server("b.S", 10)
+        channel = Channel(node, retry_policy=ONCE)
+        if raw:
+            call: Any = JSONMethod(channel, "/b.S/Stream")([{}], timeout=60)
+        else:
+            method = UnaryStreamMethod(channel, "/b.S/Stream", S, HealthCheckRequest)
+            call = method(S(), timeout=60)
+        await server.wait(lambda: len(calls) == 1)
+
+        def send() -> None:
+            for seq in range(count):
+                server.post(calls[0], {"reply": reply, "seq": seq})
+
+        async def settle() -> None:
+            attempt = call._attempt
+            await _until(lambda: len(attempt.replies) == count, (node.p2pt, "msg"))
+
+        grown = await _growth(send, settle)
+        sent = count * (3 * JUNK_COUNT + 60)
+        assert grown < _kept_bound(sent, count)
+        held = node.queued.held()
+        assert 0 < held < (sent + 1024 * count if raw else 1024 * count)
+        first = await asyncio.wait_for(call.read(), 5)
+        if raw:
+            assert first == reply  # the JSON as it came
+        else:
+            assert first == HealthCheckRequest()
+        call.cancel()
