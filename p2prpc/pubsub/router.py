@@ -65,6 +65,11 @@ logger = logging.getLogger(__name__)
 #: message a node takes by default, 4 MiB, twice).
 REPAIR_BYTES_PER_SECOND = 8 * 2**20
 
+#: Bytes waiting to be sent to a neighbour past which what it asks for again is not sent: a
+#: neighbour that does not read what it asked for makes the node hold at most this (plus one
+#: message) for it, not its whole send queue.
+REPAIR_BACKLOG = 2**20
+
 #: Streams (publisher, topic) a node keeps delivery order for, at most.
 MAX_STREAMS = 4096
 
@@ -611,7 +616,9 @@ class Router:
     def _on_want(self, peer_id: str, envelope: Envelope) -> None:
         """Send a neighbour the recent messages it asks for: at most ``WANTS_PER_SECOND`` asks a
         second from one peer, each for at most ``MAX_WANTED`` messages, and at most
-        ``REPAIR_BYTES_PER_SECOND`` of them, so that a small ask cannot make a node send much."""
+        ``REPAIR_BYTES_PER_SECOND`` of them, so that a small ask cannot make a node send much;
+        none while ``REPAIR_BACKLOG`` bytes already wait to be sent to it, so that a small ask
+        cannot make a node hold much either."""
         if not self._may_want(peer_id):
             return
         assert envelope.topic is not None and envelope.origin is not None
@@ -621,12 +628,19 @@ class Router:
             cached = self._cache.get(key)
             if cached is None:
                 continue
+            if self._backlog(peer_id) >= REPAIR_BACKLOG:
+                return
             if not self._spend(self._repair_budget, peer_id, cached.size, REPAIR_BYTES_PER_SECOND):
                 return
             sent = self._send_one(peer_id, cached)
             self._recount(key, cached)  # sending may have converted it to a form it did not hold
             if sent:
                 self.stats.repaired += 1
+
+    def _backlog(self, peer_id: str) -> int:
+        """Bytes waiting to be sent to ``peer_id``, over its connections."""
+        p2pt = self.node.p2pt
+        return sum(p2pt.buffered_amount(peer_id, c) for c in p2pt.connections(peer_id))
 
     def _may_want(self, peer_id: str) -> bool:
         return self._spend(self._want_budget, peer_id, 1, WANTS_PER_SECOND)
