@@ -57,6 +57,7 @@ from .wire.envelope import (
 )
 from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
 from .wire.held import ByteBudget, held_size
+from .wire.payload import JSONText
 from .wire.status import Status, StatusCode, unsendable
 from .wire.work import ENVELOPE_COST, WorkBudget, envelope_work, settled_work
 
@@ -949,6 +950,7 @@ class Mux(AsyncIOEventEmitter):
             self._work.charge(peer_id, work, now)
             self._route(peer_id, envelope, connection)
             return
+        envelope = _kept(envelope)
         held = _held(envelope)
         if delayed is None:
             delayed = self._delayed[peer_id] = _Delayed()
@@ -983,7 +985,7 @@ class Mux(AsyncIOEventEmitter):
             delayed.held -= held
             self._work.charge(peer_id, work, now)
             try:
-                self._route(peer_id, envelope, connection)
+                self._route(peer_id, _restored(envelope), connection)
             except Exception:  # as for an envelope routed at once: the next is handled
                 logger.exception("handling a delayed envelope from %s failed", peer_id)
             if self._delayed.get(peer_id) is not delayed:
@@ -1046,6 +1048,25 @@ def _held(envelope: Envelope) -> int:
     """About the bytes an envelope takes while it waits."""
     held = ENVELOPE_COST
     for part in (envelope.payload, envelope.body, envelope.hello):
-        if part is not None:
+        if isinstance(part, JSONText):
+            held += part.size()
+        elif part is not None:
             held += held_size(part)
     return held
+
+
+def _kept(envelope: Envelope) -> Envelope:
+    """An envelope as it waits: a JSON payload as compact text, about what was sent, rather than
+    parsed (up to 24 times that)."""
+    payload = envelope.payload
+    if payload is None or isinstance(payload, bytes | bytearray | memoryview | JSONText):
+        return envelope
+    return replace(envelope, payload=JSONText(payload))
+
+
+def _restored(envelope: Envelope) -> Envelope:
+    """An envelope that waited, as it came (its JSON payload parsed again)."""
+    payload = envelope.payload
+    if isinstance(payload, JSONText):
+        return replace(envelope, payload=payload.value())
+    return envelope

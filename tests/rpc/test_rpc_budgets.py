@@ -485,3 +485,34 @@ async def test_unread_json_replies_are_kept_decoded_or_as_text_not_parsed(raw: b
         else:
             assert first == HealthCheckRequest()
         call.cancel()
+
+
+async def test_a_paced_peers_json_envelopes_wait_as_text_not_parsed() -> None:
+    """A peer past its work budget has its envelopes wait; JSON ones wait as compact text (about
+    what was sent), not as the values they parsed to (24 times that), and are charged so."""
+    count = 8
+    async with hostile_peer(work_rate=16 * 2**20, work_burst=2**16) as (node, attacker):
+        peer_id = attacker.p2pt.peer_id
+        call_ids = [810_000 + i for i in range(count)]
+
+        def send() -> None:
+            for call_id in call_ids:
+                attacker.post(
+                    call_id, {"call": "/grpc.health.v1.Health/Check", "msg": _junk_request()}
+                )
+
+        def waiting() -> int:
+            delayed = node._delayed.get(peer_id)
+            return len(delayed.queue) if delayed is not None else 0
+
+        async def settle() -> None:
+            # The first is served at once (its work puts the peer in debt); the rest wait.
+            await _until(lambda: waiting() == count - 1, (node.p2pt, "msg"))
+
+        grown = await _growth(send, settle)
+        sent = count * (3 * JUNK_COUNT + 60)
+        assert grown < _kept_bound(sent, count)
+        assert node.delayed_bytes(peer_id) < 2 * sent  # charged as kept, not as parsed
+        # They are served in turn as the budget refills, each answered.
+        await attacker.wait(lambda: all(attacker.status(c) is not None for c in call_ids), 30)
+        assert {attacker.status(c)["code"] for c in call_ids} == {0}  # type: ignore[index]
