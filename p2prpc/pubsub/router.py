@@ -7,9 +7,11 @@ previous hop already sent it to, while its hop budget lasts. A seen cache with a
 the copies that arrive by other paths, and a small reorder buffer per (publisher, topic) delivers
 each publisher's messages in order.
 
-Memory is bounded: the seen cache holds at most ``seen_max`` ids for ``seen_ttl`` seconds; a
-reorder buffer per (publisher, topic) holds at most ``reorder_window`` messages (4,096) and
-``reorder_bytes`` (16 MiB) for ``reorder_timeout`` seconds (20) before giving up on the gap, and
+Memory is bounded: the seen cache remembers each id for ``seen_ttl`` seconds (120) to twice that,
+at most ``seen_max`` ids (100,000; past it the older half is forgotten first), each as a keyed
+16-byte digest (about 100 bytes held, whatever the id's strings); a reorder buffer per
+(publisher, topic) holds at most ``reorder_window`` messages (4,096) and ``reorder_bytes``
+(16 MiB), none for longer than ``reorder_timeout`` seconds (20) before giving up on its gap, and
 all of them together at most ``reorder_total_bytes`` (64 MiB: past it, the gaps of the streams
 holding most are given up on, and what waits is delivered); each subscription queues at most its
 ``maxsize`` messages and ``max_bytes`` (past either the oldest are dropped and counted). Bytes are
@@ -34,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
+import os
 import random
 import time
 from collections import OrderedDict
@@ -105,6 +109,8 @@ class _Order:
 
     next_seq: int
     waiting: dict[int, tuple[Envelope, int]] = field(default_factory=dict)  # seq → (it, bytes)
+    # seq → when it came, oldest first (a copy keeps its first arrival)
+    since: dict[int, float] = field(default_factory=dict)
     gap_timer: asyncio.TimerHandle | None = None
     # Until it fires, earlier messages may still arrive by longer paths: where delivery starts
     # is not settled (a publisher's first message, seq 0, settles it at once).
@@ -119,14 +125,20 @@ class _Order:
         old = self.waiting.get(envelope.seq)
         size = message_size(envelope)
         self.waiting[envelope.seq] = (envelope, size)
+        self.since.setdefault(envelope.seq, time.monotonic())
         added = size - (old[1] if old is not None else 0)
         self.waiting_bytes += added
         return added
 
     def take(self, seq: int) -> tuple[Envelope, int]:
         envelope, size = self.waiting.pop(seq)
+        del self.since[seq]
         self.waiting_bytes -= size
         return envelope, size
+
+    def oldest(self) -> float:
+        """When the message that has waited longest came (``waiting`` must not be empty)."""
+        return next(iter(self.since.values()))
 
 
 @dataclass(slots=True)
@@ -188,6 +200,12 @@ class Router:
         self.hops = hops
         self.seen_ttl = seen_ttl
         self.seen_max = seen_max
+        # Two generations of digests of the ids seen: the newer takes what is seen now, the
+        # older is forgotten when the newer is seen_ttl old or holds half of seen_max.
+        self._seen_key = os.urandom(16)
+        self._seen_new: set[bytes] = set()
+        self._seen_old: set[bytes] = set()
+        self._seen_since = time.monotonic()
         self.reorder_window = reorder_window
         self.reorder_timeout = reorder_timeout
         self.reorder_bytes = reorder_bytes
@@ -206,7 +224,6 @@ class Router:
         self.stats = PubSubStats()
         self._sinks: dict[str, set[Sink]] = {}
         self._seq: dict[str, int] = {}
-        self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()
         # Per stream (publisher, topic): delivery order; and numbering for publishers that number
         # nothing. At most MAX_STREAMS each, the least recently heard from forgotten first.
         self._order: OrderedDict[tuple[str, str], _Order] = OrderedDict()
@@ -290,7 +307,7 @@ class Router:
         origin = self.node.peer_id
         identity = self.node.identity
         publisher = identity.public_key if identity is not None else None
-        self._remember((_source(origin, publisher), topic, seq))
+        self._first_sight((_source(origin, publisher), topic, seq))
         self.stats.published += 1
         envelope = Envelope(
             Kind.PUBLISH,
@@ -384,10 +401,9 @@ class Router:
             logger.warning("dropped a %s message said to be from %s: bad signature", topic, origin)
             return
         key = (_source(origin, envelope.publisher), topic, seq)
-        if origin == self.node.peer_id or self._seen_before(key):
+        if origin == self.node.peer_id or not self._first_sight(key):
             self.stats.duplicates += 1
             return
-        self._remember(key)
         # What is kept of a JSON payload beyond this message (the repair cache, the reorder
         # buffer, subscriptions) is compact: a parsed value can hold 24 times what was sent.
         kept = cached = envelope.payload
@@ -409,7 +425,8 @@ class Router:
             topic=topic,
             origin=origin,
             hops=envelope.hops,
-            relayed_to=envelope.relayed_to,
+            # Who the previous hop sent it to matters only to relaying it, below: what waits or
+            # is queued keeps none of it (up to 255 peer ids, uncharged).
             publisher=envelope.publisher,
             signature=envelope.signature,
         )
@@ -553,25 +570,38 @@ class Router:
 
     def _skip_gap(self, stream: tuple[str, str]) -> None:
         """Give up on missing messages: tell the subscribers which, and deliver what waits from
-        the lowest number on."""
+        the lowest number on; then give up on every later gap that keeps a message waiting past
+        ``reorder_timeout``, so that no message waits longer than that, however many gaps a
+        publisher leaves."""
         order = self._order.get(stream)
         if order is None or not order.waiting:
             return
         if order.gap_timer is not None:
             order.gap_timer.cancel()
             order.gap_timer = None
-        lowest = min(order.waiting)
-        self.stats.skipped_gaps += lowest - order.next_seq
+        self._give_up_to(stream, order, min(order.waiting))
+        now = time.monotonic()
+        if order.waiting and now - order.oldest() >= self.reorder_timeout:
+            cutoff = now - self.reorder_timeout
+            self._give_up_to(stream, order, max(n for n, t in order.since.items() if t <= cutoff))
+        if order.waiting:
+            loop = asyncio.get_running_loop()
+            wait = max(0.0, order.oldest() + self.reorder_timeout - time.monotonic())
+            order.gap_timer = loop.call_later(wait, self._skip_gap, stream)
+
+    def _give_up_to(self, stream: tuple[str, str], order: _Order, last: int) -> None:
+        """Deliver what waits up to number ``last`` (and what follows it without a gap),
+        reporting each gap below it lost."""
         source, topic = stream
         origin, _, key = source.partition("/")
         publisher = bytes.fromhex(key) if key else None
-        for sink in list(self._sinks.get(topic, ())):
-            sink.lost_messages(origin, order.next_seq, lowest - 1, publisher)
-        order.next_seq = lowest
-        self._drain(order)
-        if order.waiting:
-            loop = asyncio.get_running_loop()
-            order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+        for seq in sorted(n for n in order.waiting if n <= last):
+            if seq > order.next_seq:
+                self.stats.skipped_gaps += seq - order.next_seq
+                for sink in list(self._sinks.get(topic, ())):
+                    sink.lost_messages(origin, order.next_seq, seq - 1, publisher)
+                order.next_seq = seq
+            self._drain(order)
 
     # -- filling gaps ---------------------------------------------------------------------------
 
@@ -714,23 +744,29 @@ class Router:
 
     # -- the seen cache -----------------------------------------------------------------------
 
-    def _seen_before(self, key: tuple[str, str, int]) -> bool:
-        self._expire_seen()
-        return key in self._seen
-
-    def _remember(self, key: tuple[str, str, int]) -> None:
-        self._seen[key] = time.monotonic() + self.seen_ttl
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.seen_max:
-            self._seen.popitem(last=False)
-
-    def _expire_seen(self) -> None:
+    def _first_sight(self, key: tuple[str, str, int]) -> bool:
+        """Whether a message id is new (then it is remembered): an id is kept as a 16-byte
+        digest keyed with a secret of this node, so that what a message's strings weigh (a
+        peer id, a topic) costs nothing here, and nobody can make two ids collide."""
         now = time.monotonic()
-        while self._seen:
-            key, expiry = next(iter(self._seen.items()))
-            if expiry > now:
-                break
-            del self._seen[key]
+        if now - self._seen_since >= self.seen_ttl:
+            aged_out = now - self._seen_since >= 2 * self.seen_ttl
+            self._seen_old = set() if aged_out else self._seen_new
+            self._seen_new = set()
+            self._seen_since = now
+        source, topic, seq = key
+        digest = hashlib.blake2b(
+            f"{source}\0{topic}\0{seq}".encode("utf-8", "surrogatepass"),
+            digest_size=16,
+            key=self._seen_key,
+        ).digest()
+        if digest in self._seen_new or digest in self._seen_old:
+            return False
+        self._seen_new.add(digest)
+        if len(self._seen_new) >= max(1, self.seen_max // 2):  # each generation: half of it
+            self._seen_old, self._seen_new = self._seen_new, set()
+            self._seen_since = now
+        return True
 
     def _on_peerclose(self, peer_id: str) -> None:
         self._want_budget.pop(peer_id, None)
