@@ -54,6 +54,7 @@ from p2prpc.wire.envelope import (  # noqa: E402
     BinaryReader,
     Envelope,
     Kind,
+    pack_batch,
     to_binary,
 )
 from p2prpc.wire.frames import decode_frame, encode_message, new_message_id  # noqa: E402
@@ -491,6 +492,55 @@ def case_publish(form: str, variant: str) -> Callable[[Attack], Wire]:
     return build
 
 
+def case_publish_relayed_to(a: Attack) -> Wire:
+    """Compact publishes that each name 255 peers the previous hop sent them to, with almost no
+    payload, from a few publishers that send only odd numbers: every message waits behind a
+    gap, holding what it brought."""
+    out: Wire = []
+    origins = [peer_id_hex(a.rng) for _ in range(4)]
+    relayed_to = tuple(peer_id_hex(a.rng) for _ in range(255))
+    for i in range(1000):
+        env = Envelope(
+            Kind.PUBLISH,
+            a.fresh(),
+            2 * (i // len(origins)) + 1,
+            payload=b"p",
+            has_payload=True,
+            topic=TOPIC,
+            origin=origins[i % len(origins)],
+            hops=0,
+            relayed_to=relayed_to,
+        )
+        out += list(to_binary(env, compact_publish=True))
+    return out
+
+
+def case_publish_seen(a: Attack) -> Wire:
+    """The smallest publishes there are (compact header, empty payload), each a new id on a topic
+    the victim does not read, packed in batches: what they cost is the ids the seen cache
+    remembers."""
+    origin = peer_id_hex(a.rng)
+    frames = [
+        data
+        for i in range(40_000)
+        for data in to_binary(
+            Envelope(
+                Kind.PUBLISH,
+                a.fresh(),
+                1000 + i,
+                payload=b"",
+                has_payload=True,
+                topic="x",
+                origin=origin,
+                hops=0,
+            ),
+            compact_publish=True,
+        )
+    ]
+    per_batch = 16_000 // (len(frames[0]) + 4)
+    return [pack_batch(frames[i : i + per_batch]) for i in range(0, len(frames), per_batch)]
+
+
 def case_want(form: str) -> Callable[[Attack], Wire]:
     def build(a: Attack) -> Wire:
         out: Wire = []
@@ -637,6 +687,8 @@ def _register(sdp: str) -> None:
         CASES[f"health-check-{form}"] = (case_health(form, "Check"), None)
         CASES[f"health-watch-{form}"] = (case_health(form, "Watch"), None)
         CASES[f"reflection-{form}"] = (case_reflection(form), None)
+    CASES["publish-binary-relayed-to"] = (case_publish_relayed_to, None)
+    CASES["publish-binary-seen"] = (case_publish_seen, None)
     for encoding in ("zstd", "deflate"):
         CASES[f"call-binary-{encoding}"] = (case_call("binary", encoding), None)
         CASES[f"msg-binary-{encoding}"] = (case_msg("binary", encoding), None)
@@ -671,6 +723,7 @@ CASE_NAMES = (
         for form in ("binary", "json")
     ]
     + [f"publish-{form}-{v}" for form in ("binary", "json") for v in ("inorder", "gaps")]
+    + ["publish-binary-relayed-to", "publish-binary-seen"]
     + [
         f"{kind}-binary-{encoding}"
         for kind in ("call", "msg", "reply")

@@ -177,3 +177,21 @@ async def test_json_messages_are_kept_as_about_what_was_sent(typed: bool, gaps: 
         expected = HealthCheckRequest(service="s") if typed else message
         assert all(r.message == expected for r in received)
         subscription.close()
+
+
+async def test_no_message_waits_past_the_reorder_timeout_however_many_gaps() -> None:
+    """A publisher that sends only every other number leaves a gap before each message: all of
+    them are given up on once they have waited ``reorder_timeout``, not one gap a timeout."""
+    async with publisher() as (node, raw):
+        router = router_of(node)
+        router.reorder_timeout = 0.5
+        subscription = RawTopic(node, "t").subscribe()
+        publish(raw, node, raw.peer_id, 0, "first")
+        for seq in range(2, 42, 2):  # 20 messages, each behind a gap of one
+            publish(raw, node, raw.peer_id, seq, "x")
+        await until(lambda: router.stats.received == 21, (node.p2pt, "msg"))
+        async with asyncio.timeout(4 * router.reorder_timeout):  # not 20 timeouts
+            delivered = [m.seq for m in await take(subscription, 21)]
+        assert delivered == [0, *range(2, 42, 2)]
+        assert subscription.lost == 20 and router.waiting_bytes == 0
+        subscription.close()
