@@ -138,11 +138,15 @@ class _Attempt:
         """Send the call, with its first request when it rides in the call; ``_Failed`` (it did
         not run) when the peer is gone already."""
         call = self.call
-        payload, compressed = (
-            pack(call.request_codec, first, self.binary, self.encoding, self.max_size)
-            if has_first
-            else (None, False)
-        )
+        try:
+            payload, compressed = (
+                pack(call.request_codec, first, self.binary, self.encoding, self.max_size)
+                if has_first
+                else (None, False)
+            )
+        except RpcError as e:  # a request over the size: nothing was sent, the attempt is over
+            self._finish(Status(e.code(), e.details()))
+            raise
         envelope = Envelope(
             Kind.CALL,
             self.call_id,
@@ -401,8 +405,10 @@ class _Call(Generic[Req, Rep]):
         attempt = _Attempt(self, peer_id, self._channel.endpoint)
         try:
             attempt.start(self.details_.metadata, self._request, self._has_request)
-        except _Failed:
-            return False  # gone or full already: the task's attempts decide
+        except (_Failed, RpcError):
+            # Gone or full already, or a request that cannot be sent: the task's attempts
+            # decide, and a failure comes out of ``await call``, as grpc.aio's does.
+            return False
         self._attempt = attempt
         self._tried = {peer_id}
         return True
@@ -787,7 +793,11 @@ class _Call(Generic[Req, Rep]):
         if self._status.done():
             self._raise_for_status()
             raise asyncio.InvalidStateError(_FINISHED_DETAILS)
-        await attempt.write(request)
+        try:
+            await attempt.write(request)
+        except RpcError as e:  # a request that cannot be sent ends the call, as from an iterator
+            attempt.cancel(Status(e.code(), e.details()))
+            raise
 
     async def done_writing(self) -> None:
         """Tell the server no more requests follow (no-op once the call has ended)."""

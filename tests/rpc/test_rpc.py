@@ -33,6 +33,7 @@ from p2prpc.rpc import (
     UnaryStreamMethod,
     UnaryUnaryMethod,
 )
+from p2prpc.rpc.endpoint import endpoint_of
 from p2prpc.testing import mesh
 
 pytestmark = pytest.mark.asyncio
@@ -318,13 +319,55 @@ async def test_unknown_method_and_service_are_unimplemented(pair: tuple[Node, No
 
 async def test_message_size_limit_is_resource_exhausted() -> None:
     async with served_pair(max_message_size=10_000) as (_, client, _):
-        with pytest.raises(RpcError) as caught:  # too big to send
-            await Stub(client).Big(BytesValue(value=b"x" * 20_000))
+        # Too big to send: the call is made all the same, and fails when awaited, as in grpc.aio.
+        call = Stub(client).Big(BytesValue(value=b"x" * 20_000))
+        with pytest.raises(RpcError) as caught:
+            await call
         assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
+        assert not endpoint_of(client)._client  # nothing of it is left behind
         with pytest.raises(RpcError) as caught:  # the reply would be too big
             await Stub(client).Big(BytesValue(value=b"x" * 6_000))
         assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
         assert (await Stub(client).Big(BytesValue(value=b"ok"))).value == b"okok"
+
+
+async def test_a_request_too_big_to_write_ends_the_call_on_both_sides() -> None:
+    """As a request iterator's, a ``write()`` over the limit ends the whole call with
+    RESOURCE_EXHAUSTED: the write raises it, the call ends with it, the servicer is cancelled."""
+    running, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def gather(requests: AsyncIterator[StringValue], context: ServicerContext) -> Any:
+        try:
+            async for _ in requests:
+                running.set()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return StringValue()
+
+    async with served_pair(max_message_size=10_000) as (server, client, _):
+        server.add_service(
+            "test.Gather",
+            {
+                "/test.Gather/Join": Handler(
+                    gather, Cardinality.STREAM_UNARY, StringValue, StringValue
+                )
+            },
+        )
+        await client.wait_for_server("test.Gather", timeout=10)
+        call = StreamUnaryMethod(client, "/test.Gather/Join", StringValue, StringValue)(timeout=60)
+        await call.write(StringValue(value="a"))
+        await asyncio.wait_for(running.wait(), 10)
+        with pytest.raises(RpcError) as caught:
+            await call.write(StringValue(value="x" * 20_000))
+        assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(RpcError) as caught:
+            await asyncio.wait_for(call, 5)  # not the 60 s deadline
+        assert caught.value.code() is StatusCode.RESOURCE_EXHAUSTED
+        assert call.done()
+        with pytest.raises(asyncio.InvalidStateError):
+            await call.write(StringValue(value="b"))
+        await asyncio.wait_for(cancelled.wait(), 5)  # the server was told
 
 
 async def test_peer_lost_mid_call_is_unavailable_at_once() -> None:
