@@ -63,9 +63,9 @@ class Node(Mux):
     (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
     nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing
     ``keepalive_timeout`` later, so its calls fail UNAVAILABLE (and idempotent ones are retried
-    elsewhere). The defaults find a peer that died without a word within 5 s, where WebRTC's own
-    consent checks take about 30 s. ``None`` turns keepalive off. Only peers whose hello says
-    they answer pings are pinged; plain P2PT peers see no extra traffic.
+    elsewhere). The defaults find a peer that died without a word within about 4 s, where
+    WebRTC's own consent checks take about 30 s. ``None`` turns keepalive off. Only peers whose
+    hello says they answer pings are pinged; plain P2PT peers see no extra traffic.
     ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
     signalling is sealed, and each connection proves the secret before anything is delivered.
     A weak one (fewer than 16 characters or bytes, or under an estimated 64 bits) raises

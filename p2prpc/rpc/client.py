@@ -270,8 +270,13 @@ class _Attempt:
             else:
                 size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
             budget = MAX_QUEUED_REPLY_MESSAGES_SIZE * self.max_size
-            if len(self.replies) >= MAX_QUEUED_REPLIES or self.queued_bytes + size > budget:
-                self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread replies"))
+            if len(self.replies) >= MAX_QUEUED_REPLIES:
+                detail = f"too many unread replies (at most {MAX_QUEUED_REPLIES})"
+                self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, detail))
+                return
+            if self.queued_bytes + size > budget:
+                detail = f"unread replies would hold more than {budget} bytes"
+                self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, detail))
                 return
             if not self.node.queued.take(self.peer_id, size):
                 self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, self.endpoint.over_budget()))

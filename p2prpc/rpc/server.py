@@ -282,9 +282,20 @@ class ServerCall:
             envelope = kept(envelope, self.handler, self.node.max_message_size)
             size = queued_size(envelope)
             budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
-            if self._requests.qsize() >= MAX_QUEUED_REQUESTS or self._queued_bytes + size > budget:
+            if self._requests.qsize() >= MAX_QUEUED_REQUESTS:
                 self.refuse(
-                    Status(StatusCode.RESOURCE_EXHAUSTED, "too many unread request messages")
+                    Status(
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"too many unread request messages (at most {MAX_QUEUED_REQUESTS})",
+                    )
+                )
+                return
+            if self._queued_bytes + size > budget:
+                self.refuse(
+                    Status(
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"unread request messages would hold more than {budget} bytes",
+                    )
                 )
                 return
             if not self.node.queued.take(self.peer_id, size):
