@@ -680,36 +680,26 @@ class Mux(AsyncIOEventEmitter):
         :class:`~p2prpc.errors.LocalProtocolError` (nothing sent) when the envelope cannot be
         encoded (a header over its size, text that neither form can carry)."""
         try:
-            return self._send(peer_id, envelope, binary, tag, connection)
+            if binary if binary is not None else self.is_binary(peer_id):
+                info = self.peers.get(peer_id)
+                if info is None:
+                    sent = self.p2pt.send_raw(
+                        peer_id, to_binary(envelope), tag=tag, connection=connection
+                    )
+                    return sent.connection
+                return self.p2pt.send_raw(
+                    peer_id,
+                    to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
+                    tag=tag,
+                    pack=pack_batch if info.batch else None,
+                    pack_limit=BATCH_SIZE,
+                    connection=connection,
+                ).connection
+            return self.p2pt.post(
+                peer_id, to_json(envelope), envelope.call_id, tag=tag, connection=connection
+            )
         except UnicodeError as e:
             raise LocalProtocolError(f"cannot encode a {envelope.kind.name} envelope: {e}") from e
-
-    def _send(
-        self,
-        peer_id: str,
-        envelope: Envelope,
-        binary: bool | None,
-        tag: Hashable | None,
-        connection: int | None,
-    ) -> int:
-        if binary if binary is not None else self.is_binary(peer_id):
-            info = self.peers.get(peer_id)
-            if info is None:
-                sent = self.p2pt.send_raw(
-                    peer_id, to_binary(envelope), tag=tag, connection=connection
-                )
-                return sent.connection
-            return self.p2pt.send_raw(
-                peer_id,
-                to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
-                tag=tag,
-                pack=pack_batch if info.batch else None,
-                pack_limit=BATCH_SIZE,
-                connection=connection,
-            ).connection
-        return self.p2pt.post(
-            peer_id, to_json(envelope), envelope.call_id, tag=tag, connection=connection
-        )
 
     def withdraw(self, peer_id: str, tag: Hashable) -> None:
         """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
@@ -939,14 +929,19 @@ class Mux(AsyncIOEventEmitter):
         keepalive must not close a connection that is only paced. Past ``max_delayed_bytes``
         waiting, an envelope is refused (a call with RESOURCE_EXHAUSTED)."""
         now = time.monotonic()
-        work = envelope_work(envelope, self.max_message_size, self.max_decompression_ratio)
+        payload = envelope.payload
+        if payload is None and envelope.signature is None:
+            work = ENVELOPE_COST
+        elif type(payload) is bytes and not envelope.compressed and envelope.signature is None:
+            work = ENVELOPE_COST + 2 * len(payload)  # read, then parsed (as envelope_work says)
+        else:
+            work = envelope_work(envelope, self.max_message_size, self.max_decompression_ratio)
         delayed = self._delayed.get(peer_id)
         kind = envelope.kind
-        if (
-            kind is Kind.PING
-            or kind is Kind.PONG
-            or (delayed is None and self._work.ready(peer_id, now))
-        ):
+        if delayed is None and self._work.spend(peer_id, work, now):
+            self._route(peer_id, envelope, connection)
+            return
+        if kind is Kind.PING or kind is Kind.PONG:
             self._work.charge(peer_id, work, now)
             self._route(peer_id, envelope, connection)
             return

@@ -89,7 +89,7 @@ class ServicerContext:
 
     def __init__(self, call: ServerCall) -> None:
         self._call = call
-        self._invocation = grpc.aio.Metadata(*call.first.metadata)
+        self._invocation = grpc.aio.Metadata(*call.metadata)
         self._trailers: tuple[Metadatum, ...] = ()
         self._code = StatusCode.OK
         self._details = ""
@@ -231,7 +231,9 @@ class ServerCall:
         self.call_id = envelope.call_id
         self.method = envelope.method or ""
         self.handler = handler
-        self.first = envelope
+        self.metadata = envelope.metadata  # the call's own: what the method is invoked with
+        # The call's single request until it is decoded (then only the decoded request is kept).
+        self._first: Envelope | None = envelope if envelope.has_payload else None
         self.state = _State.OPEN
         self.replied = False
         self.task: asyncio.Task[None] | None = None
@@ -255,6 +257,7 @@ class ServerCall:
         if self._requests is not None and envelope.has_payload:
             self._requests.put_nowait((envelope, first_size))
             self._first_size = 0  # it waits in the queue, read as any other request
+            self._first = None
         if self._requests is None:
             self.state = _State.HALF_CLOSED
 
@@ -457,8 +460,7 @@ class ServerCall:
 
     def _drop_first(self) -> None:
         """The call's first request has been read: keep only its header, not its payload."""
-        if self.first.payload is not None:
-            self.first = replace(self.first, payload=None)
+        self._first = None
         self._release(self._first_size)
         self._first_size = 0
 
@@ -469,7 +471,7 @@ class ServerCall:
         if self._requests is not None:
             while not self._requests.empty():
                 self._requests.get_nowait()
-        self.first = replace(self.first, payload=None)
+        self._first = None
         self.endpoint.server_call_ended(self.peer_id, self.call_id)
         self.context._run_callbacks()
 
@@ -548,7 +550,7 @@ class ServerCall:
         identities = self.context.peer_identities()
         details = HandlerCallDetails(
             self.method,
-            self.first.metadata,
+            self.metadata,
             self.peer_id,
             tuple(identities) if identities is not None else None,
         )
@@ -592,9 +594,9 @@ class ServerCall:
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
-        elif self.first.has_payload:
+        elif self._first is not None:
             try:
-                request = self._unpack(handler, self.first)
+                request = self._unpack(handler, self._first)
             finally:
                 self._drop_first()  # the decoded request is all the call keeps of it
         else:

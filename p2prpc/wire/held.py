@@ -179,6 +179,8 @@ class ByteBudget:
 
     def give_back(self, key: Hashable, size: int) -> None:
         """Return ``size`` bytes taken for ``key``."""
+        if not size:
+            return
         left = self._held.get(key, 0) - size
         if left > 0:
             self._held[key] = left

@@ -167,6 +167,13 @@ class MessageCodec(Generic[M]):
             payload = json_format.MessageToDict(message)  # read as another type: by its JSON
         elif isinstance(payload, JSONText):
             payload = payload.value()
+        elif type(payload) is bytes:  # the binary form's path, first
+            if len(payload) > max_size:
+                raise too_big(len(payload), max_size)
+            try:
+                return self.message_type.FromString(payload)
+            except (DecodeError, RecursionError, ValueError) as e:
+                raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
         if isinstance(payload, bytes | bytearray | memoryview):
             if len(payload) > max_size:
                 raise too_big(len(payload), max_size)

@@ -82,6 +82,22 @@ class WorkBudget:
         """Whether ``key`` may start more work (it holds tokens)."""
         return self.tokens(key, now) > 0
 
+    def spend(self, key: Hashable, work: float, now: float) -> bool:
+        """Take ``work`` bytes from ``key`` if it holds tokens (it may go into debt by them);
+        whether it did. One lookup: the path every envelope takes."""
+        burst = self.burst
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            tokens = burst
+        else:
+            tokens = bucket[0] + (now - bucket[1]) * self.rate if now > bucket[1] else bucket[0]
+            if tokens > burst:
+                tokens = burst
+        if tokens <= 0:
+            return False
+        self._buckets[key] = (tokens - work, now)
+        return True
+
     def charge(self, key: Hashable, work: float, now: float) -> None:
         """Take ``work`` bytes from ``key`` (a negative amount gives them back)."""
         self._buckets[key] = (min(self.burst, self.tokens(key, now) - work), now)
