@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
@@ -79,6 +80,8 @@ DEFAULT_MAX_SEND_BYTES = 2**20
 SLOW_CLOSE_TIMEOUT = 1.0
 DEFAULT_OFFER_RATE = 10.0
 DEFAULT_OFFER_BURST = 100
+#: The most swarms a scrape that names none (bittorrent-tracker's "all") lists.
+MAX_SCRAPE_ALL = 64
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_CONNECTIONS_PER_IP = 256
 #: File descriptors left for the rest of the process when the socket cap is fitted to its limit.
@@ -212,7 +215,7 @@ class Swarms(Generic[C]):
                 return self._announce(conn, message, now)
             if isinstance(message, Answer):
                 return self._answer(conn, message, now)
-            return [(conn, self._scrape(message))]
+            return [(conn, self._scrape(conn, message, now))]
         except TrackerRequestError as e:
             return [(conn, FailureReply(e.reason, e.info_hash, e.action))]
 
@@ -286,8 +289,20 @@ class Swarms(Generic[C]):
             return []
         return [(target.conn, AnswerRelay(m.info_hash, m.peer_id, m.offer_id, m.sdp))]
 
-    def _scrape(self, m: Scrape) -> ScrapeReply:
-        hashes = m.info_hashes or tuple(self._swarms)
+    def _scrape(self, conn: C, m: Scrape, now: float) -> ScrapeReply:
+        """The counts of the swarms a scrape names, one entry per name it sent. One that names
+        none lists at most :data:`MAX_SCRAPE_ALL` swarms, and takes one of the socket's offer
+        tokens, so that a request of 20 bytes cannot make the tracker list, encode and send
+        every swarm it holds, over and over."""
+        hashes = m.info_hashes
+        if not hashes:
+            if not self._take_offers(conn, 1, now):
+                raise TrackerRequestError(
+                    f"at most {self.offer_burst} scrapes of every swarm at once and "
+                    f"{self.offer_rate:g} a second from one socket",
+                    action="scrape",
+                )
+            hashes = tuple(itertools.islice(self._swarms, MAX_SCRAPE_ALL))
         files = {}
         for info_hash in hashes:
             complete, incomplete = self.counts(info_hash)
@@ -496,7 +511,9 @@ class TrackerServer:
     - ``max_offers`` (10): an announce with more offers is refused (offers are relayed one per
       other peer, at most ``numwant`` of them).
     - ``offer_rate`` (10 a second) and ``offer_burst`` (100): offers relayed for one socket;
-      past that they are not relayed and the announce reply carries a ``warning message``.
+      past that they are not relayed and the announce reply carries a ``warning message``. A
+      scrape naming no swarm takes one of the same tokens (past them: a ``failure reason``) and
+      lists at most :data:`MAX_SCRAPE_ALL` (64) swarms.
     - ``max_info_hashes_per_socket`` (32): the swarms one socket may join (JavaScript clients share
       one socket per tracker URL between all their swarms).
     - ``max_send_bytes`` (1 MiB) and ``max_send_queue`` (256 frames): what may wait unsent for a

@@ -17,7 +17,7 @@ import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from p2prpc.tracker.server import ServerStats, Swarms, TrackerServer, nofile_limit
+from p2prpc.tracker.server import MAX_SCRAPE_ALL, ServerStats, Swarms, TrackerServer, nofile_limit
 from p2prpc.wire.tracker import (
     Announce,
     AnnounceReply,
@@ -179,6 +179,26 @@ def test_scrape_one_several_or_all() -> None:
     assert reply == ScrapeReply({X: ScrapeFile(1, 1, 1), Z: ScrapeFile(0, 0, 0)}, 60)
     [(_, reply)] = s.receive("c", Scrape(()), 0.0)
     assert reply == ScrapeReply({X: ScrapeFile(1, 1, 1), Y: ScrapeFile(0, 1, 0)}, 60)
+
+
+def test_a_scrape_of_every_swarm_lists_a_bounded_few_at_a_bounded_rate() -> None:
+    """20 bytes asking for every swarm cannot make the tracker list all it holds, over and over:
+    at most MAX_SCRAPE_ALL swarms a reply, and each such scrape takes one of the socket's offer
+    tokens (a scrape that names its swarms takes none)."""
+    s: Swarms[str] = Swarms(
+        interval=60, max_info_hashes_per_socket=200, offer_rate=1, offer_burst=3
+    )
+    for n in range(150):
+        s.receive("a", Announce(n.to_bytes(20, "big"), A), 0.0)
+    for _ in range(3):
+        [(_, reply)] = s.receive("c", Scrape(()), 0.0)
+        assert isinstance(reply, ScrapeReply) and len(reply.files) == MAX_SCRAPE_ALL
+    [(_, refused)] = s.receive("c", Scrape(()), 0.0)
+    assert isinstance(refused, FailureReply) and "scrapes of every swarm" in refused.reason
+    [(_, named)] = s.receive("c", Scrape((X,)), 0.0)  # naming swarms is not limited
+    assert isinstance(named, ScrapeReply) and list(named.files) == [X]
+    [(_, reply)] = s.receive("c", Scrape(()), 1.0)  # a token a second comes back
+    assert isinstance(reply, ScrapeReply)
 
 
 def test_per_source_caps_leave_room_for_other_sources() -> None:
