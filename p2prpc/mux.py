@@ -56,7 +56,7 @@ from .wire.envelope import (
     to_json,
 )
 from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
-from .wire.held import ByteBudget, held_size
+from .wire.held import ENVELOPE_OVERHEAD, ByteBudget, held_size
 from .wire.payload import JSONText
 from .wire.status import Status, StatusCode, unsendable
 from .wire.work import ENVELOPE_COST, WorkBudget, envelope_work, settled_work
@@ -1039,14 +1039,31 @@ class Mux(AsyncIOEventEmitter):
         self.emit("peer", info)
 
 
+#: What one metadata entry, a peer id in a list or a number in a list holds at most beyond its
+#: text: a tuple of two strings (176 bytes), a string (89), an int and its slot (36).
+_METADATUM, _LISTED_ID, _LISTED_NUMBER = 176, 96, 36
+
+
 def _held(envelope: Envelope) -> int:
-    """About the bytes an envelope takes while it waits."""
-    held = ENVELOPE_COST
+    """The bytes an envelope takes while it waits, never less: its payload as kept, and every
+    other field a peer chose the size of (metadata, trailers and details, names, lists)."""
+    held = ENVELOPE_OVERHEAD
     for part in (envelope.payload, envelope.body, envelope.hello):
         if isinstance(part, JSONText):
             held += part.size()
         elif part is not None:
             held += held_size(part)
+    for key, value in envelope.metadata:
+        held += _METADATUM + len(key) + len(value)
+    status = envelope.status
+    if status is not None:
+        held += len(status.details)
+        for key, value in status.trailers:
+            held += _METADATUM + len(key) + len(value)
+    for text in (envelope.method, envelope.topic, envelope.origin):
+        if text is not None:
+            held += 50 + len(text)
+    held += _LISTED_ID * len(envelope.relayed_to) + _LISTED_NUMBER * len(envelope.seqs)
     return held
 
 

@@ -516,3 +516,28 @@ async def test_a_paced_peers_json_envelopes_wait_as_text_not_parsed() -> None:
         # They are served in turn as the budget refills, each answered.
         await attacker.wait(lambda: all(attacker.status(c) is not None for c in call_ids), 30)
         assert {attacker.status(c)["code"] for c in call_ids} == {0}  # type: ignore[index]
+
+
+async def test_what_waits_for_a_paced_peer_is_charged_at_no_less_than_it_holds() -> None:
+    """Envelopes of a paced peer wait charged with everything they hold, metadata included (256
+    entries in 800 bytes of JSON hold about 17 KB): what waits never holds more than
+    ``max_delayed_bytes`` says."""
+    count = 200
+    async with hostile_peer(work_rate=2**20, work_burst=2**16) as (node, attacker):
+        peer_id = attacker.p2pt.peer_id
+        # A call that parses to much puts the peer in debt for seconds: what follows waits.
+        attacker.post(820_000, {"call": "/grpc.health.v1.Health/Check", "msg": _junk_request()})
+
+        def send() -> None:
+            for i in range(count):
+                attacker.post(821_000 + i, {"headers": {"a": [""] * 256}})
+
+        def waiting() -> int:
+            delayed = node._delayed.get(peer_id)
+            return len(delayed.queue) if delayed is not None else 0
+
+        async def settle() -> None:
+            await _until(lambda: waiting() == count, (node.p2pt, "msg"))
+
+        grown = await _growth(send, settle)
+        assert node.delayed_bytes(peer_id) >= grown  # charged at no less than it holds
