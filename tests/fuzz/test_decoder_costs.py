@@ -52,7 +52,10 @@ from p2prpc.wire.held import estimate_held
 from p2prpc.wire.payload import MessageCodec
 from p2prpc.wire.tracker import parse_client_message
 
-FUZZ = settings.get_profile(os.environ.get("P2PRPC_FUZZ_PROFILE", "fuzz-ci"))
+_PROFILE = os.environ.get("P2PRPC_FUZZ_PROFILE", "fuzz-ci")
+# Each example is timed several times: `make test` runs a sample of them, `make fuzz` all.
+_BASE = settings.get_profile(_PROFILE)
+FUZZ = settings(_BASE, max_examples=40) if _PROFILE == "fuzz-ci" else _BASE
 
 MEMORY_FACTOR = 4
 #: Memory any call may take whatever its input: small objects, a decoder's own state.
