@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -137,7 +136,8 @@ L = TypeVar("L", bound=Layer)
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 
 #: What a node keeps of a peer's hello, at most: names of services, topics and encodings (each
-#: list, and each name's length), and the characters of the other keys' values together.
+#: list, and each name's length), and the bytes the other keys and values hold together
+#: (:func:`~p2prpc.wire.held.held_size`).
 HELLO_MAX_NAMES = 1024
 HELLO_MAX_NAME = 256
 HELLO_MAX_EXTRA = 64 * 1024
@@ -195,7 +195,8 @@ class PeerInfo:
         for key, value in hello.items():
             if key in _HELLO_KEYS or len(key) > HELLO_MAX_NAME:
                 continue
-            room -= len(key) + len(json.dumps(value, separators=(",", ":")))
+            # Charged at what it holds parsed (up to 24 times its JSON), not at its length.
+            room -= held_size(key) + held_size(value)
             if room < 0:
                 break  # the rest is not kept: a hello cannot pin more than this
             extra[key] = value

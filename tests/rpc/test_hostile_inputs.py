@@ -173,6 +173,7 @@ async def test_stop_returns_after_the_grace_even_if_a_servicer_ignores_cancellat
 
 async def test_a_hello_cannot_pin_much_memory() -> None:
     from p2prpc.mux import HELLO_MAX_EXTRA, HELLO_MAX_NAMES, PeerInfo
+    from p2prpc.wire.held import held_size
 
     hello = {
         "services": [f"s{i}" for i in range(100_000)] + ["x" * 100_000],
@@ -183,6 +184,11 @@ async def test_a_hello_cannot_pin_much_memory() -> None:
     assert len(info.services) == HELLO_MAX_NAMES
     assert "junk" not in info.extra  # over the room a hello's extras may take
     assert len(str(info.extra)) <= HELLO_MAX_EXTRA
+    # Room is what the extras hold parsed, not their JSON: 60 KB of empty lists holds 1.4 MB.
+    cheap_to_send = {"small": 1, "lists": [[] for _ in range(20_000)]}
+    info = PeerInfo.from_hello("ab" * 20, cheap_to_send)
+    assert "lists" not in info.extra and info.extra == {"small": 1}
+    assert held_size(info.extra) <= HELLO_MAX_EXTRA
 
 
 async def test_forged_publishers_cannot_grow_a_subscribers_state() -> None:
