@@ -743,7 +743,9 @@ def to_binary(
 
 @dataclass(slots=True)
 class _Partial:
-    first: tuple[int, int, int, int, dict[Any, Any]]  # kind, flags, call id, seq, header
+    # kind, flags, call id, seq, and the header as it came: read (and checked) on the first
+    # frame, kept as its bytes until the last (parsed, it could hold 20 times as much)
+    first: tuple[int, int, int, int, bytes]
     chunks: list[bytes]
     size: int
     started: float
@@ -837,12 +839,7 @@ class BinaryReader:
             return None
         partial = partials.get(slot)
         if partial is None:
-            if flags & _COMPACT:
-                header = _parse_compact(kind, data[HEADER_SIZE:body_start])
-            elif header_length:
-                header = _parse_header(memoryview(data)[HEADER_SIZE:body_start])
-            else:
-                header = {}
+            header = _read_header(kind, flags, data, body_start)
             chunk = data[body_start:]
             if not flags & _MORE:
                 self._check_size(len(chunk))
@@ -851,7 +848,8 @@ class BinaryReader:
                 raise TooManyPending(f"more than {self.max_pending} unfinished binary payloads")
             self._check_size(len(chunk))
             self._partial[key] = partials
-            partials[slot] = _Partial((kind, flags, call_id, seq, header), [chunk], len(chunk), now)
+            raw = data[HEADER_SIZE:body_start]
+            partials[slot] = _Partial((kind, flags, call_id, seq, raw), [chunk], len(chunk), now)
             self._held += len(chunk)
             return None
         if header_length:
@@ -867,7 +865,8 @@ class BinaryReader:
             self._held += len(chunk)
             return None
         self._drop(key, slot)
-        k, first_flags, cid, sq, header = partial.first
+        k, first_flags, cid, sq, raw = partial.first
+        header = _read_header(Kind(k), first_flags, raw, 0)  # read once already: it reads
         payload = b"".join([*partial.chunks, chunk])
         return _build(Kind(k), first_flags, cid, sq, header, payload)
 
@@ -906,6 +905,17 @@ class BinaryReader:
                 self._held -= partial.size
             if not partials:
                 del self._partial[key]
+
+
+def _read_header(kind: Kind, flags: int, data: bytes, end: int) -> dict[Any, Any]:
+    """The header of a first frame, ``data[HEADER_SIZE:end]`` (``end`` 0: ``data`` is the
+    header itself), compact or JSON."""
+    raw = data[HEADER_SIZE:end] if end else data
+    if flags & _COMPACT:
+        return _parse_compact(kind, raw)
+    if raw:
+        return _parse_header(memoryview(raw))
+    return {}
 
 
 def _parse_header(raw: bytes | memoryview) -> dict[str, Any]:

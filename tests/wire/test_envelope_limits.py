@@ -118,3 +118,37 @@ def test_held_bytes_stay_within_the_caps_and_are_released() -> None:
     assert reader.held_bytes("other") == 0
     reader.discard("peer")
     assert reader.held_bytes() == 0
+
+
+def test_an_unfinished_payload_keeps_its_header_as_it_came_not_parsed() -> None:
+    """A first frame's JSON header is read and checked, then kept as its bytes until the last
+    frame: 16 unfinished payloads whose headers are ``[[],[],...]`` (20 times their size once
+    parsed) hold about what was sent, and each still reads whole when it ends."""
+    import gc
+    import tracemalloc
+
+    reader = BinaryReader(max_pending=16)
+    junk = json.dumps({"call": "/t.S/M", "junk": [[]] * 1000}, separators=(",", ":")).encode()
+
+    def first(call_id: int) -> bytes:
+        head = struct.pack(
+            ">BBBIIH", MAGIC, Kind.CALL, Flags.PAYLOAD | Flags.MORE, call_id, 0, len(junk)
+        )
+        return head + junk + b"x"
+
+    frames = [first(i) for i in range(16)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for frame in frames:
+            assert reader.feed("p", frame) is None
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    sent = sum(len(f) for f in frames)
+    assert after - before < 4 * sent + 16 * 1024
+    last = struct.pack(">BBBIIH", MAGIC, Kind.CALL, Flags.PAYLOAD, 3, 0, 0) + b"y"
+    envelope = reader.feed("p", last)
+    assert envelope is not None and envelope.method == "/t.S/M" and envelope.payload == b"xy"
