@@ -162,6 +162,10 @@ class Mesh:
         self._sent: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, _Attempt] = {}
         self._backoff: dict[str, float] = {}
+        # Neighbours whose pex dropped peers we were offering to through them: no new attempt
+        # goes through one until then, so that listing fresh ids and dropping them cannot make
+        # this node build offer after offer (each a peer connection) for a few bytes of pex.
+        self._paused_via: dict[str, float] = {}
         # (service, the keys its server must hold, or None: any) → until when it is wanted
         self._wanted: dict[tuple[str, frozenset[bytes] | None], float] = {}
         self._more = 0
@@ -324,6 +328,8 @@ class Mesh:
                 continue
             if self.p2pt.waiting_offer(attempt.offer_id) is not None:
                 self._end_attempt(attempt.target, backoff=False)
+                pause = self.retry_after * random.uniform(1, 2)
+                self._paused_via[via] = time.monotonic() + pause
 
     def on_refused(
         self,
@@ -412,16 +418,22 @@ class Mesh:
     def _candidates(self) -> list[KnownPeer]:
         now = time.monotonic()
         connected = self.p2pt.peers
-        neighbours = self._neighbours()
+        usable = self._usable_vias(now)
         return [
             peer
             for pid, peer in self.known_peers.items()
             if pid not in connected
             and pid not in self._attempts
             and self._backoff.get(pid, 0.0) <= now
-            and peer.via & neighbours.keys()
+            and peer.via & usable
             and self._sealable(peer)
         ]
+
+    def _usable_vias(self, now: float) -> set[str]:
+        """Neighbours an offer may go through now (those paused by :meth:`_drop_unreachable`
+        excepted)."""
+        paused = self._paused_via
+        return {pid for pid in self._neighbours() if paused.get(pid, 0.0) <= now}
 
     def _sealable(self, peer: KnownPeer) -> bool:
         """Whether an offer to ``peer`` can be sealed as it must be. A node that seals to keys
@@ -485,7 +497,7 @@ class Mesh:
         return known.services if known is not None else frozenset()
 
     def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
-        via = random.choice(sorted(peer.via & self._neighbours().keys()))
+        via = random.choice(sorted(peer.via & self._usable_vias(time.monotonic())))
         attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
         self._spawn(self._offer(attempt, extra, peer.seal_key, peer.public_key))
 
@@ -703,6 +715,9 @@ class Mesh:
         for pid, until in list(self._backoff.items()):
             if until <= now:
                 del self._backoff[pid]
+        for pid, until in list(self._paused_via.items()):
+            if until <= now:
+                del self._paused_via[pid]
         self._maintain()
         self._schedule_tick()
 
