@@ -433,7 +433,16 @@ class Router:
         # A signed message is passed on in the form it was signed in; others may change form.
         self._cache_put(
             key,
-            replace(numbered, payload=None, hops=0, relayed_to=()),
+            Envelope(  # as ``numbered``, without its payload, not to be relayed further
+                Kind.PUBLISH,
+                envelope.call_id,
+                seq,
+                has_payload=True,
+                topic=topic,
+                origin=origin,
+                publisher=envelope.publisher,
+                signature=envelope.signature,
+            ),
             Payload.received(cached, None if envelope.signature else self._types.get(topic)),
             None,
         )
