@@ -47,6 +47,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -162,10 +163,11 @@ class Mesh:
         self._sent: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, _Attempt] = {}
         self._backoff: dict[str, float] = {}
-        # Neighbours whose pex dropped peers we were offering to through them: no new attempt
-        # goes through one until then, so that listing fresh ids and dropping them cannot make
-        # this node build offer after offer (each a peer connection) for a few bytes of pex.
+        # Neighbours whose pexes dropped ``max_attempts`` peers we were offering to through them:
+        # no new attempt goes through one until then, so that listing fresh ids and dropping them
+        # cannot make this node build offer after offer (each a peer connection) for a few bytes.
         self._paused_via: dict[str, float] = {}
+        self._abandons: dict[str, deque[float]] = {}  # when attempts through each ended so
         # (service, the keys its server must hold, or None: any) → until when it is wanted
         self._wanted: dict[tuple[str, frozenset[bytes] | None], float] = {}
         self._more = 0
@@ -328,8 +330,20 @@ class Mesh:
                 continue
             if self.p2pt.waiting_offer(attempt.offer_id) is not None:
                 self._end_attempt(attempt.target, backoff=False)
-                pause = self.retry_after * random.uniform(1, 2)
-                self._paused_via[via] = time.monotonic() + pause
+                self._abandoned_through(via)
+
+    def _abandoned_through(self, via: str) -> None:
+        """One more attempt through ``via`` ended because its pex dropped the peer: a peer
+        leaving now and then is no cause, but ``max_attempts`` of them within ``2 ×
+        retry_after`` pause ``via`` for ``retry_after`` to twice that."""
+        now = time.monotonic()
+        times = self._abandons.setdefault(via, deque())
+        times.append(now)
+        while times and now - times[0] > 2 * self.retry_after:
+            times.popleft()
+        if len(times) >= self.max_attempts:
+            times.clear()
+            self._paused_via[via] = now + self.retry_after * random.uniform(1, 2)
 
     def on_refused(
         self,
@@ -718,6 +732,9 @@ class Mesh:
         for pid, until in list(self._paused_via.items()):
             if until <= now:
                 del self._paused_via[pid]
+        for pid, times in list(self._abandons.items()):
+            if not times or now - times[-1] > 2 * self.retry_after:
+                del self._abandons[pid]
         self._maintain()
         self._schedule_tick()
 
