@@ -9,7 +9,7 @@ Nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,3 +127,23 @@ async def mesh(
         finally:
             for node in result.nodes:
                 await node.close()
+
+
+async def until(
+    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
+) -> None:
+    """Wait until ``condition()`` holds, checked now and after each event of ``sources``
+    (``(emitter, event name)`` pairs: what changes what it reads); ``TimeoutError`` after
+    ``timeout`` seconds."""
+    changed = asyncio.Event()
+    listeners = [
+        (emitter, event, emitter.on(event, lambda *_: changed.set())) for emitter, event in sources
+    ]
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                changed.clear()
+                await changed.wait()
+    finally:
+        for emitter, event, listener in listeners:
+            emitter.remove_listener(event, listener)

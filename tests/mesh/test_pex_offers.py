@@ -3,34 +3,17 @@ and drops them again cannot make the node build offer after offer (each a peer c
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from p2prpc.mesh import mesh_of
-from p2prpc.testing import loopback_p2pt, mesh
+from p2prpc.testing import loopback_p2pt, mesh, until
 from p2prpc.wire.frames import new_message_id
 
 pytestmark = pytest.mark.asyncio
 
 HELLO = {"v": 1, "binary": False, "mesh": 1, "relay": True}
-
-
-async def until(
-    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
-) -> None:
-    changed = asyncio.Event()
-    listeners = [(e, n, e.on(n, lambda *_: changed.set())) for e, n in sources]
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-    finally:
-        for emitter, event, listener in listeners:
-            emitter.remove_listener(event, listener)
 
 
 async def test_a_neighbour_dropping_the_peers_it_listed_pauses_offers_through_it() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 
 from p2prpc.node import Node
 from p2prpc.pubsub import RawTopic, router_of
-from p2prpc.testing import loopback_p2pt, mesh
+from p2prpc.testing import loopback_p2pt, mesh, until
 
 pytestmark = pytest.mark.asyncio
 
@@ -24,25 +24,6 @@ pytestmark = pytest.mark.asyncio
 #: text, with its envelope).
 JUNK = [{}] * 3_000
 KEPT = 3 * 3_000 + 650
-
-
-async def until(
-    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
-) -> None:
-    """Wait until ``condition()`` holds, checked now and after each ``(emitter, event)`` of
-    ``sources`` (what changes what it reads)."""
-    changed = asyncio.Event()
-    listeners = [
-        (emitter, event, emitter.on(event, lambda *_: changed.set())) for emitter, event in sources
-    ]
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-    finally:
-        for emitter, event, listener in listeners:
-            emitter.remove_listener(event, listener)
 
 
 @asynccontextmanager

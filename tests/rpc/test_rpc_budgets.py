@@ -30,7 +30,7 @@ from p2prpc.rpc import (
     UnaryUnaryMethod,
 )
 from p2prpc.rpc.endpoint import endpoint_of
-from p2prpc.testing import loopback_node, mesh
+from p2prpc.testing import loopback_node, mesh, until
 from p2prpc.tracker.server import TrackerServer
 
 pytestmark = pytest.mark.asyncio
@@ -175,7 +175,7 @@ async def hostile_peer(**node_options: Any) -> AsyncIterator[tuple[Any, Hostile]
         attacker = loopback_p2pt([m.tracker.url], "p2prpc")
         try:
             await attacker.start()
-            await _until(
+            await until(
                 lambda: node.peer_id in attacker.peers and attacker.peer_id in node.peers,
                 (attacker, "peerconnect"),
                 (node, "peer"),
@@ -262,7 +262,7 @@ async def test_a_call_whose_first_request_passes_the_peers_budget_is_refused_at_
         assert attacker.status(400_000) is None  # the first goes on
         assert 60_000 < node.queued.held() <= budget
         attacker.post(400_000, {"cancel": True})
-        await _until(lambda: node.queued.held() == 0, (node.p2pt, "msg"))
+        await until(lambda: node.queued.held() == 0, (node.p2pt, "msg"))
 
 
 async def test_a_json_call_too_large_parsed_is_refused_unparsed_and_answered() -> None:
@@ -320,25 +320,6 @@ async def test_unread_replies_count_against_a_budget_for_the_whole_peer() -> Non
         for call in (first, second):
             call.cancel()
         assert node.queued.held() == 0  # what the calls held is given back as they end
-
-
-async def _until(
-    condition: Callable[[], bool], *sources: tuple[Any, str], timeout: float = 10
-) -> None:
-    """Wait until ``condition()`` holds, checked now and after each ``(emitter, event)`` of
-    ``sources`` (what changes what it reads)."""
-    changed = asyncio.Event()
-    listeners = [
-        (emitter, event, emitter.on(event, lambda *_: changed.set())) for emitter, event in sources
-    ]
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-    finally:
-        for emitter, event, listener in listeners:
-            emitter.remove_listener(event, listener)
 
 
 # -- what a node keeps of JSON-form payloads once their messages are handled ---------------------
@@ -413,7 +394,7 @@ async def test_unread_json_requests_are_kept_decoded_not_parsed(readable: bool) 
         call = lambda: endpoint_of(node)._server.get((attacker.p2pt.peer_id, call_id))  # noqa: E731
 
         async def settle() -> None:
-            await _until(
+            await until(
                 lambda: call() is not None and call()._next_seq == count,  # type: ignore[union-attr]
                 (node.p2pt, "msg"),
             )
@@ -472,7 +453,7 @@ async def test_unread_json_replies_are_kept_decoded_or_as_text_not_parsed(raw: b
 
         async def settle() -> None:
             attempt = call._attempt
-            await _until(lambda: len(attempt.replies) == count, (node.p2pt, "msg"))
+            await until(lambda: len(attempt.replies) == count, (node.p2pt, "msg"))
 
         grown = await _growth(send, settle)
         sent = count * (3 * JUNK_COUNT + 60)
@@ -508,7 +489,7 @@ async def test_a_paced_peers_json_envelopes_wait_as_text_not_parsed() -> None:
 
         async def settle() -> None:
             # The first is served at once (its work puts the peer in debt); the rest wait.
-            await _until(lambda: waiting() == count - 1, (node.p2pt, "msg"))
+            await until(lambda: waiting() == count - 1, (node.p2pt, "msg"))
 
         grown = await _growth(send, settle)
         sent = count * (3 * JUNK_COUNT + 60)
@@ -539,7 +520,7 @@ async def test_what_waits_for_a_paced_peer_is_charged_at_no_less_than_it_holds()
             return len(delayed.queue) if delayed is not None else 0
 
         async def settle() -> None:
-            await _until(lambda: waiting() == count, (node.p2pt, "msg"))
+            await until(lambda: waiting() == count, (node.p2pt, "msg"))
 
         grown = await _growth(send, settle)
         assert node.delayed_bytes(peer_id) >= grown  # charged at no less than it holds
