@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import json
 import math
 import re
 import struct
@@ -45,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
+from . import jsjson
 from . import metadata as md
 from .held import parse_refusal
 from .status import Metadatum, Status, code_from_number, code_number
@@ -626,7 +626,7 @@ def _compact_header(env: Envelope) -> bytes | None:
             _COMPACT_LENGTH.pack(len(method))
             + method
             + _COMPACT_TIMEOUT.pack(timeout)
-            + (_JSON.encode(rest).encode() if rest else b"")
+            + (jsjson.COMPACT.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
         details = _utf8(env.status.details)
@@ -635,7 +635,7 @@ def _compact_header(env: Envelope) -> bytes | None:
         if len(details) > 0xFFFF:
             raise LocalProtocolError("status details over 64 KiB")
         trailers = (
-            _JSON.encode({"trailers": md.to_json(env.status.trailers)})
+            jsjson.COMPACT.encode({"trailers": md.to_json(env.status.trailers)})
             if env.status.trailers
             else ""
         )
@@ -704,7 +704,7 @@ def to_binary(
     is_compact = header_bytes is not None
     if header_bytes is None:
         header = _json_header(env)
-        header_bytes = _JSON.encode(header).encode() if header else b""
+        header_bytes = jsjson.COMPACT.encode(header).encode() if header else b""
 
     if len(header_bytes) > 0xFFFF:
         raise LocalProtocolError("call header (method and metadata) exceeds 64 KiB")
@@ -929,21 +929,12 @@ def _parse_header(raw: bytes | memoryview) -> dict[str, Any]:
     if refusal is not None:
         raise EnvelopeError(refusal)
     try:
-        header = _READ_JSON.decode(text)
+        header = jsjson.DECODER.decode(text)
     except (ValueError, RecursionError) as e:
         raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
     if not isinstance(header, dict):
         raise EnvelopeError("binary envelope header must be a JSON object")
     return header
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
-_JSON = json.JSONEncoder(separators=(",", ":"))
-_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _build(
