@@ -576,7 +576,7 @@ class Reassembler:
             text = jsjson.rejoin_surrogates(text)  # a JavaScript sender may have cut a pair in two
         if not is_json:
             return Message(id=msg_id, value=text)
-        estimate = estimate_held(text)
+        estimate = estimate_held(text, self.max_parsed_size)
         if estimate > self.max_parsed_size:
             raise ParsedTooBig(
                 f"message {msg_id} would hold about {estimate} bytes parsed, over the "

@@ -427,4 +427,27 @@ def test_the_estimate_before_parsing_is_never_below_what_the_value_holds(
 
     separators = (", ", ": ") if spaced else (",", ":")
     text = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
-    assert estimate_held(text) >= held_size(json.loads(text))
+    held = held_size(json.loads(text))
+    assert estimate_held(text) >= held
+    assert estimate_held(text, within=0) >= held  # counted again, strings set aside
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet='"\\{}[],:a', min_size=100, max_size=700),
+            st.dictionaries(st.text(alphabet='"\\{:', max_size=300), st.just({}), max_size=3),
+            st.just([]),
+        ),
+        max_size=8,
+    )
+)
+def test_strings_cut_by_the_second_counts_windows_still_count_at_least_what_is_held(
+    value: Any,
+) -> None:
+    # Long strings of quotes, backslashes and structure, so that windows start inside them.
+    from p2prpc.wire.held import estimate_held, held_size
+
+    text = json.dumps(value)
+    assert estimate_held(text, within=0) >= held_size(json.loads(text))
