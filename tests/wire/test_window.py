@@ -40,7 +40,9 @@ def test_a_window_update_round_trips_in_both_forms(kind: Kind, key: str, increme
 
 @pytest.mark.parametrize(("kind", "key"), WINDOWS)
 @pytest.mark.parametrize("value", [0, -1, MAX_WINDOW + 1, 2**64, 1.5, "8", True, None, [1]])
-def test_a_json_window_update_of_no_increment_is_refused(kind: Kind, key: str, value: object) -> None:
+def test_a_json_window_update_of_no_increment_is_refused(
+    kind: Kind, key: str, value: object
+) -> None:
     with pytest.raises(EnvelopeError, match="window increment"):
         from_json({key: value}, 1)
 
