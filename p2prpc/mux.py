@@ -78,8 +78,9 @@ WORK_RATE = 256 * 2**20
 WORK_BURST = 16 * 2**20
 #: Bytes of envelopes a peer whose work is paced may have waiting (``max_delayed_bytes``).
 MAX_DELAYED_BYTES = 16 * 2**20
-#: The window a node gives each call it reads a stream of, in bytes (``Mux(window=...)``), at
-#: most twice ``max_message_size``: see :mod:`p2prpc.wire.window`.
+#: The window a node gives each call whose messages it reads, in bytes (``Mux(window=...)``; see
+#: :mod:`p2prpc.wire.window`), unless twice ``max_message_size`` is less. As large as aiortc's
+#: SCTP receive window, so that a stream on a long path is held back by the transport first.
 WINDOW = 1024 * 1024
 
 
