@@ -92,22 +92,22 @@ class ReadWindow:
     window (it reads them). A grant that does not fit in the send queue is sent once the
     queue drains."""
 
-    __slots__ = ("_counting", "_ended", "_grants", "_retry", "_side", "kind")
+    __slots__ = ("_binary", "_ended", "_grants", "_retry", "_side", "kind")
 
     def __init__(self, side: Reader, kind: Kind, *, binary: bool) -> None:
         self._side = side
         self.kind = kind
-        node = side.node
-        self._grants = Grants(node.window)
-        # The binary form's costs are free to count; the JSON form's are counted (a JSON text
-        # written again) only for a peer that reads window updates.
-        self._counting = binary or node.peer_window(side.peer_id) is not None
+        self._binary = binary
+        self._grants = Grants(side.node.window)
         self._ended = False
         self._retry: asyncio.Task[None] | None = None
 
     def cost(self, envelope: Envelope) -> int:
-        """What a received request or reply counts against the window (0: not counted)."""
-        if not self._counting:
+        """What a received request or reply counts against the window. The binary form's cost
+        is free to count; the JSON form's (its JSON text, written again) is counted only for a
+        peer that reads window updates (0 for a plain P2PT app)."""
+        side = self._side
+        if not self._binary and side.node.peer_window(side.peer_id) is None:
             return 0
         return message_cost(envelope.payload, envelope.has_payload)
 
