@@ -63,7 +63,7 @@ Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
 #: Replies a call holds before the caller reads them (or, when the node's window holds more
-#: messages of 512 bytes, that many and one), and their bytes in units of the node's
+#: messages of 512 bytes, that many and two), and their bytes in units of the node's
 #: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED). A server that
 #: honours the call's window (:mod:`p2prpc.rpc.flow`) never passes either. While the call is in
 #: progress their bytes count against the node's ``max_queued_bytes_per_peer`` and

@@ -70,11 +70,11 @@ class Endpoint:
         if envelope.kind is Kind.CALL:
             self._on_call(peer_id, envelope, connection)
             return
+        # What comes for no call in progress on that connection is dropped: a window update
+        # too, as HTTP/2 ignores a WINDOW_UPDATE on a closed stream (the call may just have ended).
         side = (self._server if envelope.kind in _SERVER_KINDS else self._client).get(key)
         if side is not None and side.connection == connection:
             side.on_envelope(envelope)
-        # A window update for a call that is not (or no longer) in progress is dropped, as
-        # HTTP/2 ignores a WINDOW_UPDATE on a closed stream: the call may have just ended.
 
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
         for table in (self._client, self._server):

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Request-stream messages a server call holds before its method reads them (or, when the node's
-#: window holds more messages of 512 bytes, that many and one), and their bytes in units of the
+#: window holds more messages of 512 bytes, that many and two), and their bytes in units of the
 #: node's ``max_message_size``; past either the call ends RESOURCE_EXHAUSTED and the client is
 #: told at once. A client that honours the call's window (:mod:`p2prpc.rpc.flow`) never passes
 #: either. Their bytes count against the node's ``max_queued_bytes_per_peer`` and
