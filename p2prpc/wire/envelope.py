@@ -15,6 +15,9 @@ JSON form (a P2PT message whose value is a JSON object; the key that names the k
 - **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
 - **headers** ``{"headers": {...}}`` the server's initial metadata, when it sends it before a reply;
 - **ping**/**pong** ``{"ping": true}``, ``{"pong": true}`` keepalive between p2prpc peers;
+- **reply_window** ``{"reply_window": n}`` the client has read n more bytes of the call's replies;
+- **msg_window** ``{"msg_window": n}`` the server has read n more bytes of the call's requests
+  (flow control, between peers whose hello says ``window``; ``p2prpc.wire.window`` counts);
 - **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call);
 - **pex**/**signal** ``{"pex": {...}}``, ``{"signal": {...}}`` peer exchange and relayed
   signalling between p2prpc peers (``p2prpc.wire.mesh`` reads the objects).
@@ -81,6 +84,8 @@ class Kind(enum.IntEnum):
     PONG = 11
     PEX = 12  # peer exchange (``p2prpc.wire.mesh``); JSON form only
     SIGNAL = 13  # an offer, answer or refusal relayed through the mesh; JSON form only
+    REPLY_WINDOW = 15  # the client opens the window of its call's replies by ``seq`` bytes
+    MSG_WINDOW = 16  # the server opens the window of the call's requests by ``seq`` bytes
     WANT = 20
 
 
@@ -105,7 +110,8 @@ _COMPRESSED, _COMPACT = int(Flags.COMPRESSED), int(Flags.COMPACT)
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form)."""
+    """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form).
+    A window update (``REPLY_WINDOW``, ``MSG_WINDOW``) carries its increment in ``seq``."""
 
     kind: Kind
     call_id: int
@@ -142,6 +148,8 @@ _KINDS_BY_KEY = (
     ("headers", Kind.HEADERS),
     ("ping", Kind.PING),
     ("pong", Kind.PONG),
+    ("reply_window", Kind.REPLY_WINDOW),
+    ("msg_window", Kind.MSG_WINDOW),
     ("pex", Kind.PEX),
     ("signal", Kind.SIGNAL),
     ("reply", Kind.REPLY),
@@ -181,6 +189,10 @@ def to_json(env: Envelope) -> dict[str, Any]:
         out["ping"] = True
     elif env.kind is Kind.PONG:
         out["pong"] = True
+    elif env.kind is Kind.REPLY_WINDOW:
+        out["reply_window"] = env.seq
+    elif env.kind is Kind.MSG_WINDOW:
+        out["msg_window"] = env.seq
     elif env.kind is Kind.PEX:
         out["pex"] = dict(env.body or {})
     elif env.kind is Kind.SIGNAL:
@@ -325,6 +337,9 @@ def _from_json(value: object, call_id: int) -> Envelope:
         )
     if kind in (Kind.CANCEL, Kind.PING, Kind.PONG):
         return Envelope(kind, call_id)
+    if kind is Kind.REPLY_WINDOW or kind is Kind.MSG_WINDOW:
+        key = "reply_window" if kind is Kind.REPLY_WINDOW else "msg_window"
+        return Envelope(kind, call_id, _increment(value[key]))
     if kind in (Kind.PEX, Kind.SIGNAL):
         body = value["pex" if kind is Kind.PEX else "signal"]
         if not isinstance(body, dict):
@@ -402,6 +417,16 @@ def _is_peer_id(value: object) -> bool:
 def _valid_method(method: str) -> bool:
     parts = method.split("/")
     return len(parts) == 3 and parts[0] == "" and all(parts[1:]) and len(method) <= 1024
+
+
+#: The largest window increment (and window) a window update may carry: HTTP/2's, 2^31 - 1.
+MAX_WINDOW = 2**31 - 1
+
+
+def _increment(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_WINDOW:
+        raise EnvelopeError(f"a window increment is an integer from 1 to {MAX_WINDOW} bytes")
+    return value
 
 
 def _seq(value: object) -> int:
@@ -994,6 +1019,10 @@ def _build(
             publisher=publisher,
             signature=signature,
         )
+    if kind is Kind.REPLY_WINDOW or kind is Kind.MSG_WINDOW:
+        if has_payload or header:
+            raise EnvelopeError(f"a {kind.name.lower()} frame carries no header and no payload")
+        return Envelope(kind, call_id, _increment(seq))
     if kind in (Kind.MSG, Kind.REPLY) and not has_payload:
         raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
     return Envelope(
