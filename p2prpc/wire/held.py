@@ -87,10 +87,12 @@ def estimate_held(text: str, within: int | None = None) -> int:
 
     This first count takes characters inside strings as if they opened values too (an SDP full of
     ``:`` is overestimated about 70 times). When it passes ``within`` (the caller's limit), the
-    text is counted again with its strings' contents set aside (one more pass: the escapes that
-    hide a quote are removed, the text is cut at its quotes), so that only the structure counts
-    as structure and a text is never refused for what its strings say. Malformed text gets a
-    number too (the parser refuses it after). Always an upper bound.
+    text is counted again with its strings' contents set aside (the escapes that hide a quote are
+    removed, the text is cut at its quotes), so that what strings say never counts as structure:
+    for any text of up to about 32 KiB, and for a longer one whose strings average 114
+    characters or more (for shorter strings, what they say can make the first count at most about
+    3 times what they hold). Malformed text gets a number too (the parser refuses
+    it after). Always an upper bound.
     """
     length = len(text)
     if length == 0:
@@ -110,46 +112,43 @@ def estimate_held(text: str, within: int | None = None) -> int:
     )
     if within is None or estimate <= within or not quotes:
         return estimate
-    return min(estimate, _estimate_outside_strings(text, width * length))
+    refined = _estimate_outside_strings(text, width * length)
+    return estimate if refined < 0 else min(estimate, refined)
 
 
-#: Characters of text cut at its quotes at a time by the second count: the pieces of one window
-#: (57 bytes each at most, one a character) are all it holds besides an unescaped copy.
-_WINDOW = 256
+#: Bytes the second count may hold besides a text's size: cutting a text at its quotes makes a
+#: piece (57 bytes at most, its characters besides) of each string and of what lies between them.
+_CUT_ALLOWANCE = 32 * 1024
+_PIECE = 57
 
 
 def _estimate_outside_strings(text: str, characters: int) -> int:
-    """:func:`estimate_held`'s second count: structure only where no string is open.
+    """:func:`estimate_held`'s second count: structure only where no string is open, or ``-1``
+    when the text has too many strings for it.
 
     The escapes that may hide a quote (``\\\\`` first, then ``\\"``) are removed from a copy,
-    then each window of it is cut at its quotes, and what lies outside strings (every other
-    piece, from where the window starts) is counted, each string kept as ``""``. An empty object
-    or array cut by a window's edge counts as a full one: more, never less."""
+    which is cut at its quotes; what lies outside strings (every other piece) is counted, each
+    string kept as ``""``. Runs only while the pieces hold at most the text's size or
+    :data:`_CUT_ALLOWANCE`, whichever is more (a text of long strings, or a small one), so that
+    it holds and costs about what the first count does."""
     if "\\" in text:
         text = text.replace("\\\\", "").replace('\\"', "")
-    inside = False
-    objects = arrays = empty_objects = empty_arrays = commas = colons = 0
-    for start in range(0, len(text), _WINDOW):
-        pieces = text[start : start + _WINDOW].split('"')
-        outside = '""'.join(pieces[1 if inside else 0 :: 2])
-        if len(pieces) % 2 == 0:  # an odd number of quotes: a string opened or closed
-            inside = not inside
-        count = outside.count
-        objects += count("{")
-        arrays += count("[")
-        empty_objects += count("{}")
-        empty_arrays += count("[]")
-        commas += count(",")
-        colons += count(":")
+    quotes = text.count('"')
+    if quotes * _PIECE > max(len(text), _CUT_ALLOWANCE):
+        return -1
+    pieces = text.split('"')[0::2]  # the strings' pieces are freed at once
+    outside = '""'.join(pieces)
+    del pieces
+    count = outside.count
     return _estimate(
         characters,
-        text.count('"'),
-        objects,
-        arrays,
-        empty_objects,
-        empty_arrays,
-        commas,
-        colons,
+        quotes,
+        count("{"),
+        count("["),
+        count("{}"),
+        count("[]"),
+        count(","),
+        count(":"),
     )
 
 

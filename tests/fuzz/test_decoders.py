@@ -448,10 +448,10 @@ def test_the_estimate_before_parsing_is_never_below_what_the_value_holds(
         max_size=8,
     )
 )
-def test_strings_cut_by_the_second_counts_windows_still_count_at_least_what_is_held(
+def test_long_strings_of_quotes_and_structure_still_count_at_least_what_is_held(
     value: Any,
 ) -> None:
-    # Long strings of quotes, backslashes and structure, so that windows start inside them.
+    # Long strings of quotes, backslashes and structure: the second count runs on most of them.
     from p2prpc.wire.held import estimate_held, held_size
 
     text = json.dumps(value)

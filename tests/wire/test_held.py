@@ -41,7 +41,9 @@ SHAPES = {
     ),
     "braces inside strings": json.dumps(["inside strings", "{[,:" * 1000, '"\\"' * 100]),
     "escaped quotes and backslashes": json.dumps(["inside strings", '\\"{:' * 500, "\\" * 99]),
-    "colons in strings": json.dumps({"inside strings": ["a=fingerprint:" + "AB:" * 31] * 200}),
+    "colons in strings": json.dumps(
+        {"inside strings": ["v=0\r\na=fingerprint:sha-256 " + "AB:" * 31 + "a=ice:x\r\n" * 60] * 20}
+    ),
 }
 
 
