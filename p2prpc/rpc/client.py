@@ -177,12 +177,13 @@ class _Attempt:
     def max_size(self) -> int:
         return self.node.max_message_size
 
-    async def write(self, request: Any) -> None:
-        """Send one request-stream message (waits while the data channel is full)."""
+    async def write(self, request: Any) -> bool:
+        """Send one request-stream message (waits while the data channel is full); whether it
+        was sent (not when the attempt ended first)."""
         payload, compressed = pack(
             self.call.request_codec, request, self.binary, self.encoding, self.max_size
         )
-        await self._send(
+        sent = await self._send(
             Envelope(
                 Kind.MSG,
                 self.call_id,
@@ -192,22 +193,42 @@ class _Attempt:
                 compressed=compressed,
             )
         )
-        self._request_seq += 1
+        if sent:
+            self._request_seq += 1
+        return sent
 
-    async def done_writing(self) -> None:
-        await self._send(Envelope(Kind.END, self.call_id, self._request_seq))
+    async def done_writing(self) -> bool:
+        return await self._send(Envelope(Kind.END, self.call_id, self._request_seq))
 
-    async def _send(self, envelope: Envelope) -> None:
-        """Send, waiting while the send queue to the peer is full (backpressure)."""
+    async def _send(self, envelope: Envelope) -> bool:
+        """Send, waiting while the send queue to the peer is full (backpressure); whether it
+        was sent. The wait ends as soon as the attempt does, however it ends."""
         try:
             while self.state is _AttemptState.SENT:  # once ended, its reader sees the status
                 try:
                     self.node.send(self.peer_id, envelope, tag=self.tag, connection=self.connection)
-                    return
+                    return True
                 except SendQueueFull:
-                    await self.node.drain(self.peer_id, self.connection)
+                    await self._room_or_end()
         except PeerClosed:
             self.on_peer_lost()
+        return False
+
+    async def _room_or_end(self) -> None:
+        """Wait until the send queue to the peer drains or this attempt ends, whichever is
+        first: a writer is never left waiting on a call that is over. ``PeerClosed`` when the
+        connection closes meanwhile."""
+        drained = asyncio.ensure_future(self.node.drain(self.peer_id, self.connection))
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait((drained, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not drained.done():
+                drained.cancel()
+        error = drained.exception() if drained.done() and not drained.cancelled() else None
+        if error is not None:
+            raise error  # PeerClosed
 
     def cancel(self, status: Status) -> None:
         """Give up: tell the server, end with ``status``."""
@@ -799,10 +820,15 @@ class _Call(Generic[Req, Rep]):
             self._raise_for_status()
             raise asyncio.InvalidStateError(_FINISHED_DETAILS)
         try:
-            await attempt.write(request)
+            sent = await attempt.write(request)
         except RpcError as e:  # a request that cannot be sent ends the call, as from an iterator
             attempt.cancel(Status(e.code(), e.details()))
             raise
+        except asyncio.CancelledError:  # as grpc.aio's: the writer was cancelled, so is the call
+            self.cancel()
+            raise
+        if not sent:  # the call ended while the request waited for room: say how
+            self._raise_for_status()
 
     async def done_writing(self) -> None:
         """Tell the server no more requests follow (no-op once the call has ended)."""
@@ -813,7 +839,11 @@ class _Call(Generic[Req, Rep]):
             attempt = await asyncio.shield(self._committed)
         except RpcError:
             return
-        await attempt.done_writing()
+        try:
+            await attempt.done_writing()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
