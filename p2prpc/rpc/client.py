@@ -8,11 +8,14 @@ for its reply or iterable for its replies, with ``code()``, ``details()``, ``ini
 
 - it owns the call's :class:`~p2prpc.rpc.deadline.Deadline` (``timeout`` seconds, retries
   included; it travels with every attempt so the server stops too);
-- it runs the channel's interceptors, then attempts: each picks a peer serving the service (the
+- it makes attempts: each picks a peer serving the service (the
   one with the fewest calls in flight from here), and a failed attempt is retried by tenacity under
   the channel's :class:`~p2prpc.rpc.base.RetryPolicy`, on another server, never running a call twice
   unless its method is idempotent, and never once its replies have begun (gRFC A6);
 - the attempt it keeps (commits to) feeds the replies, the metadata and the final status.
+
+A channel's interceptors wrap this from outside (:mod:`p2prpc.rpc.interceptors`): the call a stub
+returns then runs the interceptors, and each ``proceed`` makes one call of this kind.
 
 Life of one attempt::
 
@@ -49,7 +52,15 @@ from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD, held_size
 from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec
 from ..wire.status import Metadatum, Status, StatusCode
-from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
+from .base import (
+    Cardinality,
+    ClientCallDetails,
+    RetryPolicy,
+    check_encoding,
+    pack,
+    service_of,
+    unpack,
+)
 from .channel import Channel, ChannelLike, NoServer, as_channel
 from .deadline import Deadline
 
@@ -414,10 +425,11 @@ class _Call(Generic[Req, Rep]):
             else None
         )
         self._task: asyncio.Task[Any] | None = None
-        # Most calls need no task: with no interceptor to run and a server at hand, the call is
-        # sent right here and what the server sends settles it; a task takes over only to wait
-        # for a server, to retry, or to run interceptors and request streams.
-        self._eager = not (channel.interceptors or self._client_streams) and self._start_now()
+        # Most calls need no task: with a server at hand, the call is sent right here and what
+        # the server sends settles it; a task takes over only to wait for a server, to retry,
+        # or to run request streams. (A channel's interceptors wrap calls of this class from
+        # outside: p2prpc.rpc.interceptors.)
+        self._eager = not self._client_streams and self._start_now()
         if not self._eager:
             self._task = self._loop.create_task(self._run())
             self._task.add_done_callback(_retrieve)
@@ -442,22 +454,8 @@ class _Call(Generic[Req, Rep]):
     # -- running ------------------------------------------------------------------------------
 
     async def _run(self, first: _Failed | None = None) -> Any:
-        interceptors = self._channel.interceptors
         try:
-            if not interceptors:
-                return await self._invoke(self.details_, first)
-
-            async def proceed(index: int, details: ClientCallDetails) -> Any:
-                if index == len(interceptors):
-                    return await self._invoke(details)
-                return await interceptors[index].intercept_call(
-                    details, lambda d: proceed(index + 1, d)
-                )
-
-            result = await proceed(0, self.details_)
-            if not self._status.done():  # an interceptor answered without making the call
-                self._end(Status(StatusCode.OK))
-            return result
+            return await self._invoke(first)
         except RpcError as error:
             self._end(
                 Status(error.code(), error.details(), tuple(error.trailing_metadata())),
@@ -470,18 +468,14 @@ class _Call(Generic[Req, Rep]):
                 raise self._final_error() from None
             self._cancel_locally()
             raise
-        except BaseException as error:  # an interceptor's or a codec's bug: the call still ends
+        except BaseException as error:  # a codec's or a request iterator's bug: the call ends
             self._end(Status(StatusCode.UNKNOWN, f"{type(error).__name__}: {error}"[:1000]))
             raise
 
-    async def _invoke(self, details: ClientCallDetails, first: _Failed | None = None) -> Any:
+    async def _invoke(self, first: _Failed | None = None) -> Any:
         """Attempts, retried under the channel's policy, until one is committed; then the reply
         (single-reply shapes) or this call (streaming replies). ``first``: how an attempt made
         before the task failed."""
-        if details is not self.details_:
-            check_encoding(details.compression)
-            self.details_ = details
-            self.compression = details.compression or self._channel.compression
         policy = self._channel.retry_policy or _DEFAULT_POLICY
         tried: set[str] = self._tried
         attempt = await self._attempt_with_retries(policy, tried, first)
@@ -941,7 +935,7 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> None:
         self.channel: Channel = as_channel(channel)
         self.name = name
-        self.service = name.split("/")[1] if name.count("/") == 2 else name
+        self.service = service_of(name)
         self.request_type = request_type
         self.reply_type = reply_type
         self.idempotent = idempotent
@@ -971,6 +965,28 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> C:
         if has_request:
             self.check_request(request)
+        if self.channel.interceptors:
+            from .interceptors import intercepted  # it wraps the call classes of this module
+
+            return intercepted(kind)(
+                self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+            )
+        return self._direct(
+            kind, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+        )
+
+    def _direct(
+        self,
+        kind: type[C],
+        request: Any,
+        has_request: bool,
+        requests: Any,
+        timeout: float | None,
+        metadata: MetadataLike | None,
+        wait_for_ready: bool | None,
+        compression: str | None,
+    ) -> C:
+        """The call itself, not wrapped by the channel's interceptors."""
         call = kind(
             self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
         )
