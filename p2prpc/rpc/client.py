@@ -419,6 +419,15 @@ class _Call(Generic[Req, Rep]):
         shape = method.cardinality
         self._client_streams = shape.client_streams
         self._server_streams = shape.server_streams
+        self._buffer: list[Any] | None = None
+        if self._client_streams:
+            # An attempt sent (writes may go), or the call over; one writer at a time; and,
+            # while the call may still be retried, the requests written so far, sent again to
+            # each new attempt (gRFC A6) until they pass the channel's retry_buffer_size.
+            self._sent = asyncio.Event()
+            self._write_lock = asyncio.Lock()
+            self._buffered = 0
+            self._overflow = asyncio.Event()
         self._timer = (
             self._loop.call_at(self.deadline.at, self._on_deadline)
             if self.deadline.at is not None
@@ -478,14 +487,17 @@ class _Call(Generic[Req, Rep]):
         before the task failed."""
         policy = self._channel.retry_policy or _DEFAULT_POLICY
         tried: set[str] = self._tried
+        if self._client_streams and policy.max_attempts > 1 and self._method.idempotent:
+            self._buffer = []  # once sent, only an idempotent call may be tried again
+        if self._requests is not None and self._pump is None:
+            self._pump = self._loop.create_task(self._pump_requests(self._requests))
+            self._channel.node.track_task(self._pump)
         attempt = await self._attempt_with_retries(policy, tried, first)
+        self._buffer = None  # kept: never tried again
         if not self._committed.done():
             self._committed.set_result(attempt)
         if attempt.status is not None:  # it ended before it was kept
             self._end(attempt.status)
-        if self._requests is not None:
-            self._pump = self._loop.create_task(self._pump_requests(attempt, self._requests))
-            self._channel.node.track_task(self._pump)
         if self._server_streams:
             return self._public
         return await self._single_reply(attempt)
@@ -495,6 +507,7 @@ class _Call(Generic[Req, Rep]):
             isinstance(error, _Failed)
             and error.status.code in policy.retryable_status_codes
             and (self._method.idempotent or not error.may_have_run)
+            and not self._status.done()
         )
 
     async def _attempt_with_retries(
@@ -552,16 +565,26 @@ class _Call(Generic[Req, Rep]):
                 peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
             except NoServer as e:
                 raise _Failed(Status(e.code, e.details), may_have_run=False) from None
+        if self._status.done():  # ended meanwhile (a request that could not be sent): no more
+            raise _Failed(self._status.result(), may_have_run=False)
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
-        self._attempt = attempt
         metadata = self.details_.metadata
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
-        attempt.start(metadata, self._request, self._has_request)
         if self._client_streams:
-            return attempt
-        await attempt.progress.wait()
+            async with self._write_lock:  # no request is written meanwhile
+                self._attempt = attempt
+                attempt.start(metadata, self._request, self._has_request)
+                self._sent.set()
+                await self._replay(attempt)
+            if self._buffer is None:  # it cannot be tried again: kept at once
+                return attempt
+            await self._decided(attempt)
+        else:
+            self._attempt = attempt
+            attempt.start(metadata, self._request, self._has_request)
+            await attempt.progress.wait()
         if attempt.ended.is_set() and not attempt.replied:
             assert attempt.status is not None
             if attempt.status.code is not StatusCode.OK:
@@ -591,32 +614,93 @@ class _Call(Generic[Req, Rep]):
         self._raise_for_status()
         return reply  # type: ignore[no-any-return]  # decoded by the reply codec
 
-    async def _pump_requests(
-        self, attempt: _Attempt, requests: AsyncIterable[Req] | Iterable[Req]
-    ) -> None:
-        """Send a request iterable as the call's request stream, then half-close."""
+    async def _pump_requests(self, requests: AsyncIterable[Req] | Iterable[Req]) -> None:
+        """Send a request iterable as the call's request stream, then half-close. It is read
+        once the call has been sent (never for a call that ended before)."""
+        await self._sent.wait()
+        if self._status.done():
+            return
         try:
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
-                    if self.done():
-                        return
                     self._check_request(request)
-                    await attempt.write(request)
+                    if not await self._send_request(request):
+                        return
             else:
                 for request in requests:
-                    if self.done():
-                        return
                     self._check_request(request)
-                    await attempt.write(request)
-            self._done_writing = True
-            await attempt.done_writing()
-        except RpcError as e:  # a request that cannot be sent ends the call
-            attempt.cancel(Status(e.code(), e.details()))
+                    if not await self._send_request(request):
+                        return
+            await self._half_close()
+        except RpcError:  # a request that cannot be sent: it ended the call
+            return
         except Exception as e:  # the caller's iterator failed: the call cannot go on
             logger.debug("the request iterator of %s raised", self.method, exc_info=True)
-            attempt.cancel(
+            self._end(
                 Status(StatusCode.CANCELLED, f"request iterator raised {type(e).__name__}: {e}")
             )
+
+    async def _send_request(self, request: Any) -> bool:
+        """Send one request on the call's attempt (and keep it for the next attempt while the
+        call may be tried again); False when the call ended first. A request that cannot be
+        sent (over ``max_message_size``) ends the call and raises its ``RpcError``."""
+        if not self._sent.is_set():
+            await self._sent.wait()
+        async with self._write_lock:
+            attempt = self._attempt
+            if self._status.done() or attempt is None:
+                return False
+            self._keep(request)
+            try:
+                sent = await attempt.write(request)
+            except RpcError as e:
+                self._end(Status(e.code(), e.details()))
+                raise
+        return sent or not self._status.done()  # a failed attempt: the next one sends it
+
+    async def _half_close(self) -> None:
+        """Tell the server no more requests follow (each later attempt is told too)."""
+        self._done_writing = True
+        if not self._sent.is_set():
+            await self._sent.wait()
+        async with self._write_lock:
+            if not self._status.done() and self._attempt is not None:
+                await self._attempt.done_writing()
+
+    def _keep(self, request: Any) -> None:
+        """Keep a request for the attempts to come, if the call may be tried again; past the
+        channel's ``retry_buffer_size`` bytes (as held) the call keeps its attempt instead."""
+        buffer = self._buffer
+        if buffer is None:
+            return
+        size = request.ByteSize() if isinstance(request, Message) else held_size(request)
+        self._buffered += size + ENVELOPE_OVERHEAD
+        if self._buffered > self._channel.retry_buffer_size:
+            self._buffer = None
+            self._overflow.set()
+        else:
+            buffer.append(request)
+
+    async def _replay(self, attempt: _Attempt) -> None:
+        """Send a new attempt what the caller wrote before it (and its half-close)."""
+        for request in self._buffer or ():
+            if not await attempt.write(request):
+                return
+        if self._done_writing:
+            await attempt.done_writing()
+
+    async def _decided(self, attempt: _Attempt) -> None:
+        """Wait until a request stream's attempt is decided: the server's first sign (or its
+        end), or a request stream too long to keep for another attempt."""
+        signs = (
+            asyncio.ensure_future(attempt.progress.wait()),
+            asyncio.ensure_future(self._overflow.wait()),
+        )
+        try:
+            await asyncio.wait(signs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sign in signs:
+                sign.cancel()
 
     def _check_request(self, request: object) -> None:
         self._method.check_request(request)
@@ -669,6 +753,9 @@ class _Call(Generic[Req, Rep]):
             self._committed.exception()  # retrieved: readers that never come are fine
         if self._timer is not None:
             self._timer.cancel()
+        if self._client_streams:
+            self._buffer = None
+            self._sent.set()  # writers waiting for an attempt: the call is over
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
         if self._attempt is not None:
@@ -762,9 +849,14 @@ class _Call(Generic[Req, Rep]):
         return f"p2prpc: {status.code.name}: {status.details}"
 
     async def wait_for_connection(self) -> None:
-        """Return once the call has reached a server (or ended; then raise its error)."""
-        waiting: list[asyncio.Future[Any]] = [self._committed, self._status]
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        """Return once the call has reached a server (a call that streams requests: once it is
+        sent to one, as its server may say nothing before they end), or ended; then raise its
+        error."""
+        if self._client_streams:
+            await self._sent.wait()
+        else:
+            waiting: list[asyncio.Future[Any]] = [self._committed, self._status]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if self._status.done():
             self._raise_for_status()
 
@@ -806,35 +898,20 @@ class _Call(Generic[Req, Rep]):
         if self._done_writing:
             raise asyncio.InvalidStateError(_HALF_CLOSED_DETAILS)
         try:
-            attempt = await asyncio.shield(self._committed)
-        except RpcError:
-            self._raise_for_status()
-            raise
-        if self._status.done():
-            self._raise_for_status()
-            raise asyncio.InvalidStateError(_FINISHED_DETAILS)
-        try:
-            sent = await attempt.write(request)
-        except RpcError as e:  # a request that cannot be sent ends the call, as from an iterator
-            attempt.cancel(Status(e.code(), e.details()))
-            raise
+            # A request that cannot be sent ends the call and raises, as from an iterator.
+            sent = await self._send_request(request)
         except asyncio.CancelledError:  # as grpc.aio's: the writer was cancelled, so is the call
             self.cancel()
             raise
-        if not sent:  # the call ended while the request waited for room: say how
+        if not sent:  # the call ended before the request left: say how
             self._raise_for_status()
 
     async def done_writing(self) -> None:
         """Tell the server no more requests follow (no-op once the call has ended)."""
         if self._status.done() or self._done_writing:
             return
-        self._done_writing = True
         try:
-            attempt = await asyncio.shield(self._committed)
-        except RpcError:
-            return
-        try:
-            await attempt.done_writing()
+            await self._half_close()
         except asyncio.CancelledError:
             self.cancel()
             raise

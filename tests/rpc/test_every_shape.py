@@ -583,10 +583,9 @@ async def test_server_interceptors(rig: Rig, form: str, shape: str, case: str, g
 # -- retries -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", ["unary_unary", "unary_stream"])
 async def test_retries(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
-    """An idempotent method failed UNAVAILABLE is retried; a retried call says so in its
-    trailers."""
+    """An idempotent method failed UNAVAILABLE is retried, whatever its shape, with the requests
+    written before the failure; a retried call says so in its trailers."""
     values = values_for(shape)
     stub = Stub(
         maybe_intercepted(rig, form, intercepted, retry_policy=QUICK_RETRIES), idempotent=True
@@ -605,6 +604,49 @@ async def test_no_retry_once_a_call_may_have_run(
     call = start(stub, shape, values, iterable=True, timeout=10, metadata=md(case, "fail-once"))
     assert (await fails(call, shape, values)).code() is StatusCode.UNAVAILABLE
     assert rig.shapes.cases[case].attempts == 1
+
+
+@pytest.mark.parametrize("shape", ["stream_unary", "stream_stream"])
+async def test_a_retry_sends_the_new_attempt_every_request_written_before(
+    rig: Rig, form: str, shape: str, case: str, intercepted: bool
+) -> None:
+    """The server read every request, then failed UNAVAILABLE before answering: the next
+    attempt is sent the same requests, in order, and the call succeeds."""
+    values = [f"r{i}" for i in range(20)]
+    stub = Stub(
+        maybe_intercepted(rig, form, intercepted, retry_policy=QUICK_RETRIES), idempotent=True
+    )
+    call = start(stub, shape, values, timeout=10, metadata=md(case, "fail-once-late"))
+    for value in values:
+        await call.write(StringValue(value=value))
+    await call.done_writing()
+    if shape == "stream_unary":
+        assert (await call).value == "+".join(values)
+    else:
+        assert [r.value async for r in call] == values
+    seen = rig.shapes.cases[case]
+    assert seen.attempts == 2 and seen.requests == [values, values]
+
+
+@pytest.mark.parametrize("shape", ["stream_unary", "stream_stream"])
+async def test_requests_past_the_retry_buffer_keep_the_call_to_its_attempt(
+    rig: Rig, form: str, shape: str, case: str
+) -> None:
+    """Past ``retry_buffer_size`` bytes of requests a call keeps its attempt: it is not
+    retried, and holds none of them for another."""
+    values = [f"r{i}" for i in range(20)]
+    stub = Stub(
+        channel(rig, form, retry_policy=QUICK_RETRIES, retry_buffer_size=4096), idempotent=True
+    )  # 20 requests count 20 × (512 + 4) bytes
+    call = start(stub, shape, values, timeout=10, metadata=md(case, "fail-once-late"))
+    for value in values:
+        await call.write(StringValue(value=value))
+    await call.done_writing()
+    with pytest.raises(RpcError) as caught:
+        await finish(call, shape, values, iterable=True)
+    assert caught.value.code() is StatusCode.UNAVAILABLE
+    assert rig.shapes.cases[case].attempts == 1
+    assert call._buffer is None
 
 
 # -- deadlines -----------------------------------------------------------------------------------
