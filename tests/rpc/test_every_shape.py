@@ -561,6 +561,65 @@ async def test_a_raw_json_call_through_client_interceptors(
     assert await call.code() is StatusCode.OK
 
 
+class ProceedAgain:
+    """Tries once more when the call fails UNAVAILABLE (a retry of its own)."""
+
+    async def intercept_call(
+        self, details: ClientCallDetails, proceed: Callable[[ClientCallDetails], Awaitable[Any]]
+    ) -> Any:
+        try:
+            return await proceed(details)
+        except RpcError as e:
+            if e.code() is not StatusCode.UNAVAILABLE:
+                raise
+            return await proceed(details)
+
+
+async def test_a_client_interceptor_may_proceed_again(rig: Rig, form: str, case: str) -> None:
+    stub = Stub(channel(rig, form, ProceedAgain(), retry_policy=NO_RETRY))
+    replies, call = await run(stub, "unary_unary", ["v"], metadata=md(case, "fail-once"))
+    assert replies == ["v"] and await call.code() is StatusCode.OK
+    assert rig.shapes.cases[case].attempts == 2
+
+
+class Held:
+    """Waits, before it proceeds, for what never comes (a token that never arrives)."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+
+    async def intercept_call(
+        self, details: ClientCallDetails, proceed: Callable[[ClientCallDetails], Awaitable[Any]]
+    ) -> Any:
+        self.waiting.set()
+        await asyncio.Event().wait()
+        return await proceed(details)
+
+
+@pytest.mark.parametrize("end", ["cancel", "deadline"])
+async def test_a_call_held_by_an_interceptor_ends_at_once_with_its_deadline_or_cancel(
+    rig: Rig, form: str, shape: str, end: str
+) -> None:
+    held = Held()
+    values = values_for(shape)
+    timeout = SHORT if end == "deadline" else None
+    call = start(Stub(channel(rig, form, held)), shape, values, timeout=timeout)
+    writer = None
+    if shape in ("stream_unary", "stream_stream"):
+        writer = asyncio.ensure_future(call.write(StringValue(value="w")))
+    await held.waiting.wait()
+    if end == "cancel":
+        assert call.cancel()
+    with pytest.raises(RpcError if end == "deadline" else asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await _awaited(call, shape)
+    code = StatusCode.DEADLINE_EXCEEDED if end == "deadline" else StatusCode.CANCELLED
+    assert await call.code() is code
+    if writer is not None:  # a write waiting for the call to be made raises how it ended
+        with pytest.raises(RpcError if end == "deadline" else asyncio.CancelledError):
+            await asyncio.wait_for(writer, 5)
+
+
 # -- server interceptors -------------------------------------------------------------------------
 
 

@@ -179,9 +179,15 @@ SHAPES = {
 }
 
 
-def nobody(node: Node, shape: str, **kw: Any) -> Any:
+class PassThrough:
+    async def intercept_call(self, details: Any, proceed: Any) -> Any:
+        return await proceed(details)
+
+
+def nobody(node: Node, shape: str, intercepted: bool, **kw: Any) -> Any:
     """A call of ``shape`` to a service no peer serves, waiting for one."""
-    method = SHAPES[shape](node, "/t.Nobody/Call", StringValue, StringValue)
+    channel = Channel(node, interceptors=[PassThrough()] if intercepted else [])
+    method = SHAPES[shape](channel, "/t.Nobody/Call", StringValue, StringValue)
     if shape in ("unary_unary", "unary_stream"):
         return method(StringValue(value="x"), wait_for_ready=True, **kw)
     return method(wait_for_ready=True, **kw)
@@ -214,12 +220,15 @@ async def waits(call: Any, shape: str) -> dict[str, asyncio.Future[Any]]:
     return tasks
 
 
+@pytest.mark.parametrize("intercepted", [False, True], ids=["plain", "intercepted"])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("end", ["cancel", "deadline"])
-async def test_every_wait_on_a_call_waiting_for_a_server_ends_with_it(shape: str, end: str) -> None:
+async def test_every_wait_on_a_call_waiting_for_a_server_ends_with_it(
+    shape: str, end: str, intercepted: bool
+) -> None:
     async with mesh(1) as m:
         node = m.nodes[0]
-        call = nobody(node, shape, timeout=0.5 if end == "deadline" else None)
+        call = nobody(node, shape, intercepted, timeout=0.5 if end == "deadline" else None)
         pending = await waits(call, shape)
         assert not any(f.done() for f in pending.values())
         if end == "cancel":
