@@ -89,7 +89,9 @@ class RetryPolicy:
 
     Attempt n waits a random time up to ``min(initial_backoff × multiplier^(n-1), max_backoff)``
     seconds. A call that may have run on a server is retried only when its method is idempotent;
-    a call whose replies have begun is never retried (gRFC A6 commits it). The whole call,
+    a call whose replies have begun is never retried (gRFC A6 commits it); a call that streams
+    requests is sent them again, as long as it could keep them (the channel's
+    ``retry_buffer_size``). The whole call,
     retries included, stays within its ``timeout``. A call that was retried carries the trailer
     ``grpc-previous-rpc-attempts`` (the number of earlier attempts), as gRPC's does.
     """

@@ -549,9 +549,10 @@ class _Call(Generic[Req, Rep]):
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _one_attempt(self, tried: set[str]) -> _Attempt:
-        """Pick a peer, send the call, and wait until this attempt is the one to keep: at once
-        for calls that stream requests, at the first sign of the server (initial metadata, a
-        reply, or an OK status) for the others; ``_Failed`` otherwise."""
+        """Pick a peer, send the call (and a request stream what was written so far), and wait
+        until this attempt is the one to keep: at the first sign of the server (initial
+        metadata, a reply, or an OK status), or at once for a request stream that cannot be
+        tried again (or no longer, past the retry buffer); ``_Failed`` otherwise."""
         channel = self._channel
         wait = (
             self.details_.wait_for_ready
