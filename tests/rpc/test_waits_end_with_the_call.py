@@ -127,9 +127,11 @@ async def test_a_writer_waiting_for_room_raises_at_the_deadline(sink: Any) -> No
     process.send_signal(signal.SIGSTOP)
     call = take(client, timeout=3)
     writer = await blocked_writer(client, server_id, call)
+    half_close = asyncio.ensure_future(call.done_writing())  # waits behind the writer
     await asyncio.wait([writer], timeout=call.time_remaining())  # still waiting at the deadline
     error = await ended(writer)
     assert isinstance(error, RpcError) and error.code() is StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(half_close, PROMPT)  # returns, as grpc.aio's does once a call ended
 
 
 async def test_a_writer_waiting_for_room_is_cancelled_with_its_call(sink: Any) -> None:
