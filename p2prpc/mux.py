@@ -40,6 +40,7 @@ from .p2pt import P2PT, Peer
 from .wire.compression import CODECS, MAX_RATIO
 from .wire.envelope import (
     BATCH_SIZE,
+    MAX_WINDOW,
     BinaryReader,
     Envelope,
     EnvelopeError,
@@ -77,6 +78,10 @@ WORK_RATE = 256 * 2**20
 WORK_BURST = 16 * 2**20
 #: Bytes of envelopes a peer whose work is paced may have waiting (``max_delayed_bytes``).
 MAX_DELAYED_BYTES = 16 * 2**20
+#: The window a node gives each call whose messages it reads, in bytes (``Mux(window=...)``; see
+#: :mod:`p2prpc.wire.window`), unless twice ``max_message_size`` is less. As large as aiortc's
+#: SCTP receive window, so that a stream on a long path is held back by the transport first.
+WINDOW = 1024 * 1024
 
 
 @dataclass
@@ -153,6 +158,7 @@ _HELLO_KEYS = frozenset(
         "compact",
         "compact_publish",
         "batch",
+        "window",
     }
 )
 
@@ -172,6 +178,9 @@ class PeerInfo:
     compact: bool = False  # reads the binary form's compact call and status headers
     compact_publish: bool = False  # reads the binary form's compact publish headers
     batch: bool = False  # reads batches of binary frames
+    #: The window it gives each call, in bytes, when it reads and honours window updates
+    #: (``docs/PROTOCOL.md`` §2.2); 0: it does not (a plain P2PT app, an older node).
+    window: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
@@ -202,6 +211,7 @@ class PeerInfo:
             extra[key] = value
 
         version = hello.get("v")
+        window = hello.get("window")
         return cls(
             peer_id,
             hello=True,
@@ -214,6 +224,13 @@ class PeerInfo:
             compact=hello.get("compact") is True,
             compact_publish=hello.get("compact_publish") is True,
             batch=hello.get("batch") is True,
+            window=(
+                window
+                if isinstance(window, int)
+                and not isinstance(window, bool)
+                and 0 < window <= MAX_WINDOW
+                else 0
+            ),
             extra=extra,
         )
 
@@ -261,6 +278,7 @@ class Mux(AsyncIOEventEmitter):
         work_rate: float = WORK_RATE,
         work_burst: float = WORK_BURST,
         max_delayed_bytes: int = MAX_DELAYED_BYTES,
+        window: int | None = None,
         secret: str | bytes | None = None,
         identity: Identity | None = None,
         allowed_peers: Sequence[bytes] | None = None,
@@ -301,6 +319,15 @@ class Mux(AsyncIOEventEmitter):
         self.max_decompression_ratio = max_decompression_ratio
         self._work = WorkBudget(work_rate, work_burst)
         self.max_delayed_bytes = max_delayed_bytes
+        if window is None:
+            window = min(WINDOW, 2 * max_message_size)
+        if not ENVELOPE_OVERHEAD <= window <= min(MAX_WINDOW, 2 * max_message_size):
+            raise ValueError(
+                f"window must be from {ENVELOPE_OVERHEAD} bytes to twice max_message_size"
+            )
+        #: The window this node gives each call whose messages it reads, in bytes (announced
+        #: in its hello; peers that honour it send no more than that unread, plus one message).
+        self.window = window
         self._delayed: dict[str, _Delayed] = {}
         #: Connected peers and what each said in its hello, by peer id.
         self.peers: dict[str, PeerInfo] = {}
@@ -601,6 +628,7 @@ class Mux(AsyncIOEventEmitter):
             "compact": self.binary,
             "compact_publish": self.binary,
             "batch": self.binary,
+            "window": self.window,
         }
 
     def announce_change(self) -> None:
@@ -652,6 +680,12 @@ class Mux(AsyncIOEventEmitter):
             await asyncio.wait_for(done, timeout)
         finally:
             self.remove_listener("peer", check)
+
+    def peer_window(self, peer_id: str) -> int | None:
+        """The window ``peer_id`` gives each call whose messages it reads, in bytes, when it
+        reads and honours window updates (its hello says ``window``); ``None`` otherwise."""
+        info = self.peers.get(peer_id)
+        return info.window if info is not None and info.window else None
 
     def is_binary(self, peer_id: str) -> bool:
         """Whether envelopes to this peer use the binary form."""

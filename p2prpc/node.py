@@ -49,6 +49,15 @@ class Node(Mux):
     or kept as compact JSON text for raw JSON callers; bytes as they are) plus 512 bytes. A
     request past either budget ends its call RESOURCE_EXHAUSTED (a new call is refused so at
     once); a reply past either ends the call RESOURCE_EXHAUSTED and the server is told.
+    ``window`` (bytes; 1 MiB, or twice ``max_message_size`` if that is less, which is also its
+    most): flow control, as HTTP/2's stream window. For each call whose requests or replies this
+    node reads, the bytes a peer may have sent that the servicer or the caller has not read yet
+    (each message counted as above: its payload as carried and 512 bytes); the node grants more
+    as they are read, in batches of half the window, and the peer's writer (a servicer's reply
+    generator, ``write()``, a request iterator) waits while the window is shut, as this node's
+    writers wait on the peer's. A slow reader is slowed, never failed, and holds at most the
+    window and one message for a call. Peers whose hello announces no window (plain P2PT apps,
+    older nodes) are not limited, and meet the per-call caps instead.
     ``max_parsed_size`` (P2PT's, here 64 MiB or 16 × ``max_message_size`` if more): what one
     JSON-form message may hold once parsed; a message over it is refused before it is parsed
     (RESOURCE_EXHAUSTED on its call).

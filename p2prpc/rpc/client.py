@@ -63,6 +63,7 @@ from .base import (
 )
 from .channel import Channel, ChannelLike, NoServer, as_channel
 from .deadline import Deadline
+from .flow import ReadWindow, SendWindow
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -72,9 +73,11 @@ logger = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
-#: Replies a call holds before the caller reads them, and their bytes in units of the node's
-#: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED). While the call
-#: is in progress their bytes count against the node's ``max_queued_bytes_per_peer`` and
+#: Replies a call holds before the caller reads them (or, when the node's window holds more
+#: messages of 512 bytes, that many and two), and their bytes in units of the node's
+#: ``max_message_size``; a server that sends more is cut off (RESOURCE_EXHAUSTED). A server that
+#: honours the call's window (:mod:`p2prpc.rpc.flow`) never passes either. While the call is in
+#: progress their bytes count against the node's ``max_queued_bytes_per_peer`` and
 #: ``max_queued_bytes`` too.
 MAX_QUEUED_REPLIES = 4096
 MAX_QUEUED_REPLY_MESSAGES_SIZE = 4
@@ -127,7 +130,8 @@ class _Attempt:
             else None
         )
         self.state = _AttemptState.SENT
-        self.replies: deque[tuple[Any, int]] = deque()  # (reply, bytes it holds)
+        # (reply, bytes it holds, what it counts against the window)
+        self.replies: deque[tuple[Any, int, int]] = deque()
         self.queued_bytes = 0
         self._charged = 0  # of them, taken from the node's budget (given back when it ends)
         self.readable = asyncio.Event()  # a reply, or the end
@@ -142,6 +146,9 @@ class _Attempt:
         self.tag = ("client", self.call_id)  # what withdraws this call's unsent frames
         #: The connection the call went on: it is continued there only, and ends with it.
         self.connection: int | None = None
+        #: The server's window for the requests, and the grants of this call's own for replies.
+        self.window = SendWindow(node.peer_window(peer_id))
+        self.reads = ReadWindow(self, Kind.REPLY_WINDOW, binary=self.binary)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -189,11 +196,17 @@ class _Attempt:
         return self.node.max_message_size
 
     async def write(self, request: Any) -> bool:
-        """Send one request-stream message (waits while the data channel is full); whether it
-        was sent (not when the attempt ended first)."""
+        """Send one request-stream message (waits while the server's window for the call is
+        shut, and while the data channel is full; never past the attempt's end); whether it was
+        sent (not when the attempt ended first)."""
         payload, compressed = pack(
             self.call.request_codec, request, self.binary, self.encoding, self.max_size
         )
+        if self.window.limited:
+            await self.window.wait()
+            if self.state is not _AttemptState.SENT:
+                return False  # ended meanwhile: its reader sees the status
+            self.window.spend(payload)
         sent = await self._send(
             Envelope(
                 Kind.MSG,
@@ -258,6 +271,9 @@ class _Attempt:
         if self.state is not _AttemptState.SENT:
             return
         kind = envelope.kind
+        if kind is Kind.MSG_WINDOW:
+            self.window.grant(envelope.seq)  # FlowControlError: refused, the call ends
+            return
         if kind is Kind.HEADERS:
             if self.headers is None and not self.replied:
                 self.headers = envelope.metadata
@@ -274,6 +290,7 @@ class _Attempt:
                 )
                 return
             self._next_seq += 1
+            cost = self.reads.cost(envelope)  # as it came: a JSON payload by its text
             try:
                 reply = unpack(
                     self.call.reply_codec,
@@ -302,8 +319,9 @@ class _Attempt:
             else:
                 size = held_size(envelope.payload) + ENVELOPE_OVERHEAD
             budget = MAX_QUEUED_REPLY_MESSAGES_SIZE * self.max_size
-            if len(self.replies) >= MAX_QUEUED_REPLIES:
-                detail = f"too many unread replies (at most {MAX_QUEUED_REPLIES})"
+            most = max(MAX_QUEUED_REPLIES, self.node.window // ENVELOPE_OVERHEAD + 2)
+            if len(self.replies) >= most:
+                detail = f"too many unread replies (at most {most})"
                 self.cancel(Status(StatusCode.RESOURCE_EXHAUSTED, detail))
                 return
             if self.queued_bytes + size > budget:
@@ -316,7 +334,7 @@ class _Attempt:
             self._charged += size
             first = not self.replied
             self.replied = True
-            self.replies.append((reply, size))
+            self.replies.append((reply, size, cost))
             self.queued_bytes += size
             self.readable.set()
             self.progress.set()
@@ -342,6 +360,8 @@ class _Attempt:
             status = Status(StatusCode.INTERNAL, f"{self.call.method} ended OK without a reply")
         self.state = _AttemptState.DONE
         self.status = status
+        self.window.close()  # a writer waiting for the server's window wakes
+        self.reads.close()
         # The peer adds nothing more: what it sent is the caller's now, bounded by this call's
         # own caps, and no longer counts against what peers may make this node hold.
         self.node.queued.give_back(self.peer_id, self._charged)
@@ -363,11 +383,12 @@ class _Attempt:
                 return EOF
             self.readable.clear()
             await self.readable.wait()
-        reply, size = self.replies.popleft()
+        reply, size, cost = self.replies.popleft()
         self.queued_bytes -= size
         if self._charged:
             self._charged -= size
             self.node.queued.give_back(self.peer_id, size)
+        self.reads.read(cost)  # the caller has it: the server may send that much more
         return reply.value() if isinstance(reply, JSONText) else reply
 
 

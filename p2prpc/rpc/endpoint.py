@@ -1,11 +1,11 @@
 """The RPC layer of one node: the calls in progress, both ways, and which servers are busy.
 
-The node hands this layer every call envelope (``call``, ``msg``, ``end``, ``cancel`` for the calls
-it serves; ``headers``, ``reply``, ``status`` for the calls it makes) and tells it when a peer goes
-away. Calls are keyed by (peer id, call id), the P2PT message id they travel on, and each belongs
-to the connection it was made on: what arrives for it on another connection is not its, it is
-answered on that connection only, and it ends when that connection closes, whatever other
-connections the peer keeps.
+The node hands this layer every call envelope (``call``, ``msg``, ``end``, ``cancel``,
+``reply_window`` for the calls it serves; ``headers``, ``reply``, ``status``, ``msg_window`` for
+the calls it makes) and tells it when a peer goes away. Calls are keyed by (peer id, call id),
+the P2PT message id they travel on, and each belongs to the connection it was made on: what
+arrives for it on another connection is not its, it is answered on that connection only, and it
+ends when that connection closes, whatever other connections the peer keeps.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 #: Seconds a server whose call ran out of time is passed over while another serves.
 SLOW_SERVER_PENALTY = 10.0
 
-_SERVER_KINDS = (Kind.CALL, Kind.MSG, Kind.END, Kind.CANCEL)
-_CLIENT_KINDS = (Kind.HEADERS, Kind.REPLY, Kind.STATUS)
+_SERVER_KINDS = (Kind.CALL, Kind.MSG, Kind.END, Kind.CANCEL, Kind.REPLY_WINDOW)
+_CLIENT_KINDS = (Kind.HEADERS, Kind.REPLY, Kind.STATUS, Kind.MSG_WINDOW)
+_WINDOW_KINDS = (Kind.REPLY_WINDOW, Kind.MSG_WINDOW)
 
 
 class CallSide(Protocol):
@@ -69,6 +70,8 @@ class Endpoint:
         if envelope.kind is Kind.CALL:
             self._on_call(peer_id, envelope, connection)
             return
+        # What comes for no call in progress on that connection is dropped: a window update
+        # too, as HTTP/2 ignores a WINDOW_UPDATE on a closed stream (the call may just have ended).
         side = (self._server if envelope.kind in _SERVER_KINDS else self._client).get(key)
         if side is not None and side.connection == connection:
             side.on_envelope(envelope)
@@ -109,13 +112,14 @@ class Endpoint:
         too_big = isinstance(error, MessageTooBig | TooManyPending)
         key = (peer_id, call_id)
         client = self._client.get(key)
+        what = "window update" if kind in _WINDOW_KINDS else None
         if kind in _CLIENT_KINDS or (kind is None and client is not None):
             if client is not None:
                 code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INTERNAL
-                client.refuse(Status(code, f"reply refused: {error}"))
+                client.refuse(Status(code, f"{what or 'reply'} refused: {error}"))
             return
         code = StatusCode.RESOURCE_EXHAUSTED if too_big else StatusCode.INVALID_ARGUMENT
-        status = Status(code, f"request refused: {error}")
+        status = Status(code, f"{what or 'request'} refused: {error}")
         server = self._server.get(key)
         if server is not None:
             server.refuse(status)

@@ -35,16 +35,19 @@ from ..wire.payload import keep, kept_size
 from ..wire.status import Metadatum, Status, StatusCode, unsendable
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
+from .flow import ReadWindow, SendWindow
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
 
-#: Request-stream messages a server call holds before its method reads them, and their bytes in
-#: units of the node's ``max_message_size``; past either the call ends RESOURCE_EXHAUSTED and the
-#: client is told at once (there is no flow control to slow it down). Their bytes count against
-#: the node's ``max_queued_bytes_per_peer`` and ``max_queued_bytes`` too (:func:`queued_size`).
+#: Request-stream messages a server call holds before its method reads them (or, when the node's
+#: window holds more messages of 512 bytes, that many and two), and their bytes in units of the
+#: node's ``max_message_size``; past either the call ends RESOURCE_EXHAUSTED and the client is
+#: told at once. A client that honours the call's window (:mod:`p2prpc.rpc.flow`) never passes
+#: either. Their bytes count against the node's ``max_queued_bytes_per_peer`` and
+#: ``max_queued_bytes`` too (:func:`queued_size`).
 MAX_QUEUED_REQUESTS = 1024
 MAX_QUEUED_REQUEST_MESSAGES_SIZE = 4
 
@@ -240,10 +243,11 @@ class ServerCall:
         self.encoding = envelope.encoding
         self.deadline = Deadline.after(envelope.timeout)
         self._client_streams = handler.cardinality.client_streams
-        # A single request rides in the call: only a request stream needs a queue.
-        self._requests: asyncio.Queue[tuple[Envelope, int] | _EndOfRequests | RpcError] | None = (
-            asyncio.Queue() if self._client_streams else None
-        )
+        # A single request rides in the call: only a request stream needs a queue. Each request
+        # waits with its bytes (as the budgets count them) and its cost against the window.
+        self._requests: (
+            asyncio.Queue[tuple[Envelope, int, int] | _EndOfRequests | RpcError] | None
+        ) = asyncio.Queue() if self._client_streams else None
         self._next_seq = 1 if envelope.has_payload else 0
         self._reply_seq = 0
         # Bytes of requests waiting to be read: all of them are taken from the node's budget
@@ -254,8 +258,12 @@ class ServerCall:
         # Answered in the form it came in: a JSON-form call (a P2PT app) gets JSON back.
         self.binary = self.node.is_binary(peer_id) and not envelope.json
         self.context = ServicerContext(self)
+        #: The client's window for the replies, and the grants of this call's own for requests.
+        self.window = SendWindow(self.node.peer_window(peer_id))
+        self.reads = ReadWindow(self, Kind.MSG_WINDOW, binary=self.binary)
         if self._requests is not None and envelope.has_payload:
-            self._requests.put_nowait((envelope, first_size))
+            # It rode in the call, which no window counts.
+            self._requests.put_nowait((envelope, first_size, 0))
             self._first_size = 0  # it waits in the queue, read as any other request
             self._first = None
         if self._requests is None:
@@ -271,6 +279,10 @@ class ServerCall:
         if envelope.kind is Kind.CANCEL:
             self._cancel()
             return
+        if envelope.kind is Kind.REPLY_WINDOW:
+            if self.state not in (_State.CANCELLED, _State.CLOSED):
+                self.window.grant(envelope.seq)  # FlowControlError: refused, the call ends
+            return
         if self.state is not _State.OPEN:
             return
         assert self._requests is not None  # open: a request stream
@@ -282,14 +294,16 @@ class ServerCall:
             self.state = _State.HALF_CLOSED
             self._requests.put_nowait(_END)
         else:
+            cost = self.reads.cost(envelope)  # as it came: a JSON payload by its text
             envelope = kept(envelope, self.handler, self.node.max_message_size)
             size = queued_size(envelope)
             budget = MAX_QUEUED_REQUEST_MESSAGES_SIZE * self.node.max_message_size
-            if self._requests.qsize() >= MAX_QUEUED_REQUESTS:
+            most = max(MAX_QUEUED_REQUESTS, self.node.window // ENVELOPE_OVERHEAD + 2)
+            if self._requests.qsize() >= most:
                 self.refuse(
                     Status(
                         StatusCode.RESOURCE_EXHAUSTED,
-                        f"too many unread request messages (at most {MAX_QUEUED_REQUESTS})",
+                        f"too many unread request messages (at most {most})",
                     )
                 )
                 return
@@ -306,7 +320,7 @@ class ServerCall:
                 return
             self._next_seq += 1
             self._queued_bytes += size
-            self._requests.put_nowait((envelope, size))
+            self._requests.put_nowait((envelope, size, cost))
 
     def on_peer_lost(self) -> None:
         self._cancel()
@@ -465,6 +479,8 @@ class ServerCall:
         self._first_size = 0
 
     def _ended(self) -> None:
+        self.window.close()  # a method waiting to send a reply wakes (and is cancelled)
+        self.reads.close()
         # What waits unread is given back at once: nothing reads it any more.
         self._release(self._queued_bytes)
         self._first_size = 0
@@ -497,7 +513,13 @@ class ServerCall:
             replies = handler.func(argument, context)
             try:
                 async for reply in replies:
-                    await self._send_waiting(self._reply(handler, reply, self._reply_seq))
+                    envelope = self._reply(handler, reply, self._reply_seq)
+                    if self.window.limited:  # the method waits while the client's window is shut
+                        await self.window.wait()
+                        if self.state in (_State.CANCELLED, _State.CLOSED):
+                            raise asyncio.CancelledError
+                        self.window.spend(envelope.payload)
+                    await self._send_waiting(envelope)
                     self._reply_seq += 1
                     await self.node.drain(self.peer_id, self.connection)
             finally:
@@ -576,8 +598,9 @@ class ServerCall:
             return None
         if isinstance(item, RpcError):
             raise item
-        envelope, size = item
+        envelope, size, cost = item
         self._release(size)
+        self.reads.read(cost)  # the method has it: the client may send that much more
         return self._unpack(handler, envelope)
 
     def _unpack(self, handler: Handler[Any, Any], envelope: Envelope) -> Any:

@@ -15,6 +15,9 @@ JSON form (a P2PT message whose value is a JSON object; the key that names the k
 - **status** ``{"status": {"code": int, "details"?: str}, "trailers"?: {...}, "seq"?: n}`` ends it;
 - **headers** ``{"headers": {...}}`` the server's initial metadata, when it sends it before a reply;
 - **ping**/**pong** ``{"ping": true}``, ``{"pong": true}`` keepalive between p2prpc peers;
+- **reply_window** ``{"reply_window": n}`` the client has read n more bytes of the call's replies;
+- **msg_window** ``{"msg_window": n}`` the server has read n more bytes of the call's requests
+  (flow control, between peers whose hello says ``window``; ``p2prpc.wire.window`` counts);
 - **hello** ``{"hello": {...}}`` what a p2prpc node is and serves (not tied to a call);
 - **pex**/**signal** ``{"pex": {...}}``, ``{"signal": {...}}`` peer exchange and relayed
   signalling between p2prpc peers (``p2prpc.wire.mesh`` reads the objects).
@@ -34,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import json
 import math
 import re
 import struct
@@ -45,6 +47,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
+from . import jsjson
 from . import metadata as md
 from .held import parse_refusal
 from .status import Metadatum, Status, code_from_number, code_number
@@ -81,6 +84,8 @@ class Kind(enum.IntEnum):
     PONG = 11
     PEX = 12  # peer exchange (``p2prpc.wire.mesh``); JSON form only
     SIGNAL = 13  # an offer, answer or refusal relayed through the mesh; JSON form only
+    REPLY_WINDOW = 15  # the client opens the window of its call's replies by ``seq`` bytes
+    MSG_WINDOW = 16  # the server opens the window of the call's requests by ``seq`` bytes
     WANT = 20
 
 
@@ -105,7 +110,8 @@ _COMPRESSED, _COMPACT = int(Flags.COMPRESSED), int(Flags.COMPACT)
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form)."""
+    """One envelope message. ``payload`` is a JSON value (JSON form) or bytes (binary form).
+    A window update (``REPLY_WINDOW``, ``MSG_WINDOW``) carries its increment in ``seq``."""
 
     kind: Kind
     call_id: int
@@ -142,6 +148,8 @@ _KINDS_BY_KEY = (
     ("headers", Kind.HEADERS),
     ("ping", Kind.PING),
     ("pong", Kind.PONG),
+    ("reply_window", Kind.REPLY_WINDOW),
+    ("msg_window", Kind.MSG_WINDOW),
     ("pex", Kind.PEX),
     ("signal", Kind.SIGNAL),
     ("reply", Kind.REPLY),
@@ -181,6 +189,10 @@ def to_json(env: Envelope) -> dict[str, Any]:
         out["ping"] = True
     elif env.kind is Kind.PONG:
         out["pong"] = True
+    elif env.kind is Kind.REPLY_WINDOW:
+        out["reply_window"] = env.seq
+    elif env.kind is Kind.MSG_WINDOW:
+        out["msg_window"] = env.seq
     elif env.kind is Kind.PEX:
         out["pex"] = dict(env.body or {})
     elif env.kind is Kind.SIGNAL:
@@ -325,6 +337,9 @@ def _from_json(value: object, call_id: int) -> Envelope:
         )
     if kind in (Kind.CANCEL, Kind.PING, Kind.PONG):
         return Envelope(kind, call_id)
+    if kind is Kind.REPLY_WINDOW or kind is Kind.MSG_WINDOW:
+        key = "reply_window" if kind is Kind.REPLY_WINDOW else "msg_window"
+        return Envelope(kind, call_id, _increment(value[key]))
     if kind in (Kind.PEX, Kind.SIGNAL):
         body = value["pex" if kind is Kind.PEX else "signal"]
         if not isinstance(body, dict):
@@ -402,6 +417,16 @@ def _is_peer_id(value: object) -> bool:
 def _valid_method(method: str) -> bool:
     parts = method.split("/")
     return len(parts) == 3 and parts[0] == "" and all(parts[1:]) and len(method) <= 1024
+
+
+#: The largest window increment (and window) a window update may carry: HTTP/2's, 2^31 - 1.
+MAX_WINDOW = 2**31 - 1
+
+
+def _increment(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_WINDOW:
+        raise EnvelopeError(f"a window increment is an integer from 1 to {MAX_WINDOW} bytes")
+    return value
 
 
 def _seq(value: object) -> int:
@@ -626,7 +651,7 @@ def _compact_header(env: Envelope) -> bytes | None:
             _COMPACT_LENGTH.pack(len(method))
             + method
             + _COMPACT_TIMEOUT.pack(timeout)
-            + (_JSON.encode(rest).encode() if rest else b"")
+            + (jsjson.COMPACT.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
         details = _utf8(env.status.details)
@@ -635,7 +660,7 @@ def _compact_header(env: Envelope) -> bytes | None:
         if len(details) > 0xFFFF:
             raise LocalProtocolError("status details over 64 KiB")
         trailers = (
-            _JSON.encode({"trailers": md.to_json(env.status.trailers)})
+            jsjson.COMPACT.encode({"trailers": md.to_json(env.status.trailers)})
             if env.status.trailers
             else ""
         )
@@ -704,7 +729,7 @@ def to_binary(
     is_compact = header_bytes is not None
     if header_bytes is None:
         header = _json_header(env)
-        header_bytes = _JSON.encode(header).encode() if header else b""
+        header_bytes = jsjson.COMPACT.encode(header).encode() if header else b""
 
     if len(header_bytes) > 0xFFFF:
         raise LocalProtocolError("call header (method and metadata) exceeds 64 KiB")
@@ -929,21 +954,12 @@ def _parse_header(raw: bytes | memoryview) -> dict[str, Any]:
     if refusal is not None:
         raise EnvelopeError(refusal)
     try:
-        header = _READ_JSON.decode(text)
+        header = jsjson.DECODER.decode(text)
     except (ValueError, RecursionError) as e:
         raise EnvelopeError(f"binary envelope header is not JSON: {e}") from e
     if not isinstance(header, dict):
         raise EnvelopeError("binary envelope header must be a JSON object")
     return header
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
-_JSON = json.JSONEncoder(separators=(",", ":"))
-_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _build(
@@ -1003,6 +1019,10 @@ def _build(
             publisher=publisher,
             signature=signature,
         )
+    if kind is Kind.REPLY_WINDOW or kind is Kind.MSG_WINDOW:
+        if has_payload or header:
+            raise EnvelopeError(f"a {kind.name.lower()} frame carries no header and no payload")
+        return Envelope(kind, call_id, _increment(seq))
     if kind in (Kind.MSG, Kind.REPLY) and not has_payload:
         raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
     return Envelope(

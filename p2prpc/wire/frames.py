@@ -15,12 +15,11 @@ It is pure: no asyncio, no sockets, no clock (callers pass ``now``), so it can b
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias, cast
 
@@ -33,7 +32,9 @@ from p2prpc.errors import (
     TooManyPending,
 )
 
+from . import jsjson
 from .held import estimate_held, parse_refusal
+from .jsjson import js_length
 
 __all__ = [
     "MAX_MESSAGE_LENGTH",
@@ -75,141 +76,6 @@ parsed: :func:`p2prpc.wire.held.estimate_held`)."""
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 """A value that travels as a P2PT message: a string as is, anything else as its JSON text."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-_END = object()
-
-
-# --- JavaScript string semantics --------------------------------------------------------------
-
-
-def js_length(text: str) -> int:
-    """Return ``text.length`` as JavaScript counts it: UTF-16 code units.
-
-    A character beyond the Basic Multilingual Plane counts 2; a lone surrogate counts 1.
-    """
-    if text.isascii():
-        return len(text)
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def _rejoin_surrogates(text: str) -> str:
-    """Turn each adjacent high+low surrogate pair of code points into its astral character.
-
-    JavaScript sees such a pair as one character, and a chunk boundary of a JavaScript sender may
-    fall between its halves, so text joined from chunks needs this before it is what was sent.
-    Lone surrogates stay as they are.
-    """
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-
-
-def _escape_surrogate(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
-
-
-def _quote(text: str) -> str:
-    """Return ``JSON.stringify(text)``: compact, non-ASCII kept, lone surrogates escaped.
-
-    ``json.dumps(ensure_ascii=False)`` already escapes exactly what JavaScript escapes (``"``,
-    ``\\``, ``\\b \\f \\n \\r \\t``, other control characters as lowercase ``\\u00xx``; DEL and
-    U+2028/U+2029 unescaped) except lone surrogates, which it would pass through raw and which
-    could then not be sent as UTF-8.
-    """
-    if text.isascii() or not _SURROGATE.search(text):
-        return _QUOTE.encode(text)
-    quoted = _QUOTE.encode(_rejoin_surrogates(text))
-    return _SURROGATE.sub(_escape_surrogate, quoted)
-
-
-class _Level:
-    """One open array or object while :func:`_dump_json` walks a value without recursion."""
-
-    __slots__ = ("close", "first", "ident", "items", "keyed")
-
-    def __init__(self, items: Iterator[object], keyed: bool, close: str, ident: int) -> None:
-        self.items = items
-        self.keyed = keyed
-        self.close = close
-        self.ident = ident
-        self.first = True
-
-
-def _dump_json(value: object) -> str:
-    """Return the compact JSON text of ``value``, strings written as ``JSON.stringify`` does.
-
-    Receivers parse this text, so only its meaning must match JavaScript's, and where Python can
-    keep more it does:
-
-    - floats are written as ``repr`` writes them (``1.0``, ``1e+16``): the shortest digits that
-      round-trip, so ``JSON.parse`` yields the very same number JavaScript would have sent, while a
-      Python receiver gets a float back instead of an int;
-    - integers are written exactly, even beyond 2**53 where a JavaScript receiver rounds them;
-    - object keys keep the dict's order (a JavaScript object would list integer-like keys first).
-
-    Walks with an explicit stack, so any nesting depth works and a cycle is reported instead of
-    recursing forever.
-    """
-    out: list[str] = []
-    stack: list[_Level] = []
-    open_containers: set[int] = set()
-    item: object = value
-    while True:
-        if item is None:
-            out.append("null")
-        elif item is True:
-            out.append("true")
-        elif item is False:
-            out.append("false")
-        elif isinstance(item, str):
-            out.append(_quote(item))
-        elif isinstance(item, int):
-            try:
-                out.append(int.__repr__(item))
-            except ValueError as exc:  # beyond sys.get_int_max_str_digits()
-                raise InvalidMessage(f"integer too large to write as JSON: {exc}") from None
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidMessage(f"{item!r} is not a JSON number (NaN and Infinity are not)")
-            out.append(float.__repr__(item))
-        elif isinstance(item, list | dict):
-            ident = id(item)
-            if ident in open_containers:
-                raise InvalidMessage("message contains a reference cycle; it has no JSON text")
-            open_containers.add(ident)
-            if isinstance(item, list):
-                out.append("[")
-                stack.append(_Level(iter(item), False, "]", ident))
-            else:
-                out.append("{")
-                stack.append(_Level(iter(item.items()), True, "}", ident))
-        else:
-            raise InvalidMessage(
-                f"cannot send a {type(item).__name__} as a P2PT message: "
-                "use str, int, float, bool, None, list or dict with str keys"
-            )
-        while stack:
-            level = stack[-1]
-            entry = next(level.items, _END)
-            if entry is _END:
-                out.append(level.close)
-                open_containers.discard(level.ident)
-                stack.pop()
-                continue
-            if not level.first:
-                out.append(",")
-            level.first = False
-            if level.keyed:
-                key, item = cast("tuple[object, object]", entry)
-                if not isinstance(key, str):
-                    raise InvalidMessage(f"JSON object keys must be str, not {type(key).__name__}")
-                out.append(_quote(key))
-                out.append(":")
-            else:
-                item = entry
-            break
-        else:
-            return "".join(out)
-
 
 # --- frames ------------------------------------------------------------------------------------
 
@@ -240,7 +106,7 @@ def encode_frame(frame: Frame) -> str:
 
     Keys come in P2PT's order ``id, msg, o, c, last``; ``o`` and ``last`` appear only when set.
     """
-    parts = ['^{"id":', int.__repr__(frame.id), ',"msg":', _quote(frame.msg)]
+    parts = ['^{"id":', int.__repr__(frame.id), ',"msg":', jsjson.quote(frame.msg)]
     if frame.o:
         parts.append(',"o":1')
     parts += [',"c":', int.__repr__(frame.c)]
@@ -295,7 +161,7 @@ def encode_message(
     if chunk_length < 2:
         raise ValueError("chunk_length must be at least 2 to hold a surrogate pair")
     is_text = isinstance(message, str)
-    text = cast(str, message) if is_text else _dump_json(message)
+    text = cast(str, message) if is_text else jsjson.stringify(message, InvalidMessage)
     pieces = _split(text, chunk_length)
     last = len(pieces) - 1
     return [
@@ -304,41 +170,14 @@ def encode_message(
     ]
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# Built once: json.dumps and json.loads with any option build a new encoder or decoder per call.
-_QUOTE = json.JSONEncoder(ensure_ascii=False)
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def _skip_space(text: str, start: int) -> int:
-    found = _WHITESPACE.match(text, start)
-    return start if found is None else found.end()
-
-
 def _parse_json(text: str, what: str, start: int = 0) -> Any:
     """Parse ``text[start:]`` as strict JSON (as ``JSON.parse`` would), raising only FrameError."""
     try:
-        value, end = _READ_JSON.raw_decode(text, _skip_space(text, start))
-        if _skip_space(text, end) != len(text):
-            raise json.JSONDecodeError("Extra data", text, end)
-        return value
+        return jsjson.parse(text, start)
     except RecursionError:
         raise FrameError(f"{what} is nested too deeply to parse") from None
     except ValueError as exc:
         raise FrameError(f"{what} is not valid JSON: {exc}") from None
-
-
-def _js_truthy(value: object) -> bool:
-    """Return whether JavaScript's ``if (value)`` takes the branch for a parsed JSON value."""
-    if isinstance(value, list | dict):
-        return True  # unlike Python, an empty array or object is truthy
-    if isinstance(value, float):
-        return value == value and value != 0
-    return bool(value)
 
 
 def _shorten(text: str | bytes, limit: int = 60) -> str:
@@ -414,8 +253,8 @@ def _decode_frame(data: str | bytes) -> Frame | None:
         id=msg_id,
         msg=msg,
         c=index,
-        last=_js_truthy(obj.get("last")),
-        o=_js_truthy(obj.get("o")),
+        last=jsjson.truthy(obj.get("last")),
+        o=jsjson.truthy(obj.get("o")),
     )
 
 
@@ -439,7 +278,7 @@ def _frame_refusal(text: str, start: int) -> str | None:
     if head is None:
         return parse_refusal(text[start:], "frame")
     try:
-        _, end = _READ_JSON.raw_decode(text, head.end() - 1)  # the msg string alone
+        _, end = jsjson.DECODER.raw_decode(text, head.end() - 1)  # the msg string alone
     except ValueError:
         return None  # not JSON: the parser says why
     return parse_refusal(text[start : head.end()] + '"' + text[end:], "frame (besides its msg)")
@@ -733,11 +572,11 @@ class Reassembler:
 
     def _complete(self, msg_id: int, chunks: list[str], is_json: bool) -> Message:
         text = "".join(chunks)
-        if not text.isascii() and _SURROGATE.search(text):
-            text = _rejoin_surrogates(text)  # a JavaScript sender may have cut a pair in two
+        if not text.isascii() and jsjson.SURROGATE.search(text):
+            text = jsjson.rejoin_surrogates(text)  # a JavaScript sender may have cut a pair in two
         if not is_json:
             return Message(id=msg_id, value=text)
-        estimate = estimate_held(text)
+        estimate = estimate_held(text, self.max_parsed_size)
         if estimate > self.max_parsed_size:
             raise ParsedTooBig(
                 f"message {msg_id} would hold about {estimate} bytes parsed, over the "

@@ -72,7 +72,7 @@ def held_size(payload: object) -> int:
     return total
 
 
-def estimate_held(text: str) -> int:
+def estimate_held(text: str, within: int | None = None) -> int:
     """At least :func:`held_size` of what ``text`` parses to as JSON, computed without parsing.
 
     Counts characters that open values (``{ [ " , :``) with ``str.count`` (a few passes in C over
@@ -85,24 +85,96 @@ def estimate_held(text: str) -> int:
       widen a string);
     - every other value a ``,``, ``:`` or the start can introduce a scalar (32).
 
-    Characters inside strings count as if they opened values too: a string full of ``{`` is
-    overestimated, never under. Malformed text gets a number too (the parser refuses it after).
+    This first count takes characters inside strings as if they opened values too (an SDP full of
+    ``:`` is overestimated about 70 times). When it passes ``within`` (the caller's limit), the
+    text is counted again with its strings' contents set aside (one more pass: the escapes that
+    hide a quote are removed, the text is cut at its quotes), so that only the structure counts
+    as structure and a text is never refused for what its strings say. Malformed text gets a
+    number too (the parser refuses it after). Always an upper bound.
     """
     length = len(text)
     if length == 0:
         return 0
+    width = _width(text)
     count = text.count
-    objects, arrays = count("{"), count("[")
-    empty_objects, empty_arrays = count("{}"), count("[]")
-    quotes, commas, colons = count('"'), count(","), count(":")
-    strings = (quotes + 1) // 2
+    quotes = count('"')
+    estimate = _estimate(
+        width * length,
+        quotes,
+        count("{"),
+        count("["),
+        count("{}"),
+        count("[]"),
+        count(","),
+        count(":"),
+    )
+    if within is None or estimate <= within or not quotes:
+        return estimate
+    return min(estimate, _estimate_outside_strings(text, width * length))
+
+
+#: Characters of text cut at its quotes at a time by the second count: the pieces of one window
+#: (57 bytes each at most, one a character) are all it holds besides an unescaped copy.
+_WINDOW = 256
+
+
+def _estimate_outside_strings(text: str, characters: int) -> int:
+    """:func:`estimate_held`'s second count: structure only where no string is open.
+
+    The escapes that may hide a quote (``\\\\`` first, then ``\\"``) are removed from a copy,
+    then each window of it is cut at its quotes, and what lies outside strings (every other
+    piece, from where the window starts) is counted, each string kept as ``""``. An empty object
+    or array cut by a window's edge counts as a full one: more, never less."""
+    if "\\" in text:
+        text = text.replace("\\\\", "").replace('\\"', "")
+    inside = False
+    objects = arrays = empty_objects = empty_arrays = commas = colons = 0
+    for start in range(0, len(text), _WINDOW):
+        pieces = text[start : start + _WINDOW].split('"')
+        outside = '""'.join(pieces[1 if inside else 0 :: 2])
+        if len(pieces) % 2 == 0:  # an odd number of quotes: a string opened or closed
+            inside = not inside
+        count = outside.count
+        objects += count("{")
+        arrays += count("[")
+        empty_objects += count("{}")
+        empty_arrays += count("[]")
+        commas += count(",")
+        colons += count(":")
+    return _estimate(
+        characters,
+        text.count('"'),
+        objects,
+        arrays,
+        empty_objects,
+        empty_arrays,
+        commas,
+        colons,
+    )
+
+
+def _width(text: str) -> int:
+    """Bytes a character of ``text``'s strings may take once parsed (1, 2 or 4)."""
     if "\\u" in text and _WIDENING_ESCAPE.search(text):
-        width = 4  # an escape beyond \\u00ff may make any character, and widens its string
-    elif text.isascii():
-        width = 1
-    else:
-        widest = ord(max(text))
-        width = 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
+        return 4  # an escape beyond \\u00ff may make any character, and widens its string
+    if text.isascii():
+        return 1
+    widest = ord(max(text))
+    return 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
+
+
+def _estimate(
+    characters: int,
+    quotes: int,
+    objects: int,
+    arrays: int,
+    empty_objects: int,
+    empty_arrays: int,
+    commas: int,
+    colons: int,
+) -> int:
+    """The most the values these counts can open hold, besides ``characters`` bytes of text."""
+    strings = (quotes + 1) // 2
     scalars = max(0, 1 + commas + colons - strings - empty_objects - empty_arrays)
     return (
         _DICT * (objects - empty_objects)
@@ -112,7 +184,7 @@ def estimate_held(text: str) -> int:
         + _EMPTY_LIST * empty_arrays
         + _ITEM * max(0, arrays + commas - empty_arrays)
         + _STRING * strings
-        + width * length
+        + characters
         + _SCALAR * scalars
     )
 
@@ -137,7 +209,7 @@ def parse_refusal(text: str, what: str) -> str | None:
     caller raises its own typed error with it.
     """
     bound = PARSE_FACTOR * len(text) + PARSE_ALLOWANCE
-    estimate = estimate_held(text)
+    estimate = estimate_held(text, bound)
     if estimate <= bound:
         return None
     return (

@@ -33,15 +33,14 @@ This module does no I/O: it is the sans-I/O core of the tracker client and the e
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from ..errors import InvalidTrackerMessage, TrackerProtocolError, TrackerRequestError
+from . import jsjson
 from .held import parse_refusal
 
 __all__ = [
@@ -77,8 +76,6 @@ EVENTS: Final = frozenset({"started", "stopped", "completed", "update", "paused"
 
 #: Events with which bittorrent-tracker's client sends no offers (the peer is leaving or done).
 _NO_OFFER_EVENTS: Final = frozenset({"stopped", "completed"})
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -366,10 +363,8 @@ def encode_server_message(m: ServerMessage) -> str:
 
 
 def _dumps(obj: dict[str, Any]) -> str:
-    # JSON.stringify: no spaces, non-ASCII as is, control characters escaped the same way Python
-    # escapes them, and (since ES2019) lone surrogates escaped rather than written raw.
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return _SURROGATE.sub(lambda c: f"\\u{ord(c.group()):04x}", text)
+    # JSON.stringify: no spaces, non-ASCII as is, lone surrogates escaped (ES2019).
+    return jsjson.stringify(obj, InvalidTrackerMessage)
 
 
 def _id_out(value: object, field: str) -> str:
@@ -464,7 +459,7 @@ def _parse_announce(obj: dict[str, Any], request: _Request, max_offers: int) -> 
     request.info_hash = info_hash
     peer_id = request.id(obj, "peer_id")
     trackerid = _opt_str(obj, "trackerid", request)
-    if _js_truthy(obj.get("answer")):
+    if jsjson.truthy(obj.get("answer")):
         to_peer_id = request.id(obj, "to_peer_id", "`to_peer_id` (required with `answer`)")
         offer_id = request.id(obj, "offer_id", "`offer_id` (required with `answer`)")
         sdp = _description(obj["answer"], "answer", request)
@@ -577,7 +572,7 @@ def parse_server_message(data: str | bytes) -> list[ServerMessage]:
     action = obj.get("action")
     if action in ("announce", "scrape") or (action is None and "failure reason" in obj):
         failure = obj.get("failure reason")
-        if _js_truthy(failure) or (action is None and failure is not None):
+        if jsjson.truthy(failure) or (action is None and failure is not None):
             if not isinstance(failure, str) or not failure:
                 raise TrackerProtocolError(f"invalid failure reason: {_short(failure)}")
             return [FailureReply(failure, _lenient_id(obj.get("info_hash")), action or "")]
@@ -593,12 +588,12 @@ def _parse_announce_response(obj: dict[str, Any]) -> list[ServerMessage]:
     out: list[ServerMessage] = []
 
     warning = obj.get("warning message")
-    warning = _text(warning, "warning message") if _js_truthy(warning) else None
+    warning = _text(warning, "warning message") if jsjson.truthy(warning) else None
     interval_value = obj.get("interval")
-    if not _js_truthy(interval_value):
+    if not jsjson.truthy(interval_value):
         interval_value = obj.get("min interval")
     interval = None
-    if _js_truthy(interval_value):
+    if jsjson.truthy(interval_value):
         if (
             not isinstance(interval_value, int | float)
             or isinstance(interval_value, bool)
@@ -607,15 +602,15 @@ def _parse_announce_response(obj: dict[str, Any]) -> list[ServerMessage]:
             raise TrackerProtocolError(f"invalid interval: {_short(interval_value)}")
         interval = math.ceil(interval_value)
     tracker_id = obj.get("tracker id")
-    tracker_id = _text(tracker_id, "tracker id") if _js_truthy(tracker_id) else None
+    tracker_id = _text(tracker_id, "tracker id") if jsjson.truthy(tracker_id) else None
     complete = _count(obj, "complete")
     if complete is not None or warning or interval or tracker_id:
         incomplete = _count(obj, "incomplete")
         out.append(AnnounceReply(info_hash, interval, complete, incomplete, warning, tracker_id))
 
-    if _js_truthy(obj.get("peer_id")):
+    if jsjson.truthy(obj.get("peer_id")):
         for kind in ("offer", "answer"):
-            if _js_truthy(obj.get(kind)):
+            if jsjson.truthy(obj.get(kind)):
                 peer_id = str_to_binary(obj["peer_id"], "peer_id")
                 offer_id = str_to_binary(obj.get("offer_id"), "offer_id")
                 sdp = _remote_description(obj[kind], kind)
@@ -707,21 +702,12 @@ def _load(data: object) -> dict[str, Any]:
     if refusal is not None:  # no tracker message comes near it: offers are mostly SDP text
         raise TrackerProtocolError(refusal)
     try:
-        obj = _READ_JSON.decode(text)
+        obj = jsjson.DECODER.decode(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise TrackerProtocolError(f"message is not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise TrackerProtocolError(f"message is not a JSON object: {_kind(obj)}")
     return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    # Python reads NaN and Infinity; JavaScript's JSON.parse does not.
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: json.loads with any option builds a new decoder per call.
-_READ_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _as_int(value: object) -> int | None:
@@ -735,25 +721,7 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _js_truthy(value: object) -> bool:
-    """JavaScript truthiness of a JSON value (empty objects and arrays are truthy)."""
-    if value is None or value is False or value == "":
-        return False
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value != 0
-    return True
-
-
-def _kind(value: object) -> str:
-    return {
-        type(None): "null",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
+_kind = jsjson.type_name
 
 
 def _short(value: object) -> str:

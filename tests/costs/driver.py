@@ -364,6 +364,35 @@ def case_small(kind: Kind, form: str, count: int = 3000) -> Callable[[Attack], W
     return build
 
 
+def case_window(kind: Kind, form: str) -> Callable[[Attack], Wire]:
+    """Floods of window updates, every other one on a call in progress (the streams we call
+    the victim's Deaf with, for ``reply_window``; the victim's calls to us, for ``msg_window``),
+    each opening its window far past what was sent, and the rest on ids with no call."""
+
+    def build(a: Attack) -> Wire:
+        out: Wire = []
+        key = kind.name.lower()
+        if kind is Kind.REPLY_WINDOW:
+            calls = [a.fresh() for _ in range(32)]
+            for call_id in calls:
+                if form == "binary":
+                    out += binary(Envelope(Kind.CALL, call_id, method="/costs.Bench/Deaf"))
+                else:
+                    out += text({"call": "/costs.Bench/Deaf"}, call_id)
+        else:
+            calls = [cid for cid, _ in a.victim_calls] or [a.fresh()]
+        for i in range(3000):
+            call_id = calls[i % len(calls)] if i % 2 else a.fresh()
+            increment = 2**31 - 1 - i
+            if form == "binary":
+                out += binary(Envelope(kind, call_id, increment))
+            else:
+                out += text({key: increment}, call_id)
+        return out
+
+    return build
+
+
 def case_server_side(kind: Kind, form: str, variant: str = "") -> Callable[[Attack], Wire]:
     """What a server sends: on the calls the victim has open to us, and on ids it never used."""
 
@@ -678,6 +707,8 @@ def _register(sdp: str) -> None:
         CASES[f"reply-{form}"] = (case_server_side(Kind.REPLY, form), {"n": 8})
         CASES[f"status-{form}"] = (case_server_side(Kind.STATUS, form), None)
         CASES[f"headers-{form}"] = (case_server_side(Kind.HEADERS, form), {"n": 8})
+        CASES[f"reply_window-{form}"] = (case_window(Kind.REPLY_WINDOW, form), None)
+        CASES[f"msg_window-{form}"] = (case_window(Kind.MSG_WINDOW, form), {"n": 8})
         CASES[f"hello-{form}"] = (case_hello(form), None)
         CASES[f"publish-{form}-inorder"] = (case_publish(form, "inorder"), None)
         CASES[f"publish-{form}-gaps"] = (case_publish(form, "gaps"), None)
@@ -710,6 +741,8 @@ CASE_NAMES = (
             "reply",
             "status",
             "headers",
+            "reply_window",
+            "msg_window",
             "hello",
             "ping",
             "pong",
@@ -809,6 +842,7 @@ class Attacker:
             "compact": False,
             "compact_publish": False,
             "batch": False,
+            "window": 2**31 - 1,  # honours windows, so that window updates are read as such
             "relay": True,
             "mesh": 1,
         }

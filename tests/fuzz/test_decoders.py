@@ -137,7 +137,8 @@ def test_frames_reassembler_raises_only_typed_errors_and_holds_within_caps(
 
 ENVELOPE_KEYS = [
     "call", "msg", "timeout", "metadata", "seq", "end", "cancel", "reply", "status", "trailers",
-    "hello", "pub", "from", "hops", "to", "code", "details", "encoding",
+    "hello", "pub", "from", "hops", "to", "code", "details", "encoding", "reply_window",
+    "msg_window",
 ]  # fmt: skip
 status_objects = objects(
     {"code": st.integers(-1, 17), "details": st.text(max_size=10)}, ["code", "details"]
@@ -161,6 +162,8 @@ envelope_fields: dict[str, st.SearchStrategy[Any]] = {
     "hops": st.one_of(st.integers(-1, 300), huge_ints),
     "to": st.lists(peer_ids, max_size=3),
     "encoding": st.sampled_from(["deflate", "zstd", ""]),
+    "reply_window": st.one_of(st.integers(-1, 2**31), huge_ints, leaves),
+    "msg_window": st.one_of(st.integers(-1, 2**31), huge_ints, leaves),
 }
 ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "call": ["msg", "timeout", "metadata", "encoding"],
@@ -171,6 +174,8 @@ ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "status": ["seq", "trailers", "reply"],
     "hello": [],
     "pub": ["msg", "from", "hops", "to", "seq"],
+    "reply_window": ["seq"],
+    "msg_window": ["seq"],
 }
 
 
@@ -232,9 +237,9 @@ binary_frames = st.builds(
     ),
     st.sampled_from([MAGIC, MAGIC, MAGIC, 0]),
     st.integers(0, 9),
-    st.one_of(st.integers(0, 15), st.sampled_from([17, 19, 25]), st.integers(0, 255)),
+    st.one_of(st.integers(0, 16), st.sampled_from([17, 19, 25]), st.integers(0, 255)),
     st.sampled_from([0, 1, 2**32 - 1]),
-    st.sampled_from([0, 1, 7]),
+    st.sampled_from([0, 1, 7, 2**31 - 1, 2**31]),
     headers,
     st.booleans(),
     st.integers(0, 0xFFFF),
@@ -427,4 +432,27 @@ def test_the_estimate_before_parsing_is_never_below_what_the_value_holds(
 
     separators = (", ", ": ") if spaced else (",", ":")
     text = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
-    assert estimate_held(text) >= held_size(json.loads(text))
+    held = held_size(json.loads(text))
+    assert estimate_held(text) >= held
+    assert estimate_held(text, within=0) >= held  # counted again, strings set aside
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet='"\\{}[],:a', min_size=100, max_size=700),
+            st.dictionaries(st.text(alphabet='"\\{:', max_size=300), st.just({}), max_size=3),
+            st.just([]),
+        ),
+        max_size=8,
+    )
+)
+def test_strings_cut_by_the_second_counts_windows_still_count_at_least_what_is_held(
+    value: Any,
+) -> None:
+    # Long strings of quotes, backslashes and structure, so that windows start inside them.
+    from p2prpc.wire.held import estimate_held, held_size
+
+    text = json.dumps(value)
+    assert estimate_held(text, within=0) >= held_size(json.loads(text))

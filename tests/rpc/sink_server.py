@@ -41,7 +41,9 @@ async def stall(requests: AsyncIterator[StringValue], context: ServicerContext) 
 
 
 async def main() -> None:
-    node = loopback_node([sys.argv[1]], sys.argv[2], keepalive_interval=None)
+    # A window (flow control) far larger than what the client's send queue and aiortc's buffer
+    # hold, so that a client writing to it waits for room in its send queue first.
+    node = loopback_node([sys.argv[1]], sys.argv[2], keepalive_interval=None, window=8 * 2**20)
     s = StringValue
     node.add_service(
         "t.Sink",

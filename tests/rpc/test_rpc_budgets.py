@@ -83,10 +83,13 @@ async def test_calls_past_the_per_peer_cap_are_refused_at_once() -> None:
 
 
 async def test_unread_requests_past_the_budget_end_the_call_and_the_client_hears() -> None:
+    """A client that does not honour windows (as toward a server whose hello announced none,
+    an older node) meets the per-call cap; one that does waits (``test_flow_control.py``)."""
     async with mesh(2, max_message_size=64 * 1024) as m:  # budget: 4 × 64 KiB of unread requests
         server, client = m.nodes
         server.add_service("b.S", Servicer().handlers())
         await client.wait_for_server("b.S", timeout=10)
+        client.peers[server.peer_id].window = 0  # the client sees no window: it never waits
         call = StreamStreamMethod(client, "/b.S/Deaf", S, S)(timeout=60)
         for _ in range(100):  # 800 KiB in all; the refusal may come back while writing
             try:

@@ -40,6 +40,8 @@ SHAPES = {
         {"call": "/grpc.health.v1.Health/Watch", "msg": {"service": "x" * 100}, "timeout": 5}
     ),
     "braces inside strings": json.dumps(["inside strings", "{[,:" * 1000, '"\\"' * 100]),
+    "escaped quotes and backslashes": json.dumps(["inside strings", '\\"{:' * 500, "\\" * 99]),
+    "colons in strings": json.dumps({"inside strings": ["a=fingerprint:" + "AB:" * 31] * 200}),
 }
 
 
@@ -50,6 +52,23 @@ def test_the_estimate_is_never_below_what_the_parsed_value_holds(text: str) -> N
     assert estimate >= held
     if "inside strings" not in text:  # (what strings hold counts as if it opened values)
         assert estimate <= 3 * held + 1000  # not so far above that ordinary messages are refused
+
+
+@pytest.mark.parametrize("text", SHAPES.values(), ids=SHAPES.keys())
+def test_counted_again_past_a_limit_the_estimate_counts_only_structure(text: str) -> None:
+    # Past the caller's limit the text is counted again with its strings set aside: still never
+    # below what the parse holds, and now close to it even when strings are full of : , { [.
+    value = json.loads(text)
+    refined, held = estimate_held(text, within=0), held_size(value)
+    assert held <= refined <= estimate_held(text)
+    assert refined <= 3 * held + 1000
+
+
+def test_a_string_that_never_ends_is_counted_as_its_characters() -> None:
+    # Malformed text gets a number (the parser refuses it after), never less than the quick count
+    # says its structure outside the last quote could hold.
+    text = '[{},{},"' + "{:" * 1000
+    assert estimate_held(text, within=0) >= len(text)
 
 
 @pytest.mark.parametrize("text", SHAPES.values(), ids=SHAPES.keys())
