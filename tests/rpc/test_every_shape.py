@@ -411,8 +411,11 @@ async def test_client_interceptors_pass_every_message_through(
     values = values_for(shape)
     call = start(Stub(channel(rig, form, *chain)), shape, values, metadata=md(case))
     assert isinstance(call, CALL_CLASS[shape])
+    ended: list[Any] = []
+    call.add_done_callback(ended.append)
     assert await finish(call, shape, values) == expected(shape, values)
     assert await call.code() is StatusCode.OK and call.done()
+    assert ended == [call]
     assert log == [f"i{n}" for n in range(count)]  # outermost first
     seen = rig.shapes.cases[case]
     assert [v for k, v in seen.metadata if k == "x-by"] == [f"i{n}" for n in range(count)]
