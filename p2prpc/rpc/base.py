@@ -41,6 +41,12 @@ class Cardinality(enum.Enum):
         return self in (Cardinality.UNARY_STREAM, Cardinality.STREAM_STREAM)
 
 
+def service_of(method: str) -> str:
+    """The service a method belongs to: ``pkg.Service`` of ``/pkg.Service/Method`` (a name of
+    another form is its own service)."""
+    return method.split("/")[1] if method.count("/") == 2 else method
+
+
 @dataclass(frozen=True)
 class Handler(Generic[Req, Rep]):
     """How a server runs one method: the servicer's function, its shape and message types
@@ -83,7 +89,9 @@ class RetryPolicy:
 
     Attempt n waits a random time up to ``min(initial_backoff × multiplier^(n-1), max_backoff)``
     seconds. A call that may have run on a server is retried only when its method is idempotent;
-    a call whose replies have begun is never retried (gRFC A6 commits it). The whole call,
+    a call whose replies have begun is never retried (gRFC A6 commits it); a call that streams
+    requests is sent them again, as long as it could keep them (the channel's
+    ``retry_buffer_size``). The whole call,
     retries included, stays within its ``timeout``. A call that was retried carries the trailer
     ``grpc-previous-rpc-attempts`` (the number of earlier attempts), as gRPC's does.
     """
@@ -134,9 +142,17 @@ class HandlerCallDetails:
 
 
 class ClientInterceptor(Protocol):
-    """Wraps outgoing calls of every shape. ``proceed(details)`` runs the call: for a unary-reply
-    call it returns the reply, for a streaming-reply call the started call object. An
-    interceptor may change the details, look at or replace the result, or raise."""
+    """Wraps outgoing calls of every shape (a ``Channel``'s ``interceptors``, outermost first).
+
+    ``proceed(details)`` makes the call with ``details`` (method, metadata, ``timeout``,
+    ``wait_for_ready``, compression: an interceptor may change any; a changed ``timeout`` counts
+    from when it proceeds): for a single reply it returns the reply, or raises the call's
+    :class:`~p2prpc.errors.RpcError`; for a reply stream it returns the started call object
+    (``UnaryStreamCall`` or ``StreamStreamCall``). The interceptor returns the reply (the one it
+    got or another), or for a reply stream that call or an async iterable of replies, which is
+    then what the caller reads, as grpc.aio's interceptors do. An ``RpcError`` it raises ends the
+    call with that status. Requests the caller writes go to the call ``proceed`` made (each
+    ``proceed`` makes a new one). See :mod:`p2prpc.rpc.interceptors`."""
 
     async def intercept_call(
         self,

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
 
+#: Bytes of requests a request-streaming call keeps for another attempt (gRPC's default).
+RETRY_BUFFER_SIZE = 256 * 1024
+
+
 class NoServer(Exception):
     """No peer to send an attempt to (the attempt never ran anywhere)."""
 
@@ -39,7 +43,10 @@ class Channel:
     for a serving peer (within their timeout) instead of failing UNAVAILABLE at once.
     ``allowed_servers``: Ed25519 public keys; calls go only to peers that proved one of them on
     their connection (``node.to_identity(key)`` is a shorthand), and fail UNAVAILABLE when none
-    serves.
+    serves. ``retry_buffer_size``: bytes (as held in memory, each request counted with 512 for
+    its envelope) of the requests a call that streams them keeps, so that another attempt can be
+    sent them, until the server answers; past that the call keeps its attempt and is not retried
+    (gRPC's per-call retry buffer; 256 KiB). Only idempotent methods keep any.
 
     A stub takes a ``Channel``, a :class:`~p2prpc.node.Node` (its default channel) or
     ``node.to(peer_id)``.
@@ -52,9 +59,12 @@ class Channel:
     compression: str | None = None
     wait_for_ready: bool = False
     allowed_servers: Sequence[bytes] | None = None
+    retry_buffer_size: int = RETRY_BUFFER_SIZE
 
     def __post_init__(self) -> None:
         check_encoding(self.compression)
+        if self.retry_buffer_size < 0:
+            raise ValueError("retry_buffer_size must be a number of bytes ≥ 0")
         object.__setattr__(self, "interceptors", tuple(self.interceptors))
         if self.allowed_servers is not None:
             object.__setattr__(self, "allowed_servers", frozenset(self.allowed_servers))

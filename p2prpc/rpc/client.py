@@ -8,11 +8,14 @@ for its reply or iterable for its replies, with ``code()``, ``details()``, ``ini
 
 - it owns the call's :class:`~p2prpc.rpc.deadline.Deadline` (``timeout`` seconds, retries
   included; it travels with every attempt so the server stops too);
-- it runs the channel's interceptors, then attempts: each picks a peer serving the service (the
+- it makes attempts: each picks a peer serving the service (the
   one with the fewest calls in flight from here), and a failed attempt is retried by tenacity under
   the channel's :class:`~p2prpc.rpc.base.RetryPolicy`, on another server, never running a call twice
   unless its method is idempotent, and never once its replies have begun (gRFC A6);
 - the attempt it keeps (commits to) feeds the replies, the metadata and the final status.
+
+A channel's interceptors wrap this from outside (:mod:`p2prpc.rpc.interceptors`): the call a stub
+returns then runs the interceptors, and each ``proceed`` makes one call of this kind.
 
 Life of one attempt::
 
@@ -49,7 +52,15 @@ from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD, held_size
 from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec
 from ..wire.status import Metadatum, Status, StatusCode
-from .base import Cardinality, ClientCallDetails, RetryPolicy, check_encoding, pack, unpack
+from .base import (
+    Cardinality,
+    ClientCallDetails,
+    RetryPolicy,
+    check_encoding,
+    pack,
+    service_of,
+    unpack,
+)
 from .channel import Channel, ChannelLike, NoServer, as_channel
 from .deadline import Deadline
 from .flow import ReadWindow, SendWindow
@@ -184,18 +195,19 @@ class _Attempt:
     def max_size(self) -> int:
         return self.node.max_message_size
 
-    async def write(self, request: Any) -> None:
+    async def write(self, request: Any) -> bool:
         """Send one request-stream message (waits while the server's window for the call is
-        shut, and while the data channel is full; never past the attempt's end)."""
+        shut, and while the data channel is full; never past the attempt's end); whether it was
+        sent (not when the attempt ended first)."""
         payload, compressed = pack(
             self.call.request_codec, request, self.binary, self.encoding, self.max_size
         )
         if self.window.limited:
             await self.window.wait()
             if self.state is not _AttemptState.SENT:
-                return  # ended meanwhile: its reader sees the status
+                return False  # ended meanwhile: its reader sees the status
             self.window.spend(payload)
-        await self._send(
+        sent = await self._send(
             Envelope(
                 Kind.MSG,
                 self.call_id,
@@ -205,22 +217,42 @@ class _Attempt:
                 compressed=compressed,
             )
         )
-        self._request_seq += 1
+        if sent:
+            self._request_seq += 1
+        return sent
 
-    async def done_writing(self) -> None:
-        await self._send(Envelope(Kind.END, self.call_id, self._request_seq))
+    async def done_writing(self) -> bool:
+        return await self._send(Envelope(Kind.END, self.call_id, self._request_seq))
 
-    async def _send(self, envelope: Envelope) -> None:
-        """Send, waiting while the send queue to the peer is full (backpressure)."""
+    async def _send(self, envelope: Envelope) -> bool:
+        """Send, waiting while the send queue to the peer is full (backpressure); whether it
+        was sent. The wait ends as soon as the attempt does, however it ends."""
         try:
             while self.state is _AttemptState.SENT:  # once ended, its reader sees the status
                 try:
                     self.node.send(self.peer_id, envelope, tag=self.tag, connection=self.connection)
-                    return
+                    return True
                 except SendQueueFull:
-                    await self.node.drain(self.peer_id, self.connection)
+                    await self._room_or_end()
         except PeerClosed:
             self.on_peer_lost()
+        return False
+
+    async def _room_or_end(self) -> None:
+        """Wait until the send queue to the peer drains or this attempt ends, whichever is
+        first: a writer is never left waiting on a call that is over. ``PeerClosed`` when the
+        connection closes meanwhile."""
+        drained = asyncio.ensure_future(self.node.drain(self.peer_id, self.connection))
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait((drained, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not drained.done():
+                drained.cancel()
+        error = drained.exception() if drained.done() and not drained.cancelled() else None
+        if error is not None:
+            raise error  # PeerClosed
 
     def cancel(self, status: Status) -> None:
         """Give up: tell the server, end with ``status``."""
@@ -408,16 +440,26 @@ class _Call(Generic[Req, Rep]):
         shape = method.cardinality
         self._client_streams = shape.client_streams
         self._server_streams = shape.server_streams
+        self._buffer: list[Any] | None = None
+        if self._client_streams:
+            # An attempt sent (writes may go), or the call over; one writer at a time; and,
+            # while the call may still be retried, the requests written so far, sent again to
+            # each new attempt (gRFC A6) until they pass the channel's retry_buffer_size.
+            self._sent = asyncio.Event()
+            self._write_lock = asyncio.Lock()
+            self._buffered = 0
+            self._overflow = asyncio.Event()
         self._timer = (
             self._loop.call_at(self.deadline.at, self._on_deadline)
             if self.deadline.at is not None
             else None
         )
         self._task: asyncio.Task[Any] | None = None
-        # Most calls need no task: with no interceptor to run and a server at hand, the call is
-        # sent right here and what the server sends settles it; a task takes over only to wait
-        # for a server, to retry, or to run interceptors and request streams.
-        self._eager = not (channel.interceptors or self._client_streams) and self._start_now()
+        # Most calls need no task: with a server at hand, the call is sent right here and what
+        # the server sends settles it; a task takes over only to wait for a server, to retry,
+        # or to run request streams. (A channel's interceptors wrap calls of this class from
+        # outside: p2prpc.rpc.interceptors.)
+        self._eager = not self._client_streams and self._start_now()
         if not self._eager:
             self._task = self._loop.create_task(self._run())
             self._task.add_done_callback(_retrieve)
@@ -442,22 +484,8 @@ class _Call(Generic[Req, Rep]):
     # -- running ------------------------------------------------------------------------------
 
     async def _run(self, first: _Failed | None = None) -> Any:
-        interceptors = self._channel.interceptors
         try:
-            if not interceptors:
-                return await self._invoke(self.details_, first)
-
-            async def proceed(index: int, details: ClientCallDetails) -> Any:
-                if index == len(interceptors):
-                    return await self._invoke(details)
-                return await interceptors[index].intercept_call(
-                    details, lambda d: proceed(index + 1, d)
-                )
-
-            result = await proceed(0, self.details_)
-            if not self._status.done():  # an interceptor answered without making the call
-                self._end(Status(StatusCode.OK))
-            return result
+            return await self._invoke(first)
         except RpcError as error:
             self._end(
                 Status(error.code(), error.details(), tuple(error.trailing_metadata())),
@@ -470,28 +498,27 @@ class _Call(Generic[Req, Rep]):
                 raise self._final_error() from None
             self._cancel_locally()
             raise
-        except BaseException as error:  # an interceptor's or a codec's bug: the call still ends
+        except BaseException as error:  # a codec's or a request iterator's bug: the call ends
             self._end(Status(StatusCode.UNKNOWN, f"{type(error).__name__}: {error}"[:1000]))
             raise
 
-    async def _invoke(self, details: ClientCallDetails, first: _Failed | None = None) -> Any:
+    async def _invoke(self, first: _Failed | None = None) -> Any:
         """Attempts, retried under the channel's policy, until one is committed; then the reply
         (single-reply shapes) or this call (streaming replies). ``first``: how an attempt made
         before the task failed."""
-        if details is not self.details_:
-            check_encoding(details.compression)
-            self.details_ = details
-            self.compression = details.compression or self._channel.compression
         policy = self._channel.retry_policy or _DEFAULT_POLICY
         tried: set[str] = self._tried
+        if self._client_streams and policy.max_attempts > 1 and self._method.idempotent:
+            self._buffer = []  # once sent, only an idempotent call may be tried again
+        if self._requests is not None and self._pump is None:
+            self._pump = self._loop.create_task(self._pump_requests(self._requests))
+            self._channel.node.track_task(self._pump)
         attempt = await self._attempt_with_retries(policy, tried, first)
+        self._buffer = None  # kept: never tried again
         if not self._committed.done():
             self._committed.set_result(attempt)
         if attempt.status is not None:  # it ended before it was kept
             self._end(attempt.status)
-        if self._requests is not None:
-            self._pump = self._loop.create_task(self._pump_requests(attempt, self._requests))
-            self._channel.node.track_task(self._pump)
         if self._server_streams:
             return self._public
         return await self._single_reply(attempt)
@@ -501,6 +528,7 @@ class _Call(Generic[Req, Rep]):
             isinstance(error, _Failed)
             and error.status.code in policy.retryable_status_codes
             and (self._method.idempotent or not error.may_have_run)
+            and not self._status.done()
         )
 
     async def _attempt_with_retries(
@@ -542,9 +570,10 @@ class _Call(Generic[Req, Rep]):
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _one_attempt(self, tried: set[str]) -> _Attempt:
-        """Pick a peer, send the call, and wait until this attempt is the one to keep: at once
-        for calls that stream requests, at the first sign of the server (initial metadata, a
-        reply, or an OK status) for the others; ``_Failed`` otherwise."""
+        """Pick a peer, send the call (and a request stream what was written so far), and wait
+        until this attempt is the one to keep: at the first sign of the server (initial
+        metadata, a reply, or an OK status), or at once for a request stream that cannot be
+        tried again (or no longer, past the retry buffer); ``_Failed`` otherwise."""
         channel = self._channel
         wait = (
             self.details_.wait_for_ready
@@ -558,16 +587,26 @@ class _Call(Generic[Req, Rep]):
                 peer_id = await channel.pick(service, frozenset(tried), wait, self.deadline)
             except NoServer as e:
                 raise _Failed(Status(e.code, e.details), may_have_run=False) from None
+        if self._status.done():  # ended meanwhile (a request that could not be sent): no more
+            raise _Failed(self._status.result(), may_have_run=False)
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
-        self._attempt = attempt
         metadata = self.details_.metadata
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
-        attempt.start(metadata, self._request, self._has_request)
         if self._client_streams:
-            return attempt
-        await attempt.progress.wait()
+            async with self._write_lock:  # no request is written meanwhile
+                self._attempt = attempt
+                attempt.start(metadata, self._request, self._has_request)
+                self._sent.set()
+                await self._replay(attempt)
+            if self._buffer is None:  # it cannot be tried again: kept at once
+                return attempt
+            await self._decided(attempt)
+        else:
+            self._attempt = attempt
+            attempt.start(metadata, self._request, self._has_request)
+            await attempt.progress.wait()
         if attempt.ended.is_set() and not attempt.replied:
             assert attempt.status is not None
             if attempt.status.code is not StatusCode.OK:
@@ -597,32 +636,93 @@ class _Call(Generic[Req, Rep]):
         self._raise_for_status()
         return reply  # type: ignore[no-any-return]  # decoded by the reply codec
 
-    async def _pump_requests(
-        self, attempt: _Attempt, requests: AsyncIterable[Req] | Iterable[Req]
-    ) -> None:
-        """Send a request iterable as the call's request stream, then half-close."""
+    async def _pump_requests(self, requests: AsyncIterable[Req] | Iterable[Req]) -> None:
+        """Send a request iterable as the call's request stream, then half-close. It is read
+        once the call has been sent (never for a call that ended before)."""
+        await self._sent.wait()
+        if self._status.done():
+            return
         try:
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
-                    if self.done():
-                        return
                     self._check_request(request)
-                    await attempt.write(request)
+                    if not await self._send_request(request):
+                        return
             else:
                 for request in requests:
-                    if self.done():
-                        return
                     self._check_request(request)
-                    await attempt.write(request)
-            self._done_writing = True
-            await attempt.done_writing()
-        except RpcError as e:  # a request that cannot be sent ends the call
-            attempt.cancel(Status(e.code(), e.details()))
+                    if not await self._send_request(request):
+                        return
+            await self._half_close()
+        except RpcError:  # a request that cannot be sent: it ended the call
+            return
         except Exception as e:  # the caller's iterator failed: the call cannot go on
             logger.debug("the request iterator of %s raised", self.method, exc_info=True)
-            attempt.cancel(
+            self._end(
                 Status(StatusCode.CANCELLED, f"request iterator raised {type(e).__name__}: {e}")
             )
+
+    async def _send_request(self, request: Any) -> bool:
+        """Send one request on the call's attempt (and keep it for the next attempt while the
+        call may be tried again); False when the call ended first. A request that cannot be
+        sent (over ``max_message_size``) ends the call and raises its ``RpcError``."""
+        if not self._sent.is_set():
+            await self._sent.wait()
+        async with self._write_lock:
+            attempt = self._attempt
+            if self._status.done() or attempt is None:
+                return False
+            self._keep(request)
+            try:
+                sent = await attempt.write(request)
+            except RpcError as e:
+                self._end(Status(e.code(), e.details()))
+                raise
+        return sent or not self._status.done()  # a failed attempt: the next one sends it
+
+    async def _half_close(self) -> None:
+        """Tell the server no more requests follow (each later attempt is told too)."""
+        self._done_writing = True
+        if not self._sent.is_set():
+            await self._sent.wait()
+        async with self._write_lock:
+            if not self._status.done() and self._attempt is not None:
+                await self._attempt.done_writing()
+
+    def _keep(self, request: Any) -> None:
+        """Keep a request for the attempts to come, if the call may be tried again; past the
+        channel's ``retry_buffer_size`` bytes (as held) the call keeps its attempt instead."""
+        buffer = self._buffer
+        if buffer is None:
+            return
+        size = request.ByteSize() if isinstance(request, Message) else held_size(request)
+        self._buffered += size + ENVELOPE_OVERHEAD
+        if self._buffered > self._channel.retry_buffer_size:
+            self._buffer = None
+            self._overflow.set()
+        else:
+            buffer.append(request)
+
+    async def _replay(self, attempt: _Attempt) -> None:
+        """Send a new attempt what the caller wrote before it (and its half-close)."""
+        for request in self._buffer or ():
+            if not await attempt.write(request):
+                return
+        if self._done_writing:
+            await attempt.done_writing()
+
+    async def _decided(self, attempt: _Attempt) -> None:
+        """Wait until a request stream's attempt is decided: the server's first sign (or its
+        end), or a request stream too long to keep for another attempt."""
+        signs = (
+            asyncio.ensure_future(attempt.progress.wait()),
+            asyncio.ensure_future(self._overflow.wait()),
+        )
+        try:
+            await asyncio.wait(signs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sign in signs:
+                sign.cancel()
 
     def _check_request(self, request: object) -> None:
         self._method.check_request(request)
@@ -675,6 +775,9 @@ class _Call(Generic[Req, Rep]):
             self._committed.exception()  # retrieved: readers that never come are fine
         if self._timer is not None:
             self._timer.cancel()
+        if self._client_streams:
+            self._buffer = None
+            self._sent.set()  # writers waiting for an attempt: the call is over
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
         if self._attempt is not None:
@@ -768,9 +871,14 @@ class _Call(Generic[Req, Rep]):
         return f"p2prpc: {status.code.name}: {status.details}"
 
     async def wait_for_connection(self) -> None:
-        """Return once the call has reached a server (or ended; then raise its error)."""
-        waiting: list[asyncio.Future[Any]] = [self._committed, self._status]
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        """Return once the call has reached a server (a call that streams requests: once it is
+        sent to one, as its server may say nothing before they end), or ended; then raise its
+        error."""
+        if self._client_streams:
+            await self._sent.wait()
+        else:
+            waiting: list[asyncio.Future[Any]] = [self._committed, self._status]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if self._status.done():
             self._raise_for_status()
 
@@ -812,29 +920,23 @@ class _Call(Generic[Req, Rep]):
         if self._done_writing:
             raise asyncio.InvalidStateError(_HALF_CLOSED_DETAILS)
         try:
-            attempt = await asyncio.shield(self._committed)
-        except RpcError:
-            self._raise_for_status()
+            # A request that cannot be sent ends the call and raises, as from an iterator.
+            sent = await self._send_request(request)
+        except asyncio.CancelledError:  # as grpc.aio's: the writer was cancelled, so is the call
+            self.cancel()
             raise
-        if self._status.done():
+        if not sent:  # the call ended before the request left: say how
             self._raise_for_status()
-            raise asyncio.InvalidStateError(_FINISHED_DETAILS)
-        try:
-            await attempt.write(request)
-        except RpcError as e:  # a request that cannot be sent ends the call, as from an iterator
-            attempt.cancel(Status(e.code(), e.details()))
-            raise
 
     async def done_writing(self) -> None:
         """Tell the server no more requests follow (no-op once the call has ended)."""
         if self._status.done() or self._done_writing:
             return
-        self._done_writing = True
         try:
-            attempt = await asyncio.shield(self._committed)
-        except RpcError:
-            return
-        await attempt.done_writing()
+            await self._half_close()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -932,7 +1034,7 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> None:
         self.channel: Channel = as_channel(channel)
         self.name = name
-        self.service = name.split("/")[1] if name.count("/") == 2 else name
+        self.service = service_of(name)
         self.request_type = request_type
         self.reply_type = reply_type
         self.idempotent = idempotent
@@ -962,6 +1064,28 @@ class _MethodBase(Generic[Req, Rep]):
     ) -> C:
         if has_request:
             self.check_request(request)
+        if self.channel.interceptors:
+            from .interceptors import intercepted  # it wraps the call classes of this module
+
+            return intercepted(kind)(
+                self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+            )
+        return self._direct(
+            kind, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+        )
+
+    def _direct(
+        self,
+        kind: type[C],
+        request: Any,
+        has_request: bool,
+        requests: Any,
+        timeout: float | None,
+        metadata: MetadataLike | None,
+        wait_for_ready: bool | None,
+        compression: str | None,
+    ) -> C:
+        """The call itself, not wrapped by the channel's interceptors."""
         call = kind(
             self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
         )
