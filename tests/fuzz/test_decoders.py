@@ -137,7 +137,8 @@ def test_frames_reassembler_raises_only_typed_errors_and_holds_within_caps(
 
 ENVELOPE_KEYS = [
     "call", "msg", "timeout", "metadata", "seq", "end", "cancel", "reply", "status", "trailers",
-    "hello", "pub", "from", "hops", "to", "code", "details", "encoding",
+    "hello", "pub", "from", "hops", "to", "code", "details", "encoding", "want", "have", "seqs",
+    "key",
 ]  # fmt: skip
 status_objects = objects(
     {"code": st.integers(-1, 17), "details": st.text(max_size=10)}, ["code", "details"]
@@ -161,6 +162,10 @@ envelope_fields: dict[str, st.SearchStrategy[Any]] = {
     "hops": st.one_of(st.integers(-1, 300), huge_ints),
     "to": st.lists(peer_ids, max_size=3),
     "encoding": st.sampled_from(["deflate", "zstd", ""]),
+    "want": st.text(max_size=10),
+    "have": st.text(max_size=10),
+    "seqs": st.lists(st.one_of(st.integers(-1, 5), huge_ints), max_size=70),
+    "key": st.one_of(st.sampled_from(["AAAA", "A" * 43 + "=", "!"]), st.text(max_size=8)),
 }
 ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "call": ["msg", "timeout", "metadata", "encoding"],
@@ -171,6 +176,8 @@ ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "status": ["seq", "trailers", "reply"],
     "hello": [],
     "pub": ["msg", "from", "hops", "to", "seq"],
+    "want": ["from", "seqs", "key"],
+    "have": ["from", "seq", "key"],
 }
 
 
@@ -231,7 +238,7 @@ binary_frames = st.builds(
         + payload
     ),
     st.sampled_from([MAGIC, MAGIC, MAGIC, 0]),
-    st.integers(0, 9),
+    st.one_of(st.integers(0, 9), st.sampled_from([20, 21])),
     st.one_of(st.integers(0, 15), st.sampled_from([17, 19, 25]), st.integers(0, 255)),
     st.sampled_from([0, 1, 2**32 - 1]),
     st.sampled_from([0, 1, 7]),
