@@ -262,6 +262,11 @@ class Router:
         drain_timeout: float = 1.0,
         forget_after: float = 120.0,
     ) -> None:
+        if neighbour_queue_bytes < 1 or not drain_timeout > 0 or not forget_after >= 0:
+            raise ValueError(
+                "neighbour_queue_bytes must be positive bytes, drain_timeout positive seconds "
+                "and forget_after seconds"
+            )
         self.node = node
         self.neighbour_queue_bytes = neighbour_queue_bytes
         self.drain_timeout = drain_timeout
