@@ -453,6 +453,38 @@ async def test_messages_published_across_a_transition_are_delivered_or_reported(
         assert watched.lost == len(watched.reported) == 0
 
 
+async def test_a_connection_closed_under_a_burst_loses_nothing_when_another_remains() -> None:
+    """Two trackers give two nodes two connections. 20 messages, then a burst of 280 of 3 KB,
+    and the connection they went on closes with most of them still unsent: the subscriber keeps the
+    other connection, hears on it the latest its publisher holds, and gets them all."""
+    async with trackers(2) as t, nodes(t, t) as (publisher, subscriber):
+        watched = Watched(subscriber)
+        await until(
+            lambda: (
+                subscribes(publisher, subscriber)
+                and len(publisher.p2pt.connections(subscriber.peer_id)) >= 2
+            ),
+            (publisher, "peer"),
+            (publisher.p2pt, "data"),  # keepalive pings each connection that is idle
+            timeout=30,
+        )
+        topic = Topic(publisher, TOPIC, StringValue)
+        for _ in range(20):  # the subscriber meets the stream
+            await topic.publish(StringValue(value="x"))
+        await wait_for(lambda: len(watched.seqs) == 20, watched.changed, 10)
+        for _ in range(280):
+            await topic.publish(StringValue(value="y" * 3000))
+        p2pt, peer = publisher.p2pt, subscriber.peer_id
+        used = max(p2pt.connections(peer), key=lambda c: p2pt.buffered_amount(peer, c))
+        assert p2pt.buffered_amount(peer, used) > 100 * 3000  # much of the burst waits on it
+        p2pt.close_connection(peer, used)
+        assert p2pt.connections(peer)  # the other remains
+        accounted = lambda: len(watched.seqs) + len(watched.reported) >= 300  # noqa: E731
+        await wait_for(accounted, watched.changed, 30)
+        assert_accounted(watched.seqs, watched.reported, 300)
+        assert watched.lost == 0
+
+
 # -- the router's rules --------------------------------------------------------------------------
 
 
