@@ -796,20 +796,8 @@ class Router:
             Payload.received(cached, None if envelope.signature else self._types.get(topic)),
             None,
         )
-        if self._fetches and envelope.hops == 0:
-            fetch = self._fetches.get(key[:2])
-            if fetch is not None:
-                self._fetched(key[:2], fetch)
-        if self._fetching and envelope.hops == 0:
-            stream = key[:2]
-            fetching = self._fetching.get(stream)
-            if fetching is not None and seq >= fetching:
-                # A neighbour announced it and this node asked for it: it came as a copy that
-                # goes no further, so tell the neighbours that take its topic that it is here.
-                del self._fetching[stream]
-                for pid, info in list(self.node.peers.items()):
-                    if pid not in (peer_id, origin) and _wants(info, topic):
-                        self._tell(pid, stream)
+        if self._fetches or self._fetching:
+            self._arrived(peer_id, key, envelope.hops)
         if envelope.hops > 0:
             exclude = {peer_id, origin, *envelope.relayed_to}
             relay = Envelope(
@@ -828,6 +816,25 @@ class Router:
             self.stats.relayed += len(self._send_on(relay, payload, exclude))
         if topic in self._sinks:
             self._in_order(numbered)
+
+    def _arrived(self, peer_id: str, key: tuple[str, str, int], hops: int) -> None:
+        """A message new here came from ``peer_id``, perhaps one this node asked for after a
+        neighbour announced it: a relay's fetch asks for more once its round is answered, and
+        the announced one, come as a copy that goes no further (``hops`` 0), is announced in
+        turn to the neighbours that take its topic."""
+        stream, seq = key[:2], key[2]
+        fetch = self._fetches.get(stream)
+        if fetch is not None and hops == 0:
+            self._fetched(stream, fetch)
+        fetching = self._fetching.get(stream)
+        if fetching is None or seq < fetching:
+            return
+        del self._fetching[stream]
+        if hops == 0:  # else it is relayed as it came
+            origin = stream[0].partition("/")[0]
+            for pid, info in list(self.node.peers.items()):
+                if pid not in (peer_id, origin) and _wants(info, stream[1]):
+                    self._tell(pid, stream)
 
     def _authentic(self, origin: str, topic: str, seq: int, envelope: Envelope) -> bool:
         """Whether a message's signature (if any) holds, and a neighbour that proved an identity
