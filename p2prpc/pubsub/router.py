@@ -437,18 +437,22 @@ class Router:
             return signatures[binary]
 
         signer = sign if identity is not None else None
+        skipped = self.stats.skipped
         sent = self._send_on(envelope, payload, exclude={origin}, sign=signer)
         self._cache_put(
             (_source(origin, publisher), topic, seq), replace(envelope, hops=0), payload, signer
         )
-        if sent:
-            await self._room(sent)
+        if not await self._room(sent) and self.stats.skipped > skipped:
+            # Nobody made it wait, but some neighbour could take nothing: let the event loop
+            # run (what is sent, what comes, keepalive) before the next message.
+            await asyncio.sleep(0)
         return len(sent)
 
-    async def _room(self, sent: list[tuple[str, int]]) -> None:
+    async def _room(self, sent: list[tuple[str, int]]) -> bool:
         """Wait while every neighbour just sent to (but those stalled) holds more than the
         high-water mark unsent, until one drains or ``drain_timeout`` passes; those that made
-        it wait the whole time are stalled: not waited for again until they drain."""
+        it wait the whole time are stalled: not waited for again until they drain. Whether it
+        waited."""
         p2pt = self.node.p2pt
         high = p2pt.rtc_options.high_water_mark
         busy: list[tuple[str, int]] = []
@@ -456,10 +460,10 @@ class Router:
             if peer_id in self._stalled:
                 continue
             if p2pt.buffered_amount(peer_id, connection) <= high:
-                return  # it takes more now: no need to wait
+                return False  # it takes more now: no need to wait
             busy.append((peer_id, connection))
         if not busy:
-            return
+            return False
         drains = {asyncio.ensure_future(self.node.drain(p, c)): p for p, c in busy}
         try:
             done, pending = await asyncio.wait(
@@ -474,7 +478,7 @@ class Router:
         if done:
             for drain in pending:
                 drain.cancel()
-            return
+            return True
         for drain, peer_id in drains.items():
             old = self._stalled.pop(peer_id, None)
             if old is not None:
@@ -486,6 +490,7 @@ class Router:
             ", ".join(peer_id[:8] for peer_id in drains.values()),
             self.drain_timeout,
         )
+        return True
 
     def _unstall(self, drain: asyncio.Future[None]) -> None:
         """A stalled neighbour drained (or went away): publishing waits for it again."""

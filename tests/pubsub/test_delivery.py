@@ -294,6 +294,43 @@ async def test_a_subscriber_that_reads_nothing_holds_up_no_one_and_catches_up() 
         assert watched.seqs == list(range(published)) and watched.lost == 0
 
 
+async def test_publishing_on_to_neighbours_that_take_nothing_lets_the_node_run() -> None:
+    """A publisher in a tight loop whose only neighbour is deaf: once that neighbour is past its
+    bound (and publish has stopped waiting for it), each publish still lets the event loop run
+    (what comes in, keepalive), rather than holding it until the loop ends."""
+    async with mesh(2, keepalive_timeout=10) as m:
+        publisher, deaf_one = m.nodes
+        router = router_of(publisher)
+        router.neighbour_queue_bytes = 2 * 2**20
+        router.drain_timeout = 0.2
+        Watched(deaf_one)
+        await publisher.wait_until(lambda: subscribes(publisher, deaf_one), 10)
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_turns())
+        topic = Topic(publisher, TOPIC, StringValue)
+        try:
+            async with deaf(deaf_one, publisher):
+                message = StringValue(value="x" * 10_000)
+                while router.stats.skipped == 0:  # until it is past its bound
+                    await topic.publish(message)
+                held_up = 0
+                for _ in range(200):
+                    before = turns
+                    await topic.publish(message)
+                    held_up += turns == before
+        finally:
+            counter.cancel()
+        assert router.stats.skipped >= 200
+        assert held_up == 0
+
+
 # -- connections that drop and come back --------------------------------------------------------
 
 
