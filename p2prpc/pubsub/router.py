@@ -22,7 +22,23 @@ when it is read or sent: :func:`~p2prpc.wire.payload.kept_size`) and its envelop
 
 Delivered or reported: each subscriber gets each publisher's messages in order, from the lowest
 that reached it within ``start_window`` seconds of the first (earlier ones may come by longer
-paths), and is told of every gap it was given up on (``Subscription.lost``/``gaps``).
+paths), and is told of every gap it was given up on (``Subscription.lost``/``gaps``). What a
+subscriber has seen of a stream (the next number it expects) outlives the connections that carried
+it: a publisher that leaves and comes back within ``forget_after`` seconds (120) is taken up where
+it was, and what it published meanwhile is asked for again or reported. A node tells a neighbour
+that may have missed messages which is the latest of each stream it holds (``have``: when the
+neighbour says hello on a new connection, when one of its connections closes, and when messages
+were not queued for it), so that a gap at the end of a stream, with nothing after it to show it,
+is noticed too; a ``have`` only makes a node ask for that message, and a gap is what the messages
+that come show, so a ``have`` cannot make anyone skip what a publisher really sent.
+
+No neighbour holds up another: a message is queued for a neighbour only while less than
+``neighbour_queue_bytes`` (4 MiB) wait to be sent to it; past that it is not sent there
+(``skipped``), and the neighbour asks for it again when it catches up, or reports it lost.
+``publish`` waits only while every neighbour it sent to has more than the data channel's
+high-water mark waiting, until one of them drains, and never again for one that did not drain
+within ``drain_timeout`` seconds (1) until it has: a fast neighbour sets the pace, and a frozen one
+delays a publish once, by at most ``drain_timeout``, however many other neighbours wait.
 
 Signed messages: a node with an identity signs each message it publishes (Ed25519 over topic,
 its peer id, seq and the payload bytes of the form sent), and relays pass signed messages on in
@@ -80,6 +96,16 @@ MAX_STREAMS = 4096
 #: How many ``want`` asks a second one neighbour may make (each for at most MAX_WANTED messages).
 WANTS_PER_SECOND = 20
 
+#: How many ``have`` announcements a second one neighbour may make (each costs a lookup, and
+#: at most one ``want`` back to it).
+HAVES_PER_SECOND = 256
+
+#: The most streams one announcement to a neighbour names (the most recently heard from first).
+MAX_ANNOUNCED = 256
+
+#: Seconds between two rounds of asking for a gap when the last round was answered in full.
+REPAIR_PACE = 0.05
+
 #: How many times a message may be relayed beyond its publisher's neighbours.
 DEFAULT_HOPS = 8
 
@@ -108,6 +134,7 @@ class _Order:
     """Delivery order of one (publisher, topic): the next sequence number and what waits."""
 
     next_seq: int
+    stream: tuple[str, str] = ("", "")  # its key in the router's table
     waiting: dict[int, tuple[Envelope, int]] = field(default_factory=dict)  # seq → (it, bytes)
     # seq → when it came, oldest first (a copy keeps its first arrival)
     since: dict[int, float] = field(default_factory=dict)
@@ -118,6 +145,17 @@ class _Order:
     waiting_bytes: int = 0  # bytes the messages that wait hold (:func:`message_size`)
     repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
     repair_rounds: int = 0  # asks for the current gap so far (they back off)
+    asked: int = -1  # the highest number the last round asked for
+    # The highest number a neighbour said it holds (``have``) that has not come yet, and who
+    # said so: it is asked for, and once it comes the gap below it is a gap like any other.
+    announced: int = -1
+    announcer: str | None = None
+    left_at: float | None = None  # when its publisher, a neighbour, left (None: it is here)
+
+    def gap(self) -> bool:
+        """Whether messages are missing: some wait for earlier ones, or a neighbour holds one
+        this node has not seen."""
+        return bool(self.waiting) or self.announced >= self.next_seq
 
     def wait(self, envelope: Envelope) -> int:
         """Hold a message until its turn; returns the bytes it holds (0 for a copy of one that
@@ -139,6 +177,20 @@ class _Order:
     def oldest(self) -> float:
         """When the message that has waited longest came (``waiting`` must not be empty)."""
         return next(iter(self.since.values()))
+
+
+@dataclass(slots=True)
+class _Fetch:
+    """Messages of one stream a relay lacks and asks for, into its repair cache."""
+
+    first: int  # the lowest it may lack
+    last: int  # the latest a neighbour announced
+    announcer: str  # who announced it: asked first
+    key: bytes | None  # the stream's publisher key
+    until: float = 0.0  # when it stops asking
+    asked: tuple[int, ...] = ()  # what the last round asked for
+    rounds: int = 0
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(slots=True)
@@ -175,10 +227,21 @@ class PubSubStats:
     wanted: int = 0  # message numbers asked for again, to fill gaps
     repaired: int = 0  # messages sent again to a neighbour that asked
     unsent: int = 0  # sends refused by a full or closed channel
+    skipped: int = 0  # copies not queued for a neighbour with neighbour_queue_bytes waiting
+    announced: int = 0  # latest numbers told to neighbours that may have missed them (have)
 
 
 class Router:
-    """The pub/sub state of one node; :func:`router_of` gives the node's one router."""
+    """The pub/sub state of one node; :func:`router_of` gives the node's one router.
+
+    Its keywords are the bounds in the module's docstring; change them on the node's router
+    (``router_of(node).reorder_timeout = 5``) before the first message. Those that keep one
+    neighbour from holding up another: ``neighbour_queue_bytes`` (bytes, 4 MiB: what may wait to
+    be sent to one neighbour, past which topic messages are not queued for it),
+    ``drain_timeout`` (seconds, 1: the longest ``publish`` waits for busy neighbours before it
+    stops waiting for them until they drain). ``forget_after`` (seconds, 120): how long the
+    delivery state of a publisher that left is kept for its return.
+    """
 
     def __init__(
         self,
@@ -195,8 +258,19 @@ class Router:
         repair_after: float = 0.5,
         cache_max: int = 4096,
         cache_bytes: int = 16 * 2**20,
+        neighbour_queue_bytes: int = 4 * 2**20,
+        drain_timeout: float = 1.0,
+        forget_after: float = 120.0,
     ) -> None:
+        if neighbour_queue_bytes < 1 or not drain_timeout > 0 or not forget_after >= 0:
+            raise ValueError(
+                "neighbour_queue_bytes must be positive bytes, drain_timeout positive seconds "
+                "and forget_after seconds"
+            )
         self.node = node
+        self.neighbour_queue_bytes = neighbour_queue_bytes
+        self.drain_timeout = drain_timeout
+        self.forget_after = forget_after
         self.hops = hops
         self.seen_ttl = seen_ttl
         self.seen_max = seen_max
@@ -229,20 +303,45 @@ class Router:
         self._order: OrderedDict[tuple[str, str], _Order] = OrderedDict()
         self._anonymous_seq: OrderedDict[str, int] = OrderedDict()
         self._types: dict[str, type[Message]] = {}
-        node.register(self, [Kind.PUBLISH, Kind.WANT])
+        # The highest number seen of each stream, and when: what a ``have`` announces. At most
+        # MAX_STREAMS, the least recently heard from forgotten first.
+        self._latest: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        # Per neighbour: streams whose latest message was not queued for it (stream → number),
+        # announced once it has room again; neighbours a publish stopped waiting for (until they
+        # drain); neighbours told what this node holds since they connected.
+        self._owed: dict[str, OrderedDict[tuple[str, str], int]] = {}
+        self._owed_timer: asyncio.TimerHandle | None = None
+        self._stalled: dict[str, asyncio.Future[None]] = {}  # peer → its drain, awaited
+        self._greeted: set[str] = set()
+        self._have_budget: dict[str, tuple[float, float]] = {}
+        # Streams whose latest number a neighbour announced beyond what this node had: when
+        # that message comes, this node announces it to its own neighbours.
+        self._fetching: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # Streams whose messages a relay lacks, fetched into its repair cache (:meth:`_fetch`).
+        self._fetches: OrderedDict[tuple[str, str], _Fetch] = OrderedDict()
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        node.register(self, [Kind.PUBLISH, Kind.WANT, Kind.HAVE])
         node.set_hello("relay", True)
+        node.set_hello("have", True)
+        node.on("peer", self._on_peer)
 
     # -- the node's Layer ---------------------------------------------------------------------
 
     def on_envelope(self, peer_id: str, envelope: Envelope, connection: int) -> None:
-        if envelope.kind is Kind.WANT:
+        if envelope.kind is Kind.PUBLISH:
+            self._on_publish(peer_id, envelope)
+        elif envelope.kind is Kind.WANT:
             self._on_want(peer_id, envelope)
         else:
-            self._on_publish(peer_id, envelope)
+            self._on_have(peer_id, envelope)
 
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
         """Topic delivery is per neighbour, not per connection: what a neighbour was sent is
-        tracked by sequence numbers, whichever connection carried it."""
+        tracked by sequence numbers, whichever connection carried it. What was on its way on
+        the connection that closed may be lost: a neighbour that keeps another is told the
+        latest of each stream (``have``) on it."""
+        if self.node.p2pt.is_connected(peer_id):
+            self._announce_to(peer_id)
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._on_peerclose(peer_id)
@@ -293,14 +392,22 @@ class Router:
         if not sinks:
             del self._sinks[topic]
             self.node.remove_topic(topic)
+            # What was published while nobody here subscribed is not missing: a new
+            # subscription starts afresh with each publisher.
+            for stream in [s for s in self._order if s[1] == topic]:
+                self._forget_stream(stream)
 
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish(self, topic: str, payload: Payload) -> int:
-        """Publish one message; returns how many neighbours it went to.
+        """Publish one message; returns how many neighbours it was sent to.
 
-        Waits while a neighbour's data channel holds more unsent data than its high-water mark,
-        so a fast publisher cannot queue without bound (nor overrun its neighbours' sockets).
+        A neighbour with ``neighbour_queue_bytes`` waiting to be sent to it already is not sent
+        this message (it asks for it again when it catches up, or reports it lost). Then waits
+        while every neighbour it was sent to has more unsent data than its data channel's
+        high-water mark, until one of them drains (so that a fast publisher cannot queue without
+        bound, nor overrun its neighbours' sockets), and at most ``drain_timeout`` seconds: a
+        neighbour that did not drain by then is not waited for again until it has.
         """
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
@@ -330,14 +437,68 @@ class Router:
             return signatures[binary]
 
         signer = sign if identity is not None else None
+        skipped = self.stats.skipped
         sent = self._send_on(envelope, payload, exclude={origin}, sign=signer)
         self._cache_put(
             (_source(origin, publisher), topic, seq), replace(envelope, hops=0), payload, signer
         )
-        for peer_id in list(self.node.peers):
-            with contextlib.suppress(PeerClosed):
-                await self.node.drain(peer_id)
-        return sent
+        if not await self._room(sent) and self.stats.skipped > skipped:
+            # Nobody made it wait, but some neighbour could take nothing: let the event loop
+            # run (what is sent, what comes, keepalive) before the next message.
+            await asyncio.sleep(0)
+        return len(sent)
+
+    async def _room(self, sent: list[tuple[str, int]]) -> bool:
+        """Wait while every neighbour just sent to (but those stalled) holds more than the
+        high-water mark unsent, until one drains or ``drain_timeout`` passes; those that made
+        it wait the whole time are stalled: not waited for again until they drain. Whether it
+        waited."""
+        p2pt = self.node.p2pt
+        high = p2pt.rtc_options.high_water_mark
+        busy: list[tuple[str, int]] = []
+        for peer_id, connection in sent:
+            if peer_id in self._stalled:
+                continue
+            if p2pt.buffered_amount(peer_id, connection) <= high:
+                return False  # it takes more now: no need to wait
+            busy.append((peer_id, connection))
+        if not busy:
+            return False
+        drains = {asyncio.ensure_future(self.node.drain(p, c)): p for p, c in busy}
+        try:
+            done, pending = await asyncio.wait(
+                drains, timeout=self.drain_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            for drain in drains:
+                drain.cancel()
+            raise
+        for drain in done:
+            drain.exception()  # PeerClosed: it went away, which ends the wait too
+        if done:
+            for drain in pending:
+                drain.cancel()
+            return True
+        for drain, peer_id in drains.items():
+            old = self._stalled.pop(peer_id, None)
+            if old is not None:
+                old.cancel()
+            self._stalled[peer_id] = drain
+            drain.add_done_callback(self._unstall)
+        logger.info(
+            "topic neighbours %s did not drain in %.1f s: publishing on without waiting for them",
+            ", ".join(peer_id[:8] for peer_id in drains.values()),
+            self.drain_timeout,
+        )
+        return True
+
+    def _unstall(self, drain: asyncio.Future[None]) -> None:
+        """A stalled neighbour drained (or went away): publishing waits for it again."""
+        if not drain.cancelled():
+            drain.exception()
+        for peer_id, waiting in list(self._stalled.items()):
+            if waiting is drain:
+                del self._stalled[peer_id]
 
     def _send_on(
         self,
@@ -345,18 +506,27 @@ class Router:
         payload: Payload,
         exclude: set[str],
         sign: Callable[[bool, Any], bytes] | None = None,
-    ) -> int:
-        assert envelope.topic is not None
+    ) -> list[tuple[str, int]]:
+        """Send a message to the neighbours that want its topic, but those in ``exclude``;
+        returns (peer id, connection) of each it was sent to. One with
+        ``neighbour_queue_bytes`` waiting already is skipped, and told later (``have``)."""
+        topic = envelope.topic
+        assert topic is not None and envelope.origin is not None
         targets = [
             pid
             for pid, info in self.node.peers.items()
-            if pid not in exclude and _wants(info, envelope.topic)
+            if pid not in exclude and _wants(info, topic)
         ]
         if not targets:
-            return 0
+            return []
+        stream = (_source(envelope.origin, envelope.publisher), topic)
         relayed_to = tuple(sorted(targets))
-        sent = 0
+        sent: list[tuple[str, int]] = []
         for pid in targets:
+            if self._backlog(pid) >= self.neighbour_queue_bytes:
+                self.stats.skipped += 1
+                self._owe(pid, stream, envelope.seq)
+                continue
             form = payload.form_for(self.node.is_binary(pid))
             if form is None:
                 self.stats.unconvertible += 1
@@ -368,7 +538,7 @@ class Router:
                 envelope.seq,
                 payload=data,
                 has_payload=True,
-                topic=envelope.topic,
+                topic=topic,
                 origin=envelope.origin,
                 hops=envelope.hops,
                 relayed_to=relayed_to,
@@ -376,11 +546,196 @@ class Router:
                 signature=sign(binary, data) if sign is not None else envelope.signature,
             )
             try:
-                self.node.send(pid, out, binary=binary)
-                sent += 1
+                sent.append((pid, self.node.send(pid, out, binary=binary)))
             except (PeerClosed, SendQueueFull):
                 self.stats.unsent += 1  # a gap there, which its subscribers ask to fill
+                self._owe(pid, stream, envelope.seq)
+                continue
+            owed = self._owed.get(pid) if self._owed else None
+            if owed:  # what it gets now shows it what it missed before
+                owed.pop(stream, None)
         return sent
+
+    # -- telling neighbours what they may have missed ------------------------------------------
+
+    def _owe(self, peer_id: str, stream: tuple[str, str], seq: int) -> None:
+        """A message of ``stream`` was not queued for ``peer_id``: announce the stream's latest
+        to it once it has room again (unless a later message reaches it first)."""
+        owed = self._owed.setdefault(peer_id, OrderedDict())
+        owed[stream] = max(seq, owed.get(stream, seq))
+        owed.move_to_end(stream)
+        if len(owed) > MAX_STREAMS:
+            owed.popitem(last=False)
+        if self._owed_timer is None:
+            loop = asyncio.get_running_loop()
+            self._owed_timer = loop.call_later(self.repair_after, self._pay_owed)
+
+    def _pay_owed(self) -> None:
+        """Announce to each neighbour that has room again the streams it was not sent."""
+        self._owed_timer = None
+        for peer_id, owed in list(self._owed.items()):
+            if peer_id not in self.node.peers:
+                del self._owed[peer_id]  # it is told everything when it is back
+            elif self._backlog(peer_id) < REPAIR_BACKLOG:
+                del self._owed[peer_id]
+                for stream in owed:
+                    self._tell(peer_id, stream)
+        if self._owed:
+            loop = asyncio.get_running_loop()
+            self._owed_timer = loop.call_later(self.repair_after, self._pay_owed)
+
+    def _on_peer(self, info: PeerInfo) -> None:
+        """A neighbour said hello: the first time on its connections, tell it the latest of each
+        stream this node holds (it may be back from an outage, or have lost another path)."""
+        if info.peer_id not in self._greeted and self.node.p2pt.is_connected(info.peer_id):
+            self._greeted.add(info.peer_id)
+            self._announce_to(info.peer_id)
+
+    def _announce_to(self, peer_id: str) -> None:
+        """Tell a neighbour the latest number of each stream this node heard from within
+        ``seen_ttl`` and can send again, on the topics it takes (at most MAX_ANNOUNCED streams,
+        the most recent first)."""
+        info = self.node.peers.get(peer_id)
+        if info is None or info.extra.get("have") is not True:
+            return
+        told = 0
+        oldest = time.monotonic() - self.seen_ttl
+        for stream, (_, when) in reversed(self._latest.items()):
+            if when < oldest or told >= MAX_ANNOUNCED:
+                break
+            if stream[0].partition("/")[0] != peer_id and _wants(info, stream[1]):
+                told += self._tell(peer_id, stream)
+
+    def _tell(self, peer_id: str, stream: tuple[str, str]) -> bool:
+        """Send ``peer_id`` a ``have`` naming the latest message of ``stream`` this node can
+        send again; whether one was sent."""
+        info = self.node.peers.get(peer_id)
+        latest = self._latest.get(stream)
+        if info is None or info.extra.get("have") is not True or latest is None:
+            return False
+        source, topic = stream
+        if (source, topic, latest[0]) not in self._cache:
+            return False  # it could not be sent again: a have would promise what is not here
+        origin, _, key = source.partition("/")
+        have = Envelope(
+            Kind.HAVE,
+            new_message_id(),
+            latest[0],
+            topic=topic,
+            origin=origin,
+            publisher=bytes.fromhex(key) if key else None,
+        )
+        try:
+            self.node.send(peer_id, have)
+        except (PeerClosed, SendQueueFull):
+            return False
+        self.stats.announced += 1
+        return True
+
+    def _on_have(self, peer_id: str, envelope: Envelope) -> None:
+        """A neighbour holds message ``seq`` of a stream: if this node has not seen it, ask for
+        it (a subscriber keeps asking, with the gap below it, as for any gap), and once it comes,
+        tell its own neighbours. A stream this node never carried is none of its business."""
+        if not self._spend(self._have_budget, peer_id, 1, HAVES_PER_SECOND):
+            return
+        topic, origin, seq = envelope.topic, envelope.origin, envelope.seq
+        assert topic is not None and origin is not None
+        if origin == self.node.peer_id:
+            return
+        stream = (_source(origin, envelope.publisher), topic)
+        order = self._order.get(stream) if topic in self._sinks else None
+        if order is not None and order.start_timer is None:
+            if seq < order.next_seq or seq <= order.announced:
+                return
+            if order.waiting and seq <= max(order.waiting):
+                return  # a message that came shows that gap already
+            order.announced, order.announcer = seq, peer_id
+            loop = asyncio.get_running_loop()
+            if order.gap_timer is None:
+                order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
+            if order.repair_timer is None:
+                order.repair_timer = loop.call_later(self.repair_after, self._repair, stream)
+        else:
+            latest = self._latest.get(stream)
+            if latest is None or seq <= latest[0]:
+                return
+            self._fetch(stream, latest[0] + 1, seq, peer_id, envelope.publisher)
+        self._fetching[stream] = max(seq, self._fetching.get(stream, seq))
+        self._fetching.move_to_end(stream)
+        if len(self._fetching) > MAX_STREAMS:
+            self._fetching.popitem(last=False)
+
+    def _fetch(
+        self, stream: tuple[str, str], first: int, last: int, announcer: str, key: bytes | None
+    ) -> None:
+        """A relay lacks messages ``first`` to ``last`` of a stream a neighbour holds: fill its
+        repair cache with them (at most ``cache_max`` of the latest), so that the neighbours it
+        tells can ask it in turn; rounds as a subscriber's repair (the first ``repair_after``
+        seconds after the announcement), for ``reorder_timeout`` at most."""
+        fetch = self._fetches.get(stream)
+        if fetch is None:
+            fetch = _Fetch(max(first, last - self.cache_max + 1), last, announcer, key)
+            fetch.until = time.monotonic() + self.reorder_timeout
+            self._fetches[stream] = fetch
+            if len(self._fetches) > MAX_STREAMS:
+                _, dropped = self._fetches.popitem(last=False)
+                if dropped.timer is not None:
+                    dropped.timer.cancel()
+            # What is on its way by other paths comes meanwhile, as a subscriber's gap waits.
+            loop = asyncio.get_running_loop()
+            fetch.timer = loop.call_later(self.repair_after, self._fetch_round, stream)
+        elif last > fetch.last:
+            fetch.last, fetch.announcer = last, announcer
+
+    def _fetch_round(self, stream: tuple[str, str]) -> None:
+        """Ask for the next MAX_WANTED messages a relay lacks (the announced one first)."""
+        fetch = self._fetches.get(stream)
+        if fetch is None:
+            return
+        fetch.timer = None
+        source, topic = stream
+        lacking = (
+            n for n in range(fetch.first, fetch.last + 1) if (source, topic, n) not in self._cache
+        )
+        missing = tuple(itertools.islice(lacking, MAX_WANTED))
+        if not missing or time.monotonic() > fetch.until:
+            del self._fetches[stream]
+            return
+        fetch.first = missing[0]  # what came below it stays (the cache keeps the latest)
+        if (source, topic, fetch.last) not in self._cache and fetch.last not in missing:
+            missing = (*missing[:-1], fetch.last)
+        fetch.asked = missing
+        origin = source.partition("/")[0]
+        carriers = [
+            pid for pid, info in self.node.peers.items() if pid == origin or _wants(info, topic)
+        ]
+        ask = fetch.announcer if fetch.announcer in carriers else None
+        if ask is None and carriers:
+            ask = random.choice(carriers)
+        if ask is not None:
+            want = Envelope(
+                Kind.WANT,
+                new_message_id(),
+                topic=topic,
+                origin=origin,
+                seqs=missing,
+                publisher=fetch.key,
+            )
+            with contextlib.suppress(PeerClosed, SendQueueFull):
+                self.node.send(ask, want)
+                self.stats.wanted += len(missing)
+        fetch.rounds += 1
+        delay = self.repair_after * min(2**fetch.rounds, 8)
+        fetch.timer = asyncio.get_running_loop().call_later(delay, self._fetch_round, stream)
+
+    def _fetched(self, stream: tuple[str, str], fetch: _Fetch) -> None:
+        """A message a relay asked for came: once all the round asked for has, ask for more."""
+        source, topic = stream
+        if fetch.timer is not None and all((source, topic, n) in self._cache for n in fetch.asked):
+            fetch.timer.cancel()
+            fetch.rounds = 0
+            loop = asyncio.get_running_loop()
+            fetch.timer = loop.call_later(REPAIR_PACE, self._fetch_round, stream)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -446,6 +801,8 @@ class Router:
             Payload.received(cached, None if envelope.signature else self._types.get(topic)),
             None,
         )
+        if self._fetches or self._fetching:
+            self._arrived(peer_id, key, envelope.hops)
         if envelope.hops > 0:
             exclude = {peer_id, origin, *envelope.relayed_to}
             relay = Envelope(
@@ -461,9 +818,28 @@ class Router:
             # A signed message goes on exactly as it came: another form would not verify.
             message_type = self._types.get(topic) if envelope.signature is None else None
             payload = Payload.received(envelope.payload, message_type)
-            self.stats.relayed += self._send_on(relay, payload, exclude)
+            self.stats.relayed += len(self._send_on(relay, payload, exclude))
         if topic in self._sinks:
             self._in_order(numbered)
+
+    def _arrived(self, peer_id: str, key: tuple[str, str, int], hops: int) -> None:
+        """A message new here came from ``peer_id``, perhaps one this node asked for after a
+        neighbour announced it: a relay's fetch asks for more once its round is answered, and
+        the announced one, come as a copy that goes no further (``hops`` 0), is announced in
+        turn to the neighbours that take its topic."""
+        stream, seq = key[:2], key[2]
+        fetch = self._fetches.get(stream)
+        if fetch is not None and hops == 0:
+            self._fetched(stream, fetch)
+        fetching = self._fetching.get(stream)
+        if fetching is None or seq < fetching:
+            return
+        del self._fetching[stream]
+        if hops == 0:  # else it is relayed as it came
+            origin = stream[0].partition("/")[0]
+            for pid, info in list(self.node.peers.items()):
+                if pid not in (peer_id, origin) and _wants(info, stream[1]):
+                    self._tell(pid, stream)
 
     def _authentic(self, origin: str, topic: str, seq: int, envelope: Envelope) -> bool:
         """Whether a message's signature (if any) holds, and a neighbour that proved an identity
@@ -482,7 +858,7 @@ class Router:
         stream = (_source(envelope.origin, envelope.publisher), envelope.topic)
         order = self._order.get(stream)
         if order is None:  # the first we hear of this publisher
-            order = self._order[stream] = _Order(envelope.seq)
+            order = self._order[stream] = _Order(envelope.seq, stream)
             if len(self._order) > MAX_STREAMS:
                 self._forget_stream(next(iter(self._order)))
             if envelope.seq > 0:  # earlier ones may be on their way by longer paths
@@ -490,6 +866,9 @@ class Router:
                 order.start_timer = loop.call_later(self.start_window, self._start, stream)
         else:
             self._order.move_to_end(stream)
+            order.left_at = None
+            if envelope.seq >= order.announced >= 0:
+                order.announced = -1  # it came: the gap below it, if any, is a gap like any other
         if order.start_timer is not None:
             self._waiting_bytes += order.wait(envelope)
             order.next_seq = min(order.next_seq, envelope.seq)
@@ -522,12 +901,21 @@ class Router:
             self._waiting_bytes -= size
             self._deliver(envelope)
             order.next_seq += 1
-        if not order.waiting:
+        if not order.gap():
             for timer in (order.gap_timer, order.repair_timer):
                 if timer is not None:
                     timer.cancel()
             order.gap_timer = order.repair_timer = None
             order.repair_rounds = 0
+            order.asked = order.announced = -1
+        elif order.next_seq > order.asked >= 0 and order.repair_timer is not None:
+            # All the last round asked for came: ask for the rest of the gap now, not after
+            # the round's back-off (a long outage leaves more than one round can ask for).
+            order.repair_timer.cancel()
+            order.repair_rounds = 0
+            order.asked = -1
+            loop = asyncio.get_running_loop()
+            order.repair_timer = loop.call_later(REPAIR_PACE, self._repair, order.stream)
 
     def _forget_stream(self, stream: tuple[str, str]) -> None:
         order = self._order.pop(stream)
@@ -583,11 +971,25 @@ class Router:
         ``reorder_timeout``, so that no message waits longer than that, however many gaps a
         publisher leaves."""
         order = self._order.get(stream)
-        if order is None or not order.waiting:
+        if order is None:
             return
         if order.gap_timer is not None:
             order.gap_timer.cancel()
             order.gap_timer = None
+        if not order.waiting:
+            # What a neighbour said it holds never came (nothing shows it was published: a
+            # have promises, only a message proves): stop asking for it.
+            if order.announced >= order.next_seq:
+                logger.info(
+                    "topic %s: message %d of %s, announced by %s, never came",
+                    stream[1],
+                    order.announced,
+                    stream[0][:8],
+                    (order.announcer or "?")[:8],
+                )
+            order.announced = -1
+            self._drain(order)
+            return
         self._give_up_to(stream, order, min(order.waiting))
         now = time.monotonic()
         if order.waiting and now - order.oldest() >= self.reorder_timeout:
@@ -597,6 +999,9 @@ class Router:
             loop = asyncio.get_running_loop()
             wait = max(0.0, order.oldest() + self.reorder_timeout - time.monotonic())
             order.gap_timer = loop.call_later(wait, self._skip_gap, stream)
+        elif order.gap():  # announced beyond what waited: its own time to come
+            loop = asyncio.get_running_loop()
+            order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
 
     def _give_up_to(self, stream: tuple[str, str], order: _Order, last: int) -> None:
         """Deliver what waits up to number ``last`` (and what follows it without a gap),
@@ -615,19 +1020,25 @@ class Router:
     # -- filling gaps ---------------------------------------------------------------------------
 
     def _repair(self, stream: tuple[str, str]) -> None:
-        """Ask the neighbours for the messages of a gap (``want``), and again while it lasts."""
+        """Ask the neighbours for the messages of a gap (``want``), and again while it lasts:
+        two a round, the one that announced the gap (``have``) among them."""
         order = self._order.get(stream)
         if order is None:
             return
         order.repair_timer = None
-        if not order.waiting:
+        if not order.gap():
             return
         # The first MAX_WANTED numbers missing, found lazily: the gap's ends are numbers a peer
         # chose (up to 2**32), so its size says nothing of the work a peer may cause, while
         # this skips at most the messages that wait (reorder_window).
-        highest = max(order.waiting)
+        announced = order.announced if order.announced >= order.next_seq else -1
+        highest = max(max(order.waiting, default=-1), announced)
         gap = range(order.next_seq, highest)
-        missing = tuple(itertools.islice((n for n in gap if n not in order.waiting), MAX_WANTED))
+        room = MAX_WANTED - 1 if announced >= 0 else MAX_WANTED
+        missing = tuple(itertools.islice((n for n in gap if n not in order.waiting), room))
+        order.asked = max(missing, default=-1)
+        if announced >= 0:
+            missing += (announced,)  # it comes first, and shows the gap below it
         source, topic = stream
         origin, _, key = source.partition("/")
         want = Envelope(
@@ -643,7 +1054,11 @@ class Router:
         carriers = [
             pid for pid, info in self.node.peers.items() if pid == origin or _wants(info, topic)
         ]
-        for pid in random.sample(carriers, min(2, len(carriers))):
+        chosen = random.sample(carriers, min(2, len(carriers)))
+        announcer = order.announcer if announced >= 0 else None
+        if announcer in carriers and announcer not in chosen:
+            chosen[-1] = announcer
+        for pid in chosen:
             with contextlib.suppress(PeerClosed, SendQueueFull):
                 self.node.send(pid, want)
                 self.stats.wanted += len(missing)
@@ -728,6 +1143,13 @@ class Router:
         old = self._cache.pop(key, None)
         if old is not None:
             self._cached_bytes -= old.size
+        stream = key[:2]
+        latest = self._latest.get(stream)
+        if latest is None or key[2] >= latest[0]:
+            self._latest[stream] = (key[2], time.monotonic())
+            self._latest.move_to_end(stream)
+            if len(self._latest) > MAX_STREAMS:
+                self._latest.popitem(last=False)
         self._cache[key] = _Cached(template, payload, sign, size)
         self._cached_bytes += size
         while self._cache and (
@@ -778,15 +1200,45 @@ class Router:
         return True
 
     def _on_peerclose(self, peer_id: str) -> None:
+        """A neighbour left: forget what was kept for it as a neighbour at once; its streams'
+        delivery state ``forget_after`` seconds later, unless it is back by then."""
         self._want_budget.pop(peer_id, None)
         self._repair_budget.pop(peer_id, None)
-        for stream in [s for s in self._order if s[0].partition("/")[0] == peer_id]:
-            order = self._order[stream]
-            if not order.waiting:
-                for timer in (order.gap_timer, order.start_timer, order.repair_timer):
-                    if timer is not None:
-                        timer.cancel()
-                del self._order[stream]
+        self._have_budget.pop(peer_id, None)
+        self._owed.pop(peer_id, None)
+        self._greeted.discard(peer_id)
+        stalled = self._stalled.pop(peer_id, None)
+        if stalled is not None:
+            stalled.cancel()
+        now = time.monotonic()
+        left = False
+        for stream, order in self._order.items():
+            if stream[0].partition("/")[0] == peer_id:
+                order.left_at = now
+                left = True
+        if left and self._sweep_timer is None:
+            loop = asyncio.get_running_loop()
+            self._sweep_timer = loop.call_later(self.forget_after, self._sweep)
+
+    def _sweep(self) -> None:
+        """Forget the streams of publishers that left ``forget_after`` seconds ago or more and
+        are not back (those with messages waiting once these are given up on)."""
+        self._sweep_timer = None
+        cutoff = time.monotonic() - self.forget_after
+        soonest: float | None = None
+        for stream, order in list(self._order.items()):
+            if order.left_at is None:
+                continue
+            if stream[0].partition("/")[0] in self.node.peers:
+                order.left_at = None  # back, saying nothing yet
+            elif order.left_at <= cutoff and not order.waiting:
+                self._forget_stream(stream)
+            else:
+                soonest = min(soonest if soonest is not None else order.left_at, order.left_at)
+        if soonest is not None:
+            loop = asyncio.get_running_loop()
+            wait = max(self.repair_after, soonest - cutoff)
+            self._sweep_timer = loop.call_later(wait, self._sweep)
 
     def close(self) -> None:
         """The node is closing: stop timers, end every subscription."""
@@ -795,6 +1247,18 @@ class Router:
                 if timer is not None:
                     timer.cancel()
         self._order.clear()
+        for timer in (self._owed_timer, self._sweep_timer):
+            if timer is not None:
+                timer.cancel()
+        for fetch in self._fetches.values():
+            if fetch.timer is not None:
+                fetch.timer.cancel()
+        self._fetches.clear()
+        self._owed_timer = self._sweep_timer = None
+        self._owed.clear()
+        for drain in self._stalled.values():
+            drain.cancel()
+        self._stalled.clear()
         self._waiting_bytes = 0
         sinks = [sink for sinks in self._sinks.values() for sink in sinks]
         self._sinks.clear()

@@ -87,6 +87,7 @@ class Kind(enum.IntEnum):
     REPLY_WINDOW = 15  # the client opens the window of its call's replies by ``seq`` bytes
     MSG_WINDOW = 16  # the server opens the window of the call's requests by ``seq`` bytes
     WANT = 20
+    HAVE = 21
 
 
 _KIND_OF: dict[int, Kind] = {}
@@ -142,6 +143,7 @@ _KINDS_BY_KEY = (
     ("hello", Kind.HELLO),
     ("pub", Kind.PUBLISH),
     ("want", Kind.WANT),
+    ("have", Kind.HAVE),
     ("call", Kind.CALL),
     ("cancel", Kind.CANCEL),
     ("status", Kind.STATUS),
@@ -216,6 +218,9 @@ def to_json(env: Envelope) -> dict[str, Any]:
         out["seq"] = env.seq
     elif env.kind is Kind.WANT:
         out.update(_want_header(env))
+    elif env.kind is Kind.HAVE:
+        out.update(_have_header(env))
+        out["seq"] = env.seq
     elif env.kind is Kind.PUBLISH:
         out.update(_publish_header(env))
         out["msg"] = env.payload
@@ -236,12 +241,7 @@ def _want_header(env: Envelope) -> dict[str, Any]:
 
 def _want(header: Mapping[str, Any], call_id: int) -> Envelope:
     """A ``want``: a subscriber asks a neighbour for topic messages it missed."""
-    topic = header.get("want")
-    if not isinstance(topic, str) or not 0 < len(topic) <= 256:
-        raise EnvelopeError("want must name a topic (1 to 256 characters)")
-    origin = header.get("from")
-    if not _is_peer_id(origin):
-        raise EnvelopeError("want names the publisher's peer id (from)")
+    topic, origin, publisher = _stream_of(header, "want")
     seqs = header.get("seqs")
     if (
         not isinstance(seqs, list)
@@ -251,21 +251,46 @@ def _want(header: Mapping[str, Any], call_id: int) -> Envelope:
         )
     ):
         raise EnvelopeError(f"seqs must list 1 to {MAX_WANTED} message numbers")
-    key = header.get("key")
+    return Envelope(
+        Kind.WANT, call_id, topic=topic, origin=origin, seqs=tuple(seqs), publisher=publisher
+    )
+
+
+def _have_header(env: Envelope) -> dict[str, Any]:
+    header: dict[str, Any] = {"have": env.topic, "from": env.origin}
+    if env.publisher is not None:
+        header["key"] = base64.b64encode(env.publisher).decode("ascii")
+    return header
+
+
+def _have(header: Mapping[str, Any], call_id: int, seq: int) -> Envelope:
+    """A ``have``: a neighbour says the latest message of a publisher's stream it holds is
+    number ``seq`` (the one it can send again), so that a node that missed it asks for it."""
+    topic, origin, publisher = _stream_of(header, "have")
+    return Envelope(Kind.HAVE, call_id, seq, topic=topic, origin=origin, publisher=publisher)
+
+
+def _stream_of(header: Mapping[str, Any], key: str) -> tuple[str, str, bytes | None]:
+    """The stream a ``want`` or ``have`` names: (topic, publisher's peer id, its key or None)."""
+    topic = header.get(key)
+    if not isinstance(topic, str) or not 0 < len(topic) <= 256:
+        raise EnvelopeError(f"{key} must name a topic (1 to 256 characters)")
+    origin = header.get("from")
+    if not _is_peer_id(origin):
+        raise EnvelopeError(f"{key} names the publisher's peer id (from)")
+    key_text = header.get("key")
     publisher = None
-    if key is not None:
+    if key_text is not None:
         try:
-            if not isinstance(key, str) or len(key) > 100:
+            if not isinstance(key_text, str) or len(key_text) > 100:
                 raise ValueError("not a string of base64")
-            publisher = base64.b64decode(key, validate=True)
+            publisher = base64.b64decode(key_text, validate=True)
         except (binascii.Error, ValueError) as e:
             raise EnvelopeError(f"key must be base64: {e}") from None
         if len(publisher) != 32:
             raise EnvelopeError("key is a 32-byte Ed25519 public key")
     assert isinstance(origin, str)
-    return Envelope(
-        Kind.WANT, call_id, topic=topic, origin=origin, seqs=tuple(seqs), publisher=publisher
-    )
+    return topic, origin, publisher
 
 
 def _publish_header(env: Envelope) -> dict[str, Any]:
@@ -349,6 +374,8 @@ def _from_json(value: object, call_id: int) -> Envelope:
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(value["headers"], "headers"))
     if kind is Kind.WANT:
         return _want(value, call_id)
+    if kind is Kind.HAVE:
+        return _have(value, call_id, seq)
     if kind is Kind.PUBLISH:
         if "msg" not in value:
             raise EnvelopeError("a publish carries its message in msg")
@@ -565,6 +592,8 @@ def _json_header(env: Envelope) -> dict[str, Any]:
         header.update(_publish_header(env))
     elif env.kind is Kind.WANT:
         header.update(_want_header(env))
+    elif env.kind is Kind.HAVE:
+        header.update(_have_header(env))
     if env.status is not None:
         header.update(_status_json(env.status))
     return header
@@ -999,6 +1028,8 @@ def _build(
         return Envelope(Kind.HEADERS, call_id, metadata=_metadata(header.get("headers"), "headers"))
     if kind is Kind.WANT:
         return _want(header, call_id)
+    if kind is Kind.HAVE:
+        return _have(header, call_id, seq)
     if kind is Kind.PUBLISH:
         if not has_payload:
             raise EnvelopeError("publish frame without a payload")

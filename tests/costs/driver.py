@@ -696,6 +696,43 @@ def case_reflection(form: str) -> Callable[[Attack], Wire]:
 CASES: dict[str, tuple[Callable[..., Wire], dict[str, Any] | None]] = {}
 
 
+def case_have(form: str) -> Callable[[Attack], Wire]:
+    """Haves naming numbers far ahead in 64 streams the victim subscribes to (each met with one
+    message first), and in as many it never carried: each costs a claim and the victim's asks
+    for it, which the attacker never answers."""
+
+    def build(a: Attack) -> Wire:
+        out: Wire = []
+        origins = [peer_id_hex(a.rng) for _ in range(64)]
+        strangers = [peer_id_hex(a.rng) for _ in range(64)]
+        for origin in origins:
+            if form == "binary":
+                payload = S(value="first").SerializeToString()
+                out += binary(
+                    Envelope(
+                        Kind.PUBLISH,
+                        a.fresh(),
+                        0,
+                        payload=payload,
+                        has_payload=True,
+                        topic=TOPIC,
+                        origin=origin,
+                    )
+                )
+            else:
+                out += text({"pub": TOPIC, "msg": "first", "from": origin, "seq": 0, "hops": 0})
+        for i in range(2000):
+            origin = (origins if i % 2 else strangers)[i % 64]
+            seq = 1_000_000 + i
+            if form == "binary":
+                out += binary(Envelope(Kind.HAVE, a.fresh(), seq, topic=TOPIC, origin=origin))
+            else:
+                out += text({"have": TOPIC, "from": origin, "seq": seq})
+        return out
+
+    return build
+
+
 def _register(sdp: str) -> None:
     for form in ("binary", "json"):
         CASES[f"call-{form}"] = (case_call(form), None)
@@ -713,6 +750,7 @@ def _register(sdp: str) -> None:
         CASES[f"publish-{form}-inorder"] = (case_publish(form, "inorder"), None)
         CASES[f"publish-{form}-gaps"] = (case_publish(form, "gaps"), None)
         CASES[f"want-{form}"] = (case_want(form), None)
+        CASES[f"have-{form}"] = (case_have(form), None)
         CASES[f"pex-{form}"] = (case_pex(form), None)
         CASES[f"signal-{form}"] = (case_signal(form, sdp), None)
         CASES[f"health-check-{form}"] = (case_health(form, "Check"), None)
@@ -749,6 +787,7 @@ CASE_NAMES = (
             "pex",
             "signal",
             "want",
+            "have",
             "health-check",
             "health-watch",
             "reflection",

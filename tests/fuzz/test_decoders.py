@@ -138,7 +138,7 @@ def test_frames_reassembler_raises_only_typed_errors_and_holds_within_caps(
 ENVELOPE_KEYS = [
     "call", "msg", "timeout", "metadata", "seq", "end", "cancel", "reply", "status", "trailers",
     "hello", "pub", "from", "hops", "to", "code", "details", "encoding", "reply_window",
-    "msg_window",
+    "msg_window", "want", "have", "seqs", "key",
 ]  # fmt: skip
 status_objects = objects(
     {"code": st.integers(-1, 17), "details": st.text(max_size=10)}, ["code", "details"]
@@ -164,6 +164,10 @@ envelope_fields: dict[str, st.SearchStrategy[Any]] = {
     "encoding": st.sampled_from(["deflate", "zstd", ""]),
     "reply_window": st.one_of(st.integers(-1, 2**31), huge_ints, leaves),
     "msg_window": st.one_of(st.integers(-1, 2**31), huge_ints, leaves),
+    "want": st.text(max_size=10),
+    "have": st.text(max_size=10),
+    "seqs": st.lists(st.one_of(st.integers(-1, 5), huge_ints), max_size=70),
+    "key": st.one_of(st.sampled_from(["AAAA", "A" * 43 + "=", "!"]), st.text(max_size=8)),
 }
 ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "call": ["msg", "timeout", "metadata", "encoding"],
@@ -176,6 +180,8 @@ ENVELOPE_KINDS = {  # the key that names each kind, and the other keys it reads
     "pub": ["msg", "from", "hops", "to", "seq"],
     "reply_window": ["seq"],
     "msg_window": ["seq"],
+    "want": ["from", "seqs", "key"],
+    "have": ["from", "seq", "key"],
 }
 
 
@@ -236,7 +242,7 @@ binary_frames = st.builds(
         + payload
     ),
     st.sampled_from([MAGIC, MAGIC, MAGIC, 0]),
-    st.integers(0, 9),
+    st.one_of(st.integers(0, 16), st.sampled_from([20, 21])),
     st.one_of(st.integers(0, 16), st.sampled_from([17, 19, 25]), st.integers(0, 255)),
     st.sampled_from([0, 1, 2**32 - 1]),
     st.sampled_from([0, 1, 7, 2**31 - 1, 2**31]),

@@ -1,6 +1,7 @@
 """Per-call and per-peer state is freed when the call ends or the peer leaves: a streaming method's
 generator is closed when its call is cancelled, and a node after many peers came and went keeps
-no entry for any of them in its RPC layer or its topic router."""
+no entry for any of them in its RPC layer or its topic router (but the delivery state of their
+topic streams, for ``forget_after`` seconds, in case they come back)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2
 from p2prpc.errors import RpcError
 from p2prpc.node import Node
 from p2prpc.pubsub import Topic, router_of
+from p2prpc.pubsub import router as router_module
 from p2prpc.rpc import (
     Cardinality,
     Handler,
@@ -79,6 +81,10 @@ def _held_for(hub: Node, peer_id: str) -> dict[str, int]:
         "timed out": int(peer_id in endpoint._timed_out),
         "want budget": int(peer_id in router._want_budget),
         "repair budget": int(peer_id in router._repair_budget),
+        "have budget": int(peer_id in router._have_budget),
+        "owed": int(peer_id in router._owed),
+        "stalled": int(peer_id in router._stalled),
+        "greeted": int(peer_id in router._greeted),
         "streams": sum(s[0].partition("/")[0] == peer_id for s in router._order),
         "watches": int(peer_id in health._watches_from),
         "peers": int(peer_id in hub.peers),
@@ -86,10 +92,11 @@ def _held_for(hub: Node, peer_id: str) -> dict[str, int]:
     return {table: count for table, count in found.items() if count}
 
 
-async def test_a_node_keeps_nothing_for_peers_that_left() -> None:
+async def test_a_node_keeps_nothing_for_peers_that_left(monkeypatch: pytest.MonkeyPatch) -> None:
     """Peers come one after another, call the hub and are called by it (one call running out of
     time), leave calls and a health watch open, publish to it; each leaves. While there the hub
-    holds entries for it; once it left, none in any table."""
+    holds entries for it; once it left, none in any table but its topic stream's delivery state,
+    which goes ``forget_after`` seconds later."""
     release = asyncio.Event()
 
     async def echo(request: S, context: ServicerContext) -> S:
@@ -137,6 +144,7 @@ async def test_a_node_keeps_nothing_for_peers_that_left() -> None:
                 "streams",
                 "watches",
                 "peers",
+                "greeted",
             }
             served = [call.task for call in endpoint_of(hub)._server.values() if call.task]
             left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -149,6 +157,12 @@ async def test_a_node_keeps_nothing_for_peers_that_left() -> None:
                 await left
                 await asyncio.wait(served)
             assert held.done() and watch.done()
+            assert _held_for(hub, visitor.peer_id) == {"streams": 1}  # kept for its return
+            router = router_of(hub)
+            later = time.monotonic() + router.forget_after
+            monkeypatch.setattr(router_module.time, "monotonic", lambda later=later: later)
+            router._sweep()
+            monkeypatch.undo()
             assert _held_for(hub, visitor.peer_id) == {}
         assert health_of(hub)._watchers == {}
         assert endpoint_of(hub)._served_from == {} and endpoint_of(hub)._in_flight == {}
