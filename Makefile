@@ -1,12 +1,13 @@
 # Everything installs from scratch into this folder: a virtual environment (.venv), the JavaScript
-# peers used by the interop tests (tests/interop/js/node_modules), and Debian's chromium and iproute2.
+# peers used by the interop tests (tests/interop/js/node_modules), the emulated network's delay
+# program (build/nfdelay), and Debian's chromium, iproute2, iptables and libnetfilter-queue.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 JS     := tests/interop/js
 
-.PHONY: all install venv npm apt test pytest fuzz lint format gen demo bench clean
+.PHONY: all install venv npm apt lab test pytest fuzz lint format gen demo bench clean
 
 all: test
 
@@ -22,15 +23,26 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the interop tests need: a browser and `ip` for the test network namespace.
+# Debian packages the interop tests need: a browser and `ip` for the test network namespace; and
+# those of the emulated long path (tests/lab): iptables, tc, and libnetfilter-queue to build its
+# delay program.
+APT_PACKAGES := chromium iproute2 iptables libnetfilter-queue-dev gcc libc6-dev
 apt: .apt-installed
-.apt-installed:
-	@if ! command -v chromium >/dev/null || ! command -v ip >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium iproute2; \
+.apt-installed: Makefile
+	@if ! command -v chromium >/dev/null || ! command -v ip >/dev/null \
+		|| ! command -v iptables >/dev/null || ! command -v gcc >/dev/null \
+		|| [ ! -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 	touch $@
 
-install: venv npm apt $(VENV)/.bench-installed
+# The emulated long path's delay program (tests/lab/nfdelay.c): this kernel has no sch_netem.
+lab: build/nfdelay
+build/nfdelay: tests/lab/nfdelay.c .apt-installed
+	mkdir -p build
+	gcc -O2 -Wall -Wextra -Werror -o $@ tests/lab/nfdelay.c -lnetfilter_queue
+
+install: venv npm apt lab $(VENV)/.bench-installed
 
 test: install lint pytest
 

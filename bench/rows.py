@@ -64,6 +64,9 @@ class Plan:
     heal_peers: int = 50
     heal_leaving: int = 10
     heal_messages: int = 1000
+    long_stream_count: int = 3000
+    long_stream_runs: int = 3
+    long_latency_calls: int = 60
 
 
 FULL = Plan()
@@ -87,6 +90,9 @@ QUICK = Plan(
     heal_peers=12,
     heal_leaving=3,
     heal_messages=100,
+    long_stream_count=1000,
+    long_stream_runs=1,
+    long_latency_calls=10,
 )
 
 
@@ -173,38 +179,55 @@ def cpu_check(row: Row, baseline: str = "raw aiortc", limit: float = 1.2) -> Non
 # -- setting peers up -----------------------------------------------------------------------------
 
 
+LOOPBACK = ("127.0.0.1", "127.0.0.1")
+"""Where a pair's server and client meet by default: both on loopback."""
+
+
 async def rpc_pair(
-    stack: AsyncExitStack, ctx: Context, name: str, **join: Any
+    stack: AsyncExitStack,
+    ctx: Context,
+    name: str,
+    hosts: tuple[str, str] = LOOPBACK,
+    **join: Any,
 ) -> tuple[Worker, Worker]:
     """A p2prpc server and client in two processes, connected through the embedded tracker
-    (``join``: more options of ``rpc.join`` for both, such as a secret)."""
+    (``hosts``: the server's and the client's ICE host address; ``join``: more options of
+    ``rpc.join`` for both, such as a secret)."""
     url = await stack.enter_async_context(embedded_tracker(ctx, f"{name}-tracker"))
     server, client = await stack.enter_async_context(
         workers([f"{name}-p2prpc-server", f"{name}-p2prpc-client"], ctx)
     )
     identifier = ctx.identifier(name)
-    await server.call("rpc.join", urls=[url], identifier=identifier, serve=True, **join)
-    await client.call("rpc.join", urls=[url], identifier=identifier, **join)
+    await server.call(
+        "rpc.join", urls=[url], identifier=identifier, serve=True, host=hosts[0], **join
+    )
+    await client.call("rpc.join", urls=[url], identifier=identifier, host=hosts[1], **join)
     await client.call("rpc.wait_server")
     return server, client
 
 
-async def raw_connect(client: Worker, server: Worker, host: str = "127.0.0.1") -> float:
-    """Open a raw aiortc data channel from ``client`` to ``server``; milliseconds it took."""
+async def raw_connect(
+    client: Worker, server: Worker, host: str = "127.0.0.1", server_host: str | None = None
+) -> float:
+    """Open a raw aiortc data channel from ``client`` (on ``host``) to ``server`` (on
+    ``server_host``, by default the same); milliseconds it took."""
     start = now_ms()
     offer = await client.call("raw.offer", host=host)
-    answer = await server.call("raw.answer", sdp=offer, host=host)
+    answer = await server.call("raw.answer", sdp=offer, host=server_host or host)
     await client.call("raw.accept", sdp=answer)
     await asyncio.gather(client.call("raw.wait_open"), server.call("raw.wait_open"))
     return now_ms() - start
 
 
-async def raw_pair(stack: AsyncExitStack, ctx: Context, name: str) -> tuple[Worker, Worker]:
-    """A raw aiortc data channel between two processes (signalled through the orchestrator)."""
+async def raw_pair(
+    stack: AsyncExitStack, ctx: Context, name: str, hosts: tuple[str, str] = LOOPBACK
+) -> tuple[Worker, Worker]:
+    """A raw aiortc data channel between two processes (signalled through the orchestrator;
+    ``hosts`` as for :func:`rpc_pair`)."""
     server, client = await stack.enter_async_context(
         workers([f"{name}-raw-server", f"{name}-raw-client"], ctx)
     )
-    await raw_connect(client, server)
+    await raw_connect(client, server, hosts[1], hosts[0])
     return server, client
 
 
@@ -715,6 +738,94 @@ def judge_streaming(row: Row) -> None:
     row.ceiling = transport_ceiling(row)
 
 
+# -- long paths -----------------------------------------------------------------------------------
+
+
+def lab_unavailable() -> str | None:
+    """Why no long path can be emulated here (``tests/lab``), or None."""
+    from tests import lab
+
+    return lab.unavailable_reason()
+
+
+def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan], int]) -> PhaseRun:
+    """A server stream of ``count_of(plan)`` 1 KB messages and unary latency, p2prpc beside raw
+    aiortc, over a path with ``one_way`` seconds of delay each way and ``loss`` in each direction
+    (``tests.lab``): the servers on one end, the clients on the other, the trackers beside them
+    undelayed."""
+
+    async def run(ctx: Context) -> list[Figure]:
+        from tests.lab import A, B, LongPath
+
+        plan = ctx.plan
+        count = count_of(plan)
+        stream: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
+        latency: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
+        path = LongPath(one_way, loss)
+        # Every process of the phase starts inside the namespace (this thread moves in).
+        with path, path.inside():
+            async with AsyncExitStack() as stack:
+                _, rpc = await rpc_pair(stack, ctx, name, (A, B))
+                raw_server, raw_client = await raw_pair(stack, ctx, name, (A, B))
+                warm = count // 10
+                await rpc.call("rpc.stream", count=warm, size=STREAM_SIZE, timeout=600)
+                await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=warm)
+                await raw_client.call("raw.stream", count=warm, size=STREAM_SIZE, timeout=600)
+                await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
+                for i in range(plan.long_stream_runs):
+                    ctx.progress(f"{name}: streams, run {i + 1} of {plan.long_stream_runs}")
+                    seconds = await rpc.call(
+                        "rpc.stream", count=count, size=STREAM_SIZE, timeout=600
+                    )
+                    stream[P2PRPC].append(count / seconds)
+                    seconds = await raw_client.call(
+                        "raw.stream", count=count, size=STREAM_SIZE, timeout=600
+                    )
+                    stream["raw aiortc"].append(count / seconds)
+                await raw_server.call("raw.serve", mode="ping")
+                rounds = 2
+                for _ in range(rounds):
+                    n = plan.long_latency_calls // rounds
+                    latency[P2PRPC] += await rpc.call(
+                        "rpc.latency", count=n, size=PAYLOAD, warmup=2, timeout=600
+                    )
+                    latency["raw aiortc"] += await raw_client.call(
+                        "raw.ping", count=n, size=PAYLOAD, warmup=2, timeout=600
+                    )
+            drops = path.counters()
+        where = (
+            f"{2e3 * one_way:g} ms round trip, {loss:.0%} of UDP packets lost each way "
+            f"(tests/lab: {sum(v for k, v in drops.items() if k.startswith('drop'))} dropped)"
+        )
+        raw = "raw aiortc"
+        return [
+            Figure(P2PRPC, "msgs/s", stream[P2PRPC], True, f"stream of {count:,} × 1 KB; {where}"),
+            Figure(raw, "msgs/s", stream[raw], True, f"{count:,} 1 KB data-channel messages"),
+            Figure(LONG_UNARY, "ms", latency[P2PRPC], False, "unary call, 100 B each way"),
+            Figure(LONG_RAW_UNARY, "ms", latency[raw], False, "100 B message and its echo"),
+        ]
+
+    return run
+
+
+def _lossy(plan: Plan) -> int:
+    return plan.long_stream_count  # loss keeps aiortc near 100 KB/s at 150 ms
+
+
+def _clean(plan: Plan) -> int:
+    return plan.stream_count
+
+
+LONG_UNARY = f"{P2PRPC} unary"
+LONG_RAW_UNARY = "raw aiortc ping"
+
+
+def judge_long_path(row: Row) -> None:
+    ratio_check(row, "stream ≥ 0.9× raw aiortc", P2PRPC, "raw aiortc", 0.9, at_least=True)
+    ratio_check(row, "unary p50 ≤ 1.1× raw aiortc", LONG_UNARY, LONG_RAW_UNARY, 1.1, at_least=False)
+    row.ceiling = transport_ceiling(row)
+
+
 # -- topics (p2prpc.pubsub) -----------------------------------------------------------------------
 
 
@@ -1121,6 +1232,27 @@ BENCHES: Sequence[Bench] = (
         "server stream {plan.stream_count:,} × 1 KB",
         (Phase("p2prpc and raw aiortc", streaming),),
         judge_streaming,
+    ),
+    Bench(
+        "long-path-50",
+        "long path: 50 ms round trip, 1% loss",
+        (Phase("p2prpc and raw aiortc", _long_path(0.025, 0.01, "long50", _lossy)),),
+        judge_long_path,
+        lab_unavailable,
+    ),
+    Bench(
+        "long-path-150",
+        "long path: 150 ms round trip, 1% loss",
+        (Phase("p2prpc and raw aiortc", _long_path(0.075, 0.01, "long150", _lossy)),),
+        judge_long_path,
+        lab_unavailable,
+    ),
+    Bench(
+        "long-path-150-clean",
+        "long path: 150 ms round trip, no loss",
+        (Phase("p2prpc and raw aiortc", _long_path(0.075, 0.0, "clean150", _clean)),),
+        judge_long_path,
+        lab_unavailable,
     ),
     Bench(
         "fan-out",
