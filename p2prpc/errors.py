@@ -109,6 +109,21 @@ class SendQueueFull(PeerError, BufferError):
     """
 
 
+class TooLargeForPeer(LocalProtocolError, ValueError):
+    """A message to send does not fit in a limit its receiver announced: the largest
+    data-channel message its session description takes (``a=max-message-size``), or the largest
+    message its hello says it reads (``max_message_size``).
+
+    Nothing of that message was sent, and nothing sent before or after it is affected. ``size``
+    is the message's size in bytes as it would travel, ``limit`` the announced one.
+    """
+
+    def __init__(self, message: str, *, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
 class ReplyTimeout(PeerError, TimeoutError):
     """No reply arrived before the timeout passed."""
 

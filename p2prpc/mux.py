@@ -39,7 +39,9 @@ from .errors import (
 from .p2pt import P2PT, Peer
 from .wire.compression import CODECS, MAX_RATIO
 from .wire.envelope import (
+    BATCH_OVERHEAD,
     BATCH_SIZE,
+    BINARY_FRAME_SIZE,
     MAX_WINDOW,
     BinaryReader,
     Envelope,
@@ -716,20 +718,31 @@ class Mux(AsyncIOEventEmitter):
         encoded (a header over its size, text that neither form can carry)."""
         try:
             if binary if binary is not None else self.is_binary(peer_id):
+                channel = self.p2pt.channel(peer_id, connection)
+                # Frames as large as the connection takes: its peer's limit, and on a long
+                # path, what the transport sends at once.
+                frame_size = channel.message_size(BINARY_FRAME_SIZE)
+                limit = channel.max_message_size
                 info = self.peers.get(peer_id)
                 if info is None:
-                    sent = self.p2pt.send_raw(
-                        peer_id, to_binary(envelope), tag=tag, connection=connection
-                    )
-                    return sent.connection
-                return self.p2pt.send_raw(
-                    peer_id,
-                    to_binary(envelope, compact=info.compact, compact_publish=info.compact_publish),
+                    frames = to_binary(envelope, frame_size=frame_size, max_frame_size=limit)
+                    channel.send(frames, tag=tag)
+                    return channel.connection
+                frames = to_binary(
+                    envelope,
+                    frame_size=frame_size,
+                    max_frame_size=limit,
+                    compact=info.compact,
+                    compact_publish=info.compact_publish,
+                )
+                channel.send(
+                    frames,
                     tag=tag,
                     pack=pack_batch if info.batch else None,
                     pack_limit=BATCH_SIZE,
-                    connection=connection,
-                ).connection
+                    pack_overhead=BATCH_OVERHEAD,
+                )
+                return channel.connection
             return self.p2pt.post(
                 peer_id, to_json(envelope), envelope.call_id, tag=tag, connection=connection
             )

@@ -63,8 +63,9 @@ from .errors import (
     RemoteProtocolError,
     ReplyTimeout,
     SendQueueFull,
+    TooLargeForPeer,
 )
-from .swarm.connection import Connection, ConnectionState
+from .swarm.connection import UNBOUNDED, Connection, ConnectionState
 from .swarm.handshake import Admission, Handshake, admit
 from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
@@ -514,9 +515,14 @@ class P2PT(AsyncIOEventEmitter):
         only on that connection (:attr:`Peer.connection`). Raises :class:`PeerClosed` when the
         peer (or that connection) is gone and :class:`~p2prpc.errors.SendQueueFull` when the
         message does not fit in the channel's send queue (then nothing of it is sent).
+
+        Frames are cut to what the connection takes
+        (:meth:`~p2prpc.swarm.connection.Connection.message_size`: the peer's announced
+        max-message-size in UTF-8 bytes, and on a long path one burst of the transport).
         """
         channel = self._channel_for(peer, connection)
-        channel.send(encode_message(msg, msg_id), tag=tag)
+        frames = encode_message(msg, msg_id, max_frame_bytes=channel.message_size(UNBOUNDED))
+        channel.send(frames, tag=tag)
         return channel.connection
 
     def send_raw(
@@ -527,16 +533,19 @@ class P2PT(AsyncIOEventEmitter):
         tag: Hashable | None = None,
         pack: Callable[[Sequence[bytes]], bytes] | None = None,
         pack_limit: int = 16 * 1024,
+        pack_overhead: int = 0,
         connection: int | None = None,
     ) -> Connection:
         """Send data-channel messages as they are (not P2PT frames); returns the channel used.
 
-        All or nothing, with the errors of :meth:`post`; ``tag``: see :meth:`withdraw`;
-        ``connection``: as for :meth:`post`; ``pack`` and ``pack_limit`` (bytes): they may leave
-        packed with others (:meth:`p2prpc.swarm.connection.Connection.send`).
+        All or nothing, with the errors of :meth:`post`, and
+        :class:`~p2prpc.errors.TooLargeForPeer` for a message larger than the peer's data
+        channel takes; ``tag``: see :meth:`withdraw`; ``connection``: as for :meth:`post`;
+        ``pack``, ``pack_limit`` and ``pack_overhead`` (bytes): they may leave packed with others
+        (:meth:`p2prpc.swarm.connection.Connection.send`).
         """
         channel = self._channel_for(peer, connection)
-        channel.send(data, tag=tag, pack=pack, pack_limit=pack_limit)
+        channel.send(data, tag=tag, pack=pack, pack_limit=pack_limit, pack_overhead=pack_overhead)
         return channel
 
     def withdraw(self, peer: Peer | str, tag: Hashable) -> int:
@@ -558,6 +567,12 @@ class P2PT(AsyncIOEventEmitter):
         Raises :class:`PeerClosed` when the peer is gone or its channel closes meanwhile.
         """
         await self._channel_for(peer, connection).drain()
+
+    def channel(self, peer: Peer | str, connection: int | None = None) -> Connection:
+        """The connection :meth:`send_raw` would send on with the same arguments (to cut data to
+        its :meth:`~p2prpc.swarm.connection.Connection.message_size` first); the errors of
+        :meth:`post`."""
+        return self._channel_for(peer, connection)
 
     def _channel_for(self, peer: Peer | str, connection: int | None = None) -> Connection:
         peer_id = peer if isinstance(peer, str) else peer.id
@@ -1022,7 +1037,7 @@ class P2PT(AsyncIOEventEmitter):
             return
         try:
             channel.send([handshake.frame(channel)])
-        except (PeerClosed, AuthError) as e:
+        except (PeerClosed, AuthError, TooLargeForPeer) as e:
             self._refuse(channel, e)
             return
         known = self._remotes.get(channel.peer_id or "")
@@ -1318,7 +1333,9 @@ class P2PT(AsyncIOEventEmitter):
         if remote is None or channel is None:
             future.set_exception(PeerClosed(f"peer {peer.id} is not connected"))
             return reply
-        frames = encode_message(msg, msg_id)  # LocalProtocolError for what JSON cannot carry
+        # LocalProtocolError for what JSON cannot carry (TooLargeForPeer: for what this
+        # connection's frames cannot carry either)
+        frames = encode_message(msg, msg_id, max_frame_bytes=channel.message_size(UNBOUNDED))
         previous = remote.waiting.get(msg_id)
         if previous is not None and not previous.done():
             previous.cancel()  # a newer message on this id takes its reply over

@@ -25,11 +25,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 
-from ..errors import PeerClosed
+from ..errors import PeerClosed, TooLargeForPeer
 from ..errors import SendQueueFull as SendQueueFull  # it lives in p2prpc.errors
 from ..transport import Link, RTCOptions, Transport, default_transport
 
 logger = logging.getLogger(__name__)
+
+#: A path whose round trip is at least this many seconds is long: data-channel messages on it are
+#: kept to what the transport puts on the wire at once (:meth:`Connection.message_size`).
+LONG_PATH = 0.01
+
+#: A size larger than any message: ``message_size(UNBOUNDED)`` is the most a message may take.
+UNBOUNDED = 2**62
 
 #: Numbers each connection of this process: what the layers above attribute calls to.
 _connection_numbers = itertools.count(1)
@@ -67,7 +74,12 @@ class Connection:
     Coalescing: small binary messages sent with a ``pack`` function (:meth:`send`) while an
     earlier one has just gone out in the same turn of the event loop wait until the end of that
     turn, and leave packed together in one data-channel message (at most ``pack_limit`` bytes of
-    them); so do those that waited in the queue together. The first of a burst is never delayed.
+    them, and a packed message of at most :meth:`message_size`); so do those that waited in the
+    queue together. The first of a burst is never delayed.
+
+    Limits of the other side: no data-channel message larger than the remote's announced
+    :attr:`max_message_size` is sent (:class:`~p2prpc.errors.TooLargeForPeer` for one, nothing
+    sent); packed ones are kept within it.
     """
 
     def __init__(
@@ -97,8 +109,11 @@ class Connection:
         self.on_open: Callable[[], None] = lambda: None
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[], None] = lambda: None
-        # (message, its size, its tag, how it may be packed: see send, and the pack's limit)
-        self._queue: deque[tuple[str | bytes, int, Hashable | None, _Pack | None, int]] = deque()
+        # (message, its size, its tag, how it may be packed: see send, the pack's limit, and the
+        # bytes it adds a message)
+        self._queue: deque[tuple[str | bytes, int, Hashable | None, _Pack | None, int, int]] = (
+            deque()
+        )
         self._queued_bytes = 0
         # Coalescing (see the class docstring): what waits for the end of this turn of the loop.
         self._corked: list[bytes] = []
@@ -108,6 +123,7 @@ class Connection:
         self.opened_at: float | None = None  # loop time when the data channel opened
         #: When this connection was built (``time.monotonic()``): how long it has been connecting.
         self.created_at = time.monotonic()
+        self._round_trip: float | None = None  # the shortest the transport measured
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()
@@ -151,6 +167,37 @@ class Connection:
         return dc_amount + self._corked_bytes + self._queued_bytes
 
     @property
+    def max_message_size(self) -> int | None:
+        """The largest data-channel message the remote takes, in bytes, as it announced it
+        (``a=max-message-size``; 65536 when it names none; ``None``: any size)."""
+        return self.link.max_message_size
+
+    @property
+    def round_trip(self) -> float | None:
+        """The shortest round trip the transport has measured on this connection, in seconds
+        (``None`` before any: :attr:`~p2prpc.transport.Link.round_trip`)."""
+        return self.link.round_trip
+
+    def message_size(self, size: int) -> int:
+        """How large to make data-channel messages here (bytes), for data one would otherwise
+        cut into ``size``-byte messages: never more than the remote's :attr:`max_message_size`,
+        and on a long path (a :attr:`round_trip` of :data:`LONG_PATH` seconds or more) no more
+        than the transport puts on the wire at once (its ``burst_size``): a larger message would
+        leave a few packets per acknowledgement, round trips after the first, where messages of
+        one burst each fill the transport's window at once. On a short path larger messages
+        cost less CPU, and acknowledgements come back at once."""
+        link = self.link
+        limit = link.max_message_size
+        if limit is not None and limit < size:
+            size = limit
+        burst = link.burst_size
+        if burst is not None and burst < size:
+            rtt = link.round_trip
+            if rtt is not None and rtt >= LONG_PATH:
+                size = burst
+        return size
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes in our queue, not yet handed to the data channel (at most ``max_send_queue``)."""
         return self._queued_bytes
@@ -162,6 +209,7 @@ class Connection:
         tag: Hashable | None = None,
         pack: Callable[[Sequence[bytes]], bytes] | None = None,
         pack_limit: int = 16 * 1024,
+        pack_overhead: int = 0,
     ) -> None:
         """Send data-channel messages in order, queueing what the channel's buffer cannot take yet.
 
@@ -172,11 +220,14 @@ class Connection:
         ``pack``: these messages (bytes, each at most ``pack_limit // 2`` bytes) may travel packed
         with others, at most ``pack_limit`` bytes of them together, in one data-channel message
         that ``pack`` builds (the receiver must read what it builds); see the class docstring.
-        Order is kept whatever is packed.
+        ``pack_overhead``: the bytes ``pack`` adds for each message it packs (and at most as many
+        for the whole), so that what it builds is kept within :meth:`message_size`. Order is
+        kept whatever is packed.
 
         All or nothing: raises :class:`SendQueueFull` (sending none of ``messages``) when those
-        that would wait do not fit in ``max_send_queue`` bytes with what waits already, and
-        :class:`PeerClosed` when the channel is not open.
+        that would wait do not fit in ``max_send_queue`` bytes with what waits already,
+        :class:`~p2prpc.errors.TooLargeForPeer` when one of them is larger than the remote's
+        :attr:`max_message_size`, and :class:`PeerClosed` when the channel is not open.
         """
         link = self.link
         if self.state is not ConnectionState.OPEN:
@@ -192,6 +243,15 @@ class Connection:
             else:
                 sizes.append(_size(m))
                 all_bytes = False
+        largest = max(sizes, default=0)
+        limit = link.max_message_size
+        if limit is not None and largest > limit:
+            raise TooLargeForPeer(
+                f"a data-channel message of {largest} bytes for {self.peer_id or '?'}, whose "
+                f"session description takes at most {limit}",
+                size=largest,
+                limit=limit,
+            )
         high = self.options.high_water_mark
         direct = 0
         if not self._queue:  # as many as go straight to the data channel, as below
@@ -205,13 +265,17 @@ class Connection:
                 f"{waiting} bytes to queue for data channel {self.name} where "
                 f"{self._queued_bytes} of {self.options.max_send_queue} are queued already"
             )
-        if pack is not None and (not all_bytes or max(sizes, default=pack_limit) > pack_limit // 2):
+        if pack is not None and (not all_bytes or largest > pack_limit // 2):
             pack = None
         if pack is not None and direct == len(messages) and self._turn_open:
             if self._corked_pack is not pack:
                 self._uncork()
+            room = self.message_size(UNBOUNDED)
             for message, size in zip(messages, sizes, strict=True):
-                if self._corked_bytes + size > pack_limit:  # a batch never holds more
+                corked = self._corked_bytes + size
+                if (  # a batch never holds more, nor makes a larger message than the path takes
+                    corked > pack_limit or corked + pack_overhead * (len(self._corked) + 2) > room
+                ):
                     self._uncork()
                 self._corked_pack = pack
                 self._corked.append(message)  # type: ignore[arg-type]  # bytes, as pack says
@@ -227,7 +291,7 @@ class Connection:
             asyncio.get_running_loop().call_soon(self._end_turn)
         if direct < len(messages):
             self._queue.extend(
-                (m, size, tag, pack, pack_limit)
+                (m, size, tag, pack, pack_limit, pack_overhead)
                 for m, size in zip(messages[direct:], sizes[direct:], strict=True)
             )
             self._queued_bytes += waiting
@@ -296,19 +360,28 @@ class Connection:
                     await low.wait()
                     continue
                 queue = self._queue  # withdraw() replaces it, but never across this block
-                data, size, _, pack, limit = queue.popleft()
+                data, size, _, pack, limit, overhead = queue.popleft()
                 self._queued_bytes -= size
                 if pack is None or not queue or queue[0][3] is not pack:
                     link.send(data)
                     continue
-                # Messages that waited together leave together, as many as one batch holds.
+                # Messages that waited together leave together, as many as one batch holds and
+                # in a message no larger than the path takes.
                 batch, room = [data], limit - size
-                while queue and queue[0][3] is pack and queue[0][1] <= room:
-                    more, more_size, _, _, _ = queue.popleft()
+                packed = size + 2 * overhead
+                path_room = self.message_size(UNBOUNDED)
+                while (
+                    queue
+                    and queue[0][3] is pack
+                    and queue[0][1] <= room
+                    and packed + queue[0][1] + overhead <= path_room
+                ):
+                    more, more_size, _, _, _, _ = queue.popleft()
                     self._queued_bytes -= more_size
                     room -= more_size
+                    packed += more_size + overhead
                     batch.append(more)
-                link.send(pack(batch))  # type: ignore[arg-type]  # bytes, as pack says
+                link.send(pack(batch) if len(batch) > 1 else data)  # type: ignore[arg-type]
         finally:
             link.on_buffered_low = None
             self._writer = None

@@ -135,6 +135,28 @@ class Link(Protocol):
         """Hand one message to the data channel (never blocks; see :attr:`buffered_amount`)."""
         ...
 
+    @property
+    def max_message_size(self) -> int | None:
+        """The largest data-channel message the remote takes, in bytes, as its session
+        description announces it (:func:`p2prpc.wire.sdp.max_message_size`: 65536 when it names
+        none; ``None``: any size, or no remote description yet). The transport refuses to send
+        a larger one."""
+        ...
+
+    @property
+    def round_trip(self) -> float | None:
+        """The shortest round trip the transport has measured on this connection, in seconds
+        (``None`` before any): the path's own, without the queueing of busy moments (which
+        takes its running estimate to tens of milliseconds on a loaded loopback)."""
+        ...
+
+    @property
+    def burst_size(self) -> int | None:
+        """The largest data-channel message the transport puts on the wire at once, as far as
+        its congestion window allows (``None``: no such bound). A larger message leaves a few
+        packets per acknowledgement: on a long path it takes round trips to reach its window."""
+        ...
+
     def selected_pair(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         """The (local, remote) address and port of the ICE candidate pair in use, if any."""
         ...

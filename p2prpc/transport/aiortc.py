@@ -10,6 +10,11 @@ aiortc does not offer are added here, in the only module that touches aiortc's i
   at once; what does not fit in the receive buffer is dropped and only resent after SCTP's
   retransmission timeout. ``RTCOptions.udp_buffer_size`` (4 MiB by default) sizes the buffers of
   the sockets under each connection, up to ``net.core.rmem_max`` / ``net.core.wmem_max``.
+- What its SCTP association knows of the path: the round trip it measured, and its burst: each
+  time it transmits, aiortc sends at most ``SCTP_MAX_BURST`` (4) chunks of ``USERDATA_MAX_LENGTH``
+  (1160) bytes beyond what is in flight, and it transmits once for each data-channel message it
+  takes and once for each acknowledgement. Messages of at most one burst therefore fill its
+  congestion window at once, while the chunks of a larger one leave four per acknowledgement.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from collections.abc import Callable
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcsctptransport import SCTP_MAX_BURST, USERDATA_MAX_LENGTH
 
 from ..errors import PeerClosed
+from ..wire.sdp import max_message_size
 from ..wire.secret import sdp_fingerprint
 from . import RTCOptions
 
 __all__ = [
     "AIORTC",
+    "BURST_SIZE",
     "AiortcLink",
     "AiortcTransport",
     "release_sockets",
@@ -38,6 +46,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The most bytes of one message aiortc's SCTP sends in one go (see the module docstring).
+BURST_SIZE = SCTP_MAX_BURST * USERDATA_MAX_LENGTH
 
 _pinned_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "p2prpc_pinned_addresses", default=None
@@ -132,6 +143,9 @@ class AiortcLink:
         self.on_close: Callable[[], None] = _nothing
         self._label = label if initiator else ""
         self._dc: RTCDataChannel | None = None
+        self._remote_max: int | None = None  # the remote's max-message-size, once it is known
+        self._round_trip: float | None = None  # the shortest round trip SCTP measured
+        self._watching = False
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -177,10 +191,12 @@ class AiortcLink:
 
     async def accept_offer(self, sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self._remote_max = max_message_size(sdp)
         return await self._set_local(await self.pc.createAnswer())
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        self._remote_max = max_message_size(sdp)
 
     async def _set_local(self, description: RTCSessionDescription) -> str:
         """Set the local description and return its SDP, which then carries every candidate."""
@@ -198,6 +214,7 @@ class AiortcLink:
         if options.udp_buffer_size is not None:
             # The sockets exist once candidates are gathered, before the SDP naming them leaves.
             size_udp_buffers(self.pc, options.udp_buffer_size)
+        self._watch_round_trips()
         local = self.pc.localDescription
         assert local is not None  # set just above
         return local.sdp
@@ -229,6 +246,34 @@ class AiortcLink:
         if dc is None:
             raise PeerClosed(f"data channel {self._label or '?'} is not open")
         dc.send(data)
+
+    @property
+    def max_message_size(self) -> int | None:
+        return self._remote_max
+
+    @property
+    def round_trip(self) -> float | None:
+        return self._round_trip
+
+    def _watch_round_trips(self) -> None:
+        """Keep the shortest of the round trips SCTP measures (it hands each to a method of its
+        own, which keeps only a smoothed average: on a busy event loop that includes queueing)."""
+        sctp = self.pc.sctp
+        if sctp is None or self._watching:
+            return
+        self._watching = True
+        update: Callable[[float], None] = sctp._update_rto
+
+        def measured(rtt: float) -> None:
+            if self._round_trip is None or rtt < self._round_trip:
+                self._round_trip = rtt
+            update(rtt)
+
+        sctp._update_rto = measured  # type: ignore[method-assign,assignment]
+
+    @property
+    def burst_size(self) -> int | None:
+        return BURST_SIZE
 
     def selected_pair(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         sctp = self.pc.sctp

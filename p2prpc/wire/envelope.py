@@ -46,7 +46,13 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import LocalProtocolError, MessageTooBig, RemoteProtocolError, TooManyPending
+from ..errors import (
+    LocalProtocolError,
+    MessageTooBig,
+    RemoteProtocolError,
+    TooLargeForPeer,
+    TooManyPending,
+)
 from . import jsjson
 from . import metadata as md
 from .held import parse_refusal
@@ -517,6 +523,9 @@ _BATCH_HEAD = bytes((MAGIC, BATCH_KIND, 0))
 _BATCH_LENGTH = struct.Struct(">I")
 #: A sender packs at most this many bytes of frames into one batch (each frame ≤ half of it).
 BATCH_SIZE = 16 * 1024
+#: The bytes a batch adds for each frame it packs (its length), and at most as many for the whole
+#: (its 3-byte head).
+BATCH_OVERHEAD = _BATCH_LENGTH.size
 #: A receiver refuses a longer batch: no sender packs one (16 KiB of frames of at least a header
 #: each, and their lengths, take at most 3 + 16 KiB + 4 × 1260 bytes).
 MAX_BATCH_LENGTH = 2 * BATCH_SIZE
@@ -743,12 +752,21 @@ def to_binary(
     env: Envelope,
     *,
     frame_size: int = BINARY_FRAME_SIZE,
+    max_frame_size: int | None = None,
     compact: bool = False,
     compact_publish: bool = False,
 ) -> list[bytes]:
     """The binary form: one or more data-channel messages (payload must be bytes or None).
     ``compact``: the peer reads compact call and status headers (its hello says ``"compact":
-    true``); ``compact_publish``: compact publish headers (``"compact_publish": true``)."""
+    true``); ``compact_publish``: compact publish headers (``"compact_publish": true``).
+
+    ``frame_size``: the bytes each frame takes at most, unless the first needs more for its
+    header: then it takes that header and as much payload as ``frame_size`` leaves a frame
+    after its 13-byte frame header, within ``max_frame_size`` (the largest data-channel message
+    the peer takes; by default ``frame_size``). Raises
+    :class:`~p2prpc.errors.TooLargeForPeer` when the header does not fit in ``max_frame_size``
+    (smaller than :data:`BINARY_FRAME_SIZE`), and :class:`~p2prpc.errors.LocalProtocolError`
+    when it does not fit in a frame of :data:`BINARY_FRAME_SIZE`."""
     if not 0 <= env.call_id <= MAX_CALL_ID:
         raise LocalProtocolError(f"call id {env.call_id} does not fit in 32 bits")
     if env.kind is Kind.PUBLISH:
@@ -772,10 +790,27 @@ def to_binary(
         flags |= _FINAL
     if env.compressed:
         flags |= _COMPRESSED
+    if frame_size <= HEADER_SIZE:
+        raise TooLargeForPeer(
+            f"frames of {frame_size} bytes carry nothing past their {HEADER_SIZE}-byte header",
+            size=HEADER_SIZE + 1,
+            limit=frame_size,
+        )
     view = memoryview(payload)
-    first_room = frame_size - HEADER_SIZE - len(header_bytes)
-    if first_room <= 0:
-        raise LocalProtocolError("call header does not fit in one frame")
+    head = HEADER_SIZE + len(header_bytes)
+    first_room = frame_size - head
+    if first_room < 0 or (first_room == 0 and view):
+        largest = min(BINARY_FRAME_SIZE, max_frame_size or frame_size)
+        if head > largest:
+            if largest < BINARY_FRAME_SIZE:
+                raise TooLargeForPeer(
+                    f"a {env.kind.name} frame header of {head} bytes, where the peer takes "
+                    f"data-channel messages of at most {largest}",
+                    size=head,
+                    limit=largest,
+                )
+            raise LocalProtocolError("call header does not fit in one frame")
+        first_room = min(frame_size - HEADER_SIZE, largest - head)
     frames = []
     more = _MORE if len(view) > first_room else 0
     frames.append(

@@ -29,6 +29,7 @@ from p2prpc.errors import (
     MessageTooBig,
     ParsedTooBig,
     RemoteProtocolError,
+    TooLargeForPeer,
     TooManyPending,
 )
 
@@ -140,7 +141,11 @@ def _split(text: str, limit: int) -> list[str]:
 
 
 def encode_message(
-    message: JSONValue, msg_id: int, *, chunk_length: int = MAX_MESSAGE_LENGTH
+    message: JSONValue,
+    msg_id: int,
+    *,
+    chunk_length: int = MAX_MESSAGE_LENGTH,
+    max_frame_bytes: int | None = None,
 ) -> list[str]:
     """Return the frame texts that send ``message`` under id ``msg_id``, in sending order.
 
@@ -149,6 +154,11 @@ def encode_message(
     ``chunk_length`` is the most UTF-16 units of text per frame (P2PT sends 16000 and accepts
     chunks of any size). Unlike P2PT, a surrogate pair is never cut in two, so a chunk may hold
     one unit less, and every frame is valid UTF-8.
+
+    ``max_frame_bytes``: the most bytes one frame may take as UTF-8 (the receiving data
+    channel's max-message-size): a chunk whose frame would take more is cut shorter (a unit
+    takes up to 6 bytes of JSON text). Raises :class:`~p2prpc.errors.TooLargeForPeer` when
+    frames that small cannot carry a character.
 
     Unlike P2PT, which sends nothing at all for ``""`` (and then waits forever for a reply), the
     empty string is sent as one empty final chunk, which P2PT receives as ``""``.
@@ -163,11 +173,34 @@ def encode_message(
     is_text = isinstance(message, str)
     text = cast(str, message) if is_text else jsjson.stringify(message, InvalidMessage)
     pieces = _split(text, chunk_length)
+    if max_frame_bytes is not None:
+        # The frame around an empty chunk, with room for a chunk index of 10 digits.
+        around = len(encode_frame(Frame(msg_id, "", 10**9, True, True)).encode()) - 2
+        if around + 2 + 6 * min(chunk_length, js_length(text)) > max_frame_bytes:
+            pieces = [part for piece in pieces for part in _fit(piece, max_frame_bytes - around)]
     last = len(pieces) - 1
     return [
         encode_frame(Frame(id=msg_id, msg=piece, c=index, last=index == last, o=not is_text))
         for index, piece in enumerate(pieces)
     ]
+
+
+def _fit(piece: str, budget: int) -> list[str]:
+    """``piece`` cut so that each part takes at most ``budget`` bytes as a JSON string in UTF-8
+    (its quotes included), never inside a surrogate pair."""
+    size = len(jsjson.quote(piece).encode())
+    if size <= budget:
+        return [piece]
+    units = js_length(piece)
+    if units <= 2:  # one character (or a surrogate pair) that does not fit alone
+        raise TooLargeForPeer(
+            f"a P2PT frame holding one character takes {size} bytes more than the "
+            f"{budget} a frame may spend on text here",
+            size=size,
+            limit=budget,
+        )
+    cut = min(units - 1, max(2, units * budget // size))  # in proportion, then again if need be
+    return [part for half in _split(piece, cut) for part in _fit(half, budget)]
 
 
 def _parse_json(text: str, what: str, start: int = 0) -> Any:
