@@ -161,6 +161,7 @@ _HELLO_KEYS = frozenset(
         "compact_publish",
         "batch",
         "window",
+        "max_message_size",
     }
 )
 
@@ -183,6 +184,8 @@ class PeerInfo:
     #: The window it gives each call, in bytes, when it reads and honours window updates
     #: (``docs/PROTOCOL.md`` §2.2); 0: it does not (a plain P2PT app, an older node).
     window: int = 0
+    #: The largest message (serialized, bytes) it reads, as its hello says (``None``: unsaid).
+    max_message_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: The peer's Ed25519 public key, proven on this connection (``None``: it showed none).
     public_key: bytes | None = None
@@ -214,6 +217,7 @@ class PeerInfo:
 
         version = hello.get("v")
         window = hello.get("window")
+        largest = hello.get("max_message_size")
         return cls(
             peer_id,
             hello=True,
@@ -232,6 +236,9 @@ class PeerInfo:
                 and not isinstance(window, bool)
                 and 0 < window <= MAX_WINDOW
                 else 0
+            ),
+            max_message_size=(
+                largest if isinstance(largest, int) and not isinstance(largest, bool) else None
             ),
             extra=extra,
         )
@@ -631,6 +638,7 @@ class Mux(AsyncIOEventEmitter):
             "compact_publish": self.binary,
             "batch": self.binary,
             "window": self.window,
+            "max_message_size": self.max_message_size,
         }
 
     def announce_change(self) -> None:
@@ -689,6 +697,15 @@ class Mux(AsyncIOEventEmitter):
         info = self.peers.get(peer_id)
         return info.window if info is not None and info.window else None
 
+    def message_limit(self, peer_id: str) -> int:
+        """The largest message (serialized, in bytes) to send to ``peer_id``: this node's
+        ``max_message_size``, and less when the peer's hello says it reads less (a larger one
+        would only be refused there: it fails here, RESOURCE_EXHAUSTED for a call)."""
+        info = self.peers.get(peer_id)
+        theirs = info.max_message_size if info is not None else None
+        mine = self.max_message_size
+        return mine if theirs is None or theirs >= mine else max(theirs, 0)
+
     def is_binary(self, peer_id: str) -> bool:
         """Whether envelopes to this peer use the binary form."""
         info = self.peers.get(peer_id)
@@ -715,7 +732,10 @@ class Mux(AsyncIOEventEmitter):
         :class:`~p2prpc.errors.SendQueueFull` (nothing sent) when what waits to go to the peer
         is at its cap (``max_send_queue`` bytes), and
         :class:`~p2prpc.errors.LocalProtocolError` (nothing sent) when the envelope cannot be
-        encoded (a header over its size, text that neither form can carry)."""
+        encoded (a header over its size, text that neither form can carry):
+        :class:`~p2prpc.errors.TooLargeForPeer` when its header does not fit in the largest
+        data-channel message the peer's connection takes. Binary frames and batches are cut to
+        what the connection takes (:meth:`~p2prpc.swarm.connection.Connection.message_size`)."""
         try:
             if binary if binary is not None else self.is_binary(peer_id):
                 channel = self.p2pt.channel(peer_id, connection)

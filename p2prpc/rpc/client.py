@@ -45,7 +45,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
+from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull, TooLargeForPeer
 from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
@@ -185,6 +185,10 @@ class _Attempt:
             status = Status(StatusCode.RESOURCE_EXHAUSTED, f"send queue to the peer is full: {e}")
             self._finish(status)
             raise _Failed(status, may_have_run=False) from e
+        except TooLargeForPeer as e:  # over what the peer announced it takes
+            status = Status(StatusCode.RESOURCE_EXHAUSTED, f"the call cannot be sent: {e}")
+            self._finish(status)
+            raise _Failed(status, may_have_run=False) from e
         except LocalProtocolError as e:  # a call the wire cannot carry (a header over 64 KiB)
             status = Status(StatusCode.INTERNAL, f"the call cannot be sent: {e}")
             self._finish(status)
@@ -193,7 +197,8 @@ class _Attempt:
 
     @property
     def max_size(self) -> int:
-        return self.node.max_message_size
+        """The largest request to send: this node's limit, and the peer's (its hello's)."""
+        return self.node.message_limit(self.peer_id)
 
     async def write(self, request: Any) -> bool:
         """Send one request-stream message (waits while the server's window for the call is
@@ -226,7 +231,8 @@ class _Attempt:
 
     async def _send(self, envelope: Envelope) -> bool:
         """Send, waiting while the send queue to the peer is full (backpressure); whether it
-        was sent. The wait ends as soon as the attempt does, however it ends."""
+        was sent. The wait ends as soon as the attempt does, however it ends. RESOURCE_EXHAUSTED
+        (the call ends) for a message the peer's connection does not take."""
         try:
             while self.state is _AttemptState.SENT:  # once ended, its reader sees the status
                 try:
@@ -236,6 +242,8 @@ class _Attempt:
                     await self._room_or_end()
         except PeerClosed:
             self.on_peer_lost()
+        except TooLargeForPeer as e:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, f"the request cannot be sent: {e}") from e
         return False
 
     async def _room_or_end(self) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc.aio
 
-from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull
+from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull, TooLargeForPeer
 from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
@@ -392,6 +392,8 @@ class ServerCall:
         except PeerClosed:
             self._cancel()
             return
+        except TooLargeForPeer as e:  # a reply the client's connection does not take
+            final = self._status_envelope(too_large(e))
         except Exception as e:
             final = self._unexpected(e)
         except BaseException as e:  # GeneratorExit, KeyboardInterrupt...: answered, then raised
@@ -405,6 +407,8 @@ class ServerCall:
         except PeerClosed:
             self._cancel()
             return
+        except TooLargeForPeer as e:  # a single reply the client's connection does not take
+            self._end_with(too_large(e))
         except LocalProtocolError as e:  # a status too large for its header (details, trailers)
             logger.error("%s: its status cannot be sent: %s", self.method, e)
             self._end_with(unsendable(e))
@@ -540,8 +544,12 @@ class ServerCall:
         """A reply envelope (with the final ``status`` for a single reply); INTERNAL for a reply
         of the wrong type, RESOURCE_EXHAUSTED past the size limit."""
         self._check_reply(reply, handler)
-        payload, compressed = pack(
-            handler.reply_codec, reply, self.binary, self.encoding, self.node.max_message_size
+        payload, compressed = pack(  # within this node's limit and the client's (its hello's)
+            handler.reply_codec,
+            reply,
+            self.binary,
+            self.encoding,
+            self.node.message_limit(self.peer_id),
         )
         self.replied = True
         return Envelope(
@@ -633,3 +641,8 @@ class ServerCall:
             if request is None:
                 return
             yield request
+
+
+def too_large(error: TooLargeForPeer) -> Status:
+    """How a call ends whose reply the client's connection does not take."""
+    return Status(StatusCode.RESOURCE_EXHAUSTED, f"the reply cannot be sent: {error}"[:1000])

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from ..errors import TooLargeForPeer
+
 StatusCode = grpc.StatusCode
 
 _BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
@@ -52,5 +54,11 @@ class Status:
 
 def unsendable(error: Exception) -> Status:
     """The status that ends a call whose own status, or message, cannot be encoded (INTERNAL,
-    naming why)."""
-    return Status(grpc.StatusCode.INTERNAL, f"the status could not be sent: {error}"[:1000])
+    naming why; RESOURCE_EXHAUSTED when it is larger than the peer takes:
+    :class:`~p2prpc.errors.TooLargeForPeer`)."""
+    code = (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+        if isinstance(error, TooLargeForPeer)
+        else grpc.StatusCode.INTERNAL
+    )
+    return Status(code, f"the status could not be sent: {error}"[:1000])
