@@ -160,6 +160,9 @@ async def test_a_message_over_the_servers_cap_in_a_batch_costs_only_its_own_call
         server.add_service("t.Say", {"/t.Say/Say": handler})
         await client.wait_for_server("t.Say", 10)
         client.max_message_size = 1 << 20  # the client may send more than the server reads
+        # ... as to a peer whose hello says nothing of its limit (one that says it is sent none
+        # larger: tests/rpc/test_announced_limits.py)
+        client.peers[server.peer_id].max_message_size = None
         seen = watch(server)
         method = UnaryUnaryMethod(client, "/t.Say/Say", StringValue, StringValue)
         # Invoked in one turn: the first leaves alone, the other two packed in one batch.
