@@ -81,9 +81,13 @@ WORK_BURST = 16 * 2**20
 #: Bytes of envelopes a peer whose work is paced may have waiting (``max_delayed_bytes``).
 MAX_DELAYED_BYTES = 16 * 2**20
 #: The window a node gives each call whose messages it reads, in bytes (``Mux(window=...)``; see
-#: :mod:`p2prpc.wire.window`), unless twice ``max_message_size`` is less. As large as aiortc's
-#: SCTP receive window, so that a stream on a long path is held back by the transport first.
-WINDOW = 1024 * 1024
+#: :mod:`p2prpc.wire.window`), unless twice ``max_message_size`` is less. A stream moves at most
+#: a window a round trip, so the window holds what aiortc's SCTP receive window (1 MiB of
+#: payload) lets through in one, counted as a window counts (512 bytes more a message: 1.5 MiB
+#: for 1 KB messages), twice (the reader grants back half a window at a time): on a long path the
+#: transport holds a stream back first. With 1 MiB, a stream of 1 KB messages moved 0.6× what
+#: raw aiortc does at 150 ms.
+WINDOW = 4 * 1024 * 1024
 
 
 @dataclass

@@ -49,7 +49,7 @@ class Node(Mux):
     or kept as compact JSON text for raw JSON callers; bytes as they are) plus 512 bytes. A
     request past either budget ends its call RESOURCE_EXHAUSTED (a new call is refused so at
     once); a reply past either ends the call RESOURCE_EXHAUSTED and the server is told.
-    ``window`` (bytes; 1 MiB, or twice ``max_message_size`` if that is less, which is also its
+    ``window`` (bytes; 4 MiB, or twice ``max_message_size`` if that is less, which is also its
     most): flow control, as HTTP/2's stream window. For each call whose requests or replies this
     node reads, the bytes a peer may have sent that the servicer or the caller has not read yet
     (each message counted as above: its payload as carried and 512 bytes); the node grants more
