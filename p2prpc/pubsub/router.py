@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import Message
 
-from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull
+from ..errors import PeerClosed, RemoteProtocolError, RpcError, SendQueueFull, TooLargeForPeer
 from ..wire.envelope import MAX_WANTED, Envelope, Kind
 from ..wire.frames import JSONValue, new_message_id
 from ..wire.held import ENVELOPE_OVERHEAD
@@ -227,6 +227,7 @@ class PubSubStats:
     wanted: int = 0  # message numbers asked for again, to fill gaps
     repaired: int = 0  # messages sent again to a neighbour that asked
     unsent: int = 0  # sends refused by a full or closed channel
+    too_large: int = 0  # not sent to a neighbour that announced it takes none this large
     skipped: int = 0  # copies not queued for a neighbour with neighbour_queue_bytes waiting
     announced: int = 0  # latest numbers told to neighbours that may have missed them (have)
 
@@ -532,6 +533,9 @@ class Router:
                 self.stats.unconvertible += 1
                 continue
             binary, data = form
+            if type(data) is bytes and len(data) > self.node.message_limit(pid):
+                self.stats.too_large += 1  # its hello says it reads none this large
+                continue
             out = Envelope(
                 Kind.PUBLISH,
                 new_message_id(),
@@ -547,6 +551,9 @@ class Router:
             )
             try:
                 sent.append((pid, self.node.send(pid, out, binary=binary)))
+            except TooLargeForPeer:  # its data channel takes no header this large
+                self.stats.too_large += 1
+                continue
             except (PeerClosed, SendQueueFull):
                 self.stats.unsent += 1  # a gap there, which its subscribers ask to fill
                 self._owe(pid, stream, envelope.seq)
@@ -1128,7 +1135,7 @@ class Router:
         )
         try:
             self.node.send(peer_id, out, binary=binary)
-        except (PeerClosed, SendQueueFull):
+        except (PeerClosed, SendQueueFull, TooLargeForPeer):
             return False
         return True
 
