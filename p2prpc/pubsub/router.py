@@ -146,10 +146,11 @@ class _Order:
     repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
     repair_rounds: int = 0  # asks for the current gap so far (they back off)
     asked: int = -1  # the highest number the last round asked for
-    # The highest number a neighbour said it holds (``have``) that has not come yet, and who
-    # said so: it is asked for, and once it comes the gap below it is a gap like any other.
+    # The highest number a neighbour said it holds (``have``) that has not come yet, and the
+    # neighbours that said they hold one not come yet (at most MAX_ANNOUNCERS, latest last): it
+    # is asked for, of each in turn, and once it comes the gap below it is a gap like any other.
     announced: int = -1
-    announcer: str | None = None
+    announcers: list[str] = field(default_factory=list)
     left_at: float | None = None  # when its publisher, a neighbour, left (None: it is here)
 
     def gap(self) -> bool:
@@ -184,8 +185,8 @@ class _Fetch:
     """Messages of one stream a relay lacks and asks for, into its repair cache."""
 
     first: int  # the lowest it may lack
-    last: int  # the latest a neighbour announced
-    announcer: str  # who announced it: asked first
+    last: int  # the latest a neighbour announced, at most ``cache_max`` above ``first``
+    announcers: list[str]  # who announced messages it lacks (asked in turn, MAX_ANNOUNCERS)
     key: bytes | None  # the stream's publisher key
     until: float = 0.0  # when it stops asking
     asked: tuple[int, ...] = ()  # what the last round asked for
@@ -652,11 +653,15 @@ class Router:
         stream = (_source(origin, envelope.publisher), topic)
         order = self._order.get(stream) if topic in self._sinks else None
         if order is not None and order.start_timer is None:
-            if seq < order.next_seq or seq <= order.announced:
+            if seq < order.next_seq:
                 return
-            if order.waiting and seq <= max(order.waiting):
-                return  # a message that came shows that gap already
-            order.announced, order.announcer = seq, peer_id
+            # Every neighbour that says it holds a message not come yet is asked in turn, so
+            # that one that claims numbers never published (2**32 - 1) cannot keep the others'
+            # true claims from being asked.
+            _announced_by(order.announcers, peer_id)
+            if seq <= order.announced or (order.waiting and seq <= max(order.waiting)):
+                return  # a message that came, or a claim, shows that gap already
+            order.announced = seq
             loop = asyncio.get_running_loop()
             if order.gap_timer is None:
                 order.gap_timer = loop.call_later(self.reorder_timeout, self._skip_gap, stream)
@@ -680,8 +685,11 @@ class Router:
         tells can ask it in turn; rounds as a subscriber's repair (the first ``repair_after``
         seconds after the announcement), for ``reorder_timeout`` at most."""
         fetch = self._fetches.get(stream)
+        # What is lacking starts after the latest this node holds, whatever a neighbour claims:
+        # a claim of 2**32 - 1 must not move the fetch past the messages really missing.
+        last = min(last, first + self.cache_max - 1)
         if fetch is None:
-            fetch = _Fetch(max(first, last - self.cache_max + 1), last, announcer, key)
+            fetch = _Fetch(first, last, [announcer], key)
             fetch.until = time.monotonic() + self.reorder_timeout
             self._fetches[stream] = fetch
             if len(self._fetches) > MAX_STREAMS:
@@ -691,8 +699,9 @@ class Router:
             # What is on its way by other paths comes meanwhile, as a subscriber's gap waits.
             loop = asyncio.get_running_loop()
             fetch.timer = loop.call_later(self.repair_after, self._fetch_round, stream)
-        elif last > fetch.last:
-            fetch.last, fetch.announcer = last, announcer
+        else:
+            fetch.last = max(fetch.last, min(last, fetch.first + self.cache_max - 1))
+            _announced_by(fetch.announcers, announcer)
 
     def _fetch_round(self, stream: tuple[str, str]) -> None:
         """Ask for the next MAX_WANTED messages a relay lacks (the announced one first)."""
@@ -716,7 +725,7 @@ class Router:
         carriers = [
             pid for pid, info in self.node.peers.items() if pid == origin or _wants(info, topic)
         ]
-        ask = fetch.announcer if fetch.announcer in carriers else None
+        ask = _in_turn(fetch.announcers, fetch.rounds, carriers)
         if ask is None and carriers:
             ask = random.choice(carriers)
         if ask is not None:
@@ -992,9 +1001,10 @@ class Router:
                     stream[1],
                     order.announced,
                     stream[0][:8],
-                    (order.announcer or "?")[:8],
+                    ", ".join(pid[:8] for pid in order.announcers) or "?",
                 )
             order.announced = -1
+            order.announcers.clear()
             self._drain(order)
             return
         self._give_up_to(stream, order, min(order.waiting))
@@ -1062,8 +1072,10 @@ class Router:
             pid for pid, info in self.node.peers.items() if pid == origin or _wants(info, topic)
         ]
         chosen = random.sample(carriers, min(2, len(carriers)))
-        announcer = order.announcer if announced >= 0 else None
-        if announcer in carriers and announcer not in chosen:
+        announcer = (
+            _in_turn(order.announcers, order.repair_rounds, carriers) if announced >= 0 else None
+        )
+        if announcer is not None and announcer not in chosen:
             chosen[-1] = announcer
         for pid in chosen:
             with contextlib.suppress(PeerClosed, SendQueueFull):
@@ -1375,3 +1387,22 @@ class Payload:
 def router_of(node: Mux) -> Router:
     """The node's pub/sub router, created on first use."""
     return node.layer("pubsub", Router)
+
+
+#: Neighbours remembered as announcers of one gap (the latest ones).
+MAX_ANNOUNCERS = 4
+
+
+def _announced_by(announcers: list[str], peer_id: str) -> None:
+    """Remember ``peer_id`` as one that announced the gap, the latest last, at most
+    :data:`MAX_ANNOUNCERS`."""
+    if peer_id in announcers:
+        announcers.remove(peer_id)
+    announcers.append(peer_id)
+    del announcers[:-MAX_ANNOUNCERS]
+
+
+def _in_turn(announcers: list[str], turn: int, carriers: list[str]) -> str | None:
+    """The announcer to ask in round ``turn``: each still connected one in turn."""
+    present = [pid for pid in announcers if pid in carriers]
+    return present[turn % len(present)] if present else None

@@ -558,6 +558,65 @@ async def test_a_have_never_makes_a_subscriber_skip_what_was_published() -> None
     await node.close()
 
 
+def _neighbours(node: Node, *peer_ids: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Make ``peer_ids`` neighbours that carry the topic and read ``have``; returns where the
+    node's wants go, as (peer, numbers asked)."""
+    from p2prpc.mux import PeerInfo
+
+    for pid in peer_ids:
+        node.peers[pid] = PeerInfo(pid, hello=True, topics=frozenset({TOPIC}), extra={"have": True})
+    wants: list[tuple[str, tuple[int, ...]]] = []
+
+    def send(peer_id: str, envelope: Envelope, **_: Any) -> int:
+        if envelope.kind is Kind.WANT:
+            wants.append((peer_id, envelope.seqs))
+        return 0
+
+    node.send = send  # type: ignore[method-assign]
+    return wants
+
+
+async def test_a_relay_asks_for_what_it_lacks_whatever_number_a_liar_claims() -> None:
+    """A relay holds messages 0-2; a liar says it holds number 2**32 - 1, then an honest
+    neighbour says 5 (3-5 were lost on the way). The relay asks for 3, 4 and 5 (not for numbers
+    near 2**32 that nobody published), and of the honest neighbour too."""
+    node = loopback_node([])  # never started: the router's rules need no network
+    router = router_of(node)
+    alice, bob, liar = "a" * 40, "b" * 40, "c" * 40
+    wants = _neighbours(node, bob, liar)
+    node.p2pt.is_connected = lambda peer_id: True  # type: ignore[method-assign]
+    for seq in range(3):
+        router._on_publish(bob, _publish(alice, seq))
+    router._on_have(liar, Envelope(Kind.HAVE, 1, 2**32 - 1, topic=TOPIC, origin=alice))
+    router._on_have(bob, Envelope(Kind.HAVE, 2, 5, topic=TOPIC, origin=alice))
+    for _ in range(2):
+        router._fetch_round((alice, TOPIC))
+    assert {3, 4, 5} <= set(wants[0][1]) and max(wants[0][1]) < 3 + router.cache_max
+    assert {peer for peer, _ in wants} == {bob, liar}  # each announcer is asked in turn
+    await node.close()
+
+
+async def test_a_liars_claim_does_not_keep_a_subscriber_from_asking_the_honest_announcer() -> None:
+    """A liar says it holds number 2**32 - 1 of a stream, then an honest neighbour says 5: the
+    subscriber's repair rounds ask each of them in turn, not the liar alone."""
+    node = loopback_node([])
+    router = router_of(node)
+    watched = Watched(node)
+    alice, bob, liar = "a" * 40, "b" * 40, "c" * 40
+    others = [f"{i:040x}" for i in range(60)]  # so that chance alone seldom picks bob twice
+    wants = _neighbours(node, bob, liar, *others)
+    for seq in range(3):
+        router._on_publish(alice, _publish(alice, seq))
+    router._on_have(liar, Envelope(Kind.HAVE, 1, 2**32 - 1, topic=TOPIC, origin=alice))
+    router._on_have(bob, Envelope(Kind.HAVE, 2, 5, topic=TOPIC, origin=alice))
+    for _ in range(4):
+        router._repair((alice, TOPIC))
+    asked = [peer for peer, _ in wants]
+    assert asked.count(bob) >= 2 and asked.count(liar) >= 2, asked
+    assert watched.seqs == [0, 1, 2] and watched.lost == 0
+    await node.close()
+
+
 async def test_a_new_subscription_starts_afresh_with_each_publisher() -> None:
     """What a publisher sent while nobody here subscribed is not missing: a subscription made
     after the last one closed starts with the next message that comes, nothing reported."""
