@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import deque
@@ -100,8 +101,24 @@ KEEPALIVE_GRACE = 15.0
 #: peer that died since it last spoke is known within moments (:meth:`Mux.probe`).
 PROBE_SILENCE = 0.1
 #: A ping unanswered for this long (seconds), or for four of the connection's round trips if
-#: more, makes its peer unresponsive: new calls prefer peers that answer (:meth:`Mux.responsive`).
+#: more, makes its peer unresponsive: new calls prefer peers that answer (:meth:`Mux.life`).
 ANSWER_WAIT = 0.25
+#: A peer heard from within this many seconds is answering (:attr:`Life.ANSWERING`).
+RECENT = 0.25
+
+
+class Life(enum.IntEnum):
+    """What a node knows of a peer's recent life (:meth:`Mux.life`), best first: new calls go
+    to the best a service has."""
+
+    #: Heard from within :data:`RECENT` seconds.
+    ANSWERING = 0
+    #: Nothing heard lately, and no ping to it is overdue.
+    QUIET = 1
+    #: A ping to it went unanswered for :data:`ANSWER_WAIT` (or four round trips).
+    UNANSWERED = 2
+    #: Every connection to it is suspect (keepalive): no new call goes to it.
+    SUSPECT = 3
 
 
 @dataclass
@@ -638,22 +655,38 @@ class Mux(AsyncIOEventEmitter):
         connections = self.p2pt.connections(peer_id)
         return bool(connections) and all((peer_id, c) in self._suspect for c in connections)
 
-    def responsive(self, peer_id: str) -> bool:
-        """Whether ``peer_id`` answers: not suspect, and no ping to it on the connection new
-        calls take waits longer than :data:`ANSWER_WAIT` or four of its round trips. A peer
-        that died since it last spoke stops being responsive a moment after a call probes it
-        (:meth:`probe`), long before keepalive finds it suspect."""
-        if not self._pinged:
-            return True
+    def life(self, peer_id: str, *, probe: bool = False) -> Life:
+        """What this node knows of ``peer_id``'s recent life on the connection new calls to it
+        take (:class:`Life`, best first): how new calls rank it. ``probe``: ping it if nothing
+        was heard from it for :data:`PROBE_SILENCE` (at most one ping waits on a connection), so
+        that what is known stays recent while calls are being made. With keepalive off nothing
+        is known: every peer is :attr:`Life.ANSWERING`."""
+        if self.keepalive_interval is None:
+            return Life.ANSWERING
         connection = self._lively_connection(peer_id)
         if connection is None:
-            return not self.is_suspect(peer_id)
+            return Life.SUSPECT if self.is_suspect(peer_id) else Life.QUIET
         key = (peer_id, connection)
+        heard = self._heard.get(key)
+        if heard is None:
+            return Life.QUIET
+        now = time.monotonic()
         pinged = self._pinged.get(key)
-        if pinged is None:
-            return True
-        wait = max(ANSWER_WAIT, 4 * self._round_trip.get(key, 0.0))
-        return time.monotonic() - pinged < wait
+        if pinged is not None:
+            if now - pinged >= max(ANSWER_WAIT, 4 * self._round_trip.get(key, 0.0)):
+                return Life.UNANSWERED
+        elif probe and now - heard > PROBE_SILENCE:
+            info = self.peers.get(peer_id)
+            if info is not None and info.keepalive:
+                self._ping(key, now)
+        return Life.ANSWERING if now - heard <= RECENT else Life.QUIET
+
+    def responsive(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` answers: not suspect, and no ping to it waits longer than
+        :data:`ANSWER_WAIT` or four of its round trips (:meth:`life`). A peer that died since
+        it last spoke stops being responsive a moment after a call probes it, long before
+        keepalive finds it suspect."""
+        return self.life(peer_id) < Life.UNANSWERED
 
     def silence(self, peer_id: str) -> float | None:
         """Seconds since anything was heard from ``peer_id`` on the connection new calls to it

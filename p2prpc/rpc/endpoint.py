@@ -277,11 +277,12 @@ class Endpoint:
         exclude: frozenset[str] = frozenset(),
         allowed: Callable[[str], bool] | None = None,
     ) -> str | None:
-        """A server of ``service``, by what this node knows of each: first those that answer
-        (:meth:`~p2prpc.mux.Mux.responsive`: a ping to it unanswered for a moment, as after it
-        died without a word, ranks it after the others), then those whose calls did not run
-        out of time in the last ``SLOW_SERVER_PENALTY`` seconds, then the fewest calls in flight
-        from here (ties: random). Suspect servers are never picked (see
+        """A server of ``service``, by what this node knows of each: first by its recent life
+        (:meth:`~p2prpc.mux.Mux.life`: heard from lately, then quiet, then leaving a ping
+        unanswered, as after it died without a word; each candidate quiet for a moment is
+        pinged, so that what is known stays recent while calls are made), then those whose
+        calls did not run out of time in the last ``SLOW_SERVER_PENALTY`` seconds, then the
+        fewest calls in flight from here (ties: random). Suspect servers are never picked (see
         :meth:`~p2prpc.mux.Mux.servers_of`); servers in ``exclude`` (already tried) only when
         there is no other. ``allowed``: only servers it accepts, ever."""
         servers = self.node.servers_of(service)
@@ -290,13 +291,16 @@ class Endpoint:
         candidates = [pid for pid in servers if pid not in exclude] or servers
         if not candidates:
             return None
+        if len(candidates) == 1:
+            self.node.life(candidates[0], probe=True)  # what the call finds there stays known
+            return candidates[0]
         random.shuffle(candidates)
         recent = time.monotonic() - SLOW_SERVER_PENALTY
-        responsive = self.node.responsive
+        life = self.node.life
         return min(
             candidates,
             key=lambda pid: (
-                not responsive(pid),
+                life(pid, probe=True),
                 self._timed_out.get(pid, 0.0) > recent,
                 self._in_flight.get(pid, 0),
             ),
