@@ -22,6 +22,7 @@ from p2prpc.rpc import (
     Handler,
     ServicerContext,
     StatusCode,
+    StreamUnaryMethod,
     UnaryStreamMethod,
     UnaryUnaryMethod,
 )
@@ -36,6 +37,7 @@ SERVICE = "outage.Feed"
 FOLLOW = f"/{SERVICE}/Follow"
 WHO = f"/{SERVICE}/Who"
 HOLD = f"/{SERVICE}/Hold"
+SINK = f"/{SERVICE}/Sink"
 
 
 def now() -> float:
@@ -61,6 +63,14 @@ class Feed:
         self.ran.append(request.value)
         return StringValue(value=self.node.peer_id)
 
+    async def sink(
+        self, requests: AsyncIterator[StringValue], context: ServicerContext
+    ) -> StringValue:
+        total = 0
+        async for request in requests:
+            total += len(request.value)
+        return StringValue(value=str(total))
+
     async def hold(self, request: StringValue, context: ServicerContext) -> StringValue:
         self.held.set()
         await self.released.wait()
@@ -74,6 +84,7 @@ class Feed:
                 FOLLOW: Handler(self.follow, Cardinality.UNARY_STREAM, s, s),
                 WHO: Handler(self.who, Cardinality.UNARY_UNARY, s, s),
                 HOLD: Handler(self.hold, Cardinality.UNARY_UNARY, s, s),
+                SINK: Handler(self.sink, Cardinality.STREAM_UNARY, s, s),
             },
         )
 
@@ -183,3 +194,36 @@ async def test_during_a_cut_new_calls_go_to_another_server_and_idempotent_ones_m
             assert (await asyncio.wait_for(held, 15)).value == b.peer_id
             assert now() - events.when("suspect") < 1.0
         assert feed_a.ran == [] and feed_b.ran == ["during"]
+
+
+async def test_a_call_that_never_left_moves_to_another_server_when_its_server_turns_suspect() -> (
+    None
+):
+    """Cut off from A mid-upload, a call that is not idempotent waits in the send queue behind
+    the upload's data: it never left this node, so when A turns suspect it is taken back and
+    sent to B. A never runs it, even once the link heals and the upload goes on."""
+    async with mesh(3) as m:
+        client, a, b = m.nodes
+        feed_a, feed_b = Feed(a), Feed(b)
+        feed_a.serve()
+        await client.wait_for_server(SERVICE, 10)
+        upload = StreamUnaryMethod(Channel(client, a.peer_id), SINK, StringValue, StringValue)(
+            timeout=60
+        )
+        chunk = StringValue(value="x" * 60_000)
+        await upload.write(chunk)
+        await upload.wait_for_connection()
+        events = Events(client, a.peer_id)
+        with cut(client, a.peer_id) as link:
+            for _ in range(40):  # 2.4 MB: more than the data channel's buffer takes
+                await upload.write(chunk)
+            who = UnaryUnaryMethod(Channel(client), WHO, StringValue, StringValue)
+            queued = asyncio.ensure_future(who(StringValue(value="queued"), timeout=60))
+            feed_b.serve()
+            await client.wait_until(lambda: len(client.servers_of(SERVICE)) == 2, 10)
+            assert (await asyncio.wait_for(queued, 15)).value == b.peer_id
+            assert "suspect" in events.names()
+            link.heal()
+            await upload.done_writing()
+            assert (await asyncio.wait_for(upload, 30)).value == str(41 * 60_000)
+        assert feed_a.ran == [] and feed_b.ran == ["queued"]
