@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .mesh import KnownPeer, Mesh, mesh_of
-from .mux import IdentityTarget, Layer, MethodAcceptor, Mux, PeerInfo, PeerTarget
+from .mux import IdentityTarget, Layer, Life, MethodAcceptor, Mux, PeerInfo, PeerTarget
 from .services import serve_standard_services
 
 __all__ = [
     "IdentityTarget",
     "Layer",
+    "Life",
     "MethodAcceptor",
     "Node",
     "PeerInfo",
@@ -84,7 +85,8 @@ class Node(Mux):
     ping, and new calls prefer peers that answer theirs (see ``p2prpc.rpc.Channel``).
     ``keepalive_interval=None`` turns keepalive off. Only peers whose hello says they answer
     pings are pinged; plain P2PT peers see no extra traffic. Events: ``connectionsuspect(peer_id,
-    connection)`` and ``connectionalive(peer_id, connection)``.
+    connection)`` and ``connectionalive(peer_id, connection)``; ``node.life(peer_id)`` says what
+    is known of a peer (:class:`~p2prpc.mux.Life`), ``node.is_suspect(peer_id)`` whether it is.
     ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
     signalling is sealed, and each connection proves the secret before anything is delivered.
     A weak one (fewer than 16 characters or bytes, or under an estimated 64 bits) raises

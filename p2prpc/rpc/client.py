@@ -385,8 +385,10 @@ class _Attempt:
         self.node.queued.give_back(self.peer_id, self._charged)
         self._charged = 0
         if status.code is not StatusCode.OK and self.node.withdraw(self.peer_id, self.tag):
-            # Only the call's own frames carry its tag unless it streams requests: the last of
-            # them had not left, so the server never had the call.
+            # Before any reply (window updates follow replies), only the call's own frames
+            # carry its tag unless it streams requests: the last of them had not left, so the
+            # server never had the call. (What it decides is read only for attempts that had
+            # no reply.)
             self.never_sent = self.never_sent or not self.call._client_streams
         self.endpoint.client_call_ended(self.peer_id, self.call_id)
         self.readable.set()

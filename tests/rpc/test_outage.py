@@ -159,8 +159,8 @@ async def test_a_cut_longer_than_the_grace_fails_calls_unavailable_after_timeout
         assert caught.value.code() is StatusCode.UNAVAILABLE
         assert events.names()[:2] == ["suspect", "closed"]
         # Pinged once silent for the interval, suspect after the timeout, closed after the grace.
-        assert timeout + grace <= failed - started < 0.5 + timeout + grace + 1.0
-        assert grace <= failed - events.when("suspect") < grace + 0.5
+        assert timeout + grace <= failed - started < 0.5 + timeout + grace + 2.0
+        assert grace <= failed - events.when("suspect") < grace + 1.5
 
 
 async def test_during_a_cut_new_calls_go_to_another_server_and_idempotent_ones_move() -> None:
@@ -187,12 +187,12 @@ async def test_during_a_cut_new_calls_go_to_another_server_and_idempotent_ones_m
                 await asyncio.sleep(0.01)
             asked = now()
             assert (await who(StringValue(value="during"), timeout=30)).value == b.peer_id
-            assert now() - asked < 1.0
+            assert now() - asked < 1.5
             assert now() - started < client.keepalive_interval + 1.5  # before A is suspect
             assert "suspect" not in events.names()
             # The idempotent call A holds moves to B once A is suspect.
             assert (await asyncio.wait_for(held, 15)).value == b.peer_id
-            assert now() - events.when("suspect") < 1.0
+            assert now() - events.when("suspect") < 2.0
         assert feed_a.ran == [] and feed_b.ran == ["during"]
 
 
@@ -200,23 +200,25 @@ async def test_a_call_that_never_left_moves_to_another_server_when_its_server_tu
     None
 ):
     """Cut off from A mid-upload, a call that is not idempotent waits in the send queue behind
-    the upload's data: it never left this node, so when A turns suspect it is taken back and
-    sent to B. A never runs it, even once the link heals and the upload goes on."""
+    two uploads' data (each within its window, more than the data channel's buffer takes): it
+    never left this node, so when A turns suspect it is taken back and sent to B. A never runs
+    it, even once the link heals and the uploads go on."""
     async with mesh(3) as m:
         client, a, b = m.nodes
         feed_a, feed_b = Feed(a), Feed(b)
         feed_a.serve()
         await client.wait_for_server(SERVICE, 10)
-        upload = StreamUnaryMethod(Channel(client, a.peer_id), SINK, StringValue, StringValue)(
-            timeout=60
-        )
+        sink = StreamUnaryMethod(Channel(client, a.peer_id), SINK, StringValue, StringValue)
+        uploads = [sink(timeout=60), sink(timeout=60)]
         chunk = StringValue(value="x" * 60_000)
-        await upload.write(chunk)
-        await upload.wait_for_connection()
+        for upload in uploads:
+            await upload.write(chunk)
+            await upload.wait_for_connection()
         events = Events(client, a.peer_id)
         with cut(client, a.peer_id) as link:
-            for _ in range(40):  # 2.4 MB: more than the data channel's buffer takes
-                await upload.write(chunk)
+            for upload in uploads:
+                for _ in range(15):  # 16 in all: within the call's window (1 MiB)
+                    await upload.write(chunk)
             who = UnaryUnaryMethod(Channel(client), WHO, StringValue, StringValue)
             queued = asyncio.ensure_future(who(StringValue(value="queued"), timeout=60))
             feed_b.serve()
@@ -224,6 +226,7 @@ async def test_a_call_that_never_left_moves_to_another_server_when_its_server_tu
             assert (await asyncio.wait_for(queued, 15)).value == b.peer_id
             assert "suspect" in events.names()
             link.heal()
-            await upload.done_writing()
-            assert (await asyncio.wait_for(upload, 30)).value == str(41 * 60_000)
+            for upload in uploads:
+                await upload.done_writing()
+                assert (await asyncio.wait_for(upload, 30)).value == str(16 * 60_000)
         assert feed_a.ran == [] and feed_b.ran == ["queued"]
