@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import MessageTooBig, RemoteProtocolError, TooManyPending
+from ..mux import Life
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.status import Status, StatusCode
@@ -277,12 +278,12 @@ class Endpoint:
         exclude: frozenset[str] = frozenset(),
         allowed: Callable[[str], bool] | None = None,
     ) -> str | None:
-        """A server of ``service``, by what this node knows of each: first by its recent life
-        (:meth:`~p2prpc.mux.Mux.life`: heard from lately, then quiet, then leaving a ping
-        unanswered, as after it died without a word; each candidate quiet for a moment is
-        pinged, so that what is known stays recent while calls are made), then those whose
-        calls did not run out of time in the last ``SLOW_SERVER_PENALTY`` seconds, then the
-        fewest calls in flight from here (ties: random). Suspect servers are never picked (see
+        """A server of ``service``, by what this node knows of each: those that answer before
+        those leaving a ping unanswered (:meth:`~p2prpc.mux.Mux.life`, as after it died without
+        a word; each candidate quiet for a moment is pinged, so that what is known stays recent
+        while calls are made), then those whose calls did not run out of time in the last
+        ``SLOW_SERVER_PENALTY`` seconds, then those heard from lately before quiet ones, then
+        the fewest calls in flight from here (ties: random). Suspect servers are never picked (see
         :meth:`~p2prpc.mux.Mux.servers_of`); servers in ``exclude`` (already tried) only when
         there is no other. ``allowed``: only servers it accepts, ever."""
         servers = self.node.servers_of(service)
@@ -296,12 +297,13 @@ class Endpoint:
             return candidates[0]
         random.shuffle(candidates)
         recent = time.monotonic() - SLOW_SERVER_PENALTY
-        life = self.node.life
+        lives = {pid: self.node.life(pid, probe=True) for pid in candidates}
         return min(
             candidates,
             key=lambda pid: (
-                life(pid, probe=True),
+                lives[pid] >= Life.UNANSWERED,
                 self._timed_out.get(pid, 0.0) > recent,
+                lives[pid],
                 self._in_flight.get(pid, 0),
             ),
         )

@@ -13,6 +13,7 @@ import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
 from p2prpc.errors import RpcError
+from p2prpc.mux import Life
 from p2prpc.node import Node
 from p2prpc.rpc import Cardinality, Channel, Handler, ServicerContext, StatusCode, UnaryUnaryMethod
 from p2prpc.rpc.endpoint import endpoint_of
@@ -175,3 +176,36 @@ async def test_servers_that_vanish_without_a_word_are_passed_over_and_no_call_ru
     late = [at - vanished[pid] for at, pid in picked if at - vanished.get(pid, at) > 1.0]
     assert late == [], late
     assert codes[StatusCode.OK] >= 180, codes  # 75 % (about 95 % here; 70-81 % before)
+
+
+async def test_a_server_whose_calls_ran_out_of_time_is_passed_over_even_if_heard_from_lately() -> (
+    None
+):
+    """Recent life ranks servers that answer, but a server whose calls ran out of time is still
+    passed over while another serves, even when it spoke more lately than the other."""
+
+    def recorder(node: Node) -> Handler:
+        async def record(request: StringValue, context: ServicerContext) -> StringValue:
+            if request.value == "slow":
+                await asyncio.sleep(5)
+            return StringValue(value=node.peer_id)
+
+        return Handler(record, Cardinality.UNARY_UNARY, StringValue, StringValue)
+
+    async with mesh(3) as m:
+        client, slow, fast = m.nodes
+        for server in (slow, fast):
+            server.add_service(SERVICE, {f"/{SERVICE}/Record": recorder(server)})
+        await client.wait_until(lambda: len(client.servers_of(SERVICE)) == 2, 20)
+        path = f"/{SERVICE}/Record"
+        to_slow = UnaryUnaryMethod(Channel(client, slow.peer_id), path, StringValue, StringValue)
+        with pytest.raises(RpcError) as caught:
+            await to_slow(StringValue(value="slow"), timeout=0.2)
+        assert caught.value.code() is StatusCode.DEADLINE_EXCEEDED
+        async with asyncio.timeout(10):
+            while client.life(fast.peer_id) is not Life.QUIET:  # noqa: ASYNC110  # time passing
+                await asyncio.sleep(0.01)
+        assert (await to_slow(StringValue(value="now"), timeout=5)).value == slow.peer_id
+        assert client.life(slow.peer_id) is Life.ANSWERING  # it just spoke; the other did not
+        anyone = UnaryUnaryMethod(Channel(client), path, StringValue, StringValue)
+        assert (await anyone(StringValue(value="which"), timeout=5)).value == fast.peer_id
