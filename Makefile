@@ -25,7 +25,7 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 
 # Debian packages the interop tests need: a browser and `ip` for the test network namespace; and
 # those of the emulated long path (tests/lab): iptables, tc, and libnetfilter-queue to build its
-# delay program.
+# delay program (iptables also cuts a link between two peers in tests/rpc/test_outage.py).
 APT_PACKAGES := chromium iproute2 iptables libnetfilter-queue-dev gcc libc6-dev
 apt: .apt-installed
 .apt-installed: Makefile

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import deque
@@ -88,6 +89,36 @@ MAX_DELAYED_BYTES = 16 * 2**20
 #: transport holds a stream back first. With 1 MiB, a stream of 1 KB messages moved 0.6× what
 #: raw aiortc does at 150 ms.
 WINDOW = 4 * 1024 * 1024
+
+#: Keepalive's defaults, in seconds (``Mux(keepalive_interval=..., keepalive_timeout=...,
+#: keepalive_grace=...)``): a connection silent for the interval is pinged; one that leaves a
+#: ping unanswered for the timeout is suspect; a suspect one is closed after the grace. A peer
+#: whose event loop is blocked for less than the timeout never looks dead.
+KEEPALIVE_INTERVAL = 1.5
+KEEPALIVE_TIMEOUT = 3.5
+KEEPALIVE_GRACE = 15.0
+#: A call sent on a connection silent for longer than this (seconds) carries a ping, so that a
+#: peer that died since it last spoke is known within moments (:meth:`Mux.probe`).
+PROBE_SILENCE = 0.1
+#: A ping unanswered for this long (seconds), or for four of the connection's round trips if
+#: more, makes its peer unresponsive: new calls prefer peers that answer (:meth:`Mux.life`).
+ANSWER_WAIT = 0.25
+#: A peer heard from within this many seconds is answering (:attr:`Life.ANSWERING`).
+RECENT = 0.25
+
+
+class Life(enum.IntEnum):
+    """What a node knows of a peer's recent life (:meth:`Mux.life`), best first: new calls go
+    to the best a service has."""
+
+    #: Heard from within :data:`RECENT` seconds.
+    ANSWERING = 0
+    #: Nothing heard lately, and no ping to it is overdue.
+    QUIET = 1
+    #: A ping to it went unanswered for :data:`ANSWER_WAIT` (or four round trips).
+    UNANSWERED = 2
+    #: Every connection to it is suspect (keepalive): no new call goes to it.
+    SUSPECT = 3
 
 
 @dataclass
@@ -285,8 +316,9 @@ class Mux(AsyncIOEventEmitter):
         max_calls_per_peer: int = 256,
         max_queued_bytes_per_peer: int = 64 * 2**20,
         max_queued_bytes: int = 256 * 2**20,
-        keepalive_interval: float | None = 1.5,
-        keepalive_timeout: float = 2.0,
+        keepalive_interval: float | None = KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        keepalive_grace: float = KEEPALIVE_GRACE,
         max_decompression_ratio: float = MAX_RATIO,
         work_rate: float = WORK_RATE,
         work_burst: float = WORK_BURST,
@@ -359,16 +391,23 @@ class Mux(AsyncIOEventEmitter):
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
         if keepalive_interval is not None and not (
-            keepalive_interval > 0 and keepalive_timeout > 0
+            keepalive_interval > 0 and keepalive_timeout > 0 and keepalive_grace >= 0
         ):
-            raise ValueError("keepalive_interval and keepalive_timeout must be positive seconds")
+            raise ValueError(
+                "keepalive_interval and keepalive_timeout must be positive seconds, "
+                "keepalive_grace seconds (0 or more)"
+            )
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
+        self.keepalive_grace = keepalive_grace
         # Keepalive watches each connection, keyed (peer id, connection): a call lives on one.
-        self._heard: dict[tuple[str, int], float] = {}  # when it last brought anything
+        self._heard: dict[tuple[str, int], float] = {}  # when it last showed life
         self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
-        self._unsent: dict[tuple[str, int], int] = {}  # bytes waiting on it at the last check
+        self._acked: dict[tuple[str, int], int] = {}  # its transport's acknowledgement, last seen
+        self._suspect: dict[tuple[str, int], float] = {}  # since when it is suspect
+        self._round_trip: dict[tuple[str, int], float] = {}  # smoothed ping round trip
         self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_due = 0.0  # when the next check should run (time.monotonic())
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("connectionclose", self._on_connectionclose)
@@ -462,25 +501,49 @@ class Mux(AsyncIOEventEmitter):
             self._schedule_keepalive()
 
     # -- keepalive ----------------------------------------------------------------------------
+    #
+    # Each connection is watched on its own (traffic on a new connection says nothing of an
+    # older one, and the calls made on one end with it):
+    #
+    #   alive ──ping unanswered for keepalive_timeout──▶ suspect ──keepalive_grace──▶ closed
+    #     ▲                                                  │
+    #     └──────────────── anything heard from it ──────────┘
+    #
+    # Life is anything that arrives on the connection, or its transport acknowledging our data
+    # (so a ping waiting behind our own data is not held against the peer). A suspect
+    # connection takes no new call; calls in flight on it wait (the layers decide: the RPC layer
+    # moves the calls that may move). Time this node's own event loop spent blocked is not held
+    # against its peers: what they sent meanwhile is read before they are judged.
+
+    def _tick(self) -> float:
+        assert self.keepalive_interval is not None
+        return min(self.keepalive_interval, self.keepalive_timeout) / 4
 
     def _schedule_keepalive(self) -> None:
-        assert self.keepalive_interval is not None
-        tick = min(self.keepalive_interval, self.keepalive_timeout) / 2
+        tick = self._tick()
+        self._keepalive_due = time.monotonic() + tick
         self._keepalive = asyncio.get_running_loop().call_later(tick, self._check_peers)
 
     def _check_peers(self) -> None:
-        """Ping idle connections; close those that left a ping unanswered past the timeout.
-
-        Each connection of a peer is watched on its own: traffic on a new connection says
-        nothing of an older one, and the calls made on that one end with it."""
-        assert self.keepalive_interval is not None
+        """Ping idle connections; make suspect those that left a ping unanswered past the
+        timeout; close those suspect for longer than the grace."""
         now = time.monotonic()
         self._reader.expire(now)
-        for peer_id, info in list(self.peers.items()):
-            if not info.keepalive:
-                continue
-            for connection in self.p2pt.connections(peer_id):
-                self._check_connection((peer_id, connection), now)
+        tick = self._tick()
+        late = now - self._keepalive_due
+        if late > tick / 2:
+            # This node's loop was blocked: what peers sent meanwhile waits unread, and their
+            # silence is ours. Their clocks stop for as long, and they are judged next time.
+            stalled = late + tick
+            for stamps in (self._pinged, self._suspect):
+                for key, since in stamps.items():
+                    stamps[key] = min(since + stalled, now)
+        else:
+            for peer_id, info in list(self.peers.items()):
+                if not info.keepalive:
+                    continue
+                for connection in self.p2pt.connections(peer_id):
+                    self._check_connection((peer_id, connection), now)
         if not self._stopping:
             self._schedule_keepalive()
 
@@ -488,25 +551,57 @@ class Mux(AsyncIOEventEmitter):
         assert self.keepalive_interval is not None  # only called while keepalive runs
         peer_id, connection = key
         heard = self._heard.setdefault(key, now)
-        unsent = self.p2pt.buffered_amount(peer_id, connection)
-        if unsent < self._unsent.get(key, 0):
+        acked = self.p2pt.acknowledged(peer_id, connection)
+        if self._acked.setdefault(key, acked) != acked:
+            self._acked[key] = acked
             heard = self._heard[key] = now  # its transport acknowledges what we send
-            self._pinged.pop(key, None)
-        self._unsent[key] = unsent
+            self._alive(key, now)
+        suspect = self._suspect.get(key)
         pinged = self._pinged.get(key)
-        if pinged is not None and heard < pinged and now - pinged >= self.keepalive_timeout:
+        if suspect is not None:
+            if now - suspect >= self.keepalive_grace:
+                logger.info(
+                    "peer %s answered nothing on connection %d for %.1f s: closing it",
+                    peer_id[:8],
+                    connection,
+                    now - heard,
+                )
+                self.p2pt.close_connection(peer_id, connection)
+                if not self.p2pt.is_connected(peer_id) and not self._stopping:
+                    self.p2pt.request_more_peers()  # if it was only paused, it is found again soon
+        elif pinged is not None and now - pinged >= self.keepalive_timeout:
             logger.info(
-                "peer %s answered no ping on connection %d in %.1f s: closing it",
+                "peer %s answered no ping on connection %d in %.1f s: suspect",
                 peer_id[:8],
                 connection,
-                now - heard,
+                now - pinged,
             )
-            self.p2pt.close_connection(peer_id, connection)
-            if not self.p2pt.is_connected(peer_id) and not self._stopping:
-                self.p2pt.request_more_peers()  # if it was only paused, it is found again soon
+            self._suspect[key] = now
+            self.emit("connectionsuspect", peer_id, connection)
+            if self.keepalive_grace == 0:
+                self._check_connection(key, now)
         elif pinged is None and now - heard >= self.keepalive_interval:
-            self._pinged[key] = now
-            self._send_control(peer_id, Kind.PING, connection)
+            self._ping(key, now)
+
+    def _ping(self, key: tuple[str, int], now: float) -> None:
+        self._pinged[key] = now
+        self._send_control(key[0], Kind.PING, key[1])
+
+    def probe(self, peer_id: str, connection: int) -> None:
+        """A call just went on ``connection`` to ``peer_id``: if nothing was heard on it for
+        :data:`PROBE_SILENCE`, ping it, so that a peer that died since it last spoke is
+        unresponsive within moments (new calls go elsewhere) instead of after the interval."""
+        if self.keepalive_interval is None:
+            return
+        key = (peer_id, connection)
+        heard = self._heard.get(key)
+        if heard is None or key in self._pinged:
+            return
+        now = time.monotonic()
+        if now - heard > PROBE_SILENCE:
+            info = self.peers.get(peer_id)
+            if info is not None and info.keepalive:
+                self._ping(key, now)
 
     def _drop_peer(self, peer_id: str) -> None:
         """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
@@ -526,14 +621,87 @@ class Mux(AsyncIOEventEmitter):
     def _hear(self, peer_id: str, connection: int) -> None:
         """Anything on a connection shows it is alive."""
         key = (peer_id, connection)
-        self._heard[key] = time.monotonic()
+        now = self._heard[key] = time.monotonic()
         if self._pinged:
-            self._pinged.pop(key, None)
+            self._alive(key, now)
+
+    def _alive(self, key: tuple[str, int], now: float) -> None:
+        """The connection showed life at ``now``: its ping is answered, and it is no longer
+        suspect."""
+        pinged = self._pinged.pop(key, None)
+        if self._suspect.pop(key, None) is not None:
+            logger.info("peer %s on connection %d speaks again", key[0][:8], key[1])
+            self.emit("connectionalive", key[0], key[1])
+        elif pinged is not None:
+            sample = now - pinged
+            rtt = self._round_trip.get(key)
+            self._round_trip[key] = sample if rtt is None else 0.875 * rtt + 0.125 * sample
 
     def _forget_connection(self, key: tuple[str, int]) -> None:
         self._heard.pop(key, None)
         self._pinged.pop(key, None)
-        self._unsent.pop(key, None)
+        self._acked.pop(key, None)
+        self._suspect.pop(key, None)
+        self._round_trip.pop(key, None)
+
+    def is_suspect(self, peer_id: str, connection: int | None = None) -> bool:
+        """Whether ``connection`` to ``peer_id`` (``None``: every connection to it) is suspect:
+        it left a ping unanswered for ``keepalive_timeout`` and has said nothing since. No new
+        call goes to a suspect peer; it is closed after ``keepalive_grace``."""
+        if not self._suspect:
+            return False
+        if connection is not None:
+            return (peer_id, connection) in self._suspect
+        connections = self.p2pt.connections(peer_id)
+        return bool(connections) and all((peer_id, c) in self._suspect for c in connections)
+
+    def life(self, peer_id: str, *, probe: bool = False) -> Life:
+        """What this node knows of ``peer_id``'s recent life on the connection new calls to it
+        take (:class:`Life`, best first): how new calls rank it. ``probe``: ping it if nothing
+        was heard from it for :data:`PROBE_SILENCE` (at most one ping waits on a connection), so
+        that what is known stays recent while calls are being made. With keepalive off nothing
+        is known: every peer is :attr:`Life.ANSWERING`."""
+        if self.keepalive_interval is None:
+            return Life.ANSWERING
+        connection = self._lively_connection(peer_id)
+        if connection is None:
+            return Life.SUSPECT if self.is_suspect(peer_id) else Life.QUIET
+        key = (peer_id, connection)
+        heard = self._heard.get(key)
+        if heard is None:
+            return Life.QUIET
+        now = time.monotonic()
+        pinged = self._pinged.get(key)
+        if pinged is not None:
+            if now - pinged >= max(ANSWER_WAIT, 4 * self._round_trip.get(key, 0.0)):
+                return Life.UNANSWERED
+        elif probe and now - heard > PROBE_SILENCE:
+            info = self.peers.get(peer_id)
+            if info is not None and info.keepalive:
+                self._ping(key, now)
+        return Life.ANSWERING if now - heard <= RECENT else Life.QUIET
+
+    def responsive(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` answers: not suspect, and no ping to it waits longer than
+        :data:`ANSWER_WAIT` or four of its round trips (:meth:`life`). A peer that died since
+        it last spoke stops being responsive a moment after a call probes it, long before
+        keepalive finds it suspect."""
+        return self.life(peer_id) < Life.UNANSWERED
+
+    def silence(self, peer_id: str) -> float | None:
+        """Seconds since anything was heard from ``peer_id`` on the connection new calls to it
+        take (``None``: not known, keepalive off or not yet watched)."""
+        connection = self._lively_connection(peer_id)
+        heard = self._heard.get((peer_id, connection)) if connection is not None else None
+        return None if heard is None else time.monotonic() - heard
+
+    def _lively_connection(self, peer_id: str) -> int | None:
+        """The connection a new call to ``peer_id`` takes: its first usable one that is not
+        suspect (``None``: none is usable, or all are suspect)."""
+        for connection in self.p2pt.connections(peer_id):
+            if (peer_id, connection) not in self._suspect:
+                return connection
+        return None
 
     @property
     def stopping(self) -> bool:
@@ -660,11 +828,15 @@ class Mux(AsyncIOEventEmitter):
     # -- peers --------------------------------------------------------------------------------
 
     def servers_of(self, service: str) -> list[str]:
-        """Connected peers that said they serve ``service``."""
+        """Connected peers that said they serve ``service``, less suspect ones (keepalive:
+        :meth:`is_suspect`)."""
         connected = self.p2pt.is_connected
-        return [
+        found = [
             pid for pid, info in self.peers.items() if service in info.services and connected(pid)
         ]
+        if self._suspect:
+            found = [pid for pid in found if not self.is_suspect(pid)]
+        return found
 
     async def wait_for_server(self, service: str, timeout: float | None = None) -> str:
         """Wait until a connected peer says it serves ``service``; return its id (the first
@@ -680,8 +852,8 @@ class Mux(AsyncIOEventEmitter):
         )
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
-        """Wait until ``condition()`` holds, checked now and whenever a peer says hello;
-        ``TimeoutError`` after ``timeout`` seconds."""
+        """Wait until ``condition()`` holds, checked now and whenever a peer says hello or a
+        suspect connection speaks again; ``TimeoutError`` after ``timeout`` seconds."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def check(*_: object) -> None:
@@ -689,11 +861,13 @@ class Mux(AsyncIOEventEmitter):
                 done.set_result(None)
 
         self.on("peer", check)
+        self.on("connectionalive", check)
         try:
             check()
             await asyncio.wait_for(done, timeout)
         finally:
             self.remove_listener("peer", check)
+            self.remove_listener("connectionalive", check)
 
     def peer_window(self, peer_id: str) -> int | None:
         """The window ``peer_id`` gives each call whose messages it reads, in bytes, when it
@@ -739,7 +913,10 @@ class Mux(AsyncIOEventEmitter):
         encoded (a header over its size, text that neither form can carry):
         :class:`~p2prpc.errors.TooLargeForPeer` when its header does not fit in the largest
         data-channel message the peer's connection takes. Binary frames and batches are cut to
-        what the connection takes (:meth:`~p2prpc.swarm.connection.Connection.message_size`)."""
+        what the connection takes (:meth:`~p2prpc.swarm.connection.Connection.message_size`).
+        Without ``connection``, a connection that is not suspect is taken if the peer has one."""
+        if connection is None and self._suspect:
+            connection = self._lively_connection(peer_id)
         try:
             if binary if binary is not None else self.is_binary(peer_id):
                 channel = self.p2pt.channel(peer_id, connection)
@@ -773,9 +950,10 @@ class Mux(AsyncIOEventEmitter):
         except UnicodeError as e:
             raise LocalProtocolError(f"cannot encode a {envelope.kind.name} envelope: {e}") from e
 
-    def withdraw(self, peer_id: str, tag: Hashable) -> None:
-        """Take back what was sent to a peer with ``tag`` and still waits in its send queue."""
-        self.p2pt.withdraw(peer_id, tag)
+    def withdraw(self, peer_id: str, tag: Hashable) -> int:
+        """Take back what was sent to a peer with ``tag`` and still waits in its send queue;
+        returns how many data-channel messages were taken back (they never left this node)."""
+        return self.p2pt.withdraw(peer_id, tag)
 
     def reply_status(
         self,

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .mesh import KnownPeer, Mesh, mesh_of
-from .mux import IdentityTarget, Layer, MethodAcceptor, Mux, PeerInfo, PeerTarget
+from .mux import IdentityTarget, Layer, Life, MethodAcceptor, Mux, PeerInfo, PeerTarget
 from .services import serve_standard_services
 
 __all__ = [
     "IdentityTarget",
     "Layer",
+    "Life",
     "MethodAcceptor",
     "Node",
     "PeerInfo",
@@ -68,13 +69,24 @@ class Node(Mux):
     (:mod:`p2prpc.wire.work`; a signature check counts as 64 KiB): a peer past its budget has its
     further envelopes wait, in order, while other peers are served; ``max_delayed_bytes`` (16 MiB)
     of them at most wait, past that they are refused (a call with RESOURCE_EXHAUSTED).
-    ``keepalive_interval``, ``keepalive_timeout``: seconds, as gRPC's keepalive
-    (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``): a p2prpc peer that has sent
-    nothing for ``keepalive_interval`` is pinged, and closed when it has still sent nothing
-    ``keepalive_timeout`` later, so its calls fail UNAVAILABLE (and idempotent ones are retried
-    elsewhere). The defaults find a peer that died without a word within about 4 s, where
-    WebRTC's own consent checks take about 30 s. ``None`` turns keepalive off. Only peers whose
-    hello says they answer pings are pinged; plain P2PT peers see no extra traffic.
+    ``keepalive_interval`` (1.5), ``keepalive_timeout`` (3.5), ``keepalive_grace`` (15): seconds;
+    the first two as gRPC's keepalive (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms``).
+    Each connection to a p2prpc peer that has shown no life for ``keepalive_interval`` (nothing
+    arrived, nothing we sent was acknowledged) is pinged; one that leaves a ping unanswered for
+    ``keepalive_timeout`` is *suspect*: no new call goes to it, and calls in flight on it that no
+    reply has committed move to another server if they may (idempotent ones, and ones that never
+    left this node); the others wait. When it speaks again it is no longer suspect and its calls
+    go on; after ``keepalive_grace`` more it is closed and its calls fail UNAVAILABLE. So a peer
+    that died without a word is suspect about 5 s after it last spoke (WebRTC's own consent
+    checks take about 30 s) and its calls fail about 15 s later, while an outage that the
+    connection survives costs no call; a peer whose event loop is blocked for less than
+    ``keepalive_timeout`` is never suspect, and time this node's own loop spends blocked is not
+    held against its peers. Besides, a call sent on a connection silent for a moment carries a
+    ping, and new calls prefer peers that answer theirs (see ``p2prpc.rpc.Channel``).
+    ``keepalive_interval=None`` turns keepalive off. Only peers whose hello says they answer
+    pings are pinged; plain P2PT peers see no extra traffic. Events: ``connectionsuspect(peer_id,
+    connection)`` and ``connectionalive(peer_id, connection)``; ``node.life(peer_id)`` says what
+    is known of a peer (:class:`~p2prpc.mux.Life`), ``node.is_suspect(peer_id)`` whether it is.
     ``secret``: a closed swarm (see ``docs/SECURITY.md``): only peers that know it find the swarm,
     signalling is sealed, and each connection proves the secret before anything is delivered.
     A weak one (fewer than 16 characters or bytes, or under an estimated 64 bits) raises

@@ -601,6 +601,13 @@ class P2PT(AsyncIOEventEmitter):
         channel = remote.by_connection(connection) if remote is not None else None
         return channel.buffered_amount if channel is not None else 0
 
+    def acknowledged(self, peer_id: str, connection: int) -> int:
+        """A number that changes whenever the peer acknowledges data sent on that connection (0
+        when it is closed): its transport is alive even while its answers wait behind our data."""
+        remote = self._remotes.get(peer_id)
+        channel = remote.by_connection(connection) if remote is not None else None
+        return channel.acknowledged if channel is not None else 0
+
     def close_connection(self, peer_id: str, connection: int) -> None:
         """Close one connection to ``peer_id`` (``connectionclose``; ``peerclose`` too when it
         was the last)."""

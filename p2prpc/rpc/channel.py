@@ -34,9 +34,10 @@ class NoServer(Exception):
 class Channel:
     """The RPC settings of the calls made through a node, as a gRPC channel holds them.
 
-    ``Channel(node)`` calls any peer serving the method's service: the one with the fewest calls
-    in flight from here, ties at random. ``peer``: one peer only (``channel.to(peer_id)``), by
-    its id or a unique prefix of it.
+    ``Channel(node)`` calls any peer serving the method's service that is not suspect (keepalive):
+    first those that answer (a ping unanswered for a moment, as after it died without a word,
+    ranks a peer last), then the fewest calls in flight from here, ties at random. ``peer``: one
+    peer only (``channel.to(peer_id)``), by its id or a unique prefix of it.
     ``retry_policy``: when failed calls are tried again (gRFC A6; ``None``: the default
     :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
     ``compression``: ``"deflate"``, ``"zstd"`` or ``None``. ``wait_for_ready``: whether calls wait

@@ -8,10 +8,11 @@ for its reply or iterable for its replies, with ``code()``, ``details()``, ``ini
 
 - it owns the call's :class:`~p2prpc.rpc.deadline.Deadline` (``timeout`` seconds, retries
   included; it travels with every attempt so the server stops too);
-- it makes attempts: each picks a peer serving the service (the
-  one with the fewest calls in flight from here), and a failed attempt is retried by tenacity under
-  the channel's :class:`~p2prpc.rpc.base.RetryPolicy`, on another server, never running a call twice
-  unless its method is idempotent, and never once its replies have begun (gRFC A6);
+- it makes attempts: each picks a peer serving the service (one that answers, with the fewest
+  calls in flight from here), and a failed attempt is retried by tenacity under the channel's
+  :class:`~p2prpc.rpc.base.RetryPolicy`, on another server, never running a call twice unless
+  its method is idempotent or it never left this node, and never once its replies have begun
+  (gRFC A6);
 - the attempt it keeps (commits to) feeds the replies, the metadata and the final status.
 
 A channel's interceptors wrap this from outside (:mod:`p2prpc.rpc.interceptors`): the call a stub
@@ -21,7 +22,8 @@ Life of one attempt::
 
     sent ──▶ (headers, replies) ──▶ done (status)
       ├──▶ cancelled (cancel or deadline: the server is told)
-      └──▶ peer lost (UNAVAILABLE; may have run on the server)
+      ├──▶ suspect (keepalive): moved to another server if idempotent or never sent, else waits
+      └──▶ peer lost (UNAVAILABLE; may have run on the server, unless it never left this node)
 """
 
 from __future__ import annotations
@@ -149,6 +151,9 @@ class _Attempt:
         #: The server's window for the requests, and the grants of this call's own for replies.
         self.window = SendWindow(node.peer_window(peer_id))
         self.reads = ReadWindow(self, Kind.REPLY_WINDOW, binary=self.binary)
+        #: The call never left this node: it ended while its frames still waited in the send
+        #: queue (taken back), so the server cannot have run it.
+        self.never_sent = False
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -194,6 +199,7 @@ class _Attempt:
             self._finish(status)
             raise _Failed(status, may_have_run=False) from e
         self._request_seq = 1 if has_first else 0
+        self.node.probe(self.peer_id, self.connection)
 
     @property
     def max_size(self) -> int:
@@ -354,6 +360,10 @@ class _Attempt:
     def on_peer_lost(self) -> None:
         self._finish(Status(StatusCode.UNAVAILABLE, f"peer {self.peer_id} went away"))
 
+    def on_suspect(self) -> None:
+        if self.state is _AttemptState.SENT:
+            self.call._attempt_suspect(self)
+
     def refuse(self, status: Status) -> None:
         """A reply could not be read: tell the server to stop, end with ``status``."""
         self.cancel(status)
@@ -374,8 +384,12 @@ class _Attempt:
         # own caps, and no longer counts against what peers may make this node hold.
         self.node.queued.give_back(self.peer_id, self._charged)
         self._charged = 0
-        if status.code is not StatusCode.OK:
-            self.node.withdraw(self.peer_id, self.tag)
+        if status.code is not StatusCode.OK and self.node.withdraw(self.peer_id, self.tag):
+            # Before any reply (window updates follow replies), only the call's own frames
+            # carry its tag unless it streams requests: the last of them had not left, so the
+            # server never had the call. (What it decides is read only for attempts that had
+            # no reply.)
+            self.never_sent = self.never_sent or not self.call._client_streams
         self.endpoint.client_call_ended(self.peer_id, self.call_id)
         self.readable.set()
         self.progress.set()
@@ -618,7 +632,7 @@ class _Call(Generic[Req, Rep]):
         if attempt.ended.is_set() and not attempt.replied:
             assert attempt.status is not None
             if attempt.status.code is not StatusCode.OK:
-                raise _Failed(attempt.status, may_have_run=True)
+                raise _Failed(attempt.status, may_have_run=not attempt.never_sent)
         return attempt
 
     async def _eager_reply(self) -> Rep:
@@ -754,7 +768,7 @@ class _Call(Generic[Req, Rep]):
                 return  # a failed attempt that may be retried; the retry loop decides
             status = attempt.status
             policy = self._channel.retry_policy or _DEFAULT_POLICY
-            failure = _Failed(status, may_have_run=True)
+            failure = _Failed(status, may_have_run=not attempt.never_sent)
             if status.code is not StatusCode.OK and not attempt.replied:
                 if policy.max_attempts > 1 and self._retryable(policy, failure):
                     self._task = self._loop.create_task(self._run(failure))
@@ -764,6 +778,32 @@ class _Call(Generic[Req, Rep]):
             else:
                 self._committed.set_result(attempt)
         self._end(attempt.status)
+
+    def _attempt_suspect(self, attempt: _Attempt) -> None:
+        """The connection ``attempt`` went on answers nothing (keepalive made it suspect). Before
+        any reply commits it, the attempt moves to another server at once when it may (the
+        retry policy allows another attempt, another server can take it now): an idempotent
+        call, or one that never left this node (its frames still queued: taken back, so the
+        server cannot have run it). Anything else waits for the peer to speak again, up to the
+        node's ``keepalive_grace``."""
+        if attempt is not self._attempt or self._committed.done() or self._status.done():
+            return
+        policy = self._channel.retry_policy or _DEFAULT_POLICY
+        if (
+            self._previous_attempts + 1 >= policy.max_attempts
+            or StatusCode.UNAVAILABLE not in policy.retryable_status_codes
+            or self.deadline.expired()
+        ):
+            return
+        other = self._channel.pick_now(self._method.service, frozenset(self._tried))
+        if other is None or other == attempt.peer_id:
+            return
+        status = Status(StatusCode.UNAVAILABLE, f"peer {attempt.peer_id} answers nothing")
+        if self._method.idempotent:
+            attempt.cancel(status)  # the server is told, should it come back
+        elif attempt.node.withdraw(attempt.peer_id, attempt.tag):
+            attempt.never_sent = True
+            attempt._finish(status)
 
     def _end(self, status: Status, raised: RpcError | None = None) -> None:
         """The call is over: settle its status, metadata and callbacks (once)."""

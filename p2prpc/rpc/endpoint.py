@@ -11,18 +11,22 @@ ends when that connection closes, whatever other connections the peer keeps.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import MessageTooBig, RemoteProtocolError, TooManyPending
+from ..mux import Life
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from ..mux import Mux
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a server whose call ran out of time is passed over while another serves.
 SLOW_SERVER_PENALTY = 10.0
@@ -49,12 +53,20 @@ class CallSide(Protocol):
         """A message of this call could not be read: end with ``status``, telling the peer."""
 
 
+class ClientSide(CallSide, Protocol):
+    """A call this node makes, fed by the endpoint."""
+
+    def on_suspect(self) -> None:
+        """Its connection answers nothing (keepalive made it suspect): move elsewhere if the
+        call may, else wait for the peer to speak again (up to the node's keepalive grace)."""
+
+
 class Endpoint:
     """A node's calls in progress; made by :func:`endpoint_of`."""
 
     def __init__(self, node: Mux) -> None:
         self.node = node
-        self._client: dict[tuple[str, int], CallSide] = {}
+        self._client: dict[tuple[str, int], ClientSide] = {}
         self._server: dict[tuple[str, int], CallSide] = {}
         self._in_flight: dict[str, int] = {}
         self._served_from: dict[str, int] = {}  # peer id → calls from it served now
@@ -62,6 +74,7 @@ class Endpoint:
         self._idle = asyncio.Event()
         self._idle.set()
         node.register(self, _SERVER_KINDS + _CLIENT_KINDS)
+        node.on("connectionsuspect", self._on_suspect)
 
     # -- the node's Layer ---------------------------------------------------------------------
 
@@ -81,6 +94,16 @@ class Endpoint:
             for key, side in list(table.items()):
                 if key[0] == peer_id and side.connection == connection:
                     side.on_peer_lost()
+
+    def _on_suspect(self, peer_id: str, connection: int) -> None:
+        for key, side in list(self._client.items()):
+            if key[0] == peer_id and side.connection == connection:
+                try:
+                    side.on_suspect()
+                except Exception:
+                    logger.exception(
+                        "a call to %s failed on its connection turning suspect", peer_id
+                    )
 
     def on_peer_lost(self, peer_id: str) -> None:
         for table in (self._client, self._server):
@@ -219,7 +242,7 @@ class Endpoint:
 
     # -- calling ------------------------------------------------------------------------------
 
-    def open_client_call(self, peer_id: str, side: CallSide) -> int:
+    def open_client_call(self, peer_id: str, side: ClientSide) -> int:
         """Register a call to ``peer_id``; returns its call id."""
         call_id = new_message_id()
         while (peer_id, call_id) in self._client:
@@ -255,21 +278,34 @@ class Endpoint:
         exclude: frozenset[str] = frozenset(),
         allowed: Callable[[str], bool] | None = None,
     ) -> str | None:
-        """The server of ``service`` with the fewest calls in flight from here (ties: random);
-        servers in ``exclude`` (already tried) only when there is no other, and servers whose
-        calls ran out of time in the last ``SLOW_SERVER_PENALTY`` seconds only when no other
-        serves. ``allowed``: only servers it accepts, ever."""
+        """A server of ``service``, by what this node knows of each: those that answer before
+        those leaving a ping unanswered (:meth:`~p2prpc.mux.Mux.life`, as after it died without
+        a word; each candidate quiet for a moment is pinged, so that what is known stays recent
+        while calls are made), then those whose calls did not run out of time in the last
+        ``SLOW_SERVER_PENALTY`` seconds, then those heard from lately before quiet ones, then
+        the fewest calls in flight from here (ties: random). Suspect servers are never picked (see
+        :meth:`~p2prpc.mux.Mux.servers_of`); servers in ``exclude`` (already tried) only when
+        there is no other. ``allowed``: only servers it accepts, ever."""
         servers = self.node.servers_of(service)
         if allowed is not None:
             servers = [pid for pid in servers if allowed(pid)]
         candidates = [pid for pid in servers if pid not in exclude] or servers
         if not candidates:
             return None
+        if len(candidates) == 1:
+            self.node.life(candidates[0], probe=True)  # what the call finds there stays known
+            return candidates[0]
         random.shuffle(candidates)
         recent = time.monotonic() - SLOW_SERVER_PENALTY
+        lives = {pid: self.node.life(pid, probe=True) for pid in candidates}
         return min(
             candidates,
-            key=lambda pid: (self._timed_out.get(pid, 0.0) > recent, self._in_flight.get(pid, 0)),
+            key=lambda pid: (
+                lives[pid] >= Life.UNANSWERED,
+                self._timed_out.get(pid, 0.0) > recent,
+                lives[pid],
+                self._in_flight.get(pid, 0),
+            ),
         )
 
     def _check_idle(self) -> None:

@@ -198,6 +198,12 @@ class Connection:
         return size
 
     @property
+    def acknowledged(self) -> int:
+        """Changes whenever the remote peer acknowledges data sent to it (:attr:`Link.acknowledged
+        <p2prpc.transport.Link.acknowledged>`): a sign of life while our data waits on it."""
+        return self.link.acknowledged
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes in our queue, not yet handed to the data channel (at most ``max_send_queue``)."""
         return self._queued_bytes

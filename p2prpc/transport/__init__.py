@@ -127,6 +127,12 @@ class Link(Protocol):
         """Bytes handed to the data channel and not yet sent."""
         ...
 
+    @property
+    def acknowledged(self) -> int:
+        """A number that changes whenever the remote peer acknowledges data sent to it (its
+        transport is alive and reading), and only then; its value means nothing else."""
+        ...
+
     def set_low_threshold(self, size: int) -> None:
         """Call ``on_buffered_low`` when the buffered amount falls to ``size`` bytes."""
         ...

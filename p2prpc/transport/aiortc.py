@@ -237,6 +237,12 @@ class AiortcLink:
         dc = self._dc
         return dc.bufferedAmount if dc is not None else 0
 
+    @property
+    def acknowledged(self) -> int:
+        sctp = self.pc.sctp
+        # SCTP's cumulative acknowledgement: it moves only when the remote acknowledges data.
+        return getattr(sctp, "_last_sacked_tsn", 0) if sctp is not None else 0
+
     def set_low_threshold(self, size: int) -> None:
         if self._dc is not None:
             self._dc.bufferedAmountLowThreshold = size

@@ -29,8 +29,12 @@ from p2prpc.errors import RpcError
 from p2prpc.rpc import UnaryStreamMethod
 from p2prpc.testing import loopback_node
 
+GRACE = 1.0
+
 async def main() -> None:
-    node = loopback_node([sys.argv[1]], "frozen-app", udp_buffer_size=int(sys.argv[2]))
+    node = loopback_node(
+        [sys.argv[1]], "frozen-app", udp_buffer_size=int(sys.argv[2]), keepalive_grace=GRACE
+    )
     await node.start()
     await node.wait_for_server("t.Feed", 30)
     call = UnaryStreamMethod(node, "/t.Feed/Follow", StringValue, StringValue)(
@@ -64,7 +68,8 @@ class Feed:
 async def test_a_resumed_client_learns_its_stream_ended_long_before_the_deadline() -> None:
     feed = Feed()
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        server = loopback_node([tracker.url], "frozen-app")
+        # A short grace: a silent peer is closed a second after it turns suspect.
+        server = loopback_node([tracker.url], "frozen-app", keepalive_grace=1.0)
         server.add_service(
             "t.Feed",
             {
@@ -88,7 +93,8 @@ async def test_a_resumed_client_learns_its_stream_ended_long_before_the_deadline
             line = await asyncio.wait_for(child.stdout.readline(), 60)
             assert line.strip() == b"reading"
             os.kill(child.pid, signal.SIGSTOP)
-            # The server's keepalive closes the silent client and cancels its stream.
+            # The server's keepalive closes the silent client (suspect, then the grace passes)
+            # and cancels its stream.
             await asyncio.wait_for(feed.cancelled.wait(), 20)
             os.kill(child.pid, signal.SIGCONT)
             resumed = asyncio.get_running_loop().time()
