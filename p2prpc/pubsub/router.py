@@ -711,14 +711,24 @@ class Router:
             return
         fetch.timer = None
         source, topic = stream
-        lacking = (
-            n for n in range(fetch.first, fetch.last + 1) if (source, topic, n) not in self._cache
-        )
-        missing = tuple(itertools.islice(lacking, MAX_WANTED))
+
+        def lacking(start: int) -> tuple[int, ...]:
+            numbers = range(start, fetch.last + 1)
+            wanted = (n for n in numbers if (source, topic, n) not in self._cache)
+            return tuple(itertools.islice(wanted, MAX_WANTED))
+
+        missing = lacking(fetch.first)
         if not missing or time.monotonic() > fetch.until:
             del self._fetches[stream]
             return
         fetch.first = missing[0]  # what came below it stays (the cache keeps the latest)
+        # After what the last round asked for and did not get (the lowest may be gone from every
+        # neighbour's cache while the rest is held), from the lowest again once past the end.
+        unanswered = [
+            n for n in fetch.asked if n != fetch.last and (source, topic, n) not in self._cache
+        ]
+        if unanswered:
+            missing = lacking(max(unanswered) + 1) or missing
         if (source, topic, fetch.last) not in self._cache and fetch.last not in missing:
             missing = (*missing[:-1], fetch.last)
         fetch.asked = missing

@@ -553,6 +553,39 @@ async def test_a_gap_longer_than_the_neighbours_caches_gets_what_they_still_hold
         assert watched.reported == list(range(10, 200))
 
 
+async def test_a_relay_fetches_what_the_publisher_still_caches_of_a_gap_longer_than_its_cache() -> (
+    None
+):
+    """A line publisher, relay, subscriber; the relay away while 290 messages are published, of
+    which the publisher keeps the latest 100: met again, the relay fetches what is still held
+    and the subscriber gets it from the relay (200 to 299), told it lost the rest."""
+    async with trackers(2) as t, nodes([t[0]], [t[0], t[1]], [t[1]]) as n:
+        publisher, relay, subscriber = n
+        topic = Topic(publisher, TOPIC, StringValue)
+        Topic(relay, TOPIC, StringValue)
+        router_of(publisher).cache_max = 100
+        for node in (relay, subscriber):
+            router_of(node).repair_after = 0.1
+        router_of(subscriber).reorder_timeout = 8
+        watched = Watched(subscriber)
+        await until(lambda: subscribes(relay, subscriber), (relay, "peer"), timeout=30)
+        await until(lambda: relays(publisher, relay), (publisher, "peer"), timeout=30)
+        for _ in range(10):
+            await topic.publish(StringValue(value="x"))
+        await wait_for(lambda: len(watched.seqs) >= 10, watched.changed, 30)
+        relay.p2pt.remove_tracker(t[0].url)
+        drop(relay, publisher)
+        await until(lambda: relay.peer_id not in publisher.peers, (publisher, "peerclose"))
+        for _ in range(290):
+            await topic.publish(StringValue(value="x"))
+        relay.p2pt.add_tracker(t[0].url)
+        await wait_for(
+            lambda: len(watched.seqs) + len(watched.reported) >= 300, watched.changed, 30
+        )
+        assert_accounted(watched.seqs, watched.reported, 300)
+        assert watched.reported == list(range(10, 200))
+
+
 async def test_a_connection_closed_under_a_burst_loses_nothing_when_another_remains() -> None:
     """Two trackers give two nodes two connections. 20 messages, then a burst of 280 of 3 KB,
     and the connection they went on closes with most of them still unsent: the subscriber keeps the
