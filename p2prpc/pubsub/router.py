@@ -146,6 +146,7 @@ class _Order:
     repair_timer: asyncio.TimerHandle | None = None  # when to ask neighbours for what is missing
     repair_rounds: int = 0  # asks for the current gap so far (they back off)
     asked: int = -1  # the highest number the last round asked for
+    progress: int = 0  # how many messages waited when the last round asked
     # The highest number a neighbour said it holds (``have``) that has not come yet, and the
     # neighbours that said they hold one not come yet (at most MAX_ANNOUNCERS, latest last): it
     # is asked for, of each in turn, and once it comes the gap below it is a gap like any other.
@@ -710,14 +711,24 @@ class Router:
             return
         fetch.timer = None
         source, topic = stream
-        lacking = (
-            n for n in range(fetch.first, fetch.last + 1) if (source, topic, n) not in self._cache
-        )
-        missing = tuple(itertools.islice(lacking, MAX_WANTED))
+
+        def lacking(start: int) -> tuple[int, ...]:
+            numbers = range(start, fetch.last + 1)
+            wanted = (n for n in numbers if (source, topic, n) not in self._cache)
+            return tuple(itertools.islice(wanted, MAX_WANTED))
+
+        missing = lacking(fetch.first)
         if not missing or time.monotonic() > fetch.until:
             del self._fetches[stream]
             return
         fetch.first = missing[0]  # what came below it stays (the cache keeps the latest)
+        # After what the last round asked for and did not get (the lowest may be gone from every
+        # neighbour's cache while the rest is held), from the lowest again once past the end.
+        unanswered = [
+            n for n in fetch.asked if n != fetch.last and (source, topic, n) not in self._cache
+        ]
+        if unanswered:
+            missing = lacking(max(unanswered) + 1) or missing
         if (source, topic, fetch.last) not in self._cache and fetch.last not in missing:
             missing = (*missing[:-1], fetch.last)
         fetch.asked = missing
@@ -1050,9 +1061,21 @@ class Router:
         # this skips at most the messages that wait (reorder_window).
         announced = order.announced if order.announced >= order.next_seq else -1
         highest = max(max(order.waiting, default=-1), announced)
-        gap = range(order.next_seq, highest)
         room = MAX_WANTED - 1 if announced >= 0 else MAX_WANTED
-        missing = tuple(itertools.islice((n for n in gap if n not in order.waiting), room))
+        # Each round asks for the numbers after those the last one asked for while some of
+        # those have not come (from the lowest again once past the gap): the neighbours' caches
+        # keep the latest messages, so the lowest of a long gap may be gone from every one of
+        # them while the rest is still held; asking for the lowest alone would never get it.
+        start = order.asked + 1 if order.asked >= order.next_seq else order.next_seq
+        missing: tuple[int, ...] = ()
+        for first in (start, order.next_seq) if start > order.next_seq else (start,):
+            gap = range(first, highest)
+            missing = tuple(itertools.islice((n for n in gap if n not in order.waiting), room))
+            if missing:
+                break
+        if len(order.waiting) > order.progress:
+            order.repair_rounds = 0  # the last round brought messages: no back-off
+        order.progress = len(order.waiting)
         order.asked = max(missing, default=-1)
         if announced >= 0:
             missing += (announced,)  # it comes first, and shows the gap below it
@@ -1361,6 +1384,10 @@ class Payload:
             message = self._parsed()
             if message is not None:
                 self._binary = MessageCodec(type(message)).encode(message, True, MAX_PAYLOAD)
+                if self._type is not None:
+                    # The bytes give it back when needed: a cache holding both forms of each
+                    # message would hold half the messages its bytes allow.
+                    self._message = None
         return self._binary
 
     def _json_value(self) -> Any:

@@ -244,6 +244,41 @@ async def test_a_frozen_subscriber_process_holds_up_no_one_and_catches_up(
         assert watched.seqs == list(range(published)) and watched.lost == 0
 
 
+async def test_a_subscriber_dropped_by_keepalive_gets_what_was_published_while_it_was_away() -> (
+    None
+):
+    """A subscriber in its own process frozen with SIGSTOP under keepalive's defaults, so that
+    the publisher drops it, while 10 KB messages go out every 5 ms; publishing ends before it
+    is thawed, with nothing after the gap to show it. Met again, it is repaired from the
+    publisher's cache: every message delivered, in order, none lost."""
+    async with AsyncExitStack() as stack:
+        tracker = await stack.enter_async_context(TrackerServer("127.0.0.1", 0))
+        proc, frozen = await stack.enter_async_context(subscriber_process(tracker.url, 2.0))
+        publisher = await stack.enter_async_context(loopback_node([tracker.url]))
+        cache = router_of(publisher)
+        cache.cache_bytes = 10 * 2**20  # what is published fits, each message held once
+        await publisher.wait_until(
+            lambda: TOPIC in getattr(publisher.peers.get(frozen["peer_id"]), "topics", ()), 30
+        )
+        publishing = Publisher(publisher, size=10_000)
+        publishing.start()
+        await wait_for(lambda: len(frozen["seqs"]) >= 50, frozen["changed"], 30)
+        proc.send_signal(signal.SIGSTOP)
+        stats = router_of(publisher).stats
+        await until(lambda: frozen["peer_id"] not in publisher.peers, (publisher, "peerclose"))
+        await wait_for(lambda: stats.skipped >= 50, publishing.changed, 30)
+        published = await publishing.stop()
+        assert published <= cache.cache_max and published * 10_200 < cache.cache_bytes
+        proc.send_signal(signal.SIGCONT)
+        await wait_for(
+            lambda: len(frozen["seqs"]) + len(frozen["reported"]) >= published,
+            frozen["changed"],
+            30,
+        )
+        assert frozen["reported"] == []
+        assert frozen["seqs"] == list(range(published))
+
+
 @asynccontextmanager
 async def deaf(node: Node, other: Node) -> AsyncIterator[None]:
     """``node`` drops every datagram its connection to ``other`` receives (as a process that
@@ -490,6 +525,67 @@ async def test_messages_published_across_a_transition_are_delivered_or_reported(
         )
         assert_accounted(watched.seqs, watched.reported, published)
         assert watched.lost == len(watched.reported) == 0
+
+
+async def test_a_gap_longer_than_the_neighbours_caches_gets_what_they_still_hold() -> None:
+    """The subscriber away while 290 messages are published, of which the publisher's cache
+    keeps the latest 100: met again, it is sent what is still held (200 to 299) and told it
+    lost the rest (10 to 199), rather than asking for the lowest forever and losing it all."""
+    async with trackers(1) as t, nodes([t[0]], [t[0]]) as n:
+        publisher, subscriber = n
+        topic = Topic(publisher, TOPIC, StringValue)
+        router_of(publisher).cache_max = 100
+        router_of(subscriber).repair_after = 0.1
+        router_of(subscriber).reorder_timeout = 5
+        watched = Watched(subscriber)
+        await until(lambda: subscribes(publisher, subscriber), (publisher, "peer"), timeout=30)
+        for _ in range(10):
+            await topic.publish(StringValue(value="x"))
+        await wait_for(lambda: len(watched.seqs) >= 10, watched.changed, 30)
+        subscriber.p2pt.remove_tracker(t[0].url)
+        drop(subscriber, publisher)
+        await until(lambda: subscriber.peer_id not in publisher.peers, (publisher, "peerclose"))
+        for _ in range(290):
+            await topic.publish(StringValue(value="x"))
+        subscriber.p2pt.add_tracker(t[0].url)
+        await wait_for(
+            lambda: len(watched.seqs) + len(watched.reported) >= 300, watched.changed, 30
+        )
+        assert_accounted(watched.seqs, watched.reported, 300)
+        assert watched.reported == list(range(10, 200))
+
+
+async def test_a_relay_fetches_what_the_publisher_still_caches_of_a_gap_longer_than_its_cache() -> (
+    None
+):
+    """A line publisher, relay, subscriber; the relay away while 290 messages are published, of
+    which the publisher keeps the latest 100: met again, the relay fetches what is still held
+    and the subscriber gets it from the relay (200 to 299), told it lost the rest."""
+    async with trackers(2) as t, nodes([t[0]], [t[0], t[1]], [t[1]]) as n:
+        publisher, relay, subscriber = n
+        topic = Topic(publisher, TOPIC, StringValue)
+        Topic(relay, TOPIC, StringValue)
+        router_of(publisher).cache_max = 100
+        for node in (relay, subscriber):
+            router_of(node).repair_after = 0.1
+        router_of(subscriber).reorder_timeout = 8
+        watched = Watched(subscriber)
+        await until(lambda: subscribes(relay, subscriber), (relay, "peer"), timeout=30)
+        await until(lambda: relays(publisher, relay), (publisher, "peer"), timeout=30)
+        for _ in range(10):
+            await topic.publish(StringValue(value="x"))
+        await wait_for(lambda: len(watched.seqs) >= 10, watched.changed, 30)
+        relay.p2pt.remove_tracker(t[0].url)
+        drop(relay, publisher)
+        await until(lambda: relay.peer_id not in publisher.peers, (publisher, "peerclose"))
+        for _ in range(290):
+            await topic.publish(StringValue(value="x"))
+        relay.p2pt.add_tracker(t[0].url)
+        await wait_for(
+            lambda: len(watched.seqs) + len(watched.reported) >= 300, watched.changed, 30
+        )
+        assert_accounted(watched.seqs, watched.reported, 300)
+        assert watched.reported == list(range(10, 200))
 
 
 async def test_a_connection_closed_under_a_burst_loses_nothing_when_another_remains() -> None:
