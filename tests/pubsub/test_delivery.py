@@ -247,14 +247,17 @@ async def test_a_frozen_subscriber_process_holds_up_no_one_and_catches_up(
 async def test_a_subscriber_dropped_by_keepalive_gets_what_was_published_while_it_was_away() -> (
     None
 ):
-    """A subscriber in its own process frozen with SIGSTOP under keepalive's defaults, so that
-    the publisher drops it, while 10 KB messages go out every 5 ms; publishing ends before it
-    is thawed, with nothing after the gap to show it. Met again, it is repaired from the
-    publisher's cache: every message delivered, in order, none lost."""
+    """A subscriber in its own process frozen with SIGSTOP until keepalive drops it (a 2 s
+    timeout and 1 s of grace, so that the test need not wait out the default 15 s), while 10 KB
+    messages go out every 5 ms; publishing ends before it is thawed, with nothing after the gap
+    to show it. Met again, it is repaired from the publisher's cache: every message delivered,
+    in order, none lost."""
     async with AsyncExitStack() as stack:
         tracker = await stack.enter_async_context(TrackerServer("127.0.0.1", 0))
         proc, frozen = await stack.enter_async_context(subscriber_process(tracker.url, 2.0))
-        publisher = await stack.enter_async_context(loopback_node([tracker.url]))
+        publisher = await stack.enter_async_context(
+            loopback_node([tracker.url], keepalive_timeout=2.0, keepalive_grace=1.0)
+        )
         cache = router_of(publisher)
         cache.cache_bytes = 10 * 2**20  # what is published fits, each message held once
         await publisher.wait_until(
@@ -265,7 +268,9 @@ async def test_a_subscriber_dropped_by_keepalive_gets_what_was_published_while_i
         await wait_for(lambda: len(frozen["seqs"]) >= 50, frozen["changed"], 30)
         proc.send_signal(signal.SIGSTOP)
         stats = router_of(publisher).stats
-        await until(lambda: frozen["peer_id"] not in publisher.peers, (publisher, "peerclose"))
+        await until(
+            lambda: frozen["peer_id"] not in publisher.peers, (publisher, "peerclose"), timeout=30
+        )
         await wait_for(lambda: stats.skipped >= 50, publishing.changed, 30)
         published = await publishing.stop()
         assert published <= cache.cache_max and published * 10_200 < cache.cache_bytes
