@@ -26,6 +26,7 @@ __all__ = [
     "JSONCodec",
     "JSONText",
     "MessageCodec",
+    "SerializerCodec",
     "decode",
     "held_size",
     "keep",
@@ -209,3 +210,61 @@ class JSONCodec:
         if isinstance(payload, Decoded):
             return json_format.MessageToDict(payload.result())
         return payload
+
+
+class SerializerCodec:
+    """Values made bytes and back by the functions grpcio's generated code passes
+    (``request_serializer=Msg.SerializeToString``, ``response_deserializer=Msg.FromString``, or a
+    user's own): the binary form carries what ``serialize`` gives. The JSON form (plain P2PT
+    peers, ``Node(binary=False)``) carries proto3 JSON, which needs the message type: a protobuf
+    message is written as JSON, and read back as ``message_type`` (found from a
+    ``Msg.FromString`` deserializer when not given); without one a JSON payload is refused
+    INTERNAL. ``None`` for either function: bytes pass as they are, as in grpcio."""
+
+    def __init__(
+        self,
+        serialize: Any | None,
+        deserialize: Any | None,
+        message_type: type[Message] | None = None,
+    ) -> None:
+        self.serialize = serialize
+        self.deserialize = deserialize
+        if message_type is None:
+            owner = getattr(deserialize, "__self__", None)
+            if isinstance(owner, type) and issubclass(owner, Message):
+                message_type = owner
+        self.message_type = message_type
+
+    def encode(self, value: Any, binary: bool, max_size: int) -> Any:
+        if not binary:
+            if isinstance(value, Message):
+                size = value.ByteSize()
+                if size > max_size:
+                    raise too_big(size, max_size)
+                return json_format.MessageToDict(value)
+            raise RpcError(
+                StatusCode.INTERNAL,
+                f"a {type(value).__name__} value has no JSON form: the peer needs the binary form",
+            )
+        data = value if self.serialize is None else self.serialize(value)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"the serializer gave {type(data).__name__}, not bytes")
+        if len(data) > max_size:
+            raise too_big(len(data), max_size)
+        return bytes(data)
+
+    def decode(self, payload: Any, max_size: int) -> Any:
+        if isinstance(payload, bytes | bytearray | memoryview):
+            if len(payload) > max_size:
+                raise too_big(len(payload), max_size)
+            if self.deserialize is None:
+                return bytes(payload)
+            try:
+                return self.deserialize(bytes(payload))
+            except Exception as e:  # a user's deserializer may raise anything
+                raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
+        if self.message_type is None:
+            raise RpcError(
+                StatusCode.INTERNAL, "a JSON payload for a method known only by its serializers"
+            )
+        return MessageCodec(self.message_type).decode(payload, max_size)
