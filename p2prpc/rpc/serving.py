@@ -32,6 +32,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from ..errors import NoAddress
+from ..wire.compression import CODECS, IDENTITY
 from ..wire.payload import Codec, MessageCodec, SerializerCodec
 from ..wire.status import Metadatum
 from .base import Cardinality, Handler, HandlerCallDetails, service_of
@@ -252,6 +253,9 @@ _COMPRESSIONS = {
 }
 
 
+_KNOWN = frozenset({IDENTITY, "gzip", *CODECS})
+
+
 def compression_name(compression: grpc.Compression | str | None) -> str | None:
     """The encoding a ``grpc.Compression`` (or p2prpc's name for one: ``"deflate"``,
     ``"zstd"``, ``"identity"``) stands for; ``ValueError`` for anything else."""
@@ -259,9 +263,11 @@ def compression_name(compression: grpc.Compression | str | None) -> str | None:
         return None
     if isinstance(compression, grpc.Compression):
         return _COMPRESSIONS[compression]
-    if isinstance(compression, str):
+    if isinstance(compression, str) and compression in _KNOWN:
         return compression
-    raise ValueError(f"not a compression: {compression!r} (give a grpc.Compression)")
+    raise ValueError(
+        f"not a compression: {compression!r} (a grpc.Compression, or one of {sorted(_KNOWN)})"
+    )
 
 
 # -- the server -----------------------------------------------------------------------------------
