@@ -92,9 +92,10 @@ _END = _EndOfRequests()
 _DONE = object()  # what a reply iterator run off the loop gives when it has no more
 
 
-class ServicerContext:
-    """What a servicer method gets besides its request, as grpc.aio's ``ServicerContext``:
-    metadata both ways, the deadline, the status to end with, cancellation."""
+class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
+    """What a servicer method gets besides its request: a ``grpc.aio.ServicerContext``, with
+    its methods: metadata both ways, the deadline, the status to end with, cancellation,
+    compression, and ``read``/``write`` for the request and reply streams."""
 
     def __init__(self, call: ServerCall) -> None:
         self._call = call
@@ -174,7 +175,7 @@ class ServicerContext:
     def details(self) -> str:
         return self._details
 
-    def time_remaining(self) -> float | None:
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         """Seconds left before the deadline, or ``None`` when the call has none."""
         return self._call.deadline.remaining()
 

@@ -273,8 +273,8 @@ def compression_name(compression: grpc.Compression | str | None) -> str | None:
 # -- the server -----------------------------------------------------------------------------------
 
 
-class Server:
-    """A node's server, with grpc.aio's ``Server`` methods (:mod:`p2prpc.rpc.serving`).
+class Server(grpc.aio.Server):
+    """A node's server: a ``grpc.aio.Server``, with its methods (:mod:`p2prpc.rpc.serving`).
 
     ``interceptors``: what wraps every call served, outermost first (``grpc.aio.server``'s
     ``interceptors``): ``grpc.aio.ServerInterceptor`` instances, and p2prpc's own form
@@ -345,10 +345,11 @@ class Server:
         self._generic = [g for g in self._generic if _service_name(g) != name]
         self._announce()
 
-    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
         """Serve what these ``grpc.GenericRpcHandler`` objects serve: each call's handler is asked
         of them in order (``service(handler_call_details)``), after the registered handlers.
         ``AttributeError`` for one without ``service``, as grpc raises."""
+        generic_rpc_handlers = list(generic_rpc_handlers)
         for handler in generic_rpc_handlers:
             if not callable(getattr(handler, "service", None)):
                 raise AttributeError(
