@@ -176,6 +176,13 @@ class CodegenError(P2PRPCError):
     """A ``.proto`` file that cannot be turned into valid Python; protoc reports the message."""
 
 
+class NoAddress(P2PRPCError, RuntimeError):
+    """A p2prpc server was asked to listen on an address (``add_insecure_port``,
+    ``add_secure_port``): it has none. Peers find it through the swarm (its node's trackers and
+    identifier, and the mesh), and a closed swarm's secret and identities take the place of TLS
+    credentials. A ``RuntimeError``, as grpc raises when it cannot bind a port."""
+
+
 class InvalidMetadata(LocalProtocolError, ValueError):
     """Metadata that gRPC does not allow: a key that is not lower-case ``[0-9a-z_.-]``, a ``-bin``
     key whose value is not bytes, or a value that is not printable ASCII (gRPC's metadata rules,

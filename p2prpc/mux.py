@@ -166,13 +166,6 @@ class Layer(Protocol):
         """End everything in progress now (the node is stopping)."""
 
 
-class MethodAcceptor(Protocol):
-    """What a node keeps for each method it serves (``p2prpc.rpc.Handler`` is one)."""
-
-    def attach(self, node: Mux) -> None:
-        """The node now serves this method: register whatever runs its calls."""
-
-
 L = TypeVar("L", bound=Layer)
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
@@ -311,8 +304,6 @@ class Mux(AsyncIOEventEmitter):
         host_addresses: Sequence[str] | None = None,
         binary: bool = True,
         max_message_size: int = 4 * 2**20,
-        server_interceptors: Sequence[Any] = (),
-        maximum_concurrent_rpcs: int | None = None,
         max_calls_per_peer: int = 256,
         max_queued_bytes_per_peer: int = 64 * 2**20,
         max_queued_bytes: int = 256 * 2**20,
@@ -352,8 +343,6 @@ class Mux(AsyncIOEventEmitter):
         self.p2pt = p2pt
         self.binary = binary
         self.max_message_size = max_message_size
-        self.server_interceptors: tuple[Any, ...] = tuple(server_interceptors)
-        self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.max_calls_per_peer = max_calls_per_peer
         #: Received messages waiting to be read (requests a servicer has not read, replies a
         #: caller has not read, as kept: :func:`~p2prpc.wire.payload.kept_size` plus
@@ -376,7 +365,7 @@ class Mux(AsyncIOEventEmitter):
         self._delayed: dict[str, _Delayed] = {}
         #: Connected peers and what each said in its hello, by peer id.
         self.peers: dict[str, PeerInfo] = {}
-        self._services: dict[str, Mapping[str, MethodAcceptor]] = {}
+        self._services: frozenset[str] = frozenset()  # what the hello says it serves
         self._topics: set[str] = set()
         self._hello_extra: dict[str, JSONValue] = {}
         self._by_kind: dict[Kind, Layer] = {}
@@ -389,6 +378,7 @@ class Mux(AsyncIOEventEmitter):
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._started = False
         self._stopped: asyncio.Future[None] | None = None
         if keepalive_interval is not None and not (
             keepalive_interval > 0 and keepalive_timeout > 0 and keepalive_grace >= 0
@@ -496,6 +486,10 @@ class Mux(AsyncIOEventEmitter):
     # -- life ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Join the swarm (a second call does nothing)."""
+        if self._started:
+            return
+        self._started = True
         await self.p2pt.start()
         if self.keepalive_interval is not None:
             self._schedule_keepalive()
@@ -761,30 +755,18 @@ class Mux(AsyncIOEventEmitter):
 
     # -- what this node serves ----------------------------------------------------------------
 
-    def add_service(self, name: str, handlers: Mapping[str, MethodAcceptor]) -> None:
-        """Serve a service: ``handlers`` maps ``/package.Service/Method`` to what runs each call
-        (the generated ``add_…Servicer_to_node`` calls this)."""
-        for handler in handlers.values():
-            handler.attach(self)
-        self._services[name] = dict(handlers)
-        self._announce_change()
-
-    def remove_service(self, name: str) -> None:
-        self._services.pop(name, None)
-        self._announce_change()
+    def set_services(self, names: Collection[str]) -> None:
+        """Say in this node's hello that it serves ``names`` (what its server serves:
+        ``p2prpc.rpc.Server``); peers are told at once when that changes."""
+        names = frozenset(names)
+        if names != self._services:
+            self._services = names
+            self._announce_change()
 
     @property
-    def services(self) -> frozenset[str]:
-        return frozenset(self._services)
-
-    def service_handlers(self, name: str) -> Mapping[str, MethodAcceptor]:
-        """What serves each method of service ``name`` here (empty when it is not served)."""
-        return self._services.get(name, {})
-
-    def method_handler(self, method: str) -> MethodAcceptor | None:
-        """What serves ``/package.Service/Method`` here, or ``None``."""
-        service = method.split("/")[1] if method.count("/") == 2 else ""
-        return self._services.get(service, {}).get(method)
+    def announced_services(self) -> frozenset[str]:
+        """The services this node's hello says it serves."""
+        return self._services
 
     def add_topic(self, name: str) -> None:
         if name not in self._topics:

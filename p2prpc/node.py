@@ -9,11 +9,16 @@ against the multiplexer, so nothing imports upward.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
+import grpc
+
 from .mesh import KnownPeer, Mesh, mesh_of
-from .mux import IdentityTarget, Layer, Life, MethodAcceptor, Mux, PeerInfo, PeerTarget
+from .mux import IdentityTarget, Layer, Life, Mux, PeerInfo, PeerTarget
+from .rpc.base import Handler
+from .rpc.serving import MethodAcceptor, Server
 from .services import serve_standard_services
 
 __all__ = [
@@ -37,8 +42,16 @@ class Node(Mux):
     ``binary``: whether to use the binary envelope with peers that also allow it.
     ``max_message_size``: the largest RPC payload accepted or sent, in bytes (gRPC's
     ``grpc.max_receive_message_length``; 4 MiB as in gRPC).
+    ``node.server`` is what this node serves, shaped as grpc.aio's ``Server``
+    (:class:`p2prpc.rpc.Server`: ``add_generic_rpc_handlers``, ``wait_for_termination``,
+    ``stop(grace)``, ...); grpcio-tools' ``add_…Servicer_to_server(servicer, node)`` takes the
+    node or its server. Its settings are the node's keywords:
     ``server_interceptors``: what wraps every call this node serves, as
-    ``grpc.aio.server(interceptors=...)`` (see ``p2prpc.rpc.ServerInterceptor``).
+    ``grpc.aio.server(interceptors=...)``: ``grpc.aio.ServerInterceptor`` instances, and p2prpc's
+    own form (``p2prpc.rpc.ServerInterceptor``); ``ValueError`` for anything else.
+    ``migration_thread_pool``: where plain ``def`` methods run (``None``: the event loop's
+    default executor), as ``grpc.aio.server``'s. ``server_compression``: as
+    ``grpc.aio.server(compression=...)`` (see :class:`p2prpc.rpc.Server`).
     ``maximum_concurrent_rpcs`` (as ``grpc.aio.server``'s; ``None``: no limit) and
     ``max_calls_per_peer`` (256): calls served at once, in all and from one peer; a call past
     either is answered RESOURCE_EXHAUSTED at once.
@@ -112,9 +125,21 @@ class Node(Mux):
         reflection: bool = True,
         health: bool = True,
         mesh: bool = True,
+        server_interceptors: Sequence[Any] = (),
+        maximum_concurrent_rpcs: int | None = None,
+        migration_thread_pool: Executor | None = None,
+        server_compression: grpc.Compression | str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(announce_urls, identifier, **options)
+        #: What this node serves (grpc.aio's ``Server``'s face).
+        self.server = Server(
+            self,
+            migration_thread_pool=migration_thread_pool,
+            interceptors=server_interceptors,
+            maximum_concurrent_rpcs=maximum_concurrent_rpcs,
+            compression=server_compression,
+        )
         if reflection or health:
             serve_standard_services(self, reflection=reflection, health=health)
         if mesh:
@@ -126,3 +151,57 @@ class Node(Mux):
         empty without the mesh)."""
         found = mesh_of(self)
         return dict(found.known_peers) if found is not None else {}
+
+    # -- what this node serves: its server's ------------------------------------------------
+
+    def add_service(self, name: str, handlers: Mapping[str, Any]) -> None:
+        """Serve service ``name`` (:meth:`p2prpc.rpc.Server.add_service`; the generated
+        ``add_…Servicer_to_node`` calls this)."""
+        self.server.add_service(name, handlers)
+
+    def remove_service(self, name: str) -> None:
+        self.server.remove_service(name)
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
+        """As ``grpc.aio.Server``'s (:meth:`p2prpc.rpc.Server.add_generic_rpc_handlers`)."""
+        self.server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Any]
+    ) -> None:
+        """As ``grpc.aio.Server``'s (:meth:`p2prpc.rpc.Server.add_registered_method_handlers`)."""
+        self.server.add_registered_method_handlers(service_name, method_handlers)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """Wait until this node's server stops (``node.stop()`` or ``node.server.stop()``), or
+        for ``timeout`` seconds; returns whether it timed out, as grpc.aio's."""
+        return await self.server.wait_for_termination(timeout)
+
+    @property
+    def services(self) -> frozenset[str]:
+        """The services this node serves, by name."""
+        return self.server.services
+
+    def service_handlers(self, name: str) -> Mapping[str, Handler[Any, Any]]:
+        """What serves each method of service ``name`` here (empty when it is not served)."""
+        return self.server.service_handlers(name)
+
+    def method_handler(self, method: str) -> Handler[Any, Any] | None:
+        """What serves ``/package.Service/Method`` here, or ``None``."""
+        return self.server.method_handler(method)
+
+    @property
+    def server_interceptors(self) -> tuple[Any, ...]:
+        return self.server.interceptors
+
+    @server_interceptors.setter
+    def server_interceptors(self, interceptors: Sequence[Any]) -> None:
+        self.server.interceptors = interceptors
+
+    @property
+    def maximum_concurrent_rpcs(self) -> int | None:
+        return self.server.maximum_concurrent_rpcs
+
+    @maximum_concurrent_rpcs.setter
+    def maximum_concurrent_rpcs(self, limit: int | None) -> None:
+        self.server.maximum_concurrent_rpcs = limit

@@ -3,7 +3,9 @@
 Stubs call through a :class:`Channel` (``Channel(node, retry_policy=..., interceptors=...)``), a
 :class:`~p2prpc.node.Node` (its default channel: any peer serving the service) or
 ``node.to(peer_id)``; invoking a stub method returns a call object (:class:`UnaryUnaryCall`, …).
-Servicers are added to a node with the generated ``add_…Servicer_to_node``.
+Servicers are added to a node with the generated ``add_…Servicer_to_node``, or grpcio-tools'
+``add_…Servicer_to_server(servicer, node)``: a node's :class:`Server` (``node.server``) has
+grpc.aio's ``Server`` methods.
 """
 
 from .base import (
@@ -33,7 +35,8 @@ from .client import (
     UnaryUnaryMethod,
 )
 from .deadline import Deadline
-from .server import ServicerContext
+from .server import ServicerContext, SyncServicerContext
+from .serving import GrpcHandlerCallDetails, Server
 from .status import RpcError, StatusCode
 
 __all__ = [
@@ -45,11 +48,13 @@ __all__ = [
     "ClientCallDetails",
     "ClientInterceptor",
     "Deadline",
+    "GrpcHandlerCallDetails",
     "Handler",
     "HandlerCallDetails",
     "JSONMethod",
     "RetryPolicy",
     "RpcError",
+    "Server",
     "ServerInterceptor",
     "ServiceRegistrar",
     "ServicerContext",
@@ -58,6 +63,7 @@ __all__ = [
     "StreamStreamMethod",
     "StreamUnaryCall",
     "StreamUnaryMethod",
+    "SyncServicerContext",
     "UnaryStreamCall",
     "UnaryStreamMethod",
     "UnaryUnaryCall",

@@ -50,13 +50,23 @@ def service_of(method: str) -> str:
 @dataclass(frozen=True)
 class Handler(Generic[Req, Rep]):
     """How a server runs one method: the servicer's function, its shape and message types
-    (grpc's ``RpcMethodHandler``)."""
+    (grpc's ``RpcMethodHandler``; a server takes those too and makes this of them).
+
+    ``func(request or request iterator, context)`` runs as grpc.aio runs a method handler: an
+    ``async def`` on the event loop; a plain ``def`` of a single reply on the server's
+    ``migration_thread_pool`` (with a context whose ``abort``, ``send_initial_metadata``,
+    ``read`` and ``write`` block, and a blocking iterator of the requests); a generator's
+    replies are taken from it off the loop. ``codecs``: how requests and replies become
+    payloads, when not by ``request_type`` and ``reply_type`` (a
+    :class:`~p2prpc.wire.payload.SerializerCodec` of grpc's serializer functions; the types are
+    then ``object`` when not known)."""
 
     func: Callable[..., Any]
     cardinality: Cardinality
     request_type: type[Req]
     reply_type: type[Rep]
     idempotent: bool = False
+    codecs: tuple[Codec[Any], Codec[Any]] | None = field(default=None, kw_only=True)
 
     def attach(self, node: Mux) -> None:
         """Make sure ``node`` runs calls (the node calls this when it starts serving)."""
@@ -66,11 +76,11 @@ class Handler(Generic[Req, Rep]):
 
     @property
     def request_codec(self) -> Codec[Any]:
-        return _codec(self.request_type)
+        return self.codecs[0] if self.codecs is not None else _codec(self.request_type)
 
     @property
     def reply_codec(self) -> Codec[Any]:
-        return _codec(self.reply_type)
+        return self.codecs[1] if self.codecs is not None else _codec(self.reply_type)
 
 
 def _codec(message_type: type[Any]) -> Codec[Any]:
@@ -78,7 +88,8 @@ def _codec(message_type: type[Any]) -> Codec[Any]:
 
 
 class ServiceRegistrar(Protocol):
-    """Where servicers are added (a :class:`~p2prpc.node.Node`)."""
+    """Where servicers are added (a :class:`~p2prpc.node.Node`, or its
+    :class:`~p2prpc.rpc.Server`)."""
 
     def add_service(self, name: str, handlers: Any) -> None: ...
 
@@ -162,9 +173,12 @@ class ClientInterceptor(Protocol):
 
 
 class ServerInterceptor(Protocol):
-    """Wraps incoming calls (grpc.aio's ``ServerInterceptor.intercept_service``): return the
+    """p2prpc's own form of a server interceptor, a convenience beside grpc.aio's: the call's
+    details first (with the calling peer and the keys it proved), ``proceed`` second; return the
     handler to run (possibly wrapped), ``None`` for UNIMPLEMENTED, or raise :class:`RpcError` to
-    refuse the call with that status."""
+    refuse the call with that status. Instances of ``grpc.aio.ServerInterceptor``
+    (``intercept_service(continuation, handler_call_details)``, refusing by returning a handler
+    that aborts) run as grpc.aio runs them, in the same chain."""
 
     async def intercept_service(
         self,

@@ -25,6 +25,7 @@ from ..wire.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from ..mux import Mux
+    from .serving import Server
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class Endpoint:
         self._timed_out: dict[str, float] = {}  # peer id → when a call to it last ran out of time
         self._idle = asyncio.Event()
         self._idle.set()
+        self._served_idle = asyncio.Event()  # no call is being served
+        self._served_idle.set()
+        #: What this node serves, and how (:class:`~p2prpc.rpc.Server`; ``None``: nothing).
+        self.server: Server | None = None
         node.register(self, _SERVER_KINDS + _CLIENT_KINDS)
         node.on("connectionsuspect", self._on_suspect)
 
@@ -161,6 +166,31 @@ class Endpoint:
         self._served_from.clear()
         self._timed_out.clear()
         self._idle.set()
+        self._served_idle.set()
+        if self.server is not None:
+            self.server.node_closed()
+
+    # -- the server's life --------------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        """Whether calls are being served now."""
+        return bool(self._server)
+
+    async def wait_served(self) -> None:
+        """Return once no call is being served."""
+        await self._served_idle.wait()
+
+    def abandon_served(self) -> list[asyncio.Task[None]]:
+        """End every call being served now (UNAVAILABLE, the method cancelled); returns the
+        tasks of their methods."""
+        tasks = []
+        for side in list(self._server.values()):
+            task = getattr(side, "task", None)
+            if task is not None and not task.done():
+                tasks.append(task)
+            side.abandon()
+        return tasks
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -169,8 +199,18 @@ class Endpoint:
 
         method = envelope.method or ""
         node = self.node
+        server = self.server
         form = False if envelope.json else None  # answer in the form the call came in
-        if node.stopping:
+        if server is None:
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.UNIMPLEMENTED, f"unknown service: {method}"),
+                binary=form,
+                connection=connection,
+            )
+            return
+        if server.stopping:
             node.reply_status(
                 peer_id,
                 envelope.call_id,
@@ -179,10 +219,21 @@ class Endpoint:
                 connection=connection,
             )
             return
-        handler = node.method_handler(method)
+        try:
+            handler = server.method_handler(method, envelope.metadata)
+        except Exception:  # a user's generic handler raised: the call is answered, not lost
+            logger.exception("finding the handler of %s failed", method)
+            node.reply_status(
+                peer_id,
+                envelope.call_id,
+                Status(StatusCode.UNKNOWN, f"finding the handler of {method} failed"),
+                binary=form,
+                connection=connection,
+            )
+            return
         if handler is None:
             service = method.split("/")[1]
-            what = "service" if service not in node.services else "method"
+            what = "service" if service not in server.services else "method"
             node.reply_status(
                 peer_id,
                 envelope.call_id,
@@ -193,7 +244,7 @@ class Endpoint:
             return
         if (peer_id, envelope.call_id) in self._server:
             return  # a repeated call id: the call in progress goes on
-        limit = node.maximum_concurrent_rpcs
+        limit = server.maximum_concurrent_rpcs
         if (limit is not None and len(self._server) >= limit) or self._served_from.get(
             peer_id, 0
         ) >= node.max_calls_per_peer:
@@ -205,7 +256,7 @@ class Endpoint:
                 connection=connection,
             )
             return
-        envelope = kept(envelope, handler, node.max_message_size)  # type: ignore[arg-type]
+        envelope = kept(envelope, handler, node.max_message_size)
         size = queued_size(envelope)
         if not node.queued.take(peer_id, size):
             node.reply_status(
@@ -217,9 +268,10 @@ class Endpoint:
             )
             return
         self._served_from[peer_id] = self._served_from.get(peer_id, 0) + 1
-        call = ServerCall(self, peer_id, envelope, handler, connection, size)  # type: ignore[arg-type]
+        call = ServerCall(self, peer_id, envelope, handler, connection, size)
         self._server[(peer_id, envelope.call_id)] = call
         self._idle.clear()
+        self._served_idle.clear()
         call.start()
 
     def over_budget(self) -> str:
@@ -238,6 +290,8 @@ class Endpoint:
                 self._served_from[peer_id] = left
             else:
                 self._served_from.pop(peer_id, None)
+        if not self._server:
+            self._served_idle.set()
         self._check_idle()
 
     # -- calling ------------------------------------------------------------------------------

@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import grpc
 import grpc.aio
 
 from ..errors import LocalProtocolError, PeerClosed, RpcError, SendQueueFull, TooLargeForPeer
@@ -31,7 +34,7 @@ from ..wire import metadata as md
 from ..wire.compression import CODECS
 from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD
-from ..wire.payload import keep, kept_size
+from ..wire.payload import SerializerCodec, decode, keep, kept_size
 from ..wire.status import Metadatum, Status, StatusCode, unsendable
 from .base import Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from .endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Request-stream messages a server call holds before its method reads them (or, when the node's
 #: window holds more messages of 512 bytes, that many and two), and their bytes in units of the
@@ -84,11 +89,13 @@ class _EndOfRequests:
 
 
 _END = _EndOfRequests()
+_DONE = object()  # what a reply iterator run off the loop gives when it has no more
 
 
-class ServicerContext:
-    """What a servicer method gets besides its request, as grpc.aio's ``ServicerContext``:
-    metadata both ways, the deadline, the status to end with, cancellation."""
+class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
+    """What a servicer method gets besides its request: a ``grpc.aio.ServicerContext``, with
+    its methods: metadata both ways, the deadline, the status to end with, cancellation,
+    compression, and ``read``/``write`` for the request and reply streams."""
 
     def __init__(self, call: ServerCall) -> None:
         self._call = call
@@ -98,6 +105,9 @@ class ServicerContext:
         self._details = ""
         self._headers_sent = False
         self._callbacks: list[Callable[[ServicerContext], None]] = []
+        #: The encoding replies are compressed with (``None``: the call's own).
+        self._compression: str | None = call.server_compression
+        self._skip_compression = False
 
     def peer(self) -> str:
         """The calling peer's id (40 hex characters)."""
@@ -165,7 +175,7 @@ class ServicerContext:
     def details(self) -> str:
         return self._details
 
-    def time_remaining(self) -> float | None:
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         """Seconds left before the deadline, or ``None`` when the call has none."""
         return self._call.deadline.remaining()
 
@@ -192,13 +202,53 @@ class ServicerContext:
     ) -> NoReturn:
         """End the call now with ``code`` (never OK) and ``details``; never returns. For rich
         errors put a ``google.rpc.Status`` under ``grpc-status-details-bin`` in
-        ``trailing_metadata`` (as ``grpc_status.rpc_status.to_status`` gives it)."""
+        ``trailing_metadata`` (as ``grpc_status.rpc_status.to_status`` gives it), or use
+        :meth:`abort_with_status`."""
+        self._abort(code, details, trailing_metadata)
+
+    def _abort(self, code: StatusCode, details: str, trailing_metadata: MetadataLike) -> NoReturn:
         if code is StatusCode.OK:
             raise ValueError("abort needs a status code other than OK")
         entries = md.normalize(trailing_metadata)
         if entries:
             self._trailers = entries
         raise RpcError(code, details, self._trailers)
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        """End the call now with a ``grpc.Status`` (its ``code``, ``details`` and
+        ``trailing_metadata``), as ``grpc_status.rpc_status.to_status(rich_status)`` makes one:
+        the client reads the rich status back with ``rpc_status.from_call(error)``."""
+        self._abort(status.code, status.details, status.trailing_metadata or ())
+
+    def set_compression(self, compression: grpc.Compression | str) -> None:
+        """Compress the replies from now on with ``compression`` (a ``grpc.Compression``):
+        ``NoCompression`` sends them uncompressed; an encoding is used when the call named the
+        same one (a p2prpc call has one encoding both ways, and its peer said it reads it), else
+        replies go uncompressed, as gRPC sends them when the client does not accept the
+        server's choice. ``ValueError`` for something that is not a compression."""
+        from .serving import compression_name  # the server's module builds on this one
+
+        name = compression_name(compression)
+        self._compression = name
+
+    def disable_next_message_compression(self) -> None:
+        """Send the next reply uncompressed, whatever the call's compression."""
+        self._skip_compression = True
+
+    async def read(self) -> Any:
+        """The next request of a request stream, or ``grpc.aio.EOF`` once the client has ended
+        it (and for a single-request method, whose request the method was given), as grpc.aio's
+        ``read()``; for methods that take the requests from the context rather than the
+        iterator. ``RpcError`` when the stream cannot be read (a request that does not parse,
+        or the call ended)."""
+        return await self._call.read()
+
+    async def write(self, message: Any) -> None:
+        """Send one reply of a reply stream, as grpc.aio's ``write()``; for an ``async def``
+        method that streams its replies through the context rather than by yielding. Waits
+        while the client's window is shut. ``asyncio.InvalidStateError`` for a method of a
+        single reply (it returns its reply)."""
+        await self._call.write(message)
 
     def _run_callbacks(self) -> None:
         callbacks, self._callbacks = self._callbacks, []
@@ -207,6 +257,77 @@ class ServicerContext:
                 callback(self)
             except Exception:
                 logger.exception("a done callback of %s raised", self._call.method)
+
+
+class SyncServicerContext:
+    """The context a plain ``def`` method gets (grpc.aio's for methods it runs on its
+    ``migration_thread_pool``): the :class:`ServicerContext`'s methods, with ``abort``,
+    ``abort_with_status``, ``send_initial_metadata``, ``read`` and ``write`` blocking in the
+    method's thread until the event loop has done them. Called on the event loop itself (a
+    ``def`` that returns a coroutine), they return what the async context's return, to await."""
+
+    def __init__(self, context: ServicerContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._context = context
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def _run(self, coroutine: Awaitable[T]) -> Any:
+        if self._on_loop():
+            return coroutine
+        return asyncio.run_coroutine_threadsafe(_awaited(coroutine), self._loop).result()
+
+    def abort(
+        self, code: StatusCode, details: str = "", trailing_metadata: MetadataLike = ()
+    ) -> Any:
+        """End the call now with ``code`` and ``details`` (raises, as grpc's ``abort``)."""
+        if self._on_loop():
+            return self._context.abort(code, details, trailing_metadata)
+        self._context._abort(code, details, trailing_metadata)
+
+    def abort_with_status(self, status: grpc.Status) -> Any:
+        """End the call now with a ``grpc.Status`` (raises)."""
+        if self._on_loop():
+            return self._context.abort_with_status(status)
+        self._context._abort(status.code, status.details, status.trailing_metadata or ())
+
+    def send_initial_metadata(self, initial_metadata: MetadataLike) -> Any:
+        return self._run(self._context.send_initial_metadata(initial_metadata))
+
+    def read(self) -> Any:
+        return self._run(self._context.read())
+
+    def write(self, message: Any) -> Any:
+        return self._run(self._context.write(message))
+
+    def is_active(self) -> bool:
+        """Whether the call is still going on (grpc's ``ServicerContext.is_active``)."""
+        return not self._context.done()
+
+    def add_callback(self, callback: Callable[[], object]) -> bool:
+        """Call ``callback()`` when the call ends (grpc's; ``True``: registered)."""
+
+        def done(_: ServicerContext) -> None:
+            callback()
+
+        self._context.add_done_callback(done)
+        return True
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    """Whether grpc.aio runs ``func`` on the event loop (else on the thread pool)."""
+    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
 
 
 class ServerCall:
@@ -257,6 +378,11 @@ class ServerCall:
         self.tag = ("server", self.call_id)  # what withdraws this call's unsent frames
         # Answered in the form it came in: a JSON-form call (a P2PT app) gets JSON back.
         self.binary = self.node.is_binary(peer_id) and not envelope.json
+        server = endpoint.server
+        #: What serves the call: the method's handler once interceptors have had their say.
+        self.served = handler
+        self.server_compression = server.compression if server is not None else None
+        self.thread_pool = server.migration_thread_pool if server is not None else None
         self.context = ServicerContext(self)
         #: The client's window for the replies, and the grants of this call's own for requests.
         self.window = SendWindow(self.node.peer_window(peer_id))
@@ -433,9 +559,18 @@ class ServerCall:
                 await self.node.drain(self.peer_id, self.connection)
 
     def _unexpected(self, error: BaseException) -> Envelope:
-        logger.error("%s raised an unexpected error", self.method, exc_info=error)
+        """The status of a method that raised ``error``: UNKNOWN, or the code the method set
+        before it raised (with its details, if it set any), as gRPC answers; a grpcio-tools
+        servicer's method left unimplemented sets UNIMPLEMENTED, then raises
+        ``NotImplementedError``."""
+        context = self.context
+        what = f"unexpected {type(error).__name__}: {error}"[:1000]
+        if context.code() is StatusCode.OK:
+            logger.error("%s raised an unexpected error", self.method, exc_info=error)
+            return self._status_envelope(Status(StatusCode.UNKNOWN, what))
+        logger.debug("%s set %s, then raised", self.method, context.code(), exc_info=error)
         return self._status_envelope(
-            Status(StatusCode.UNKNOWN, f"unexpected {type(error).__name__}: {error}"[:1000])
+            Status(context.code(), context.details() or what, context._trailers)
         )
 
     def _status_envelope(self, status: Status) -> Envelope:
@@ -491,6 +626,9 @@ class ServerCall:
         if self._requests is not None:
             while not self._requests.empty():
                 self._requests.get_nowait()
+            # A reader still waiting (a method run on the thread pool, whose wait the call's
+            # cancellation does not reach) is woken.
+            self._requests.put_nowait(RpcError(StatusCode.CANCELLED, "the call has ended"))
         self._first = None
         self.endpoint.server_call_ended(self.peer_id, self.call_id)
         self.context._run_callbacks()
@@ -505,38 +643,118 @@ class ServerCall:
             raise
 
     async def _serve(self) -> Envelope:
-        """Run the method; return the envelope that ends the call."""
-        handler = await self._intercept()
+        """Run the method, as grpc.aio runs it (see :class:`~p2prpc.rpc.Handler`); return the
+        envelope that ends the call."""
+        handler = self.served = await self._intercept()
         context = self.context
         shape = handler.cardinality
+        func = handler.func
+        on_loop = _is_async(func)
         if shape.client_streams:
-            argument: Any = self._request_stream(handler)
+            requests = self._request_stream(handler)
+            argument: Any = requests if on_loop else self._blocking(requests)
         else:
             argument = await self._single_request(handler)
         if shape.server_streams:
-            replies = handler.func(argument, context)
-            try:
-                async for reply in replies:
-                    envelope = self._reply(handler, reply, self._reply_seq)
-                    if self.window.limited:  # the method waits while the client's window is shut
-                        await self.window.wait()
-                        if self.state in (_State.CANCELLED, _State.CLOSED):
-                            raise asyncio.CancelledError
-                        self.window.spend(envelope.payload)
-                    await self._send_waiting(envelope)
-                    self._reply_seq += 1
-                    await self.node.drain(self.peer_id, self.connection)
-            finally:
-                # However the call ends (cancelled, deadline, peer lost), the method's generator
-                # is closed now, so that its ``finally`` frees what it holds for the call.
-                close = getattr(replies, "aclose", None)
-                if close is not None:
-                    await close()
+            await self._stream_replies(func, argument)
             return self._status_envelope(self._final_status())
-        reply = await handler.func(argument, context)
+        if on_loop:
+            reply = await func(argument, context)
+        else:
+            reply = await self._in_thread(func, argument, self._sync_context())
+            if inspect.isawaitable(reply):  # a ``def`` that hands back a coroutine
+                reply = await reply
         if context.code() is not StatusCode.OK:
             return self._status_envelope(self._final_status())
         return self._reply(handler, reply, 0, Status(StatusCode.OK, "", context._trailers))
+
+    async def _stream_replies(self, func: Callable[..., Any], argument: Any) -> None:
+        """Send the replies of a reply stream: those an async generator yields, a generator
+        yields (taken from it off the loop), or an ``async def`` writes (``context.write``)."""
+        if inspect.isasyncgenfunction(func):
+            replies: Any = func(argument, self.context)
+        elif inspect.iscoroutinefunction(func):
+            replies = await func(argument, self.context)  # it wrote its replies
+        elif inspect.isgeneratorfunction(func):
+            replies = func(argument, self._sync_context())
+        else:  # a ``def`` returning what streams the replies: an async iterator, or an iterable
+            replies = func(argument, self.context)
+            if inspect.isawaitable(replies):
+                replies = await replies
+        if replies is None:
+            return
+        if not hasattr(replies, "__aiter__"):
+            replies = self._off_loop(iter(replies))
+        try:
+            async for reply in replies:
+                await self.write(reply)
+        finally:
+            # However the call ends (cancelled, deadline, peer lost), the method's generator
+            # is closed now, so that its ``finally`` frees what it holds for the call.
+            close = getattr(replies, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def write(self, reply: Any) -> None:
+        """Send one reply of a reply stream (waiting while the client's window is shut and the
+        send queue is full)."""
+        handler = self.served
+        if not handler.cardinality.server_streams:
+            raise asyncio.InvalidStateError(f"{self.method} returns its single reply")
+        if self.state in (_State.CANCELLED, _State.CLOSED):
+            raise asyncio.InvalidStateError("the call has ended")
+        envelope = self._reply(handler, reply, self._reply_seq)
+        if self.window.limited:  # the method waits while the client's window is shut
+            await self.window.wait()
+            if self.state in (_State.CANCELLED, _State.CLOSED):
+                raise asyncio.CancelledError
+            self.window.spend(envelope.payload)
+        await self._send_waiting(envelope)
+        self._reply_seq += 1
+        await self.node.drain(self.peer_id, self.connection)
+
+    async def read(self) -> Any:
+        """The next request of the stream, or ``grpc.aio.EOF`` after the last."""
+        if self._requests is None:
+            return grpc.aio.EOF
+        request = await self._next_request(self.served)
+        return grpc.aio.EOF if request is None else request
+
+    def _sync_context(self) -> SyncServicerContext:
+        return SyncServicerContext(self.context, asyncio.get_running_loop())
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` on the server's thread pool (grpc.aio's ``migration_thread_pool``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.thread_pool, functools.partial(func, *args))
+
+    async def _off_loop(self, replies: Iterator[Any]) -> AsyncIterator[Any]:
+        """The items of a blocking iterator, each taken from it on the thread pool."""
+        try:
+            while True:
+                reply = await self._in_thread(next, replies, _DONE)
+                if reply is _DONE:
+                    return
+                yield reply
+        finally:
+            close = getattr(replies, "close", None)
+            if close is not None:  # a generator: its ``finally`` runs, off the loop
+                done = asyncio.get_running_loop().run_in_executor(self.thread_pool, close)
+                done.add_done_callback(_log_failure)
+
+    def _blocking(self, requests: AsyncIterator[Any]) -> Iterator[Any]:
+        """The request stream as a blocking iterator, for a method run on the thread pool; it
+        raises the call's error when the call ends while it waits."""
+        loop = asyncio.get_running_loop()
+
+        def iterate() -> Iterator[Any]:
+            while True:
+                item = asyncio.run_coroutine_threadsafe(_next_or(requests), loop).result()
+                if item is _DONE:
+                    return
+                yield item
+
+        return iterate()
 
     def _reply(
         self, handler: Handler[Any, Any], reply: object, seq: int, status: Status | None = None
@@ -544,13 +762,20 @@ class ServerCall:
         """A reply envelope (with the final ``status`` for a single reply); INTERNAL for a reply
         of the wrong type, RESOURCE_EXHAUSTED past the size limit."""
         self._check_reply(reply, handler)
-        payload, compressed = pack(  # within this node's limit and the client's (its hello's)
-            handler.reply_codec,
-            reply,
-            self.binary,
-            self.encoding,
-            self.node.message_limit(self.peer_id),
-        )
+        try:
+            payload, compressed = pack(  # within this node's limit and the client's (its hello's)
+                handler.reply_codec,
+                reply,
+                self.binary,
+                self._reply_encoding(),
+                self.node.message_limit(self.peer_id),
+            )
+        except RpcError:
+            raise
+        except Exception as e:  # a serializer of grpc's form failed on what the method gave
+            raise RpcError(
+                StatusCode.INTERNAL, f"{self.method}: the reply cannot be serialized: {e}"[:1000]
+            ) from e
         self.replied = True
         return Envelope(
             Kind.REPLY,
@@ -562,7 +787,20 @@ class ServerCall:
             status=status,
         )
 
+    def _reply_encoding(self) -> str | None:
+        """The encoding of the next reply: the call's, unless the method chose otherwise."""
+        context = self.context
+        if context._skip_compression:
+            context._skip_compression = False
+            return None
+        chosen = context._compression
+        if chosen is None or chosen == self.encoding:
+            return self.encoding
+        return None
+
     def _check_reply(self, reply: object, handler: Handler[Any, Any]) -> None:
+        if isinstance(handler.reply_codec, SerializerCodec):
+            return  # its serializer decides what it takes
         if not isinstance(reply, handler.reply_type):
             raise RpcError(
                 StatusCode.INTERNAL,
@@ -574,9 +812,12 @@ class ServerCall:
         return Status(context.code(), context.details(), context._trailers)
 
     async def _intercept(self) -> Handler[Any, Any]:
-        interceptors = self.node.server_interceptors
+        server = self.endpoint.server
+        interceptors = server.interceptors if server is not None else ()
         if not interceptors:
             return self.handler
+        from .serving import intercept  # the server's module builds on this one
+
         identities = self.context.peer_identities()
         details = HandlerCallDetails(
             self.method,
@@ -585,15 +826,12 @@ class ServerCall:
             tuple(identities) if identities is not None else None,
         )
 
-        async def proceed(index: int, d: HandlerCallDetails) -> Handler[Any, Any] | None:
-            if index == len(interceptors):
+        async def terminal(asked: HandlerCallDetails) -> Handler[Any, Any] | None:
+            if asked.method == self.method or server is None:
                 return self.handler
-            handler: Handler[Any, Any] | None = await interceptors[index].intercept_service(
-                d, lambda nd: proceed(index + 1, nd)
-            )
-            return handler
+            return server.method_handler(asked.method, asked.invocation_metadata)
 
-        handler = await proceed(0, details)
+        handler = await intercept(interceptors, details, terminal)
         if handler is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method not found: {self.method}")
         return handler
@@ -633,7 +871,9 @@ class ServerCall:
         else:
             request = None
         # A call without its message asks with the default one, as proto3 reads a missing field.
-        return request if request is not None else handler.request_type()
+        if request is None:
+            request = decode(handler.request_codec, b"", self.node.max_message_size)
+        return request
 
     async def _request_stream(self, handler: Handler[Any, Any]) -> AsyncIterator[Any]:
         while True:
@@ -641,6 +881,16 @@ class ServerCall:
             if request is None:
                 return
             yield request
+
+
+async def _next_or(requests: AsyncIterator[Any]) -> Any:
+    """The next request, or ``_DONE`` after the last."""
+    return await anext(requests, _DONE)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("closing a method's reply generator failed", exc_info=future.exception())
 
 
 def too_large(error: TooLargeForPeer) -> Status:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..rpc.serving import server_of
 from .health import NOT_SERVING, SERVICE_UNKNOWN, SERVING, UNKNOWN, Health, health_of
 
 if TYPE_CHECKING:
@@ -30,9 +31,9 @@ def serve_standard_services(node: Mux, *, reflection: bool, health: bool) -> Non
     if health:
         from .health import SERVICE_NAME, health_handlers
 
-        node.add_service(SERVICE_NAME, health_handlers(node))
+        server_of(node).add_service(SERVICE_NAME, health_handlers(node))
     if reflection:
         from .reflection import V1, V1ALPHA, reflection_handlers
 
         for messages in (V1, V1ALPHA):
-            node.add_service(messages.service, reflection_handlers(node, messages))
+            server_of(node).add_service(messages.service, reflection_handlers(node, messages))

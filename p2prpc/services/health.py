@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2
 from ..errors import RpcError
 from ..rpc.base import Cardinality, Handler
 from ..rpc.server import ServicerContext
+from ..rpc.serving import server_of
 from ..wire.status import StatusCode
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Health:
         if service in self._set:
             return self._set[service]
         node = self._node()
-        if service == "" or (node is not None and service in node.services):
+        if service == "" or (node is not None and service in server_of(node).services):
             return SERVING
         return None
 
@@ -214,7 +215,7 @@ def health_handlers(node: Mux) -> dict[str, Handler[Any, Any]]:
 
     async def list_(request: Any, context: ServicerContext) -> Any:
         node_ = health._node()
-        names = {"", *health._set, *(node_.services if node_ is not None else ())}
+        names = {"", *health._set, *(server_of(node_).services if node_ is not None else ())}
         reply = health_pb2.HealthListResponse()
         for name in sorted(names):
             status = health.status(name)

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 
 from ..rpc.base import Cardinality, Handler
 from ..rpc.server import ServicerContext
+from ..rpc.serving import server_of
 from ..wire.status import StatusCode
 
 if TYPE_CHECKING:
@@ -97,9 +98,10 @@ def served_files(node: Mux) -> dict[str, FileDescriptor]:
     """The files that describe what ``node`` serves and publishes, with their dependencies, by
     file name."""
     roots: list[FileDescriptor] = []
-    for service in sorted(node.services):
+    server = server_of(node)
+    for service in sorted(server.services):
         pools = []
-        for handler in node.service_handlers(service).values():
+        for handler in server.service_handlers(service).values():
             for message_type in _message_types(handler):
                 roots.append(message_type.DESCRIPTOR.file)
                 pools.append(message_type.DESCRIPTOR.file.pool)
@@ -197,7 +199,7 @@ def answer(node: Mux, messages: Messages, request: Any) -> Message:
         return response  # type: ignore[no-any-return]
 
     if asked == "list_services":
-        for name in sorted(node.services):
+        for name in sorted(server_of(node).services):
             response.list_services_response.service.add(name=name)
     elif asked == "file_by_filename":
         file = files.get(request.file_by_filename)
