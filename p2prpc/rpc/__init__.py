@@ -3,6 +3,8 @@
 Stubs call through a :class:`Channel` (``Channel(node, retry_policy=..., interceptors=...)``), a
 :class:`~p2prpc.node.Node` (its default channel: any peer serving the service) or
 ``node.to(peer_id)``; invoking a stub method returns a call object (:class:`UnaryUnaryCall`, …).
+grpcio-tools' generated stubs take the same (grpc.aio.Channel's ``unary_unary``, …:
+:class:`GrpcChannelMethods`), with grpc's channel options (``Channel(node, options=[...])``).
 Servicers are added to a node with the generated ``add_…Servicer_to_node``.
 """
 
@@ -19,7 +21,7 @@ from .base import (
     unimplemented,
     unimplemented_stream,
 )
-from .channel import Channel, ChannelLike, as_channel
+from .channel import Channel, ChannelLike, GrpcChannelMethods, as_channel
 from .client import (
     EOF,
     JSONMethod,
@@ -45,6 +47,7 @@ __all__ = [
     "ClientCallDetails",
     "ClientInterceptor",
     "Deadline",
+    "GrpcChannelMethods",
     "Handler",
     "HandlerCallDetails",
     "JSONMethod",

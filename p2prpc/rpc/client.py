@@ -1272,7 +1272,10 @@ class UnaryStreamMethod(_MethodBase[Req, Rep]):
 
 class StreamUnaryMethod(_MethodBase[Req, Rep]):
     """A client-streaming method: ``reply = await stub.Method(requests)``, or ``call =
-    stub.Method()``, ``await call.write(r)``…, ``await call.done_writing()``, ``await call``."""
+    stub.Method()``, ``await call.write(r)``…, ``await call.done_writing()``, ``await call``.
+    Its arguments may be given by position in grpc.aio's order (``requests``, ``timeout``,
+    ``metadata``, ``credentials``, ``wait_for_ready``, ``compression``), and the requests by
+    grpc.aio's name too (``request_iterator=``)."""
 
     cardinality = Cardinality.STREAM_UNARY
 
@@ -1302,7 +1305,8 @@ class StreamUnaryMethod(_MethodBase[Req, Rep]):
 
 class StreamStreamMethod(_MethodBase[Req, Rep]):
     """A bidirectional-streaming method: ``call = stub.Method(requests)`` (or write to it), then
-    iterate ``call``."""
+    iterate ``call``. Its arguments may be given as grpc.aio's are (see
+    :class:`StreamUnaryMethod`)."""
 
     cardinality = Cardinality.STREAM_STREAM
 
