@@ -9,11 +9,12 @@ grpcio-reflection's ``ServerReflectionStub`` against a node's own services.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import importlib.resources
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +32,7 @@ from routeguide_p2prpc import RouteGuideServicer, add_RouteGuideServicer_to_node
 import p2prpc.rpc.client
 from p2prpc.errors import RpcError
 from p2prpc.node import Node
-from p2prpc.rpc import Channel, ServicerContext, StatusCode
+from p2prpc.rpc import Channel, ClientCallDetails, ServicerContext, StatusCode
 from p2prpc.services import SERVING
 from p2prpc.services.reflection import V1
 from p2prpc.testing import mesh
@@ -277,6 +278,22 @@ async def test_every_call_keyword(generated: dict[str, ModuleType]) -> None:
             assert summary.point_count == 3
 
 
+class Compressing:
+    """A client interceptor that compresses every call it sees."""
+
+    def __init__(self, compression: Any) -> None:
+        self.compression = compression
+        self.calls = 0
+
+    async def intercept_call(
+        self,
+        details: ClientCallDetails,
+        proceed: Callable[[ClientCallDetails], Awaitable[Any]],
+    ) -> Any:
+        self.calls += 1
+        return await proceed(dataclasses.replace(details, compression=self.compression))
+
+
 @pytest.mark.parametrize(
     "compression", ["gzip", grpc.Compression.Gzip, grpc.Compression.Deflate, "zstd"]
 )
@@ -303,6 +320,10 @@ async def test_compression_by_grpc_names_sends_fewer_bytes(compression: Any) -> 
         plain = await sent(Channel(client))
         assert await sent(Channel(client), compression=compression) < plain // 3
         assert await sent(Channel(client, compression=compression)) < plain // 3
+        # An interceptor may set it in the call's details.
+        compressing = Compressing(compression)
+        assert await sent(Channel(client, interceptors=[compressing])) < plain // 3
+        assert compressing.calls == 1
         # NoCompression on a call turns the channel's off.
         off = await sent(
             Channel(client, compression=compression), compression=grpc.Compression.NoCompression
