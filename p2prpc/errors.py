@@ -189,6 +189,15 @@ class InvalidMetadata(LocalProtocolError, ValueError):
     https://grpc.io/docs/guides/metadata/)."""
 
 
+class InvalidChannelOption(P2PRPCError, ValueError):
+    """A channel option a channel over a swarm does not take: an unknown key, a value of the
+    wrong type, or a keepalive the node does not keep (refused when the channel is made)."""
+
+
+class InvalidServiceConfig(InvalidChannelOption):
+    """A ``grpc.service_config`` gRPC would refuse, with gRPC's words for each field."""
+
+
 class RpcError(P2PRPCError, grpc.aio.AioRpcError):
     """A call ended with a status other than OK: grpc.aio's ``AioRpcError``, with its methods.
 

@@ -18,6 +18,7 @@ import grpc
 from .mesh import KnownPeer, Mesh, mesh_of
 from .mux import IdentityTarget, Layer, Life, Mux, PeerInfo, PeerTarget
 from .rpc.base import Handler
+from .rpc.channel import GrpcChannelMethods
 from .rpc.serving import MethodAcceptor, Server
 from .services import serve_standard_services
 
@@ -27,12 +28,25 @@ __all__ = [
     "Life",
     "MethodAcceptor",
     "Node",
+    "NodeIdentities",
+    "NodePeer",
     "PeerInfo",
     "PeerTarget",
 ]
 
 
-class Node(Mux):
+class NodePeer(PeerTarget, GrpcChannelMethods):
+    """``node.to(peer_id)``: a :class:`~p2prpc.mux.PeerTarget` that grpcio-tools' stubs take too
+    (it has grpc.aio.Channel's ``unary_unary``, ..., see
+    :class:`~p2prpc.rpc.channel.GrpcChannelMethods`)."""
+
+
+class NodeIdentities(IdentityTarget, GrpcChannelMethods):
+    """``node.to_identity(key)``: an :class:`~p2prpc.mux.IdentityTarget` that grpcio-tools'
+    stubs take too."""
+
+
+class Node(Mux, GrpcChannelMethods):
     """A p2prpc peer: ``Node(announce_urls, identifier)``, then ``await start()``.
 
     Events: ``peer(info)`` when a peer says hello (or says it again), ``peerclose(peer_id)``,
@@ -114,7 +128,13 @@ class Node(Mux):
     ``v1alpha``) and ``grpc.health.v1.Health`` services (see :mod:`p2prpc.services`), as a gRPC
     server with them added does; what grpcurl and ``p2prpc describe``/``health`` use.
     Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
-    interceptors, compression, ``wait_for_ready``) belong to ``p2prpc.rpc.Channel``.
+    interceptors, compression, ``wait_for_ready``, grpc channel options) belong to
+    ``p2prpc.rpc.Channel``.
+
+    A node is also what a stub calls through: p2prpc's stubs and grpcio-tools' generated
+    ``XStub(node)`` (grpc.aio.Channel's ``unary_unary``, ``unary_stream``, ``stream_unary``,
+    ``stream_stream``) call any peer serving the service, with a default ``Channel(node)``;
+    ``node.to(peer_id)`` and ``node.to_identity(key)`` as well.
     """
 
     def __init__(
@@ -144,6 +164,17 @@ class Node(Mux):
             serve_standard_services(self, reflection=reflection, health=health)
         if mesh:
             self.layer("mesh", Mesh)
+
+    def to(self, peer_id: str) -> NodePeer:
+        """This node and one peer, for a stub whose calls all go to that peer:
+        ``GreeterStub(node.to(peer_id))``."""
+        return NodePeer(self, peer_id)
+
+    def to_identity(self, *public_keys: bytes) -> NodeIdentities:
+        """This node and public keys, for a stub whose calls go only to peers that proved one
+        of them: ``GreeterStub(node.to_identity(key))``."""
+        found = super().to_identity(*public_keys)
+        return NodeIdentities(self, found.public_keys)
 
     @property
     def known_peers(self) -> dict[str, KnownPeer]:

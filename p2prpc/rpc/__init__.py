@@ -3,6 +3,8 @@
 Stubs call through a :class:`Channel` (``Channel(node, retry_policy=..., interceptors=...)``), a
 :class:`~p2prpc.node.Node` (its default channel: any peer serving the service) or
 ``node.to(peer_id)``; invoking a stub method returns a call object (:class:`UnaryUnaryCall`, …).
+grpcio-tools' generated stubs take the same (grpc.aio.Channel's ``unary_unary``, …:
+:class:`GrpcChannelMethods`), with grpc's channel options (``Channel(node, options=[...])``).
 Servicers are added to a node with the generated ``add_…Servicer_to_node``, or grpcio-tools'
 ``add_…Servicer_to_server(servicer, node)``: a node's :class:`Server` (``node.server``) has
 grpc.aio's ``Server`` methods.
@@ -21,7 +23,7 @@ from .base import (
     unimplemented,
     unimplemented_stream,
 )
-from .channel import Channel, ChannelLike, as_channel
+from .channel import Channel, ChannelLike, GrpcChannelMethods, as_channel
 from .client import (
     EOF,
     JSONMethod,
@@ -48,6 +50,7 @@ __all__ = [
     "ClientCallDetails",
     "ClientInterceptor",
     "Deadline",
+    "GrpcChannelMethods",
     "GrpcHandlerCallDetails",
     "Handler",
     "HandlerCallDetails",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 
 from ..errors import MessageTooBig, RemoteProtocolError, RpcError
@@ -130,7 +131,8 @@ class ClientCallDetails:
     timeout: float | None
     metadata: tuple[Metadatum, ...] = ()
     wait_for_ready: bool | None = None
-    compression: str | None = None  # "deflate", "zstd" or "identity"; None: the channel's
+    #: "gzip", "deflate", "zstd", "identity" or a grpc.Compression; None: the channel's.
+    compression: CompressionLike = None
 
     def with_metadata(self, *extra: Metadatum) -> ClientCallDetails:
         """These details with more metadata entries appended."""
@@ -254,8 +256,31 @@ def unpack(
     return decode(codec, payload, max_size)
 
 
-def check_encoding(compression: str | None) -> None:
+#: A compression as a call or a channel takes it: gRPC's encoding name (``"gzip"``,
+#: ``"deflate"``, ``"zstd"``, ``"identity"``), a ``grpc.Compression`` member, or ``None``.
+CompressionLike = str | grpc.Compression | None
+
+_GRPC_COMPRESSION = {
+    grpc.Compression.NoCompression: codecs.IDENTITY,
+    grpc.Compression.Deflate: "deflate",
+    grpc.Compression.Gzip: "gzip",
+}
+
+
+def encoding_of(compression: CompressionLike) -> str | None:
+    """The encoding a compression names: a ``grpc.Compression`` member by gRPC's name for it
+    (``NoCompression``: ``"identity"``, no compression whatever the channel's), a name as it is;
+    ``ValueError`` for a compression p2prpc does not know."""
+    if isinstance(compression, grpc.Compression):
+        return _GRPC_COMPRESSION[compression]
+    check_encoding(compression)
+    return compression
+
+
+def check_encoding(compression: CompressionLike) -> None:
     """``ValueError`` for a compression p2prpc does not know."""
+    if isinstance(compression, grpc.Compression):
+        return
     known = compression is None or compression in codecs.CODECS or compression == codecs.IDENTITY
     if not known:
         raise ValueError(f"unknown compression {compression!r}: one of {sorted(codecs.CODECS)}")

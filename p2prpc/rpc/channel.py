@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Union
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Union, cast
 
-from ..errors import RpcError
+from ..errors import InvalidChannelOption, RpcError
 from ..mux import IdentityTarget, Mux, PeerTarget
 from ..wire.status import StatusCode
-from .base import ClientInterceptor, RetryPolicy, check_encoding
+from .base import ClientInterceptor, CompressionLike, RetryPolicy, encoding_of
 from .deadline import Deadline
 from .endpoint import Endpoint, endpoint_of
+from .options import ChannelOptions, MethodConfig, RetryThrottling, parse_options
 
 if TYPE_CHECKING:
     from typing import TypeAlias
+
+    from .client import (
+        StreamStreamMethod,
+        StreamUnaryMethod,
+        UnaryStreamMethod,
+        UnaryUnaryMethod,
+    )
 
 
 #: Bytes of requests a request-streaming call keeps for another attempt (gRPC's default).
@@ -30,8 +38,125 @@ class NoServer(Exception):
         self.details = details
 
 
+class _Throttle:
+    """gRFC A6's retry throttling for one channel (:class:`~p2prpc.rpc.options.RetryThrottling`)."""
+
+    def __init__(self, config: RetryThrottling) -> None:
+        self.config = config
+        self.tokens = config.max_tokens
+
+    def allows_retry(self) -> bool:
+        return self.tokens > self.config.max_tokens / 2
+
+    def record(self, failed: bool) -> None:
+        if failed:
+            self.tokens = max(0.0, self.tokens - 1)
+        else:
+            self.tokens = min(self.config.max_tokens, self.tokens + self.config.token_ratio)
+
+
+def _method_name(method: str | bytes) -> str:
+    return method.decode() if isinstance(method, bytes) else method
+
+
+class GrpcChannelMethods:
+    """grpc.aio.Channel's four multicallable factories, so that grpcio-tools' generated
+    ``XStub(channel)`` works: a :class:`Channel` has them, and so do a
+    :class:`~p2prpc.node.Node` (its default channel) and ``node.to(peer_id)``.
+
+    ``unary_unary(method, request_serializer=None, response_deserializer=None,
+    _registered_method=False)`` (and ``unary_stream``, ``stream_unary``, ``stream_stream``) returns
+    p2prpc's own method object for ``method`` (``/pkg.Service/Method``), called as grpc.aio's
+    multicallables are (``request`` or ``request_iterator``, ``timeout``, ``metadata``,
+    ``credentials``, ``wait_for_ready``, ``compression``) and returning p2prpc's call objects
+    (:class:`~p2prpc.rpc.UnaryUnaryCall`, ...). ``request_serializer`` and
+    ``response_deserializer`` make messages bytes and back, as in grpcio (``None``: bytes as they
+    are); in the JSON form (``Node(binary=False)``, plain P2PT peers) a protobuf request travels
+    as proto3 JSON and a reply is read as the deserializer's message type (``Msg.FromString``).
+    ``_registered_method`` is accepted and changes nothing. A method of such a stub is not known
+    to be idempotent: it is retried only when it cannot have run, unless a service config's
+    ``retryPolicy`` names it (see :class:`Channel`).
+    """
+
+    def unary_unary(
+        self,
+        method: str | bytes,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryUnaryMethod[Any, Any]:
+        from .client import UnaryUnaryMethod, grpc_codecs
+
+        requests, replies = grpc_codecs(request_serializer, response_deserializer)
+        return UnaryUnaryMethod(
+            as_channel(cast(ChannelLike, self)),
+            _method_name(method),
+            object,
+            object,
+            request_codec=requests,
+            reply_codec=replies,
+        )
+
+    def unary_stream(
+        self,
+        method: str | bytes,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryStreamMethod[Any, Any]:
+        from .client import UnaryStreamMethod, grpc_codecs
+
+        requests, replies = grpc_codecs(request_serializer, response_deserializer)
+        return UnaryStreamMethod(
+            as_channel(cast(ChannelLike, self)),
+            _method_name(method),
+            object,
+            object,
+            request_codec=requests,
+            reply_codec=replies,
+        )
+
+    def stream_unary(
+        self,
+        method: str | bytes,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamUnaryMethod[Any, Any]:
+        from .client import StreamUnaryMethod, grpc_codecs
+
+        requests, replies = grpc_codecs(request_serializer, response_deserializer)
+        return StreamUnaryMethod(
+            as_channel(cast(ChannelLike, self)),
+            _method_name(method),
+            object,
+            object,
+            request_codec=requests,
+            reply_codec=replies,
+        )
+
+    def stream_stream(
+        self,
+        method: str | bytes,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamStreamMethod[Any, Any]:
+        from .client import StreamStreamMethod, grpc_codecs
+
+        requests, replies = grpc_codecs(request_serializer, response_deserializer)
+        return StreamStreamMethod(
+            as_channel(cast(ChannelLike, self)),
+            _method_name(method),
+            object,
+            object,
+            request_codec=requests,
+            reply_codec=replies,
+        )
+
+
 @dataclass(frozen=True)
-class Channel:
+class Channel(GrpcChannelMethods):
     """The RPC settings of the calls made through a node, as a gRPC channel holds them.
 
     ``Channel(node)`` calls any peer serving the method's service that is not suspect (keepalive):
@@ -40,8 +165,9 @@ class Channel:
     peer only (``channel.to(peer_id)``), by its id or a unique prefix of it.
     ``retry_policy``: when failed calls are tried again (gRFC A6; ``None``: the default
     :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
-    ``compression``: ``"deflate"``, ``"zstd"`` or ``None``. ``wait_for_ready``: whether calls wait
-    for a serving peer (within their timeout) instead of failing UNAVAILABLE at once.
+    ``compression``: ``"gzip"``, ``"deflate"``, ``"zstd"``, a ``grpc.Compression`` member or
+    ``None``. ``wait_for_ready``: whether calls wait for a serving peer (within their timeout)
+    instead of failing UNAVAILABLE at once.
     ``allowed_servers``: Ed25519 public keys; calls go only to peers that proved one of them on
     their connection (``node.to_identity(key)`` is a shorthand), and fail UNAVAILABLE when none
     serves. ``retry_buffer_size``: bytes (as held in memory, each request counted with 512 for
@@ -49,23 +175,74 @@ class Channel:
     sent them, until the server answers; past that the call keeps its attempt and is not retried
     (gRPC's per-call retry buffer; 256 KiB). Only idempotent methods keep any.
 
+    ``options``: grpc channel options, ``(key, value)`` pairs as ``grpc.aio.insecure_channel``
+    takes them. Applied: ``grpc.service_config`` (JSON; its ``methodConfig`` entries apply per
+    method as in gRPC, the most specific ``name`` winning: ``timeout``, the most a call takes,
+    its own shorter timeout standing; ``waitForReady``, unless the call chooses; ``retryPolicy``
+    (gRFC A6: ``maxAttempts``, clamped to 5, ``initialBackoff``, ``maxBackoff``,
+    ``backoffMultiplier``, ``retryableStatusCodes``), which replaces ``retry_policy`` for the
+    methods it names, and retries them as gRPC does even once they may have run (the config
+    declares them safe to run again); ``maxRequestMessageBytes``, ``maxResponseMessageBytes``;
+    and ``retryThrottling``), ``grpc.enable_retries`` (0: no call is retried),
+    ``grpc.max_receive_message_length`` (or its old name ``grpc.max_message_length``) and
+    ``grpc.max_send_message_length`` (bytes, ``-1``: no limit; never past the node's
+    ``max_message_size`` nor what the peer takes: a reply or request over it ends the call
+    RESOURCE_EXHAUSTED), ``grpc.per_rpc_retry_buffer_size`` (``retry_buffer_size``, unless that is
+    given), ``grpc.default_compression_algorithm`` (a ``grpc.Compression``; ``compression`` wins).
+    Keepalive is the node's (``Node(keepalive_interval=..., keepalive_timeout=...)``), as the
+    connections are: ``grpc.keepalive_time_ms`` and ``grpc.keepalive_timeout_ms`` are taken when
+    the node already keeps them (it pings at least that often, and gives up on a ping at least
+    that soon), and refused otherwise. Accepted and ignored (a target address, a resolver, a load
+    balancer, TLS or an HTTP/2 connection of the channel's own, which a channel over a swarm does
+    not have): ``grpc.primary_user_agent``, ``grpc.secondary_user_agent``,
+    ``grpc.default_authority``, ``grpc.ssl_target_name_override``, ``grpc.lb_policy_name``,
+    ``grpc.enable_http_proxy``, ``grpc.http_proxy``, ``grpc.service_config_disable_resolution``,
+    ``grpc.enable_channelz``, ``grpc.use_local_subchannel_pool``, the reconnect backoffs
+    (``grpc.initial_reconnect_backoff_ms``, ``grpc.min_...``, ``grpc.max_...``), the DNS options,
+    ``grpc.client_idle_timeout_ms``, ``grpc.keepalive_permit_without_calls`` (the node pings
+    without calls), ``grpc.http2.*`` (max_pings_without_data, min_time_between_pings_ms,
+    bdp_probe, lookahead_bytes, write_buffer_size, max_frame_size) and
+    ``grpc.optimization_target`` (:data:`p2prpc.rpc.options.IGNORED`). Any other key, a value of
+    the wrong type or an invalid service config raises
+    :class:`~p2prpc.errors.InvalidChannelOption` (a ``ValueError``; for the service config
+    :class:`~p2prpc.errors.InvalidServiceConfig`, in gRPC's words) here, where gRPC makes the
+    channel and fails each of its calls INVALID_ARGUMENT.
+
     A stub takes a ``Channel``, a :class:`~p2prpc.node.Node` (its default channel) or
-    ``node.to(peer_id)``.
+    ``node.to(peer_id)``; so do grpcio-tools' generated stubs (:class:`GrpcChannelMethods`).
     """
 
     node: Mux
     peer: str | None = None
     retry_policy: RetryPolicy | None = None
     interceptors: Sequence[ClientInterceptor] = ()
-    compression: str | None = None
+    compression: CompressionLike = None
     wait_for_ready: bool = False
     allowed_servers: Sequence[bytes] | None = None
     retry_buffer_size: int = RETRY_BUFFER_SIZE
+    options: Sequence[tuple[str, Any]] = ()
+    _settings: ChannelOptions = field(init=False, repr=False, compare=False)
+    _throttle: _Throttle | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_encoding(self.compression)
+        settings = parse_options(self.options)
+        object.__setattr__(self, "options", tuple(tuple(item) for item in self.options))
+        object.__setattr__(self, "_settings", settings)
+        compression = self.compression
+        if compression is None:
+            compression = settings.default_compression
+        object.__setattr__(self, "compression", encoding_of(compression))
+        if (
+            settings.per_rpc_retry_buffer_size is not None
+            and self.retry_buffer_size == RETRY_BUFFER_SIZE
+        ):
+            object.__setattr__(self, "retry_buffer_size", settings.per_rpc_retry_buffer_size)
         if self.retry_buffer_size < 0:
             raise ValueError("retry_buffer_size must be a number of bytes ≥ 0")
+        self._check_keepalive(settings)
+        config = settings.service_config
+        throttling = config.retry_throttling if config is not None else None
+        object.__setattr__(self, "_throttle", _Throttle(throttling) if throttling else None)
         object.__setattr__(self, "interceptors", tuple(self.interceptors))
         if self.allowed_servers is not None:
             object.__setattr__(self, "allowed_servers", frozenset(self.allowed_servers))
@@ -87,6 +264,65 @@ class Channel:
     def to(self, peer_id: str) -> Channel:
         """The same settings, every call to ``peer_id``."""
         return replace(self, peer=peer_id)
+
+    def _check_keepalive(self, settings: ChannelOptions) -> None:
+        node = self.node
+        interval = node.keepalive_interval
+        for asked, kept, key, keyword in (
+            (settings.keepalive_time, interval, "grpc.keepalive_time_ms", "keepalive_interval"),
+            (
+                settings.keepalive_timeout,
+                node.keepalive_timeout if interval is not None else None,
+                "grpc.keepalive_timeout_ms",
+                "keepalive_timeout",
+            ),
+        ):
+            if asked is None or (kept is not None and kept <= asked):
+                continue
+            now = "off" if kept is None else f"{kept:g} s"
+            raise InvalidChannelOption(
+                f"{key}: keepalive is the node's, for all its channels and topics, and this "
+                f"node's {keyword} is {now}, not {asked:g} s or less: set it on the node "
+                f"(Node({keyword}=...))"
+            )
+
+    def method_config(self, method: str) -> MethodConfig | None:
+        """The service config's entry for ``method`` (``/pkg.Service/Method``), if any."""
+        config = self._settings.service_config
+        return config.lookup(method) if config is not None else None
+
+    def retry_of(self, method: str, idempotent: bool) -> tuple[RetryPolicy | None, bool]:
+        """``(policy, rerun)`` for a call of ``method``: the service config's retry policy for
+        it, else ``retry_policy`` (``None``: the default), and whether a call that may have run
+        may be tried again (its method is idempotent, or the service config's policy names it)."""
+        if not self._settings.enable_retries:
+            return RetryPolicy(max_attempts=1), idempotent
+        found = self.method_config(method)
+        if found is not None and found.retry_policy is not None:
+            return found.retry_policy, True
+        return self.retry_policy, idempotent
+
+    def message_limits(self, method: str) -> tuple[int | None, int | None]:
+        """The largest request and reply of ``method`` this channel sends and takes, in bytes
+        (``None``: the node's and the peer's limits only)."""
+        settings = self._settings
+        send, receive = settings.max_send_message_length, settings.max_receive_message_length
+        found = self.method_config(method)
+        if found is not None:
+            send = _least(send, found.max_request_message_bytes)
+            receive = _least(receive, found.max_response_message_bytes)
+        return send, receive
+
+    def allows_retry(self) -> bool:
+        """Whether retry throttling (the service config's ``retryThrottling``) lets a call be
+        tried again now."""
+        return self._throttle is None or self._throttle.allows_retry()
+
+    def record_attempt(self, failed: bool) -> None:
+        """Count an attempt's outcome for retry throttling: ``failed`` with a retryable code,
+        or a call that succeeded."""
+        if self._throttle is not None:
+            self._throttle.record(failed)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -144,6 +380,10 @@ class Channel:
         peer_id = found()
         assert peer_id is not None
         return peer_id
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 ChannelLike: TypeAlias = Union[Channel, Mux, PeerTarget, IdentityTarget]  # noqa: UP007

@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import grpc
 import grpc.aio
 from google.protobuf.message import Message
 from tenacity import (
@@ -52,13 +53,14 @@ from ..wire import metadata as md
 from ..wire.compression import IDENTITY
 from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD, held_size
-from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec
+from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec, SerializerCodec
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import (
     Cardinality,
     ClientCallDetails,
+    CompressionLike,
     RetryPolicy,
-    check_encoding,
+    encoding_of,
     pack,
     service_of,
     unpack,
@@ -163,7 +165,7 @@ class _Attempt:
         call = self.call
         try:
             payload, compressed = (
-                pack(call.request_codec, first, self.binary, self.encoding, self.max_size)
+                pack(call.request_codec, first, self.binary, self.encoding, self.send_limit)
                 if has_first
                 else (None, False)
             )
@@ -203,15 +205,27 @@ class _Attempt:
 
     @property
     def max_size(self) -> int:
-        """The largest request to send: this node's limit, and the peer's (its hello's)."""
+        """This node's limit on messages, and the peer's (its hello's)."""
         return self.node.message_limit(self.peer_id)
+
+    @property
+    def send_limit(self) -> int:
+        """The largest request to send: :attr:`max_size`, and the channel's limit."""
+        limit = self.call._send_limit
+        return self.max_size if limit is None else min(limit, self.max_size)
+
+    @property
+    def receive_limit(self) -> int:
+        """The largest reply to take: :attr:`max_size`, and the channel's limit."""
+        limit = self.call._receive_limit
+        return self.max_size if limit is None else min(limit, self.max_size)
 
     async def write(self, request: Any) -> bool:
         """Send one request-stream message (waits while the server's window for the call is
         shut, and while the data channel is full; never past the attempt's end); whether it was
         sent (not when the attempt ended first)."""
         payload, compressed = pack(
-            self.call.request_codec, request, self.binary, self.encoding, self.max_size
+            self.call.request_codec, request, self.binary, self.encoding, self.send_limit
         )
         if self.window.limited:
             await self.window.wait()
@@ -310,7 +324,7 @@ class _Attempt:
                     self.call.reply_codec,
                     envelope,
                     self.encoding,
-                    self.max_size,
+                    self.receive_limit,
                     max_ratio=self.node.max_decompression_ratio,
                     decoded=lambda size: self.node.settle_work(self.peer_id, envelope, size),
                 )
@@ -378,6 +392,7 @@ class _Attempt:
             status = Status(StatusCode.INTERNAL, f"{self.call.method} ended OK without a reply")
         self.state = _AttemptState.DONE
         self.status = status
+        self.call._count_attempt(status)
         self.window.close()  # a writer waiting for the server's window wakes
         self.reads.close()
         # The peer adds nothing more: what it sent is the caller's now, bounded by this call's
@@ -429,9 +444,9 @@ class _Call(Generic[Req, Rep]):
         timeout: float | None,
         metadata: MetadataLike | None,
         wait_for_ready: bool | None,
-        compression: str | None,
+        compression: CompressionLike,
     ) -> None:
-        check_encoding(compression)
+        encoding = encoding_of(compression)
         self._loop = asyncio.get_running_loop()
         self._method = method
         channel = method.channel
@@ -439,11 +454,24 @@ class _Call(Generic[Req, Rep]):
         self.method = method.name
         self.request_codec = method.request_codec
         self.reply_codec = method.reply_codec
-        self.deadline = Deadline.after(timeout)
         self.details_ = ClientCallDetails(
             method.name, timeout, md.normalize(metadata), wait_for_ready, compression
         )
-        self.compression = compression or channel.compression
+        # The channel's service config for the method: the most the call may take, whether it
+        # waits for a server unless it says, and how it is retried.
+        config = channel.method_config(method.name)
+        if config is not None and config.timeout is not None:
+            timeout = config.timeout if timeout is None else min(timeout, config.timeout)
+        self.deadline = Deadline.after(timeout)
+        if wait_for_ready is None:
+            wait_for_ready = config.wait_for_ready if config is not None else None
+        self._wait_for_ready = (
+            wait_for_ready if wait_for_ready is not None else channel.wait_for_ready
+        )
+        policy, self._rerun = channel.retry_of(method.name, method.idempotent)
+        self._policy = policy or _DEFAULT_POLICY
+        self._send_limit, self._receive_limit = channel.message_limits(method.name)
+        self.compression = encoding or channel.compression
         self._request = request
         self._has_request = has_request
         self._requests = requests
@@ -528,9 +556,9 @@ class _Call(Generic[Req, Rep]):
         """Attempts, retried under the channel's policy, until one is committed; then the reply
         (single-reply shapes) or this call (streaming replies). ``first``: how an attempt made
         before the task failed."""
-        policy = self._channel.retry_policy or _DEFAULT_POLICY
+        policy = self._policy
         tried: set[str] = self._tried
-        if self._client_streams and policy.max_attempts > 1 and self._method.idempotent:
+        if self._client_streams and policy.max_attempts > 1 and self._rerun:
             self._buffer = []  # once sent, only an idempotent call may be tried again
         if self._requests is not None and self._pump is None:
             self._pump = self._loop.create_task(self._pump_requests(self._requests))
@@ -549,8 +577,9 @@ class _Call(Generic[Req, Rep]):
         return (
             isinstance(error, _Failed)
             and error.status.code in policy.retryable_status_codes
-            and (self._method.idempotent or not error.may_have_run)
+            and (self._rerun or not error.may_have_run)
             and not self._status.done()
+            and self._channel.allows_retry()
         )
 
     async def _attempt_with_retries(
@@ -597,11 +626,7 @@ class _Call(Generic[Req, Rep]):
         metadata, a reply, or an OK status), or at once for a request stream that cannot be
         tried again (or no longer, past the retry buffer); ``_Failed`` otherwise."""
         channel = self._channel
-        wait = (
-            self.details_.wait_for_ready
-            if self.details_.wait_for_ready is not None
-            else channel.wait_for_ready
-        )
+        wait = self._wait_for_ready
         service = self._method.service
         peer_id = channel.pick_now(service, frozenset(tried))
         if peer_id is None:
@@ -767,7 +792,7 @@ class _Call(Generic[Req, Rep]):
             if not self._eager or self._task is not None:
                 return  # a failed attempt that may be retried; the retry loop decides
             status = attempt.status
-            policy = self._channel.retry_policy or _DEFAULT_POLICY
+            policy = self._policy
             failure = _Failed(status, may_have_run=not attempt.never_sent)
             if status.code is not StatusCode.OK and not attempt.replied:
                 if policy.max_attempts > 1 and self._retryable(policy, failure):
@@ -779,6 +804,14 @@ class _Call(Generic[Req, Rep]):
                 self._committed.set_result(attempt)
         self._end(attempt.status)
 
+    def _count_attempt(self, status: Status) -> None:
+        """Retry throttling counts each attempt that failed with a retryable code, and each
+        that succeeded (gRFC A6)."""
+        if status.ok:
+            self._channel.record_attempt(failed=False)
+        elif status.code in self._policy.retryable_status_codes:
+            self._channel.record_attempt(failed=True)
+
     def _attempt_suspect(self, attempt: _Attempt) -> None:
         """The connection ``attempt`` went on answers nothing (keepalive made it suspect). Before
         any reply commits it, the attempt moves to another server at once when it may (the
@@ -788,7 +821,7 @@ class _Call(Generic[Req, Rep]):
         node's ``keepalive_grace``."""
         if attempt is not self._attempt or self._committed.done() or self._status.done():
             return
-        policy = self._channel.retry_policy or _DEFAULT_POLICY
+        policy = self._policy
         if (
             self._previous_attempts + 1 >= policy.max_attempts
             or StatusCode.UNAVAILABLE not in policy.retryable_status_codes
@@ -799,7 +832,7 @@ class _Call(Generic[Req, Rep]):
         if other is None or other == attempt.peer_id:
             return
         status = Status(StatusCode.UNAVAILABLE, f"peer {attempt.peer_id} answers nothing")
-        if self._method.idempotent:
+        if self._rerun:
             attempt.cancel(status)  # the server is told, should it come back
         elif attempt.node.withdraw(attempt.peer_id, attempt.tag):
             attempt.never_sent = True
@@ -1131,7 +1164,7 @@ class _MethodBase(Generic[Req, Rep]):
         timeout: float | None,
         metadata: MetadataLike | None,
         wait_for_ready: bool | None,
-        compression: str | None,
+        compression: CompressionLike,
     ) -> C:
         """The call itself, not wrapped by the channel's interceptors."""
         call = kind(
@@ -1146,10 +1179,41 @@ _CALL_DOC = """
         ``timeout``: seconds for the whole call, retries included (``None``: no deadline); it
         travels with the call so the server stops too. ``metadata``: (key, value) pairs, keys
         lower-case, ``bytes`` values under keys ending in ``-bin``. ``wait_for_ready``: wait for a
-        serving peer instead of failing UNAVAILABLE at once. ``compression``: ``"deflate"``,
-        ``"zstd"`` or ``None`` (the channel's). The call starts now, inside the running loop.
-        Raises ``TypeError`` for a request of another type and
+        serving peer instead of failing UNAVAILABLE at once. ``compression``: ``"gzip"``,
+        ``"deflate"``, ``"zstd"``, a ``grpc.Compression`` member (``NoCompression``: none,
+        whatever the channel's) or ``None`` (the channel's). ``credentials``: a
+        ``grpc.CallCredentials`` is refused as grpc.aio refuses one on a channel without TLS
+        (``grpc.aio.UsageError``, "Call credentials are only valid on secure channels"): a
+        p2prpc channel has no TLS channel credentials to carry them (a closed swarm's secret
+        and identities take their place; send a token as metadata). The call starts now,
+        inside the running loop. Raises ``TypeError`` for a request of another type and
         :class:`~p2prpc.errors.InvalidMetadata` for metadata gRPC does not allow."""
+
+
+def _no_call_credentials(credentials: grpc.CallCredentials | None) -> None:
+    """As grpc.aio on a channel without TLS: call credentials are refused as the call is made."""
+    if credentials is not None:
+        raise grpc.aio.UsageError("Call credentials are only valid on secure channels")
+
+
+def _requests_of(requests: Any, request_iterator: Any) -> Any:
+    if request_iterator is not None:
+        if requests is not None:
+            raise TypeError("give the requests once: requests or request_iterator")
+        return request_iterator
+    return requests
+
+
+def grpc_codecs(
+    request_serializer: Callable[[Any], bytes] | None,
+    response_deserializer: Callable[[bytes], Any] | None,
+) -> tuple[Codec[Any], Codec[Any]]:
+    """``(request_codec, reply_codec)`` of a method made from grpcio's serializer pair: see
+    :class:`~p2prpc.wire.payload.SerializerCodec`."""
+    return (
+        SerializerCodec(request_serializer, None),
+        SerializerCodec(None, response_deserializer),
+    )
 
 
 class UnaryUnaryMethod(_MethodBase[Req, Rep]):
@@ -1163,11 +1227,14 @@ class UnaryUnaryMethod(_MethodBase[Req, Rep]):
         *,
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
+        credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
-        compression: str | None = None,
+        compression: CompressionLike = None,
     ) -> UnaryUnaryCall[Req, Rep]:
+        _no_call_credentials(credentials)
+        encoding = encoding_of(compression)
         return self._start(
-            UnaryUnaryCall, request, True, None, timeout, metadata, wait_for_ready, compression
+            UnaryUnaryCall, request, True, None, timeout, metadata, wait_for_ready, encoding
         )
 
     __call__.__doc__ = (
@@ -1187,11 +1254,14 @@ class UnaryStreamMethod(_MethodBase[Req, Rep]):
         *,
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
+        credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
-        compression: str | None = None,
+        compression: CompressionLike = None,
     ) -> UnaryStreamCall[Req, Rep]:
+        _no_call_credentials(credentials)
+        encoding = encoding_of(compression)
         return self._start(
-            UnaryStreamCall, request, True, None, timeout, metadata, wait_for_ready, compression
+            UnaryStreamCall, request, True, None, timeout, metadata, wait_for_ready, encoding
         )
 
     __call__.__doc__ = (
@@ -1202,21 +1272,29 @@ class UnaryStreamMethod(_MethodBase[Req, Rep]):
 
 class StreamUnaryMethod(_MethodBase[Req, Rep]):
     """A client-streaming method: ``reply = await stub.Method(requests)``, or ``call =
-    stub.Method()``, ``await call.write(r)``…, ``await call.done_writing()``, ``await call``."""
+    stub.Method()``, ``await call.write(r)``…, ``await call.done_writing()``, ``await call``.
+    Its arguments may be given by position in grpc.aio's order (``requests``, ``timeout``,
+    ``metadata``, ``credentials``, ``wait_for_ready``, ``compression``), and the requests by
+    grpc.aio's name too (``request_iterator=``)."""
 
     cardinality = Cardinality.STREAM_UNARY
 
     def __call__(
         self,
         requests: AsyncIterable[Req] | Iterable[Req] | None = None,
-        *,
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
+        credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
-        compression: str | None = None,
+        compression: CompressionLike = None,
+        *,
+        request_iterator: AsyncIterable[Req] | Iterable[Req] | None = None,
     ) -> StreamUnaryCall[Req, Rep]:
+        _no_call_credentials(credentials)
+        encoding = encoding_of(compression)
+        requests = _requests_of(requests, request_iterator)
         return self._start(
-            StreamUnaryCall, None, False, requests, timeout, metadata, wait_for_ready, compression
+            StreamUnaryCall, None, False, requests, timeout, metadata, wait_for_ready, encoding
         )
 
     __call__.__doc__ = (
@@ -1227,21 +1305,27 @@ class StreamUnaryMethod(_MethodBase[Req, Rep]):
 
 class StreamStreamMethod(_MethodBase[Req, Rep]):
     """A bidirectional-streaming method: ``call = stub.Method(requests)`` (or write to it), then
-    iterate ``call``."""
+    iterate ``call``. Its arguments may be given as grpc.aio's are (see
+    :class:`StreamUnaryMethod`)."""
 
     cardinality = Cardinality.STREAM_STREAM
 
     def __call__(
         self,
         requests: AsyncIterable[Req] | Iterable[Req] | None = None,
-        *,
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
+        credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
-        compression: str | None = None,
+        compression: CompressionLike = None,
+        *,
+        request_iterator: AsyncIterable[Req] | Iterable[Req] | None = None,
     ) -> StreamStreamCall[Req, Rep]:
+        _no_call_credentials(credentials)
+        encoding = encoding_of(compression)
+        requests = _requests_of(requests, request_iterator)
         return self._start(
-            StreamStreamCall, None, False, requests, timeout, metadata, wait_for_ready, compression
+            StreamStreamCall, None, False, requests, timeout, metadata, wait_for_ready, encoding
         )
 
     __call__.__doc__ = (

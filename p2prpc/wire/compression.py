@@ -1,6 +1,7 @@
 """Payload compression for the binary envelope, named as gRPC names its encodings.
 
-``deflate`` comes from the standard library; ``zstd`` when the ``zstandard`` package is installed
+``deflate`` (zlib's framing) and ``gzip`` (RFC 1952's, grpc.Compression.Gzip) come from the
+standard library; ``zstd`` when the ``zstandard`` package is installed
 (``pip install p2prpc[zstd]``). A sender compresses a payload only when the receiver said in its
 hello that it reads the encoding, and keeps the compressed form only when it is smaller: data that
 does not shrink (already compressed, random) travels as it is.
@@ -80,6 +81,38 @@ class Deflate:
         return out
 
 
+class Gzip:
+    """Deflate in gzip's framing (RFC 1952), one member, at a level that favours speed: what gRPC
+    calls ``gzip`` (``grpc.Compression.Gzip``)."""
+
+    name = "gzip"
+
+    def __init__(self, level: int = 1) -> None:
+        self.level = level
+
+    def compress(self, data: bytes) -> bytes:
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, _GZIP_WBITS)
+        return packer.compress(data) + packer.flush()
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        inflater = zlib.decompressobj(_GZIP_WBITS)
+        try:  # stops once it has made one byte past the bound
+            out = inflater.decompress(data, max_size + 1)
+        except zlib.error as e:
+            raise CompressionError(f"bad gzip data: {e}") from e
+        if len(out) > max_size or inflater.unconsumed_tail:
+            raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
+        if not inflater.eof:
+            raise CompressionError("truncated gzip data")
+        if inflater.unused_data:
+            raise CompressionError("bytes after the gzip member")
+        return out
+
+
+#: zlib's window bits for the gzip header and trailer (RFC 1952) around a 32 KiB window.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
 class Zstd:
     """Zstandard, through the ``zstandard`` package."""
 
@@ -111,7 +144,7 @@ class Zstd:
 
 
 def _available() -> dict[str, Codec]:
-    codecs: dict[str, Codec] = {"deflate": Deflate()}
+    codecs: dict[str, Codec] = {"deflate": Deflate(), "gzip": Gzip()}
     with contextlib.suppress(ImportError):
         codecs["zstd"] = Zstd()
     return codecs

@@ -532,10 +532,10 @@ async def _first_started(*echoes: Echo) -> Echo:
     return waits[done.pop()]
 
 
-@pytest.mark.parametrize("encoding", ["deflate", "zstd"])
+@pytest.mark.parametrize("encoding", ["deflate", "gzip", "zstd"])
 async def test_compressed_calls_send_fewer_bytes(encoding: str) -> None:
     async with served_pair() as (server, client, _):
-        assert server.peers[client.peer_id].encodings == {"deflate", "zstd"}
+        assert server.peers[client.peer_id].encodings == {"deflate", "gzip", "zstd"}
         received: list[int] = []
         server.p2pt.on("data", lambda peer, data: received.append(len(data)))
         # 540 kB of text as records hold it: compresses several times over, as real data does
