@@ -225,6 +225,13 @@ class Channel(GrpcChannelMethods):
     _throttle: _Throttle | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.node, Mux):
+            hint = (
+                " (for one peer: Channel(node, peer=peer_id) or channel.to(peer_id))"
+                if isinstance(self.node, PeerTarget | IdentityTarget)
+                else ""
+            )
+            raise TypeError(f"a Channel is made on a Node, not {type(self.node).__name__}{hint}")
         settings = parse_options(self.options)
         object.__setattr__(self, "options", tuple(tuple(item) for item in self.options))
         object.__setattr__(self, "_settings", settings)

@@ -234,14 +234,16 @@ class Endpoint:
         if handler is None:
             service = method.split("/")[1]
             what = "service" if service not in server.services else "method"
-            node.reply_status(
-                peer_id,
-                envelope.call_id,
-                Status(StatusCode.UNIMPLEMENTED, f"unknown {what}: {method}"),
-                binary=form,
-                connection=connection,
-            )
-            return
+            unknown = Status(StatusCode.UNIMPLEMENTED, f"unknown {what}: {method}")
+            if not server.interceptors:
+                node.reply_status(
+                    peer_id, envelope.call_id, unknown, binary=form, connection=connection
+                )
+                return
+            # As grpc.aio's, the interceptors see it (one may refuse it otherwise, or serve it).
+            from .server import UnknownMethod
+
+            handler = UnknownMethod(unknown)
         if (peer_id, envelope.call_id) in self._server:
             return  # a repeated call id: the call in progress goes on
         limit = server.maximum_concurrent_rpcs

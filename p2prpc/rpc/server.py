@@ -36,7 +36,7 @@ from ..wire.envelope import Envelope, Kind
 from ..wire.held import ENVELOPE_OVERHEAD
 from ..wire.payload import SerializerCodec, decode, keep, kept_size
 from ..wire.status import Metadatum, Status, StatusCode, unsendable
-from .base import Handler, HandlerCallDetails, pack, unpack
+from .base import Cardinality, Handler, HandlerCallDetails, pack, unpack
 from .deadline import Deadline
 from .flow import ReadWindow, SendWindow
 
@@ -59,6 +59,24 @@ MAX_QUEUED_REQUEST_MESSAGES_SIZE = 4
 MetadataLike = grpc.aio.Metadata | Iterable[Metadatum] | Mapping[str, Any]
 
 _PUBLIC_KEY_PROPERTY = "x-p2prpc-public-key"
+
+
+class UnknownMethod(Handler[Any, Any]):
+    """What a call to a method this server does not serve runs while its interceptors see it
+    (as grpc.aio's see every call): unless one of them serves or refuses it, it ends with
+    ``status`` (UNIMPLEMENTED). Its requests stay bytes until a handler reads them."""
+
+    def __init__(self, status: Status) -> None:
+        async def unimplemented(requests: Any, context: Any) -> None:
+            raise RpcError(status.code, status.details)
+
+        raw = SerializerCodec(None, None)
+        super().__init__(
+            unimplemented, Cardinality.STREAM_STREAM, object, object, codecs=(raw, raw)
+        )
+        object.__setattr__(self, "status", status)
+
+    status: Status
 
 
 def kept(envelope: Envelope, handler: Handler[Any, Any], max_size: int) -> Envelope:
@@ -828,11 +846,13 @@ class ServerCall:
 
         async def terminal(asked: HandlerCallDetails) -> Handler[Any, Any] | None:
             if asked.method == self.method or server is None:
-                return self.handler
+                return None if isinstance(self.handler, UnknownMethod) else self.handler
             return server.method_handler(asked.method, asked.invocation_metadata)
 
         handler = await intercept(interceptors, details, terminal)
         if handler is None:
+            if isinstance(self.handler, UnknownMethod):
+                raise RpcError(self.handler.status.code, self.handler.status.details)
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method not found: {self.method}")
         return handler
 

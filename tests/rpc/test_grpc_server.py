@@ -33,7 +33,15 @@ from grpc_status import rpc_status
 
 from p2prpc.errors import NoAddress, RpcError
 from p2prpc.node import Node
-from p2prpc.rpc import Channel, HandlerCallDetails, RetryPolicy, Server, StatusCode
+from p2prpc.rpc import (
+    Channel,
+    HandlerCallDetails,
+    RetryPolicy,
+    Server,
+    StatusCode,
+    StreamStreamMethod,
+    UnaryUnaryMethod,
+)
 from p2prpc.rpc.serving import compression_name
 from p2prpc.testing import LOOPBACK, loopback_node
 from p2prpc.tracker.server import TrackerServer
@@ -383,6 +391,55 @@ async def test_grpc_aio_server_interceptors_refuse_and_wrap_beside_p2prpc_ones(
             f"/{SERVICE}/{m}" for m in ("GetFeature", "RouteChat") * 2
         ]
         assert {peer for _, peer in record.seen} == {client.peer_id}
+
+
+class Gate(grpc.aio.ServerInterceptor):
+    """Refuses every call without the token, whatever its method, as an auth interceptor does."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        self.seen.append(handler_call_details.method)
+        if ("x-token", "open sesame") not in handler_call_details.invocation_metadata:
+            return _terminator(sync=False)
+        return await continuation(handler_call_details)
+
+
+@pytest.mark.parametrize("method", ["/routeguide.RouteGuide/Nope", "/no.Such/Method"])
+async def test_interceptors_see_calls_to_methods_the_server_does_not_serve(
+    grpc_module: ModuleType, method: str
+) -> None:
+    """As grpc.aio's: an auth interceptor refuses an unknown method as any other (a caller
+    without the token learns nothing of what is served), and one let through is UNIMPLEMENTED;
+    without interceptors it is UNIMPLEMENTED at once."""
+    gate = Gate()
+    async with pair({"server_interceptors": [gate]}) as (server, client):
+        grpc_module.add_RouteGuideServicer_to_server(servicer_class(grpc_module, "async")(), server)
+        await client.wait_for_server(SERVICE, timeout=10)
+        channel = Channel(client, peer=server.peer_id, retry_policy=ONCE)
+        unknown = UnaryUnaryMethod(channel, method, rg.Point, rg.Feature)
+        with pytest.raises(RpcError) as caught:
+            await unknown(rg.Point(), timeout=10)
+        assert caught.value.code() is StatusCode.UNAUTHENTICATED
+        token = [("x-token", "open sesame")]
+        with pytest.raises(RpcError) as caught:
+            await unknown(rg.Point(), metadata=token, timeout=10)
+        assert caught.value.code() is StatusCode.UNIMPLEMENTED
+        assert method in caught.value.details()
+        streaming = StreamStreamMethod(channel, method, rg.Point, rg.Feature)
+        with pytest.raises(RpcError) as caught:
+            async for _ in streaming(route(), metadata=token, timeout=10):
+                pass
+        assert caught.value.code() is StatusCode.UNIMPLEMENTED
+        assert gate.seen == [method] * 3
+        server.server_interceptors = []
+        with pytest.raises(RpcError) as caught:
+            await unknown(rg.Point(), timeout=10)
+        assert caught.value.code() is StatusCode.UNIMPLEMENTED
+        assert gate.seen == [method] * 3
 
 
 async def test_an_interceptor_of_neither_form_is_a_value_error() -> None:
