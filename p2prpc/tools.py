@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
@@ -50,6 +50,7 @@ __all__ = [
     "describe",
     "find_peer",
     "joined",
+    "list_methods",
     "list_peers",
     "list_services",
     "publish",
@@ -231,7 +232,9 @@ async def server_of(node: Node, service: str, peer: str | None, clock: _Clock) -
 # -- peers, list ----------------------------------------------------------------------------------
 
 
-async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tuple[str, float]:
+async def _check(
+    node: Node, peer_id: str, service: str, timeout: float, metadata: Sequence[Metadatum] = ()
+) -> tuple[str, float]:
     """A health check of ``service`` on one peer: its status name and the round trip in ms."""
     method = UnaryUnaryMethod(
         Channel(node, peer_id),
@@ -241,17 +244,21 @@ async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tupl
         idempotent=True,
     )
     start = time.perf_counter()
-    reply = await method(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    request = health_pb2.HealthCheckRequest(service=service)
+    reply = await method(request, timeout=timeout, metadata=metadata)
     rtt = (time.perf_counter() - start) * 1000
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), rtt
 
 
-async def list_peers(swarm: Swarm, wait: float) -> int:
+async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum] = ()) -> int:
     """Join, wait until the swarm has answered (at most ``wait`` seconds), and print one JSON
-    line per connected peer: what it said in its hello, how the connection was made (``via``: a
-    tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a health check
-    (for peers serving health); then one line per peer known only through the exchange
-    (``"known": true``, with the neighbours that list it)."""
+    line per connected peer: what it said in its hello, the Ed25519 public key it proved on its
+    connection (``public_key``, hex as ``p2prpc keygen`` prints it, ``null`` when it proved
+    none: what its servicers see as ``context.peer_identities()``), how the connection was made
+    (``via``: a tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a
+    health check sent with ``metadata`` (for peers serving health; a refused check shows its
+    code as ``health`` and says why on stderr); then one line per peer known only through the
+    exchange (``"known": true``, with the neighbours that list it)."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
         infos = _said_hello(node)
@@ -263,16 +270,18 @@ async def list_peers(swarm: Swarm, wait: float) -> int:
                 "services": sorted(info.services),
                 "topics": sorted(info.topics),
                 "binary": info.binary,
+                "public_key": info.public_key.hex() if info.public_key is not None else None,
             }
             if isinstance(info.extra.get("topic_types"), dict):
                 line["topic_types"] = info.extra["topic_types"]
             line["via"] = list(info.via)
             if HEALTH in info.services:
                 try:
-                    line["health"], rtt = await _check(node, info.peer_id, "", 5.0)
+                    line["health"], rtt = await _check(node, info.peer_id, "", 5.0, metadata)
                     line["rtt_ms"] = round(rtt, 2)
                 except RpcError as e:
                     line["health"] = e.code().name
+                    _error(f"{info.peer_id[:8]}: health check: {e.code().name}: {e.details()}")
             return line
 
         for line in await asyncio.gather(*(probe(i) for i in infos)):
@@ -307,12 +316,57 @@ async def list_services(swarm: Swarm, wait: float) -> int:
     return 0
 
 
+async def list_methods(
+    swarm: Swarm,
+    service: str,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
+    """Print one JSON line per method of ``service`` (as grpcurl's ``list SERVICE``): its
+    ``/pkg.Service/Method`` name, request and reply types, and which sides stream; from the
+    reflection of the peer asked for, or of one serving ``service``, asked with ``metadata``.
+    NOT_FOUND when that peer does not describe the service; a refused reflection call's status
+    (UNAUTHENTICATED, ...) as it is."""
+    clock = _Clock(timeout)
+    service = service.lstrip(".")
+    async with joined(swarm, clock.left()) as node:
+        peer_id = await server_of(node, service, peer, clock)
+        reflected, _ = await reflect(
+            Channel(node, peer_id), [service], timeout=clock.left(), metadata=metadata
+        )
+        found = reflected.find(service)
+        if not isinstance(found, ServiceDescriptor):
+            raise ToolError(StatusCode.NOT_FOUND, f"service not described: {service}")
+        for method in found.methods:
+            _print(
+                {
+                    "method": f"/{service}/{method.name}",
+                    "request": method.input_type.full_name,
+                    "reply": method.output_type.full_name,
+                    "client_streaming": method.client_streaming,
+                    "server_streaming": method.server_streaming,
+                }
+            )
+    return 0
+
+
 # -- describe -------------------------------------------------------------------------------------
 
 
-async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeout: float) -> int:
+async def describe(
+    swarm: Swarm,
+    symbol: str | None,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
     """Print ``symbol`` (a service, method, message or enum) as ``.proto`` text, from the
-    reflection service of a peer that knows it; without a symbol, every service of one peer."""
+    reflection service of a peer that knows it; without a symbol, every service of one peer.
+    ``metadata`` goes with the reflection calls. NOT_FOUND when the peers asked do not know the
+    symbol; when one refused to answer (UNAUTHENTICATED, ...), its status instead."""
     clock = _Clock(timeout)
     symbol = (symbol or "").lstrip(".").replace("/", ".")
     async with joined(swarm, clock.left()) as node:
@@ -333,20 +387,31 @@ async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeou
                 candidates = _reflecting(node, symbol)
         if not symbol:
             reflected, _ = await reflect(
-                Channel(node, candidates[0]), [], timeout=clock.left(), list_services=True
+                Channel(node, candidates[0]),
+                [],
+                timeout=clock.left(),
+                list_services=True,
+                metadata=metadata,
             )
             print("\n\n".join(proto_text(s) for s in reflected.services()), flush=True)
             return 0
+        refused: RpcError | None = None
         for peer_id in candidates:
             try:
-                reflected, _ = await reflect(Channel(node, peer_id), [symbol], timeout=clock.left())
+                reflected, _ = await reflect(
+                    Channel(node, peer_id), [symbol], timeout=clock.left(), metadata=metadata
+                )
             except RpcError as e:
                 logger.info("reflection of %s failed: %s", peer_id[:8], e.details())
+                refused = refused or e
                 continue
             found = reflected.find(symbol)
             if found is not None:
                 print(proto_text(found), flush=True)
                 return 0
+    if refused is not None:
+        # Not "not found": a peer that might know it would not say (the real cause).
+        raise refused
     raise ToolError(StatusCode.NOT_FOUND, f"symbol not found: {symbol}")
 
 
@@ -373,13 +438,14 @@ def _metadata_lines(title: str, metadata: Iterable[tuple[str, str | bytes]]) -> 
 
 
 async def _method_types(
-    channel: Channel, method: str, timeout: float
+    channel: Channel, method: str, timeout: float, metadata: Sequence[Metadatum] = ()
 ) -> tuple[type[Message], type[Message]] | None:
     """The request and reply message types of ``/pkg.Service/Method``, from the peer's
-    reflection (``None`` when the peer has no reflection or does not describe the method)."""
+    reflection asked with the call's ``metadata`` (``None`` when the peer has no reflection or
+    does not describe the method)."""
     _, service, name = method.split("/")
     try:
-        reflected, _ = await reflect(channel, [service], timeout=timeout)
+        reflected, _ = await reflect(channel, [service], timeout=timeout, metadata=metadata)
     except RpcError as e:
         if e.code() is not StatusCode.UNIMPLEMENTED:
             raise
@@ -420,7 +486,7 @@ async def call_json(
     async with joined(swarm, clock.left()) as node:
         peer_id = await server_of(node, service, peer, clock)
         channel = Channel(node, peer_id, wait_for_ready=True)
-        types = await _method_types(channel, method, clock.left())
+        types = await _method_types(channel, method, clock.left(), metadata)
         if types is not None and strict:
             for request in requests:
                 check_json(types[0], request, allow_unknown=allow_unknown_fields)
@@ -462,10 +528,18 @@ def _check_size(reply: Any, reply_type: type[Message] | None, max_size: int) -> 
 # -- health ---------------------------------------------------------------------------------------
 
 
-async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout: float) -> int:
+async def check_health(
+    swarm: Swarm,
+    service: str,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
     """Check ``service`` (``""``: the node as a whole) on the peer asked for, or on every peer
-    that serves health (and ``service``); one JSON line each. 0 when all are SERVING, NOT_FOUND
-    for a service a peer does not know, UNAVAILABLE otherwise."""
+    that serves health (and ``service``), sending ``metadata``; one JSON line each. 0 when all
+    are SERVING, NOT_FOUND for a service a peer does not know, a refused check's own status
+    (UNAUTHENTICATED, ...), UNAVAILABLE otherwise."""
     clock = _Clock(timeout)
     async with joined(swarm, clock.left()) as node:
         if peer is not None:
@@ -493,7 +567,7 @@ async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout:
         worst = StatusCode.OK
         for peer_id in targets:
             try:
-                status, rtt = await _check(node, peer_id, service, clock.left())
+                status, rtt = await _check(node, peer_id, service, clock.left(), metadata)
             except RpcError as e:
                 _print({"peer": peer_id, "service": service, "error": e.code().name})
                 _error(f"{peer_id[:8]}: {e.code().name}: {e.details()}")
@@ -517,14 +591,19 @@ def _announced_type(node: Node, topic: str) -> tuple[str, str] | None:
     return None
 
 
-async def _topic_type(node: Node, topic: str, timeout: float) -> type[Message] | None:
-    """The message type of ``topic``, by the reflection of a peer that announces it."""
+async def _topic_type(
+    node: Node, topic: str, timeout: float, metadata: Sequence[Metadatum] = ()
+) -> type[Message] | None:
+    """The message type of ``topic``, by the reflection of a peer that announces it (asked with
+    ``metadata``)."""
     announced = _announced_type(node, topic)
     if announced is None:
         return None
     peer_id, type_name = announced
     try:
-        reflected, _ = await reflect(Channel(node, peer_id), [type_name], timeout=timeout)
+        reflected, _ = await reflect(
+            Channel(node, peer_id), [type_name], timeout=timeout, metadata=metadata
+        )
         return reflected.message_class(type_name)
     except (RpcError, KeyError) as e:
         logger.warning("cannot learn the type of topic %s (%s): %s", topic, type_name, e)
@@ -532,10 +611,17 @@ async def _topic_type(node: Node, topic: str, timeout: float) -> type[Message] |
 
 
 async def publish(
-    swarm: Swarm, topic: str, value: Any, *, timeout: float, allow_unknown_fields: bool = False
+    swarm: Swarm,
+    topic: str,
+    value: Any,
+    *,
+    timeout: float,
+    allow_unknown_fields: bool = False,
+    metadata: Sequence[Metadatum] = (),
 ) -> int:
     """Publish one JSON value to ``topic`` once a peer subscribes to it (or relays); checked
-    against the topic's message type when a peer announces it. Prints ``{"topic", "sent_to"}``."""
+    against the topic's message type when a peer announces it (its reflection asked with
+    ``metadata``). Prints ``{"topic", "sent_to"}``."""
     clock = _Clock(timeout)
     async with joined(swarm, clock.left()) as node:
         await settle(node, min(clock.left(), 5.0))
@@ -550,7 +636,7 @@ async def publish(
             raise ToolError(
                 StatusCode.UNAVAILABLE, f"no peer subscribes to {topic} within {timeout:g} s"
             ) from None
-        message_type = await _topic_type(node, topic, clock.left())
+        message_type = await _topic_type(node, topic, clock.left(), metadata)
         if message_type is not None:
             message = check_json(message_type, value, allow_unknown=allow_unknown_fields)
             value = json_format.MessageToDict(message)
@@ -570,9 +656,11 @@ async def subscribe(
     timeout: float | None,
     verbose: bool = False,
     allow_unknown_fields: bool = True,
+    metadata: Sequence[Metadatum] = (),
 ) -> int:
     """Print the messages of ``topic`` as JSON lines (with ``verbose``: ``{"from", "seq",
-    "msg"}``), read by the topic's message type when a peer announces it. Stops after ``count``
+    "msg"}``), read by the topic's message type when a peer announces it (its reflection asked
+    with ``metadata``). Stops after ``count``
     messages (DEADLINE_EXCEEDED when ``timeout`` passes first), or runs until interrupted."""
     clock = _Clock(timeout if timeout is not None else float("inf"))
     async with joined(swarm, clock.left()) as node:
@@ -584,7 +672,9 @@ async def subscribe(
                 async for received in messages:
                     if not looked_up and _announced_type(node, topic) is not None:
                         looked_up = True
-                        message_type = await _topic_type(node, topic, min(clock.left(), 10.0))
+                        message_type = await _topic_type(
+                            node, topic, min(clock.left(), 10.0), metadata
+                        )
                     value = received.message
                     if message_type is not None:
                         try:

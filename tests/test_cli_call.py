@@ -285,6 +285,7 @@ async def test_peers_lists_the_serving_node_as_soon_as_the_swarm_answered(served
         ],
         "topics": ["chat"],
         "binary": True,
+        "public_key": None,  # it proves no identity
         "topic_types": {"chat": "chat.ChatMessage"},
         "via": [served.url],
         "health": "SERVING",

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from ..errors import RpcError
 from ..rpc.channel import ChannelLike
 from ..rpc.client import StreamStreamMethod
-from ..wire.status import StatusCode
+from ..wire.status import Metadatum, StatusCode
 from .reflection import V1, V1ALPHA
 
 __all__ = ["Reflected", "check_json", "proto_text", "reflect"]
@@ -100,11 +100,14 @@ async def reflect(
     *,
     timeout: float | None,
     list_services: bool = False,
+    metadata: Sequence[Metadatum] = (),
 ) -> tuple[Reflected, list[str]]:
     """Ask a peer's reflection service for the files defining ``symbols`` (and, with
     ``list_services``, for every service and their files): the files, and the services listed.
-    Tries ``grpc.reflection.v1``, then ``v1alpha``; raises :class:`RpcError` (UNIMPLEMENTED for a
-    peer without reflection)."""
+    ``metadata`` goes with each request (what an authenticating server interceptor asks of
+    every call, reflection's included). Tries ``grpc.reflection.v1``, then ``v1alpha``; raises
+    :class:`RpcError` (UNIMPLEMENTED for a peer without reflection; the server's status, such as
+    UNAUTHENTICATED, for a refused call)."""
     error: RpcError | None = None
     for messages in (V1, V1ALPHA):
         method: StreamStreamMethod[Any, Any] = StreamStreamMethod(
@@ -119,12 +122,13 @@ async def reflect(
             reflected = Reflected()
             services: list[str] = []
             if list_services:
-                [listed] = [r async for r in method([Request(list_services="")], timeout=timeout)]
+                listing = method([Request(list_services="")], timeout=timeout, metadata=metadata)
+                [listed] = [r async for r in listing]
                 services = [s.name for s in listed.list_services_response.service]
                 symbols = [*symbols, *services]
             requests = [Request(file_containing_symbol=s.lstrip(".")) for s in symbols]
             if requests:
-                async for response in method(requests, timeout=timeout):
+                async for response in method(requests, timeout=timeout, metadata=metadata):
                     reflected.add(
                         descriptor_pb2.FileDescriptorProto.FromString(b)
                         for b in response.file_descriptor_response.file_descriptor_proto
