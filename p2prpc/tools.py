@@ -22,7 +22,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -141,6 +142,7 @@ async def joined(swarm: Swarm, timeout: float) -> AsyncIterator[Node]:
 
     node.p2pt.on("trackerconnect", connected)
     node.p2pt.on("trackerwarning", warned)
+    _watch(node)  # from the start: a refusal may come before anything waits
     async with node:
         try:
             with waiting(f"reaching {', '.join(sorted(urls))}"):
@@ -155,21 +157,168 @@ async def joined(swarm: Swarm, timeout: float) -> AsyncIterator[Node]:
         yield node
 
 
+class _Watch:
+    """What a command's node learns of being kept out: the peers it refused (``peerrefused``:
+    their proof failed), and the peers that closed every connection before saying hello, as a
+    node of a closed swarm does with a node it does not admit (it tells nothing more: a refusal
+    is a closed connection). With what the trackers count, that says why no peer answers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.greeted: set[str] = set()  # peers that said hello, ever
+        self.refused: dict[str, str] = {}  # peer id: why this node refused it
+        self.closed: set[str] = set()  # peers that closed before saying hello
+        self.changed = asyncio.Event()
+        node.on("peer", self._on_hello)
+        node.on("connectionalive", self._on_change)  # a suspect server may serve again
+        node.p2pt.on("peerrefused", self._on_refused)
+        node.p2pt.on("peerclose", self._on_close)
+        node.p2pt.on("trackerconnect", self._on_change)  # the swarm's size, counted anew
+
+    def _on_hello(self, info: PeerInfo) -> None:
+        self.greeted.add(info.peer_id)
+        self.closed.discard(info.peer_id)
+        self.refused.pop(info.peer_id, None)
+        self.changed.set()
+
+    def _on_refused(self, peer_id: str | None, error: Exception) -> None:
+        if peer_id is not None and peer_id not in self.greeted:
+            self.refused[peer_id] = str(error)
+            self.changed.set()
+
+    def _on_close(self, peer: Any) -> None:
+        if peer.id not in self.greeted:
+            self.closed.add(peer.id)
+        self.changed.set()
+
+    def _on_change(self, *_: object) -> None:
+        self.changed.set()
+
+    def others(self) -> int | None:
+        """How many other peers the trackers count (``None``: none has said yet)."""
+        sizes = self.node.p2pt.swarm_sizes
+        return max(sizes.values()) - 1 if sizes else None
+
+    def kept_out(self) -> set[str]:
+        """Peers that refused this node or that it refused, and never said hello."""
+        return (self.closed | set(self.refused)) - self.greeted
+
+    def answered(self) -> bool:
+        """Whether every peer the trackers count has said hello or refused (either way)."""
+        others = self.others()
+        if others is None:
+            return False
+        node = self.node
+        greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
+        return len(greeted | self.kept_out()) >= others
+
+    def hopeless(self) -> bool:
+        """Whether waiting longer cannot help: the swarm has answered, and refusals kept this
+        node from some of its peers."""
+        return bool(self.kept_out()) and self.answered()
+
+    def why(self) -> str:
+        """Why no peer (or not the one wanted) answered, naming the setting to look at."""
+        node = self.node
+        identifier = node.p2pt.identifier
+        reasons: list[str] = []
+        if self.closed - self.greeted:
+            ids = ", ".join(sorted(pid[:8] for pid in self.closed - self.greeted))
+            identity = node.identity
+            if identity is None:
+                fix = "it may admit only identities it lists: --identity FILE with a key it allows"
+            else:
+                fix = (
+                    f"it may not list this node's key {identity.public_key.hex()} among its "
+                    "allowed peers (--identity)"
+                )
+            reasons.append(
+                f"peer {ids} closed the connection before saying hello, as a node does that "
+                f"does not admit this one ({fix})"
+            )
+        for pid, error in sorted(self.refused.items()):
+            if pid not in self.greeted:
+                reasons.append(f"this node refused peer {pid[:8]}: {error}")
+        others = self.others()
+        if not reasons and others == 0:
+            if node.p2pt.secret_mode:
+                reasons.append(
+                    f"the trackers count no other peer in the closed swarm {identifier!r} "
+                    "of this secret: a wrong --secret (or P2PRPC_SECRET) finds a swarm of its own"
+                )
+            else:
+                reasons.append(
+                    f"the trackers count no other peer in the swarm {identifier!r}: check "
+                    "--identifier, and give a closed swarm its --secret (or P2PRPC_SECRET)"
+                )
+        elif not reasons and others and not node.p2pt.peers:
+            reasons.append(
+                f"the trackers count {others} other peer{'s' if others > 1 else ''}, but none "
+                "connected (--host-address, --stun)"
+            )
+        return "; ".join(reasons)
+
+    async def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition()`` holds (``True``) or :meth:`hopeless` (``False``);
+        ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self.changed.clear()
+                if condition():
+                    return True
+                if self.hopeless():
+                    return False
+                await self.changed.wait()
+
+
+_watches: weakref.WeakKeyDictionary[Node, _Watch] = weakref.WeakKeyDictionary()
+
+
+def _watch(node: Node) -> _Watch:
+    """The :class:`_Watch` of ``node``, made on first use."""
+    watch = _watches.get(node)
+    if watch is None:
+        watch = _watches[node] = _Watch(node)
+    return watch
+
+
 def _answered(node: Node) -> bool:
-    """Whether every peer the trackers count has connected and said hello."""
-    sizes = node.p2pt.swarm_sizes
-    if not sizes:
-        return False
-    others = max(sizes.values()) - 1
-    connected = [pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello]
-    return len(connected) >= others
+    """Whether every peer the trackers count has said hello, or refused."""
+    return _watch(node).answered()
+
+
+def _unavailable(node: Node, what: str) -> ToolError:
+    """UNAVAILABLE for ``what`` (``no peer serving x within 5 s``), saying why when refusals or
+    the trackers' count explain it."""
+    why = _watch(node).why()
+    return ToolError(StatusCode.UNAVAILABLE, f"{what}: {why}" if why else what)
+
+
+async def _wait_for(node: Node, condition: Callable[[], bool], what: str, clock: _Clock) -> None:
+    """Wait until ``condition()`` holds; ``ToolError`` UNAVAILABLE (:func:`_unavailable`,
+    ``what`` naming what was waited for) when the time is up, or at once when the swarm has
+    answered and refused this node."""
+    try:
+        if await _watch(node).wait(condition, clock.left() if clock.left() > 0 else 0.001):
+            return
+    except TimeoutError:
+        raise _unavailable(node, f"{what} within {clock.timeout:g} s") from None
+    raise _unavailable(node, what)  # refused: known before the time was up
 
 
 async def settle(node: Node, wait: float) -> None:
-    """Wait until the swarm has answered (every peer the trackers count has said hello), or
-    ``wait`` seconds at most."""
+    """Wait until the swarm has answered (every peer the trackers count has said hello, or
+    refused), or ``wait`` seconds at most."""
     with contextlib.suppress(TimeoutError), waiting("waiting for the swarm's peers"):
-        await node.wait_until(lambda: _answered(node), wait)
+        await _watch(node).wait(lambda: _answered(node), wait)
+
+
+def _require_peers(node: Node, wait: float) -> None:
+    """``ToolError`` UNAVAILABLE, saying why, when no peer has said hello: a command that lists
+    what peers say must not answer with silence."""
+    if not any(i.hello for i in _said_hello(node)):
+        within = "" if _watch(node).answered() else f" within {wait:g} s"
+        raise _unavailable(node, f"no peer answered{within}")
 
 
 def _said_hello(node: Node) -> list[PeerInfo]:
@@ -198,8 +347,8 @@ async def find_peer(node: Node, prefix: str, timeout: float | _Clock) -> str:
                 await node.wait_until(lambda: _all_said_hello(node, matches()), 1.0)
     except TimeoutError:
         connected = [pid[:8] for pid in sorted(node.p2pt.peers)]
-        raise ToolError(
-            StatusCode.UNAVAILABLE,
+        raise _unavailable(
+            node,
             f"no peer {prefix} within {clock.timeout:g} s "
             f"(connected: {', '.join(connected) or 'none'})",
         ) from None
@@ -220,13 +369,11 @@ async def server_of(node: Node, service: str, peer: str | None, clock: _Clock) -
     """The peer to call for ``service``: the ``peer`` asked for, or the first that serves it."""
     if peer is not None:
         return await find_peer(node, peer, clock)
-    try:
-        with waiting(f"waiting for a peer serving {service}"):
-            return await node.wait_for_server(service, clock.left())
-    except TimeoutError:
-        raise ToolError(
-            StatusCode.UNAVAILABLE, f"no peer serving {service} within {clock.timeout:g} s"
-        ) from None
+    with waiting(f"waiting for a peer serving {service}"):
+        await _wait_for(
+            node, lambda: bool(node.servers_of(service)), f"no peer serving {service}", clock
+        )
+    return node.servers_of(service)[0]
 
 
 # -- peers, list ----------------------------------------------------------------------------------
@@ -262,6 +409,8 @@ async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum]
     async with joined(swarm, wait) as node:
         await settle(node, wait)
         infos = _said_hello(node)
+        if not infos and not node.known_peers:  # nothing to print
+            _require_peers(node, wait)
 
         async def probe(info: PeerInfo) -> dict[str, Any]:
             line: dict[str, Any] = {
@@ -307,6 +456,7 @@ async def list_services(swarm: Swarm, wait: float) -> int:
     it: its name and how many peers serve it."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
+        _require_peers(node, wait)
         counts: dict[str, int] = {}
         for info in _said_hello(node):
             for service in info.services:
@@ -376,14 +526,13 @@ async def describe(
             await settle(node, min(clock.left(), 5.0))
             candidates = _reflecting(node, symbol)
             if not candidates:
-                try:
-                    with waiting("waiting for a peer serving reflection"):
-                        await node.wait_until(lambda: bool(_reflecting(node, symbol)), clock.left())
-                except TimeoutError:
-                    raise ToolError(
-                        StatusCode.UNAVAILABLE,
-                        f"no peer serving {V1.service} within {timeout:g} s",
-                    ) from None
+                with waiting("waiting for a peer serving reflection"):
+                    await _wait_for(
+                        node,
+                        lambda: bool(_reflecting(node, symbol)),
+                        f"no peer serving {V1.service}",
+                        clock,
+                    )
                 candidates = _reflecting(node, symbol)
         if not symbol:
             reflected, _ = await reflect(
@@ -554,7 +703,7 @@ async def check_health(
                 ]
 
             await settle(node, min(clock.left(), 5.0))
-            if not serving() and service and _answered(node):
+            if not serving() and service and _answered(node) and not _watch(node).kept_out():
                 # Every peer of the swarm has said what it serves: nobody serves this one.
                 raise ToolError(
                     StatusCode.NOT_FOUND,
@@ -629,13 +778,8 @@ async def publish(
         def wanted() -> bool:
             return any(topic in i.topics or i.extra.get("relay") is True for i in _said_hello(node))
 
-        try:
-            with waiting(f"waiting for a subscriber of {topic}"):
-                await node.wait_until(wanted, clock.left())
-        except TimeoutError:
-            raise ToolError(
-                StatusCode.UNAVAILABLE, f"no peer subscribes to {topic} within {timeout:g} s"
-            ) from None
+        with waiting(f"waiting for a subscriber of {topic}"):
+            await _wait_for(node, wanted, f"no peer subscribes to {topic}", clock)
         message_type = await _topic_type(node, topic, clock.left(), metadata)
         if message_type is not None:
             message = check_json(message_type, value, allow_unknown=allow_unknown_fields)
