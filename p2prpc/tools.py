@@ -542,7 +542,8 @@ async def describe(
                 list_services=True,
                 metadata=metadata,
             )
-            print("\n\n".join(proto_text(s) for s in reflected.services()), flush=True)
+            texts = (proto_text(s, reflected.comments) for s in reflected.services())
+            print("\n\n".join(texts), flush=True)
             return 0
         refused: RpcError | None = None
         for peer_id in candidates:
@@ -556,7 +557,7 @@ async def describe(
                 continue
             found = reflected.find(symbol)
             if found is not None:
-                print(proto_text(found), flush=True)
+                print(proto_text(found, reflected.comments), flush=True)
                 return 0
     if refused is not None:
         # Not "not found": a peer that might know it would not say (the real cause).
