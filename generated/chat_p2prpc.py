@@ -5,6 +5,7 @@ import chat_pb2 as chat__pb2
 
 import p2prpc.node
 import p2prpc.pubsub
+import p2prpc.services.reflection
 
 TOPICS = ("chat", "chat.Presence")
 
@@ -27,3 +28,20 @@ class PresenceTopic(p2prpc.pubsub.Topic[chat__pb2.Presence]):
 
     def __init__(self, node: p2prpc.node.Node) -> None:
         super().__init__(node, self.NAME, chat__pb2.Presence)
+
+
+p2prpc.services.reflection.add_source_comments(
+    "chat.proto",
+    {
+        "4.0": " A line said in the chat room.\n",
+        "4.0.2.0": (
+            " Who said it, by the name they chose (the peer id comes with every message "
+            "received).\n"
+        ),
+        "4.1": (
+            " Who is in the room: a peer publishes one when it joins and when it leaves. Without a "
+            "name in\n"
+            ' the option, the topic is named after the message: "chat.Presence".\n'
+        ),
+    },
+)

@@ -6,6 +6,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import Any as _Any
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -21,7 +22,9 @@ class ChatMessage(_message.Message):
         self,
         author: _Optional[str] = ...,
         text: _Optional[str] = ...,
-        sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
+        sent_at: _Optional[
+            _Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]
+        ] = ...,
     ) -> None: ...
 
 class Presence(_message.Message):

@@ -7,6 +7,7 @@ from typing import Any
 import helloworld_pb2 as helloworld__pb2
 
 import p2prpc.rpc
+import p2prpc.services.reflection
 
 SERVICES = ("helloworld.Greeter",)
 
@@ -92,3 +93,15 @@ def add_GreeterServicer_to_node(
 ) -> None:
     """Serve helloworld.Greeter on ``node`` with the methods of ``servicer``."""
     node.add_service("helloworld.Greeter", servicer.__mapping__())
+
+
+p2prpc.services.reflection.add_source_comments(
+    "helloworld.proto",
+    {
+        "4.0": " The request message containing the user's name.\n",
+        "4.1": " The response message containing the greetings.\n",
+        "6.0": " The greeting service definition.\n",
+        "6.0.2.0": " Sends a greeting.\n",
+        "6.0.2.1": " Sends a greeting in each language the server knows, one reply at a time.\n",
+    },
+)

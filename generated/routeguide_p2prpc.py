@@ -8,6 +8,7 @@ import routeguide_pb2 as routeguide__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 import p2prpc.rpc
+import p2prpc.services.reflection
 
 SERVICES = ("routeguide.RouteGuide",)
 
@@ -195,3 +196,35 @@ def add_RouteGuideServicer_to_node(
 ) -> None:
     """Serve routeguide.RouteGuide on ``node`` with the methods of ``servicer``."""
     node.add_service("routeguide.RouteGuide", servicer.__mapping__())
+
+
+p2prpc.services.reflection.add_source_comments(
+    "routeguide.proto",
+    {
+        "4.0": " A position as a latitude-longitude pair, in degrees multiplied by 10**7.\n",
+        "4.1": " A latitude-longitude rectangle, given by two opposite corners.\n",
+        "4.2": " Something named at a point of the map.\n",
+        "4.2.3.0": " A feature that was added, renamed or removed.\n",
+        "4.3": " A message sent while at a point of a route.\n",
+        "4.4": " What RecordRoute found along a route.\n",
+        "4.4.2.2": " In metres.\n",
+        "6.0": " Interface exported by a peer that knows the features of a map.\n",
+        "6.0.2.0": (
+            " Obtains the feature at a given position; a feature with an empty name if there is "
+            "none.\n"
+            "\n"
+            " Reading has no side effects, so a call that failed may safely be tried again "
+            "elsewhere.\n"
+        ),
+        "6.0.2.1": " Streams the features inside a rectangle as they are found.\n",
+        "6.0.2.2": (
+            " Takes the points of a route as they are traversed; replies with a summary once the "
+            "client\n"
+            " ends its stream.\n"
+        ),
+        "6.0.2.3": (
+            " Exchanges notes about the route with the other peer while it is being traversed.\n"
+        ),
+        "6.0.2.4": " Streams the changes to the features the guide knows, from now on.\n",
+    },
+)

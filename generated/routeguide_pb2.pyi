@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import Any as _Any
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -27,8 +28,8 @@ class Rectangle(_message.Message):
     hi: Point
     def __init__(
         self,
-        lo: _Optional[_Union[Point, _Mapping]] = ...,
-        hi: _Optional[_Union[Point, _Mapping]] = ...,
+        lo: _Optional[_Union[Point, _Mapping[str, _Any]]] = ...,
+        hi: _Optional[_Union[Point, _Mapping[str, _Any]]] = ...,
     ) -> None: ...
 
 class Feature(_message.Message):
@@ -55,9 +56,9 @@ class Feature(_message.Message):
         def __init__(
             self,
             kind: _Optional[_Union[Feature.Change.Kind, str]] = ...,
-            feature: _Optional[_Union[Feature, _Mapping]] = ...,
+            feature: _Optional[_Union[Feature, _Mapping[str, _Any]]] = ...,
             changed_at: _Optional[
-                _Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]
+                _Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]
             ] = ...,
         ) -> None: ...
 
@@ -66,7 +67,9 @@ class Feature(_message.Message):
     name: str
     location: Point
     def __init__(
-        self, name: _Optional[str] = ..., location: _Optional[_Union[Point, _Mapping]] = ...
+        self,
+        name: _Optional[str] = ...,
+        location: _Optional[_Union[Point, _Mapping[str, _Any]]] = ...,
     ) -> None: ...
 
 class RouteNote(_message.Message):
@@ -79,9 +82,11 @@ class RouteNote(_message.Message):
     sent_at: _timestamp_pb2.Timestamp
     def __init__(
         self,
-        location: _Optional[_Union[Point, _Mapping]] = ...,
+        location: _Optional[_Union[Point, _Mapping[str, _Any]]] = ...,
         message: _Optional[str] = ...,
-        sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
+        sent_at: _Optional[
+            _Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]
+        ] = ...,
     ) -> None: ...
 
 class RouteSummary(_message.Message):
@@ -99,5 +104,7 @@ class RouteSummary(_message.Message):
         point_count: _Optional[int] = ...,
         feature_count: _Optional[int] = ...,
         distance: _Optional[int] = ...,
-        elapsed_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...,
+        elapsed_time: _Optional[
+            _Union[datetime.timedelta, _duration_pb2.Duration, _Mapping[str, _Any]]
+        ] = ...,
     ) -> None: ...

@@ -244,6 +244,41 @@ def _add_timeout_argument(parser: argparse.ArgumentParser, default: float = 30.0
     )
 
 
+def _add_header_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY: VALUE",
+        help="metadata to send with every call the command makes, reflection and health checks "
+        "included, as a server's interceptor may require (repeatable; a -bin value in base64)",
+    )
+
+
+def _read_headers(command: str, headers: Sequence[str]) -> list[tuple[str, str | bytes]] | None:
+    """``-H`` values as metadata; ``None`` (after saying why on stderr) for one that is not
+    ``key: value``, or a ``-bin`` value that is not base64."""
+    metadata: list[tuple[str, str | bytes]] = []
+    for header in headers:
+        key, sep, value = header.partition(":")
+        if not sep:
+            print(f"p2prpc {command}: a header is 'key: value', not {header!r}", file=sys.stderr)
+            return None
+        # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too); a -bin
+        # value is given in base64, as grpcurl takes it.
+        name, text = key.strip().lower(), value.strip()
+        if name.endswith("-bin"):
+            try:
+                metadata.append((name, base64.b64decode(text + "=" * (-len(text) % 4))))
+            except ValueError:
+                print(f"p2prpc {command}: {name} takes base64, not {text!r}", file=sys.stderr)
+                return None
+        else:
+            metadata.append((name, text))
+    return metadata
+
+
 def _add_strict_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-unknown-fields",
@@ -300,14 +335,7 @@ def _add_call_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_timeout_argument(parser)
     _add_peer_argument(parser, "call")
-    parser.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="KEY: VALUE",
-        help="metadata to send (repeatable)",
-    )
+    _add_header_argument(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -340,23 +368,9 @@ def _run_call(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"p2prpc call: the request is not JSON: {e}", file=sys.stderr)
         return 2
-    metadata: list[tuple[str, str | bytes]] = []
-    for header in args.header:
-        key, sep, value = header.partition(":")
-        if not sep:
-            print(f"p2prpc call: a header is 'key: value', not {header!r}", file=sys.stderr)
-            return 2
-        # gRPC metadata keys are lower case (grpc-go's metadata.Pairs lowers them too); a -bin
-        # value is given in base64, as grpcurl takes it.
-        name, text = key.strip().lower(), value.strip()
-        if name.endswith("-bin"):
-            try:
-                metadata.append((name, base64.b64decode(text + "=" * (-len(text) % 4))))
-            except ValueError:
-                print(f"p2prpc call: {name} takes base64, not {text!r}", file=sys.stderr)
-                return 2
-        else:
-            metadata.append((name, text))
+    metadata = _read_headers("call", args.header)
+    if metadata is None:
+        return 2
     return _run(
         tools.call_json(
             _swarm(args),
@@ -379,13 +393,42 @@ def _add_wait_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds to wait at most for the swarm's peers to answer (5)",
     )
+    _add_header_argument(parser)
+
+
+def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_wait_arguments(parser)
+    parser.add_argument(
+        "service",
+        nargs="?",
+        help="list this service's methods, from the reflection of a peer serving it "
+        "(default: list the services, from what the peers say in their hello)",
+    )
+    _add_timeout_argument(parser)
+    _add_peer_argument(parser, "ask")
 
 
 def _run_peers(args: argparse.Namespace) -> int:
-    return _run(tools.list_peers(_swarm(args), args.wait))
+    metadata = _read_headers("peers", args.header)
+    if metadata is None:
+        return 2
+    return _run(tools.list_peers(_swarm(args), args.wait, metadata=metadata))
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    metadata = _read_headers("list", args.header)
+    if metadata is None:
+        return 2
+    if args.service is not None:
+        return _run(
+            tools.list_methods(
+                _swarm(args),
+                args.service,
+                peer=args.peer,
+                timeout=args.timeout,
+                metadata=metadata,
+            )
+        )
     return _run(tools.list_services(_swarm(args), args.wait))
 
 
@@ -399,10 +442,18 @@ def _add_describe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_timeout_argument(parser)
     _add_peer_argument(parser, "ask")
+    _add_header_argument(parser)
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    return _run(tools.describe(_swarm(args), args.symbol, peer=args.peer, timeout=args.timeout))
+    metadata = _read_headers("describe", args.header)
+    if metadata is None:
+        return 2
+    return _run(
+        tools.describe(
+            _swarm(args), args.symbol, peer=args.peer, timeout=args.timeout, metadata=metadata
+        )
+    )
 
 
 def _add_health_arguments(parser: argparse.ArgumentParser) -> None:
@@ -412,11 +463,17 @@ def _add_health_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_timeout_argument(parser, 10.0)
     _add_peer_argument(parser, "check only")
+    _add_header_argument(parser)
 
 
 def _run_health(args: argparse.Namespace) -> int:
+    metadata = _read_headers("health", args.header)
+    if metadata is None:
+        return 2
     return _run(
-        tools.check_health(_swarm(args), args.service, peer=args.peer, timeout=args.timeout)
+        tools.check_health(
+            _swarm(args), args.service, peer=args.peer, timeout=args.timeout, metadata=metadata
+        )
     )
 
 
@@ -428,9 +485,13 @@ def _add_pub_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_timeout_argument(parser)
     _add_strict_argument(parser)
+    _add_header_argument(parser)
 
 
 def _run_pub(args: argparse.Namespace) -> int:
+    metadata = _read_headers("pub", args.header)
+    if metadata is None:
+        return 2
     try:
         value = json.loads(sys.stdin.read() if args.message == "@" else args.message)
     except ValueError as e:
@@ -443,6 +504,7 @@ def _run_pub(args: argparse.Namespace) -> int:
             value,
             timeout=args.timeout,
             allow_unknown_fields=args.allow_unknown_fields,
+            metadata=metadata,
         )
     )
 
@@ -464,12 +526,21 @@ def _add_sub_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='print {"from", "seq", "msg"} for each message instead of the message alone',
     )
+    _add_header_argument(parser)
 
 
 def _run_sub(args: argparse.Namespace) -> int:
+    metadata = _read_headers("sub", args.header)
+    if metadata is None:
+        return 2
     return _run(
         tools.subscribe(
-            _swarm(args), args.topic, count=args.count, timeout=args.timeout, verbose=args.envelope
+            _swarm(args),
+            args.topic,
+            count=args.count,
+            timeout=args.timeout,
+            verbose=args.envelope,
+            metadata=metadata,
         )
     )
 
@@ -590,7 +661,12 @@ def _run_secret(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command("tracker", "run a WebTorrent tracker", _add_tracker_arguments, _run_tracker, 1),
     Command("gen", "generate messages, stubs and servicers", _add_gen_arguments, _run_gen),
-    Command("list", "list the services in the swarm", _add_wait_arguments, _run_list),
+    Command(
+        "list",
+        "list the services in the swarm, or a service's methods",
+        _add_list_arguments,
+        _run_list,
+    ),
     Command(
         "describe",
         "print a service, method or message as .proto",

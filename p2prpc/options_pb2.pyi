@@ -4,7 +4,7 @@ from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
-TOPIC_FIELD_NUMBER: _ClassVar[int]
+TOPIC_FIELD_NUMBER: int
 topic: _descriptor.FieldDescriptor
 
 class TopicOptions(_message.Message):

@@ -22,12 +22,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
@@ -50,6 +51,7 @@ __all__ = [
     "describe",
     "find_peer",
     "joined",
+    "list_methods",
     "list_peers",
     "list_services",
     "publish",
@@ -140,6 +142,7 @@ async def joined(swarm: Swarm, timeout: float) -> AsyncIterator[Node]:
 
     node.p2pt.on("trackerconnect", connected)
     node.p2pt.on("trackerwarning", warned)
+    _watch(node)  # from the start: a refusal may come before anything waits
     async with node:
         try:
             with waiting(f"reaching {', '.join(sorted(urls))}"):
@@ -154,21 +157,168 @@ async def joined(swarm: Swarm, timeout: float) -> AsyncIterator[Node]:
         yield node
 
 
+class _Watch:
+    """What a command's node learns of being kept out: the peers it refused (``peerrefused``:
+    their proof failed), and the peers that closed every connection before saying hello, as a
+    node of a closed swarm does with a node it does not admit (it tells nothing more: a refusal
+    is a closed connection). With what the trackers count, that says why no peer answers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.greeted: set[str] = set()  # peers that said hello, ever
+        self.refused: dict[str, str] = {}  # peer id: why this node refused it
+        self.closed: set[str] = set()  # peers that closed before saying hello
+        self.changed = asyncio.Event()
+        node.on("peer", self._on_hello)
+        node.on("connectionalive", self._on_change)  # a suspect server may serve again
+        node.p2pt.on("peerrefused", self._on_refused)
+        node.p2pt.on("peerclose", self._on_close)
+        node.p2pt.on("trackerconnect", self._on_change)  # the swarm's size, counted anew
+
+    def _on_hello(self, info: PeerInfo) -> None:
+        self.greeted.add(info.peer_id)
+        self.closed.discard(info.peer_id)
+        self.refused.pop(info.peer_id, None)
+        self.changed.set()
+
+    def _on_refused(self, peer_id: str | None, error: Exception) -> None:
+        if peer_id is not None and peer_id not in self.greeted:
+            self.refused[peer_id] = str(error)
+            self.changed.set()
+
+    def _on_close(self, peer: Any) -> None:
+        if peer.id not in self.greeted:
+            self.closed.add(peer.id)
+        self.changed.set()
+
+    def _on_change(self, *_: object) -> None:
+        self.changed.set()
+
+    def others(self) -> int | None:
+        """How many other peers the trackers count (``None``: none has said yet)."""
+        sizes = self.node.p2pt.swarm_sizes
+        return max(sizes.values()) - 1 if sizes else None
+
+    def kept_out(self) -> set[str]:
+        """Peers that refused this node or that it refused, and never said hello."""
+        return (self.closed | set(self.refused)) - self.greeted
+
+    def answered(self) -> bool:
+        """Whether every peer the trackers count has said hello or refused (either way)."""
+        others = self.others()
+        if others is None:
+            return False
+        node = self.node
+        greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
+        return len(greeted | self.kept_out()) >= others
+
+    def hopeless(self) -> bool:
+        """Whether waiting longer cannot help: the swarm has answered, and refusals kept this
+        node from some of its peers."""
+        return bool(self.kept_out()) and self.answered()
+
+    def why(self) -> str:
+        """Why no peer (or not the one wanted) answered, naming the setting to look at."""
+        node = self.node
+        identifier = node.p2pt.identifier
+        reasons: list[str] = []
+        if self.closed - self.greeted:
+            ids = ", ".join(sorted(pid[:8] for pid in self.closed - self.greeted))
+            identity = node.identity
+            if identity is None:
+                fix = "it may admit only identities it lists: --identity FILE with a key it allows"
+            else:
+                fix = (
+                    f"it may not list this node's key {identity.public_key.hex()} among its "
+                    "allowed peers (--identity)"
+                )
+            reasons.append(
+                f"peer {ids} closed the connection before saying hello, as a node does that "
+                f"does not admit this one ({fix})"
+            )
+        for pid, error in sorted(self.refused.items()):
+            if pid not in self.greeted:
+                reasons.append(f"this node refused peer {pid[:8]}: {error}")
+        others = self.others()
+        if not reasons and others == 0:
+            if node.p2pt.secret_mode:
+                reasons.append(
+                    f"the trackers count no other peer in the closed swarm {identifier!r} "
+                    "of this secret: a wrong --secret (or P2PRPC_SECRET) finds a swarm of its own"
+                )
+            else:
+                reasons.append(
+                    f"the trackers count no other peer in the swarm {identifier!r}: check "
+                    "--identifier, and give a closed swarm its --secret (or P2PRPC_SECRET)"
+                )
+        elif not reasons and others and not node.p2pt.peers:
+            reasons.append(
+                f"the trackers count {others} other peer{'s' if others > 1 else ''}, but none "
+                "connected (--host-address, --stun)"
+            )
+        return "; ".join(reasons)
+
+    async def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition()`` holds (``True``) or :meth:`hopeless` (``False``);
+        ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self.changed.clear()
+                if condition():
+                    return True
+                if self.hopeless():
+                    return False
+                await self.changed.wait()
+
+
+_watches: weakref.WeakKeyDictionary[Node, _Watch] = weakref.WeakKeyDictionary()
+
+
+def _watch(node: Node) -> _Watch:
+    """The :class:`_Watch` of ``node``, made on first use."""
+    watch = _watches.get(node)
+    if watch is None:
+        watch = _watches[node] = _Watch(node)
+    return watch
+
+
 def _answered(node: Node) -> bool:
-    """Whether every peer the trackers count has connected and said hello."""
-    sizes = node.p2pt.swarm_sizes
-    if not sizes:
-        return False
-    others = max(sizes.values()) - 1
-    connected = [pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello]
-    return len(connected) >= others
+    """Whether every peer the trackers count has said hello, or refused."""
+    return _watch(node).answered()
+
+
+def _unavailable(node: Node, what: str) -> ToolError:
+    """UNAVAILABLE for ``what`` (``no peer serving x within 5 s``), saying why when refusals or
+    the trackers' count explain it."""
+    why = _watch(node).why()
+    return ToolError(StatusCode.UNAVAILABLE, f"{what}: {why}" if why else what)
+
+
+async def _wait_for(node: Node, condition: Callable[[], bool], what: str, clock: _Clock) -> None:
+    """Wait until ``condition()`` holds; ``ToolError`` UNAVAILABLE (:func:`_unavailable`,
+    ``what`` naming what was waited for) when the time is up, or at once when the swarm has
+    answered and refused this node."""
+    try:
+        if await _watch(node).wait(condition, clock.left() if clock.left() > 0 else 0.001):
+            return
+    except TimeoutError:
+        raise _unavailable(node, f"{what} within {clock.timeout:g} s") from None
+    raise _unavailable(node, what)  # refused: known before the time was up
 
 
 async def settle(node: Node, wait: float) -> None:
-    """Wait until the swarm has answered (every peer the trackers count has said hello), or
-    ``wait`` seconds at most."""
+    """Wait until the swarm has answered (every peer the trackers count has said hello, or
+    refused), or ``wait`` seconds at most."""
     with contextlib.suppress(TimeoutError), waiting("waiting for the swarm's peers"):
-        await node.wait_until(lambda: _answered(node), wait)
+        await _watch(node).wait(lambda: _answered(node), wait)
+
+
+def _require_peers(node: Node, wait: float) -> None:
+    """``ToolError`` UNAVAILABLE, saying why, when no peer has said hello: a command that lists
+    what peers say must not answer with silence."""
+    if not any(i.hello for i in _said_hello(node)):
+        within = "" if _watch(node).answered() else f" within {wait:g} s"
+        raise _unavailable(node, f"no peer answered{within}")
 
 
 def _said_hello(node: Node) -> list[PeerInfo]:
@@ -197,8 +347,8 @@ async def find_peer(node: Node, prefix: str, timeout: float | _Clock) -> str:
                 await node.wait_until(lambda: _all_said_hello(node, matches()), 1.0)
     except TimeoutError:
         connected = [pid[:8] for pid in sorted(node.p2pt.peers)]
-        raise ToolError(
-            StatusCode.UNAVAILABLE,
+        raise _unavailable(
+            node,
             f"no peer {prefix} within {clock.timeout:g} s "
             f"(connected: {', '.join(connected) or 'none'})",
         ) from None
@@ -219,19 +369,19 @@ async def server_of(node: Node, service: str, peer: str | None, clock: _Clock) -
     """The peer to call for ``service``: the ``peer`` asked for, or the first that serves it."""
     if peer is not None:
         return await find_peer(node, peer, clock)
-    try:
-        with waiting(f"waiting for a peer serving {service}"):
-            return await node.wait_for_server(service, clock.left())
-    except TimeoutError:
-        raise ToolError(
-            StatusCode.UNAVAILABLE, f"no peer serving {service} within {clock.timeout:g} s"
-        ) from None
+    with waiting(f"waiting for a peer serving {service}"):
+        await _wait_for(
+            node, lambda: bool(node.servers_of(service)), f"no peer serving {service}", clock
+        )
+    return node.servers_of(service)[0]
 
 
 # -- peers, list ----------------------------------------------------------------------------------
 
 
-async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tuple[str, float]:
+async def _check(
+    node: Node, peer_id: str, service: str, timeout: float, metadata: Sequence[Metadatum] = ()
+) -> tuple[str, float]:
     """A health check of ``service`` on one peer: its status name and the round trip in ms."""
     method = UnaryUnaryMethod(
         Channel(node, peer_id),
@@ -241,20 +391,26 @@ async def _check(node: Node, peer_id: str, service: str, timeout: float) -> tupl
         idempotent=True,
     )
     start = time.perf_counter()
-    reply = await method(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    request = health_pb2.HealthCheckRequest(service=service)
+    reply = await method(request, timeout=timeout, metadata=metadata)
     rtt = (time.perf_counter() - start) * 1000
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status), rtt
 
 
-async def list_peers(swarm: Swarm, wait: float) -> int:
+async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum] = ()) -> int:
     """Join, wait until the swarm has answered (at most ``wait`` seconds), and print one JSON
-    line per connected peer: what it said in its hello, how the connection was made (``via``: a
-    tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a health check
-    (for peers serving health); then one line per peer known only through the exchange
-    (``"known": true``, with the neighbours that list it)."""
+    line per connected peer: what it said in its hello, the Ed25519 public key it proved on its
+    connection (``public_key``, hex as ``p2prpc keygen`` prints it, ``null`` when it proved
+    none: what its servicers see as ``context.peer_identities()``), how the connection was made
+    (``via``: a tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a
+    health check sent with ``metadata`` (for peers serving health; a refused check shows its
+    code as ``health`` and says why on stderr); then one line per peer known only through the
+    exchange (``"known": true``, with the neighbours that list it)."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
         infos = _said_hello(node)
+        if not infos and not node.known_peers:  # nothing to print
+            _require_peers(node, wait)
 
         async def probe(info: PeerInfo) -> dict[str, Any]:
             line: dict[str, Any] = {
@@ -263,16 +419,18 @@ async def list_peers(swarm: Swarm, wait: float) -> int:
                 "services": sorted(info.services),
                 "topics": sorted(info.topics),
                 "binary": info.binary,
+                "public_key": info.public_key.hex() if info.public_key is not None else None,
             }
             if isinstance(info.extra.get("topic_types"), dict):
                 line["topic_types"] = info.extra["topic_types"]
             line["via"] = list(info.via)
             if HEALTH in info.services:
                 try:
-                    line["health"], rtt = await _check(node, info.peer_id, "", 5.0)
+                    line["health"], rtt = await _check(node, info.peer_id, "", 5.0, metadata)
                     line["rtt_ms"] = round(rtt, 2)
                 except RpcError as e:
                     line["health"] = e.code().name
+                    _error(f"{info.peer_id[:8]}: health check: {e.code().name}: {e.details()}")
             return line
 
         for line in await asyncio.gather(*(probe(i) for i in infos)):
@@ -298,6 +456,7 @@ async def list_services(swarm: Swarm, wait: float) -> int:
     it: its name and how many peers serve it."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
+        _require_peers(node, wait)
         counts: dict[str, int] = {}
         for info in _said_hello(node):
             for service in info.services:
@@ -307,12 +466,57 @@ async def list_services(swarm: Swarm, wait: float) -> int:
     return 0
 
 
+async def list_methods(
+    swarm: Swarm,
+    service: str,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
+    """Print one JSON line per method of ``service`` (as grpcurl's ``list SERVICE``): its
+    ``/pkg.Service/Method`` name, request and reply types, and which sides stream; from the
+    reflection of the peer asked for, or of one serving ``service``, asked with ``metadata``.
+    NOT_FOUND when that peer does not describe the service; a refused reflection call's status
+    (UNAUTHENTICATED, ...) as it is."""
+    clock = _Clock(timeout)
+    service = service.lstrip(".")
+    async with joined(swarm, clock.left()) as node:
+        peer_id = await server_of(node, service, peer, clock)
+        reflected, _ = await reflect(
+            Channel(node, peer_id), [service], timeout=clock.left(), metadata=metadata
+        )
+        found = reflected.find(service)
+        if not isinstance(found, ServiceDescriptor):
+            raise ToolError(StatusCode.NOT_FOUND, f"service not described: {service}")
+        for method in found.methods:
+            _print(
+                {
+                    "method": f"/{service}/{method.name}",
+                    "request": method.input_type.full_name,
+                    "reply": method.output_type.full_name,
+                    "client_streaming": method.client_streaming,
+                    "server_streaming": method.server_streaming,
+                }
+            )
+    return 0
+
+
 # -- describe -------------------------------------------------------------------------------------
 
 
-async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeout: float) -> int:
+async def describe(
+    swarm: Swarm,
+    symbol: str | None,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
     """Print ``symbol`` (a service, method, message or enum) as ``.proto`` text, from the
-    reflection service of a peer that knows it; without a symbol, every service of one peer."""
+    reflection service of a peer that knows it; without a symbol, every service of one peer.
+    ``metadata`` goes with the reflection calls. NOT_FOUND when the peers asked do not know the
+    symbol; when one refused to answer (UNAUTHENTICATED, ...), its status instead."""
     clock = _Clock(timeout)
     symbol = (symbol or "").lstrip(".").replace("/", ".")
     async with joined(swarm, clock.left()) as node:
@@ -322,31 +526,42 @@ async def describe(swarm: Swarm, symbol: str | None, *, peer: str | None, timeou
             await settle(node, min(clock.left(), 5.0))
             candidates = _reflecting(node, symbol)
             if not candidates:
-                try:
-                    with waiting("waiting for a peer serving reflection"):
-                        await node.wait_until(lambda: bool(_reflecting(node, symbol)), clock.left())
-                except TimeoutError:
-                    raise ToolError(
-                        StatusCode.UNAVAILABLE,
-                        f"no peer serving {V1.service} within {timeout:g} s",
-                    ) from None
+                with waiting("waiting for a peer serving reflection"):
+                    await _wait_for(
+                        node,
+                        lambda: bool(_reflecting(node, symbol)),
+                        f"no peer serving {V1.service}",
+                        clock,
+                    )
                 candidates = _reflecting(node, symbol)
         if not symbol:
             reflected, _ = await reflect(
-                Channel(node, candidates[0]), [], timeout=clock.left(), list_services=True
+                Channel(node, candidates[0]),
+                [],
+                timeout=clock.left(),
+                list_services=True,
+                metadata=metadata,
             )
-            print("\n\n".join(proto_text(s) for s in reflected.services()), flush=True)
+            texts = (proto_text(s, reflected.comments) for s in reflected.services())
+            print("\n\n".join(texts), flush=True)
             return 0
+        refused: RpcError | None = None
         for peer_id in candidates:
             try:
-                reflected, _ = await reflect(Channel(node, peer_id), [symbol], timeout=clock.left())
+                reflected, _ = await reflect(
+                    Channel(node, peer_id), [symbol], timeout=clock.left(), metadata=metadata
+                )
             except RpcError as e:
                 logger.info("reflection of %s failed: %s", peer_id[:8], e.details())
+                refused = refused or e
                 continue
             found = reflected.find(symbol)
             if found is not None:
-                print(proto_text(found), flush=True)
+                print(proto_text(found, reflected.comments), flush=True)
                 return 0
+    if refused is not None:
+        # Not "not found": a peer that might know it would not say (the real cause).
+        raise refused
     raise ToolError(StatusCode.NOT_FOUND, f"symbol not found: {symbol}")
 
 
@@ -373,13 +588,14 @@ def _metadata_lines(title: str, metadata: Iterable[tuple[str, str | bytes]]) -> 
 
 
 async def _method_types(
-    channel: Channel, method: str, timeout: float
+    channel: Channel, method: str, timeout: float, metadata: Sequence[Metadatum] = ()
 ) -> tuple[type[Message], type[Message]] | None:
     """The request and reply message types of ``/pkg.Service/Method``, from the peer's
-    reflection (``None`` when the peer has no reflection or does not describe the method)."""
+    reflection asked with the call's ``metadata`` (``None`` when the peer has no reflection or
+    does not describe the method)."""
     _, service, name = method.split("/")
     try:
-        reflected, _ = await reflect(channel, [service], timeout=timeout)
+        reflected, _ = await reflect(channel, [service], timeout=timeout, metadata=metadata)
     except RpcError as e:
         if e.code() is not StatusCode.UNIMPLEMENTED:
             raise
@@ -420,7 +636,7 @@ async def call_json(
     async with joined(swarm, clock.left()) as node:
         peer_id = await server_of(node, service, peer, clock)
         channel = Channel(node, peer_id, wait_for_ready=True)
-        types = await _method_types(channel, method, clock.left())
+        types = await _method_types(channel, method, clock.left(), metadata)
         if types is not None and strict:
             for request in requests:
                 check_json(types[0], request, allow_unknown=allow_unknown_fields)
@@ -462,10 +678,18 @@ def _check_size(reply: Any, reply_type: type[Message] | None, max_size: int) -> 
 # -- health ---------------------------------------------------------------------------------------
 
 
-async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout: float) -> int:
+async def check_health(
+    swarm: Swarm,
+    service: str,
+    *,
+    peer: str | None,
+    timeout: float,
+    metadata: Sequence[Metadatum] = (),
+) -> int:
     """Check ``service`` (``""``: the node as a whole) on the peer asked for, or on every peer
-    that serves health (and ``service``); one JSON line each. 0 when all are SERVING, NOT_FOUND
-    for a service a peer does not know, UNAVAILABLE otherwise."""
+    that serves health (and ``service``), sending ``metadata``; one JSON line each. 0 when all
+    are SERVING, NOT_FOUND for a service a peer does not know, a refused check's own status
+    (UNAUTHENTICATED, ...), UNAVAILABLE otherwise."""
     clock = _Clock(timeout)
     async with joined(swarm, clock.left()) as node:
         if peer is not None:
@@ -480,7 +704,7 @@ async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout:
                 ]
 
             await settle(node, min(clock.left(), 5.0))
-            if not serving() and service and _answered(node):
+            if not serving() and service and _answered(node) and not _watch(node).kept_out():
                 # Every peer of the swarm has said what it serves: nobody serves this one.
                 raise ToolError(
                     StatusCode.NOT_FOUND,
@@ -493,7 +717,7 @@ async def check_health(swarm: Swarm, service: str, *, peer: str | None, timeout:
         worst = StatusCode.OK
         for peer_id in targets:
             try:
-                status, rtt = await _check(node, peer_id, service, clock.left())
+                status, rtt = await _check(node, peer_id, service, clock.left(), metadata)
             except RpcError as e:
                 _print({"peer": peer_id, "service": service, "error": e.code().name})
                 _error(f"{peer_id[:8]}: {e.code().name}: {e.details()}")
@@ -517,14 +741,19 @@ def _announced_type(node: Node, topic: str) -> tuple[str, str] | None:
     return None
 
 
-async def _topic_type(node: Node, topic: str, timeout: float) -> type[Message] | None:
-    """The message type of ``topic``, by the reflection of a peer that announces it."""
+async def _topic_type(
+    node: Node, topic: str, timeout: float, metadata: Sequence[Metadatum] = ()
+) -> type[Message] | None:
+    """The message type of ``topic``, by the reflection of a peer that announces it (asked with
+    ``metadata``)."""
     announced = _announced_type(node, topic)
     if announced is None:
         return None
     peer_id, type_name = announced
     try:
-        reflected, _ = await reflect(Channel(node, peer_id), [type_name], timeout=timeout)
+        reflected, _ = await reflect(
+            Channel(node, peer_id), [type_name], timeout=timeout, metadata=metadata
+        )
         return reflected.message_class(type_name)
     except (RpcError, KeyError) as e:
         logger.warning("cannot learn the type of topic %s (%s): %s", topic, type_name, e)
@@ -532,10 +761,17 @@ async def _topic_type(node: Node, topic: str, timeout: float) -> type[Message] |
 
 
 async def publish(
-    swarm: Swarm, topic: str, value: Any, *, timeout: float, allow_unknown_fields: bool = False
+    swarm: Swarm,
+    topic: str,
+    value: Any,
+    *,
+    timeout: float,
+    allow_unknown_fields: bool = False,
+    metadata: Sequence[Metadatum] = (),
 ) -> int:
     """Publish one JSON value to ``topic`` once a peer subscribes to it (or relays); checked
-    against the topic's message type when a peer announces it. Prints ``{"topic", "sent_to"}``."""
+    against the topic's message type when a peer announces it (its reflection asked with
+    ``metadata``). Prints ``{"topic", "sent_to"}``."""
     clock = _Clock(timeout)
     async with joined(swarm, clock.left()) as node:
         await settle(node, min(clock.left(), 5.0))
@@ -543,14 +779,9 @@ async def publish(
         def wanted() -> bool:
             return any(topic in i.topics or i.extra.get("relay") is True for i in _said_hello(node))
 
-        try:
-            with waiting(f"waiting for a subscriber of {topic}"):
-                await node.wait_until(wanted, clock.left())
-        except TimeoutError:
-            raise ToolError(
-                StatusCode.UNAVAILABLE, f"no peer subscribes to {topic} within {timeout:g} s"
-            ) from None
-        message_type = await _topic_type(node, topic, clock.left())
+        with waiting(f"waiting for a subscriber of {topic}"):
+            await _wait_for(node, wanted, f"no peer subscribes to {topic}", clock)
+        message_type = await _topic_type(node, topic, clock.left(), metadata)
         if message_type is not None:
             message = check_json(message_type, value, allow_unknown=allow_unknown_fields)
             value = json_format.MessageToDict(message)
@@ -570,9 +801,11 @@ async def subscribe(
     timeout: float | None,
     verbose: bool = False,
     allow_unknown_fields: bool = True,
+    metadata: Sequence[Metadatum] = (),
 ) -> int:
     """Print the messages of ``topic`` as JSON lines (with ``verbose``: ``{"from", "seq",
-    "msg"}``), read by the topic's message type when a peer announces it. Stops after ``count``
+    "msg"}``), read by the topic's message type when a peer announces it (its reflection asked
+    with ``metadata``). Stops after ``count``
     messages (DEADLINE_EXCEEDED when ``timeout`` passes first), or runs until interrupted."""
     clock = _Clock(timeout if timeout is not None else float("inf"))
     async with joined(swarm, clock.left()) as node:
@@ -584,7 +817,9 @@ async def subscribe(
                 async for received in messages:
                     if not looked_up and _announced_type(node, topic) is not None:
                         looked_up = True
-                        message_type = await _topic_type(node, topic, min(clock.left(), 10.0))
+                        message_type = await _topic_type(
+                            node, topic, min(clock.left(), 10.0), metadata
+                        )
                     value = received.message
                     if message_type is not None:
                         try:

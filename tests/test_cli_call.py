@@ -285,6 +285,7 @@ async def test_peers_lists_the_serving_node_as_soon_as_the_swarm_answered(served
         ],
         "topics": ["chat"],
         "binary": True,
+        "public_key": None,  # it proves no identity
         "topic_types": {"chat": "chat.ChatMessage"},
         "via": [served.url],
         "health": "SERVING",
@@ -310,8 +311,11 @@ async def test_describe_prints_proto_text_from_reflection(served: Served) -> Non
     assert (status, err) == (0, "")
     assert out.splitlines() == [
         "// helloworld.Greeter is a service (from helloworld.proto)",
+        "// The greeting service definition.",  # the .proto's comments, kept
         "service Greeter {",
+        "  // Sends a greeting.",
         "  rpc SayHello(.helloworld.HelloRequest) returns (.helloworld.HelloReply);",
+        "  // Sends a greeting in each language the server knows, one reply at a time.",
         "  rpc SayHelloStream(.helloworld.HelloRequest) returns (stream .helloworld.HelloReply);",
         "}",
     ]
@@ -319,7 +323,10 @@ async def test_describe_prints_proto_text_from_reflection(served: Served) -> Non
     assert status == 0
     assert out.splitlines() == [
         "// chat.ChatMessage is a message (from chat.proto)",
+        "// A line said in the chat room.",
         "message ChatMessage {",
+        '  option (p2prpc.topic) = {name: "chat"};',  # the topic it is published as
+        "  // Who said it, by the name they chose (the peer id comes with every message received).",
         "  string author = 1;",
         "  string text = 2;",
         "  .google.protobuf.Timestamp sent_at = 3;",
@@ -332,7 +339,7 @@ async def test_describe_prints_proto_text_from_reflection(served: Served) -> Non
     assert "rpc SayHello(.helloworld.HelloRequest)" in out
     status, out, _ = await p2prpc("describe", *swarm(served.url), "--peer", served.node.peer_id)
     assert status == 0
-    assert [line for line in out.splitlines() if line.startswith("//")] == [
+    assert [line for line in out.splitlines() if " is a service (from " in line] == [
         "// grpc.health.v1.Health is a service (from grpc_health/v1/health.proto)",
         "// grpc.reflection.v1.ServerReflection is a service (from "
         "grpc/reflection/v1/reflection.proto)",

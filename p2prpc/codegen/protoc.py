@@ -1,7 +1,8 @@
 """Run protoc (the one ``grpcio-tools`` bundles) with protobuf's Python generators and our plugin.
 
 One call writes, for each ``.proto``, protoc's ``_pb2.py`` (the messages), its ``_pb2.pyi`` (their
-types, which the typed stubs need) and the plugin's ``_p2prpc.py`` (stubs, servicers, topics).
+types, which the typed stubs need; completed so that ``mypy --strict`` accepts them, see
+:mod:`p2prpc.codegen.pyi`) and the plugin's ``_p2prpc.py`` (stubs, servicers, topics).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+
+from .pyi import complete_pyi
 
 PLUGIN_NAME = "protoc-gen-p2prpc"
 
@@ -44,7 +47,34 @@ def generate(proto_files: Sequence[str], *, include: Sequence[str], out: str) ->
             *proto_files,
         ]
         status: int = protoc.main(argv)
+    if status == 0:
+        for stub in _stubs_written(proto_files, include, out):
+            text = stub.read_text(encoding="utf-8")
+            completed = complete_pyi(text)
+            if completed != text:
+                stub.write_text(completed, encoding="utf-8")
     return status
+
+
+def _stubs_written(proto_files: Sequence[str], include: Sequence[str], out: str) -> list[Path]:
+    """The ``_pb2.pyi`` files protoc wrote for ``proto_files``: each file's name below the import
+    root it lies under (or the name itself, for a name given relative to a root), as protoc names
+    the module (``-`` read as ``_``)."""
+    stubs: list[Path] = []
+    roots = [Path(root).resolve() for root in include]
+    for given in proto_files:
+        path = Path(given)
+        name = path.as_posix()
+        if path.exists():
+            resolved = path.resolve()
+            for root in roots:
+                if resolved.is_relative_to(root):
+                    name = resolved.relative_to(root).as_posix()
+                    break
+        stub = Path(out) / (name.removesuffix(".proto").replace("-", "_") + "_pb2.pyi")
+        if stub.is_file():
+            stubs.append(stub)
+    return stubs
 
 
 def options_include() -> str:

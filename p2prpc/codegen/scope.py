@@ -64,6 +64,10 @@ class FileScope:
         """
         return self._comments.get(tuple(path), "")
 
+    def all_comments(self) -> list[tuple[tuple[int, ...], str]]:
+        """Every element's leading comments, by ``SourceCodeInfo`` path, in path order."""
+        return sorted(self._comments.items())
+
     def import_sections(self) -> list[set[ImportStatement]]:
         """The imports the names handed out need, in ruff's isort sections.
 

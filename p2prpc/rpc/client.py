@@ -70,6 +70,8 @@ from .deadline import Deadline
 from .flow import ReadWindow, SendWindow
 
 if TYPE_CHECKING:
+    from grpc.aio import _EOF  # the type of grpc.aio.EOF, as grpc's type stubs name it
+
     from .endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -965,9 +967,10 @@ class _Call(Generic[Req, Rep]):
 
     # streaming replies
 
-    async def read(self) -> Any:
+    async def read(self) -> Rep | _EOF:
         """The next reply, or :data:`EOF` when the stream ended OK; the call's ``RpcError``
-        otherwise (``asyncio.CancelledError`` after ``cancel()``)."""
+        otherwise (``asyncio.CancelledError`` after ``cancel()``). Typed as grpc.aio's: the
+        reply type or ``grpc.aio.EOF`` (``isinstance(reply, Reply)`` tells them apart)."""
         if self._status.done() and (self._attempt is None or not self._attempt.replies):
             self._raise_for_status()
             return EOF
@@ -977,7 +980,7 @@ class _Call(Generic[Req, Rep]):
             self._raise_for_status()
             raise
         try:
-            reply = await attempt.next_reply()
+            reply: Rep | _EOF = await attempt.next_reply()  # decoded by the reply codec
         except asyncio.CancelledError:
             self.cancel()
             raise

@@ -6,7 +6,8 @@ that define a symbol (a service, method, message, enum or extension) or that hav
 each with its transitive dependencies. The files come from the servicers' message types
 (``Handler.request_type.DESCRIPTOR.file`` and the file that declares the service), and from the
 message types of the node's typed topics, so that ``p2prpc describe`` and ``p2prpc sub`` work
-without the ``.proto``.
+without the ``.proto``. A file's ``source_code_info`` (its comments) is served when its module from
+``p2prpc gen`` registered them (:func:`add_source_comments`): protoc's ``_pb2`` modules drop it.
 
 grpcio-reflection ships the generated messages of the v1alpha protocol only; the v1 messages are
 the same fields under another package, so they are built here from v1alpha's descriptor with the
@@ -15,7 +16,7 @@ package renamed (:data:`V1`), not copied from a ``.proto`` file.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,15 @@ from ..wire.status import StatusCode
 if TYPE_CHECKING:
     from ..mux import Mux
 
-__all__ = ["SERVICE_NAMES", "V1", "V1ALPHA", "Messages", "reflection_handlers", "served_files"]
+__all__ = [
+    "SERVICE_NAMES",
+    "V1",
+    "V1ALPHA",
+    "Messages",
+    "add_source_comments",
+    "reflection_handlers",
+    "served_files",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,31 @@ V1ALPHA = Messages(
 )
 #: The services this module adds to a node.
 SERVICE_NAMES = (V1.service, V1ALPHA.service)
+
+
+_comments: dict[str, dict[tuple[int, ...], str]] = {}
+
+
+def add_source_comments(file_name: str, comments: Mapping[str, str]) -> None:
+    """Keep the leading comments of ``file_name``'s elements (by ``SourceCodeInfo`` path as in
+    ``descriptor.proto``, dotted: ``"4.0"`` its first message, ``"4.0.2.1"`` that message's
+    second field), to serve as the file's ``source_code_info``: protoc's ``_pb2`` modules drop
+    it. The modules ``p2prpc gen`` writes call this when imported. ``ValueError`` for a path
+    that is not dotted integers."""
+    _comments[file_name] = {
+        tuple(int(part) for part in path.split(".")): text for path, text in comments.items()
+    }
+
+
+def _source_code_info(file_name: str) -> descriptor_pb2.SourceCodeInfo | None:
+    comments = _comments.get(file_name)
+    if not comments:
+        return None
+    info = descriptor_pb2.SourceCodeInfo()
+    for path, text in sorted(comments.items()):
+        # The span is unknown here (a location has one; line and columns 0 say nothing).
+        info.location.add(path=path, span=[0, 0, 0], leading_comments=text)
+    return info
 
 
 def _message_types(handler: object) -> list[type[Any]]:
@@ -168,6 +202,9 @@ def _with_dependencies(file: FileDescriptor) -> list[bytes]:
         seen.add(f.name)
         proto = descriptor_pb2.FileDescriptorProto()
         f.CopyToProto(proto)
+        info = _source_code_info(f.name)
+        if info is not None:
+            proto.source_code_info.CopyFrom(info)
         out.append(proto.SerializeToString())
         todo.extend(f.dependencies)
     return out

@@ -140,3 +140,18 @@ async def test_a_node_may_serve_neither() -> None:
     async with mesh(2, "reflection-off", reflection=False, health=False) as m:
         assert m.nodes[0].services == frozenset()
         assert m.nodes[1].peers[m.nodes[0].peer_id].services == frozenset()
+
+
+async def test_served_files_carry_the_proto_comments(nodes: tuple[Node, Node]) -> None:
+    """protoc's _pb2 modules drop SourceCodeInfo; the generated module keeps the comments and
+    reflection serves them, as grpcurl and `p2prpc describe` read them."""
+    _, client = nodes
+    Request = reflection_pb2.ServerReflectionRequest
+    [greeter] = await ask(client, V1, Request(file_containing_symbol="helloworld.Greeter"))
+    file = descriptor_pb2.FileDescriptorProto.FromString(
+        greeter.file_descriptor_response.file_descriptor_proto[0]
+    )
+    comments = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
+    assert comments[(6, 0)] == " The greeting service definition.\n"
+    assert comments[(6, 0, 2, 0)] == " Sends a greeting.\n"
+    assert all(len(loc.span) == 3 for loc in file.source_code_info.location)

@@ -7,6 +7,7 @@ from typing import Any
 import bare_pb2 as bare__pb2
 
 import p2prpc.rpc
+import p2prpc.services.reflection
 
 SERVICES = ("Echo", "import", "Nothing")
 
@@ -191,3 +192,21 @@ def add_NothingServicer_to_node(
 ) -> None:
     """Serve Nothing on ``node`` with the methods of ``servicer``."""
     node.add_service("Nothing", servicer.__mapping__())
+
+
+p2prpc.services.reflection.add_source_comments(
+    "bare.proto",
+    {
+        "4.0.3.0": " A type nested two levels deep, used as a reply.\n",
+        "6.0": (
+            " Methods named with Python keywords become attributes with a trailing underscore; the "
+            "routes keep\n"
+            " the proto names.\n"
+        ),
+        "6.0.2.2": " print is no keyword (only a builtin) and stays as it is.\n",
+        "6.1": (
+            " A service named with a Python keyword: its classes are still valid names "
+            "(importStub...).\n"
+        ),
+    },
+)

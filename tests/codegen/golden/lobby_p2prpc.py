@@ -11,6 +11,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 import p2prpc.node
 import p2prpc.pubsub
 import p2prpc.rpc
+import p2prpc.services.reflection
 
 SERVICES = ("Lobby",)
 
@@ -75,3 +76,12 @@ class ArrivalTopic(p2prpc.pubsub.Topic[lobby__pb2.Arrival]):
 
     def __init__(self, node: p2prpc.node.Node) -> None:
         super().__init__(node, self.NAME, lobby__pb2.Arrival)
+
+
+p2prpc.services.reflection.add_source_comments(
+    "lobby.proto",
+    {
+        "4.0": " Someone came in or left.\n",
+        "6.0": " Who is in the lobby.\n",
+    },
+)

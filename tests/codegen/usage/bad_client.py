@@ -28,4 +28,8 @@ async def misuse(channel: p2prpc.rpc.Channel) -> None:
     await chat.write(routeguide_pb2.Point())  # E: [arg-type] "Point"; expected "RouteNote"
     async for note in guide.ListFeatures(routeguide_pb2.Rectangle()):
         print(note.message)  # E: [attr-defined] "Feature" has no attribute "message"
+    first = await guide.ListFeatures(routeguide_pb2.Rectangle()).read()
+    print(first.name)  # E: [union-attr] Item "_EOF" of "Feature | _EOF" has no attribute "name"
+    lo = [1]
+    routeguide_pb2.Rectangle(lo=lo)  # E: [arg-type] expected "Point | Mapping[str, Any] | None"
     print(reply)

@@ -56,6 +56,9 @@ async def guide(channel: p2prpc.rpc.Channel) -> int:
     async for change in stub.WatchFeatures(empty_pb2.Empty()):
         if change.kind == routeguide_pb2.Feature.Change.KIND_ADDED:
             names.append(change.feature.name)
+    listing = stub.ListFeatures(routeguide_pb2.Rectangle(lo={"latitude": 1}))
+    while isinstance(read := await listing.read(), routeguide_pb2.Feature):
+        names.append(read.name)  # read() is the reply type or grpc.aio.EOF, as grpc.aio's
     return summary.point_count + len(names)
 
 

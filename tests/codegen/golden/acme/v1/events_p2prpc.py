@@ -5,6 +5,7 @@ from acme.v1 import events_pb2 as acme_dot_v1_dot_events__pb2
 
 import p2prpc.node
 import p2prpc.pubsub
+import p2prpc.services.reflection
 
 TOPICS = (
     "prices",
@@ -48,3 +49,16 @@ class Order_Shipped_LateTopic(p2prpc.pubsub.Topic[acme_dot_v1_dot_events__pb2.Or
 
     def __init__(self, node: p2prpc.node.Node) -> None:
         super().__init__(node, self.NAME, acme_dot_v1_dot_events__pb2.Order.Shipped.Late)
+
+
+p2prpc.services.reflection.add_source_comments(
+    "acme/v1/events.proto",
+    {
+        "4.0": " A price changed.\n",
+        "4.2": " Not a topic itself; two of the messages nested in it are.\n",
+        "4.2.3.0": " An order left the warehouse.\n",
+        "4.2.3.0.3.0": (
+            ' It is late: "quotes", a backslash and a letter outside ASCII in the topic\'s name.\n'
+        ),
+    },
+)

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 
 import p2prpc.rpc
+import p2prpc.services.reflection
 
 SERVICES = ("acme.v1.Shop",)
 
@@ -262,3 +263,25 @@ def add_ShopServicer_to_node(
 ) -> None:
     """Serve acme.v1.Shop on ``node`` with the methods of ``servicer``."""
     node.add_service("acme.v1.Shop", servicer.__mapping__())
+
+
+p2prpc.services.reflection.add_source_comments(
+    "acme/v1/shop.proto",
+    {
+        "6.0": (
+            " A shop.\n"
+            "\n"
+            ' Its comments hold what a docstring must escape: """triple quotes""", a backslash \\ '
+            "and \\n,\n"
+            ' "quotes at the ends", non-ASCII letters (caf\xe9, na\xefve, '
+            "\u30e6\u30cb\u30b3\u30fc\u30c9, \U0001f600) and look-alikes (\u2019 \u2013 \u2010).\n"
+            "     An indented line, and a line long enough that it has to be wrapped to fit in a "
+            "hundred columns of generated code.\n"
+        ),
+        "6.0.2.0": " Reads a price: no side effects.\n",
+        "6.0.2.1": " Sets a price: idempotent.\n",
+        "6.0.2.2": " Reports prices as they change.\n",
+        "6.0.2.3": " Adds up prices.\n",
+        "6.0.2.5": ' "\n',
+    },
+)

@@ -11,6 +11,7 @@ from org.example.very.long.package_name.v1beta2 import (
 
 import p2prpc.node
 import p2prpc.pubsub
+import p2prpc.services.reflection
 
 TOPICS = (
     "tables/changes/notifications/with-a-name-long-enough-that-it-cannot-fit-on-its-line",
@@ -54,3 +55,11 @@ class TableChangeNotificationWithAnExtraordinarilyLongName_ColumnChangeNotificat
             self.NAME,
             org_dot_example_dot_very_dot_long_dot_package__name_dot_v1beta2_dot_table__change__stream__with__a__long__file__name__pb2.TableChangeNotificationWithAnExtraordinarilyLongName.ColumnChangeNotificationWithAnotherLongName,
         )
+
+
+p2prpc.services.reflection.add_source_comments(
+    "org/example/very/long/package_name/v1beta2/table_change_stream_with_a_long_file_name.proto",
+    {
+        "4.0.3.0": " Named after the message, whose full name is long.\n",
+    },
+)
