@@ -202,8 +202,9 @@ class Channel(GrpcChannelMethods):
     ``grpc.client_idle_timeout_ms``, ``grpc.keepalive_permit_without_calls`` (the node pings
     without calls), ``grpc.http2.*`` (max_pings_without_data, min_time_between_pings_ms,
     bdp_probe, lookahead_bytes, write_buffer_size, max_frame_size) and
-    ``grpc.optimization_target`` (:data:`p2prpc.rpc.options.IGNORED`). Any other key, a value of
-    the wrong type or an invalid service config raises
+    ``grpc.optimization_target`` (:data:`p2prpc.rpc.options.IGNORED`). Any other key is ignored,
+    as gRPC ignores a channel argument it does not know, and a warning names it (a misspelt key
+    shows in the log). A value of the wrong type or an invalid service config raises
     :class:`~p2prpc.errors.InvalidChannelOption` (a ``ValueError``; for the service config
     :class:`~p2prpc.errors.InvalidServiceConfig`, in gRPC's words) here, where gRPC makes the
     channel and fails each of its calls INVALID_ARGUMENT.

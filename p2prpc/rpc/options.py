@@ -11,6 +11,7 @@ INVALID_ARGUMENT.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,8 @@ from typing import Any
 from ..errors import InvalidChannelOption, InvalidServiceConfig
 from ..wire.status import StatusCode
 from .base import RetryPolicy, encoding_of
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "APPLIED",
@@ -355,8 +358,9 @@ class ChannelOptions:
 
 def parse_options(options: Iterable[tuple[str, Any]]) -> ChannelOptions:
     """Read grpc channel options: the :data:`APPLIED` keys, and the :data:`IGNORED` ones (taken,
-    no effect); :class:`~p2prpc.errors.InvalidChannelOption` (a ``ValueError``) for any other key,
-    a value of the wrong type, or an invalid service config
+    no effect); any other key is ignored as gRPC ignores it, with a warning logged;
+    :class:`~p2prpc.errors.InvalidChannelOption` (a ``ValueError``) for a value of the wrong type
+    of a key it applies, or an invalid service config
     (:class:`~p2prpc.errors.InvalidServiceConfig`)."""
     read: dict[str, Any] = {}
     for item in options:
@@ -366,10 +370,15 @@ def parse_options(options: Iterable[tuple[str, Any]]) -> ChannelOptions:
         if key in IGNORED:
             continue
         if key not in APPLIED:
-            raise InvalidChannelOption(
-                f"unknown channel option {key!r}: a channel over a swarm applies "
-                f"{', '.join(sorted(APPLIED))} and ignores {', '.join(sorted(IGNORED))}"
+            # gRPC ignores a channel argument it does not know; so does p2prpc, but says so, so
+            # that a misspelt key is seen.
+            logger.warning(
+                "channel option %r is not one p2prpc knows, and has no effect: a channel over a "
+                "swarm applies %s",
+                key,
+                ", ".join(sorted(APPLIED)),
             )
+            continue
         read[key] = value
     service_config = None
     if "grpc.service_config" in read:

@@ -139,8 +139,6 @@ def test_options_applied_ignored_and_refused() -> None:
     assert read.default_compression == "gzip"
     assert parse_options([("grpc.max_message_length", 77)]).max_receive_message_length == 77
     for bad, words in [
-        (("grpc.max_reconect_backoff_ms", 1), "unknown channel option 'grpc.max_reconect"),
-        (("my.own", "x"), "unknown channel option"),
         (("grpc.max_receive_message_length", "4MB"), "a number of bytes"),
         (("grpc.max_send_message_length", -2), "a number of bytes"),
         (("grpc.enable_retries", "no"), "is an integer"),
@@ -153,6 +151,17 @@ def test_options_applied_ignored_and_refused() -> None:
             InvalidChannelOption, match=words.replace("(", r"\(").replace(")", r"\)")
         ):
             parse_options([bad])  # type: ignore[list-item]
+
+
+def test_an_option_p2prpc_does_not_know_is_ignored_as_grpc_ignores_it_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="p2prpc.rpc.options"):
+        read = parse_options([("grpc.max_reconect_backoff_ms", 1), ("my.own", "x")])
+    assert read == parse_options([])
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "'grpc.max_reconect_backoff_ms' is not one p2prpc knows" in logged
+    assert "'my.own'" in logged
 
 
 @pytest.mark.asyncio
