@@ -474,16 +474,15 @@ class Channel(GrpcChannelMethods):
         return state
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
-        """Return once the state is no longer ``last_observed_state``. ``grpc.aio.UsageError``
-        on a closed channel (or one whose node stopped, when SHUTDOWN was observed: it never
-        changes again), as grpc.aio's."""
+        """Return once the state is no longer ``last_observed_state`` (closing the channel
+        meanwhile is a change, to SHUTDOWN). ``grpc.aio.UsageError`` on a channel closed
+        already (or whose node stopped, when SHUTDOWN was observed: it never changes again),
+        as grpc.aio's."""
         if self._life.closed:
             raise grpc.aio.UsageError(_CLOSED)
         if last_observed_state is grpc.ChannelConnectivity.SHUTDOWN is self._state():
             raise grpc.aio.UsageError("the node is stopped: the channel is shut down")
         await self._wait(lambda: self._state() is not last_observed_state)
-        if self._life.closed:
-            raise grpc.aio.UsageError(_CLOSED)
 
     async def channel_ready(self) -> None:
         """Return once the channel is READY (starting the node if it is IDLE), as grpc.aio's;
