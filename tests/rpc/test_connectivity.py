@@ -223,48 +223,70 @@ async def test_a_tracker_that_never_answers_connects_only_for_connect_timeout() 
         await listener.wait_closed()
 
 
+class Watcher:
+    """Every state a channel goes through, as ``wait_for_state_change`` reports them."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.seen = [channel.get_state()]
+        self.moved = asyncio.Event()
+        self.task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.channel.wait_for_state_change(self.seen[-1])
+            except grpc.aio.UsageError:
+                return  # closed: SHUTDOWN never changes
+            state = self.channel.get_state()
+            if state is not self.seen[-1]:
+                self.seen.append(state)
+                self.moved.set()
+
+    async def reach(self, state: State) -> None:
+        async with asyncio.timeout(20):
+            while self.seen[-1] is not state:
+                self.moved.clear()
+                await self.moved.wait()
+
+
 async def test_every_state_in_order_as_wait_for_state_change_sees_them() -> None:
     async with tracker_with_server() as (tracker, server, _):
         client = loopback_node([tracker.url])
         channel = Channel(client)
-        seen = [channel.get_state()]
-
-        async def watch() -> None:
-            while True:
-                try:
-                    await channel.wait_for_state_change(seen[-1])
-                except grpc.aio.UsageError:
-                    return  # closed: SHUTDOWN never changes
-                state = channel.get_state()
-                if state is not seen[-1]:
-                    seen.append(state)
-
-        watcher = asyncio.ensure_future(watch())
+        watcher = Watcher(channel)
         try:
-            assert seen == [State.IDLE]  # not started
+            assert watcher.seen == [State.IDLE]  # not started
             await asyncio.wait_for(channel.channel_ready(), 20)  # starts the node, as gRPC's
             assert client.started
             await server.close()  # the only peer leaves; the tracker knew it was there
-            await until(lambda: State.TRANSIENT_FAILURE in seen, (client, "peerclose"))
+            await watcher.reach(State.TRANSIENT_FAILURE)
             assert "no peer in the swarm" in await _details(Stub(channel).Echo(S(), timeout=30))
-            await channel.close()
-            await asyncio.wait_for(watcher, 10)
-            assert seen == [
+            # A new peer joins: its offer reaches the client, which connects to it.
+            async with loopback_node([tracker.url]) as newcomer:
+                newcomer.add_service(SERVICE, Servicer().handlers())
+                await watcher.reach(State.READY)
+                assert (await Stub(channel).Echo(S(value="new"), timeout=20)).value == "new"
+                await channel.close()
+                await asyncio.wait_for(watcher.task, 10)
+            assert watcher.seen == [
                 State.IDLE,
                 State.CONNECTING,
                 State.READY,
                 State.TRANSIENT_FAILURE,
+                State.CONNECTING,
+                State.READY,
                 State.SHUTDOWN,
             ]
             # A stopped node shuts every channel down, and the wait says so instead of hanging.
             other = Channel(client)
-            assert other.get_state() is State.TRANSIENT_FAILURE
+            assert other.get_state() is not State.SHUTDOWN
             await client.stop()
             assert other.get_state() is State.SHUTDOWN
             with pytest.raises(grpc.aio.UsageError):
                 await asyncio.wait_for(other.wait_for_state_change(State.SHUTDOWN), 5)
         finally:
-            watcher.cancel()
+            watcher.task.cancel()
             await client.close()
 
 
