@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
 
 from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
@@ -37,7 +37,9 @@ from .errors import (
     SendQueueFull,
     TooManyPending,
 )
+from .p2pt import EVENTS as P2PT_EVENTS
 from .p2pt import P2PT, Peer
+from .swarm.connectivity import SwarmConnectivity
 from .wire.compression import CODECS, MAX_RATIO
 from .wire.envelope import (
     BATCH_OVERHEAD,
@@ -105,6 +107,17 @@ PROBE_SILENCE = 0.1
 ANSWER_WAIT = 0.25
 #: A peer heard from within this many seconds is answering (:attr:`Life.ANSWERING`).
 RECENT = 0.25
+#: Seconds a node keeps looking for a peer to call (``Mux(connect_timeout=...)``): each tracker's
+#: first answer, each connection and each hello awaited counts as connecting for this long from
+#: when it began (gRPC's minimum connect timeout, ``grpc.min_reconnect_backoff_ms``: 20 s).
+CONNECT_TIMEOUT = 20.0
+
+#: The events a node emits itself (:class:`~p2prpc.node.Node` says when); P2PT's events
+#: (:data:`p2prpc.p2pt.EVENTS`) registered on a node are registered on its P2PT.
+EVENTS = frozenset(
+    {"peer", "peerclose", "peerwarning", "stopping", "connectionsuspect", "connectionalive"}
+)
+_PYEE_EVENTS = frozenset({"new_listener", "error"})
 
 
 class Life(enum.IntEnum):
@@ -167,6 +180,7 @@ class Layer(Protocol):
 
 
 L = TypeVar("L", bound=Layer)
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _KIND_VALUES = frozenset(kind.value for kind in Kind)
 
@@ -315,6 +329,7 @@ class Mux(AsyncIOEventEmitter):
         work_burst: float = WORK_BURST,
         max_delayed_bytes: int = MAX_DELAYED_BYTES,
         window: int | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
         secret: str | bytes | None = None,
         identity: Identity | None = None,
         allowed_peers: Sequence[bytes] | None = None,
@@ -390,6 +405,11 @@ class Mux(AsyncIOEventEmitter):
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.keepalive_grace = keepalive_grace
+        if not connect_timeout > 0:
+            raise ValueError("connect_timeout must be a positive number of seconds")
+        #: Seconds each thing that may bring a peer to call counts as connecting
+        #: (:meth:`connectivity`).
+        self.connect_timeout = connect_timeout
         # Keepalive watches each connection, keyed (peer id, connection): a call lives on one.
         self._heard: dict[tuple[str, int], float] = {}  # when it last showed life
         self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
@@ -486,13 +506,84 @@ class Mux(AsyncIOEventEmitter):
     # -- life ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join the swarm (a second call does nothing)."""
+        """Join the swarm: connect to the trackers and start finding peers. Returns at once,
+        as P2PT's does: what follows shows in :meth:`connectivity` (and a channel's
+        ``get_state()``). A second call does nothing."""
         if self._started:
             return
         self._started = True
         await self.p2pt.start()
         if self.keepalive_interval is not None:
             self._schedule_keepalive()
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called (a stopped node is not started)."""
+        return self.p2pt.started
+
+    def connectivity(self) -> SwarmConnectivity:
+        """What this node is doing to find peers to call
+        (:class:`~p2prpc.swarm.connectivity.SwarmConnectivity`): trackers not answered yet,
+        trackers counting peers not connected yet, connections in progress and peers that
+        have not said hello yet, each for ``connect_timeout`` seconds from when it began; else
+        why no peer is coming. The P2PT's ``connectivity`` event and this node's ``peer`` and
+        ``peerclose`` say when it may have changed."""
+
+        def awaiting(peer_id: str) -> bool:
+            info = self.peers.get(peer_id)
+            return info is None or not info.hello
+
+        return self.p2pt.connectivity(self.connect_timeout, awaiting)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emitter(self, event: str) -> AsyncIOEventEmitter:
+        """Where a listener of ``event`` goes: this node for its own events, its P2PT for
+        P2PT's; ``ValueError`` naming the known events for any other name."""
+        if event in EVENTS or event in _PYEE_EVENTS:
+            return self
+        if event in P2PT_EVENTS:
+            return self.p2pt
+        raise ValueError(
+            f"a node emits no {event!r} event: its events are {', '.join(sorted(EVENTS))}; "
+            f"its P2PT's, which may be registered on it, {', '.join(sorted(P2PT_EVENTS))}"
+        )
+
+    @overload
+    def on(self, event: str) -> Callable[[Handler], Handler]: ...
+    @overload
+    def on(self, event: str, f: Handler) -> Handler: ...
+    def on(self, event: str, f: Handler | None = None) -> Any:
+        """Call ``f`` on each ``event`` (or, without ``f``, a decorator that does): this
+        node's events, and P2PT's (``trackerwarning``, ``peerconnect``, ...), which go to
+        :attr:`p2pt`. ``ValueError`` for a name neither emits."""
+        emitter = self._emitter(event)
+        if emitter is self:
+            return super().on(event, f) if f is not None else super().on(event)
+        return emitter.on(event, f) if f is not None else emitter.on(event)
+
+    def add_listener(self, event: str, f: Handler) -> Handler:
+        emitter = self._emitter(event)
+        return super().add_listener(event, f) if emitter is self else emitter.add_listener(event, f)
+
+    def listens_to(self, event: str) -> Callable[[Handler], Handler]:
+        emitter = self._emitter(event)
+        return super().listens_to(event) if emitter is self else emitter.listens_to(event)
+
+    def once(self, event: str, f: Callable[..., Any] | None = None) -> Callable[..., Any]:
+        emitter = self._emitter(event)
+        return super().once(event, f) if emitter is self else emitter.once(event, f)
+
+    def remove_listener(self, event: str, f: Callable[..., Any]) -> None:
+        emitter = self._emitter(event)
+        if emitter is self:
+            super().remove_listener(event, f)
+        else:
+            emitter.remove_listener(event, f)
+
+    def listeners(self, event: str) -> list[Callable[..., Any]]:
+        emitter = self._emitter(event)
+        return super().listeners(event) if emitter is self else emitter.listeners(event)
 
     # -- keepalive ----------------------------------------------------------------------------
     #

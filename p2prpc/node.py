@@ -51,7 +51,20 @@ class Node(Mux, GrpcChannelMethods):
 
     Events: ``peer(info)`` when a peer says hello (or says it again), ``peerclose(peer_id)``,
     ``peerwarning(peer_id, error)`` for malformed input from a peer, ``stopping()`` when
-    :meth:`stop` begins.
+    :meth:`stop` begins (and ``connectionsuspect``, ``connectionalive``: keepalive, below).
+    P2PT's events (``trackerconnect``, ``trackerwarning``, ``peerconnect``, ``msg``, ...:
+    :data:`p2prpc.p2pt.EVENTS`) may be registered on the node too: they go to
+    :attr:`p2pt`. ``node.on`` refuses any other name with a ``ValueError`` that lists them.
+
+    ``start()`` returns at once, as P2PT's does; whether peers are coming shows in
+    :meth:`connectivity` and a channel's ``get_state()``. A tracker that cannot be reached (or
+    refuses the announce) is logged once at WARNING, when it fails, and once at INFO when it
+    answers again. ``connect_timeout`` (seconds; 20, gRPC's minimum connect timeout): how long
+    each thing that may bring a peer to call counts as connecting (a tracker's first answer, a
+    tracker counting peers not connected yet, a connection in progress, a hello awaited):
+    while one does, a call that finds no serving peer waits for one (CONNECTING); when none
+    does, it fails UNAVAILABLE at once, saying why (TRANSIENT_FAILURE; see
+    ``p2prpc.rpc.Channel``).
 
     ``binary``: whether to use the binary envelope with peers that also allow it.
     ``max_message_size``: the largest RPC payload accepted or sent, in bytes (gRPC's

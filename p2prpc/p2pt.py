@@ -29,6 +29,8 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
   answer refused or unusable, or its connection closed before it counted (it never opened, or
   opened one peer past ``max_peers`` at either end). Whoever carries the offer learns at once
   that it is over, instead of waiting out its timeout.
+- ``connectivity()``: what :meth:`P2PT.connectivity` reports may have changed: a tracker
+  answered, failed or dropped, a connection began connecting or ended.
 - ``morepeers()``: more peers are wanted (``request_more_peers``, or a peer left below the
   bound); a signalling path other than the trackers (the p2prpc mesh) may find them.
 - ``destroy()``: ``destroy`` was called; nothing more will happen.
@@ -66,6 +68,7 @@ from .errors import (
     TooLargeForPeer,
 )
 from .swarm.connection import UNBOUNDED, Connection, ConnectionState
+from .swarm.connectivity import Finding, SwarmConnectivity, assess
 from .swarm.handshake import Admission, Handshake, admit
 from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
@@ -108,7 +111,27 @@ _CARET = ord("^")  # every P2PT frame starts with it, as text or as UTF-8 bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["P2PT", "Peer", "Reply", "SendQueueFull", "TrackerStats"]
+__all__ = ["EVENTS", "P2PT", "Peer", "Reply", "SendQueueFull", "TrackerStats"]
+
+#: The events a P2PT emits (this module's docstring says when, and with what).
+EVENTS = frozenset(
+    {
+        "peerconnect",
+        "data",
+        "msg",
+        "peerclose",
+        "peerkey",
+        "connectionclose",
+        "trackerconnect",
+        "trackerwarning",
+        "peerwarning",
+        "peerrefused",
+        "offerfailed",
+        "connectivity",
+        "morepeers",
+        "destroy",
+    }
+)
 
 
 class TrackerStats(TypedDict):
@@ -492,6 +515,50 @@ class P2PT(AsyncIOEventEmitter):
         for url in self.announce_urls:
             self._open_tracker(url)
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called (and :meth:`destroy` not yet)."""
+        return self._started and not self._destroyed
+
+    def connectivity(
+        self, connect_timeout: float, awaiting: Callable[[str], bool] | None = None
+    ) -> SwarmConnectivity:
+        """What this swarm is doing to find peers (:mod:`p2prpc.swarm.connectivity`): its
+        trackers, and connections to new peers in progress, each counted for
+        ``connect_timeout`` seconds from when it began. ``awaiting(peer_id)``: whether a
+        connected peer is still being waited on (a p2prpc node waits for its hello); such a
+        peer counts as connecting, from when its connection began. The ``connectivity`` event
+        says when this may have changed (besides the bound passing:
+        :attr:`SwarmConnectivity.changes_at`)."""
+        found = [
+            Finding(c.adopted_at, f"connecting to peer {c.peer_id[:8]}")
+            for c in self._connecting
+            if c.adopted_at is not None
+            and c.peer_id is not None
+            and not self.is_connected(c.peer_id)
+        ]
+        if awaiting is not None:
+            for peer_id, remote in self._remotes.items():
+                if remote.channels and awaiting(peer_id):
+                    since = min(c.adopted_at or c.created_at for c in remote.channels.values())
+                    found.append(Finding(since, f"waiting for peer {peer_id[:8]} to say hello"))
+        return assess(
+            [self.trackers[url] for url in self.announce_urls if url in self.trackers],
+            found,
+            degree=self._peers.degree(),
+            connect_timeout=connect_timeout,
+            now=time.monotonic(),
+        )
+
+    def _note_degree(self) -> None:
+        """Trackers whose count of the swarm this peer's degree has reached: met."""
+        degree = self._peers.degree()
+        bound = self.max_peers
+        for tracker in self.trackers.values():
+            wanted = tracker.others if bound is None else min(tracker.others, bound)
+            if not tracker.met and degree >= wanted:
+                tracker.met = True
+
     def send(
         self, peer: Peer, msg: JSONValue, *, timeout: float | _Default | None = _DEFAULT
     ) -> Reply:
@@ -639,6 +706,7 @@ class P2PT(AsyncIOEventEmitter):
         tracker = self.trackers.pop(announce_url, None)
         if tracker is not None:
             self._background(tracker.close())
+        self.emit("connectivity")
 
     def request_more_peers(self) -> dict[str, Peer]:
         """Announce again to every tracker with fresh offers (and emit ``morepeers``, for other
@@ -884,6 +952,8 @@ class P2PT(AsyncIOEventEmitter):
             return
         self._peers.make_room(channel)
         self._connecting.add(channel)
+        channel.adopted_at = time.monotonic()
+        self.emit("connectivity")
         channel.on_open = lambda: self._on_channel_ready(channel)
         channel.on_close = lambda: self._on_channel_close(channel, offer_id)
         if connect_timeout is not None:
@@ -1015,11 +1085,15 @@ class P2PT(AsyncIOEventEmitter):
 
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
+        self._note_degree()
         self.emit("trackerconnect", tracker, self.get_tracker_stats())
+        self.emit("connectivity")
 
     def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None:
+        # An unreachable or refusing tracker is logged by its client, once per change.
         logger.debug("tracker %s: %s", tracker.announce_url, error)
         self.emit("trackerwarning", error, self.get_tracker_stats())
+        self.emit("connectivity")
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -1027,6 +1101,7 @@ class P2PT(AsyncIOEventEmitter):
         tracker = TrackerClient(url, self, **self._tracker_options)
         self.trackers[url] = tracker
         tracker.start()
+        self.emit("connectivity")
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -1192,6 +1267,7 @@ class P2PT(AsyncIOEventEmitter):
         remote.add(channel)
         channel.on_message = lambda data: self._on_data(remote, channel, data)
         if new:
+            self._note_degree()
             self.emit("peerconnect", Peer(self, remote, channel.name))
         if surplus is not None:
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
@@ -1216,6 +1292,8 @@ class P2PT(AsyncIOEventEmitter):
         if remote is None or remote.channels.get(channel.name) is not channel:
             if offer_id is not None and channel.peer_id is not None:
                 self.offer_failed(channel.peer_id, offer_id)  # it closed before it counted
+            if not self._destroyed:
+                self.emit("connectivity")  # a connection ended without counting
             return
         remote.remove(channel)
         if not self._destroyed:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union, cast
 
+import grpc
+import grpc.aio
+
 from ..errors import InvalidChannelOption, RpcError
 from ..mux import IdentityTarget, Mux, PeerTarget
+from ..swarm.connectivity import SwarmConnectivity
 from ..wire.status import StatusCode
 from .base import ClientInterceptor, CompressionLike, RetryPolicy, encoding_of
 from .deadline import Deadline
@@ -27,6 +34,24 @@ if TYPE_CHECKING:
 
 #: Bytes of requests a request-streaming call keeps for another attempt (gRPC's default).
 RETRY_BUFFER_SIZE = 256 * 1024
+
+
+_CLOSED = "Channel is closed."  # grpc.aio's words
+
+
+class _Life:
+    """What a channel and the channels made from it with :meth:`Channel.to` share: whether it
+    is closed, the calls in flight through it, and who watches its state."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.calls: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.watchers: set[asyncio.Event] = set()
+        self.starting: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        for event in self.watchers:
+            event.set()
 
 
 class NoServer(Exception):
@@ -211,6 +236,21 @@ class Channel(GrpcChannelMethods):
 
     A stub takes a ``Channel``, a :class:`~p2prpc.node.Node` (its default channel) or
     ``node.to(peer_id)``; so do grpcio-tools' generated stubs (:class:`GrpcChannelMethods`).
+
+    Connectivity, as ``grpc.aio.Channel``'s (:meth:`get_state`, :meth:`wait_for_state_change`,
+    :meth:`channel_ready`), means for a swarm: IDLE, the node is not started;
+    CONNECTING, it is still finding and connecting to peers (a tracker has not answered yet, a
+    tracker counts peers not connected yet, a connection is in progress, a connected peer has
+    not said hello yet: each for the node's ``connect_timeout`` seconds, 20, from when it
+    began); READY, a peer this channel may call (any, the one of :meth:`to`, one of
+    ``allowed_servers``) is connected, has said hello and is not suspect; TRANSIENT_FAILURE,
+    none is and nothing is in progress (every tracker unreachable or refusing, the bound
+    passed, no other peer in the swarm); SHUTDOWN, the channel is closed or the node stopping.
+    As grpc.aio's, a call that finds no serving peer waits (within its timeout) while the
+    channel is CONNECTING, and fails UNAVAILABLE at once otherwise, its details saying why
+    (``wait_for_ready``: it waits anyway). A call on an IDLE channel starts the node, as one
+    on an IDLE gRPC channel connects it. :meth:`close` (or ``async with``) ends the calls made
+    through it; calls made after fail ``grpc.aio.UsageError``, as on a closed grpc.aio channel.
     """
 
     node: Mux
@@ -225,7 +265,10 @@ class Channel(GrpcChannelMethods):
     _settings: ChannelOptions = field(init=False, repr=False, compare=False)
     _throttle: _Throttle | None = field(init=False, repr=False, compare=False)
 
+    _life: _Life = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_life", _Life())
         if not isinstance(self.node, Mux):
             hint = (
                 " (for one peer: Channel(node, peer=peer_id) or channel.to(peer_id))"
@@ -270,8 +313,10 @@ class Channel(GrpcChannelMethods):
         return allowed is None or self.node.peer_identity(peer_id) in allowed
 
     def to(self, peer_id: str) -> Channel:
-        """The same settings, every call to ``peer_id``."""
-        return replace(self, peer=peer_id)
+        """The same settings, every call to ``peer_id`` (closed when this channel is)."""
+        made = replace(self, peer=peer_id)
+        object.__setattr__(made, "_life", self._life)
+        return made
 
     def _check_keepalive(self, settings: ChannelOptions) -> None:
         node = self.node
@@ -348,10 +393,13 @@ class Channel(GrpcChannelMethods):
     async def pick(
         self, service: str, tried: frozenset[str], wait_for_ready: bool, deadline: Deadline
     ) -> str:
-        """The peer for the next attempt: ``NoServer`` (UNAVAILABLE) when there is none, and
-        DEADLINE_EXCEEDED when ``wait_for_ready`` waited until the deadline."""
+        """The peer for the next attempt: ``NoServer`` (UNAVAILABLE) when there is none and the
+        channel is not CONNECTING (the details say why), and DEADLINE_EXCEEDED when the call
+        waited (CONNECTING, or ``wait_for_ready``) until the deadline."""
         node = self.node
         endpoint = self.endpoint
+        if not node.started and not node.stopping:
+            await node.start()  # IDLE: a call connects the channel, as in gRPC
         if self.peer is not None:
             wanted = self.peer
 
@@ -379,15 +427,201 @@ class Channel(GrpcChannelMethods):
             return peer_id
         if node.stopping:
             raise NoServer(StatusCode.UNAVAILABLE, "the node is stopping")
-        if not wait_for_ready:
-            raise NoServer(StatusCode.UNAVAILABLE, missing)
-        try:
-            await node.wait_until(lambda: found() is not None, deadline.remaining())
-        except TimeoutError:
-            raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"{missing} within the deadline") from None
+        if wait_for_ready:
+            try:
+                await node.wait_until(lambda: found() is not None, deadline.remaining())
+            except TimeoutError:
+                raise RpcError(
+                    StatusCode.DEADLINE_EXCEEDED, f"{missing} within the deadline"
+                ) from None
+        else:
+            # grpc.aio: a call waits while its channel is CONNECTING, fails fast otherwise.
+            swarm = node.connectivity()
+            if swarm.connecting:
+                try:
+                    await self._wait(
+                        lambda: (
+                            found() is not None
+                            or node.stopping
+                            or not node.connectivity().connecting
+                        ),
+                        deadline.remaining(),
+                    )
+                except TimeoutError:
+                    still = "; ".join(f.what for f in node.connectivity().finding)
+                    raise RpcError(
+                        StatusCode.DEADLINE_EXCEEDED,
+                        f"{missing} within the deadline" + (f" ({still})" if still else ""),
+                    ) from None
+                if node.stopping:
+                    raise NoServer(StatusCode.UNAVAILABLE, "the node is stopping")
+                swarm = node.connectivity()
+            peer_id = found()
+            if peer_id is None:
+                raise NoServer(StatusCode.UNAVAILABLE, _why(missing, swarm, service, self.peer))
         peer_id = found()
         assert peer_id is not None
         return peer_id
+
+    # -- connectivity, as grpc.aio.Channel's --------------------------------------------------
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """The channel's connectivity state (see the class docstring for what each means for
+        a swarm). ``try_to_connect``: start the node if it is IDLE (as grpc.aio's, the state
+        returned is still IDLE; it moves on once the node has started)."""
+        state = self._state()
+        if state is grpc.ChannelConnectivity.IDLE and try_to_connect:
+            self._start_node()
+        return state
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Return once the state is no longer ``last_observed_state`` (closing the channel
+        meanwhile is a change, to SHUTDOWN). ``grpc.aio.UsageError`` on a channel closed
+        already (or whose node stopped, when SHUTDOWN was observed: it never changes again),
+        as grpc.aio's."""
+        if self._life.closed:
+            raise grpc.aio.UsageError(_CLOSED)
+        if last_observed_state is grpc.ChannelConnectivity.SHUTDOWN is self._state():
+            raise grpc.aio.UsageError("the node is stopped: the channel is shut down")
+        await self._wait(lambda: self._state() is not last_observed_state)
+
+    async def channel_ready(self) -> None:
+        """Return once the channel is READY (starting the node if it is IDLE), as grpc.aio's;
+        ``grpc.aio.UsageError`` once it is closed."""
+        state = self.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            await self.wait_for_state_change(state)
+            state = self.get_state(try_to_connect=True)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel, as ``grpc.aio.Channel.close``: calls made through it (and through
+        channels made from it with :meth:`to`) after this fail ``grpc.aio.UsageError`` at
+        once; calls in flight get ``grace`` seconds (``None``: none) to end, then are cancelled
+        (their code is CANCELLED; awaiting one raises ``asyncio.CancelledError``). The node is
+        not stopped: other channels go on. Idempotent."""
+        life = self._life
+        if life.closed:
+            return
+        if grace is not None and grace < 0:
+            raise ValueError(f"grace must be non-negative, got {grace}.")
+        life.closed = True
+        life.changed()
+        calls = list(life.calls)
+        if grace:
+            waits = [asyncio.ensure_future(call.code()) for call in calls if not call.done()]
+            if waits:
+                _, late = await asyncio.wait(waits, timeout=grace)
+                for wait in late:
+                    wait.cancel()
+        for call in calls:
+            call.cancel()
+        life.calls.clear()
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close(None)
+
+    def check_open(self) -> None:
+        """``grpc.aio.UsageError`` if the channel is closed (a call is about to be made)."""
+        if self._life.closed:
+            raise grpc.aio.UsageError(_CLOSED)
+
+    def register(self, call: Any) -> None:
+        """A call made through this channel: :meth:`close` ends it if it is still in flight."""
+        life = self._life
+        life.calls.add(call)
+        call.add_done_callback(life.calls.discard)
+
+    def _state(self) -> grpc.ChannelConnectivity:
+        node = self.node
+        if self._life.closed or node.stopping:
+            return grpc.ChannelConnectivity.SHUTDOWN
+        if not node.started:
+            return grpc.ChannelConnectivity.IDLE
+        if self._ready():
+            return grpc.ChannelConnectivity.READY
+        if node.connectivity().connecting:
+            return grpc.ChannelConnectivity.CONNECTING
+        return grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+    def _ready(self) -> bool:
+        """Whether a peer this channel may call is connected, said hello, and is not suspect."""
+        node = self.node
+        if self.peer is not None:
+            fixed = self._resolve(self.peer)
+            candidates = [fixed] if fixed is not None else []
+        else:
+            candidates = list(node.peers)
+        for peer_id in candidates:
+            info = node.peers.get(peer_id)
+            if (
+                info is not None
+                and info.hello
+                and node.p2pt.is_connected(peer_id)
+                and self._allowed(peer_id)
+                and not node.is_suspect(peer_id)
+            ):
+                return True
+        return False
+
+    def _start_node(self) -> None:
+        life = self._life
+        if life.starting is None or life.starting.done():
+            life.starting = asyncio.get_running_loop().create_task(self.node.start())
+            life.starting.add_done_callback(lambda _: life.changed())
+
+    async def _wait(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait until ``condition()`` holds, checked now and whenever the node's connectivity
+        may have changed (a tracker, a connection, a hello, a suspect peer, the node stopping,
+        this channel closing, a connecting thing passing the bound); ``TimeoutError`` after
+        ``timeout`` seconds."""
+        node = self.node
+        changed = asyncio.Event()
+        life = self._life
+
+        def poke(*_: object) -> None:
+            changed.set()
+
+        own = ("peer", "peerclose", "connectionsuspect", "connectionalive", "stopping")
+        swarm = ("connectivity", "peerconnect", "destroy")
+        for event in own:
+            node.on(event, poke)
+        for event in swarm:
+            node.p2pt.on(event, poke)
+        life.watchers.add(changed)
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    changed.clear()
+                    at = node.connectivity().changes_at
+                    if timer is not None:
+                        timer.cancel()
+                        timer = None
+                    if at is not None:  # a connecting thing passes the bound then
+                        timer = loop.call_later(max(at - time.monotonic(), 0) + 0.001, poke)
+                    await changed.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            life.watchers.discard(changed)
+            for event in own:
+                node.remove_listener(event, poke)
+            for event in swarm:
+                node.p2pt.remove_listener(event, poke)
+
+
+def _why(missing: str, swarm: SwarmConnectivity, service: str, peer: str | None) -> str:
+    """The details of an UNAVAILABLE call that found no peer: what was missing, and why no
+    peer is coming (the trackers unreachable or refusing, the bound passed)."""
+    if swarm.reason:
+        return f"{missing}: {swarm.reason}"
+    if peer is None and missing == f"no connected peer serves {service}":
+        return f"no peer in the swarm serves {service}"
+    return missing
 
 
 def _least(a: int | None, b: int | None) -> int | None:

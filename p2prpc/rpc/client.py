@@ -1146,17 +1146,22 @@ class _MethodBase(Generic[Req, Rep]):
         wait_for_ready: bool | None,
         compression: str | None,
     ) -> C:
+        self.channel.check_open()  # grpc.aio.UsageError on a closed channel, at once
         if has_request:
             self.check_request(request)
+        call: C
         if self.channel.interceptors:
             from .interceptors import intercepted  # it wraps the call classes of this module
 
-            return intercepted(kind)(
+            call = intercepted(kind)(
                 self, request, has_request, requests, timeout, metadata, wait_for_ready, compression
             )
-        return self._direct(
-            kind, request, has_request, requests, timeout, metadata, wait_for_ready, compression
-        )
+        else:
+            call = self._direct(
+                kind, request, has_request, requests, timeout, metadata, wait_for_ready, compression
+            )
+        self.channel.register(call)  # closing the channel ends it
+        return call
 
     def _direct(
         self,

@@ -123,6 +123,8 @@ class Connection:
         self.opened_at: float | None = None  # loop time when the data channel opened
         #: When this connection was built (``time.monotonic()``): how long it has been connecting.
         self.created_at = time.monotonic()
+        #: When the swarm took it over to connect (its offer answered; ``time.monotonic()``).
+        self.adopted_at: float | None = None
         self._round_trip: float | None = None  # the shortest the transport measured
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
+from ..swarm.connectivity import TrackerState
 from ..swarm.pool import OfferPool, UnusableSDP
 from ..wire.secret import SealError
 from ..wire.tracker import (
@@ -98,6 +100,10 @@ class TrackerClient:
     are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
     A connection whose answer we took is closed unless it opens within ``connect_timeout``
     seconds (50), one we answered within ``answer_timeout`` (15).
+
+    :attr:`state` says where it stands for finding peers (:class:`TrackerState`), since
+    :attr:`since`; :attr:`problem` why it failed. Each change to or from FAILED is logged once
+    (WARNING when it fails, INFO when it answers again), not at every reconnection attempt.
     """
 
     def __init__(
@@ -141,6 +147,16 @@ class TrackerClient:
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Where it stands for finding peers, since when (``time.monotonic()``), and why it
+        #: failed (a sentence naming the tracker; ``None`` unless FAILED).
+        self.state = TrackerState.CONNECTING
+        self.since = time.monotonic()
+        self.problem: str | None = None
+        #: Other peers the first answer since it (re)connected counted in the swarm, and
+        #: whether the swarm has been connected to that many at once since (set by the swarm).
+        self.others = 0
+        self.met = False
+        self._failure_logged = False
 
     @property
     def origin(self) -> str:
@@ -161,6 +177,7 @@ class TrackerClient:
     def start(self) -> None:
         """Connect (in the background) and announce; reconnects until :meth:`close`."""
         if self._run_task is None and not self._closed:
+            self.since = time.monotonic()
             self._run_task = asyncio.get_running_loop().create_task(self._run())
 
     def announce(self) -> None:
@@ -211,7 +228,26 @@ class TrackerClient:
     def _before_reconnect(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, Exception):
+            cause = error.__cause__ if error.__cause__ is not None else error
+            self._fail(f"tracker {self.announce_url} unreachable: {cause}")
             self.swarm.tracker_warning(self, error)
+
+    def _enter(self, state: TrackerState, problem: str | None = None) -> None:
+        """Move to ``state``. A failure is logged once (not at every retry), and so is the
+        first answer after it."""
+        if state is TrackerState.FAILED and not self._failure_logged:
+            logger.warning("%s (retrying in the background)", problem)
+            self._failure_logged = True
+        elif state is TrackerState.ANSWERED and self._failure_logged:
+            logger.info("tracker %s answers again", self.announce_url)
+            self._failure_logged = False
+        if state is not self.state:
+            self.since = time.monotonic()
+        self.state = state
+        self.problem = problem
+
+    def _fail(self, problem: str) -> None:
+        self._enter(TrackerState.FAILED, problem)
 
     async def _connect(self) -> ClientConnection:
         try:
@@ -226,6 +262,8 @@ class TrackerClient:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        if self.state is not TrackerState.CONNECTING:  # its first answer is awaited anew
+            self._enter(TrackerState.CONNECTING)
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
         try:
             async for data in ws:
@@ -237,6 +275,9 @@ class TrackerClient:
             await asyncio.gather(announcer, return_exceptions=True)
             self._ws = None
         if not self._closed:
+            if self.state is not TrackerState.FAILED:
+                logger.info("tracker %s closed the connection: reconnecting", self.announce_url)
+                self._enter(TrackerState.CONNECTING)
             self.swarm.tracker_warning(
                 self, TrackerDisconnected(f"connection to {self.announce_url} closed")
             )
@@ -281,6 +322,7 @@ class TrackerClient:
             if message_info_hash(message) not in (None, self.swarm.info_hash):
                 continue  # another swarm's (a shared socket, as JavaScript clients pool them)
             if isinstance(message, FailureReply):
+                self._fail(f"tracker {self.announce_url} refused the announce: {message.reason}")
                 self.swarm.tracker_warning(self, TrackerFailure(message.reason))
                 return
             if isinstance(message, AnnounceReply):
@@ -298,6 +340,10 @@ class TrackerClient:
         if reply.tracker_id:
             self.tracker_id = reply.tracker_id
         if reply.complete is not None:
+            if self.state is not TrackerState.ANSWERED:  # the first answer of this session
+                self.others = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
+                self.met = False
+                self._enter(TrackerState.ANSWERED)
             self.swarm.tracker_update(self, reply)
 
     async def _answer(self, relay: OfferRelay) -> None:
