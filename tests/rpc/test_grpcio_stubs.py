@@ -64,6 +64,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mo
         == 0
     )
     # grpcio-reflection ships v1alpha's stubs only: v1's are generated from its descriptor.
+    # (Only the stubs: the messages are V1's.)
     v1 = descriptor_pb2.FileDescriptorProto()
     V1.ServerReflectionRequest.DESCRIPTOR.file.CopyToProto(v1)
     v1.name = "reflection_v1.proto"
@@ -74,13 +75,15 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mo
             [
                 "protoc",
                 f"--descriptor_set_in={descriptors}",
-                f"--python_out={out}",
                 f"--grpc_python_out={out}",
                 "reflection_v1.proto",
             ]
         )
         == 0
     )
+    # Its messages are the ones already made (importing a second module of them would add a
+    # second file of the same names to the default pool, where reflection looks them up).
+    sys.modules["reflection_v1_pb2"] = V1
     sys.path.insert(0, str(out))
     try:
         yield {
