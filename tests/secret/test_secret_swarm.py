@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
@@ -20,6 +21,7 @@ from p2prpc.rpc import (
     Channel,
     Handler,
     HandlerCallDetails,
+    RetryPolicy,
     ServicerContext,
     StatusCode,
     UnaryUnaryMethod,
@@ -198,6 +200,29 @@ async def test_without_the_secret_or_with_another_a_node_never_connects() -> Non
         assert set(a.p2pt.peers) == {b.peer_id} and set(b.p2pt.peers) == {a.peer_id}
         assert a.p2pt.info_hash != hashlib.sha1(IDENTIFIER.encode()).digest()
         assert len({a.p2pt.info_hash, wrong.p2pt.info_hash, none.p2pt.info_hash}) == 3
+
+
+async def test_a_node_with_another_secret_is_told_unavailable_once_the_tracker_counts_nobody() -> (
+    None
+):
+    """For it the swarm is empty: a call fails UNAVAILABLE as soon as the tracker has answered
+    (not at its deadline), and with wait_for_ready it waits until its deadline."""
+    async with (
+        TrackerServer("127.0.0.1", 0) as tracker,
+        nodes({"secret": SECRET}, {"secret": GUESS}, urls=[tracker.url]) as (server, wrong),
+    ):
+        serve(server, Greeter())
+        once = Channel(wrong, retry_policy=RetryPolicy(max_attempts=1))
+        async with asyncio.timeout(20):
+            while (state := once.get_state()) is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                await once.wait_for_state_change(state)
+        with pytest.raises(RpcError) as caught:
+            await say(once)(StringValue(value="x"), timeout=30)
+        assert caught.value.code() is StatusCode.UNAVAILABLE
+        assert "knows no other peer in the swarm" in caught.value.details()
+        with pytest.raises(RpcError) as caught:
+            await say(once)(StringValue(value="x"), timeout=0.5, wait_for_ready=True)
+        assert caught.value.code() is StatusCode.DEADLINE_EXCEEDED
 
 
 async def test_allowed_peers_refuses_a_peer_holding_the_secret_before_any_call() -> None:
