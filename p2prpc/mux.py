@@ -1,6 +1,6 @@
-"""A p2prpc peer's multiplexer: one P2PT swarm, a hello handshake, keepalive, and envelopes
-dispatched to the layers registered for them (the :class:`~p2prpc.node.Node` users make is this
-with the standard layers built on it).
+"""A p2prpc peer's multiplexer: one P2PT swarm, a hello handshake, and envelopes dispatched to
+the layers registered for them, keepalive (:mod:`p2prpc.keepalive`) among them (the
+:class:`~p2prpc.node.Node` users make is this with the standard layers built on it).
 
 Every node says hello to every peer it meets (and again whenever what it serves changes): its
 protocol version, whether it reads binary envelopes, and which services and topics it serves. A
@@ -501,6 +501,72 @@ class Mux(AsyncIOEventEmitter):
 
         return self.p2pt.connectivity(self.connect_timeout, awaiting)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
+        return self._stopping
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
+
+        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
+        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
+        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
+        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
+        second call waits for the first.
+        """
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            self._stopping = True
+            self.emit("stopping")
+            self._keepalive.close()  # no connection is judged while the node stops
+            self._announce_change()
+            if grace is not None and grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        for layer in list(self._layers.values()):
+                            await layer.wait_idle()
+            for layer in list(self._layers.values()):
+                layer.close()
+            for peer_id in list(self._delayed):
+                self._forget_delayed(peer_id)
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                # A task that swallows its cancellation is left behind, not waited for forever.
+                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+                for task in stubborn:
+                    logger.warning("a task of this node ignored its cancellation: %r", task)
+            await self.p2pt.destroy()
+        finally:
+            self._stopped.set_result(None)
+
+    async def close(self) -> None:
+        """Leave the swarm now: :meth:`stop` with no grace."""
+        await self.stop(None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(None)
+
+    def _drop_peer(self, peer_id: str) -> None:
+        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
+        peers at once, so that the peer, if it was only paused, is found again soon."""
+        for _ in range(64):  # one channel a turn; a peer has a handful at most
+            peer = self.p2pt.peers.get(peer_id)
+            if peer is None:
+                break
+            peer.destroy()
+        if not self._stopping:
+            self.p2pt.request_more_peers()
+
     # -- events -------------------------------------------------------------------------------
 
     def _emitter(self, event: str) -> AsyncIOEventEmitter:
@@ -606,72 +672,6 @@ class Mux(AsyncIOEventEmitter):
         take (``None``: not known, keepalive off or not yet watched;
         :meth:`p2prpc.keepalive.Keepalive.silence`)."""
         return self._keepalive.silence(peer_id)
-
-    def _drop_peer(self, peer_id: str) -> None:
-        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
-        peers at once, so that the peer, if it was only paused, is found again soon."""
-        for _ in range(64):  # one channel a turn; a peer has a handful at most
-            peer = self.p2pt.peers.get(peer_id)
-            if peer is None:
-                break
-            peer.destroy()
-        if not self._stopping:
-            self.p2pt.request_more_peers()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
-        return self._stopping
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
-
-        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
-        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
-        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
-        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
-        second call waits for the first.
-        """
-        if self._stopped is not None:
-            await asyncio.shield(self._stopped)
-            return
-        self._stopped = asyncio.get_running_loop().create_future()
-        try:
-            self._stopping = True
-            self.emit("stopping")
-            self._keepalive.close()  # no connection is judged while the node stops
-            self._announce_change()
-            if grace is not None and grace > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(grace):
-                        for layer in list(self._layers.values()):
-                            await layer.wait_idle()
-            for layer in list(self._layers.values()):
-                layer.close()
-            for peer_id in list(self._delayed):
-                self._forget_delayed(peer_id)
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                # A task that swallows its cancellation is left behind, not waited for forever.
-                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
-                for task in stubborn:
-                    logger.warning("a task of this node ignored its cancellation: %r", task)
-            await self.p2pt.destroy()
-        finally:
-            self._stopped.set_result(None)
-
-    async def close(self) -> None:
-        """Leave the swarm now: :meth:`stop` with no grace."""
-        await self.stop(None)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop(None)
 
     # -- what this node serves ----------------------------------------------------------------
 
