@@ -307,7 +307,8 @@ class Keepalive:
 
     def is_suspect(self, peer_id: str, connection: int | None = None) -> bool:
         """Whether ``connection`` to ``peer_id`` (``None``: every connection to it) is suspect:
-        it left a ping unanswered for the timeout and has said nothing since."""
+        it left a ping unanswered for the timeout and has said nothing since. No new call goes
+        to a suspect peer; it is closed after the grace."""
         if not self._suspect:
             return False
         if connection is not None:
@@ -317,9 +318,10 @@ class Keepalive:
 
     def life(self, peer_id: str, *, probe: bool = False) -> Life:
         """What is known of ``peer_id``'s recent life on the connection new calls to it take
-        (:class:`Life`, best first). ``probe``: ping it if nothing was heard from it for
-        :data:`PROBE_SILENCE` (at most one ping waits on a connection). With keepalive off
-        nothing is known: every peer is :attr:`Life.ANSWERING`."""
+        (:class:`Life`, best first): how new calls rank it. ``probe``: ping it if nothing was
+        heard from it for :data:`PROBE_SILENCE` (at most one ping waits on a connection), so
+        that what is known stays recent while calls are being made. With keepalive off nothing
+        is known: every peer is :attr:`Life.ANSWERING`."""
         if self.interval is None:
             return Life.ANSWERING
         connection = self.lively_connection(peer_id)
@@ -338,9 +340,16 @@ class Keepalive:
             self._ping(key, now)
         return Life.ANSWERING if now - heard <= RECENT else Life.QUIET
 
+    def responsive(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` answers: not suspect, and no ping to it waits longer than
+        :data:`ANSWER_WAIT` or four of its round trips (:meth:`life`). A peer that died since
+        it last spoke stops being responsive a moment after a call probes it, long before it
+        is found suspect."""
+        return self.life(peer_id) < Life.UNANSWERED
+
     def silence(self, peer_id: str) -> float | None:
         """Seconds since anything was heard from ``peer_id`` on the connection new calls to it
-        take (``None``: not known)."""
+        take (``None``: not known, keepalive off or not yet watched)."""
         connection = self.lively_connection(peer_id)
         heard = self._heard.get((peer_id, connection)) if connection is not None else None
         return None if heard is None else time.monotonic() - heard

@@ -618,59 +618,41 @@ class Mux(AsyncIOEventEmitter):
         return super().listeners(event) if emitter is self else emitter.listeners(event)
 
     # -- keepalive: the layer's names, kept as the node's own ---------------------------------
+    # Each is its keepalive layer's (:class:`p2prpc.keepalive.Keepalive`), whose docs say more.
 
     @property
     def keepalive_interval(self) -> float | None:
-        """Seconds of silence after which a connection is pinged (``None``: keepalive is off);
-        :attr:`p2prpc.keepalive.Keepalive.interval`."""
+        """Seconds of silence before a connection is pinged (``None``: keepalive is off)."""
         return self._keepalive.interval
 
     @property
     def keepalive_timeout(self) -> float:
-        """Seconds a ping may go unanswered before its connection is suspect;
-        :attr:`p2prpc.keepalive.Keepalive.timeout`."""
+        """Seconds a ping may go unanswered before its connection is suspect."""
         return self._keepalive.timeout
 
     @property
     def keepalive_grace(self) -> float:
-        """Seconds a suspect connection is kept before it is closed;
-        :attr:`p2prpc.keepalive.Keepalive.grace`."""
+        """Seconds a suspect connection is kept before it is closed."""
         return self._keepalive.grace
 
     def probe(self, peer_id: str, connection: int) -> None:
-        """A call just went on ``connection`` to ``peer_id``: if nothing was heard on it for
-        :data:`~p2prpc.keepalive.PROBE_SILENCE`, ping it, so that a peer that died since it last
-        spoke is unresponsive within moments (new calls go elsewhere) instead of after the
-        interval (:meth:`p2prpc.keepalive.Keepalive.probe`)."""
+        """A call just went on ``connection``: ping it if it was silent for a moment."""
         self._keepalive.probe(peer_id, connection)
 
     def is_suspect(self, peer_id: str, connection: int | None = None) -> bool:
-        """Whether ``connection`` to ``peer_id`` (``None``: every connection to it) is suspect:
-        it left a ping unanswered for ``keepalive_timeout`` and has said nothing since. No new
-        call goes to a suspect peer; it is closed after ``keepalive_grace``
-        (:meth:`p2prpc.keepalive.Keepalive.is_suspect`)."""
+        """Whether ``connection`` to ``peer_id`` (``None``: every one) left a ping unanswered."""
         return self._keepalive.is_suspect(peer_id, connection)
 
     def life(self, peer_id: str, *, probe: bool = False) -> Life:
-        """What this node knows of ``peer_id``'s recent life on the connection new calls to it
-        take (:class:`~p2prpc.keepalive.Life`, best first): how new calls rank it. ``probe``:
-        ping it if nothing was heard from it for :data:`~p2prpc.keepalive.PROBE_SILENCE` (at
-        most one ping waits on a connection), so that what is known stays recent while calls
-        are being made. With keepalive off nothing is known: every peer is
-        :attr:`Life.ANSWERING` (:meth:`p2prpc.keepalive.Keepalive.life`)."""
+        """What is known of ``peer_id``'s recent life (:class:`~p2prpc.keepalive.Life`)."""
         return self._keepalive.life(peer_id, probe=probe)
 
     def responsive(self, peer_id: str) -> bool:
-        """Whether ``peer_id`` answers: not suspect, and no ping to it waits longer than
-        :data:`~p2prpc.keepalive.ANSWER_WAIT` or four of its round trips (:meth:`life`). A peer
-        that died since it last spoke stops being responsive a moment after a call probes it,
-        long before keepalive finds it suspect."""
-        return self._keepalive.life(peer_id) < Life.UNANSWERED
+        """Whether ``peer_id`` answers: not suspect, no ping to it overdue."""
+        return self._keepalive.responsive(peer_id)
 
     def silence(self, peer_id: str) -> float | None:
-        """Seconds since anything was heard from ``peer_id`` on the connection new calls to it
-        take (``None``: not known, keepalive off or not yet watched;
-        :meth:`p2prpc.keepalive.Keepalive.silence`)."""
+        """Seconds since ``peer_id`` was heard from (``None``: not known)."""
         return self._keepalive.silence(peer_id)
 
     # -- what this node serves ----------------------------------------------------------------
