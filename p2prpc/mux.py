@@ -1,13 +1,14 @@
-"""A p2prpc peer's multiplexer: one P2PT swarm, a hello handshake, keepalive, and envelopes
-dispatched to the layers registered for them (the :class:`~p2prpc.node.Node` users make is this
-with the standard layers built on it).
+"""A p2prpc peer's multiplexer: one P2PT swarm, a hello handshake, and envelopes dispatched to
+the layers registered for them, keepalive (:mod:`p2prpc.keepalive`) among them (the
+:class:`~p2prpc.node.Node` users make is this with the standard layers built on it).
 
 Every node says hello to every peer it meets (and again whenever what it serves changes): its
 protocol version, whether it reads binary envelopes, and which services and topics it serves. A
 JavaScript P2PT peer that never says hello can still call services: it is answered in the JSON form.
 
 The node is a typed multiplexer. It decodes envelopes and hands each kind to the :class:`Layer`
-registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics); it keeps the peer table
+registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics, its own
+:class:`~p2prpc.keepalive.Keepalive` for pings and pongs); it keeps the peer table
 and the hello, and the names of the services and topics it announces. It holds no RPC settings:
 those live in ``p2prpc.rpc.Channel``. No exception raised while handling one envelope, by a peer's
 bad input or by a layer, stops the handling of the next: malformed input is reported as a
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections import deque
@@ -37,6 +37,8 @@ from .errors import (
     SendQueueFull,
     TooManyPending,
 )
+from .keepalive import KEEPALIVE_GRACE, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, Keepalive
+from .keepalive import Life as Life  # also p2prpc.mux.Life: node, rpc and users import it here
 from .p2pt import EVENTS as P2PT_EVENTS
 from .p2pt import P2PT, Peer
 from .swarm.connectivity import SwarmConnectivity
@@ -92,21 +94,6 @@ MAX_DELAYED_BYTES = 16 * 2**20
 #: raw aiortc does at 150 ms.
 WINDOW = 4 * 1024 * 1024
 
-#: Keepalive's defaults, in seconds (``Mux(keepalive_interval=..., keepalive_timeout=...,
-#: keepalive_grace=...)``): a connection silent for the interval is pinged; one that leaves a
-#: ping unanswered for the timeout is suspect; a suspect one is closed after the grace. A peer
-#: whose event loop is blocked for less than the timeout never looks dead.
-KEEPALIVE_INTERVAL = 1.5
-KEEPALIVE_TIMEOUT = 3.5
-KEEPALIVE_GRACE = 15.0
-#: A call sent on a connection silent for longer than this (seconds) carries a ping, so that a
-#: peer that died since it last spoke is known within moments (:meth:`Mux.probe`).
-PROBE_SILENCE = 0.1
-#: A ping unanswered for this long (seconds), or for four of the connection's round trips if
-#: more, makes its peer unresponsive: new calls prefer peers that answer (:meth:`Mux.life`).
-ANSWER_WAIT = 0.25
-#: A peer heard from within this many seconds is answering (:attr:`Life.ANSWERING`).
-RECENT = 0.25
 #: Seconds a node keeps looking for a peer to call (``Mux(connect_timeout=...)``): each tracker's
 #: first answer, each connection and each hello awaited counts as connecting for this long from
 #: when it began (gRPC's minimum connect timeout, ``grpc.min_reconnect_backoff_ms``: 20 s).
@@ -118,20 +105,6 @@ EVENTS = frozenset(
     {"peer", "peerclose", "peerwarning", "stopping", "connectionsuspect", "connectionalive"}
 )
 _PYEE_EVENTS = frozenset({"new_listener", "error"})
-
-
-class Life(enum.IntEnum):
-    """What a node knows of a peer's recent life (:meth:`Mux.life`), best first: new calls go
-    to the best a service has."""
-
-    #: Heard from within :data:`RECENT` seconds.
-    ANSWERING = 0
-    #: Nothing heard lately, and no ping to it is overdue.
-    QUIET = 1
-    #: A ping to it went unanswered for :data:`ANSWER_WAIT` (or four round trips).
-    UNANSWERED = 2
-    #: Every connection to it is suspect (keepalive): no new call goes to it.
-    SUSPECT = 3
 
 
 @dataclass
@@ -305,8 +278,9 @@ class IdentityTarget:
 
 class Mux(AsyncIOEventEmitter):
     """The layer multiplexer under a :class:`~p2prpc.node.Node`: the swarm, the peer table and
-    hellos, keepalive, sending, and envelopes routed by kind to the layers registered for them.
-    Its keywords are :class:`~p2prpc.node.Node`'s, less the standard layers.
+    hellos, sending, and envelopes routed by kind to the layers registered for them (keepalive
+    among them: :class:`~p2prpc.keepalive.Keepalive`, whose names this keeps as its own). Its
+    keywords are :class:`~p2prpc.node.Node`'s, less the standard layers.
     """
 
     def __init__(
@@ -395,29 +369,22 @@ class Mux(AsyncIOEventEmitter):
         self._stopping = False
         self._started = False
         self._stopped: asyncio.Future[None] | None = None
-        if keepalive_interval is not None and not (
-            keepalive_interval > 0 and keepalive_timeout > 0 and keepalive_grace >= 0
-        ):
-            raise ValueError(
-                "keepalive_interval and keepalive_timeout must be positive seconds, "
-                "keepalive_grace seconds (0 or more)"
-            )
-        self.keepalive_interval = keepalive_interval
-        self.keepalive_timeout = keepalive_timeout
-        self.keepalive_grace = keepalive_grace
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be a positive number of seconds")
         #: Seconds each thing that may bring a peer to call counts as connecting
         #: (:meth:`connectivity`).
         self.connect_timeout = connect_timeout
-        # Keepalive watches each connection, keyed (peer id, connection): a call lives on one.
-        self._heard: dict[tuple[str, int], float] = {}  # when it last showed life
-        self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
-        self._acked: dict[tuple[str, int], int] = {}  # its transport's acknowledgement, last seen
-        self._suspect: dict[tuple[str, int], float] = {}  # since when it is suspect
-        self._round_trip: dict[tuple[str, int], float] = {}  # smoothed ping round trip
-        self._keepalive: asyncio.TimerHandle | None = None
-        self._keepalive_due = 0.0  # when the next check should run (time.monotonic())
+        self._keepalive = self.layer(
+            "keepalive",
+            lambda node: Keepalive(
+                node,
+                keepalive_interval,
+                keepalive_timeout,
+                keepalive_grace,
+                on_check=self._reader.expire,  # its clock also expires unfinished messages
+            ),
+        )
+        self.register(self._keepalive, (Kind.PING, Kind.PONG))
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
         p2pt.on("connectionclose", self._on_connectionclose)
@@ -513,8 +480,7 @@ class Mux(AsyncIOEventEmitter):
             return
         self._started = True
         await self.p2pt.start()
-        if self.keepalive_interval is not None:
-            self._schedule_keepalive()
+        self._keepalive.start()
 
     @property
     def started(self) -> bool:
@@ -534,6 +500,72 @@ class Mux(AsyncIOEventEmitter):
             return info is None or not info.hello
 
         return self.p2pt.connectivity(self.connect_timeout, awaiting)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
+        return self._stopping
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
+
+        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
+        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
+        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
+        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
+        second call waits for the first.
+        """
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            self._stopping = True
+            self.emit("stopping")
+            self._keepalive.close()  # no connection is judged while the node stops
+            self._announce_change()
+            if grace is not None and grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        for layer in list(self._layers.values()):
+                            await layer.wait_idle()
+            for layer in list(self._layers.values()):
+                layer.close()
+            for peer_id in list(self._delayed):
+                self._forget_delayed(peer_id)
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                # A task that swallows its cancellation is left behind, not waited for forever.
+                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+                for task in stubborn:
+                    logger.warning("a task of this node ignored its cancellation: %r", task)
+            await self.p2pt.destroy()
+        finally:
+            self._stopped.set_result(None)
+
+    async def close(self) -> None:
+        """Leave the swarm now: :meth:`stop` with no grace."""
+        await self.stop(None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(None)
+
+    def _drop_peer(self, peer_id: str) -> None:
+        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
+        peers at once, so that the peer, if it was only paused, is found again soon."""
+        for _ in range(64):  # one channel a turn; a peer has a handful at most
+            peer = self.p2pt.peers.get(peer_id)
+            if peer is None:
+                break
+            peer.destroy()
+        if not self._stopping:
+            self.p2pt.request_more_peers()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -585,264 +617,43 @@ class Mux(AsyncIOEventEmitter):
         emitter = self._emitter(event)
         return super().listeners(event) if emitter is self else emitter.listeners(event)
 
-    # -- keepalive ----------------------------------------------------------------------------
-    #
-    # Each connection is watched on its own (traffic on a new connection says nothing of an
-    # older one, and the calls made on one end with it):
-    #
-    #   alive ──ping unanswered for keepalive_timeout──▶ suspect ──keepalive_grace──▶ closed
-    #     ▲                                                  │
-    #     └──────────────── anything heard from it ──────────┘
-    #
-    # Life is anything that arrives on the connection, or its transport acknowledging our data
-    # (so a ping waiting behind our own data is not held against the peer). A suspect
-    # connection takes no new call; calls in flight on it wait (the layers decide: the RPC layer
-    # moves the calls that may move). Time this node's own event loop spent blocked is not held
-    # against its peers: what they sent meanwhile is read before they are judged.
-
-    def _tick(self) -> float:
-        assert self.keepalive_interval is not None
-        return min(self.keepalive_interval, self.keepalive_timeout) / 4
-
-    def _schedule_keepalive(self) -> None:
-        tick = self._tick()
-        self._keepalive_due = time.monotonic() + tick
-        self._keepalive = asyncio.get_running_loop().call_later(tick, self._check_peers)
-
-    def _check_peers(self) -> None:
-        """Ping idle connections; make suspect those that left a ping unanswered past the
-        timeout; close those suspect for longer than the grace."""
-        now = time.monotonic()
-        self._reader.expire(now)
-        tick = self._tick()
-        late = now - self._keepalive_due
-        if late > tick / 2:
-            # This node's loop was blocked: what peers sent meanwhile waits unread, and their
-            # silence is ours. Their clocks stop for as long, and they are judged next time.
-            stalled = late + tick
-            for stamps in (self._pinged, self._suspect):
-                for key, since in stamps.items():
-                    stamps[key] = min(since + stalled, now)
-        else:
-            for peer_id, info in list(self.peers.items()):
-                if not info.keepalive:
-                    continue
-                for connection in self.p2pt.connections(peer_id):
-                    self._check_connection((peer_id, connection), now)
-        if not self._stopping:
-            self._schedule_keepalive()
-
-    def _check_connection(self, key: tuple[str, int], now: float) -> None:
-        assert self.keepalive_interval is not None  # only called while keepalive runs
-        peer_id, connection = key
-        heard = self._heard.setdefault(key, now)
-        acked = self.p2pt.acknowledged(peer_id, connection)
-        if self._acked.setdefault(key, acked) != acked:
-            self._acked[key] = acked
-            heard = self._heard[key] = now  # its transport acknowledges what we send
-            self._alive(key, now)
-        suspect = self._suspect.get(key)
-        pinged = self._pinged.get(key)
-        if suspect is not None:
-            if now - suspect >= self.keepalive_grace:
-                logger.info(
-                    "peer %s answered nothing on connection %d for %.1f s: closing it",
-                    peer_id[:8],
-                    connection,
-                    now - heard,
-                )
-                self.p2pt.close_connection(peer_id, connection)
-                if not self.p2pt.is_connected(peer_id) and not self._stopping:
-                    self.p2pt.request_more_peers()  # if it was only paused, it is found again soon
-        elif pinged is not None and now - pinged >= self.keepalive_timeout:
-            logger.info(
-                "peer %s answered no ping on connection %d in %.1f s: suspect",
-                peer_id[:8],
-                connection,
-                now - pinged,
-            )
-            self._suspect[key] = now
-            self.emit("connectionsuspect", peer_id, connection)
-            if self.keepalive_grace == 0:
-                self._check_connection(key, now)
-        elif pinged is None and now - heard >= self.keepalive_interval:
-            self._ping(key, now)
-
-    def _ping(self, key: tuple[str, int], now: float) -> None:
-        self._pinged[key] = now
-        self._send_control(key[0], Kind.PING, key[1])
-
-    def probe(self, peer_id: str, connection: int) -> None:
-        """A call just went on ``connection`` to ``peer_id``: if nothing was heard on it for
-        :data:`PROBE_SILENCE`, ping it, so that a peer that died since it last spoke is
-        unresponsive within moments (new calls go elsewhere) instead of after the interval."""
-        if self.keepalive_interval is None:
-            return
-        key = (peer_id, connection)
-        heard = self._heard.get(key)
-        if heard is None or key in self._pinged:
-            return
-        now = time.monotonic()
-        if now - heard > PROBE_SILENCE:
-            info = self.peers.get(peer_id)
-            if info is not None and info.keepalive:
-                self._ping(key, now)
-
-    def _drop_peer(self, peer_id: str) -> None:
-        """Close every channel to a peer (its calls end UNAVAILABLE), and ask the trackers for
-        peers at once, so that the peer, if it was only paused, is found again soon."""
-        for _ in range(64):  # one channel a turn; a peer has a handful at most
-            peer = self.p2pt.peers.get(peer_id)
-            if peer is None:
-                break
-            peer.destroy()
-        if not self._stopping:
-            self.p2pt.request_more_peers()
-
-    def _send_control(self, peer_id: str, kind: Kind, connection: int | None = None) -> None:
-        with contextlib.suppress(PeerClosed, SendQueueFull):  # a full queue shows it is alive
-            self.send(peer_id, Envelope(kind, new_message_id()), connection=connection)
-
-    def _hear(self, peer_id: str, connection: int) -> None:
-        """Anything on a connection shows it is alive."""
-        key = (peer_id, connection)
-        now = self._heard[key] = time.monotonic()
-        if self._pinged:
-            self._alive(key, now)
-
-    def _alive(self, key: tuple[str, int], now: float) -> None:
-        """The connection showed life at ``now``: its ping is answered, and it is no longer
-        suspect."""
-        pinged = self._pinged.pop(key, None)
-        if self._suspect.pop(key, None) is not None:
-            logger.info("peer %s on connection %d speaks again", key[0][:8], key[1])
-            self.emit("connectionalive", key[0], key[1])
-        elif pinged is not None:
-            sample = now - pinged
-            rtt = self._round_trip.get(key)
-            self._round_trip[key] = sample if rtt is None else 0.875 * rtt + 0.125 * sample
-
-    def _forget_connection(self, key: tuple[str, int]) -> None:
-        self._heard.pop(key, None)
-        self._pinged.pop(key, None)
-        self._acked.pop(key, None)
-        self._suspect.pop(key, None)
-        self._round_trip.pop(key, None)
-
-    def is_suspect(self, peer_id: str, connection: int | None = None) -> bool:
-        """Whether ``connection`` to ``peer_id`` (``None``: every connection to it) is suspect:
-        it left a ping unanswered for ``keepalive_timeout`` and has said nothing since. No new
-        call goes to a suspect peer; it is closed after ``keepalive_grace``."""
-        if not self._suspect:
-            return False
-        if connection is not None:
-            return (peer_id, connection) in self._suspect
-        connections = self.p2pt.connections(peer_id)
-        return bool(connections) and all((peer_id, c) in self._suspect for c in connections)
-
-    def life(self, peer_id: str, *, probe: bool = False) -> Life:
-        """What this node knows of ``peer_id``'s recent life on the connection new calls to it
-        take (:class:`Life`, best first): how new calls rank it. ``probe``: ping it if nothing
-        was heard from it for :data:`PROBE_SILENCE` (at most one ping waits on a connection), so
-        that what is known stays recent while calls are being made. With keepalive off nothing
-        is known: every peer is :attr:`Life.ANSWERING`."""
-        if self.keepalive_interval is None:
-            return Life.ANSWERING
-        connection = self._lively_connection(peer_id)
-        if connection is None:
-            return Life.SUSPECT if self.is_suspect(peer_id) else Life.QUIET
-        key = (peer_id, connection)
-        heard = self._heard.get(key)
-        if heard is None:
-            return Life.QUIET
-        now = time.monotonic()
-        pinged = self._pinged.get(key)
-        if pinged is not None:
-            if now - pinged >= max(ANSWER_WAIT, 4 * self._round_trip.get(key, 0.0)):
-                return Life.UNANSWERED
-        elif probe and now - heard > PROBE_SILENCE:
-            info = self.peers.get(peer_id)
-            if info is not None and info.keepalive:
-                self._ping(key, now)
-        return Life.ANSWERING if now - heard <= RECENT else Life.QUIET
-
-    def responsive(self, peer_id: str) -> bool:
-        """Whether ``peer_id`` answers: not suspect, and no ping to it waits longer than
-        :data:`ANSWER_WAIT` or four of its round trips (:meth:`life`). A peer that died since
-        it last spoke stops being responsive a moment after a call probes it, long before
-        keepalive finds it suspect."""
-        return self.life(peer_id) < Life.UNANSWERED
-
-    def silence(self, peer_id: str) -> float | None:
-        """Seconds since anything was heard from ``peer_id`` on the connection new calls to it
-        take (``None``: not known, keepalive off or not yet watched)."""
-        connection = self._lively_connection(peer_id)
-        heard = self._heard.get((peer_id, connection)) if connection is not None else None
-        return None if heard is None else time.monotonic() - heard
-
-    def _lively_connection(self, peer_id: str) -> int | None:
-        """The connection a new call to ``peer_id`` takes: its first usable one that is not
-        suspect (``None``: none is usable, or all are suspect)."""
-        for connection in self.p2pt.connections(peer_id):
-            if (peer_id, connection) not in self._suspect:
-                return connection
-        return None
+    # -- keepalive: the layer's names, kept as the node's own ---------------------------------
+    # Each is its keepalive layer's (:class:`p2prpc.keepalive.Keepalive`), whose docs say more.
 
     @property
-    def stopping(self) -> bool:
-        """Whether :meth:`stop` has begun: new calls to this node are refused (UNAVAILABLE)."""
-        return self._stopping
+    def keepalive_interval(self) -> float | None:
+        """Seconds of silence before a connection is pinged (``None``: keepalive is off)."""
+        return self._keepalive.interval
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Leave the swarm, as ``grpc.aio.Server.stop(grace)`` stops a server.
+    @property
+    def keepalive_timeout(self) -> float:
+        """Seconds a ping may go unanswered before its connection is suspect."""
+        return self._keepalive.timeout
 
-        At once, new calls are refused with UNAVAILABLE and every peer is told (a new hello that
-        serves nothing), so their stubs stop picking this node. Calls in progress, served here or
-        made from here, get ``grace`` seconds (``None``: none) to finish; what is left is then
-        cancelled (its callers get UNAVAILABLE), and the node leaves the swarm. Idempotent: a
-        second call waits for the first.
-        """
-        if self._stopped is not None:
-            await asyncio.shield(self._stopped)
-            return
-        self._stopped = asyncio.get_running_loop().create_future()
-        try:
-            self._stopping = True
-            self.emit("stopping")
-            if self._keepalive is not None:
-                self._keepalive.cancel()
-            self._announce_change()
-            if grace is not None and grace > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(grace):
-                        for layer in list(self._layers.values()):
-                            await layer.wait_idle()
-            for layer in list(self._layers.values()):
-                layer.close()
-            for peer_id in list(self._delayed):
-                self._forget_delayed(peer_id)
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                # A task that swallows its cancellation is left behind, not waited for forever.
-                _, stubborn = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
-                for task in stubborn:
-                    logger.warning("a task of this node ignored its cancellation: %r", task)
-            await self.p2pt.destroy()
-        finally:
-            self._stopped.set_result(None)
+    @property
+    def keepalive_grace(self) -> float:
+        """Seconds a suspect connection is kept before it is closed."""
+        return self._keepalive.grace
 
-    async def close(self) -> None:
-        """Leave the swarm now: :meth:`stop` with no grace."""
-        await self.stop(None)
+    def probe(self, peer_id: str, connection: int) -> None:
+        """A call just went on ``connection``: ping it if it was silent for a moment."""
+        self._keepalive.probe(peer_id, connection)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
+    def is_suspect(self, peer_id: str, connection: int | None = None) -> bool:
+        """Whether ``connection`` to ``peer_id`` (``None``: every one) left a ping unanswered."""
+        return self._keepalive.is_suspect(peer_id, connection)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop(None)
+    def life(self, peer_id: str, *, probe: bool = False) -> Life:
+        """What is known of ``peer_id``'s recent life (:class:`~p2prpc.keepalive.Life`)."""
+        return self._keepalive.life(peer_id, probe=probe)
+
+    def responsive(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` answers: not suspect, no ping to it overdue."""
+        return self._keepalive.responsive(peer_id)
+
+    def silence(self, peer_id: str) -> float | None:
+        """Seconds since ``peer_id`` was heard from (``None``: not known)."""
+        return self._keepalive.silence(peer_id)
 
     # -- what this node serves ----------------------------------------------------------------
 
@@ -907,7 +718,7 @@ class Mux(AsyncIOEventEmitter):
         found = [
             pid for pid, info in self.peers.items() if service in info.services and connected(pid)
         ]
-        if self._suspect:
+        if self._keepalive.any_suspect:
             found = [pid for pid in found if not self.is_suspect(pid)]
         return found
 
@@ -988,8 +799,8 @@ class Mux(AsyncIOEventEmitter):
         data-channel message the peer's connection takes. Binary frames and batches are cut to
         what the connection takes (:meth:`~p2prpc.swarm.connection.Connection.message_size`).
         Without ``connection``, a connection that is not suspect is taken if the peer has one."""
-        if connection is None and self._suspect:
-            connection = self._lively_connection(peer_id)
+        if connection is None and self._keepalive.any_suspect:
+            connection = self._keepalive.lively_connection(peer_id)
         try:
             if binary if binary is not None else self.is_binary(peer_id):
                 channel = self.p2pt.channel(peer_id, connection)
@@ -1073,8 +884,6 @@ class Mux(AsyncIOEventEmitter):
 
     def _on_peerclose(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
-        for key in [key for key in self._heard if key[0] == peer.id]:
-            self._forget_connection(key)
         self._reader.discard(peer.id)
         self._forget_delayed(peer.id)
         self._work.discard(peer.id)
@@ -1093,7 +902,6 @@ class Mux(AsyncIOEventEmitter):
         self.emit("peer", self.peers[peer.id])
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
-        self._forget_connection((peer.id, connection))
         self._forget_delayed(peer.id, connection)
         for layer in list(self._layers.values()):
             try:
@@ -1102,7 +910,7 @@ class Mux(AsyncIOEventEmitter):
                 logger.exception("a layer failed on losing a connection to %s", peer.id)
 
     def _on_msg(self, peer: Peer, msg: JSONValue) -> None:
-        self._hear(peer.id, peer.connection)
+        self._keepalive.hear(peer.id, peer.connection)
         if not is_envelope(msg) or peer.message_id is None:
             return  # a plain P2PT message, for the application
         try:
@@ -1114,7 +922,7 @@ class Mux(AsyncIOEventEmitter):
         self._admit(peer.id, envelope, peer.connection)
 
     def _on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
-        self._hear(peer_id, connection)
+        self._keepalive.hear(peer_id, connection)
         if not is_binary_envelope(data):
             return
         if not is_batch(data):
@@ -1329,11 +1137,6 @@ class Mux(AsyncIOEventEmitter):
         if envelope.kind is Kind.HELLO:
             self._on_hello(peer_id, envelope.hello or {})
             return
-        if envelope.kind is Kind.PING:
-            self._send_control(peer_id, Kind.PONG, connection)
-            return
-        if envelope.kind is Kind.PONG:
-            return  # hearing it was the point
         layer = self._by_kind.get(envelope.kind)
         if layer is None:
             if envelope.kind is Kind.CALL:  # nothing serves calls here
