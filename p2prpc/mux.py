@@ -627,13 +627,27 @@ class Mux(AsyncIOEventEmitter):
 
     @property
     def keepalive_timeout(self) -> float:
-        """Seconds a ping may go unanswered before its connection is suspect."""
+        """Seconds a ping may go unanswered before its connection is suspect (settable: the
+        next check uses it)."""
         return self._keepalive.timeout
+
+    @keepalive_timeout.setter
+    def keepalive_timeout(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError("keepalive_timeout is a number of seconds > 0")
+        self._keepalive.timeout = seconds
 
     @property
     def keepalive_grace(self) -> float:
-        """Seconds a suspect connection is kept before it is closed."""
+        """Seconds a suspect connection is kept before it is closed (settable: the next check
+        uses it)."""
         return self._keepalive.grace
+
+    @keepalive_grace.setter
+    def keepalive_grace(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError("keepalive_grace is a number of seconds ≥ 0")
+        self._keepalive.grace = seconds
 
     def probe(self, peer_id: str, connection: int) -> None:
         """A call just went on ``connection``: ping it if it was silent for a moment."""

@@ -50,3 +50,15 @@ def test_keepalive_off_knows_nothing_and_bad_settings_are_refused() -> None:
     assert not node.is_suspect("0" * 40)
     with pytest.raises(ValueError, match="keepalive_interval"):
         Mux([], "app", keepalive_timeout=0)
+
+
+def test_the_timeout_and_grace_stay_settable_on_the_node() -> None:
+    node = Mux([], "app", keepalive_timeout=3.5, keepalive_grace=15)
+    node.keepalive_timeout = 2.0
+    node.keepalive_grace = 0
+    assert (node.keepalive_timeout, node.keepalive_grace) == (2.0, 0)
+    assert (node.get_layer("keepalive").timeout, node.get_layer("keepalive").grace) == (2.0, 0)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="keepalive_timeout"):
+        node.keepalive_timeout = 0
+    with pytest.raises(ValueError, match="keepalive_grace"):
+        node.keepalive_grace = -1
