@@ -512,6 +512,9 @@ class _Intercepted(_Call[Req, Rep]):
         self._direct = argument is self._writes
         self._made.set()
         call.add_done_callback(self._inner_done)
+        if self._direct and self._done_writing:  # the caller was done writing to an earlier one
+            closing = self._loop.create_task(call.done_writing())
+            self._channel.node.track_task(closing)
         return call
 
     def _settle(self, task: asyncio.Task[Any]) -> None:
@@ -520,6 +523,7 @@ class _Intercepted(_Call[Req, Rep]):
         if not task.done() or self._settled:
             return
         self._settled = True
+        self._made.set()  # no call is made from now on
         if task.cancelled():
             self._end(Status(StatusCode.CANCELLED, _CANCELLED_DETAILS))
             return
@@ -593,6 +597,7 @@ class _Intercepted(_Call[Req, Rep]):
     def _inner_done(self, call: Any) -> None:
         """A call a continuation made ended: a reply stream whose chain has returned an async
         iterable of replies ends with the call made last."""
+        self._made.set()  # a write waiting for a running call looks again
         task = self._chain_task
         if self._status.done() or not task.done():
             return  # a running chain decides
@@ -757,16 +762,22 @@ class _Intercepted(_Call[Req, Rep]):
             raise
         raise AssertionError("unreachable")
 
-    async def _writable(self) -> None:
-        """Wait until a write has somewhere to go: a call was made, or the request iterator
-        the interceptors were given is read (an interceptor that reads it itself), or the call
-        ended."""
+    async def _writable(self) -> Any:
+        """Where the caller's next write goes, once it has somewhere to go: the call made last,
+        while it runs and takes the caller's writes itself (if it ended while the chain runs,
+        the next call the chain makes); else the request iterator the interceptors were given,
+        once it is read; ``None`` when this call ended first."""
         writes = self._writes
-        while self._inner is None and not self._status.done():
-            if writes is not None and writes.read:
-                return
+        while not self._status.done():
+            inner = self._inner
+            if writes is None or self._direct:
+                if inner is not None and (not inner.done() or self._chain_task.done()):
+                    return inner
+            elif writes.read:
+                return writes
             self._made.clear()
             await self._made.wait()
+        return None
 
     async def write(self, request: Req) -> None:
         """Send one request: to the call made last, or through the request iterator the
@@ -777,34 +788,28 @@ class _Intercepted(_Call[Req, Rep]):
         if self._done_writing:
             raise asyncio.InvalidStateError(_HALF_CLOSED_DETAILS)
         try:
-            await self._writable()
-            call = self._inner
-            if self._status.done():
+            target = await self._writable()
+            if target is None:
                 self._raise_for_status()
                 raise asyncio.InvalidStateError(_FINISHED_DETAILS)
-            if self._writes is not None and not (self._direct and call is not None):
-                if not await self._writes.put(request):  # the call ended first
-                    self._raise_for_status()
-                    raise asyncio.InvalidStateError(_FINISHED_DETAILS)
-                return
-            assert call is not None
-            await call.write(request)
+            if not isinstance(target, _Writes):
+                await target.write(request)
+            elif not await target.put(request):  # the call ended first
+                self._raise_for_status()
+                raise asyncio.InvalidStateError(_FINISHED_DETAILS)
         except (RpcError, asyncio.CancelledError, asyncio.InvalidStateError) as e:
             self._reraise(e)
 
     async def done_writing(self) -> None:
         if self._status.done() or self._done_writing:
             return
-        self._done_writing = True
+        self._done_writing = True  # and a call made from now on is told at once (_proceed)
         try:
-            await self._writable()
-            call = self._inner
-            if self._status.done():
-                return
-            if self._writes is not None and not (self._direct and call is not None):
-                await self._writes.end()
-            elif call is not None:
-                await call.done_writing()
+            target = await self._writable()
+            if isinstance(target, _Writes):
+                await target.end()
+            elif target is not None:
+                await target.done_writing()
         except asyncio.CancelledError as e:
             self._reraise(e)
 

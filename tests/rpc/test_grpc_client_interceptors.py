@@ -838,3 +838,61 @@ async def test_call_credentials_set_by_an_interceptor_are_refused(rig: Rig, case
         await call
     assert await call.code() is grpc.StatusCode.UNKNOWN
     assert case not in rig.guide.cases
+
+
+# -- requests the caller writes ------------------------------------------------------------------
+
+
+class Answer(EveryShape):
+    """Answers from the requests without a call (reads the request iterator itself)."""
+
+    async def intercept(
+        self, continuation: Continuation, details: Any, request: Any, streams: bool
+    ) -> Any:
+        values = [value_of(each) async for each in _aiter(request)]
+        if not streams:
+            return RouteSummary(point_count=len(values), distance=sum(values))
+
+        async def replies() -> AsyncIterator[Any]:
+            for value in values:
+                yield RouteNote(message=str(value))
+
+        return replies()
+
+
+@pytest.mark.parametrize("shape", ["stream_unary", "stream_stream"])
+async def test_an_interceptor_reads_the_requests_written_and_answers_without_a_call(
+    rig: Rig, shape: str, case: str
+) -> None:
+    values = values_for(shape)
+    call = start(Channel(rig.client, interceptors=[Answer()]), shape, values, iterable=False)
+    for value in values:
+        await call.write(message(shape, value))
+    await call.done_writing()
+    replies = [text(await call)] if shape == "stream_unary" else [text(r) async for r in call]
+    assert replies == expected(shape, values)
+    assert await call.code() is grpc.StatusCode.OK
+    assert case not in rig.guide.cases
+
+
+@pytest.mark.parametrize("shape", ["stream_unary", "stream_stream"])
+async def test_writes_wait_while_an_interceptor_calls_continuation_again(
+    rig: Rig, shape: str, case: str
+) -> None:
+    """The first call fails before its server reads a request; the caller's writes made
+    meanwhile wait for the call the interceptor makes next (none fails), and its end of writing
+    reaches that call."""
+    retry = RetryUnavailable()
+    values = values_for(shape)
+    channel = Channel(rig.client, interceptors=[retry], retry_policy=NO_RETRY)
+    call = start(channel, shape, values, iterable=False, metadata=md(case, "fail-once"))
+    for value in values:
+        await call.write(message(shape, value))
+    await call.done_writing()
+    replies = await finish(call, shape, [], iterable=True)
+    assert await call.code() is grpc.StatusCode.OK
+    seen = rig.guide.cases[case]
+    assert seen.attempts == 2
+    got = seen.values[-1]
+    assert got == values[len(values) - len(got) :]  # what the first call took is not sent again
+    assert replies == expected(shape, got)
