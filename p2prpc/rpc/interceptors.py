@@ -25,14 +25,17 @@ innermost continuation makes the call itself, as a channel without interceptors 
 details the interceptors left (method, metadata, timeout, ``wait_for_ready``, compression).
 
 Requests the caller writes (``write()``, ``done_writing()``) go to the call made last, when it
-was given the request iterator the interceptors were given; an interceptor that passes another
-(wrapping it) has them through that iterator, which its call reads. The call's status is the
-chain's: an ``RpcError`` (or grpc.aio's ``AioRpcError``) the chain raises is the call's error
-(any other exception is UNKNOWN and is raised as it is); otherwise the status of the call it
-returned or read from; a chain that answers without a call (a cache) ends OK. A timeout an
-interceptor changes counts from when it continues; an unchanged one from when the call was made.
-Cancelling the call, or its deadline, ends the chain and the calls it made (their servers are
-told).
+was given the request iterator the interceptors were given (a write made while that call has
+ended and the chain still runs waits for the next call; the end of writing reaches a call made
+later; requests an earlier call took are not sent again); an interceptor that passes another
+iterator (wrapping it, or reading it itself) has them through that iterator.
+
+The call's status is the chain's: an ``RpcError`` (or grpc.aio's ``AioRpcError``) the chain
+raises is the call's error (any other exception is UNKNOWN and is raised as it is); otherwise the
+status of the call it returned or read from; a chain that answers without a call (a cache) ends
+OK. A timeout an interceptor changes counts from when it continues; an unchanged one from when
+the call was made. Cancelling the call, or its deadline, ends the chain and the calls it made
+(their servers are told).
 """
 
 from __future__ import annotations
