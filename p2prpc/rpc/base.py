@@ -6,9 +6,10 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Union
 
 import grpc
+import grpc.aio
 from google.protobuf.message import Message
 
 from ..errors import MessageTooBig, RemoteProtocolError, RpcError
@@ -124,8 +125,11 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 @dataclass(frozen=True)
 class ClientCallDetails:
-    """What a client interceptor sees and may change before a call goes out (grpc.aio's
-    ``ClientCallDetails``): ``timeout`` in seconds, ``metadata`` as (key, value) pairs."""
+    """What a client interceptor of p2prpc's form sees and may change before a call goes out
+    (grpc.aio's ``ClientCallDetails``, which grpc.aio's interceptor classes are given instead):
+    ``timeout`` in seconds, ``metadata`` as (key, value) pairs. ``credentials``: what a grpc.aio
+    interceptor set (p2prpc calls take none: a call given any fails ``grpc.aio.UsageError``, as
+    on grpc.aio's channels without TLS)."""
 
     method: str
     timeout: float | None
@@ -133,6 +137,7 @@ class ClientCallDetails:
     wait_for_ready: bool | None = None
     #: "gzip", "deflate", "zstd", "identity" or a grpc.Compression; None: the channel's.
     compression: CompressionLike = None
+    credentials: Any = None
 
     def with_metadata(self, *extra: Metadatum) -> ClientCallDetails:
         """These details with more metadata entries appended."""
@@ -155,7 +160,9 @@ class HandlerCallDetails:
 
 
 class ClientInterceptor(Protocol):
-    """Wraps outgoing calls of every shape (a ``Channel``'s ``interceptors``, outermost first).
+    """p2prpc's own client interceptor: one method for calls of every shape, a shorthand for
+    grpc.aio's four classes (``grpc.aio.UnaryUnaryClientInterceptor`` …), which a ``Channel``
+    takes too, mixed with this form in one chain (see :mod:`p2prpc.rpc.interceptors`).
 
     ``proceed(details)`` makes the call with ``details`` (method, metadata, ``timeout``,
     ``wait_for_ready``, compression: an interceptor may change any; a changed ``timeout`` counts
@@ -165,13 +172,47 @@ class ClientInterceptor(Protocol):
     got or another), or for a reply stream that call or an async iterable of replies, which is
     then what the caller reads, as grpc.aio's interceptors do. An ``RpcError`` it raises ends the
     call with that status. Requests the caller writes go to the call ``proceed`` made (each
-    ``proceed`` makes a new one). See :mod:`p2prpc.rpc.interceptors`."""
+    ``proceed`` makes a new one)."""
 
     async def intercept_call(
         self,
         details: ClientCallDetails,
         proceed: Callable[[ClientCallDetails], Awaitable[Any]],
     ) -> Any: ...
+
+
+#: What a ``Channel``'s ``interceptors`` hold: grpc.aio's interceptor classes or p2prpc's form.
+AnyClientInterceptor = Union[ClientInterceptor, grpc.aio.ClientInterceptor]  # noqa: UP007
+
+#: grpc.aio's client interceptor classes, each with the method it is called by, by call shape.
+GRPC_CLIENT_INTERCEPTORS: dict[Cardinality, tuple[type[grpc.aio.ClientInterceptor], str]] = {
+    Cardinality.UNARY_UNARY: (grpc.aio.UnaryUnaryClientInterceptor, "intercept_unary_unary"),
+    Cardinality.UNARY_STREAM: (grpc.aio.UnaryStreamClientInterceptor, "intercept_unary_stream"),
+    Cardinality.STREAM_UNARY: (grpc.aio.StreamUnaryClientInterceptor, "intercept_stream_unary"),
+    Cardinality.STREAM_STREAM: (
+        grpc.aio.StreamStreamClientInterceptor,
+        "intercept_stream_stream",
+    ),
+}
+
+
+def check_client_interceptor(interceptor: object) -> None:
+    """``ValueError`` for what is neither one of grpc.aio's four client interceptor classes nor
+    p2prpc's form (an object with ``intercept_call``), as ``grpc.aio.insecure_channel`` refuses
+    what is none of its four."""
+    grpc_classes = tuple(kind for kind, _ in GRPC_CLIENT_INTERCEPTORS.values())
+    if isinstance(interceptor, grpc_classes):
+        return
+    if not isinstance(interceptor, grpc.aio.ClientInterceptor) and callable(
+        getattr(interceptor, "intercept_call", None)
+    ):
+        return
+    raise ValueError(
+        f"Interceptor {interceptor} must be UnaryUnaryClientInterceptor or "
+        "UnaryStreamClientInterceptor or StreamUnaryClientInterceptor or "
+        "StreamStreamClientInterceptor (grpc.aio's), or have p2prpc's "
+        "intercept_call(details, proceed)"
+    )
 
 
 class ServerInterceptor(Protocol):

@@ -16,7 +16,13 @@ from ..errors import InvalidChannelOption, RpcError
 from ..mux import IdentityTarget, Mux, PeerTarget
 from ..swarm.connectivity import SwarmConnectivity
 from ..wire.status import StatusCode
-from .base import ClientInterceptor, CompressionLike, RetryPolicy, encoding_of
+from .base import (
+    AnyClientInterceptor,
+    CompressionLike,
+    RetryPolicy,
+    check_client_interceptor,
+    encoding_of,
+)
 from .deadline import Deadline
 from .endpoint import Endpoint, endpoint_of
 from .options import ChannelOptions, MethodConfig, RetryThrottling, parse_options
@@ -189,7 +195,9 @@ class Channel(GrpcChannelMethods):
     ranks a peer last), then the fewest calls in flight from here, ties at random. ``peer``: one
     peer only (``channel.to(peer_id)``), by its id or a unique prefix of it.
     ``retry_policy``: when failed calls are tried again (gRFC A6; ``None``: the default
-    :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps every call.
+    :class:`RetryPolicy`, three attempts on UNAVAILABLE). ``interceptors``: what wraps the calls,
+    outermost first: grpc.aio's interceptor classes (each used for the call shapes it implements)
+    and p2prpc's ``intercept_call`` form, mixed as wanted; ``ValueError`` for anything else.
     ``compression``: ``"gzip"``, ``"deflate"``, ``"zstd"``, a ``grpc.Compression`` member or
     ``None``. ``wait_for_ready``: whether calls wait for a serving peer (within their timeout)
     instead of failing UNAVAILABLE at once.
@@ -256,7 +264,7 @@ class Channel(GrpcChannelMethods):
     node: Mux
     peer: str | None = None
     retry_policy: RetryPolicy | None = None
-    interceptors: Sequence[ClientInterceptor] = ()
+    interceptors: Sequence[AnyClientInterceptor] = ()
     compression: CompressionLike = None
     wait_for_ready: bool = False
     allowed_servers: Sequence[bytes] | None = None
@@ -295,6 +303,8 @@ class Channel(GrpcChannelMethods):
         throttling = config.retry_throttling if config is not None else None
         object.__setattr__(self, "_throttle", _Throttle(throttling) if throttling else None)
         object.__setattr__(self, "interceptors", tuple(self.interceptors))
+        for interceptor in self.interceptors:
+            check_client_interceptor(interceptor)
         if self.allowed_servers is not None:
             object.__setattr__(self, "allowed_servers", frozenset(self.allowed_servers))
 

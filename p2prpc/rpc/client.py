@@ -1097,6 +1097,12 @@ class StreamStreamCall(_Call[Req, Rep]):
         return self._iterate()
 
 
+# Code written for grpc.aio (an interceptor telling a call from a reply) asks grpc.aio's classes.
+grpc.aio.UnaryUnaryCall.register(UnaryUnaryCall)
+grpc.aio.UnaryStreamCall.register(UnaryStreamCall)
+grpc.aio.StreamUnaryCall.register(StreamUnaryCall)
+grpc.aio.StreamStreamCall.register(StreamStreamCall)
+
 C = TypeVar("C", bound=_Call[Any, Any])
 
 

@@ -5,8 +5,8 @@ Client interceptors, server interceptors, retries, deadlines, metadata (initial 
 stream-stream calls, from a client that speaks the binary form and one that speaks the JSON form,
 to one server: whole peers over WebRTC on loopback, shared by the module. The features that a
 client interceptor could change (deadlines, metadata, retries, compression, cancellation) run
-with and without one in the way. The raw JSON caller (``JSONMethod``) runs through interceptors
-too.
+with none in the way, with p2prpc's form and with grpc.aio's classes. The raw JSON caller
+(``JSONMethod``) runs through interceptors too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc.aio
 import pytest
 import pytest_asyncio
 from google.protobuf.wrappers_pb2 import StringValue
@@ -381,13 +382,38 @@ def channel(rig: Rig, form: str, *interceptors: Any, **kw: Any) -> Channel:
     return Channel(rig.clients[form], interceptors=interceptors, **kw)
 
 
-@pytest.fixture(params=[False, True], ids=["plain", "intercepted"])
-def intercepted(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
+class GrpcPassThrough(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """grpc.aio's interceptor classes, as a grpc.aio application writes them: adds a metadata
+    entry and returns the call ``continuation`` made."""
+
+    async def _pass(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = grpc.aio.Metadata(*details.metadata, ("x-by", "grpc"))
+        details = grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+        return await continuation(details, request)
+
+    intercept_unary_unary = intercept_unary_stream = _pass  # type: ignore[assignment]
+    intercept_stream_unary = intercept_stream_stream = _pass  # type: ignore[assignment]
 
 
-def maybe_intercepted(rig: Rig, form: str, intercepted: bool, **kw: Any) -> Channel:
-    return channel(rig, form, *([PassThrough()] if intercepted else []), **kw)
+#: What wraps the calls of the features a client interceptor could change: nothing, p2prpc's
+#: one-method form, grpc.aio's classes.
+INTERCEPTED = {"plain": (), "p2prpc": (PassThrough,), "grpc": (GrpcPassThrough,)}
+
+
+@pytest.fixture(params=list(INTERCEPTED))
+def intercepted(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def maybe_intercepted(rig: Rig, form: str, intercepted: str, **kw: Any) -> Channel:
+    return channel(rig, form, *(kind() for kind in INTERCEPTED[intercepted]), **kw)
 
 
 # -- every shape, both forms ---------------------------------------------------------------------
@@ -645,7 +671,7 @@ async def test_server_interceptors(rig: Rig, form: str, shape: str, case: str, g
 # -- retries -------------------------------------------------------------------------------------
 
 
-async def test_retries(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
+async def test_retries(rig: Rig, form: str, shape: str, case: str, intercepted: str) -> None:
     """An idempotent method failed UNAVAILABLE is retried, whatever its shape, with the requests
     written before the failure; a retried call says so in its trailers."""
     values = values_for(shape)
@@ -659,7 +685,7 @@ async def test_retries(rig: Rig, form: str, shape: str, case: str, intercepted: 
 
 
 async def test_no_retry_once_a_call_may_have_run(
-    rig: Rig, form: str, shape: str, case: str, intercepted: bool
+    rig: Rig, form: str, shape: str, case: str, intercepted: str
 ) -> None:
     values = values_for(shape)
     stub = Stub(maybe_intercepted(rig, form, intercepted, retry_policy=QUICK_RETRIES))
@@ -670,7 +696,7 @@ async def test_no_retry_once_a_call_may_have_run(
 
 @pytest.mark.parametrize("shape", ["stream_unary", "stream_stream"])
 async def test_a_retry_sends_the_new_attempt_every_request_written_before(
-    rig: Rig, form: str, shape: str, case: str, intercepted: bool
+    rig: Rig, form: str, shape: str, case: str, intercepted: str
 ) -> None:
     """The server read every request, then failed UNAVAILABLE before answering: the next
     attempt is sent the same requests, in order, and the call succeeds."""
@@ -714,7 +740,7 @@ async def test_requests_past_the_retry_buffer_keep_the_call_to_its_attempt(
 # -- deadlines -----------------------------------------------------------------------------------
 
 
-async def test_deadlines(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
+async def test_deadlines(rig: Rig, form: str, shape: str, case: str, intercepted: str) -> None:
     """The call fails DEADLINE_EXCEEDED after what it got before, and the server stops."""
     stub = Stub(maybe_intercepted(rig, form, intercepted, retry_policy=NO_RETRY))
     values = values_for(shape)
@@ -738,7 +764,7 @@ async def test_deadlines(rig: Rig, form: str, shape: str, case: str, intercepted
 # -- metadata ------------------------------------------------------------------------------------
 
 
-async def test_metadata(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
+async def test_metadata(rig: Rig, form: str, shape: str, case: str, intercepted: str) -> None:
     stub = Stub(maybe_intercepted(rig, form, intercepted))
     values = values_for(shape)
     sent = md(case, "meta", **{"x-token": "t", "x-token-bin": b"\x00\x01\xff"})
@@ -767,7 +793,7 @@ def _text(size: int) -> str:
     return " ".join(rng.choice(words) + str(rng.randrange(50)) for _ in range(size // 7))[:size]
 
 
-async def test_compression(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
+async def test_compression(rig: Rig, form: str, shape: str, case: str, intercepted: str) -> None:
     """``compression="deflate"`` shrinks requests and replies in the binary form to well under
     the text they carry, and is skipped in the JSON form (its peers do not read it): the calls
     work the same."""
@@ -816,7 +842,7 @@ async def _awaited(call: Any, shape: str) -> Any:
     return await (call.read() if CARDINALITY[shape].server_streams else call)
 
 
-async def test_cancel(rig: Rig, form: str, shape: str, case: str, intercepted: bool) -> None:
+async def test_cancel(rig: Rig, form: str, shape: str, case: str, intercepted: str) -> None:
     stub = Stub(maybe_intercepted(rig, form, intercepted))
     call = await _running(rig, stub, shape, case)
     assert call.cancel()
@@ -833,7 +859,7 @@ async def test_cancel(rig: Rig, form: str, shape: str, case: str, intercepted: b
 
 
 async def test_cancelling_the_waiting_task_cancels_the_call(
-    rig: Rig, form: str, shape: str, case: str, intercepted: bool
+    rig: Rig, form: str, shape: str, case: str, intercepted: str
 ) -> None:
     stub = Stub(maybe_intercepted(rig, form, intercepted))
     call = await _running(rig, stub, shape, case)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import pytest
 import pytest_asyncio
 from google.protobuf.wrappers_pb2 import StringValue
@@ -189,9 +190,25 @@ class PassThrough:
         return await proceed(details)
 
 
-def nobody(node: Node, shape: str, intercepted: bool, **kw: Any) -> Any:
+class GrpcPassThrough(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    async def _pass(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+    intercept_unary_unary = intercept_unary_stream = _pass  # type: ignore[assignment]
+    intercept_stream_unary = intercept_stream_stream = _pass  # type: ignore[assignment]
+
+
+INTERCEPTED = {"plain": (), "intercepted": (PassThrough,), "grpc": (GrpcPassThrough,)}
+
+
+def nobody(node: Node, shape: str, intercepted: str, **kw: Any) -> Any:
     """A call of ``shape`` to a service no peer serves, waiting for one."""
-    channel = Channel(node, interceptors=[PassThrough()] if intercepted else [])
+    channel = Channel(node, interceptors=[kind() for kind in INTERCEPTED[intercepted]])
     method = SHAPES[shape](channel, "/t.Nobody/Call", StringValue, StringValue)
     if shape in ("unary_unary", "unary_stream"):
         return method(StringValue(value="x"), wait_for_ready=True, **kw)
@@ -225,11 +242,11 @@ async def waits(call: Any, shape: str) -> dict[str, asyncio.Future[Any]]:
     return tasks
 
 
-@pytest.mark.parametrize("intercepted", [False, True], ids=["plain", "intercepted"])
+@pytest.mark.parametrize("intercepted", list(INTERCEPTED))
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("end", ["cancel", "deadline"])
 async def test_every_wait_on_a_call_waiting_for_a_server_ends_with_it(
-    shape: str, end: str, intercepted: bool
+    shape: str, end: str, intercepted: str
 ) -> None:
     async with mesh(1) as m:
         node = m.nodes[0]
