@@ -19,6 +19,10 @@ import pytest
 import route_guide_app as app
 from grpc_tools import protoc
 
+from p2prpc.rpc import Channel
+from p2prpc.testing import LOOPBACK, loopback_node
+from p2prpc.tracker import TrackerServer
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.asyncio
@@ -81,5 +85,35 @@ async def over_grpc_aio(pb_grpc: ModuleType) -> tuple[list[object], list[str], l
 
 async def test_the_application_runs_over_grpc_aio(pb_grpc: ModuleType) -> None:
     seen, served, called = await over_grpc_aio(pb_grpc)
+    assert seen == EXPECTED
+    assert served == called
+
+
+async def over_p2prpc(pb_grpc: ModuleType) -> tuple[list[object], list[str], list[str]]:
+    async with TrackerServer(LOOPBACK, 0) as tracker:
+        # Only the lines that make the server and the channel differ from over_grpc_aio: a
+        # node in a swarm in place of the server's address, a channel through a node.
+        auth = app.AuthInterceptor()
+        serving = loopback_node([tracker.url], "route-guide", server_interceptors=[auth])
+        calling = loopback_node([tracker.url], "route-guide")
+        try:
+            server = serving.server
+            checks = app.add_services(server, pb_grpc)
+            await server.start()
+            await app.mark_serving(checks)
+            calls: list[str] = []
+            interceptors = app.token_interceptors(calls)
+            await calling.start()
+            async with Channel(calling, interceptors=interceptors) as channel:
+                seen = await app.guide(channel, pb_grpc)
+            await server.stop(None)
+        finally:
+            await calling.close()
+            await serving.close()
+    return seen, auth.seen, calls
+
+
+async def test_the_same_application_runs_over_p2prpc(pb_grpc: ModuleType) -> None:
+    seen, served, called = await over_p2prpc(pb_grpc)
     assert seen == EXPECTED
     assert served == called
