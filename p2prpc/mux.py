@@ -259,23 +259,6 @@ class PeerInfo:
         )
 
 
-@dataclass(frozen=True)
-class PeerTarget:
-    """A node and one of its peers: ``node.to(peer_id)``, for stubs whose calls all go there."""
-
-    node: Mux
-    peer_id: str
-
-
-@dataclass(frozen=True)
-class IdentityTarget:
-    """A node and public keys: ``node.to_identity(key)``, for stubs whose calls go only to peers
-    that proved one of these keys."""
-
-    node: Mux
-    public_keys: tuple[bytes, ...]
-
-
 class Mux(AsyncIOEventEmitter):
     """The layer multiplexer under a :class:`~p2prpc.node.Node`: the swarm, the peer table and
     hellos, sending, and envelopes routed by kind to the layers registered for them (keepalive
@@ -396,18 +379,6 @@ class Mux(AsyncIOEventEmitter):
     @property
     def peer_id(self) -> str:
         return self.p2pt.peer_id
-
-    def to(self, peer_id: str) -> PeerTarget:
-        """This node and one peer, for a stub whose calls all go to that peer:
-        ``GreeterStub(node.to(peer_id))``."""
-        return PeerTarget(self, peer_id)
-
-    def to_identity(self, *public_keys: bytes) -> IdentityTarget:
-        """This node and public keys, for a stub whose calls go only to peers that proved one
-        of them: ``GreeterStub(node.to_identity(key))``."""
-        if not public_keys:
-            raise ValueError("to_identity needs at least one public key")
-        return IdentityTarget(self, tuple(public_keys))
 
     @property
     def identity(self) -> Identity | None:

@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 
 from .mesh import KnownPeer, Mesh, mesh_of
-from .mux import IdentityTarget, Layer, Life, Mux, PeerInfo, PeerTarget
+from .mux import Layer, Life, Mux, PeerInfo
 from .rpc.base import Handler
-from .rpc.channel import GrpcChannelMethods
+from .rpc.channel import GrpcChannelMethods, IdentityTarget, PeerTarget
 from .rpc.serving import MethodAcceptor, Server
 from .services import serve_standard_services
 
@@ -28,22 +28,9 @@ __all__ = [
     "Life",
     "MethodAcceptor",
     "Node",
-    "NodeIdentities",
-    "NodePeer",
     "PeerInfo",
     "PeerTarget",
 ]
-
-
-class NodePeer(PeerTarget, GrpcChannelMethods):
-    """``node.to(peer_id)``: a :class:`~p2prpc.mux.PeerTarget` that grpcio-tools' stubs take too
-    (it has grpc.aio.Channel's ``unary_unary``, ..., see
-    :class:`~p2prpc.rpc.channel.GrpcChannelMethods`)."""
-
-
-class NodeIdentities(IdentityTarget, GrpcChannelMethods):
-    """``node.to_identity(key)``: an :class:`~p2prpc.mux.IdentityTarget` that grpcio-tools'
-    stubs take too."""
 
 
 class Node(Mux, GrpcChannelMethods):
@@ -178,16 +165,17 @@ class Node(Mux, GrpcChannelMethods):
         if mesh:
             self.layer("mesh", Mesh)
 
-    def to(self, peer_id: str) -> NodePeer:
+    def to(self, peer_id: str) -> PeerTarget:
         """This node and one peer, for a stub whose calls all go to that peer:
         ``GreeterStub(node.to(peer_id))``."""
-        return NodePeer(self, peer_id)
+        return PeerTarget(self, peer_id)
 
-    def to_identity(self, *public_keys: bytes) -> NodeIdentities:
+    def to_identity(self, *public_keys: bytes) -> IdentityTarget:
         """This node and public keys, for a stub whose calls go only to peers that proved one
-        of them: ``GreeterStub(node.to_identity(key))``."""
-        found = super().to_identity(*public_keys)
-        return NodeIdentities(self, found.public_keys)
+        of them: ``GreeterStub(node.to_identity(key))``; ``ValueError`` without a key."""
+        if not public_keys:
+            raise ValueError("to_identity needs at least one public key")
+        return IdentityTarget(self, tuple(public_keys))
 
     @property
     def known_peers(self) -> dict[str, KnownPeer]:

@@ -23,7 +23,14 @@ from .base import (
     unimplemented,
     unimplemented_stream,
 )
-from .channel import Channel, ChannelLike, GrpcChannelMethods, as_channel
+from .channel import (
+    Channel,
+    ChannelLike,
+    GrpcChannelMethods,
+    IdentityTarget,
+    PeerTarget,
+    as_channel,
+)
 from .client import (
     EOF,
     JSONMethod,
@@ -54,7 +61,9 @@ __all__ = [
     "GrpcHandlerCallDetails",
     "Handler",
     "HandlerCallDetails",
+    "IdentityTarget",
     "JSONMethod",
+    "PeerTarget",
     "RetryPolicy",
     "RpcError",
     "Server",

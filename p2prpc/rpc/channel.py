@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 
 from ..errors import InvalidChannelOption, RpcError
-from ..mux import IdentityTarget, Mux, PeerTarget
+from ..mux import Mux
 from ..swarm.connectivity import SwarmConnectivity
 from ..wire.status import StatusCode
 from .base import (
@@ -636,6 +636,24 @@ def _why(missing: str, swarm: SwarmConnectivity, service: str, peer: str | None)
 
 def _least(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
+
+
+@dataclass(frozen=True)
+class PeerTarget(GrpcChannelMethods):
+    """A node and one of its peers: ``node.to(peer_id)``, for stubs whose calls all go there
+    (p2prpc's and grpcio-tools' alike: it has grpc.aio.Channel's ``unary_unary``, ...)."""
+
+    node: Mux
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class IdentityTarget(GrpcChannelMethods):
+    """A node and public keys: ``node.to_identity(key)``, for stubs whose calls go only to
+    peers that proved one of these keys (p2prpc's and grpcio-tools' alike)."""
+
+    node: Mux
+    public_keys: tuple[bytes, ...]
 
 
 ChannelLike: TypeAlias = Union[Channel, Mux, PeerTarget, IdentityTarget]  # noqa: UP007
