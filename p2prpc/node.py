@@ -63,8 +63,12 @@ class Node(Mux, GrpcChannelMethods):
     ``server_interceptors``: what wraps every call this node serves, as
     ``grpc.aio.server(interceptors=...)``: ``grpc.aio.ServerInterceptor`` instances, and p2prpc's
     own form (``p2prpc.rpc.ServerInterceptor``); ``ValueError`` for anything else.
-    ``migration_thread_pool``: where plain ``def`` methods run (``None``: the event loop's
-    default executor), as ``grpc.aio.server``'s. ``server_compression``: as
+    ``migration_thread_pool``: where plain ``def`` methods run, as ``grpc.aio.server``'s
+    (``None``: a pool of ``min(32, cores + 4)`` threads the server makes).
+    ``max_threads_per_peer`` (half the pool, at least 1, at most ``max_calls_per_peer``):
+    threads one peer's plain ``def`` methods may hold at once; its next one waits, holding no
+    thread, until one of its own returns (a method still running after its call ended still
+    counts), so no peer takes the whole pool. ``server_compression``: as
     ``grpc.aio.server(compression=...)`` (see :class:`p2prpc.rpc.Server`).
     ``maximum_concurrent_rpcs`` (as ``grpc.aio.server``'s; ``None``: no limit) and
     ``max_calls_per_peer`` (256): calls served at once, in all and from one peer; a call past
@@ -149,6 +153,7 @@ class Node(Mux, GrpcChannelMethods):
         maximum_concurrent_rpcs: int | None = None,
         migration_thread_pool: Executor | None = None,
         server_compression: grpc.Compression | str | None = None,
+        max_threads_per_peer: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(announce_urls, identifier, **options)
@@ -159,6 +164,7 @@ class Node(Mux, GrpcChannelMethods):
             interceptors=server_interceptors,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
             compression=server_compression,
+            max_threads_per_peer=max_threads_per_peer,
         )
         if reflection or health:
             serve_standard_services(self, reflection=reflection, health=health)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -400,7 +399,6 @@ class ServerCall:
         #: What serves the call: the method's handler once interceptors have had their say.
         self.served = handler
         self.server_compression = server.compression if server is not None else None
-        self.thread_pool = server.migration_thread_pool if server is not None else None
         self.context = ServicerContext(self)
         #: The client's window for the replies, and the grants of this call's own for requests.
         self.window = SendWindow(self.node.peer_window(peer_id))
@@ -742,9 +740,12 @@ class ServerCall:
         return SyncServicerContext(self.context, asyncio.get_running_loop())
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)`` on the server's thread pool (grpc.aio's ``migration_thread_pool``)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.thread_pool, functools.partial(func, *args))
+        """``func(*args)`` on the server's thread pool (grpc.aio's ``migration_thread_pool``),
+        within the calling peer's share of its threads
+        (:class:`~p2prpc.rpc.serving.ThreadShares`)."""
+        server = self.endpoint.server
+        assert server is not None  # a call is served only by a server
+        return await server.threads.run(self.peer_id, func, *args)
 
     async def _off_loop(self, replies: Iterator[Any]) -> AsyncIterator[Any]:
         """The items of a blocking iterator, each taken from it on the thread pool."""
@@ -757,7 +758,9 @@ class ServerCall:
         finally:
             close = getattr(replies, "close", None)
             if close is not None:  # a generator: its ``finally`` runs, off the loop
-                done = asyncio.get_running_loop().run_in_executor(self.thread_pool, close)
+                server = self.endpoint.server
+                assert server is not None
+                done = asyncio.get_running_loop().run_in_executor(server.threads.pool, close)
                 done.add_done_callback(_log_failure)
 
     def _blocking(self, requests: AsyncIterator[Any]) -> Iterator[Any]:

@@ -20,11 +20,14 @@ service; another is asked for calls that reach this node, but no peer is told of
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -45,6 +48,7 @@ __all__ = [
     "GrpcHandlerCallDetails",
     "MethodAcceptor",
     "Server",
+    "ThreadShares",
     "as_grpc_handler",
     "as_handler",
     "compression_name",
@@ -53,6 +57,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Seconds :meth:`Server.stop` waits for the methods it cancelled to end.
 STOP_TIMEOUT = 2.0
@@ -270,6 +276,74 @@ def compression_name(compression: grpc.Compression | str | None) -> str | None:
     )
 
 
+# -- threads --------------------------------------------------------------------------------------
+
+#: Threads of the pool a server makes when given none (Python's default executor's size).
+DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
+
+
+class ThreadShares:
+    """The threads of a server's pool that plain ``def`` methods run on, shared out among peers:
+    each peer's methods hold at most ``per_peer`` threads at once; a peer's next method waits
+    (on the event loop, holding no thread) until one of its own is back. A thread counts until
+    the function it runs returns, however its call ended (a method still computing after its
+    call's deadline still holds it), and a wait ends with its call (cancellation)."""
+
+    def __init__(self, pool: Executor, per_peer: int) -> None:
+        if per_peer < 1:
+            raise ValueError("max_threads_per_peer must be at least 1")
+        self.pool = pool
+        self.per_peer = per_peer
+        self._held: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    def held(self, peer_id: str) -> int:
+        """Threads ``peer_id``'s methods hold now."""
+        return self._held.get(peer_id, 0)
+
+    async def run(self, peer_id: str, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` on the pool once ``peer_id`` has a thread to spare; its result."""
+        await self._take(peer_id)
+        loop = asyncio.get_running_loop()
+        try:
+            done = self.pool.submit(func, *args)
+        except BaseException:
+            self._give(peer_id)
+            raise
+
+        def returned(_: Any) -> None:  # on the thread that ran it (or cancelled it)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing waits
+                loop.call_soon_threadsafe(self._give, peer_id)
+
+        done.add_done_callback(returned)
+        return await asyncio.wrap_future(done)
+
+    async def _take(self, peer_id: str) -> None:
+        while self._held.get(peer_id, 0) >= self.per_peer:
+            waiter = asyncio.get_running_loop().create_future()
+            queue = self._waiting.setdefault(peer_id, collections.deque())
+            queue.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+                if not queue:
+                    self._waiting.pop(peer_id, None)
+        self._held[peer_id] = self._held.get(peer_id, 0) + 1
+
+    def _give(self, peer_id: str) -> None:
+        left = self._held.get(peer_id, 1) - 1
+        if left > 0:
+            self._held[peer_id] = left
+        else:
+            self._held.pop(peer_id, None)
+        for waiter in self._waiting.get(peer_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+
 # -- the server -----------------------------------------------------------------------------------
 
 
@@ -281,7 +355,13 @@ class Server(grpc.aio.Server):
     (:class:`~p2prpc.rpc.ServerInterceptor`); ``ValueError`` for anything else.
     ``maximum_concurrent_rpcs``: calls served at once (``None``: no limit); a call past it is
     answered RESOURCE_EXHAUSTED at once. ``migration_thread_pool``: where plain ``def`` methods
-    run (``None``: the event loop's default executor), as in grpc.aio. ``compression``: how
+    run, as in grpc.aio (``None``: a pool of :data:`DEFAULT_THREADS` the server makes, shut down
+    with its node). ``max_threads_per_peer``: threads of that pool one peer's methods may hold
+    at once (``None``: half the pool, at least 1, and at most the node's
+    ``max_calls_per_peer``): a peer's next plain ``def`` method waits, holding no thread, until
+    one of its own returns, so that no peer can take the whole pool (with request streams it
+    leaves silent, or methods still computing after their calls ended).
+    ``compression``: how
     replies are compressed unless a method says otherwise (``context.set_compression``):
     ``grpc.Compression.NoCompression`` sends them uncompressed; an encoding is used when the
     call named the same one (a p2prpc call has one encoding both ways), else replies go
@@ -301,6 +381,7 @@ class Server(grpc.aio.Server):
         interceptors: Sequence[Any] | None = None,
         maximum_concurrent_rpcs: int | None = None,
         compression: grpc.Compression | str | None = None,
+        max_threads_per_peer: int | None = None,
     ) -> None:
         endpoint = endpoint_of(node)
         if endpoint.server is not None:
@@ -309,6 +390,11 @@ class Server(grpc.aio.Server):
             raise ValueError("maximum_concurrent_rpcs must be at least 1, or None")
         self.node = node
         self.migration_thread_pool = migration_thread_pool
+        self._own_pool = migration_thread_pool is None
+        self._max_threads_per_peer = max_threads_per_peer
+        if max_threads_per_peer is not None and max_threads_per_peer < 1:
+            raise ValueError("max_threads_per_peer must be at least 1, or None")
+        self._threads: ThreadShares | None = None
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.compression = compression_name(compression)
         self._interceptors = checked_interceptors(interceptors or ())
@@ -466,9 +552,26 @@ class Server(grpc.aio.Server):
             self._terminated.set()
 
     def node_closed(self) -> None:
-        """The node stopped: so did its server."""
+        """The node stopped: so did its server (and the pool it made, if it made one)."""
         self._stopping = True
         self._terminated.set()
+        if self._own_pool and self._threads is not None:
+            self._threads.pool.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+
+    @property
+    def threads(self) -> ThreadShares:
+        """The pool plain ``def`` methods run on, shared out among peers (made on first use)."""
+        if self._threads is None:
+            pool = self.migration_thread_pool
+            if pool is None:
+                pool = ThreadPoolExecutor(DEFAULT_THREADS, thread_name_prefix="p2prpc-server")
+            size = getattr(pool, "_max_workers", DEFAULT_THREADS)
+            per_peer = self._max_threads_per_peer
+            if per_peer is None:
+                per_peer = max(1, min(size // 2, getattr(self.node, "max_calls_per_peer", size)))
+            self._threads = ThreadShares(pool, per_peer)
+        return self._threads
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Wait until the server has stopped (:meth:`stop`, or its node stopping), or for
