@@ -219,7 +219,8 @@ class SerializerCodec:
     peers, ``Node(binary=False)``) carries proto3 JSON, which needs the message type: a protobuf
     message is written as JSON, and read back as ``message_type`` (found from a
     ``Msg.FromString`` deserializer when not given); without one a JSON payload is refused
-    INTERNAL. ``None`` for either function: bytes pass as they are, as in grpcio."""
+    INTERNAL, unless no deserializer is wanted either: then the JSON text's bytes are given.
+    ``None`` for either function: bytes pass as they are, as in grpcio."""
 
     def __init__(
         self,
@@ -263,8 +264,18 @@ class SerializerCodec:
                 return self.deserialize(bytes(payload))
             except Exception as e:  # a user's deserializer may raise anything
                 raise RpcError(StatusCode.INVALID_ARGUMENT, f"cannot parse message: {e}") from e
-        if self.message_type is None:
+        if self.message_type is not None:
+            return MessageCodec(self.message_type).decode(payload, max_size)
+        if isinstance(payload, Decoded):
+            data = payload.result().SerializeToString()
+        elif self.deserialize is None:
+            # No type to read it as, and none wanted: bytes, as the JSON text (what a handler
+            # that takes the request as it comes, such as one that refuses the call, is given).
+            data = payload.data if isinstance(payload, JSONText) else JSONText(payload).data
+        else:
             raise RpcError(
-                StatusCode.INTERNAL, "a JSON payload for a method known only by its serializers"
+                StatusCode.INTERNAL,
+                "a JSON-form payload for a method this side knows only by its serializer "
+                "functions, with no message type to read it as: the peer must use the binary form",
             )
-        return MessageCodec(self.message_type).decode(payload, max_size)
+        return self.decode(data, max_size)

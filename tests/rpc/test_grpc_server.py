@@ -36,6 +36,7 @@ from p2prpc.node import Node
 from p2prpc.rpc import (
     Channel,
     HandlerCallDetails,
+    JSONMethod,
     RetryPolicy,
     Server,
     StatusCode,
@@ -440,6 +441,33 @@ async def test_interceptors_see_calls_to_methods_the_server_does_not_serve(
             await unknown(rg.Point(), timeout=10)
         assert caught.value.code() is StatusCode.UNIMPLEMENTED
         assert gate.seen == [method] * 3
+
+
+async def test_a_json_form_caller_refused_by_a_grpc_interceptor_is_told_why(
+    grpc_module: ModuleType,
+) -> None:
+    """The command line and P2PT apps call in the JSON form: a grpc.aio interceptor's refusal (a
+    handler without serializers that aborts) reaches them as it reaches a binary caller, for a
+    method the server serves and for one it does not (no message type to read the request as)."""
+    async with pair({"server_interceptors": [Gate()]}, binary=False) as (server, client):
+        grpc_module.add_RouteGuideServicer_to_server(servicer_class(grpc_module, "async")(), server)
+        await client.wait_for_server(SERVICE, timeout=10)
+        channel = Channel(client, peer=server.peer_id, retry_policy=ONCE)
+        token = [("x-token", "open sesame")]
+        for method in (f"/{SERVICE}/GetFeature", "/no.Such/Method"):
+            with pytest.raises(RpcError) as caught:
+                async for _ in JSONMethod(channel, method)([{"latitude": 1}], timeout=10):
+                    pass
+            assert (caught.value.code(), caught.value.details()) == (
+                StatusCode.UNAUTHENTICATED,
+                "no token",
+            )
+        replies = JSONMethod(channel, f"/{SERVICE}/GetFeature")([{"latitude": 1}], metadata=token)
+        assert [r["name"] async for r in replies] == ["at 1"]
+        with pytest.raises(RpcError) as caught:
+            async for _ in JSONMethod(channel, "/no.Such/Method")([{}], metadata=token):
+                pass
+        assert caught.value.code() is StatusCode.UNIMPLEMENTED
 
 
 async def test_an_interceptor_of_neither_form_is_a_value_error() -> None:
