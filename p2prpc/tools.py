@@ -214,8 +214,9 @@ class _Watch:
 
     def hopeless(self) -> bool:
         """Whether waiting longer cannot help: the swarm has answered, and refusals kept this
-        node from some of its peers."""
-        return bool(self.kept_out()) and self.answered()
+        node from some of its peers, or the trackers count no other peer (as a gRPC client fails
+        at once when nothing listens at its target)."""
+        return self.answered() and (bool(self.kept_out()) or self.others() == 0)
 
     def why(self) -> str:
         """Why no peer (or not the one wanted) answered, naming the setting to look at."""
