@@ -277,6 +277,8 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 class P2PT(AsyncIOEventEmitter):
     """A P2PT swarm: ``P2PT(announce_urls, identifier)``, then ``await start()``.
+    ``announce_urls``: the trackers' WebSocket URLs, a list (as P2PT's array); one string is a
+    ``TypeError``.
 
     Limits (keyword arguments): ``reply_timeout`` seconds a ``send`` waits for its reply (``None``:
     forever, as P2PT does); ``max_message_length`` UTF-16 units of one incoming message;
@@ -389,6 +391,10 @@ class P2PT(AsyncIOEventEmitter):
         seal_clock_skew: float = SEAL_CLOCK_SKEW,
     ) -> None:
         super().__init__()
+        if isinstance(announce_urls, str | bytes):
+            raise TypeError(
+                f"announce_urls is a list of tracker URLs, not one string: [{announce_urls!r}]"
+            )
         self.announce_urls: list[str] = list(announce_urls)
         self.identifier = identifier
         keys = derive_keys(secret, identifier) if secret is not None else None

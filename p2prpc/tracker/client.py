@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -60,6 +61,15 @@ DEFAULT_INTERVAL = 30.0
 #: A longer interval from a tracker is read as this many seconds (a JSON number can have any
 #: number of digits, more than a float holds).
 MAX_INTERVAL = 86400.0
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """What went wrong connecting to ``url``, never empty: the error's text, or its kind when it
+    has none (a reset connection), with a hint when a ``wss://`` URL met a tracker without TLS."""
+    text = str(error) or type(error).__name__
+    if url.startswith("wss://") and isinstance(error, ConnectionResetError | ssl.SSLError):
+        text += " (the tracker may not speak TLS: is it ws://?)"
+    return text
 
 
 class Swarm(Protocol):
@@ -229,7 +239,8 @@ class TrackerClient:
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, Exception):
             cause = error.__cause__ if error.__cause__ is not None else error
-            self._fail(f"tracker {self.announce_url} unreachable: {cause}")
+            why = describe_error(cause, self.announce_url)
+            self._fail(f"tracker {self.announce_url} unreachable: {why}")
             self.swarm.tracker_warning(self, error)
 
     def _enter(self, state: TrackerState, problem: str | None = None) -> None:
@@ -258,7 +269,9 @@ class TrackerClient:
                 compression=None,
             )
         except (OSError, TimeoutError, websockets.WebSocketException) as e:
-            raise TrackerDisconnected(f"cannot connect to {self.announce_url}: {e}") from e
+            raise TrackerDisconnected(
+                f"cannot connect to {self.announce_url}: {describe_error(e, self.announce_url)}"
+            ) from e
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws

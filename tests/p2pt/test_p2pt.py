@@ -16,6 +16,7 @@ import pytest
 
 from p2prpc import P2PT, Peer, PeerClosed, ReplyTimeout
 from p2prpc.errors import Destroyed, FrameError, NothingToRespond
+from p2prpc.node import Node
 from p2prpc.testing import loopback_p2pt, swarm, wait_connected
 from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.frames import JSONValue
@@ -312,3 +313,11 @@ async def test_destroy_ends_waits_and_message_iterations() -> None:
     with pytest.raises(Destroyed):
         await asyncio.wait_for(waiting, 5)
     assert await asyncio.wait_for(reading, 5) == []
+
+
+async def test_one_tracker_url_as_a_string_is_a_type_error_not_one_tracker_a_letter() -> None:
+    for url in ("ws://127.0.0.1:8000", b"ws://127.0.0.1:8000"):
+        with pytest.raises(TypeError, match="a list of tracker URLs, not one string"):
+            P2PT(url, "app")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="a list of tracker URLs"):
+            Node(url, "app")  # type: ignore[arg-type]

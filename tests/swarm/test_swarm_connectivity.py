@@ -48,6 +48,11 @@ def test_a_swarm_the_tracker_says_is_empty_has_nothing_to_find() -> None:
     )
     assert not result.connecting
     assert result.reason == f"tracker {URL} knows no other peer in the swarm"
+    # A peer that joined since (the tracker's count is from its first answer) makes it stale.
+    joined = assess(
+        [Tracker(TrackerState.ANSWERED, others=0)], [], degree=1, connect_timeout=BOUND, now=101
+    )
+    assert not joined.connecting and joined.reason == ""
 
 
 def test_peers_the_tracker_counts_are_looked_for_until_met_or_the_bound() -> None:

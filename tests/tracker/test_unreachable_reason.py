@@ -1,0 +1,49 @@
+"""Why a tracker could not be reached is said, never an empty reason: a ``wss://`` URL at a
+tracker without TLS is reset with no message, and the call that found no peer says so."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+
+from p2prpc.errors import RpcError
+from p2prpc.rpc import Channel, RetryPolicy, StatusCode, UnaryUnaryMethod
+from p2prpc.testing import LOOPBACK, loopback_node
+from p2prpc.tracker.client import describe_error
+from p2prpc.tracker.server import TrackerServer
+
+
+def test_an_error_without_text_is_named_by_its_kind_with_a_hint_for_wss() -> None:
+    assert describe_error(ConnectionResetError(), "ws://t:1") == "ConnectionResetError"
+    assert describe_error(ConnectionResetError(), "wss://t:1") == (
+        "ConnectionResetError (the tracker may not speak TLS: is it ws://?)"
+    )
+    assert describe_error(OSError(111, "Connect call failed"), "ws://t:1") == (
+        "[Errno 111] Connect call failed"
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_wss_url_at_a_plain_tracker_fails_calls_saying_why() -> None:
+    async with TrackerServer(LOOPBACK, 0) as tracker:
+        url = tracker.url.replace("ws://", "wss://")
+        node = loopback_node([url], "wss-at-ws")
+        try:
+            await node.start()
+            channel = Channel(node, retry_policy=RetryPolicy(max_attempts=1))
+            async with asyncio.timeout(20):
+                while (state := channel.get_state()) is not (
+                    grpc.ChannelConnectivity.TRANSIENT_FAILURE
+                ):
+                    await channel.wait_for_state_change(state)
+            say = UnaryUnaryMethod(channel, "/a.B/C", StringValue, StringValue)
+            with pytest.raises(RpcError) as caught:
+                await say(StringValue(), timeout=10)
+            assert caught.value.code() is StatusCode.UNAVAILABLE
+            assert f"tracker {url} unreachable: " in caught.value.details()
+            assert "may not speak TLS" in caught.value.details()
+        finally:
+            await node.close()
