@@ -237,7 +237,9 @@ class Channel(GrpcChannelMethods):
     bdp_probe, lookahead_bytes, write_buffer_size, max_frame_size) and
     ``grpc.optimization_target`` (:data:`p2prpc.rpc.options.IGNORED`). Any other key is ignored,
     as gRPC ignores a channel argument it does not know, and a warning names it (a misspelt key
-    shows in the log). A value of the wrong type or an invalid service config raises
+    shows in the log). A value of the wrong type or out of range (an integer option is a C int, as
+    grpcio passes it; a service config's numbers are read as gRPC core reads them: ASCII digits,
+    within their field's type, finite) or an invalid service config raises
     :class:`~p2prpc.errors.InvalidChannelOption` (a ``ValueError``; for the service config
     :class:`~p2prpc.errors.InvalidServiceConfig`, in gRPC's words) here, where gRPC makes the
     channel and fails each of its calls INVALID_ARGUMENT.

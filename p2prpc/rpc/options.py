@@ -41,7 +41,19 @@ MAX_ATTEMPTS = 5
 #: What gRPC core's JSON reader takes as a duration's seconds at most (10,000 years).
 _MAX_SECONDS = 315_576_000_000
 
-_DURATION = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?s")
+#: The ranges of the integer types gRPC core reads a service config's numbers into: int32
+#: (``maxAttempts``), uint32 (``maxRequestMessageBytes``, ``maxResponseMessageBytes``, and a
+#: ``tokenRatio``'s whole part) and uint64 (``maxTokens``); a channel option's integer is a C int.
+_INT32 = (-(2**31), 2**31 - 1)
+_UINT32 = (0, 2**32 - 1)
+_UINT64 = (0, 2**64 - 1)
+
+#: A protobuf JSON duration, in ASCII digits only (``\d`` would take any script's digits).
+_DURATION = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,9}))?s")
+
+#: An integer as ``absl::SimpleAtoi`` reads one, which gRPC core reads JSON numbers and strings
+#: with: ASCII whitespace around, a sign, ASCII digits.
+_INTEGER_TEXT = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)[ \t\n\v\f\r]*")
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class ServiceConfig:
         (a ``ValueError``) naming each field gRPC would refuse. Fields gRPC does not read are
         ignored, as gRPC ignores them (``loadBalancingConfig``, ``hedgingPolicy``, ...)."""
         try:
-            document = json.loads(text)
+            document = json.loads(text, parse_int=_json_integer)
         except (ValueError, RecursionError) as e:
             raise InvalidServiceConfig(f"JSON parsing failed: {e}") from None
         errors: list[str] = []
@@ -168,7 +180,7 @@ def _read_method(entry: dict[str, Any], where: str, errors: list[str]) -> Method
     for key in ("maxRequestMessageBytes", "maxResponseMessageBytes"):
         value = entry.get(key)
         if value is not None:
-            value = _count(value, f"{where}.{key}", errors)
+            value = _count(value, f"{where}.{key}", errors, _UINT32)
         sizes.append(value)
     policy = None
     if "retryPolicy" in entry:
@@ -185,7 +197,7 @@ def _read_retry_policy(policy: Any, where: str, errors: list[str]) -> RetryPolic
     if attempts is None:
         errors.append(f"field:{where}.maxAttempts error:field not present")
     elif (
-        attempts := _count(attempts, f"{where}.maxAttempts", errors)
+        attempts := _count(attempts, f"{where}.maxAttempts", errors, _INT32)
     ) is not None and attempts < 2:
         errors.append(f"field:{where}.maxAttempts error:must be at least 2")
     backoffs: list[float | None] = []
@@ -201,19 +213,20 @@ def _read_retry_policy(policy: Any, where: str, errors: list[str]) -> RetryPolic
     multiplier = policy.get("backoffMultiplier")
     if multiplier is None:
         errors.append(f"field:{where}.backoffMultiplier error:field not present")
-    elif not _is_number(multiplier):
-        errors.append(f"field:{where}.backoffMultiplier error:is not a number")
-    elif multiplier <= 0:
+    elif (multiplier := _real(multiplier, f"{where}.backoffMultiplier", errors)) is not None and (
+        multiplier <= 0
+    ):
         errors.append(f"field:{where}.backoffMultiplier error:must be greater than 0")
     codes = _read_codes(policy.get("retryableStatusCodes"), f"{where}.retryableStatusCodes", errors)
     if len(errors) > before:
         return None
     assert isinstance(attempts, int) and backoffs[0] is not None and backoffs[1] is not None
+    assert isinstance(multiplier, float)
     return RetryPolicy(
         max_attempts=min(attempts, MAX_ATTEMPTS),
         initial_backoff=backoffs[0],
         max_backoff=backoffs[1],
-        backoff_multiplier=float(multiplier),  # type: ignore[arg-type]
+        backoff_multiplier=multiplier,
         retryable_status_codes=codes,
     )
 
@@ -243,33 +256,94 @@ def _read_throttling(throttling: Any, errors: list[str]) -> RetryThrottling | No
     if not isinstance(throttling, dict):
         errors.append(f"field:{where} error:is not an object")
         return None
-    values: list[float] = []
-    for key in ("maxTokens", "tokenRatio"):
-        value = throttling.get(key)
-        if value is None:
-            errors.append(f"field:{where}.{key} error:field not present")
-        elif not _is_number(value):
-            errors.append(f"field:{where}.{key} error:is not a number")
-        elif value <= 0:
-            errors.append(f"field:{where}.{key} error:must be greater than 0")
-        else:
-            values.append(float(value))
-    if len(values) != 2:
+    before = len(errors)
+    tokens = ratio = None
+    if "maxTokens" not in throttling:
+        errors.append(f"field:{where}.maxTokens error:field not present")
+    elif (
+        tokens := _count(throttling["maxTokens"], f"{where}.maxTokens", errors, _UINT64)
+    ) is not None and tokens <= 0:
+        errors.append(f"field:{where}.maxTokens error:must be greater than 0")
+    if "tokenRatio" not in throttling:
+        errors.append(f"field:{where}.tokenRatio error:field not present")
+    elif (ratio := _token_ratio(throttling["tokenRatio"], f"{where}.tokenRatio", errors)) == 0:
+        errors.append(f"field:{where}.tokenRatio error:must be greater than 0")
+    if len(errors) > before or tokens is None or ratio is None:
         return None
-    return RetryThrottling(min(values[0], 1000.0), values[1])
+    return RetryThrottling(float(min(tokens, 1000)), ratio)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+class _LongInteger:
+    """A JSON integer of more digits than any number gRPC reads holds, kept as its text (never
+    converted: ``int()`` refuses past 4,300 digits, and converting is quadratic before that)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-def _count(value: Any, where: str, errors: list[str]) -> int | None:
-    if isinstance(value, str) and value.isdigit():  # proto3 JSON writes 64-bit numbers so
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+def _json_integer(text: str) -> int | _LongInteger:
+    return int(text) if len(text) <= 400 else _LongInteger(text)
+
+
+def _count(value: Any, where: str, errors: list[str], bounds: tuple[int, int]) -> int | None:
+    """An integer field, as gRPC core reads one: a JSON number or string (proto3 JSON writes
+    64-bit numbers as strings) of ASCII digits within the field's type's ``bounds``; anything
+    else (a fraction, another script's digits, past the type) is refused, naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | _LongInteger):
         errors.append(f"field:{where} error:is not a number")
         return None
-    return value
+    number = None if isinstance(value, _LongInteger) else _integer(value)
+    if number is None or not bounds[0] <= number <= bounds[1]:
+        errors.append(f"field:{where} error:failed to parse number")
+        return None
+    return number
+
+
+def _integer(value: int | float | str) -> int | None:
+    """``value`` as an integer if it writes one (``absl::SimpleAtoi``'s text), else ``None``;
+    never more than 20 significant digits are converted (no 64-bit type holds more)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):  # a JSON number with a fraction or an exponent
+        return None
+    matched = _INTEGER_TEXT.fullmatch(value)
+    if matched is None:
+        return None
+    sign, digits = matched.groups()
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 20:
+        return None
+    return -int(digits) if sign == "-" else int(digits)
+
+
+def _real(value: Any, where: str, errors: list[str]) -> float | None:
+    """A floating-point field: a finite JSON number (NaN, infinities and integers past a double's
+    range refused, naming the field)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | _LongInteger):
+        errors.append(f"field:{where} error:is not a number")
+        return None
+    try:
+        number = math.inf if isinstance(value, _LongInteger) else float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        errors.append(f"field:{where} error:failed to parse number")
+        return None
+    return number
+
+
+def _token_ratio(value: Any, where: str, errors: list[str]) -> float | None:
+    """``tokenRatio`` as gRPC core keeps it: a JSON number, to three decimal places (its whole
+    part a uint32)."""
+    number = _real(value, where, errors)
+    if number is None:
+        return None
+    if not _UINT32[0] <= number < _UINT32[1] + 1:
+        errors.append(f"field:{where} error:failed to parse number")
+        return None
+    return math.floor(round(number * 1000, 6)) / 1000
 
 
 def _duration(value: Any, where: str, errors: list[str]) -> float | None:
@@ -285,7 +359,8 @@ def _duration(value: Any, where: str, errors: list[str]) -> float | None:
         errors.append(f"field:{where} error:Not a duration")
         return None
     sign, seconds, fraction = matched.groups()
-    if sign or int(seconds) > _MAX_SECONDS:
+    seconds = seconds.lstrip("0") or "0"
+    if sign or len(seconds) > len(str(_MAX_SECONDS)) or int(seconds) > _MAX_SECONDS:
         errors.append(f"field:{where} error:seconds must be in the range [0, {_MAX_SECONDS}]")
         return None
     return int(seconds) + (int(fraction.ljust(9, "0")) / 1e9 if fraction else 0.0)
@@ -386,7 +461,11 @@ def parse_options(options: Iterable[tuple[str, Any]]) -> ChannelOptions:
         if not isinstance(text, str | bytes):
             raise InvalidChannelOption("grpc.service_config is a JSON text")
         service_config = ServiceConfig.parse(text)
-    receive = read.get("grpc.max_receive_message_length", read.get("grpc.max_message_length"))
+    receive = (
+        "grpc.max_receive_message_length"
+        if "grpc.max_receive_message_length" in read
+        else "grpc.max_message_length"
+    )
     compression = None
     if "grpc.default_compression_algorithm" in read:
         algorithm = read["grpc.default_compression_algorithm"]
@@ -403,14 +482,10 @@ def parse_options(options: Iterable[tuple[str, Any]]) -> ChannelOptions:
             raise InvalidChannelOption(f"grpc.default_compression_algorithm: {e}") from None
     return ChannelOptions(
         service_config=service_config,
-        enable_retries=bool(_integer(read, "grpc.enable_retries", 1)),
-        max_receive_message_length=_size(receive, "grpc.max_receive_message_length"),
-        max_send_message_length=_size(
-            read.get("grpc.max_send_message_length"), "grpc.max_send_message_length"
-        ),
-        per_rpc_retry_buffer_size=_size(
-            read.get("grpc.per_rpc_retry_buffer_size"), "grpc.per_rpc_retry_buffer_size"
-        ),
+        enable_retries=bool(_option_integer(read, "grpc.enable_retries", 1)),
+        max_receive_message_length=_size(read, receive),
+        max_send_message_length=_size(read, "grpc.max_send_message_length"),
+        per_rpc_retry_buffer_size=_size(read, "grpc.per_rpc_retry_buffer_size"),
         default_compression=compression,
         keepalive_time=_milliseconds(read, "grpc.keepalive_time_ms"),
         keepalive_timeout=_milliseconds(read, "grpc.keepalive_timeout_ms"),
@@ -426,27 +501,38 @@ def _compressions() -> dict[int, Any]:
 _COMPRESSIONS = _compressions()
 
 
-def _integer(read: Mapping[str, Any], key: str, default: int) -> int:
+def _is_c_int(value: Any) -> bool:
+    """Whether ``value`` is an integer a channel argument holds (a C int, as grpcio passes it)."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and _INT32[0] <= value <= _INT32[1]
+    )
+
+
+def _option_integer(read: Mapping[str, Any], key: str, default: int) -> int:
     value = read.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidChannelOption(f"{key} is an integer, not {value!r:.60}")
+    if not _is_c_int(value):
+        raise InvalidChannelOption(f"{key} is an integer (a C int), not {value!r:.60}")
+    assert isinstance(value, int)
     return value
 
 
-def _size(value: Any, key: str) -> int | None:
-    if value is None:
+def _size(read: Mapping[str, Any], key: str) -> int | None:
+    if key not in read:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+    value = read[key]
+    if not _is_c_int(value) or value < -1:
         raise InvalidChannelOption(
-            f"{key} is a number of bytes (or -1: no limit), not {value!r:.60}"
+            f"{key} is a number of bytes up to 2**31 - 1 (or -1: no limit), not {value!r:.60}"
         )
-    return None if value == -1 else value
+    return None if value == -1 else int(value)
 
 
 def _milliseconds(read: Mapping[str, Any], key: str) -> float | None:
     if key not in read:
         return None
     value = read[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidChannelOption(f"{key} is a positive number of milliseconds, not {value!r:.60}")
-    return value / 1000
+    if not _is_c_int(value) or value <= 0:
+        raise InvalidChannelOption(
+            f"{key} is a positive number of milliseconds up to 2**31 - 1, not {value!r:.60}"
+        )
+    return int(value) / 1000

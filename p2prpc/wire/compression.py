@@ -14,6 +14,11 @@ inflates past 64 (text and records compress 3 to 10 times, logs and repetitive J
 30); a sender keeps the compressed form only within that ratio, so that a receiver with the
 default never refuses it. A payload past a bound is refused with :class:`InflatesTooMuch` (a
 :class:`~p2prpc.errors.MessageTooBig`, RESOURCE_EXHAUSTED on a call).
+
+A payload is one whole stream of its encoding (one zlib stream, one gzip member, one zstd frame):
+one cut short, followed by any byte, or followed by a second stream is refused with
+:class:`CompressionError` (INTERNAL on a call), by every encoding alike; nothing a payload
+carries is dropped unread.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ class Codec(Protocol):
 
 
 class Deflate:
-    """zlib's deflate (RFC 1950 framing), at a level that favours speed."""
+    """zlib's deflate (RFC 1950 framing), one stream, at a level that favours speed."""
 
     name = "deflate"
 
@@ -78,6 +83,8 @@ class Deflate:
             raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
         if not inflater.eof:
             raise CompressionError("truncated deflate data")
+        if inflater.unused_data:
+            raise CompressionError("bytes after the deflate stream")
         return out
 
 
@@ -114,7 +121,7 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 class Zstd:
-    """Zstandard, through the ``zstandard`` package."""
+    """Zstandard, one frame, through the ``zstandard`` package."""
 
     name = "zstd"
 
@@ -132,15 +139,43 @@ class Zstd:
     def decompress(self, data: bytes, max_size: int) -> bytes:
         try:
             declared = self._content_size(data)  # -1: not said
-            if declared > max_size:
-                raise InflatesTooMuch(f"payload says it inflates to {declared} bytes")
+        except self._error as e:
+            raise CompressionError(f"bad zstd data: {e}") from e
+        if declared > max_size:
+            raise InflatesTooMuch(f"payload says it inflates to {declared} bytes")
+        if declared > 0:
+            # Into a buffer of the size the frame says (zstd refuses a frame that makes more),
+            # refusing any byte after the frame.
+            try:
+                return self._decompressor.decompress(data, allow_extra_data=False)
+            except self._error as e:
+                raise _zstd_error(e) from e
+        # A frame that does not say its size (or says 0, which the one-shot call takes on trust):
+        # decompressed up to one byte past the bound, then, once the frame is known to make no
+        # more than the bound, read again to find where it ends.
+        try:
             with self._decompressor.stream_reader(io.BytesIO(data)) as reader:
                 out = reader.read(max_size + 1)  # stops one byte past the bound
         except self._error as e:
             raise CompressionError(f"bad zstd data: {e}") from e
         if len(out) > max_size:
             raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
+        ender = self._decompressor.decompressobj(read_across_frames=False)
+        try:
+            again = ender.decompress(data)
+        except self._error as e:
+            raise CompressionError(f"bad zstd data: {e}") from e
+        if not ender.eof or len(again) != len(out):
+            raise CompressionError("truncated zstd data")
+        if ender.unused_data:
+            raise CompressionError("bytes after the zstd frame")
         return out
+
+
+def _zstd_error(error: Exception) -> CompressionError:
+    if "unused data" in str(error):
+        return CompressionError("bytes after the zstd frame")
+    return CompressionError(f"bad zstd data: {error}")
 
 
 def _available() -> dict[str, Codec]:
