@@ -186,8 +186,11 @@ class GrpcChannelMethods:
         )
 
 
+# A grpc.aio.Channel (isinstance holds, as grpc.aio's type hints expect); its stub methods give
+# p2prpc's method objects, registered as grpc.aio's multicallables, which the type stubs cannot
+# say: hence the ignore.
 @dataclass(frozen=True)
-class Channel(GrpcChannelMethods):
+class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
     """The RPC settings of the calls made through a node, as a gRPC channel holds them.
 
     ``Channel(node)`` calls any peer serving the method's service that is not suspect (keepalive):

@@ -1347,6 +1347,14 @@ class StreamStreamMethod(_MethodBase[Req, Rep]):
     )
 
 
+# They are grpc.aio's multicallables in all but their base classes (what grpcio-tools' stubs
+# get from a channel's unary_unary(), ...).
+grpc.aio.UnaryUnaryMultiCallable.register(UnaryUnaryMethod)
+grpc.aio.UnaryStreamMultiCallable.register(UnaryStreamMethod)
+grpc.aio.StreamUnaryMultiCallable.register(StreamUnaryMethod)
+grpc.aio.StreamStreamMultiCallable.register(StreamStreamMethod)
+
+
 class JSONMethod(_MethodBase[Any, Any]):
     """A method called without its ``.proto``: requests and replies are proto3 JSON values, which
     the serving peer parses (the command line's ``p2prpc call``). The first request rides in the

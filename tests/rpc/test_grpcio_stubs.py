@@ -535,3 +535,13 @@ async def test_a_node_is_a_channel_for_grpcio_stubs_with_its_default_settings() 
         assert keyed.channel.allowed_servers == frozenset({b"k" * 32})
     finally:
         await node.close()
+
+
+async def test_a_channel_is_a_grpc_aio_channel_and_its_methods_grpc_aio_multicallables() -> None:
+    """What grpc.aio's type hints and isinstance checks expect of a channel and its stubs."""
+    channel = Channel(Node())
+    assert isinstance(channel, grpc.aio.Channel)
+    assert isinstance(channel.unary_unary("/a.B/C"), grpc.aio.UnaryUnaryMultiCallable)
+    assert isinstance(channel.unary_stream("/a.B/C"), grpc.aio.UnaryStreamMultiCallable)
+    assert isinstance(channel.stream_unary("/a.B/C"), grpc.aio.StreamUnaryMultiCallable)
+    assert isinstance(channel.stream_stream("/a.B/C"), grpc.aio.StreamStreamMultiCallable)
