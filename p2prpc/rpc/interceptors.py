@@ -261,7 +261,27 @@ class _ReplyStream(grpc.aio.Call):
 
     def __init__(self, call: Any, replies: AsyncIterable[Any]) -> None:
         self.call = call
-        self.replies: AsyncIterator[Any] = aiter(replies)
+        self.replies: AsyncIterator[Any] = self._follow(aiter(replies))
+        # Without a call (the interceptor answered alone), this is done when its replies end
+        # or it is cancelled, and tells its callbacks then.
+        self._done = False
+        self._cancelled = False
+        self._callbacks: list[Any] = []
+
+    async def _follow(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for reply in replies:
+                yield reply
+        finally:
+            self._finish()
+
+    def _finish(self, cancelled: bool = False) -> None:
+        if self._done:
+            return
+        self._done, self._cancelled = True, cancelled
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self.replies
@@ -273,17 +293,26 @@ class _ReplyStream(grpc.aio.Call):
             return EOF
 
     def cancel(self) -> bool:
-        return bool(self.call.cancel()) if self.call is not None else False
+        if self.call is not None:
+            return bool(self.call.cancel())
+        if self._done:
+            return False
+        self._finish(cancelled=True)
+        return True
 
     def cancelled(self) -> bool:
-        return bool(self.call.cancelled()) if self.call is not None else False
+        return bool(self.call.cancelled()) if self.call is not None else self._cancelled
 
     def done(self) -> bool:
-        return bool(self.call.done()) if self.call is not None else False
+        return bool(self.call.done()) if self.call is not None else self._done
 
     def add_done_callback(self, callback: Any) -> None:
         if self.call is not None:
             self.call.add_done_callback(lambda _: callback(self))
+        elif self._done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
 
     def time_remaining(self) -> float | None:
         return self.call.time_remaining() if self.call is not None else None

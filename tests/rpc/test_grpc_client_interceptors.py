@@ -896,3 +896,46 @@ async def test_writes_wait_while_an_interceptor_calls_continuation_again(
     got = seen.values[-1]
     assert got == values[len(values) - len(got) :]  # what the first call took is not sent again
     assert replies == expected(shape, got)
+
+
+class Watch(grpc.aio.StreamStreamClientInterceptor):
+    """Registers a done callback on what the interceptors inside give, as grpc.aio code does."""
+
+    def __init__(self) -> None:
+        self.done: list[Any] = []
+        self.given: list[Any] = []
+
+    async def intercept_stream_stream(
+        self, continuation: Continuation, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        call = await continuation(client_call_details, request_iterator)
+        self.given.append(call)
+        call.add_done_callback(self.done.append)
+        return call
+
+
+@pytest.mark.parametrize("how", ["read to the end", "cancelled"])
+async def test_what_an_interceptor_answered_alone_is_done_and_says_so(
+    rig: Rig, case: str, how: str
+) -> None:
+    """An inner interceptor answers with replies of its own and makes no call: what the outer
+    one is given still ends, as a call does (done, its callbacks run once), when the replies are
+    read to the end or it is cancelled."""
+    watch = Watch()
+    values = values_for("stream_stream")
+    call = start(
+        Channel(rig.client, interceptors=[watch, Answer()]), "stream_stream", values, iterable=True
+    )
+    if how == "cancelled":
+        await call.read()
+        (given,) = watch.given
+        assert not given.done() and watch.done == []
+        assert given.cancel() and given.cancelled()
+    else:
+        assert [text(r) async for r in call] == expected("stream_stream", values)
+        (given,) = watch.given
+    assert given.done() and watch.done == [given]
+    late: list[Any] = []
+    given.add_done_callback(late.append)
+    assert late == [given]
+    assert case not in rig.guide.cases
