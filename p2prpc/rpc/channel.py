@@ -405,6 +405,22 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
             return self.endpoint.pick_server(service, tried)
         return self.endpoint.pick_server(service, tried, self._allowed)
 
+    def why_no_server(self, service: str) -> str:
+        """Why no peer takes a call to ``service`` now (what a call that waited for one until
+        its deadline says): no peer serves it, or the one asked for is not connected, and what
+        the swarm is doing or why no peer is coming."""
+        if self.peer is not None:
+            missing = f"peer {self.peer} is not connected"
+        else:
+            missing = f"no connected peer serves {service}"
+            if self.allowed_servers is not None:
+                missing += " with an allowed identity"
+        swarm = self.node.connectivity()
+        still = "; ".join(f.what for f in swarm.finding)
+        if still:
+            return f"{missing} ({still})"
+        return _why(missing, swarm, service, self.peer)
+
     async def pick(
         self, service: str, tried: frozenset[str], wait_for_ready: bool, deadline: Deadline
     ) -> str:

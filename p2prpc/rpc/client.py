@@ -876,7 +876,10 @@ class _Call(Generic[Req, Rep]):
         if self._status.done():
             return
         self._deadline_passed = True
-        status = Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        details = "Deadline Exceeded"
+        if self._attempt is None:  # still waiting for a server: say why none came
+            details += f": {self._channel.why_no_server(self._method.service)}"
+        status = Status(StatusCode.DEADLINE_EXCEEDED, details)
         if self._attempt is not None:
             if self._attempt.state is _AttemptState.SENT:
                 self._attempt.endpoint.note_timeout(self._attempt.peer_id)

@@ -47,3 +47,29 @@ async def test_a_wss_url_at_a_plain_tracker_fails_calls_saying_why() -> None:
             assert "may not speak TLS" in caught.value.details()
         finally:
             await node.close()
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_waited_for_a_server_until_its_deadline_says_why_none_came() -> None:
+    """With ``wait_for_ready`` a call waits past the failure; at its deadline its details say
+    what it waited for and why nothing came, not a bare "Deadline Exceeded"."""
+    async with TrackerServer(LOOPBACK, 0) as tracker:
+        url = tracker.url.replace("ws://", "wss://")
+        node = loopback_node([url], "wss-at-ws")
+        try:
+            await node.start()
+            channel = Channel(node, wait_for_ready=True)
+            async with asyncio.timeout(20):
+                while (state := channel.get_state()) is not (
+                    grpc.ChannelConnectivity.TRANSIENT_FAILURE
+                ):
+                    await channel.wait_for_state_change(state)
+            say = UnaryUnaryMethod(channel, "/a.B/C", StringValue, StringValue)
+            with pytest.raises(RpcError) as caught:
+                await say(StringValue(), timeout=0.5)
+            assert caught.value.code() is StatusCode.DEADLINE_EXCEEDED
+            details = caught.value.details()
+            assert details.startswith("Deadline Exceeded: no connected peer serves a.B: ")
+            assert f"tracker {url} unreachable: " in details
+        finally:
+            await node.close()
