@@ -4,6 +4,7 @@ tracker without TLS is reset with no message, and the call that found no peer sa
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import pytest
@@ -49,16 +50,26 @@ async def test_a_wss_url_at_a_plain_tracker_fails_calls_saying_why() -> None:
             await node.close()
 
 
+class PassOn(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+
+@pytest.mark.parametrize("intercepted", [False, True], ids=["plain", "intercepted"])
 @pytest.mark.asyncio
-async def test_a_call_that_waited_for_a_server_until_its_deadline_says_why_none_came() -> None:
+async def test_a_call_that_waited_for_a_server_until_its_deadline_says_why_none_came(
+    intercepted: bool,
+) -> None:
     """With ``wait_for_ready`` a call waits past the failure; at its deadline its details say
-    what it waited for and why nothing came, not a bare "Deadline Exceeded"."""
+    what it waited for and why nothing came, not a bare "Deadline Exceeded" (through
+    interceptors too)."""
     async with TrackerServer(LOOPBACK, 0) as tracker:
         url = tracker.url.replace("ws://", "wss://")
         node = loopback_node([url], "wss-at-ws")
         try:
             await node.start()
-            channel = Channel(node, wait_for_ready=True)
+            interceptors = [PassOn()] if intercepted else []
+            channel = Channel(node, wait_for_ready=True, interceptors=interceptors)
             async with asyncio.timeout(20):
                 while (state := channel.get_state()) is not (
                     grpc.ChannelConnectivity.TRANSIENT_FAILURE
