@@ -17,6 +17,7 @@ traceback), and CANCELLED when it raises ``asyncio.CancelledError`` itself.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import inspect
@@ -748,20 +749,53 @@ class ServerCall:
         return await server.threads.run(self.peer_id, func, *args)
 
     async def _off_loop(self, replies: Iterator[Any]) -> AsyncIterator[Any]:
-        """The items of a blocking iterator, each taken from it on the thread pool."""
+        """The items of a blocking iterator, each taken from it on the thread pool (within the
+        peer's share). However the call ends, a generator is then closed (its ``finally`` runs)
+        on the pool too, within the share, once a ``next()`` still running has returned."""
+        server = self.endpoint.server
+        assert server is not None  # a call is served only by a server
+        running: list[concurrent.futures.Future[Any]] = []
         try:
             while True:
-                reply = await self._in_thread(next, replies, _DONE)
+                reply = await server.threads.run(
+                    self.peer_id, next, replies, _DONE, submitted=running.append
+                )
+                running.clear()
                 if reply is _DONE:
                     return
                 yield reply
         finally:
             close = getattr(replies, "close", None)
-            if close is not None:  # a generator: its ``finally`` runs, off the loop
-                server = self.endpoint.server
-                assert server is not None
-                done = asyncio.get_running_loop().run_in_executor(server.threads.pool, close)
-                done.add_done_callback(_log_failure)
+            if close is not None:
+                pending = running[0] if running else None
+                # Not the node's task: a node that stops does not cancel it, so the generator
+                # is closed once its ``next()`` returns, even then.
+                task = asyncio.get_running_loop().create_task(self._close(close, pending))
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
+
+    async def _close(
+        self, close: Callable[[], Any], pending: concurrent.futures.Future[Any] | None
+    ) -> None:
+        """Close a method's generator on the pool within the peer's share, after ``pending``
+        (a ``next()`` still running when the call ended) has returned."""
+        server = self.endpoint.server
+        assert server is not None
+        try:
+            if pending is not None and not pending.done():
+                try:
+                    await asyncio.shield(asyncio.wrap_future(pending))
+                except asyncio.CancelledError:
+                    if not pending.cancelled():
+                        raise  # this close was cancelled (the node stops)
+                except Exception:
+                    pass  # the generator's own error: its call has ended already
+            try:
+                await server.threads.run(self.peer_id, close)
+            except RuntimeError:  # the node has stopped: its pool takes nothing more
+                await asyncio.get_running_loop().run_in_executor(None, close)
+        except Exception:
+            logger.exception("closing the reply generator of %s failed", self.method)
 
     def _blocking(self, requests: AsyncIterator[Any]) -> Iterator[Any]:
         """The request stream as a blocking iterator, for a method run on the thread pool; it
@@ -911,9 +945,8 @@ async def _next_or(requests: AsyncIterator[Any]) -> Any:
     return await anext(requests, _DONE)
 
 
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("closing a method's reply generator failed", exc_info=future.exception())
+#: Generators being closed after their calls ended (held here until closed: see _off_loop).
+_closing: set[asyncio.Task[None]] = set()
 
 
 def too_large(error: TooLargeForPeer) -> Status:

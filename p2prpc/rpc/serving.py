@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -301,8 +302,16 @@ class ThreadShares:
         """Threads ``peer_id``'s methods hold now."""
         return self._held.get(peer_id, 0)
 
-    async def run(self, peer_id: str, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)`` on the pool once ``peer_id`` has a thread to spare; its result."""
+    async def run(
+        self,
+        peer_id: str,
+        func: Callable[..., T],
+        *args: Any,
+        submitted: Callable[[concurrent.futures.Future[T]], None] | None = None,
+    ) -> T:
+        """``func(*args)`` on the pool once ``peer_id`` has a thread to spare; its result.
+        ``submitted`` is given the pool's future as soon as there is one (what runs on after a
+        cancelled wait for the result). ``RuntimeError`` once the pool is shut down."""
         await self._take(peer_id)
         loop = asyncio.get_running_loop()
         try:
@@ -310,6 +319,8 @@ class ThreadShares:
         except BaseException:
             self._give(peer_id)
             raise
+        if submitted is not None:
+            submitted(done)
 
         def returned(_: Any) -> None:  # on the thread that ran it (or cancelled it)
             with contextlib.suppress(RuntimeError):  # the loop has closed: nothing waits
@@ -319,18 +330,33 @@ class ThreadShares:
         return await asyncio.wrap_future(done)
 
     async def _take(self, peer_id: str) -> None:
-        while self._held.get(peer_id, 0) >= self.per_peer:
+        while not self._has_room(peer_id):
             waiter = asyncio.get_running_loop().create_future()
             queue = self._waiting.setdefault(peer_id, collections.deque())
             queue.append(waiter)
             try:
                 await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # Woken, but its call ended in the same turn: the share it was woken for
+                    # goes to the next waiter.
+                    self._forget(peer_id, queue, waiter)
+                    self._wake(peer_id)
+                raise
             finally:
-                with contextlib.suppress(ValueError):
-                    queue.remove(waiter)
-                if not queue:
-                    self._waiting.pop(peer_id, None)
+                self._forget(peer_id, queue, waiter)
         self._held[peer_id] = self._held.get(peer_id, 0) + 1
+
+    def _forget(
+        self, peer_id: str, queue: collections.deque[asyncio.Future[None]], waiter: Any
+    ) -> None:
+        with contextlib.suppress(ValueError):
+            queue.remove(waiter)
+        if not queue and self._waiting.get(peer_id) is queue:
+            del self._waiting[peer_id]
+
+    def _has_room(self, peer_id: str) -> bool:
+        return self._held.get(peer_id, 0) < self.per_peer
 
     def _give(self, peer_id: str) -> None:
         left = self._held.get(peer_id, 1) - 1
@@ -338,6 +364,10 @@ class ThreadShares:
             self._held[peer_id] = left
         else:
             self._held.pop(peer_id, None)
+        self._wake(peer_id)
+
+    def _wake(self, peer_id: str) -> None:
+        """Wake the first of ``peer_id``'s waiters not woken yet."""
         for waiter in self._waiting.get(peer_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -395,6 +425,7 @@ class Server(grpc.aio.Server):
         if max_threads_per_peer is not None and max_threads_per_peer < 1:
             raise ValueError("max_threads_per_peer must be at least 1, or None")
         self._threads: ThreadShares | None = None
+        self._closed = False  # the node stopped
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.compression = compression_name(compression)
         self._interceptors = checked_interceptors(interceptors or ())
@@ -555,14 +586,18 @@ class Server(grpc.aio.Server):
         """The node stopped: so did its server (and the pool it made, if it made one)."""
         self._stopping = True
         self._terminated.set()
+        self._closed = True
         if self._own_pool and self._threads is not None:
+            # Kept, shut down: what still asks for a thread is refused (RuntimeError).
             self._threads.pool.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
 
     @property
     def threads(self) -> ThreadShares:
-        """The pool plain ``def`` methods run on, shared out among peers (made on first use)."""
+        """The pool plain ``def`` methods run on, shared out among peers (made on first use;
+        ``RuntimeError`` once the node has stopped without having made one)."""
         if self._threads is None:
+            if self._closed:
+                raise RuntimeError("the node has stopped: its server runs nothing more")
             pool = self.migration_thread_pool
             if pool is None:
                 pool = ThreadPoolExecutor(DEFAULT_THREADS, thread_name_prefix="p2prpc-server")
