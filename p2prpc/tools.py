@@ -216,7 +216,13 @@ class _Watch:
         """Whether waiting longer cannot help: the swarm has answered, and refusals kept this
         node from some of its peers, or the trackers count no other peer (as a gRPC client fails
         at once when nothing listens at its target)."""
-        return self.answered() and (bool(self.kept_out()) or self.others() == 0)
+        if not self.answered():
+            return False
+        if self.kept_out():
+            return True
+        # Nobody there, and nothing on its way (another tracker yet to answer, a connection
+        # being made): the node's connectivity says which.
+        return self.others() == 0 and not self.node.connectivity().connecting
 
     def why(self) -> str:
         """Why no peer (or not the one wanted) answered, naming the setting to look at."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
+import websockets
 
 from p2prpc.node import Node
 from p2prpc.rpc import StatusCode
-from p2prpc.tools import ToolError, find_peer, read_json_values
+from p2prpc.testing import LOOPBACK, loopback_node
+from p2prpc.tools import ToolError, _watch, find_peer, read_json_values
+from p2prpc.tracker.server import TrackerServer
 
 
 def test_json_values_one_after_another() -> None:
@@ -26,3 +32,34 @@ async def test_a_peer_prefix_must_be_hex(prefix: str) -> None:
     assert info.value.code is StatusCode.INVALID_ARGUMENT
     assert repr(prefix) in str(info.value)
     await node.close()
+
+
+@pytest.mark.asyncio
+async def test_an_empty_count_from_one_tracker_is_not_final_while_another_has_not_answered() -> (
+    None
+):
+    """A command fails at once when the trackers count nobody, but not while another tracker
+    has yet to answer (it may count the server): then it waits, as the channel does."""
+
+    async def silent(ws: Any) -> None:  # takes the announces, answers none
+        async for _ in ws:
+            pass
+
+    async with (
+        TrackerServer(LOOPBACK, 0) as tracker,
+        websockets.serve(silent, LOOPBACK, 0) as quiet,
+    ):
+        port = quiet.sockets[0].getsockname()[1]
+        node = loopback_node([tracker.url, f"ws://{LOOPBACK}:{port}"], "two-trackers")
+        watch = _watch(node)  # before start: it must see the first answer
+        try:
+            await node.start()
+            async with asyncio.timeout(10):
+                while watch.others() is None:
+                    watch.changed.clear()
+                    await watch.changed.wait()
+            assert watch.others() == 0 and watch.answered()
+            assert node.connectivity().connecting  # the silent tracker, within its bound
+            assert not watch.hopeless()
+        finally:
+            await node.close()
