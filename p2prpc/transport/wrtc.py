@@ -1,0 +1,286 @@
+"""The libwebrtc transport: Chrome's WebRTC engine through the ``wrtc`` package (``pip install
+p2prpc[native]``), by its aiortc-shaped API ``webrtc.aiortc``.
+
+One :class:`WrtcLink` is one ``RTCPeerConnection`` with one ``RTCDataChannel``, as
+:class:`~p2prpc.transport.aiortc.AiortcLink` is on aiortc; the two interoperate (the transport is
+not visible to the other peer). Where it differs:
+
+- libwebrtc gathers no loopback candidates: two links on one machine meet over a real interface.
+- ``RTCOptions.host_addresses`` keeps only the host candidates on the given addresses in the
+  session descriptions this side sends (libwebrtc gathers on every interface; the remote peer
+  learns of, and so checks, only the pinned ones).
+- ``RTCOptions.udp_buffer_size`` is not applied: libwebrtc owns its sockets and sizes their
+  buffers itself (:meth:`WrtcLink.udp_buffers` reports none).
+- :attr:`WrtcLink.acknowledged` does not move (libwebrtc does not expose its SCTP
+  acknowledgements); a peer's liveness is then judged by its own messages and pings alone.
+- :attr:`WrtcLink.round_trip` and :attr:`WrtcLink.burst_size` are ``None``: libwebrtc measures its
+  path and paces its own SCTP.
+- The selected candidate pair is read from the native ICE transport under the aiortc-shaped one
+  (``webrtc.aiortc`` does not name it): the only place this module reaches below that API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+try:
+    import webrtc.aiortc as _wrtc
+except ImportError as error:  # the optional dependency is missing
+    raise ImportError(
+        "the libwebrtc transport needs the wrtc package: pip install p2prpc[native]",
+        name=error.name,
+        path=error.path,
+    ) from error
+
+from ..errors import PeerClosed
+from ..wire.sdp import max_message_size
+from ..wire.secret import sdp_fingerprint
+from . import RTCOptions
+
+__all__ = ["LIBWEBRTC", "WrtcLink", "WrtcTransport", "pin_host_candidates"]
+
+logger = logging.getLogger(__name__)
+
+_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ host\b.*\r?\n", re.MULTILINE)
+
+
+def pin_host_candidates(sdp: str, addresses: Sequence[str] | None) -> str:
+    """``sdp`` without the host candidates whose address is not in ``addresses`` (``None``: all
+    kept). Server-reflexive and relayed candidates are kept whatever their address."""
+    if addresses is None:
+        return sdp
+    keep = set(addresses)
+    return _CANDIDATE.sub(lambda line: line.group(0) if line.group(1) in keep else "", sdp)
+
+
+class WrtcLink:
+    """:class:`~p2prpc.transport.Link` over libwebrtc (see that protocol for the contract)."""
+
+    def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
+        self.options = options
+        servers = [
+            _wrtc.RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in options.servers()
+        ]
+        self.pc = _wrtc.RTCPeerConnection(_wrtc.RTCConfiguration(iceServers=servers))
+        self.on_open: Callable[[], None] = _nothing
+        self._on_message: Callable[[str | bytes], None] = _nothing_with
+        self._on_buffered_low: Callable[[], None] | None = None
+        self.on_close: Callable[[], None] = _nothing
+        self._label = label if initiator else ""
+        self._dc: _wrtc.RTCDataChannel | None = None
+        self._local_sdp: str | None = None  # what we sent: with only the pinned host candidates
+        self._remote_sdp: str | None = None
+        self._remote_max: int | None = None
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        if initiator:
+            self._attach(self.pc.createDataChannel(label))
+        else:
+            self.pc.on("datachannel", self._attach)
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def on_message(self) -> Callable[[str | bytes], None]:
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, handler: Callable[[str | bytes], None]) -> None:
+        dc = self._dc
+        if dc is not None:
+            dc.remove_listener("message", self._on_message)
+            dc.on("message", handler)
+        self._on_message = handler
+
+    @property
+    def on_buffered_low(self) -> Callable[[], None] | None:
+        return self._on_buffered_low
+
+    @on_buffered_low.setter
+    def on_buffered_low(self, handler: Callable[[], None] | None) -> None:
+        dc = self._dc
+        if dc is not None:
+            if self._on_buffered_low is not None:
+                dc.remove_listener("bufferedamountlow", self._on_buffered_low)
+            if handler is not None:
+                dc.on("bufferedamountlow", handler)
+        self._on_buffered_low = handler
+
+    # -- signalling ---------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        async with self._making():
+            return await self._set_local(await self.pc.createOffer())
+
+    async def accept_offer(self, sdp: str) -> str:
+        async with self._making():
+            await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="offer"))
+            self._remote_sdp = sdp
+            self._remote_max = max_message_size(sdp)
+            return await self._set_local(await self.pc.createAnswer())
+
+    async def accept_answer(self, sdp: str) -> None:
+        async with self._making():
+            await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="answer"))
+            self._remote_sdp = sdp
+            self._remote_max = max_message_size(sdp)
+
+    @contextlib.asynccontextmanager
+    async def _making(self) -> AsyncIterator[None]:
+        """:class:`PeerClosed` for a step of the handshake that the link's close overtook.
+
+        libwebrtc aborts an operation in flight on a closed connection, and ``wrtc`` tells its
+        awaiter by raising :class:`asyncio.CancelledError` into it, which is no cancellation of
+        the caller's: it is told apart by the task's own cancellation count.
+        """
+        if self._closed:
+            raise PeerClosed(f"data channel {self._label or '?'} closed while it was being made")
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self._closed or task is None or task.cancelling() > cancelling:
+                raise  # the caller's own cancellation
+            raise PeerClosed(
+                f"data channel {self._label or '?'} closed while it was being made"
+            ) from None
+        if self._closed:
+            raise PeerClosed(f"data channel {self._label or '?'} closed while it was being made")
+
+    async def _set_local(self, description: _wrtc.RTCSessionDescription) -> str:
+        """Set the local description and return its SDP, once it carries every candidate."""
+        await self.pc.setLocalDescription(description)  # returns once gathering is complete
+        local = self.pc.localDescription
+        assert local is not None  # set just above
+        self._local_sdp = pin_host_candidates(local.sdp, self.options.host_addresses)
+        return self._local_sdp
+
+    def fingerprints(self) -> tuple[bytes, bytes]:
+        local, remote = self._local_sdp, self._remote_sdp
+        if local is None or remote is None:
+            raise PeerClosed(f"data channel {self._label or '?'} has no session yet")
+        return sdp_fingerprint(local), sdp_fingerprint(remote)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        dc = self._dc
+        return dc is not None and not self._closed and dc.readyState == "open"
+
+    @property
+    def buffered_amount(self) -> int:
+        dc = self._dc
+        return dc.bufferedAmount if dc is not None and not self._closed else 0
+
+    @property
+    def acknowledged(self) -> int:
+        return 0  # libwebrtc does not expose SCTP's acknowledgements (see the module docstring)
+
+    def set_low_threshold(self, size: int) -> None:
+        if self._dc is not None and not self._closed:
+            self._dc.bufferedAmountLowThreshold = size
+
+    def send(self, data: str | bytes) -> None:
+        dc = self._dc
+        if dc is None or self._closed:
+            raise PeerClosed(f"data channel {self._label or '?'} is not open")
+        dc.send(data)
+
+    @property
+    def max_message_size(self) -> int | None:
+        return self._remote_max
+
+    @property
+    def round_trip(self) -> float | None:
+        return None
+
+    @property
+    def burst_size(self) -> int | None:
+        return None
+
+    def selected_pair(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        if self._closed:
+            return None
+        native: Any = getattr(self.pc, "_native", None)  # webrtc.aiortc names no selected pair
+        sctp = native.sctp if native is not None else None
+        if sctp is None:
+            return None
+        pair = sctp.transport.ice_transport.get_selected_candidate_pair()
+        if pair is None:
+            return None
+        local, remote = pair.local, pair.remote
+        if None in (local.address, local.port, remote.address, remote.port):
+            return None
+        return (local.address, local.port), (remote.address, remote.port)
+
+    def udp_buffers(self, size: int | None = None) -> list[tuple[int, int]]:
+        return []  # libwebrtc owns its sockets
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def _attach(self, dc: _wrtc.RTCDataChannel) -> None:
+        if self._dc is not None:  # one data channel per connection, as simple-peer does
+            dc.close()
+            return
+        self._dc = dc
+        self._label = dc.label
+        dc.on("message", self._on_message)
+        dc.on("close", self.close)
+        if self._on_buffered_low is not None:
+            dc.on("bufferedamountlow", self._on_buffered_low)
+        if dc.readyState == "open":
+            self.on_open()
+        else:
+            dc.on("open", self._on_dc_open)
+
+    def _on_dc_open(self) -> None:
+        if not self._closed:
+            self.on_open()
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = asyncio.get_running_loop().create_task(self.pc.close())
+        self.on_close()
+
+    async def wait_closed(self) -> None:
+        self.close()
+        if self._closing is not None:
+            await self._closing
+
+
+def _nothing() -> None:
+    pass
+
+
+def _nothing_with(data: str | bytes) -> None:
+    pass
+
+
+class WrtcTransport:
+    """Makes :class:`WrtcLink` objects."""
+
+    name = "libwebrtc"
+
+    def link(self, options: RTCOptions, *, initiator: bool, label: str) -> WrtcLink:
+        return WrtcLink(options, initiator=initiator, label=label)
+
+
+#: The libwebrtc transport.
+LIBWEBRTC = WrtcTransport()

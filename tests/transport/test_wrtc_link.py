@@ -1,0 +1,135 @@
+"""The transport seam's libwebrtc implementation, on its own: two links in the test network.
+
+libwebrtc gathers no loopback candidates: these links meet over the test namespace's veth pair
+(tests/interop/netns.py), so they are marked ``interop`` and run inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from p2prpc.errors import PeerClosed
+from p2prpc.transport import RTCOptions, Transport
+
+pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
+
+from interop.netns import ADDRESSES
+
+from p2prpc.transport.aiortc import AIORTC
+from p2prpc.transport.wrtc import LIBWEBRTC, WrtcLink, pin_host_candidates
+
+pytestmark = pytest.mark.interop
+
+#: Host candidates on the namespace's first address only: every link in these tests meets there.
+PINNED = RTCOptions(ice_servers=[], host_addresses=[ADDRESSES[0]], udp_buffer_size=None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("offering", "answering"),
+    [(LIBWEBRTC, LIBWEBRTC), (LIBWEBRTC, AIORTC), (AIORTC, LIBWEBRTC)],
+    ids=["libwebrtc-libwebrtc", "libwebrtc-aiortc", "aiortc-libwebrtc"],
+)
+async def test_two_links_connect_carry_both_kinds_of_message_and_close_once(
+    offering: Transport, answering: Transport
+) -> None:
+    label = secrets.token_hex(20)
+    offerer = offering.link(PINNED, initiator=True, label=label)
+    answerer = answering.link(PINNED, initiator=False, label="ignored")
+    assert (offerer.label, answerer.label) == (label, "")
+    with pytest.raises(PeerClosed):
+        offerer.fingerprints()  # no session yet
+    opened = [asyncio.Event(), asyncio.Event()]
+    got: asyncio.Queue[str | bytes] = asyncio.Queue()
+    back: asyncio.Queue[str | bytes] = asyncio.Queue()
+    closes: list[str] = []
+    offerer.on_open, answerer.on_open = opened[0].set, opened[1].set
+    answerer.on_message = got.put_nowait
+    offerer.on_message = back.put_nowait
+    offerer.on_close = lambda: closes.append("offerer")
+    answerer.on_close = lambda: closes.append("answerer")
+    try:
+        offer = await offerer.create_offer()
+        # No trickle: every candidate is in the SDP, and only the pinned host address.
+        assert f" {ADDRESSES[0]} " in offer and "a=candidate" in offer
+        assert f" {ADDRESSES[1]} " not in offer
+        answer = await answerer.accept_offer(offer)
+        assert f" {ADDRESSES[0]} " in answer and f" {ADDRESSES[1]} " not in answer
+        await offerer.accept_answer(answer)
+        async with asyncio.timeout(10):
+            await opened[0].wait()
+            await opened[1].wait()
+        assert answerer.label == label and offerer.writable and answerer.writable
+        local, remote = offerer.fingerprints()
+        assert answerer.fingerprints() == (remote, local) and len(local) == 32
+        assert offerer.max_message_size == answerer.max_message_size == 262144
+        for link in (offerer, answerer):
+            pair = link.selected_pair()
+            assert pair is not None and pair[0][0] == pair[1][0] == ADDRESSES[0]
+        offerer.send("text")
+        offerer.send(b"\x00bytes")
+        answerer.send(b"back")
+        async with asyncio.timeout(10):
+            assert await got.get() == "text"
+            assert await got.get() == b"\x00bytes"
+            assert await back.get() == b"back"
+        low = asyncio.Event()
+        offerer.set_low_threshold(0)
+        offerer.on_buffered_low = low.set
+        for _ in range(64):
+            offerer.send(b"x" * 65536)
+        assert offerer.buffered_amount > 0
+        async with asyncio.timeout(10):
+            await low.wait()  # it drained to the threshold
+        assert offerer.buffered_amount == 0
+        async with asyncio.timeout(10):
+            for _ in range(64):
+                assert len(await got.get()) == 65536  # in order, none lost
+    finally:
+        offerer.close()
+        offerer.close()
+        await offerer.wait_closed()
+        async with asyncio.timeout(10):
+            while "answerer" not in closes:  # noqa: ASYNC110 - the remote's close has no future
+                await asyncio.sleep(0.02)
+        await answerer.wait_closed()
+    assert sorted(closes) == ["answerer", "offerer"]
+    assert not offerer.writable and not answerer.writable
+    for link in (offerer, answerer):
+        if isinstance(link, WrtcLink):
+            with pytest.raises(PeerClosed):
+                link.send(b"after")  # a typed error, not libwebrtc's own
+            assert link.buffered_amount == 0 and link.selected_pair() is None
+
+
+@pytest.mark.asyncio
+async def test_a_link_closed_while_it_gathers_fails_its_offer_and_closes() -> None:
+    """A connection dropped as it is made (a retired offer, a swarm leaving) is closed while ICE
+    gathers its candidates: making the offer then fails PeerClosed."""
+    for _ in range(5):
+        link = LIBWEBRTC.link(PINNED, initiator=True, label=secrets.token_hex(20))
+        assert isinstance(link, WrtcLink)
+        making = asyncio.ensure_future(link.create_offer())
+        await asyncio.sleep(0)  # let the gathering begin before the close
+        link.close()
+        with pytest.raises(PeerClosed):
+            await making
+        await link.wait_closed()
+        assert link.pc.connectionState == "closed" and not link.writable
+
+
+def test_pinning_keeps_only_the_given_host_candidates_and_every_other_kind() -> None:
+    sdp = (
+        "v=0\r\n"
+        "a=candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host generation 0\r\n"
+        "a=candidate:2 1 udp 2122260223 10.0.0.2 5001 typ host generation 0\r\n"
+        "a=candidate:3 1 udp 1686052607 1.2.3.4 5002 typ srflx raddr 10.0.0.2 rport 5001\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    pinned = pin_host_candidates(sdp, ["10.0.0.1"])
+    assert "10.0.0.1 5000" in pinned and "10.0.0.2 5001 typ host" not in pinned
+    assert "1.2.3.4 5002 typ srflx" in pinned and pinned.endswith("a=end-of-candidates\r\n")
+    assert pin_host_candidates(sdp, None) == sdp
