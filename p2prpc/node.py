@@ -131,6 +131,8 @@ class Node(Mux, GrpcChannelMethods):
     ``reflection``, ``health``: serve the standard ``grpc.reflection.v1.ServerReflection`` (and
     ``v1alpha``) and ``grpc.health.v1.Health`` services (see :mod:`p2prpc.services`), as a gRPC
     server with them added does; what grpcurl and ``p2prpc describe``/``health`` use.
+    ``transport``: ``"aiortc"``, ``"libwebrtc"`` or ``"auto"``, as :class:`~p2prpc.p2pt.P2PT`'s
+    (the default: ``P2PRPC_TRANSPORT``, else aiortc).
     Other keyword arguments go to :class:`~p2prpc.p2pt.P2PT`. Client-side settings (retries,
     interceptors, compression, ``wait_for_ready``, grpc channel options) belong to
     ``p2prpc.rpc.Channel``.

@@ -74,7 +74,7 @@ from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
-from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions
+from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions, Transport, choose_transport
 from .wire.frames import (
     MAX_PARSED_SIZE,
     MAX_PEER_BYTES,
@@ -318,7 +318,15 @@ class P2PT(AsyncIOEventEmitter):
     ``await drain(peer)`` waits until the queue is empty again. So each peer costs at most
     ``max_channels_per_peer × (max_send_queue + 1 MiB + 64 KiB)`` bytes of outgoing data.
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
-    (:class:`~p2prpc.transport.RTCOptions`).
+    (:class:`~p2prpc.transport.RTCOptions`; aiortc only: libwebrtc sizes its own).
+
+    ``transport``: the WebRTC implementation connections are made with: ``"aiortc"`` (pure
+    Python, always installed), ``"libwebrtc"`` (Chrome's engine through the ``wrtc`` package,
+    ``pip install p2prpc[native]``; it gathers no loopback candidates), ``"auto"`` (libwebrtc
+    when installed, else aiortc), or a :class:`~p2prpc.transport.Transport`; ``None`` (the
+    default): what the environment variable ``P2PRPC_TRANSPORT`` names, aiortc when it is unset.
+    ``"libwebrtc"`` without ``wrtc`` raises :class:`~p2prpc.transport.TransportUnavailable` (an
+    ``ImportError``). The other peer cannot tell which one a peer uses: both interoperate.
 
     Closed swarms: with ``secret`` (str or bytes) the info_hash is derived from the secret and
     the identifier (scrypt and HKDF-SHA256: about 0.1 s and 64 MiB, once per secret and
@@ -364,6 +372,7 @@ class P2PT(AsyncIOEventEmitter):
         ice_servers: Sequence[RTCIceServer] | None = None,
         host_addresses: Sequence[str] | None = None,
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
+        transport: str | Transport | None = None,
         reply_timeout: float | None = 60.0,
         max_message_length: int = 16 * 2**20,
         max_pending: int = 64,
@@ -395,6 +404,13 @@ class P2PT(AsyncIOEventEmitter):
             raise TypeError(
                 f"announce_urls is a list of tracker URLs, not one string: [{announce_urls!r}]"
             )
+        #: The WebRTC implementation this peer's connections are made with (its ``name``:
+        #: ``"aiortc"`` or ``"libwebrtc"``).
+        self.transport: Transport = (
+            transport
+            if transport is not None and not isinstance(transport, str)
+            else choose_transport(transport)
+        )
         self.announce_urls: list[str] = list(announce_urls)
         self.identifier = identifier
         keys = derive_keys(secret, identifier) if secret is not None else None
@@ -466,7 +482,11 @@ class P2PT(AsyncIOEventEmitter):
         self.answer_timeout = answer_timeout
         self.max_direct_offers = max_direct_offers
         self._pool = OfferPool(
-            self, self._signalling, self._rtc_options, max_offers=max_direct_offers
+            self,
+            self._signalling,
+            self._rtc_options,
+            transport=self.transport,
+            max_offers=max_direct_offers,
         )
         self.direct_offer_timeout = direct_offer_timeout
         self.more_peers_handler: Callable[[], bool] | None = None

@@ -5,7 +5,11 @@ P2PT: SDP offers and answers that carry every ICE candidate (no trickle, which i
 WebTorrent tracker protocol relays), one ordered reliable data channel, its buffered amount and
 low-water event, the DTLS fingerprints the handshake binds to, and close. A :class:`Transport`
 makes links from :class:`RTCOptions`. Everything above (connections, the swarm, P2PT) is written
-against these two protocols; :mod:`p2prpc.transport.aiortc` implements them with aiortc.
+against these two protocols; :mod:`p2prpc.transport.aiortc` implements them with aiortc (pure
+Python, always installed), :mod:`p2prpc.transport.wrtc` with libwebrtc, Chrome's engine, through the
+``wrtc`` package (``pip install p2prpc[native]``). :func:`choose_transport` picks one by name:
+``"aiortc"``, ``"libwebrtc"``, or ``"auto"`` (libwebrtc when ``wrtc`` is installed, else aiortc);
+the environment variable ``P2PRPC_TRANSPORT`` names the default, which is ``"aiortc"`` when unset.
 
 ICE policy: ``ice_servers`` ``None`` means P2PT's defaults (the STUN servers simple-peer sets),
 ``[]`` host candidates only (no STUN query ever leaves the machine). ``host_addresses`` pins the
@@ -15,9 +19,10 @@ machine meet over loopback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aiortc import RTCIceServer
 
@@ -28,10 +33,14 @@ __all__ = [
     "LOW_WATER_MARK",
     "MAX_SEND_QUEUE",
     "P2PT_ICE_SERVERS",
+    "TRANSPORT_ENV",
     "UDP_BUFFER_SIZE",
     "Link",
     "RTCOptions",
     "Transport",
+    "TransportName",
+    "TransportUnavailable",
+    "choose_transport",
     "default_transport",
 ]
 
@@ -192,8 +201,45 @@ class Transport(Protocol):
         ...
 
 
-def default_transport() -> Transport:
-    """The transport links are made with: aiortc (pure Python, installed with p2prpc)."""
-    from .aiortc import AIORTC  # the only transport so far; loaded when first needed
+#: A transport's name, as :func:`choose_transport` and ``P2PT(transport=...)`` take it.
+TransportName = Literal["aiortc", "libwebrtc", "auto"]
+_NAMES: tuple[TransportName, ...] = ("aiortc", "libwebrtc", "auto")
+
+#: The environment variable that names the default transport (``"aiortc"`` when unset).
+TRANSPORT_ENV = "P2PRPC_TRANSPORT"
+
+
+class TransportUnavailable(ImportError):
+    """The transport asked for is not installed (libwebrtc: ``pip install p2prpc[native]``)."""
+
+
+def choose_transport(name: str | None = None) -> Transport:
+    """The transport called ``name``: ``"aiortc"``, ``"libwebrtc"`` or ``"auto"`` (libwebrtc when
+    the ``wrtc`` package imports, else aiortc); ``None``: the one the environment variable
+    ``P2PRPC_TRANSPORT`` names, ``"aiortc"`` when it is unset or empty.
+
+    :class:`TransportUnavailable` (an ``ImportError``) for ``"libwebrtc"`` without ``wrtc``
+    installed; ``ValueError`` for any other name.
+    """
+    if name is None:
+        name = os.environ.get(TRANSPORT_ENV) or "aiortc"
+    if name not in _NAMES:
+        source = f" (from {TRANSPORT_ENV})" if name == os.environ.get(TRANSPORT_ENV) else ""
+        raise ValueError(f"transport must be one of {', '.join(_NAMES)}, not {name!r}{source}")
+    if name != "aiortc":
+        try:
+            from .wrtc import LIBWEBRTC  # loaded when first asked for
+        except TransportUnavailable:
+            if name == "libwebrtc":
+                raise
+        else:
+            return LIBWEBRTC
+    from .aiortc import AIORTC  # loaded when first needed
 
     return AIORTC
+
+
+def default_transport() -> Transport:
+    """The transport links are made with when none is given: :func:`choose_transport`'s for
+    ``P2PRPC_TRANSPORT`` (aiortc when it is unset)."""
+    return choose_transport()

@@ -28,19 +28,19 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from ..errors import PeerClosed
+from ..wire.sdp import max_message_size
+from ..wire.secret import sdp_fingerprint
+from . import RTCOptions, TransportUnavailable
+
 try:
     import webrtc.aiortc as _wrtc
 except ImportError as error:  # the optional dependency is missing
-    raise ImportError(
+    raise TransportUnavailable(
         "the libwebrtc transport needs the wrtc package: pip install p2prpc[native]",
         name=error.name,
         path=error.path,
     ) from error
-
-from ..errors import PeerClosed
-from ..wire.sdp import max_message_size
-from ..wire.secret import sdp_fingerprint
-from . import RTCOptions
 
 __all__ = ["LIBWEBRTC", "WrtcLink", "WrtcTransport", "pin_host_candidates"]
 
