@@ -7,6 +7,7 @@ libwebrtc gathers no loopback candidates: these links meet over the test namespa
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 
 import pytest
@@ -133,3 +134,60 @@ def test_pinning_keeps_only_the_given_host_candidates_and_every_other_kind() -> 
     assert "10.0.0.1 5000" in pinned and "10.0.0.2 5001 typ host" not in pinned
     assert "1.2.3.4 5002 typ srflx" in pinned and pinned.endswith("a=end-of-candidates\r\n")
     assert pin_host_candidates(sdp, None) == sdp
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> int:
+    """Threads of this process, libwebrtc's native ones included."""
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.asyncio
+async def test_closing_frees_what_a_link_holds_over_many_cycles() -> None:
+    """Connect, exchange, close, thirty times: file descriptors and threads end where the first
+    cycle left them (libwebrtc keeps its worker threads for the process)."""
+
+    async def cycle() -> None:
+        offerer = LIBWEBRTC.link(PINNED, initiator=True, label=secrets.token_hex(20))
+        answerer = LIBWEBRTC.link(PINNED, initiator=False, label="")
+        opened = [asyncio.Event(), asyncio.Event()]
+        got, closed = asyncio.Event(), asyncio.Event()
+        offerer.on_open, answerer.on_open = opened[0].set, opened[1].set
+        answerer.on_message = lambda _data: got.set()
+        answerer.on_close = closed.set
+        try:
+            await offerer.accept_answer(await answerer.accept_offer(await offerer.create_offer()))
+            async with asyncio.timeout(10):
+                await opened[0].wait()
+                await opened[1].wait()
+                offerer.send(b"ping")
+                await got.wait()
+        finally:
+            await offerer.wait_closed()
+            async with asyncio.timeout(10):
+                await closed.wait()  # the remote saw the close
+            await answerer.wait_closed()
+
+    await cycle()
+    fds, threads = _open_fds(), _threads()
+    for _ in range(30):
+        await cycle()
+    after = _open_fds(), _threads()
+    assert after[0] <= fds and after[1] <= threads, (fds, threads, after)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_offer_is_cancelled_not_closed() -> None:
+    """The caller's own cancellation of a handshake step stays a cancellation (wrtc raises the
+    same ``CancelledError`` for a step its close aborts, which PeerClosed stands for)."""
+    link = LIBWEBRTC.link(PINNED, initiator=True, label=secrets.token_hex(20))
+    making = asyncio.ensure_future(link.create_offer())
+    await asyncio.sleep(0)  # under way
+    making.cancel()
+    link.close()  # in the same turn: the caller's cancellation still wins
+    with pytest.raises(asyncio.CancelledError):
+        await making
+    await link.wait_closed()
