@@ -7,7 +7,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Union, cast
+from typing import TYPE_CHECKING, Any, TypeVar, Union, cast
 
 import grpc
 import grpc.aio
@@ -35,7 +35,10 @@ if TYPE_CHECKING:
         StreamUnaryMethod,
         UnaryStreamMethod,
         UnaryUnaryMethod,
+        _MethodBase,
     )
+
+    M = TypeVar("M", bound=_MethodBase[Any, Any])
 
 
 #: Bytes of requests a request-streaming call keeps for another attempt (gRPC's default).
@@ -86,10 +89,6 @@ class _Throttle:
             self.tokens = min(self.config.max_tokens, self.tokens + self.config.token_ratio)
 
 
-def _method_name(method: str | bytes) -> str:
-    return method.decode() if isinstance(method, bytes) else method
-
-
 class GrpcChannelMethods:
     """grpc.aio.Channel's four multicallable factories, so that grpcio-tools' generated
     ``XStub(channel)`` works: a :class:`Channel` has them, and so do a
@@ -116,17 +115,9 @@ class GrpcChannelMethods:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> UnaryUnaryMethod[Any, Any]:
-        from .client import UnaryUnaryMethod, grpc_codecs
+        from .client import UnaryUnaryMethod
 
-        requests, replies = grpc_codecs(request_serializer, response_deserializer)
-        return UnaryUnaryMethod(
-            as_channel(cast(ChannelLike, self)),
-            _method_name(method),
-            object,
-            object,
-            request_codec=requests,
-            reply_codec=replies,
-        )
+        return self._method(UnaryUnaryMethod, method, request_serializer, response_deserializer)
 
     def unary_stream(
         self,
@@ -135,17 +126,9 @@ class GrpcChannelMethods:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> UnaryStreamMethod[Any, Any]:
-        from .client import UnaryStreamMethod, grpc_codecs
+        from .client import UnaryStreamMethod
 
-        requests, replies = grpc_codecs(request_serializer, response_deserializer)
-        return UnaryStreamMethod(
-            as_channel(cast(ChannelLike, self)),
-            _method_name(method),
-            object,
-            object,
-            request_codec=requests,
-            reply_codec=replies,
-        )
+        return self._method(UnaryStreamMethod, method, request_serializer, response_deserializer)
 
     def stream_unary(
         self,
@@ -154,17 +137,9 @@ class GrpcChannelMethods:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> StreamUnaryMethod[Any, Any]:
-        from .client import StreamUnaryMethod, grpc_codecs
+        from .client import StreamUnaryMethod
 
-        requests, replies = grpc_codecs(request_serializer, response_deserializer)
-        return StreamUnaryMethod(
-            as_channel(cast(ChannelLike, self)),
-            _method_name(method),
-            object,
-            object,
-            request_codec=requests,
-            reply_codec=replies,
-        )
+        return self._method(StreamUnaryMethod, method, request_serializer, response_deserializer)
 
     def stream_stream(
         self,
@@ -173,17 +148,25 @@ class GrpcChannelMethods:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> StreamStreamMethod[Any, Any]:
-        from .client import StreamStreamMethod, grpc_codecs
+        from .client import StreamStreamMethod
+
+        return self._method(StreamStreamMethod, method, request_serializer, response_deserializer)
+
+    def _method(
+        self,
+        kind: type[M],
+        method: str | bytes,
+        request_serializer: Callable[[Any], bytes] | None,
+        response_deserializer: Callable[[bytes], Any] | None,
+    ) -> M:
+        """A method object of ``kind`` for ``method``, its payloads made by grpcio's serializer
+        pair, calling through this (a channel, a node or a peer target)."""
+        from .client import grpc_codecs  # the call machinery builds on this module
 
         requests, replies = grpc_codecs(request_serializer, response_deserializer)
-        return StreamStreamMethod(
-            as_channel(cast(ChannelLike, self)),
-            _method_name(method),
-            object,
-            object,
-            request_codec=requests,
-            reply_codec=replies,
-        )
+        name = method.decode() if isinstance(method, bytes) else method
+        channel = as_channel(cast(ChannelLike, self))
+        return kind(channel, name, object, object, request_codec=requests, reply_codec=replies)
 
 
 # A grpc.aio.Channel (isinstance holds, as grpc.aio's type hints expect); its stub methods give

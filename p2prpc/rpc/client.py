@@ -876,10 +876,7 @@ class _Call(Generic[Req, Rep]):
         if self._status.done():
             return
         self._deadline_passed = True
-        details = "Deadline Exceeded"
-        if self._attempt is None:  # still waiting for a server: say why none came
-            details += f": {self._channel.why_no_server(self._method.service)}"
-        status = Status(StatusCode.DEADLINE_EXCEEDED, details)
+        status = self._deadline_status(waiting=self._attempt is None)
         if self._attempt is not None:
             if self._attempt.state is _AttemptState.SENT:
                 self._attempt.endpoint.note_timeout(self._attempt.peer_id)
@@ -887,6 +884,14 @@ class _Call(Generic[Req, Rep]):
         self._end(status)
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    def _deadline_status(self, waiting: bool) -> Status:
+        """DEADLINE_EXCEEDED, as gRPC words it; when the call was still ``waiting`` for a
+        server, why none came (:meth:`~p2prpc.rpc.Channel.why_no_server`)."""
+        details = "Deadline Exceeded"
+        if waiting:
+            details += f": {self._channel.why_no_server(self._method.service)}"
+        return Status(StatusCode.DEADLINE_EXCEEDED, details)
 
     def _cancel_locally(self) -> bool:
         if self._status.done():

@@ -675,12 +675,9 @@ class _Intercepted(_Call[Req, Rep]):
         if self._status.done():
             return
         self._deadline_passed = True
-        details = "Deadline Exceeded"
-        inner = self._inner
-        if isinstance(inner, _Call) and inner._attempt is None and not inner.done():
-            # The call the chain made still waits for a server: say why none came, as it would.
-            details += f": {self._channel.why_no_server(self._method.service)}"
-        self._end(Status(StatusCode.DEADLINE_EXCEEDED, details))
+        inner = self._inner  # the call the chain made: still waiting for a server?
+        waiting = isinstance(inner, _Call) and inner._attempt is None and not inner.done()
+        self._end(self._deadline_status(waiting))
 
     def _final_error(self) -> RpcError:
         return self._raised if self._raised is not None else super()._final_error()
