@@ -27,13 +27,14 @@ import socket
 from collections.abc import Callable
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcsctptransport import SCTP_MAX_BURST, USERDATA_MAX_LENGTH
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
 from ..wire.secret import sdp_fingerprint
 from . import RTCOptions
+from .channel import DataChannelLink
 
 __all__ = [
     "AIORTC",
@@ -129,20 +130,13 @@ def size_udp_buffers(pc: RTCPeerConnection, size: int | None) -> list[tuple[int,
     return granted
 
 
-class AiortcLink:
+class AiortcLink(DataChannelLink):
     """:class:`~p2prpc.transport.Link` over aiortc (see that protocol for the contract)."""
 
     def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
         self.options = options
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=options.servers()))
-        self.on_open: Callable[[], None] = _nothing
-        # Handed to the data channel's emitter as they are set: no hop of ours per message, and
-        # no listener at all for the buffered-amount event while nobody waits on it.
-        self._on_message: Callable[[str | bytes], None] = _nothing_with
-        self._on_buffered_low: Callable[[], None] | None = None
-        self.on_close: Callable[[], None] = _nothing
-        self._label = label if initiator else ""
-        self._dc: RTCDataChannel | None = None
+        self._init_channel(initiator=initiator, label=label)
         self._remote_max: int | None = None  # the remote's max-message-size, once it is known
         self._round_trip: float | None = None  # the shortest round trip SCTP measured
         self._watching = False
@@ -153,36 +147,6 @@ class AiortcLink:
             self._attach(self.pc.createDataChannel(label))
         else:
             self.pc.on("datachannel", self._attach)
-
-    @property
-    def label(self) -> str:
-        return self._label
-
-    @property
-    def on_message(self) -> Callable[[str | bytes], None]:
-        return self._on_message
-
-    @on_message.setter
-    def on_message(self, handler: Callable[[str | bytes], None]) -> None:
-        dc = self._dc
-        if dc is not None:
-            dc.remove_listener("message", self._on_message)
-            dc.on("message", handler)
-        self._on_message = handler
-
-    @property
-    def on_buffered_low(self) -> Callable[[], None] | None:
-        return self._on_buffered_low
-
-    @on_buffered_low.setter
-    def on_buffered_low(self, handler: Callable[[], None] | None) -> None:
-        dc = self._dc
-        if dc is not None:
-            if self._on_buffered_low is not None:
-                dc.remove_listener("bufferedamountlow", self._on_buffered_low)
-            if handler is not None:
-                dc.on("bufferedamountlow", handler)
-        self._on_buffered_low = handler
 
     # -- signalling ---------------------------------------------------------------------------
 
@@ -300,24 +264,6 @@ class AiortcLink:
 
     # -- life ---------------------------------------------------------------------------------
 
-    def _attach(self, dc: RTCDataChannel) -> None:
-        if self._dc is not None:  # one data channel per connection, as simple-peer does
-            dc.close()
-            return
-        self._dc = dc
-        self._label = dc.label
-        dc.on("message", self._on_message)
-        dc.on("close", self.close)
-        if self._on_buffered_low is not None:
-            dc.on("bufferedamountlow", self._on_buffered_low)
-        if dc.readyState == "open":
-            self.on_open()
-        else:
-            dc.on("open", self._on_dc_open)
-
-    def _on_dc_open(self) -> None:
-        self.on_open()
-
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             self.close()
@@ -337,14 +283,6 @@ class AiortcLink:
         self.close()
         if self._closing is not None:
             await self._closing
-
-
-def _nothing() -> None:
-    pass
-
-
-def _nothing_with(data: str | bytes) -> None:
-    pass
 
 
 class AiortcTransport:

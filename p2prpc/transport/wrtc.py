@@ -25,13 +25,14 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
 from ..wire.secret import sdp_fingerprint
 from . import RTCOptions, TransportUnavailable
+from .channel import DataChannelLink
 
 try:
     import webrtc.aiortc as _wrtc
@@ -58,7 +59,7 @@ def pin_host_candidates(sdp: str, addresses: Sequence[str] | None) -> str:
     return _CANDIDATE.sub(lambda line: line.group(0) if line.group(1) in keep else "", sdp)
 
 
-class WrtcLink:
+class WrtcLink(DataChannelLink):
     """:class:`~p2prpc.transport.Link` over libwebrtc (see that protocol for the contract)."""
 
     def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
@@ -68,12 +69,7 @@ class WrtcLink:
             for s in options.servers()
         ]
         self.pc = _wrtc.RTCPeerConnection(_wrtc.RTCConfiguration(iceServers=servers))
-        self.on_open: Callable[[], None] = _nothing
-        self._on_message: Callable[[str | bytes], None] = _nothing_with
-        self._on_buffered_low: Callable[[], None] | None = None
-        self.on_close: Callable[[], None] = _nothing
-        self._label = label if initiator else ""
-        self._dc: _wrtc.RTCDataChannel | None = None
+        self._init_channel(initiator=initiator, label=label)
         self._local_sdp: str | None = None  # what we sent: with only the pinned host candidates
         self._remote_sdp: str | None = None
         self._remote_max: int | None = None
@@ -84,36 +80,6 @@ class WrtcLink:
             self._attach(self.pc.createDataChannel(label))
         else:
             self.pc.on("datachannel", self._attach)
-
-    @property
-    def label(self) -> str:
-        return self._label
-
-    @property
-    def on_message(self) -> Callable[[str | bytes], None]:
-        return self._on_message
-
-    @on_message.setter
-    def on_message(self, handler: Callable[[str | bytes], None]) -> None:
-        dc = self._dc
-        if dc is not None:
-            dc.remove_listener("message", self._on_message)
-            dc.on("message", handler)
-        self._on_message = handler
-
-    @property
-    def on_buffered_low(self) -> Callable[[], None] | None:
-        return self._on_buffered_low
-
-    @on_buffered_low.setter
-    def on_buffered_low(self, handler: Callable[[], None] | None) -> None:
-        dc = self._dc
-        if dc is not None:
-            if self._on_buffered_low is not None:
-                dc.remove_listener("bufferedamountlow", self._on_buffered_low)
-            if handler is not None:
-                dc.on("bufferedamountlow", handler)
-        self._on_buffered_low = handler
 
     # -- signalling ---------------------------------------------------------------------------
 
@@ -229,25 +195,6 @@ class WrtcLink:
 
     # -- life ---------------------------------------------------------------------------------
 
-    def _attach(self, dc: _wrtc.RTCDataChannel) -> None:
-        if self._dc is not None:  # one data channel per connection, as simple-peer does
-            dc.close()
-            return
-        self._dc = dc
-        self._label = dc.label
-        dc.on("message", self._on_message)
-        dc.on("close", self.close)
-        if self._on_buffered_low is not None:
-            dc.on("bufferedamountlow", self._on_buffered_low)
-        if dc.readyState == "open":
-            self.on_open()
-        else:
-            dc.on("open", self._on_dc_open)
-
-    def _on_dc_open(self) -> None:
-        if not self._closed:
-            self.on_open()
-
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             self.close()
@@ -263,14 +210,6 @@ class WrtcLink:
         self.close()
         if self._closing is not None:
             await self._closing
-
-
-def _nothing() -> None:
-    pass
-
-
-def _nothing_with(data: str | bytes) -> None:
-    pass
 
 
 class WrtcTransport:
