@@ -144,6 +144,8 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
+        # Windows event loops have no signal handlers (NotImplementedError): Ctrl-C is then a
+        # KeyboardInterrupt, which ends the program as well.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
@@ -304,7 +306,7 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
             task.cancel()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
+            with contextlib.suppress(NotImplementedError):  # Windows: see _serve_tracker
                 loop.add_signal_handler(sig, interrupt)
         try:
             return await coroutine
