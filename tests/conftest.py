@@ -4,16 +4,24 @@ Interop tests (marked `interop`) need the test network namespace (`interop.netns
 selected, this process moves into a fresh namespace right after collection, before any test,
 event loop or helper thread exists, and removes it when the session ends. Where that is
 impossible (not root, no `ip`), those tests are skipped with the reason.
+
+libwebrtc (the `native` extra) gathers loopback candidates in this run (`WRTC_ALLOW_LOOPBACK`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 import pytest
 
 _NETNS = pytest.StashKey[ModuleType]()
+
+# libwebrtc gathers loopback candidates only if allowed before its first connection in the
+# process; this run has tests pinned to loopback and tests over the namespace's interfaces in any
+# order, so it allows them from the start (p2prpc.transport.wrtc).
+os.environ.setdefault("WRTC_ALLOW_LOOPBACK", "1")
 
 
 def _netns() -> ModuleType:

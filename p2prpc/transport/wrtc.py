@@ -5,7 +5,14 @@ One :class:`WrtcLink` is one ``RTCPeerConnection`` with one ``RTCDataChannel``, 
 :class:`~p2prpc.transport.aiortc.AiortcLink` is on aiortc; the two interoperate (the transport is
 not visible to the other peer). Where it differs:
 
-- libwebrtc gathers no loopback candidates: two links on one machine meet over a real interface.
+- libwebrtc gathers loopback candidates only when allowed before its first connection in the
+  process (:func:`allow_loopback`, or ``WRTC_ALLOW_LOOPBACK=1``). A first link whose
+  ``RTCOptions.host_addresses`` names a loopback address allows them, so that two peers on one
+  machine meet over 127.0.0.1 as on aiortc; a later one raises :class:`LoopbackRefused`, which
+  says how to allow them. They are offered only where ``host_addresses`` names them, as Chrome
+  offers none (though, once allowed, a connection to an address of this machine may use them).
+- :meth:`WrtcLink.selected_pair` is ``None`` while the remote candidate in use is one libwebrtc
+  learnt from connectivity checks (peer-reflexive: its address is not exposed).
 - ``RTCOptions.host_addresses`` keeps only the host candidates on the given addresses in the
   session descriptions this side sends (libwebrtc gathers on every interface; the remote peer
   learns of, and so checks, only the pinned ones).
@@ -23,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -35,6 +44,7 @@ from . import RTCOptions, TransportUnavailable
 from .channel import DataChannelLink
 
 try:
+    import webrtc
     import webrtc.aiortc as _wrtc
 except ImportError as error:  # the optional dependency is missing
     raise TransportUnavailable(
@@ -43,20 +53,67 @@ except ImportError as error:  # the optional dependency is missing
         path=error.path,
     ) from error
 
-__all__ = ["LIBWEBRTC", "WrtcLink", "WrtcTransport", "pin_host_candidates"]
+__all__ = [
+    "LIBWEBRTC",
+    "LoopbackRefused",
+    "WrtcLink",
+    "WrtcTransport",
+    "allow_loopback",
+    "pin_host_candidates",
+]
 
 logger = logging.getLogger(__name__)
 
 _CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ host\b.*\r?\n", re.MULTILINE)
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a hostname (mDNS candidates): not a loopback address
+        return False
+
+
 def pin_host_candidates(sdp: str, addresses: Sequence[str] | None) -> str:
-    """``sdp`` without the host candidates whose address is not in ``addresses`` (``None``: all
-    kept). Server-reflexive and relayed candidates are kept whatever their address."""
-    if addresses is None:
-        return sdp
-    keep = set(addresses)
-    return _CANDIDATE.sub(lambda line: line.group(0) if line.group(1) in keep else "", sdp)
+    """``sdp`` without the host candidates whose address is not in ``addresses`` (``None``: every
+    one but loopback addresses). Server-reflexive and relayed candidates are kept whatever their
+    address."""
+    keep = None if addresses is None else set(addresses)
+
+    def kept(line: re.Match[str]) -> str:
+        address = line.group(1)
+        wanted = not _is_loopback(address) if keep is None else address in keep
+        return line.group(0) if wanted else ""
+
+    return _CANDIDATE.sub(kept, sdp)
+
+
+class LoopbackRefused(RuntimeError):
+    """A link was pinned to a loopback address after libwebrtc made a connection without loopback
+    candidates: it decides once per process, before its first connection."""
+
+
+_loopback_allowed = os.environ.get("WRTC_ALLOW_LOOPBACK") == "1"  # wrtc allowed them on import
+
+
+def allow_loopback() -> None:
+    """Let libwebrtc gather loopback candidates in this process (idempotent).
+
+    :class:`LoopbackRefused` once a libwebrtc connection exists without them: call this (or set
+    ``WRTC_ALLOW_LOOPBACK=1``) before the first one.
+    """
+    global _loopback_allowed
+    if _loopback_allowed:
+        return
+    try:
+        webrtc.allow_loopback()
+    except webrtc.InvalidStateError as error:
+        raise LoopbackRefused(
+            "libwebrtc gathers loopback candidates only when allowed before its first connection"
+            " in the process: set WRTC_ALLOW_LOOPBACK=1, or call"
+            " p2prpc.transport.wrtc.allow_loopback() before making any"
+        ) from error
+    _loopback_allowed = True
 
 
 class WrtcLink(DataChannelLink):
@@ -64,6 +121,8 @@ class WrtcLink(DataChannelLink):
 
     def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
         self.options = options
+        if any(_is_loopback(address) for address in options.host_addresses or ()):
+            allow_loopback()
         servers = [
             _wrtc.RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
             for s in options.servers()

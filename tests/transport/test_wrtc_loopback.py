@@ -1,0 +1,102 @@
+"""libwebrtc over loopback: links pinned to 127.0.0.1 meet there, as aiortc's do.
+
+libwebrtc decides once per process, before its first connection, whether it gathers loopback
+candidates: a first link pinned to loopback allows them, and a later one says how to allow them.
+(The test run allows them from the start: tests/conftest.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from p2prpc.transport import RTCOptions, Transport
+
+pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
+
+from p2prpc.transport.aiortc import AIORTC
+from p2prpc.transport.wrtc import LIBWEBRTC
+
+LOOPBACK = RTCOptions(ice_servers=[], host_addresses=["127.0.0.1"], udp_buffer_size=None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("offering", "answering"),
+    [(LIBWEBRTC, LIBWEBRTC), (LIBWEBRTC, AIORTC), (AIORTC, LIBWEBRTC)],
+    ids=["libwebrtc-libwebrtc", "libwebrtc-aiortc", "aiortc-libwebrtc"],
+)
+async def test_links_pinned_to_loopback_meet_there(
+    offering: Transport, answering: Transport
+) -> None:
+    offerer = offering.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+    answerer = answering.link(LOOPBACK, initiator=False, label="")
+    opened = asyncio.Event()
+    got: asyncio.Queue[str | bytes] = asyncio.Queue()
+    offerer.on_open, answerer.on_open = opened.set, lambda: None
+    offerer.on_message, answerer.on_message = lambda _: None, got.put_nowait
+    offerer.on_close = answerer.on_close = lambda: None
+    try:
+        offer = await offerer.create_offer()
+        assert " 127.0.0.1 " in offer
+        await offerer.accept_answer(await answerer.accept_offer(offer))
+        async with asyncio.timeout(10):
+            await opened.wait()
+            offerer.send("over loopback")
+            assert await got.get() == "over loopback"
+    finally:
+        await offerer.wait_closed()
+        await answerer.wait_closed()
+    # Loopback candidates are offered only where they are asked for, as Chrome offers none.
+    unpinned = LIBWEBRTC.link(RTCOptions(ice_servers=[]), initiator=True, label="x" * 40)
+    try:
+        offer = await unpinned.create_offer()
+        assert not [
+            line for line in offer.splitlines() if "a=candidate" in line and " 127.0.0.1 " in line
+        ]
+    finally:
+        await unpinned.wait_closed()
+
+
+def test_pinning_to_loopback_after_the_first_connection_says_how_to_allow_it() -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio
+        import webrtc.aiortc
+        from p2prpc.transport import RTCOptions
+        from p2prpc.transport.wrtc import LIBWEBRTC, LoopbackRefused
+
+        async def main():
+            other = webrtc.aiortc.RTCPeerConnection()  # libwebrtc used without loopback
+            first = LIBWEBRTC.link(RTCOptions(ice_servers=[]), initiator=True, label="a" * 40)
+            try:
+                LIBWEBRTC.link(
+                    RTCOptions(ice_servers=[], host_addresses=["127.0.0.1"]),
+                    initiator=True,
+                    label="b" * 40,
+                )
+            except LoopbackRefused as error:
+                print("refused:", error)
+            await first.wait_closed()
+            await other.close()
+
+        asyncio.run(main())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WRTC_ALLOW_LOOPBACK"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and "WRTC_ALLOW_LOOPBACK=1" in result.stdout
