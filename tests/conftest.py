@@ -5,16 +5,52 @@ selected, this process moves into a fresh namespace right after collection, befo
 event loop or helper thread exists, and removes it when the session ends. Where that is
 impossible (not root, no `ip`), those tests are skipped with the reason.
 
-libwebrtc (the `native` extra) gathers loopback candidates in this run (`WRTC_ALLOW_LOOPBACK`).
+Transports: the tests of every folder and file named in `PER_TRANSPORT` make connections, and run
+once on each transport (ids end in `[aiortc]` / `[libwebrtc]`): a module-scoped autouse fixture
+sets `P2PRPC_TRANSPORT` for the module's tests, its fixtures and the processes they start.
+`--transport NAME` keeps one. A test about one transport's own machinery is marked
+`@pytest.mark.transport_only("aiortc", reason=...)`: on the other it is skipped with the reason.
+libwebrtc (the `native` extra) gathers loopback candidates in this run (`WRTC_ALLOW_LOOPBACK`); its
+tests skip with the reason where `wrtc` is not installed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from p2prpc.transport import TRANSPORT_ENV
+
+TRANSPORTS = ("aiortc", "libwebrtc")
+
+#: Folders and files (relative to tests/) whose tests make connections: they run on each transport.
+PER_TRANSPORT = (
+    "costs/",
+    "fuzz/test_node_inputs.py",
+    "grpcaio/",
+    "interop/",
+    "lab/",
+    "mesh/",
+    "p2pt/",
+    "pubsub/",
+    "rpc/",
+    "secret/",
+    "services/",
+    "swarm/",
+    "test_cli",
+    "test_examples.py",
+    "test_progress.py",
+    "test_tools.py",
+    "tracker/test_legitimate_messages.py",
+)
+
+_TESTS = Path(__file__).parent
 
 _NETNS = pytest.StashKey[ModuleType]()
 
@@ -52,3 +88,77 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     netns = session.config.stash.get(_NETNS, None)
     if netns is not None:
         netns.leave()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--transport",
+        action="append",
+        choices=TRANSPORTS,
+        help="run the connection-making tests on this transport only (repeatable; default: both)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "transport_only(name, reason): the test is about one transport's own machinery",
+    )
+
+
+def _per_transport(path: Path) -> bool:
+    try:
+        relative = path.relative_to(_TESTS).as_posix()
+    except ValueError:
+        return False
+    return relative.startswith(PER_TRANSPORT)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "default_transport" not in metafunc.fixturenames:
+        return
+    if not _per_transport(metafunc.definition.path):
+        return
+    wanted = metafunc.config.getoption("transport") or TRANSPORTS
+    only = metafunc.definition.get_closest_marker("transport_only")
+    native = importlib.util.find_spec("webrtc") is not None
+    params = []
+    for name in TRANSPORTS:
+        if name not in wanted:
+            continue
+        marks = []
+        if only is not None and name != only.args[0]:
+            marks.append(pytest.mark.skip(reason=f"about {only.args[0]}: {only.kwargs['reason']}"))
+        elif name == "libwebrtc" and not native:
+            marks.append(pytest.mark.skip(reason="libwebrtc needs wrtc (p2prpc[native])"))
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("default_transport", params, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def default_transport(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The transport this module's connections are made on (``None``: it makes none)."""
+    name: str | None = getattr(request, "param", None)
+    if name is None:
+        yield None
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TRANSPORT_ENV, name)
+        yield name
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Reports without lone surrogates (tests about unencodable text fail with them in their
+    output, which pytest-xdist cannot send from its worker)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if _printable(text) != text:
+            report.longrepr = _printable(text)
+    report.sections = [(title, _printable(content)) for title, content in report.sections]
