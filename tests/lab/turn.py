@@ -2,14 +2,15 @@
 
 :class:`TurnLab` makes a network namespace joined to the caller's by a veth pair with private
 addresses: :attr:`TurnLab.client` on the caller's side, :attr:`TurnLab.server` inside, and no
-route beyond this process's own addresses. coturn (``turnserver``, Debian package ``coturn``: ``make apt``) runs
-inside with a configuration file of its own in a temporary directory: long-term credentials
-(:data:`USER`, :data:`PASSWORD`, realm :data:`REALM`), TURN over UDP and TCP on
-:data:`PORT`, over TLS on :data:`TLS_PORT` (a self-signed certificate made here), relayed
-addresses on :attr:`TurnLab.server`, relaying only to those, no CLI. Peers in this process reach it through the veth
-pair; peers limited to relayed candidates (``ice_transport_policy="relay"``) meet only through it.
-Nothing leaves the machine. Every process, namespace and interface made here is removed on
-:meth:`TurnLab.close` (or at the end of a ``with`` block).
+route beyond this process's own addresses. coturn (``turnserver``, Debian package ``coturn``:
+``make apt``) runs inside with a configuration file of its own in a temporary directory:
+long-term credentials (:data:`USER`, :data:`PASSWORD`, realm :data:`REALM`), TURN over UDP and
+TCP on :data:`PORT`, over TLS on :data:`TLS_PORT` (a self-signed certificate made here),
+relayed addresses on :attr:`TurnLab.server` and relaying only to those, no CLI. Peers in this
+process reach it through the veth pair; peers limited to relayed candidates
+(``ice_transport_policy="relay"``) meet only through it. Nothing leaves the machine. Every
+process, namespace and interface made here is removed on :meth:`TurnLab.close` (or at the end
+of a ``with`` block).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class TurnLab:
     def ice_server(
         self, *urls: str, username: str = USER, credential: str = PASSWORD
     ) -> RTCIceServer:
-        """An ``RTCIceServer`` for ``urls`` (all of this server's by default) with its credentials."""
+        """An ``RTCIceServer`` for ``urls`` (all of this server's by default), with credentials."""
         chosen = list(urls) or [self.url(), self.url(transport="tcp"), self.url("turns")]
         return RTCIceServer(urls=chosen, username=username, credential=credential)
 
@@ -251,9 +252,11 @@ class TurnLab:
                 try:
                     with socket.create_connection((self.server, port), timeout=0.5):
                         break
-                except OSError:
+                except OSError as error:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"turnserver not listening: {self.log()[-2000:]}")
+                        raise RuntimeError(
+                            f"turnserver not listening: {self.log()[-2000:]}"
+                        ) from error
                     time.sleep(0.05)  # polling a port: there is nothing to wait on
 
     def close(self) -> None:
