@@ -26,11 +26,12 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 # Debian packages the interop tests need: a browser and `ip` for the test network namespace; and
 # those of the emulated long path (tests/lab): iptables, tc, and libnetfilter-queue to build its
 # delay program (iptables also cuts a link between two peers in tests/rpc/test_outage.py).
-APT_PACKAGES := chromium iproute2 iptables libnetfilter-queue-dev gcc libc6-dev
+APT_PACKAGES := chromium iproute2 iptables libnetfilter-queue-dev gcc libc6-dev coturn
 apt: .apt-installed
 .apt-installed: Makefile
 	@if ! command -v chromium >/dev/null || ! command -v ip >/dev/null \
 		|| ! command -v iptables >/dev/null || ! command -v gcc >/dev/null \
+		|| ! command -v turnserver >/dev/null \
 		|| [ ! -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi

@@ -74,7 +74,14 @@ from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
-from .transport import MAX_SEND_QUEUE, UDP_BUFFER_SIZE, RTCOptions, Transport, choose_transport
+from .transport import (
+    MAX_SEND_QUEUE,
+    UDP_BUFFER_SIZE,
+    IceTransportPolicy,
+    RTCOptions,
+    Transport,
+    choose_transport,
+)
 from .wire.frames import (
     MAX_PARSED_SIZE,
     MAX_PEER_BYTES,
@@ -320,6 +327,13 @@ class P2PT(AsyncIOEventEmitter):
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
     (:class:`~p2prpc.transport.RTCOptions`; aiortc only: libwebrtc sizes its own).
 
+    ICE: ``ice_servers`` (aiortc's ``RTCIceServer`` list: STUN and TURN servers; ``None``: P2PT's
+    STUN servers, ``[]``: none), ``host_addresses`` (the only addresses offered as host
+    candidates), ``ice_transport_policy`` (``"all"``, or ``"relay"``: only candidates relayed by a
+    TURN server, so no peer learns this machine's addresses). libwebrtc uses every server given;
+    aiortc only the first STUN and the first TURN server it can use, and logs a warning naming
+    the others (:class:`~p2prpc.transport.RTCOptions`).
+
     ``transport``: the WebRTC implementation connections are made with: ``"aiortc"`` (pure
     Python, always installed), ``"libwebrtc"`` (Chrome's engine through the ``wrtc`` package,
     ``pip install p2prpc[native]``; it gathers no loopback candidates), ``"auto"`` (libwebrtc
@@ -371,6 +385,7 @@ class P2PT(AsyncIOEventEmitter):
         *,
         ice_servers: Sequence[RTCIceServer] | None = None,
         host_addresses: Sequence[str] | None = None,
+        ice_transport_policy: IceTransportPolicy = "all",
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         transport: str | Transport | None = None,
         reply_timeout: float | None = 60.0,
@@ -464,6 +479,7 @@ class P2PT(AsyncIOEventEmitter):
         self._rtc_options = RTCOptions(
             ice_servers=ice_servers,
             host_addresses=host_addresses,
+            ice_transport_policy=ice_transport_policy,
             max_send_queue=max_send_queue,
             udp_buffer_size=udp_buffer_size,
         )

@@ -14,7 +14,9 @@ the environment variable ``P2PRPC_TRANSPORT`` names the default, which is ``"aio
 ICE policy: ``ice_servers`` ``None`` means P2PT's defaults (the STUN servers simple-peer sets),
 ``[]`` host candidates only (no STUN query ever leaves the machine). ``host_addresses`` pins the
 host candidates to the given addresses, for example ``["127.0.0.1"]`` so that two peers on one
-machine meet over loopback.
+machine meet over loopback. ``ice_transport_policy`` ``"relay"`` (the W3C name) offers and uses
+only candidates relayed by the TURN servers among ``ice_servers``: the other peer never learns an
+address of this machine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "P2PT_ICE_SERVERS",
     "TRANSPORT_ENV",
     "UDP_BUFFER_SIZE",
+    "IceTransportPolicy",
     "Link",
     "RTCOptions",
     "Transport",
@@ -59,12 +62,21 @@ MAX_SEND_QUEUE = 16 * 2**20
 UDP_BUFFER_SIZE = 4 * 1024 * 1024
 
 
+#: Which ICE candidates a connection may use (W3C ``RTCIceTransportPolicy``): ``"all"``, or
+#: ``"relay"``: only those relayed by a TURN server.
+IceTransportPolicy = Literal["all", "relay"]
+_POLICIES: tuple[IceTransportPolicy, ...] = ("all", "relay")
+
+
 @dataclass(frozen=True, slots=True)
 class RTCOptions:
     """How WebRTC connections are set up.
 
     ``ice_servers``: ``None`` for P2PT's default STUN servers, ``[]`` for host candidates only
     (aiortc's ``RTCIceServer``: ``urls``, ``username``, ``credential``).
+    ``ice_transport_policy``: ``"all"`` (the default), or ``"relay"``: gather, offer and use only
+    candidates relayed by the TURN servers among ``ice_servers`` (none there: no connection is
+    made). ``ValueError`` for any other value.
     ``host_addresses``: when set, the only local addresses offered as ICE host candidates.
     ``high_water_mark`` and ``low_water_mark`` (bytes): data is handed to the data channel while
     its buffer holds at most ``high_water_mark`` bytes, and queued above that until it falls to
@@ -75,10 +87,18 @@ class RTCOptions:
 
     ice_servers: Sequence[RTCIceServer] | None = None
     host_addresses: Sequence[str] | None = None
+    ice_transport_policy: IceTransportPolicy = "all"
     udp_buffer_size: int | None = UDP_BUFFER_SIZE
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
     max_send_queue: int = MAX_SEND_QUEUE
+
+    def __post_init__(self) -> None:
+        if self.ice_transport_policy not in _POLICIES:
+            raise ValueError(
+                f"ice_transport_policy must be one of {', '.join(_POLICIES)},"
+                f" not {self.ice_transport_policy!r}"
+            )
 
     def servers(self) -> list[RTCIceServer]:
         """The ICE servers to use (P2PT's defaults when none were given)."""

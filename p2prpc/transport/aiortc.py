@@ -15,6 +15,14 @@ aiortc does not offer are added here, in the only module that touches aiortc's i
   (1160) bytes beyond what is in flight, and it transmits once for each data-channel message it
   takes and once for each acknowledgement. Messages of at most one burst therefore fill its
   congestion window at once, while the chunks of a larger one leave four per acknowledgement.
+
+ICE servers: aiortc (aioice) uses ONE STUN and ONE TURN server per connection: the first
+``stun:`` URL, and the first TURN URL it can use (``turn:`` over UDP or ``?transport=tcp``,
+``turns:`` over TLS on TCP), in the order given. The others are dropped (:func:`ice_servers_used`
+tells which; the first link to drop a set of them logs a warning naming them, unless they are
+P2PT's default STUN servers), so a dead first
+TURN server is not stood in for by the next one. It has no ICE restart. The relay policy
+(``RTCOptions.ice_transport_policy``) it applies as libwebrtc does.
 """
 
 from __future__ import annotations
@@ -27,7 +35,14 @@ import socket
 from collections.abc import Callable
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.rtcsctptransport import SCTP_MAX_BURST, USERDATA_MAX_LENGTH
 
 from ..errors import PeerClosed
@@ -41,6 +56,7 @@ __all__ = [
     "BURST_SIZE",
     "AiortcLink",
     "AiortcTransport",
+    "ice_servers_used",
     "release_sockets",
     "size_udp_buffers",
     "udp_sockets",
@@ -130,12 +146,62 @@ def size_udp_buffers(pc: RTCPeerConnection, size: int | None) -> list[tuple[int,
     return granted
 
 
+def ice_servers_used(servers: list[RTCIceServer]) -> tuple[list[str], list[str]]:
+    """(used, dropped): the URLs of ``servers`` aiortc uses, at most one STUN and one TURN URL,
+    and those it ignores, each in the order given (aiortc's own choice, read from its rules:
+    the first ``stun:`` URL; the first ``turn:`` URL over ``udp`` or ``tcp`` or ``turns:`` URL
+    over ``tcp`` whose server has a password credential). ``ValueError`` for a malformed URL,
+    as aiortc raises."""
+    used: list[str] = []
+    dropped: list[str] = []
+    stun = turn = False
+    for server in servers:
+        for url in [server.urls] if isinstance(server.urls, str) else server.urls:
+            parsed = parse_stun_turn_uri(url)
+            scheme, transport = parsed["scheme"], parsed.get("transport")
+            if scheme == "stun" and not stun:
+                stun = True
+                used.append(url)
+            elif (
+                not turn
+                and server.credentialType == "password"
+                and (
+                    (scheme == "turn" and transport in ("udp", "tcp"))
+                    or (scheme == "turns" and transport == "tcp")
+                )
+            ):
+                turn = True
+                used.append(url)
+            else:
+                dropped.append(url)
+    return used, dropped
+
+
+_warned: set[tuple[str, ...]] = set()  # the sets of dropped URLs a warning has named
+
+
+def _warn_dropped(servers: list[RTCIceServer]) -> None:
+    used, dropped = ice_servers_used(servers)
+    if dropped and tuple(dropped) not in _warned:
+        _warned.add(tuple(dropped))
+        logger.warning(
+            "aiortc uses one STUN and one TURN server per connection (%s): it ignores %s;"
+            " transport='libwebrtc' uses them all",
+            ", ".join(used) or "none usable",
+            ", ".join(dropped),
+        )
+
+
 class AiortcLink(DataChannelLink):
     """:class:`~p2prpc.transport.Link` over aiortc (see that protocol for the contract)."""
 
     def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
         self.options = options
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=options.servers()))
+        servers = options.servers()
+        if options.ice_servers is not None:  # P2PT's defaults: the second STUN server is spare
+            _warn_dropped(servers)
+        policy = RTCIceTransportPolicy(options.ice_transport_policy)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
         self._init_channel(initiator=initiator, label=label)
         self._remote_max: int | None = None  # the remote's max-message-size, once it is known
         self._round_trip: float | None = None  # the shortest round trip SCTP measured

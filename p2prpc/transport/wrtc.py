@@ -22,8 +22,14 @@ not visible to the other peer). Where it differs:
   acknowledgements); a peer's liveness is then judged by its own messages and pings alone.
 - :attr:`WrtcLink.round_trip` and :attr:`WrtcLink.burst_size` are ``None``: libwebrtc measures its
   path and paces its own SCTP.
-- The selected candidate pair is read from the native ICE transport under the aiortc-shaped one
-  (``webrtc.aiortc`` does not name it): the only place this module reaches below that API.
+- The selected candidate pair is read from the native ICE transport under the aiortc-shaped one,
+  and ``RTCOptions.ice_transport_policy`` is set on the native connection (``webrtc.aiortc``
+  names neither): the only places this module reaches below that API.
+
+Every STUN and TURN server in ``RTCOptions.ice_servers`` is used, each URL of each (``stun:``,
+``turn:`` over UDP or ``?transport=tcp``, ``turns:`` over TLS): libwebrtc gathers candidates from
+all of them and ICE picks the best pair that works, so a dead server costs nothing but its own
+candidates.
 """
 
 from __future__ import annotations
@@ -128,6 +134,13 @@ class WrtcLink(DataChannelLink):
             for s in options.servers()
         ]
         self.pc = _wrtc.RTCPeerConnection(_wrtc.RTCConfiguration(iceServers=servers))
+        if options.ice_transport_policy != "all":
+            # webrtc.aiortc's configuration names no transport policy: set it on the native
+            # connection, before any candidate is gathered (every server is kept as given).
+            native = self.pc._native
+            configuration = native.get_configuration()
+            configuration.ice_transport_policy = options.ice_transport_policy
+            native.set_configuration(configuration)
         self._init_channel(initiator=initiator, label=label)
         self._local_sdp: str | None = None  # what we sent: with only the pinned host candidates
         self._remote_sdp: str | None = None

@@ -1,6 +1,7 @@
 """Cutting the link between two in-process peers: iptables rules on loopback drop the UDP
-datagrams of their connections, both ways, until the cut is healed. Only those two ports are
-touched, so other tests on the machine are not; every rule is removed on the way out.
+datagrams to and from one end's sockets of their connections, until the cut is healed. Only
+those ports are touched, so other tests on the machine are not; every rule is removed on the way
+out. Works on both transports (libwebrtc: by every local candidate's port).
 
 Needs Linux, root and ``iptables`` (``make apt`` installs it)."""
 
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from p2prpc.mux import Mux
 
@@ -27,51 +29,54 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def local_ports(link: Any) -> list[int]:
+    """The UDP ports of ``link``'s own sockets: on libwebrtc every local candidate's (its
+    selected pair may name no remote address: a peer-reflexive one is not exposed, and ICE may
+    move to another of its sockets), on aiortc the selected pair's."""
+    native = getattr(getattr(link, "pc", None), "_native", None)
+    if native is not None:  # libwebrtc
+        sctp = native.sctp
+        if sctp is None:
+            return []
+        ice = sctp.transport.ice_transport
+        candidates = ice.get_local_candidates()
+        return sorted({c.port for c in candidates if c.protocol == "udp" and c.port is not None})
+    pair = link.selected_pair()
+    return [pair[0][1]] if pair is not None else []
+
+
 def link_ports(node: Mux, peer_id: str) -> list[int]:
-    """The UDP ports, at both ends, of every connection from ``node`` to ``peer_id``."""
+    """The UDP ports at ``node``'s end of every connection from ``node`` to ``peer_id``."""
     remote = node.p2pt._remotes.get(peer_id)
-    ports = []
+    ports: list[int] = []
     for channel in remote.channels.values() if remote is not None else ():
-        pair = channel.link.selected_pair()
-        if pair is not None:
-            (_, local), (_, far) = pair
-            ports += [local, far]
+        ports += local_ports(channel.link)
     return ports
 
 
-def _rule(action: str, port: int) -> list[str]:
-    return [
-        "iptables",
-        action,
-        "INPUT",
-        "-i",
-        "lo",
-        "-p",
-        "udp",
-        "--dport",
-        str(port),
-        "-j",
-        "DROP",
-    ]
+def _rule(action: str, way: str, port: int) -> list[str]:
+    return ["iptables", action, "INPUT", "-i", "lo", "-p", "udp", way, str(port), "-j", "DROP"]
 
 
 class Cut:
-    """A cut in force (see :func:`cut`)."""
+    """A cut in force (see :func:`cut`): every datagram to or from one of ``ports`` is dropped
+    as it arrives, so the ports of one end cut both ways."""
 
     def __init__(self, ports: list[int]) -> None:
         self.ports = ports
-        self._added: list[int] = []
+        self._added: list[tuple[str, int]] = []
 
     def start(self) -> None:
         for port in self.ports:
-            subprocess.run(_rule("-I", port), check=True, capture_output=True)
-            self._added.append(port)
+            for way in ("--dport", "--sport"):
+                subprocess.run(_rule("-I", way, port), check=True, capture_output=True)
+                self._added.append((way, port))
 
     def heal(self) -> None:
         """Let datagrams through again."""
         while self._added:
-            port = self._added.pop()
-            subprocess.run(_rule("-D", port), check=False, capture_output=True)
+            way, port = self._added.pop()
+            subprocess.run(_rule("-D", way, port), check=False, capture_output=True)
 
 
 @contextlib.contextmanager

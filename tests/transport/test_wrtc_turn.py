@@ -1,0 +1,190 @@
+"""libwebrtc through a real TURN server (coturn, tests/lab/turn.py): nodes limited to relayed
+candidates (``ice_transport_policy="relay"``) meet only through it, over UDP and TCP, and with
+several servers given, through the one that works when the first is dead or refuses them; over
+TLS (``turns:``) libwebrtc trusts only the certificate authorities built into it.
+
+Needs root and coturn (``make apt``); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from aiortc import RTCIceServer
+from helloworld_p2prpc import GreeterServicer, GreeterStub, add_GreeterServicer_to_node
+from helloworld_pb2 import HelloReply, HelloRequest
+from lab.turn import DEAD_PORT, TurnLab, unavailable_reason
+
+from p2prpc.node import Node
+from p2prpc.rpc import ServicerContext
+from p2prpc.tracker.server import TrackerServer
+from p2prpc.transport import RTCOptions
+
+pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
+
+from p2prpc.transport.wrtc import WrtcLink
+
+pytestmark = [
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+]
+
+
+class Greeter(GreeterServicer):
+    async def SayHello(self, request: HelloRequest, context: ServicerContext) -> HelloReply:
+        return HelloReply(message=f"hello {request.name}")
+
+
+@pytest.fixture(scope="module")
+def turn() -> Iterator[TurnLab]:
+    with TurnLab() as lab:
+        yield lab
+
+
+@pytest_asyncio.fixture
+async def tracker() -> AsyncIterator[TrackerServer]:
+    async with TrackerServer("127.0.0.1", 0) as server:
+        yield server
+
+
+async def relayed_call(tracker: TrackerServer, servers: list[RTCIceServer]) -> list[Node]:
+    """Two libwebrtc nodes limited to relayed candidates from ``servers``: the second calls the
+    first once they meet. Returns them, started (the caller closes them)."""
+    nodes = [
+        Node(
+            [tracker.url],
+            "p2prpc-turn",
+            ice_servers=servers,
+            ice_transport_policy="relay",
+            transport="libwebrtc",
+        )
+        for _ in range(2)
+    ]
+    add_GreeterServicer_to_node(Greeter(), nodes[0])
+    for started, node in enumerate(nodes, 1):
+        await node.start()
+        await tracker.wait_for(lambda stats, n=started: stats.peers >= n)
+    async with asyncio.timeout(30):
+        for node in nodes:
+            await node.wait_for_peers(1)
+        reply = await GreeterStub(nodes[1].to(nodes[0].peer_id)).SayHello(HelloRequest(name="b"))
+    assert reply.message == "hello b"
+    return nodes
+
+
+def relayed_pairs(node: Node, turn: TurnLab) -> list[tuple[str, str]]:
+    """The local and remote addresses of the candidate pairs ``node``'s connections use."""
+    pairs = []
+    for remote in node.p2pt._remotes.values():
+        for channel in remote.channels.values():
+            pair = channel.link.selected_pair()
+            if pair is not None:
+                pairs.append((pair[0][0], pair[1][0]))
+    return pairs
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("scheme", "transport"),
+    [("turn", None), ("turn", "tcp")],
+    ids=["udp", "tcp"],
+)
+async def test_relay_only_nodes_meet_through_turn(
+    turn: TurnLab, tracker: TrackerServer, scheme: str, transport: str | None
+) -> None:
+    """One TURN URL, one way to reach the server: the call can only go through it that way."""
+    url = turn.url(scheme, transport)
+    before = turn.log().count("session")
+    nodes = await relayed_call(tracker, [turn.ice_server(url)])
+    try:
+        for node in nodes:
+            # Both ends of the pair in use are relayed addresses on the TURN server.
+            pairs = relayed_pairs(node, turn)
+            assert pairs and all(pair == (turn.server, turn.server) for pair in pairs), pairs
+        assert turn.log().count("session") > before  # coturn allocated for them
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+@pytest.mark.asyncio
+async def test_turns_checks_the_certificate_against_libwebrtcs_own_roots(turn: TurnLab) -> None:
+    """``turns:`` is TURN over TLS, and libwebrtc verifies the server's certificate against the
+    root certificates built into it (not the system's, nor ``SSL_CERT_FILE``): the lab's
+    self-signed one is refused after the TLS handshake starts, so no relayed candidate is made
+    (a server with a certificate from a public authority is needed; none is reachable here)."""
+    before = turn.log().count("TLS/TCP socket")
+    link = WrtcLink(
+        RTCOptions(ice_servers=[turn.ice_server(turn.url("turns"))], ice_transport_policy="relay"),
+        initiator=True,
+        label="x" * 40,
+    )
+    link.on_close = lambda: None
+    try:
+        offer = await link.create_offer()
+    finally:
+        await link.wait_closed()
+    assert "typ relay" not in offer
+    assert turn.log().count("TLS/TCP socket") > before  # it did speak TLS to the server
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("first", ["dead", "refusing"])
+async def test_a_dead_or_refusing_first_turn_server_leaves_the_second(
+    turn: TurnLab, tracker: TrackerServer, first: str
+) -> None:
+    """Several servers, the first useless (nothing listens on its port; or its credentials are
+    refused): libwebrtc gathers from all of them and the nodes meet through the second."""
+    if first == "dead":
+        useless = turn.ice_server(
+            turn.url(port=DEAD_PORT), turn.url(transport="tcp", port=DEAD_PORT)
+        )
+        working = turn.ice_server(turn.url())
+    else:  # the same server, reached another way (one allocation per client address and port)
+        useless = turn.ice_server(turn.url(), credential="wrong")
+        working = turn.ice_server(turn.url(transport="tcp"))
+    servers = [RTCIceServer(urls=[f"stun:{turn.server}:{DEAD_PORT}"]), useless, working]
+    nodes = await relayed_call(tracker, servers)
+    try:
+        for node in nodes:
+            assert relayed_pairs(node, turn)
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+@pytest.mark.asyncio
+async def test_every_server_and_url_is_handed_to_libwebrtc_as_given() -> None:
+    """STUN and TURN servers, several URLs each, TCP and TLS ones, all reach libwebrtc's
+    configuration, in order, with their credentials; and the relay policy with them."""
+    servers = [
+        RTCIceServer(urls=["stun:192.0.2.1:3478", "stun:192.0.2.2:3478"]),
+        RTCIceServer(
+            urls=["turn:192.0.2.3:3478", "turn:192.0.2.3:3478?transport=tcp"],
+            username="a",
+            credential="x",
+        ),
+        RTCIceServer(urls=["turns:192.0.2.4:5349"], username="b", credential="y"),
+    ]
+    for policy in ("all", "relay"):
+        link = WrtcLink(
+            RTCOptions(ice_servers=servers, ice_transport_policy=policy),  # type: ignore[arg-type]
+            initiator=True,
+            label="x" * 40,
+        )
+        link.on_close = lambda: None
+        try:
+            configuration = link.pc._native.get_configuration()
+            assert [(s.urls, s.username, s.credential) for s in configuration.ice_servers] == [
+                (s.urls, s.username, s.credential) for s in servers
+            ]
+            assert configuration.ice_transport_policy.value == policy
+        finally:
+            await link.wait_closed()
+
+
+def test_an_unknown_ice_transport_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="ice_transport_policy must be one of all, relay"):
+        RTCOptions(ice_transport_policy="public")  # type: ignore[arg-type]
