@@ -132,7 +132,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         elif name == "libwebrtc" and not native:
             marks.append(pytest.mark.skip(reason="libwebrtc needs wrtc (p2prpc[native])"))
         params.append(pytest.param(name, marks=marks, id=name))
-    metafunc.parametrize("default_transport", params, scope="module")
+    metafunc.parametrize("default_transport", params, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module", autouse=True)
