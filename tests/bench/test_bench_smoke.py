@@ -65,7 +65,7 @@ def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
         "CPU ≤ 1.2× raw aiortc",
         "libwebrtc p50 ≤ 0.5× gRPC aio",
         "libwebrtc CPU ≤ 0.6× gRPC aio",
-        "aiortc no slower than the previous run (±10 %)",  # the README's figure
+        "aiortc no slower than the previous run (±10%)",  # the README's figure
     ]
     assert all(isinstance(check["met"], bool) for check in row["checks"])
 
