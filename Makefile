@@ -81,9 +81,9 @@ gen: venv
 demo: venv
 	PYTHONPATH=generated $(PY) examples/demo.py
 
-# Benchmarks against raw aiortc, gRPC aio and JavaScript P2PT, measured in the same run (about 7
-# minutes on 2 cores, and more for the long-path rows; the JavaScript and long-path rows need root
-# for their network namespaces).
+# Benchmarks of p2prpc on aiortc and on libwebrtc against raw data channels on each, gRPC aio and
+# JavaScript P2PT, measured in the same run (about 11 minutes on 2 cores, and more for the
+# long-path rows; the JavaScript and long-path rows need root for their network namespaces).
 # BENCH="--quick" for a smoke run, BENCH="--only connect" for one row.
 bench: install
 	$(PY) -m bench $(BENCH)

@@ -27,7 +27,7 @@ from typing import Any
 from p2prpc.transport import UDP_BUFFER_SIZE
 
 from . import profile, udp
-from .previous import match, published
+from .previous import match, previous_check, published
 from .procs import ROOT, js_unavailable_reason, namespace
 from .report import Row, machine, table, write_chart, write_json
 from .rows import BENCHES, FULL, QUICK, Bench, Context, Phase
@@ -155,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = published(args.previous)
     for row in rows:
         row.previous = match(row.title, before.rows)
+        if row.skipped is None and not row.errors:
+            previous_check(row)
 
     spec = machine()
     info: dict[str, Any] = {

@@ -128,8 +128,9 @@ class PubSubPeer:
         await node.start()
         return member
 
-    async def cmd_join(self, urls: list[str], identifier: str) -> str:
-        member = await self._start(urls, identifier)
+    async def cmd_join(self, urls: list[str], identifier: str, transport: str = "aiortc") -> str:
+        """Start a node on ``transport`` (``aiortc`` or ``libwebrtc``); its peer id."""
+        member = await self._start(urls, identifier, transport=transport)
         return member.node.peer_id
 
     async def cmd_subscribe(self) -> None:
@@ -190,9 +191,12 @@ class PubSubPeer:
 
     # -- the swarm ----------------------------------------------------------------------------
 
-    async def cmd_swarm_join(self, urls: list[str], identifier: str, count: int) -> None:
+    async def cmd_swarm_join(
+        self, urls: list[str], identifier: str, count: int, transport: str = "aiortc"
+    ) -> None:
+        """Start ``count`` nodes on ``transport``, each subscribed to the topic."""
         for _ in range(count):
-            member = await self._start(urls, identifier, **SWARM_NODE_OPTIONS)
+            member = await self._start(urls, identifier, transport=transport, **SWARM_NODE_OPTIONS)
             member.subscribe()
 
     async def cmd_swarm_formed(self, timeout: float = 120.0) -> None:

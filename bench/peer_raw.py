@@ -1,4 +1,4 @@
-"""A raw aiortc data channel in a worker process: the ``raw.*`` commands, the baseline.
+"""A raw data channel in a worker process: the ``raw.*`` commands, the baseline.
 
 What an application would write on aiortc alone: one RTCPeerConnection, one ordered reliable data
 channel (as simple-peer opens), binary messages, no framing beyond what each benchmark needs. The
@@ -6,6 +6,12 @@ orchestrator carries the offer and answer between the two workers (``offer`` →
 ``accept``); host candidates are pinned to one address (aioice skips loopback by itself) and no
 STUN server is asked. Its UDP sockets get the buffers p2prpc's get in the same run (``bench.udp``),
 so that the two differ only above the data channel.
+
+``transport="libwebrtc"`` runs the same script on ``webrtc.aiortc`` (libwebrtc through ``wrtc``,
+aiortc's API): the raw baseline of p2prpc on libwebrtc. There the host candidates are pinned by
+keeping only those on the address in the session description sent (libwebrtc gathers on every
+interface; loopback ones once allowed, as p2prpc's libwebrtc transport allows them), and the UDP
+buffers are libwebrtc's own.
 
 The answering side serves, in the mode the orchestrator sets (``serve``):
 
@@ -21,13 +27,15 @@ A :class:`RawHub` holds several such connections, to publish to all of them (fan
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import struct
 import time
+from types import ModuleType
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+import aiortc
 
 from p2prpc.transport.aiortc import size_udp_buffers
 
@@ -49,7 +57,26 @@ def _pin_host_addresses(address: str) -> None:
     aioice.ice.get_host_addresses = pinned
 
 
-async def send_all(channel: RTCDataChannel, payload: bytes, chunk: int) -> None:
+TRANSPORTS = ("aiortc", "libwebrtc")
+"""Which WebRTC a raw peer runs on: aiortc, or libwebrtc by its aiortc-shaped API."""
+
+
+def _api(transport: str) -> ModuleType:
+    """The aiortc-shaped module of ``transport``."""
+    if transport == "aiortc":
+        return aiortc
+    if transport == "libwebrtc":
+        import webrtc.aiortc
+
+        return webrtc.aiortc
+    raise ValueError(f"no transport {transport!r}: one of {TRANSPORTS}")
+
+
+# A data channel of either API (aiortc's or webrtc.aiortc's): the same attributes and events.
+Channel = Any
+
+
+async def send_all(channel: Channel, payload: bytes, chunk: int) -> None:
     """Send ``payload`` in ``chunk``-byte messages, pausing while the channel holds too much.
 
     The same water marks as p2prpc's channels use, so that both leave aiortc queues alike.
@@ -72,30 +99,48 @@ class RawPeer:
     """One side of a raw aiortc data channel."""
 
     def __init__(self) -> None:
-        self.pc: RTCPeerConnection | None = None
-        self.channel: RTCDataChannel | None = None
-        self._open: asyncio.Future[RTCDataChannel] | None = None
+        self.pc: Any = None  # an RTCPeerConnection of aiortc or of webrtc.aiortc
+        self.channel: Channel | None = None
+        self.transport = "aiortc"
+        self.host = "127.0.0.1"
+        self._open: asyncio.Future[Channel] | None = None
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._records: bytes | None = None
         self.receipts = Receipts()
 
-    async def _describe(self, pc: RTCPeerConnection, offer: bool) -> str:
+    async def _describe(self, pc: Any, offer: bool) -> str:
         description = await (pc.createOffer() if offer else pc.createAnswer())
-        await pc.setLocalDescription(description)
+        await pc.setLocalDescription(description)  # returns once every candidate is gathered
+        assert pc.localDescription is not None
+        if self.transport == "libwebrtc":
+            from p2prpc.transport.wrtc import pin_host_candidates
+
+            return pin_host_candidates(pc.localDescription.sdp, [self.host])
         size = udp.buffer_size()
         if size is not None:
             size_udp_buffers(pc, size)
-        assert pc.localDescription is not None
-        return pc.localDescription.sdp
+        sdp: str = pc.localDescription.sdp
+        return sdp
 
-    def _new_pc(self, host: str) -> RTCPeerConnection:
-        _pin_host_addresses(host)
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    def _new_pc(self, host: str, transport: str) -> Any:
+        api = _api(transport)
+        self.transport, self.host = transport, host
+        if transport == "libwebrtc":
+            if ipaddress.ip_address(host).is_loopback:
+                from p2prpc.transport.wrtc import allow_loopback
+
+                allow_loopback()
+        else:
+            _pin_host_addresses(host)
+        self.pc = api.RTCPeerConnection(api.RTCConfiguration(iceServers=[]))
         self._open = asyncio.get_running_loop().create_future()
         return self.pc
 
-    def _attach(self, channel: RTCDataChannel) -> None:
+    def _description(self, sdp: str, kind: str) -> Any:
+        return _api(self.transport).RTCSessionDescription(sdp=sdp, type=kind)
+
+    def _attach(self, channel: Channel) -> None:
         self.channel = channel
         channel.on("message", self._inbox.put_nowait)
 
@@ -108,24 +153,25 @@ class RawPeer:
         else:
             channel.on("open", opened)
 
-    async def cmd_offer(self, host: str = "127.0.0.1") -> str:
-        """Offer a connection with one data channel; returns the offer SDP."""
-        pc = self._new_pc(host)
+    async def cmd_offer(self, host: str = "127.0.0.1", transport: str = "aiortc") -> str:
+        """Offer a connection with one data channel on ``transport`` (``aiortc`` or
+        ``libwebrtc``); returns the offer SDP."""
+        pc = self._new_pc(host, transport)
         self._attach(pc.createDataChannel("bench"))
         return await self._describe(pc, offer=True)
 
-    async def cmd_answer(self, sdp: str, host: str = "127.0.0.1") -> str:
-        """Answer an offer; returns the answer SDP."""
-        pc = self._new_pc(host)
+    async def cmd_answer(self, sdp: str, host: str = "127.0.0.1", transport: str = "aiortc") -> str:
+        """Answer an offer on ``transport``; returns the answer SDP."""
+        pc = self._new_pc(host, transport)
         pc.on("datachannel", self._attach)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setRemoteDescription(self._description(sdp, "offer"))
         return await self._describe(pc, offer=False)
 
     async def cmd_accept(self, sdp: str) -> None:
         """Take the answer to this side's offer."""
         if self.pc is None:
             raise RuntimeError("raw.offer first")
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        await self.pc.setRemoteDescription(self._description(sdp, "answer"))
 
     async def cmd_wait_open(self, timeout: float = 30.0) -> None:
         if self._open is None:
@@ -139,7 +185,7 @@ class RawPeer:
         self.pc = self.channel = self._open = None
         self._inbox = asyncio.Queue()
 
-    def _channel(self) -> RTCDataChannel:
+    def _channel(self) -> Channel:
         if self.channel is None or self.channel.readyState != "open":
             raise RuntimeError("the data channel is not open")
         return self.channel
@@ -216,7 +262,7 @@ class RawPeer:
         await self.receipts.wait(count, timeout, quiet)
         return self.receipts.result()
 
-    def _restart_inbox(self, channel: RTCDataChannel) -> None:
+    def _restart_inbox(self, channel: Channel) -> None:
         self._inbox = asyncio.Queue()
         channel.remove_all_listeners("message")
         channel.on("message", self._inbox.put_nowait)
@@ -313,9 +359,9 @@ class RawHub:
     def __init__(self) -> None:
         self.peers: dict[str, RawPeer] = {}
 
-    async def cmd_offer(self, key: str, host: str = "127.0.0.1") -> str:
+    async def cmd_offer(self, key: str, host: str = "127.0.0.1", transport: str = "aiortc") -> str:
         peer = self.peers[key] = RawPeer()
-        return await peer.cmd_offer(host)
+        return await peer.cmd_offer(host, transport)
 
     async def cmd_accept(self, key: str, sdp: str) -> None:
         await self.peers[key].cmd_accept(sdp)

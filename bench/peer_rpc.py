@@ -103,11 +103,13 @@ class RpcPeer:
         timeout: float = 30.0,
         secret: str | None = None,
         identity: bool = False,
+        transport: str = "aiortc",
     ) -> dict[str, Any]:
         """Start a node (serving ``bench.Echo`` with ``serve``); returns once a tracker answered.
 
         ``t_start_ms`` is taken right before ``start()``: a connect time runs from there.
-        ``secret``: a closed swarm; ``identity``: a fresh Ed25519 identity for the node.
+        ``secret``: a closed swarm; ``identity``: a fresh Ed25519 identity for the node;
+        ``transport``: the node's WebRTC, ``aiortc`` or ``libwebrtc``.
         """
         if self.node is not None:
             await self.cmd_leave()
@@ -121,6 +123,7 @@ class RpcPeer:
             udp_buffer_size=udp.buffer_size(),
             secret=secret,
             identity=Identity.generate() if identity else None,
+            transport=transport,
         )
         if serve:
             node.add_service(SERVICE, bench_handlers())

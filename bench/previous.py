@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .report import P2PRPC, Figure, Row, cpu_cell, drops_cell, p2prpc_cell
+from .report import P2PRPC, Check, Figure, Row, cpu_cell, drops_cell, p2prpc_cell
 
 SECTION = "## Performance"
 
@@ -86,6 +86,36 @@ def match(title: str, rows: Sequence[dict[str, str]], column: str = "benchmark")
         if score >= best:
             best, found = score, row
     return found
+
+
+SLACK = 0.1
+"""How much slower than the published run p2prpc on aiortc may measure and still count as no
+slower: the run-to-run noise of one machine."""
+
+_FIGURE = re.compile(r"([\d,]+(?:\.\d+)?) (\S+)")
+
+
+def previous_check(row: Row, slack: float = SLACK) -> None:
+    """Add the check that p2prpc's own figure (``P2PRPC``: on aiortc) is no slower than the
+    published run's, within ``slack``; nothing when either is missing or their units differ.
+
+    The published figure is the first of the row's ``previous`` p2prpc cell, which leads with
+    p2prpc's own figure where the row has one (its side figures carry their names first).
+    """
+    figure = row.figure(P2PRPC)
+    found = _FIGURE.match(row.previous.get(P2PRPC, ""))
+    if figure is None or found is None or found[2] != figure.unit:
+        return
+    before = float(found[1].replace(",", ""))
+    if before <= 0:
+        return
+    ratio = figure.summary.median / before
+    if figure.higher_is_better:
+        met, line = ratio >= 1 - slack, before * (1 - slack)
+    else:
+        met, line = ratio <= 1 + slack, before * (1 + slack)
+    target = f"aiortc no slower than the previous run (±{slack:.0%})"
+    row.checks.append(Check(target, f"{ratio:.2f}× previous run", met, ratio, P2PRPC, line))
 
 
 def from_results(path: Path) -> Published:

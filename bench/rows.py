@@ -1,8 +1,14 @@
 """The benchmark rows: which processes each starts, what it measures, how it is judged.
 
 A :class:`Bench` is one row of the table. Its :class:`Phase`\\ s each start their own processes
-and return figures; phases with a libwebrtc peer (JavaScript P2PT in node) need the test network
-namespace and are run together inside it, after the loopback ones. ``judge`` turns the figures into
+and return figures; phases with a JavaScript P2PT peer (libwebrtc in node, which offers no loopback
+candidates) need the test network namespace and are run together inside it, after the loopback
+ones.
+
+Every row measures p2prpc on both transports: on aiortc (the figure labelled ``p2prpc``) and on
+libwebrtc (``p2prpc on libwebrtc``, :data:`LIBWEBRTC`), each beside the raw data channel of its
+own WebRTC (``raw aiortc``, ``raw libwebrtc``: the same script on ``webrtc.aiortc``) where a raw
+baseline exists. ``judge`` turns the figures into
 the row's checks against the issue's targets and says what sets the ceiling.
 
 Where p2prpc and a baseline are compared, both sets of processes stay up and their repetitions
@@ -39,6 +45,29 @@ T = TypeVar("T")
 
 MB = 1e6
 """Bulk rows count megabytes as 10^6 bytes, moved in both directions (request and reply)."""
+
+TRANSPORTS = ("aiortc", "libwebrtc")
+"""p2prpc's two transports (``Node(..., transport=...)``), each measured in every row."""
+
+LIBWEBRTC = f"{P2PRPC} on libwebrtc"
+"""The label of p2prpc's figure on libwebrtc (``P2PRPC`` is p2prpc's on aiortc)."""
+
+
+def mine(transport: str, what: str = "") -> str:
+    """The label of p2prpc's figure ``what`` on ``transport``: ``p2prpc latency``,
+    ``p2prpc on libwebrtc latency``."""
+    base = P2PRPC if transport == "aiortc" else LIBWEBRTC
+    return f"{base} {what}" if what else base
+
+
+def raw(transport: str, what: str = "") -> str:
+    """The label of the raw data channel's figure on ``transport``: ``raw libwebrtc``."""
+    return f"raw {transport} {what}" if what else f"raw {transport}"
+
+
+def _named(name: str, kind: str, transport: str) -> str:
+    """A worker name: ``stream-p2prpc`` on aiortc, ``stream-p2prpc-libwebrtc`` on libwebrtc."""
+    return f"{name}-{kind}" if transport == "aiortc" else f"{name}-{kind}-{transport}"
 
 
 @dataclass(frozen=True)
@@ -170,10 +199,14 @@ def cpu_figures(samples: dict[str, list[float]], per: str, note: str) -> list[Fi
     ]
 
 
-def cpu_check(row: Row, baseline: str = "raw aiortc", limit: float = 1.2) -> None:
-    """The issue's CPU target: p2prpc's CPU per message at most ``limit`` × the baseline's."""
+def cpu_check(
+    row: Row, baseline: str = "raw aiortc", limit: float = 1.2, label: str = P2PRPC
+) -> None:
+    """The CPU target: ``label``'s CPU per message at most ``limit`` × the baseline's."""
     target = f"CPU ≤ {limit:g}× {baseline}"
-    ratio_check(row, target, f"{P2PRPC} CPU", f"{baseline} CPU", limit, at_least=False)
+    if label != P2PRPC:
+        target = f"{label.removeprefix(P2PRPC).strip().removeprefix('on ')} {target}"
+    ratio_check(row, target, f"{label} CPU", f"{baseline} CPU", limit, at_least=False)
 
 
 # -- setting peers up -----------------------------------------------------------------------------
@@ -188,16 +221,19 @@ async def rpc_pair(
     ctx: Context,
     name: str,
     hosts: tuple[str, str] = LOOPBACK,
+    transport: str = "aiortc",
     **join: Any,
 ) -> tuple[Worker, Worker]:
-    """A p2prpc server and client in two processes, connected through the embedded tracker
-    (``hosts``: the server's and the client's ICE host address; ``join``: more options of
-    ``rpc.join`` for both, such as a secret)."""
-    url = await stack.enter_async_context(embedded_tracker(ctx, f"{name}-tracker"))
+    """A p2prpc server and client in two processes on ``transport``, connected through the
+    embedded tracker (``hosts``: the server's and the client's ICE host address; ``join``: more
+    options of ``rpc.join`` for both, such as a secret)."""
+    prefix = _named(name, "p2prpc", transport)
+    url = await stack.enter_async_context(embedded_tracker(ctx, f"{prefix}-tracker"))
     server, client = await stack.enter_async_context(
-        workers([f"{name}-p2prpc-server", f"{name}-p2prpc-client"], ctx)
+        workers([f"{prefix}-server", f"{prefix}-client"], ctx)
     )
     identifier = ctx.identifier(name)
+    join = {**join, "transport": transport}
     await server.call(
         "rpc.join", urls=[url], identifier=identifier, serve=True, host=hosts[0], **join
     )
@@ -207,27 +243,38 @@ async def rpc_pair(
 
 
 async def raw_connect(
-    client: Worker, server: Worker, host: str = "127.0.0.1", server_host: str | None = None
+    client: Worker,
+    server: Worker,
+    host: str = "127.0.0.1",
+    server_host: str | None = None,
+    transport: str = "aiortc",
 ) -> float:
-    """Open a raw aiortc data channel from ``client`` (on ``host``) to ``server`` (on
+    """Open a raw data channel on ``transport`` from ``client`` (on ``host``) to ``server`` (on
     ``server_host``, by default the same); milliseconds it took."""
     start = now_ms()
-    offer = await client.call("raw.offer", host=host)
-    answer = await server.call("raw.answer", sdp=offer, host=server_host or host)
+    offer = await client.call("raw.offer", host=host, transport=transport)
+    answer = await server.call(
+        "raw.answer", sdp=offer, host=server_host or host, transport=transport
+    )
     await client.call("raw.accept", sdp=answer)
     await asyncio.gather(client.call("raw.wait_open"), server.call("raw.wait_open"))
     return now_ms() - start
 
 
 async def raw_pair(
-    stack: AsyncExitStack, ctx: Context, name: str, hosts: tuple[str, str] = LOOPBACK
+    stack: AsyncExitStack,
+    ctx: Context,
+    name: str,
+    hosts: tuple[str, str] = LOOPBACK,
+    transport: str = "aiortc",
 ) -> tuple[Worker, Worker]:
-    """A raw aiortc data channel between two processes (signalled through the orchestrator;
-    ``hosts`` as for :func:`rpc_pair`)."""
+    """A raw data channel on ``transport`` between two processes (signalled through the
+    orchestrator; ``hosts`` as for :func:`rpc_pair`)."""
+    prefix = _named(name, "raw", transport)
     server, client = await stack.enter_async_context(
-        workers([f"{name}-raw-server", f"{name}-raw-client"], ctx)
+        workers([f"{prefix}-server", f"{prefix}-client"], ctx)
     )
-    await raw_connect(client, server, hosts[1], hosts[0])
+    await raw_connect(client, server, hosts[1], hosts[0], transport)
     return server, client
 
 
@@ -311,6 +358,25 @@ def transport_ceiling(row: Row, raw: str = "raw aiortc") -> str:
     )
 
 
+def libwebrtc_ceiling(row: Row) -> str:
+    """The same for p2prpc on libwebrtc, beside its raw data channel (empty when either is
+    missing)."""
+    mine_lw, other = row.figure(LIBWEBRTC), row.figure(raw("libwebrtc"))
+    if mine_lw is None or other is None:
+        return ""
+    share = mine_lw.summary.median / other.summary.median
+    if mine_lw.higher_is_better:
+        return (
+            f"; on libwebrtc: the raw data channel moves {other.show(p99=False)}, p2prpc "
+            f"{share:.2f}× that"
+        )
+    extra = mine_lw.summary.median - other.summary.median
+    return (
+        f"; on libwebrtc: the raw round trip takes {other.show(p99=False)}, p2prpc adds "
+        f"{extra:.3g} {mine_lw.unit} ({share:.2f}×)"
+    )
+
+
 # -- connect --------------------------------------------------------------------------------------
 
 
@@ -348,30 +414,45 @@ async def _connect_times(
     return connects, hellos
 
 
-async def connect_p2prpc(ctx: Context) -> list[Figure]:
+async def _connect_on(ctx: Context, transport: str) -> list[Figure]:
+    """p2prpc's connect and its raw data channel's, on ``transport``, on loopback."""
+    name = _named("connect", "p2prpc", transport)
+    raw_name = _named("connect", "raw", transport)
     async with (
-        embedded_tracker(ctx, "connect-p2prpc-tracker") as url,
-        workers(["connect-p2prpc-a", "connect-p2prpc-b"], ctx) as (a, b),
-        workers(["connect-raw-a", "connect-raw-b"], ctx) as (ra, rb),
+        embedded_tracker(ctx, f"{name}-tracker") as url,
+        workers([f"{name}-a", f"{name}-b"], ctx) as (a, b),
+        workers([f"{raw_name}-a", f"{raw_name}-b"], ctx) as (ra, rb),
     ):
-        connects, hellos = await _connect_times(a, b, "rpc", ctx, url, ctx.plan.connect)
-        raw = []
+        join = {"transport": transport}
+        connects, hellos = await _connect_times(a, b, "rpc", ctx, url, ctx.plan.connect, join=join)
+        times = []
         for i in range(ctx.plan.connect + 1):
-            elapsed = await raw_connect(ra, rb)
+            elapsed = await raw_connect(ra, rb, transport=transport)
             if i > 0:
-                raw.append(elapsed)
+                times.append(elapsed)
             await asyncio.gather(ra.call("raw.close"), rb.call("raw.close"))
     return [
-        Figure(P2PRPC, "ms", connects, False, "start → peerconnect on both, embedded tracker"),
-        Figure("p2prpc to hello", "ms", hellos, False, "start → both said hello (RPC-ready)"),
         Figure(
-            "raw aiortc, direct signalling",
+            mine(transport), "ms", connects, False, "start → peerconnect on both, embedded tracker"
+        ),
+        Figure(
+            mine(transport, "to hello"), "ms", hellos, False, "start → both said hello (RPC-ready)"
+        ),
+        Figure(
+            raw(transport, "direct signalling"),
             "ms",
-            raw,
+            times,
             False,
             "offer → data channel open, SDP handed over by the orchestrator: no tracker",
         ),
     ]
+
+
+async def connect_p2prpc(ctx: Context) -> list[Figure]:
+    figures = []
+    for transport in TRANSPORTS:
+        figures += await _connect_on(ctx, transport)
+    return figures
 
 
 async def connect_js(ctx: Context) -> list[Figure]:
@@ -393,32 +474,53 @@ async def connect_js(ctx: Context) -> list[Figure]:
 
 async def connect_p2prpc_veth(ctx: Context) -> list[Figure]:
     assert ctx.veth is not None
-    async with (
-        embedded_tracker(ctx, "connect-p2prpc-veth-tracker") as url,
-        workers(["connect-p2prpc-veth-a", "connect-p2prpc-veth-b"], ctx) as (a, b),
-    ):
-        connects, _ = await _connect_times(
-            a, b, "rpc", ctx, url, ctx.plan.connect_veth, host=ctx.veth
+    figures = []
+    for transport in TRANSPORTS:
+        name = _named("connect", "p2prpc", transport) + "-veth"
+        async with (
+            embedded_tracker(ctx, f"{name}-tracker") as url,
+            workers([f"{name}-a", f"{name}-b"], ctx) as (a, b),
+        ):
+            connects, _ = await _connect_times(
+                a,
+                b,
+                "rpc",
+                ctx,
+                url,
+                ctx.plan.connect_veth,
+                host=ctx.veth,
+                join={"transport": transport},
+            )
+        figures.append(
+            Figure(
+                mine(transport, "over veth"),
+                "ms",
+                connects,
+                False,
+                "the same, on the namespace's veth pair where JS P2PT runs",
+            )
         )
-    return [
-        Figure(
-            "p2prpc over veth",
-            "ms",
-            connects,
-            False,
-            "the same, on the namespace's veth pair where JS P2PT runs",
-        )
-    ]
+    return figures
+
+
+LIBWEBRTC_VETH = mine("libwebrtc", "over veth")
 
 
 def judge_connect(row: Row) -> None:
     value_check(row, "p50 ≤ 100 ms", P2PRPC, 100.0, at_least=False)
     ratio_check(row, "p50 below JS P2PT", P2PRPC, "JS P2PT", 1.0, at_least=False)
-    raw = row.figure("raw aiortc, direct signalling")
-    if raw is not None:
+    # Judged where JS P2PT runs: on the namespace's veth pair.
+    target = "libwebrtc over veth ≤ 0.15× JS P2PT"
+    ratio_check(row, target, LIBWEBRTC_VETH, "JS P2PT", 0.15, at_least=False)
+    parts = []
+    for transport in TRANSPORTS:
+        handshakes = row.figure(raw(transport, "direct signalling"))
+        if handshakes is not None:
+            parts.append(f"{transport}'s {handshakes.show(p99=False)}")
+    if parts:
         row.ceiling = (
-            f"aiortc's ICE, DTLS and SCTP handshakes take {raw.show(p99=False)} with no tracker "
-            f"in between; the rest is the tracker round trips and offer making"
+            f"the ICE, DTLS and SCTP handshakes with no tracker in between ({', '.join(parts)}); "
+            f"the rest is the tracker round trips and offer making"
         )
 
 
@@ -430,23 +532,35 @@ SECRET_JOIN: dict[str, Any] = {"secret": secrets.token_urlsafe(32), "identity": 
 
 async def secret_mode(ctx: Context) -> list[Figure]:
     """What a secret swarm with identities costs: connect time and unary latency, against the
-    same measured in an open swarm in the same run."""
+    same measured in an open swarm in the same run, on each transport."""
+    figures = []
+    for transport in TRANSPORTS:
+        figures += await _secret_mode_on(ctx, transport)
+    return figures
+
+
+async def _secret_mode_on(ctx: Context, transport: str) -> list[Figure]:
+    name = _named("secret", "p2prpc", transport)
+    plain_join = {"transport": transport}
+    secret_join = {**SECRET_JOIN, **plain_join}
     async with (
-        embedded_tracker(ctx, "secret-tracker") as url,
-        workers(["secret-a", "secret-b"], ctx) as (a, b),
+        embedded_tracker(ctx, f"{name}-tracker") as url,
+        workers([f"{name}-a", f"{name}-b"], ctx) as (a, b),
     ):
         plain: list[float] = []
         closed: list[float] = []
         rounds = 4 if ctx.plan.connect >= 8 else 1  # interleaved, so drift hits both alike
         for _ in range(rounds):
             reps = ctx.plan.connect // rounds
-            plain += (await _connect_times(a, b, "rpc", ctx, url, reps))[0]
-            closed += (await _connect_times(a, b, "rpc", ctx, url, reps, join=SECRET_JOIN))[0]
+            plain += (await _connect_times(a, b, "rpc", ctx, url, reps, join=plain_join))[0]
+            closed += (await _connect_times(a, b, "rpc", ctx, url, reps, join=secret_join))[0]
     latency: dict[str, list[float]] = {"open": [], "secret": []}
     async with AsyncExitStack() as stack:
         pairs = {
-            "open": await rpc_pair(stack, ctx, "secret-open"),
-            "secret": await rpc_pair(stack, ctx, "secret-closed", **SECRET_JOIN),
+            "open": await rpc_pair(stack, ctx, "secret-open", transport=transport),
+            "secret": await rpc_pair(
+                stack, ctx, "secret-closed", transport=transport, **SECRET_JOIN
+            ),
         }
         rounds = 2
         for _ in range(rounds):
@@ -458,11 +572,12 @@ async def secret_mode(ctx: Context) -> list[Figure]:
                     warmup=LATENCY_WARMUP,
                 )
     how = "start → peerconnect on both, embedded tracker"
+    labels = _secret_labels(transport)
     return [
-        Figure(SECRET_CONNECT, "ms", closed, False, f"{how}; sealed SDP, handshake, identities"),
-        Figure(SECRET_UNARY, "ms", latency["secret"], False, "unary call, 100 B each way"),
-        Figure(OPEN_CONNECT, "ms", plain, False, how),
-        Figure(OPEN_UNARY, "ms", latency["open"], False, "unary call, 100 B each way"),
+        Figure(labels[0], "ms", closed, False, f"{how}; sealed SDP, handshake, identities"),
+        Figure(labels[1], "ms", latency["secret"], False, "unary call, 100 B each way"),
+        Figure(labels[2], "ms", plain, False, how),
+        Figure(labels[3], "ms", latency["open"], False, "unary call, 100 B each way"),
     ]
 
 
@@ -472,9 +587,27 @@ OPEN_CONNECT = "open mode, connect"
 OPEN_UNARY = "open mode, unary"
 
 
+def _secret_labels(transport: str) -> tuple[str, str, str, str]:
+    """Secret connect, secret unary, open connect, open unary: the labels on ``transport``."""
+    if transport == "aiortc":
+        return SECRET_CONNECT, SECRET_UNARY, OPEN_CONNECT, OPEN_UNARY
+    on = f"on {transport}"
+    return (
+        mine(transport, "secret connect"),
+        mine(transport, "secret unary"),
+        f"open mode {on}, connect",
+        f"open mode {on}, unary",
+    )
+
+
 def judge_secret(row: Row) -> None:
-    ratio_check(row, "connect ≤ 1.25× open", SECRET_CONNECT, OPEN_CONNECT, 1.25, at_least=False)
-    ratio_check(row, "unary p50 ≤ 1.05× open", SECRET_UNARY, OPEN_UNARY, 1.05, at_least=False)
+    for transport in TRANSPORTS:
+        secret_connect, secret_unary, open_connect, open_unary = _secret_labels(transport)
+        on = "" if transport == "aiortc" else f"{transport}: "
+        target = f"{on}connect ≤ 1.25× open"
+        ratio_check(row, target, secret_connect, open_connect, 1.25, at_least=False)
+        target = f"{on}unary p50 ≤ 1.05× open"
+        ratio_check(row, target, secret_unary, open_unary, 1.05, at_least=False)
 
 
 # -- unary ----------------------------------------------------------------------------------------
@@ -489,63 +622,82 @@ LATENCY_WARMUP = 20
 async def unary_latency(ctx: Context) -> list[Figure]:
     calls = ctx.plan.latency_calls
     rounds = 4 if calls >= 400 else 1
-    samples: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": [], "gRPC aio": []}
-    cpu: dict[str, list[float]] = {label: [] for label in samples}
     async with AsyncExitStack() as stack:
-        pairs = {
-            P2PRPC: (await rpc_pair(stack, ctx, "latency"), "rpc.latency"),
-            "raw aiortc": (await raw_pair(stack, ctx, "latency"), "raw.ping"),
-            "gRPC aio": (await grpc_pair(stack, ctx, "latency"), "grpc.latency"),
-        }
-        await pairs["raw aiortc"][0][0].call("raw.serve", mode="ping")
+        pairs = await _unary_pairs(stack, ctx, "latency")
+        samples: dict[str, list[float]] = {label: [] for label in pairs}
+        cpu: dict[str, list[float]] = {label: [] for label in pairs}
+        cmds = {"rpc": "rpc.latency", "raw": "raw.ping", "grpc": "grpc.latency"}
         for _ in range(rounds):
             n = calls // rounds
-            for label, ((server, client), cmd) in pairs.items():
-                work = client.call(cmd, count=n, size=PAYLOAD, warmup=LATENCY_WARMUP)
+            for label, ((server, client), kind) in pairs.items():
+                work = client.call(cmds[kind], count=n, size=PAYLOAD, warmup=LATENCY_WARMUP)
                 times, used = await cpu_during([server, client], work)
                 samples[label] += times
                 cpu[label].append(used / (n + LATENCY_WARMUP) * 1e6)
     notes = {
-        P2PRPC: "unary call, 100-byte BytesValue each way",
-        "raw aiortc": "100-byte data-channel message and its echo",
-        "gRPC aio": "unary call on loopback TCP, 100-byte BytesValue each way",
+        "rpc": "unary call, 100-byte BytesValue each way",
+        "raw": "100-byte data-channel message and its echo",
+        "grpc": "unary call on loopback TCP, 100-byte BytesValue each way",
     }
-    figures = [Figure(k, "ms", v, False, notes[k]) for k, v in samples.items()]
+    figures = [
+        Figure(label, "ms", samples[label], False, notes[kind])
+        for label, (_, kind) in pairs.items()
+    ]
     return figures + cpu_figures(
         cpu, "call", "client and server processes, per sequential call (warm-up included)"
     )
+
+
+async def _unary_pairs(
+    stack: AsyncExitStack, ctx: Context, name: str
+) -> dict[str, tuple[tuple[Worker, Worker], str]]:
+    """Each unary contender's (server, client) by label, with its kind (``rpc``, ``raw``,
+    ``grpc``): p2prpc and the raw data channel on each transport, and gRPC aio; the raw servers
+    answer each message with itself."""
+    pairs: dict[str, tuple[tuple[Worker, Worker], str]] = {}
+    for transport in TRANSPORTS:
+        pairs[mine(transport)] = (await rpc_pair(stack, ctx, name, transport=transport), "rpc")
+    for transport in TRANSPORTS:
+        pair = await raw_pair(stack, ctx, name, transport=transport)
+        await pair[0].call("raw.serve", mode="ping")
+        pairs[raw(transport)] = (pair, "raw")
+    pairs["gRPC aio"] = (await grpc_pair(stack, ctx, name), "grpc")
+    return pairs
 
 
 def judge_latency(row: Row) -> None:
     ratio_check(row, "p50 ≤ 1.25× raw aiortc", P2PRPC, "raw aiortc", 1.25, at_least=False)
     ratio_check(row, "p50 ≤ 1.0× gRPC aio", P2PRPC, "gRPC aio", 1.0, at_least=False)
     cpu_check(row)
-    row.ceiling = transport_ceiling(row)
+    target = "libwebrtc p50 ≤ 0.5× gRPC aio"
+    ratio_check(row, target, LIBWEBRTC, "gRPC aio", 0.5, at_least=False)
+    cpu_check(row, "gRPC aio", 0.6, LIBWEBRTC)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
 
 
 async def unary_throughput(ctx: Context) -> list[Figure]:
     plan = ctx.plan
-    samples: dict[str, list[float]] = {P2PRPC: [], "gRPC aio": [], "raw aiortc": []}
-    cpu: dict[str, list[float]] = {label: [] for label in samples}
     args = {"concurrency": CONCURRENCY, "seconds": plan.throughput_seconds, "size": PAYLOAD}
+    cmds = {"rpc": "rpc.throughput", "raw": "raw.ping_flight", "grpc": "grpc.throughput"}
     async with AsyncExitStack() as stack:
-        pairs = {
-            P2PRPC: (await rpc_pair(stack, ctx, "throughput"), "rpc.throughput"),
-            "gRPC aio": (await grpc_pair(stack, ctx, "throughput"), "grpc.throughput"),
-            "raw aiortc": (await raw_pair(stack, ctx, "throughput"), "raw.ping_flight"),
-        }
-        await pairs["raw aiortc"][0][0].call("raw.serve", mode="ping")
+        pairs = await _unary_pairs(stack, ctx, "throughput")
+        samples: dict[str, list[float]] = {label: [] for label in pairs}
+        cpu: dict[str, list[float]] = {label: [] for label in pairs}
         for _ in range(plan.throughput_runs):
-            for label, ((server, client), cmd) in pairs.items():
-                rate, used = await cpu_during([server, client], client.call(cmd, **args))
+            for label, ((server, client), kind) in pairs.items():
+                work = client.call(cmds[kind], **args)
+                rate, used = await cpu_during([server, client], work)
                 samples[label].append(rate)
                 cpu[label].append(used / (rate * plan.throughput_seconds) * 1e6)
     notes = {
-        P2PRPC: f"{CONCURRENCY} unary calls in flight, {PAYLOAD} bytes",
-        "gRPC aio": f"{CONCURRENCY} unary calls in flight on loopback TCP",
-        "raw aiortc": f"{CONCURRENCY} data-channel messages in flight, each echoed",
+        "rpc": f"{CONCURRENCY} unary calls in flight, {PAYLOAD} bytes",
+        "grpc": f"{CONCURRENCY} unary calls in flight on loopback TCP",
+        "raw": f"{CONCURRENCY} data-channel messages in flight, each echoed",
     }
-    figures = [Figure(k, "calls/s", v, True, notes[k]) for k, v in samples.items()]
+    figures = [
+        Figure(label, "calls/s", samples[label], True, notes[kind])
+        for label, (_, kind) in pairs.items()
+    ]
     return figures + cpu_figures(
         cpu, "call", f"client and server processes, per call with {CONCURRENCY} in flight"
     )
@@ -555,7 +707,8 @@ def judge_throughput(row: Row) -> None:
     ratio_check(row, "≥ 0.7× raw aiortc", P2PRPC, "raw aiortc", 0.7, at_least=True)
     ratio_check(row, "≥ 1.0× gRPC aio", P2PRPC, "gRPC aio", 1.0, at_least=True)
     cpu_check(row)
-    row.ceiling = transport_ceiling(row)
+    ratio_check(row, "libwebrtc ≥ 1.5× gRPC aio", LIBWEBRTC, "gRPC aio", 1.5, at_least=True)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
 
 
 # -- bulk -----------------------------------------------------------------------------------------
@@ -563,89 +716,105 @@ def judge_throughput(row: Row) -> None:
 
 def _bulk_phase(size: int, reps: Callable[[Plan], int], name: str) -> PhaseRun:
     async def run(ctx: Context) -> list[Figure]:
-        mine: list[float] = []
-        raw: list[float] = []
+        speeds: dict[str, list[float]] = {}
         async with AsyncExitStack() as stack:
-            _, rpc = await rpc_pair(stack, ctx, name)
-            raw_server, raw_client = await raw_pair(stack, ctx, name)
-            await raw_server.call("raw.serve", mode="echo")
-            await rpc.call("rpc.bulk", size=size)  # warm-up
-            await raw_client.call("raw.echo", size=size)
+            rpcs = {t: (await rpc_pair(stack, ctx, name, transport=t))[1] for t in TRANSPORTS}
+            raws = {t: await raw_pair(stack, ctx, name, transport=t) for t in TRANSPORTS}
+            for transport in TRANSPORTS:
+                await raws[transport][0].call("raw.serve", mode="echo")
+                await rpcs[transport].call("rpc.bulk", size=size, timeout=300)  # warm-up
+                await raws[transport][1].call("raw.echo", size=size, timeout=300)
             for _ in range(reps(ctx.plan)):
-                mine.append(2 * size / MB / await rpc.call("rpc.bulk", size=size, timeout=300))
-                echo = await raw_client.call("raw.echo", size=size, timeout=300)
-                raw.append(2 * echo["bytes"] / MB / echo["seconds"])
+                for transport in TRANSPORTS:
+                    seconds = await rpcs[transport].call("rpc.bulk", size=size, timeout=300)
+                    speeds.setdefault(mine(transport), []).append(2 * size / MB / seconds)
+                    echo = await raws[transport][1].call("raw.echo", size=size, timeout=300)
+                    speed = 2 * echo["bytes"] / MB / echo["seconds"]
+                    speeds.setdefault(raw(transport), []).append(speed)
+        notes = {mine(t): "unary echo of random bytes, both ways counted" for t in TRANSPORTS}
+        notes |= {raw(t): "the same echo in 16 KB data-channel messages" for t in TRANSPORTS}
+        return [Figure(k, "MB/s", v, True, notes[k]) for k, v in speeds.items()]
+
+    return run
+
+
+def _bulk_js(size: int, reps: Callable[[Plan], int], name: str) -> PhaseRun:
+    async def run(ctx: Context) -> list[Figure]:
+        speeds = []
+        async with AsyncExitStack() as stack:
+            _, client = await js_pair(stack, ctx, name)
+            await client.call("p2pt.echo", size=size, timeout=300)  # warm-up
+            for _ in range(reps(ctx.plan)):
+                seconds = await client.call("p2pt.echo", size=size, timeout=300)
+                speeds.append(2 * size / MB / seconds)
         return [
-            Figure(P2PRPC, "MB/s", mine, True, "unary echo of random bytes, both ways counted"),
-            Figure("raw aiortc", "MB/s", raw, True, "the same echo in 16 KB data-channel messages"),
+            Figure(
+                "JS P2PT",
+                "MB/s",
+                speeds,
+                True,
+                f"node ↔ node (libwebrtc): send(peer, {size / MB:g} MB string) and its respond, "
+                "in the namespace",
+            )
         ]
 
     return run
 
 
-async def bulk_js(ctx: Context) -> list[Figure]:
-    size = 1_000_000
-    speeds = []
-    async with AsyncExitStack() as stack:
-        _, client = await js_pair(stack, ctx, "bulk-js")
-        await client.call("p2pt.echo", size=size)  # warm-up
-        for _ in range(ctx.plan.bulk_1mb):
-            speeds.append(2 * size / MB / await client.call("p2pt.echo", size=size))
-    return [
-        Figure(
-            "JS P2PT",
-            "MB/s",
-            speeds,
-            True,
-            "node ↔ node (libwebrtc): send(peer, 1 MB string) and its respond, in the namespace",
-        )
-    ]
+bulk_js = _bulk_js(1_000_000, lambda p: p.bulk_1mb, "bulk-js")
 
 
 def judge_bulk(row: Row) -> None:
     ratio_check(row, "≥ 1.0× raw aiortc", P2PRPC, "raw aiortc", 1.0, at_least=True)
-    row.ceiling = transport_ceiling(row)
+    ratio_check(row, "libwebrtc ≥ 1.5× JS P2PT", LIBWEBRTC, "JS P2PT", 1.5, at_least=True)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
     js = row.figure("JS P2PT")
-    raw = row.figure("raw aiortc")
-    if js is not None and raw is not None:
+    aiortc = row.figure("raw aiortc")
+    if js is not None and aiortc is not None:
         row.ceiling += (
-            f"; libwebrtc under JS P2PT moves {js.summary.median / raw.summary.median:.1f}× "
+            f"; libwebrtc under JS P2PT moves {js.summary.median / aiortc.summary.median:.1f}× "
             f"what aiortc does"
         )
 
 
 async def bulk_records(ctx: Context) -> list[Figure]:
     size = 10_000_000
-    speeds: dict[str | None, list[float]] = {}
-    raw: list[float] = []
+    speeds: dict[tuple[str, str | None], list[float]] = {}
+    raws: dict[str, list[float]] = {}
     async with AsyncExitStack() as stack:
-        _, rpc = await rpc_pair(stack, ctx, "records")
-        raw_server, raw_client = await raw_pair(stack, ctx, "records")
-        await raw_server.call("raw.serve", mode="echo")
-        codecs: list[str | None] = [None, *await rpc.call("rpc.codecs")]
-        for codec in codecs:  # warm-up; the first also makes the records
-            await rpc.call("rpc.records", size=size, compression=codec, timeout=300)
-        await raw_client.call("raw.echo", size=size, records=True, timeout=300)
+        rpcs = {t: (await rpc_pair(stack, ctx, "records", transport=t))[1] for t in TRANSPORTS}
+        pairs = {t: await raw_pair(stack, ctx, "records", transport=t) for t in TRANSPORTS}
+        codecs: list[str | None] = [None, *await rpcs["aiortc"].call("rpc.codecs")]
+        for transport in TRANSPORTS:
+            await pairs[transport][0].call("raw.serve", mode="echo")
+            for codec in codecs:  # warm-up; the first also makes the records
+                await rpcs[transport].call("rpc.records", size=size, compression=codec, timeout=300)
+            await pairs[transport][1].call("raw.echo", size=size, records=True, timeout=300)
         for _ in range(ctx.plan.records_10mb):
-            for codec in codecs:
-                echo = await rpc.call("rpc.records", size=size, compression=codec, timeout=300)
-                speeds.setdefault(codec, []).append(2 * echo["bytes"] / MB / echo["seconds"])
-            echo = await raw_client.call("raw.echo", size=size, records=True, timeout=300)
-            raw.append(2 * echo["bytes"] / MB / echo["seconds"])
+            for transport in TRANSPORTS:
+                rpc = rpcs[transport]
+                for codec in codecs:
+                    echo = await rpc.call("rpc.records", size=size, compression=codec, timeout=300)
+                    speed = 2 * echo["bytes"] / MB / echo["seconds"]
+                    speeds.setdefault((transport, codec), []).append(speed)
+                client = pairs[transport][1]
+                echo = await client.call("raw.echo", size=size, records=True, timeout=300)
+                raws.setdefault(transport, []).append(2 * echo["bytes"] / MB / echo["seconds"])
     what = "unary echo of a 10 MB bench.Records (records with text fields), MB of protobuf"
     figures = [
         Figure(
-            P2PRPC if codec is None else f"{P2PRPC} {codec}",
+            mine(transport, codec or ""),
             "MB/s",
             samples,
             True,
             f"{what}, {'not compressed' if codec is None else f'compression={codec!r}'}",
         )
-        for codec, samples in speeds.items()
+        for (transport, codec), samples in speeds.items()
     ]
-    figures.append(
-        Figure("raw aiortc", "MB/s", raw, True, "the same serialized bytes in 16 KB messages")
-    )
+    figures += [
+        Figure(raw(t), "MB/s", v, True, "the same serialized bytes in 16 KB messages")
+        for t, v in raws.items()
+    ]
     return figures
 
 
@@ -676,7 +845,11 @@ async def records_js(ctx: Context) -> list[Figure]:
 def judge_records(row: Row) -> None:
     # "Beat it outright": by more than the run-to-run noise of aiortc's bulk figures, with the
     # compression that does best here.
-    compressed = [f for f in row.figures if f.label.startswith(f"{P2PRPC} ") and f.samples]
+    compressed = [
+        f
+        for f in row.figures
+        if f.label.startswith(f"{P2PRPC} ") and not f.label.startswith(LIBWEBRTC) and f.samples
+    ]
     best = max(compressed, key=lambda f: f.summary.median, default=None)
     label = best.label if best is not None else P2PRPC
     target = f"{label} ≥ 1.25× raw aiortc"
@@ -684,9 +857,9 @@ def judge_records(row: Row) -> None:
     ratio_check(row, "uncompressed ≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
     ratio_check(row, f"{label} ≥ 1.0× JS P2PT", label, "JS P2PT", 1.0, at_least=True)
     row.ceiling = transport_ceiling(row)
-    raw = row.figure("raw aiortc")
-    if best is not None and raw is not None and row.ceiling:
-        gain = best.summary.median / raw.summary.median
+    aiortc = row.figure("raw aiortc")
+    if best is not None and aiortc is not None and row.ceiling:
+        gain = best.summary.median / aiortc.summary.median
         row.ceiling += (
             f" uncompressed; with {best.label.removeprefix(P2PRPC).strip()} it sends fewer bytes "
             f"and moves {gain:.1f}× what raw aiortc does"
@@ -698,6 +871,7 @@ def judge_records(row: Row) -> None:
             f"; JS P2PT on libwebrtc moves {js.show(p99=False)} of the same records uncompressed, "
             f"{best.label} {share:.2f}× that"
         )
+    row.ceiling += libwebrtc_ceiling(row)
 
 
 # -- streaming ------------------------------------------------------------------------------------
@@ -707,27 +881,29 @@ STREAM_SIZE = 1024
 
 async def streaming(ctx: Context) -> list[Figure]:
     count = ctx.plan.stream_count
-    mine: list[float] = []
-    raw: list[float] = []
-    cpu: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     async with AsyncExitStack() as stack:
-        rpc_server, rpc = await rpc_pair(stack, ctx, "stream")
-        raw_server, raw_client = await raw_pair(stack, ctx, "stream")
-        await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
-        await rpc.call("rpc.stream", count=count // 10, size=STREAM_SIZE)  # warm-up
-        await raw_client.call("raw.stream", count=count, size=STREAM_SIZE)
+        contenders: dict[str, tuple[tuple[Worker, Worker], str]] = {}
+        for transport in TRANSPORTS:
+            pair = await rpc_pair(stack, ctx, "stream", transport=transport)
+            await pair[1].call("rpc.stream", count=count // 10, size=STREAM_SIZE)  # warm-up
+            contenders[mine(transport)] = (pair, "rpc.stream")
+        for transport in TRANSPORTS:
+            pair = await raw_pair(stack, ctx, "stream", transport=transport)
+            await pair[0].call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
+            await pair[1].call("raw.stream", count=count, size=STREAM_SIZE)  # warm-up
+            contenders[raw(transport)] = (pair, "raw.stream")
         for _ in range(ctx.plan.stream_runs):
-            work = rpc.call("rpc.stream", count=count, size=STREAM_SIZE, timeout=300)
-            seconds, used = await cpu_during([rpc_server, rpc], work)
-            mine.append(count / seconds)
-            cpu[P2PRPC].append(used / count * 1e6)
-            work = raw_client.call("raw.stream", count=count, size=STREAM_SIZE)
-            seconds, used = await cpu_during([raw_server, raw_client], work)
-            raw.append(count / seconds)
-            cpu["raw aiortc"].append(used / count * 1e6)
+            for label, ((server, client), cmd) in contenders.items():
+                work = client.call(cmd, count=count, size=STREAM_SIZE, timeout=300)
+                seconds, used = await cpu_during([server, client], work)
+                rates.setdefault(label, []).append(count / seconds)
+                cpu.setdefault(label, []).append(used / count * 1e6)
+    notes = {mine(t): f"server stream of {count:,} × 1 KB BytesValue" for t in TRANSPORTS}
+    notes |= {raw(t): f"{count:,} 1 KB data-channel messages" for t in TRANSPORTS}
     return [
-        Figure(P2PRPC, "msgs/s", mine, True, f"server stream of {count:,} × 1 KB BytesValue"),
-        Figure("raw aiortc", "msgs/s", raw, True, f"{count:,} 1 KB data-channel messages"),
+        *(Figure(label, "msgs/s", v, True, notes[label]) for label, v in rates.items()),
         *cpu_figures(cpu, "msg", "server and client processes, per streamed message"),
     ]
 
@@ -735,7 +911,8 @@ async def streaming(ctx: Context) -> list[Figure]:
 def judge_streaming(row: Row) -> None:
     ratio_check(row, "≥ 0.9× raw aiortc", P2PRPC, "raw aiortc", 0.9, at_least=True)
     cpu_check(row)
-    row.ceiling = transport_ceiling(row)
+    ratio_check(row, "libwebrtc ≥ 1.5× aiortc", LIBWEBRTC, P2PRPC, 1.5, at_least=True)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
 
 
 # -- long paths -----------------------------------------------------------------------------------
@@ -749,61 +926,93 @@ def lab_unavailable() -> str | None:
 
 
 def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan], int]) -> PhaseRun:
-    """A server stream of ``count_of(plan)`` 1 KB messages and unary latency, p2prpc beside raw
-    aiortc, over a path with ``one_way`` seconds of delay each way and ``loss`` in each direction
-    (``tests.lab``): the servers on one end, the clients on the other, the trackers beside them
-    undelayed."""
+    """A server stream of ``count_of(plan)`` 1 KB messages and unary latency, p2prpc beside its
+    raw data channel on each transport, over a path with ``one_way`` seconds of delay each way and
+    ``loss`` in each direction (``tests.lab``): the servers on one end, the clients on the other,
+    the trackers beside them undelayed."""
 
     async def run(ctx: Context) -> list[Figure]:
         from tests.lab import A, B, LongPath
 
         plan = ctx.plan
         count = count_of(plan)
-        stream: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
-        latency: dict[str, list[float]] = {P2PRPC: [], "raw aiortc": []}
+        stream: dict[str, list[float]] = {}
+        latency: dict[str, list[float]] = {}
         path = LongPath(one_way, loss)
         # Every process of the phase starts inside the namespace (this thread moves in).
         with path, path.inside():
             async with AsyncExitStack() as stack:
-                _, rpc = await rpc_pair(stack, ctx, name, (A, B))
-                raw_server, raw_client = await raw_pair(stack, ctx, name, (A, B))
+                rpcs = {
+                    t: (await rpc_pair(stack, ctx, name, (A, B), transport=t))[1]
+                    for t in TRANSPORTS
+                }
+                raws = {t: await raw_pair(stack, ctx, name, (A, B), t) for t in TRANSPORTS}
                 warm = count // 10
-                await rpc.call("rpc.stream", count=warm, size=STREAM_SIZE, timeout=600)
-                await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=warm)
-                await raw_client.call("raw.stream", count=warm, size=STREAM_SIZE, timeout=600)
-                await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
+                for transport in TRANSPORTS:
+                    await rpcs[transport].call(
+                        "rpc.stream", count=warm, size=STREAM_SIZE, timeout=600
+                    )
+                    raw_server, raw_client = raws[transport]
+                    await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=warm)
+                    await raw_client.call("raw.stream", count=warm, size=STREAM_SIZE, timeout=600)
+                    await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
                 for i in range(plan.long_stream_runs):
                     ctx.progress(f"{name}: streams, run {i + 1} of {plan.long_stream_runs}")
-                    seconds = await rpc.call(
-                        "rpc.stream", count=count, size=STREAM_SIZE, timeout=600
-                    )
-                    stream[P2PRPC].append(count / seconds)
-                    seconds = await raw_client.call(
-                        "raw.stream", count=count, size=STREAM_SIZE, timeout=600
-                    )
-                    stream["raw aiortc"].append(count / seconds)
-                await raw_server.call("raw.serve", mode="ping")
+                    for transport in TRANSPORTS:
+                        seconds = await rpcs[transport].call(
+                            "rpc.stream", count=count, size=STREAM_SIZE, timeout=600
+                        )
+                        stream.setdefault(mine(transport), []).append(count / seconds)
+                        seconds = await raws[transport][1].call(
+                            "raw.stream", count=count, size=STREAM_SIZE, timeout=600
+                        )
+                        stream.setdefault(raw(transport), []).append(count / seconds)
+                for transport in TRANSPORTS:
+                    await raws[transport][0].call("raw.serve", mode="ping")
                 rounds = 2
                 for _ in range(rounds):
                     n = plan.long_latency_calls // rounds
-                    latency[P2PRPC] += await rpc.call(
-                        "rpc.latency", count=n, size=PAYLOAD, warmup=2, timeout=600
-                    )
-                    latency["raw aiortc"] += await raw_client.call(
-                        "raw.ping", count=n, size=PAYLOAD, warmup=2, timeout=600
-                    )
+                    for transport in TRANSPORTS:
+                        latency.setdefault(mine(transport, "unary"), []).extend(
+                            await rpcs[transport].call(
+                                "rpc.latency", count=n, size=PAYLOAD, warmup=2, timeout=600
+                            )
+                        )
+                        latency.setdefault(raw(transport, "ping"), []).extend(
+                            await raws[transport][1].call(
+                                "raw.ping", count=n, size=PAYLOAD, warmup=2, timeout=600
+                            )
+                        )
             drops = path.counters()
         where = (
             f"{2e3 * one_way:g} ms round trip, {loss:.0%} of UDP packets lost each way "
             f"(tests/lab: {sum(v for k, v in drops.items() if k.startswith('drop'))} dropped)"
         )
-        raw = "raw aiortc"
-        return [
-            Figure(P2PRPC, "msgs/s", stream[P2PRPC], True, f"stream of {count:,} × 1 KB; {where}"),
-            Figure(raw, "msgs/s", stream[raw], True, f"{count:,} 1 KB data-channel messages"),
-            Figure(LONG_UNARY, "ms", latency[P2PRPC], False, "unary call, 100 B each way"),
-            Figure(LONG_RAW_UNARY, "ms", latency[raw], False, "100 B message and its echo"),
-        ]
+        figures = []
+        for transport in TRANSPORTS:
+            figures += [
+                Figure(
+                    mine(transport),
+                    "msgs/s",
+                    stream[mine(transport)],
+                    True,
+                    f"stream of {count:,} × 1 KB; {where}",
+                ),
+                Figure(
+                    raw(transport),
+                    "msgs/s",
+                    stream[raw(transport)],
+                    True,
+                    f"{count:,} 1 KB data-channel messages",
+                ),
+            ]
+        for transport in TRANSPORTS:
+            unary, ping = mine(transport, "unary"), raw(transport, "ping")
+            figures += [
+                Figure(unary, "ms", latency[unary], False, "unary call, 100 B each way"),
+                Figure(ping, "ms", latency[ping], False, "100 B message and its echo"),
+            ]
+        return figures
 
     return run
 
@@ -823,7 +1032,7 @@ LONG_RAW_UNARY = "raw aiortc ping"
 def judge_long_path(row: Row) -> None:
     ratio_check(row, "stream ≥ 0.9× raw aiortc", P2PRPC, "raw aiortc", 0.9, at_least=True)
     ratio_check(row, "unary p50 ≤ 1.1× raw aiortc", LONG_UNARY, LONG_RAW_UNARY, 1.1, at_least=False)
-    row.ceiling = transport_ceiling(row)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
 
 
 # -- topics (p2prpc.pubsub) -----------------------------------------------------------------------
@@ -909,18 +1118,27 @@ def _burst_note(plan: Plan) -> str:
     )
 
 
-async def fanout(ctx: Context) -> list[Figure]:
-    names = ["fanout-p2prpc-publisher"]
-    names += [f"fanout-p2prpc-subscriber{i}" for i in range(FANOUT_SUBSCRIBERS)]
+def fanout(transport: str) -> PhaseRun:
+    """The fan-out of p2prpc topics on ``transport``."""
+
+    async def run(ctx: Context) -> list[Figure]:
+        return await _fanout(ctx, transport)
+
+    return run
+
+
+async def _fanout(ctx: Context, transport: str) -> list[Figure]:
+    prefix = _named("fanout", "p2prpc", transport)
+    names = [f"{prefix}-publisher"]
+    names += [f"{prefix}-subscriber{i}" for i in range(FANOUT_SUBSCRIBERS)]
     async with (
-        embedded_tracker(ctx, "fanout-tracker") as url,
+        embedded_tracker(ctx, f"{prefix}-tracker") as url,
         workers(names, ctx) as (publisher, *subscribers),
     ):
         identifier = ctx.identifier("fanout")
         everyone = [publisher, *subscribers]
-        await asyncio.gather(
-            *(w.call("pubsub.join", urls=[url], identifier=identifier) for w in everyone)
-        )
+        join: dict[str, Any] = {"urls": [url], "identifier": identifier, "transport": transport}
+        await asyncio.gather(*(w.call("pubsub.join", **join) for w in everyone))
         await asyncio.gather(*(s.call("pubsub.subscribe") for s in subscribers))
         known_by = await publisher.call(
             "pubsub.wait_subscribers", count=FANOUT_SUBSCRIBERS, timeout=90
@@ -930,37 +1148,47 @@ async def fanout(ctx: Context) -> list[Figure]:
     counters = ", ".join(f"{k} {v}" for k, v in sorted(found.counters.items()) if v)
     return [
         Figure(
-            P2PRPC,
+            mine(transport),
             "deliveries/s",
             found.rates,
             True,
             f"{_burst_note(ctx.plan)}; the publisher knew its subscribers by {known_by}",
         ),
         Figure(
-            "p2prpc latency",
+            mine(transport, "latency"),
             "ms",
             found.latencies,
             False,
             "publish → delivery, one message per 5 ms",
         ),
         Figure(
-            "p2prpc delivered",
+            mine(transport, "delivered"),
             "%",
             found.delivered,
             True,
             f"of each burst, to every subscriber; the subscribers' counters at the end: {counters}",
         ),
-        *cpu_figures({P2PRPC: found.cpu}, "delivery", _cpu_note),
+        *cpu_figures({mine(transport): found.cpu}, "delivery", _cpu_note),
     ]
 
 
-async def fanout_raw(ctx: Context) -> list[Figure]:
-    names = ["fanout-raw-publisher"]
-    names += [f"fanout-raw-subscriber{i}" for i in range(FANOUT_SUBSCRIBERS)]
+def fanout_raw(transport: str) -> PhaseRun:
+    """The fan-out of a hub of raw data channels on ``transport``."""
+
+    async def run(ctx: Context) -> list[Figure]:
+        return await _fanout_raw(ctx, transport)
+
+    return run
+
+
+async def _fanout_raw(ctx: Context, transport: str) -> list[Figure]:
+    prefix = _named("fanout", "raw", transport)
+    names = [f"{prefix}-publisher"]
+    names += [f"{prefix}-subscriber{i}" for i in range(FANOUT_SUBSCRIBERS)]
     async with workers(names, ctx) as (hub, *subscribers):
         for i, subscriber in enumerate(subscribers):
-            offer = await hub.call("rawhub.offer", key=str(i))
-            answer = await subscriber.call("raw.answer", sdp=offer)
+            offer = await hub.call("rawhub.offer", key=str(i), transport=transport)
+            answer = await subscriber.call("raw.answer", sdp=offer, transport=transport)
             await hub.call("rawhub.accept", key=str(i), sdp=answer)
         await asyncio.gather(
             hub.call("rawhub.wait_open"), *(s.call("raw.wait_open") for s in subscribers)
@@ -970,59 +1198,84 @@ async def fanout_raw(ctx: Context) -> list[Figure]:
         found = await _measure_fanout(ctx, hub, publish, subscribers, "raw")
     return [
         Figure(
-            "raw aiortc",
+            raw(transport),
             "deliveries/s",
             found.rates,
             True,
             f"the same on 8 raw data channels: each message sent on each ({_burst_note(ctx.plan)})",
         ),
         Figure(
-            "raw aiortc latency",
+            raw(transport, "latency"),
             "ms",
             found.latencies,
             False,
             "send → receipt, one message (on each channel) per 5 ms",
         ),
-        *cpu_figures({"raw aiortc": found.cpu}, "delivery", _cpu_note),
+        *cpu_figures({raw(transport): found.cpu}, "delivery", _cpu_note),
     ]
 
 
 def judge_fanout(row: Row) -> None:
-    mine = row.figure(P2PRPC)
-    if mine is not None and "incomplete mesh" in mine.note:
-        row.notes.append(mine.note.split("; ", 1)[-1])
+    for transport in TRANSPORTS:
+        figure = row.figure(mine(transport))
+        if figure is not None and "incomplete mesh" in figure.note:
+            row.notes.append(f"{transport}: {figure.note.split('; ', 1)[-1]}")
     value_check(row, "≥ 5,000 deliveries/s", P2PRPC, 5000.0, at_least=True)
     ratio_check(row, "≥ 0.8× raw aiortc", P2PRPC, "raw aiortc", 0.8, at_least=True)
     value_check(row, "p50 ≤ 2 ms", "p2prpc latency", 2.0, at_least=False)
     cpu_check(row)
-    row.ceiling = transport_ceiling(row)
-    raw = row.figure("raw aiortc latency")
-    mine = row.figure("p2prpc latency")
-    if row.ceiling and raw is not None and mine is not None:
-        row.ceiling += f"; latency: raw aiortc {raw.show(p99=False)}, p2prpc {mine.show(p99=False)}"
+    ratio_check(row, "libwebrtc ≥ 1.5× aiortc", LIBWEBRTC, P2PRPC, 1.5, at_least=True)
+    row.ceiling = transport_ceiling(row) + libwebrtc_ceiling(row)
+    for transport in TRANSPORTS:
+        theirs = row.figure(raw(transport, "latency"))
+        ours = row.figure(mine(transport, "latency"))
+        if row.ceiling and theirs is not None and ours is not None:
+            row.ceiling += (
+                f"; latency on {transport}: raw {theirs.show(p99=False)}, "
+                f"p2prpc {ours.show(p99=False)}"
+            )
 
 
-async def swarm(ctx: Context) -> list[Figure]:
+def swarm(transport: str) -> PhaseRun:
+    """The swarm of p2prpc topics on ``transport``."""
+
+    async def run(ctx: Context) -> list[Figure]:
+        return await _swarm(ctx, transport)
+
+    return run
+
+
+async def _swarm(ctx: Context, transport: str) -> list[Figure]:
     plan = ctx.plan
     processes = plan.swarm_processes
     per_process = [
         plan.swarm_peers // processes + (i < plan.swarm_peers % processes) for i in range(processes)
     ]
-    names = [f"swarm-p2prpc-{i}" for i in range(processes)]
+    prefix = _named("swarm", "p2prpc", transport)
+    names = [f"{prefix}-{i}" for i in range(processes)]
     counters: Counter[str] = Counter()
-    async with embedded_tracker(ctx, "swarm-tracker") as url, workers(names, ctx) as group:
+    async with (
+        embedded_tracker(ctx, f"{prefix}-tracker") as url,
+        workers(names, ctx) as group,
+    ):
         identifier = ctx.identifier("swarm")
         before = await asyncio.gather(*(w.call("pubsub.rss") for w in group))
         start = now_ms()
         await asyncio.gather(
             *(
-                w.call("pubsub.swarm_join", urls=[url], identifier=identifier, count=n)
+                w.call(
+                    "pubsub.swarm_join",
+                    urls=[url],
+                    identifier=identifier,
+                    count=n,
+                    transport=transport,
+                )
                 for w, n in zip(group, per_process, strict=True)
             )
         )
         await asyncio.gather(*(w.call("pubsub.swarm_formed", timeout=180) for w in group))
         formed = (now_ms() - start) / 1e3
-        ctx.progress(f"swarm of {plan.swarm_peers} formed in {formed:.1f} s")
+        ctx.progress(f"swarm of {plan.swarm_peers} on {transport} formed in {formed:.1f} s")
         after = await asyncio.gather(*(w.call("pubsub.rss") for w in group))
         connections = sum(
             await asyncio.gather(*(w.call("pubsub.swarm_connections") for w in group))
@@ -1043,7 +1296,7 @@ async def swarm(ctx: Context) -> list[Figure]:
         delivered = 100.0 * sum(g["received"] for g in got) / expected
     return [
         Figure(
-            "p2prpc time to form",
+            mine(transport, "time to form"),
             "s",
             [formed],
             False,
@@ -1051,14 +1304,14 @@ async def swarm(ctx: Context) -> list[Figure]:
             f"every node has said hello to {MIN_DEGREE} peers",
         ),
         Figure(
-            "p2prpc memory",
+            mine(transport, "memory"),
             "KB/connection",
             [per_connection],
             False,
             "growth of the processes' resident memory from before start, over the connections",
         ),
         Figure(
-            "p2prpc delivered",
+            mine(transport, "delivered"),
             "%",
             [delivered],
             True,
@@ -1070,12 +1323,26 @@ async def swarm(ctx: Context) -> list[Figure]:
 
 
 def judge_swarm(row: Row) -> None:
-    value_check(row, "forms in < 30 s", "p2prpc time to form", 30.0, at_least=False)
-    value_check(row, "≤ 500 KB/connection", "p2prpc memory", 500.0, at_least=False)
-    value_check(row, "100% delivered", "p2prpc delivered", 100.0, at_least=True)
+    for transport in TRANSPORTS:
+        on = "" if transport == "aiortc" else f"{transport}: "
+        form, memory, delivered = (
+            mine(transport, w) for w in ("time to form", "memory", "delivered")
+        )
+        value_check(row, f"{on}forms in < 30 s", form, 30.0, at_least=False)
+        value_check(row, f"{on}≤ 500 KB/connection", memory, 500.0, at_least=False)
+        value_check(row, f"{on}100% delivered", delivered, 100.0, at_least=True)
 
 
-async def heal(ctx: Context) -> list[Figure]:
+def heal(transport: str) -> PhaseRun:
+    """The healing of a mesh of p2prpc nodes on ``transport``."""
+
+    async def run(ctx: Context) -> list[Figure]:
+        return await _heal(ctx, transport)
+
+    return run
+
+
+async def _heal(ctx: Context, transport: str) -> list[Figure]:
     """A bounded mesh loses its tracker, then nodes leave one after another: how long until every
     node is back at its minimum degree in one connected mesh, and whether topic messages
     published then reach every node."""
@@ -1084,22 +1351,29 @@ async def heal(ctx: Context) -> list[Figure]:
     per_process = [
         plan.heal_peers // processes + (i < plan.heal_peers % processes) for i in range(processes)
     ]
-    names = [f"heal-p2prpc-{i}" for i in range(processes)]
+    prefix = _named("heal", "p2prpc", transport)
+    names = [f"{prefix}-{i}" for i in range(processes)]
     counters: Counter[str] = Counter()
     async with (
-        workers(["heal-tracker"], ctx) as (tracker,),
+        workers([f"{prefix}-tracker"], ctx) as (tracker,),
         workers(names, ctx) as group,
     ):
         url = await tracker.call("tracker.start", host="127.0.0.1")
         identifier = ctx.identifier("heal")
         await asyncio.gather(
             *(
-                w.call("pubsub.swarm_join", urls=[url], identifier=identifier, count=n)
+                w.call(
+                    "pubsub.swarm_join",
+                    urls=[url],
+                    identifier=identifier,
+                    count=n,
+                    transport=transport,
+                )
                 for w, n in zip(group, per_process, strict=True)
             )
         )
         await asyncio.gather(*(w.call("pubsub.swarm_formed", timeout=180) for w in group))
-        ctx.progress(f"mesh of {plan.heal_peers} formed; the tracker dies")
+        ctx.progress(f"mesh of {plan.heal_peers} on {transport} formed; the tracker dies")
         await tracker.close()
         start = now_ms()
         for i in range(plan.heal_leaving):  # one after another, spread over the processes
@@ -1129,7 +1403,7 @@ async def heal(ctx: Context) -> list[Figure]:
         delivered = 100.0 * sum(g["received"] for g in got) / ((alive - 1) * plan.heal_messages)
     return [
         Figure(
-            "p2prpc time to heal",
+            mine(transport, "time to heal"),
             "s",
             [healed],
             False,
@@ -1138,7 +1412,7 @@ async def heal(ctx: Context) -> list[Figure]:
             f"has {MIN_DEGREE} peers in one connected mesh (lowest degree seen {lowest})",
         ),
         Figure(
-            "p2prpc delivered",
+            mine(transport, "delivered"),
             "%",
             [delivered],
             True,
@@ -1163,8 +1437,11 @@ def _connected(graph: dict[str, set[str]]) -> bool:
 
 
 def judge_heal(row: Row) -> None:
-    value_check(row, "heals in < 30 s", "p2prpc time to heal", 30.0, at_least=False)
-    value_check(row, "100% delivered", "p2prpc delivered", 100.0, at_least=True)
+    for transport in TRANSPORTS:
+        on = "" if transport == "aiortc" else f"{transport}: "
+        heal, delivered = mine(transport, "time to heal"), mine(transport, "delivered")
+        value_check(row, f"{on}heals in < 30 s", heal, 30.0, at_least=False)
+        value_check(row, f"{on}100% delivered", delivered, 100.0, at_least=True)
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -1174,7 +1451,7 @@ BENCHES: Sequence[Bench] = (
         "connect",
         "connect",
         (
-            Phase("p2prpc and raw aiortc on loopback", connect_p2prpc),
+            Phase("p2prpc and raw data channels on loopback", connect_p2prpc),
             Phase("JS P2PT through bittorrent-tracker", connect_js, netns=True),
             Phase("p2prpc over veth", connect_p2prpc_veth, netns=True),
         ),
@@ -1183,7 +1460,7 @@ BENCHES: Sequence[Bench] = (
     Bench(
         "unary-latency",
         "unary latency (100 B)",
-        (Phase("p2prpc, raw aiortc, gRPC aio", unary_latency),),
+        (Phase("p2prpc, raw data channels, gRPC aio", unary_latency),),
         judge_latency,
     ),
     Bench(
@@ -1195,14 +1472,17 @@ BENCHES: Sequence[Bench] = (
     Bench(
         "unary-throughput",
         "unary throughput (32 in flight)",
-        (Phase("p2prpc, gRPC aio, raw aiortc", unary_throughput),),
+        (Phase("p2prpc, raw data channels, gRPC aio", unary_throughput),),
         judge_throughput,
     ),
     Bench(
         "bulk-1mb",
         "bulk 1 MB echo",
         (
-            Phase("p2prpc and raw aiortc", _bulk_phase(1_000_000, lambda p: p.bulk_1mb, "bulk1")),
+            Phase(
+                "p2prpc and raw data channels",
+                _bulk_phase(1_000_000, lambda p: p.bulk_1mb, "bulk1"),
+            ),
             Phase("JS P2PT", bulk_js, netns=True),
         ),
         judge_bulk,
@@ -1212,9 +1492,10 @@ BENCHES: Sequence[Bench] = (
         "bulk 10 MB echo",
         (
             Phase(
-                "p2prpc and raw aiortc",
+                "p2prpc and raw data channels",
                 _bulk_phase(10_000_000, lambda p: p.bulk_10mb, "bulk10"),
             ),
+            Phase("JS P2PT", _bulk_js(10_000_000, lambda p: p.bulk_10mb, "bulk10-js"), netns=True),
         ),
         judge_bulk,
     ),
@@ -1222,7 +1503,7 @@ BENCHES: Sequence[Bench] = (
         "bulk-records",
         "bulk 10 MB records (compressible)",
         (
-            Phase("p2prpc and raw aiortc", bulk_records),
+            Phase("p2prpc and raw data channels", bulk_records),
             Phase("JS P2PT", records_js, netns=True),
         ),
         judge_records,
@@ -1230,48 +1511,59 @@ BENCHES: Sequence[Bench] = (
     Bench(
         "streaming",
         "server stream {plan.stream_count:,} × 1 KB",
-        (Phase("p2prpc and raw aiortc", streaming),),
+        (Phase("p2prpc and raw data channels", streaming),),
         judge_streaming,
     ),
     Bench(
         "long-path-50",
         "long path: 50 ms round trip, 1% loss",
-        (Phase("p2prpc and raw aiortc", _long_path(0.025, 0.01, "long50", _lossy)),),
+        (Phase("p2prpc and raw data channels", _long_path(0.025, 0.01, "long50", _lossy)),),
         judge_long_path,
         lab_unavailable,
     ),
     Bench(
         "long-path-150",
         "long path: 150 ms round trip, 1% loss",
-        (Phase("p2prpc and raw aiortc", _long_path(0.075, 0.01, "long150", _lossy)),),
+        (Phase("p2prpc and raw data channels", _long_path(0.075, 0.01, "long150", _lossy)),),
         judge_long_path,
         lab_unavailable,
     ),
     Bench(
         "long-path-150-clean",
         "long path: 150 ms round trip, no loss",
-        (Phase("p2prpc and raw aiortc", _long_path(0.075, 0.0, "clean150", _clean)),),
+        (Phase("p2prpc and raw data channels", _long_path(0.075, 0.0, "clean150", _clean)),),
         judge_long_path,
         lab_unavailable,
     ),
     Bench(
         "fan-out",
         "fan-out 1 → 8 (1 KB)",
-        (Phase("p2prpc topics", fanout), Phase("raw aiortc, 1 → 8 channels", fanout_raw)),
+        (
+            Phase("p2prpc topics", fanout("aiortc")),
+            Phase("raw aiortc, 1 → 8 channels", fanout_raw("aiortc")),
+            Phase("p2prpc topics on libwebrtc", fanout("libwebrtc")),
+            Phase("raw libwebrtc, 1 → 8 channels", fanout_raw("libwebrtc")),
+        ),
         judge_fanout,
         pubsub_unavailable,
     ),
     Bench(
         "swarm",
         "swarm of {plan.swarm_peers} (topics)",
-        (Phase("p2prpc topics", swarm),),
+        (
+            Phase("p2prpc topics", swarm("aiortc")),
+            Phase("p2prpc topics on libwebrtc", swarm("libwebrtc")),
+        ),
         judge_swarm,
         pubsub_unavailable,
     ),
     Bench(
         "heal",
         "mesh of {plan.heal_peers} heals without its tracker",
-        (Phase("p2prpc mesh and topics", heal),),
+        (
+            Phase("p2prpc mesh and topics", heal("aiortc")),
+            Phase("p2prpc mesh and topics on libwebrtc", heal("libwebrtc")),
+        ),
         judge_heal,
         pubsub_unavailable,
     ),

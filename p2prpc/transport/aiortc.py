@@ -220,13 +220,13 @@ class AiortcLink(DataChannelLink):
         return await self._set_local(await self.pc.createOffer())
 
     async def accept_offer(self, sdp: str) -> str:
+        self._remote_max = max_message_size(sdp)  # known before the channel can open
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self._remote_max = max_message_size(sdp)
         return await self._set_local(await self.pc.createAnswer())
 
     async def accept_answer(self, sdp: str) -> None:
+        self._remote_max = max_message_size(sdp)  # known before the channel can open
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        self._remote_max = max_message_size(sdp)
 
     async def _set_local(self, description: RTCSessionDescription) -> str:
         """Set the local description and return its SDP, which then carries every candidate."""

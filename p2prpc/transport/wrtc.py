@@ -161,16 +161,20 @@ class WrtcLink(DataChannelLink):
 
     async def accept_offer(self, sdp: str) -> str:
         async with self._making():
+            self._remote(sdp)
             await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="offer"))
-            self._remote_sdp = sdp
-            self._remote_max = max_message_size(sdp)
             return await self._set_local(await self.pc.createAnswer())
 
     async def accept_answer(self, sdp: str) -> None:
         async with self._making():
+            self._remote(sdp)
             await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="answer"))
-            self._remote_sdp = sdp
-            self._remote_max = max_message_size(sdp)
+
+    def _remote(self, sdp: str) -> None:
+        """Keep what the remote description says before it is applied: the data channel can open
+        before the coroutine applying it resumes, and its handshake reads the fingerprints."""
+        self._remote_sdp = sdp
+        self._remote_max = max_message_size(sdp)
 
     @contextlib.asynccontextmanager
     async def _making(self) -> AsyncIterator[None]:

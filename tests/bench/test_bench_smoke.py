@@ -44,7 +44,8 @@ def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
     assert row["key"] == "unary-latency"
     assert row["skipped"] is None and row["errors"] == []
     figures = {figure["label"]: figure for figure in row["figures"]}
-    timed = {"p2prpc", "raw aiortc", "gRPC aio"}
+    # p2prpc and the raw data channel on both transports, and gRPC aio.
+    timed = {"p2prpc", "p2prpc on libwebrtc", "raw aiortc", "raw libwebrtc", "gRPC aio"}
     assert set(figures) == timed | {f"{label} CPU" for label in timed}
     for label in timed:
         figure = figures[label]
@@ -58,7 +59,14 @@ def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
         assert cpu["unit"] == "µs CPU/call" and cpu["higher_is_better"] is False
         assert cpu["samples"] and all(sample > 0 for sample in cpu["samples"])
     targets = [check["target"] for check in row["checks"]]
-    assert targets == ["p50 ≤ 1.25× raw aiortc", "p50 ≤ 1.0× gRPC aio", "CPU ≤ 1.2× raw aiortc"]
+    assert targets == [
+        "p50 ≤ 1.25× raw aiortc",
+        "p50 ≤ 1.0× gRPC aio",
+        "CPU ≤ 1.2× raw aiortc",
+        "libwebrtc p50 ≤ 0.5× gRPC aio",
+        "libwebrtc CPU ≤ 0.6× gRPC aio",
+        "aiortc no slower than the previous run (±10%)",  # the README's figure
+    ]
     assert all(isinstance(check["met"], bool) for check in row["checks"])
 
     # Datagrams lost on the row's own sockets are counted (how many is the machine's business).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.previous import match, published
+from bench.previous import match, previous_check, published
 from bench.report import Figure, Row, write_json
 
 README = """# p2prpc
@@ -79,3 +79,38 @@ def test_an_earlier_results_json_reads_as_its_table(tmp_path: Path) -> None:
     assert line["p2prpc"] == "6.50 MB/s (p99 6.01)"
     assert line["UDP drops"] == "1,234"
     assert line["CPU per message"] == "p2prpc 300 µs/call"
+
+
+def _judged(title: str, figure: Figure, previous: str) -> Row:
+    row = Row("row", title, [figure])
+    row.previous = {"p2prpc": previous}
+    previous_check(row)
+    return row
+
+
+def test_p2prpc_on_aiortc_is_judged_against_the_published_figure() -> None:
+    # A rate: at most 10 % below the published one.
+    row = _judged("bulk", Figure("p2prpc", "MB/s", [28.0], True), "31.0 MB/s (p99 26.8)")
+    (check,) = row.checks
+    assert check.met is True and check.figure == "p2prpc"
+    assert check.threshold is not None and abs(check.threshold - 27.9) < 1e-9
+    row = _judged("bulk", Figure("p2prpc", "MB/s", [27.0], True), "31.0 MB/s (p99 26.8)")
+    assert [c.met for c in row.checks] == [False]
+    # A time: at most 10 % above; thousands separated.
+    row = _judged("rate", Figure("p2prpc", "msgs/s", [9100.0], True), "10,035 msgs/s")
+    assert [c.met for c in row.checks] == [True]
+    row = _judged("lat", Figure("p2prpc", "ms", [0.33], False), "0.290 ms (p99 0.526)")
+    assert [c.met for c in row.checks] == [False]
+    assert row.checks[0].shown == "1.14× previous run"
+
+
+def test_no_previous_check_without_a_comparable_figure() -> None:
+    # The published cell leads with a side figure's name, or another unit, or nothing.
+    figure = Figure("p2prpc", "ms", [30.0], False)
+    assert _judged("secret", figure, "secret connect 30.2 ms (p99 32.5)").checks == []
+    assert _judged("odd", figure, "30.2 MB/s").checks == []
+    assert _judged("new", figure, "").checks == []
+    row = Row("swarm", "swarm", [Figure("p2prpc time to form", "s", [1.0], False)])
+    row.previous = {"p2prpc": "1.08 s"}
+    previous_check(row)
+    assert row.checks == []

@@ -100,3 +100,54 @@ def test_pinning_to_loopback_after_the_first_connection_says_how_to_allow_it() -
     )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "WRTC_ALLOW_LOOPBACK=1" in result.stdout
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("offering", "answering"),
+    [(LIBWEBRTC, LIBWEBRTC), (AIORTC, AIORTC), (LIBWEBRTC, AIORTC), (AIORTC, LIBWEBRTC)],
+    ids=["libwebrtc-libwebrtc", "aiortc-aiortc", "libwebrtc-aiortc", "aiortc-libwebrtc"],
+)
+async def test_the_offerer_knows_the_session_when_its_channel_opens_before_the_answer_is_applied(
+    offering: Transport, answering: Transport
+) -> None:
+    # On a busy event loop the data channel can open (ICE, DTLS and SCTP take a few ms over
+    # loopback) before the coroutine that applied the answer resumes: here that coroutine
+    # resumes only once the channel has opened. The handshake of a closed swarm reads both
+    # fingerprints the moment the channel opens, and a connection sizes its frames by the
+    # remote's max-message-size.
+    offerer = offering.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+    answerer = answering.link(LOOPBACK, initiator=False, label="")
+    opened = asyncio.Event()
+    at_open: list[object] = []
+
+    def on_open() -> None:
+        try:
+            at_open.append((offerer.fingerprints(), offerer.max_message_size))
+        except Exception as error:  # what the handshake would have met
+            at_open.append(error)
+        opened.set()
+
+    offerer.on_open, answerer.on_open = on_open, lambda: None
+    offerer.on_message = answerer.on_message = lambda _: None
+    offerer.on_close = answerer.on_close = lambda: None
+    pc = offerer.pc  # type: ignore[attr-defined]
+    apply = pc.setRemoteDescription
+
+    async def applied_late(description: object) -> None:
+        await apply(description)
+        await opened.wait()
+
+    pc.setRemoteDescription = applied_late
+    try:
+        offer = await offerer.create_offer()
+        async with asyncio.timeout(10):
+            await offerer.accept_answer(await answerer.accept_offer(offer))
+        (seen,) = at_open
+        assert not isinstance(seen, Exception), seen
+        assert seen == (offerer.fingerprints(), 262144)
+        local, remote = offerer.fingerprints()
+        assert answerer.fingerprints() == (remote, local)
+    finally:
+        await offerer.wait_closed()
+        await answerer.wait_closed()
