@@ -10,6 +10,8 @@ once on each transport (ids end in `[aiortc]` / `[libwebrtc]`): a module-scoped 
 sets `P2PRPC_TRANSPORT` for the module's tests, its fixtures and the processes they start.
 `--transport NAME` keeps one. A test about one transport's own machinery is marked
 `@pytest.mark.transport_only("aiortc", reason=...)`: on the other it is skipped with the reason.
+Tests that measure time, CPU or memory against a budget (`SERIAL`) are marked `serial`: `make
+test` runs them after the others, one at a time, as the others run in parallel (pytest-xdist).
 libwebrtc (the `native` extra) gathers loopback candidates in this run (`WRTC_ALLOW_LOOPBACK`); its
 tests skip with the reason where `wrtc` is not installed.
 """
@@ -48,6 +50,15 @@ PER_TRANSPORT = (
     "test_progress.py",
     "test_tools.py",
     "tracker/test_legitimate_messages.py",
+)
+
+#: Tests that measure time, CPU or memory against a budget: `make test` runs them after the rest,
+#: one at a time (`-m serial`), so that no other test's load is counted against them.
+SERIAL = (
+    "costs/",
+    "fuzz/test_decoder_costs.py",
+    "rpc/test_work_budget.py",
+    "wire/test_held.py",
 )
 
 _TESTS = Path(__file__).parent
@@ -104,14 +115,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "transport_only(name, reason): the test is about one transport's own machinery",
     )
+    config.addinivalue_line(
+        "markers", "serial: measures time, CPU or memory: run alone (`-m serial`), not in parallel"
+    )
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.relative_to(_TESTS).as_posix()
+    except ValueError:
+        return ""
 
 
 def _per_transport(path: Path) -> bool:
-    try:
-        relative = path.relative_to(_TESTS).as_posix()
-    except ValueError:
-        return False
-    return relative.startswith(PER_TRANSPORT)
+    return _relative(path).startswith(PER_TRANSPORT)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _relative(item.path).startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
