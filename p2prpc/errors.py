@@ -158,6 +158,28 @@ class WeakSecret(P2PRPCError, ValueError):
         self.bits = bits
 
 
+class InvalidIceServer(P2PRPCError, ValueError):
+    """An ICE server that cannot be used, refused where it is configured: a URL that is not a
+    ``stun:``, ``stuns:``, ``turn:`` or ``turns:`` URL as RFC 7064 and RFC 7065 write them (host,
+    port 1 to 65535, ``?transport=udp`` or ``tcp`` on TURN only), credentials on a STUN URL, a
+    TURN server without a username and credential, or an entry that is neither a URL, an
+    ``RTCIceServer`` nor a provider. ``part`` names what is wrong (``"scheme"``, ``"host"``,
+    ``"port"``, ``"query"``, ``"credentials"``, ``"entry"``); the message shows the URL with its
+    credentials left out, never them.
+    """
+
+    def __init__(self, message: str, *, part: str) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+class IceServersUnavailable(P2PRPCError):
+    """An ICE server provider (a function in ``ice_servers``) raised, returned something that is
+    no ICE server, or did not return within its time: the connection it was asked for is not
+    attempted (``trackerwarning`` on the tracker's path; the next attempt asks again). The
+    provider's own exception, if any, is the ``__cause__``."""
+
+
 class KeyFileExists(P2PRPCError, FileExistsError):
     """Something already is where a private key was to be written: a file (replaced only when
     asked, ``overwrite=True`` or ``p2prpc keygen --force``), or a symbolic link or anything else

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, 
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
 
-from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
 
 from .errors import (
@@ -42,6 +41,7 @@ from .keepalive import Life as Life  # also p2prpc.mux.Life: node, rpc and users
 from .p2pt import EVENTS as P2PT_EVENTS
 from .p2pt import P2PT, Peer
 from .swarm.connectivity import SwarmConnectivity
+from .transport.ice import IceServerLike
 from .wire.compression import CODECS, MAX_RATIO
 from .wire.envelope import (
     BATCH_OVERHEAD,
@@ -271,7 +271,7 @@ class Mux(AsyncIOEventEmitter):
         announce_urls: Sequence[str] = (),
         identifier: str = "p2prpc",
         *,
-        ice_servers: Sequence[RTCIceServer] | None = None,
+        ice_servers: Sequence[IceServerLike] | None = None,
         host_addresses: Sequence[str] | None = None,
         binary: bool = True,
         max_message_size: int = 4 * 2**20,

@@ -55,11 +55,11 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-from aiortc import RTCIceServer
 from pyee.asyncio import AsyncIOEventEmitter
 
 from .errors import (
     Destroyed,
+    IceServersUnavailable,
     NothingToRespond,
     PeerClosed,
     RemoteProtocolError,
@@ -81,6 +81,12 @@ from .transport import (
     RTCOptions,
     Transport,
     choose_transport,
+)
+from .transport.ice import (
+    PROVIDER_TIMEOUT,
+    IceServerLike,
+    IceServers,
+    ice_servers_from_environment,
 )
 from .wire.frames import (
     MAX_PARSED_SIZE,
@@ -327,12 +333,25 @@ class P2PT(AsyncIOEventEmitter):
     ``udp_buffer_size``: bytes of receive and send buffer asked for each connection's UDP sockets
     (:class:`~p2prpc.transport.RTCOptions`; aiortc only: libwebrtc sizes its own).
 
-    ICE: ``ice_servers`` (aiortc's ``RTCIceServer`` list: STUN and TURN servers; ``None``: P2PT's
-    STUN servers, ``[]``: none), ``host_addresses`` (the only addresses offered as host
-    candidates), ``ice_transport_policy`` (``"all"``, or ``"relay"``: only candidates relayed by a
-    TURN server, so no peer learns this machine's addresses). libwebrtc uses every server given;
-    aiortc only the first STUN and the first TURN server it can use, and logs a warning naming
-    the others (:class:`~p2prpc.transport.RTCOptions`).
+    ICE: ``ice_servers``: STUN and TURN servers, a list of URLs (``"stun:HOST[:PORT]"``,
+    ``"turn:USERNAME:CREDENTIAL@HOST[:PORT][?transport=tcp]"``, ``"turns:..."``: the form of
+    :mod:`p2prpc.transport.ice`), aiortc's ``RTCIceServer`` objects (``urls``, ``username``,
+    ``credential``) and providers: functions, plain or async, called before each connection
+    attempt for the servers to use then (:class:`~p2prpc.transport.ice.TurnRestCredentials`
+    makes short-lived TURN credentials from a secret shared with coturn or eturnal). A provider
+    that raises, returns no ICE server or does not return within ``ice_servers_timeout`` seconds
+    (10) fails that attempt with :class:`~p2prpc.errors.IceServersUnavailable`: no offer is
+    made or answered then (``trackerwarning`` on a tracker's path, a warning in the log), and
+    the next attempt asks it again. ``None`` (the default): the servers the environment
+    variable ``P2PRPC_ICE_SERVERS`` lists (URLs separated by commas or spaces; TURN URLs without
+    credentials take TURN REST credentials from ``P2PRPC_TURN_SECRET``), else P2PT's STUN
+    servers; ``[]``: none. A malformed URL, or a TURN server without credentials, raises
+    :class:`~p2prpc.errors.InvalidIceServer` here, naming the part that is wrong; credentials
+    are never logged nor shown in errors. ``host_addresses`` (the only addresses offered as
+    host candidates), ``ice_transport_policy`` (``"all"``, or ``"relay"``: only candidates
+    relayed by a TURN server, so no peer learns this machine's addresses). libwebrtc uses every
+    server given; aiortc only the first STUN and the first TURN server it can use, and logs a
+    warning naming the others (:class:`~p2prpc.transport.RTCOptions`).
 
     ``transport``: the WebRTC implementation connections are made with: ``"aiortc"`` (pure
     Python, always installed), ``"libwebrtc"`` (Chrome's engine through the ``wrtc`` package,
@@ -383,9 +402,10 @@ class P2PT(AsyncIOEventEmitter):
         announce_urls: Sequence[str] = (),
         identifier: str = "",
         *,
-        ice_servers: Sequence[RTCIceServer] | None = None,
+        ice_servers: Sequence[IceServerLike] | None = None,
         host_addresses: Sequence[str] | None = None,
         ice_transport_policy: IceTransportPolicy = "all",
+        ice_servers_timeout: float = PROVIDER_TIMEOUT,
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         transport: str | Transport | None = None,
         reply_timeout: float | None = 60.0,
@@ -476,8 +496,13 @@ class P2PT(AsyncIOEventEmitter):
         #: Messages :meth:`messages` dropped unread (its queue was full, in messages or bytes).
         self.messages_dropped = 0
         self._proving: dict[Connection, asyncio.TimerHandle] = {}
+        #: The ICE servers connections are made with (static ones and providers).
+        self.ice_servers = IceServers(
+            ice_servers if ice_servers is not None else ice_servers_from_environment(),
+            timeout=ice_servers_timeout,
+        )
         self._rtc_options = RTCOptions(
-            ice_servers=ice_servers,
+            ice_servers=self.ice_servers.static,
             host_addresses=host_addresses,
             ice_transport_policy=ice_transport_policy,
             max_send_queue=max_send_queue,
@@ -503,6 +528,7 @@ class P2PT(AsyncIOEventEmitter):
             self._rtc_options,
             transport=self.transport,
             max_offers=max_direct_offers,
+            ice=self.ice_servers,
         )
         self.direct_offer_timeout = direct_offer_timeout
         self.more_peers_handler: Callable[[], bool] | None = None
@@ -1027,7 +1053,8 @@ class P2PT(AsyncIOEventEmitter):
         peer's :class:`~p2prpc.wire.sealbox.SealKey`, verified for ``peer_id`` by the caller) and
         our own :attr:`seal_key`, sealed to that key, and its answer must be sealed back to ours.
         ``None`` when no offer is wanted: the peer is this one, ``max_direct_offers`` wait
-        already, the caps of :meth:`accepts_answer_from` refuse it, or ``seal_to`` is unusable.
+        already, the caps of :meth:`accepts_answer_from` refuse it, ``seal_to`` is unusable, or
+        an ICE server provider failed (:class:`~p2prpc.errors.IceServersUnavailable`, logged).
         ``origin`` names the path (``relay:<peer id>``); ``extra``: a connection past
         ``max_peers`` (within ``max_extra_peers``); ``expect_key``: the key the path says the
         peer holds (by default that of ``seal_to``): its connection counts only if it proves it.
@@ -1040,13 +1067,16 @@ class P2PT(AsyncIOEventEmitter):
             or not self.accepts_answer_from(peer_id, extra)
         ):
             return None
-        return await self._pool.make(
-            self._relay_path(origin),
-            to=peer_id,
-            extra=extra,
-            seal_to=seal_to,
-            expect_key=expect_key,
-        )
+        try:
+            return await self._pool.make(
+                self._relay_path(origin),
+                to=peer_id,
+                extra=extra,
+                seal_to=seal_to,
+                expect_key=expect_key,
+            )
+        except IceServersUnavailable:  # logged where it failed; the next attempt asks again
+            return None
 
     def _relay_path(self, origin: str) -> RelayPath:
         """The path of offers and answers relayed through a neighbour (``origin``)."""
@@ -1083,7 +1113,8 @@ class P2PT(AsyncIOEventEmitter):
         Returns the answer's text (sealed for ``peer_id`` in a secret swarm; to its key when the
         offer was sealed to ours), or ``None`` when it is not answered: the offer does not open
         (counted in ``signalling.refused``: forged, too old, or opened already), the caps of
-        :meth:`accepts_offer_from` refuse it, or its SDP is unusable. ``sender_identity``: the
+        :meth:`accepts_offer_from` refuse it, its SDP is unusable, or an ICE server provider
+        failed (logged). ``sender_identity``: the
         Ed25519 key the path says ``peer_id`` has; with it (or ``allowed_peers``) and our own
         :attr:`seal_key`, the offer must be sealed to our key by that identity (one of
         ``allowed_peers``): one sealed with the swarm key could have been opened or made by a
@@ -1106,6 +1137,8 @@ class P2PT(AsyncIOEventEmitter):
             )
         except (SealError, UnusableSDP) as e:
             logger.warning("relayed offer from %s not answered: %s", peer_id[:8], e)
+            return None
+        except IceServersUnavailable:  # logged where it failed
             return None
         return answered[0] if answered is not None else None
 

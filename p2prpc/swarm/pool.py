@@ -15,6 +15,11 @@ what they receive and carry what it returns, so the life of an offer is written 
   leaves the offer waiting for a genuine one;
 - every connection goes to the owner (the swarm) with the time it has to open.
 
+ICE servers: when a provider is among them (:class:`~p2prpc.transport.ice.IceServers`), it is
+asked before each connection is made, ours (for an offer) or one answering an offer (after the
+offer opened and the caps took it); when it fails, :class:`~p2prpc.errors.IceServersUnavailable`
+is raised and nothing is made.
+
 Bounds: at most ``max_offers`` offers addressed to a peer wait at once (each holds a peer
 connection and its sockets); offers a tracker carries are bounded by their path
 (:meth:`OfferPool.retire`).
@@ -23,6 +28,7 @@ connection and its sockets); offers a tracker carries are bounded by their path
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from typing import Protocol
 
 from ..errors import PeerClosed, RemoteProtocolError
 from ..transport import RTCOptions, Transport
+from ..transport.ice import IceServers
 from ..wire.sealbox import SealKey
 from ..wire.secret import SealError
 from .connection import Connection, ConnectionState
@@ -135,16 +142,26 @@ class OfferPool:
         *,
         transport: Transport | None = None,
         max_offers: int = 16,
+        ice: IceServers | None = None,
     ) -> None:
         self.owner = owner
         self.signalling = signalling
         self.options = options
+        self.ice = ice
         self.transport = transport
         self.max_offers = max_offers
         self._offers: dict[bytes, Offer] = {}  # by offer id, oldest first
         self._closed = False
 
     # -- our offers ---------------------------------------------------------------------------
+
+    async def _attempt_options(self) -> RTCOptions:
+        """The options of one connection attempt: with what the ICE server providers return
+        now, if any (:class:`~p2prpc.errors.IceServersUnavailable` when one fails)."""
+        ice = self.ice
+        if ice is None or not ice.dynamic:
+            return self.options
+        return dataclasses.replace(self.options, ice_servers=await ice.resolve())
 
     def waiting(self, offer_id: bytes) -> Offer | None:
         """Our offer ``offer_id``, if it still waits for an answer."""
@@ -170,10 +187,14 @@ class OfferPool:
         ``path.offer_timeout`` seconds for an answer.
         ``extra``: its connection may go past the owner's ``max_peers``; ``expect_key``: the key
         the peer is said to hold (by default the identity of ``seal_to``), which its connection
-        must prove."""
+        must prove. :class:`~p2prpc.errors.IceServersUnavailable` when an ICE server provider
+        fails (nothing is made)."""
         if self._closed or (to is not None and self._addressed() >= self.max_offers):
             return None
-        connection = Connection(self.options, initiator=True, transport=self.transport)
+        options = await self._attempt_options()
+        if self._closed or (to is not None and self._addressed() >= self.max_offers):
+            return None  # closed, or filled, while the provider was asked
+        connection = Connection(options, initiator=True, transport=self.transport)
         connection.origin = path.origin
         connection.extra = extra
         connection.expected_key = (
@@ -285,7 +306,9 @@ class OfferPool:
         :meth:`~p2prpc.swarm.sealing.Signalling.open_relayed_offer`). The connection must open
         within ``path.answer_timeout`` seconds, and prove ``expect_key`` (the key the path says
         the sender holds) when given, or the key of the record the offer was sealed with.
-        :class:`UnusableSDP` when the transport cannot use it.
+        :class:`UnusableSDP` when the transport cannot use it;
+        :class:`~p2prpc.errors.IceServersUnavailable` when an ICE server provider fails (it is
+        asked once the offer opened and the caps took it; nothing is answered).
         """
         if self._closed:
             return None
@@ -299,7 +322,13 @@ class OfferPool:
             sdp = signalling.open_offer(bytes.fromhex(from_id), offer_id, text)
         if not self.owner.accepts_offer_from(from_id, extra):
             return None
-        connection = Connection(self.options, initiator=False, transport=self.transport)
+        options = self.options
+        if self.ice is not None and self.ice.dynamic:
+            options = await self._attempt_options()
+            # The caps again: other connections may have taken the slots meanwhile.
+            if self._closed or not self.owner.accepts_offer_from(from_id, extra):
+                return None
+        connection = Connection(options, initiator=False, transport=self.transport)
         connection.peer_id = from_id
         connection.origin = path.origin
         connection.extra = extra

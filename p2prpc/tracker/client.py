@@ -28,7 +28,7 @@ import websockets
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 from websockets.asyncio.client import ClientConnection, connect
 
-from ..errors import P2PRPCError, TrackerFailure, TrackerProtocolError
+from ..errors import IceServersUnavailable, P2PRPCError, TrackerFailure, TrackerProtocolError
 from ..swarm.connectivity import TrackerState
 from ..swarm.pool import OfferPool, UnusableSDP
 from ..wire.secret import SealError
@@ -310,8 +310,18 @@ class TrackerClient:
         count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
         pool = self.swarm.pool
         pool.retire(self.announce_url, self.max_outstanding_offers - count)
-        made = await asyncio.gather(*(pool.make(self) for _ in range(count)))
-        offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if o is not None)
+        made = await asyncio.gather(
+            *(pool.make(self) for _ in range(count)), return_exceptions=True
+        )
+        failed = None
+        for result in made:
+            if isinstance(result, IceServersUnavailable):
+                failed = result  # no offer without ICE servers: told once per announce
+            elif isinstance(result, BaseException):
+                raise result
+        if failed is not None:
+            self.swarm.tracker_warning(self, failed)
+        offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if isinstance(o, tuple))
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
@@ -369,6 +379,9 @@ class TrackerClient:
             return
         except UnusableSDP as e:
             self.swarm.tracker_warning(self, TrackerProtocolError(str(e)))
+            return
+        except IceServersUnavailable as e:  # not answered: the offerer's offer expires
+            self.swarm.tracker_warning(self, e)
             return
         if answered is None:
             return
