@@ -4,7 +4,8 @@
 addresses: :attr:`TurnLab.client` on the caller's side, :attr:`TurnLab.server` inside, and no
 route beyond this process's own addresses. coturn (``turnserver``, Debian package ``coturn``:
 ``make apt``) runs inside with a configuration file of its own in a temporary directory:
-long-term credentials (:data:`USER`, :data:`PASSWORD`, realm :data:`REALM`), TURN over UDP and
+long-term credentials (:data:`USER`, :data:`PASSWORD`, realm :data:`REALM`; or, with
+``auth_secret``, the TURN REST API's made from that secret), TURN over UDP and
 TCP on :data:`PORT`, over TLS on :data:`TLS_PORT` (a self-signed certificate made here),
 relayed addresses on :attr:`TurnLab.server` and relaying only to those, no CLI. Peers in this
 process reach it through the veth pair; peers limited to relayed candidates
@@ -133,6 +134,9 @@ class TurnLab:
     """coturn in a namespace of its own, reachable from this process (see the module docstring)."""
 
     name: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
+    auth_secret: str | None = None
+    """With a secret, coturn takes TURN REST API credentials made from it (``use-auth-secret``,
+    ``static-auth-secret``) instead of :data:`USER` and :data:`PASSWORD`."""
     _process: subprocess.Popen[bytes] | None = None
     _directory: tempfile.TemporaryDirectory[str] | None = None
     _log: Path | None = None
@@ -211,7 +215,11 @@ class TurnLab:
                         "min-port=49152",
                         "max-port=49999",
                         "lt-cred-mech",
-                        f"user={USER}:{PASSWORD}",
+                        *(
+                            [f"user={USER}:{PASSWORD}"]
+                            if self.auth_secret is None
+                            else ["use-auth-secret", f"static-auth-secret={self.auth_secret}"]
+                        ),
                         f"realm={REALM}",
                         f"cert={cert}",
                         f"pkey={key}",
