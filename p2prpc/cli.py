@@ -24,8 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tools
-from .errors import KeyFileExists, RpcError, WeakSecret
+from .errors import InvalidIceServer, KeyFileExists, RpcError, WeakSecret
 from .tracker import server as tracker_server
+from .transport import P2PT_ICE_SERVERS
+from .transport.ice import (
+    ICE_SERVERS_ENV,
+    TURN_REST_TTL,
+    TURN_REST_USER,
+    TURN_SECRET_ENV,
+    IceServerLike,
+    ice_server_entries,
+    split_ice_urls,
+)
 from .wire.secret import check_secret, new_secret
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -174,11 +184,7 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
         help="announce URL of a WebTorrent tracker (repeatable)",
     )
     parser.add_argument("--identifier", default="p2prpc", help="the swarm's identifier (p2prpc)")
-    parser.add_argument(
-        "--stun",
-        action="store_true",
-        help="use P2PT's default STUN servers (default: host candidates only)",
-    )
+    _add_ice_arguments(parser)
     parser.add_argument(
         "--host-address",
         action="append",
@@ -204,8 +210,63 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ice_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ICE server options of every command that connects to peers."""
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        metavar="URL",
+        help="a STUN or TURN server: stun:HOST[:PORT], turn:USER:PASS@HOST[:PORT][?transport=tcp]"
+        " or turns:... (repeatable; percent-escape ':' and '@' in USER and PASS); "
+        f"{ICE_SERVERS_ENV} in the environment lists them (commas or spaces between) when no "
+        "--ice-server or --stun is given (default: host candidates only)",
+    )
+    parser.add_argument(
+        "--stun",
+        action="store_true",
+        help="use P2PT's default STUN servers too (Google's and Twilio's)",
+    )
+    parser.add_argument(
+        "--turn-secret",
+        metavar="SECRET",
+        help="TURN REST API secret (coturn's static-auth-secret, eturnal's secret): TURN URLs "
+        "without credentials get short-lived ones made from it before each connection; "
+        f"{TURN_SECRET_ENV} does the same without showing it in ps",
+    )
+    parser.add_argument(
+        "--turn-user",
+        default=TURN_REST_USER,
+        metavar="NAME",
+        help=f"user name in TURN REST credentials ({TURN_REST_USER})",
+    )
+    parser.add_argument(
+        "--turn-ttl",
+        type=_positive_float,
+        default=TURN_REST_TTL,
+        metavar="SECONDS",
+        help=f"how long TURN REST credentials are valid ({TURN_REST_TTL:g})",
+    )
+
+
+def _ice_servers(args: argparse.Namespace) -> list[IceServerLike]:
+    """The ``ice_servers`` the ICE options name (:func:`_add_ice_arguments`).
+    :class:`InvalidIceServer`, saying which option or variable, for a URL it refuses."""
+    urls, source = list(args.ice_server or []), "--ice-server"
+    if not urls and not args.stun:
+        urls, source = split_ice_urls(os.environ.get(ICE_SERVERS_ENV, "")), ICE_SERVERS_ENV
+    secret = args.turn_secret if args.turn_secret is not None else os.environ.get(TURN_SECRET_ENV)
+    try:
+        entries = ice_server_entries(
+            urls, turn_secret=secret or None, turn_user=args.turn_user, turn_ttl=args.turn_ttl
+        )
+    except ValueError as e:  # InvalidIceServer, or a --turn-user with ':'
+        part = e.part if isinstance(e, InvalidIceServer) else "credentials"
+        raise InvalidIceServer(f"{source}: {e}", part=part) from None
+    return [*P2PT_ICE_SERVERS, *entries] if args.stun else entries
+
+
 def _swarm(args: argparse.Namespace) -> tools.Swarm:
-    options: dict[str, Any] = {} if args.stun else {"ice_servers": []}
+    options: dict[str, Any] = {"ice_servers": _ice_servers(args)}
     if args.host_address:
         options["host_addresses"] = args.host_address
     secret, source = args.secret, "--secret"
@@ -558,12 +619,13 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--identifier", default="p2prpc-demo", help="the swarm's identifier (p2prpc-demo)"
     )
+    _add_ice_arguments(parser)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    options: dict[str, Any] = {"ice_servers": []}
+    options: dict[str, Any] = {"ice_servers": _ice_servers(args)}
     if args.host.startswith("127."):
         options["host_addresses"] = [args.host]
 
@@ -738,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except WeakSecret as e:
+    except (WeakSecret, InvalidIceServer) as e:  # their messages never show the secret
         print(f"p2prpc {args.command}: {e}", file=sys.stderr)
         return 2
 
