@@ -95,6 +95,8 @@ EOF = grpc.aio.EOF
 
 _CANCELLED_DETAILS = "Locally cancelled by application!"  # grpc.aio's words
 _FINISHED_DETAILS = "RPC already finished."
+#: The details of a call that ended because its node stopped (``Mux.stop``).
+NODE_STOPPING = "the node is stopping"
 _HALF_CLOSED_DETAILS = 'RPC is half closed after calling "done_writing".'
 
 MetadataLike = grpc.aio.Metadata | Iterable[tuple[str, str | bytes]] | Mapping[str, Any]
@@ -385,7 +387,7 @@ class _Attempt:
         self.cancel(status)
 
     def abandon(self) -> None:
-        self._finish(Status(StatusCode.UNAVAILABLE, "the node is stopping"))
+        self._finish(Status(StatusCode.UNAVAILABLE, NODE_STOPPING))
 
     def _finish(self, status: Status) -> None:
         if self.state is not _AttemptState.SENT:
@@ -514,7 +516,7 @@ class _Call(Generic[Req, Rep]):
         self._eager = not self._client_streams and self._start_now()
         if not self._eager:
             self._task = self._loop.create_task(self._run())
-            self._task.add_done_callback(_retrieve)
+            self._task.add_done_callback(self._task_done)
             channel.node.track_task(self._task)
 
     def _start_now(self) -> bool:
@@ -547,6 +549,8 @@ class _Call(Generic[Req, Rep]):
         except asyncio.CancelledError:
             if self._deadline_passed:
                 self._end(Status(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                raise self._final_error() from None
+            if self._end_if_stopping():
                 raise self._final_error() from None
             self._cancel_locally()
             raise
@@ -799,7 +803,7 @@ class _Call(Generic[Req, Rep]):
             if status.code is not StatusCode.OK and not attempt.replied:
                 if policy.max_attempts > 1 and self._retryable(policy, failure):
                     self._task = self._loop.create_task(self._run(failure))
-                    self._task.add_done_callback(_retrieve)
+                    self._task.add_done_callback(self._task_done)
                     self._channel.node.track_task(self._task)
                     return
             else:
@@ -892,6 +896,39 @@ class _Call(Generic[Req, Rep]):
         if waiting:
             details += f": {self._channel.why_no_server(self._method.service)}"
         return Status(StatusCode.DEADLINE_EXCEEDED, details)
+
+    def _end_if_stopping(self) -> bool:
+        """Whether the call ended because its node is stopping (ending it now, UNAVAILABLE, as
+        ``Mux.stop`` says, if it had not ended): the stop cancels the task that runs the call,
+        before it ran or while it ran."""
+        if not self._status.done() and self._channel.node.stopping:
+            self._end(Status(StatusCode.UNAVAILABLE, NODE_STOPPING))
+        return (
+            not self._locally_cancelled
+            and self._status.done()
+            and self._status.result().details == NODE_STOPPING
+        )
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The call's task ended: a task cancelled before it ran ends the call here (its readers
+        wait on the call's status, not on the task); its error is retrieved (readers get it
+        from the call itself: ``read()``, ``code()``), so a stream nobody awaits logs nothing."""
+        if task.cancelled():
+            if not self._end_if_stopping():
+                self._cancel_locally()
+        else:
+            task.exception()
+
+    def _task_cancelled(self) -> bool:
+        """Whether awaiting the call's task raised ``CancelledError`` because the call ended
+        (its node stopping, its deadline passing) and cancelled the task before it ran, rather
+        than by a cancellation of the call's or its awaiter's own: then the call's status is
+        what the awaiter gets."""
+        task = self._task
+        if task is None or not task.cancelled():
+            return False
+        self._end_if_stopping()
+        return self._status.done() and not self._locally_cancelled
 
     def _cancel_locally(self) -> bool:
         if self._status.done():
@@ -1031,13 +1068,6 @@ class _Call(Generic[Req, Rep]):
             raise
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """A call's task ends with the call's error, which its readers get from the call itself
-    (``read()``, ``code()``): retrieved here, so a stream nobody awaits logs nothing."""
-    if not task.cancelled():
-        task.exception()
-
-
 class _StopAtDeadline(stop_base):
     """Stop retrying once the call's deadline has passed."""
 
@@ -1066,6 +1096,8 @@ class UnaryUnaryCall(_Call[Req, Rep]):
             else:
                 reply = yield from self._task.__await__()
         except asyncio.CancelledError:
+            if self._task_cancelled():
+                raise self._final_error() from None
             self.cancel()
             raise
         return reply  # the reply codec's type
@@ -1082,6 +1114,8 @@ class StreamUnaryCall(_Call[Req, Rep]):
             else:
                 reply = yield from self._task.__await__()
         except asyncio.CancelledError:
+            if self._task_cancelled():
+                raise self._final_error() from None
             self.cancel()
             raise
         return reply  # the reply codec's type
