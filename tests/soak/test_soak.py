@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import time
@@ -113,27 +114,22 @@ def _loop_errors() -> Iterator[list[dict[str, Any]]]:
         loop.set_exception_handler(previous)
 
 
-def _assert_flat(warm: Usage, end: Usage, *, transport: str, links: int, what: str) -> None:
+def _assert_flat(warm: Usage, end: Usage, *, what: str) -> None:
     """``end`` holds no more than ``warm`` did, within tolerances:
 
     - file descriptors: none more (both are measured with every node closed and its sockets
       released; the tracker's listening socket is open in both);
     - threads: at most asyncio's default executor's bound more (``min(32, cores + 4)``), which
       starts its threads lazily, as name lookups come; a leak of one a cycle or a node passes it;
-    - resident memory: 16 MiB more (the allocator's arenas and Python's free lists keep what
-      they took at the busiest moment; one leaked node holds more than 100 KiB, so a leak of one
-      a cycle over 1,000 cycles is well past it), and on libwebrtc 4 KiB more for each
-      connection made after the warm-up: ``wrtc`` 0.1.0 keeps about 2 KiB of each closed peer
-      connection that had made an offer, and more of one that connected, wherever it is closed
-      from (a standalone reproduction with ``webrtc.aiortc`` alone shows it).
+    - resident memory: 16 MiB more, what the allocator keeps of the busiest moment's heap: a
+      leak of 16 KiB a cycle over 1,000 cycles passes it (two nodes kept each cycle hold about
+      65 KiB: 60 MiB over ``make soak``'s 1,000; the suite's 20 cycles are too few to tell).
     """
     assert end.fds <= warm.fds, f"{what}: file descriptors {warm.fds} -> {end.fds}"
     pool = min(32, (os.cpu_count() or 1) + 4)
     assert end.threads <= warm.threads + pool, f"{what}: threads {warm.threads} -> {end.threads}"
-    allowed = 16 * MiB + (4096 * links if transport == "libwebrtc" else 0)
-    assert end.rss - warm.rss <= allowed, (
+    assert end.rss - warm.rss <= 16 * MiB, (
         f"{what}: resident memory {warm.rss / MiB:.1f} -> {end.rss / MiB:.1f} MiB"
-        f" (allowed {allowed / MiB:.1f} MiB more for {links} connections)"
     )
 
 
@@ -150,13 +146,12 @@ async def test_connect_call_close_cycles(transport: str) -> None:
     warm_up = max(5, CYCLES // 10)
     start = Usage.now()
     warm: Usage | None = None
-    links_at_warm = 0
     async with TrackerServer(LOOPBACK, 0) as tracker:
         with _loop_errors() as errors:
             began = time.monotonic()
             for cycle in range(CYCLES):
                 if cycle == warm_up:
-                    warm, links_at_warm, warm_time = Usage.now(), counted.links, time.monotonic()
+                    warm, warm_time = Usage.now(), time.monotonic()
                 client = loopback_node([tracker.url], "p2prpc-soak", transport=counted)
                 server = loopback_node([tracker.url], "p2prpc-soak", transport=counted)
                 server.add_service(SERVICE, HANDLERS)
@@ -171,6 +166,11 @@ async def test_connect_call_close_cycles(transport: str) -> None:
                 finally:
                     await client.close()
                     await server.close()
+                # wrtc 0.1.0's peer connections sit in reference cycles of their own: a closed
+                # one is freed by the cycle collector, not at once, and the heap they leave
+                # between collections fragments (resident memory then rises some 15 KiB a
+                # cycle, and stays flat with this collection). A leak is not freed by it.
+                gc.collect()
             elapsed = time.monotonic() - began
         assert not errors, errors
         end = Usage.now()
@@ -180,7 +180,7 @@ async def test_connect_call_close_cycles(transport: str) -> None:
         f"{transport} cycles={CYCLES} in {elapsed:.1f}s ({rate:.1f}/s after warm-up)"
         f" links={counted.links} start[{start}] warm[{warm}] end[{end}]"
     )
-    _assert_flat(warm, end, transport=transport, links=counted.links - links_at_warm, what="cycles")
+    _assert_flat(warm, end, what="cycles")
 
 
 class _Traffic:
@@ -346,7 +346,7 @@ async def test_mixed_traffic_with_peers_leaving_and_joining(transport: str) -> N
 
             began = time.monotonic()
             await phase(warm_up, seed=1)
-            warm, links_at_warm = Usage.now(), counted.links
+            warm = Usage.now()
             await phase(SECONDS - warm_up, seed=2)
             elapsed = time.monotonic() - began
         end = Usage.now()
@@ -369,6 +369,4 @@ async def test_mixed_traffic_with_peers_leaving_and_joining(transport: str) -> N
         for shape in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
     )
     assert traffic.received > 0 and traffic.left == traffic.joined
-    _assert_flat(
-        warm, end, transport=transport, links=counted.links - links_at_warm, what="mixed traffic"
-    )
+    _assert_flat(warm, end, what="mixed traffic")
