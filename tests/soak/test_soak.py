@@ -284,7 +284,9 @@ class _Traffic:
             while time.monotonic() < until:
                 await self.call(rng)
 
-        await asyncio.gather(*(worker(random.Random(seed + w)) for w in range(workers)))
+        async with asyncio.TaskGroup() as group:  # one failing stops the others
+            for w in range(workers):
+                group.create_task(worker(random.Random(seed + w)))
 
     async def publisher(self, until: float, seed: int) -> None:
         rng = random.Random(seed)
@@ -305,11 +307,10 @@ class _Traffic:
 
     async def run(self, seconds: float, seed: int) -> None:
         until = time.monotonic() + seconds
-        await asyncio.gather(
-            self.callers(until, workers=4, seed=seed),
-            self.publisher(until, seed),
-            self.churn(until, every=max(1.0, min(5.0, seconds / 10)), seed=seed),
-        )
+        async with asyncio.TaskGroup() as group:  # one failing stops the others
+            group.create_task(self.callers(until, workers=4, seed=seed))
+            group.create_task(self.publisher(until, seed))
+            group.create_task(self.churn(until, every=max(1.0, min(5.0, seconds / 10)), seed=seed))
 
 
 @pytest.mark.timeout(180 + 2 * SECONDS)
@@ -329,20 +330,27 @@ async def test_mixed_traffic_with_peers_leaving_and_joining(transport: str) -> N
 
             async def phase(seconds: float, seed: int) -> None:
                 nonlocal peak
-                for _ in range(traffic.size):
-                    await traffic.add()
-                await traffic.settle()
-                running = asyncio.ensure_future(traffic.run(seconds, seed))
-                while not running.done():  # the most held while traffic runs, for the report
-                    await asyncio.wait([running], timeout=1)
-                    now = Usage.now()
-                    peak = Usage(
-                        max(peak.fds, now.fds),
-                        max(peak.threads, now.threads),
-                        max(peak.rss, now.rss),
-                    )
-                await running
-                await traffic.close()
+                running: asyncio.Future[None] | None = None
+                try:
+                    for _ in range(traffic.size):
+                        await traffic.add()
+                    await traffic.settle()
+                    running = asyncio.ensure_future(traffic.run(seconds, seed))
+                    while not running.done():  # the most held while traffic runs, for the report
+                        await asyncio.wait([running], timeout=1)
+                        now = Usage.now()
+                        peak = Usage(
+                            max(peak.fds, now.fds),
+                            max(peak.threads, now.threads),
+                            max(peak.rss, now.rss),
+                        )
+                    await running
+                finally:  # a failure leaves nothing running behind it
+                    if running is not None and not running.done():
+                        running.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await running
+                    await traffic.close()
 
             began = time.monotonic()
             await phase(warm_up, seed=1)
