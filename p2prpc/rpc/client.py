@@ -930,6 +930,23 @@ class _Call(Generic[Req, Rep]):
         self._end_if_stopping()
         return self._status.done() and not self._locally_cancelled
 
+    def _await_reply(self) -> Generator[Any, None, Any]:
+        """The reply of a single-reply call, or its error (``CancelledError`` after
+        ``cancel()``, or when the awaiter itself is cancelled)."""
+        try:
+            if self._task is None:
+                return (yield from self._eager_reply().__await__())
+            return (yield from self._task.__await__())
+        except asyncio.CancelledError:
+            if not self._task_cancelled():
+                self.cancel()
+                raise
+        if self._status.result().code is not StatusCode.OK:
+            raise self._final_error()
+        # It ended OK as its node stopped, which cancelled the task before it handed the reply
+        # over: the reply came before the status, and is read here.
+        return (yield from self._single_reply(self._committed.result()).__await__())
+
     def _cancel_locally(self) -> bool:
         if self._status.done():
             return False
@@ -1090,17 +1107,8 @@ class UnaryUnaryCall(_Call[Req, Rep]):
     """
 
     def __await__(self) -> Generator[Any, None, Rep]:
-        try:
-            if self._task is None:
-                reply = yield from self._eager_reply().__await__()
-            else:
-                reply = yield from self._task.__await__()
-        except asyncio.CancelledError:
-            if self._task_cancelled():
-                raise self._final_error() from None
-            self.cancel()
-            raise
-        return reply  # the reply codec's type
+        reply: Rep = yield from self._await_reply()  # the reply codec's type
+        return reply
 
 
 class StreamUnaryCall(_Call[Req, Rep]):
@@ -1108,17 +1116,8 @@ class StreamUnaryCall(_Call[Req, Rep]):
     ``done_writing()`` (or give the method a request iterable), then ``reply = await call``."""
 
     def __await__(self) -> Generator[Any, None, Rep]:
-        try:
-            if self._task is None:
-                reply = yield from self._eager_reply().__await__()
-            else:
-                reply = yield from self._task.__await__()
-        except asyncio.CancelledError:
-            if self._task_cancelled():
-                raise self._final_error() from None
-            self.cancel()
-            raise
-        return reply  # the reply codec's type
+        reply: Rep = yield from self._await_reply()  # the reply codec's type
+        return reply
 
 
 class UnaryStreamCall(_Call[Req, Rep]):

@@ -31,22 +31,30 @@ SERVICE = "stops.Echo"
 SHAPES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
-def _handlers(started: asyncio.Event) -> dict[str, Handler[Any, Any]]:
-    """The four shapes; ``started`` is set when a client-streaming call reaches its servicer."""
+def _handlers(started: asyncio.Event, release: asyncio.Event) -> dict[str, Handler[Any, Any]]:
+    """The four shapes; each sets ``started`` once it has its requests, and answers once
+    ``release`` is set."""
 
     async def echo(request: S, context: ServicerContext) -> S:
+        started.set()
+        await release.wait()
         return request
 
     async def count(request: S, context: ServicerContext) -> AsyncIterator[S]:
+        started.set()
+        await release.wait()
         yield request
 
     async def join(requests: AsyncIterator[S], context: ServicerContext) -> S:
         started.set()
-        return S(value=",".join([r.value async for r in requests]))
+        joined = ",".join([r.value async for r in requests])
+        await release.wait()
+        return S(value=joined)
 
     async def upper(requests: AsyncIterator[S], context: ServicerContext) -> AsyncIterator[S]:
         started.set()
         async for request in requests:
+            await release.wait()
             yield S(value=request.value.upper())
 
     return {
@@ -93,8 +101,9 @@ async def test_a_call_from_a_node_that_stops_ends_unavailable_at_once(
 ) -> None:
     async with mesh(2) as m:
         client, server = m.nodes
-        started = asyncio.Event()
-        server.add_service(SERVICE, _handlers(started))
+        started, release = asyncio.Event(), asyncio.Event()
+        release.set()
+        server.add_service(SERVICE, _handlers(started, release))
         await client.wait_until(lambda: bool(client.servers_of(SERVICE)), 10)
         if when == "made-then-stop":
             # Made in the step the stop is asked for: the stop begins before any task the call
@@ -111,3 +120,31 @@ async def test_a_call_from_a_node_that_stops_ends_unavailable_at_once(
             await stopping
         assert ended.value.code() is StatusCode.UNAVAILABLE, ended.value
         assert ended.value.details() == "the node is stopping"
+
+
+# The single-reply shapes: a task hands their reply over (streamed replies are read from the
+# call itself).
+@pytest.mark.parametrize("shape", ["unary_unary", "stream_unary"])
+async def test_a_call_that_ends_ok_as_its_node_stops_gives_its_reply(shape: str) -> None:
+    """The stop begins as the message that ends the call (its reply and its status) arrives,
+    before it is read: the stop then cancels the task that would hand the reply over, and the
+    call, over and OK, still gives its reply."""
+    async with mesh(2) as m:
+        client, server = m.nodes
+        started, release = asyncio.Event(), asyncio.Event()
+        server.add_service(SERVICE, _handlers(started, release))
+        await client.wait_until(lambda: bool(client.servers_of(SERVICE)), 10)
+        outcome = asyncio.ensure_future(_call(Channel(client), shape, [S(value="a")]))
+        await asyncio.wait_for(started.wait(), 10)
+        stopping: list[asyncio.Task[None]] = []
+
+        def stop_as_it_arrives(*_: object) -> None:
+            if not stopping:  # "data" is emitted before the message is read
+                stopping.append(asyncio.ensure_future(client.close()))
+
+        client.p2pt.on("data", stop_as_it_arrives)
+        release.set()
+        async with asyncio.timeout(10):
+            got = await outcome
+            await stopping[0]
+        assert got == S(value="a")
