@@ -72,7 +72,7 @@ SOAK_CYCLES  ?= 1000
 SOAK_SECONDS ?= 600
 soak: venv
 	P2PRPC_SOAK_CYCLES=$(SOAK_CYCLES) P2PRPC_SOAK_SECONDS=$(SOAK_SECONDS) \
-		$(PY) -m pytest -q -s -p no:cacheprovider tests/soak -k libwebrtc
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/soak --transport libwebrtc
 
 lint: venv $(VENV)/.bench-installed
 	$(VENV)/bin/ruff check p2prpc tests generated examples bench

@@ -44,6 +44,7 @@ PER_TRANSPORT = (
     "rpc/",
     "secret/",
     "services/",
+    "soak/",
     "swarm/",
     "test_cli",
     "test_examples.py",

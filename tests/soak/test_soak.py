@@ -2,10 +2,10 @@
 
 ``make soak`` runs the whole of it on libwebrtc: 1,000 connect/call/close cycles and 10 minutes of
 mixed traffic (``P2PRPC_SOAK_CYCLES``, ``P2PRPC_SOAK_SECONDS``); the suite runs 20 cycles and 10
-seconds on both transports. Each test asserts that nothing crashed, that every call ended with a
-status, and that what the process holds (file descriptors, threads, resident memory) is as flat at
-the end as after a warm-up, both measured with every node closed (see ``_assert_flat`` for the
-tolerances and why).
+seconds on each transport (tests/conftest.py runs this folder once per transport). Each test
+asserts that nothing crashed, that every call ended with a status, and that what the process
+holds (file descriptors, threads, resident memory) is as flat at the end as after a warm-up, both
+measured with every node closed (see ``_assert_flat`` for the tolerances and why).
 """
 
 from __future__ import annotations
@@ -44,17 +44,6 @@ from p2prpc.transport import choose_transport
 
 CYCLES = int(os.environ.get("P2PRPC_SOAK_CYCLES", "20"))
 SECONDS = float(os.environ.get("P2PRPC_SOAK_SECONDS", "10"))
-
-TRANSPORTS = [
-    "aiortc",
-    pytest.param(
-        "libwebrtc",
-        marks=pytest.mark.skipif(
-            not __import__("importlib.util").util.find_spec("webrtc"),
-            reason="the libwebrtc transport needs wrtc (p2prpc[native])",
-        ),
-    ),
-]
 
 pytestmark = pytest.mark.asyncio
 
@@ -138,11 +127,10 @@ def _report(line: str) -> None:
 
 
 @pytest.mark.timeout(120 + 2 * CYCLES)
-@pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_connect_call_close_cycles(transport: str) -> None:
+async def test_connect_call_close_cycles(default_transport: str) -> None:
     """Two nodes meet through the embedded tracker, one calls the other once, both close:
     ``CYCLES`` times, each within 30 seconds, with nothing held longer than its cycle."""
-    counted = CountingTransport(choose_transport(transport))
+    counted = CountingTransport(choose_transport(default_transport))
     warm_up = max(5, CYCLES // 10)
     start = Usage.now()
     warm: Usage | None = None
@@ -177,7 +165,7 @@ async def test_connect_call_close_cycles(transport: str) -> None:
     assert warm is not None
     rate = (CYCLES - warm_up) / (time.monotonic() - warm_time)
     _report(
-        f"{transport} cycles={CYCLES} in {elapsed:.1f}s ({rate:.1f}/s after warm-up)"
+        f"{default_transport} cycles={CYCLES} in {elapsed:.1f}s ({rate:.1f}/s after warm-up)"
         f" links={counted.links} start[{start}] warm[{warm}] end[{end}]"
     )
     _assert_flat(warm, end, what="cycles")
@@ -314,13 +302,12 @@ class _Traffic:
 
 
 @pytest.mark.timeout(180 + 2 * SECONDS)
-@pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_mixed_traffic_with_peers_leaving_and_joining(transport: str) -> None:
+async def test_mixed_traffic_with_peers_leaving_and_joining(default_transport: str) -> None:
     """Four nodes call each other on every call shape and publish to a topic they all read,
     while one leaves and a new one joins every few seconds, for ``SECONDS``: a warm-up tenth of
     it (3 seconds at least), every node closed and what the process holds measured, then the
     rest, measured again the same way."""
-    counted = CountingTransport(choose_transport(transport))
+    counted = CountingTransport(choose_transport(default_transport))
     warm_up = max(3.0, SECONDS / 10)
     start = Usage.now()
     peak = start
@@ -361,7 +348,7 @@ async def test_mixed_traffic_with_peers_leaving_and_joining(transport: str) -> N
     assert not errors, errors
     calls = sum(traffic.codes.values())
     _report(
-        f"{transport} mixed {elapsed:.0f}s: calls={calls} {dict(traffic.shapes)}"
+        f"{default_transport} mixed {elapsed:.0f}s: calls={calls} {dict(traffic.shapes)}"
         f" codes={ {c.name: n for c, n in traffic.codes.items()} }"
         f" published={traffic.published} received={traffic.received}"
         f" joined={traffic.joined} left={traffic.left} links={counted.links}"
