@@ -20,9 +20,9 @@ victim's process (``/proc/<pid>``):
 
 On libwebrtc the victim's process is mostly libwebrtc's: its threads receive and decrypt on their
 own, and what they have received waits in wrtc's queue toward the event loop (one queue for every
-connection, unbounded, about 260 bytes a message and more under load) until p2prpc reads it. Its
-resident set and CPU then measure that machinery (a flood of 3,000 small envelopes peaks at 12 to
-19 MiB there, where aiortc, which reads no faster than it handles, peaks under 1 MiB; a
+connection, unbounded) until p2prpc reads it. Its resident set and CPU then measure that
+machinery (a flood of 3,000 small envelopes that the victim answers peaks 12 to 19 MiB above the
+start there, under 1 MiB on aiortc, while the Python heap peaks under 0.6 MiB above it; a
 well-behaved call waits behind the flood's queue). So on libwebrtc the model is held on what
 p2prpc can bound, its Python heap (:mod:`tracemalloc` in the victim: what the event loop was
 handed and what p2prpc keeps of it): held and peak growth within the same bounds as above; CPU
