@@ -1,10 +1,11 @@
 """The processes of the cost tests: a victim node and a hostile peer, each in its own process.
 
-``python driver.py victim TRACKER_URL`` runs a node with the budgets below, serving a small test
-service, the standard services and a topic; ``python driver.py attacker TRACKER_URL VICTIM_ID``
-runs a raw P2PT peer that hand-builds envelopes (``p2prpc.wire.envelope``) and sends each case of
-:data:`CASES` to the victim on command. Both print one JSON line when ready, then read one JSON
-command a line on stdin and answer each with one JSON line on stdout.
+``python driver.py victim TRACKER_URL [heap]`` runs a node with the budgets below, serving a small
+test service, the standard services and a topic (``heap``: tracing its Python heap with
+:mod:`tracemalloc`, which ``gc`` and ``peak`` then report); ``python driver.py attacker TRACKER_URL
+VICTIM_ID`` runs a raw P2PT peer that hand-builds envelopes (``p2prpc.wire.envelope``) and sends
+each case of :data:`CASES` to the victim on command. Both print one JSON line when ready, then read
+one JSON command a line on stdin and answer each with one JSON line on stdout.
 
 A case is the list of data-channel messages it sends (text P2PT frames or binary frames), so
 that its baseline can be the same number of messages of the same sizes, carrying what the victim
@@ -134,7 +135,18 @@ class Bench:
         }
 
 
-async def victim(tracker: str) -> None:
+def heap() -> int:
+    """The Python heap in use, as :mod:`tracemalloc` traces it (0 when it is not tracing)."""
+    import tracemalloc
+
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def victim(tracker: str, mode: str = "") -> None:
+    import tracemalloc
+
+    if mode == "heap":
+        tracemalloc.start()
     node = loopback_node([tracker], IDENTIFIER, **VICTIM_OPTIONS)
     node.add_service("costs.Bench", Bench().handlers())
     topic = Topic(node, TOPIC, S)
@@ -148,7 +160,12 @@ async def victim(tracker: str) -> None:
     async for command in commands():
         what = command["do"]
         if what == "gc":
-            say({"rss": release_memory(), "queued": subscription.pending()})
+            say({"rss": release_memory(), "heap": heap(), "queued": subscription.pending()})
+        elif what == "reset_peak":
+            tracemalloc.reset_peak()
+            say({"heap": heap()})
+        elif what == "peak":
+            say({"heap": tracemalloc.get_traced_memory()[1]})
         elif what == "call_attacker":
             channel = Channel(
                 node,

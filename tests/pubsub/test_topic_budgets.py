@@ -37,7 +37,7 @@ async def publisher() -> AsyncIterator[tuple[Node, Any]]:
             await until(
                 lambda: node.peer_id in raw.peers and raw.peer_id in node.peers,
                 (raw, "peerconnect"),
-                (node, "peer"),
+                (node.p2pt, "peerconnect"),  # the node lists a peer on connecting, before hello
                 timeout=30,
             )
             yield node, raw

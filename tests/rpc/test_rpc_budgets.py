@@ -181,7 +181,7 @@ async def hostile_peer(**node_options: Any) -> AsyncIterator[tuple[Any, Hostile]
             await until(
                 lambda: node.peer_id in attacker.peers and attacker.peer_id in node.peers,
                 (attacker, "peerconnect"),
-                (node, "peer"),
+                (node.p2pt, "peerconnect"),  # the node lists a peer on connecting, before hello
                 timeout=30,
             )
             yield node, Hostile(attacker, node.peer_id)
