@@ -254,6 +254,8 @@ class NatLab:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         self._processes.clear()
         for role in ("home-a", "home-b", "router-a", "router-b", "public", "sink"):
             _kill_all(self.ns(role))
