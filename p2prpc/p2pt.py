@@ -24,6 +24,11 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``peerwarning(peer, error)``: a peer sent something malformed (it stays connected).
 - ``peerrefused(peer_id, error)``: a connection was closed before ``peerconnect`` because the
   peer did not prove the swarm secret or an identity we accept (secret and identity modes).
+- ``peerunreachable(peer_id, reason)``: a connection attempt to a peer not connected ended
+  before it counted; ``reason`` (:class:`~p2prpc.swarm.attempt.Unreachable`) says how far it
+  got, why it ended and what to do (``str(reason)``: "ICE found no working candidate pair (both
+  behind NATs that map per destination?): add a TURN server"). Logged too, at WARNING, once per
+  peer and reason every ``unreachable_log_interval`` seconds.
 - ``offerfailed(peer_id, offer_id)``: an offer of ours from :meth:`P2PT.make_offer` ended without
   connecting: abandoned (:meth:`P2PT.abandon_offer`, or no answer in ``direct_offer_timeout``), its
   answer refused or unusable, or its connection closed before it counted (it never opened, or
@@ -67,6 +72,7 @@ from .errors import (
     SendQueueFull,
     TooLargeForPeer,
 )
+from .swarm.attempt import Failure, Unreachable
 from .swarm.connection import UNBOUNDED, Connection, ConnectionState
 from .swarm.connectivity import Finding, SwarmConnectivity, assess
 from .swarm.handshake import Admission, Handshake, admit
@@ -75,6 +81,7 @@ from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import (
+    ICE_TIMEOUT,
     MAX_SEND_QUEUE,
     UDP_BUFFER_SIZE,
     IceTransportPolicy,
@@ -116,6 +123,11 @@ from .wire.tracker import AnnounceReply, info_hash_of
 
 if TYPE_CHECKING:
     from .identity import Identity
+
+#: Peers whose failed attempts are remembered at most (the oldest report is dropped first).
+_MAX_UNREACHABLE = 256
+#: Seconds a failed attempt's report is kept (:meth:`P2PT.unreachable`).
+UNREACHABLE_AGE = 300.0
 
 #: Default bytes of messages :meth:`P2PT.messages` holds for a reader that has not read them.
 MESSAGES_MAX_BYTES = 16 * 2**20
@@ -406,6 +418,8 @@ class P2PT(AsyncIOEventEmitter):
         host_addresses: Sequence[str] | None = None,
         ice_transport_policy: IceTransportPolicy = "all",
         ice_servers_timeout: float = PROVIDER_TIMEOUT,
+        ice_timeout: float = ICE_TIMEOUT,
+        unreachable_log_interval: float = 60.0,
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         transport: str | Transport | None = None,
         reply_timeout: float | None = 60.0,
@@ -507,7 +521,12 @@ class P2PT(AsyncIOEventEmitter):
             ice_transport_policy=ice_transport_policy,
             max_send_queue=max_send_queue,
             udp_buffer_size=udp_buffer_size,
+            ice_timeout=ice_timeout,
         )
+        #: Peers found whose last connection attempt failed, by peer id (until they connect).
+        self._unreachable: dict[str, tuple[float, Unreachable]] = {}
+        self._unreachable_logged: dict[str, tuple[float, str]] = {}
+        self.unreachable_log_interval = unreachable_log_interval
         self.reply_timeout = reply_timeout
         self._peers = PeerTable(
             max_channels_per_peer=max_channels_per_peer,
@@ -616,6 +635,7 @@ class P2PT(AsyncIOEventEmitter):
             degree=self._peers.degree(),
             connect_timeout=connect_timeout,
             now=time.monotonic(),
+            unreachable=self.unreachable(),
         )
 
     def _note_degree(self) -> None:
@@ -1238,7 +1258,7 @@ class P2PT(AsyncIOEventEmitter):
             return
         self.refused_peers += 1
         logger.warning("refused peer %s: %s", (channel.peer_id or "?")[:8], error)
-        channel.close()
+        channel.fail(Failure.HANDSHAKE_REFUSED, str(error))
         self.emit("peerrefused", channel.peer_id, error)
 
     def _on_late_proof(self, remote: RemotePeer, channel: Connection, data: bytes) -> None:
@@ -1342,6 +1362,7 @@ class P2PT(AsyncIOEventEmitter):
         remote.add(channel)
         channel.on_message = lambda data: self._on_data(remote, channel, data)
         if new:
+            self._unreachable.pop(channel.peer_id, None)
             self._note_degree()
             self.emit("peerconnect", Peer(self, remote, channel.name))
         if surplus is not None:
@@ -1367,6 +1388,8 @@ class P2PT(AsyncIOEventEmitter):
         if remote is None or remote.channels.get(channel.name) is not channel:
             if offer_id is not None and channel.peer_id is not None:
                 self.offer_failed(channel.peer_id, offer_id)  # it closed before it counted
+            if channel.failure is not None and not self._destroyed:
+                self._report_unreachable(channel)
             if not self._destroyed:
                 self.emit("connectivity")  # a connection ended without counting
             return
@@ -1381,6 +1404,55 @@ class P2PT(AsyncIOEventEmitter):
                 self.emit("peerclose", Peer(self, remote, channel.name))
                 if self.max_peers is not None and self._peers.degree() < self.max_peers:
                     self._want_more_peers()
+
+    def _report_unreachable(self, channel: Connection) -> None:
+        """A connection attempt to a peer ended before it counted, for ``channel.failure``:
+        remember why, log it (rate-limited), and emit ``peerunreachable``."""
+        peer_id = channel.peer_id
+        failure = channel.failure
+        if peer_id is None or failure is None or self.is_connected(peer_id):
+            return
+        servers = channel.options.servers()
+        urls = [u for s in servers for u in ([s.urls] if isinstance(s.urls, str) else s.urls)]
+        reason = Unreachable(
+            peer_id,
+            channel.stage,
+            failure,
+            tuple(channel.ice_errors),
+            turn=any(u.startswith(("turn:", "turns:")) for u in urls),
+            stun=any(u.startswith("stun:") for u in urls),
+            detail=channel.failure_detail,
+        )
+        now = time.monotonic()
+        self._unreachable.pop(peer_id, None)
+        self._unreachable[peer_id] = (now, reason)
+        while len(self._unreachable) > _MAX_UNREACHABLE:
+            del self._unreachable[next(iter(self._unreachable))]
+        text = str(reason)
+        logged = self._unreachable_logged.get(peer_id)
+        if logged is None or logged[1] != text or now - logged[0] >= self.unreachable_log_interval:
+            self._unreachable_logged[peer_id] = (now, text)
+            while len(self._unreachable_logged) > _MAX_UNREACHABLE:
+                del self._unreachable_logged[next(iter(self._unreachable_logged))]
+            logger.warning(
+                "peer %s not reachable (%s, reached: %s): %s",
+                peer_id[:8],
+                channel.origin or "?",
+                channel.stage.value,
+                text,
+            )
+        self.emit("peerunreachable", peer_id, reason)
+        self.emit("connectivity")
+
+    def unreachable(self) -> list[Unreachable]:
+        """Peers found and not connected whose last connection attempt failed, each with how
+        far it got, why and what to do (:class:`~p2prpc.swarm.attempt.Unreachable`); reports
+        older than ``UNREACHABLE_AGE`` seconds (300) are dropped."""
+        now = time.monotonic()
+        for peer_id, (at, _) in list(self._unreachable.items()):
+            if now - at > UNREACHABLE_AGE or self.is_connected(peer_id):
+                del self._unreachable[peer_id]
+        return [reason for _, reason in self._unreachable.values()]
 
     def offer_failed(self, peer_id: str, offer_id: bytes) -> None:
         """An offer of ours addressed to ``peer_id`` ended without connecting (``offerfailed``)."""
@@ -1515,7 +1587,7 @@ class P2PT(AsyncIOEventEmitter):
 
 def _close_unless_open(channel: Connection) -> None:
     if not channel.is_open:
-        channel.close()
+        channel.fail(Failure.TIMED_OUT)
 
 
 def _time_out(remote: RemotePeer, msg_id: int, future: asyncio.Future[Any], seconds: float) -> None:

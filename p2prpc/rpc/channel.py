@@ -14,6 +14,7 @@ import grpc.aio
 
 from ..errors import InvalidChannelOption, RpcError
 from ..mux import Mux
+from ..swarm.attempt import summarize
 from ..swarm.connectivity import SwarmConnectivity
 from ..wire.status import StatusCode
 from .base import (
@@ -401,7 +402,8 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
         swarm = self.node.connectivity()
         still = "; ".join(f.what for f in swarm.finding)
         if still:
-            return f"{missing} ({still})"
+            found = summarize(swarm.unreachable)
+            return f"{missing} ({still})" + (f": {found}" if found else "")
         return _why(missing, swarm, service, self.peer)
 
     async def pick(
@@ -445,8 +447,11 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
             try:
                 await node.wait_until(lambda: found() is not None, deadline.remaining())
             except TimeoutError:
+                swarm = node.connectivity()
+                why = swarm.reason or "; ".join(f.what for f in swarm.finding)
                 raise RpcError(
-                    StatusCode.DEADLINE_EXCEEDED, f"{missing} within the deadline"
+                    StatusCode.DEADLINE_EXCEEDED,
+                    f"{missing} within the deadline" + (f": {why}" if why else ""),
                 ) from None
         else:
             # grpc.aio: a call waits while its channel is CONNECTING, fails fast otherwise.

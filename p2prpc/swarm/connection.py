@@ -27,7 +27,8 @@ from collections.abc import Callable, Hashable, Sequence
 
 from ..errors import PeerClosed, TooLargeForPeer
 from ..errors import SendQueueFull as SendQueueFull  # it lives in p2prpc.errors
-from ..transport import Link, RTCOptions, Transport, default_transport
+from ..transport import IceServerError, Link, RTCOptions, Transport, default_transport
+from .attempt import Failure, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,13 @@ class Connection:
         #: Made past the degree bound to reach a service (``P2PT.max_extra_peers``).
         self.extra = False
         self.state = ConnectionState.NEW
+        #: The furthest stage this connection's attempt reached (:class:`~.attempt.Stage`).
+        self.stage = Stage.NEW
+        #: Why it ended before it opened or counted (``None``: it did not fail).
+        self.failure: Failure | None = None
+        #: What the failure's cause said, if anything (a handshake's refusal).
+        self.failure_detail = ""
+        self._ice_timer: asyncio.TimerHandle | None = None
         self.on_open: Callable[[], None] = lambda: None
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[], None] = lambda: None
@@ -132,22 +140,76 @@ class Connection:
         link = self.link
         link.on_open = self._on_link_open
         link.on_message = self._on_link_message
-        link.on_close = self.close
+        link.on_close = self._on_link_close
+        link.on_ice_state = self._on_ice_state
+
+    # -- how far the attempt got ---------------------------------------------------------------
+
+    def _reach(self, stage: Stage) -> None:
+        if list(Stage).index(stage) > list(Stage).index(self.stage):
+            self.stage = stage
+
+    def fail(self, failure: Failure, detail: str = "") -> None:
+        """Close this connection as failed for ``failure`` (the first failure named stays)."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        if self.failure is None:
+            self.failure, self.failure_detail = failure, detail
+        self.close()
+
+    def _on_ice_state(self, state: str) -> None:
+        if state == "checking":
+            self._reach(Stage.ICE_CHECKING)
+            if self._ice_timer is None and self.state is not ConnectionState.CLOSED:
+                self._ice_timer = asyncio.get_running_loop().call_later(
+                    self.options.ice_timeout, self._ice_timed_out
+                )
+        elif state in ("connected", "completed"):
+            self._reach(Stage.ICE_CONNECTED)
+            if self._ice_timer is not None:
+                self._ice_timer.cancel()
+        elif state == "failed" and self.stage is not Stage.OPEN:
+            connected = self.stage is Stage.ICE_CONNECTED
+            self.fail(Failure.DTLS_FAILED if connected else Failure.ICE_FAILED)
+
+    def _ice_timed_out(self) -> None:
+        if self.stage is Stage.ICE_CHECKING:
+            self.fail(Failure.ICE_FAILED)
+
+    def _on_link_close(self) -> None:
+        """The transport closed the link: after ICE connected and before the data channel
+        opened, DTLS (or SCTP) failed."""
+        if self.failure is None and self.state is not ConnectionState.CLOSED:
+            if self.stage is Stage.ICE_CONNECTED:
+                self.failure = Failure.DTLS_FAILED
+            elif self.stage is Stage.ICE_CHECKING:
+                self.failure = Failure.ICE_FAILED
+        self.close()
+
+    @property
+    def ice_errors(self) -> list[IceServerError]:
+        """What the ICE servers refused while this connection gathered its candidates."""
+        return self.link.ice_errors
 
     # -- signalling ---------------------------------------------------------------------------
 
     async def create_offer(self) -> str:
         """Initiator: return the offer SDP with every candidate in it."""
         self.state = ConnectionState.CONNECTING
-        return await self.link.create_offer()
+        sdp = await self.link.create_offer()
+        self._reach(Stage.OFFER_SENT)
+        return sdp
 
     async def accept_offer(self, sdp: str) -> str:
         """Answerer: take the remote offer and return the answer SDP."""
         self.state = ConnectionState.CONNECTING
-        return await self.link.accept_offer(sdp)
+        answer = await self.link.accept_offer(sdp)
+        self._reach(Stage.ANSWER_SENT)
+        return answer
 
     async def accept_answer(self, sdp: str) -> None:
         """Initiator: take the remote answer; the data channel opens once ICE and DTLS are done."""
+        self._reach(Stage.ANSWER_RECEIVED)
         await self.link.accept_answer(sdp)
 
     def fingerprints(self) -> tuple[bytes, bytes]:
@@ -402,6 +464,9 @@ class Connection:
         if self.state in (ConnectionState.NEW, ConnectionState.CONNECTING):
             self.name = self.link.label  # the answerer learns it with the remote's channel
             self.state = ConnectionState.OPEN
+            self._reach(Stage.OPEN)
+            if self._ice_timer is not None:
+                self._ice_timer.cancel()
             self.opened_at = asyncio.get_running_loop().time()
             self.on_open()
 
@@ -426,6 +491,8 @@ class Connection:
             except Exception:  # on_close runs whatever happens here
                 logger.exception("flushing data channel %s on close failed", self.name)
         self.state = ConnectionState.CLOSED
+        if self._ice_timer is not None:
+            self._ice_timer.cancel()
         self._queue.clear()
         self._queued_bytes = 0
         self._corked, self._corked_bytes, self._corked_pack = [], 0, None

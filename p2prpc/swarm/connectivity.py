@@ -14,17 +14,24 @@ peer, each thing for at most ``connect_timeout`` seconds from when it began:
 - a connection to a peer not connected yet, from when its offer was answered;
 - (the node adds) a connected peer that has not said hello yet.
 
+A tracker's count stops being something in progress once every peer it counts that is not
+connected was found unreachable (a connection attempt to it failed:
+:class:`~p2prpc.swarm.attempt.Unreachable`) and no other connection is in progress.
+
 When nothing is, :attr:`SwarmConnectivity.failures` says why no peer is coming: a tracker
 unreachable (with the error), refusing the announce, silent past the bound, or knowing no other
-peer; or no tracker at all. Pure: the swarm hands in what it knows, nothing here does I/O.
+peer; peers found and not reachable (how far the attempt got, why, what to do); or no tracker
+at all. Pure: the swarm hands in what it knows, nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from .attempt import Unreachable, summarize
 
 
 class TrackerState(enum.Enum):
@@ -85,11 +92,13 @@ class SwarmConnectivity:
     the tracker or the cause; may be empty when the swarm simply has no other peer to find).
     ``changes_at``: when the oldest finding passes the bound (``time.monotonic()``; ``None``:
     nothing in progress), so that a watcher knows when to look again without an event.
+    ``unreachable``: peers found and not connected whose last connection attempt failed.
     """
 
     finding: tuple[Finding, ...]
     failures: tuple[str, ...]
     changes_at: float | None
+    unreachable: tuple[Unreachable, ...] = ()
 
     @property
     def connecting(self) -> bool:
@@ -109,11 +118,15 @@ def assess(
     degree: int,
     connect_timeout: float,
     now: float,
+    unreachable: Sequence[Unreachable] = (),
 ) -> SwarmConnectivity:
     """What a swarm with these ``trackers``, these ``connections`` in progress (and others the
     caller adds, such as hellos awaited) and ``degree`` connected peers is doing to find peers
-    at ``now``, each thing counted for ``connect_timeout`` seconds from when it began."""
+    at ``now``, each thing counted for ``connect_timeout`` seconds from when it began;
+    ``unreachable``: peers whose last connection attempt failed."""
     finding: list[Finding] = []
+    found = tuple(unreachable)
+    attempts = [c for c in connections if now - c.since < connect_timeout]
     failures: list[str] = []
     listed = list(trackers)
     for tracker in listed:
@@ -130,7 +143,9 @@ def assess(
             if degree == 0:  # with peers connected since, its count is out of date
                 failures.append(f"tracker {url} knows no other peer in the swarm")
         elif not tracker.met:
-            if fresh:
+            # Every peer it counts that is not connected failed, and nothing else is trying.
+            given_up = bool(found) and not attempts and len(found) >= tracker.others - degree
+            if fresh and not given_up:
                 finding.append(
                     Finding(
                         tracker.since,
@@ -138,16 +153,18 @@ def assess(
                         f"{degree} connected",
                     )
                 )
-            elif degree == 0:
+            elif degree == 0 and not found:
                 failures.append(
                     f"none of the {tracker.others} other peers tracker {url} counts in the "
                     f"swarm connected within {connect_timeout:g} s"
                 )
-    finding.extend(c for c in connections if now - c.since < connect_timeout)
+    finding.extend(attempts)
+    if found:
+        failures.append(summarize(found))
     if not listed and not finding:
         failures.append("no tracker to find peers through")
     if finding:
         return SwarmConnectivity(
-            tuple(finding), (), min(f.since for f in finding) + connect_timeout
+            tuple(finding), (), min(f.since for f in finding) + connect_timeout, found
         )
-    return SwarmConnectivity((), tuple(failures), None)
+    return SwarmConnectivity((), tuple(failures), None, found)

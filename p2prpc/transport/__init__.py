@@ -32,11 +32,13 @@ from ..errors import PeerClosed as PeerClosed  # what a closed link raises
 
 __all__ = [
     "HIGH_WATER_MARK",
+    "ICE_TIMEOUT",
     "LOW_WATER_MARK",
     "MAX_SEND_QUEUE",
     "P2PT_ICE_SERVERS",
     "TRANSPORT_ENV",
     "UDP_BUFFER_SIZE",
+    "IceServerError",
     "IceTransportPolicy",
     "Link",
     "RTCOptions",
@@ -62,6 +64,28 @@ MAX_SEND_QUEUE = 16 * 2**20
 UDP_BUFFER_SIZE = 4 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class IceServerError:
+    """What a STUN or TURN server did when candidates were gathered: ``url`` (no credentials),
+    ``code`` (the STUN error code: 401 refused our credentials; ``None``: no answer), and
+    ``text`` (what the server or the transport said)."""
+
+    url: str
+    code: int | None
+    text: str
+
+    def __str__(self) -> str:
+        if self.code == 401:
+            return f"TURN server {self.url} refused our credentials (401 {self.text})"
+        if self.code is not None:
+            return f"TURN server {self.url} refused the allocation ({self.code} {self.text})"
+        return f"TURN server {self.url} gave no relayed candidate ({self.text})"
+
+
+#: Seconds ICE checks have, from when they begin, to find a working candidate pair.
+ICE_TIMEOUT = 10.0
+
+
 #: Which ICE candidates a connection may use (W3C ``RTCIceTransportPolicy``): ``"all"``, or
 #: ``"relay"``: only those relayed by a TURN server.
 IceTransportPolicy = Literal["all", "relay"]
@@ -83,12 +107,16 @@ class RTCOptions:
     ``low_water_mark``. ``max_send_queue`` (bytes): the most that queue may hold.
     ``udp_buffer_size``: bytes of receive and send buffer to ask for each UDP socket, granted up to
     ``net.core.rmem_max`` / ``net.core.wmem_max``; ``None`` keeps the transport's own.
+    ``ice_timeout``: seconds ICE checks have, from when they begin, to find a working candidate
+    pair (10); past that the attempt fails as ICE failed, as it does at once when the
+    transport's ICE fails sooner (aiortc's own checks give up only after about 60 s).
     """
 
     ice_servers: Sequence[RTCIceServer] | None = None
     host_addresses: Sequence[str] | None = None
     ice_transport_policy: IceTransportPolicy = "all"
     udp_buffer_size: int | None = UDP_BUFFER_SIZE
+    ice_timeout: float = ICE_TIMEOUT
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
     max_send_queue: int = MAX_SEND_QUEUE
@@ -112,13 +140,22 @@ class Link(Protocol):
     opens, ``on_message(data)`` for each message (``str`` for text, ``bytes`` for binary),
     ``on_buffered_low()`` when the buffered amount falls to :meth:`set_low_threshold`'s value
     (``None``, the default, while nobody waits for it: it costs nothing then), ``on_close()``
-    when the data channel or the connection closes or fails (at most once).
+    when the data channel or the connection closes or fails (at most once),
+    ``on_ice_state(state)`` when ICE changes state (the W3C ``iceConnectionState`` names:
+    ``"checking"``, ``"connected"``, ``"completed"``, ``"failed"``, ...).
     """
 
     on_open: Callable[[], None]
     on_message: Callable[[str | bytes], None]
     on_buffered_low: Callable[[], None] | None
     on_close: Callable[[], None]
+    on_ice_state: Callable[[str], None]
+
+    @property
+    def ice_errors(self) -> list[IceServerError]:
+        """What the ICE servers refused or left unanswered while candidates were gathered
+        (empty when the transport does not tell)."""
+        ...
 
     @property
     def label(self) -> str:

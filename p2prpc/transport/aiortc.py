@@ -33,6 +33,7 @@ import contextvars
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import aioice.ice
 from aiortc import (
@@ -48,7 +49,7 @@ from aiortc.rtcsctptransport import SCTP_MAX_BURST, USERDATA_MAX_LENGTH
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
 from ..wire.secret import sdp_fingerprint
-from . import RTCOptions
+from . import IceServerError, RTCOptions
 from .channel import DataChannelLink
 
 __all__ = [
@@ -81,6 +82,37 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 aioice.ice.get_host_addresses = _get_host_addresses
+
+# What the TURN servers said while one link gathered its candidates: aioice drops a failed
+# allocation without a word, so each link collects the errors of its own through this variable
+# (asyncio copies it into the task that allocates).
+_ice_errors: contextvars.ContextVar[list[IceServerError] | None] = contextvars.ContextVar(
+    "p2prpc_ice_errors", default=None
+)
+_original_relayed_candidate = aioice.ice.relayed_candidate
+
+
+async def _relayed_candidate(*args: Any, **kwargs: Any) -> Any:
+    try:
+        return await _original_relayed_candidate(*args, **kwargs)
+    except Exception as error:
+        sink = _ice_errors.get()
+        if sink is not None:
+            server = kwargs.get("turn_server")
+            transport = kwargs.get("turn_transport", "udp")
+            url = f"turn:{server[0]}:{server[1]}?transport={transport}" if server else "turn"
+            response = getattr(error, "response", None)
+            code = getattr(response, "error_code", None) if response is not None else None
+            text = (
+                str(response.attributes.get("ERROR-CODE", ("", ""))[1])
+                if response is not None
+                else type(error).__name__
+            )
+            sink.append(IceServerError(url, code, text or type(error).__name__))
+        raise
+
+
+aioice.ice.relayed_candidate = _relayed_candidate
 
 
 def udp_sockets(pc: RTCPeerConnection) -> list[asyncio.trsock.TransportSocket]:
@@ -209,6 +241,7 @@ class AiortcLink(DataChannelLink):
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("iceconnectionstatechange", self._on_ice_connection_state)
         if initiator:
             self._attach(self.pc.createDataChannel(label))
         else:
@@ -233,9 +266,11 @@ class AiortcLink(DataChannelLink):
         options = self.options
         pinned = tuple(options.host_addresses) if options.host_addresses is not None else None
         token = _pinned_addresses.set(pinned)
+        errors = _ice_errors.set(self._ice_errors)
         try:
             await self.pc.setLocalDescription(description)
         finally:
+            _ice_errors.reset(errors)
             _pinned_addresses.reset(token)
             if self._closed:  # closed while candidates were gathered: release what came after
                 release_sockets(self.pc)
@@ -333,6 +368,10 @@ class AiortcLink(DataChannelLink):
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             self.close()
+
+    def _on_ice_connection_state(self) -> None:
+        if not self._closed:
+            self.on_ice_state(self.pc.iceConnectionState)
 
     def close(self) -> None:
         if self._closed:

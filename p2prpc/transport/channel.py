@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import IceServerError
+
 __all__ = ["DataChannelLink"]
 
 
@@ -19,11 +21,15 @@ def _nothing_with(data: str | bytes) -> None:
     pass
 
 
+def _no_state(state: str) -> None:
+    pass
+
+
 class DataChannelLink:
     """The data-channel half of a :class:`~p2prpc.transport.Link`: ``label``, ``on_open``,
-    ``on_message``, ``on_buffered_low``, ``on_close``. A subclass calls :meth:`_init_channel`,
-    hands its data channel to :meth:`_attach` (the one it made, or the remote's), and has
-    ``close()`` and ``_closed``."""
+    ``on_message``, ``on_buffered_low``, ``on_close``, ``on_ice_state``, ``ice_errors``. A
+    subclass calls :meth:`_init_channel`, hands its data channel to :meth:`_attach` (the one it
+    made, or the remote's), and has ``close()`` and ``_closed``."""
 
     _closed: bool
 
@@ -38,8 +44,15 @@ class DataChannelLink:
         self._on_message: Callable[[str | bytes], None] = _nothing_with
         self._on_buffered_low: Callable[[], None] | None = None
         self.on_close: Callable[[], None] = _nothing
+        self.on_ice_state: Callable[[str], None] = _no_state
+        #: What the ICE servers refused while candidates were gathered (the transport adds).
+        self._ice_errors: list[IceServerError] = []
         self._label = label if initiator else ""
         self._dc: Any = None
+
+    @property
+    def ice_errors(self) -> list[IceServerError]:
+        return list(self._ice_errors)
 
     @property
     def label(self) -> str:

@@ -148,6 +148,7 @@ class WrtcLink(DataChannelLink):
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("iceconnectionstatechange", self._on_ice_connection_state)
         if initiator:
             self._attach(self.pc.createDataChannel(label))
         else:
@@ -274,6 +275,10 @@ class WrtcLink(DataChannelLink):
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             self.close()
+
+    def _on_ice_connection_state(self, *_: object) -> None:
+        if not self._closed:
+            self.on_ice_state(str(self.pc.iceConnectionState))
 
     def close(self) -> None:
         if self._closed:

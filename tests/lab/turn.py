@@ -129,6 +129,49 @@ def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def write_config(directory: Path, address: str, log: Path, auth_secret: str | None = None) -> Path:
+    """coturn's configuration file in ``directory``: listening and relaying on ``address``
+    only (relaying only to it), TURN over UDP and TCP on :data:`PORT` and TLS on
+    :data:`TLS_PORT` (a certificate made here), long-term credentials (:data:`USER`,
+    :data:`PASSWORD`) or, with ``auth_secret``, TURN REST API ones; it logs to ``log``."""
+    cert, key = self_signed(directory, address)
+    config = directory / "turnserver.conf"
+    config.write_text(
+        "\n".join(
+            [
+                f"listening-ip={address}",
+                f"relay-ip={address}",
+                f"listening-port={PORT}",
+                f"tls-listening-port={TLS_PORT}",
+                "min-port=49152",
+                "max-port=49999",
+                "lt-cred-mech",
+                *(
+                    [f"user={USER}:{PASSWORD}"]
+                    if auth_secret is None
+                    else ["use-auth-secret", f"static-auth-secret={auth_secret}"]
+                ),
+                f"realm={REALM}",
+                f"cert={cert}",
+                f"pkey={key}",
+                "no-dtls",
+                "no-cli",
+                "no-multicast-peers",
+                "denied-peer-ip=0.0.0.0-255.255.255.255",
+                f"allowed-peer-ip={address}",
+                "fingerprint",
+                f"pidfile={directory / 'turnserver.pid'}",
+                f"userdb={directory / 'turndb'}",
+                f"log-file={log}",
+                "simple-log",
+                "verbose",
+                "",
+            ]
+        )
+    )
+    return config
+
+
 @dataclass
 class TurnLab:
     """coturn in a namespace of its own, reachable from this process (see the module docstring)."""
@@ -202,42 +245,8 @@ class TurnLab:
             _run(*inside, "route", "add", "default", "via", self.client)
             self._directory = tempfile.TemporaryDirectory(prefix="p2prpc-turn-")
             directory = Path(self._directory.name)
-            cert, key = self_signed(directory, self.server)
             self._log = directory / "turnserver.log"
-            config = directory / "turnserver.conf"
-            config.write_text(
-                "\n".join(
-                    [
-                        f"listening-ip={self.server}",
-                        f"relay-ip={self.server}",
-                        f"listening-port={PORT}",
-                        f"tls-listening-port={TLS_PORT}",
-                        "min-port=49152",
-                        "max-port=49999",
-                        "lt-cred-mech",
-                        *(
-                            [f"user={USER}:{PASSWORD}"]
-                            if self.auth_secret is None
-                            else ["use-auth-secret", f"static-auth-secret={self.auth_secret}"]
-                        ),
-                        f"realm={REALM}",
-                        f"cert={cert}",
-                        f"pkey={key}",
-                        "no-dtls",
-                        "no-cli",
-                        "no-multicast-peers",
-                        "denied-peer-ip=0.0.0.0-255.255.255.255",
-                        f"allowed-peer-ip={self.server}",
-                        "fingerprint",
-                        f"pidfile={directory / 'turnserver.pid'}",
-                        f"userdb={directory / 'turndb'}",
-                        f"log-file={self._log}",
-                        "simple-log",
-                        "verbose",
-                        "",
-                    ]
-                )
-            )
+            config = write_config(directory, self.server, self._log, self.auth_secret)
             self._process = subprocess.Popen(
                 ["ip", "netns", "exec", self.name, "turnserver", "-c", str(config)],
                 stdout=subprocess.DEVNULL,

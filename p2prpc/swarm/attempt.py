@@ -1,0 +1,114 @@
+"""How far a connection attempt got, and when it failed, why and what to do about it.
+
+A connection to a peer is made in stages: our offer is made and sent (or theirs is received and
+our answer sent), the answer is received, ICE checks candidate pairs, one pair works (ICE
+connected), DTLS and SCTP open the data channel, and p2prpc's handshake admits the peer. An
+attempt that ends before it counts says which stage it reached (:class:`Stage`) and why it ended
+(:class:`Failure`); :class:`Unreachable` turns that into one sentence with advice, for the log,
+the ``peerunreachable`` event, :meth:`P2PT.connectivity <p2prpc.p2pt.P2PT.connectivity>` and the
+details of a call that found no peer. Pure: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..transport import IceServerError
+
+__all__ = ["Failure", "IceServerError", "Stage", "Unreachable", "summarize"]
+
+
+class Stage(enum.Enum):
+    """The furthest stage a connection attempt reached, in order."""
+
+    NEW = "new"
+    OFFER_SENT = "offer sent"
+    ANSWER_SENT = "offer received, answer sent"
+    ANSWER_RECEIVED = "answer received"
+    ICE_CHECKING = "ICE checking"
+    ICE_CONNECTED = "ICE connected"
+    OPEN = "data channel open"
+
+
+class Failure(enum.Enum):
+    """Why a connection attempt ended before it counted."""
+
+    #: ICE checked every candidate pair (or ran out of time) and none worked.
+    ICE_FAILED = "ICE found no working candidate pair"
+    #: ICE connected, but the data channel never opened (DTLS or SCTP failed).
+    DTLS_FAILED = "DTLS failed after ICE connected"
+    #: The data channel opened, but the handshake refused the peer (secret or identity).
+    HANDSHAKE_REFUSED = "the handshake refused the peer"
+    #: The connection did not open within its connect timeout.
+    TIMED_OUT = "timed out"
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """One peer found and not connected to: the stage its last attempt reached, why it ended,
+    what the ICE servers did, and what the swarm's ICE configuration was (``turn``: a TURN
+    server was configured; ``stun``: a STUN server was)."""
+
+    peer_id: str
+    stage: Stage
+    failure: Failure
+    ice_errors: tuple[IceServerError, ...] = ()
+    turn: bool = False
+    stun: bool = False
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Why, without the advice."""
+        if any(e.code == 401 for e in self.ice_errors):
+            first = next(e for e in self.ice_errors if e.code == 401)
+            return f"{first}; {self.failure.value}"
+        text = self.failure.value
+        if self.failure is Failure.ICE_FAILED and not self.turn:
+            if self.stun:
+                text += " (both behind NATs that map per destination?)"
+            else:
+                text += " (host candidates only: different networks cannot meet)"
+        elif self.failure is Failure.ICE_FAILED and self.ice_errors:
+            text += f" ({'; '.join(str(e) for e in self.ice_errors)})"
+        elif self.failure is Failure.TIMED_OUT:
+            text += f" at stage {self.stage.value}"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
+
+    @property
+    def advice(self) -> str:
+        """What to do about it ("" when there is nothing to suggest)."""
+        if any(e.code == 401 for e in self.ice_errors):
+            return "check its credentials"
+        if self.failure is Failure.ICE_FAILED:
+            if not self.turn:
+                return "add a TURN server"
+            if self.ice_errors:
+                return "check the TURN server"
+            return "check that the TURN server relays between peers"
+        if self.failure is Failure.HANDSHAKE_REFUSED:
+            return "check the swarm secret and the allowed peers"
+        return ""
+
+    def __str__(self) -> str:
+        advice = self.advice
+        return f"{self.reason}: {advice}" if advice else self.reason
+
+
+def summarize(unreachable: Sequence[Unreachable]) -> str:
+    """One sentence for peers found and not reachable: "1 peer found, not reachable: ..."."""
+    if not unreachable:
+        return ""
+    reasons: dict[str, list[str]] = {}
+    for u in unreachable:
+        reasons.setdefault(str(u), []).append(u.peer_id[:8])
+    count = len(unreachable)
+    noun = "peer" if count == 1 else "peers"
+    if len(reasons) == 1:
+        return f"{count} {noun} found, not reachable: {next(iter(reasons))}"
+    parts = "; ".join(f"{', '.join(ids)}: {why}" for why, ids in reasons.items())
+    return f"{count} {noun} found, not reachable: {parts}"

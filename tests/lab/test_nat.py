@@ -1,0 +1,168 @@
+"""Peers in two homes behind NATs: who connects, and a failed attempt says why, in the log, in
+an event, in the swarm's connectivity and in a call's status.
+
+One peer runs in this process, its event loop's thread in home A; the other is a subprocess in
+home B (``tests/lab/natpeer.py``). The lab (:mod:`tests.lab.nat`) is made once for the module.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from p2prpc import Node
+from p2prpc.rpc import RpcError, StatusCode
+from p2prpc.swarm.attempt import Failure, Unreachable
+from p2prpc.testing import until
+
+from .nat import NatLab, unavailable_reason
+
+pytestmark = [
+    pytest.mark.skipif(
+        unavailable_reason() is not None, reason=f"no NAT lab here: {unavailable_reason()}"
+    ),
+    pytest.mark.asyncio,
+]
+
+HEALTH = "grpc.health.v1.Health"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[NatLab]:
+    with NatLab() as made:
+        yield made
+
+
+def _far_peer(lab: NatLab, identifier: str, ice: list[str]) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "tests.lab.natpeer", lab.tracker_url, identifier, *ice]
+    return subprocess.Popen(
+        lab.command("b", *argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@asynccontextmanager
+async def homes(
+    lab: NatLab, mapping: str, ice: list[str], far_ice: list[str] | None = None
+) -> AsyncIterator[tuple[Node, str, list[tuple[str, Unreachable]]]]:
+    """A node in home A (this process) and one in home B, both behind ``mapping`` NATs, with
+    these ICE servers (``far_ice``: home B's, when they differ): (node, far peer id, the
+    ``peerunreachable`` events the node emitted)."""
+    lab.nat(mapping)  # type: ignore[arg-type]
+    far = _far_peer(lab, mapping, ice if far_ice is None else far_ice)
+    try:
+        assert far.stdout is not None
+        far_id = far.stdout.readline().decode().strip()
+        assert len(far_id) == 40, "the far peer did not start"
+        with lab.inside("a"):
+            node = Node([lab.tracker_url], mapping, ice_servers=ice, mesh=False)
+            events: list[tuple[str, Unreachable]] = []
+            node.p2pt.on("peerunreachable", lambda peer_id, why: events.append((peer_id, why)))
+            await node.start()
+            try:
+                yield node, far_id, events
+            finally:
+                await node.stop()
+    finally:
+        assert far.stdin is not None
+        far.stdin.close()
+        assert far.stdout is not None
+        far.stdout.close()
+        try:
+            far.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            far.kill()
+            far.wait()
+
+
+async def test_cone_nats_with_stun_connect(lab: NatLab) -> None:
+    async with homes(lab, "cone", [lab.stun_url()]) as (node, far_id, events):
+        await until(
+            lambda: far_id in node.peers,
+            (node.p2pt, "peerconnect"),
+            (node.p2pt, "peerunreachable"),
+            timeout=20,
+        )
+        assert events == []
+
+
+async def test_symmetric_nats_with_turn_connect(lab: NatLab) -> None:
+    async with homes(lab, "symmetric", [lab.turn_url()]) as (node, far_id, events):
+        await until(
+            lambda: far_id in node.peers,
+            (node.p2pt, "peerconnect"),
+            (node.p2pt, "peerunreachable"),
+            timeout=20,
+        )
+        assert events == []
+
+
+@pytest.mark.transport_only(
+    "aiortc", reason="libwebrtc's ICE states do not reach the link's ICE timer yet"
+)
+async def test_symmetric_nats_with_stun_only_are_reported_within_15_s(
+    lab: NatLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="p2prpc")
+    async with homes(lab, "symmetric", [lab.stun_url()]) as (node, far_id, events):
+        start = time.monotonic()
+        await until(
+            lambda: bool(events),
+            (node.p2pt, "peerconnect"),
+            (node.p2pt, "peerunreachable"),
+            timeout=20,
+        )
+        assert time.monotonic() - start < 15
+        peer_id, why = events[0]
+        assert peer_id == far_id
+        assert why.failure is Failure.ICE_FAILED
+        text = str(why)
+        assert "ICE found no working candidate pair" in text
+        assert "add a TURN server" in text
+        assert far_id not in node.peers
+        # One log line for the peer, naming it and the advice.
+        lines = [r.getMessage() for r in caplog.records if far_id[:8] in r.getMessage()]
+        assert len(lines) == 1 and "add a TURN server" in lines[0]
+        # The swarm's connectivity lists it, and a call says it.
+        swarm = node.connectivity()
+        assert [u.peer_id for u in swarm.unreachable] == [far_id]
+        assert "1 peer found, not reachable" in swarm.reason
+        with pytest.raises(RpcError) as fast:
+            await node.unary_unary(f"/{HEALTH}/Check")(b"", timeout=5)
+        assert fast.value.code() is StatusCode.UNAVAILABLE
+        assert "add a TURN server" in fast.value.details()
+        with pytest.raises(RpcError) as waited:
+            await node.unary_unary(f"/{HEALTH}/Check")(b"", timeout=1, wait_for_ready=True)
+        assert waited.value.code() is StatusCode.DEADLINE_EXCEEDED
+        details = waited.value.details()
+        assert details.startswith(f"Deadline Exceeded: no connected peer serves {HEALTH}")
+        assert "ICE found no working candidate pair" in details
+        assert "add a TURN server" in details
+
+
+@pytest.mark.transport_only(
+    "aiortc", reason="wrtc exposes no icecandidateerror: a TURN refusal is not seen"
+)
+async def test_a_wrong_turn_password_is_reported_as_such(lab: NatLab) -> None:
+    wrong = [lab.turn_url(password="not-the-password")]
+    async with homes(lab, "symmetric", wrong, [lab.turn_url()]) as (node, far_id, events):
+        await until(
+            lambda: bool(events),
+            (node.p2pt, "peerconnect"),
+            (node.p2pt, "peerunreachable"),
+            timeout=20,
+        )
+        peer_id, why = events[0]
+        assert peer_id == far_id
+        assert [e.code for e in why.ice_errors] == [401]
+        assert "refused our credentials" in str(why)
+        assert "check its credentials" in str(why)
+        assert "refused our credentials" in node.connectivity().reason
