@@ -412,11 +412,15 @@ async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum]
     (``via``: a tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a
     health check sent with ``metadata`` (for peers serving health; a refused check shows its
     code as ``health`` and says why on stderr); then one line per peer known only through the
-    exchange (``"known": true``, with the neighbours that list it)."""
+    exchange (``"known": true``, with the neighbours that list it); then one line per peer found
+    and not reached (``"unreachable": true``): the ``stage`` its last connection attempt reached,
+    its ``failure``, the ``reason`` in a sentence and the ``advice`` (``""`` when there is none;
+    :class:`~p2prpc.swarm.attempt.Unreachable`)."""
     async with joined(swarm, wait) as node:
         await settle(node, wait)
         infos = _said_hello(node)
-        if not infos and not node.known_peers:  # nothing to print
+        unreachable = [u for u in node.connectivity().unreachable if u.peer_id not in node.peers]
+        if not infos and not node.known_peers and not unreachable:  # nothing to print
             _require_peers(node, wait)
 
         async def probe(info: PeerInfo) -> dict[str, Any]:
@@ -453,6 +457,17 @@ async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum]
                     "services": sorted(known.services),
                     "topics": sorted(known.topics),
                     "via": sorted(known.via),
+                }
+            )
+        for gone in unreachable:
+            _print(
+                {
+                    "peer": gone.peer_id,
+                    "unreachable": True,
+                    "stage": gone.stage.value,
+                    "failure": gone.failure.value,
+                    "reason": gone.reason,
+                    "advice": gone.advice,
                 }
             )
     return 0

@@ -1,8 +1,9 @@
-"""The command line's helpers that need no swarm."""
+"""The command line's helpers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import websockets
 from p2prpc.node import Node
 from p2prpc.rpc import StatusCode
 from p2prpc.testing import LOOPBACK, loopback_node
-from p2prpc.tools import ToolError, _watch, find_peer, read_json_values
+from p2prpc.tools import Swarm, ToolError, _watch, find_peer, list_peers, read_json_values
 from p2prpc.tracker.server import TrackerServer
 
 
@@ -63,3 +64,34 @@ async def test_an_empty_count_from_one_tracker_is_not_final_while_another_has_no
             assert not watch.hopeless()
         finally:
             await node.close()
+
+
+@pytest.mark.asyncio
+async def test_peers_lists_a_peer_it_found_and_could_not_reach_with_why_and_what_to_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A peer whose connection attempts fail (here: relayed candidates only, and no TURN server)
+    is listed with the stage its attempt reached, the failure and the advice, not left out."""
+    async with TrackerServer(LOOPBACK, 0) as tracker:
+        server = loopback_node([tracker.url], "unreachable-listed")
+        await server.start()
+        try:
+            await tracker.wait_for(lambda stats: stats.peers >= 1)
+            swarm = Swarm(
+                [tracker.url],
+                "unreachable-listed",
+                {
+                    "ice_servers": [],
+                    "host_addresses": [LOOPBACK],
+                    "ice_transport_policy": "relay",
+                    "ice_timeout": 1.0,
+                },
+            )
+            assert await list_peers(swarm, 15.0) == 0
+        finally:
+            await server.close()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["peer"] for line in lines] == [server.peer_id]
+    (line,) = lines
+    assert line["unreachable"] is True and line["failure"] and line["reason"]
+    assert line["advice"] == "add a TURN server"

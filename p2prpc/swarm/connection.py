@@ -32,6 +32,9 @@ from .attempt import Failure, Stage
 
 logger = logging.getLogger(__name__)
 
+#: The stages from which ICE is at work (both descriptions set): ``ice_timeout`` runs from them.
+_ICE_STARTS = frozenset({Stage.ANSWER_SENT, Stage.ANSWER_RECEIVED, Stage.ICE_CHECKING})
+
 #: A path whose round trip is at least this many seconds is long: data-channel messages on it are
 #: kept to what the transport puts on the wire at once (:meth:`Connection.message_size`).
 LONG_PATH = 0.01
@@ -148,6 +151,16 @@ class Connection:
     def _reach(self, stage: Stage) -> None:
         if list(Stage).index(stage) > list(Stage).index(self.stage):
             self.stage = stage
+        if stage in _ICE_STARTS:
+            self._start_ice_timer()
+
+    def _start_ice_timer(self) -> None:
+        """ICE has ``ice_timeout`` seconds from when both descriptions are set (or it starts
+        checking) to find a working pair: a side with no candidate to check never starts."""
+        if self._ice_timer is None and self.state is not ConnectionState.CLOSED:
+            self._ice_timer = asyncio.get_running_loop().call_later(
+                self.options.ice_timeout, self._ice_timed_out
+            )
 
     def fail(self, failure: Failure, detail: str = "") -> None:
         """Close this connection as failed for ``failure`` (the first failure named stays)."""
@@ -160,10 +173,6 @@ class Connection:
     def _on_ice_state(self, state: str) -> None:
         if state == "checking":
             self._reach(Stage.ICE_CHECKING)
-            if self._ice_timer is None and self.state is not ConnectionState.CLOSED:
-                self._ice_timer = asyncio.get_running_loop().call_later(
-                    self.options.ice_timeout, self._ice_timed_out
-                )
         elif state in ("connected", "completed"):
             self._reach(Stage.ICE_CONNECTED)
             if self._ice_timer is not None:
@@ -173,7 +182,7 @@ class Connection:
             self.fail(Failure.DTLS_FAILED if connected else Failure.ICE_FAILED)
 
     def _ice_timed_out(self) -> None:
-        if self.stage is Stage.ICE_CHECKING:
+        if self.stage in _ICE_STARTS:
             self.fail(Failure.ICE_FAILED)
 
     def _on_link_close(self) -> None:
