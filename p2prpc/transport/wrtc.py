@@ -22,9 +22,18 @@ not visible to the other peer). Where it differs:
   acknowledgements); a peer's liveness is then judged by its own messages and pings alone.
 - :attr:`WrtcLink.round_trip` and :attr:`WrtcLink.burst_size` are ``None``: libwebrtc measures its
   path and paces its own SCTP.
+- Once loopback candidates are allowed, libwebrtc also asks the STUN and TURN servers from the
+  loopback interface, where no answer comes, and would hold each description until ``wrtc``'s
+  gathering timeout (5 s). A link that offers no loopback candidate therefore sends its
+  description once every other network has a candidate or an error from each server URL (see
+  :class:`_Gathering`), marked ``a=end-of-candidates``.
+- What a STUN or TURN server refused (:attr:`WrtcLink.ice_errors`) comes from the native
+  connection's ``icecandidateerror`` event (the W3C one: a TURN 401 is ``errorCode`` 401; 701,
+  no answer, is ``code`` ``None``).
 - The selected candidate pair is read from the native ICE transport under the aiortc-shaped one,
-  and ``RTCOptions.ice_transport_policy`` is set on the native connection (``webrtc.aiortc``
-  names neither): the only places this module reaches below that API.
+  ``RTCOptions.ice_transport_policy`` is set on the native connection, and the native
+  ``icecandidate`` and ``icecandidateerror`` events are heard there (``webrtc.aiortc`` names
+  none of these): the only places this module reaches below that API.
 
 Every STUN and TURN server in ``RTCOptions.ice_servers`` is used, each URL of each (``stun:``,
 ``turn:`` over UDP or ``?transport=tcp``, ``turns:`` over TLS): libwebrtc gathers candidates from
@@ -46,7 +55,7 @@ from typing import Any
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
 from ..wire.secret import sdp_fingerprint
-from . import RTCOptions, TransportUnavailable
+from . import IceServerError, RTCOptions, TransportUnavailable
 from .channel import DataChannelLink
 
 try:
@@ -92,6 +101,143 @@ def pin_host_candidates(sdp: str, addresses: Sequence[str] | None) -> str:
         return line.group(0) if wanted else ""
 
     return _CANDIDATE.sub(kept, sdp)
+
+
+_NETWORK_ID = re.compile(r"\bnetwork-id (\d+)")
+_DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "turns": 5349}
+#: W3C ``RTCPeerConnectionIceErrorEvent.errorCode`` for a server that did not answer.
+_UNREACHABLE = 701
+
+#: (scheme, host, port, transport) of an ICE server URL, as libwebrtc's events name it.
+_ServerKey = tuple[str, str, int, str]
+
+
+def _server_key(url: str) -> _ServerKey | None:
+    """What identifies an ICE server URL (``stun:``, ``turn:``, ``turns:``) whatever its spelling
+    (default port and transport, credentials, case); ``None`` for one that is not such a URL."""
+    scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not rest:
+        return None
+    rest, _, query = rest.partition("?")
+    rest = rest.rpartition("@")[2]  # user:password@host:port
+    transport = "tcp" if scheme == "turns" else "udp"
+    for parameter in query.split("&"):
+        name, _, value = parameter.partition("=")
+        if name == "transport" and value:
+            transport = value.lower()
+    if rest.startswith("["):  # [IPv6]:port
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port_text = rest.partition(":")
+    try:
+        port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return scheme, host.lower(), port, transport
+
+
+class _Gathering:
+    """When the candidates a link will send are all in, though libwebrtc still asks the servers
+    from the loopback interface (where, in a process that allowed loopback candidates, no answer
+    comes): every network but loopback has, for each STUN and TURN server URL of its address
+    family, a candidate gathered from it or an ``icecandidateerror`` naming it (the error's
+    address is the local one, masked, or its port the network's UDP socket's).
+
+    A server libwebrtc says nothing of (a server-reflexive candidate equal to another, which it
+    drops; a TCP TURN server it does not ask once a UDP one gave a relayed candidate) leaves this
+    unresolved: the description then waits for ``wrtc``'s gathering timeout, as it would without
+    this.
+    """
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.expected = {key for key in map(_server_key, urls) if key is not None}
+        #: network id -> (host address, UDP port) of each network but loopback
+        self.networks: dict[str, tuple[str, int | None]] = {}
+        self.resolved: dict[str, set[_ServerKey]] = {}
+        self.done = asyncio.Event()
+
+    def on_candidate(self, event: Any) -> None:
+        candidate = event.candidate
+        if candidate is None:  # gathering is complete
+            self.done.set()
+            return
+        found = _NETWORK_ID.search(candidate.candidate)
+        if found is None:
+            return
+        network = found.group(1)
+        if candidate.type == "host":
+            address = str(candidate.address or "")
+            if _is_loopback(address):
+                return
+            udp = candidate.port if candidate.protocol == "udp" else None
+            if udp is None and network in self.networks:
+                udp = self.networks[network][1]
+            self.networks[network] = (address, udp)
+            self.resolved.setdefault(network, set())
+        elif candidate.url:
+            key = _server_key(candidate.url)
+            if key is not None:
+                self.resolved.setdefault(network, set()).add(key)
+        self._check()
+
+    def on_error(self, event: Any) -> None:
+        key = _server_key(str(event.url or ""))
+        if key is None:
+            return
+        masked = str(event.address or "")
+        prefix = masked[:-1] if masked.endswith("x") else masked
+        for network, (address, port) in self.networks.items():
+            if (port is not None and event.port == port) or (prefix and address.startswith(prefix)):
+                self.resolved.setdefault(network, set()).add(key)
+        self._check()
+
+    def _check(self) -> None:
+        if self.networks and all(
+            self._reachable(address) <= self.resolved.get(network, set())
+            for network, (address, _) in self.networks.items()
+        ):
+            self.done.set()
+
+    def _reachable(self, address: str) -> set[_ServerKey]:
+        """The servers a network of this address asks: not those at an address of the other
+        family (libwebrtc skips them without a word)."""
+        ipv6 = ":" in address
+        return {key for key in self.expected if not _is_ip(key[1]) or (":" in key[1]) == ipv6}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _from_loopback(address: str) -> bool:
+    """An ``icecandidateerror``'s local address (libwebrtc masks its end: ``127.0.0.x``) is a
+    loopback one."""
+    return address.startswith(("127.", "::1", "0:0:0:0:0:0:0:1"))
+
+
+def _end_candidates(sdp: str) -> str:
+    """``sdp`` with ``a=end-of-candidates`` closing each media section that lacks it (before its
+    ``a=setup`` line when that comes last, as ``webrtc.aiortc`` puts it)."""
+    head, *sections = sdp.split("\r\nm=")
+    parts = [head]
+    for section in sections:
+        if "a=end-of-candidates" not in section:
+            lines = section.rstrip("\r\n").split("\r\n")
+            at = (
+                len(lines) - 1
+                if lines[-1].startswith("a=setup:") and len(lines) > 1
+                else len(lines)
+            )
+            lines.insert(at, "a=end-of-candidates")
+            section = "\r\n".join(lines) + "\r\n"
+        parts.append(section)
+    return "\r\nm=".join(parts)
 
 
 class LoopbackRefused(RuntimeError):
@@ -147,6 +293,9 @@ class WrtcLink(DataChannelLink):
         self._remote_max: int | None = None
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
+        self._heard_native = False  # the native candidate events are heard (from _set_local)
+        self._gathering: _Gathering | None = None
+        self._setting: asyncio.Future[None] | None = None  # a description's gathering, left
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("iceconnectionstatechange", self._on_ice_connection_state)
         if initiator:
@@ -200,13 +349,74 @@ class WrtcLink(DataChannelLink):
         if self._closed:
             raise PeerClosed(f"data channel {self._label or '?'} closed while it was being made")
 
+    def _hear_native(self) -> None:
+        """Hear the native connection's candidate events (the loop runs: it takes handlers then)."""
+        if self._heard_native:
+            return
+        self._heard_native = True
+        native: Any = self.pc._native
+        native.on("icecandidateerror", self._on_candidate_error)
+        urls = [
+            url
+            for server in self.options.servers()
+            for url in ([server.urls] if isinstance(server.urls, str) else server.urls)
+        ]
+        pinned = self.options.host_addresses
+        if _loopback_allowed and urls and not any(_is_loopback(a) for a in pinned or ()):
+            self._gathering = _Gathering(urls)
+            native.on("icecandidate", self._gathering.on_candidate)
+
+    def _on_candidate_error(self, event: Any) -> None:
+        """A STUN or TURN server refused, or did not answer: a TURN server's is kept."""
+        if self._gathering is not None:
+            self._gathering.on_error(event)
+        url = str(event.url or "")
+        if not url.lower().startswith("turn") or _from_loopback(str(event.address or "")):
+            return
+        code = None if event.error_code == _UNREACHABLE else int(event.error_code)
+        error = IceServerError(url, code, str(event.error_text or "") or "no answer")
+        if all((e.url, e.code) != (error.url, error.code) for e in self._ice_errors):
+            self._ice_errors.append(error)  # one per server and code, not one per network
+
     async def _set_local(self, description: _wrtc.RTCSessionDescription) -> str:
-        """Set the local description and return its SDP, once it carries every candidate."""
-        await self.pc.setLocalDescription(description)  # returns once gathering is complete
+        """Set the local description and return its SDP, once it carries every candidate (every
+        one this link sends: see :class:`_Gathering`)."""
+        self._hear_native()
+        gathering = self._gathering
+        if gathering is None:
+            await self.pc.setLocalDescription(description)  # returns once gathering is complete
+            local = self.pc.localDescription
+            assert local is not None  # set just above
+            sdp = local.sdp
+        else:
+            sdp = await self._set_local_early(description, gathering)
+        self._local_sdp = pin_host_candidates(sdp, self.options.host_addresses)
+        return self._local_sdp
+
+    async def _set_local_early(
+        self, description: _wrtc.RTCSessionDescription, gathering: _Gathering
+    ) -> str:
+        """Set the local description; return its SDP once gathering completes, or once every
+        network but loopback has its candidates (``wrtc``'s wait then ends in background)."""
+        setting = asyncio.ensure_future(self.pc.setLocalDescription(description))
+        gathered = asyncio.ensure_future(gathering.done.wait())
+        try:
+            await asyncio.wait([setting, gathered], return_when=asyncio.FIRST_COMPLETED)
+            local = self.pc.localDescription
+            if not setting.done() and local is not None:
+                # Set natively, its candidates in: only wrtc's wait on loopback is left.
+                setting.add_done_callback(_retrieve)
+                self._setting = setting
+                return _end_candidates(local.sdp)
+            await setting
+        except BaseException:
+            setting.cancel()
+            raise
+        finally:
+            gathered.cancel()
         local = self.pc.localDescription
         assert local is not None  # set just above
-        self._local_sdp = pin_host_candidates(local.sdp, self.options.host_addresses)
-        return self._local_sdp
+        return local.sdp
 
     def fingerprints(self) -> tuple[bytes, bytes]:
         local, remote = self._local_sdp, self._remote_sdp
@@ -291,6 +501,14 @@ class WrtcLink(DataChannelLink):
         self.close()
         if self._closing is not None:
             await self._closing
+        if self._setting is not None:  # wrtc's wait for gathering ends with the connection
+            await asyncio.wait([self._setting])
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Take a background step's outcome: its error (the link closed) is the link's own to tell."""
+    if not task.cancelled():
+        task.exception()
 
 
 class WrtcTransport:

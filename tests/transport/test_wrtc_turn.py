@@ -188,3 +188,30 @@ async def test_every_server_and_url_is_handed_to_libwebrtc_as_given() -> None:
 def test_an_unknown_ice_transport_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="ice_transport_policy must be one of all, relay"):
         RTCOptions(ice_transport_policy="public")  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_refused_turn_credential_is_a_401_and_loopback_does_not_hold_the_offer(
+    turn: TurnLab,
+) -> None:
+    """libwebrtc's ``icecandidateerror`` for a TURN server that refused our credentials is one
+    :class:`~p2prpc.transport.IceServerError` of code 401 (once, whichever networks asked it).
+    This process allowed loopback candidates (tests/conftest.py), so libwebrtc also asks the
+    server from ``lo``, where nothing answers: the offer leaves once every other network has
+    the server's answer, while libwebrtc still gathers there, its candidates ended."""
+    refused = turn.url(transport="udp")  # as libwebrtc names it
+    link = WrtcLink(
+        RTCOptions(ice_servers=[turn.ice_server(refused, credential="wrong")]),
+        initiator=True,
+        label="refused",
+    )
+    try:
+        sdp = await link.create_offer()
+        assert link.pc.iceGatheringState == "gathering"  # libwebrtc still asks from lo
+        assert sdp.count("a=end-of-candidates") == 1
+        candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate")]
+        assert candidates and not any(" 127.0.0.1 " in line for line in candidates)
+        assert [(e.code, e.url) for e in link.ice_errors] == [(401, refused)]
+        assert "refused our credentials" in str(link.ice_errors[0])
+    finally:
+        await link.wait_closed()

@@ -1,0 +1,96 @@
+"""What the libwebrtc transport reads of libwebrtc's candidate events, on its own: server URLs
+compared whatever their spelling, and when a link's candidates are all in though libwebrtc still
+asks the servers from the loopback interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
+
+from p2prpc.transport.wrtc import _end_candidates, _Gathering, _server_key
+
+
+def test_server_urls_are_compared_whatever_their_spelling() -> None:
+    assert _server_key("stun:10.0.0.1") == ("stun", "10.0.0.1", 3478, "udp")
+    assert _server_key("turn:user:pw@Example.org:3479?transport=TCP") == (
+        "turn",
+        "example.org",
+        3479,
+        "tcp",
+    )
+    assert _server_key("turns:[2001:db8::1]") == ("turns", "2001:db8::1", 5349, "tcp")
+    assert _server_key("turn:h:3478") == _server_key("turn:h?transport=udp")
+    for nothing in ("http://h", "stun:", "stun:h:port"):
+        assert _server_key(nothing) is None
+
+
+def test_end_of_candidates_closes_each_media_section_once() -> None:
+    sdp = "v=0\r\nm=application 9\r\na=candidate:1\r\nm=application 9\r\na=end-of-candidates\r\n"
+    ended = _end_candidates(sdp)
+    assert ended.count("a=end-of-candidates") == 2
+    assert ended.endswith("a=end-of-candidates\r\n")
+    setup_last = _end_candidates("v=0\r\nm=application 9\r\na=candidate:1\r\na=setup:actpass\r\n")
+    assert setup_last.endswith("a=candidate:1\r\na=end-of-candidates\r\na=setup:actpass\r\n")
+    assert _end_candidates(ended) == ended
+    assert _end_candidates("v=0\r\n") == "v=0\r\n"  # no media section: nothing to end
+
+
+@dataclass
+class Candidate:
+    candidate: str
+    type: str
+    address: str
+    port: int
+    protocol: str = "udp"
+    url: str | None = None
+
+
+@dataclass
+class CandidateEvent:
+    candidate: Candidate | None
+
+
+@dataclass
+class ErrorEvent:
+    url: str
+    address: str
+    port: int
+
+
+def host(network: int, address: str, port: int) -> CandidateEvent:
+    line = f"candidate:1 1 udp 1 {address} {port} typ host network-id {network}"
+    return CandidateEvent(Candidate(line, "host", address, port))
+
+
+def gathered(network: int, kind: str, url: str) -> CandidateEvent:
+    line = f"candidate:2 1 udp 1 10.9.9.9 4000 typ {kind} network-id {network}"
+    return CandidateEvent(Candidate(line, kind, "10.9.9.9", 4000, url=url))
+
+
+@pytest.mark.asyncio
+async def test_gathering_is_in_once_every_network_but_loopback_heard_from_every_server() -> None:
+    gathering = _Gathering(["stun:10.0.0.1:3478", "turn:u:p@10.0.0.2:3478?transport=udp"])
+    gathering.on_candidate(host(1, "192.168.1.2", 5000))
+    gathering.on_candidate(host(2, "127.0.0.1", 5001))  # loopback: never waited for
+    gathering.on_candidate(host(3, "10.1.0.2", 5002))
+    gathering.on_candidate(host(4, "fd00::2", 5003))  # no server of its family: none expected
+    gathering.on_candidate(gathered(1, "srflx", "stun:10.0.0.1:3478"))
+    gathering.on_candidate(gathered(3, "srflx", "stun:10.0.0.1:3478"))
+    gathering.on_error(ErrorEvent("turn:10.0.0.2:3478?transport=udp", "192.168.1.x", 5000))
+    assert not gathering.done.is_set()  # network 3 has nothing from the TURN server yet
+    gathering.on_error(ErrorEvent("turn:10.0.0.2:3478?transport=udp", "127.0.0.x", 5001))
+    assert not gathering.done.is_set()  # loopback's refusal stands for no other network
+    gathering.on_candidate(gathered(3, "relay", "turn:10.0.0.2:3478?transport=udp"))
+    assert gathering.done.is_set()
+
+
+@pytest.mark.asyncio
+async def test_gathering_is_in_when_libwebrtc_says_it_is_complete() -> None:
+    gathering = _Gathering(["stun:s:3478"])
+    gathering.on_candidate(host(1, "192.168.1.2", 5000))
+    assert not gathering.done.is_set()  # its server-reflexive candidate never came
+    gathering.on_candidate(CandidateEvent(None))
+    assert gathering.done.is_set()
