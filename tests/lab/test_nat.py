@@ -105,9 +105,6 @@ async def test_symmetric_nats_with_turn_connect(lab: NatLab) -> None:
         assert events == []
 
 
-@pytest.mark.transport_only(
-    "aiortc", reason="libwebrtc's ICE states do not reach the link's ICE timer yet"
-)
 async def test_symmetric_nats_with_stun_only_are_reported_within_15_s(
     lab: NatLab, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -148,9 +145,6 @@ async def test_symmetric_nats_with_stun_only_are_reported_within_15_s(
         assert "add a TURN server" in details
 
 
-@pytest.mark.transport_only(
-    "aiortc", reason="wrtc exposes no icecandidateerror: a TURN refusal is not seen"
-)
 async def test_a_wrong_turn_password_is_reported_as_such(lab: NatLab) -> None:
     wrong = [lab.turn_url(password="not-the-password")]
     async with homes(lab, "symmetric", wrong, [lab.turn_url()]) as (node, far_id, events):
