@@ -49,11 +49,12 @@ test: install lint pytest
 
 # The suite in two parts: every test but those that measure time, CPU or memory against a budget,
 # spread over PYTEST_WORKERS processes (pytest-xdist; most tests wait on timers and the network, so
-# four keep two cores busy), then those (marked serial by tests/conftest.py) one at a time. Tests
+# four keep two cores busy; the network labs on one of them), then those (marked serial by
+# tests/conftest.py) one at a time. Tests
 # that make connections run once on each transport, aiortc and libwebrtc.
 PYTEST_WORKERS ?= 4
 pytest: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not serial"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
 	$(PY) -m pytest -q -m serial
 
 # The decoders of everything a peer or a tracker sends, fuzzed with 10,000 examples a test (make test

@@ -62,6 +62,17 @@ SERIAL = (
     "wire/test_held.py",
 )
 
+#: Tests that build network namespaces with routers, coturn or the delay program: under
+#: pytest-xdist they run one after another on one worker (`--dist loadgroup`), as they fail
+#: their timings when several labs run at once on two cores.
+LABS = (
+    "lab/",
+    "rpc/test_long_path.py",
+    "test_cli_ice.py",
+    "transport/test_turn_rest.py",
+    "transport/test_wrtc_turn.py",
+)
+
 _TESTS = Path(__file__).parent
 
 _NETNS = pytest.StashKey[ModuleType]()
@@ -134,8 +145,11 @@ def _per_transport(path: Path) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _relative(item.path).startswith(SERIAL):
+        relative = _relative(item.path)
+        if relative.startswith(SERIAL):
             item.add_marker(pytest.mark.serial)
+        if relative.startswith(LABS):
+            item.add_marker(pytest.mark.xdist_group("labs"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

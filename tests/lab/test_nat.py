@@ -3,16 +3,25 @@ an event, in the swarm's connectivity and in a call's status.
 
 One peer runs in this process, its event loop's thread in home A; the other is a subprocess in
 home B (``tests/lab/natpeer.py``). The lab (:mod:`tests.lab.nat`) is made once for the module.
+
+libwebrtc makes its network threads once per process, in the network namespace of the thread
+that first uses it, and keeps them there: a test run that used it before (in its own namespace)
+cannot move its sockets into home A. So the libwebrtc pass of these tests runs in a pytest
+process of its own, in which home A is where libwebrtc is first used
+(:func:`test_the_homes_on_libwebrtc_in_a_process_of_its_own`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -23,12 +32,55 @@ from p2prpc.testing import until
 
 from .nat import NatLab, unavailable_reason
 
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Set in the process of its own that runs this module's tests on libwebrtc.
+OWN_PROCESS = "P2PRPC_NAT_LAB_OWN_PROCESS"
+
 pytestmark = [
     pytest.mark.skipif(
         unavailable_reason() is not None, reason=f"no NAT lab here: {unavailable_reason()}"
     ),
     pytest.mark.asyncio,
 ]
+#: Each scenario on libwebrtc only where libwebrtc is first used in home A (see the docstring).
+in_home_a = (
+    pytest.mark.skipif(False, reason="")
+    if os.environ.get(OWN_PROCESS)
+    else pytest.mark.transport_only(
+        "aiortc",
+        reason="libwebrtc's threads stay in the namespace they were made in: on libwebrtc these"
+        " run in a process of their own",
+    )
+)
+
+
+@pytest.mark.transport_only("libwebrtc", reason="it runs the libwebrtc pass of the others")
+@pytest.mark.skipif(bool(os.environ.get(OWN_PROCESS)), reason="already in a process of its own")
+async def test_the_homes_on_libwebrtc_in_a_process_of_its_own() -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--transport",
+            "libwebrtc",
+            "tests/lab/test_nat.py",
+        ],
+        cwd=ROOT,
+        env={**os.environ, OWN_PROCESS: "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "4 passed" in result.stdout, result.stdout[-2000:]
+
 
 HEALTH = "grpc.health.v1.Health"
 
@@ -83,6 +135,7 @@ async def homes(
             far.wait()
 
 
+@in_home_a
 async def test_cone_nats_with_stun_connect(lab: NatLab) -> None:
     async with homes(lab, "cone", [lab.stun_url()]) as (node, far_id, events):
         await until(
@@ -94,6 +147,7 @@ async def test_cone_nats_with_stun_connect(lab: NatLab) -> None:
         assert events == []
 
 
+@in_home_a
 async def test_symmetric_nats_with_turn_connect(lab: NatLab) -> None:
     async with homes(lab, "symmetric", [lab.turn_url()]) as (node, far_id, events):
         await until(
@@ -105,6 +159,7 @@ async def test_symmetric_nats_with_turn_connect(lab: NatLab) -> None:
         assert events == []
 
 
+@in_home_a
 async def test_symmetric_nats_with_stun_only_are_reported_within_15_s(
     lab: NatLab, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -145,6 +200,7 @@ async def test_symmetric_nats_with_stun_only_are_reported_within_15_s(
         assert "add a TURN server" in details
 
 
+@in_home_a
 async def test_a_wrong_turn_password_is_reported_as_such(lab: NatLab) -> None:
     wrong = [lab.turn_url(password="not-the-password")]
     async with homes(lab, "symmetric", wrong, [lab.turn_url()]) as (node, far_id, events):
