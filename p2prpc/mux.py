@@ -349,6 +349,7 @@ class Mux(AsyncIOEventEmitter):
         self._layers: dict[str, Layer] = {}
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._hello_owed: set[str] = set()  # peers whose hello waits for their queue to drain
         self._stopping = False
         self._started = False
         self._stopped: asyncio.Future[None] | None = None
@@ -691,8 +692,26 @@ class Mux(AsyncIOEventEmitter):
             self._send_hello(peer)
 
     def _send_hello(self, peer: Peer) -> None:
-        with contextlib.suppress(PeerClosed):
+        try:
             self.p2pt.post(peer, {"hello": self.hello()}, new_message_id())
+        except PeerClosed:
+            pass
+        except SendQueueFull:
+            # The peer reads slower than we send: it hears the hello then current once what is
+            # queued for it has gone, rather than never (and stop() is not the one to fail).
+            if peer.id not in self._hello_owed:
+                self._hello_owed.add(peer.id)
+                loop = asyncio.get_running_loop()
+                self.track_task(loop.create_task(self._send_hello_after_drain(peer)))
+
+    async def _send_hello_after_drain(self, peer: Peer) -> None:
+        try:
+            await self.p2pt.drain(peer)
+        except PeerClosed:
+            return
+        finally:
+            self._hello_owed.discard(peer.id)
+        self._send_hello(peer)
 
     # -- peers --------------------------------------------------------------------------------
 
