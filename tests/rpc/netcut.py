@@ -1,7 +1,8 @@
 """Cutting the link between two in-process peers: iptables rules on loopback drop the UDP
-datagrams to and from one end's sockets of their connections, until the cut is healed. Only
-those ports are touched, so other tests on the machine are not; every rule is removed on the way
-out. Works on both transports (libwebrtc: by every local candidate's port).
+datagrams to and from one end's sockets of their connections, until the cut is healed; or only
+those to it (:func:`deafen`: a peer that stops reading). Only those ports are touched, so other
+tests on the machine are not; every rule is removed on the way out. Works on both transports
+(libwebrtc: by every local candidate's port).
 
 Needs Linux, root and ``iptables`` (``make apt`` installs it)."""
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from p2prpc.mux import Mux
+from p2prpc.p2pt import P2PT
 
 
 def unavailable_reason() -> str | None:
@@ -45,9 +47,10 @@ def local_ports(link: Any) -> list[int]:
     return [pair[0][1]] if pair is not None else []
 
 
-def link_ports(node: Mux, peer_id: str) -> list[int]:
+def link_ports(node: Mux | P2PT, peer_id: str) -> list[int]:
     """The UDP ports at ``node``'s end of every connection from ``node`` to ``peer_id``."""
-    remote = node.p2pt._remotes.get(peer_id)
+    p2pt = node.p2pt if isinstance(node, Mux) else node
+    remote = p2pt._remotes.get(peer_id)
     ports: list[int] = []
     for channel in remote.channels.values() if remote is not None else ():
         ports += local_ports(channel.link)
@@ -60,15 +63,17 @@ def _rule(action: str, way: str, port: int) -> list[str]:
 
 class Cut:
     """A cut in force (see :func:`cut`): every datagram to or from one of ``ports`` is dropped
-    as it arrives, so the ports of one end cut both ways."""
+    as it arrives, so the ports of one end cut both ways; with ``inbound_only``, only those to
+    one of ``ports`` (see :func:`deafen`)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], *, inbound_only: bool = False) -> None:
         self.ports = ports
+        self.ways = ("--dport",) if inbound_only else ("--dport", "--sport")
         self._added: list[tuple[str, int]] = []
 
     def start(self) -> None:
         for port in self.ports:
-            for way in ("--dport", "--sport"):
+            for way in self.ways:
                 subprocess.run(_rule("-I", way, port), check=True, capture_output=True)
                 self._added.append((way, port))
 
@@ -86,6 +91,22 @@ def cut(node: Mux, peer_id: str) -> Iterator[Cut]:
     ports = link_ports(node, peer_id)
     assert ports, f"no connection from {node.peer_id[:8]} to {peer_id[:8]} to cut"
     link = Cut(ports)
+    try:
+        link.start()
+        yield link
+    finally:
+        link.heal()
+
+
+@contextlib.contextmanager
+def deafen(node: Mux | P2PT, peer_id: str) -> Iterator[Cut]:
+    """``node`` takes nothing in from ``peer_id`` (as a process that stopped reading would leave
+    it unread): every datagram arriving at ``node``'s sockets of its connections to ``peer_id``
+    is dropped, while what ``node`` sends still goes out, until :meth:`Cut.heal` or the end of
+    the block."""
+    ports = link_ports(node, peer_id)
+    assert ports, f"no connection from {node.peer_id[:8]} to {peer_id[:8]} to deafen"
+    link = Cut(ports, inbound_only=True)
     try:
         link.start()
         yield link
