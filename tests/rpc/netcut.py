@@ -57,8 +57,19 @@ def link_ports(node: Mux | P2PT, peer_id: str) -> list[int]:
     return ports
 
 
-def _rule(action: str, way: str, port: int) -> list[str]:
-    return ["iptables", action, "INPUT", "-i", "lo", "-p", "udp", way, str(port), "-j", "DROP"]
+def _apply(action: str, rules: list[tuple[str, int]]) -> None:
+    """Insert (``-I``) or delete (``-D``) one DROP rule on loopback input per (way, port), all
+    in one ``iptables-restore`` (one process, not one per rule: the caller's loop waits)."""
+    if not rules:
+        return
+    lines = [f"{action} INPUT -i lo -p udp {way} {port} -j DROP" for way, port in rules]
+    script = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+    subprocess.run(
+        ["iptables-restore", "--noflush"],
+        input=script.encode(),
+        check=action == "-I",
+        capture_output=True,
+    )
 
 
 class Cut:
@@ -72,20 +83,18 @@ class Cut:
         self._added: list[tuple[str, int]] = []
 
     def start(self) -> None:
-        for port in self.ports:
-            for way in self.ways:
-                subprocess.run(_rule("-I", way, port), check=True, capture_output=True)
-                self._added.append((way, port))
+        rules = [(way, port) for port in self.ports for way in self.ways]
+        _apply("-I", rules)
+        self._added += rules
 
     def heal(self) -> None:
         """Let datagrams through again."""
-        while self._added:
-            way, port = self._added.pop()
-            subprocess.run(_rule("-D", way, port), check=False, capture_output=True)
+        rules, self._added = self._added, []
+        _apply("-D", rules)
 
 
 @contextlib.contextmanager
-def cut(node: Mux, peer_id: str) -> Iterator[Cut]:
+def cut(node: Mux | P2PT, peer_id: str) -> Iterator[Cut]:
     """Drop every datagram between ``node`` and ``peer_id`` (both in this process, on loopback)
     until :meth:`Cut.heal` or the end of the block."""
     ports = link_ports(node, peer_id)
