@@ -1113,8 +1113,9 @@ class P2PT(AsyncIOEventEmitter):
         """Take ``peer_id``'s answer to our offer ``offer_id`` (from :meth:`make_offer`).
 
         False when no such offer waits for that peer, the answer does not open (the offer then
-        keeps waiting for a genuine one), or the caps refuse it. An offer sealed to the peer's
-        key takes only an answer sealed to ours by that key's holder.
+        keeps waiting for a genuine one), the caps refuse it, or its connection closed while
+        the answer was applied (the peer may refuse it as soon as it opens). An offer sealed to
+        the peer's key takes only an answer sealed to ours by that key's holder.
         """
         offer = self._pool.waiting(offer_id)
         if offer is None or offer.to != peer_id:
