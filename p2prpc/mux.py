@@ -2,9 +2,10 @@
 the layers registered for them, keepalive (:mod:`p2prpc.keepalive`) among them (the
 :class:`~p2prpc.node.Node` users make is this with the standard layers built on it).
 
-Every node says hello to every peer it meets (and again whenever what it serves changes): its
-protocol version, whether it reads binary envelopes, and which services and topics it serves. A
-JavaScript P2PT peer that never says hello can still call services: it is answered in the JSON form.
+Every node says hello to every peer it meets, on each connection to it (and again whenever what it
+serves changes): its protocol version, whether it reads binary envelopes, and which services and
+topics it serves. A JavaScript P2PT peer that never says hello can still call services: it is
+answered in the JSON form.
 
 The node is a typed multiplexer. It decodes envelopes and hands each kind to the :class:`Layer`
 registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics, its own
@@ -371,6 +372,7 @@ class Mux(AsyncIOEventEmitter):
         self.register(self._keepalive, (Kind.PING, Kind.PONG))
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
+        p2pt.on("connectionopen", self._on_connectionopen)
         p2pt.on("connectionclose", self._on_connectionclose)
         p2pt.on("peerkey", self._on_peerkey)
         p2pt.on("msg", self._on_msg)
@@ -904,6 +906,12 @@ class Mux(AsyncIOEventEmitter):
         self.peers[peer.id] = PeerInfo(peer.id, public_key=peer.public_key, via=peer.origins)
         self._send_hello(peer)
         self.emit("peer", self.peers[peer.id])
+
+    def _on_connectionopen(self, peer: Peer, connection: int) -> None:
+        # Hello again, on the new connection: the peer may have given us up (its keepalive
+        # dropped us while our side of the old connection lived on), and for it this is the
+        # first, which it said hello on and waits to hear ours on.
+        self._send_hello(peer)
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
         self._forget_delayed(peer.id, connection)

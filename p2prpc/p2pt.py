@@ -16,6 +16,9 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``peerkey(peer)``: a connection counted before any proof (open swarms) proved the key its
   peer id is bound to while other connections under that id proved nothing: what they brought
   is not this peer's, and whatever was said to the peer over them did not reach it.
+- ``connectionopen(peer, connection)``: one more counted connection to a peer already connected
+  (the first is ``peerconnect``); ``connection`` is its number (:attr:`Peer.connection`). The
+  peer may count it as its first (it let the others go unseen by us).
 - ``connectionclose(peer, connection)``: one counted connection to a peer closed (before
   ``peerclose`` when it was the last); ``connection`` is its number (:attr:`Peer.connection`).
   What was under way on that connection has ended, whatever other connections the peer keeps.
@@ -128,6 +131,7 @@ EVENTS = frozenset(
         "msg",
         "peerclose",
         "peerkey",
+        "connectionopen",
         "connectionclose",
         "trackerconnect",
         "trackerwarning",
@@ -1312,6 +1316,8 @@ class P2PT(AsyncIOEventEmitter):
         if new:
             self._note_degree()
             self.emit("peerconnect", Peer(self, remote, channel.name))
+        else:
+            self.emit("connectionopen", Peer(self, remote, channel.name), channel.connection)
         if surplus is not None:
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
