@@ -11,7 +11,7 @@ from netcut import cut, unavailable_reason
 
 from p2prpc.errors import SendQueueFull
 from p2prpc.node import Node
-from p2prpc.rpc import Cardinality, Handler, ServicerContext
+from p2prpc.rpc import Cardinality, Handler, ServicerContext, UnaryUnaryMethod
 from p2prpc.testing import mesh
 
 pytestmark = pytest.mark.asyncio
@@ -32,6 +32,12 @@ def fill_queue(node: Node, peer_id: str) -> None:
 
 async def echo(request: StringValue, context: ServicerContext) -> StringValue:
     return request
+
+
+def handler() -> Handler[StringValue, StringValue]:
+    return Handler[StringValue, StringValue](
+        echo, Cardinality.UNARY_UNARY, StringValue, StringValue
+    )
 
 
 async def test_a_node_whose_queue_to_a_peer_is_full_stops_cleanly() -> None:
@@ -72,3 +78,25 @@ async def test_a_peer_that_gave_us_up_hears_our_hello_on_its_new_connection() ->
         assert answer is not None
         assert await a.p2pt.take_answer(b.peer_id, made[0], answer)
         assert await a.wait_for_server("t.Fresh", 10) == b.peer_id
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+async def test_what_is_sent_by_peer_id_goes_on_the_newest_connection() -> None:
+    """After the same drop, b's old connection to a is dead at a's end while b still counts it:
+    what b sends to a by peer id goes on the connection a made last, which a holds."""
+    async with mesh(2, keepalive_interval=None) as m:
+        a, b = m.nodes
+        a.add_service("t.Echo", {"/t.Echo/Echo": handler()})
+        await b.wait_for_server("t.Echo", 10)
+        with cut(b, a.peer_id):
+            a.p2pt.peers[b.peer_id].destroy()
+            await a.wait_until(lambda: b.peer_id not in a.peers, 10)
+        made = await a.p2pt.make_offer(b.peer_id, origin="relay:test")
+        assert made is not None
+        answer = await b.p2pt.answer_offer(a.peer_id, *made, origin="relay:test")
+        assert answer is not None
+        assert await a.p2pt.take_answer(b.peer_id, made[0], answer)
+        await b.wait_until(lambda: len(b.p2pt._remotes[a.peer_id].channels) == 2, 10)
+        echo_call = UnaryUnaryMethod(b.to(a.peer_id), "/t.Echo/Echo", StringValue, StringValue)
+        reply = await echo_call(StringValue(value="there?"), timeout=5)
+        assert reply.value == "there?"
