@@ -2,9 +2,10 @@
 the layers registered for them, keepalive (:mod:`p2prpc.keepalive`) among them (the
 :class:`~p2prpc.node.Node` users make is this with the standard layers built on it).
 
-Every node says hello to every peer it meets (and again whenever what it serves changes): its
-protocol version, whether it reads binary envelopes, and which services and topics it serves. A
-JavaScript P2PT peer that never says hello can still call services: it is answered in the JSON form.
+Every node says hello to every peer it meets, on each connection to it (and again whenever what it
+serves changes): its protocol version, whether it reads binary envelopes, and which services and
+topics it serves. A JavaScript P2PT peer that never says hello can still call services: it is
+answered in the JSON form.
 
 The node is a typed multiplexer. It decodes envelopes and hands each kind to the :class:`Layer`
 registered for it (``p2prpc.rpc`` for calls, ``p2prpc.pubsub`` for topics, its own
@@ -349,6 +350,7 @@ class Mux(AsyncIOEventEmitter):
         self._layers: dict[str, Layer] = {}
         self._reader = BinaryReader(max_message_size=max_message_size + 65536)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._hello_owed: set[str] = set()  # peers whose hello waits for their queue to drain
         self._stopping = False
         self._started = False
         self._stopped: asyncio.Future[None] | None = None
@@ -370,6 +372,7 @@ class Mux(AsyncIOEventEmitter):
         self.register(self._keepalive, (Kind.PING, Kind.PONG))
         p2pt.on("peerconnect", self._on_peerconnect)
         p2pt.on("peerclose", self._on_peerclose)
+        p2pt.on("connectionopen", self._on_connectionopen)
         p2pt.on("connectionclose", self._on_connectionclose)
         p2pt.on("peerkey", self._on_peerkey)
         p2pt.on("msg", self._on_msg)
@@ -691,8 +694,26 @@ class Mux(AsyncIOEventEmitter):
             self._send_hello(peer)
 
     def _send_hello(self, peer: Peer) -> None:
-        with contextlib.suppress(PeerClosed):
+        try:
             self.p2pt.post(peer, {"hello": self.hello()}, new_message_id())
+        except PeerClosed:
+            pass
+        except SendQueueFull:
+            # The peer reads slower than we send: it hears the hello then current once what is
+            # queued for it has gone, rather than never (and stop() is not the one to fail).
+            if peer.id not in self._hello_owed:
+                self._hello_owed.add(peer.id)
+                loop = asyncio.get_running_loop()
+                self.track_task(loop.create_task(self._send_hello_after_drain(peer)))
+
+    async def _send_hello_after_drain(self, peer: Peer) -> None:
+        try:
+            await self.p2pt.drain(peer)
+        except PeerClosed:
+            return
+        finally:
+            self._hello_owed.discard(peer.id)
+        self._send_hello(peer)
 
     # -- peers --------------------------------------------------------------------------------
 
@@ -885,6 +906,12 @@ class Mux(AsyncIOEventEmitter):
         self.peers[peer.id] = PeerInfo(peer.id, public_key=peer.public_key, via=peer.origins)
         self._send_hello(peer)
         self.emit("peer", self.peers[peer.id])
+
+    def _on_connectionopen(self, peer: Peer, connection: int) -> None:
+        # Hello again, on the new connection: the peer may have given us up (its keepalive
+        # dropped us while our side of the old connection lived on), and for it this is the
+        # first, which it said hello on and waits to hear ours on.
+        self._send_hello(peer)
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
         self._forget_delayed(peer.id, connection)

@@ -16,6 +16,9 @@ Events (``p2pt.on(name, handler)``; handlers may be plain or async functions):
 - ``peerkey(peer)``: a connection counted before any proof (open swarms) proved the key its
   peer id is bound to while other connections under that id proved nothing: what they brought
   is not this peer's, and whatever was said to the peer over them did not reach it.
+- ``connectionopen(peer, connection)``: one more counted connection to a peer already connected
+  (the first is ``peerconnect``); ``connection`` is its number (:attr:`Peer.connection`). The
+  peer may count it as its first (it let the others go unseen by us).
 - ``connectionclose(peer, connection)``: one counted connection to a peer closed (before
   ``peerclose`` when it was the last); ``connection`` is its number (:attr:`Peer.connection`).
   What was under way on that connection has ended, whatever other connections the peer keeps.
@@ -146,6 +149,7 @@ EVENTS = frozenset(
         "msg",
         "peerclose",
         "peerkey",
+        "connectionopen",
         "connectionclose",
         "trackerconnect",
         "trackerwarning",
@@ -1166,8 +1170,9 @@ class P2PT(AsyncIOEventEmitter):
         """Take ``peer_id``'s answer to our offer ``offer_id`` (from :meth:`make_offer`).
 
         False when no such offer waits for that peer, the answer does not open (the offer then
-        keeps waiting for a genuine one), or the caps refuse it. An offer sealed to the peer's
-        key takes only an answer sealed to ours by that key's holder.
+        keeps waiting for a genuine one), the caps refuse it, or its connection closed while
+        the answer was applied (the peer may refuse it as soon as it opens). An offer sealed to
+        the peer's key takes only an answer sealed to ours by that key's holder.
         """
         offer = self._pool.waiting(offer_id)
         if offer is None or offer.to != peer_id:
@@ -1365,6 +1370,8 @@ class P2PT(AsyncIOEventEmitter):
             self._unreachable.pop(channel.peer_id, None)
             self._note_degree()
             self.emit("peerconnect", Peer(self, remote, channel.name))
+        else:
+            self.emit("connectionopen", Peer(self, remote, channel.name), channel.connection)
         if surplus is not None:
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()

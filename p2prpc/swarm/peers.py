@@ -50,12 +50,16 @@ class RemotePeer:
         return channel.is_open and channel.public_key == self.public_key
 
     def open_channel(self, preferred: str | None = None) -> Connection | None:
-        """A usable channel to this peer: ``preferred`` (a label) if it is, else the first."""
+        """A usable channel to this peer: ``preferred`` (a label) if it is, else the newest.
+
+        The newest, because the peer surely holds it: it took part in making it last, while an
+        older one may be dead at its end unbeknown to us (it gave us up, and what it said on
+        the way out was lost) until our keepalive finds out."""
         if preferred is not None:
             channel = self.channels.get(preferred)
             if channel is not None and self.usable(channel):
                 return channel
-        for channel in self.channels.values():
+        for channel in reversed(self.channels.values()):
             if self.usable(channel):
                 return channel
         return None

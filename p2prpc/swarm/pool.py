@@ -251,8 +251,9 @@ class OfferPool:
         """Take ``from_id``'s answer to our offer ``offer_id``; whether its connection is now
         being made.
 
-        False when no such offer waits (for that peer, when it was addressed) or the owner's
-        caps refuse the peer (the offer is then closed). :class:`SealError` (counted) when the
+        False when no such offer waits (for that peer, when it was addressed), the owner's
+        caps refuse the peer (the offer is then closed), or the connection closed while the
+        answer was applied. :class:`SealError` (counted) when the
         answer does not open: the offer keeps waiting for a genuine one. :class:`UnusableSDP`
         when the transport cannot use it (the connection is closed).
         """
@@ -278,6 +279,8 @@ class OfferPool:
         )
         try:
             await connection.accept_answer(sdp)
+        except PeerClosed:  # closed while it was applied (libwebrtc: the peer may refuse the
+            return False  # connection as it opens, before this resumes): no fault of the SDP
         except Exception as e:  # the transport's own errors on an SDP it cannot use
             connection.close()
             raise UnusableSDP(f"unusable answer from {from_id[:8]}: {e!r}") from None

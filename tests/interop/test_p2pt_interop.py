@@ -681,6 +681,11 @@ async def test_js_peer_destroyed_mid_send_fails_the_python_send(
             await py.p2pt.send(peer, "still there?")
 
 
+@pytest.mark.transport_only(
+    "aiortc",
+    reason="aioice's consent checks, shortened by patching aioice; libwebrtc's own ICE gives a"
+    " silent peer up about 15 s in, whatever is patched (tests/rpc/test_outage_libwebrtc.py)",
+)
 async def test_js_peer_killed_mid_send_fails_the_python_send(
     js_peers: JsPeers,
     py_peers: PyPeers,

@@ -1,7 +1,8 @@
 """What we queue toward a peer has a cap in bytes; queued data can be withdrawn by tag.
 
-Over real WebRTC on loopback. A peer that "stops reading" is simulated by dropping every datagram
-its ICE sockets receive, as a stopped process would leave them unread.
+Over real WebRTC on loopback. A peer that "stops reading" is played by dropping every datagram
+that reaches its sockets (iptables, tests/rpc/netcut.py), as a stopped process would leave them
+unread.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from rpc.netcut import deafen, unavailable_reason
 
 from p2prpc import P2PT
 from p2prpc.errors import PeerError, SendQueueFull
@@ -25,43 +27,35 @@ def channel_to(p2pt: P2PT, other: P2PT) -> Connection:
     return next(iter(p2pt._remotes[other.peer_id].channels.values()))
 
 
-def stop_reading(p2pt: P2PT, other: P2PT) -> None:
-    """Make ``p2pt`` deaf on its connection to ``other``: incoming datagrams are dropped."""
-    channel = channel_to(p2pt, other)
-    sctp = channel.link.pc.sctp
-    assert sctp is not None
-    for protocol in sctp.transport.transport._connection._protocols:
-        protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
-
-
+@pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 async def test_a_peer_that_stops_reading_costs_at_most_the_send_queue_cap() -> None:
     cap = 3 * 2**20
     async with swarm(2, max_send_queue=cap) as s:
         a, b = s.peers
-        stop_reading(b, a)
-        channel = channel_to(a, b)
-        high = channel.options.high_water_mark
-        sent = 0
-        with pytest.raises(SendQueueFull) as refused:
-            while True:  # ends when the cap is spent: nothing drains toward a deaf peer
-                a.send_raw(b.peer_id, MEGABYTE)
-                sent += 1
-                assert channel.queued_bytes <= cap
-                await asyncio.sleep(0)  # let the writer hand what it can to aiortc
-        assert isinstance(refused.value, PeerError)
-        assert 2 <= sent <= 10  # the cap, 1 MiB in aiortc and what SCTP has in flight
-        assert channel.queued_bytes <= cap
-        dc = channel.link._dc
-        assert dc is not None
-        assert dc.bufferedAmount <= high + BLOCK
-        queued = channel.queued_bytes
-        # send/respond fail through their reply, and send nothing either.
-        with pytest.raises(SendQueueFull):
-            await a.send(a.peers[b.peer_id], "x" * (cap - queued + 1))
-        assert channel.queued_bytes == queued
-        # A message that fits is still taken.
-        a.send_raw(b.peer_id, [b"\x02" * (cap - queued)])
-        assert channel.queued_bytes == cap
+        with deafen(b, a.peer_id):
+            channel = channel_to(a, b)
+            high = channel.options.high_water_mark
+            sent = 0
+            with pytest.raises(SendQueueFull) as refused:
+                while True:  # ends when the cap is spent: nothing drains toward a deaf peer
+                    a.send_raw(b.peer_id, MEGABYTE)
+                    sent += 1
+                    assert channel.queued_bytes <= cap
+                    await asyncio.sleep(0)  # let the writer hand what it can to aiortc
+            assert isinstance(refused.value, PeerError)
+            assert 2 <= sent <= 10  # the cap, 1 MiB in aiortc and what SCTP has in flight
+            assert channel.queued_bytes <= cap
+            dc = channel.link._dc
+            assert dc is not None
+            assert dc.bufferedAmount <= high + BLOCK
+            queued = channel.queued_bytes
+            # send/respond fail through their reply, and send nothing either.
+            with pytest.raises(SendQueueFull):
+                await a.send(a.peers[b.peer_id], "x" * (cap - queued + 1))
+            assert channel.queued_bytes == queued
+            # A message that fits is still taken.
+            a.send_raw(b.peer_id, [b"\x02" * (cap - queued)])
+            assert channel.queued_bytes == cap
 
 
 async def test_drain_frees_the_queue_for_the_next_send() -> None:

@@ -1,7 +1,8 @@
 """Cutting the link between two in-process peers: iptables rules on loopback drop the UDP
-datagrams to and from one end's sockets of their connections, until the cut is healed. Only
-those ports are touched, so other tests on the machine are not; every rule is removed on the way
-out. Works on both transports (libwebrtc: by every local candidate's port).
+datagrams to and from one end's sockets of their connections, until the cut is healed; or only
+those to it (:func:`deafen`: a peer that stops reading). Only those ports are touched, so other
+tests on the machine are not; every rule is removed on the way out. Works on both transports
+(libwebrtc: by every local candidate's port).
 
 Needs Linux, root and ``iptables`` (``make apt`` installs it)."""
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from p2prpc.mux import Mux
+from p2prpc.p2pt import P2PT
 
 
 def unavailable_reason() -> str | None:
@@ -45,47 +47,75 @@ def local_ports(link: Any) -> list[int]:
     return [pair[0][1]] if pair is not None else []
 
 
-def link_ports(node: Mux, peer_id: str) -> list[int]:
+def link_ports(node: Mux | P2PT, peer_id: str) -> list[int]:
     """The UDP ports at ``node``'s end of every connection from ``node`` to ``peer_id``."""
-    remote = node.p2pt._remotes.get(peer_id)
+    p2pt = node.p2pt if isinstance(node, Mux) else node
+    remote = p2pt._remotes.get(peer_id)
     ports: list[int] = []
     for channel in remote.channels.values() if remote is not None else ():
         ports += local_ports(channel.link)
     return ports
 
 
-def _rule(action: str, way: str, port: int) -> list[str]:
-    return ["iptables", action, "INPUT", "-i", "lo", "-p", "udp", way, str(port), "-j", "DROP"]
+def _apply(action: str, rules: list[tuple[str, int]]) -> None:
+    """Insert (``-I``) or delete (``-D``) one DROP rule on loopback input per (way, port), all
+    in one ``iptables-restore`` (one process, not one per rule: the caller's loop waits)."""
+    if not rules:
+        return
+    lines = [f"{action} INPUT -i lo -p udp {way} {port} -j DROP" for way, port in rules]
+    script = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+    subprocess.run(
+        ["iptables-restore", "--noflush"],
+        input=script.encode(),
+        check=action == "-I",
+        capture_output=True,
+    )
 
 
 class Cut:
     """A cut in force (see :func:`cut`): every datagram to or from one of ``ports`` is dropped
-    as it arrives, so the ports of one end cut both ways."""
+    as it arrives, so the ports of one end cut both ways; with ``inbound_only``, only those to
+    one of ``ports`` (see :func:`deafen`)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], *, inbound_only: bool = False) -> None:
         self.ports = ports
+        self.ways = ("--dport",) if inbound_only else ("--dport", "--sport")
         self._added: list[tuple[str, int]] = []
 
     def start(self) -> None:
-        for port in self.ports:
-            for way in ("--dport", "--sport"):
-                subprocess.run(_rule("-I", way, port), check=True, capture_output=True)
-                self._added.append((way, port))
+        rules = [(way, port) for port in self.ports for way in self.ways]
+        _apply("-I", rules)
+        self._added += rules
 
     def heal(self) -> None:
         """Let datagrams through again."""
-        while self._added:
-            way, port = self._added.pop()
-            subprocess.run(_rule("-D", way, port), check=False, capture_output=True)
+        rules, self._added = self._added, []
+        _apply("-D", rules)
 
 
 @contextlib.contextmanager
-def cut(node: Mux, peer_id: str) -> Iterator[Cut]:
+def cut(node: Mux | P2PT, peer_id: str) -> Iterator[Cut]:
     """Drop every datagram between ``node`` and ``peer_id`` (both in this process, on loopback)
     until :meth:`Cut.heal` or the end of the block."""
     ports = link_ports(node, peer_id)
     assert ports, f"no connection from {node.peer_id[:8]} to {peer_id[:8]} to cut"
     link = Cut(ports)
+    try:
+        link.start()
+        yield link
+    finally:
+        link.heal()
+
+
+@contextlib.contextmanager
+def deafen(node: Mux | P2PT, peer_id: str) -> Iterator[Cut]:
+    """``node`` takes nothing in from ``peer_id`` (as a process that stopped reading would leave
+    it unread): every datagram arriving at ``node``'s sockets of its connections to ``peer_id``
+    is dropped, while what ``node`` sends still goes out, until :meth:`Cut.heal` or the end of
+    the block."""
+    ports = link_ports(node, peer_id)
+    assert ports, f"no connection from {node.peer_id[:8]} to {peer_id[:8]} to deafen"
+    link = Cut(ports, inbound_only=True)
     try:
         link.start()
         yield link

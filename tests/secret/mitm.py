@@ -60,6 +60,7 @@ class MitmTracker:
         self._pairs: set[frozenset[bytes]] = set()
         self._pending: dict[bytes, tuple[_Relay, Connection]] = {}  # our offer id → relay
         self._relays: list[_Relay] = []
+        self._spares: list[Connection] = []  # made for their SDP only
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self.url = ""
@@ -74,7 +75,7 @@ class MitmTracker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         channels = [c for r in self._relays for c in r.channels.values()]
-        channels += [c for _, c in self._pending.values()]
+        channels += [c for _, c in self._pending.values()] + self._spares
         await asyncio.gather(*(c.wait_closed() for c in channels))
         assert self._server is not None
         self._server.close()
@@ -116,13 +117,17 @@ class MitmTracker:
         answered = Connection(_OPTIONS, initiator=False)
         try:
             answer_sdp = await answered.accept_offer(offer.sdp)
-        except Exception as e:  # a sealed offer: nothing to answer, swap it all the same
+        except Exception as e:  # a sealed offer (libwebrtc cannot read it; aiortc answers blind)
             self.unusable.append(e)
             answered.close()
+            # Answer all the same, with a plain SDP of its own (which the victim must refuse).
+            stand_in = Connection(_OPTIONS, initiator=True)
+            self._spares.append(stand_in)
+            answer_sdp = await stand_in.create_offer()
         else:
             self._wire(relay, "a", answered)
-            reply = AnswerRelay(announce.info_hash, victim, offer.offer_id, answer_sdp)
-            await self._sockets[announce.peer_id].send(encode_server_message(reply))
+        reply = AnswerRelay(announce.info_hash, victim, offer.offer_id, answer_sdp)
+        await self._sockets[announce.peer_id].send(encode_server_message(reply))
         ours = Connection(_OPTIONS, initiator=True)
         ours.peer_id = victim.hex()
         ours_sdp = await ours.create_offer()

@@ -56,11 +56,14 @@ async def test_a_member_cannot_pass_off_a_proof_it_recorded_or_say_hello_first(
                 on_proof(channel, data)
 
             c._on_proof = record  # type: ignore[method-assign]
-            met: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            a.once("peerconnect", lambda peer: met.set_result(None))
+            # Each end admits the other once it has checked the other's frame: c has recorded
+            # a's once c met a (a meeting c says nothing of c's side).
+            met = [asyncio.get_running_loop().create_future() for _ in range(2)]
+            a.once("peerconnect", lambda peer: met[0].set_result(None))
+            c.once("peerconnect", lambda peer: met[1].set_result(None))
             await a.start()
             await c.start()
-            await asyncio.wait_for(met, 10)
+            await asyncio.wait_for(asyncio.gather(*met), 10)
             assert recorded and recorded[0][0] == AUTH_MAGIC
             assert c.peers[a.peer_id].public_key == a_id.public_key  # it proved a's key to c
 
