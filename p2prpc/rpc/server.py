@@ -117,7 +117,7 @@ class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
 
     def __init__(self, call: ServerCall) -> None:
         self._call = call
-        self._invocation = grpc.aio.Metadata(*call.metadata)
+        self._invocation: grpc.aio.Metadata | None = None  # made when first asked for
         self._trailers: tuple[Metadatum, ...] = ()
         self._code = StatusCode.OK
         self._details = ""
@@ -160,6 +160,8 @@ class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
 
     def invocation_metadata(self) -> grpc.aio.Metadata:
         """The metadata the client sent, as (key, value) pairs (``-bin`` values are bytes)."""
+        if self._invocation is None:
+            self._invocation = grpc.aio.Metadata(*self._call.metadata)
         return self._invocation
 
     async def send_initial_metadata(self, initial_metadata: MetadataLike) -> None:
@@ -546,7 +548,8 @@ class ServerCall:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         try:
-            await self._send_waiting(final)
+            if not self._send_now(final):
+                await self._send_waiting(final)
         except PeerClosed:
             self._cancel()
             return
@@ -574,6 +577,16 @@ class ServerCall:
                 return
             except SendQueueFull:
                 await self.node.drain(self.peer_id, self.connection)
+
+    def _send_now(self, envelope: Envelope) -> bool:
+        """Send if the send queue to the peer takes it; whether it did."""
+        try:
+            self.node.send(
+                self.peer_id, envelope, binary=self.binary, tag=self.tag, connection=self.connection
+            )
+        except SendQueueFull:
+            return False
+        return True
 
     def _unexpected(self, error: BaseException) -> Envelope:
         """The status of a method that raised ``error``: UNKNOWN, or the code the method set
@@ -662,7 +675,10 @@ class ServerCall:
     async def _serve(self) -> Envelope:
         """Run the method, as grpc.aio runs it (see :class:`~p2prpc.rpc.Handler`); return the
         envelope that ends the call."""
-        handler = self.served = await self._intercept()
+        server = self.endpoint.server
+        if server is not None and server.interceptors:
+            self.served = await self._intercept()
+        handler = self.served
         context = self.context
         shape = handler.cardinality
         func = handler.func
@@ -670,6 +686,8 @@ class ServerCall:
         if shape.client_streams:
             requests = self._request_stream(handler)
             argument: Any = requests if on_loop else self._blocking(requests)
+        elif self._requests is None:  # the request rode in the call
+            argument = self._first_request(handler)
         else:
             argument = await self._single_request(handler)
         if shape.server_streams:
@@ -920,7 +938,14 @@ class ServerCall:
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
-        elif self._first is not None:
+            if request is None:
+                request = decode(handler.request_codec, b"", self.node.max_message_size)
+            return request
+        return self._first_request(handler)
+
+    def _first_request(self, handler: Handler[Any, Any]) -> Any:
+        """The request that rode in the call, decoded."""
+        if self._first is not None:
             try:
                 request = self._unpack(handler, self._first)
             finally:
