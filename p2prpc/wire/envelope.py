@@ -839,8 +839,14 @@ def to_binary(
             size=HEADER_SIZE + 1,
             limit=frame_size,
         )
-    view = memoryview(payload)
     head = HEADER_SIZE + len(header_bytes)
+    if head + len(payload) <= frame_size:  # one frame: the commonest by far
+        return [
+            _HEADER.pack(MAGIC, env.kind, flags, env.call_id, env.seq, len(header_bytes))
+            + header_bytes
+            + payload
+        ]
+    view = memoryview(payload)
     first_room = frame_size - head
     if first_room < 0 or (first_room == 0 and view):
         largest = min(BINARY_FRAME_SIZE, max_frame_size or frame_size)
@@ -963,13 +969,17 @@ class BinaryReader:
         body_start = HEADER_SIZE + header_length
         if body_start > len(data):
             raise EnvelopeError("binary frame shorter than its header")
-        partials = self._partial.get(key, {})
+        partials = self._partial.get(key)
         slot = (kind_byte, call_id, seq)
         if self._refused and (key, slot) in self._refused:
             if not flags & _MORE:
                 del self._refused[(key, slot)]
             return None
-        partial = partials.get(slot)
+        if partials is None:
+            partials = {}
+            partial = None
+        else:
+            partial = partials.get(slot)
         if partial is None:
             header = _read_header(kind, flags, data, body_start)
             chunk = data[body_start:]
@@ -1074,6 +1084,20 @@ def _build(
 ) -> Envelope:
     has_payload = bool(flags & _PAYLOAD)
     compressed = bool(flags & _COMPRESSED)
+    if kind is Kind.REPLY or kind is Kind.MSG:  # the commonest: checked first
+        if not has_payload:
+            raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
+        return Envelope(
+            kind,
+            call_id,
+            seq,
+            payload=payload,
+            has_payload=True,
+            status=(
+                _status(header.get("status"), header.get("trailers")) if flags & _FINAL else None
+            ),
+            compressed=compressed,
+        )
     status = (
         _status(header.get("status"), header.get("trailers"))
         if kind is Kind.STATUS or flags & _FINAL
