@@ -57,7 +57,6 @@ from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec, SerializerC
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import (
     Cardinality,
-    ClientCallDetails,
     CompressionLike,
     RetryPolicy,
     encoding_of,
@@ -473,9 +472,7 @@ class _Call(Generic[Req, Rep]):
         self.method = method.name
         self.request_codec = method.request_codec
         self.reply_codec = method.reply_codec
-        self.details_ = ClientCallDetails(
-            method.name, timeout, md.normalize(metadata), wait_for_ready, compression
-        )
+        self._metadata = md.normalize(metadata)
         # The channel's service config for the method: the most the call may take, whether it
         # waits for a server unless it says, and how it is retried.
         plan = method.plan()
@@ -544,7 +541,7 @@ class _Call(Generic[Req, Rep]):
             return False
         attempt = _Attempt(self, peer_id, self._channel.endpoint)
         try:
-            attempt.start(self.details_.metadata, self._request, self._has_request)
+            attempt.start(self._metadata, self._request, self._has_request)
         except (_Failed, RpcError):
             # Gone or full already, or a request that cannot be sent: the task's attempts
             # decide, and a failure comes out of ``await call``, as grpc.aio's does.
@@ -660,7 +657,7 @@ class _Call(Generic[Req, Rep]):
             raise _Failed(self._status.result(), may_have_run=False)
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
-        metadata = self.details_.metadata
+        metadata = self._metadata
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
         if self._client_streams:
