@@ -518,11 +518,8 @@ class _Call(Generic[Req, Rep]):
             self._write_lock = asyncio.Lock()
             self._buffered = 0
             self._overflow = asyncio.Event()
-        self._timer = (
-            self._loop.call_at(self.deadline.at, self._on_deadline)
-            if self.deadline.at is not None
-            else None
-        )
+        at = self.deadline.at
+        self._timer = None if at is None else channel.endpoint.deadlines.add(at, self._on_deadline)
         self._task: asyncio.Task[Any] | None = None
         # Most calls need no task: with a server at hand, the call is sent right here and what
         # the server sends settles it; a task takes over only to wait for a server, to retry,
@@ -896,7 +893,7 @@ class _Call(Generic[Req, Rep]):
             self._committed.exception()  # retrieved: readers that never come are fine
             self._wake_committed()
         if self._timer is not None:
-            self._timer.cancel()
+            self._channel.endpoint.deadlines.cancel(self._timer)
         if self._client_streams:
             self._buffer = None
             self._sent.set()  # writers waiting for an attempt: the call is over

@@ -383,6 +383,7 @@ class ServerCall:
         self.task: asyncio.Task[None] | None = None
         self.encoding = envelope.encoding
         self.deadline = Deadline.after(envelope.timeout)
+        self._deadline_passed = False  # it cancelled the method (see _run)
         self._client_streams = handler.cardinality.client_streams
         # A single request rides in the call: only a request stream needs a queue. Each request
         # waits with its bytes (as the budgets count them) and its cost against the window.
@@ -505,15 +506,20 @@ class ServerCall:
         if self.deadline.expired():  # a timeout of 0: over before it starts, as in gRPC
             self._end_with(Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
-        remaining = self.deadline.remaining()
-        timer = None if remaining is None else asyncio.timeout(remaining)
+        at = self.deadline.at
+        deadlines = self.endpoint.deadlines
+        # The deadline cancels the method's task (as asyncio.timeout() would, on the endpoint's
+        # one timer): ``expired`` says it did, once the method is over.
+        watch = None if at is None else deadlines.add(at, self._on_deadline)
+        expired = False
         fatal: BaseException | None = None
         try:
-            if timer is None:
+            try:
                 final = await self._serve()
-            else:
-                async with timer:
-                    final = await self._serve()
+            finally:
+                if watch is not None:
+                    deadlines.cancel(watch)
+                    expired = self._deadline_cancelled()
         except RpcError as e:
             final = self._status_envelope(
                 Status(
@@ -521,7 +527,7 @@ class ServerCall:
                 )
             )
         except TimeoutError:
-            if timer is not None and timer.expired():
+            if expired:
                 final = self._status_envelope(
                     Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 )
@@ -531,9 +537,14 @@ class ServerCall:
             task = asyncio.current_task()
             if self.state in (_State.CANCELLED, _State.CLOSED) or (task and task.cancelling()):
                 raise  # cancelled from outside: the client, the peer, or the node stopping
-            final = self._status_envelope(
-                Status(StatusCode.CANCELLED, f"{self.method} raised CancelledError")
-            )
+            if expired:  # the deadline's own cancellation
+                final = self._status_envelope(
+                    Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                )
+            else:
+                final = self._status_envelope(
+                    Status(StatusCode.CANCELLED, f"{self.method} raised CancelledError")
+                )
         except PeerClosed:
             self._cancel()
             return
@@ -562,6 +573,23 @@ class ServerCall:
             self._finish(None)
         if fatal is not None:
             raise fatal
+
+    def _on_deadline(self) -> None:
+        """The call's deadline has come while its method runs: cancel the method."""
+        task = self.task
+        if task is not None and not task.done() and not self._deadline_passed:
+            self._deadline_passed = True
+            task.cancel()
+
+    def _deadline_cancelled(self) -> bool:
+        """Whether the deadline cancelled the method (that cancellation is taken back from its
+        task, as asyncio.timeout() does, so only cancellations from outside remain)."""
+        if not self._deadline_passed:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     async def _send_waiting(self, envelope: Envelope) -> None:
         """Send, waiting while the send queue to the peer is full (backpressure)."""
