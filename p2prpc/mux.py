@@ -45,17 +45,17 @@ from .swarm.connectivity import SwarmConnectivity
 from .transport.ice import IceServerLike
 from .wire.compression import CODECS, MAX_RATIO
 from .wire.envelope import (
+    BATCH_KIND,
     BATCH_OVERHEAD,
     BATCH_SIZE,
     BINARY_FRAME_SIZE,
+    MAGIC,
     MAX_WINDOW,
     BinaryReader,
     Envelope,
     EnvelopeError,
     Kind,
     from_json,
-    is_batch,
-    is_binary_envelope,
     is_envelope,
     iter_batch,
     json_kind,
@@ -807,14 +807,16 @@ class Mux(AsyncIOEventEmitter):
         Without ``connection``, a connection that is not suspect is taken if the peer has one."""
         if connection is None and self._keepalive.any_suspect:
             connection = self._keepalive.lively_connection(peer_id)
+        info = self.peers.get(peer_id)
+        if binary is None:
+            binary = self.binary and info is not None and info.binary
         try:
-            if binary if binary is not None else self.is_binary(peer_id):
+            if binary:
                 channel = self.p2pt.channel(peer_id, connection)
                 # Frames as large as the connection takes: its peer's limit, and on a long
                 # path, what the transport sends at once.
                 frame_size = channel.message_size(BINARY_FRAME_SIZE)
                 limit = channel.max_message_size
-                info = self.peers.get(peer_id)
                 if info is None:
                     frames = to_binary(envelope, frame_size=frame_size, max_frame_size=limit)
                     channel.send(frames, tag=tag)
@@ -935,9 +937,9 @@ class Mux(AsyncIOEventEmitter):
 
     def _on_binary(self, peer_id: str, data: bytes, connection: int) -> None:
         self._keepalive.hear(peer_id, connection)
-        if not is_binary_envelope(data):
+        if not data or data[0] != MAGIC:  # not a binary envelope (is_binary_envelope)
             return
-        if not is_batch(data):
+        if len(data) < 2 or data[1] != BATCH_KIND:  # a frame of its own, not a batch
             self._on_frame(peer_id, data, connection)
             return
         try:

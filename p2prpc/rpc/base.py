@@ -312,6 +312,8 @@ def encoding_of(compression: CompressionLike) -> str | None:
     """The encoding a compression names: a ``grpc.Compression`` member by gRPC's name for it
     (``NoCompression``: ``"identity"``, no compression whatever the channel's), a name as it is;
     ``ValueError`` for a compression p2prpc does not know."""
+    if compression is None:
+        return None
     if isinstance(compression, grpc.Compression):
         return _GRPC_COMPRESSION[compression]
     check_encoding(compression)

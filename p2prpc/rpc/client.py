@@ -34,7 +34,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import grpc
 import grpc.aio
@@ -57,7 +57,6 @@ from ..wire.payload import Codec, JSONCodec, JSONText, MessageCodec, SerializerC
 from ..wire.status import Metadatum, Status, StatusCode
 from .base import (
     Cardinality,
-    ClientCallDetails,
     CompressionLike,
     RetryPolicy,
     encoding_of,
@@ -68,6 +67,7 @@ from .base import (
 from .channel import Channel, ChannelLike, NoServer, as_channel
 from .deadline import Deadline
 from .flow import ReadWindow, SendWindow
+from .options import MethodConfig
 
 if TYPE_CHECKING:
     from grpc.aio import _EOF  # the type of grpc.aio.EOF, as grpc's type stubs name it
@@ -109,6 +109,9 @@ class _Failed(Exception):
         super().__init__(status.details)
         self.status = status
         self.may_have_run = may_have_run
+
+
+_NOT_YET = object()  # no reply yet, and the attempt goes on
 
 
 class _AttemptState(enum.Enum):
@@ -330,7 +333,11 @@ class _Attempt:
                     self.encoding,
                     self.receive_limit,
                     max_ratio=self.node.max_decompression_ratio,
-                    decoded=lambda size: self.node.settle_work(self.peer_id, envelope, size),
+                    decoded=(
+                        (lambda size: self.node.settle_work(self.peer_id, envelope, size))
+                        if envelope.compressed
+                        else None
+                    ),
                 )
             except RpcError as e:
                 code = e.code()
@@ -424,6 +431,15 @@ class _Attempt:
                 return EOF
             self.readable.clear()
             await self.readable.wait()
+        return self._take_reply()
+
+    def reply_now(self) -> Any:
+        """What :meth:`next_reply` would return without waiting, or ``_NOT_YET``."""
+        if self.replies:
+            return self._take_reply()
+        return EOF if self.state is _AttemptState.DONE else _NOT_YET
+
+    def _take_reply(self) -> Any:
         reply, size, cost = self.replies.popleft()
         self.queued_bytes -= size
         if self._charged:
@@ -458,12 +474,11 @@ class _Call(Generic[Req, Rep]):
         self.method = method.name
         self.request_codec = method.request_codec
         self.reply_codec = method.reply_codec
-        self.details_ = ClientCallDetails(
-            method.name, timeout, md.normalize(metadata), wait_for_ready, compression
-        )
+        self._metadata = md.normalize(metadata)
         # The channel's service config for the method: the most the call may take, whether it
         # waits for a server unless it says, and how it is retried.
-        config = channel.method_config(method.name)
+        plan = method.plan()
+        config = plan.config
         if config is not None and config.timeout is not None:
             timeout = config.timeout if timeout is None else min(timeout, config.timeout)
         self.deadline = Deadline.after(timeout)
@@ -472,15 +487,17 @@ class _Call(Generic[Req, Rep]):
         self._wait_for_ready = (
             wait_for_ready if wait_for_ready is not None else channel.wait_for_ready
         )
-        policy, self._rerun = channel.retry_of(method.name, method.idempotent)
-        self._policy = policy or _DEFAULT_POLICY
-        self._send_limit, self._receive_limit = channel.message_limits(method.name)
+        self._policy = plan.policy
+        self._rerun = plan.rerun
+        self._send_limit, self._receive_limit = plan.send_limit, plan.receive_limit
         self.compression = encoding or channel.compression
         self._request = request
         self._has_request = has_request
         self._requests = requests
         self._attempt: _Attempt | None = None
         self._committed: asyncio.Future[_Attempt] = self._loop.create_future()
+        # Those awaiting the call for the attempt it keeps (see _eager_reply).
+        self._committed_waiters: list[asyncio.Future[None]] = []
         self._status: asyncio.Future[Status] = self._loop.create_future()
         self._headers: asyncio.Future[tuple[Metadatum, ...]] = self._loop.create_future()
         self._previous_attempts = 0
@@ -503,11 +520,8 @@ class _Call(Generic[Req, Rep]):
             self._write_lock = asyncio.Lock()
             self._buffered = 0
             self._overflow = asyncio.Event()
-        self._timer = (
-            self._loop.call_at(self.deadline.at, self._on_deadline)
-            if self.deadline.at is not None
-            else None
-        )
+        at = self.deadline.at
+        self._timer = None if at is None else channel.endpoint.deadlines.add(at, self._on_deadline)
         self._task: asyncio.Task[Any] | None = None
         # Most calls need no task: with a server at hand, the call is sent right here and what
         # the server sends settles it; a task takes over only to wait for a server, to retry,
@@ -526,7 +540,7 @@ class _Call(Generic[Req, Rep]):
             return False
         attempt = _Attempt(self, peer_id, self._channel.endpoint)
         try:
-            attempt.start(self.details_.metadata, self._request, self._has_request)
+            attempt.start(self._metadata, self._request, self._has_request)
         except (_Failed, RpcError):
             # Gone or full already, or a request that cannot be sent: the task's attempts
             # decide, and a failure comes out of ``await call``, as grpc.aio's does.
@@ -572,7 +586,7 @@ class _Call(Generic[Req, Rep]):
         attempt = await self._attempt_with_retries(policy, tried, first)
         self._buffer = None  # kept: never tried again
         if not self._committed.done():
-            self._committed.set_result(attempt)
+            self._commit(attempt)
         if attempt.status is not None:  # it ended before it was kept
             self._end(attempt.status)
         if self._server_streams:
@@ -644,7 +658,7 @@ class _Call(Generic[Req, Rep]):
             raise _Failed(self._status.result(), may_have_run=False)
         tried.add(peer_id)
         attempt = _Attempt(self, peer_id, channel.endpoint)
-        metadata = self.details_.metadata
+        metadata = self._metadata
         if self._previous_attempts:
             metadata = (*metadata, ("grpc-previous-rpc-attempts", str(self._previous_attempts)))
         if self._client_streams:
@@ -668,23 +682,44 @@ class _Call(Generic[Req, Rep]):
 
     async def _eager_reply(self) -> Rep:
         """The reply of a call sent without a task (or of the task that took over)."""
-        try:
-            attempt = await asyncio.shield(self._committed)
-        except RpcError:
+        committed = self._committed
+        if not committed.done():
+            # Wait as a shield would (cancelling the waiter leaves the call's future alone),
+            # woken as the attempt is kept rather than one turn of the loop later.
+            waiter = self._loop.create_future()
+            self._committed_waiters.append(waiter)
+            await waiter
+        if committed.exception() is not None:
             if self._task is not None:
                 return await self._task  # type: ignore[no-any-return]
             self._raise_for_status()
-            raise
+            raise committed.exception()  # type: ignore[misc]  # the call's RpcError
         if self._task is not None:
             return await self._task  # type: ignore[no-any-return]
-        return await self._single_reply(attempt)
+        return await self._single_reply(committed.result())
+
+    def _commit(self, attempt: _Attempt) -> None:
+        """Keep ``attempt`` (the call's replies and status are its); wake who waits for it."""
+        self._committed.set_result(attempt)
+        self._wake_committed()
+
+    def _wake_committed(self) -> None:
+        waiters, self._committed_waiters = self._committed_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _single_reply(self, attempt: _Attempt) -> Rep:
-        reply = await attempt.next_reply()
+        reply = attempt.reply_now()
+        if reply is _NOT_YET:
+            reply = await attempt.next_reply()
         if reply is EOF:
             self._raise_for_status()
             raise RpcError(StatusCode.INTERNAL, f"{self.method} ended OK without a reply")
-        if await attempt.next_reply() is not EOF:  # the status comes with the reply, or after
+        after = attempt.reply_now()
+        if after is _NOT_YET:
+            after = await attempt.next_reply()
+        if after is not EOF:  # the status comes with the reply, or after
             attempt.cancel(Status(StatusCode.INTERNAL, f"{self.method} sent more than one reply"))
         self._raise_for_status()
         return reply  # type: ignore[no-any-return]  # decoded by the reply codec
@@ -786,7 +821,7 @@ class _Call(Generic[Req, Rep]):
         if attempt is not self._attempt:
             return
         if self._eager and self._task is None and not self._committed.done():
-            self._committed.set_result(attempt)  # the server has answered: keep this attempt
+            self._commit(attempt)  # the server has answered: keep this attempt
         if not self._headers.done():
             self._headers.set_result(attempt.headers or ())
 
@@ -807,7 +842,7 @@ class _Call(Generic[Req, Rep]):
                     self._channel.node.track_task(self._task)
                     return
             else:
-                self._committed.set_result(attempt)
+                self._commit(attempt)
         self._end(attempt.status)
 
     def _count_attempt(self, status: Status) -> None:
@@ -860,8 +895,9 @@ class _Call(Generic[Req, Rep]):
         if not self._committed.done():
             self._committed.set_exception(self._final_error())
             self._committed.exception()  # retrieved: readers that never come are fine
+            self._wake_committed()
         if self._timer is not None:
-            self._timer.cancel()
+            self._channel.endpoint.deadlines.cancel(self._timer)
         if self._client_streams:
             self._buffer = None
             self._sent.set()  # writers waiting for an attempt: the call is over
@@ -1147,6 +1183,18 @@ grpc.aio.StreamStreamCall.register(StreamStreamCall)
 C = TypeVar("C", bound=_Call[Any, Any])
 
 
+class _Plan(NamedTuple):
+    """What a channel's settings say of the calls of one method (see :meth:`_MethodBase.plan`)."""
+
+    name: str
+    idempotent: bool
+    config: MethodConfig | None
+    policy: RetryPolicy
+    rerun: bool
+    send_limit: int | None
+    receive_limit: int | None
+
+
 class _MethodBase(Generic[Req, Rep]):
     """What the stubs are made of: one method of a service, bound to a channel."""
 
@@ -1171,6 +1219,27 @@ class _MethodBase(Generic[Req, Rep]):
         self.idempotent = idempotent
         self.request_codec: Codec[Any] = request_codec or MessageCodec(request_type)  # type: ignore[type-var]
         self.reply_codec: Codec[Any] = reply_codec or MessageCodec(reply_type)  # type: ignore[type-var]
+        self._plan: _Plan | None = None
+
+    def plan(self) -> _Plan:
+        """The channel's service config entry, retry policy and message limits for calls of
+        this method, looked up once: a channel's settings never change (a method renamed or
+        made idempotent since looks them up again)."""
+        plan = self._plan
+        if plan is None or plan.name != self.name or plan.idempotent != self.idempotent:
+            channel, name = self.channel, self.name
+            policy, rerun = channel.retry_of(name, self.idempotent)
+            send_limit, receive_limit = channel.message_limits(name)
+            plan = self._plan = _Plan(
+                name,
+                self.idempotent,
+                channel.method_config(name),
+                policy or _DEFAULT_POLICY,
+                rerun,
+                send_limit,
+                receive_limit,
+            )
+        return plan
 
     def check_request(self, request: object) -> None:
         """``TypeError`` for a request that is not the method's message type."""

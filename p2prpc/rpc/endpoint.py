@@ -22,6 +22,7 @@ from ..mux import Life
 from ..wire.envelope import Envelope, Kind
 from ..wire.frames import new_message_id
 from ..wire.status import Status, StatusCode
+from .deadline import Deadlines
 
 if TYPE_CHECKING:
     from ..mux import Mux
@@ -78,6 +79,8 @@ class Endpoint:
         self._served_idle.set()
         #: What this node serves, and how (:class:`~p2prpc.rpc.Server`; ``None``: nothing).
         self.server: Server | None = None
+        #: The deadlines of the calls made and served here, on one timer.
+        self.deadlines = Deadlines()
         node.register(self, _SERVER_KINDS + _CLIENT_KINDS)
         node.on("connectionsuspect", self._on_suspect)
 

@@ -73,7 +73,7 @@ from .client import (
     _MethodBase,
     _no_call_credentials,
 )
-from .deadline import Deadline
+from .deadline import Deadline, Watch
 
 logger = logging.getLogger(__name__)
 
@@ -438,7 +438,8 @@ class _Intercepted(_Call[Req, Rep]):
         self._source: Any = None  # what reads read, or the call a single reply comes from
         self._settled = False
         self._raised: RpcError | None = None  # the chain's error, when it raised one
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = self._channel.endpoint.deadlines
+        self._timer: Watch | None = None
         self._arm_timer()
         self._chain_task = loop.create_task(self._chain())
         self._task = self._chain_task
@@ -447,9 +448,9 @@ class _Intercepted(_Call[Req, Rep]):
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            self._deadlines.cancel(self._timer)
         at = self.deadline.at
-        self._timer = None if at is None else self._loop.call_at(at, self._on_deadline)
+        self._timer = None if at is None else self._deadlines.add(at, self._on_deadline)
 
     # -- the chain ----------------------------------------------------------------------------
 
@@ -646,7 +647,7 @@ class _Intercepted(_Call[Req, Rep]):
         self._status.set_result(status)
         self._made.set()
         if self._timer is not None:
-            self._timer.cancel()
+            self._deadlines.cancel(self._timer)
         if not self._chain_task.done():
             self._chain_task.cancel()
         followed = self._followed()

@@ -117,7 +117,7 @@ class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
 
     def __init__(self, call: ServerCall) -> None:
         self._call = call
-        self._invocation = grpc.aio.Metadata(*call.metadata)
+        self._invocation: grpc.aio.Metadata | None = None  # made when first asked for
         self._trailers: tuple[Metadatum, ...] = ()
         self._code = StatusCode.OK
         self._details = ""
@@ -160,6 +160,8 @@ class ServicerContext(grpc.aio.ServicerContext):  # type: ignore[type-arg]
 
     def invocation_metadata(self) -> grpc.aio.Metadata:
         """The metadata the client sent, as (key, value) pairs (``-bin`` values are bytes)."""
+        if self._invocation is None:
+            self._invocation = grpc.aio.Metadata(*self._call.metadata)
         return self._invocation
 
     async def send_initial_metadata(self, initial_metadata: MetadataLike) -> None:
@@ -381,6 +383,7 @@ class ServerCall:
         self.task: asyncio.Task[None] | None = None
         self.encoding = envelope.encoding
         self.deadline = Deadline.after(envelope.timeout)
+        self._deadline_passed = False  # it cancelled the method (see _run)
         self._client_streams = handler.cardinality.client_streams
         # A single request rides in the call: only a request stream needs a queue. Each request
         # waits with its bytes (as the budgets count them) and its cost against the window.
@@ -503,15 +506,20 @@ class ServerCall:
         if self.deadline.expired():  # a timeout of 0: over before it starts, as in gRPC
             self._end_with(Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
-        remaining = self.deadline.remaining()
-        timer = None if remaining is None else asyncio.timeout(remaining)
+        at = self.deadline.at
+        deadlines = self.endpoint.deadlines
+        # The deadline cancels the method's task (as asyncio.timeout() would, on the endpoint's
+        # one timer): ``expired`` says it did, once the method is over.
+        watch = None if at is None else deadlines.add(at, self._on_deadline)
+        expired = False
         fatal: BaseException | None = None
         try:
-            if timer is None:
+            try:
                 final = await self._serve()
-            else:
-                async with timer:
-                    final = await self._serve()
+            finally:
+                if watch is not None:
+                    deadlines.cancel(watch)
+                    expired = self._deadline_cancelled()
         except RpcError as e:
             final = self._status_envelope(
                 Status(
@@ -519,7 +527,7 @@ class ServerCall:
                 )
             )
         except TimeoutError:
-            if timer is not None and timer.expired():
+            if expired:
                 final = self._status_envelope(
                     Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 )
@@ -529,9 +537,14 @@ class ServerCall:
             task = asyncio.current_task()
             if self.state in (_State.CANCELLED, _State.CLOSED) or (task and task.cancelling()):
                 raise  # cancelled from outside: the client, the peer, or the node stopping
-            final = self._status_envelope(
-                Status(StatusCode.CANCELLED, f"{self.method} raised CancelledError")
-            )
+            if expired:  # the deadline's own cancellation
+                final = self._status_envelope(
+                    Status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                )
+            else:
+                final = self._status_envelope(
+                    Status(StatusCode.CANCELLED, f"{self.method} raised CancelledError")
+                )
         except PeerClosed:
             self._cancel()
             return
@@ -546,7 +559,8 @@ class ServerCall:
         if self.state in (_State.CANCELLED, _State.CLOSED):
             return
         try:
-            await self._send_waiting(final)
+            if not self._send_now(final):
+                await self._send_waiting(final)
         except PeerClosed:
             self._cancel()
             return
@@ -559,6 +573,23 @@ class ServerCall:
             self._finish(None)
         if fatal is not None:
             raise fatal
+
+    def _on_deadline(self) -> None:
+        """The call's deadline has come while its method runs: cancel the method."""
+        task = self.task
+        if task is not None and not task.done() and not self._deadline_passed:
+            self._deadline_passed = True
+            task.cancel()
+
+    def _deadline_cancelled(self) -> bool:
+        """Whether the deadline cancelled the method (that cancellation is taken back from its
+        task, as asyncio.timeout() does, so only cancellations from outside remain)."""
+        if not self._deadline_passed:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     async def _send_waiting(self, envelope: Envelope) -> None:
         """Send, waiting while the send queue to the peer is full (backpressure)."""
@@ -574,6 +605,16 @@ class ServerCall:
                 return
             except SendQueueFull:
                 await self.node.drain(self.peer_id, self.connection)
+
+    def _send_now(self, envelope: Envelope) -> bool:
+        """Send if the send queue to the peer takes it; whether it did."""
+        try:
+            self.node.send(
+                self.peer_id, envelope, binary=self.binary, tag=self.tag, connection=self.connection
+            )
+        except SendQueueFull:
+            return False
+        return True
 
     def _unexpected(self, error: BaseException) -> Envelope:
         """The status of a method that raised ``error``: UNKNOWN, or the code the method set
@@ -662,7 +703,10 @@ class ServerCall:
     async def _serve(self) -> Envelope:
         """Run the method, as grpc.aio runs it (see :class:`~p2prpc.rpc.Handler`); return the
         envelope that ends the call."""
-        handler = self.served = await self._intercept()
+        server = self.endpoint.server
+        if server is not None and server.interceptors:
+            self.served = await self._intercept()
+        handler = self.served
         context = self.context
         shape = handler.cardinality
         func = handler.func
@@ -670,6 +714,8 @@ class ServerCall:
         if shape.client_streams:
             requests = self._request_stream(handler)
             argument: Any = requests if on_loop else self._blocking(requests)
+        elif self._requests is None:  # the request rode in the call
+            argument = self._first_request(handler)
         else:
             argument = await self._single_request(handler)
         if shape.server_streams:
@@ -920,7 +966,14 @@ class ServerCall:
     async def _single_request(self, handler: Handler[Any, Any]) -> Any:
         if self._requests is not None:  # a handler of another shape, from an interceptor
             request = await self._next_request(handler)
-        elif self._first is not None:
+            if request is None:
+                request = decode(handler.request_codec, b"", self.node.max_message_size)
+            return request
+        return self._first_request(handler)
+
+    def _first_request(self, handler: Handler[Any, Any]) -> Any:
+        """The request that rode in the call, decoded."""
+        if self._first is not None:
             try:
                 request = self._unpack(handler, self._first)
             finally:

@@ -314,6 +314,20 @@ class Connection:
         if not link.writable:  # closing under us: the transport would raise its own error
             self.close()
             raise PeerClosed(f"data channel {self.name or '?'} is closing")
+        if len(messages) == 1 and not self._turn_open and not self._queue:
+            # The commonest case, the first message of a turn: it goes straight to the data
+            # channel below the high-water mark (as below, with nothing corked or queued).
+            message = messages[0]
+            if type(message) is bytes:
+                size = len(message)
+                limit = link.max_message_size
+                if (limit is None or size <= limit) and (
+                    link.buffered_amount <= self.options.high_water_mark
+                ):
+                    link.send(message)
+                    self._turn_open = True
+                    asyncio.get_running_loop().call_soon(self._end_turn)
+                    return
         sizes = []
         all_bytes = True
         for m in messages:

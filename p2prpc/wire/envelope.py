@@ -56,7 +56,7 @@ from ..errors import (
 from . import jsjson
 from . import metadata as md
 from .held import parse_refusal
-from .status import Metadatum, Status, code_from_number, code_number
+from .status import Metadatum, Status, StatusCode, code_from_number, code_number
 
 MAGIC = 0xB7
 _HEADER = struct.Struct(">BBBIIH")
@@ -448,8 +448,15 @@ def _is_peer_id(value: object) -> bool:
 
 
 def _valid_method(method: str) -> bool:
+    if method in _VALID_METHODS:
+        return True
     parts = method.split("/")
-    return len(parts) == 3 and parts[0] == "" and all(parts[1:]) and len(method) <= 1024
+    valid = len(parts) == 3 and parts[0] == "" and all(parts[1:]) and len(method) <= 1024
+    if valid:
+        if len(_VALID_METHODS) >= _MAX_CACHED:
+            _VALID_METHODS.clear()
+        _VALID_METHODS.add(method)
+    return valid
 
 
 #: The largest window increment (and window) a window update may carry: HTTP/2's, 2^31 - 1.
@@ -494,6 +501,8 @@ def _metadata(value: object, what: str) -> tuple[Metadatum, ...]:
 
 
 def _status(value: object, trailers: object) -> Status:
+    if type(value) is Status:  # read from a compact header without trailers (no JSON holds one)
+        return value
     if not isinstance(value, dict):
         raise EnvelopeError("status must be an object")
     number = value.get("code")
@@ -611,6 +620,18 @@ def _json_header(env: Envelope) -> dict[str, Any]:
 _COMPACT_LENGTH = struct.Struct(">H")
 _COMPACT_TIMEOUT = struct.Struct(">d")
 _COMPACT_STATUS = struct.Struct(">BH")
+#: The compact header of an OK status without details or trailers, the commonest of all, and
+#: its ``Status``; a call's timeout when it has none.
+_OK_HEADER = _COMPACT_STATUS.pack(0, 0)
+_OK = Status(StatusCode.OK)
+_NO_TIMEOUT = _COMPACT_TIMEOUT.pack(math.nan)
+#: The compact headers' method fields: by method name (to send; the start of its compact header)
+#: and by those bytes (read and checked), as a method is called again and again. Each is
+#: emptied when it reaches ``_MAX_CACHED`` entries, so that what a peer sends bounds it.
+_METHOD_PREFIXES: dict[str, bytes] = {}
+_METHODS_READ: dict[bytes, str] = {}
+_VALID_METHODS: set[str] = set()  # method names found valid (:func:`_valid_method`)
+_MAX_CACHED = 256
 _COMPACT_PUBLISH = struct.Struct(">BBH")  # hops, how many peers it also went to, topic length
 #: The key under which a compact publish header's fields, read and checked, reach ``_build``
 #: (not a string: no JSON header can hold it).
@@ -674,11 +695,22 @@ def _compact_header(env: Envelope) -> bytes | None:
     envelope keeps the JSON header, whose escapes carry it, so that it is still sent.
     """
     if env.kind is Kind.CALL:
-        method = _utf8(env.method or "")
-        if method is None:
-            return None
-        if len(method) > 0xFFFF:
-            raise LocalProtocolError("a method name over 64 KiB")
+        name = env.method or ""
+        prefix = _METHOD_PREFIXES.get(name)
+        if prefix is None:
+            method = _utf8(name)
+            if method is None:
+                return None
+            if len(method) > 0xFFFF:
+                raise LocalProtocolError("a method name over 64 KiB")
+            prefix = _COMPACT_LENGTH.pack(len(method)) + method
+            if len(_METHOD_PREFIXES) >= _MAX_CACHED:
+                _METHOD_PREFIXES.clear()
+            _METHOD_PREFIXES[name] = prefix
+        if not env.metadata and env.encoding is None:
+            if env.timeout is None:
+                return prefix + _NO_TIMEOUT
+            return prefix + _COMPACT_TIMEOUT.pack(env.timeout)
         rest: dict[str, Any] = {}
         if env.metadata:
             rest["metadata"] = md.to_json(env.metadata)
@@ -686,12 +718,14 @@ def _compact_header(env: Envelope) -> bytes | None:
             rest["encoding"] = env.encoding
         timeout = math.nan if env.timeout is None else env.timeout
         return (
-            _COMPACT_LENGTH.pack(len(method))
-            + method
+            prefix
             + _COMPACT_TIMEOUT.pack(timeout)
             + (jsjson.COMPACT.encode(rest).encode() if rest else b"")
         )
     if env.status is not None and env.kind in (Kind.STATUS, Kind.REPLY):
+        status = env.status
+        if status.code is StatusCode.OK and not status.details and not status.trailers:
+            return _OK_HEADER
         details = _utf8(env.status.details)
         if details is None:
             return None
@@ -727,7 +761,14 @@ def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
         if kind is Kind.CALL:
             (length,) = _COMPACT_LENGTH.unpack_from(raw)
             end = 2 + length
-            method = raw[2:end].decode()
+            name = raw[2:end]
+            method = _METHODS_READ.get(name)
+            if method is None:
+                method = name.decode()
+                if _valid_method(method):  # only those (checked again when built, as any)
+                    if len(_METHODS_READ) >= _MAX_CACHED:
+                        _METHODS_READ.clear()
+                    _METHODS_READ[name] = method
             (timeout,) = _COMPACT_TIMEOUT.unpack_from(raw, end)
             header = _parse_header(memoryview(raw)[end + 8 :]) if len(raw) > end + 8 else {}
             header["call"] = method
@@ -735,6 +776,8 @@ def _parse_compact(kind: Kind, raw: bytes) -> dict[Any, Any]:
                 header["timeout"] = timeout
             return header
         if kind in (Kind.STATUS, Kind.REPLY):
+            if raw == _OK_HEADER:
+                return {"status": _OK}
             code, length = _COMPACT_STATUS.unpack_from(raw)
             end = 3 + length
             details = raw[3:end].decode()
@@ -796,8 +839,14 @@ def to_binary(
             size=HEADER_SIZE + 1,
             limit=frame_size,
         )
-    view = memoryview(payload)
     head = HEADER_SIZE + len(header_bytes)
+    if head + len(payload) <= frame_size:  # one frame: the commonest by far
+        return [
+            _HEADER.pack(MAGIC, env.kind, flags, env.call_id, env.seq, len(header_bytes))
+            + header_bytes
+            + payload
+        ]
+    view = memoryview(payload)
     first_room = frame_size - head
     if first_room < 0 or (first_room == 0 and view):
         largest = min(BINARY_FRAME_SIZE, max_frame_size or frame_size)
@@ -920,13 +969,17 @@ class BinaryReader:
         body_start = HEADER_SIZE + header_length
         if body_start > len(data):
             raise EnvelopeError("binary frame shorter than its header")
-        partials = self._partial.get(key, {})
+        partials = self._partial.get(key)
         slot = (kind_byte, call_id, seq)
         if self._refused and (key, slot) in self._refused:
             if not flags & _MORE:
                 del self._refused[(key, slot)]
             return None
-        partial = partials.get(slot)
+        if partials is None:
+            partials = {}
+            partial = None
+        else:
+            partial = partials.get(slot)
         if partial is None:
             header = _read_header(kind, flags, data, body_start)
             chunk = data[body_start:]
@@ -1031,6 +1084,20 @@ def _build(
 ) -> Envelope:
     has_payload = bool(flags & _PAYLOAD)
     compressed = bool(flags & _COMPRESSED)
+    if kind is Kind.REPLY or kind is Kind.MSG:  # the commonest: checked first
+        if not has_payload:
+            raise EnvelopeError(f"{kind.name.lower()} frame without a payload")
+        return Envelope(
+            kind,
+            call_id,
+            seq,
+            payload=payload,
+            has_payload=True,
+            status=(
+                _status(header.get("status"), header.get("trailers")) if flags & _FINAL else None
+            ),
+            compressed=compressed,
+        )
     status = (
         _status(header.get("status"), header.get("trailers"))
         if kind is Kind.STATUS or flags & _FINAL
@@ -1042,16 +1109,18 @@ def _build(
         method = header.get("call")
         if not isinstance(method, str) or not _valid_method(method):
             raise EnvelopeError("binary call must name /package.Service/Method")
+        metadata = header.get("metadata")
+        encoding = header.get("encoding")
         return Envelope(
             Kind.CALL,
             call_id,
             seq,
             method=method,
             timeout=_timeout(header.get("timeout")),
-            metadata=_metadata(header.get("metadata"), "metadata"),
+            metadata=() if metadata is None else _metadata(metadata, "metadata"),
             payload=payload if has_payload else None,
             has_payload=has_payload,
-            encoding=_encoding(header.get("encoding")),
+            encoding=None if encoding is None else _encoding(encoding),
             compressed=compressed,
         )
     if kind is Kind.HELLO:

@@ -189,3 +189,24 @@ def test_a_topic_utf8_cannot_encode_is_sent_as_the_json_header_sends_it() -> Non
     assert plain is not None and plain.topic == "t\ud800"
     compact = read_back(envelope, compact_publish=True)
     assert compact == plain
+
+
+def test_method_names_remembered_stay_bounded() -> None:
+    """Compact headers remember the method names they carry (to write and to read them again
+    cheaply), but never more than a bound, whatever a peer sends: every name still reads back
+    as itself, and an invalid one is still refused."""
+    from p2prpc.wire import envelope
+
+    reader = BinaryReader()
+    bound = envelope._MAX_CACHED
+    for i in range(3 * bound):
+        call = Envelope(Kind.CALL, 100_000 + i, method=f"/s{i}.S/M", timeout=1.5)
+        (frame,) = to_binary(call, compact=True)
+        assert reader.feed("p", frame, now=0.0) == call
+    for table in (envelope._METHOD_PREFIXES, envelope._METHODS_READ, envelope._VALID_METHODS):
+        assert 0 < len(table) <= bound
+    bad = Envelope(Kind.CALL, 7, method="/no-method")
+    (frame,) = to_binary(bad, compact=True)
+    with pytest.raises(EnvelopeError):
+        reader.feed("p", frame, now=0.0)
+    assert "/no-method" not in envelope._VALID_METHODS
