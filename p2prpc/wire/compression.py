@@ -120,6 +120,10 @@ class Gzip:
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
+#: Bytes read at once from a zstd frame that does not say its size.
+_ZSTD_PIECE = 16 * 1024
+
+
 class Zstd:
     """Zstandard, one frame, through the ``zstandard`` package."""
 
@@ -155,12 +159,22 @@ class Zstd:
         # more than the bound, read again to find where it ends.
         try:
             with self._decompressor.stream_reader(io.BytesIO(data)) as reader:
-                out = reader.read(max_size + 1)  # stops one byte past the bound
+                # In pieces: one read asks zstd for an output buffer of its own size (up to
+                # 128 KiB whatever the frame makes); stops one byte past the bound.
+                pieces = []
+                total = 0
+                while total <= max_size:
+                    piece = reader.read(min(_ZSTD_PIECE, max_size + 1 - total))
+                    if not piece:
+                        break
+                    pieces.append(piece)
+                    total += len(piece)
+                out = b"".join(pieces)
         except self._error as e:
             raise CompressionError(f"bad zstd data: {e}") from e
         if len(out) > max_size:
             raise InflatesTooMuch(f"payload inflates past {max_size} bytes")
-        ender = self._decompressor.decompressobj(read_across_frames=False)
+        ender = self._decompressor.decompressobj(write_size=_ZSTD_PIECE, read_across_frames=False)
         try:
             again = ender.decompress(data)
         except self._error as e:
