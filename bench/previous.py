@@ -53,6 +53,8 @@ def published(readme: Path) -> Published:
         if line.startswith("Latest run:"):
             found.run = line.removeprefix("Latest run:").strip().rstrip(".")
         if not line.startswith("|"):
+            if found.rows:
+                break  # the run's table ended: later tables are not this run's
             continue
         cells = _cells(line)
         if header is None:

@@ -114,3 +114,15 @@ def test_no_previous_check_without_a_comparable_figure() -> None:
     row.previous = {"p2prpc": "1.08 s"}
     previous_check(row)
     assert row.checks == []
+
+
+def test_a_later_table_in_the_section_is_not_the_runs(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    more = "\nOn both transports:\n\n| row | p2prpc |\n|---|---|\n| connect, ms | 28.5 |\n"
+    readme.write_text(README.replace("\n## Layout", more + "\n## Layout"))
+    assert [r["benchmark"] for r in published(readme).rows] == [
+        "connect (start → peerconnect)",
+        "bulk 1 MB echo",
+        "bulk 10 MB echo",
+        "a | b",
+    ]
