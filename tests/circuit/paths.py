@@ -14,7 +14,6 @@ that reads or tampers with what it carries would.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -81,9 +80,7 @@ class Firewalled:
 RELAY, A, B = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
 
-def node_at(
-    tracker: TrackerServer, address: str, transport: Firewalled, **kwargs: Any
-) -> Node:
+def node_at(tracker: TrackerServer, address: str, transport: Firewalled, **kwargs: Any) -> Node:
     kwargs.setdefault("ice_timeout", 2.0)
     return loopback_node(
         [tracker.url],
@@ -96,7 +93,10 @@ def node_at(
 
 @asynccontextmanager
 async def split_pair(
-    relay_options: dict[str, Any] | None = None, **kwargs: Any
+    relay_options: dict[str, Any] | None = None,
+    a_options: dict[str, Any] | None = None,
+    b_options: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[Node, Node, Node, dict[str, Firewalled]]]:
     """A relay ``r`` (``relay=True`` unless ``relay_options`` says otherwise) and two nodes
     ``a`` and ``b`` that reach it but not each other; started, ``r`` connected to both."""
@@ -105,15 +105,14 @@ async def split_pair(
         await tracker.start()
         stack.push_async_callback(tracker.close)
         walls = {"r": Firewalled(watch=True), "a": Firewalled(B), "b": Firewalled(A)}
-        options = {"relay": True, **(relay_options or {})}
+        options = {"relay": True, **kwargs, **(relay_options or {})}
         r = node_at(tracker, RELAY, walls["r"], **options)
-        a = node_at(tracker, A, walls["a"], **kwargs)
-        b = node_at(tracker, B, walls["b"], **kwargs)
+        a = node_at(tracker, A, walls["a"], **kwargs, **(a_options or {}))
+        b = node_at(tracker, B, walls["b"], **kwargs, **(b_options or {}))
         for node in (r, a, b):
             stack.push_async_callback(node.close)
         await r.start()
         await a.start()
         await b.start()
-        with contextlib.suppress():
-            await r.wait_for_peers(2, timeout=20)
+        await r.wait_for_peers(2, timeout=20)
         yield r, a, b, walls
