@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -16,10 +17,11 @@ from p2prpc.node import Node
 from p2prpc.pubsub import Topic
 from p2prpc.rpc import Cardinality, Handler, RpcError, ServicerContext, StatusCode
 from p2prpc.testing import until
+from p2prpc.tools import Swarm, list_peers
 from p2prpc.wire.circuit import MAX_SEALED, MIN_WINDOW
 from p2prpc.wire.envelope import Envelope, Kind
 
-from .paths import split_pair
+from .paths import B, Firewalled, split_pair
 
 pytestmark = pytest.mark.asyncio
 
@@ -258,3 +260,25 @@ async def test_a_direct_connection_takes_over_without_losing_a_call() -> None:
         assert a.peers[b.peer_id].via == (f"signalled:{r.peer_id}",) or all(
             not v.startswith("relay:") for v in a.p2pt.peers[b.peer_id].origins
         )
+
+
+async def test_p2prpc_peers_shows_a_peer_reached_through_a_relay(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with split_pair() as (r, _, b, walls):
+        walls["b"].blocked.add("127.0.0.4")
+        tracker = r.p2pt.announce_urls[0]
+        swarm = Swarm(
+            [tracker],
+            "p2prpc-circuit-test",
+            {
+                "ice_servers": [],
+                "host_addresses": ["127.0.0.4"],
+                "transport": Firewalled(B),
+                "ice_timeout": 2.0,
+            },
+        )
+        assert await list_peers(swarm, 15.0) == 0
+    lines = {line["peer"]: line for line in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert lines[b.peer_id]["via"] == [f"relay:{r.peer_id}"]
+    assert lines[r.peer_id]["via"] == [tracker]
