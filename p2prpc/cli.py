@@ -619,13 +619,19 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--identifier", default="p2prpc-demo", help="the swarm's identifier (p2prpc-demo)"
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="the node carries other peers' relayed connections (circuits), for peers that "
+        "cannot connect directly (docs/PROTOCOL.md section 8)",
+    )
     _add_ice_arguments(parser)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    options: dict[str, Any] = {"ice_servers": _ice_servers(args)}
+    options: dict[str, Any] = {"ice_servers": _ice_servers(args), "relay": args.relay}
     if args.host.startswith("127."):
         options["host_addresses"] = [args.host]
 

@@ -380,11 +380,17 @@ class Mesh:
         if self._ticker is None:
             self._schedule_tick()
         self._learn_seal_key(info)
-        if info.peer_id in self._attempts:
+        if info.peer_id in self._attempts and self._direct(info.peer_id):
             self._end_attempt(info.peer_id, backoff=False)
             self.stats.connected += 1
         self._schedule_pex()
         self._notify()
+
+    def _direct(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` has a connection that is not a circuit through a relay."""
+        return any(
+            not self.p2pt.channel(peer_id, c).relayed for c in self.p2pt.connections(peer_id)
+        )
 
     def _schedule_pex(self) -> None:
         """Send pexes soon: changes within ``pex_delay`` go together, and rounds are at least
@@ -510,6 +516,22 @@ class Mesh:
         known = self.known_peers.get(peer_id)
         return known.services if known is not None else frozenset()
 
+    def try_direct(self, peer_id: str) -> bool:
+        """Try a direct connection to ``peer_id``, a peer reached only through a circuit (so
+        connected, which :meth:`_maintain` skips), through a neighbour that lists it; false when
+        none does, or one is being made already."""
+        known = self.known_peers.get(peer_id)
+        if (
+            self._closed
+            or known is None
+            or peer_id in self._attempts
+            or not known.via & self._usable_vias(time.monotonic())
+            or not self._sealable(known)
+        ):
+            return False
+        self._attempt(known, extra=False)
+        return True
+
     def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
         via = random.choice(sorted(peer.via & self._usable_vias(time.monotonic())))
         attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
@@ -520,7 +542,7 @@ class Mesh:
     ) -> None:
         made = await self.p2pt.make_offer(
             attempt.target,
-            origin=f"relay:{attempt.via}",
+            origin=f"signalled:{attempt.via}",
             extra=extra,
             seal_to=seal_to,
             expect_key=key,
@@ -624,7 +646,7 @@ class Mesh:
         if signal.to_id != self.node.peer_id:
             self._relay(neighbour, signal)
             return
-        origin = f"relay:{neighbour}"
+        origin = f"signalled:{neighbour}"
         offer_id = bytes.fromhex(signal.offer_id)
         if signal.type is SignalType.OFFER:
             ours = self._attempts.get(signal.from_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from .circuit import Circuits, RelayLimits, circuits_of
 from .mesh import KnownPeer, Mesh, mesh_of
 from .mux import Layer, Life, Mux, PeerInfo
 from .rpc.base import Handler
@@ -128,6 +129,14 @@ class Node(Mux, GrpcChannelMethods):
     ``mesh``: exchange peers with other p2prpc nodes and relay their signalling, so the swarm
     keeps connecting without trackers (see :mod:`p2prpc.mesh`; ``known_peers``,
     ``reach_service``).
+    ``relay`` (false): carry other peers' relayed connections (circuits: ``docs/PROTOCOL.md``
+    section 8), so two neighbours of this node that cannot connect directly still call each
+    other and exchange topic messages through it, sealed end to end; within ``relay_limits``
+    (:class:`~p2prpc.circuit.RelayLimits`: circuits at once, in all and per peer; bytes a
+    second, per circuit and in all; the window of bytes in flight each way). Every node with
+    the mesh opens circuits through such a neighbour when a peer the exchange lists cannot be
+    reached directly (``relay:<relay's peer id>`` in ``node.peers[id].via``), and prefers a
+    direct connection once one is made (:mod:`p2prpc.circuit`).
     ``reflection``, ``health``: serve the standard ``grpc.reflection.v1.ServerReflection`` (and
     ``v1alpha``) and ``grpc.health.v1.Health`` services (see :mod:`p2prpc.services`), as a gRPC
     server with them added does; what grpcurl and ``p2prpc describe``/``health`` use.
@@ -151,6 +160,8 @@ class Node(Mux, GrpcChannelMethods):
         reflection: bool = True,
         health: bool = True,
         mesh: bool = True,
+        relay: bool = False,
+        relay_limits: RelayLimits | None = None,
         server_interceptors: Sequence[Any] = (),
         maximum_concurrent_rpcs: int | None = None,
         migration_thread_pool: Executor | None = None,
@@ -172,6 +183,8 @@ class Node(Mux, GrpcChannelMethods):
             serve_standard_services(self, reflection=reflection, health=health)
         if mesh:
             self.layer("mesh", Mesh)
+        if mesh or relay:
+            self.layer("circuits", lambda node: Circuits(node, relay=relay, limits=relay_limits))
 
     def to(self, peer_id: str) -> PeerTarget:
         """This node and one peer, for a stub whose calls all go to that peer:
@@ -184,6 +197,12 @@ class Node(Mux, GrpcChannelMethods):
         if not public_keys:
             raise ValueError("to_identity needs at least one public key")
         return IdentityTarget(self, tuple(public_keys))
+
+    @property
+    def circuits(self) -> Circuits | None:
+        """This node's relayed connections (:class:`p2prpc.circuit.Circuits`; ``None`` with
+        neither the mesh nor ``relay``)."""
+        return circuits_of(self)
 
     @property
     def known_peers(self) -> dict[str, KnownPeer]:

@@ -97,6 +97,15 @@ class Endpoint:
         if side is not None and side.connection == connection:
             side.on_envelope(envelope)
 
+    def calls_on(self, peer_id: str, connection: int) -> int:
+        """How many calls to or from ``peer_id`` are in progress on connection ``connection``."""
+        return sum(
+            1
+            for table in (self._client, self._server)
+            for key, side in table.items()
+            if key[0] == peer_id and side.connection == connection
+        )
+
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
         for table in (self._client, self._server):
             for key, side in list(table.items()):

@@ -109,6 +109,9 @@ class Connection:
         self.origin = ""
         #: Made past the degree bound to reach a service (``P2PT.max_extra_peers``).
         self.extra = False
+        #: A circuit through a relay (:mod:`p2prpc.circuit`), not a direct connection: a peer's
+        #: direct connections are preferred to it.
+        self.relayed = False
         self.state = ConnectionState.NEW
         #: The furthest stage this connection's attempt reached (:class:`~.attempt.Stage`).
         self.stage = Stage.NEW

@@ -50,19 +50,24 @@ class RemotePeer:
         return channel.is_open and channel.public_key == self.public_key
 
     def open_channel(self, preferred: str | None = None) -> Connection | None:
-        """A usable channel to this peer: ``preferred`` (a label) if it is, else the newest.
+        """A usable channel to this peer: ``preferred`` (a label) if it is, else the newest
+        direct one, else the newest circuit through a relay.
 
         The newest, because the peer surely holds it: it took part in making it last, while an
         older one may be dead at its end unbeknown to us (it gave us up, and what it said on
-        the way out was lost) until our keepalive finds out."""
+        the way out was lost) until our keepalive finds out. Direct first: a circuit costs a
+        relay's bandwidth and is kept only while no direct path exists."""
         if preferred is not None:
             channel = self.channels.get(preferred)
             if channel is not None and self.usable(channel):
                 return channel
+        relayed = None
         for channel in reversed(self.channels.values()):
             if self.usable(channel):
-                return channel
-        return None
+                if not channel.relayed:
+                    return channel
+                relayed = relayed or channel
+        return relayed
 
     def by_connection(self, connection: int) -> Connection | None:
         """The usable channel numbered ``connection`` (:attr:`Connection.connection`), if any."""

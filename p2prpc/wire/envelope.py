@@ -94,6 +94,7 @@ class Kind(enum.IntEnum):
     MSG_WINDOW = 16  # the server opens the window of the call's requests by ``seq`` bytes
     WANT = 20
     HAVE = 21
+    CIRCUIT = 22  # a relayed connection's control or data (``wire.circuit``); binary form only
 
 
 _KIND_OF: dict[int, Kind] = {}
@@ -140,7 +141,8 @@ class Envelope:
     encoding: str | None = None  # CALL: the compression its payloads may use (binary form only)
     compressed: bool = False  # the payload is compressed with the call's encoding
     json: bool = False  # it came in the JSON form (a call is answered in the form it came in)
-    body: Mapping[str, Any] | None = None  # PEX, SIGNAL: the object (read by ``wire.mesh``)
+    body: Mapping[str, Any] | None = None  # PEX, SIGNAL: the object (read by ``wire.mesh``);
+    # CIRCUIT: its JSON header (read by ``wire.circuit``; ``None`` for a data frame)
 
 
 # -- JSON form ----------------------------------------------------------------------------------
@@ -612,6 +614,8 @@ def _json_header(env: Envelope) -> dict[str, Any]:
         header.update(_want_header(env))
     elif env.kind is Kind.HAVE:
         header.update(_have_header(env))
+    elif env.kind is Kind.CIRCUIT and env.body:
+        header.update(env.body)
     if env.status is not None:
         header.update(_status_json(env.status))
     return header
@@ -1153,6 +1157,15 @@ def _build(
             relayed_to=relayed,
             publisher=publisher,
             signature=signature,
+        )
+    if kind is Kind.CIRCUIT:
+        return Envelope(
+            Kind.CIRCUIT,
+            call_id,
+            seq,
+            payload=payload if has_payload else None,
+            has_payload=has_payload,
+            body=header or None,
         )
     if kind is Kind.REPLY_WINDOW or kind is Kind.MSG_WINDOW:
         if has_payload or header:

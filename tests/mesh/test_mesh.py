@@ -146,8 +146,8 @@ async def test_a_stub_reaches_a_service_only_a_peer_beyond_its_neighbour_serves(
         assert reply.value == "Hello, a!"
         # Over a direct a–c connection, made through b, past both bounds of one peer.
         assert set(a.p2pt.peers) == {b.peer_id, c.peer_id}
-        assert a.peers[c.peer_id].via == (f"relay:{b.peer_id}",)
-        assert c.peers[a.peer_id].via == (f"relay:{b.peer_id}",)
+        assert a.peers[c.peer_id].via == (f"signalled:{b.peer_id}",)
+        assert c.peers[a.peer_id].via == (f"signalled:{b.peer_id}",)
         assert mesh(b).stats.relayed >= 2  # the offer one way, the answer the other
         assert mesh(a).stats.offers_sent == 1 and mesh(c).stats.answers_sent == 1
 
@@ -156,7 +156,7 @@ async def test_a_partial_mesh_heals_by_itself() -> None:
     async with line(bound=None) as (a, b, c, _):
         # Unbounded, as P2PT is, a and c connect to each other through b, with no tracker.
         await until([a, c], lambda: c.peer_id in a.peers and a.peer_id in c.peers, 20)
-        assert a.peers[c.peer_id].via == (f"relay:{b.peer_id}",)
+        assert a.peers[c.peer_id].via == (f"signalled:{b.peer_id}",)
         assert a.p2pt.get_tracker_stats()["connected"] == 0
 
 
@@ -424,7 +424,7 @@ async def test_twelve_bounded_nodes_keep_a_connected_mesh_after_the_tracker_and_
         await until(alive, lambda: _healed(alive, low), 30)
         assert time.monotonic() - started < 30
         assert lowest < low  # it lost its minimum, and got it back through the mesh
-        assert any(via.startswith("relay:") for p in watched.peers.values() for via in p.via)
+        assert any(via.startswith("signalled:") for p in watched.peers.values() for via in p.via)
         assert all(n.p2pt.get_tracker_stats()["connected"] == 0 for n in alive)
         assert max(len(n.p2pt.peers) for n in alive) <= high
         publisher = Topic(alive[0], "news", StringValue)

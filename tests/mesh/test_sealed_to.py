@@ -105,7 +105,7 @@ async def test_the_member_relaying_cannot_open_what_it_carries() -> None:
         seen = capture(b)
         await until([a, c], lambda: knows_keys(a, c)() and knows_keys(c, a)(), 10)
         assert await say(a, "sealed") == "Hello, sealed!"
-        assert a.peers[c.peer_id].via == (f"relay:{b.peer_id}",)
+        assert a.peers[c.peer_id].via == (f"signalled:{b.peer_id}",)
         assert a.peers[c.peer_id].public_key == identity_of(c).public_key
 
         offer = next(s for s in seen if s.type is SignalType.OFFER and s.to_id == c.peer_id)
@@ -211,7 +211,7 @@ async def test_what_the_member_relaying_alters_is_refused_and_the_genuine_signal
         answers_refused = a.p2pt.signalling.refused
 
         assert await say(a, "genuine") == "Hello, genuine!"
-        assert a.peers[c.peer_id].via == (f"relay:{b.peer_id}",)
+        assert a.peers[c.peer_id].via == (f"signalled:{b.peer_id}",)
         assert c.peers[a.peer_id].public_key == identity_of(a).public_key
         # Every forgery was refused by its recipient, and counted.
         await until([b], lambda: len(dropped) == 3, 10)

@@ -1,0 +1,284 @@
+"""Calls and topics through a relay between two nodes that cannot connect directly, over real
+WebRTC on loopback (``tests/circuit/paths.py`` makes the direct path impossible)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+
+from p2prpc.circuit import Circuits, RelayLimits
+from p2prpc.identity import Identity
+from p2prpc.node import Node
+from p2prpc.pubsub import Topic
+from p2prpc.rpc import Cardinality, Handler, RpcError, ServicerContext, StatusCode
+from p2prpc.testing import until
+from p2prpc.tools import Swarm, list_peers
+from p2prpc.wire.circuit import MAX_SEALED, MIN_WINDOW
+from p2prpc.wire.envelope import Envelope, Kind
+
+from .paths import B, Firewalled, split_pair
+
+pytestmark = pytest.mark.asyncio
+
+SERVICE = "circuit.Echo"
+SAY = f"/{SERVICE}/Say"
+COUNT = f"/{SERVICE}/Count"
+SUM = f"/{SERVICE}/Sum"
+SECRET = "plaintext-the-relay-must-not-see-7d1f"
+
+
+async def _say(request: StringValue, context: ServicerContext) -> StringValue:
+    return StringValue(value=f"{request.value} / {SECRET}")
+
+
+async def _count(request: StringValue, context: ServicerContext) -> AsyncIterator[StringValue]:
+    for i in range(int(request.value)):
+        yield StringValue(value=f"{i}:{'x' * 3000}")
+
+
+async def _sum(requests: AsyncIterator[StringValue], context: ServicerContext) -> StringValue:
+    total = 0
+    async for request in requests:
+        total += len(request.value)
+    return StringValue(value=str(total))
+
+
+def serve(node: Node) -> None:
+    node.add_service(
+        SERVICE,
+        {
+            SAY: Handler(_say, Cardinality.UNARY_UNARY, StringValue, StringValue),
+            COUNT: Handler(_count, Cardinality.UNARY_STREAM, StringValue, StringValue),
+            SUM: Handler(_sum, Cardinality.STREAM_UNARY, StringValue, StringValue),
+        },
+    )
+
+
+def circuits(node: Node) -> Circuits:
+    found = node.circuits
+    assert found is not None
+    return found
+
+
+async def poll(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait until ``condition()`` holds, checked at least every 50 ms (what it reads, such as
+    the exchange's lists, has no event of its own)."""
+    never = asyncio.Event()
+    async with asyncio.timeout(timeout):
+        while not condition():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(never.wait(), 0.05)
+
+
+async def reached(a: Node, b: Node, timeout: float = 25) -> None:
+    """Wait until ``a`` and ``b`` see each other (through a circuit, since nothing else works)."""
+    await until(
+        lambda: b.peer_id in a.peers and a.peer_id in b.peers,
+        (a, "peer"),
+        (b, "peer"),
+        timeout=timeout,
+    )
+
+
+async def test_unreachable_peers_call_each_other_through_a_relay() -> None:
+    async with split_pair() as (r, a, b, walls):
+        serve(b)
+        await reached(a, b)
+        # The direct attempt failed, and the connection they have rides the relay.
+        assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
+        assert b.peers[a.peer_id].via == (f"relay:{r.peer_id}",)
+        assert circuits(a).circuits() == {b.peer_id: [r.peer_id]}
+        reply = await a.to(b.peer_id).unary_unary(
+            SAY, StringValue.SerializeToString, StringValue.FromString
+        )(StringValue(value="hi"), timeout=10)
+        assert reply.value == f"hi / {SECRET}"
+        assert circuits(r).stats.relayed >= 1
+        assert circuits(r).stats.forwarded_bytes > 0
+        # Nothing the relay sent carries the plaintext: it read none.
+        assert walls["r"].sent
+        assert not any(
+            SECRET.encode() in (m if isinstance(m, bytes) else m.encode()) for m in walls["r"].sent
+        )
+
+
+def stub(a: Node, b: Node) -> tuple[object, object, object]:
+    target = a.to(b.peer_id)
+    ser, de = StringValue.SerializeToString, StringValue.FromString
+    return (
+        target.unary_unary(SAY, ser, de),
+        target.unary_stream(COUNT, ser, de),
+        target.stream_unary(SUM, ser, de),
+    )
+
+
+async def test_streams_both_ways_and_topics_cross_the_relay() -> None:
+    async with split_pair() as (_r, a, b, _):
+        serve(b)
+        news = Topic(b, "news", StringValue).subscribe()
+        await reached(a, b)
+        _, count, total = stub(a, b)
+        replies = [m.value async for m in count(StringValue(value="60"), timeout=20)]  # type: ignore[operator]
+        assert len(replies) == 60 and replies[-1].startswith("59:")  # 180 kB, past one window
+
+        async def requests() -> AsyncIterator[StringValue]:
+            for _ in range(40):
+                yield StringValue(value="y" * 5000)
+
+        assert (await total(requests(), timeout=20)).value == str(40 * 5000)  # type: ignore[operator]
+        await until(lambda: "news" in a.peers[b.peer_id].topics, (a, "peer"), timeout=10)
+        await Topic(a, "news", StringValue).publish(StringValue(value="across"))
+        got = await asyncio.wait_for(anext(aiter(news)), 10)
+        assert got.message.value == "across"
+
+
+async def test_identities_are_proven_over_the_circuit_and_a_flipped_bit_closes_it() -> None:
+    ka, kb = Identity.generate(), Identity.generate()
+    async with split_pair(
+        relay_options={"identity": Identity.generate()},
+        a_options={"identity": ka},
+        b_options={"identity": kb},
+    ) as (_r, a, b, walls):
+        serve(b)
+        await reached(a, b)
+        # The handshake ran over the circuit, bound to the two ends' keys: each proved its own.
+        assert a.peers[b.peer_id].public_key == kb.public_key
+        assert b.peers[a.peer_id].public_key == ka.public_key
+        say, _, _ = stub(a, b)
+        assert (await say(StringValue(value="one"), timeout=10)).value.startswith("one")  # type: ignore[operator]
+        closed: list[str] = []
+        a.p2pt.on("peerclose", lambda peer: closed.append("a"))
+        b.p2pt.on("peerclose", lambda peer: closed.append("b"))
+        walls["r"].flip = 1  # the relay alters the next data frame it passes on
+        with pytest.raises(RpcError) as failed:
+            await say(StringValue(value="two"), timeout=10)  # type: ignore[operator]
+        assert failed.value.code() is StatusCode.UNAVAILABLE  # ended, not hung nor altered
+        await until(
+            lambda: closed == ["a", "b"] or sorted(closed) == ["a", "b"],
+            (a.p2pt, "peerclose"),
+            (b.p2pt, "peerclose"),
+            timeout=10,
+        )
+        bad = circuits(a).stats.bad_frames + circuits(b).stats.bad_frames
+        assert bad == 1  # one end found it; the other was told and closed too
+
+
+async def test_a_node_without_relay_carries_nothing() -> None:
+    async with split_pair(relay_options={"relay": False}) as (r, a, b, _walls):
+        serve(b)
+        await poll(lambda: b.peer_id in a.known_peers)
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is False
+        assert circuits(r).stats.refused >= 1
+        assert circuits(r).relayed_circuits == 0
+        assert circuits(r).stats.forwarded_bytes == 0
+        assert circuits(a).relays_for(b.peer_id) == []  # its hello says it relays nothing
+        assert b.peer_id not in a.peers
+
+
+async def test_a_relay_at_its_most_circuits_refuses_another_and_says_why() -> None:
+    limits = RelayLimits(max_circuits=1)
+    async with split_pair(relay_options={"relay_limits": limits}) as (r, a, b, _):
+        await reached(a, b)
+        assert circuits(r).relayed_circuits == 1
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is False
+        assert circuits(r).stats.refused == 1
+        assert circuits(r).relayed_circuits == 1  # the first one stands
+
+
+async def test_a_throttled_relay_holds_at_most_the_window_and_delivers_everything() -> None:
+    limits = RelayLimits(window=MIN_WINDOW, circuit_rate=160 * 1024)
+    async with split_pair(relay_options={"relay_limits": limits}) as (r, a, b, _):
+        serve(b)
+        await reached(a, b)
+        _, count, _ = stub(a, b)
+        relay = circuits(r)
+        most = 0
+
+        async def watch() -> None:
+            nonlocal most
+            while True:
+                held = relay.held_bytes() + r.p2pt.channel(a.peer_id).buffered_amount
+                most = max(most, held)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            replies = [m async for m in count(StringValue(value="100"), timeout=30)]  # type: ignore[operator]
+        finally:
+            watcher.cancel()
+        assert len(replies) == 100  # 300 kB at 160 kB/s: throttled, none lost
+        assert 0 < most <= MIN_WINDOW + MAX_SEALED
+        assert relay.stats.closed_over_budget == 0
+
+
+async def test_an_end_past_the_window_has_its_circuit_closed_not_held() -> None:
+    limits = RelayLimits(window=MIN_WINDOW, circuit_rate=MAX_SEALED)  # frames wait at the relay
+    async with split_pair(relay_options={"relay_limits": limits}) as (r, a, b, _):
+        await reached(a, b)
+        ((_, end),) = circuits(a)._ends.items()
+        closed = asyncio.get_running_loop().create_future()
+        b.p2pt.on("peerclose", lambda peer: closed.done() or closed.set_result(None))
+        # A sender that ignores its credit: sealed-looking frames straight onto its leg.
+        for _ in range(2 * MIN_WINDOW // MAX_SEALED + 2):
+            a.send(
+                r.peer_id,
+                Envelope(Kind.CIRCUIT, end.cid, payload=b"\0" * MAX_SEALED, has_payload=True),
+                binary=True,
+                connection=end.connection,
+            )
+        await until(lambda: circuits(r).relayed_circuits == 0, (b.p2pt, "peerclose"), timeout=10)
+        assert circuits(r).stats.closed_over_budget == 1
+        assert circuits(r).held_bytes() == 0
+        await asyncio.wait_for(closed, 10)  # the other end was told
+
+
+async def test_a_direct_connection_takes_over_without_losing_a_call() -> None:
+    async with split_pair() as (r, a, b, walls):
+        serve(b)
+        circuits(a).direct_retry = circuits(b).direct_retry = 0.3
+        await reached(a, b)
+        assert circuits(a).circuits() == {b.peer_id: [r.peer_id]}
+        _, count, _ = stub(a, b)
+        call = count(StringValue(value="400"), timeout=30)  # type: ignore[operator]
+        first = await anext(aiter(call))
+        walls["a"].blocked.clear()
+        walls["b"].blocked.clear()
+        await until(
+            lambda: any(not v.startswith("relay:") for v in a.p2pt.peers[b.peer_id].origins),
+            (a.p2pt, "connectionopen"),
+            timeout=15,
+        )
+        rest = [m async for m in call]
+        assert first.value.startswith("0:") and len(rest) == 399  # the call on the circuit
+        say, _, _ = stub(a, b)
+        assert (await say(StringValue(value="new"), timeout=10)).value.startswith("new")  # type: ignore[operator]
+        await poll(lambda: circuits(a).circuits() == {} and circuits(r).relayed_circuits == 0)
+        assert a.peers[b.peer_id].via == (f"signalled:{r.peer_id}",) or all(
+            not v.startswith("relay:") for v in a.p2pt.peers[b.peer_id].origins
+        )
+
+
+async def test_p2prpc_peers_shows_a_peer_reached_through_a_relay(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with split_pair() as (r, _, b, walls):
+        walls["b"].blocked.add("127.0.0.4")
+        tracker = r.p2pt.announce_urls[0]
+        swarm = Swarm(
+            [tracker],
+            "p2prpc-circuit-test",
+            {
+                "ice_servers": [],
+                "host_addresses": ["127.0.0.4"],
+                "transport": Firewalled(B),
+                "ice_timeout": 2.0,
+            },
+        )
+        assert await list_peers(swarm, 15.0) == 0
+    lines = {line["peer"]: line for line in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert lines[b.peer_id]["via"] == [f"relay:{r.peer_id}"]
+    assert lines[r.peer_id]["via"] == [tracker]
