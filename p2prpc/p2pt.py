@@ -1479,8 +1479,9 @@ class P2PT(AsyncIOEventEmitter):
 
     async def restart_signal(self, from_id: bytes, offer_id: bytes, text: str) -> bool:
         """Take an answer no offer of ours waits for: a restart message (section 8) if it is
-        one; false when it is not. One that is and fails its checks is refused and counted in
-        :attr:`ice_restarts` (``refused``), never applied."""
+        one; false when it is not. One that is and fails its checks is refused, never applied:
+        counted in :attr:`ice_restarts` (``refused``), and raised
+        (:class:`~p2prpc.wire.restart.RestartError`: the path reports it)."""
         if self._signalling.sealed:
             try:
                 text = self._signalling.open_answer(from_id, offer_id, text)
@@ -1499,6 +1500,7 @@ class P2PT(AsyncIOEventEmitter):
         except RestartError as e:
             self.ice_restarts["refused"] += 1
             logger.info("ICE restart message from %s refused: %s", peer_id[:8], e)
+            raise
         return True
 
     def closing(self, connection: Connection) -> None:

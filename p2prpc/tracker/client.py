@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from ..errors import IceServersUnavailable, P2PRPCError, TrackerFailure, TrackerProtocolError
 from ..swarm.connectivity import TrackerState
 from ..swarm.pool import OfferPool, UnusableSDP
+from ..wire.restart import RestartError
 from ..wire.secret import SealError
 from ..wire.tracker import (
     Announce,
@@ -97,7 +98,8 @@ class Swarm(Protocol):
     def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None: ...
 
     async def restart_signal(self, from_id: bytes, offer_id: bytes, text: str) -> bool:
-        """An answer for no offer of ours: an ICE restart message (true) or not (false)."""
+        """An answer for no offer of ours: an ICE restart message (true) or not (false);
+        :class:`~p2prpc.wire.restart.RestartError` for one refused."""
         ...
 
 
@@ -459,8 +461,11 @@ class TrackerClient:
 
     async def _accept_answer(self, relay: AnswerRelay) -> None:
         if self.swarm.pool.waiting(relay.offer_id) is None:
-            if not await self.swarm.restart_signal(relay.peer_id, relay.offer_id, relay.sdp):
-                logger.debug("answer for unknown offer %s", relay.offer_id.hex())
+            try:
+                if not await self.swarm.restart_signal(relay.peer_id, relay.offer_id, relay.sdp):
+                    logger.debug("answer for unknown offer %s", relay.offer_id.hex())
+            except RestartError as e:  # forged, altered, played back: refused and counted
+                self.swarm.tracker_warning(self, e)
             return
         try:
             await self.swarm.pool.accept(relay.peer_id.hex(), relay.offer_id, relay.sdp)
