@@ -1192,6 +1192,8 @@ class Mux(AsyncIOEventEmitter):
         info = replace(
             PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
         )
+        if isinstance(hello.get("restart"), str) and self.peers.get(peer_id) == info:
+            return  # it only gave its restart key: nothing it serves changed
         self.peers[peer_id] = info
         self.emit("peer", info)
 
