@@ -164,8 +164,9 @@ class Connection:
         )
         #: Sends a restart message's text to the peer (set by the swarm; ``False``: no path).
         self.send_restart: Callable[[Connection, str], bool] = lambda connection, text: False
-        #: Called with ``"lost"``, ``"negotiated"`` (new ICE parameters on both ends: time to
-        #: hear from the peer), ``"restarted"`` or ``"gave up"`` as a restart goes.
+        #: Called with ``"armed"`` (both restart keys known), then ``"lost"``, ``"negotiated"``
+        #: (new ICE parameters on both ends: time to hear from the peer), ``"restarted"`` or
+        #: ``"gave up"`` as each restart goes.
         self.on_restart: Callable[[str], None] = lambda what: None
         #: Since when (loop time) ICE is lost and being restarted; ``None``: it is not.
         self.restarting_since: float | None = None
@@ -230,8 +231,11 @@ class Connection:
         ICE is restarted (:class:`~p2prpc.wire.restart.RestartError` for a changed key)."""
         if self.restart is None:
             return
+        armed = self.restart.armed
         self.restart.set_remote_key(remote_key)
         self.link.keep_on_ice_failure = True
+        if not armed:
+            self.on_restart("armed")
 
     def _restartable(self) -> bool:
         return self.stage is Stage.OPEN and self.restart is not None and self.restart.armed

@@ -14,6 +14,7 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import websockets
@@ -24,6 +25,7 @@ from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
 from p2prpc.tracker.server import TrackerServer
 from p2prpc.wire.restart import PREFIX, RestartKind, RestartState
+from p2prpc.wire.secret import SEAL_PREFIX, new_secret
 from p2prpc.wire.tracker import Announce, Answer, encode_client_message
 
 pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
@@ -34,7 +36,9 @@ HEALTH = "/grpc.health.v1.Health/Check"
 
 
 @asynccontextmanager
-async def pair(first: str, second: str) -> AsyncIterator[tuple[TrackerServer, Node, Node]]:
+async def pair(
+    first: str, second: str, **options: Any
+) -> AsyncIterator[tuple[TrackerServer, Node, Node]]:
     """A tracker and two nodes on these transports that said hello to each other."""
     async with TrackerServer("127.0.0.1", 0) as tracker:
         nodes = [
@@ -45,6 +49,7 @@ async def pair(first: str, second: str) -> AsyncIterator[tuple[TrackerServer, No
                 host_addresses=[ADDRESSES[0]],
                 transport=transport,
                 mesh=False,
+                **options,
             )
             for transport in (first, second)
         ]
@@ -98,13 +103,12 @@ async def test_only_the_other_end_restarts_a_connection_and_only_once_per_messag
         theirs = connection(answerer, offerer)
         assert ours.restart is not None and theirs.restart is not None
         armed = (ours.restart, theirs.restart)
-        hellos = [(offerer, "peer"), (answerer, "peer")]
-        await until(lambda: all(r.armed for r in armed), *hellos, timeout=10)
+        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
+        await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
         sent: list[str] = []
         send = ours.send_restart
         ours.send_restart = lambda channel, text: bool(sent.append(text) or send(channel, text))
         offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
-        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
         await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
         assert [offerer.p2pt.ice_restarts[k] for k in ("lost", "restarted", "refused")] == [1, 1, 0]
         assert answerer.p2pt.ice_restarts["restarted"] == 1
@@ -145,3 +149,28 @@ async def test_a_libwebrtc_end_never_restarts_with_an_aiortc_end(order: tuple[st
         native.p2pt.ice_suspect(other.peer_id, ours.connection)
         assert not ours.restarting and native.p2pt.ice_restarts["lost"] == 0
         await asyncio.wait_for(native.unary_unary(HEALTH)(b"", timeout=10), 10)
+
+
+async def test_in_a_secret_swarm_the_tracker_carries_restarts_sealed() -> None:
+    async with pair("libwebrtc", "libwebrtc", secret=new_secret()) as (_, a, b):
+        ab = connection(a, b)
+        offerer, answerer = (a, b) if ab.initiator else (b, a)
+        ours, theirs = connection(offerer, answerer), connection(answerer, offerer)
+        assert ours.restart is not None and theirs.restart is not None
+        armed = (ours.restart, theirs.restart)
+        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
+        await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
+        carried: list[str] = []
+        for node in (offerer, answerer):
+            for client in node.p2pt.trackers.values():
+                send = client.send_answer
+                client.send_answer = (  # type: ignore[method-assign]
+                    lambda to, offer_id, text, send=send: bool(
+                        carried.append(text) or send(to, offer_id, text)
+                    )
+                )
+        offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
+        await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
+        assert len(carried) >= 2  # an offer and its answer
+        assert all(text.startswith(SEAL_PREFIX) and PREFIX not in text for text in carried)
+        await asyncio.wait_for(offerer.unary_unary(HEALTH)(b"", timeout=10), 10)
