@@ -587,7 +587,7 @@ class P2PT(AsyncIOEventEmitter):
         #: text frames. The p2prpc node reads its binary envelope here, off the event path.
         self.binary_handler: Callable[[str, bytes, int], None] | None = None
         #: ICE restarts (libwebrtc, between p2prpc peers that both restart: ``docs/PROTOCOL.md``
-        #: section 8; each step is also an ``icerestart`` event: peer, connection, step), counted:
+        #: section 9; each step is also an ``icerestart`` event: peer, connection, step), counted:
         #: ``lost`` (ICE lost on an open connection, a restart began), ``restarted`` (heard
         #: from the peer over the renegotiated ICE), ``gave_up`` (closed after
         #: ``ice_restart_timeout``), ``refused`` (a restart message forged, altered, replayed,
@@ -1396,7 +1396,7 @@ class P2PT(AsyncIOEventEmitter):
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
 
-    # -- ICE restarts (docs/PROTOCOL.md section 8) ---------------------------------------------
+    # -- ICE restarts (docs/PROTOCOL.md section 9) ---------------------------------------------
 
     def restart_hello(self, peer_id: str, connection: int) -> JSONValue | None:
         """What this peer's hello on that connection says under ``"restart"``: ``None`` (say
@@ -1478,7 +1478,7 @@ class P2PT(AsyncIOEventEmitter):
         return False
 
     async def restart_signal(self, from_id: bytes, offer_id: bytes, text: str) -> bool:
-        """Take an answer no offer of ours waits for: a restart message (section 8) if it is
+        """Take an answer no offer of ours waits for: a restart message (section 9) if it is
         one; false when it is not. One that is and fails its checks is refused, never applied:
         counted in :attr:`ice_restarts` (``refused``), and raised
         (:class:`~p2prpc.wire.restart.RestartError`: the path reports it)."""

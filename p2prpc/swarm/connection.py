@@ -13,7 +13,7 @@ Life of a connection, as explicit states::
       └───────────────────────────────────────────────────────────────▲
                             (closed from any state: close(), failure, expiry)
 
-ICE restarts (``docs/PROTOCOL.md`` section 8): on a link that restarts ICE, once both ends gave
+ICE restarts (``docs/PROTOCOL.md`` section 9): on a link that restarts ICE, once both ends gave
 their restart keys (:attr:`Connection.restart`), an open connection whose ICE is lost
 (disconnected or failed, or its peer silent: :meth:`Connection.ice_suspect`) stays open while it
 restarts ICE: its offerer sends a restart offer through ``send_restart`` (set by the swarm)

@@ -118,7 +118,7 @@ class RTCOptions:
     failed) keeps restarting it (new credentials, fresh candidates on the interfaces there are
     then, renegotiated through a signalling path) before it is closed as lost (30); 0: no
     restarts, the connection closes when ICE fails. Only transports that restart ICE
-    (libwebrtc), between two ends that both say so (``docs/PROTOCOL.md`` section 8).
+    (libwebrtc), between two ends that both say so (``docs/PROTOCOL.md`` section 9).
     """
 
     ice_servers: Sequence[RTCIceServer] | None = None

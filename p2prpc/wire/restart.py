@@ -1,6 +1,6 @@
 """ICE restart signalling between two p2prpc peers: the restart key and the restart message.
 
-Pure codecs: no asyncio, no sockets. ``docs/PROTOCOL.md`` section 8 is the specification.
+Pure codecs: no asyncio, no sockets. ``docs/PROTOCOL.md`` section 9 is the specification.
 
 A connection whose two ends restart ICE (both hellos on it say ``"restart"``) has each end send
 the other a fresh random 32-byte *restart key* in its hello, inside the connection's DTLS. When

@@ -1,5 +1,5 @@
 """ICE restarts between whole nodes: only the connection's other end can restart it, and only
-between two libwebrtc ends (docs/PROTOCOL.md section 8).
+between two libwebrtc ends (docs/PROTOCOL.md section 9).
 
 A genuine restart is started as the keepalive starts one (:meth:`P2PT.ice_suspect`) on a
 working path, and goes through the embedded tracker; a third client of that tracker then plays

@@ -1,4 +1,4 @@
-"""The ICE restart message and key (docs/PROTOCOL.md section 8), sans I/O."""
+"""The ICE restart message and key (docs/PROTOCOL.md section 9), sans I/O."""
 
 from __future__ import annotations
 
