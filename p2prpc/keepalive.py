@@ -222,7 +222,8 @@ class Keepalive:
         suspect = self._suspect.get(key)
         pinged = self._pinged.get(key)
         if suspect is not None:
-            if now - suspect >= self.grace:
+            if now - suspect >= self.grace and not p2pt.restarting(peer_id, connection):
+                # (one whose ICE is being restarted is closed by its restart's own timeout)
                 logger.info(
                     "peer %s answered nothing on connection %d for %.1f s: closing it",
                     peer_id[:8],
@@ -285,6 +286,13 @@ class Keepalive:
         self._acked.pop(key, None)
         self._suspect.pop(key, None)
         self._round_trip.pop(key, None)
+
+    def ping_now(self, peer_id: str, connection: int) -> None:
+        """Ping ``connection`` now (its path was just renegotiated: its pong tells that it
+        works), whatever waits for an answer on it already."""
+        if self._answers_pings(peer_id):
+            self._pinged.setdefault((peer_id, connection), time.monotonic())
+            self._send_control(peer_id, Kind.PING, connection)
 
     def probe(self, peer_id: str, connection: int) -> None:
         """A call just went on ``connection`` to ``peer_id``: if nothing was heard on it for

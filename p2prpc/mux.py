@@ -178,6 +178,7 @@ _HELLO_KEYS = frozenset(
         "batch",
         "window",
         "max_message_size",
+        "restart",
     }
 )
 
@@ -377,6 +378,9 @@ class Mux(AsyncIOEventEmitter):
         p2pt.on("peerkey", self._on_peerkey)
         p2pt.on("msg", self._on_msg)
         p2pt.on("peerwarning", self._on_p2pt_warning)
+        p2pt.on("icerestart", self._on_icerestart)
+        # A silent connection may be one whose path went away: restart its ICE at once.
+        self.on("connectionsuspect", p2pt.ice_suspect)
         p2pt.binary_handler = self._on_binary
 
     @property
@@ -693,9 +697,14 @@ class Mux(AsyncIOEventEmitter):
         for peer in list(self.p2pt.peers.values()):
             self._send_hello(peer)
 
-    def _send_hello(self, peer: Peer) -> None:
+    def _send_hello(self, peer: Peer, connection: int | None = None) -> None:
         try:
-            self.p2pt.post(peer, {"hello": self.hello()}, new_message_id())
+            hello = self.hello()
+            number = peer.connection if connection is None else connection
+            restart = self.p2pt.restart_hello(peer.id, number)  # said per connection
+            if restart is not None:
+                hello["restart"] = restart
+            self.p2pt.post(peer, {"hello": hello}, new_message_id(), connection=number or None)
         except PeerClosed:
             pass
         except SendQueueFull:
@@ -914,6 +923,10 @@ class Mux(AsyncIOEventEmitter):
         # dropped us while our side of the old connection lived on), and for it this is the
         # first, which it said hello on and waits to hear ours on.
         self._send_hello(peer)
+
+    def _on_icerestart(self, peer: Peer, connection: int, step: str) -> None:
+        if step == "negotiated":  # both ends have new ICE parameters: hear from the peer
+            self._keepalive.ping_now(peer.id, connection)
 
     def _on_connectionclose(self, peer: Peer, connection: int) -> None:
         self._forget_delayed(peer.id, connection)
@@ -1149,7 +1162,7 @@ class Mux(AsyncIOEventEmitter):
 
     def _route(self, peer_id: str, envelope: Envelope, connection: int) -> None:
         if envelope.kind is Kind.HELLO:
-            self._on_hello(peer_id, envelope.hello or {})
+            self._on_hello(peer_id, envelope.hello or {}, connection)
             return
         layer = self._by_kind.get(envelope.kind)
         if layer is None:
@@ -1168,13 +1181,19 @@ class Mux(AsyncIOEventEmitter):
         except Exception:
             logger.exception("handling a %s envelope from %s failed", envelope.kind.name, peer_id)
 
-    def _on_hello(self, peer_id: str, hello: Mapping[str, Any]) -> None:
+    def _on_hello(self, peer_id: str, hello: Mapping[str, Any], connection: int) -> None:
         if not self.p2pt.is_connected(peer_id):
             return
         peer = self.p2pt.peers[peer_id]
+        if "restart" in hello and self.p2pt.take_restart_hello(
+            peer_id, connection, hello["restart"]
+        ):
+            self._send_hello(peer, connection)  # our restart key, on that connection
         info = replace(
             PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
         )
+        if isinstance(hello.get("restart"), str) and self.peers.get(peer_id) == info:
+            return  # it only gave its restart key: nothing it serves changed
         self.peers[peer_id] = info
         self.emit("peer", info)
 

@@ -84,6 +84,7 @@ from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import (
+    ICE_RESTART_TIMEOUT,
     ICE_TIMEOUT,
     MAX_SEND_QUEUE,
     UDP_BUFFER_SIZE,
@@ -110,6 +111,8 @@ from .wire.frames import (
     new_message_id,
 )
 from .wire.held import held_size
+from .wire.restart import RestartError, decode_key, encode_key, is_restart
+from .wire.restart import decode as decode_restart
 from .wire.sealbox import SealKey, SealKeyPair
 from .wire.secret import (
     AUTH_MAGIC,
@@ -368,6 +371,11 @@ class P2PT(AsyncIOEventEmitter):
     relayed by a TURN server, so no peer learns this machine's addresses). libwebrtc uses every
     server given; aiortc only the first STUN and the first TURN server it can use, and logs a
     warning naming the others (:class:`~p2prpc.transport.RTCOptions`).
+    ``ice_restart_timeout``: seconds (30) an open connection whose ICE was lost keeps restarting
+    ICE before it is closed (``peerclose`` when it was the peer's last), on libwebrtc between
+    p2prpc peers that both restart (its calls ride it out: the connection, its data channel and
+    its calls stay); 0: no restarts, a failed ICE closes the connection (aiortc: never
+    restarts). Counted in :attr:`ice_restarts`.
 
     ``transport``: the WebRTC implementation connections are made with: ``"aiortc"`` (pure
     Python, always installed), ``"libwebrtc"`` (Chrome's engine through the ``wrtc`` package,
@@ -423,6 +431,7 @@ class P2PT(AsyncIOEventEmitter):
         ice_transport_policy: IceTransportPolicy = "all",
         ice_servers_timeout: float = PROVIDER_TIMEOUT,
         ice_timeout: float = ICE_TIMEOUT,
+        ice_restart_timeout: float = ICE_RESTART_TIMEOUT,
         unreachable_log_interval: float = 60.0,
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         transport: str | Transport | None = None,
@@ -526,6 +535,7 @@ class P2PT(AsyncIOEventEmitter):
             max_send_queue=max_send_queue,
             udp_buffer_size=udp_buffer_size,
             ice_timeout=ice_timeout,
+            ice_restart_timeout=ice_restart_timeout,
         )
         #: Peers found whose last connection attempt failed, by peer id (until they connect).
         self._unreachable: dict[str, tuple[float, Unreachable]] = {}
@@ -576,6 +586,13 @@ class P2PT(AsyncIOEventEmitter):
         #: of the connection it came on, as :attr:`Peer.connection`); P2PT itself only reads
         #: text frames. The p2prpc node reads its binary envelope here, off the event path.
         self.binary_handler: Callable[[str, bytes, int], None] | None = None
+        #: ICE restarts (libwebrtc, between p2prpc peers that both restart: ``docs/PROTOCOL.md``
+        #: section 9; each step is also an ``icerestart`` event: peer, connection, step), counted:
+        #: ``lost`` (ICE lost on an open connection, a restart began), ``restarted`` (heard
+        #: from the peer over the renegotiated ICE), ``gave_up`` (closed after
+        #: ``ice_restart_timeout``), ``refused`` (a restart message forged, altered, replayed,
+        #: for no connection of its sender, or not applicable: never applied).
+        self.ice_restarts: dict[str, int] = {"lost": 0, "restarted": 0, "gave_up": 0, "refused": 0}
         self._started = False
         self._destroyed = False
 
@@ -1366,6 +1383,9 @@ class P2PT(AsyncIOEventEmitter):
                 return
         remote.add(channel)
         channel.on_message = lambda data: self._on_data(remote, channel, data)
+        channel.local_id = self._peer_id
+        channel.send_restart = self._send_restart
+        channel.on_restart = lambda what: self._on_restart(remote, channel, what)
         if new:
             self._unreachable.pop(channel.peer_id, None)
             self._note_degree()
@@ -1375,6 +1395,113 @@ class P2PT(AsyncIOEventEmitter):
         if surplus is not None:
             logger.debug("channel %s to %s: one too many, closed", surplus.name, remote.id)
             surplus.close()
+
+    # -- ICE restarts (docs/PROTOCOL.md section 9) ---------------------------------------------
+
+    def restart_hello(self, peer_id: str, connection: int) -> JSONValue | None:
+        """What this peer's hello on that connection says under ``"restart"``: ``None`` (say
+        nothing: it cannot restart ICE), ``True`` (it restarts, and the peer has not said it
+        does), or this end's restart key, once the peer's hello on it said ``"restart"``."""
+        channel = self._channel_on(peer_id, connection)
+        restart = channel.restart if channel is not None else None
+        if restart is None:
+            return None
+        if not restart.remote_restarts:
+            return True
+        restart.key_sent = True
+        return encode_key(restart.local_key)
+
+    def take_restart_hello(self, peer_id: str, connection: int, value: object) -> bool:
+        """Take what the peer's hello on that connection says under ``"restart"``; true when
+        this end's key is now owed to it (say hello again on that connection)."""
+        channel = self._channel_on(peer_id, connection)
+        restart = channel.restart if channel is not None else None
+        if channel is None or restart is None or value is None or value is False:
+            return False
+        if isinstance(value, str):
+            try:
+                channel.arm_restart(decode_key(value))
+            except RestartError as e:
+                logger.info("peer %s: restart key refused: %s", peer_id[:8], e)
+                return False
+        elif value is True:
+            restart.remote_restarts = True
+        else:
+            return False
+        return not restart.key_sent
+
+    def restarting(self, peer_id: str, connection: int) -> bool:
+        """Whether ICE is lost on that connection and being restarted (it is not closed for
+        silence meanwhile: its restart times out on its own)."""
+        channel = self._channel_on(peer_id, connection)
+        return channel is not None and channel.restarting
+
+    def _channel_on(self, peer_id: str, connection: int) -> Connection | None:
+        remote = self._remotes.get(peer_id)
+        return remote.by_connection(connection) if remote is not None else None
+
+    def _on_restart(self, remote: RemotePeer, channel: Connection, what: str) -> None:
+        """A restart of ``channel``'s ICE went a step further: count it, and tell (``icerestart``
+        with the peer, the connection's number and the step)."""
+        key = what.replace(" ", "_")
+        if key in self.ice_restarts:
+            self.ice_restarts[key] += 1
+        if what == "lost":  # the restart's signalling needs a tracker that still hears us
+            for tracker in self.trackers.values():
+                tracker.probe()
+        if not self._destroyed:
+            self.emit("icerestart", Peer(self, remote, channel.name), channel.connection, what)
+
+    def ice_suspect(self, peer_id: str, connection: int) -> None:
+        """The peer has been silent on that connection (the node's keepalive): restart its ICE
+        now if it restarts, rather than wait for ICE to give the path up."""
+        channel = self._channel_on(peer_id, connection)
+        if channel is not None:
+            channel.ice_suspect()
+
+    def _send_restart(self, channel: Connection, text: str) -> bool:
+        """Send a restart message to the peer of ``channel`` as a tracker ``answer`` (to its
+        peer id, on a fresh random offer id; sealed as an answer in a secret swarm): through
+        the tracker that made the connection if it is connected, else through any that is."""
+        if channel.peer_id is None:
+            return False
+        to_id = bytes.fromhex(channel.peer_id)
+        trackers = sorted(
+            (t for t in self.trackers.values() if t.connected),
+            key=lambda t: t.announce_url != channel.origin,
+        )
+        for tracker in trackers:
+            offer_id = secrets.token_bytes(20)
+            sealed = self._signalling.seal_answer(to_id, offer_id, text)
+            if tracker.send_answer(to_id, offer_id, sealed):
+                return True
+        return False
+
+    async def restart_signal(self, from_id: bytes, offer_id: bytes, text: str) -> bool:
+        """Take an answer no offer of ours waits for: a restart message (section 9) if it is
+        one; false when it is not. One that is and fails its checks is refused, never applied:
+        counted in :attr:`ice_restarts` (``refused``), and raised
+        (:class:`~p2prpc.wire.restart.RestartError`: the path reports it)."""
+        if self._signalling.sealed:
+            try:
+                text = self._signalling.open_answer(from_id, offer_id, text)
+            except SealError:
+                return False
+        if not is_restart(text):
+            return False
+        peer_id = from_id.hex()
+        try:
+            message = decode_restart(text)
+            remote = self._remotes.get(peer_id)
+            channel = remote.channels.get(message.connection_id.hex()) if remote else None
+            if channel is None:
+                raise RestartError(f"an ICE restart from {peer_id[:8]} for no connection of its")
+            await channel.take_restart(message)
+        except RestartError as e:
+            self.ice_restarts["refused"] += 1
+            logger.info("ICE restart message from %s refused: %s", peer_id[:8], e)
+            raise
+        return True
 
     def closing(self, connection: Connection) -> None:
         """``connection`` was closed: :meth:`destroy` waits for its sockets too."""

@@ -12,6 +12,14 @@ Life of a connection, as explicit states::
     new ──offer/answer──▶ connecting ──data channel open──▶ open ──▶ closed
       └───────────────────────────────────────────────────────────────▲
                             (closed from any state: close(), failure, expiry)
+
+ICE restarts (``docs/PROTOCOL.md`` section 9): on a link that restarts ICE, once both ends gave
+their restart keys (:attr:`Connection.restart`), an open connection whose ICE is lost
+(disconnected or failed, or its peer silent: :meth:`Connection.ice_suspect`) stays open while it
+restarts ICE: its offerer sends a restart offer through ``send_restart`` (set by the swarm)
+every :data:`RESTART_RETRY` seconds, the answerer answers what :meth:`Connection.take_restart`
+verifies, and the restart is done when something arrives on the connection after that. Past
+``ice_restart_timeout`` seconds from the loss it is closed, as a lost connection is.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Callable, Hashable, Sequence
 from ..errors import PeerClosed, TooLargeForPeer
 from ..errors import SendQueueFull as SendQueueFull  # it lives in p2prpc.errors
 from ..transport import IceServerError, Link, RTCOptions, Transport, default_transport
+from ..wire.restart import RestartError, RestartKind, RestartMessage, RestartState
 from .attempt import Failure, Stage
 
 logger = logging.getLogger(__name__)
@@ -41,6 +50,9 @@ LONG_PATH = 0.01
 
 #: A size larger than any message: ``message_size(UNBOUNDED)`` is the most a message may take.
 UNBOUNDED = 2**62
+
+#: Seconds a restart offer waits for ICE to connect before the offerer makes another.
+RESTART_RETRY = 5.0
 
 #: Numbers each connection of this process: what the layers above attribute calls to.
 _connection_numbers = itertools.count(1)
@@ -143,6 +155,29 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()
+        #: This connection's ICE restart keys and counters, when its link restarts ICE and
+        #: restarts are on (``ice_restart_timeout`` > 0); armed once the peer gives its key.
+        self.restart: RestartState | None = (
+            RestartState(initiator=initiator)
+            if self.link.ice_restarts and options.ice_restart_timeout > 0
+            else None
+        )
+        #: Sends a restart message's text to the peer (set by the swarm; ``False``: no path).
+        self.send_restart: Callable[[Connection, str], bool] = lambda connection, text: False
+        #: Called with ``"armed"`` (both restart keys known), then ``"lost"``, ``"negotiated"``
+        #: (new ICE parameters on both ends: time to hear from the peer), ``"restarted"`` or
+        #: ``"gave up"`` as each restart goes.
+        self.on_restart: Callable[[str], None] = lambda what: None
+        #: Since when (loop time) ICE is lost and being restarted; ``None``: it is not.
+        self.restarting_since: float | None = None
+        #: Restarts that brought ICE back on this connection.
+        self.restarts = 0
+        #: Our own peer id (20 bytes), set by the swarm: what restart messages are bound to.
+        self.local_id = b""
+        self._restart_timer: asyncio.TimerHandle | None = None
+        self._restarter: asyncio.Task[None] | None = None
+        self._reconnected = asyncio.Event()
+        self._negotiated = False  # new ICE parameters applied on both ends since the loss
         link = self.link
         link.on_open = self._on_link_open
         link.on_message = self._on_link_message
@@ -174,15 +209,164 @@ class Connection:
         self.close()
 
     def _on_ice_state(self, state: str) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        logger.debug("connection %d to %s: ICE %s", self.connection, self.peer_id, state)
         if state == "checking":
             self._reach(Stage.ICE_CHECKING)
         elif state in ("connected", "completed"):
             self._reach(Stage.ICE_CONNECTED)
             if self._ice_timer is not None:
                 self._ice_timer.cancel()
+        elif state in ("disconnected", "failed") and self._restartable():
+            self._ice_lost()
         elif state == "failed" and self.stage is not Stage.OPEN:
             connected = self.stage is Stage.ICE_CONNECTED
             self.fail(Failure.DTLS_FAILED if connected else Failure.ICE_FAILED)
+
+    # -- ICE restarts --------------------------------------------------------------------------
+
+    def arm_restart(self, remote_key: bytes) -> None:
+        """Take the peer's restart key (from its hello on this connection): from now on a lost
+        ICE is restarted (:class:`~p2prpc.wire.restart.RestartError` for a changed key)."""
+        if self.restart is None:
+            return
+        armed = self.restart.armed
+        self.restart.set_remote_key(remote_key)
+        self.link.keep_on_ice_failure = True
+        if not armed:
+            self.on_restart("armed")
+
+    def _restartable(self) -> bool:
+        return self.stage is Stage.OPEN and self.restart is not None and self.restart.armed
+
+    @property
+    def restarting(self) -> bool:
+        """Whether ICE is lost on this open connection and being restarted."""
+        return self.restarting_since is not None
+
+    def ice_suspect(self) -> None:
+        """The peer has been silent on this connection (keepalive): restart ICE now, if it
+        restarts, rather than wait for ICE to give the path up (libwebrtc: about 15 s)."""
+        if self._restartable():
+            self._ice_lost()
+
+    def _ice_lost(self) -> None:
+        if self.restarting_since is not None or self.state is not ConnectionState.OPEN:
+            return
+        self._negotiated = False
+        loop = asyncio.get_running_loop()
+        self.restarting_since = loop.time()
+        self._reconnected.clear()
+        self._restart_timer = loop.call_later(
+            self.options.ice_restart_timeout, self._restart_timed_out
+        )
+        logger.info("ICE to %s lost on connection %d: restarting it", self.peer_id, self.connection)
+        assert self.restart is not None  # _restartable
+        if self.restart.initiator:  # the offerer offers; the answerer waits for its offer
+            self._restarter = loop.create_task(self._offer_restarts())
+        self.on_restart("lost")
+
+    async def _offer_restarts(self) -> None:
+        restart = self.restart
+        assert restart is not None
+        while self.state is ConnectionState.OPEN and not self._reconnected.is_set():
+            try:
+                sdp = await self.link.restart_offer()
+                text = self._seal(restart, RestartKind.OFFER, sdp)
+            except PeerClosed:
+                return
+            except Exception:  # libwebrtc refused: tried again, until the restart times out
+                logger.exception("an ICE restart offer to %s failed", self.peer_id)
+                text = ""
+            if text and not self.send_restart(self, text):
+                logger.debug("no signalling path to %s for an ICE restart yet", self.peer_id)
+            try:
+                await asyncio.wait_for(self._reconnected.wait(), RESTART_RETRY)
+            except TimeoutError:
+                continue
+
+    def _seal(self, restart: RestartState, kind: RestartKind, sdp: str) -> str:
+        from_id, to_id = self._ids()
+        return restart.seal(
+            kind,
+            sender=from_id,
+            receiver=to_id,
+            fingerprints=self.link.fingerprints(),
+            connection_id=bytes.fromhex(self.name),
+            sdp=sdp,
+        )
+
+    def _ids(self) -> tuple[bytes, bytes]:
+        return self.local_id, bytes.fromhex(self.peer_id or "")
+
+    async def take_restart(self, message: RestartMessage) -> None:
+        """Apply a restart offer or answer that came for this connection from its peer.
+
+        :class:`~p2prpc.wire.restart.RestartError` (nothing applied) when its MAC does not
+        verify for this connection and direction, its counter was seen, it is of the wrong kind,
+        the connection has no restart keys, or its description cannot be applied."""
+        restart = self.restart
+        if restart is None or not restart.armed or self.state is not ConnectionState.OPEN:
+            raise RestartError(f"connection {self.connection} takes no ICE restart")
+        peer_id, own_id = self._ids()[1], self._ids()[0]
+        try:
+            fingerprints = self.link.fingerprints()
+        except PeerClosed as e:
+            raise RestartError(str(e)) from None
+        sdp = restart.open(
+            message,
+            sender=peer_id,
+            receiver=own_id,
+            fingerprints=fingerprints,
+            connection_id=bytes.fromhex(self.name),
+        )
+        try:
+            if message.kind is RestartKind.OFFER:
+                answer = await self.link.accept_restart_offer(sdp)
+                if self.restarting_since is None:  # the peer saw the loss first
+                    self._ice_lost()
+                self.send_restart(self, self._seal(restart, RestartKind.ANSWER, answer))
+            else:
+                await self.link.accept_restart_answer(sdp)
+        except PeerClosed:
+            return
+        except Exception as e:  # libwebrtc refused the description: it was not applied
+            raise RestartError(f"an ICE restart description was not applied: {e}") from None
+        if self.restarting_since is not None and not self._negotiated:
+            self._negotiated = True
+            self.on_restart("negotiated")
+
+    def _restarted(self) -> None:
+        since = self.restarting_since
+        assert since is not None
+        self.restarting_since = None
+        self._negotiated = False
+        self.restarts += 1
+        self._reconnected.set()
+        if self._restart_timer is not None:
+            self._restart_timer.cancel()
+            self._restart_timer = None
+        logger.info(
+            "ICE to %s restarted on connection %d after %.1f s",
+            self.peer_id,
+            self.connection,
+            asyncio.get_running_loop().time() - since,
+        )
+        self.on_restart("restarted")
+
+    def _restart_timed_out(self) -> None:
+        self._restart_timer = None
+        if self.restarting_since is None or self.state is ConnectionState.CLOSED:
+            return
+        logger.info(
+            "ICE to %s not restarted within %g s on connection %d: closing it",
+            self.peer_id,
+            self.options.ice_restart_timeout,
+            self.connection,
+        )
+        self.on_restart("gave up")
+        self.close()
 
     def _ice_timed_out(self) -> None:
         if self.stage in _ICE_STARTS:
@@ -499,6 +683,8 @@ class Connection:
     def _on_link_message(self, data: str | bytes) -> None:
         if self.state is not ConnectionState.OPEN:
             return
+        if self._negotiated:  # heard over the restarted ICE
+            self._restarted()
         try:
             self.on_message(data)
         except Exception:
@@ -519,6 +705,11 @@ class Connection:
         self.state = ConnectionState.CLOSED
         if self._ice_timer is not None:
             self._ice_timer.cancel()
+        if self._restart_timer is not None:
+            self._restart_timer.cancel()
+        if self._restarter is not None:
+            self._restarter.cancel()
+        self._reconnected.set()
         self._queue.clear()
         self._queued_bytes = 0
         self._corked, self._corked_bytes, self._corked_pack = [], 0, None
@@ -533,6 +724,7 @@ class Connection:
     async def wait_closed(self) -> None:
         """Close and wait until the peer connection has released its sockets."""
         self.close()
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
+        for task in (self._writer, self._restarter):
+            if task is not None:
+                await asyncio.wait([task])
         await self.link.wait_closed()

@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from ..errors import IceServersUnavailable, P2PRPCError, TrackerFailure, TrackerProtocolError
 from ..swarm.connectivity import TrackerState
 from ..swarm.pool import OfferPool, UnusableSDP
+from ..wire.restart import RestartError
 from ..wire.secret import SealError
 from ..wire.tracker import (
     Announce,
@@ -96,9 +97,18 @@ class Swarm(Protocol):
 
     def tracker_warning(self, tracker: TrackerClient, error: Exception) -> None: ...
 
+    async def restart_signal(self, from_id: bytes, offer_id: bytes, text: str) -> bool:
+        """An answer for no offer of ours: an ICE restart message (true) or not (false);
+        :class:`~p2prpc.wire.restart.RestartError` for one refused."""
+        ...
+
 
 class TrackerDisconnected(P2PRPCError, ConnectionError):
     """The tracker could not be reached, or its connection dropped."""
+
+
+#: Seconds a tracker has to answer a :meth:`TrackerClient.probe` before its socket is dropped.
+PROBE_TIMEOUT = 5.0
 
 
 class TrackerClient:
@@ -167,6 +177,7 @@ class TrackerClient:
         self.others = 0
         self.met = False
         self._failure_logged = False
+        self._probing = False
 
     @property
     def origin(self) -> str:
@@ -403,9 +414,58 @@ class TrackerClient:
         except websockets.ConnectionClosed:
             connection.close()
 
+    def probe(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """Check that the tracker still answers on this socket (a WebSocket ping): one that
+        does not within ``timeout`` seconds is dropped and reconnected at once (the network
+        under it changed: an address went away, a link was down). A socket's own pings notice
+        that only after 20 + 20 s."""
+        ws = self._ws
+        if ws is None or self._probing:
+            return
+        self._probing = True
+        self._spawn(self._probe(ws, timeout))
+
+    async def _probe(self, ws: ClientConnection, timeout: float) -> None:
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, timeout)
+        except TimeoutError:
+            logger.info("tracker %s did not answer a ping in %g s: reconnecting",
+                        self.announce_url, timeout)  # fmt: skip
+            ws.transport.abort()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._probing = False
+
+    def send_answer(self, to_peer_id: bytes, offer_id: bytes, text: str) -> bool:
+        """Send an ``answer`` to ``to_peer_id`` on ``offer_id`` (whatever its offer: trackers
+        relay it by ``to_peer_id``; ICE restarts travel so); false when not connected."""
+        ws = self._ws
+        if ws is None or ws.state is not websockets.State.OPEN:
+            return False
+        answer = Answer(
+            info_hash=self.swarm.info_hash,
+            peer_id=self.swarm.peer_id_bytes,
+            to_peer_id=to_peer_id,
+            offer_id=offer_id,
+            sdp=text,
+            trackerid=self.tracker_id,
+        )
+        self._spawn(self._send(ws, encode_client_message(answer)))
+        return True
+
+    async def _send(self, ws: ClientConnection, text: str) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(text)
+
     async def _accept_answer(self, relay: AnswerRelay) -> None:
         if self.swarm.pool.waiting(relay.offer_id) is None:
-            logger.debug("answer for unknown offer %s", relay.offer_id.hex())
+            try:
+                if not await self.swarm.restart_signal(relay.peer_id, relay.offer_id, relay.sdp):
+                    logger.debug("answer for unknown offer %s", relay.offer_id.hex())
+            except RestartError as e:  # forged, altered, played back: refused and counted
+                self.swarm.tracker_warning(self, e)
             return
         try:
             await self.swarm.pool.accept(relay.peer_id.hex(), relay.offer_id, relay.sdp)

@@ -32,6 +32,7 @@ from ..errors import PeerClosed as PeerClosed  # what a closed link raises
 
 __all__ = [
     "HIGH_WATER_MARK",
+    "ICE_RESTART_TIMEOUT",
     "ICE_TIMEOUT",
     "LOW_WATER_MARK",
     "MAX_SEND_QUEUE",
@@ -85,6 +86,9 @@ class IceServerError:
 #: Seconds ICE checks have, from when they begin, to find a working candidate pair.
 ICE_TIMEOUT = 10.0
 
+#: Seconds a connection whose ICE was lost keeps restarting it before it is closed (libwebrtc).
+ICE_RESTART_TIMEOUT = 30.0
+
 
 #: Which ICE candidates a connection may use (W3C ``RTCIceTransportPolicy``): ``"all"``, or
 #: ``"relay"``: only those relayed by a TURN server.
@@ -110,6 +114,11 @@ class RTCOptions:
     ``ice_timeout``: seconds ICE checks have, from when they begin, to find a working candidate
     pair (10); past that the attempt fails as ICE failed, as it does at once when the
     transport's ICE fails sooner (aiortc's own checks give up only after about 60 s).
+    ``ice_restart_timeout``: seconds an open connection whose ICE was lost (disconnected or
+    failed) keeps restarting it (new credentials, fresh candidates on the interfaces there are
+    then, renegotiated through a signalling path) before it is closed as lost (30); 0: no
+    restarts, the connection closes when ICE fails. Only transports that restart ICE
+    (libwebrtc), between two ends that both say so (``docs/PROTOCOL.md`` section 9).
     """
 
     ice_servers: Sequence[RTCIceServer] | None = None
@@ -117,6 +126,7 @@ class RTCOptions:
     ice_transport_policy: IceTransportPolicy = "all"
     udp_buffer_size: int | None = UDP_BUFFER_SIZE
     ice_timeout: float = ICE_TIMEOUT
+    ice_restart_timeout: float = ICE_RESTART_TIMEOUT
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
     max_send_queue: int = MAX_SEND_QUEUE
@@ -126,6 +136,10 @@ class RTCOptions:
             raise ValueError(
                 f"ice_transport_policy must be one of {', '.join(_POLICIES)},"
                 f" not {self.ice_transport_policy!r}"
+            )
+        if not self.ice_restart_timeout >= 0:
+            raise ValueError(
+                f"ice_restart_timeout is seconds (0 or more), not {self.ice_restart_timeout!r}"
             )
 
     def servers(self) -> list[RTCIceServer]:
@@ -143,7 +157,14 @@ class Link(Protocol):
     when the data channel or the connection closes or fails (at most once),
     ``on_ice_state(state)`` when ICE changes state (the W3C ``iceConnectionState`` names:
     ``"checking"``, ``"connected"``, ``"completed"``, ``"failed"``, ...).
+
+    ICE restart (:attr:`ice_restarts`): a link that restarts ICE keeps its peer connection, DTLS
+    association and data channel while ICE is lost when ``keep_on_ice_failure`` is set (else a
+    failed ICE closes it), and renegotiates new ICE credentials and candidates with
+    :meth:`restart_offer`, :meth:`accept_restart_offer` and :meth:`accept_restart_answer`.
     """
+
+    keep_on_ice_failure: bool
 
     on_open: Callable[[], None]
     on_message: Callable[[str | bytes], None]
@@ -175,6 +196,27 @@ class Link(Protocol):
 
     async def accept_answer(self, sdp: str) -> None:
         """Offerer: take the remote answer; the data channel opens once ICE and DTLS are done."""
+        ...
+
+    @property
+    def ice_restarts(self) -> bool:
+        """Whether this link can restart ICE (libwebrtc: yes; aiortc: no)."""
+        ...
+
+    async def restart_offer(self) -> str:
+        """Offerer of an open link: a new offer restarting ICE (new credentials, every candidate
+        gathered anew in it). :class:`PeerClosed` when the link closed meanwhile;
+        ``NotImplementedError`` where :attr:`ice_restarts` is false."""
+        ...
+
+    async def accept_restart_offer(self, sdp: str) -> str:
+        """Answerer of an open link: take the remote restart offer; the answer SDP.
+        ``ValueError`` for a description of another DTLS certificate than the link's."""
+        ...
+
+    async def accept_restart_answer(self, sdp: str) -> None:
+        """Offerer: take the remote answer to :meth:`restart_offer` (``ValueError`` as for
+        :meth:`accept_restart_offer`, and when no restart offer waits for an answer)."""
         ...
 
     def fingerprints(self) -> tuple[bytes, bytes]:

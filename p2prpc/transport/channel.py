@@ -32,6 +32,10 @@ class DataChannelLink:
     made, or the remote's), and has ``close()`` and ``_closed``."""
 
     _closed: bool
+    #: Whether the transport restarts ICE (see :class:`~p2prpc.transport.Link`).
+    ice_restarts = False
+    #: Kept open while ICE is failed (a restart may bring it back): set by the owner.
+    keep_on_ice_failure = False
 
     if TYPE_CHECKING:
 
@@ -102,3 +106,12 @@ class DataChannelLink:
     def _on_dc_open(self) -> None:
         if not self._closed:
             self.on_open()
+
+    async def restart_offer(self) -> str:
+        raise NotImplementedError(f"{type(self).__name__} does not restart ICE")
+
+    async def accept_restart_offer(self, sdp: str) -> str:
+        raise NotImplementedError(f"{type(self).__name__} does not restart ICE")
+
+    async def accept_restart_answer(self, sdp: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not restart ICE")

@@ -37,6 +37,10 @@ class CircuitLink:
     grant, and :meth:`lost` when the circuit ends from elsewhere.
     """
 
+    #: A circuit has no ICE of its own to restart (its legs are the relay's connections).
+    ice_restarts = False
+    keep_on_ice_failure = False
+
     def __init__(
         self,
         *,
@@ -120,6 +124,15 @@ class CircuitLink:
         self._shut()
 
     # -- Link ------------------------------------------------------------------------------------
+
+    async def restart_offer(self) -> str:
+        raise NotImplementedError("a circuit does not restart ICE")
+
+    async def accept_restart_offer(self, sdp: str) -> str:
+        raise NotImplementedError("a circuit does not restart ICE")
+
+    async def accept_restart_answer(self, sdp: str) -> None:
+        raise NotImplementedError("a circuit does not restart ICE")
 
     @property
     def ice_errors(self) -> list[IceServerError]:

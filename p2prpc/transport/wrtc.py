@@ -54,7 +54,7 @@ from typing import Any
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
-from ..wire.secret import sdp_fingerprint
+from ..wire.secret import AuthError, sdp_fingerprint
 from . import IceServerError, RTCOptions, TransportUnavailable
 from .channel import DataChannelLink
 
@@ -105,6 +105,8 @@ def pin_host_candidates(sdp: str, addresses: Sequence[str] | None) -> str:
 
 _NETWORK_ID = re.compile(r"\bnetwork-id (\d+)")
 _DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "turns": 5349}
+#: Seconds ``wrtc`` waits for candidates before it gives a description without the rest.
+_GATHERING_TIMEOUT = 5.0
 #: W3C ``RTCPeerConnectionIceErrorEvent.errorCode`` for a server that did not answer.
 _UNREACHABLE = 701
 
@@ -152,6 +154,7 @@ class _Gathering:
     """
 
     def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = urls
         self.expected = {key for key in map(_server_key, urls) if key is not None}
         #: network id -> (host address, UDP port) of each network but loopback
         self.networks: dict[str, tuple[str, int | None]] = {}
@@ -269,7 +272,16 @@ def allow_loopback() -> None:
 
 
 class WrtcLink(DataChannelLink):
-    """:class:`~p2prpc.transport.Link` over libwebrtc (see that protocol for the contract)."""
+    """:class:`~p2prpc.transport.Link` over libwebrtc (see that protocol for the contract).
+
+    ICE restarts: :meth:`restart_offer` asks the native connection to restart ICE
+    (``restartIce()``, which ``webrtc.aiortc`` names not) and makes the next offer, which then
+    carries new ICE credentials and candidates gathered anew on the interfaces there are now;
+    the DTLS certificate, association and data channel stay. While ``keep_on_ice_failure`` is
+    set, a failed ICE leaves the connection open for that.
+    """
+
+    ice_restarts = True
 
     def __init__(self, options: RTCOptions, *, initiator: bool, label: str) -> None:
         self.options = options
@@ -296,6 +308,7 @@ class WrtcLink(DataChannelLink):
         self._heard_native = False  # the native candidate events are heard (from _set_local)
         self._gathering: _Gathering | None = None
         self._setting: asyncio.Future[None] | None = None  # a description's gathering, left
+        self._restart_gathered: asyncio.Event | None = None  # set when a restart's gathering ends
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("iceconnectionstatechange", self._on_ice_connection_state)
         if initiator:
@@ -356,6 +369,8 @@ class WrtcLink(DataChannelLink):
         self._heard_native = True
         native: Any = self.pc._native
         native.on("icecandidateerror", self._on_candidate_error)
+        native.on("icecandidate", self._on_candidate)
+        native.on("iceconnectionstatechange", self._on_native_ice_state)
         urls = [
             url
             for server in self.options.servers()
@@ -364,7 +379,19 @@ class WrtcLink(DataChannelLink):
         pinned = self.options.host_addresses
         if _loopback_allowed and urls and not any(_is_loopback(a) for a in pinned or ()):
             self._gathering = _Gathering(urls)
-            native.on("icecandidate", self._gathering.on_candidate)
+
+    def _on_native_ice_state(self, *_: object) -> None:
+        """``disconnected`` (nothing heard for a few seconds), which ``webrtc.aiortc`` reports
+        as ``completed``, as aiortc would."""
+        native: Any = self.pc._native
+        if not self._closed and str(native.ice_connection_state.value) == "disconnected":
+            self.on_ice_state("disconnected")
+
+    def _on_candidate(self, event: Any) -> None:
+        if event.candidate is None and self._restart_gathered is not None:
+            self._restart_gathered.set()
+        if self._gathering is not None:
+            self._gathering.on_candidate(event)
 
     def _on_candidate_error(self, event: Any) -> None:
         """A STUN or TURN server refused, or did not answer: a TURN server's is kept."""
@@ -417,6 +444,64 @@ class WrtcLink(DataChannelLink):
         local = self.pc.localDescription
         assert local is not None  # set just above
         return local.sdp
+
+    # -- ICE restarts -------------------------------------------------------------------------
+
+    async def restart_offer(self) -> str:
+        async with self._making():
+            native: Any = self.pc._native
+            native.restart_ice()
+            return await self._set_restarted(await self.pc.createOffer())
+
+    async def accept_restart_offer(self, sdp: str) -> str:
+        self._same_certificate(sdp)
+        async with self._making():
+            self._remote(sdp)
+            await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="offer"))
+            return await self._set_restarted(await self.pc.createAnswer())
+
+    async def _set_restarted(self, description: _wrtc.RTCSessionDescription) -> str:
+        """Set a description that restarts ICE and return its SDP once the candidates gathered
+        anew are in it. ``webrtc.aiortc`` returns at once here (its gathering state is still
+        the first gathering's ``complete``): the end is the native ``icecandidate`` event
+        without a candidate, or :class:`_Gathering`'s, or wrtc's gathering timeout (5 s)."""
+        self._hear_native()
+        ended = self._restart_gathered = asyncio.Event()
+        if self._gathering is not None:
+            self._gathering = _Gathering(self._gathering.urls)
+        waits = [asyncio.ensure_future(ended.wait())]
+        if self._gathering is not None:
+            waits.append(asyncio.ensure_future(self._gathering.done.wait()))
+        try:
+            await self.pc.setLocalDescription(description)
+            await asyncio.wait(waits, timeout=_GATHERING_TIMEOUT, return_when="FIRST_COMPLETED")
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self._restart_gathered = None
+        local = self.pc.localDescription
+        if local is None or self._closed:
+            raise PeerClosed(f"data channel {self._label or '?'} closed while it restarted ICE")
+        self._local_sdp = pin_host_candidates(
+            _end_candidates(local.sdp), self.options.host_addresses
+        )
+        return self._local_sdp
+
+    async def accept_restart_answer(self, sdp: str) -> None:
+        self._same_certificate(sdp)
+        if self.pc.signalingState != "have-local-offer":
+            raise ValueError("no restart offer waits for an answer")
+        await self.accept_answer(sdp)
+
+    def _same_certificate(self, sdp: str) -> None:
+        """A restart renegotiates ICE only: the remote's DTLS certificate stays what it was."""
+        remote = self._remote_sdp
+        try:
+            same = remote is not None and sdp_fingerprint(sdp) == sdp_fingerprint(remote)
+        except AuthError:  # it names none
+            same = False
+        if not same:
+            raise ValueError("a restart description names another DTLS certificate")
 
     def fingerprints(self) -> tuple[bytes, bytes]:
         local, remote = self._local_sdp, self._remote_sdp
@@ -483,7 +568,8 @@ class WrtcLink(DataChannelLink):
     # -- life ---------------------------------------------------------------------------------
 
     def _on_connection_state(self) -> None:
-        if self.pc.connectionState in ("failed", "closed"):
+        state = self.pc.connectionState
+        if state == "closed" or (state == "failed" and not self.keep_on_ice_failure):
             self.close()
 
     def _on_ice_connection_state(self, *_: object) -> None:

@@ -205,6 +205,8 @@ async def test_a_frozen_subscriber_process_holds_up_no_one_and_catches_up(
         options = {"keepalive_timeout": keepalive_timeout}
         if keepalive_timeout == 2.0:
             options["keepalive_grace"] = 1.0  # dropped a second after it turns suspect
+            # (no ICE restart: a connection being restarted is kept for ice_restart_timeout)
+            options["ice_restart_timeout"] = 0.0
         publisher = await stack.enter_async_context(loopback_node([tracker.url], **options))
         healthy = await stack.enter_async_context(loopback_node([tracker.url], **options))
         router_of(publisher).neighbour_queue_bytes = 2 * 2**20
@@ -258,7 +260,10 @@ async def test_a_subscriber_dropped_by_keepalive_gets_what_was_published_while_i
         tracker = await stack.enter_async_context(TrackerServer("127.0.0.1", 0))
         proc, frozen = await stack.enter_async_context(subscriber_process(tracker.url, 2.0))
         publisher = await stack.enter_async_context(
-            loopback_node([tracker.url], keepalive_timeout=2.0, keepalive_grace=1.0)
+            # No ICE restart: a connection being restarted is kept for ice_restart_timeout.
+            loopback_node(
+                [tracker.url], keepalive_timeout=2.0, keepalive_grace=1.0, ice_restart_timeout=0
+            )
         )
         cache = router_of(publisher)
         cache.cache_bytes = 10 * 2**20  # what is published fits, each message held once

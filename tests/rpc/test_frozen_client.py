@@ -68,8 +68,12 @@ class Feed:
 async def test_a_resumed_client_learns_its_stream_ended_long_before_the_deadline() -> None:
     feed = Feed()
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        # A short grace: a silent peer is closed a second after it turns suspect.
-        server = loopback_node([tracker.url], "frozen-app", keepalive_grace=1.0)
+        # A short grace: a silent peer is closed a second after it turns suspect (no ICE
+        # restart, which a frozen peer never answers: a connection being restarted is kept for
+        # ice_restart_timeout).
+        server = loopback_node(
+            [tracker.url], "frozen-app", keepalive_grace=1.0, ice_restart_timeout=0
+        )
         server.add_service(
             "t.Feed",
             {
