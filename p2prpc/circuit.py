@@ -405,6 +405,15 @@ class Circuits:
             refusal = "a circuit id in use"
         elif not self.p2pt.accepts_offer_from(origin):
             refusal = "the peer takes no more connections from this one"
+        # Crossing circuits (each end opened one to the other at once): the one opened by the
+        # end with the lower peer id stands, at both ends, so they end with one circuit.
+        crossing = [
+            e
+            for e in self._ends.values()
+            if e.peer_id == origin and e.ephemeral is not None and e.link is None
+        ]
+        if refusal is None and crossing and self.node.peer_id < origin:
+            refusal = "a crossing circuit: the one this end opened stands"
         if refusal is not None:
             self.stats.refused += 1
             self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=refusal))
@@ -425,6 +434,10 @@ class Circuits:
         if not self._send(relay, cid, connection, control=Control(Op.ACCEPT, key=ephemeral.public)):
             del self._ends[(relay, cid)]
             return
+        for mine in crossing:  # the other end's stands: ours is given up, its opener waits on that
+            if end.future is None:
+                end.future, mine.future = mine.future, None
+            self._close_end(mine, "a crossing circuit: the one the other end opened stands")
         self._establish(end, cipher, control.window or self.limits.window, initiator=False)
 
     def _end_control(self, end: _End, control: Control, seq: int) -> None:

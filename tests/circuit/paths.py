@@ -96,10 +96,13 @@ async def split_pair(
     relay_options: dict[str, Any] | None = None,
     a_options: dict[str, Any] | None = None,
     b_options: dict[str, Any] | None = None,
+    *,
+    auto: bool = True,
     **kwargs: Any,
 ) -> AsyncIterator[tuple[Node, Node, Node, dict[str, Firewalled]]]:
     """A relay ``r`` (``relay=True`` unless ``relay_options`` says otherwise) and two nodes
-    ``a`` and ``b`` that reach it but not each other; started, ``r`` connected to both."""
+    ``a`` and ``b`` that reach it but not each other; started, ``r`` connected to both.
+    ``auto`` false: ``a`` and ``b`` open no circuit of themselves (only by ``open``)."""
     async with AsyncExitStack() as stack:
         tracker = TrackerServer("127.0.0.1", 0)
         await tracker.start()
@@ -111,6 +114,9 @@ async def split_pair(
         b = node_at(tracker, B, walls["b"], **kwargs, **(b_options or {}))
         for node in (r, a, b):
             stack.push_async_callback(node.close)
+            circuits = node.circuits
+            assert circuits is not None
+            circuits.auto = auto
         await r.start()
         await a.start()
         await b.start()

@@ -282,3 +282,34 @@ async def test_p2prpc_peers_shows_a_peer_reached_through_a_relay(
     lines = {line["peer"]: line for line in map(json.loads, capsys.readouterr().out.splitlines())}
     assert lines[b.peer_id]["via"] == [f"relay:{r.peer_id}"]
     assert lines[r.peer_id]["via"] == [tracker]
+
+
+async def test_crossing_circuits_end_as_one_path_and_no_call_is_lost() -> None:
+    async with split_pair(auto=False) as (r, a, b, _):
+        serve(a)
+        serve(b)
+        await poll(lambda: b.peer_id in a.known_peers and a.peer_id in b.known_peers)
+        say_ab, _, _ = stub(a, b)
+        say_ba, _, _ = stub(b, a)
+        # Calls that wait for the peer, made before any path exists.
+        waiting = [
+            asyncio.ensure_future(say(StringValue(value=text), timeout=20, wait_for_ready=True))  # type: ignore[operator]
+            for say, text in ((say_ab, "ab"), (say_ba, "ba"))
+        ]
+        # Each end opens a circuit to the other at once: the two connects cross at the relay.
+        opened = await asyncio.gather(
+            circuits(a).open(b.peer_id, via=r.peer_id), circuits(b).open(a.peer_id, via=r.peer_id)
+        )
+        assert opened == [True, True]  # each opener is told it has a path
+        await reached(a, b)
+        replies = await asyncio.gather(*waiting)
+        assert [reply.value.split(" / ")[0] for reply in replies] == ["ab", "ba"]
+        # One circuit stands, the same at both ends and at the relay.
+        relay = f"relay:{r.peer_id}"
+        assert a.peers[b.peer_id].via == (relay,)
+        assert b.peers[a.peer_id].via == (relay,)
+        assert circuits(a).circuits() == {b.peer_id: [r.peer_id]}
+        assert circuits(b).circuits() == {a.peer_id: [r.peer_id]}
+        assert circuits(r).relayed_circuits == 1
+        assert (await say_ab(StringValue(value="after"), timeout=10)).value.startswith("after")  # type: ignore[operator]
+        assert (await say_ba(StringValue(value="after"), timeout=10)).value.startswith("after")  # type: ignore[operator]
