@@ -121,6 +121,7 @@ class _Leg:
     in_flight: int = 0  # bytes from this side not yet granted back by the other
     waiting: deque[tuple[int, bytes]] = field(default_factory=deque)  # throttled frames
     timer: asyncio.TimerHandle | None = None
+    closing: str | None = None  # this side closed: why, passed on once its frames are
 
 
 @dataclass
@@ -639,8 +640,10 @@ class Circuits:
             if end.peer_id != peer_id or end.channel is None or not end.channel.is_open:
                 continue
             connection = end.channel.connection
-            if isinstance(endpoint, Endpoint) and endpoint.calls_on(peer_id, connection):
-                busy = True
+            if end.channel.buffered_amount or (
+                isinstance(endpoint, Endpoint) and endpoint.calls_on(peer_id, connection)
+            ):
+                busy = True  # a call, or what one sent that has not left yet: not lost
                 continue
             self._close_end(end, "a direct connection replaces the circuit")
         if busy:
@@ -727,6 +730,9 @@ class Circuits:
                 return
             sink.in_flight = max(0, sink.in_flight - seq)
             self._send(sink.peer_id, sink.cid, sink.connection, control=Control(Op.CREDIT), seq=seq)
+        elif control.op is Op.CLOSE and relayed.accepted and source.waiting:
+            # What the closing side sent before its close still goes on, then the close.
+            source.closing = control.reason or control.op.value
         elif control.op in (Op.REFUSE, Op.CLOSE):
             self._drop_relayed(relayed, control.reason or control.op.value, tell=source)
         else:
@@ -786,6 +792,8 @@ class Circuits:
                 self._drop_relayed(relayed, "the next hop's connection is gone or full")
                 return
             self.stats.forwarded_bytes += len(sealed)
+        if source.closing is not None:
+            self._drop_relayed(relayed, source.closing, tell=source)
 
     def _drop_relayed(self, relayed: _Relayed, reason: str, *, tell: _Leg | None = None) -> None:
         """Forget a circuit this node carries; its ends are told ``reason`` (except ``tell``'s
