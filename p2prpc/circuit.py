@@ -145,6 +145,8 @@ class _End:
     channel: Connection | None = None
     timer: asyncio.TimerHandle | None = None
     future: asyncio.Future[bool] | None = None
+    #: A connect from ``peer_id`` that crossed this one, held until this one is accepted or not.
+    crossed: tuple[str, int, int, Control] | None = None
 
 
 class Circuits:
@@ -395,8 +397,17 @@ class Circuits:
         )
         return end
 
-    def _on_incoming(self, relay: str, cid: int, connection: int, control: Control) -> None:
-        """A relay brings a circuit from ``control.peer``: accept it (keys, then the link)."""
+    def _on_incoming(
+        self,
+        relay: str,
+        cid: int,
+        connection: int,
+        control: Control,
+        waiting: asyncio.Future[bool] | None = None,
+    ) -> None:
+        """A relay brings a circuit from ``control.peer``: accept it (keys, then the link).
+        ``waiting``: the future of an opener of ours that this circuit settles (one of ours it
+        crossed, given up)."""
         assert control.peer is not None and control.key is not None
         origin = control.peer
         refusal: str | None = None
@@ -406,18 +417,23 @@ class Circuits:
             refusal = "a circuit id in use"
         elif not self.p2pt.accepts_offer_from(origin):
             refusal = "the peer takes no more connections from this one"
-        # Crossing circuits (each end opened one to the other at once): the one opened by the
-        # end with the lower peer id stands, at both ends, so they end with one circuit.
+        # Crossing circuits (each end opened one to the other at once) end as one: the one the
+        # end with the lower peer id opened. That end holds the other's connect until its own
+        # is accepted (then refuses it) or fails (then accepts it, so that a relay refusing its
+        # own leaves the other); the other end accepts at once and gives its own up.
         crossing = [
             e
             for e in self._ends.values()
             if e.peer_id == origin and e.ephemeral is not None and e.link is None
         ]
-        if refusal is None and crossing and self.node.peer_id < origin:
+        if refusal is None and crossing and self.node.peer_id < origin and waiting is None:
+            mine = crossing[0]
+            if mine.crossed is None:
+                mine.crossed = (relay, cid, connection, control)
+                return
             refusal = "a crossing circuit: the one this end opened stands"
         if refusal is not None:
-            self.stats.refused += 1
-            self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=refusal))
+            self._refuse_incoming(relay, cid, connection, refusal, waiting)
             return
         ephemeral = Ephemeral()
         try:
@@ -428,18 +444,47 @@ class Circuits:
                 responder_id=self.p2pt.peer_id_bytes,
             )
         except CircuitError as e:
-            self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=str(e)))
+            self._refuse_incoming(relay, cid, connection, str(e), waiting)
             return
-        end = _End(relay, cid, connection, origin, None)
+        end = _End(relay, cid, connection, origin, None, future=waiting)
         self._ends[(relay, cid)] = end
         if not self._send(relay, cid, connection, control=Control(Op.ACCEPT, key=ephemeral.public)):
             del self._ends[(relay, cid)]
+            self._settle(end, False)
             return
         for mine in crossing:  # the other end's stands: ours is given up, its opener waits on that
             if end.future is None:
                 end.future, mine.future = mine.future, None
             self._close_end(mine, "a crossing circuit: the one the other end opened stands")
         self._establish(end, cipher, control.window or self.limits.window, initiator=False)
+
+    def _refuse_incoming(
+        self,
+        relay: str,
+        cid: int,
+        connection: int,
+        reason: str,
+        waiting: asyncio.Future[bool] | None = None,
+    ) -> None:
+        self.stats.refused += 1
+        self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=reason))
+        if waiting is not None and not waiting.done():
+            waiting.set_result(False)
+
+    def _uncross(self, end: _End, stands: bool) -> None:
+        """Settle the connect ``end`` held back (it crossed ``end``): refused when ``end``
+        stands, else taken up (its opener then waits on it)."""
+        crossed, end.crossed = end.crossed, None
+        if crossed is None:
+            return
+        if stands:
+            relay, cid, connection, _ = crossed
+            self._refuse_incoming(
+                relay, cid, connection, "a crossing circuit: the one this end opened stands"
+            )
+            return
+        waiting, end.future = end.future, None
+        self._on_incoming(*crossed, waiting=waiting)
 
     def _end_control(self, end: _End, control: Control, seq: int) -> None:
         if control.op is Op.ACCEPT and end.link is None and end.ephemeral is not None:
@@ -458,6 +503,7 @@ class Circuits:
             if end.timer is not None:
                 end.timer.cancel()
                 end.timer = None
+            self._uncross(end, True)
             self._establish(end, cipher, control.window or self.limits.window, initiator=True)
         elif control.op is Op.CREDIT and end.link is not None:
             if not 1 <= seq <= MAX_WINDOW:
@@ -524,6 +570,7 @@ class Circuits:
         if end.timer is not None:
             end.timer.cancel()
             end.timer = None
+        self._uncross(end, result)
         if end.future is not None and not end.future.done():
             end.future.set_result(result)
 

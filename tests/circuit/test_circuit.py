@@ -324,3 +324,33 @@ async def test_crossing_circuits_end_as_one_path_and_no_call_is_lost() -> None:
         assert (await say_ab(StringValue(value="after"), timeout=10)).value.startswith("after")  # type: ignore[operator]
         assert (await say_ba(StringValue(value="after"), timeout=10)).value.startswith("after")  # type: ignore[operator]
 
+
+async def test_crossing_circuits_where_the_relay_refuses_one_still_end_as_one() -> None:
+    # A relay that carries one circuit takes whichever connect comes first and refuses the
+    # other: the end that keeps its own must not have refused the one that stands.
+    limits = RelayLimits(max_circuits=1)
+    async with split_pair(relay_options={"relay_limits": limits}, auto=False) as (r, a, b, _):
+        serve(a)
+        serve(b)
+        await poll(
+            lambda: (
+                b.peer_id in a.known_peers
+                and a.peer_id in b.known_peers
+                and a.p2pt.accepts_offer_from(b.peer_id)
+                and b.p2pt.accepts_offer_from(a.peer_id)
+            ),
+            timeout=15,
+        )
+        low, high = sorted((a, b), key=lambda node: node.peer_id)
+        # The higher id's connect first: the relay refuses the lower id's, whose own would
+        # otherwise stand.
+        opened = await asyncio.gather(
+            circuits(high).open(low.peer_id, via=r.peer_id),
+            circuits(low).open(high.peer_id, via=r.peer_id),
+        )
+        assert opened == [True, True]
+        await reached(a, b, timeout=5)  # at once, not after a retry
+        assert circuits(r).relayed_circuits == 1
+        assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
+        say, _, _ = stub(low, high)
+        assert (await say(StringValue(value="one"), timeout=10)).value.startswith("one")  # type: ignore[operator]
