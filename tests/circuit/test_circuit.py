@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
@@ -18,7 +20,7 @@ from p2prpc.pubsub import Topic
 from p2prpc.rpc import Cardinality, Handler, RpcError, ServicerContext, StatusCode
 from p2prpc.testing import until
 from p2prpc.tools import Swarm, list_peers
-from p2prpc.wire.circuit import MAX_SEALED, MIN_WINDOW
+from p2prpc.wire.circuit import MAX_SEALED, MIN_WINDOW, CircuitCipher, Control, Ephemeral, Op
 from p2prpc.wire.envelope import Envelope, Kind
 
 from .paths import Watched, place, split_pair
@@ -354,3 +356,96 @@ async def test_crossing_circuits_where_the_relay_refuses_one_still_end_as_one() 
         assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
         say, _, _ = stub(low, high)
         assert (await say(StringValue(value="one"), timeout=10)).value.startswith("one")  # type: ignore[operator]
+
+
+class _InTheMiddle:
+    """A relay's circuit code that runs one key exchange with each end and reads (and could
+    rewrite) everything: it answers A with its own key and connects B with another."""
+
+    def __init__(self, relay: Circuits) -> None:
+        self.relay = relay
+        self.read: list[str | bytes] = []
+        self._keys: dict[int, tuple[Ephemeral, Ephemeral, bytes, str, str]] = {}
+        self._ciphers: dict[int, tuple[CircuitCipher, CircuitCipher]] = {}
+        on_request, on_control, forward = (
+            relay._on_relay_request,
+            relay._relay_control,
+            relay._forward,
+        )
+
+        def request(peer_id: str, cid: int, connection: int, control: Control) -> None:
+            to_b, to_a = Ephemeral(), Ephemeral()
+            assert control.key is not None and control.peer is not None
+            on_request(peer_id, cid, connection, replace(control, key=to_b.public))
+            found = relay._relayed.get((peer_id, cid))
+            if found is not None:
+                self._keys[id(found[0])] = (to_b, to_a, control.key, peer_id, control.peer)
+
+        def control(found: Any, message: Control, seq: int) -> None:
+            relayed = found[0]
+            if message.op is Op.ACCEPT and id(relayed) in self._keys and message.key is not None:
+                to_b, to_a, key_a, a_id, b_id = self._keys.pop(id(relayed))
+                ids = {"initiator_id": bytes.fromhex(a_id), "responder_id": bytes.fromhex(b_id)}
+                with_b = to_b.cipher(message.key, initiator=True, **ids)
+                with_a = to_a.cipher(key_a, initiator=False, **ids)
+                self._ciphers[id(relayed)] = (with_a, with_b)
+                message = replace(message, key=to_a.public)
+            on_control(found, message, seq)
+
+        def data(found: Any, sealed: bytes, seq: int) -> None:
+            relayed, source, _ = found
+            with_a, with_b = self._ciphers[id(relayed)]
+            opened, onward = (with_a, with_b) if source is relayed.a else (with_b, with_a)
+            plain = opened.open(sealed)
+            self.read.append(plain)
+            forward(found, onward.seal(plain), seq)
+
+        relay._on_relay_request = request  # type: ignore[method-assign]
+        relay._relay_control = control  # type: ignore[method-assign]
+        relay._forward = data  # type: ignore[method-assign]
+
+    def saw(self, text: str) -> bool:
+        return any(text.encode() in (m if isinstance(m, bytes) else m.encode()) for m in self.read)
+
+
+@pytest.mark.parametrize("identities", [False, True], ids=["open-swarm", "identities"])
+async def test_a_relay_running_two_key_exchanges_fails_the_identity_handshake(
+    identities: bool,
+) -> None:
+    keys: dict[str, dict[str, Any]] = {"a_options": {}, "b_options": {}}
+    if identities:
+        keys = {
+            "a_options": {"identity": Identity.generate()},
+            "b_options": {"identity": Identity.generate()},
+        }
+    async with split_pair(**keys, auto=False) as (r, a, b, _):
+        serve(b)
+        middle = _InTheMiddle(circuits(r))
+        await poll(
+            lambda: (
+                b.peer_id in a.known_peers
+                and a.p2pt.accepts_offer_from(b.peer_id)
+                and b.p2pt.accepts_offer_from(a.peer_id)
+            ),
+            timeout=15,
+        )
+        if identities:
+            known = a.known_peers[b.peer_id].public_key
+            assert known == keys["b_options"]["identity"].public_key
+        opened = await circuits(a).open(b.peer_id, via=r.peer_id)
+        assert middle.read  # the relay opened what the ends sent: it is in the middle
+        if not identities:
+            # Nothing proves who the ends are: the relay in the middle reads a call.
+            assert opened is True
+            say, _, _ = stub(a, b)
+            assert (await say(StringValue(value="hi"), timeout=10)).value.endswith(SECRET)  # type: ignore[operator]
+            assert middle.saw(SECRET)
+            return
+        # Each end's proof is bound to the keys it saw, which are the relay's: neither verifies.
+        assert opened is False
+        assert b.peer_id not in a.peers and a.peer_id not in b.peers
+        # The circuit ends at both ends and at the relay.
+        await poll(lambda: circuits(r).relayed_circuits == 0 and circuits(b).circuits() == {})
+        assert circuits(a).circuits() == {}
+        assert a.peer_id not in b.peers
+        assert not middle.saw(SERVICE)  # no hello (naming b's services) went through
