@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -32,6 +33,9 @@ SAY = f"/{SERVICE}/Say"
 COUNT = f"/{SERVICE}/Count"
 SUM = f"/{SERVICE}/Sum"
 SECRET = "plaintext-the-relay-must-not-see-7d1f"
+#: For ends that open circuits to each other by hand: room for them beside the direct attempts
+#: the swarm still makes (which the ends' default caps would count against them).
+ROOMY = {"max_channels_per_peer": 8, "max_connecting_per_peer": 8}
 
 
 async def _say(request: StringValue, context: ServicerContext) -> StringValue:
@@ -288,7 +292,7 @@ async def test_p2prpc_peers_shows_a_peer_reached_through_a_relay(
 
 
 async def test_crossing_circuits_end_as_one_path_and_no_call_is_lost() -> None:
-    async with split_pair(auto=False) as (r, a, b, _):
+    async with split_pair(a_options=ROOMY, b_options=ROOMY, auto=False) as (r, a, b, _):
         serve(a)
         serve(b)
         # Each knows the other from the exchange, and their direct attempt is over.
@@ -331,7 +335,9 @@ async def test_crossing_circuits_where_the_relay_refuses_one_still_end_as_one() 
     # A relay that carries one circuit takes whichever connect comes first and refuses the
     # other: the end that keeps its own must not have refused the one that stands.
     limits = RelayLimits(max_circuits=1)
-    async with split_pair(relay_options={"relay_limits": limits}, auto=False) as (r, a, b, _):
+    async with split_pair(
+        relay_options={"relay_limits": limits}, a_options=ROOMY, b_options=ROOMY, auto=False
+    ) as (r, a, b, _):
         serve(a)
         serve(b)
         await poll(
@@ -412,11 +418,11 @@ class _InTheMiddle:
 async def test_a_relay_running_two_key_exchanges_fails_the_identity_handshake(
     identities: bool,
 ) -> None:
-    keys: dict[str, dict[str, Any]] = {"a_options": {}, "b_options": {}}
+    keys: dict[str, dict[str, Any]] = {"a_options": dict(ROOMY), "b_options": dict(ROOMY)}
     if identities:
         keys = {
-            "a_options": {"identity": Identity.generate()},
-            "b_options": {"identity": Identity.generate()},
+            "a_options": {**ROOMY, "identity": Identity.generate()},
+            "b_options": {**ROOMY, "identity": Identity.generate()},
         }
     async with split_pair(**keys, auto=False) as (r, a, b, _):
         serve(b)
@@ -449,3 +455,70 @@ async def test_a_relay_running_two_key_exchanges_fails_the_identity_handshake(
         assert circuits(a).circuits() == {}
         assert a.peer_id not in b.peers
         assert not middle.saw(SERVICE)  # no hello (naming b's services) went through
+
+
+def _told(caplog: pytest.LogCaptureFixture, node: Node, reason: str) -> bool:
+    """Whether ``node``'s circuit layer logged that a circuit of its own ended for ``reason``
+    (what the relay told it)."""
+    return any(
+        r.getMessage().startswith("circuit to ") and reason in r.getMessage()
+        for r in caplog.records
+        if r.name == "p2prpc.circuit"
+    )
+
+
+async def test_the_per_peer_circuit_cap_alone_refuses_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="p2prpc.circuit")
+    limits = RelayLimits(max_circuits_per_peer=1)  # and 16 in all
+    async with split_pair(relay_options={"relay_limits": limits}) as (r, a, b, _):
+        await reached(a, b)
+        assert circuits(r).relayed_circuits == 1 < limits.max_circuits
+        refused = circuits(r).stats.refused
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is False
+        assert circuits(r).stats.refused == refused + 1
+        assert circuits(r).relayed_circuits == 1
+        assert _told(caplog, a, "the relay carries its most circuits for one peer (1)")
+        say, _, _ = stub(a, b)
+        serve(b)
+        assert (await say(StringValue(value="still"), timeout=10)).value.startswith("still")  # type: ignore[operator]
+
+
+async def test_the_connect_rate_alone_refuses_a_peer_asking_too_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="p2prpc.circuit")
+    # Two circuits at once from one peer, then none for a very long time: only the rate bites
+    # (the ends take several connections from each other, beside their direct attempts).
+    limits = RelayLimits(connect_rate=0.001, connect_burst=2, max_circuits_per_peer=16)
+    async with split_pair(
+        relay_options={"relay_limits": limits}, a_options=ROOMY, b_options=ROOMY, auto=False
+    ) as (r, a, b, _):
+        await poll(lambda: b.peer_id in a.known_peers and a.peer_id in b.known_peers)
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is True
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is True
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is False
+        assert _told(caplog, a, "too many circuits asked for: try again later")
+        assert circuits(r).relayed_circuits == 2
+        # The rate is each asking peer's own: b's first is carried.
+        assert await circuits(b).open(a.peer_id, via=r.peer_id) is True
+        assert circuits(r).relayed_circuits == 3
+
+
+async def test_the_total_rate_alone_bounds_what_a_relay_forwards() -> None:
+    rate = 128 * 1024
+    limits = RelayLimits(circuit_rate=64 * 2**20, total_rate=rate)  # each circuit: unbounded
+    async with split_pair(relay_options={"relay_limits": limits}) as (r, a, b, _):
+        serve(b)
+        await reached(a, b)
+        _, count, _ = stub(a, b)
+        relay = circuits(r)
+        loop = asyncio.get_running_loop()
+        before, start = relay.stats.forwarded_bytes, loop.time()
+        replies = [m async for m in count(StringValue(value="100"), timeout=30)]  # type: ignore[operator]
+        elapsed = loop.time() - start
+        forwarded = relay.stats.forwarded_bytes - before
+        assert len(replies) == 100 and forwarded > 300_000  # none lost
+        # At most the bucket's one second of burst, then the rate: ~1.4 s at the least.
+        assert forwarded <= rate * (elapsed + 1) + MAX_SEALED
