@@ -522,3 +522,13 @@ async def test_the_total_rate_alone_bounds_what_a_relay_forwards() -> None:
         assert len(replies) == 100 and forwarded > 300_000  # none lost
         # At most the bucket's one second of burst, then the rate: ~1.4 s at the least.
         assert forwarded <= rate * (elapsed + 1) + MAX_SEALED
+
+
+async def test_a_call_waiting_for_a_service_only_a_relayed_peer_serves_gets_there() -> None:
+    async with split_pair() as (r, a, b, _):
+        serve(b)  # only b serves it, and a cannot reach b directly
+        say = a.unary_unary(SAY, StringValue.SerializeToString, StringValue.FromString)
+        reply = await say(StringValue(value="waited"), timeout=25, wait_for_ready=True)
+        assert reply.value == f"waited / {SECRET}"
+        assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
+        assert SERVICE not in a.peers[r.peer_id].services
