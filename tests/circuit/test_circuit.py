@@ -21,7 +21,15 @@ from p2prpc.pubsub import Topic
 from p2prpc.rpc import Cardinality, Handler, RpcError, ServicerContext, StatusCode
 from p2prpc.testing import until
 from p2prpc.tools import Swarm, list_peers
-from p2prpc.wire.circuit import MAX_SEALED, MIN_WINDOW, CircuitCipher, Control, Ephemeral, Op
+from p2prpc.wire.circuit import (
+    MAX_SEALED,
+    MAX_WINDOW,
+    MIN_WINDOW,
+    CircuitCipher,
+    Control,
+    Ephemeral,
+    Op,
+)
 from p2prpc.wire.envelope import Envelope, Kind
 
 from .paths import Watched, place, split_pair
@@ -532,3 +540,38 @@ async def test_a_call_waiting_for_a_service_only_a_relayed_peer_serves_gets_ther
         assert reply.value == f"waited / {SECRET}"
         assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
         assert SERVICE not in a.peers[r.peer_id].services
+
+
+def _raw(a: Node, relay: str, cid: int, connection: int, **fields: Any) -> None:
+    """Send a circuit frame of a's making, whatever its circuit code would send."""
+    a.send(relay, Envelope(Kind.CIRCUIT, cid, **fields), binary=True, connection=connection)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ({"seq": MAX_WINDOW, "body": {"circuit": "credit"}}, "a credit for more than was sent"),
+        ({"payload": b"\0" * (MAX_SEALED + 1), "has_payload": True}, "a frame over"),
+        ({"body": {"circuit": "accept", "key": "?"}}, "a malformed circuit frame"),
+        ({"body": {"circuit": "teleport"}}, "a malformed circuit frame"),
+    ],
+    ids=["credit-overflow", "oversized", "bad-key", "unknown-op"],
+)
+async def test_a_hostile_end_s_frame_closes_its_circuit_and_both_ends_are_told(
+    frame: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="p2prpc.circuit")
+    async with split_pair(auto=False, a_options=ROOMY, b_options=ROOMY) as (r, a, b, _):
+        await poll(lambda: b.peer_id in a.known_peers and a.peer_id in b.known_peers)
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is True
+        ((_, end),) = circuits(a)._ends.items()
+        _raw(a, r.peer_id, 0x7FFF_0001, end.connection, payload=b"x" * 40, has_payload=True)
+        _raw(a, r.peer_id, end.cid, end.connection, **frame)
+        await until(
+            lambda: circuits(r).relayed_circuits == 0 and a.peer_id not in b.peers,
+            (b.p2pt, "peerclose"),
+            timeout=10,
+        )
+        assert circuits(r).held_bytes() == 0
+        assert _told(caplog, b, reason)  # the other end was told why
+        assert r.peer_id in a.peers and r.peer_id in b.peers  # the relay's own connections stand
