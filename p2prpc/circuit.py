@@ -121,6 +121,7 @@ class _Leg:
     in_flight: int = 0  # bytes from this side not yet granted back by the other
     waiting: deque[tuple[int, bytes]] = field(default_factory=deque)  # throttled frames
     timer: asyncio.TimerHandle | None = None
+    closing: str | None = None  # this side closed: why, passed on once its frames are
 
 
 @dataclass
@@ -144,6 +145,8 @@ class _End:
     channel: Connection | None = None
     timer: asyncio.TimerHandle | None = None
     future: asyncio.Future[bool] | None = None
+    #: A connect from ``peer_id`` that crossed this one, held until this one is accepted or not.
+    crossed: tuple[str, int, int, Control] | None = None
 
 
 class Circuits:
@@ -394,8 +397,17 @@ class Circuits:
         )
         return end
 
-    def _on_incoming(self, relay: str, cid: int, connection: int, control: Control) -> None:
-        """A relay brings a circuit from ``control.peer``: accept it (keys, then the link)."""
+    def _on_incoming(
+        self,
+        relay: str,
+        cid: int,
+        connection: int,
+        control: Control,
+        waiting: asyncio.Future[bool] | None = None,
+    ) -> None:
+        """A relay brings a circuit from ``control.peer``: accept it (keys, then the link).
+        ``waiting``: the future of an opener of ours that this circuit settles (one of ours it
+        crossed, given up)."""
         assert control.peer is not None and control.key is not None
         origin = control.peer
         refusal: str | None = None
@@ -405,9 +417,23 @@ class Circuits:
             refusal = "a circuit id in use"
         elif not self.p2pt.accepts_offer_from(origin):
             refusal = "the peer takes no more connections from this one"
+        # Crossing circuits (each end opened one to the other at once) end as one: the one the
+        # end with the lower peer id opened. That end holds the other's connect until its own
+        # is accepted (then refuses it) or fails (then accepts it, so that a relay refusing its
+        # own leaves the other); the other end accepts at once and gives its own up.
+        crossing = [
+            e
+            for e in self._ends.values()
+            if e.peer_id == origin and e.ephemeral is not None and e.link is None
+        ]
+        if refusal is None and crossing and self.node.peer_id < origin and waiting is None:
+            mine = crossing[0]
+            if mine.crossed is None:
+                mine.crossed = (relay, cid, connection, control)
+                return
+            refusal = "a crossing circuit: the one this end opened stands"
         if refusal is not None:
-            self.stats.refused += 1
-            self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=refusal))
+            self._refuse_incoming(relay, cid, connection, refusal, waiting)
             return
         ephemeral = Ephemeral()
         try:
@@ -418,14 +444,47 @@ class Circuits:
                 responder_id=self.p2pt.peer_id_bytes,
             )
         except CircuitError as e:
-            self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=str(e)))
+            self._refuse_incoming(relay, cid, connection, str(e), waiting)
             return
-        end = _End(relay, cid, connection, origin, None)
+        end = _End(relay, cid, connection, origin, None, future=waiting)
         self._ends[(relay, cid)] = end
         if not self._send(relay, cid, connection, control=Control(Op.ACCEPT, key=ephemeral.public)):
             del self._ends[(relay, cid)]
+            self._settle(end, False)
             return
+        for mine in crossing:  # the other end's stands: ours is given up, its opener waits on that
+            if end.future is None:
+                end.future, mine.future = mine.future, None
+            self._close_end(mine, "a crossing circuit: the one the other end opened stands")
         self._establish(end, cipher, control.window or self.limits.window, initiator=False)
+
+    def _refuse_incoming(
+        self,
+        relay: str,
+        cid: int,
+        connection: int,
+        reason: str,
+        waiting: asyncio.Future[bool] | None = None,
+    ) -> None:
+        self.stats.refused += 1
+        self._send(relay, cid, connection, control=Control(Op.REFUSE, reason=reason))
+        if waiting is not None and not waiting.done():
+            waiting.set_result(False)
+
+    def _uncross(self, end: _End, stands: bool) -> None:
+        """Settle the connect ``end`` held back (it crossed ``end``): refused when ``end``
+        stands, else taken up (its opener then waits on it)."""
+        crossed, end.crossed = end.crossed, None
+        if crossed is None:
+            return
+        if stands:
+            relay, cid, connection, _ = crossed
+            self._refuse_incoming(
+                relay, cid, connection, "a crossing circuit: the one this end opened stands"
+            )
+            return
+        waiting, end.future = end.future, None
+        self._on_incoming(*crossed, waiting=waiting)
 
     def _end_control(self, end: _End, control: Control, seq: int) -> None:
         if control.op is Op.ACCEPT and end.link is None and end.ephemeral is not None:
@@ -444,6 +503,7 @@ class Circuits:
             if end.timer is not None:
                 end.timer.cancel()
                 end.timer = None
+            self._uncross(end, True)
             self._establish(end, cipher, control.window or self.limits.window, initiator=True)
         elif control.op is Op.CREDIT and end.link is not None:
             if not 1 <= seq <= MAX_WINDOW:
@@ -510,6 +570,7 @@ class Circuits:
         if end.timer is not None:
             end.timer.cancel()
             end.timer = None
+        self._uncross(end, result)
         if end.future is not None and not end.future.done():
             end.future.set_result(result)
 
@@ -626,8 +687,10 @@ class Circuits:
             if end.peer_id != peer_id or end.channel is None or not end.channel.is_open:
                 continue
             connection = end.channel.connection
-            if isinstance(endpoint, Endpoint) and endpoint.calls_on(peer_id, connection):
-                busy = True
+            if end.channel.buffered_amount or (
+                isinstance(endpoint, Endpoint) and endpoint.calls_on(peer_id, connection)
+            ):
+                busy = True  # a call, or what one sent that has not left yet: not lost
                 continue
             self._close_end(end, "a direct connection replaces the circuit")
         if busy:
@@ -714,6 +777,9 @@ class Circuits:
                 return
             sink.in_flight = max(0, sink.in_flight - seq)
             self._send(sink.peer_id, sink.cid, sink.connection, control=Control(Op.CREDIT), seq=seq)
+        elif control.op is Op.CLOSE and relayed.accepted and source.waiting:
+            # What the closing side sent before its close still goes on, then the close.
+            source.closing = control.reason or control.op.value
         elif control.op in (Op.REFUSE, Op.CLOSE):
             self._drop_relayed(relayed, control.reason or control.op.value, tell=source)
         else:
@@ -773,6 +839,8 @@ class Circuits:
                 self._drop_relayed(relayed, "the next hop's connection is gone or full")
                 return
             self.stats.forwarded_bytes += len(sealed)
+        if source.closing is not None:
+            self._drop_relayed(relayed, source.closing, tell=source)
 
     def _drop_relayed(self, relayed: _Relayed, reason: str, *, tell: _Leg | None = None) -> None:
         """Forget a circuit this node carries; its ends are told ``reason`` (except ``tell``'s

@@ -33,6 +33,7 @@ TRANSPORTS = ("aiortc", "libwebrtc")
 
 #: Folders and files (relative to tests/) whose tests make connections: they run on each transport.
 PER_TRANSPORT = (
+    "circuit/",
     "costs/",
     "fuzz/test_node_inputs.py",
     "grpcaio/",
