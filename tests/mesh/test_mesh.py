@@ -388,7 +388,6 @@ async def test_an_attempt_that_gets_no_answer_ends_long_before_the_offer_times_o
         assert mesh(a)._short() == 1  # free to try another peer, had it one
 
 
-@pytest.mark.serial  # it heals within 30 s: with three other workers' load, libwebrtc's may not
 async def test_twelve_bounded_nodes_keep_a_connected_mesh_after_the_tracker_and_four_nodes_go() -> (
     None
 ):
