@@ -792,6 +792,12 @@ class P2PT(AsyncIOEventEmitter):
             if channel.connection == connection:
                 channel.close()
 
+    def close_peer(self, peer_id: str) -> None:
+        """Close every connection to ``peer_id`` (``peerclose``)."""
+        remote = self._remotes.get(peer_id)
+        for channel in list(remote.channels.values()) if remote is not None else ():
+            channel.close()
+
     def connection_key(self, peer_id: str, connection: int) -> bytes | None:
         """The key proven on connection ``connection`` to ``peer_id`` (``None``: none proven,
         or the connection is closed)."""
