@@ -42,8 +42,10 @@ open, until ``direct_offer_timeout``: on a slow path, it only means another peer
 A node below ``min_peers`` says so in its offers (``short``). A node at its ``max_peers`` that
 gets one makes room rather than refuse, when it can without harm: it answers past its bound,
 and once the peer has said hello it closes its connection to a *redundant* neighbour, one whose
-pex lists at least ``min_peers`` others (it keeps its minimum) and that another neighbour lists
-too (the two stay connected through it), so it is back at its bound. Else the short node could
+pex lists at least ``min_peers`` others (it keeps its minimum), that another neighbour lists
+too (the two stay connected through it) and that no call is in progress with (closing it would
+end the call), so it is back at its bound; while every such neighbour is in a call, it stays
+past its bound and looks again each tick. Else the short node could
 stay below its minimum for ever: when the trackers are gone, every peer it knows of may be full.
 At most one peer is so taken past the bound at a time, and a neighbour is closed to make room
 at most once every ``retry_after`` seconds.
@@ -746,9 +748,16 @@ class Mesh:
         spare = [
             (len(reports[pid]), pid)
             for pid in neighbours
-            if pid != keep and len(reports.get(pid, ())) >= needed and listed_by.get(pid, 0) > 0
+            if pid != keep
+            and len(reports.get(pid, ())) >= needed
+            and listed_by.get(pid, 0) > 0
+            and not self._in_calls(pid)
         ]
         return max(spare)[1] if spare else None
+
+    def _in_calls(self, peer_id: str) -> bool:
+        """Whether a call to or from ``peer_id`` is in progress: closing it would end the call."""
+        return self.node.calls_with(peer_id) > 0
 
     def _shed(self) -> None:
         """Peers below their minimum connected past our bound: close the connection to a

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload, runtime_checkable
 
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -151,6 +151,14 @@ class Layer(Protocol):
 
     def close(self) -> None:
         """End everything in progress now (the node is stopping)."""
+
+
+@runtime_checkable
+class CallLayer(Protocol):
+    """A layer whose work with a peer is calls (the RPC endpoint): what closing the peer ends."""
+
+    def calls_with(self, peer_id: str) -> int:
+        """How many calls to or from ``peer_id`` are in progress, on any of its connections."""
 
 
 L = TypeVar("L", bound=Layer)
@@ -428,6 +436,15 @@ class Mux(AsyncIOEventEmitter):
     def get_layer(self, name: str) -> Layer | None:
         """The layer this node keeps under ``name``, if one was made."""
         return self._layers.get(name)
+
+    def calls_with(self, peer_id: str) -> int:
+        """How many calls to or from ``peer_id`` are in progress on this node, in every layer
+        that makes calls: what closing the peer's connections would end."""
+        return sum(
+            layer.calls_with(peer_id)
+            for layer in self._layers.values()
+            if isinstance(layer, CallLayer)
+        )
 
     def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
         """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
+from grpc import StatusCode
+from grpc_health.v1.health_pb2 import HealthCheckRequest
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from p2prpc.identity import Identity
 from p2prpc.mesh import Mesh, mesh_of
@@ -441,9 +444,13 @@ async def test_twelve_bounded_nodes_keep_a_connected_mesh_after_the_tracker_and_
             assert received.message.value == "after"
 
 
-async def test_a_node_below_its_minimum_that_knows_only_full_peers_gets_room_made_for_it() -> None:
+@pytest.mark.parametrize("in_calls", [False, True], ids=["idle", "in-calls"])
+async def test_a_node_below_its_minimum_that_knows_only_full_peers_gets_room_made_for_it(
+    in_calls: bool,
+) -> None:
     # a, b and f are full (3 of 3: each other and r); s meets only r, and learns from r's pex
-    # only of them. Each that takes s past its bound closes a neighbour the others still reach.
+    # only of them. Each that takes s past its bound closes a neighbour the others still reach
+    # and no call is in progress with: while every neighbour is in a call, s is refused.
     async with AsyncExitStack() as stack:
         tracker = TrackerServer("127.0.0.1", 0)
         await tracker.start()
@@ -461,6 +468,13 @@ async def test_a_node_below_its_minimum_that_knows_only_full_peers_gets_room_mad
         r = node()
         await r.start()
         await until([r, *full], lambda: all(len(n.p2pt.peers) == 3 for n in [r, *full]), 20)
+        watches: list[Any] = []
+        if in_calls:  # a Health.Watch stream from each full node to each of its neighbours
+            for each in full:
+                for pid in each.p2pt.peers:
+                    watch = HealthStub(each.to(pid)).Watch(HealthCheckRequest())
+                    await watch.read()
+                    watches.append(watch)
         for each in full:
             each.p2pt.remove_tracker(tracker.url)
         await tracker.wait_for(lambda stats: stats.peers == 1)
@@ -469,12 +483,22 @@ async def test_a_node_below_its_minimum_that_knows_only_full_peers_gets_room_mad
         await s.wait_for_peers(1, 20)
         await tracker.close()
         nodes = [*full, r, s]
-        await until(nodes, lambda: len(s.p2pt.peers) >= 2, 10)
+        if in_calls:
+            # No full node takes s past its bound while closing a neighbour would end a call:
+            # each refuses it, and every watch goes on.
+            await until(nodes, lambda: mesh(s).stats.refusals >= len(full), 20)
+            assert len(s.p2pt.peers) == 1 and all(len(n.p2pt.peers) == 3 for n in full)
+            assert not any(watch.done() for watch in watches)
+            for watch in watches:
+                watch.cancel()
+            codes = [await watch.code() for watch in watches]
+            assert codes == [StatusCode.CANCELLED] * len(watches)
+        await until(nodes, lambda: len(s.p2pt.peers) >= 2, 20)
         # The one that took s closes a neighbour once s said hello to it.
         await until(nodes, lambda: all(len(n.p2pt.peers) <= 3 for n in full), 10)
         assert sum(mesh(n).stats.made_room for n in full) == 1
         assert _healed(nodes, 1) and len(s.p2pt.peers) <= 3
-        assert any(via.startswith("relay:") for p in s.peers.values() for via in p.via)
+        assert any(via.startswith("signalled:") for p in s.peers.values() for via in p.via)
 
 
 def _making_room(node: Node) -> bool:
