@@ -56,6 +56,7 @@ from .wire.circuit import (
 )
 from .wire.envelope import Envelope, Kind
 from .wire.mesh import RateLimiter
+from .wire.work import OPEN_COST
 
 if TYPE_CHECKING:
     from .mesh import Mesh
@@ -80,6 +81,10 @@ class RelayLimits:
     of 4): circuits one peer may ask for. So a relay holds at most ``max_circuits × 2 × (window
     + 16 KiB)`` bytes of others' frames (8.5 MiB by default), and sends at most ``total_rate``
     bytes a second of them.
+
+    As an end (every node): ``incoming_rate`` (4 a second, bursts of 8): circuits one relay may
+    bring this node; past it a circuit is refused, and the relay told why. Each one taken is
+    charged to the relay's work budget as a key exchange (``OPEN_COST``, 128 KiB).
     """
 
     max_circuits: int = 16
@@ -89,6 +94,8 @@ class RelayLimits:
     total_rate: float = 4 * 1024 * 1024
     connect_rate: float = 2.0
     connect_burst: int = 4
+    incoming_rate: float = 4.0
+    incoming_burst: int = 8
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW <= self.window <= MAX_WINDOW:
@@ -97,6 +104,10 @@ class RelayLimits:
             raise ValueError("circuit counts must not be negative")
         if self.circuit_rate < MAX_SEALED or self.total_rate < MAX_SEALED:
             raise ValueError(f"rates must be at least {MAX_SEALED} bytes a second (one frame)")
+        if not (self.connect_rate > 0 and self.incoming_rate > 0):
+            raise ValueError("connect_rate and incoming_rate must be positive")
+        if self.connect_burst < 1 or self.incoming_burst < 1:
+            raise ValueError("connect_burst and incoming_burst must be at least 1")
 
 
 @dataclass
@@ -181,6 +192,7 @@ class Circuits:
         self._relayed: dict[tuple[str, int], tuple[_Relayed, _Leg, _Leg]] = {}
         self._ends: dict[tuple[str, int], _End] = {}
         self._connects = RateLimiter(self.limits.connect_rate, self.limits.connect_burst)
+        self._incoming = RateLimiter(self.limits.incoming_rate, self.limits.incoming_burst)
         self._circuit_buckets: dict[int, tuple[float, float]] = {}
         self._total_bucket = (self.limits.total_rate, time.monotonic())
         self._backoff: dict[str, float] = {}
@@ -253,7 +265,7 @@ class Circuits:
         if control.op is Op.CONNECT:
             if is_to_relay(envelope.body):
                 self._on_relay_request(peer_id, envelope.call_id, connection, control)
-            else:
+            elif self._admits(peer_id, envelope.call_id, connection, control):
                 self._on_incoming(peer_id, envelope.call_id, connection, control)
             return
         relayed = self._relayed.get(key)
@@ -274,6 +286,7 @@ class Circuits:
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._connects.discard(peer_id)
+        self._incoming.discard(peer_id)
         for key, (relayed, leg, _) in list(self._relayed.items()):
             if key[0] == peer_id:
                 self._drop_relayed(relayed, "the relay lost a leg of the circuit", tell=leg)
@@ -397,6 +410,26 @@ class Circuits:
         )
         return end
 
+    def _admits(self, relay: str, cid: int, connection: int, control: Control) -> bool:
+        """Whether a circuit ``relay`` brings (a connect naming ``from``) may be taken up: from a
+        neighbour whose hello says it relays, from another peer than this node and the relay
+        itself, within ``incoming_rate``. Otherwise it is refused, and the relay told why."""
+        refusal: str | None = None
+        if control.peer == self.node.peer_id:
+            refusal = "a circuit from this node itself"
+        elif control.peer == relay:
+            refusal = "a circuit from the relay bringing it (it is a neighbour already)"
+        elif not self._is_relay(relay):
+            refusal = "a circuit brought by a peer whose hello says it relays none"
+        elif not self._incoming.allow(relay, time.monotonic()):
+            refusal = "too many circuits brought: try again later"
+        if refusal is None:
+            return True
+        logger.info("circuit from %s through %s refused: %s",
+                    str(control.peer)[:8], relay[:8], refusal)  # fmt: skip
+        self._refuse_incoming(relay, cid, connection, refusal)
+        return False
+
     def _on_incoming(
         self,
         relay: str,
@@ -435,6 +468,7 @@ class Circuits:
         if refusal is not None:
             self._refuse_incoming(relay, cid, connection, refusal, waiting)
             return
+        self.node.charge_work(relay, OPEN_COST)  # a key pair made, an exchange, HKDF
         ephemeral = Ephemeral()
         try:
             cipher = ephemeral.cipher(

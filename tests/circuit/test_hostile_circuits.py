@@ -1,0 +1,122 @@
+"""A hostile relay and a hostile end against the circuit layer, over real WebRTC on loopback:
+what they send by hand (raw ``CIRCUIT`` frames) is refused or closes only its own circuit, both
+sides are told, and nothing is left behind (``docs/PROTOCOL.md`` section 8)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from p2prpc.circuit import RelayLimits
+from p2prpc.node import Node
+from p2prpc.testing import mesh
+from p2prpc.wire.circuit import Control, Ephemeral, Op, encode_control
+from p2prpc.wire.envelope import Envelope, Kind
+from p2prpc.wire.work import OPEN_COST
+
+from .test_circuit import circuits, poll
+
+pytestmark = pytest.mark.asyncio
+
+
+class Heard:
+    """What a node's circuit layer is sent, frame by frame: ``(call id, header or None)``, and
+    the sizes of the data frames' payloads."""
+
+    def __init__(self, node: Node) -> None:
+        self.frames: list[tuple[int, dict[str, Any] | None]] = []
+        self.sizes: list[int] = []
+        layer = circuits(node)
+        received = layer.on_envelope
+
+        def on_envelope(peer_id: str, envelope: Envelope, connection: int) -> None:
+            self.frames.append((envelope.call_id, envelope.body))
+            if envelope.body is None and isinstance(envelope.payload, bytes):
+                self.sizes.append(len(envelope.payload))
+            received(peer_id, envelope, connection)
+
+        layer.on_envelope = on_envelope  # type: ignore[method-assign]
+
+    def ops(self, cid: int) -> list[str]:
+        return [body["circuit"] for c, body in self.frames if c == cid and body is not None]
+
+    def reason(self, cid: int) -> str:
+        return next(
+            str(body.get("reason"))
+            for c, body in self.frames
+            if c == cid and body is not None and body["circuit"] in ("refuse", "close")
+        )
+
+
+@asynccontextmanager
+async def relay_and_end(
+    relay: bool = True, **options: Any
+) -> AsyncIterator[tuple[Node, Node, Heard]]:
+    """A relay ``r`` (``relay=True`` unless told) connected to an end ``b`` (the same
+    ``options``); what ``r`` is sent is heard."""
+    async with mesh(2, relay=relay, **options) as m:
+        r, b = m.nodes
+        yield r, b, Heard(r)
+
+
+def bring(r: Node, b: Node, cid: int, origin: str) -> None:
+    """The relay brings ``b`` a circuit from ``origin`` (whoever that is), as a relay would."""
+    control = Control(Op.CONNECT, origin, Ephemeral().public, 256 * 1024)
+    body = encode_control(control, to=False)
+    r.send(b.peer_id, Envelope(Kind.CIRCUIT, cid, body=body), binary=True)
+
+
+@pytest.mark.parametrize(
+    ("origin", "reason"),
+    [
+        ("end", "from this node itself"),
+        ("relay", "from the relay bringing it"),
+        ("no-relay", "whose hello says it relays none"),
+    ],
+)
+async def test_an_end_refuses_a_circuit_from_itself_from_its_relay_or_from_no_relay(
+    origin: str, reason: str
+) -> None:
+    async with relay_and_end(relay=origin != "no-relay") as (r, b, heard):
+        before = circuits(b).stats.refused
+        bring(
+            r,
+            b,
+            77,
+            b.peer_id if origin == "end" else r.peer_id if origin == "relay" else "ab" * 20,
+        )
+        await poll(lambda: heard.ops(77) != [])
+        assert heard.ops(77) == ["refuse"]
+        assert reason in heard.reason(77)
+        assert circuits(b).stats.refused == before + 1
+        assert circuits(b)._ends == {}
+        assert list(b.peers) == [r.peer_id]  # neither itself nor another peer
+        assert len(b.p2pt.connections(r.peer_id)) == 1
+
+
+async def test_a_relay_bringing_circuits_faster_than_the_end_takes_them_is_refused_and_told() -> (
+    None
+):
+    limits = RelayLimits()
+    burst = 64 * 2**20
+    # Work refills slowly enough here that what the circuits cost shows in the relay's budget.
+    async with relay_and_end(work_rate=1.0, work_burst=burst) as (r, b, heard):
+        ids = list(range(1, 41))
+        origins = [f"{n:040x}" for n in range(1000, 1040)]
+        for cid, origin in zip(ids, origins, strict=True):
+            bring(r, b, cid, origin)
+        await poll(lambda: all(heard.ops(cid) for cid in ids))
+        answers = [heard.ops(cid)[0] for cid in ids]
+        accepted = answers.count("accept")
+        # A burst, then at the rate (the test takes well under the seconds it would need).
+        assert 1 <= accepted <= limits.incoming_burst + 4 * limits.incoming_rate
+        refused = [cid for cid in ids if heard.ops(cid)[0] == "refuse"]
+        assert len(refused) == len(ids) - accepted
+        assert all("too many circuits" in heard.reason(cid) for cid in refused)
+        # Every circuit it accepted was charged the work a key exchange costs.
+        assert b._work.tokens(r.peer_id, time.monotonic()) <= burst - accepted * OPEN_COST
+        assert r.peer_id in b.peers  # the relay's own connection stands
