@@ -46,6 +46,7 @@ from .wire.circuit import (
     MAX_SEALED,
     MAX_WINDOW,
     MIN_WINDOW,
+    SEAL_OVERHEAD,
     CircuitError,
     Control,
     Ephemeral,
@@ -829,6 +830,11 @@ class Circuits:
         if len(sealed) > MAX_SEALED:
             self._drop_relayed(relayed, f"a frame over {MAX_SEALED} bytes")
             return
+        if len(sealed) < SEAL_OVERHEAD:  # it holds no sealed message, and counts nothing
+            self._drop_relayed(
+                relayed, f"a data frame of {len(sealed)} bytes, shorter than any sealed message"
+            )
+            return
         if source.in_flight + len(sealed) > self.limits.window + MAX_SEALED:
             self.stats.closed_over_budget += 1
             self._drop_relayed(
@@ -837,7 +843,8 @@ class Circuits:
             return
         source.in_flight += len(sealed)
         source.waiting.append((seq, sealed))
-        self._pump(relayed, source, sink)
+        if source.timer is None:  # else the pump already waiting for the rate sends it, in turn
+            self._pump(relayed, source, sink)
 
     def _take(self, circuit: int, size: int, now: float) -> float:
         """Seconds until ``size`` bytes may go for ``circuit`` (0: now, and taken)."""

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from p2prpc.circuit import RelayLimits
+from p2prpc.circuit import RelayLimits, _End
 from p2prpc.node import Node
 from p2prpc.testing import mesh
-from p2prpc.wire.circuit import Control, Ephemeral, Op, encode_control
+from p2prpc.wire.circuit import SEAL_OVERHEAD, Control, Ephemeral, Op, encode_control
 from p2prpc.wire.envelope import Envelope, Kind
 from p2prpc.wire.work import OPEN_COST
 
@@ -120,3 +120,70 @@ async def test_a_relay_bringing_circuits_faster_than_the_end_takes_them_is_refus
         # Every circuit it accepted was charged the work a key exchange costs.
         assert b._work.tokens(r.peer_id, time.monotonic()) <= burst - accepted * OPEN_COST
         assert r.peer_id in b.peers  # the relay's own connection stands
+
+
+#: For ends that open circuits to each other while connected directly as well.
+ROOMY = {"max_channels_per_peer": 8, "max_connecting_per_peer": 8}
+
+
+@asynccontextmanager
+async def circuit(**options: Any) -> AsyncIterator[tuple[Node, Node, Node, _End]]:
+    """Three nodes (each ``relay=True``; ``options`` for all); ``a`` has a circuit open to
+    ``b`` through ``r``: its end is returned."""
+    async with mesh(3, relay=True, **ROOMY, **options) as m:
+        r, a, b = m.nodes
+        assert await circuits(a).open(b.peer_id, via=r.peer_id) is True
+        (end,) = circuits(a)._ends.values()
+        yield r, a, b, end
+
+
+async def test_a_relay_closes_a_circuit_on_a_data_frame_too_short_to_be_sealed() -> None:
+    async with circuit() as (r, a, b, end):
+        (far,) = circuits(b)._ends.values()
+        heard = Heard(b)
+        told = Heard(a)
+        a.send(
+            r.peer_id,
+            Envelope(Kind.CIRCUIT, end.cid, payload=b"", has_payload=True),
+            binary=True,
+            connection=end.connection,
+        )
+        await poll(lambda: told.ops(end.cid) != [])
+        assert told.ops(end.cid) == ["close"]
+        assert "shorter than any sealed message" in told.reason(end.cid)
+        await poll(lambda: circuits(r).relayed_circuits == 0 and circuits(b)._ends == {})
+        # The relay passed nothing of it on: b heard only sealed messages, then the close.
+        assert all(size >= SEAL_OVERHEAD for size in heard.sizes)
+        assert heard.ops(far.cid) == ["close"]
+        assert circuits(r).held_bytes() == 0
+
+
+async def test_a_throttled_relay_waits_once_per_leg_however_many_frames_wait() -> None:
+    frames = 3000
+    limits = RelayLimits(circuit_rate=32 * 1024)
+    async with circuit(relay_limits=limits) as (r, _, b, end):
+        relay = circuits(r)
+        pumps = 0
+        pump = relay._pump
+
+        def counted(*args: Any) -> None:
+            nonlocal pumps
+            pumps += 1
+            pump(*args)
+
+        relay._pump = counted  # type: ignore[method-assign]
+        (far,) = circuits(b)._ends.values()
+        assert end.link is not None and far.link is not None
+        received = far.link.acknowledged
+        before = relay.stats.forwarded_bytes
+        for _ in range(2):  # past the circuit's burst: what follows waits in the relay
+            end.link.send(b"\0" * 16 * 1024)
+        for _ in range(frames):
+            end.link.send("x")  # one frame each, of the smallest size
+        sent = 2 * (16 * 1024 + SEAL_OVERHEAD + 1) + frames * (SEAL_OVERHEAD + 1)
+        await poll(lambda: relay.stats.forwarded_bytes - before >= sent, timeout=20)
+        await poll(lambda: far.link is not None and far.link.acknowledged >= received + frames)
+        # Each frame is pumped when it comes, or once by the timer the rate set: never once per
+        # frame waiting for every frame that goes.
+        assert pumps <= 3 * frames
+        assert relay.held_bytes() == 0
