@@ -33,7 +33,7 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
+from array import array
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -80,8 +80,9 @@ class RelayLimits:
     second; 1 MiB) each circuit and ``total_rate`` (4 MiB) all together forward at most: past
     them frames wait in the relay, which the window bounds. ``connect_rate`` (2 a second, bursts
     of 4): circuits one peer may ask for. So a relay holds at most ``max_circuits × 2 × (window
-    + 16 KiB)`` bytes of others' frames (8.5 MiB by default), and sends at most ``total_rate``
-    bytes a second of them.
+    + 16 KiB)`` bytes of others' frames (8.5 MiB by default; kept end to end, with 8 bytes a
+    frame besides, so in at most 1.5 times that even for frames of the smallest size), and
+    sends at most ``total_rate`` bytes a second of them.
 
     As an end (every node): ``incoming_rate`` (4 a second, bursts of 8): circuits one relay may
     bring this node; past it a circuit is refused, and the relay told why. Each one taken is
@@ -123,6 +124,55 @@ class CircuitStats:
     bad_frames: int = 0  # frames of ours that did not open
 
 
+class _Frames:
+    """Data frames waiting in a relay for the rate, in order, held at about their bytes: end to
+    end in one buffer, their numbers and sizes in two arrays (8 bytes a frame besides its own;
+    an object each would hold some 140, eight times a frame of the smallest size)."""
+
+    __slots__ = ("_data", "_first", "_seqs", "_sizes")
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._seqs = array("I")
+        self._sizes = array("I")
+        self._first = 0  # the index of the first frame still waiting
+
+    def __len__(self) -> int:
+        return len(self._sizes) - self._first
+
+    @property
+    def size(self) -> int:
+        """Bytes of the frames waiting."""
+        return len(self._data)
+
+    def append(self, seq: int, frame: bytes) -> None:
+        self._data += frame
+        self._seqs.append(seq & 0xFFFF_FFFF)
+        self._sizes.append(len(frame))
+
+    def first_size(self) -> int:
+        return self._sizes[self._first]
+
+    def popleft(self) -> tuple[int, bytes]:
+        first = self._first
+        size, seq = self._sizes[first], self._seqs[first]
+        frame = bytes(self._data[:size])
+        del self._data[:size]  # from the front of a bytearray: no copy of the rest
+        self._first = first = first + 1
+        if first == len(self._sizes):
+            self.clear()
+        elif first >= 1024 and 2 * first >= len(self._sizes):
+            del self._seqs[:first], self._sizes[:first]
+            self._first = 0
+        return seq, frame
+
+    def clear(self) -> None:
+        self._data = bytearray()
+        self._seqs = array("I")
+        self._sizes = array("I")
+        self._first = 0
+
+
 @dataclass
 class _Leg:
     """One side of a circuit this node relays: the peer, its circuit id, its connection."""
@@ -131,7 +181,7 @@ class _Leg:
     cid: int
     connection: int
     in_flight: int = 0  # bytes from this side not yet granted back by the other
-    waiting: deque[tuple[int, bytes]] = field(default_factory=deque)  # throttled frames
+    waiting: _Frames = field(default_factory=_Frames)  # throttled frames
     timer: asyncio.TimerHandle | None = None
     closing: str | None = None  # this side closed: why, passed on once its frames are
 
@@ -227,7 +277,7 @@ class Circuits:
 
     def held_bytes(self) -> int:
         """Bytes of others' frames this node holds as a relay (throttled, waiting to go on)."""
-        return sum(len(data) for _, leg, _ in self._relayed.values() for _, data in leg.waiting)
+        return sum(leg.waiting.size for _, leg, _ in self._relayed.values())
 
     def relays_for(self, peer_id: str) -> list[str]:
         """Neighbours that carry circuits and that the exchange says are connected to
@@ -842,7 +892,7 @@ class Circuits:
             )
             return
         source.in_flight += len(sealed)
-        source.waiting.append((seq, sealed))
+        source.waiting.append(seq, sealed)
         if source.timer is None:  # else the pump already waiting for the rate sends it, in turn
             self._pump(relayed, source, sink)
 
@@ -868,14 +918,13 @@ class Circuits:
         source.timer = None
         circuit = id(relayed)
         while source.waiting:
-            seq, sealed = source.waiting[0]
-            wait = self._take(circuit, len(sealed), time.monotonic())
+            wait = self._take(circuit, source.waiting.first_size(), time.monotonic())
             if wait > 0:
                 source.timer = asyncio.get_running_loop().call_later(
                     wait, self._pump, relayed, source, sink
                 )
                 return
-            source.waiting.popleft()
+            seq, sealed = source.waiting.popleft()
             if not self._send(sink.peer_id, sink.cid, sink.connection, seq=seq, payload=sealed):
                 self._drop_relayed(relayed, "the next hop's connection is gone or full")
                 return
