@@ -4,6 +4,7 @@ sides are told, and nothing is left behind (``docs/PROTOCOL.md`` section 8)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import deque
@@ -231,3 +232,31 @@ async def test_frames_waiting_in_a_throttled_relay_hold_about_their_bytes() -> N
         # Held at their bytes and 8 a frame (with what buffers keep for growth), not as an object
         # each (before: 102,982 bytes for 15,948 of frames).
         assert held(frames) <= 1.25 * (waiting + 8 * len(frames)) + 4096
+
+
+async def test_circuits_opened_and_closed_in_a_tight_loop_leave_nothing_behind() -> None:
+    limits = RelayLimits(
+        connect_rate=1000, connect_burst=1000, incoming_rate=1000, incoming_burst=1000
+    )
+    async with mesh(3, relay=True, relay_limits=limits, **ROOMY) as m:
+        r, a, b = m.nodes
+        tasks = len(asyncio.all_tasks())
+        for _ in range(30):
+            assert await circuits(a).open(b.peer_id, via=r.peer_id) is True
+            (end,) = circuits(a)._ends.values()
+            circuits(a)._close_end(end, "done with it")
+            await poll(lambda: circuits(r).relayed_circuits == 0 and not circuits(b)._ends)
+        await poll(lambda: len(asyncio.all_tasks()) <= tasks)
+        for node in (r, a, b):
+            layer = circuits(node)
+            assert not layer._relayed and not layer._ends and not layer._circuit_buckets
+            assert layer.held_bytes() == 0
+            assert not node.p2pt._connecting
+            # Only direct connections are left: no circuit's.
+            assert not [
+                c
+                for p in node.peers
+                for c in node.p2pt.connections(p)
+                if getattr(node.p2pt.channel(p, c), "relayed", False)
+            ]
+        assert circuits(r).stats.relayed == 30
