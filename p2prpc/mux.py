@@ -66,6 +66,7 @@ from .wire.envelope import (
 from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
 from .wire.held import ENVELOPE_OVERHEAD, ByteBudget, held_size
 from .wire.payload import JSONText
+from .wire.restart import RestartError
 from .wire.status import Status, StatusCode, unsendable
 from .wire.work import ENVELOPE_COST, WorkBudget, envelope_work, settled_work
 
@@ -1202,10 +1203,15 @@ class Mux(AsyncIOEventEmitter):
         if not self.p2pt.is_connected(peer_id):
             return
         peer = self.p2pt.peers[peer_id]
-        if "restart" in hello and self.p2pt.take_restart_hello(
-            peer_id, connection, hello["restart"]
-        ):
-            self._send_hello(peer, connection)  # our restart key, on that connection
+        if "restart" in hello:
+            try:
+                owed = self.p2pt.take_restart_hello(peer_id, connection, hello["restart"])
+            except RestartError as e:  # the rest of the hello holds: only the key is refused
+                owed = False
+                logger.warning("peer %s: restart key refused: %s", peer_id[:8], e)
+                self.emit("peerwarning", peer_id, e)
+            if owed:
+                self._send_hello(peer, connection)  # our restart key, on that connection
         info = replace(
             PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
         )
