@@ -700,6 +700,8 @@ class Circuits:
         relays = self.relays_for(peer_id)
         if not relays:
             return
+        for done in [pid for pid, until in self._backoff.items() if until <= now]:
+            del self._backoff[done]  # only peers tried within connect_timeout are remembered
         self._backoff[peer_id] = now + self.connect_timeout
         logger.info(
             "peer %s not reachable directly (%s): trying a circuit through %s",
