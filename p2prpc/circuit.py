@@ -270,6 +270,14 @@ class Circuits:
                 out.setdefault(end.peer_id, []).append(end.relay)
         return out
 
+    def opening(self) -> set[str]:
+        """Peers a circuit of ours is being opened to (asked of a relay, not yet counted)."""
+        return {
+            end.peer_id
+            for end in self._ends.values()
+            if end.channel is None and end.future is not None and not end.future.done()
+        }
+
     @property
     def relayed_circuits(self) -> int:
         """Circuits this node carries for others now."""

@@ -215,13 +215,17 @@ class _Watch:
 
     def settled(self) -> bool:
         """Whether every peer the trackers count has said hello, refused, or been found and not
-        reached (its last connection attempt failed): nothing more to learn by waiting."""
+        reached (its last connection attempt failed, and no circuit is being opened to it):
+        nothing more to learn by waiting."""
         others = self.others()
         if others is None:
             return False
         node = self.node
         greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
         unreachable = {u.peer_id for u in node.connectivity().unreachable}
+        circuits = node.circuits
+        if circuits is not None:  # one being reached through a relay is not settled yet
+            unreachable -= circuits.opening()
         return len(greeted | self.kept_out() | unreachable) >= others
 
     def hopeless(self) -> bool:
