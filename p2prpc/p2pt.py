@@ -77,7 +77,7 @@ from .errors import (
 )
 from .swarm.attempt import Failure, Unreachable
 from .swarm.connection import UNBOUNDED, Connection, ConnectionState
-from .swarm.connectivity import Finding, SwarmConnectivity, assess
+from .swarm.connectivity import Finding, SwarmConnectivity, TrackerState, assess
 from .swarm.handshake import Admission, Handshake, admit
 from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
@@ -998,9 +998,26 @@ class P2PT(AsyncIOEventEmitter):
         (:meth:`~p2prpc.swarm.peers.PeerTable.accepts_answer_from`)."""
         return not self._destroyed and self._peers.accepts_answer_from(peer_id, extra)
 
-    def offers_wanted(self, most: int) -> int:
-        """How many offers the next announce should carry (at most ``most``)."""
-        return self._peers.offers_wanted(most)
+    def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
+        """How many offers the next announce to ``tracker`` should carry, at most ``most``: as
+        many as it counted other peers (:attr:`~TrackerClient.counted`; all ``most`` when it
+        counts none), less those connected and the offers still waiting through the other
+        trackers (which went to peers of the same swarm), and within ``max_peers``."""
+        counted = tracker.counted
+        if counted is not None:
+            elsewhere = sum(self._pool.count(url) for url in self.trackers if url != tracker.origin)
+            most = min(most, counted - self._peers.degree() - elsewhere)
+        return self._peers.offers_wanted(max(most, 0))
+
+    def _release_offers(self) -> None:
+        """Close the offers waiting through a tracker all of whose counted peers are connected:
+        the peers it handed them to need them no more, and each holds its sockets (and a TURN
+        allocation) until it expires."""
+        degree = self._peers.degree()
+        for url, tracker in self.trackers.items():
+            answered = tracker.state is TrackerState.ANSWERED  # in this connection
+            if answered and tracker.counted is not None and degree >= tracker.counted:
+                self._pool.retire(url, 0)
 
     def hungry(self) -> bool:
         """Below ``min_peers`` while the trackers know of more peers: announce again soon."""
@@ -1203,6 +1220,7 @@ class P2PT(AsyncIOEventEmitter):
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
         self._note_degree()
+        self._release_offers()
         self.emit("trackerconnect", tracker, self.get_tracker_stats())
         self.emit("connectivity")
 
@@ -1389,6 +1407,7 @@ class P2PT(AsyncIOEventEmitter):
         if new:
             self._unreachable.pop(channel.peer_id, None)
             self._note_degree()
+            self._release_offers()
             self.emit("peerconnect", Peer(self, remote, channel.name))
         else:
             self.emit("connectionopen", Peer(self, remote, channel.name), channel.connection)

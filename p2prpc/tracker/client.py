@@ -8,6 +8,14 @@ the connections they become live in the swarm's :class:`~p2prpc.swarm.pool.Offer
 the mesh carries do. Closing the client closes its offers and leaves the connections already made
 alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
 
+Offers are made for peers that can take them. The tracker hands each offer of an announce to a
+different peer of the swarm, and each offer gathers its candidates before it leaves (a TURN
+allocation among them, when a TURN server is configured): an offer more than the swarm has
+peers not yet connected to this one reaches nobody, or a peer that needs none. So an announce
+carries no more offers than the tracker's last answer counted other peers, less those connected
+(:meth:`Swarm.offers_wanted`); the first announce of each connection to the tracker carries
+none, learns the counts from its answer, and is followed at once by one with the offers wanted.
+
 Unanswered offers are bounded: each holds a peer connection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
 ``max_outstanding_offers`` (two announces' worth by default) remain with the new ones.
@@ -85,8 +93,10 @@ class Swarm(Protocol):
         """Where offers are made, answered and accepted, sealed as the swarm seals them."""
         ...
 
-    def offers_wanted(self, most: int) -> int:
-        """How many offers to announce with (the swarm may be at its bound on peers)."""
+    def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
+        """How many offers to announce to ``tracker`` with, at most ``most``: no more than its
+        :attr:`~TrackerClient.counted` peers not connected yet (the swarm may also be at its
+        bound on peers)."""
         ...
 
     def hungry(self) -> bool:
@@ -115,7 +125,10 @@ class TrackerClient:
     """A connection to one announce URL, serving one swarm: one of its signalling paths
     (:class:`~p2prpc.swarm.pool.SignallingPath`).
 
-    Each announce carries up to ``max_offers`` (5) fresh offers; unanswered ones expire after
+    Each announce carries up to ``max_offers`` (5) fresh offers, no more than the swarm has peers
+    to take them (:attr:`counted`, less those connected; none in the first announce of each
+    connection to the tracker, answered at once by one with the offers then wanted); unanswered
+    ones expire after
     ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
     are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
     A connection whose answer we took is closed unless it opens within ``connect_timeout``
@@ -162,8 +175,14 @@ class TrackerClient:
             raise ValueError("max_outstanding_offers must be at least max_offers")
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
+        #: Other peers the tracker's latest answer in this connection counted in the swarm: 0
+        #: until it answers, ``None`` when its answers count none (then offers are made as if
+        #: every peer could take one).
+        self.counted: int | None = 0
+        self._probing = False  # the first announce of a connection went out; no answer yet
         self._ws: ClientConnection | None = None
-        self._announce_requested = asyncio.Event()
+        self._announce_wanted = False
+        self._wake = asyncio.Event()  # an announce is wanted, or the interval changed
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -203,7 +222,8 @@ class TrackerClient:
 
     def announce(self) -> None:
         """Ask for an announce now (with fresh offers), as ``requestMorePeers`` does."""
-        self._announce_requested.set()
+        self._announce_wanted = True
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop: send ``stopped`` if connected, close the socket and every unanswered offer."""
@@ -286,6 +306,8 @@ class TrackerClient:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self.counted = 0  # until the tracker says: the swarm it knows may have changed
+        self._probing = True
         if self.state is not TrackerState.CONNECTING:  # its first answer is awaited anew
             self._enter(TrackerState.CONNECTING)
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
@@ -307,18 +329,31 @@ class TrackerClient:
             )
 
     async def _announce_loop(self, ws: ClientConnection) -> None:
-        self._announce_requested.set()  # announce on every (re)connect
+        """Announce on every (re)connect, on request, and at the interval since the last one:
+        the tracker's, once it said (as bittorrent-tracker re-arms its timer), or every few
+        seconds while the swarm is hungry."""
+        loop = asyncio.get_running_loop()
+        self._announce_wanted = True
+        last = loop.time()
+        jitter = 1.0
         while True:
-            wait = self.interval
-            if self.swarm.hungry():  # too few peers, more are there: ask again soon
-                wait = min(wait, random.uniform(0.5, 1.0) * self.hungry_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._announce_requested.wait(), wait)
-            self._announce_requested.clear()
+            if not self._announce_wanted:
+                wait = self.interval
+                if self.swarm.hungry():  # too few peers, more are there: ask again soon
+                    wait = min(wait, jitter * self.hungry_interval)
+                remaining = last + wait - loop.time()
+                if remaining > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    continue  # an announce asked for, a new interval, or the time came
+            self._announce_wanted = False
+            last = loop.time()
+            jitter = random.uniform(0.5, 1.0)
             await self._announce(ws)
 
     async def _announce(self, ws: ClientConnection) -> None:
-        count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
+        count = self.swarm.offers_wanted(self, min(self.numwant, self.max_offers))
         pool = self.swarm.pool
         pool.retire(self.announce_url, self.max_outstanding_offers - count)
         made = await asyncio.gather(
@@ -370,9 +405,23 @@ class TrackerClient:
         if reply.warning:
             self.swarm.tracker_warning(self, TrackerFailure(reply.warning))
         if reply.interval:
-            self.interval = float(min(reply.interval, MAX_INTERVAL))
+            interval = float(min(reply.interval, MAX_INTERVAL))
+            if interval != self.interval:
+                self.interval = interval
+                self._wake.set()  # the timer runs on the new interval from the last announce
         if reply.tracker_id:
             self.tracker_id = reply.tracker_id
+        counts = reply.complete is not None or reply.incomplete is not None
+        if counts:
+            self.counted = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
+        elif self._probing:
+            self.counted = None  # a tracker that counts nothing: offers as if all could take one
+        if self._probing:
+            # The first announce of this connection carried no offers: now that the swarm is
+            # counted, announce again with those wanted (once: later answers wait their turn).
+            self._probing = False
+            if self.swarm.offers_wanted(self, min(self.numwant, self.max_offers)) > 0:
+                self.announce()
         if reply.complete is not None:
             if self.state is not TrackerState.ANSWERED:  # the first answer of this session
                 self.others = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
