@@ -1001,12 +1001,21 @@ class P2PT(AsyncIOEventEmitter):
     def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
         """How many offers the next announce to ``tracker`` should carry, at most ``most``: as
         many as it counted other peers (:attr:`~TrackerClient.counted`; all ``most`` when it
-        counts none), less those connected and the offers still waiting through the other
-        trackers (which went to peers of the same swarm), and within ``max_peers``."""
+        counts none), less those connected or connecting, and less our offers through a
+        tracker that may still be answered (made less than its ``answer_timeout`` ago: each
+        went to a peer of the swarm, which may be gathering its answer); within ``max_peers``."""
         counted = tracker.counted
         if counted is not None:
-            elsewhere = sum(self._pool.count(url) for url in self.trackers if url != tracker.origin)
-            most = min(most, counted - self._peers.degree() - elsewhere)
+            peers = self._peers
+            connecting = {c.peer_id for c in peers.connecting if c.peer_id is not None}
+            connecting -= {p for p, r in peers.remotes.items() if r.channels}
+            recent = time.monotonic() - tracker.answer_timeout
+            in_flight = sum(
+                1
+                for c in self._pool.connections()
+                if c.origin in self.trackers and c.created_at > recent
+            )
+            most = min(most, counted - peers.degree() - len(connecting) - in_flight)
         return self._peers.offers_wanted(max(most, 0))
 
     def _release_offers(self) -> None:

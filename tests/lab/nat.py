@@ -52,6 +52,9 @@ HOMES = {"a": "192.168.1.2", "b": "192.168.2.2"}
 
 Mapping = Literal["cone", "symmetric"]
 
+ALLOCATED = "turn-allocated"
+"""The comment of the rule that counts coturn's Allocate success responses."""
+
 
 def unavailable_reason() -> str | None:
     """Why this machine cannot host the lab, or None when it can."""
@@ -110,6 +113,9 @@ class NatLab:
 
     prefix: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}-")
     tracker_url: str = ""
+    tracker_interval: int | None = None
+    """The re-announce interval the tracker tells (seconds; ``None``: its default, 120); it
+    keeps its default timeouts for silent peers and sockets (360 s and 240 s) either way."""
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _directory: tempfile.TemporaryDirectory[str] | None = None
     _log: Path | None = None
@@ -129,6 +135,14 @@ class NatLab:
     def turn_url(self, password: str = PASSWORD, transport: str = "udp") -> str:
         """coturn as a TURN URL with credentials (``password``: a wrong one, to be refused)."""
         return f"turn:{USER}:{password}@{PUBLIC}:{PORT}?transport={transport}"
+
+    def turn_allocations(self) -> int:
+        """How many TURN allocations coturn has granted over UDP so far: the Allocate success
+        responses it sent, counted by the kernel as they leave (exact, unlike its log, which
+        it writes when it gets to it)."""
+        public = ("ip", "netns", "exec", self.ns("public"))
+        rules = _run(*public, "iptables", "-L", "OUTPUT", "-v", "-n", "-x").splitlines()
+        return sum(int(rule.split()[0]) for rule in rules if f"/* {ALLOCATED} */" in rule)
 
     def turn_log(self) -> str:
         """What coturn logged so far."""
@@ -160,7 +174,8 @@ class NatLab:
             roles = ("public", "sink", "router-a", "router-b", "home-a", "home-b")
             for role in roles:
                 _run("ip", "netns", "add", self.ns(role))
-                self._ip(role, "link", "set", "lo", "up")
+                if not role.startswith("home-"):  # a home host has its LAN address only
+                    self._ip(role, "link", "set", "lo", "up")
             # The public network: the servers' address, and a silent default route into a
             # namespace that forwards nothing and answers nothing.
             self._ip("public", "addr", "add", f"{PUBLIC}/32", "dev", "lo")
@@ -188,6 +203,10 @@ class NatLab:
                              "ESTABLISHED,RELATED -j ACCEPT".split())  # fmt: skip
                     self._in(router, *f"iptables -A {chain} -i wan -j DROP".split())
             self.nat("cone")
+            # Counts what coturn answers an Allocate request with success (STUN type 0x0103).
+            self._in("public", *f"iptables -A OUTPUT -p udp --sport {PORT} -m u32 --u32 "
+                     f"0>>22&0x3C@8>>16=0x0103 -m comment --comment {ALLOCATED} "
+                     "-j ACCEPT".split())  # fmt: skip
             self._start_servers()
         except BaseException:
             self.close()
@@ -227,6 +246,13 @@ class NatLab:
                 PUBLIC,
                 "--port",
                 "0",
+                *(
+                    # Peers stay and sockets stay open as long as at the default interval.
+                    ["--interval", str(self.tracker_interval)]
+                    + ["--peer-timeout", "360", "--idle-timeout", "240"]
+                    if self.tracker_interval
+                    else []
+                ),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -181,10 +181,9 @@ async def test_offers_are_released_once_every_peer_counted_is_connected() -> Non
             assert p2pt.pool.count(tracker.url) == 1
         try:
             await tracker.wait_for(lambda stats: stats.peers == 1)
-            # This announce still makes one (the last count was one), closed with the rest.
             p2pt.request_more_peers()
             await replies.next()
             assert p2pt.pool.count(tracker.url) == 0
-            assert counting.offers == 2
+            assert counting.offers == 1
         finally:
             await p2pt.destroy()
