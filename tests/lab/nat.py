@@ -232,6 +232,10 @@ class NatLab:
             stderr=subprocess.DEVNULL,
         )
         self._processes.append(coturn)
+        pace = []
+        if self.tracker_interval:  # peers and sockets stay as long as at the default interval
+            pace = ["--interval", str(self.tracker_interval)]
+            pace += ["--peer-timeout", "360", "--idle-timeout", "240"]
         tracker = subprocess.Popen(
             [
                 "ip",
@@ -246,13 +250,7 @@ class NatLab:
                 PUBLIC,
                 "--port",
                 "0",
-                *(
-                    # Peers stay and sockets stay open as long as at the default interval.
-                    ["--interval", str(self.tracker_interval)]
-                    + ["--peer-timeout", "360", "--idle-timeout", "240"]
-                    if self.tracker_interval
-                    else []
-                ),
+                *pace,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
