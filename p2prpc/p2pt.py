@@ -999,13 +999,19 @@ class P2PT(AsyncIOEventEmitter):
         return not self._destroyed and self._peers.accepts_answer_from(peer_id, extra)
 
     def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
-        """How many offers the next announce to ``tracker`` should carry, at most ``most``: as
-        many as it counted other peers (:attr:`~TrackerClient.counted`; all ``most`` when it
-        counts none), less those connected or connecting, and less our offers through a
-        tracker that may still be answered (made less than its ``answer_timeout`` ago: each
-        went to a peer of the swarm, which may be gathering its answer); within ``max_peers``."""
+        """How many offers the next announce to ``tracker`` should carry, at most ``most`` and
+        within ``max_peers``.
+
+        Without a TURN server among the ICE servers, all ``most``, as P2PT makes them: the
+        tracker hands some to peers already connected, whose answers open backup channels.
+        With one (:attr:`~p2prpc.transport.ice.IceServers.relaying`), each offer costs an
+        allocation on it, so as many as the tracker counted other peers
+        (:attr:`~TrackerClient.counted`; all ``most`` when it counts none), less those
+        connected or connecting, and less our offers through a tracker that may still be
+        answered (made less than its ``answer_timeout`` ago: each went to a peer of the swarm,
+        which may be gathering its answer)."""
         counted = tracker.counted
-        if counted is not None:
+        if counted is not None and self.ice_servers.relaying:
             peers = self._peers
             connecting = {c.peer_id for c in peers.connecting if c.peer_id is not None}
             connecting -= {p for p, r in peers.remotes.items() if r.channels}
@@ -1021,7 +1027,10 @@ class P2PT(AsyncIOEventEmitter):
     def _release_offers(self) -> None:
         """Close the offers waiting through a tracker all of whose counted peers are connected:
         the peers it handed them to need them no more, and each holds its sockets (and a TURN
-        allocation) until it expires."""
+        allocation) until it expires. Only with a TURN server among the ICE servers: without
+        one, offers wait for their answers or expiry as P2PT's do."""
+        if not self.ice_servers.relaying:
+            return
         degree = self._peers.degree()
         for url, tracker in self.trackers.items():
             answered = tracker.state is TrackerState.ANSWERED  # in this connection

@@ -8,13 +8,14 @@ the connections they become live in the swarm's :class:`~p2prpc.swarm.pool.Offer
 the mesh carries do. Closing the client closes its offers and leaves the connections already made
 alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
 
-Offers are made for peers that can take them. The tracker hands each offer of an announce to a
-different peer of the swarm, and each offer gathers its candidates before it leaves (a TURN
-allocation among them, when a TURN server is configured): an offer more than the swarm has
-peers not yet connected to this one reaches nobody, or a peer that needs none. So an announce
-carries no more offers than the tracker's last answer counted other peers, less those connected
-(:meth:`Swarm.offers_wanted`); the first announce of each connection to the tracker carries
-none, learns the counts from its answer, and is followed at once by one with the offers wanted.
+How many offers an announce carries is the swarm's choice (:meth:`Swarm.offers_wanted`). The
+tracker hands each offer of an announce to a different peer of the swarm, and each offer gathers
+its candidates before it leaves: with a TURN server configured, an allocation on it. P2PT makes
+its full count whatever the swarm holds (offers to peers already connected become backup
+channels); a swarm with a TURN server makes no more than the tracker's last answer counted
+other peers, less those connected. So an announce that finds the count unknown (the first of
+each connection to the tracker) and carries no offer for it is followed, as soon as the answer
+tells the count, by one with the offers then wanted.
 
 Unanswered offers are bounded: each holds a peer connection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
@@ -94,9 +95,9 @@ class Swarm(Protocol):
         ...
 
     def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
-        """How many offers to announce to ``tracker`` with, at most ``most``: no more than its
-        :attr:`~TrackerClient.counted` peers not connected yet (the swarm may also be at its
-        bound on peers)."""
+        """How many offers to announce to ``tracker`` with, at most ``most``: the swarm may be
+        at its bound on peers, or make no more than its :attr:`~TrackerClient.counted` peers
+        not connected yet."""
         ...
 
     def hungry(self) -> bool:
@@ -125,12 +126,13 @@ class TrackerClient:
     """A connection to one announce URL, serving one swarm: one of its signalling paths
     (:class:`~p2prpc.swarm.pool.SignallingPath`).
 
-    Each announce carries up to ``max_offers`` (5) fresh offers, no more than the swarm has peers
-    to take them (:attr:`counted`, less those connected; none in the first announce of each
-    connection to the tracker, answered at once by one with the offers then wanted); unanswered
-    ones expire after
-    ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
-    are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
+    Each announce carries up to ``max_offers`` (5) fresh offers, as many as the swarm wants
+    (:meth:`Swarm.offers_wanted`: with a TURN server, no more than it has peers to take them,
+    :attr:`counted` less those connected, and none in the first announce of each connection to
+    the tracker, answered at once by one with the offers then wanted); unanswered ones expire
+    after ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice
+    ``max_offers``) are kept: an announce first closes the oldest beyond that
+    (:attr:`outstanding_offers`).
     A connection whose answer we took is closed unless it opens within ``connect_timeout``
     seconds (50), one we answered within ``answer_timeout`` (15).
 
@@ -368,6 +370,8 @@ class TrackerClient:
         if failed is not None:
             self.swarm.tracker_warning(self, failed)
         offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if isinstance(o, tuple))
+        if count > 0:
+            self._probing = False  # offers went with the first announce: no follow-up is due
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
@@ -417,8 +421,9 @@ class TrackerClient:
         elif self._probing:
             self.counted = None  # a tracker that counts nothing: offers as if all could take one
         if self._probing:
-            # The first announce of this connection carried no offers: now that the swarm is
-            # counted, announce again with those wanted (once: later answers wait their turn).
+            # The first announce of this connection carried no offers for want of the count:
+            # now that the swarm is counted, announce again with those wanted (once: later
+            # answers wait their turn).
             self._probing = False
             if self.swarm.offers_wanted(self, min(self.numwant, self.max_offers)) > 0:
                 self.announce()

@@ -1,9 +1,15 @@
-"""An announce carries no more offers than the swarm has peers to take them.
+"""With a TURN server among its ICE servers, an announce carries no more offers than the swarm
+has peers to take them; without one, as many as P2PT's.
 
 Each offer gathers its candidates before it leaves (with a TURN server, an allocation on it), and
 the tracker hands each offer of an announce to a different peer: offers past the peers the tracker
 counts reach nobody, and peers already connected need none. Offers are counted where they are
 made: a transport that counts the connections it makes as the offerer.
+
+A TURN server is in play for a swarm whose ICE servers name one or include a provider (which may
+return one): here a provider returning a STUN server on loopback (:class:`StunServer`, which
+answers at once), so that gathering costs no wait. Without one, P2PT's count of offers and the
+backup channels they open to connected peers stay.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
+from aioice import stun
+from aiortc import RTCIceServer
 from websockets.asyncio.client import ClientConnection, connect
 
 from p2prpc import P2PT
@@ -48,9 +57,52 @@ class Counting:
         return self.inner.link(options, initiator=initiator, label=label)
 
 
-def counted_p2pt(url: str) -> tuple[P2PT, Counting]:
+class StunServer(asyncio.DatagramProtocol):
+    """A STUN server on loopback: answers each Binding request with the address it came from."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            request = stun.parse_message(data)
+        except ValueError:
+            return
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+    @property
+    def url(self) -> str:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return f"stun:{host}:{port}"
+
+
+@pytest_asyncio.fixture
+async def stun_url() -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(StunServer, local_addr=("127.0.0.1", 0))
+    try:
+        yield server.url
+    finally:
+        transport.close()
+
+
+def counted_p2pt(url: str, ice_servers: str | None) -> tuple[P2PT, Counting]:
+    """A P2PT counting its offers; ``ice_servers``: a STUN URL its ICE server provider returns
+    (a TURN server may be in play), or None for none (host candidates only)."""
     counting = Counting()
-    return loopback_p2pt([url], SWARM, transport=counting), counting
+    servers = [] if ice_servers is None else [lambda: RTCIceServer(urls=[ice_servers])]
+    return loopback_p2pt([url], SWARM, transport=counting, ice_servers=servers), counting
 
 
 class Replies:
@@ -99,9 +151,9 @@ async def offers_received(ws: ClientConnection) -> int:
         received += sum(isinstance(m, OfferRelay) for m in parse_server_message(data))
 
 
-async def test_a_peer_alone_in_its_swarm_makes_no_offer() -> None:
+async def test_a_peer_alone_in_its_swarm_makes_no_offer(stun_url: str) -> None:
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        p2pt, counting = counted_p2pt(tracker.url)
+        p2pt, counting = counted_p2pt(tracker.url, stun_url)
         replies = Replies(p2pt)
         await p2pt.start()
         try:
@@ -115,9 +167,9 @@ async def test_a_peer_alone_in_its_swarm_makes_no_offer() -> None:
             await p2pt.destroy()
 
 
-async def test_an_announce_makes_one_offer_for_each_peer_the_tracker_counts() -> None:
+async def test_an_announce_makes_one_offer_for_each_peer_the_tracker_counts(stun_url: str) -> None:
     async with TrackerServer("127.0.0.1", 0) as tracker, silent_peers(tracker.url, 2) as silent:
-        p2pt, counting = counted_p2pt(tracker.url)
+        p2pt, counting = counted_p2pt(tracker.url, stun_url)
         replies = Replies(p2pt)
         await p2pt.start()
         try:
@@ -131,10 +183,12 @@ async def test_an_announce_makes_one_offer_for_each_peer_the_tracker_counts() ->
             await p2pt.destroy()
 
 
-async def test_connected_peers_need_no_offers_not_even_after_a_tracker_reconnects() -> None:
+async def test_connected_peers_need_no_offers_not_even_after_a_tracker_reconnects(
+    stun_url: str,
+) -> None:
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        first, first_counting = counted_p2pt(tracker.url)
-        second, second_counting = counted_p2pt(tracker.url)
+        first, first_counting = counted_p2pt(tracker.url, stun_url)
+        second, second_counting = counted_p2pt(tracker.url, stun_url)
         await first.start()
         await until(
             lambda: first.trackers[tracker.url].state is TrackerState.ANSWERED,
@@ -168,11 +222,11 @@ async def test_connected_peers_need_no_offers_not_even_after_a_tracker_reconnect
             await asyncio.gather(first.destroy(), second.destroy())
 
 
-async def test_offers_are_released_once_every_peer_counted_is_connected() -> None:
+async def test_offers_are_released_once_every_peer_counted_is_connected(stun_url: str) -> None:
     """A silent peer takes an offer and leaves: the tracker's next answer counts nobody left to
     answer it, and the offer is closed then, not when it expires."""
     async with TrackerServer("127.0.0.1", 0) as tracker:
-        p2pt, counting = counted_p2pt(tracker.url)
+        p2pt, counting = counted_p2pt(tracker.url, stun_url)
         replies = Replies(p2pt)
         async with silent_peers(tracker.url, 1):
             await p2pt.start()
@@ -187,3 +241,34 @@ async def test_offers_are_released_once_every_peer_counted_is_connected() -> Non
             assert counting.offers == 1
         finally:
             await p2pt.destroy()
+
+
+async def test_without_a_turn_server_announces_carry_p2pts_offers_and_open_backup_channels() -> (
+    None
+):
+    async with TrackerServer("127.0.0.1", 0) as tracker:
+        first, first_counting = counted_p2pt(tracker.url, None)
+        second, second_counting = counted_p2pt(tracker.url, None)
+        replies = Replies(first)
+        await first.start()
+        try:
+            await replies.next()
+            # Alone in its swarm, its first announce carries P2PT's full count all the same.
+            assert first_counting.offers == first.trackers[tracker.url].max_offers
+            await second.start()
+            await until(
+                lambda: second.peer_id in first.peers and first.peer_id in second.peers,
+                (first, "peerconnect"),
+                (second, "peerconnect"),
+            )
+            # Connected, a re-announce offers again, and the peer's answer is a backup channel.
+            made = second_counting.offers
+            second.request_more_peers()
+            await until(
+                lambda: first.peers[second.peer_id].channels >= 2,
+                (first, "connectionopen"),
+                timeout=15,
+            )
+            assert second_counting.offers > made
+        finally:
+            await asyncio.gather(first.destroy(), second.destroy())

@@ -130,6 +130,26 @@ def test_p2pt_takes_urls_beside_ice_server_objects() -> None:
     assert caught.value.part == "port" and CREDENTIAL not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("servers", "relaying"),
+    [
+        (None, False),  # P2PT's STUN servers
+        ([], False),
+        (["stun:stun.example.org", "stuns:stun.example.org"], False),
+        ([RTCIceServer(urls=["STUN:stun.example.org"])], False),
+        (["stun:stun.example.org", "turn:u:p@turn.example.org"], True),
+        (["turns:u:p@turn.example.org"], True),
+        ([RTCIceServer(urls="TURN:turn.example.org", username="u", credential="p")], True),
+        ([lambda: RTCIceServer(urls=["stun:stun.example.org"])], True),  # it may return one
+        ([TurnRestCredentials("turn:turn.example.org", "s3cret")], True),
+    ],
+)
+def test_a_turn_server_is_in_play_when_one_is_named_or_a_provider_is_given(
+    servers: list[object] | None, relaying: bool
+) -> None:
+    assert IceServers(servers).relaying is relaying  # type: ignore[arg-type]
+
+
 def test_turn_rest_credentials_are_the_hmac_of_their_expiry_and_user() -> None:
     rest = TurnRestCredentials(
         ["turn:h:3478?transport=tcp", "turns:h"],
