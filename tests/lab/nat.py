@@ -113,9 +113,8 @@ class NatLab:
 
     prefix: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}-")
     tracker_url: str = ""
-    tracker_interval: int | None = None
-    """The re-announce interval the tracker tells (seconds; ``None``: its default, 120); it
-    keeps its default timeouts for silent peers and sockets (360 s and 240 s) either way."""
+    """The tracker, telling its default re-announce interval (120 s)."""
+    _paced: dict[int, str] = field(default_factory=dict)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _directory: tempfile.TemporaryDirectory[str] | None = None
     _log: Path | None = None
@@ -135,6 +134,32 @@ class NatLab:
     def turn_url(self, password: str = PASSWORD, transport: str = "udp") -> str:
         """coturn as a TURN URL with credentials (``password``: a wrong one, to be refused)."""
         return f"turn:{USER}:{password}@{PUBLIC}:{PORT}?transport={transport}"
+
+    def paced_tracker(self, interval: int) -> str:
+        """The URL of a tracker beside :attr:`tracker_url` that tells ``interval`` seconds
+        between announces (started on first use); it keeps the default timeouts for silent
+        peers and sockets (360 s and 240 s), as at the default interval."""
+        if interval not in self._paced:
+            pace = ["--interval", str(interval), "--peer-timeout", "360", "--idle-timeout", "240"]
+            self._paced[interval] = self._start_tracker(pace)
+        return self._paced[interval]
+
+    @contextlib.contextmanager
+    def cut(self, home: str) -> Iterator[None]:
+        """Cut home ``home``'s uplink: its router forwards nothing between the home and the
+        public network, either way, silently, until the block ends. NAT mappings stay (the
+        router still tracks what it drops), as when a line goes down for a while."""
+        router = f"router-{home}"
+        rules = [["FORWARD", "-i", "wan"], ["FORWARD", "-o", "wan"]]
+        added: list[list[str]] = []
+        try:
+            for rule in rules:
+                self._in(router, "iptables", "-I", *rule, "-j", "DROP")
+                added.append(rule)
+            yield
+        finally:
+            for rule in added:
+                self._in(router, "iptables", "-D", *rule, "-j", "DROP")
 
     def turn_allocations(self) -> int:
         """How many TURN allocations coturn has granted over UDP so far: the Allocate success
@@ -232,10 +257,15 @@ class NatLab:
             stderr=subprocess.DEVNULL,
         )
         self._processes.append(coturn)
-        pace = []
-        if self.tracker_interval:  # peers and sockets stay as long as at the default interval
-            pace = ["--interval", str(self.tracker_interval)]
-            pace += ["--peer-timeout", "360", "--idle-timeout", "240"]
+        self.tracker_url = self._start_tracker([])
+        deadline = time.monotonic() + 10.0
+        while f"{PUBLIC}:{PORT}" not in self.turn_log() or "listener opened" not in self.turn_log():
+            if coturn.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"turnserver did not start: {self.turn_log()[-2000:]}")
+            time.sleep(0.05)  # reading a log file: there is nothing to wait on
+
+    def _start_tracker(self, options: list[str]) -> str:
+        """Start ``p2prpc tracker`` with ``options`` on the public network; its URL."""
         tracker = subprocess.Popen(
             [
                 "ip",
@@ -250,7 +280,7 @@ class NatLab:
                 PUBLIC,
                 "--port",
                 "0",
-                *pace,
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -261,12 +291,7 @@ class NatLab:
         line = tracker.stdout.readline().decode().strip()
         if not re.fullmatch(r"ws://[0-9.]+:[0-9]+", line):
             raise RuntimeError(f"the tracker did not start: {line!r}")
-        self.tracker_url = line
-        deadline = time.monotonic() + 10.0
-        while f"{PUBLIC}:{PORT}" not in self.turn_log() or "listener opened" not in self.turn_log():
-            if coturn.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"turnserver did not start: {self.turn_log()[-2000:]}")
-            time.sleep(0.05)  # reading a log file: there is nothing to wait on
+        return line
 
     def close(self) -> None:
         """Stop every process, delete every namespace (and with them their links)."""
@@ -281,6 +306,7 @@ class NatLab:
             if process.stdout is not None:
                 process.stdout.close()
         self._processes.clear()
+        self._paced.clear()
         for role in ("home-a", "home-b", "router-a", "router-b", "public", "sink"):
             _kill_all(self.ns(role))
             with contextlib.suppress(RuntimeError):
