@@ -19,7 +19,10 @@ nobody has (a home's private address) vanish silently, as on the internet. cotur
 
 Peers: the test process enters home A with the thread that runs its event loop
 (:meth:`NatLab.inside`: the sockets it makes meanwhile are in home A), and a peer in home B runs
-as a subprocess (:meth:`NatLab.command`). Everything is removed on :meth:`NatLab.close`.
+as a subprocess (:meth:`NatLab.command`). :meth:`NatLab.cut` cuts a home's uplink for a while;
+:meth:`NatLab.turn_allocations` counts the allocations coturn granted; :meth:`NatLab.paced_tracker`
+is a second tracker telling a short re-announce interval. Everything is removed on
+:meth:`NatLab.close`.
 """
 
 from __future__ import annotations
