@@ -998,7 +998,7 @@ class P2PT(AsyncIOEventEmitter):
         (:meth:`~p2prpc.swarm.peers.PeerTable.accepts_answer_from`)."""
         return not self._destroyed and self._peers.accepts_answer_from(peer_id, extra)
 
-    def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
+    def offers_wanted(self, tracker: TrackerClient, most: int, *, requested: bool = False) -> int:
         """How many offers the next announce to ``tracker`` should carry, at most ``most`` and
         within ``max_peers``.
 
@@ -1006,13 +1006,16 @@ class P2PT(AsyncIOEventEmitter):
         tracker hands some to peers already connected, whose answers open backup channels.
         With one (:attr:`~p2prpc.transport.ice.IceServers.relaying`), each offer costs an
         allocation on it, so as many as the tracker counted other peers
-        (:attr:`~TrackerClient.counted`; all ``most`` when it counts none), less those
-        connected or connecting, and less our offers through a tracker that may still be
+        (:attr:`~TrackerClient.counted`; all ``most`` when it counts none) less those
+        connected; and, unless the announce was ``requested`` (:meth:`request_more_peers`, or
+        a peer lost), less those connecting and our offers through a tracker that may still be
         answered (made less than its ``answer_timeout`` ago: each went to a peer of the swarm,
         which may be gathering its answer)."""
         counted = tracker.counted
         if counted is not None and self.ice_servers.relaying:
             peers = self._peers
+            if requested:
+                return self._peers.offers_wanted(max(min(most, counted - peers.degree()), 0))
             connecting = {c.peer_id for c in peers.connecting if c.peer_id is not None}
             connecting -= {p for p, r in peers.remotes.items() if r.channels}
             recent = time.monotonic() - tracker.answer_timeout

@@ -15,7 +15,8 @@ its full count whatever the swarm holds (offers to peers already connected becom
 channels); a swarm with a TURN server makes no more than the tracker's last answer counted
 other peers, less those connected. So an announce that finds the count unknown (the first of
 each connection to the tracker) and carries no offer for it is followed, as soon as the answer
-tells the count, by one with the offers then wanted.
+tells the count, by one with the offers then wanted; so is an announce asked for
+(:meth:`TrackerClient.announce`) whose answer counts more peers than it was made for.
 
 Unanswered offers are bounded: each holds a peer connection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
@@ -94,10 +95,10 @@ class Swarm(Protocol):
         """Where offers are made, answered and accepted, sealed as the swarm seals them."""
         ...
 
-    def offers_wanted(self, tracker: TrackerClient, most: int) -> int:
+    def offers_wanted(self, tracker: TrackerClient, most: int, *, requested: bool = False) -> int:
         """How many offers to announce to ``tracker`` with, at most ``most``: the swarm may be
         at its bound on peers, or make no more than its :attr:`~TrackerClient.counted` peers
-        not connected yet."""
+        not connected yet. ``requested``: the announce was asked for (:meth:`announce`)."""
         ...
 
     def hungry(self) -> bool:
@@ -182,8 +183,12 @@ class TrackerClient:
         #: every peer could take one).
         self.counted: int | None = 0
         self._probing = False  # the first announce of a connection went out; no answer yet
+        # What the latest announce was made with: the count it knew, the offers it carried,
+        # and whether it may be followed up (the first of a connection, or one asked for).
+        self._announced: tuple[int | None, int, bool] = (0, 0, False)
         self._ws: ClientConnection | None = None
         self._announce_wanted = False
+        self._requested = False  # the announce wanted was asked for (announce())
         self._wake = asyncio.Event()  # an announce is wanted, or the interval changed
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -224,6 +229,10 @@ class TrackerClient:
 
     def announce(self) -> None:
         """Ask for an announce now (with fresh offers), as ``requestMorePeers`` does."""
+        self._requested = True
+        self._announce_again()
+
+    def _announce_again(self) -> None:
         self._announce_wanted = True
         self._wake.set()
 
@@ -355,7 +364,11 @@ class TrackerClient:
             await self._announce(ws)
 
     async def _announce(self, ws: ClientConnection) -> None:
-        count = self.swarm.offers_wanted(self, min(self.numwant, self.max_offers))
+        requested, self._requested = self._requested, False
+        counted = self.counted
+        count = self.swarm.offers_wanted(
+            self, min(self.numwant, self.max_offers), requested=requested
+        )
         pool = self.swarm.pool
         pool.retire(self.announce_url, self.max_outstanding_offers - count)
         made = await asyncio.gather(
@@ -370,8 +383,7 @@ class TrackerClient:
         if failed is not None:
             self.swarm.tracker_warning(self, failed)
         offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if isinstance(o, tuple))
-        if count > 0:
-            self._probing = False  # offers went with the first announce: no follow-up is due
+        self._announced = (counted, len(offers), requested or self._probing)
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
@@ -420,13 +432,18 @@ class TrackerClient:
             self.counted = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
         elif self._probing:
             self.counted = None  # a tracker that counts nothing: offers as if all could take one
-        if self._probing:
-            # The first announce of this connection carried no offers for want of the count:
-            # now that the swarm is counted, announce again with those wanted (once: later
-            # answers wait their turn).
-            self._probing = False
-            if self.swarm.offers_wanted(self, min(self.numwant, self.max_offers)) > 0:
-                self.announce()
+        self._probing = False
+        # The first announce of a connection knew no count, and one asked for may have known
+        # an old one: made for fewer peers than this answer counts, it may have carried fewer
+        # offers than are wanted now, so announce again with them, once (with the same count,
+        # later answers wait their turn). Those at the interval are not followed up: peers new
+        # to the swarm offer to those there, who would otherwise offer back at the same time.
+        before, carried, eligible = self._announced
+        after = self.counted
+        rose = before is not None and (after is None or after > before)
+        wanted = self.swarm.offers_wanted(self, min(self.numwant, self.max_offers))
+        if eligible and rose and wanted > carried:
+            self._announce_again()
         if reply.complete is not None:
             if self.state is not TrackerState.ANSWERED:  # the first answer of this session
                 self.others = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)

@@ -223,9 +223,9 @@ async def test_connected_peers_need_no_offers_not_even_after_a_tracker_reconnect
 
 
 async def test_offers_are_released_once_every_peer_counted_is_connected(stun_url: str) -> None:
-    """A silent peer takes an offer and leaves: the tracker's next answer counts nobody left to
-    answer it, and the offer is closed then, not when it expires."""
-    async with TrackerServer("127.0.0.1", 0) as tracker:
+    """A silent peer takes an offer and leaves: the tracker's next answer (at its interval, 1 s
+    here) counts nobody left to answer it, and the offer is closed then, not when it expires."""
+    async with TrackerServer("127.0.0.1", 0, interval=1) as tracker:
         p2pt, counting = counted_p2pt(tracker.url, stun_url)
         replies = Replies(p2pt)
         async with silent_peers(tracker.url, 1):
@@ -235,10 +235,54 @@ async def test_offers_are_released_once_every_peer_counted_is_connected(stun_url
             assert p2pt.pool.count(tracker.url) == 1
         try:
             await tracker.wait_for(lambda stats: stats.peers == 1)
-            p2pt.request_more_peers()
             await replies.next()
+            if p2pt.trackers[tracker.url].counted:  # that answer was for an announce before
+                await replies.next()
             assert p2pt.pool.count(tracker.url) == 0
             assert counting.offers == 1
+        finally:
+            await p2pt.destroy()
+
+
+async def test_an_announce_asked_for_offers_again_to_peers_whose_offers_may_still_be_answered(
+    stun_url: str,
+) -> None:
+    """At the interval, a peer already offered to within its answer time gets no new offer; an
+    announce asked for (request_more_peers: the user's, or a peer lost) makes one all the
+    same, for each peer the tracker counts not connected."""
+    async with TrackerServer("127.0.0.1", 0) as tracker, silent_peers(tracker.url, 1) as silent:
+        p2pt, counting = counted_p2pt(tracker.url, stun_url)
+        replies = Replies(p2pt)
+        await p2pt.start()
+        try:
+            await replies.at_least(2)  # the first announce's answer, and the offer's
+            assert counting.offers == 1
+            p2pt.request_more_peers()
+            await replies.next()
+            assert counting.offers == 2
+            assert await offers_received(silent[0]) == 2
+        finally:
+            await p2pt.destroy()
+
+
+async def test_an_announce_asked_for_on_an_old_count_is_followed_by_one_for_the_new_count(
+    stun_url: str,
+) -> None:
+    """Alone when it last announced, a peer asked for more makes no offer on that count; the
+    answer counts a peer that came since, and an announce with an offer for it follows."""
+    async with TrackerServer("127.0.0.1", 0) as tracker:
+        p2pt, counting = counted_p2pt(tracker.url, stun_url)
+        replies = Replies(p2pt)
+        await p2pt.start()
+        try:
+            await replies.next()
+            assert p2pt.trackers[tracker.url].counted == 0
+            async with silent_peers(tracker.url, 1) as silent:
+                p2pt.request_more_peers()
+                await replies.next()  # made on the old count: no offer
+                await replies.next()  # the one that followed
+                assert counting.offers == 1
+                assert await offers_received(silent[0]) == 1
         finally:
             await p2pt.destroy()
 
