@@ -205,7 +205,8 @@ def test_p2pt_takes_the_environments_servers_when_given_none(
 @pytest.mark.asyncio
 async def test_providers_are_asked_before_each_connection_attempt() -> None:
     """A plain and an async provider: each peer asks its own for every offer it makes and every
-    offer it answers, including after the peers met (a new announce's offers)."""
+    offer it answers, including after the peers met (a newcomer's offer). A provider may
+    return a TURN server, so these peers offer only to peers not connected yet."""
     calls = {"plain": 0, "async": 0}
 
     def plain() -> list[RTCIceServer]:
@@ -228,9 +229,13 @@ async def test_providers_are_asked_before_each_connection_attempt() -> None:
             await wait_connected(peers, 1)
             assert calls["plain"] >= 1 and calls["async"] >= 1
             made = dict(calls)
-            peers[0].request_more_peers()  # another announce: more offers, each asks again
+            peers.append(loopback_p2pt([tracker.url], "ice-providers"))
+            await peers[-1].start()  # it offers to both: each answer asks the provider again
             await until(
-                lambda: calls["plain"] > made["plain"], (peers[0], "trackerconnect"), timeout=10
+                lambda: calls["plain"] > made["plain"] and calls["async"] > made["async"],
+                (peers[0], "peerconnect"),
+                (peers[1], "peerconnect"),
+                timeout=10,
             )
         finally:
             for peer in peers:
@@ -289,6 +294,7 @@ async def test_a_failing_provider_is_reported_then_asked_again(
             if fault != "hangs":
                 assert error.__cause__ is not None
             assert not peers[0].peers and not peers[1].peers
+            peers[0].request_more_peers()  # another attempt: it asks the provider again
             await until(lambda: failed >= 2, (peers[0], "trackerwarning"), timeout=20)
             logged = [r for r in caplog.records if r.name == "p2prpc.transport.ice"]
             assert len(logged) == 1 and logged[0].levelname == "WARNING"
