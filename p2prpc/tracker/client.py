@@ -182,7 +182,7 @@ class TrackerClient:
         #: until it answers, ``None`` when its answers count none (then offers are made as if
         #: every peer could take one).
         self.counted: int | None = 0
-        self._probing = False  # the first announce of a connection went out; no answer yet
+        self._uncounted = False  # the first announce of a connection went out; no answer yet
         # What the latest announce was made with: the count it knew, the offers it carried,
         # and whether it may be followed up (the first of a connection, or one asked for).
         self._announced: tuple[int | None, int, bool] = (0, 0, False)
@@ -318,7 +318,7 @@ class TrackerClient:
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
         self.counted = 0  # until the tracker says: the swarm it knows may have changed
-        self._probing = True
+        self._uncounted = True
         if self.state is not TrackerState.CONNECTING:  # its first answer is awaited anew
             self._enter(TrackerState.CONNECTING)
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
@@ -383,7 +383,7 @@ class TrackerClient:
         if failed is not None:
             self.swarm.tracker_warning(self, failed)
         offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if isinstance(o, tuple))
-        self._announced = (counted, len(offers), requested or self._probing)
+        self._announced = (counted, len(offers), requested or self._uncounted)
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
@@ -430,9 +430,9 @@ class TrackerClient:
         counts = reply.complete is not None or reply.incomplete is not None
         if counts:
             self.counted = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
-        elif self._probing:
+        elif self._uncounted:
             self.counted = None  # a tracker that counts nothing: offers as if all could take one
-        self._probing = False
+        self._uncounted = False
         # The first announce of a connection knew no count, and one asked for may have known
         # an old one: made for fewer peers than this answer counts, it may have carried fewer
         # offers than are wanted now, so announce again with them, once (with the same count,
