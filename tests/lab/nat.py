@@ -202,8 +202,7 @@ class NatLab:
             roles = ("public", "sink", "router-a", "router-b", "home-a", "home-b")
             for role in roles:
                 _run("ip", "netns", "add", self.ns(role))
-                if not role.startswith("home-"):  # a home host has its LAN address only
-                    self._ip(role, "link", "set", "lo", "up")
+                self._ip(role, "link", "set", "lo", "up")
             # The public network: the servers' address, and a silent default route into a
             # namespace that forwards nothing and answers nothing.
             self._ip("public", "addr", "add", f"{PUBLIC}/32", "dev", "lo")
