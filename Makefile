@@ -56,7 +56,7 @@ test: install lint pytest
 PYTEST_WORKERS ?= 4
 pytest: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
-	$(PY) -m pytest -q -m serial tests/fuzz tests/wire tests/rpc tests/mesh tests/costs
+	$(PY) -m pytest -q -m serial tests/fuzz tests/wire tests/rpc tests/lab tests/costs
 
 # The decoders of everything a peer or a tracker sends, fuzzed with 10,000 examples a test (make test
 # runs the same tests with 200). Only the library's typed errors may escape; memory stays in its caps;

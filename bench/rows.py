@@ -1122,13 +1122,20 @@ def _burst_note(plan: Plan) -> str:
     )
 
 
-def fanout(transport: str) -> PhaseRun:
-    """The fan-out of p2prpc topics on ``transport``."""
+def on_transport(
+    measure: Callable[[Context, str], Coroutine[Any, Any, list[Figure]]], transport: str
+) -> PhaseRun:
+    """The phase that runs ``measure`` on ``transport``."""
 
     async def run(ctx: Context) -> list[Figure]:
-        return await _fanout(ctx, transport)
+        return await measure(ctx, transport)
 
     return run
+
+
+def fanout(transport: str) -> PhaseRun:
+    """The fan-out of p2prpc topics on ``transport``."""
+    return on_transport(_fanout, transport)
 
 
 async def _fanout(ctx: Context, transport: str) -> list[Figure]:
@@ -1178,11 +1185,7 @@ async def _fanout(ctx: Context, transport: str) -> list[Figure]:
 
 def fanout_raw(transport: str) -> PhaseRun:
     """The fan-out of a hub of raw data channels on ``transport``."""
-
-    async def run(ctx: Context) -> list[Figure]:
-        return await _fanout_raw(ctx, transport)
-
-    return run
+    return on_transport(_fanout_raw, transport)
 
 
 async def _fanout_raw(ctx: Context, transport: str) -> list[Figure]:
@@ -1242,11 +1245,7 @@ def judge_fanout(row: Row) -> None:
 
 def swarm(transport: str) -> PhaseRun:
     """The swarm of p2prpc topics on ``transport``."""
-
-    async def run(ctx: Context) -> list[Figure]:
-        return await _swarm(ctx, transport)
-
-    return run
+    return on_transport(_swarm, transport)
 
 
 async def _swarm(ctx: Context, transport: str) -> list[Figure]:
@@ -1339,11 +1338,7 @@ def judge_swarm(row: Row) -> None:
 
 def heal(transport: str) -> PhaseRun:
     """The healing of a mesh of p2prpc nodes on ``transport``."""
-
-    async def run(ctx: Context) -> list[Figure]:
-        return await _heal(ctx, transport)
-
-    return run
+    return on_transport(_heal, transport)
 
 
 async def _heal(ctx: Context, transport: str) -> list[Figure]:

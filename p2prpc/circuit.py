@@ -33,7 +33,7 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
+from array import array
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from .wire.circuit import (
     MAX_SEALED,
     MAX_WINDOW,
     MIN_WINDOW,
+    SEAL_OVERHEAD,
     CircuitError,
     Control,
     Ephemeral,
@@ -56,6 +57,7 @@ from .wire.circuit import (
 )
 from .wire.envelope import Envelope, Kind
 from .wire.mesh import RateLimiter
+from .wire.work import OPEN_COST
 
 if TYPE_CHECKING:
     from .mesh import Mesh
@@ -78,8 +80,13 @@ class RelayLimits:
     second; 1 MiB) each circuit and ``total_rate`` (4 MiB) all together forward at most: past
     them frames wait in the relay, which the window bounds. ``connect_rate`` (2 a second, bursts
     of 4): circuits one peer may ask for. So a relay holds at most ``max_circuits × 2 × (window
-    + 16 KiB)`` bytes of others' frames (8.5 MiB by default), and sends at most ``total_rate``
-    bytes a second of them.
+    + 16 KiB)`` bytes of others' frames (8.5 MiB by default; kept end to end, with 8 bytes a
+    frame besides, so in at most 1.5 times that even for frames of the smallest size), and
+    sends at most ``total_rate`` bytes a second of them.
+
+    As an end (every node): ``incoming_rate`` (4 a second, bursts of 8): circuits one relay may
+    bring this node; past it a circuit is refused, and the relay told why. Each one taken is
+    charged to the relay's work budget as a key exchange (``OPEN_COST``, 128 KiB).
     """
 
     max_circuits: int = 16
@@ -89,6 +96,8 @@ class RelayLimits:
     total_rate: float = 4 * 1024 * 1024
     connect_rate: float = 2.0
     connect_burst: int = 4
+    incoming_rate: float = 4.0
+    incoming_burst: int = 8
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW <= self.window <= MAX_WINDOW:
@@ -97,6 +106,10 @@ class RelayLimits:
             raise ValueError("circuit counts must not be negative")
         if self.circuit_rate < MAX_SEALED or self.total_rate < MAX_SEALED:
             raise ValueError(f"rates must be at least {MAX_SEALED} bytes a second (one frame)")
+        if not (self.connect_rate > 0 and self.incoming_rate > 0):
+            raise ValueError("connect_rate and incoming_rate must be positive")
+        if self.connect_burst < 1 or self.incoming_burst < 1:
+            raise ValueError("connect_burst and incoming_burst must be at least 1")
 
 
 @dataclass
@@ -111,6 +124,55 @@ class CircuitStats:
     bad_frames: int = 0  # frames of ours that did not open
 
 
+class _Frames:
+    """Data frames waiting in a relay for the rate, in order, held at about their bytes: end to
+    end in one buffer, their numbers and sizes in two arrays (8 bytes a frame besides its own;
+    an object each would hold some 140, eight times a frame of the smallest size)."""
+
+    __slots__ = ("_data", "_first", "_seqs", "_sizes")
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._seqs = array("I")
+        self._sizes = array("I")
+        self._first = 0  # the index of the first frame still waiting
+
+    def __len__(self) -> int:
+        return len(self._sizes) - self._first
+
+    @property
+    def size(self) -> int:
+        """Bytes of the frames waiting."""
+        return len(self._data)
+
+    def append(self, seq: int, frame: bytes) -> None:
+        self._data += frame
+        self._seqs.append(seq & 0xFFFF_FFFF)
+        self._sizes.append(len(frame))
+
+    def first_size(self) -> int:
+        return self._sizes[self._first]
+
+    def popleft(self) -> tuple[int, bytes]:
+        first = self._first
+        size, seq = self._sizes[first], self._seqs[first]
+        frame = bytes(self._data[:size])
+        del self._data[:size]  # from the front of a bytearray: no copy of the rest
+        self._first = first = first + 1
+        if first == len(self._sizes):
+            self.clear()
+        elif first >= 1024 and 2 * first >= len(self._sizes):
+            del self._seqs[:first], self._sizes[:first]
+            self._first = 0
+        return seq, frame
+
+    def clear(self) -> None:
+        self._data = bytearray()
+        self._seqs = array("I")
+        self._sizes = array("I")
+        self._first = 0
+
+
 @dataclass
 class _Leg:
     """One side of a circuit this node relays: the peer, its circuit id, its connection."""
@@ -119,7 +181,7 @@ class _Leg:
     cid: int
     connection: int
     in_flight: int = 0  # bytes from this side not yet granted back by the other
-    waiting: deque[tuple[int, bytes]] = field(default_factory=deque)  # throttled frames
+    waiting: _Frames = field(default_factory=_Frames)  # throttled frames
     timer: asyncio.TimerHandle | None = None
     closing: str | None = None  # this side closed: why, passed on once its frames are
 
@@ -181,6 +243,7 @@ class Circuits:
         self._relayed: dict[tuple[str, int], tuple[_Relayed, _Leg, _Leg]] = {}
         self._ends: dict[tuple[str, int], _End] = {}
         self._connects = RateLimiter(self.limits.connect_rate, self.limits.connect_burst)
+        self._incoming = RateLimiter(self.limits.incoming_rate, self.limits.incoming_burst)
         self._circuit_buckets: dict[int, tuple[float, float]] = {}
         self._total_bucket = (self.limits.total_rate, time.monotonic())
         self._backoff: dict[str, float] = {}
@@ -214,7 +277,7 @@ class Circuits:
 
     def held_bytes(self) -> int:
         """Bytes of others' frames this node holds as a relay (throttled, waiting to go on)."""
-        return sum(len(data) for _, leg, _ in self._relayed.values() for _, data in leg.waiting)
+        return sum(leg.waiting.size for _, leg, _ in self._relayed.values())
 
     def relays_for(self, peer_id: str) -> list[str]:
         """Neighbours that carry circuits and that the exchange says are connected to
@@ -253,7 +316,7 @@ class Circuits:
         if control.op is Op.CONNECT:
             if is_to_relay(envelope.body):
                 self._on_relay_request(peer_id, envelope.call_id, connection, control)
-            else:
+            elif self._admits(peer_id, envelope.call_id, connection, control):
                 self._on_incoming(peer_id, envelope.call_id, connection, control)
             return
         relayed = self._relayed.get(key)
@@ -274,6 +337,7 @@ class Circuits:
 
     def on_peer_lost(self, peer_id: str) -> None:
         self._connects.discard(peer_id)
+        self._incoming.discard(peer_id)
         for key, (relayed, leg, _) in list(self._relayed.items()):
             if key[0] == peer_id:
                 self._drop_relayed(relayed, "the relay lost a leg of the circuit", tell=leg)
@@ -397,6 +461,26 @@ class Circuits:
         )
         return end
 
+    def _admits(self, relay: str, cid: int, connection: int, control: Control) -> bool:
+        """Whether a circuit ``relay`` brings (a connect naming ``from``) may be taken up: from a
+        neighbour whose hello says it relays, from another peer than this node and the relay
+        itself, within ``incoming_rate``. Otherwise it is refused, and the relay told why."""
+        refusal: str | None = None
+        if control.peer == self.node.peer_id:
+            refusal = "a circuit from this node itself"
+        elif control.peer == relay:
+            refusal = "a circuit from the relay bringing it (it is a neighbour already)"
+        elif not self._is_relay(relay):
+            refusal = "a circuit brought by a peer whose hello says it relays none"
+        elif not self._incoming.allow(relay, time.monotonic()):
+            refusal = "too many circuits brought: try again later"
+        if refusal is None:
+            return True
+        logger.info("circuit from %s through %s refused: %s",
+                    str(control.peer)[:8], relay[:8], refusal)  # fmt: skip
+        self._refuse_incoming(relay, cid, connection, refusal)
+        return False
+
     def _on_incoming(
         self,
         relay: str,
@@ -435,6 +519,7 @@ class Circuits:
         if refusal is not None:
             self._refuse_incoming(relay, cid, connection, refusal, waiting)
             return
+        self.node.charge_work(relay, OPEN_COST)  # a key pair made, an exchange, HKDF
         ephemeral = Ephemeral()
         try:
             cipher = ephemeral.cipher(
@@ -615,6 +700,8 @@ class Circuits:
         relays = self.relays_for(peer_id)
         if not relays:
             return
+        for done in [pid for pid, until in self._backoff.items() if until <= now]:
+            del self._backoff[done]  # only peers tried within connect_timeout are remembered
         self._backoff[peer_id] = now + self.connect_timeout
         logger.info(
             "peer %s not reachable directly (%s): trying a circuit through %s",
@@ -795,6 +882,11 @@ class Circuits:
         if len(sealed) > MAX_SEALED:
             self._drop_relayed(relayed, f"a frame over {MAX_SEALED} bytes")
             return
+        if len(sealed) < SEAL_OVERHEAD:  # it holds no sealed message, and counts nothing
+            self._drop_relayed(
+                relayed, f"a data frame of {len(sealed)} bytes, shorter than any sealed message"
+            )
+            return
         if source.in_flight + len(sealed) > self.limits.window + MAX_SEALED:
             self.stats.closed_over_budget += 1
             self._drop_relayed(
@@ -802,8 +894,9 @@ class Circuits:
             )
             return
         source.in_flight += len(sealed)
-        source.waiting.append((seq, sealed))
-        self._pump(relayed, source, sink)
+        source.waiting.append(seq, sealed)
+        if source.timer is None:  # else the pump already waiting for the rate sends it, in turn
+            self._pump(relayed, source, sink)
 
     def _take(self, circuit: int, size: int, now: float) -> float:
         """Seconds until ``size`` bytes may go for ``circuit`` (0: now, and taken)."""
@@ -827,14 +920,13 @@ class Circuits:
         source.timer = None
         circuit = id(relayed)
         while source.waiting:
-            seq, sealed = source.waiting[0]
-            wait = self._take(circuit, len(sealed), time.monotonic())
+            wait = self._take(circuit, source.waiting.first_size(), time.monotonic())
             if wait > 0:
                 source.timer = asyncio.get_running_loop().call_later(
                     wait, self._pump, relayed, source, sink
                 )
                 return
-            source.waiting.popleft()
+            seq, sealed = source.waiting.popleft()
             if not self._send(sink.peer_id, sink.cid, sink.connection, seq=seq, payload=sealed):
                 self._drop_relayed(relayed, "the next hop's connection is gone or full")
                 return

@@ -38,6 +38,17 @@ among the attempts and in the degree for at most ``attempt_timeout`` seconds (5)
 milliseconds, and a node below ``min_peers`` must not wait 20 s to try another peer. Past it the
 attempt stops counting, but its offer keeps waiting for an answer and its connection may still
 open, until ``direct_offer_timeout``: on a slow path, it only means another peer is tried too.
+
+A node below ``min_peers`` says so in its offers (``short``). A node at its ``max_peers`` that
+gets one makes room rather than refuse, when it can without harm: it answers past its bound,
+and once the peer has said hello it closes its connection to a *redundant* neighbour, one whose
+pex lists at least ``min_peers`` others (it keeps its minimum), that another neighbour lists
+too (the two stay connected through it) and that no call is in progress with (closing it would
+end the call), so it is back at its bound; while every such neighbour is in a call, it stays
+past its bound and looks again each tick. Else the short node could
+stay below its minimum for ever: when the trackers are gone, every peer it knows of may be full.
+At most one peer is so taken past the bound at a time, and a neighbour is closed to make room
+at most once every ``retry_after`` seconds.
 """
 
 from __future__ import annotations
@@ -111,6 +122,8 @@ class MeshStats:
     #: Seal keys not signed by the identity they came with, for their peer id (in a hello or a
     #: pex entry: a neighbour putting another X25519 key in a peer's place); they are ignored.
     bad_seal_keys: int = 0
+    #: Redundant neighbours closed to make room for a peer below its minimum degree.
+    made_room: int = 0
 
 
 @dataclass
@@ -163,6 +176,11 @@ class Mesh:
         self._sent: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, _Attempt] = {}
         self._backoff: dict[str, float] = {}
+        # A peer below its minimum whose offer we answered past our bound → until when its
+        # connection may open (then a redundant neighbour is closed); one at a time.
+        self._room_for: dict[str, float] = {}
+        self._past_bound: set[str] = set()  # such peers connected, no neighbour closed for yet
+        self._last_room = -retry_after
         # Neighbours whose pexes dropped ``max_attempts`` peers we were offering to through them:
         # no new attempt goes through one until then, so that listing fresh ids and dropping them
         # cannot make this node build offer after offer (each a peer connection) for a few bytes.
@@ -383,6 +401,9 @@ class Mesh:
         if info.peer_id in self._attempts and self._direct(info.peer_id):
             self._end_attempt(info.peer_id, backoff=False)
             self.stats.connected += 1
+        if self._room_for.pop(info.peer_id, None) is not None:
+            self._past_bound.add(info.peer_id)
+            asyncio.get_running_loop().call_soon(self._shed)
         self._schedule_pex()
         self._notify()
 
@@ -535,10 +556,17 @@ class Mesh:
     def _attempt(self, peer: KnownPeer, *, extra: bool) -> None:
         via = random.choice(sorted(peer.via & self._usable_vias(time.monotonic())))
         attempt = self._attempts[peer.peer_id] = _Attempt(peer.peer_id, via, time.monotonic())
-        self._spawn(self._offer(attempt, extra, peer.seal_key, peer.public_key))
+        p2pt = self.p2pt
+        short = p2pt.max_peers is not None and p2pt.degree < p2pt.min_peers
+        self._spawn(self._offer(attempt, extra, short, peer.seal_key, peer.public_key))
 
     async def _offer(
-        self, attempt: _Attempt, extra: bool, seal_to: SealKey | None, key: bytes | None
+        self,
+        attempt: _Attempt,
+        extra: bool,
+        short: bool,
+        seal_to: SealKey | None,
+        key: bytes | None,
     ) -> None:
         made = await self.p2pt.make_offer(
             attempt.target,
@@ -563,6 +591,7 @@ class Mesh:
             text,
             self.hops,
             extra,
+            short,
         )
         if self._send_signal(attempt.via, signal):
             self.stats.offers_sent += 1
@@ -668,15 +697,20 @@ class Mesh:
 
     async def _answer(self, neighbour: str, offer: Signal, origin: str, offer_id: bytes) -> None:
         assert offer.sdp is not None
+        room = offer.short and not offer.extra and self._can_make_room(offer.from_id)
+        if room:  # held before the first await: one peer at a time is taken past the bound
+            self._room_for[offer.from_id] = time.monotonic() + self.p2pt.direct_offer_timeout
         text = await self.p2pt.answer_offer(
             offer.from_id,
             offer_id,
             offer.sdp,
             origin=origin,
-            extra=offer.extra,
+            extra=offer.extra or room,
             sender_identity=self._identity_of(offer.from_id),
         )
         if text is None:
+            if room:
+                self._room_for.pop(offer.from_id, None)
             self._refuse(neighbour, offer)
             return
         answer = Signal(
@@ -684,6 +718,67 @@ class Mesh:
         )
         if self._send_signal(neighbour, answer):
             self.stats.answers_sent += 1
+
+    def _can_make_room(self, peer_id: str) -> bool:
+        """Whether to answer ``peer_id``'s offer (it is below its minimum degree) past our bound:
+        we are at it, and a redundant neighbour could be closed for it (module docstring)."""
+        p2pt = self.p2pt
+        limit = p2pt.max_peers
+        return (
+            limit is not None
+            and p2pt.degree >= limit
+            and peer_id not in p2pt.peers
+            and not self._room_for
+            and not self._past_bound
+            and time.monotonic() - self._last_room >= self.retry_after
+            and self._redundant(peer_id) is not None
+        )
+
+    def _redundant(self, keep: str) -> str | None:
+        """The neighbour (not ``keep``) whose connection to us is the least needed, if one is not
+        needed at all: its pex lists at least ``min_peers`` others, and another neighbour lists
+        it. Of those, the one that lists the most."""
+        reports = self._reports
+        neighbours = self._neighbours()
+        listed_by: dict[str, int] = {}
+        for neighbour in neighbours:
+            for peer in reports.get(neighbour, ()):
+                listed_by[peer.peer_id] = listed_by.get(peer.peer_id, 0) + 1
+        needed = self.p2pt.min_peers
+        spare = [
+            (len(reports[pid]), pid)
+            for pid in neighbours
+            if pid != keep
+            and len(reports.get(pid, ())) >= needed
+            and listed_by.get(pid, 0) > 0
+            and not self._in_calls(pid)
+        ]
+        return max(spare)[1] if spare else None
+
+    def _in_calls(self, peer_id: str) -> bool:
+        """Whether a call to or from ``peer_id`` is in progress: closing it would end the call."""
+        return self.node.calls_with(peer_id) > 0
+
+    def _shed(self) -> None:
+        """Peers below their minimum connected past our bound: close the connection to a
+        redundant neighbour for each, while we are still past it (and again each tick, until
+        one is found)."""
+        limit = self.p2pt.max_peers
+        for arrived in list(self._past_bound):
+            if self._closed or limit is None or self.p2pt.degree <= limit:
+                self._past_bound.clear()
+                return
+            if arrived not in self.p2pt.peers:
+                self._past_bound.discard(arrived)
+                continue
+            spare = self._redundant(arrived)
+            if spare is None:
+                return
+            self._past_bound.discard(arrived)
+            self._last_room = time.monotonic()
+            self.stats.made_room += 1
+            logger.debug("closing %s, a redundant neighbour, to make room for %s", spare, arrived)
+            self.p2pt.close_peer(spare)
 
     def _identity_of(self, peer_id: str) -> bytes | None:
         """The Ed25519 key ``peer_id`` proved to us, else the one the exchange lists for it."""
@@ -751,6 +846,11 @@ class Mesh:
         for pid, until in list(self._backoff.items()):
             if until <= now:
                 del self._backoff[pid]
+        for pid, until in list(self._room_for.items()):
+            if until <= now:
+                del self._room_for[pid]
+        if self._past_bound:
+            self._shed()
         for pid, until in list(self._paused_via.items()):
             if until <= now:
                 del self._paused_via[pid]
@@ -776,6 +876,7 @@ def _hop(signal: Signal) -> Signal:
         signal.sdp,
         signal.hops - 1,
         signal.extra,
+        signal.short,
     )
 
 

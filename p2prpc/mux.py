@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload, runtime_checkable
 
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -66,6 +66,7 @@ from .wire.envelope import (
 from .wire.frames import MAX_PARSED_SIZE, JSONValue, new_message_id
 from .wire.held import ENVELOPE_OVERHEAD, ByteBudget, held_size
 from .wire.payload import JSONText
+from .wire.restart import RestartError
 from .wire.status import Status, StatusCode, unsendable
 from .wire.work import ENVELOPE_COST, WorkBudget, envelope_work, settled_work
 
@@ -151,6 +152,14 @@ class Layer(Protocol):
 
     def close(self) -> None:
         """End everything in progress now (the node is stopping)."""
+
+
+@runtime_checkable
+class CallLayer(Protocol):
+    """A layer whose work with a peer is calls (the RPC endpoint): what closing the peer ends."""
+
+    def calls_with(self, peer_id: str) -> int:
+        """How many calls to or from ``peer_id`` are in progress, on any of its connections."""
 
 
 L = TypeVar("L", bound=Layer)
@@ -428,6 +437,15 @@ class Mux(AsyncIOEventEmitter):
     def get_layer(self, name: str) -> Layer | None:
         """The layer this node keeps under ``name``, if one was made."""
         return self._layers.get(name)
+
+    def calls_with(self, peer_id: str) -> int:
+        """How many calls to or from ``peer_id`` are in progress on this node, in every layer
+        that makes calls: what closing the peer's connections would end."""
+        return sum(
+            layer.calls_with(peer_id)
+            for layer in self._layers.values()
+            if isinstance(layer, CallLayer)
+        )
 
     def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
         """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""
@@ -1185,10 +1203,15 @@ class Mux(AsyncIOEventEmitter):
         if not self.p2pt.is_connected(peer_id):
             return
         peer = self.p2pt.peers[peer_id]
-        if "restart" in hello and self.p2pt.take_restart_hello(
-            peer_id, connection, hello["restart"]
-        ):
-            self._send_hello(peer, connection)  # our restart key, on that connection
+        if "restart" in hello:
+            try:
+                owed = self.p2pt.take_restart_hello(peer_id, connection, hello["restart"])
+            except RestartError as e:  # the rest of the hello holds: only the key is refused
+                owed = False
+                logger.warning("peer %s: restart key refused: %s", peer_id[:8], e)
+                self.emit("peerwarning", peer_id, e)
+            if owed:
+                self._send_hello(peer, connection)  # our restart key, on that connection
         info = replace(
             PeerInfo.from_hello(peer_id, hello), public_key=peer.public_key, via=peer.origins
         )

@@ -792,6 +792,12 @@ class P2PT(AsyncIOEventEmitter):
             if channel.connection == connection:
                 channel.close()
 
+    def close_peer(self, peer_id: str) -> None:
+        """Close every connection to ``peer_id`` (``peerclose``)."""
+        remote = self._remotes.get(peer_id)
+        for channel in list(remote.channels.values()) if remote is not None else ():
+            channel.close()
+
     def connection_key(self, peer_id: str, connection: int) -> bytes | None:
         """The key proven on connection ``connection`` to ``peer_id`` (``None``: none proven,
         or the connection is closed)."""
@@ -1453,7 +1459,10 @@ class P2PT(AsyncIOEventEmitter):
 
     def take_restart_hello(self, peer_id: str, connection: int, value: object) -> bool:
         """Take what the peer's hello on that connection says under ``"restart"``; true when
-        this end's key is now owed to it (say hello again on that connection)."""
+        this end's key is now owed to it (say hello again on that connection).
+        :class:`~p2prpc.wire.restart.RestartError` for a key that is not one, or another than
+        the peer gave before on that connection: refused (the first one stands) and counted in
+        :attr:`ice_restarts` (``refused``)."""
         channel = self._channel_on(peer_id, connection)
         restart = channel.restart if channel is not None else None
         if channel is None or restart is None or value is None or value is False:
@@ -1461,9 +1470,9 @@ class P2PT(AsyncIOEventEmitter):
         if isinstance(value, str):
             try:
                 channel.arm_restart(decode_key(value))
-            except RestartError as e:
-                logger.info("peer %s: restart key refused: %s", peer_id[:8], e)
-                return False
+            except RestartError:
+                self.ice_restarts["refused"] += 1
+                raise
         elif value is True:
             restart.remote_restarts = True
         else:

@@ -174,6 +174,7 @@ class _Watch:
         node.p2pt.on("peerrefused", self._on_refused)
         node.p2pt.on("peerclose", self._on_close)
         node.p2pt.on("trackerconnect", self._on_change)  # the swarm's size, counted anew
+        node.p2pt.on("peerunreachable", self._on_change)  # an attempt failed: settled
 
     def _on_hello(self, info: PeerInfo) -> None:
         self.greeted.add(info.peer_id)
@@ -211,6 +212,17 @@ class _Watch:
         node = self.node
         greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
         return len(greeted | self.kept_out()) >= others
+
+    def settled(self) -> bool:
+        """Whether every peer the trackers count has said hello, refused, or been found and not
+        reached (its last connection attempt failed): nothing more to learn by waiting."""
+        others = self.others()
+        if others is None:
+            return False
+        node = self.node
+        greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
+        unreachable = {u.peer_id for u in node.connectivity().unreachable}
+        return len(greeted | self.kept_out() | unreachable) >= others
 
     def hopeless(self) -> bool:
         """Whether waiting longer cannot help: the swarm has answered, and refusals kept this
@@ -314,10 +326,11 @@ async def _wait_for(node: Node, condition: Callable[[], bool], what: str, clock:
 
 
 async def settle(node: Node, wait: float) -> None:
-    """Wait until the swarm has answered (every peer the trackers count has said hello, or
-    refused), or ``wait`` seconds at most."""
+    """Wait until the swarm has answered (every peer the trackers count has said hello,
+    refused, or been found and not reached), or ``wait`` seconds at most."""
+    watch = _watch(node)
     with contextlib.suppress(TimeoutError), waiting("waiting for the swarm's peers"):
-        await _watch(node).wait(lambda: _answered(node), wait)
+        await watch.wait(watch.settled, wait)
 
 
 def _require_peers(node: Node, wait: float) -> None:

@@ -59,6 +59,7 @@ PER_TRANSPORT = (
 SERIAL = (
     "costs/",
     "fuzz/test_decoder_costs.py",
+    "lab/test_lab.py",
     "rpc/test_work_budget.py",
     "wire/test_held.py",
 )

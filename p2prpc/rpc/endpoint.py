@@ -106,6 +106,12 @@ class Endpoint:
             if key[0] == peer_id and side.connection == connection
         )
 
+    def calls_with(self, peer_id: str) -> int:
+        """How many calls to or from ``peer_id`` are in progress, on any of its connections."""
+        return sum(
+            1 for table in (self._client, self._server) for key in table if key[0] == peer_id
+        )
+
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
         for table in (self._client, self._server):
             for key, side in list(table.items()):

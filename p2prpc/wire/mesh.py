@@ -74,6 +74,8 @@ class Signal:
     hops: int = 0
     #: An offer for a connection past the offerer's degree bound, to reach a service.
     extra: bool = False
+    #: An offer from a peer below its minimum degree: a recipient at its bound may make room.
+    short: bool = False
 
 
 def encode_pex(peers: Iterable[ListedPeer]) -> dict[str, Any]:
@@ -135,6 +137,8 @@ def encode_signal(signal: Signal) -> dict[str, Any]:
         out["sdp"] = signal.sdp
     if signal.extra:
         out["extra"] = True
+    if signal.short:
+        out["short"] = True
     return out
 
 
@@ -157,7 +161,16 @@ def decode_signal(body: Mapping[str, Any] | None) -> Signal:
         sdp = None
     elif not isinstance(sdp, str) or not 0 < len(sdp) <= MAX_SDP:
         raise MeshError(f"an offer or answer carries its sdp (at most {MAX_SDP} characters)")
-    return Signal(kind, from_id, to_id, offer_id, sdp, hops, body.get("extra") is True)
+    return Signal(
+        kind,
+        from_id,
+        to_id,
+        offer_id,
+        sdp,
+        hops,
+        body.get("extra") is True,
+        kind is SignalType.OFFER and body.get("short") is True,
+    )
 
 
 def is_peer_id(value: object) -> TypeGuard[str]:

@@ -21,7 +21,11 @@ try:
 except ImportError:  # pragma: no cover - while the runtime is being written
     rpc = None
 
-pytestmark = pytest.mark.skipif(rpc is None, reason="the p2prpc.rpc runtime is not importable")
+pytestmark = [
+    pytest.mark.skipif(rpc is None, reason="the p2prpc.rpc runtime is not importable"),
+    # On one pytest-xdist worker: each worker running these would run the one mypy (7 s) again.
+    pytest.mark.xdist_group("mypy"),
+]
 
 USAGE = Path(__file__).resolve().parent / "usage"
 MARKER = re.compile(r"#\s*E:\s*\[(?P<code>[a-z-]+)\]\s*(?P<text>.*?)\s*$")

@@ -15,15 +15,16 @@ before any event loop or worker thread exists.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+
+try:  # tests/ is on the path (pytest)
+    from lab import namespaces  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # imported from the repository's root, as tests.interop.netns (make bench)
+    from tests.lab import namespaces  # type: ignore[no-redef, unused-ignore]
 
 PREFIX = "p2prpc-test-"
 """Namespaces named PREFIX + pid belong to the test run of that pytest process."""
@@ -33,9 +34,6 @@ ADDRESSES = ("10.213.0.1", "10.213.0.2")
 
 GATEWAY = "10.213.0.254"
 """The default route's gateway: an address on v0's link that nothing answers."""
-
-_CLONE_NEWNET = 0x40000000
-_NETNS_DIR = "/run/netns"
 
 
 def unavailable_reason() -> str | None:
@@ -50,48 +48,8 @@ def unavailable_reason() -> str | None:
 
 
 def _ip(*args: str) -> str:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"setns: {os.strerror(errno)}")
-
-
-def _open(path: str) -> int:
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-
-
-def _pids_inside(name: str) -> list[int]:
-    return [int(pid) for pid in _ip("netns", "pids", name).split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale() -> None:
-    """Delete the namespaces of crashed earlier runs: those whose run is gone and that are empty."""
-    for line in _ip("netns", "list").splitlines():
-        name = line.split(maxsplit=1)[0] if line.strip() else ""
-        owner = name.removeprefix(PREFIX)
-        if not name.startswith(PREFIX) or not owner.isdigit():
-            continue
-        if int(owner) == os.getpid() or _alive(int(owner)) or _pids_inside(name):
-            continue
-        with contextlib.suppress(RuntimeError):
-            _ip("netns", "del", name)
+    output: str = namespaces.run("ip", *args)
+    return output
 
 
 @dataclass
@@ -108,7 +66,7 @@ class TestNetwork:
         """Create the namespace with `lo` and the veth pair up, then move this thread into it."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("enter the test network from the main thread")
-        remove_stale()
+        namespaces.remove_stale(PREFIX)
         _ip("netns", "add", self.name)
         try:
             n = ("-n", self.name)
@@ -124,10 +82,10 @@ class TestNetwork:
             # without a default route. The gateway does not exist, so nothing is ever delivered:
             # UDP sends vanish and TCP connections fail once the gateway's ARP lookup does.
             _ip(*n, "route", "add", "default", "via", GATEWAY, "dev", "v0")
-            self._home = _open("/proc/thread-self/ns/net")
-            target = _open(f"{_NETNS_DIR}/{self.name}")
+            self._home = namespaces.current()
+            target = namespaces.open_namespace(self.name)
             try:
-                _setns(target)
+                namespaces.setns(target)
             finally:
                 os.close(target)
         except BaseException:
@@ -138,18 +96,12 @@ class TestNetwork:
         """Go back home, end whatever still runs inside, and delete the namespace."""
         if self._home is not None:
             try:
-                _setns(self._home)
+                namespaces.setns(self._home)
             finally:
                 os.close(self._home)
                 self._home = None
-        with contextlib.suppress(RuntimeError):
-            # Only processes this run started can be inside: leftovers of failed cleanups.
-            for pid in _pids_inside(self.name):
-                if pid != os.getpid():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(RuntimeError):
-            _ip("netns", "del", self.name)
+        # Only processes this run started can be inside: leftovers of failed cleanups.
+        namespaces.delete(self.name)
 
 
 current: TestNetwork | None = None

@@ -24,13 +24,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .namespaces import delete, inside, remove_stale, run, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository."""
@@ -47,7 +47,6 @@ PREFIX = "p2prpc-lab-"
 """Namespaces named PREFIX + pid + "-" + a count belong to that process."""
 
 _QUEUES = (0, 1)  # A → B, B → A
-_CLONE_NEWNET = 0x40000000
 _count = iter(range(1, 1 << 30))
 _count_lock = threading.Lock()
 
@@ -66,50 +65,8 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
-    return result.stdout
-
-
 def _cut_rule(source: str, target: str) -> str:
     return f"-p udp -s {source} -d {target} -m comment --comment cut -j DROP"
-
-
-def _setns(fd: int) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"setns: {os.strerror(errno)}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale() -> None:
-    """Delete the namespaces (and their delay programs) of crashed earlier runs."""
-    for line in _run("ip", "netns", "list").splitlines():
-        name = line.split(maxsplit=1)[0] if line.strip() else ""
-        owner = name.removeprefix(PREFIX).split("-")[0]
-        if not name.startswith(PREFIX) or not owner.isdigit():
-            continue
-        if int(owner) == os.getpid() or _alive(int(owner)):
-            continue
-        with contextlib.suppress(RuntimeError):
-            for pid in _run("ip", "netns", "pids", name).split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            _run("ip", "netns", "del", name)
 
 
 @dataclass
@@ -142,17 +99,17 @@ class LongPath:
         return ["ip", "netns", "exec", self.name, *argv]
 
     def _in(self, *argv: str) -> str:
-        return _run(*self.command(*argv))
+        return run(*self.command(*argv))
 
     def open(self) -> LongPath:
         """Make the namespace, its rules and the delay program; returns once packets flow."""
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"no long path on this machine: {reason}")
-        remove_stale()
-        _run("ip", "netns", "add", self.name)
+        remove_stale(PREFIX)
+        run("ip", "netns", "add", self.name)
         try:
-            _run("ip", "-n", self.name, "link", "set", "lo", "up")
+            run("ip", "-n", self.name, "link", "set", "lo", "up")
             for queue, (source, target) in zip(_QUEUES, ((A, B), (B, A)), strict=True):
                 rule = f"iptables -A INPUT -p udp -s {source} -d {target}"
                 if self.loss > 0:
@@ -205,19 +162,11 @@ class LongPath:
         """Stop the delay program and delete the namespace (idempotent)."""
         delay, self._delay = self._delay, None
         if delay is not None:
-            delay.terminate()
-            try:
-                delay.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                delay.kill()
-                delay.communicate()
-        with contextlib.suppress(RuntimeError):
-            for pid in _run("ip", "netns", "pids", self.name).split():
-                if int(pid) != os.getpid():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-        with contextlib.suppress(RuntimeError):
-            _run("ip", "netns", "del", self.name)
+            stop(delay)
+            for pipe in (delay.stdout, delay.stderr):
+                if pipe is not None:
+                    pipe.close()
+        delete(self.name)
 
     def __enter__(self) -> LongPath:
         return self.open()
@@ -225,22 +174,9 @@ class LongPath:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def inside(self) -> Iterator[None]:
+    def inside(self) -> contextlib.AbstractContextManager[None]:
         """Move the calling thread into the namespace, and back to where it was at the end.
 
         Sockets the thread makes meanwhile, and processes and threads it starts, are inside.
         """
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(f"/run/netns/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            try:
-                yield
-            finally:
-                _setns(home)
-        finally:
-            os.close(home)
+        return inside(self.name)

@@ -31,17 +31,15 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import _setns
+from .namespaces import delete, inside, remove_stale, run, stop
 from .turn import PASSWORD, PORT, USER, write_config
 
 PREFIX = "p2prpc-nat-"
@@ -69,45 +67,6 @@ def unavailable_reason() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` ({package}) is not installed: run `make apt`"
     return None
-
-
-def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_all(namespace: str) -> None:
-    with contextlib.suppress(RuntimeError):
-        for pid in _run("ip", "netns", "pids", namespace).split():
-            if int(pid) != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-
-
-def remove_stale() -> None:
-    """Delete the namespaces (and what runs in them) of crashed earlier runs."""
-    for line in _run("ip", "netns", "list").splitlines():
-        name = line.split(maxsplit=1)[0] if line.strip() else ""
-        owner = name.removeprefix(PREFIX).split("-")[0]
-        if not name.startswith(PREFIX) or not owner.isdigit():
-            continue
-        if int(owner) == os.getpid() or _alive(int(owner)):
-            continue
-        _kill_all(name)
-        with contextlib.suppress(RuntimeError):
-            _run("ip", "netns", "del", name)
 
 
 @dataclass
@@ -177,13 +136,13 @@ class NatLab:
         return self._log.read_text(errors="replace") if self._log is not None else ""
 
     def _ip(self, role: str, *argv: str) -> None:
-        _run("ip", "-n", self.ns(role), *argv)
+        run("ip", "-n", self.ns(role), *argv)
 
     def _in(self, role: str, *argv: str) -> None:
-        _run("ip", "netns", "exec", self.ns(role), *argv)
+        run("ip", "netns", "exec", self.ns(role), *argv)
 
     def _wire(self, left: str, left_if: str, right: str, right_if: str) -> None:
-        _run("ip", "-n", self.ns(left), "link", "add", left_if, "type", "veth", "peer", "name",
+        run("ip", "-n", self.ns(left), "link", "add", left_if, "type", "veth", "peer", "name",
              right_if, "netns", self.ns(right))  # fmt: skip
         for role, device in ((left, left_if), (right, right_if)):
             self._ip(role, "link", "set", device, "addrgenmode", "none")  # no IPv6 candidates
@@ -197,11 +156,11 @@ class NatLab:
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"no NAT lab on this machine: {reason}")
-        remove_stale()
+        remove_stale(PREFIX)
         try:
             roles = ("public", "sink", "router-a", "router-b", "home-a", "home-b")
             for role in roles:
-                _run("ip", "netns", "add", self.ns(role))
+                run("ip", "netns", "add", self.ns(role))
                 self._ip(role, "link", "set", "lo", "up")
             # The public network: the servers' address, and a silent default route into a
             # namespace that forwards nothing and answers nothing.
@@ -298,21 +257,13 @@ class NatLab:
     def close(self) -> None:
         """Stop every process, delete every namespace (and with them their links)."""
         for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
             if process.stdout is not None:
                 process.stdout.close()
         self._processes.clear()
         self._paced.clear()
         for role in ("home-a", "home-b", "router-a", "router-b", "public", "sink"):
-            _kill_all(self.ns(role))
-            with contextlib.suppress(RuntimeError):
-                _run("ip", "netns", "del", self.ns(role))
+            delete(self.ns(role))
         directory, self._directory = self._directory, None
         if directory is not None:
             directory.cleanup()
@@ -323,19 +274,6 @@ class NatLab:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def inside(self, home: str = "a") -> Iterator[None]:
+    def inside(self, home: str = "a") -> contextlib.AbstractContextManager[None]:
         """Move the calling thread into home ``home``, and back to where it was at the end."""
-        here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(f"/run/netns/{self.ns(f'home-{home}')}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            try:
-                yield
-            finally:
-                _setns(here)
-        finally:
-            os.close(here)
+        return inside(self.ns(f"home-{home}"))

@@ -150,20 +150,11 @@ async def homes(
 
 
 @in_home_a
-async def test_cone_nats_with_stun_connect(lab: NatLab) -> None:
-    async with homes(lab, "cone", [lab.stun_url()]) as (node, far_id, events):
-        await until(
-            lambda: far_id in node.peers,
-            (node.p2pt, "peerconnect"),
-            (node.p2pt, "peerunreachable"),
-            timeout=20,
-        )
-        assert events == []
-
-
-@in_home_a
-async def test_symmetric_nats_with_turn_connect(lab: NatLab) -> None:
-    async with homes(lab, "symmetric", [lab.turn_url()]) as (node, far_id, events):
+@pytest.mark.parametrize(("mapping", "server"), [("cone", "stun"), ("symmetric", "turn")])
+async def test_nats_connect(lab: NatLab, mapping: str, server: str) -> None:
+    """Cone NATs with STUN, symmetric ones with TURN."""
+    ice = [lab.stun_url() if server == "stun" else lab.turn_url()]
+    async with homes(lab, mapping, ice) as (node, far_id, events):
         await until(
             lambda: far_id in node.peers,
             (node.p2pt, "peerconnect"),

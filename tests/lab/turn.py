@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCIceServer
+
+from .namespaces import delete, remove_stale, run, stop
 
 PREFIX = "p2prpc-turn-"
 """Namespaces named PREFIX + pid belong to that process."""
@@ -56,39 +57,6 @@ def unavailable_reason() -> str | None:
     if shutil.which("turnserver") is None:
         return "`turnserver` (coturn) is not installed: run `make apt`"
     return None
-
-
-def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale() -> None:
-    """Delete the namespaces (and what runs in them) of crashed earlier runs."""
-    for line in _run("ip", "netns", "list").splitlines():
-        name = line.split(maxsplit=1)[0] if line.strip() else ""
-        owner = name.removeprefix(PREFIX)
-        if not name.startswith(PREFIX) or not owner.isdigit():
-            continue
-        if int(owner) == os.getpid() or _alive(int(owner)):
-            continue
-        with contextlib.suppress(RuntimeError):
-            for pid in _run("ip", "netns", "pids", name).split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            _run("ip", "netns", "del", name)
 
 
 def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
@@ -226,23 +194,23 @@ class TurnLab:
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"no TURN lab on this machine: {reason}")
-        remove_stale()
-        _run("ip", "netns", "add", self.name)
+        remove_stale(PREFIX)
+        run("ip", "netns", "add", self.name)
         try:
             inside = ("ip", "-n", self.name)
-            _run(*inside, "link", "set", "lo", "up")
-            _run("ip", "link", "add", self._outside, "type", "veth", "peer", "name", "turn0",
+            run(*inside, "link", "set", "lo", "up")
+            run("ip", "link", "add", self._outside, "type", "veth", "peer", "name", "turn0",
                  "netns", self.name)  # fmt: skip
             for ip, device, address in (
                 (("ip",), self._outside, self.client),
                 (inside, "turn0", self.server),
             ):
-                _run(*ip, "link", "set", device, "addrgenmode", "none")  # no IPv6 candidates
-                _run(*ip, "addr", "add", f"{address}/24", "dev", device)
-                _run(*ip, "link", "set", device, "up")
+                run(*ip, "link", "set", device, "addrgenmode", "none")  # no IPv6 candidates
+                run(*ip, "addr", "add", f"{address}/24", "dev", device)
+                run(*ip, "link", "set", device, "up")
             # Back to this process whatever address it sends from (libwebrtc tries every one
             # of its interfaces): coturn relays only to its own addresses (allowed-peer-ip).
-            _run(*inside, "route", "add", "default", "via", self.client)
+            run(*inside, "route", "add", "default", "via", self.client)
             self._directory = tempfile.TemporaryDirectory(prefix="p2prpc-turn-")
             directory = Path(self._directory.name)
             self._log = directory / "turnserver.log"
@@ -280,20 +248,10 @@ class TurnLab:
         """Stop coturn, delete the namespace and the veth pair (idempotent)."""
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
+        delete(self.name)  # takes the veth pair with it
         with contextlib.suppress(RuntimeError):
-            for pid in _run("ip", "netns", "pids", self.name).split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-        with contextlib.suppress(RuntimeError):
-            _run("ip", "netns", "del", self.name)  # takes the veth pair with it
-        with contextlib.suppress(RuntimeError):
-            _run("ip", "link", "del", self._outside)
+            run("ip", "link", "del", self._outside)
         directory, self._directory = self._directory, None
         if directory is not None:
             directory.cleanup()

@@ -9,26 +9,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from call_shapes import METHODS, SHAPES, invoke, outcome
 from google.protobuf.wrappers_pb2 import StringValue as S
 
-from p2prpc.rpc import (
-    Cardinality,
-    Channel,
-    Handler,
-    RpcError,
-    ServicerContext,
-    StatusCode,
-    StreamStreamMethod,
-    StreamUnaryMethod,
-    UnaryStreamMethod,
-    UnaryUnaryMethod,
-)
+from p2prpc.rpc import Cardinality, Channel, Handler, RpcError, ServicerContext, StatusCode
 from p2prpc.testing import mesh
 
 pytestmark = pytest.mark.asyncio
 
 SERVICE = "stops.Echo"
-SHAPES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+#: The method of each shape.
+NAMES = dict(zip(SHAPES, ("Echo", "Count", "Join", "Upper"), strict=True))
 
 
 def _handlers(started: asyncio.Event, release: asyncio.Event) -> dict[str, Handler[Any, Any]]:
@@ -57,31 +48,17 @@ def _handlers(started: asyncio.Event, release: asyncio.Event) -> dict[str, Handl
             await release.wait()
             yield S(value=request.value.upper())
 
+    behaviours = {"Echo": echo, "Count": count, "Join": join, "Upper": upper}
     return {
-        f"/{SERVICE}/Echo": Handler(echo, Cardinality.UNARY_UNARY, S, S),
-        f"/{SERVICE}/Count": Handler(count, Cardinality.UNARY_STREAM, S, S),
-        f"/{SERVICE}/Join": Handler(join, Cardinality.STREAM_UNARY, S, S),
-        f"/{SERVICE}/Upper": Handler(upper, Cardinality.STREAM_STREAM, S, S),
+        f"/{SERVICE}/{name}": Handler(behaviours[name], Cardinality(shape), S, S)
+        for shape, name in NAMES.items()
     }
 
 
 def _call(channel: Channel, shape: str, requests: Any) -> Any:
-    """A call of ``shape`` with a deadline far away (30 s), and how to wait for its outcome."""
-    if shape == "unary_unary":
-        call: Any = UnaryUnaryMethod(channel, f"/{SERVICE}/Echo", S, S)(S(value="a"), timeout=30)
-    elif shape == "unary_stream":
-        call = UnaryStreamMethod(channel, f"/{SERVICE}/Count", S, S)(S(value="a"), timeout=30)
-    elif shape == "stream_unary":
-        call = StreamUnaryMethod(channel, f"/{SERVICE}/Join", S, S)(requests, timeout=30)
-    else:
-        call = StreamStreamMethod(channel, f"/{SERVICE}/Upper", S, S)(requests, timeout=30)
-
-    async def outcome() -> Any:
-        if shape.endswith("_stream"):
-            return [reply async for reply in call]
-        return await call
-
-    return outcome()
+    """A call of ``shape`` with a deadline far away (30 s): its outcome, to wait for."""
+    method = METHODS[shape](channel, f"/{SERVICE}/{NAMES[shape]}", S, S)
+    return outcome(invoke(method, shape, S(value="a"), requests, timeout=30), shape)
 
 
 async def _never() -> AsyncIterator[S]:

@@ -22,6 +22,7 @@ from typing import Any
 import grpc.aio
 import pytest
 import pytest_asyncio
+from call_shapes import METHODS, SHAPES
 from google.protobuf.wrappers_pb2 import StringValue
 
 from p2prpc.node import Node
@@ -39,13 +40,9 @@ from p2prpc.rpc import (
     ServicerContext,
     StatusCode,
     StreamStreamCall,
-    StreamStreamMethod,
     StreamUnaryCall,
-    StreamUnaryMethod,
     UnaryStreamCall,
-    UnaryStreamMethod,
     UnaryUnaryCall,
-    UnaryUnaryMethod,
 )
 from p2prpc.testing import LOOPBACK, loopback_node
 from p2prpc.tracker.server import TrackerServer
@@ -53,7 +50,6 @@ from p2prpc.tracker.server import TrackerServer
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE = "t.Shapes"
-SHAPES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 FORMS = ("binary", "json")
 CARDINALITY = {shape: Cardinality(shape) for shape in SHAPES}
 CALL_CLASS: dict[str, type[Any]] = {
@@ -277,19 +273,11 @@ def case() -> str:
 # -- the client ----------------------------------------------------------------------------------
 
 
-METHOD_CLASS: dict[str, type[Any]] = {
-    "unary_unary": UnaryUnaryMethod,
-    "unary_stream": UnaryStreamMethod,
-    "stream_unary": StreamUnaryMethod,
-    "stream_stream": StreamStreamMethod,
-}
-
-
 class Stub:
     def __init__(self, channel: Any, *, idempotent: bool = False) -> None:
         self.methods: dict[str, Any] = {
             shape: kind(channel, path(shape), StringValue, StringValue, idempotent=idempotent)
-            for shape, kind in METHOD_CLASS.items()
+            for shape, kind in METHODS.items()
         }
 
 

@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 import pytest
 import pytest_asyncio
+from call_shapes import SHAPES
 from routeguide_p2prpc import RouteGuideServicer, RouteGuideStub, add_RouteGuideServicer_to_node
 from routeguide_pb2 import Feature, Point, Rectangle, RouteNote, RouteSummary
 
@@ -34,7 +35,6 @@ from p2prpc.tracker.server import TrackerServer
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE = "routeguide.RouteGuide"
-SHAPES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 METHOD = {
     "unary_unary": "GetFeature",
     "unary_stream": "ListFeatures",

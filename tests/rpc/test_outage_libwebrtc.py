@@ -23,6 +23,9 @@ pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc 
 pytestmark = [
     pytest.mark.asyncio,
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+    pytest.mark.transport_only(
+        "libwebrtc", reason="its nodes are on libwebrtc whatever the default"
+    ),
 ]
 
 #: Seconds into a cut at which libwebrtc's ICE gives up on a connection (measured: 15.2 s).

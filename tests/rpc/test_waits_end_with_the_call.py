@@ -19,6 +19,7 @@ from typing import Any
 import grpc.aio
 import pytest
 import pytest_asyncio
+from call_shapes import METHODS, SHAPES, invoke
 from google.protobuf.wrappers_pb2 import StringValue
 
 from p2prpc.node import Node
@@ -30,9 +31,7 @@ from p2prpc.rpc import (
     RpcError,
     ServicerContext,
     StatusCode,
-    StreamStreamMethod,
     StreamUnaryMethod,
-    UnaryStreamMethod,
     UnaryUnaryMethod,
 )
 from p2prpc.testing import LOOPBACK, loopback_node, mesh
@@ -177,14 +176,6 @@ async def test_a_writer_waiting_for_room_gets_the_status_the_server_ended_with(s
 # -- waiting for a server, or for its first word ----------------------------------------------
 
 
-SHAPES = {
-    "unary_unary": UnaryUnaryMethod,
-    "unary_stream": UnaryStreamMethod,
-    "stream_unary": StreamUnaryMethod,
-    "stream_stream": StreamStreamMethod,
-}
-
-
 class PassThrough:
     async def intercept_call(self, details: Any, proceed: Any) -> Any:
         return await proceed(details)
@@ -209,10 +200,8 @@ INTERCEPTED = {"plain": (), "intercepted": (PassThrough,), "grpc": (GrpcPassThro
 def nobody(node: Node, shape: str, intercepted: str, **kw: Any) -> Any:
     """A call of ``shape`` to a service no peer serves, waiting for one."""
     channel = Channel(node, interceptors=[kind() for kind in INTERCEPTED[intercepted]])
-    method = SHAPES[shape](channel, "/t.Nobody/Call", StringValue, StringValue)
-    if shape in ("unary_unary", "unary_stream"):
-        return method(StringValue(value="x"), wait_for_ready=True, **kw)
-    return method(wait_for_ready=True, **kw)
+    method = METHODS[shape](channel, "/t.Nobody/Call", StringValue, StringValue)
+    return invoke(method, shape, StringValue(value="x"), wait_for_ready=True, **kw)
 
 
 async def waits(call: Any, shape: str) -> dict[str, asyncio.Future[Any]]:
@@ -243,7 +232,7 @@ async def waits(call: Any, shape: str) -> dict[str, asyncio.Future[Any]]:
 
 
 @pytest.mark.parametrize("intercepted", list(INTERCEPTED))
-@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("end", ["cancel", "deadline"])
 async def test_every_wait_on_a_call_waiting_for_a_server_ends_with_it(
     shape: str, end: str, intercepted: str

@@ -24,7 +24,15 @@ from p2prpc.node import Node
 from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.wire.restart import PREFIX, RestartKind, RestartState
+from p2prpc.wire.frames import new_message_id
+from p2prpc.wire.restart import (
+    PREFIX,
+    RestartError,
+    RestartKind,
+    RestartState,
+    encode_key,
+    new_key,
+)
 from p2prpc.wire.secret import SEAL_PREFIX, new_secret
 from p2prpc.wire.tracker import Announce, Answer, encode_client_message
 
@@ -174,3 +182,32 @@ async def test_in_a_secret_swarm_the_tracker_carries_restarts_sealed() -> None:
         assert len(carried) >= 2  # an offer and its answer
         assert all(text.startswith(SEAL_PREFIX) and PREFIX not in text for text in carried)
         await asyncio.wait_for(offerer.unary_unary(HEALTH)(b"", timeout=10), 10)
+
+
+async def test_a_restart_key_that_changes_or_does_not_read_is_refused_and_reported() -> None:
+    async with pair("libwebrtc", "libwebrtc") as (_, a, b):
+        ab, ba = connection(a, b), connection(b, a)
+        assert ab.restart is not None and ba.restart is not None
+        armed = (ab.restart, ba.restart)
+        await until(lambda: all(r.armed for r in armed), (a.p2pt, "icerestart"),
+                    (b.p2pt, "icerestart"), timeout=10)  # fmt: skip
+        given = ba.restart.remote_key
+        warnings: list[Exception] = []
+        b.on("peerwarning", lambda peer_id, error: warnings.append(error))
+        peer = a.p2pt.peers[b.peer_id]
+        for value in (encode_key(new_key()), "not a key", encode_key(ab.restart.local_key)):
+            hello = {**a.hello(), "restart": value}  # another key, none, the same one again
+            a.p2pt.post(peer, {"hello": hello}, new_message_id(), connection=ab.connection)
+        await until(lambda: len(warnings) >= 2, (b, "peerwarning"), timeout=10)
+        assert [type(e) for e in warnings] == [RestartError, RestartError]
+        assert "changed" in str(warnings[0]) and "44 characters" in str(warnings[1])
+        assert b.p2pt.ice_restarts["refused"] == 2
+        assert ba.restart.remote_key == given  # the key it gave first stands
+        # The connection still restarts with the keys given first, and carries calls.
+        offerer, answerer = (a, b) if ab.initiator else (b, a)
+        ours, theirs = (ab, ba) if ab.initiator else (ba, ab)
+        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
+        offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
+        await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
+        await asyncio.wait_for(a.unary_unary(HEALTH)(b"", timeout=10), 10)
+        assert len(warnings) == 2

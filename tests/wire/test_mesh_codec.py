@@ -84,10 +84,20 @@ def test_pex_entries_carry_a_seal_key_record_as_read() -> None:
 def test_signals_round_trip() -> None:
     for signal in (
         Signal(SignalType.OFFER, A, B, OFFER, "v=0\r\n", 2, True),
+        Signal(SignalType.OFFER, A, B, OFFER, "v=0\r\n", 2, short=True),
         Signal(SignalType.ANSWER, B, A, OFFER, "p2prpc-sealed-2:xyz", 0),
         Signal(SignalType.REFUSE, B, A, OFFER, None, MAX_HOPS),
     ):
         assert decode_signal(encode_signal(signal)) == signal
+
+
+def test_only_an_offer_says_its_sender_is_short_of_peers() -> None:
+    offer = encode_signal(Signal(SignalType.OFFER, A, B, OFFER, "v=0", 2, short=True))
+    assert offer["short"] is True
+    assert "short" not in encode_signal(Signal(SignalType.OFFER, A, B, OFFER, "v=0", 2))
+    answer = {**encode_signal(Signal(SignalType.ANSWER, B, A, OFFER, "v=0", 2)), "short": True}
+    assert decode_signal(answer).short is False
+    assert decode_signal({**offer, "short": 1}).short is False
 
 
 @pytest.mark.parametrize(
