@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -128,7 +129,7 @@ class NatLab:
         responses it sent, counted by the kernel as they leave (exact, unlike its log, which
         it writes when it gets to it)."""
         public = ("ip", "netns", "exec", self.ns("public"))
-        rules = _run(*public, "iptables", "-L", "OUTPUT", "-v", "-n", "-x").splitlines()
+        rules = run(*public, "iptables", "-L", "OUTPUT", "-v", "-n", "-x").splitlines()
         return sum(int(rule.split()[0]) for rule in rules if f"/* {ALLOCATED} */" in rule)
 
     def turn_log(self) -> str:
