@@ -4,8 +4,9 @@ What an application would write on aiortc alone: one RTCPeerConnection, one orde
 channel (as simple-peer opens), binary messages, no framing beyond what each benchmark needs. The
 orchestrator carries the offer and answer between the two workers (``offer`` → ``answer`` →
 ``accept``); host candidates are pinned to one address (aioice skips loopback by itself) and no
-STUN server is asked. Its UDP sockets get the buffers p2prpc's get in the same run (``bench.udp``),
-so that the two differ only above the data channel.
+STUN server is asked unless ``ice_servers`` names some (URLs as p2prpc reads them:
+``stun:HOST:PORT``, ``turn:USER:PASS@HOST:PORT``). Its UDP sockets get the buffers p2prpc's get
+in the same run (``bench.udp``), so that the two differ only above the data channel.
 
 ``transport="libwebrtc"`` runs the same script on ``webrtc.aiortc`` (libwebrtc through ``wrtc``,
 aiortc's API): the raw baseline of p2prpc on libwebrtc. There the host candidates are pinned by
@@ -38,6 +39,7 @@ import aioice.ice
 import aiortc
 
 from p2prpc.transport.aiortc import size_udp_buffers
+from p2prpc.transport.ice import parse_ice_url
 
 from . import udp
 from .records import make_records
@@ -123,8 +125,16 @@ class RawPeer:
         sdp: str = pc.localDescription.sdp
         return sdp
 
-    def _new_pc(self, host: str, transport: str) -> Any:
+    def _new_pc(self, host: str, transport: str, ice_servers: list[str] | None = None) -> Any:
         api = _api(transport)
+        servers = []
+        for url in ice_servers or []:
+            server = parse_ice_url(url)
+            servers.append(
+                api.RTCIceServer(
+                    urls=server.urls, username=server.username, credential=server.credential
+                )
+            )
         self.transport, self.host = transport, host
         if transport == "libwebrtc":
             if ipaddress.ip_address(host).is_loopback:
@@ -133,7 +143,7 @@ class RawPeer:
                 allow_loopback()
         else:
             _pin_host_addresses(host)
-        self.pc = api.RTCPeerConnection(api.RTCConfiguration(iceServers=[]))
+        self.pc = api.RTCPeerConnection(api.RTCConfiguration(iceServers=servers))
         self._open = asyncio.get_running_loop().create_future()
         return self.pc
 
@@ -153,16 +163,29 @@ class RawPeer:
         else:
             channel.on("open", opened)
 
-    async def cmd_offer(self, host: str = "127.0.0.1", transport: str = "aiortc") -> str:
+    async def cmd_offer(
+        self,
+        host: str = "127.0.0.1",
+        transport: str = "aiortc",
+        ice_servers: list[str] | None = None,
+    ) -> str:
         """Offer a connection with one data channel on ``transport`` (``aiortc`` or
-        ``libwebrtc``); returns the offer SDP."""
-        pc = self._new_pc(host, transport)
+        ``libwebrtc``), with these STUN and TURN servers (none by default); returns the offer
+        SDP."""
+        pc = self._new_pc(host, transport, ice_servers)
         self._attach(pc.createDataChannel("bench"))
         return await self._describe(pc, offer=True)
 
-    async def cmd_answer(self, sdp: str, host: str = "127.0.0.1", transport: str = "aiortc") -> str:
-        """Answer an offer on ``transport``; returns the answer SDP."""
-        pc = self._new_pc(host, transport)
+    async def cmd_answer(
+        self,
+        sdp: str,
+        host: str = "127.0.0.1",
+        transport: str = "aiortc",
+        ice_servers: list[str] | None = None,
+    ) -> str:
+        """Answer an offer on ``transport`` (with ``ice_servers``, as :meth:`cmd_offer`);
+        returns the answer SDP."""
+        pc = self._new_pc(host, transport, ice_servers)
         pc.on("datachannel", self._attach)
         await pc.setRemoteDescription(self._description(sdp, "offer"))
         return await self._describe(pc, offer=False)

@@ -104,12 +104,14 @@ class RpcPeer:
         secret: str | None = None,
         identity: bool = False,
         transport: str = "aiortc",
+        ice_servers: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a node (serving ``bench.Echo`` with ``serve``); returns once a tracker answered.
 
         ``t_start_ms`` is taken right before ``start()``: a connect time runs from there.
         ``secret``: a closed swarm; ``identity``: a fresh Ed25519 identity for the node;
-        ``transport``: the node's WebRTC, ``aiortc`` or ``libwebrtc``.
+        ``transport``: the node's WebRTC, ``aiortc`` or ``libwebrtc``; ``ice_servers``: its STUN
+        and TURN URLs (none by default: host candidates only).
         """
         if self.node is not None:
             await self.cmd_leave()
@@ -117,7 +119,7 @@ class RpcPeer:
         node = self.node = Node(
             urls,
             identifier,
-            ice_servers=[],
+            ice_servers=ice_servers or [],
             host_addresses=[host],
             max_message_size=MAX_MESSAGE_SIZE,
             udp_buffer_size=udp.buffer_size(),
@@ -173,6 +175,13 @@ class RpcPeer:
         records = records_type()
         self.records = UnaryUnaryMethod(node, RECORDS, records, records)
         return server
+
+    async def cmd_first_call(self, size: int, timeout: float = 30.0) -> float:
+        """Wait for a peer serving ``bench.Echo``, then make one unary echo of ``size`` bytes;
+        when its answer came (milliseconds, as ``t_start_ms``)."""
+        await self.cmd_wait_server(timeout)
+        await self._echo()(BytesValue(value=os.urandom(size)), timeout=timeout)
+        return now_ms()
 
     def _echo(self) -> UnaryUnaryMethod[BytesValue, BytesValue]:
         if self.echo is None:

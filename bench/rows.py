@@ -96,6 +96,8 @@ class Plan:
     long_stream_count: int = 3000
     long_stream_runs: int = 3
     long_latency_calls: int = 60
+    nat_connect: int = 10
+    nat_latency_calls: int = 200
 
 
 FULL = Plan()
@@ -122,6 +124,8 @@ QUICK = Plan(
     long_stream_count=1000,
     long_stream_runs=1,
     long_latency_calls=10,
+    nat_connect=2,
+    nat_latency_calls=20,
 )
 
 
@@ -1439,6 +1443,224 @@ def judge_heal(row: Row) -> None:
         value_check(row, f"{on}100% delivered", delivered, 100.0, at_least=True)
 
 
+# -- through NATs (tests/lab/nat.py) --------------------------------------------------------------
+
+
+def nat_unavailable() -> str | None:
+    """Why the NAT lab cannot be made here (``tests/lab/nat.py``: root, iproute2, iptables,
+    coturn), or None."""
+    from tests.lab import nat
+
+    return nat.unavailable_reason()
+
+
+@dataclass(frozen=True)
+class NatPath:
+    """What lies between the homes: both routers' NAT mapping, and the ICE servers both peers
+    use (the lab's coturn as a STUN or a TURN server)."""
+
+    key: str  # in the figures' labels: ``cone/STUN``
+    mapping: str  # tests.lab.nat.Mapping
+    ice: Callable[[Any], list[str]]  # the lab → the ICE server URLs
+
+
+NAT_PATHS = (
+    NatPath("cone/STUN", "cone", lambda lab: [lab.stun_url()]),
+    NatPath("symmetric/TURN", "symmetric", lambda lab: [lab.turn_url()]),
+)
+
+
+@dataclass
+class NatSetting:
+    """Where a :class:`NatWay` runs: the lab, set to ``path``, on ``transport``; its processes
+    live as long as ``stack``."""
+
+    ctx: Context
+    lab: Any  # tests.lab.nat.NatLab (imported where the row runs)
+    path: NatPath
+    transport: str
+    stack: AsyncExitStack
+
+    @property
+    def ice(self) -> list[str]:
+        return self.path.ice(self.lab)
+
+    def host(self, home: str) -> str:
+        """Home ``home``'s one address (``"a"`` or ``"b"``)."""
+        from tests.lab.nat import HOMES
+
+        return HOMES[home]
+
+    async def workers_in(self, home: str, names: Sequence[str]) -> list[Worker]:
+        """Worker processes started in home ``home`` (this thread enters it while they start;
+        they stay there)."""
+        with self.lab.inside(home):
+            return await self.stack.enter_async_context(workers(names, self.ctx))
+
+
+class NatWay:
+    """One way for a client in home A to reach a server in home B, on one transport: an entry of
+    :data:`NAT_WAYS`. :meth:`connect` makes a connection and has one unary call answered over it
+    (the call's time included); :meth:`latency` measures round trips over the last one made."""
+
+    what = ""  # the way's kind in worker names
+
+    def __init__(self, setting: NatSetting) -> None:
+        self.s = setting
+
+    def label(self, what: str) -> str:
+        """The label of this way's figure ``what`` on its transport."""
+        raise NotImplementedError
+
+    def name(self) -> str:
+        return _named(f"nat-{self.s.path.mapping}", self.what, self.s.transport)
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def connect(self) -> float:
+        """Milliseconds from the start to the first call answered."""
+        raise NotImplementedError
+
+    async def latency(self, count: int) -> list[float]:
+        raise NotImplementedError
+
+    async def leave(self) -> None:
+        raise NotImplementedError
+
+
+class P2prpcWay(NatWay):
+    """p2prpc: a server node in home B, a client node in home A, meeting through the lab's
+    tracker; from the client's ``start()`` until its first call is answered."""
+
+    what = "p2prpc"
+
+    def label(self, what: str) -> str:
+        return mine(self.s.transport, what)
+
+    async def start(self) -> None:
+        [self.server] = await self.s.workers_in("b", [f"{self.name()}-server"])
+        [self.client] = await self.s.workers_in("a", [f"{self.name()}-client"])
+
+    async def connect(self) -> float:
+        s = self.s
+        join: dict[str, Any] = {
+            "urls": [s.lab.tracker_url],
+            "identifier": s.ctx.identifier("nat"),
+            "transport": s.transport,
+            "ice_servers": s.ice,
+        }
+        await self.server.call("rpc.join", serve=True, host=s.host("b"), **join)
+        joined = await self.client.call("rpc.join", host=s.host("a"), **join)
+        answered: float = await self.client.call("rpc.first_call", size=PAYLOAD)
+        return answered - float(joined["t_start_ms"])
+
+    async def latency(self, count: int) -> list[float]:
+        times: list[float] = await self.client.call(
+            "rpc.latency", count=count, size=PAYLOAD, warmup=5
+        )
+        return times
+
+    async def leave(self) -> None:
+        await asyncio.gather(self.server.call("rpc.leave"), self.client.call("rpc.leave"))
+
+
+class RawWay(NatWay):
+    """The raw data channel: offer and answer handed over by the orchestrator (no tracker), from
+    the offer until the first 100 B message came back."""
+
+    what = "raw"
+
+    def label(self, what: str) -> str:
+        return raw(self.s.transport, what)
+
+    async def start(self) -> None:
+        [self.server] = await self.s.workers_in("b", [f"{self.name()}-server"])
+        [self.client] = await self.s.workers_in("a", [f"{self.name()}-client"])
+
+    async def connect(self) -> float:
+        s, client, server = self.s, self.client, self.server
+        start = now_ms()
+        offer = await client.call(
+            "raw.offer", host=s.host("a"), transport=s.transport, ice_servers=s.ice
+        )
+        answer = await server.call(
+            "raw.answer", sdp=offer, host=s.host("b"), transport=s.transport, ice_servers=s.ice
+        )
+        await client.call("raw.accept", sdp=answer)
+        await asyncio.gather(client.call("raw.wait_open"), server.call("raw.wait_open"))
+        await server.call("raw.serve", mode="ping")
+        await client.call("raw.ping", count=1, size=PAYLOAD, warmup=0)
+        return now_ms() - start
+
+    async def latency(self, count: int) -> list[float]:
+        times: list[float] = await self.client.call("raw.ping", count=count, size=PAYLOAD, warmup=5)
+        return times
+
+    async def leave(self) -> None:
+        await asyncio.gather(self.server.call("raw.close"), self.client.call("raw.close"))
+
+
+NAT_WAYS: tuple[type[NatWay], ...] = (P2prpcWay, RawWay)
+"""The ways measured through each of :data:`NAT_PATHS`, on each transport."""
+
+
+async def through_nats(ctx: Context) -> list[Figure]:
+    """Connect time (start → first call answered) and unary round trips through the NAT lab's
+    routers, for each path and each way on each transport; the connections of one path are
+    made in turn, repetition by repetition, so that a slow spell hits all alike."""
+    from tests.lab.nat import NatLab
+
+    plan = ctx.plan
+    connects: dict[str, list[float]] = {}
+    latency: dict[str, list[float]] = {}
+    with NatLab() as lab:
+        for path in NAT_PATHS:
+            lab.nat(path.mapping)  # type: ignore[arg-type]
+            async with AsyncExitStack() as stack:
+                ways = [
+                    way(NatSetting(ctx, lab, path, transport, stack))
+                    for transport in TRANSPORTS
+                    for way in NAT_WAYS
+                ]
+                for way in ways:
+                    await way.start()
+                for i in range(plan.nat_connect + 1):  # the first warms up
+                    reps = f"{i} of {plan.nat_connect} (0: warm-up)"
+                    ctx.progress(f"through NATs, {path.key}: connections {reps}")
+                    for way in ways:
+                        elapsed = await way.connect()
+                        if i > 0:
+                            connects.setdefault(way.label(f"{path.key} connect"), []).append(
+                                elapsed
+                            )
+                        if i < plan.nat_connect:
+                            await way.leave()
+                for way in ways:  # over the connections made last
+                    latency[way.label(f"{path.key} unary")] = await way.latency(
+                        plan.nat_latency_calls
+                    )
+                    await way.leave()
+    figures = []
+    for label, samples in connects.items():
+        figures.append(Figure(label, "ms", samples, False, "start → first call answered"))
+    for label, samples in latency.items():
+        figures.append(Figure(label, "ms", samples, False, "100 B each way"))
+    return figures
+
+
+def judge_nat(row: Row) -> None:
+    parts = []
+    for path in NAT_PATHS:
+        for what in ("connect", "unary"):
+            mine_f = row.figure(mine("aiortc", f"{path.key} {what}"))
+            other = row.figure(raw("aiortc", f"{path.key} {what}"))
+            if mine_f is not None and other is not None:
+                parts.append(f"{path.key} {what}: raw aiortc {other.show(p99=False)}")
+    if parts:
+        row.ceiling = "the raw data channel through the same NATs (" + "; ".join(parts) + ")"
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 BENCHES: Sequence[Bench] = (
@@ -1529,6 +1751,13 @@ BENCHES: Sequence[Bench] = (
         (Phase("p2prpc and raw data channels", _long_path(0.075, 0.0, "clean150", _clean)),),
         judge_long_path,
         lab_unavailable,
+    ),
+    Bench(
+        "nat",
+        "through NATs: cone/STUN, symmetric/TURN",
+        (Phase("p2prpc and raw data channels in the NAT lab", through_nats),),
+        judge_nat,
+        nat_unavailable,
     ),
     Bench(
         "fan-out",

@@ -77,7 +77,7 @@ from .errors import (
 )
 from .swarm.attempt import Failure, Unreachable
 from .swarm.connection import UNBOUNDED, Connection, ConnectionState
-from .swarm.connectivity import Finding, SwarmConnectivity, assess
+from .swarm.connectivity import Finding, SwarmConnectivity, TrackerState, assess
 from .swarm.handshake import Admission, Handshake, admit
 from .swarm.peers import PeerTable, RemotePeer, surplus_channel
 from .swarm.pool import OfferPool, RelayPath, UnusableSDP
@@ -1004,9 +1004,47 @@ class P2PT(AsyncIOEventEmitter):
         (:meth:`~p2prpc.swarm.peers.PeerTable.accepts_answer_from`)."""
         return not self._destroyed and self._peers.accepts_answer_from(peer_id, extra)
 
-    def offers_wanted(self, most: int) -> int:
-        """How many offers the next announce should carry (at most ``most``)."""
-        return self._peers.offers_wanted(most)
+    def offers_wanted(self, tracker: TrackerClient, most: int, *, requested: bool = False) -> int:
+        """How many offers the next announce to ``tracker`` should carry, at most ``most`` and
+        within ``max_peers``.
+
+        Without a TURN server among the ICE servers, all ``most``, as P2PT makes them: the
+        tracker hands some to peers already connected, whose answers open backup channels.
+        With one (:attr:`~p2prpc.transport.ice.IceServers.relaying`), each offer costs an
+        allocation on it, so as many as the tracker counted other peers
+        (:attr:`~TrackerClient.counted`; all ``most`` when it counts none) less those
+        connected; and, unless the announce was ``requested`` (:meth:`request_more_peers`, or
+        a peer lost), less those connecting and our offers through a tracker that may still be
+        answered (made less than its ``answer_timeout`` ago: each went to a peer of the swarm,
+        which may be gathering its answer)."""
+        counted = tracker.counted
+        if counted is not None and self.ice_servers.relaying:
+            peers = self._peers
+            if requested:
+                return self._peers.offers_wanted(max(min(most, counted - peers.degree()), 0))
+            connecting = {c.peer_id for c in peers.connecting if c.peer_id is not None}
+            connecting -= {p for p, r in peers.remotes.items() if r.channels}
+            recent = time.monotonic() - tracker.answer_timeout
+            in_flight = sum(
+                1
+                for c in self._pool.connections()
+                if c.origin in self.trackers and c.created_at > recent
+            )
+            most = min(most, counted - peers.degree() - len(connecting) - in_flight)
+        return self._peers.offers_wanted(max(most, 0))
+
+    def _release_offers(self) -> None:
+        """Close the offers waiting through a tracker all of whose counted peers are connected:
+        the peers it handed them to need them no more, and each holds its sockets (and a TURN
+        allocation) until it expires. Only with a TURN server among the ICE servers: without
+        one, offers wait for their answers or expiry as P2PT's do."""
+        if not self.ice_servers.relaying:
+            return
+        degree = self._peers.degree()
+        for url, tracker in self.trackers.items():
+            answered = tracker.state is TrackerState.ANSWERED  # in this connection
+            if answered and tracker.counted is not None and degree >= tracker.counted:
+                self._pool.retire(url, 0)
 
     def hungry(self) -> bool:
         """Below ``min_peers`` while the trackers know of more peers: announce again soon."""
@@ -1209,6 +1247,7 @@ class P2PT(AsyncIOEventEmitter):
     def tracker_update(self, tracker: TrackerClient, reply: AnnounceReply) -> None:
         self._swarm_sizes[tracker.announce_url] = (reply.complete or 0) + (reply.incomplete or 0)
         self._note_degree()
+        self._release_offers()
         self.emit("trackerconnect", tracker, self.get_tracker_stats())
         self.emit("connectivity")
 
@@ -1395,6 +1434,7 @@ class P2PT(AsyncIOEventEmitter):
         if new:
             self._unreachable.pop(channel.peer_id, None)
             self._note_degree()
+            self._release_offers()
             self.emit("peerconnect", Peer(self, remote, channel.name))
         else:
             self.emit("connectionopen", Peer(self, remote, channel.name), channel.connection)

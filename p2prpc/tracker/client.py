@@ -8,6 +8,16 @@ the connections they become live in the swarm's :class:`~p2prpc.swarm.pool.Offer
 the mesh carries do. Closing the client closes its offers and leaves the connections already made
 alone: they belong to the swarm (this is how P2PT removes a tracker without dropping peers).
 
+How many offers an announce carries is the swarm's choice (:meth:`Swarm.offers_wanted`). The
+tracker hands each offer of an announce to a different peer of the swarm, and each offer gathers
+its candidates before it leaves: with a TURN server configured, an allocation on it. P2PT makes
+its full count whatever the swarm holds (offers to peers already connected become backup
+channels); a swarm with a TURN server makes no more than the tracker's last answer counted
+other peers, less those connected. So an announce that finds the count unknown (the first of
+each connection to the tracker) and carries no offer for it is followed, as soon as the answer
+tells the count, by one with the offers then wanted; so is an announce asked for
+(:meth:`TrackerClient.announce`) whose answer counts more peers than it was made for.
+
 Unanswered offers are bounded: each holds a peer connection and its UDP sockets, so before an
 announce makes new ones, the oldest are retired (closed, sockets released) until at most
 ``max_outstanding_offers`` (two announces' worth by default) remain with the new ones.
@@ -85,8 +95,10 @@ class Swarm(Protocol):
         """Where offers are made, answered and accepted, sealed as the swarm seals them."""
         ...
 
-    def offers_wanted(self, most: int) -> int:
-        """How many offers to announce with (the swarm may be at its bound on peers)."""
+    def offers_wanted(self, tracker: TrackerClient, most: int, *, requested: bool = False) -> int:
+        """How many offers to announce to ``tracker`` with, at most ``most``: the swarm may be
+        at its bound on peers, or make no more than its :attr:`~TrackerClient.counted` peers
+        not connected yet. ``requested``: the announce was asked for (:meth:`announce`)."""
         ...
 
     def hungry(self) -> bool:
@@ -115,9 +127,13 @@ class TrackerClient:
     """A connection to one announce URL, serving one swarm: one of its signalling paths
     (:class:`~p2prpc.swarm.pool.SignallingPath`).
 
-    Each announce carries up to ``max_offers`` (5) fresh offers; unanswered ones expire after
-    ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice ``max_offers``)
-    are kept: an announce first closes the oldest beyond that (:attr:`outstanding_offers`).
+    Each announce carries up to ``max_offers`` (5) fresh offers, as many as the swarm wants
+    (:meth:`Swarm.offers_wanted`: with a TURN server, no more than it has peers to take them,
+    :attr:`counted` less those connected, and none in the first announce of each connection to
+    the tracker, answered at once by one with the offers then wanted); unanswered ones expire
+    after ``offer_timeout`` (50 s) and at most ``max_outstanding_offers`` (default twice
+    ``max_offers``) are kept: an announce first closes the oldest beyond that
+    (:attr:`outstanding_offers`).
     A connection whose answer we took is closed unless it opens within ``connect_timeout``
     seconds (50), one we answered within ``answer_timeout`` (15).
 
@@ -162,8 +178,18 @@ class TrackerClient:
             raise ValueError("max_outstanding_offers must be at least max_offers")
         self.interval = DEFAULT_INTERVAL
         self.tracker_id: str | None = None
+        #: Other peers the tracker's latest answer in this connection counted in the swarm: 0
+        #: until it answers, ``None`` when its answers count none (then offers are made as if
+        #: every peer could take one).
+        self.counted: int | None = 0
+        self._uncounted = False  # the first announce of a connection went out; no answer yet
+        # What the latest announce was made with: the count it knew, the offers it carried,
+        # and whether it may be followed up (the first of a connection, or one asked for).
+        self._announced: tuple[int | None, int, bool] = (0, 0, False)
         self._ws: ClientConnection | None = None
-        self._announce_requested = asyncio.Event()
+        self._announce_wanted = False
+        self._requested = False  # the announce wanted was asked for (announce())
+        self._wake = asyncio.Event()  # an announce is wanted, or the interval changed
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -203,7 +229,12 @@ class TrackerClient:
 
     def announce(self) -> None:
         """Ask for an announce now (with fresh offers), as ``requestMorePeers`` does."""
-        self._announce_requested.set()
+        self._requested = True
+        self._announce_again()
+
+    def _announce_again(self) -> None:
+        self._announce_wanted = True
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop: send ``stopped`` if connected, close the socket and every unanswered offer."""
@@ -286,6 +317,8 @@ class TrackerClient:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self.counted = 0  # until the tracker says: the swarm it knows may have changed
+        self._uncounted = True
         if self.state is not TrackerState.CONNECTING:  # its first answer is awaited anew
             self._enter(TrackerState.CONNECTING)
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
@@ -307,18 +340,35 @@ class TrackerClient:
             )
 
     async def _announce_loop(self, ws: ClientConnection) -> None:
-        self._announce_requested.set()  # announce on every (re)connect
+        """Announce on every (re)connect, on request, and at the interval since the last one:
+        the tracker's, once it said (as bittorrent-tracker re-arms its timer), or every few
+        seconds while the swarm is hungry."""
+        loop = asyncio.get_running_loop()
+        self._announce_wanted = True
+        last = loop.time()
+        jitter = 1.0
         while True:
-            wait = self.interval
-            if self.swarm.hungry():  # too few peers, more are there: ask again soon
-                wait = min(wait, random.uniform(0.5, 1.0) * self.hungry_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._announce_requested.wait(), wait)
-            self._announce_requested.clear()
+            if not self._announce_wanted:
+                wait = self.interval
+                if self.swarm.hungry():  # too few peers, more are there: ask again soon
+                    wait = min(wait, jitter * self.hungry_interval)
+                remaining = last + wait - loop.time()
+                if remaining > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    continue  # an announce asked for, a new interval, or the time came
+            self._announce_wanted = False
+            last = loop.time()
+            jitter = random.uniform(0.5, 1.0)
             await self._announce(ws)
 
     async def _announce(self, ws: ClientConnection) -> None:
-        count = self.swarm.offers_wanted(min(self.numwant, self.max_offers))
+        requested, self._requested = self._requested, False
+        counted = self.counted
+        count = self.swarm.offers_wanted(
+            self, min(self.numwant, self.max_offers), requested=requested
+        )
         pool = self.swarm.pool
         pool.retire(self.announce_url, self.max_outstanding_offers - count)
         made = await asyncio.gather(
@@ -333,6 +383,7 @@ class TrackerClient:
         if failed is not None:
             self.swarm.tracker_warning(self, failed)
         offers = tuple(OfferPayload(offer_id=o[0], sdp=o[1]) for o in made if isinstance(o, tuple))
+        self._announced = (counted, len(offers), requested or self._uncounted)
         message = Announce(
             info_hash=self.swarm.info_hash,
             peer_id=self.swarm.peer_id_bytes,
@@ -370,9 +421,29 @@ class TrackerClient:
         if reply.warning:
             self.swarm.tracker_warning(self, TrackerFailure(reply.warning))
         if reply.interval:
-            self.interval = float(min(reply.interval, MAX_INTERVAL))
+            interval = float(min(reply.interval, MAX_INTERVAL))
+            if interval != self.interval:
+                self.interval = interval
+                self._wake.set()  # the timer runs on the new interval from the last announce
         if reply.tracker_id:
             self.tracker_id = reply.tracker_id
+        counts = reply.complete is not None or reply.incomplete is not None
+        if counts:
+            self.counted = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)
+        elif self._uncounted:
+            self.counted = None  # a tracker that counts nothing: offers as if all could take one
+        self._uncounted = False
+        # The first announce of a connection knew no count, and one asked for may have known
+        # an old one: made for fewer peers than this answer counts, it may have carried fewer
+        # offers than are wanted now, so announce again with them, once (with the same count,
+        # later answers wait their turn). Those at the interval are not followed up: peers new
+        # to the swarm offer to those there, who would otherwise offer back at the same time.
+        before, carried, eligible = self._announced
+        after = self.counted
+        rose = before is not None and (after is None or after > before)
+        wanted = self.swarm.offers_wanted(self, min(self.numwant, self.max_offers))
+        if eligible and rose and wanted > carried:
+            self._announce_again()
         if reply.complete is not None:
             if self.state is not TrackerState.ANSWERED:  # the first answer of this session
                 self.others = max((reply.complete or 0) + (reply.incomplete or 0) - 1, 0)

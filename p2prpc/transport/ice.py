@@ -407,6 +407,22 @@ class IceServers:
         )
 
     @property
+    def relaying(self) -> bool:
+        """Whether a connection attempt may allocate on a TURN server: a ``turn:`` or
+        ``turns:`` URL is among the static servers, or a provider is (it may return one). Each
+        offer and each answer then costs an allocation on that server, counted against its
+        operator's quota."""
+        if self._entries is None:
+            return False  # P2PT's defaults: STUN servers only
+        for entry in self._entries:
+            if not isinstance(entry, RTCIceServer):
+                return True
+            urls = [entry.urls] if isinstance(entry.urls, str) else entry.urls
+            if any(url.lower().startswith(("turn:", "turns:")) for url in urls):
+                return True
+        return False
+
+    @property
     def static(self) -> list[RTCIceServer] | None:
         """The servers given as they are (``None``: P2PT's defaults), providers left out."""
         if self._entries is None:

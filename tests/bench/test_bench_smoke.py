@@ -8,9 +8,13 @@ the timings, the CPU per call, the UDP drops and the previous run's column.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +79,23 @@ def test_quick_unary_latency_writes_results(tmp_path: Path) -> None:
     assert all("sockets" in counted for counted in row["udp"].values())
     header = next(line for line in result.stdout.splitlines() if line.startswith("| benchmark"))
     assert "CPU per message" in header and "UDP drops" in header and "previous run" in header
+
+
+def test_the_nat_row_is_skipped_with_the_reason_when_not_root(tmp_path: Path) -> None:
+    """The row through the NAT lab needs root (namespaces, iptables): without it, the row says
+    so and the run goes on. As root, the run is made in a user namespace of its own, where this
+    process's user is nobody."""
+    argv = [sys.executable, "-m", "bench", "--quick", "--only", "nat"]
+    argv += ["--out", str(tmp_path), "--no-chart"]
+    if os.geteuid() == 0:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            pytest.skip("running the bench as another user needs unshare (util-linux)")
+        argv = [unshare, "--user", *argv]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert row["key"] == "nat"
+    assert row["skipped"] == "network namespaces, veth pairs and iptables rules need root"
+    assert row["figures"] == []
+    assert "need root" in result.stdout

@@ -19,7 +19,10 @@ nobody has (a home's private address) vanish silently, as on the internet. cotur
 
 Peers: the test process enters home A with the thread that runs its event loop
 (:meth:`NatLab.inside`: the sockets it makes meanwhile are in home A), and a peer in home B runs
-as a subprocess (:meth:`NatLab.command`). Everything is removed on :meth:`NatLab.close`.
+as a subprocess (:meth:`NatLab.command`). :meth:`NatLab.cut` cuts a home's uplink for a while;
+:meth:`NatLab.turn_allocations` counts the allocations coturn granted; :meth:`NatLab.paced_tracker`
+is a second tracker telling a short re-announce interval. Everything is removed on
+:meth:`NatLab.close`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -49,6 +53,9 @@ HOMES = {"a": "192.168.1.2", "b": "192.168.2.2"}
 """Each home's one host."""
 
 Mapping = Literal["cone", "symmetric"]
+
+ALLOCATED = "turn-allocated"
+"""The comment of the rule that counts coturn's Allocate success responses."""
 
 
 def unavailable_reason() -> str | None:
@@ -69,6 +76,8 @@ class NatLab:
 
     prefix: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}-")
     tracker_url: str = ""
+    """The tracker, telling its default re-announce interval (120 s)."""
+    _paced: dict[int, str] = field(default_factory=dict)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _directory: tempfile.TemporaryDirectory[str] | None = None
     _log: Path | None = None
@@ -88,6 +97,40 @@ class NatLab:
     def turn_url(self, password: str = PASSWORD, transport: str = "udp") -> str:
         """coturn as a TURN URL with credentials (``password``: a wrong one, to be refused)."""
         return f"turn:{USER}:{password}@{PUBLIC}:{PORT}?transport={transport}"
+
+    def paced_tracker(self, interval: int) -> str:
+        """The URL of a tracker beside :attr:`tracker_url` that tells ``interval`` seconds
+        between announces (started on first use); it keeps the default timeouts for silent
+        peers and sockets (360 s and 240 s), as at the default interval."""
+        if interval not in self._paced:
+            pace = ["--interval", str(interval), "--peer-timeout", "360", "--idle-timeout", "240"]
+            self._paced[interval] = self._start_tracker(pace)
+        return self._paced[interval]
+
+    @contextlib.contextmanager
+    def cut(self, home: str) -> Iterator[None]:
+        """Cut home ``home``'s uplink: its router forwards nothing between the home and the
+        public network, either way, silently, until the block ends. NAT mappings stay (the
+        router still tracks what it drops), as when a line goes down for a while."""
+        router = f"router-{home}"
+        rules = [["FORWARD", "-i", "wan"], ["FORWARD", "-o", "wan"]]
+        added: list[list[str]] = []
+        try:
+            for rule in rules:
+                self._in(router, "iptables", "-I", *rule, "-j", "DROP")
+                added.append(rule)
+            yield
+        finally:
+            for rule in added:
+                self._in(router, "iptables", "-D", *rule, "-j", "DROP")
+
+    def turn_allocations(self) -> int:
+        """How many TURN allocations coturn has granted over UDP so far: the Allocate success
+        responses it sent, counted by the kernel as they leave (exact, unlike its log, which
+        it writes when it gets to it)."""
+        public = ("ip", "netns", "exec", self.ns("public"))
+        rules = run(*public, "iptables", "-L", "OUTPUT", "-v", "-n", "-x").splitlines()
+        return sum(int(rule.split()[0]) for rule in rules if f"/* {ALLOCATED} */" in rule)
 
     def turn_log(self) -> str:
         """What coturn logged so far."""
@@ -147,6 +190,10 @@ class NatLab:
                              "ESTABLISHED,RELATED -j ACCEPT".split())  # fmt: skip
                     self._in(router, *f"iptables -A {chain} -i wan -j DROP".split())
             self.nat("cone")
+            # Counts what coturn answers an Allocate request with success (STUN type 0x0103).
+            self._in("public", *f"iptables -A OUTPUT -p udp --sport {PORT} -m u32 --u32 "
+                     f"0>>22&0x3C@8>>16=0x0103 -m comment --comment {ALLOCATED} "
+                     "-j ACCEPT".split())  # fmt: skip
             self._start_servers()
         except BaseException:
             self.close()
@@ -172,6 +219,15 @@ class NatLab:
             stderr=subprocess.DEVNULL,
         )
         self._processes.append(coturn)
+        self.tracker_url = self._start_tracker([])
+        deadline = time.monotonic() + 10.0
+        while f"{PUBLIC}:{PORT}" not in self.turn_log() or "listener opened" not in self.turn_log():
+            if coturn.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"turnserver did not start: {self.turn_log()[-2000:]}")
+            time.sleep(0.05)  # reading a log file: there is nothing to wait on
+
+    def _start_tracker(self, options: list[str]) -> str:
+        """Start ``p2prpc tracker`` with ``options`` on the public network; its URL."""
         tracker = subprocess.Popen(
             [
                 "ip",
@@ -186,6 +242,7 @@ class NatLab:
                 PUBLIC,
                 "--port",
                 "0",
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -196,12 +253,7 @@ class NatLab:
         line = tracker.stdout.readline().decode().strip()
         if not re.fullmatch(r"ws://[0-9.]+:[0-9]+", line):
             raise RuntimeError(f"the tracker did not start: {line!r}")
-        self.tracker_url = line
-        deadline = time.monotonic() + 10.0
-        while f"{PUBLIC}:{PORT}" not in self.turn_log() or "listener opened" not in self.turn_log():
-            if coturn.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"turnserver did not start: {self.turn_log()[-2000:]}")
-            time.sleep(0.05)  # reading a log file: there is nothing to wait on
+        return line
 
     def close(self) -> None:
         """Stop every process, delete every namespace (and with them their links)."""
@@ -210,6 +262,7 @@ class NatLab:
             if process.stdout is not None:
                 process.stdout.close()
         self._processes.clear()
+        self._paced.clear()
         for role in ("home-a", "home-b", "router-a", "router-b", "public", "sink"):
             delete(self.ns(role))
         directory, self._directory = self._directory, None

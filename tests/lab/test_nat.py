@@ -1,5 +1,6 @@
-"""Peers in two homes behind NATs: who connects, and a failed attempt says why, in the log, in
-an event, in the swarm's connectivity and in a call's status.
+"""Peers in two homes behind NATs: who connects, what a pair costs the TURN server's operator,
+a stream that rides out a home's uplink cut, and a failed attempt says why, in the log, in an
+event, in the swarm's connectivity and in a call's status.
 
 One peer runs in this process, its event loop's thread in home A; the other is a subprocess in
 home B (``tests/lab/natpeer.py``). The lab (:mod:`tests.lab.nat`) is made once for the module.
@@ -24,13 +25,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from google.protobuf.wrappers_pb2 import StringValue
 
 from p2prpc import Node
-from p2prpc.rpc import RpcError, StatusCode
+from p2prpc.rpc import RpcError, StatusCode, UnaryStreamMethod
 from p2prpc.swarm.attempt import Failure, Unreachable
 from p2prpc.testing import until
 
 from .nat import NatLab, unavailable_reason
+from .natpeer import FOLLOW, SERVICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,8 +82,11 @@ async def test_the_homes_on_libwebrtc_in_a_process_of_its_own() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "4 passed" in result.stdout, result.stdout[-2000:]
+    assert f"{SCENARIOS} passed" in result.stdout, result.stdout[-2000:]
 
+
+#: The scenarios below, each run on libwebrtc by the test above.
+SCENARIOS = 6
 
 HEALTH = "grpc.health.v1.Health"
 
@@ -91,8 +97,10 @@ def lab() -> Iterator[NatLab]:
         yield made
 
 
-def _far_peer(lab: NatLab, identifier: str, ice: list[str]) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "tests.lab.natpeer", lab.tracker_url, identifier, *ice]
+def _far_peer(
+    tracker: str, lab: NatLab, identifier: str, ice: list[str]
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "tests.lab.natpeer", tracker, identifier, *ice]
     return subprocess.Popen(
         lab.command("b", *argv),
         stdin=subprocess.PIPE,
@@ -103,19 +111,25 @@ def _far_peer(lab: NatLab, identifier: str, ice: list[str]) -> subprocess.Popen[
 
 @asynccontextmanager
 async def homes(
-    lab: NatLab, mapping: str, ice: list[str], far_ice: list[str] | None = None
+    lab: NatLab,
+    mapping: str,
+    ice: list[str],
+    far_ice: list[str] | None = None,
+    tracker: str | None = None,
 ) -> AsyncIterator[tuple[Node, str, list[tuple[str, Unreachable]]]]:
-    """A node in home A (this process) and one in home B, both behind ``mapping`` NATs, with
-    these ICE servers (``far_ice``: home B's, when they differ): (node, far peer id, the
-    ``peerunreachable`` events the node emitted)."""
+    """A node in home A (this process) and one in home B (serving ``lab.Feed``,
+    :mod:`tests.lab.natpeer`), both behind ``mapping`` NATs, with these ICE servers
+    (``far_ice``: home B's, when they differ), meeting through ``tracker`` (the lab's by
+    default): (node, far peer id, the ``peerunreachable`` events the node emitted)."""
     lab.nat(mapping)  # type: ignore[arg-type]
-    far = _far_peer(lab, mapping, ice if far_ice is None else far_ice)
+    tracker = tracker or lab.tracker_url
+    far = _far_peer(tracker, lab, mapping, ice if far_ice is None else far_ice)
     try:
         assert far.stdout is not None
         far_id = far.stdout.readline().decode().strip()
         assert len(far_id) == 40, "the far peer did not start"
         with lab.inside("a"):
-            node = Node([lab.tracker_url], mapping, ice_servers=ice, mesh=False)
+            node = Node([tracker], mapping, ice_servers=ice, mesh=False)
             events: list[tuple[str, Unreachable]] = []
             node.p2pt.on("peerunreachable", lambda peer_id, why: events.append((peer_id, why)))
             await node.start()
@@ -207,3 +221,70 @@ async def test_a_wrong_turn_password_is_reported_as_such(lab: NatLab) -> None:
         assert "refused our credentials" in str(why)
         assert "check its credentials" in str(why)
         assert "refused our credentials" in node.connectivity().reason
+
+
+#: Seconds between announces the paced tracker tells: the re-announces of a minute at P2PT's
+#: pace (the first after 30 s, then at the tracker's interval, 120 s) pass in a few seconds.
+INTERVAL = 2
+REANNOUNCES = 4
+
+
+@in_home_a
+async def test_a_pair_connected_through_turn_costs_at_most_three_allocations(lab: NatLab) -> None:
+    """Each offer and each answer gathers a relayed candidate: one allocation on coturn
+    (counted as coturn's Allocate success responses leave). An announce makes offers only for
+    the peers the tracker counts that are not connected or connecting yet, so the pair costs
+    the offer that connected it and its answer, and re-announcing costs nothing more."""
+    before = lab.turn_allocations()
+    paced = lab.paced_tracker(INTERVAL)
+    async with homes(lab, "symmetric", [lab.turn_url()], tracker=paced) as (node, far_id, events):
+        replies = 0
+
+        def replied(*_: object) -> None:
+            nonlocal replies
+            replies += 1
+
+        node.p2pt.on("trackerconnect", replied)
+        await until(
+            lambda: far_id in node.peers,
+            (node.p2pt, "peerconnect"),
+            (node.p2pt, "peerunreachable"),
+            timeout=20,
+        )
+        connected = replies
+        await until(
+            lambda: replies >= connected + REANNOUNCES,
+            (node.p2pt, "trackerconnect"),
+            timeout=REANNOUNCES * INTERVAL + 10,
+        )
+        assert far_id in node.peers
+        assert events == []
+        allocations = lab.turn_allocations() - before
+        # One for the offer that connected the pair, one for its answer, none since.
+        assert 2 <= allocations <= 3, f"{allocations} TURN allocations for one pair"
+
+
+@in_home_a
+async def test_a_stream_rides_out_a_ten_second_cut_of_a_homes_uplink(lab: NatLab) -> None:
+    """Cone NATs, STUN: home A's router forwards nothing for 10 s while home B streams to it
+    (1,200 replies, 10 ms apart). The node suspects the far peer, waits within the keepalive's
+    grace (5 + 15 s), and every reply arrives, in order, once the link is back."""
+    async with homes(lab, "cone", [lab.stun_url()]) as (node, far_id, events):
+        await node.wait_for_server(SERVICE, 20)
+        seen: list[str] = []
+        node.on("connectionsuspect", lambda pid, _: pid == far_id and seen.append("suspect"))
+        node.on("connectionalive", lambda pid, _: pid == far_id and seen.append("alive"))
+        node.on("peerclose", lambda pid: pid == far_id and seen.append("closed"))
+        follow = UnaryStreamMethod(node, FOLLOW, StringValue, StringValue)
+        call = follow(StringValue(value="1200"), timeout=60)
+        got = [(await call.read()).value for _ in range(100)]
+        with lab.cut("a"):
+            started = time.monotonic()
+            await until(lambda: "suspect" in seen, (node, "connectionsuspect"), timeout=15)
+            await asyncio.sleep(10 - (time.monotonic() - started))  # the outage lasts 10 s
+        async for reply in call:
+            got.append(reply.value)
+        assert got == [str(i) for i in range(1200)]
+        assert await call.code() is StatusCode.OK
+        assert seen == ["suspect", "alive"]
+        assert events == []

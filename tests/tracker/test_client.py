@@ -52,7 +52,7 @@ class FakeSwarm:
     def closing(self, connection: Connection) -> None:
         pass
 
-    def offers_wanted(self, most: int) -> int:
+    def offers_wanted(self, tracker: TrackerClient, most: int, *, requested: bool = False) -> int:
         return most
 
     def hungry(self) -> bool:

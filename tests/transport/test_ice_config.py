@@ -130,6 +130,26 @@ def test_p2pt_takes_urls_beside_ice_server_objects() -> None:
     assert caught.value.part == "port" and CREDENTIAL not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("servers", "relaying"),
+    [
+        (None, False),  # P2PT's STUN servers
+        ([], False),
+        (["stun:stun.example.org", "stuns:stun.example.org"], False),
+        ([RTCIceServer(urls=["STUN:stun.example.org"])], False),
+        (["stun:stun.example.org", "turn:u:p@turn.example.org"], True),
+        (["turns:u:p@turn.example.org"], True),
+        ([RTCIceServer(urls="TURN:turn.example.org", username="u", credential="p")], True),
+        ([lambda: RTCIceServer(urls=["stun:stun.example.org"])], True),  # it may return one
+        ([TurnRestCredentials("turn:turn.example.org", "s3cret")], True),
+    ],
+)
+def test_a_turn_server_is_in_play_when_one_is_named_or_a_provider_is_given(
+    servers: list[object] | None, relaying: bool
+) -> None:
+    assert IceServers(servers).relaying is relaying  # type: ignore[arg-type]
+
+
 def test_turn_rest_credentials_are_the_hmac_of_their_expiry_and_user() -> None:
     rest = TurnRestCredentials(
         ["turn:h:3478?transport=tcp", "turns:h"],
@@ -185,7 +205,8 @@ def test_p2pt_takes_the_environments_servers_when_given_none(
 @pytest.mark.asyncio
 async def test_providers_are_asked_before_each_connection_attempt() -> None:
     """A plain and an async provider: each peer asks its own for every offer it makes and every
-    offer it answers, including after the peers met (a new announce's offers)."""
+    offer it answers, including after the peers met (a newcomer's offer). A provider may
+    return a TURN server, so these peers offer only to peers not connected yet."""
     calls = {"plain": 0, "async": 0}
 
     def plain() -> list[RTCIceServer]:
@@ -208,9 +229,13 @@ async def test_providers_are_asked_before_each_connection_attempt() -> None:
             await wait_connected(peers, 1)
             assert calls["plain"] >= 1 and calls["async"] >= 1
             made = dict(calls)
-            peers[0].request_more_peers()  # another announce: more offers, each asks again
+            peers.append(loopback_p2pt([tracker.url], "ice-providers"))
+            await peers[-1].start()  # it offers to both: each answer asks the provider again
             await until(
-                lambda: calls["plain"] > made["plain"], (peers[0], "trackerconnect"), timeout=10
+                lambda: calls["plain"] > made["plain"] and calls["async"] > made["async"],
+                (peers[0], "peerconnect"),
+                (peers[1], "peerconnect"),
+                timeout=10,
             )
         finally:
             for peer in peers:
@@ -269,6 +294,7 @@ async def test_a_failing_provider_is_reported_then_asked_again(
             if fault != "hangs":
                 assert error.__cause__ is not None
             assert not peers[0].peers and not peers[1].peers
+            peers[0].request_more_peers()  # another attempt: it asks the provider again
             await until(lambda: failed >= 2, (peers[0], "trackerwarning"), timeout=20)
             logged = [r for r in caplog.records if r.name == "p2prpc.transport.ice"]
             assert len(logged) == 1 and logged[0].levelname == "WARNING"
