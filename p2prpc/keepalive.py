@@ -96,6 +96,9 @@ class Host(Protocol):
     def emit(self, event: str, *args: Any, **kwargs: Any) -> bool:
         """Tell the node's listeners (``connectionsuspect``, ``connectionalive``)."""
 
+    def end_calls_on(self, peer_id: str, connection: int) -> None:
+        """End the calls on ``connection`` as its closing would, leaving it open."""
+
 
 class Keepalive:
     """The keepalive layer of ``node`` (registered for PING and PONG envelopes).
@@ -131,6 +134,8 @@ class Keepalive:
         self._pinged: dict[tuple[str, int], float] = {}  # when it was pinged, unanswered
         self._acked: dict[tuple[str, int], int] = {}  # its transport's acknowledgement, last seen
         self._suspect: dict[tuple[str, int], float] = {}  # since when it is suspect
+        #: Suspect connections past the grace whose calls were ended while their ICE restarts.
+        self._calls_ended: set[tuple[str, int]] = set()
         self._round_trip: dict[tuple[str, int], float] = {}  # smoothed ping round trip
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0  # when the next check should run (time.monotonic())
@@ -222,8 +227,20 @@ class Keepalive:
         suspect = self._suspect.get(key)
         pinged = self._pinged.get(key)
         if suspect is not None:
-            if now - suspect >= self.grace and not p2pt.restarting(peer_id, connection):
-                # (one whose ICE is being restarted is closed by its restart's own timeout)
+            if now - suspect >= self.grace and p2pt.restarting(peer_id, connection):
+                # Its ICE is being restarted, and the restart's own timeout closes it; its calls
+                # have waited their grace, as on a connection that closes now.
+                if key not in self._calls_ended:
+                    self._calls_ended.add(key)
+                    logger.info(
+                        "peer %s answered nothing on connection %d for %.1f s: its calls end, "
+                        "the connection waits for its ICE restart",
+                        peer_id[:8],
+                        connection,
+                        now - heard,
+                    )
+                    self.node.end_calls_on(peer_id, connection)
+            elif now - suspect >= self.grace:
                 logger.info(
                     "peer %s answered nothing on connection %d for %.1f s: closing it",
                     peer_id[:8],
@@ -272,6 +289,7 @@ class Keepalive:
         """The connection showed life at ``now``: its ping is answered, and it is no longer
         suspect."""
         pinged = self._pinged.pop(key, None)
+        self._calls_ended.discard(key)
         if self._suspect.pop(key, None) is not None:
             logger.info("peer %s on connection %d speaks again", key[0][:8], key[1])
             self.node.emit("connectionalive", key[0], key[1])
@@ -281,6 +299,7 @@ class Keepalive:
             self._round_trip[key] = sample if rtt is None else 0.875 * rtt + 0.125 * sample
 
     def _forget(self, key: tuple[str, int]) -> None:
+        self._calls_ended.discard(key)
         self._heard.pop(key, None)
         self._pinged.pop(key, None)
         self._acked.pop(key, None)

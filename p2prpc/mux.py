@@ -161,6 +161,10 @@ class CallLayer(Protocol):
     def calls_with(self, peer_id: str) -> int:
         """How many calls to or from ``peer_id`` are in progress, on any of its connections."""
 
+    def end_calls_on(self, peer_id: str, connection: int) -> None:
+        """End the calls to or from ``peer_id`` on ``connection`` as if it had closed
+        (``UNAVAILABLE``), though it stays open."""
+
 
 L = TypeVar("L", bound=Layer)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -446,6 +450,14 @@ class Mux(AsyncIOEventEmitter):
             for layer in self._layers.values()
             if isinstance(layer, CallLayer)
         )
+
+    def end_calls_on(self, peer_id: str, connection: int) -> None:
+        """End every call to or from ``peer_id`` on ``connection`` as its closing would
+        (``UNAVAILABLE`` at the caller, cancelled at the server), leaving the connection open:
+        a connection silent past the keepalive's grace whose ICE is being restarted."""
+        for layer in list(self._layers.values()):
+            if isinstance(layer, CallLayer):
+                layer.end_calls_on(peer_id, connection)
 
     def register(self, layer: Layer, kinds: Sequence[Kind]) -> None:
         """Hand every envelope of ``kinds`` to ``layer``; a kind has one layer."""

@@ -113,6 +113,10 @@ class Endpoint:
         )
 
     def on_connection_lost(self, peer_id: str, connection: int) -> None:
+        self.end_calls_on(peer_id, connection)
+
+    def end_calls_on(self, peer_id: str, connection: int) -> None:
+        """End the calls to or from ``peer_id`` on ``connection``, as its closing does."""
         for table in (self._client, self._server):
             for key, side in list(table.items()):
                 if key[0] == peer_id and side.connection == connection:

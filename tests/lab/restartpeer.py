@@ -38,6 +38,9 @@ async def main(role: str, transport: str, tracker: str, identifier: str, ice: li
         mesh=False,
         transport=transport,
         tracker_options={"reconnect_max": 2.0},
+        # A call waits keepalive_grace for a silent peer (15 s after it is found suspect): the
+        # 17 s cut, with the restart's seconds after it, needs more for no call to fail.
+        keepalive_grace=30.0,
     )
     events = {"peerconnect": 0, "peerclose": 0}
     node.p2pt.on(
