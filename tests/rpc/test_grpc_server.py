@@ -244,7 +244,7 @@ async def test_a_grpcio_tools_servicer_serves_every_shape(
                 assert caught.value.code() is StatusCode.OUT_OF_RANGE
                 assert caught.value.details() == "south of the map"
     finally:
-        pool.shutdown(wait=True)  # no method is left blocked in a thread
+        await asyncio.to_thread(pool.shutdown, wait=True)  # no method is left blocked in a thread
 
 
 async def test_the_json_form_reaches_a_grpcio_tools_servicer(grpc_module: ModuleType) -> None:
@@ -703,4 +703,4 @@ async def test_a_plain_def_waiting_for_requests_is_woken_when_its_call_ends(
             assert await asyncio.to_thread(ended.wait, 10)
             assert errors == [StatusCode.CANCELLED]
     finally:
-        pool.shutdown(wait=True)
+        await asyncio.to_thread(pool.shutdown, wait=True)

@@ -130,7 +130,7 @@ async def test_one_peer_cannot_hold_every_thread_of_the_pool_with_silent_request
                 await asyncio.gather(*held, return_exceptions=True)
     finally:
         servicer.release.set()
-        pool.shutdown(wait=True)
+        await asyncio.to_thread(pool.shutdown, wait=True)
 
 
 @pytest.mark.asyncio
@@ -162,4 +162,4 @@ async def test_a_peer_holds_no_more_threads_than_its_share_after_its_calls_end()
             assert server.server.threads.held(attacker.peer_id) == 1
     finally:
         servicer.release.set()
-        pool.shutdown(wait=True)
+        await asyncio.to_thread(pool.shutdown, wait=True)

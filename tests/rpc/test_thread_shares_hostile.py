@@ -98,7 +98,7 @@ async def test_a_freed_share_is_not_lost_when_the_waiter_it_woke_ends_in_the_sam
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        pool.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 # -- whole peers ------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ async def test_closing_a_peers_reply_generators_counts_in_its_share() -> None:
             )
     finally:
         servicer.release.set()
-        pool.shutdown(wait=True)
+        await asyncio.to_thread(pool.shutdown, wait=True)
 
 
 @pytest.mark.asyncio
