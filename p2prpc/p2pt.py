@@ -632,17 +632,24 @@ class P2PT(AsyncIOEventEmitter):
         self, connect_timeout: float, awaiting: Callable[[str], bool] | None = None
     ) -> SwarmConnectivity:
         """What this swarm is doing to find peers (:mod:`p2prpc.swarm.connectivity`): its
-        trackers, and connections to new peers in progress, each counted for
+        trackers, and connections to new peers in progress (not another attempt to a peer
+        whose last one failed: that peer is reported unreachable meanwhile), each counted for
         ``connect_timeout`` seconds from when it began. ``awaiting(peer_id)``: whether a
         connected peer is still being waited on (a p2prpc node waits for its hello); such a
         peer counts as connecting, from when its connection began. The ``connectivity`` event
         says when this may have changed (besides the bound passing:
         :attr:`SwarmConnectivity.changes_at`)."""
+        unreachable = self.unreachable()
+        failed = {u.peer_id for u in unreachable}
+        # An attempt again to a peer whose last one failed is not something in progress: as
+        # gRPC's channel stays in TRANSIENT_FAILURE while it reconnects (gRFC A62), calls are
+        # told why now, not after every retry.
         found = [
             Finding(c.adopted_at, f"connecting to peer {c.peer_id[:8]}")
             for c in self._connecting
             if c.adopted_at is not None
             and c.peer_id is not None
+            and c.peer_id not in failed
             and not self.is_connected(c.peer_id)
         ]
         if awaiting is not None:
@@ -656,7 +663,7 @@ class P2PT(AsyncIOEventEmitter):
             degree=self._peers.degree(),
             connect_timeout=connect_timeout,
             now=time.monotonic(),
-            unreachable=self.unreachable(),
+            unreachable=unreachable,
         )
 
     def _note_degree(self) -> None:
