@@ -93,6 +93,7 @@ from .transport import (
     Transport,
     choose_transport,
 )
+from .transport import prepare as prepare_transport
 from .transport.ice import (
     PROVIDER_TIMEOUT,
     IceServerLike,
@@ -383,7 +384,10 @@ class P2PT(AsyncIOEventEmitter):
     when installed, else aiortc), or a :class:`~p2prpc.transport.Transport`; ``None`` (the
     default): what the environment variable ``P2PRPC_TRANSPORT`` names, aiortc when it is unset.
     ``"libwebrtc"`` without ``wrtc`` raises :class:`~p2prpc.transport.TransportUnavailable` (an
-    ``ImportError``). The other peer cannot tell which one a peer uses: both interoperate.
+    ``ImportError``), and on libwebrtc ``host_addresses`` naming a loopback address after the
+    process made a connection without loopback candidates raises
+    :class:`~p2prpc.transport.wrtc.LoopbackRefused` (a ``RuntimeError`` saying how to allow
+    them), here. The other peer cannot tell which one a peer uses: both interoperate.
 
     Closed swarms: with ``secret`` (str or bytes) the info_hash is derived from the secret and
     the identifier (scrypt and HKDF-SHA256: about 0.1 s and 64 MiB, once per secret and
@@ -537,6 +541,7 @@ class P2PT(AsyncIOEventEmitter):
             ice_timeout=ice_timeout,
             ice_restart_timeout=ice_restart_timeout,
         )
+        prepare_transport(self.transport, self._rtc_options)  # its refusals raise here
         #: Peers found whose last connection attempt failed, by peer id (until they connect).
         self._unreachable: dict[str, tuple[float, Unreachable]] = {}
         self._unreachable_logged: dict[str, tuple[float, str]] = {}
