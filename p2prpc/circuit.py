@@ -270,6 +270,15 @@ class Circuits:
                 out.setdefault(end.peer_id, []).append(end.relay)
         return out
 
+    def opening(self) -> set[str]:
+        """Peers a circuit of ours is being opened to (sent to the relay, not yet open or given
+        up: at most ``connect_timeout`` seconds each)."""
+        return {
+            end.peer_id
+            for end in self._ends.values()
+            if end.future is not None and not end.future.done()
+        }
+
     @property
     def relayed_circuits(self) -> int:
         """Circuits this node carries for others now."""

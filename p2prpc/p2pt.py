@@ -671,6 +671,18 @@ class P2PT(AsyncIOEventEmitter):
             unreachable=unreachable,
         )
 
+    def attempts(self) -> list[Connection]:
+        """Connection attempts in progress to peers not connected yet (their answer taken, not
+        open yet): each ends open or, within about ``ice_timeout`` seconds of ICE checking, as
+        a ``peerunreachable`` report; ``relayed``: a circuit through a relay."""
+        return [
+            c
+            for c in self._connecting
+            if c.adopted_at is not None
+            and c.peer_id is not None
+            and not self.is_connected(c.peer_id)
+        ]
+
     def _note_degree(self) -> None:
         """Trackers whose count of the swarm this peer's degree has reached: met."""
         degree = self._peers.degree()

@@ -6,16 +6,20 @@ trying it; with a relaying neighbour, the advice names the relay."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
+from p2prpc.cli import build_parser
 from p2prpc.node import Node
 from p2prpc.rpc import NO_RETRY, Channel, RpcError, StatusCode
 from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
+from p2prpc.tools import Swarm, ToolError, call_json, list_peers
 
-from .paths import split_pair
+from .paths import Watched, place, split_pair
 from .test_circuit import SAY, serve
 
 pytestmark = pytest.mark.asyncio
@@ -62,3 +66,48 @@ async def test_a_call_whose_only_server_is_unreachable_fails_at_once_while_the_s
                 timeout=60,
             )
         assert r.peer_id in a.peers and b.peer_id not in a.peers
+
+
+def lister_swarm(r: Node, transport: Watched, **options: Any) -> Swarm:
+    """What ``p2prpc peers`` or ``call`` joins with: this swarm's tracker, on ``transport``."""
+    return Swarm(
+        list(r.p2pt.announce_urls),
+        "p2prpc-circuit-test",
+        {
+            "ice_servers": [],
+            "host_addresses": [transport.host_address],
+            "transport": transport,
+            **options,
+        },
+    )
+
+
+async def test_peers_by_default_waits_for_its_attempts_and_shows_why_one_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # ICE has its default 10 s to fail, past the command's default --wait (5 s).
+    wait = build_parser().parse_args(["peers", "-t", "ws://x"]).wait
+    async with split_pair(relay_options={"relay": False}) as (r, _, b, split):
+        split.wall.block(place(2), place(3))
+        lister = Watched(place(3))
+        assert await list_peers(lister_swarm(r, lister), wait) == 0
+    lines = {line["peer"]: line for line in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert lines[r.peer_id]["via"] == [r.p2pt.announce_urls[0]]
+    assert lines[b.peer_id]["unreachable"] is True
+    assert lines[b.peer_id]["failure"] == "ICE found no working candidate pair"
+
+
+async def test_a_command_that_found_no_server_says_why_its_attempts_failed() -> None:
+    async with split_pair(relay_options={"relay": False}) as (r, _, b, split):
+        serve(b)
+        split.wall.block(place(2), place(3))
+        lister = Watched(place(3))
+        with pytest.raises(ToolError) as caught:
+            await call_json(lister_swarm(r, lister, ice_timeout=2.0), SAY, [{}], timeout=8)
+        assert caught.value.code is StatusCode.UNAVAILABLE
+        message = str(caught.value)
+        assert message.startswith("no peer serving circuit.Echo within 8 s: "), message
+        assert (
+            "1 peer found, not reachable: ICE found no working candidate pair (host candidates "
+            "only: different networks cannot meet): add a TURN server"
+        ) in message
