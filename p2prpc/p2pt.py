@@ -542,6 +542,9 @@ class P2PT(AsyncIOEventEmitter):
             ice_restart_timeout=ice_restart_timeout,
         )
         prepare_transport(self.transport, self._rtc_options)  # its refusals raise here
+        #: The neighbours a failed attempt to a peer is followed by a circuit through (set by
+        #: :mod:`p2prpc.circuit`): its report advises that instead of a TURN server.
+        self.relays_for: Callable[[str], list[str]] = lambda peer_id: []
         #: Peers found whose last connection attempt failed, by peer id (until they connect).
         self._unreachable: dict[str, tuple[float, Unreachable]] = {}
         self._unreachable_logged: dict[str, tuple[float, str]] = {}
@@ -1589,6 +1592,7 @@ class P2PT(AsyncIOEventEmitter):
             turn=any(u.startswith(("turn:", "turns:")) for u in urls),
             stun=any(u.startswith("stun:") for u in urls),
             detail=channel.failure_detail,
+            relays=() if channel.relayed else tuple(self.relays_for(peer_id)),
         )
         now = time.monotonic()
         self._unreachable.pop(peer_id, None)

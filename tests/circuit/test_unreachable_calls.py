@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from p2prpc.cli import build_parser
 from p2prpc.node import Node
 from p2prpc.rpc import NO_RETRY, Channel, RpcError, StatusCode
+from p2prpc.swarm.attempt import Unreachable
 from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
 from p2prpc.tools import Swarm, ToolError, call_json, list_peers
@@ -111,3 +113,22 @@ async def test_a_command_that_found_no_server_says_why_its_attempts_failed() -> 
             "1 peer found, not reachable: ICE found no working candidate pair (host candidates "
             "only: different networks cannot meet): add a TURN server"
         ) in message
+
+
+async def test_the_unreachable_warning_names_the_relay_a_circuit_goes_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "p2prpc")
+    reports: list[Unreachable] = []
+    # ICE has 6 s to fail: time enough for the exchange to tell a that r reaches b.
+    async with split_pair(a_options={"ice_timeout": 6.0}) as (r, a, b, _):
+        a.p2pt.on("peerunreachable", lambda peer_id, reason: reports.append(reason))
+        await until(lambda: b.peer_id in a.peers, (a, "peer"), timeout=40)
+        assert a.peers[b.peer_id].via == (f"relay:{r.peer_id}",)
+    first = next(u for u in reports if u.peer_id == b.peer_id)
+    assert first.advice == f"reaching it through relay {r.peer_id[:8]}"
+    warned = [m for m in caplog.messages if m.startswith(f"peer {b.peer_id[:8]} not reachable")]
+    assert warned and warned[0].endswith(
+        "ICE found no working candidate pair (host candidates only: different networks cannot "
+        f"meet): reaching it through relay {r.peer_id[:8]}"
+    )
