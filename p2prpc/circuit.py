@@ -256,6 +256,7 @@ class Circuits:
         if relay:
             hello["relay"] = True
         node.set_hello("circuit", hello)
+        self.p2pt.relays_for = self._relays_for
         self.p2pt.on("peerunreachable", self._on_unreachable)
         self.p2pt.on("connectionopen", self._on_counted)
         self.p2pt.on("peerconnect", self._on_peerconnect)
@@ -271,11 +272,12 @@ class Circuits:
         return out
 
     def opening(self) -> set[str]:
-        """Peers a circuit of ours is being opened to (asked of a relay, not yet counted)."""
+        """Peers a circuit of ours is being opened to (sent to the relay, not yet open or given
+        up: at most ``connect_timeout`` seconds each)."""
         return {
             end.peer_id
             for end in self._ends.values()
-            if end.channel is None and end.future is not None and not end.future.done()
+            if end.future is not None and not end.future.done()
         }
 
     @property
@@ -692,6 +694,13 @@ class Circuits:
         self._retire(peer.id)
 
     # -- when circuits are opened, and closed again -----------------------------------------------
+
+    def _relays_for(self, peer_id: str) -> list[str]:
+        """The relays a circuit to ``peer_id`` may go through when its attempt fails (none when
+        circuits are not opened of themselves)."""
+        if not self.auto or self._closed:
+            return []
+        return self.relays_for(peer_id)
 
     def _on_unreachable(self, peer_id: str, reason: Any) -> None:
         if not self.auto or self._closed or self.node.stopping:

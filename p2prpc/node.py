@@ -50,9 +50,10 @@ class Node(Mux, GrpcChannelMethods):
     answers again. ``connect_timeout`` (seconds; 20, gRPC's minimum connect timeout): how long
     each thing that may bring a peer to call counts as connecting (a tracker's first answer, a
     tracker counting peers not connected yet, a connection in progress, a hello awaited):
-    while one does, a call that finds no serving peer waits for one (CONNECTING); when none
-    does, it fails UNAVAILABLE at once, saying why (TRANSIENT_FAILURE; see
-    ``p2prpc.rpc.Channel``).
+    while one does, a call that finds no serving peer waits for one (CONNECTING), for at most
+    ``connect_timeout`` in all; when none does, it fails UNAVAILABLE at once, saying why
+    (TRANSIENT_FAILURE; see ``p2prpc.rpc.Channel``). Another attempt to a peer whose last one
+    failed is not in progress in that sense: the peer stays unreachable until one succeeds.
 
     ``binary``: whether to use the binary envelope with peers that also allow it.
     ``max_message_size``: the largest RPC payload accepted or sent, in bytes (gRPC's

@@ -93,6 +93,7 @@ from .transport import (
     Transport,
     choose_transport,
 )
+from .transport import prepare as prepare_transport
 from .transport.ice import (
     PROVIDER_TIMEOUT,
     IceServerLike,
@@ -383,7 +384,10 @@ class P2PT(AsyncIOEventEmitter):
     when installed, else aiortc), or a :class:`~p2prpc.transport.Transport`; ``None`` (the
     default): what the environment variable ``P2PRPC_TRANSPORT`` names, aiortc when it is unset.
     ``"libwebrtc"`` without ``wrtc`` raises :class:`~p2prpc.transport.TransportUnavailable` (an
-    ``ImportError``). The other peer cannot tell which one a peer uses: both interoperate.
+    ``ImportError``), and on libwebrtc ``host_addresses`` naming a loopback address after the
+    process made a connection without loopback candidates raises
+    :class:`~p2prpc.transport.wrtc.LoopbackRefused` (a ``RuntimeError`` saying how to allow
+    them), here. The other peer cannot tell which one a peer uses: both interoperate.
 
     Closed swarms: with ``secret`` (str or bytes) the info_hash is derived from the secret and
     the identifier (scrypt and HKDF-SHA256: about 0.1 s and 64 MiB, once per secret and
@@ -537,6 +541,10 @@ class P2PT(AsyncIOEventEmitter):
             ice_timeout=ice_timeout,
             ice_restart_timeout=ice_restart_timeout,
         )
+        prepare_transport(self.transport, self._rtc_options)  # its refusals raise here
+        #: The neighbours a failed attempt to a peer is followed by a circuit through (set by
+        #: :mod:`p2prpc.circuit`): its report advises that instead of a TURN server.
+        self.relays_for: Callable[[str], list[str]] = lambda peer_id: []
         #: Peers found whose last connection attempt failed, by peer id (until they connect).
         self._unreachable: dict[str, tuple[float, Unreachable]] = {}
         self._unreachable_logged: dict[str, tuple[float, str]] = {}
@@ -632,17 +640,24 @@ class P2PT(AsyncIOEventEmitter):
         self, connect_timeout: float, awaiting: Callable[[str], bool] | None = None
     ) -> SwarmConnectivity:
         """What this swarm is doing to find peers (:mod:`p2prpc.swarm.connectivity`): its
-        trackers, and connections to new peers in progress, each counted for
+        trackers, and connections to new peers in progress (not another attempt to a peer
+        whose last one failed: that peer is reported unreachable meanwhile), each counted for
         ``connect_timeout`` seconds from when it began. ``awaiting(peer_id)``: whether a
         connected peer is still being waited on (a p2prpc node waits for its hello); such a
         peer counts as connecting, from when its connection began. The ``connectivity`` event
         says when this may have changed (besides the bound passing:
         :attr:`SwarmConnectivity.changes_at`)."""
+        unreachable = self.unreachable()
+        failed = {u.peer_id for u in unreachable}
+        # An attempt again to a peer whose last one failed is not something in progress: as
+        # gRPC's channel stays in TRANSIENT_FAILURE while it reconnects (gRFC A62), calls are
+        # told why now, not after every retry.
         found = [
             Finding(c.adopted_at, f"connecting to peer {c.peer_id[:8]}")
             for c in self._connecting
             if c.adopted_at is not None
             and c.peer_id is not None
+            and c.peer_id not in failed
             and not self.is_connected(c.peer_id)
         ]
         if awaiting is not None:
@@ -656,8 +671,20 @@ class P2PT(AsyncIOEventEmitter):
             degree=self._peers.degree(),
             connect_timeout=connect_timeout,
             now=time.monotonic(),
-            unreachable=self.unreachable(),
+            unreachable=unreachable,
         )
+
+    def attempts(self) -> list[Connection]:
+        """Connection attempts in progress to peers not connected yet (their answer taken, not
+        open yet): each ends open or, within about ``ice_timeout`` seconds of ICE checking, as
+        a ``peerunreachable`` report; ``relayed``: a circuit through a relay."""
+        return [
+            c
+            for c in self._connecting
+            if c.adopted_at is not None
+            and c.peer_id is not None
+            and not self.is_connected(c.peer_id)
+        ]
 
     def _note_degree(self) -> None:
         """Trackers whose count of the swarm this peer's degree has reached: met."""
@@ -1605,6 +1632,7 @@ class P2PT(AsyncIOEventEmitter):
             turn=any(u.startswith(("turn:", "turns:")) for u in urls),
             stun=any(u.startswith("stun:") for u in urls),
             detail=channel.failure_detail,
+            relays=() if channel.relayed else tuple(self.relays_for(peer_id)),
         )
         now = time.monotonic()
         self._unreachable.pop(peer_id, None)

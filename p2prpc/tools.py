@@ -41,6 +41,7 @@ from .rpc.client import JSONMethod, UnaryUnaryMethod
 from .services.describe import check_json, proto_text, reflect
 from .services.health import SERVICE_NAME as HEALTH
 from .services.reflection import V1, V1ALPHA
+from .swarm.attempt import summarize
 from .wire.status import Metadatum, StatusCode, code_number
 
 __all__ = [
@@ -175,6 +176,7 @@ class _Watch:
         node.p2pt.on("peerclose", self._on_close)
         node.p2pt.on("trackerconnect", self._on_change)  # the swarm's size, counted anew
         node.p2pt.on("peerunreachable", self._on_change)  # an attempt failed: settled
+        node.p2pt.on("connectivity", self._on_change)  # an attempt ended, or one began
 
     def _on_hello(self, info: PeerInfo) -> None:
         self.greeted.add(info.peer_id)
@@ -222,10 +224,12 @@ class _Watch:
             return False
         node = self.node
         greeted = {pid for pid in node.p2pt.peers if node.peers.get(pid, PeerInfo(pid)).hello}
-        unreachable = {u.peer_id for u in node.connectivity().unreachable}
-        circuits = node.circuits
-        if circuits is not None:  # one being reached through a relay is not settled yet
-            unreachable -= circuits.opening()
+        # A peer found unreachable may still come through a relay: not while a circuit is
+        # being opened to it.
+        relaying = {c.peer_id for c in node.p2pt.attempts() if c.relayed}
+        if node.circuits is not None:
+            relaying |= node.circuits.opening()
+        unreachable = {u.peer_id for u in node.connectivity().unreachable} - relaying
         return len(greeted | self.kept_out() | unreachable) >= others
 
     def hopeless(self) -> bool:
@@ -274,11 +278,23 @@ class _Watch:
                     f"the trackers count no other peer in the swarm {identifier!r}: check "
                     "--identifier, and give a closed swarm its --secret (or P2PRPC_SECRET)"
                 )
+        # Why the attempts to connect failed, as peerunreachable and the log say it.
+        unreachable = [u for u in node.connectivity().unreachable if u.peer_id not in node.peers]
+        if unreachable:
+            reasons.append(summarize(unreachable))
         elif not reasons and others and not node.p2pt.peers:
-            reasons.append(
-                f"the trackers count {others} other peer{'s' if others > 1 else ''}, but none "
-                "connected (--host-address, --stun)"
-            )
+            attempts = node.p2pt.attempts()
+            if attempts:
+                ids = ", ".join(sorted({c.peer_id[:8] for c in attempts if c.peer_id}))
+                reasons.append(
+                    f"the trackers count {others} other peer{'s' if others > 1 else ''}, "
+                    f"none connected yet (connecting to {ids}: --wait longer)"
+                )
+            else:
+                reasons.append(
+                    f"the trackers count {others} other peer{'s' if others > 1 else ''}, but "
+                    "none connected (--host-address, --stun)"
+                )
         return "; ".join(reasons)
 
     async def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
@@ -329,12 +345,34 @@ async def _wait_for(node: Node, condition: Callable[[], bool], what: str, clock:
     raise _unavailable(node, what)  # refused: known before the time was up
 
 
+#: Seconds beyond ``ice_timeout`` that a command waits, past its ``--wait``, for the connection
+#: attempts in progress then to open or fail (their DTLS and handshake, or their report).
+ATTEMPT_MARGIN = 5.0
+
+
 async def settle(node: Node, wait: float) -> None:
     """Wait until the swarm has answered (every peer the trackers count has said hello,
-    refused, or been found and not reached), or ``wait`` seconds at most."""
+    refused, or been found and not reached), or ``wait`` seconds at most; then for the
+    connection attempts in progress at that moment to open or fail, at most ``ice_timeout``
+    + :data:`ATTEMPT_MARGIN` seconds more, so that what they found (a refused TURN credential,
+    no working candidate pair) is shown rather than cut short."""
     watch = _watch(node)
-    with contextlib.suppress(TimeoutError), waiting("waiting for the swarm's peers"):
-        await watch.wait(watch.settled, wait)
+    with waiting("waiting for the swarm's peers"):
+        try:
+            await watch.wait(watch.settled, wait)
+            return
+        except TimeoutError:
+            pass
+        pending = set(node.p2pt.attempts())
+        if not pending:
+            return
+
+        def concluded() -> bool:
+            return watch.settled() or not pending & set(node.p2pt.attempts())
+
+        bound = node.p2pt.rtc_options.ice_timeout + ATTEMPT_MARGIN
+        with contextlib.suppress(TimeoutError):
+            await watch.wait(concluded, bound)
 
 
 def _require_peers(node: Node, wait: float) -> None:

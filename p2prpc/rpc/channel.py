@@ -235,19 +235,20 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
     ``node.to(peer_id)``; so do grpcio-tools' generated stubs (:class:`GrpcChannelMethods`).
 
     Connectivity, as ``grpc.aio.Channel``'s (:meth:`get_state`, :meth:`wait_for_state_change`,
-    :meth:`channel_ready`), means for a swarm: IDLE, the node is not started;
-    CONNECTING, it is still finding and connecting to peers (a tracker has not answered yet, a
-    tracker counts peers not connected yet, a connection is in progress, a connected peer has
-    not said hello yet: each for the node's ``connect_timeout`` seconds, 20, from when it
-    began); READY, a peer this channel may call (any, the one of :meth:`to`, one of
-    ``allowed_servers``) is connected, has said hello and is not suspect; TRANSIENT_FAILURE,
-    none is and nothing is in progress (every tracker unreachable or refusing, the bound
-    passed, no other peer in the swarm); SHUTDOWN, the channel is closed or the node stopping.
-    As grpc.aio's, a call that finds no serving peer waits (within its timeout) while the
-    channel is CONNECTING, and fails UNAVAILABLE at once otherwise, its details saying why
-    (``wait_for_ready``: it waits anyway). A call on an IDLE channel starts the node, as one
-    on an IDLE gRPC channel connects it. :meth:`close` (or ``async with``) ends the calls made
-    through it; calls made after fail ``grpc.aio.UsageError``, as on a closed grpc.aio channel.
+    :meth:`channel_ready`), means for a swarm: IDLE, the node is not started; CONNECTING, it is
+    still finding and connecting to peers (a tracker has not answered yet, a tracker counts
+    peers not connected yet, a connection is in progress to a peer whose last attempt did not
+    fail, a connected peer has not said hello yet: each for the node's ``connect_timeout``
+    seconds, 20, from when it began); READY, a peer this channel may call (any, the one of
+    :meth:`to`, one of ``allowed_servers``) is connected, has said hello and is not suspect;
+    TRANSIENT_FAILURE, none is and nothing is in progress (every tracker unreachable or
+    refusing, the bound passed, no other peer in the swarm); SHUTDOWN, the channel is closed or
+    the node stopping. As grpc.aio's, a call that finds no serving peer waits (within its
+    timeout, and for at most ``connect_timeout``) while the channel is CONNECTING, and fails
+    UNAVAILABLE at once otherwise, its details saying why (``wait_for_ready``: it waits
+    anyway). A call on an IDLE channel starts the node, as one on an IDLE gRPC channel connects
+    it. :meth:`close` (or ``async with``) ends the calls made through it; calls made after fail
+    ``grpc.aio.UsageError``, as on a closed grpc.aio channel.
     """
 
     node: Mux
@@ -455,8 +456,12 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
                 ) from None
         else:
             # grpc.aio: a call waits while its channel is CONNECTING, fails fast otherwise.
+            # Each thing in progress counts for connect_timeout, and so does the call's wait:
+            # things that begin one after another do not hold it longer.
             swarm = node.connectivity()
             if swarm.connecting:
+                remaining = deadline.remaining()
+                bound = node.connect_timeout
                 try:
                     await self._wait(
                         lambda: (
@@ -464,13 +469,22 @@ class Channel(GrpcChannelMethods, grpc.aio.Channel):  # type: ignore[misc]
                             or node.stopping
                             or not node.connectivity().connecting
                         ),
-                        deadline.remaining(),
+                        bound if remaining is None else min(remaining, bound),
                     )
                 except TimeoutError:
-                    still = "; ".join(f.what for f in node.connectivity().finding)
-                    raise RpcError(
-                        StatusCode.DEADLINE_EXCEEDED,
-                        f"{missing} within the deadline" + (f" ({still})" if still else ""),
+                    swarm = node.connectivity()
+                    still = "; ".join(f.what for f in swarm.finding)
+                    if remaining is not None and remaining <= bound:
+                        raise RpcError(
+                            StatusCode.DEADLINE_EXCEEDED,
+                            f"{missing} within the deadline" + (f" ({still})" if still else ""),
+                        ) from None
+                    unreached = summarize(swarm.unreachable)
+                    raise NoServer(
+                        StatusCode.UNAVAILABLE,
+                        f"{missing} within the connect timeout ({bound:g} s)"
+                        + (f" ({still})" if still else "")
+                        + (f": {unreached}" if unreached else ""),
                     ) from None
                 if node.stopping:
                     raise NoServer(StatusCode.UNAVAILABLE, "the node is stopping")

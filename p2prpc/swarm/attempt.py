@@ -49,7 +49,8 @@ class Failure(enum.Enum):
 class Unreachable:
     """One peer found and not connected to: the stage its last attempt reached, why it ended,
     what the ICE servers did, and what the swarm's ICE configuration was (``turn``: a TURN
-    server was configured; ``stun``: a STUN server was)."""
+    server was configured; ``stun``: a STUN server was); ``relays``: the neighbours a circuit to
+    the peer is tried through, if any (:mod:`p2prpc.circuit`)."""
 
     peer_id: str
     stage: Stage
@@ -58,6 +59,8 @@ class Unreachable:
     turn: bool = False
     stun: bool = False
     detail: str = ""
+    #: Neighbours that relay and are connected to the peer: a circuit through one is tried.
+    relays: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -85,6 +88,13 @@ class Unreachable:
         if any(e.code == 401 for e in self.ice_errors):
             return "check its credentials"
         if self.failure is Failure.ICE_FAILED:
+            if self.relays:
+                names = ", ".join(r[:8] for r in self.relays)
+                return (
+                    f"reaching it through relay {names}"
+                    if len(self.relays) == 1
+                    else (f"reaching it through one of the relays {names}")
+                )
             if not self.turn:
                 return "add a TURN server"
             if self.ice_errors:

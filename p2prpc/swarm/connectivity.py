@@ -11,7 +11,9 @@ peer, each thing for at most ``connect_timeout`` seconds from when it began:
 - a tracker whose first answer since it (re)connected counts more other peers in the swarm than
   this one is connected to, until this one has been connected to that many once (a count that
   goes stale later, as when a peer dies, does not make the swarm look for it again);
-- a connection to a peer not connected yet, from when its offer was answered;
+- a connection to a peer not connected yet, from when its offer was answered (the swarm leaves
+  out another attempt to a peer whose last one failed: as a gRPC channel stays in
+  TRANSIENT_FAILURE while it reconnects, that peer stays unreachable until one succeeds);
 - (the node adds) a connected peer that has not said hello yet.
 
 A tracker's count stops being something in progress once every peer it counts that is not

@@ -378,6 +378,12 @@ class TrackerClient:
         for result in made:
             if isinstance(result, IceServersUnavailable):
                 failed = result  # no offer without ICE servers: told once per announce
+            elif isinstance(result, Exception):
+                # Anything else that stops an offer being made (the transport refusing the
+                # options) stops every announce: say so where calls and the log look, and try
+                # again at the next announce, rather than end this loop without a word.
+                self._cannot_connect("an offer", result)
+                return
             elif isinstance(result, BaseException):
                 raise result
         if failed is not None:
@@ -451,6 +457,16 @@ class TrackerClient:
                 self._enter(TrackerState.ANSWERED)
             self.swarm.tracker_update(self, reply)
 
+    def _cannot_connect(self, what: str, error: Exception) -> None:
+        """Making ``what`` failed for ``error``, which is no peer's doing (the transport refused
+        this swarm's options): the tracker fails with it, for the log and calls to say."""
+        problem = f"tracker {self.announce_url}: cannot make {what}: {error!r}"
+        if not self._failure_logged:  # once, with where it came from
+            logger.warning("%s (retrying in the background)", problem, exc_info=error)
+            self._failure_logged = True
+        self._fail(problem)
+        self.swarm.tracker_warning(self, error)
+
     async def _answer(self, relay: OfferRelay) -> None:
         try:
             answered = await self.swarm.pool.answer(
@@ -464,6 +480,9 @@ class TrackerClient:
             return
         except IceServersUnavailable as e:  # not answered: the offerer's offer expires
             self.swarm.tracker_warning(self, e)
+            return
+        except Exception as e:
+            self._cannot_connect("an answer", e)
             return
         if answered is None:
             return

@@ -291,13 +291,26 @@ class Link(Protocol):
 
 
 class Transport(Protocol):
-    """A WebRTC implementation: makes :class:`Link` objects."""
+    """A WebRTC implementation: makes :class:`Link` objects.
+
+    A transport may also have ``prepare(options)``, which raises at once what making a link
+    with ``options`` would raise later (:func:`prepare` calls it when there is one): links are
+    made in the background, where an error reaches no caller."""
 
     name: str
 
     def link(self, options: RTCOptions, *, initiator: bool, label: str) -> Link:
         """A new peer connection; the offerer (``initiator``) opens its data channel ``label``."""
         ...
+
+
+def prepare(transport: Transport, options: RTCOptions) -> None:
+    """Make ready for links with ``options`` on ``transport`` now, raising what making one would
+    raise later (libwebrtc: :class:`~p2prpc.transport.wrtc.LoopbackRefused` for a loopback pin
+    after the process made a connection without loopback candidates)."""
+    check = getattr(transport, "prepare", None)
+    if callable(check):
+        check(options)
 
 
 #: A transport's name, as :func:`choose_transport` and ``P2PT(transport=...)`` take it.

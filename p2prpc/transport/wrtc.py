@@ -9,8 +9,10 @@ not visible to the other peer). Where it differs:
   process (:func:`allow_loopback`, or ``WRTC_ALLOW_LOOPBACK=1``). A first link whose
   ``RTCOptions.host_addresses`` names a loopback address allows them, so that two peers on one
   machine meet over 127.0.0.1 as on aiortc; a later one raises :class:`LoopbackRefused`, which
-  says how to allow them. They are offered only where ``host_addresses`` names them, as Chrome
-  offers none (though, once allowed, a connection to an address of this machine may use them).
+  says how to allow them (a P2PT or Node pinned so raises it when it is made:
+  :meth:`WrtcTransport.prepare`). They are offered only where ``host_addresses`` names them,
+  as Chrome offers none (though, once allowed, a connection to an address of this machine may
+  use them).
 - :meth:`WrtcLink.selected_pair` is ``None`` while the remote candidate in use is one libwebrtc
   learnt from connectivity checks (peer-reflexive: its address is not exposed).
 - ``RTCOptions.host_addresses`` keeps only the host candidates on the given addresses in the
@@ -604,6 +606,13 @@ class WrtcTransport:
 
     def link(self, options: RTCOptions, *, initiator: bool, label: str) -> WrtcLink:
         return WrtcLink(options, initiator=initiator, label=label)
+
+    def prepare(self, options: RTCOptions) -> None:
+        """Allow loopback candidates now when ``options`` pins a loopback address:
+        :class:`LoopbackRefused` here, where the peer is made, rather than in a background
+        connection attempt."""
+        if any(_is_loopback(address) for address in options.host_addresses or ()):
+            allow_loopback()
 
 
 #: The libwebrtc transport.

@@ -21,6 +21,7 @@ import grpc
 import grpc.aio
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
+from websockets.asyncio.server import ServerConnection, serve
 
 from p2prpc.errors import RpcError
 from p2prpc.node import Node
@@ -39,6 +40,12 @@ from p2prpc.rpc import (
 )
 from p2prpc.testing import LOOPBACK, loopback_node, until
 from p2prpc.tracker.server import TrackerServer
+from p2prpc.wire.tracker import (
+    Announce,
+    AnnounceReply,
+    encode_server_message,
+    parse_client_message,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -221,6 +228,36 @@ async def test_a_tracker_that_never_answers_connects_only_for_connect_timeout() 
             writer.close()
         listener.close()
         await listener.wait_closed()
+
+
+async def test_a_call_waits_at_most_connect_timeout_however_long_the_swarm_keeps_finding() -> None:
+    # A tracker that counts one other peer (never there) and drops the connection after each
+    # answer: each reconnection and each answer begins something in progress again, so the
+    # swarm is always finding; the call still waits at most connect_timeout.
+    async def session(ws: ServerConnection) -> None:
+        message = parse_client_message(await ws.recv())
+        assert isinstance(message, Announce)
+        reply = AnnounceReply(info_hash=message.info_hash, interval=120, complete=2, incomplete=0)
+        await ws.send(encode_server_message(reply))
+        await asyncio.sleep(0.2)
+
+    async with serve(session, LOOPBACK, 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        url = f"ws://{LOOPBACK}:{port}"
+        async with loopback_node([url], connect_timeout=2.0) as node:
+            channel = Channel(node, retry_policy=NO_RETRY)
+            with pytest.raises(RpcError) as caught:
+                async with asyncio.timeout(20):  # the swarm keeps finding for ever
+                    await Stub(channel).Echo(S(value="x"))  # no timeout, no wait_for_ready
+            assert caught.value.code() is StatusCode.UNAVAILABLE
+            details = caught.value.details()
+            assert details.startswith(
+                f"no connected peer serves {SERVICE} within the connect timeout (2 s)"
+            ), details
+            # A deadline shorter than connect_timeout is the call's own: DEADLINE_EXCEEDED.
+            with pytest.raises(RpcError) as caught:
+                await Stub(channel).Echo(S(value="x"), timeout=0.5)
+            assert caught.value.code() is StatusCode.DEADLINE_EXCEEDED
 
 
 class Watcher:

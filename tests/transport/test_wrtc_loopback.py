@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from p2prpc.transport import RTCOptions, Transport
+from p2prpc.transport import TRANSPORT_ENV, RTCOptions, Transport
 
 pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
 
@@ -90,6 +90,49 @@ def test_pinning_to_loopback_after_the_first_connection_says_how_to_allow_it() -
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "WRTC_ALLOW_LOOPBACK"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and "WRTC_ALLOW_LOOPBACK=1" in result.stdout
+
+
+def test_a_node_pinned_to_loopback_after_the_first_connection_refuses_when_it_is_made() -> None:
+    # Its connections are made in the background, where the refusal reached nobody: the node's
+    # calls failed DEADLINE_EXCEEDED "tracker ... has not answered yet".
+    script = textwrap.dedent(
+        """
+        import asyncio
+        import webrtc.aiortc
+        from p2prpc import Node
+        from p2prpc.transport.wrtc import LoopbackRefused
+
+        async def main():
+            other = webrtc.aiortc.RTCPeerConnection()  # libwebrtc used without loopback
+            Node(["ws://127.0.0.1:9"], "app", ice_servers=[], transport="libwebrtc")
+            try:
+                Node(
+                    ["ws://127.0.0.1:9"],
+                    "app",
+                    ice_servers=[],
+                    host_addresses=["127.0.0.1"],
+                    transport="libwebrtc",
+                )
+            except LoopbackRefused as error:
+                print("refused:", error)
+            else:
+                print("made")
+            await other.close()
+
+        asyncio.run(main())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("WRTC_ALLOW_LOOPBACK", TRANSPORT_ENV)}
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
