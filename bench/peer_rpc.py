@@ -88,6 +88,7 @@ class RpcPeer:
         self.stream: UnaryStreamMethod[BytesValue, BytesValue] | None = None
         self.records: UnaryUnaryMethod[Message, Message] | None = None
         self._records_payload: Message | None = None
+        self._unreachable: dict[str, float] = {}
 
     def _node(self) -> Node:
         if self.node is None:
@@ -99,19 +100,23 @@ class RpcPeer:
         urls: list[str],
         identifier: str,
         serve: bool = False,
-        host: str = "127.0.0.1",
+        host: str | None = "127.0.0.1",
         timeout: float = 30.0,
         secret: str | None = None,
         identity: bool = False,
         transport: str = "aiortc",
         ice_servers: list[str] | None = None,
+        relay: bool = False,
     ) -> dict[str, Any]:
         """Start a node (serving ``bench.Echo`` with ``serve``); returns once a tracker answered.
 
         ``t_start_ms`` is taken right before ``start()``: a connect time runs from there.
+        ``host``: the one address offered as an ICE host candidate (None: every address the
+        WebRTC stack finds).
         ``secret``: a closed swarm; ``identity``: a fresh Ed25519 identity for the node;
         ``transport``: the node's WebRTC, ``aiortc`` or ``libwebrtc``; ``ice_servers``: its STUN
-        and TURN URLs (none by default: host candidates only).
+        and TURN URLs (none by default: host candidates only); ``relay``: the node carries
+        others' circuits (``Node(..., relay=True)``).
         """
         if self.node is not None:
             await self.cmd_leave()
@@ -120,13 +125,15 @@ class RpcPeer:
             urls,
             identifier,
             ice_servers=ice_servers or [],
-            host_addresses=[host],
+            host_addresses=[host] if host is not None else None,
             max_message_size=MAX_MESSAGE_SIZE,
             udp_buffer_size=udp.buffer_size(),
             secret=secret,
             identity=Identity.generate() if identity else None,
             transport=transport,
+            relay=relay,
         )
+        self._unreachable = {}
         if serve:
             node.add_service(SERVICE, bench_handlers())
         connected = self._connected = loop.create_future()
@@ -145,7 +152,11 @@ class RpcPeer:
             if not tracker.done():
                 tracker.set_result(None)
 
+        def on_unreachable(peer_id: str, _: object) -> None:
+            self._unreachable.setdefault(peer_id, now_ms())
+
         node.p2pt.on("peerconnect", on_peerconnect)
+        node.p2pt.on("peerunreachable", on_unreachable)
         node.p2pt.on("trackerconnect", on_tracker)
         node.on("peer", on_hello)
         t_start = now_ms()
@@ -182,6 +193,16 @@ class RpcPeer:
         await self.cmd_wait_server(timeout)
         await self._echo()(BytesValue(value=os.urandom(size)), timeout=timeout)
         return now_ms()
+
+    async def cmd_unreachable(self) -> dict[str, float]:
+        """When each peer was first reported unreachable (``peerunreachable``: a direct attempt
+        failed) since the join, by peer id (milliseconds, as ``t_start_ms``)."""
+        return dict(self._unreachable)
+
+    async def cmd_via(self, peer_id: str) -> list[str]:
+        """How the connection to ``peer_id`` is made (``node.peers[peer_id].via``: ``[]``
+        direct, ``["relay:<id>"]`` a circuit); :class:`KeyError` when not connected."""
+        return list(self._node().peers[peer_id].via)
 
     def _echo(self) -> UnaryUnaryMethod[BytesValue, BytesValue]:
         if self.echo is None:

@@ -1456,17 +1456,38 @@ def nat_unavailable() -> str | None:
 
 @dataclass(frozen=True)
 class NatPath:
-    """What lies between the homes: both routers' NAT mapping, and the ICE servers both peers
-    use (the lab's coturn as a STUN or a TURN server)."""
+    """What lies between the homes: both routers' NAT mapping, the ICE servers both peers use
+    (the lab's coturn as a STUN or a TURN server), and whether p2prpc's peers have a relay.
+
+    With ``relay``, a p2prpc node built with ``relay=True`` runs on the public network (host
+    candidates only); the ends' direct attempt fails and they reach each other through a circuit
+    over it. The raw data channel has no relay: it uses ``raw_ice`` instead of ``ice`` and its
+    labels say so (``raw_key``)."""
 
     key: str  # in the figures' labels: ``cone/STUN``
     mapping: str  # tests.lab.nat.Mapping
     ice: Callable[[Any], list[str]]  # the lab → the ICE server URLs
+    relay: bool = False
+    raw_ice: Callable[[Any], list[str]] | None = None
+    raw_key: str = ""
+
+    @property
+    def slug(self) -> str:
+        """The path in worker names: ``symmetric-turn``."""
+        return self.key.lower().replace("/", "-")
 
 
 NAT_PATHS = (
     NatPath("cone/STUN", "cone", lambda lab: [lab.stun_url()]),
     NatPath("symmetric/TURN", "symmetric", lambda lab: [lab.turn_url()]),
+    NatPath(
+        "symmetric/relayed",
+        "symmetric",
+        lambda lab: [lab.stun_url()],
+        relay=True,
+        raw_ice=lambda lab: [lab.turn_url()],
+        raw_key="symmetric/TURN beside relayed",
+    ),
 )
 
 
@@ -1485,16 +1506,23 @@ class NatSetting:
     def ice(self) -> list[str]:
         return self.path.ice(self.lab)
 
+    @property
+    def raw_ice(self) -> list[str]:
+        """The raw data channel's ICE servers (TURN where p2prpc has a relay)."""
+        return (self.path.raw_ice or self.path.ice)(self.lab)
+
     def host(self, home: str) -> str:
         """Home ``home``'s one address (``"a"`` or ``"b"``)."""
         from tests.lab.nat import HOMES
 
         return HOMES[home]
 
-    async def workers_in(self, home: str, names: Sequence[str]) -> list[Worker]:
-        """Worker processes started in home ``home`` (this thread enters it while they start;
-        they stay there)."""
-        with self.lab.inside(home):
+    async def workers_in(self, place: str, names: Sequence[str]) -> list[Worker]:
+        """Worker processes started in ``place`` (home ``"a"`` or ``"b"``, or ``"public"``;
+        this thread enters it while they start; they stay there)."""
+        from tests.lab.namespaces import inside
+
+        with inside(self.lab.ns("public" if place == "public" else f"home-{place}")):
             return await self.stack.enter_async_context(workers(names, self.ctx))
 
 
@@ -1507,13 +1535,16 @@ class NatWay:
 
     def __init__(self, setting: NatSetting) -> None:
         self.s = setting
+        self.parts: dict[str, tuple[float, str]] = {}
+        """The last connect's parts (milliseconds, and what they span) by name, if it has any."""
 
     def label(self, what: str) -> str:
-        """The label of this way's figure ``what`` on its transport."""
+        """The label of this way's figure ``what`` (``connect``, ``unary``) on its transport
+        and path."""
         raise NotImplementedError
 
     def name(self) -> str:
-        return _named(f"nat-{self.s.path.mapping}", self.what, self.s.transport)
+        return _named(f"nat-{self.s.path.slug}", self.what, self.s.transport)
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -1531,16 +1562,24 @@ class NatWay:
 
 class P2prpcWay(NatWay):
     """p2prpc: a server node in home B, a client node in home A, meeting through the lab's
-    tracker; from the client's ``start()`` until its first call is answered."""
+    tracker; from the client's ``start()`` until its first call is answered.
+
+    On a path with a relay, a ``relay=True`` node on the public network joins first and has the
+    server as a peer before the client starts; the first call must have gone through a circuit
+    over it, and the connect is split where the direct attempt was reported failed
+    (``peerunreachable`` at either end, whichever came first)."""
 
     what = "p2prpc"
+    relay: Worker | None = None
 
     def label(self, what: str) -> str:
-        return mine(self.s.transport, what)
+        return mine(self.s.transport, f"{self.s.path.key} {what}")
 
     async def start(self) -> None:
         [self.server] = await self.s.workers_in("b", [f"{self.name()}-server"])
         [self.client] = await self.s.workers_in("a", [f"{self.name()}-client"])
+        if self.s.path.relay:
+            [self.relay] = await self.s.workers_in("public", [f"{self.name()}-relay"])
 
     async def connect(self) -> float:
         s = self.s
@@ -1548,12 +1587,43 @@ class P2prpcWay(NatWay):
             "urls": [s.lab.tracker_url],
             "identifier": s.ctx.identifier("nat"),
             "transport": s.transport,
-            "ice_servers": s.ice,
         }
-        await self.server.call("rpc.join", serve=True, host=s.host("b"), **join)
+        relay_id = ""
+        if self.relay is not None:
+            # Host candidates only, on every address it has (it is on the public network; the
+            # servers' own address is on its loopback device, which libwebrtc does not offer).
+            relayed = await self.relay.call("rpc.join", relay=True, host=None, **join)
+            relay_id = relayed["peer_id"]
+        join["ice_servers"] = s.ice
+        served = await self.server.call("rpc.join", serve=True, host=s.host("b"), **join)
+        if self.relay is not None:
+            await self.relay.call("rpc.wait_peer")
         joined = await self.client.call("rpc.join", host=s.host("a"), **join)
         answered: float = await self.client.call("rpc.first_call", size=PAYLOAD)
-        return answered - float(joined["t_start_ms"])
+        start = float(joined["t_start_ms"])
+        if self.relay is not None:
+            server_id, client_id = served["peer_id"], joined["peer_id"]
+            via = await self.client.call("rpc.via", peer_id=server_id)
+            if via != [f"relay:{relay_id}"]:
+                raise RuntimeError(f"the first call went {via or 'direct'}, not through the relay")
+            failed = [
+                t
+                for t in (
+                    (await self.client.call("rpc.unreachable")).get(server_id),
+                    (await self.server.call("rpc.unreachable")).get(client_id),
+                )
+                if t is not None
+            ]
+            if not failed:
+                raise RuntimeError("relayed, but neither end reported the other unreachable")
+            self.parts = {
+                "unreachable": (min(failed) - start, "start → the direct attempt failed"),
+                "unreachable → answered": (
+                    answered - min(failed),
+                    "the direct attempt failed → first call answered through the circuit",
+                ),
+            }
+        return answered - start
 
     async def latency(self, count: int) -> list[float]:
         times: list[float] = await self.client.call(
@@ -1562,17 +1632,18 @@ class P2prpcWay(NatWay):
         return times
 
     async def leave(self) -> None:
-        await asyncio.gather(self.server.call("rpc.leave"), self.client.call("rpc.leave"))
+        nodes = [self.server, self.client] + ([self.relay] if self.relay is not None else [])
+        await asyncio.gather(*(node.call("rpc.leave") for node in nodes))
 
 
 class RawWay(NatWay):
     """The raw data channel: offer and answer handed over by the orchestrator (no tracker), from
-    the offer until the first 100 B message came back."""
+    the offer until the first 100 B message came back; through TURN where p2prpc has a relay."""
 
     what = "raw"
 
     def label(self, what: str) -> str:
-        return raw(self.s.transport, what)
+        return raw(self.s.transport, f"{self.s.path.raw_key or self.s.path.key} {what}")
 
     async def start(self) -> None:
         [self.server] = await self.s.workers_in("b", [f"{self.name()}-server"])
@@ -1580,12 +1651,13 @@ class RawWay(NatWay):
 
     async def connect(self) -> float:
         s, client, server = self.s, self.client, self.server
+        ice = s.raw_ice
         start = now_ms()
         offer = await client.call(
-            "raw.offer", host=s.host("a"), transport=s.transport, ice_servers=s.ice
+            "raw.offer", host=s.host("a"), transport=s.transport, ice_servers=ice
         )
         answer = await server.call(
-            "raw.answer", sdp=offer, host=s.host("b"), transport=s.transport, ice_servers=s.ice
+            "raw.answer", sdp=offer, host=s.host("b"), transport=s.transport, ice_servers=ice
         )
         await client.call("raw.accept", sdp=answer)
         await asyncio.gather(client.call("raw.wait_open"), server.call("raw.wait_open"))
@@ -1606,13 +1678,14 @@ NAT_WAYS: tuple[type[NatWay], ...] = (P2prpcWay, RawWay)
 
 
 async def through_nats(ctx: Context) -> list[Figure]:
-    """Connect time (start → first call answered) and unary round trips through the NAT lab's
-    routers, for each path and each way on each transport; the connections of one path are
-    made in turn, repetition by repetition, so that a slow spell hits all alike."""
+    """Connect time (start → first call answered, and its parts where a way has some) and unary
+    round trips through the NAT lab's routers, for each path and each way on each transport;
+    the connections of one path are made in turn, repetition by repetition, so that a slow
+    spell hits all alike."""
     from tests.lab.nat import NatLab
 
     plan = ctx.plan
-    connects: dict[str, list[float]] = {}
+    connects: dict[str, tuple[str, list[float]]] = {}  # label → (note, samples)
     latency: dict[str, list[float]] = {}
     with NatLab() as lab:
         for path in NAT_PATHS:
@@ -1631,19 +1704,21 @@ async def through_nats(ctx: Context) -> list[Figure]:
                     for way in ways:
                         elapsed = await way.connect()
                         if i > 0:
-                            connects.setdefault(way.label(f"{path.key} connect"), []).append(
-                                elapsed
-                            )
+                            note = "start → first call answered"
+                            if path.relay and isinstance(way, RawWay):
+                                note += " (raw through TURN: it has no relay)"
+                            measured = [("connect", elapsed, note)]
+                            measured += [(k, ms, n) for k, (ms, n) in way.parts.items()]
+                            for what, ms, note in measured:
+                                connects.setdefault(way.label(what), (note, []))[1].append(ms)
                         if i < plan.nat_connect:
                             await way.leave()
                 for way in ways:  # over the connections made last
-                    latency[way.label(f"{path.key} unary")] = await way.latency(
-                        plan.nat_latency_calls
-                    )
+                    latency[way.label("unary")] = await way.latency(plan.nat_latency_calls)
                     await way.leave()
     figures = []
-    for label, samples in connects.items():
-        figures.append(Figure(label, "ms", samples, False, "start → first call answered"))
+    for label, (note, samples) in connects.items():
+        figures.append(Figure(label, "ms", samples, False, note))
     for label, samples in latency.items():
         figures.append(Figure(label, "ms", samples, False, "100 B each way"))
     return figures
@@ -1652,11 +1727,12 @@ async def through_nats(ctx: Context) -> list[Figure]:
 def judge_nat(row: Row) -> None:
     parts = []
     for path in NAT_PATHS:
+        key = path.raw_key or path.key
         for what in ("connect", "unary"):
             mine_f = row.figure(mine("aiortc", f"{path.key} {what}"))
-            other = row.figure(raw("aiortc", f"{path.key} {what}"))
+            other = row.figure(raw("aiortc", f"{key} {what}"))
             if mine_f is not None and other is not None:
-                parts.append(f"{path.key} {what}: raw aiortc {other.show(p99=False)}")
+                parts.append(f"{key} {what}: raw aiortc {other.show(p99=False)}")
     if parts:
         row.ceiling = "the raw data channel through the same NATs (" + "; ".join(parts) + ")"
 
@@ -1754,7 +1830,7 @@ BENCHES: Sequence[Bench] = (
     ),
     Bench(
         "nat",
-        "through NATs: cone/STUN, symmetric/TURN",
+        "through NATs: cone/STUN, symmetric/TURN, symmetric/relayed",
         (Phase("p2prpc and raw data channels in the NAT lab", through_nats),),
         judge_nat,
         nat_unavailable,

@@ -12,9 +12,22 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+
+from bench.report import Figure, Row
+from bench.rows import (
+    NAT_PATHS,
+    QUICK,
+    TRANSPORTS,
+    Context,
+    NatSetting,
+    P2prpcWay,
+    RawWay,
+    judge_nat,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,3 +112,28 @@ def test_the_nat_row_is_skipped_with_the_reason_when_not_root(tmp_path: Path) ->
     assert row["skipped"] == "network namespaces, veth pairs and iptables rules need root"
     assert row["figures"] == []
     assert "need root" in result.stdout
+    assert "symmetric/relayed" in row["title"]
+
+
+def test_the_nat_row_judges_the_figures_its_ways_write(tmp_path: Path) -> None:
+    """Each path's ways label their figures as the judge reads them: p2prpc's relayed connect
+    (and its split where the direct attempt failed) beside a raw data channel whose label says
+    it went through TURN."""
+    ctx = Context(plan=QUICK, log_dir=tmp_path)
+    row = Row("nat", "through NATs")
+    labels = []
+    for path in NAT_PATHS:
+        for transport in TRANSPORTS:
+            setting = NatSetting(ctx, None, path, transport, AsyncExitStack())
+            for way in (P2prpcWay(setting), RawWay(setting)):
+                labels += [way.label("connect"), way.label("unary")]
+    row.figures = [Figure(label, "ms", [1.0, 2.0], False) for label in labels]
+    assert len(set(labels)) == len(labels)
+    assert "p2prpc symmetric/relayed connect" in labels
+    assert "p2prpc on libwebrtc symmetric/relayed unary" in labels
+    assert "raw aiortc symmetric/TURN beside relayed connect" in labels
+    assert "raw libwebrtc symmetric/TURN beside relayed unary" in labels
+    judge_nat(row)
+    for key in ("cone/STUN", "symmetric/TURN", "symmetric/TURN beside relayed"):
+        for what in ("connect", "unary"):
+            assert f"{key} {what}: raw aiortc 1.50 ms" in row.ceiling
