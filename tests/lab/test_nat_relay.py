@@ -136,7 +136,9 @@ async def test_symmetric_nats_without_turn_connect_through_a_relay(lab: NatLab) 
             assert time.monotonic() - start < 15
             why = next(why for peer_id, why in events if peer_id == far)
             assert why.failure is Failure.ICE_FAILED
-            assert "add a TURN server" in str(why)
+            # With a relay neighbour listing the peer, the advice is the relay, not a TURN server.
+            assert why.relays == (relay_id,)
+            assert f"reaching it through relay {relay_id[:8]}" in str(why)
             # Then the peer is reached through the relay, and only through it.
             await until(lambda: far in node.peers, (node, "peer"), timeout=25)
             assert node.peers[far].via == (f"relay:{relay_id}",)
