@@ -351,8 +351,10 @@ async def test_an_attempt_whose_connection_a_bound_closes_ends_at_once(full: str
         await until([a, c], lambda: mesh(c).stats.answers_sent == 1, 20)
         assert a.p2pt.direct_offer_timeout == 20
         await until([a, c], lambda: c.peer_id not in mesh(a)._attempts, 5)
-        await until([a, c], lambda: c.peer_id not in a.p2pt.peers, 5)
-        await until([a, c], lambda: a.peer_id not in c.p2pt.peers, 5)
+        # The connection itself is closed by the full side once it opens (ICE under load may
+        # take seconds more; the attempt above ended at once).
+        await until([a, c], lambda: c.peer_id not in a.p2pt.peers, 15)
+        await until([a, c], lambda: a.peer_id not in c.p2pt.peers, 15)
         assert mesh(a).stats.connected == 0 and c.peer_id in mesh(a)._backoff
         if full == "answerer when it opens":
             assert mesh(a)._short() == 1  # free to try another peer, had it one
