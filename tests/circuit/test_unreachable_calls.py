@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -31,10 +32,14 @@ def unreachable(node: Node, peer: Node) -> bool:
     return any(u.peer_id == peer.peer_id for u in node.p2pt.unreachable())
 
 
-def retrying(node: Node, peer: Node) -> list[Connection]:
-    """``node``'s attempts in progress to ``peer`` (answered, not open yet)."""
+def retrying(node: Node, peer: Node, within: float = 1.5) -> list[Connection]:
+    """``node``'s attempts in progress to ``peer`` (answered, not open yet), begun at most
+    ``within`` seconds ago (so that each has most of its ``ice_timeout`` still to run)."""
+    now = time.monotonic()
     return [
-        c for c in node.p2pt._connecting if c.peer_id == peer.peer_id and c.adopted_at is not None
+        c
+        for c in node.p2pt._connecting
+        if c.peer_id == peer.peer_id and c.adopted_at is not None and now - c.adopted_at < within
     ]
 
 
