@@ -67,24 +67,32 @@ UDP_BUFFER_SIZE = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class IceServerError:
-    """What a STUN or TURN server did when candidates were gathered: ``url`` (no credentials),
-    ``code`` (the STUN error code: 401 refused our credentials; ``None``: no answer), and
-    ``text`` (what the server or the transport said)."""
+    """What a TURN server did when candidates were gathered: ``url`` (no credentials),
+    ``code`` (the STUN error code the server answered: 401 refused our credentials; ``None``:
+    no answer), ``text`` (what the server or the transport said), and ``unresolved``: the
+    server's host name did not resolve (``code`` is then ``None``)."""
 
     url: str
     code: int | None
     text: str
+    unresolved: bool = False
 
     def __str__(self) -> str:
         if self.code == 401:
             return f"TURN server {self.url} refused our credentials (401 {self.text})"
         if self.code is not None:
             return f"TURN server {self.url} refused the allocation ({self.code} {self.text})"
-        return f"TURN server {self.url} gave no relayed candidate ({self.text})"
+        if self.unresolved:
+            return f"the host of TURN server {self.url} does not resolve ({self.text})"
+        return f"no answer from TURN server {self.url} ({self.text})"
 
 
 #: Seconds ICE checks have, from when they begin, to find a working candidate pair.
 ICE_TIMEOUT = 10.0
+
+#: Seconds a session description waits for the other STUN and TURN servers once one of them
+#: gave a candidate (libwebrtc).
+GATHER_TIMEOUT = 2.0
 
 #: Seconds a connection whose ICE was lost keeps restarting it before it is closed (libwebrtc).
 ICE_RESTART_TIMEOUT = 30.0
