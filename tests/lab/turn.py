@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
-from .namespaces import delete, remove_stale, run, stop
+from .namespaces import delete, inside, remove_stale, run, stop
 
 PREFIX = "p2prpc-turn-"
 """Namespaces named PREFIX + pid belong to that process."""
@@ -289,9 +289,11 @@ def _free_port(host: str) -> int:
 class LoopbackTurn:
     """coturn on 127.0.0.1, in this process's own network, on ports free when it starts (no
     namespace, no root: only ``turnserver``): a TURN server reached only over ``lo``. Same
-    credentials as :class:`TurnLab`; it relays only to 127.0.0.1."""
+    credentials as :class:`TurnLab`; it relays only to 127.0.0.1. With ``namespace``, it runs
+    in that network namespace instead (root)."""
 
     host: str = "127.0.0.1"
+    namespace: str | None = None
     port: int = 0
     _process: subprocess.Popen[bytes] | None = None
     _directory: tempfile.TemporaryDirectory[str] | None = None
@@ -310,6 +312,11 @@ class LoopbackTurn:
     def open(self) -> LoopbackTurn:
         if shutil.which("turnserver") is None:
             raise RuntimeError("`turnserver` (coturn) is not installed: run `make apt`")
+        with inside(self.namespace) if self.namespace else contextlib.nullcontext():
+            self._start()
+        return self
+
+    def _start(self) -> None:
         self.port = _free_port(self.host)
         self._directory = tempfile.TemporaryDirectory(prefix="p2prpc-turn-lo-")
         directory = Path(self._directory.name)
@@ -339,7 +346,6 @@ class LoopbackTurn:
         except BaseException:
             self.close()
             raise
-        return self
 
     def close(self) -> None:
         process, self._process = self._process, None
