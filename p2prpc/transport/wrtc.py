@@ -24,14 +24,20 @@ not visible to the other peer). Where it differs:
   acknowledgements); a peer's liveness is then judged by its own messages and pings alone.
 - :attr:`WrtcLink.round_trip` and :attr:`WrtcLink.burst_size` are ``None``: libwebrtc measures its
   path and paces its own SCTP.
-- Once loopback candidates are allowed, libwebrtc also asks the STUN and TURN servers from the
-  loopback interface, where no answer comes, and would hold each description until ``wrtc``'s
-  gathering timeout (5 s). A link that offers no loopback candidate therefore sends its
-  description once every other network has a candidate or an error from each server URL (see
-  :class:`_Gathering`), marked ``a=end-of-candidates``.
-- What a STUN or TURN server refused (:attr:`WrtcLink.ice_errors`) comes from the native
-  connection's ``icecandidateerror`` event (the W3C one: a TURN 401 is ``errorCode`` 401; 701,
-  no answer, is ``code`` ``None``).
+- libwebrtc ends gathering only when every server has answered or timed out (some 40 s for
+  one that is dead) and, once loopback candidates are allowed, also asks the servers from the
+  loopback interface, where no answer comes from a server elsewhere; ``wrtc`` would hold each
+  description until its own gathering timeout (5 s). A link therefore sends its description
+  once every network has a candidate or an error from each server URL it can reach (under
+  ``ice_transport_policy="relay"``: once each TURN URL has given a relayed candidate or an
+  error), or ``RTCOptions.gather_timeout`` seconds (2) after the first candidate a server gave
+  (see :class:`_Gathering`), marked ``a=end-of-candidates``; with no server answering, after
+  those 5 s. A TURN server silent until then is told in :attr:`WrtcLink.ice_errors` as giving
+  no answer.
+- What a TURN server refused (:attr:`WrtcLink.ice_errors`) comes from the native connection's
+  ``icecandidateerror`` event (the W3C one: a TURN 401 is ``errorCode`` 401; 701, no answer or
+  a host that does not resolve, is ``code`` ``None``). No answer to a question asked from
+  loopback of a server that is not on loopback is not one (none comes there).
 - The selected candidate pair is read from the native ICE transport under the aiortc-shaped one,
   ``RTCOptions.ice_transport_policy`` is set on the native connection, and the native
   ``icecandidate`` and ``icecandidateerror`` events are heard there (``webrtc.aiortc`` names
@@ -39,8 +45,8 @@ not visible to the other peer). Where it differs:
 
 Every STUN and TURN server in ``RTCOptions.ice_servers`` is used, each URL of each (``stun:``,
 ``turn:`` over UDP or ``?transport=tcp``, ``turns:`` over TLS): libwebrtc gathers candidates from
-all of them and ICE picks the best pair that works, so a dead server costs nothing but its own
-candidates.
+all of them and ICE picks the best pair that works, so a dead server costs its own candidates
+and, for each description, at most ``gather_timeout`` seconds past another server's answer.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+import aioice.ice
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
@@ -152,8 +160,9 @@ class _Gathering:
       the local one, masked, or its port the network's UDP socket's). A loopback network
       reaches only servers on loopback, any other network the servers of its address family
       not on loopback;
-    - policy ``"relay"`` (no host candidates, so no networks to count): every TURN server URL
-      has given a relayed candidate or an error;
+    - policy ``"relay"`` (no host candidates to tell the networks by): every TURN server URL
+      has given a relayed candidate or an error on as many networks (network ids, or masked
+      local addresses) as ``addresses`` (this machine's interface addresses) has that reach it;
     - or ``timeout`` seconds after the first candidate a server gave: the servers that have
       said nothing by then are left out (:meth:`unanswered`).
 
@@ -162,9 +171,19 @@ class _Gathering:
     for until then.
     """
 
-    def __init__(self, urls: Sequence[str], *, relay: bool = False, timeout: float) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        relay: bool = False,
+        addresses: Sequence[str] = (),
+        timeout: float,
+    ) -> None:
         self.urls = urls
         self.relay = relay
+        self.addresses = addresses
+        #: Under the relay policy, the networks each server URL was heard from.
+        self.heard: dict[_ServerKey, set[str]] = {}
         self.timeout = timeout
         keys = {key for key in map(_server_key, urls) if key is not None}
         self.expected = {key for key in keys if key[0] != "stun"} if relay else keys
@@ -202,6 +221,7 @@ class _Gathering:
             if key is not None:
                 self.resolved.setdefault(network, set()).add(key)
                 self.answered.add(key)
+                self.heard.setdefault(key, set()).add(network)
                 if self._timer is None and not self.done.is_set():
                     loop = asyncio.get_running_loop()
                     self._timer = loop.call_later(self.timeout, self.done.set)
@@ -214,6 +234,7 @@ class _Gathering:
         masked = str(event.address or "")
         if _told(key, masked, event.error_code):
             self.answered.add(key)
+            self.heard.setdefault(key, set()).add(f"error from {masked or '?'}")
         prefix = masked[:-1] if masked.endswith("x") else masked
         for network, (address, port) in self.networks.items():
             if (port is not None and event.port == port) or (prefix and address.startswith(prefix)):
@@ -222,7 +243,9 @@ class _Gathering:
 
     def _check(self) -> None:
         if self.relay:
-            settled = self.expected <= self.answered
+            settled = all(
+                len(self.heard.get(key, ())) >= max(1, self._reaching(key)) for key in self.expected
+            )
         else:
             settled = bool(self.networks) and all(
                 self._reachable(address) <= self.resolved.get(network, set())
@@ -245,6 +268,10 @@ class _Gathering:
             if not _is_ip(key[1]) or ((":" in key[1]) == ipv6 and not _is_loopback(key[1]))
         }
 
+    def _reaching(self, key: _ServerKey) -> int:
+        """How many of ``addresses`` reach the server ``key`` (see :meth:`_reachable`)."""
+        return sum(key in self._reachable(address) for address in self.addresses)
+
     def unanswered(self) -> list[str]:
         """The TURN server URLs (as libwebrtc names them) that gave neither a candidate nor an
         error, from any network."""
@@ -257,6 +284,13 @@ class _Gathering:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _interface_addresses() -> list[str]:
+    """The addresses libwebrtc gathers on (a network each): every interface's but link-local
+    IPv6 ones, loopback ones only once allowed."""
+    found = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)  # none on loopback
+    return [*found, "127.0.0.1", "::1"] if _loopback_allowed else found
 
 
 def _server_url(key: _ServerKey) -> str:
@@ -442,9 +476,11 @@ class WrtcLink(DataChannelLink):
             self._gathering = self._new_gathering(urls)
 
     def _new_gathering(self, urls: Sequence[str]) -> _Gathering:
+        relay = self.options.ice_transport_policy == "relay"
         return _Gathering(
             urls,
-            relay=self.options.ice_transport_policy == "relay",
+            relay=relay,
+            addresses=_interface_addresses() if relay else (),
             timeout=self.options.gather_timeout,
         )
 

@@ -287,10 +287,10 @@ def _free_port(host: str) -> int:
 
 @dataclass
 class LoopbackTurn:
-    """coturn on 127.0.0.1, in this process's own network, on ports free when it starts (no
-    namespace, no root: only ``turnserver``): a TURN server reached only over ``lo``. Same
-    credentials as :class:`TurnLab`; it relays only to 127.0.0.1. With ``namespace``, it runs
-    in that network namespace instead (root)."""
+    """coturn on 127.0.0.1 on ports free when it starts, in this process's network (no root:
+    only ``turnserver``; libwebrtc may then reach it from other interfaces too) or in the
+    network namespace ``namespace`` (root; one with only ``lo`` up has it reached over ``lo``
+    alone). Same credentials as :class:`TurnLab`; it relays only to 127.0.0.1."""
 
     host: str = "127.0.0.1"
     namespace: str | None = None

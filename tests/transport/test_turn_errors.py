@@ -114,6 +114,8 @@ async def test_a_libwebrtc_description_waits_no_longer_than_the_servers_answers(
     sdp, link, seconds = await offer("libwebrtc", options)
     assert f"{turn.server} " in sdp and "typ relay" in sdp  # the working server's candidate
     assert seconds < WRTC_GATHERING_TIMEOUT, seconds
+    if dead:  # the dead server was waited for gather_timeout past the working one's answer
+        assert seconds >= options.gather_timeout, seconds
     assert [(e.url, e.code) for e in link.ice_errors] == (
         [(f"{turn.url(port=DEAD_PORT)}?transport=udp", None)] if dead else []
     )

@@ -139,3 +139,18 @@ async def test_servers_silent_for_the_timeout_after_the_first_answer_are_left_ou
     await asyncio.wait_for(gathering.done.wait(), timeout=10)
     assert not gathering.settled
     assert gathering.unanswered() == ["turn:10.0.0.9:3479?transport=udp"]
+
+
+@pytest.mark.asyncio
+async def test_under_the_relay_policy_each_network_that_reaches_a_server_is_waited_for() -> None:
+    """A relayed candidate on each network of the machine that reaches the server (counted by
+    network id, as no host candidate names the networks), or an error from it."""
+    url = "turn:u:p@10.0.0.2:3478?transport=udp"
+    addresses = ["192.168.1.2", "10.1.0.2", "fd00::2", "127.0.0.1"]  # two reach it
+    gathering = _Gathering([url], relay=True, addresses=addresses, timeout=60)
+    gathering.on_candidate(gathered(1, "relay", "turn:10.0.0.2:3478?transport=udp"))
+    gathering.on_candidate(gathered(1, "relay", "turn:10.0.0.2:3478?transport=udp"))
+    assert not gathering.done.is_set()  # one network of two
+    gathering.on_candidate(gathered(5, "relay", "turn:10.0.0.2:3478?transport=udp"))
+    assert gathering.done.is_set() and gathering.settled
+    gathering.close()
