@@ -271,7 +271,7 @@ class TurnLab:
         self.close()
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     """A port of ``host`` free for both UDP and TCP now (coturn listens on both)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -290,10 +290,12 @@ class LoopbackTurn:
     """coturn on 127.0.0.1 on ports free when it starts, in this process's network (no root:
     only ``turnserver``; libwebrtc may then reach it from other interfaces too) or in the
     network namespace ``namespace`` (root; one with only ``lo`` up has it reached over ``lo``
-    alone). Same credentials as :class:`TurnLab`; it relays only to 127.0.0.1."""
+    alone). Same credentials as :class:`TurnLab`; it relays only to 127.0.0.1, and only with
+    ``loopback_peers`` (coturn's ``--allow-loopback-peers``; without, every relay is refused)."""
 
     host: str = "127.0.0.1"
     namespace: str | None = None
+    loopback_peers: bool = True
     port: int = 0
     _process: subprocess.Popen[bytes] | None = None
     _directory: tempfile.TemporaryDirectory[str] | None = None
@@ -317,15 +319,16 @@ class LoopbackTurn:
         return self
 
     def _start(self) -> None:
-        self.port = _free_port(self.host)
+        self.port = free_port(self.host)
         self._directory = tempfile.TemporaryDirectory(prefix="p2prpc-turn-lo-")
         directory = Path(self._directory.name)
         self._log = directory / "turnserver.log"
         config = write_config(
-            directory, self.host, self._log, port=self.port, tls_port=_free_port(self.host)
+            directory, self.host, self._log, port=self.port, tls_port=free_port(self.host)
         )
         self._process = subprocess.Popen(
-            ["turnserver", "-c", str(config), "--allow-loopback-peers"],
+            ["turnserver", "-c", str(config)]
+            + (["--allow-loopback-peers"] if self.loopback_peers else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
