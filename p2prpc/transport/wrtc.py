@@ -247,9 +247,14 @@ class _Gathering:
                 len(self.heard.get(key, ())) >= max(1, self._reaching(key)) for key in self.expected
             )
         else:
-            settled = bool(self.networks) and all(
-                self._reachable(address) <= self.resolved.get(network, set())
+            # Not before a network that reaches a server has its answers: host candidates of
+            # the others may still be on their way (the loopback ones often come first).
+            wanted = [
+                (self._reachable(address), self.resolved.get(network, set()))
                 for network, (address, _) in self.networks.items()
+            ]
+            settled = any(servers for servers, _ in wanted) and all(
+                servers <= heard for servers, heard in wanted
             )
         if settled and not self.done.is_set():
             self.settled = True

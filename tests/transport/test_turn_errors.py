@@ -123,7 +123,7 @@ def network(*, dummy: bool) -> Iterator[str]:
         run("ip", "-n", name, "link", "set", "lo", "up")
         if dummy:
             run("ip", "-n", name, "link", "add", "net0", "type", "veth", "peer", "name", "net1")
-            run("ip", "-n", name, "addr", "add", "10.218.0.1/24", "dev", "net0")
+            run("ip", "-n", name, "addr", "add", "10.231.0.1/24", "dev", "net0")
             for device in ("net0", "net1"):
                 run("ip", "-n", name, "link", "set", device, "up")
         yield name

@@ -154,3 +154,16 @@ async def test_under_the_relay_policy_each_network_that_reaches_a_server_is_wait
     gathering.on_candidate(gathered(5, "relay", "turn:10.0.0.2:3478?transport=udp"))
     assert gathering.done.is_set() and gathering.settled
     gathering.close()
+
+
+@pytest.mark.asyncio
+async def test_a_network_that_reaches_no_server_heard_first_does_not_end_the_wait() -> None:
+    """libwebrtc's loopback host candidates often come first: the others are on their way."""
+    gathering = _Gathering(["stun:10.0.0.1:3478"], timeout=60)
+    gathering.on_candidate(host(3, "127.0.0.1", 5001))
+    gathering.on_candidate(host(2, "fd00::2", 5003))  # no server of its family
+    assert not gathering.done.is_set()
+    gathering.on_candidate(host(1, "192.168.1.2", 5000))
+    assert not gathering.done.is_set()
+    gathering.on_candidate(gathered(1, "srflx", "stun:10.0.0.1:3478"))
+    assert gathering.done.is_set() and gathering.settled
