@@ -84,6 +84,7 @@ from .swarm.pool import OfferPool, RelayPath, UnusableSDP
 from .swarm.sealing import Signalling
 from .tracker.client import ANSWER_TIMEOUT, TrackerClient
 from .transport import (
+    GATHER_TIMEOUT,
     ICE_RESTART_TIMEOUT,
     ICE_TIMEOUT,
     MAX_SEND_QUEUE,
@@ -371,7 +372,11 @@ class P2PT(AsyncIOEventEmitter):
     host candidates), ``ice_transport_policy`` (``"all"``, or ``"relay"``: only candidates
     relayed by a TURN server, so no peer learns this machine's addresses). libwebrtc uses every
     server given; aiortc only the first STUN and the first TURN server it can use, and logs a
-    warning naming the others (:class:`~p2prpc.transport.RTCOptions`).
+    warning naming the others (:class:`~p2prpc.transport.RTCOptions`). ``gather_timeout``:
+    seconds (2) an offer or answer waits, once one STUN or TURN server has given a candidate,
+    for the others to answer before it leaves without them (libwebrtc; with none answering it
+    leaves after 5 s, as on aiortc): a TURN server that has not answered by then is reported
+    as giving no answer.
     ``ice_restart_timeout``: seconds (30) an open connection whose ICE was lost keeps restarting
     ICE before it is closed (``peerclose`` when it was the peer's last), on libwebrtc between
     p2prpc peers that both restart (its calls ride it out: the connection, its data channel and
@@ -436,6 +441,7 @@ class P2PT(AsyncIOEventEmitter):
         ice_servers_timeout: float = PROVIDER_TIMEOUT,
         ice_timeout: float = ICE_TIMEOUT,
         ice_restart_timeout: float = ICE_RESTART_TIMEOUT,
+        gather_timeout: float = GATHER_TIMEOUT,
         unreachable_log_interval: float = 60.0,
         udp_buffer_size: int | None = UDP_BUFFER_SIZE,
         transport: str | Transport | None = None,
@@ -540,6 +546,7 @@ class P2PT(AsyncIOEventEmitter):
             udp_buffer_size=udp_buffer_size,
             ice_timeout=ice_timeout,
             ice_restart_timeout=ice_restart_timeout,
+            gather_timeout=gather_timeout,
         )
         prepare_transport(self.transport, self._rtc_options)  # its refusals raise here
         #: The neighbours a failed attempt to a peer is followed by a circuit through (set by

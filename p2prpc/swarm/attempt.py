@@ -64,20 +64,22 @@ class Unreachable:
 
     @property
     def reason(self) -> str:
-        """Why, without the advice."""
-        if any(e.code == 401 for e in self.ice_errors):
-            first = next(e for e in self.ice_errors if e.code == 401)
-            return f"{first}; {self.failure.value}"
-        text = self.failure.value
-        if self.failure is Failure.ICE_FAILED and not self.turn:
-            if self.stun:
-                text += " (both behind NATs that map per destination?)"
-            else:
-                text += " (host candidates only: different networks cannot meet)"
-        elif self.failure is Failure.ICE_FAILED and self.ice_errors:
-            text += f" ({'; '.join(str(e) for e in self.ice_errors)})"
-        elif self.failure is Failure.TIMED_OUT:
-            text += f" at stage {self.stage.value}"
+        """Why, without the advice: what the TURN servers did first (refused our credentials,
+        their host does not resolve, no answer), when they did not all do their part."""
+        if self.ice_errors and (
+            self.failure is Failure.ICE_FAILED or any(e.code == 401 for e in self.ice_errors)
+        ):
+            told = sorted(self.ice_errors, key=_weight)
+            text = f"{'; '.join(str(e) for e in told)}; {self.failure.value}"
+        else:
+            text = self.failure.value
+            if self.failure is Failure.ICE_FAILED and not self.turn:
+                if self.stun:
+                    text += " (both behind NATs that map per destination?)"
+                else:
+                    text += " (host candidates only: different networks cannot meet)"
+            elif self.failure is Failure.TIMED_OUT:
+                text += f" at stage {self.stage.value}"
         if self.detail:
             text += f": {self.detail}"
         return text
@@ -97,6 +99,10 @@ class Unreachable:
                 )
             if not self.turn:
                 return "add a TURN server"
+            if any(e.unresolved for e in self.ice_errors):
+                return "check the TURN server's URL (its host name)"
+            if any(e.code is None for e in self.ice_errors):
+                return "check the TURN server's URL, and that the server runs and is reachable"
             if self.ice_errors:
                 return "check the TURN server"
             return "check that the TURN server relays between peers"
@@ -107,6 +113,16 @@ class Unreachable:
     def __str__(self) -> str:
         advice = self.advice
         return f"{self.reason}: {advice}" if advice else self.reason
+
+
+def _weight(error: IceServerError) -> int:
+    """The order a reason names what servers did in: refusals of our credentials, hosts that do
+    not resolve, no answers, other refusals."""
+    if error.code == 401:
+        return 0
+    if error.unresolved:
+        return 1
+    return 2 if error.code is None else 3
 
 
 def summarize(unreachable: Sequence[Unreachable]) -> str:

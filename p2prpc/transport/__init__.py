@@ -31,6 +31,7 @@ from aiortc import RTCIceServer
 from ..errors import PeerClosed as PeerClosed  # what a closed link raises
 
 __all__ = [
+    "GATHER_TIMEOUT",
     "HIGH_WATER_MARK",
     "ICE_RESTART_TIMEOUT",
     "ICE_TIMEOUT",
@@ -67,24 +68,32 @@ UDP_BUFFER_SIZE = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class IceServerError:
-    """What a STUN or TURN server did when candidates were gathered: ``url`` (no credentials),
-    ``code`` (the STUN error code: 401 refused our credentials; ``None``: no answer), and
-    ``text`` (what the server or the transport said)."""
+    """What a TURN server did when candidates were gathered: ``url`` (no credentials),
+    ``code`` (the STUN error code the server answered: 401 refused our credentials; ``None``:
+    no answer), ``text`` (what the server or the transport said), and ``unresolved``: the
+    server's host name did not resolve (``code`` is then ``None``)."""
 
     url: str
     code: int | None
     text: str
+    unresolved: bool = False
 
     def __str__(self) -> str:
         if self.code == 401:
             return f"TURN server {self.url} refused our credentials (401 {self.text})"
         if self.code is not None:
             return f"TURN server {self.url} refused the allocation ({self.code} {self.text})"
-        return f"TURN server {self.url} gave no relayed candidate ({self.text})"
+        if self.unresolved:
+            return f"the host of TURN server {self.url} does not resolve ({self.text})"
+        return f"no answer from TURN server {self.url} ({self.text})"
 
 
 #: Seconds ICE checks have, from when they begin, to find a working candidate pair.
 ICE_TIMEOUT = 10.0
+
+#: Seconds a session description waits for the other STUN and TURN servers once one of them
+#: gave a candidate (libwebrtc).
+GATHER_TIMEOUT = 2.0
 
 #: Seconds a connection whose ICE was lost keeps restarting it before it is closed (libwebrtc).
 ICE_RESTART_TIMEOUT = 30.0
@@ -114,6 +123,11 @@ class RTCOptions:
     ``ice_timeout``: seconds ICE checks have, from when they begin, to find a working candidate
     pair (10); past that the attempt fails as ICE failed, as it does at once when the
     transport's ICE fails sooner (aiortc's own checks give up only after about 60 s).
+    ``gather_timeout``: seconds a session description waits, once one STUN or TURN server has
+    given a candidate, for the others to give theirs or refuse (2), before it leaves without
+    them; with no server answering it leaves after 5 s (``wrtc``'s own gathering timeout). A
+    TURN server that has not answered by then is in :attr:`Link.ice_errors` as giving no
+    answer. libwebrtc only: aiortc waits for each server at most 5 s (aioice's own).
     ``ice_restart_timeout``: seconds an open connection whose ICE was lost (disconnected or
     failed) keeps restarting it (new credentials, fresh candidates on the interfaces there are
     then, renegotiated through a signalling path) before it is closed as lost (30); 0: no
@@ -127,6 +141,7 @@ class RTCOptions:
     udp_buffer_size: int | None = UDP_BUFFER_SIZE
     ice_timeout: float = ICE_TIMEOUT
     ice_restart_timeout: float = ICE_RESTART_TIMEOUT
+    gather_timeout: float = GATHER_TIMEOUT
     high_water_mark: int = HIGH_WATER_MARK
     low_water_mark: int = LOW_WATER_MARK
     max_send_queue: int = MAX_SEND_QUEUE
@@ -137,6 +152,8 @@ class RTCOptions:
                 f"ice_transport_policy must be one of {', '.join(_POLICIES)},"
                 f" not {self.ice_transport_policy!r}"
             )
+        if not self.gather_timeout >= 0:
+            raise ValueError(f"gather_timeout is seconds (0 or more), not {self.gather_timeout!r}")
         if not self.ice_restart_timeout >= 0:
             raise ValueError(
                 f"ice_restart_timeout is seconds (0 or more), not {self.ice_restart_timeout!r}"

@@ -93,23 +93,42 @@ _original_relayed_candidate = aioice.ice.relayed_candidate
 
 
 async def _relayed_candidate(*args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     try:
         return await _original_relayed_candidate(*args, **kwargs)
-    except Exception as error:
+    except (Exception, asyncio.CancelledError) as error:
         sink = _ice_errors.get()
         if sink is not None:
-            server = kwargs.get("turn_server")
-            transport = kwargs.get("turn_transport", "udp")
-            url = f"turn:{server[0]}:{server[1]}?transport={transport}" if server else "turn"
-            response = getattr(error, "response", None)
-            code = getattr(response, "error_code", None) if response is not None else None
-            text = (
-                str(response.attributes.get("ERROR-CODE", ("", ""))[1])
-                if response is not None
-                else type(error).__name__
-            )
-            sink.append(IceServerError(url, code, text or type(error).__name__))
+            sink.append(_turn_error(error, loop.time() - began, **kwargs))
         raise
+
+
+def _turn_error(
+    error: BaseException,
+    waited: float,
+    *,
+    turn_server: tuple[str, int] | None = None,
+    turn_transport: str = "udp",
+    **_: Any,
+) -> IceServerError:
+    """What a failed allocation says: the server's error code, its host that does not resolve,
+    or no answer (aioice gives each server 5 s, then cancels the allocation)."""
+    if turn_server is None:
+        url = "turn"
+    else:
+        host = f"[{turn_server[0]}]" if ":" in turn_server[0] else turn_server[0]
+        url = f"turn:{host}:{turn_server[1]}?transport={turn_transport}"
+    response = getattr(error, "response", None)
+    if response is not None:
+        code = getattr(response, "error_code", None)
+        text = str(response.attributes.get("ERROR-CODE", ("", ""))[1])
+        return IceServerError(url, code, text or type(error).__name__)
+    if isinstance(error, socket.gaierror):
+        return IceServerError(url, None, str(error) or type(error).__name__, unresolved=True)
+    if isinstance(error, asyncio.CancelledError):
+        return IceServerError(url, None, f"nothing within {waited:.1f} s")
+    return IceServerError(url, None, str(error) or type(error).__name__)
 
 
 aioice.ice.relayed_candidate = _relayed_candidate

@@ -24,14 +24,20 @@ not visible to the other peer). Where it differs:
   acknowledgements); a peer's liveness is then judged by its own messages and pings alone.
 - :attr:`WrtcLink.round_trip` and :attr:`WrtcLink.burst_size` are ``None``: libwebrtc measures its
   path and paces its own SCTP.
-- Once loopback candidates are allowed, libwebrtc also asks the STUN and TURN servers from the
-  loopback interface, where no answer comes, and would hold each description until ``wrtc``'s
-  gathering timeout (5 s). A link that offers no loopback candidate therefore sends its
-  description once every other network has a candidate or an error from each server URL (see
-  :class:`_Gathering`), marked ``a=end-of-candidates``.
-- What a STUN or TURN server refused (:attr:`WrtcLink.ice_errors`) comes from the native
-  connection's ``icecandidateerror`` event (the W3C one: a TURN 401 is ``errorCode`` 401; 701,
-  no answer, is ``code`` ``None``).
+- libwebrtc ends gathering only when every server has answered or timed out (some 40 s for
+  one that is dead) and, once loopback candidates are allowed, also asks the servers from the
+  loopback interface, where no answer comes from a server elsewhere; ``wrtc`` would hold each
+  description until its own gathering timeout (5 s). A link therefore sends its description
+  once every network has a candidate or an error from each server URL it can reach (under
+  ``ice_transport_policy="relay"``: once each TURN URL has given a relayed candidate or an
+  error), or ``RTCOptions.gather_timeout`` seconds (2) after the first candidate a server gave
+  (see :class:`_Gathering`), marked ``a=end-of-candidates``; with no server answering, after
+  those 5 s. A TURN server silent until then is told in :attr:`WrtcLink.ice_errors` as giving
+  no answer.
+- What a TURN server refused (:attr:`WrtcLink.ice_errors`) comes from the native connection's
+  ``icecandidateerror`` event (the W3C one: a TURN 401 is ``errorCode`` 401; 701, no answer or
+  a host that does not resolve, is ``code`` ``None``). No answer to a question asked from
+  loopback of a server that is not on loopback is not one (none comes there).
 - The selected candidate pair is read from the native ICE transport under the aiortc-shaped one,
   ``RTCOptions.ice_transport_policy`` is set on the native connection, and the native
   ``icecandidate`` and ``icecandidateerror`` events are heard there (``webrtc.aiortc`` names
@@ -39,8 +45,8 @@ not visible to the other peer). Where it differs:
 
 Every STUN and TURN server in ``RTCOptions.ice_servers`` is used, each URL of each (``stun:``,
 ``turn:`` over UDP or ``?transport=tcp``, ``turns:`` over TLS): libwebrtc gathers candidates from
-all of them and ICE picks the best pair that works, so a dead server costs nothing but its own
-candidates.
+all of them and ICE picks the best pair that works, so a dead server costs its own candidates
+and, for each description, at most ``gather_timeout`` seconds past another server's answer.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+import aioice.ice
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
@@ -143,29 +151,58 @@ def _server_key(url: str) -> _ServerKey | None:
 
 
 class _Gathering:
-    """When the candidates a link will send are all in, though libwebrtc still asks the servers
-    from the loopback interface (where, in a process that allowed loopback candidates, no answer
-    comes): every network but loopback has, for each STUN and TURN server URL of its address
-    family, a candidate gathered from it or an ``icecandidateerror`` naming it (the error's
-    address is the local one, masked, or its port the network's UDP socket's).
+    """When the candidates a link will send are all in, before libwebrtc says so (it still asks
+    the servers from the loopback interface, where in a process that allowed loopback
+    candidates no answer comes, and waits out dead servers for some 40 s):
+
+    - policy ``"all"``: every network has, for each STUN and TURN server URL it can reach, a
+      candidate gathered from it or an ``icecandidateerror`` naming it (the error's address is
+      the local one, masked, or its port the network's UDP socket's). A loopback network
+      reaches only servers on loopback, any other network the servers of its address family
+      not on loopback;
+    - policy ``"relay"`` (no host candidates to tell the networks by): every TURN server URL
+      has given a relayed candidate or an error on as many networks (network ids, or masked
+      local addresses) as ``addresses`` (this machine's interface addresses) has that reach it;
+    - or ``timeout`` seconds after the first candidate a server gave: the servers that have
+      said nothing by then are left out (:meth:`unanswered`).
 
     A server libwebrtc says nothing of (a server-reflexive candidate equal to another, which it
-    drops; a TCP TURN server it does not ask once a UDP one gave a relayed candidate) leaves this
-    unresolved: the description then waits for ``wrtc``'s gathering timeout, as it would without
-    this.
+    drops; a TCP TURN server it does not ask once a UDP one gave a relayed candidate) is waited
+    for until then.
     """
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        relay: bool = False,
+        addresses: Sequence[str] = (),
+        timeout: float,
+    ) -> None:
         self.urls = urls
-        self.expected = {key for key in map(_server_key, urls) if key is not None}
-        #: network id -> (host address, UDP port) of each network but loopback
+        self.relay = relay
+        self.addresses = addresses
+        #: Under the relay policy, the networks each server URL was heard from.
+        self.heard: dict[_ServerKey, set[str]] = {}
+        self.timeout = timeout
+        keys = {key for key in map(_server_key, urls) if key is not None}
+        self.expected = {key for key in keys if key[0] != "stun"} if relay else keys
+        #: network id -> (host address, UDP port) of each network
         self.networks: dict[str, tuple[str, int | None]] = {}
         self.resolved: dict[str, set[_ServerKey]] = {}
+        #: The servers that gave a candidate or an error, from any network.
+        self.answered: set[_ServerKey] = set()
         self.done = asyncio.Event()
+        #: Set when libwebrtc said gathering is complete.
+        self.complete = False
+        #: Set when every server was heard from (every network's, under policy ``"all"``).
+        self.settled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def on_candidate(self, event: Any) -> None:
         candidate = event.candidate
         if candidate is None:  # gathering is complete
+            self.complete = True
             self.done.set()
             return
         found = _NETWORK_ID.search(candidate.candidate)
@@ -174,8 +211,6 @@ class _Gathering:
         network = found.group(1)
         if candidate.type == "host":
             address = str(candidate.address or "")
-            if _is_loopback(address):
-                return
             udp = candidate.port if candidate.protocol == "udp" else None
             if udp is None and network in self.networks:
                 udp = self.networks[network][1]
@@ -185,6 +220,11 @@ class _Gathering:
             key = _server_key(candidate.url)
             if key is not None:
                 self.resolved.setdefault(network, set()).add(key)
+                self.answered.add(key)
+                self.heard.setdefault(key, set()).add(network)
+                if self._timer is None and not self.done.is_set():
+                    loop = asyncio.get_running_loop()
+                    self._timer = loop.call_later(self.timeout, self.done.set)
         self._check()
 
     def on_error(self, event: Any) -> None:
@@ -192,6 +232,9 @@ class _Gathering:
         if key is None:
             return
         masked = str(event.address or "")
+        if _told(key, masked, event.error_code):
+            self.answered.add(key)
+            self.heard.setdefault(key, set()).add(f"error from {masked or '?'}")
         prefix = masked[:-1] if masked.endswith("x") else masked
         for network, (address, port) in self.networks.items():
             if (port is not None and event.port == port) or (prefix and address.startswith(prefix)):
@@ -199,17 +242,73 @@ class _Gathering:
         self._check()
 
     def _check(self) -> None:
-        if self.networks and all(
-            self._reachable(address) <= self.resolved.get(network, set())
-            for network, (address, _) in self.networks.items()
-        ):
+        if self.relay:
+            settled = all(
+                len(self.heard.get(key, ())) >= max(1, self._reaching(key)) for key in self.expected
+            )
+        else:
+            # Not before a network that reaches a server has its answers: host candidates of
+            # the others may still be on their way (the loopback ones often come first).
+            wanted = [
+                (self._reachable(address), self.resolved.get(network, set()))
+                for network, (address, _) in self.networks.items()
+            ]
+            settled = any(servers for servers, _ in wanted) and all(
+                servers <= heard for servers, heard in wanted
+            )
+        if settled and not self.done.is_set():
+            self.settled = True
             self.done.set()
 
     def _reachable(self, address: str) -> set[_ServerKey]:
-        """The servers a network of this address asks: not those at an address of the other
-        family (libwebrtc skips them without a word)."""
+        """The servers a network of this address asks and hears from: from loopback only
+        those on loopback; from any other network those not on loopback, and not those at an
+        address of the other family (libwebrtc skips them without a word)."""
+        if _is_loopback(address):
+            return {key for key in self.expected if _is_loopback(key[1])}
         ipv6 = ":" in address
-        return {key for key in self.expected if not _is_ip(key[1]) or (":" in key[1]) == ipv6}
+        return {
+            key
+            for key in self.expected
+            if not _is_ip(key[1]) or ((":" in key[1]) == ipv6 and not _is_loopback(key[1]))
+        }
+
+    def _reaching(self, key: _ServerKey) -> int:
+        """How many of ``addresses`` reach the server ``key`` (see :meth:`_reachable`)."""
+        return sum(key in self._reachable(address) for address in self.addresses)
+
+    def unanswered(self) -> list[str]:
+        """The TURN server URLs (as libwebrtc names them) that gave neither a candidate nor an
+        error, from any network."""
+        return [
+            _server_url(key)
+            for key in sorted(self.expected - self.answered)
+            if key[0] in ("turn", "turns")
+        ]
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _interface_addresses() -> list[str]:
+    """The addresses libwebrtc gathers on (a network each): every interface's but link-local
+    IPv6 ones, loopback ones only once allowed."""
+    found = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)  # none on loopback
+    return [*found, "127.0.0.1", "::1"] if _loopback_allowed else found
+
+
+def _server_url(key: _ServerKey) -> str:
+    scheme, host, port, transport = key
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}:{host}:{port}?transport={transport}"
+
+
+def _told(key: _ServerKey, local: str, code: int | None) -> bool:
+    """An ``icecandidateerror`` tells what the server did: it answered (a code other than 701),
+    or the server is on loopback, or it was asked from elsewhere than loopback (where, for a
+    server that is not on loopback, no answer comes)."""
+    return code != _UNREACHABLE or _is_loopback(key[1]) or not _from_loopback(local)
 
 
 def _is_ip(host: str) -> bool:
@@ -378,9 +477,17 @@ class WrtcLink(DataChannelLink):
             for server in self.options.servers()
             for url in ([server.urls] if isinstance(server.urls, str) else server.urls)
         ]
-        pinned = self.options.host_addresses
-        if _loopback_allowed and urls and not any(_is_loopback(a) for a in pinned or ()):
-            self._gathering = _Gathering(urls)
+        if urls:
+            self._gathering = self._new_gathering(urls)
+
+    def _new_gathering(self, urls: Sequence[str]) -> _Gathering:
+        relay = self.options.ice_transport_policy == "relay"
+        return _Gathering(
+            urls,
+            relay=relay,
+            addresses=_interface_addresses() if relay else (),
+            timeout=self.options.gather_timeout,
+        )
 
     def _on_native_ice_state(self, *_: object) -> None:
         """``disconnected`` (nothing heard for a few seconds), which ``webrtc.aiortc`` reports
@@ -396,16 +503,34 @@ class WrtcLink(DataChannelLink):
             self._gathering.on_candidate(event)
 
     def _on_candidate_error(self, event: Any) -> None:
-        """A STUN or TURN server refused, or did not answer: a TURN server's is kept."""
+        """A STUN or TURN server refused, or did not answer: a TURN server's is kept, unless it
+        is no answer to a question asked from loopback of a server elsewhere (none comes)."""
         if self._gathering is not None:
             self._gathering.on_error(event)
         url = str(event.url or "")
-        if not url.lower().startswith("turn") or _from_loopback(str(event.address or "")):
+        key = _server_key(url)
+        if key is None or key[0] not in ("turn", "turns"):
             return
+        if not _told(key, str(event.address or ""), event.error_code):
+            return
+        text = str(event.error_text or "")
         code = None if event.error_code == _UNREACHABLE else int(event.error_code)
-        error = IceServerError(url, code, str(event.error_text or "") or "no answer")
+        unresolved = code is None and "host lookup" in text.lower()
+        self._ice_error(IceServerError(url, code, text or "no answer", unresolved))
+
+    def _ice_error(self, error: IceServerError) -> None:
+        """Keep ``error``: one per server and code, not one per network."""
         if all((e.url, e.code) != (error.url, error.code) for e in self._ice_errors):
-            self._ice_errors.append(error)  # one per server and code, not one per network
+            self._ice_errors.append(error)
+
+    def _unanswered(self, gathering: _Gathering, began: float) -> None:
+        """The description leaves without the TURN servers that said nothing: keep each as
+        giving no answer (libwebrtc tells of them only some 40 s later)."""
+        if gathering.complete or gathering.settled:
+            return
+        waited = asyncio.get_running_loop().time() - began
+        for url in gathering.unanswered():
+            self._ice_error(IceServerError(url, None, f"nothing within {waited:.1f} s"))
 
     async def _set_local(self, description: _wrtc.RTCSessionDescription) -> str:
         """Set the local description and return its SDP, once it carries every candidate (every
@@ -427,15 +552,17 @@ class WrtcLink(DataChannelLink):
     ) -> str:
         """Set the local description; return its SDP once gathering completes, or once every
         network but loopback has its candidates (``wrtc``'s wait then ends in background)."""
+        began = asyncio.get_running_loop().time()
         setting = asyncio.ensure_future(self.pc.setLocalDescription(description))
         gathered = asyncio.ensure_future(gathering.done.wait())
         try:
             await asyncio.wait([setting, gathered], return_when=asyncio.FIRST_COMPLETED)
             local = self.pc.localDescription
             if not setting.done() and local is not None:
-                # Set natively, its candidates in: only wrtc's wait on loopback is left.
+                # Set natively, its candidates in: only wrtc's wait for the rest is left.
                 setting.add_done_callback(_retrieve)
                 self._setting = setting
+                self._unanswered(gathering, began)
                 return _end_candidates(local.sdp)
             await setting
         except BaseException:
@@ -443,6 +570,8 @@ class WrtcLink(DataChannelLink):
             raise
         finally:
             gathered.cancel()
+            gathering.close()
+        self._unanswered(gathering, began)
         local = self.pc.localDescription
         assert local is not None  # set just above
         return local.sdp
@@ -469,17 +598,20 @@ class WrtcLink(DataChannelLink):
         without a candidate, or :class:`_Gathering`'s, or wrtc's gathering timeout (5 s)."""
         self._hear_native()
         ended = self._restart_gathered = asyncio.Event()
-        if self._gathering is not None:
-            self._gathering = _Gathering(self._gathering.urls)
+        gathering = self._gathering
+        if gathering is not None:
+            gathering = self._gathering = self._new_gathering(gathering.urls)
         waits = [asyncio.ensure_future(ended.wait())]
-        if self._gathering is not None:
-            waits.append(asyncio.ensure_future(self._gathering.done.wait()))
+        if gathering is not None:
+            waits.append(asyncio.ensure_future(gathering.done.wait()))
         try:
             await self.pc.setLocalDescription(description)
             await asyncio.wait(waits, timeout=_GATHERING_TIMEOUT, return_when="FIRST_COMPLETED")
         finally:
             for wait in waits:
                 wait.cancel()
+            if gathering is not None:
+                gathering.close()
             self._restart_gathered = None
         local = self.pc.localDescription
         if local is None or self._closed:

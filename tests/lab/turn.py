@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
-from .namespaces import delete, remove_stale, run, stop
+from .namespaces import delete, inside, remove_stale, run, stop
 
 PREFIX = "p2prpc-turn-"
 """Namespaces named PREFIX + pid belong to that process."""
@@ -97,11 +97,19 @@ def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def write_config(directory: Path, address: str, log: Path, auth_secret: str | None = None) -> Path:
+def write_config(
+    directory: Path,
+    address: str,
+    log: Path,
+    auth_secret: str | None = None,
+    *,
+    port: int = PORT,
+    tls_port: int = TLS_PORT,
+) -> Path:
     """coturn's configuration file in ``directory``: listening and relaying on ``address``
-    only (relaying only to it), TURN over UDP and TCP on :data:`PORT` and TLS on
-    :data:`TLS_PORT` (a certificate made here), long-term credentials (:data:`USER`,
-    :data:`PASSWORD`) or, with ``auth_secret``, TURN REST API ones; it logs to ``log``."""
+    only (relaying only to it), TURN over UDP and TCP on ``port`` and TLS on ``tls_port`` (a
+    certificate made here), long-term credentials (:data:`USER`, :data:`PASSWORD`) or, with
+    ``auth_secret``, TURN REST API ones; it logs to ``log``."""
     cert, key = self_signed(directory, address)
     config = directory / "turnserver.conf"
     config.write_text(
@@ -109,8 +117,8 @@ def write_config(directory: Path, address: str, log: Path, auth_secret: str | No
             [
                 f"listening-ip={address}",
                 f"relay-ip={address}",
-                f"listening-port={PORT}",
-                f"tls-listening-port={TLS_PORT}",
+                f"listening-port={port}",
+                f"tls-listening-port={tls_port}",
                 "min-port=49152",
                 "max-port=49999",
                 "lt-cred-mech",
@@ -257,6 +265,100 @@ class TurnLab:
             directory.cleanup()
 
     def __enter__(self) -> TurnLab:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def free_port(host: str) -> int:
+    """A port of ``host`` free for both UDP and TCP now (coturn listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+
+
+@dataclass
+class LoopbackTurn:
+    """coturn on 127.0.0.1 on ports free when it starts, in this process's network (no root:
+    only ``turnserver``; libwebrtc may then reach it from other interfaces too) or in the
+    network namespace ``namespace`` (root; one with only ``lo`` up has it reached over ``lo``
+    alone). Same credentials as :class:`TurnLab`; it relays only to 127.0.0.1, and only with
+    ``loopback_peers`` (coturn's ``--allow-loopback-peers``; without, every relay is refused)."""
+
+    host: str = "127.0.0.1"
+    namespace: str | None = None
+    loopback_peers: bool = True
+    port: int = 0
+    _process: subprocess.Popen[bytes] | None = None
+    _directory: tempfile.TemporaryDirectory[str] | None = None
+    _log: Path | None = None
+
+    def url(self, transport: str | None = None) -> str:
+        query = f"?transport={transport}" if transport is not None else ""
+        return f"turn:{self.host}:{self.port}{query}"
+
+    def ice_server(self, *urls: str, credential: str = PASSWORD) -> RTCIceServer:
+        return RTCIceServer(urls=list(urls) or [self.url()], username=USER, credential=credential)
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace") if self._log is not None else ""
+
+    def open(self) -> LoopbackTurn:
+        if shutil.which("turnserver") is None:
+            raise RuntimeError("`turnserver` (coturn) is not installed: run `make apt`")
+        with inside(self.namespace) if self.namespace else contextlib.nullcontext():
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        self.port = free_port(self.host)
+        self._directory = tempfile.TemporaryDirectory(prefix="p2prpc-turn-lo-")
+        directory = Path(self._directory.name)
+        self._log = directory / "turnserver.log"
+        config = write_config(
+            directory, self.host, self._log, port=self.port, tls_port=free_port(self.host)
+        )
+        self._process = subprocess.Popen(
+            ["turnserver", "-c", str(config)]
+            + (["--allow-loopback-peers"] if self.loopback_peers else []),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10.0
+            while True:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"turnserver exited: {self.log()[-2000:]}")
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=0.5):
+                        break
+                except OSError as error:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"turnserver not listening: {self.log()[-2000:]}"
+                        ) from error
+                    time.sleep(0.05)  # polling a port: there is nothing to wait on
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop(process)
+        directory, self._directory = self._directory, None
+        if directory is not None:
+            directory.cleanup()
+
+    def __enter__(self) -> LoopbackTurn:
         return self.open()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -16,7 +16,7 @@ from p2prpc.errors import IceServersUnavailable, InvalidIceServer
 from p2prpc.p2pt import P2PT
 from p2prpc.testing import loopback_p2pt, until, wait_connected
 from p2prpc.tracker.server import TrackerServer
-from p2prpc.transport import P2PT_ICE_SERVERS
+from p2prpc.transport import GATHER_TIMEOUT, P2PT_ICE_SERVERS
 from p2prpc.transport.ice import (
     ICE_SERVERS_ENV,
     TURN_SECRET_ENV,
@@ -128,6 +128,13 @@ def test_p2pt_takes_urls_beside_ice_server_objects() -> None:
     with pytest.raises(InvalidIceServer) as caught:
         P2PT([], "x", ice_servers=[f"turn:alice:{CREDENTIAL}@192.0.2.1:99999"])
     assert caught.value.part == "port" and CREDENTIAL not in str(caught.value)
+
+
+def test_gather_timeout_reaches_the_links_and_is_seconds() -> None:
+    assert P2PT([], "x").rtc_options.gather_timeout == GATHER_TIMEOUT == 2.0
+    assert P2PT([], "x", gather_timeout=0.5).rtc_options.gather_timeout == 0.5
+    with pytest.raises(ValueError, match="gather_timeout is seconds"):
+        P2PT([], "x", gather_timeout=-1)
 
 
 @pytest.mark.parametrize(
