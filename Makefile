@@ -49,11 +49,11 @@ test: install lint pytest
 
 # The suite in two parts: every test but those that measure time, CPU or memory against a budget,
 # spread over PYTEST_WORKERS processes (pytest-xdist; most tests wait on timers and the network, so
-# four keep two cores busy; the network labs on one of them), then those (marked serial by
-# tests/conftest.py) one at a time, the decoders' cost tests first, in a process no peer has run
-# in yet. Tests
-# that make connections run once on each transport, aiortc and libwebrtc.
-PYTEST_WORKERS ?= 4
+# four keep two cores busy, and a fifth runs the network labs, which mostly wait), then those
+# (marked serial by tests/conftest.py) one at a time, the decoders' cost tests first, in a process
+# no peer has run in yet. Tests that make connections run once on each transport, aiortc and
+# libwebrtc.
+PYTEST_WORKERS ?= 5
 pytest: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
 	$(PY) -m pytest -q -m serial tests/fuzz tests/wire tests/rpc tests/lab tests/costs
