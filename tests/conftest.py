@@ -152,6 +152,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.serial)
         if relative.startswith(LABS):
             item.add_marker(pytest.mark.xdist_group("labs"))
+        # A parameter marked transport_only (the function's own mark is read when parametrizing).
+        only = item.get_closest_marker("transport_only")
+        callspec = getattr(item, "callspec", None)
+        transport = callspec.params.get("default_transport") if callspec is not None else None
+        if only is not None and transport is not None and transport != only.args[0]:
+            item.add_marker(
+                pytest.mark.skip(reason=f"about {only.args[0]}: {only.kwargs['reason']}")
+            )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

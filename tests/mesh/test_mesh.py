@@ -314,7 +314,19 @@ async def test_a_peer_flooding_relayed_offers_is_throttled_and_costs_no_memory()
 
 
 @pytest.mark.parametrize(
-    "full", ["answerer when it opens", "offerer at the answer", "offerer when it opens"]
+    "full",
+    [
+        "answerer when it opens",
+        "offerer at the answer",
+        pytest.param(
+            "offerer when it opens",
+            marks=pytest.mark.transport_only(
+                "aiortc",
+                reason="the test fills the offerer when take_answer returns; on libwebrtc under "
+                "load the connection can open before it returns, counted before the bound drops",
+            ),
+        ),
+    ],
 )
 async def test_an_attempt_whose_connection_a_bound_closes_ends_at_once(full: str) -> None:
     # a (wanting 2 peers) knows only b, and through b's exchange c. c answers a's relayed offer
