@@ -27,6 +27,7 @@ is a second tracker telling a short re-announce interval. Everything is removed 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -246,7 +247,7 @@ class NatLab:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=_ROOT,
         )
         self._processes.append(tracker)
         assert tracker.stdout is not None
@@ -278,3 +279,34 @@ class NatLab:
     def inside(self, home: str = "a") -> contextlib.AbstractContextManager[None]:
         """Move the calling thread into home ``home``, and back to where it was at the end."""
         return inside(self.ns(f"home-{home}"))
+
+
+_ROOT = Path(__file__).resolve().parents[2]  # the repository, where pytest runs
+
+
+async def libwebrtc_pass(test_file: str, own_process: str) -> str:
+    """Run ``test_file``'s tests on libwebrtc in a pytest process of their own (libwebrtc's threads
+    stay in the network namespace they were first made in), with ``own_process`` set in its
+    environment; its output, once it passed (``AssertionError`` with its output otherwise)."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--transport",
+            "libwebrtc",
+            test_file,
+        ],
+        cwd=_ROOT,
+        env={**os.environ, own_process: "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout

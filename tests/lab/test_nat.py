@@ -32,7 +32,7 @@ from p2prpc.rpc import RpcError, StatusCode, UnaryStreamMethod
 from p2prpc.swarm.attempt import Failure, Unreachable
 from p2prpc.testing import until
 
-from .nat import NatLab, unavailable_reason
+from .nat import NatLab, libwebrtc_pass, unavailable_reason
 from .natpeer import FOLLOW, SERVICE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,28 +61,8 @@ in_home_a = (
 @pytest.mark.transport_only("libwebrtc", reason="it runs the libwebrtc pass of the others")
 @pytest.mark.skipif(bool(os.environ.get(OWN_PROCESS)), reason="already in a process of its own")
 async def test_the_homes_on_libwebrtc_in_a_process_of_its_own() -> None:
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--transport",
-            "libwebrtc",
-            "tests/lab/test_nat.py",
-        ],
-        cwd=ROOT,
-        env={**os.environ, OWN_PROCESS: "1"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert f"{SCENARIOS} passed" in result.stdout, result.stdout[-2000:]
+    out = await libwebrtc_pass("tests/lab/test_nat.py", OWN_PROCESS)
+    assert f"{SCENARIOS} passed" in out, out[-2000:]
 
 
 #: The scenarios below, each run on libwebrtc by the test above.
