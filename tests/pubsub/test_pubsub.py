@@ -224,7 +224,9 @@ async def test_thirty_peers_with_a_degree_bound_deliver_everything() -> None:
             async with asyncio.timeout(60):
                 while not settled():
                     await _next_of_any(nodes, "peer")
-            assert max(len(n.p2pt.peers) for n in nodes) <= degree
+            # A full node may take one short peer past its bound at a time, until it has closed
+            # a redundant neighbour for it (p2prpc.mesh: making room).
+            assert max(len(n.p2pt.peers) for n in nodes) <= degree + 1
             publisher = Topic(nodes[0], "news", StringValue)
             for i in range(count):
                 await publisher.publish(StringValue(value=str(i)))
