@@ -53,7 +53,7 @@ test: install lint pytest
 # (marked serial by tests/conftest.py) one at a time, the decoders' cost tests first, in a process
 # no peer has run in yet. Tests that make connections run once on each transport, aiortc and
 # libwebrtc.
-PYTEST_WORKERS ?= 5
+PYTEST_WORKERS ?= 7
 pytest: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
 	$(PY) -m pytest -q -m serial tests/fuzz tests/wire tests/rpc tests/lab tests/costs
@@ -61,7 +61,7 @@ pytest: install
 # The decoders of everything a peer or a tracker sends, fuzzed with 10,000 examples a test (make test
 # runs the same tests with 200). Only the library's typed errors may escape; memory stays in its caps;
 # tests/fuzz/test_decoder_costs.py holds each decoder to the cost model (memory and CPU for the input's
-# size; make test runs 40 examples of those, each timed several times).
+# size; make test runs 24 examples of those, each timed several times).
 fuzz: venv
 	P2PRPC_FUZZ_PROFILE=fuzz $(PY) -m pytest -q -o timeout=0 tests/fuzz
 

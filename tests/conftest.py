@@ -11,7 +11,9 @@ sets `P2PRPC_TRANSPORT` for the module's tests, its fixtures and the processes t
 `--transport NAME` keeps one. A test about one transport's own machinery is marked
 `@pytest.mark.transport_only("aiortc", reason=...)`: on the other it is skipped with the reason.
 Tests that measure time, CPU or memory against a budget (`SERIAL`) are marked `serial`: `make
-test` runs them after the others, one at a time, as the others run in parallel (pytest-xdist).
+test` runs them after the others, one at a time, as the others run in parallel (pytest-xdist);
+one of them marked `load_independent` (it measures only what other tests' load cannot change)
+runs with the others.
 libwebrtc (the `native` extra) gathers loopback candidates in this run (`WRTC_ALLOW_LOOPBACK`); its
 tests skip with the reason where `wrtc` is not installed.
 """
@@ -132,6 +134,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "serial: measures time, CPU or memory: run alone (`-m serial`), not in parallel"
     )
+    config.addinivalue_line(
+        "markers",
+        "load_independent(reason): in a folder of serial tests, measures only what the load of"
+        " tests running beside it cannot change: it runs in parallel with them",
+    )
 
 
 def _relative(path: Path) -> str:
@@ -148,7 +155,7 @@ def _per_transport(path: Path) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         relative = _relative(item.path)
-        if relative.startswith(SERIAL):
+        if relative.startswith(SERIAL) and item.get_closest_marker("load_independent") is None:
             item.add_marker(pytest.mark.serial)
         if relative.startswith(LABS):
             item.add_marker(pytest.mark.xdist_group("labs"))
