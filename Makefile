@@ -48,11 +48,11 @@ install: venv npm apt lab $(VENV)/.bench-installed
 test: install lint pytest
 
 # The suite in two parts: every test but those that measure time, CPU or memory against a budget,
-# spread over PYTEST_WORKERS processes (pytest-xdist; most tests wait on timers and the network, so
-# four keep two cores busy, and a fifth runs the network labs, which mostly wait), then those
-# (marked serial by tests/conftest.py) one at a time, the decoders' cost tests first, in a process
-# no peer has run in yet. Tests that make connections run once on each transport, aiortc and
-# libwebrtc.
+# spread over PYTEST_WORKERS processes (pytest-xdist; most tests wait on timers and the network:
+# seven keep two cores about three quarters busy, one of them running the network labs, which
+# mostly wait, and one the libwebrtc costs tests), then those (marked serial by tests/conftest.py)
+# one at a time, the decoders' cost tests first, in a process no peer has run in yet. Tests that
+# make connections run once on each transport, aiortc and libwebrtc.
 PYTEST_WORKERS ?= 7
 pytest: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
