@@ -99,6 +99,19 @@ async def reached(a: Node, b: Node, timeout: float = 25) -> None:
     )
 
 
+async def know_each_other(a: Node, b: Node) -> None:
+    """Wait until each knows the other from the exchange, and their direct attempt is over."""
+    await poll(
+        lambda: (
+            b.peer_id in a.known_peers
+            and a.peer_id in b.known_peers
+            and a.p2pt.accepts_offer_from(b.peer_id)
+            and b.p2pt.accepts_offer_from(a.peer_id)
+        ),
+        timeout=15,
+    )
+
+
 async def test_unreachable_peers_call_each_other_through_a_relay() -> None:
     async with split_pair() as (r, a, b, walls):
         serve(b)
@@ -303,16 +316,7 @@ async def test_crossing_circuits_end_as_one_path_and_no_call_is_lost() -> None:
     async with split_pair(a_options=ROOMY, b_options=ROOMY, auto=False) as (r, a, b, _):
         serve(a)
         serve(b)
-        # Each knows the other from the exchange, and their direct attempt is over.
-        await poll(
-            lambda: (
-                b.peer_id in a.known_peers
-                and a.peer_id in b.known_peers
-                and a.p2pt.accepts_offer_from(b.peer_id)
-                and b.p2pt.accepts_offer_from(a.peer_id)
-            ),
-            timeout=15,
-        )
+        await know_each_other(a, b)
         say_ab, _, _ = stub(a, b)
         say_ba, _, _ = stub(b, a)
         # Calls that wait for the peer, made before any path exists.
@@ -348,15 +352,7 @@ async def test_crossing_circuits_where_the_relay_refuses_one_still_end_as_one() 
     ) as (r, a, b, _):
         serve(a)
         serve(b)
-        await poll(
-            lambda: (
-                b.peer_id in a.known_peers
-                and a.peer_id in b.known_peers
-                and a.p2pt.accepts_offer_from(b.peer_id)
-                and b.p2pt.accepts_offer_from(a.peer_id)
-            ),
-            timeout=15,
-        )
+        await know_each_other(a, b)
         low, high = sorted((a, b), key=lambda node: node.peer_id)
         # The higher id's connect first: the relay refuses the lower id's, whose own would
         # otherwise stand.

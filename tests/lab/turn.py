@@ -148,6 +148,18 @@ def write_config(
     return config
 
 
+def stop_coturn(
+    process: subprocess.Popen[bytes] | None, directory: tempfile.TemporaryDirectory[str] | None
+) -> tuple[None, None]:
+    """Stop a coturn and remove its configuration's directory, either of them absent; ``(None,
+    None)``, for the owner to hold instead."""
+    if process is not None:
+        stop(process)
+    if directory is not None:
+        directory.cleanup()
+    return None, None
+
+
 @dataclass
 class TurnLab:
     """coturn in a namespace of its own, reachable from this process (see the module docstring)."""
@@ -254,15 +266,10 @@ class TurnLab:
 
     def close(self) -> None:
         """Stop coturn, delete the namespace and the veth pair (idempotent)."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop(process)
+        self._process, self._directory = stop_coturn(self._process, self._directory)
         delete(self.name)  # takes the veth pair with it
         with contextlib.suppress(RuntimeError):
             run("ip", "link", "del", self._outside)
-        directory, self._directory = self._directory, None
-        if directory is not None:
-            directory.cleanup()
 
     def __enter__(self) -> TurnLab:
         return self.open()
@@ -351,12 +358,7 @@ class LoopbackTurn:
             raise
 
     def close(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            stop(process)
-        directory, self._directory = self._directory, None
-        if directory is not None:
-            directory.cleanup()
+        self._process, self._directory = stop_coturn(self._process, self._directory)
 
     def __enter__(self) -> LoopbackTurn:
         return self.open()
