@@ -929,11 +929,17 @@ def lab_unavailable() -> str | None:
     return lab.unavailable_reason()
 
 
+#: The transports a long path is measured on. The path runs between two loopback addresses
+#: (``tests.lab.A`` and ``B``), and libwebrtc gathers loopback candidates on 127.0.0.1 alone (its
+#: sockets bind there whatever ``host_addresses`` says), so no libwebrtc pair can be put on it.
+LONG_PATH_TRANSPORTS = ("aiortc",)
+
+
 def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan], int]) -> PhaseRun:
     """A server stream of ``count_of(plan)`` 1 KB messages and unary latency, p2prpc beside its
-    raw data channel on each transport, over a path with ``one_way`` seconds of delay each way and
-    ``loss`` in each direction (``tests.lab``): the servers on one end, the clients on the other,
-    the trackers beside them undelayed."""
+    raw data channel on each of :data:`LONG_PATH_TRANSPORTS`, over a path with ``one_way``
+    seconds of delay each way and ``loss`` in each direction (``tests.lab``): the servers on one
+    end, the clients on the other, the trackers beside them undelayed."""
 
     async def run(ctx: Context) -> list[Figure]:
         from tests.lab import A, B, LongPath
@@ -948,11 +954,13 @@ def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan]
             async with AsyncExitStack() as stack:
                 rpcs = {
                     t: (await rpc_pair(stack, ctx, name, (A, B), transport=t))[1]
-                    for t in TRANSPORTS
+                    for t in LONG_PATH_TRANSPORTS
                 }
-                raws = {t: await raw_pair(stack, ctx, name, (A, B), t) for t in TRANSPORTS}
+                raws = {
+                    t: await raw_pair(stack, ctx, name, (A, B), t) for t in LONG_PATH_TRANSPORTS
+                }
                 warm = count // 10
-                for transport in TRANSPORTS:
+                for transport in LONG_PATH_TRANSPORTS:
                     await rpcs[transport].call(
                         "rpc.stream", count=warm, size=STREAM_SIZE, timeout=600
                     )
@@ -962,7 +970,7 @@ def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan]
                     await raw_server.call("raw.serve", mode="stream", size=STREAM_SIZE, count=count)
                 for i in range(plan.long_stream_runs):
                     ctx.progress(f"{name}: streams, run {i + 1} of {plan.long_stream_runs}")
-                    for transport in TRANSPORTS:
+                    for transport in LONG_PATH_TRANSPORTS:
                         seconds = await rpcs[transport].call(
                             "rpc.stream", count=count, size=STREAM_SIZE, timeout=600
                         )
@@ -971,12 +979,12 @@ def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan]
                             "raw.stream", count=count, size=STREAM_SIZE, timeout=600
                         )
                         stream.setdefault(raw(transport), []).append(count / seconds)
-                for transport in TRANSPORTS:
+                for transport in LONG_PATH_TRANSPORTS:
                     await raws[transport][0].call("raw.serve", mode="ping")
                 rounds = 2
                 for _ in range(rounds):
                     n = plan.long_latency_calls // rounds
-                    for transport in TRANSPORTS:
+                    for transport in LONG_PATH_TRANSPORTS:
                         latency.setdefault(mine(transport, "unary"), []).extend(
                             await rpcs[transport].call(
                                 "rpc.latency", count=n, size=PAYLOAD, warmup=2, timeout=600
@@ -993,7 +1001,7 @@ def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan]
             f"(tests/lab: {sum(v for k, v in drops.items() if k.startswith('drop'))} dropped)"
         )
         figures = []
-        for transport in TRANSPORTS:
+        for transport in LONG_PATH_TRANSPORTS:
             figures += [
                 Figure(
                     mine(transport),
@@ -1010,7 +1018,7 @@ def _long_path(one_way: float, loss: float, name: str, count_of: Callable[[Plan]
                     f"{count:,} 1 KB data-channel messages",
                 ),
             ]
-        for transport in TRANSPORTS:
+        for transport in LONG_PATH_TRANSPORTS:
             unary, ping = mine(transport, "unary"), raw(transport, "ping")
             figures += [
                 Figure(unary, "ms", latency[unary], False, "unary call, 100 B each way"),
