@@ -113,7 +113,10 @@ _PYEE_EVENTS = frozenset({"new_listener", "error"})
 class _Delayed:
     """A paced peer's envelopes, waiting for its work budget in the order they came."""
 
-    queue: deque[tuple[Envelope, int, int, int]] = field(default_factory=deque)  # +work, held
+    #: Each with the connection it came on, its work (``None``: not measured yet: a JSON payload
+    #: is measured by walking it, work no budget would pace while the peer is paced already)
+    #: and the bytes it holds.
+    queue: deque[tuple[Envelope, int, int | None, int]] = field(default_factory=deque)
     held: int = 0
     timer: asyncio.TimerHandle | None = None
 
@@ -1117,22 +1120,18 @@ class Mux(AsyncIOEventEmitter):
         keepalive must not close a connection that is only paced. Past ``max_delayed_bytes``
         waiting, an envelope is refused (a call with RESOURCE_EXHAUSTED)."""
         now = time.monotonic()
-        payload = envelope.payload
-        if payload is None and envelope.signature is None:
-            work = ENVELOPE_COST
-        elif type(payload) is bytes and not envelope.compressed and envelope.signature is None:
-            work = ENVELOPE_COST + 2 * len(payload)  # read, then parsed (as envelope_work says)
-        else:
-            work = envelope_work(envelope, self.max_message_size, self.max_decompression_ratio)
         delayed = self._delayed.get(peer_id)
         kind = envelope.kind
-        if delayed is None and self._work.spend(peer_id, work, now):
-            self._route(peer_id, envelope, connection)
-            return
-        if kind is Kind.PING or kind is Kind.PONG:
-            self._work.charge(peer_id, work, now)
-            self._route(peer_id, envelope, connection)
-            return
+        work: int | None = None  # measured when it leaves the queue, behind others of the peer's
+        if delayed is None or kind is Kind.PING or kind is Kind.PONG:
+            work = self._work_of(envelope)
+            if delayed is None and self._work.spend(peer_id, work, now):
+                self._route(peer_id, envelope, connection)
+                return
+            if kind is Kind.PING or kind is Kind.PONG:
+                self._work.charge(peer_id, work, now)
+                self._route(peer_id, envelope, connection)
+                return
         envelope = _kept(envelope)
         held = _held(envelope)
         if delayed is None:
@@ -1148,6 +1147,16 @@ class Mux(AsyncIOEventEmitter):
         delayed.held += held
         if delayed.timer is None:
             self._schedule_drain(peer_id, delayed)
+
+    def _work_of(self, envelope: Envelope) -> int:
+        """The work ``envelope`` is charged (:func:`~p2prpc.wire.work.envelope_work`), the
+        common kinds without a call."""
+        payload = envelope.payload
+        if payload is None and envelope.signature is None:
+            return ENVELOPE_COST
+        if type(payload) is bytes and not envelope.compressed and envelope.signature is None:
+            return ENVELOPE_COST + 2 * len(payload)  # read, then parsed (as envelope_work says)
+        return envelope_work(envelope, self.max_message_size, self.max_decompression_ratio)
 
     def _schedule_drain(self, peer_id: str, delayed: _Delayed) -> None:
         wait = self._work.wait(peer_id, time.monotonic())
@@ -1166,9 +1175,10 @@ class Mux(AsyncIOEventEmitter):
                 return
             envelope, connection, work, held = delayed.queue.popleft()
             delayed.held -= held
-            self._work.charge(peer_id, work, now)
+            envelope = _restored(envelope)
+            self._work.charge(peer_id, self._work_of(envelope) if work is None else work, now)
             try:
-                self._route(peer_id, _restored(envelope), connection)
+                self._route(peer_id, envelope, connection)
             except Exception:  # as for an envelope routed at once: the next is handled
                 logger.exception("handling a delayed envelope from %s failed", peer_id)
             if self._delayed.get(peer_id) is not delayed:
