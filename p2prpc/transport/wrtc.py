@@ -61,12 +61,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aioice.ice
+from aiortc import RTCIceServer
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
 from ..wire.secret import AuthError, sdp_fingerprint
 from . import IceServerError, RTCOptions, TransportUnavailable
 from .channel import DataChannelLink
+from .ice import redact
 
 try:
     import webrtc
@@ -84,6 +86,7 @@ __all__ = [
     "WrtcLink",
     "WrtcTransport",
     "allow_loopback",
+    "first_of_each_turn_url",
     "pin_host_candidates",
 ]
 
@@ -372,6 +375,52 @@ def allow_loopback() -> None:
     _loopback_allowed = True
 
 
+_warned_repeats: set[tuple[str, ...]] = set()  # the TURN URLs given again a warning has named
+
+
+def first_of_each_turn_url(servers: Sequence[RTCIceServer]) -> list[RTCIceServer]:
+    """``servers`` with each TURN server URL kept in the first entry that names it only (URLs
+    compared as :func:`_server_key` identifies them). libwebrtc asks one TURN server from one
+    socket, and the server keeps one allocation per client address and port, so entries of one
+    URL with other credentials never stand in for the first (the first's refusal stands: tested
+    against coturn); a warning names them, once. Credentials that change are given one at a time,
+    by a provider (:class:`~p2prpc.transport.ice.TurnRestCredentials` or a function)."""
+    seen: set[_ServerKey] = set()
+    kept: list[RTCIceServer] = []
+    repeated: list[str] = []
+    for server in servers:
+        urls = [server.urls] if isinstance(server.urls, str) else list(server.urls)
+        own = []
+        for url in urls:
+            key = _server_key(url)
+            if key is not None and key[0] != "stun":
+                if key in seen:
+                    repeated.append(redact(url))
+                    continue
+                seen.add(key)
+            own.append(url)
+        if len(own) == len(urls):
+            kept.append(server)
+        elif own:
+            kept.append(
+                RTCIceServer(
+                    urls=own,
+                    username=server.username,
+                    credential=server.credential,
+                    credentialType=server.credentialType,
+                )
+            )
+    if repeated and tuple(repeated) not in _warned_repeats:
+        _warned_repeats.add(tuple(repeated))
+        logger.warning(
+            "TURN server given again in a later entry, ignored: %s (a TURN server keeps one"
+            " allocation per client address and port, so only the first entry's credentials"
+            " are used; rotate credentials with a provider such as TurnRestCredentials)",
+            ", ".join(repeated),
+        )
+    return kept
+
+
 class WrtcLink(DataChannelLink):
     """:class:`~p2prpc.transport.Link` over libwebrtc (see that protocol for the contract).
 
@@ -390,7 +439,7 @@ class WrtcLink(DataChannelLink):
             allow_loopback()
         servers = [
             _wrtc.RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in options.servers()
+            for s in first_of_each_turn_url(options.servers())
         ]
         self.pc = _wrtc.RTCPeerConnection(_wrtc.RTCConfiguration(iceServers=servers))
         if options.ice_transport_policy != "all":

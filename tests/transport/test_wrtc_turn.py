@@ -9,6 +9,7 @@ Needs root and coturn (``make apt``); skipped with the reason otherwise.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -25,7 +26,7 @@ from p2prpc.transport import RTCOptions
 
 pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
 
-from p2prpc.transport.wrtc import WrtcLink
+from p2prpc.transport.wrtc import WrtcLink, first_of_each_turn_url
 
 pytestmark = [
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
@@ -215,3 +216,53 @@ async def test_a_refused_turn_credential_is_a_401_and_loopback_does_not_hold_the
         assert "refused our credentials" in str(link.ice_errors[0])
     finally:
         await link.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_turn_url_given_again_with_other_credentials_is_named_and_left_out(
+    turn: TurnLab, tracker: TrackerServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rotated credentials listed side by side: the server keeps one allocation per client
+    address and port and libwebrtc asks it from one socket, so a later entry for the same URL
+    never stands in for the first (with the wrong credentials first, two nodes did not meet in
+    30 s). Later entries are left out of what libwebrtc is handed, and a warning names them."""
+    right = turn.ice_server(turn.url())
+    again = RTCIceServer(
+        urls=[f"turn:{turn.server}?transport=udp", turn.url(transport="tcp")],
+        username="alice",
+        credential="wrong",
+    )
+    with caplog.at_level(logging.WARNING, logger="p2prpc.transport.wrtc"):
+        nodes = await relayed_call(tracker, [right, again])
+    try:
+        handed = nodes[0].p2pt._remotes[nodes[1].peer_id]
+        for channel in handed.channels.values():
+            configuration = channel.link.pc._native.get_configuration()
+            assert [(s.urls, s.username) for s in configuration.ice_servers] == [
+                (right.urls, right.username),
+                ([turn.url(transport="tcp")], "alice"),
+            ]
+    finally:
+        for node in nodes:
+            await node.close()
+    named = [r.getMessage() for r in caplog.records if "given again" in r.getMessage()]
+    assert len(named) == 1  # once, not once a connection
+    assert f"turn:{turn.server}?transport=udp" in named[0] and "wrong" not in named[0]
+
+
+def test_only_turn_urls_given_again_are_left_out() -> None:
+    servers = [
+        RTCIceServer(urls=["stun:192.0.2.1", "turn:192.0.2.3"], username="a", credential="x"),
+        RTCIceServer(
+            urls=["stun:192.0.2.1:3478", "TURN:192.0.2.3:3478?transport=udp", "turns:192.0.2.3"],
+            username="b",
+            credential="y",
+        ),
+        RTCIceServer(urls="turn:192.0.2.3:3478", username="c", credential="z"),
+    ]
+    kept = first_of_each_turn_url(servers)
+    assert [(s.urls, s.username) for s in kept] == [
+        (["stun:192.0.2.1", "turn:192.0.2.3"], "a"),
+        (["stun:192.0.2.1:3478", "turns:192.0.2.3"], "b"),
+    ]
+    assert kept[0] is servers[0]
