@@ -30,14 +30,22 @@ from p2prpc.rpc import ServicerContext, StatusCode
 from p2prpc.services import NOT_SERVING, health_of
 from p2prpc.testing import loopback_node
 from p2prpc.tracker.server import TrackerServer
+from p2prpc.transport import TRANSPORT_ENV
 
 pytestmark = pytest.mark.asyncio
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 # The package, and nothing of the examples' generated code.
-ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "P2PRPC_SECRET")} | {
-    "PYTHONPATH": str(ROOT)
-}
+def cli_env() -> dict[str, str]:
+    """The environment of a command run now: this one's (so the module's transport, which its
+    fixture sets in it), without what would change the command's swarm."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "P2PRPC_SECRET")} | {
+        "PYTHONPATH": str(ROOT)
+    }
+
+
 CLI_SECRET = "cli secret 4f0a8c6e2d9b1735"
 
 
@@ -88,7 +96,7 @@ async def p2prpc(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=ENV,
+        env=cli_env(),
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     assert proc.returncode is not None
@@ -288,6 +296,7 @@ async def test_peers_lists_the_serving_node_as_soon_as_the_swarm_answered(served
         "public_key": None,  # it proves no identity
         "topic_types": {"chat": "chat.ChatMessage"},
         "via": [served.url],
+        "transport": os.environ.get(TRANSPORT_ENV) or "aiortc",
         "health": "SERVING",
     }
 
@@ -434,7 +443,7 @@ async def test_demo_serves_what_the_other_commands_reach() -> None:
         "demo",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=ENV,
+        env=cli_env(),
     )
     try:
         assert demo.stdout is not None

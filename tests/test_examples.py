@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "generated"), str(ROOT)])}
+
+
+def example_env() -> dict[str, str]:
+    """This environment as it is now (the module's transport, which its fixture sets in it),
+    with the generated code and the repository importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "generated"), str(ROOT)])}
 
 
 def test_demo_shows_every_call_shape_a_deadline_an_error_and_a_topic() -> None:
@@ -16,7 +21,7 @@ def test_demo_shows_every_call_shape_a_deadline_an_error_and_a_topic() -> None:
         [sys.executable, str(ROOT / "examples" / "demo.py")],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=example_env(),
         timeout=100,
     )
     assert result.returncode == 0, result.stderr
@@ -41,7 +46,7 @@ def test_p2pt_example_conversation() -> None:
         [sys.executable, str(ROOT / "examples" / "p2pt_hello.py")],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=example_env(),
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
