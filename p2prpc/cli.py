@@ -776,6 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="p2prpc",
         description="Typed RPC and pub/sub between peers over WebRTC, signalled through trackers.",
+        epilog="Environment: P2PRPC_TRANSPORT chooses the WebRTC transport (aiortc, the default;"
+        " libwebrtc, with p2prpc[native]; auto); P2PRPC_ICE_SERVERS the ICE servers where no"
+        " --ice-server or --stun is given. Options such as -v go before the command.",
     )
     parser.add_argument(
         "-v",

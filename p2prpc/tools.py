@@ -464,7 +464,9 @@ async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum]
     line per connected peer: what it said in its hello, the Ed25519 public key it proved on its
     connection (``public_key``, hex as ``p2prpc keygen`` prints it, ``null`` when it proved
     none: what its servicers see as ``context.peer_identities()``), how the connection was made
-    (``via``: a tracker URL, or ``relay:<peer id>``), its health and the round-trip time of a
+    (``via``: a tracker URL, or ``relay:<peer id>``), the transport this node connects with
+    (``transport``: ``"aiortc"`` or ``"libwebrtc"``; a connection ``via`` a relay rides the
+    relay's two connections), its health and the round-trip time of a
     health check sent with ``metadata`` (for peers serving health; a refused check shows its
     code as ``health`` and says why on stderr); then one line per peer known only through the
     exchange (``"known": true``, with the neighbours that list it); then one line per peer found
@@ -490,6 +492,7 @@ async def list_peers(swarm: Swarm, wait: float, *, metadata: Sequence[Metadatum]
             if isinstance(info.extra.get("topic_types"), dict):
                 line["topic_types"] = info.extra["topic_types"]
             line["via"] = list(info.via)
+            line["transport"] = node.p2pt.transport.name
             if HEALTH in info.services:
                 try:
                     line["health"], rtt = await _check(node, info.peer_id, "", 5.0, metadata)
