@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from p2prpc.node import Node
 from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
 from p2prpc.tracker.server import TrackerServer
+from p2prpc.transport import RTCOptions
 from p2prpc.wire.frames import new_message_id
 from p2prpc.wire.restart import (
     PREFIX,
@@ -33,14 +35,20 @@ from p2prpc.wire.restart import (
     encode_key,
     new_key,
 )
+from p2prpc.wire.restart import decode as decode_restart
 from p2prpc.wire.secret import SEAL_PREFIX, new_secret
 from p2prpc.wire.tracker import Announce, Answer, encode_client_message
 
 pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc (p2prpc[native])")
 
+from p2prpc.transport.wrtc import LIBWEBRTC
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.interop]
 
 HEALTH = "/grpc.health.v1.Health/Check"
+
+#: A description's SHA-256 DTLS certificate fingerprint line.
+FINGERPRINT = re.compile(r"^a=fingerprint:sha-256 [0-9A-F:]+", re.M)
 
 
 @asynccontextmanager
@@ -211,3 +219,59 @@ async def test_a_restart_key_that_changes_or_does_not_read_is_refused_and_report
         await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
         await asyncio.wait_for(a.unary_unary(HEALTH)(b"", timeout=10), 10)
         assert len(warnings) == 2
+
+
+async def test_a_restart_naming_another_certificate_is_refused_however_it_names_it() -> None:
+    """The connection's other end, holding both restart keys, offers a restart whose description
+    names another DTLS certificate beside the connection's own (after it: libwebrtc checks the
+    last one; before it; its hash function's name in capitals): refused, counted, nothing
+    applied, and the connection goes on with the certificate it was made with."""
+    async with pair("libwebrtc", "libwebrtc") as (tracker, a, b):
+        ab = connection(a, b)
+        offerer, answerer = (a, b) if ab.initiator else (b, a)
+        ours, theirs = connection(offerer, answerer), connection(answerer, offerer)
+        assert ours.restart is not None and theirs.restart is not None
+        armed = (ours.restart, theirs.restart)
+        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
+        await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
+        sent: list[str] = []
+        send = ours.send_restart
+        ours.send_restart = lambda channel, text: bool(sent.append(text) or send(channel, text))
+        offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
+        await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
+        genuine = decode_restart(sent[0]).sdp
+        own = FINGERPRINT.search(genuine)
+        assert own is not None
+        fingerprints = theirs.fingerprints()
+
+        other = LIBWEBRTC.link(RTCOptions(ice_servers=[]), initiator=True, label="x" * 40)
+        other.on_close = lambda: None
+        try:
+            found = FINGERPRINT.search(await other.create_offer())
+            assert found is not None
+            another = found.group(0)
+        finally:
+            await other.wait_closed()
+        line = own.group(0)
+        descriptions = [
+            genuine.replace(line, f"{line}\r\n{another}"),  # ours first, libwebrtc reads the last
+            genuine.replace(line, f"{another}\r\n{line}"),
+            genuine.replace(line, f"{line}\r\n{another.replace('sha-256', 'SHA-256')}"),
+        ]
+        texts = [
+            ours.restart.seal(
+                RestartKind.OFFER,
+                sender=bytes.fromhex(offerer.peer_id),
+                receiver=bytes.fromhex(answerer.peer_id),
+                fingerprints=ours.fingerprints(),
+                connection_id=bytes.fromhex(ours.name),
+                sdp=sdp,
+            )
+            for sdp in descriptions
+        ]
+        await send_answers(tracker, offerer, answerer, texts, bytes.fromhex(offerer.peer_id))
+        await until(lambda: answerer.p2pt.ice_restarts["refused"] == len(texts),
+                    (answerer.p2pt, "trackerwarning"), timeout=10)  # fmt: skip
+        assert theirs.fingerprints() == fingerprints and theirs.is_open
+        assert answerer.p2pt.ice_restarts["lost"] == 1 and theirs.restarts == 1
+        await asyncio.wait_for(answerer.unary_unary(HEALTH)(b"", timeout=10), 10)
