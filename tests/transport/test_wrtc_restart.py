@@ -142,12 +142,24 @@ async def test_only_the_other_end_restarts_a_connection_and_only_once_per_messag
                             fingerprints=theirs.fingerprints()[::-1],
                             connection_id=bytes.fromhex(theirs.name), sdp=sent[0])  # fmt: skip
         offerer_id = bytes.fromhex(offerer.peer_id)
+        local = theirs.link.pc.localDescription.sdp  # type: ignore[attr-defined]
+        answered: list[str] = []
+        for client in answerer.p2pt.trackers.values():
+            send_answer = client.send_answer
+            client.send_answer = (  # type: ignore[method-assign]
+                lambda to, offer_id, text, send=send_answer: bool(
+                    answered.append(text) or send(to, offer_id, text)
+                )
+            )
         await send_answers(tracker, offerer, answerer, [sent[0], forged(sent[0])], offerer_id)
         await send_answers(tracker, offerer, answerer, [own], stranger_id)
         await until(lambda: answerer.p2pt.ice_restarts["refused"] == 3,
                     (answerer.p2pt, "trackerwarning"), timeout=10)  # fmt: skip
 
-        # Nothing was applied: the same connection, still restarted once, and it carries calls.
+        # Nothing was applied, gathered or sent: the same connection and description, still
+        # restarted once, and it carries calls.
+        assert theirs.link.pc.localDescription.sdp == local  # type: ignore[attr-defined]
+        assert answered == []
         assert answerer.p2pt.ice_restarts["lost"] == 1 and theirs.restarts == 1
         assert not theirs.restarting and theirs.is_open and ours.is_open
         assert answerer.p2pt.connections(offerer.peer_id)[0] == theirs.connection
