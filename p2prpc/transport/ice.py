@@ -432,7 +432,8 @@ class IceServers:
     async def resolve(self) -> list[RTCIceServer] | None:
         """The servers for one connection attempt: the static ones and what each provider
         returns now, in the order given. :class:`~p2prpc.errors.IceServersUnavailable` when a
-        provider raises, returns no ICE server, or takes more than ``timeout`` seconds."""
+        provider raises, returns something that is no ICE server (an empty list is none), or
+        takes more than ``timeout`` seconds."""
         if self._entries is None:
             return None
         resolved: list[RTCIceServer] = []

@@ -65,7 +65,7 @@ from aiortc import RTCIceServer
 
 from ..errors import PeerClosed
 from ..wire.sdp import max_message_size
-from ..wire.secret import AuthError, sdp_fingerprint
+from ..wire.secret import AuthError, one_certificate, sdp_fingerprint
 from . import IceServerError, RTCOptions, TransportUnavailable
 from .channel import DataChannelLink
 from .ice import redact
@@ -474,20 +474,25 @@ class WrtcLink(DataChannelLink):
 
     async def accept_offer(self, sdp: str) -> str:
         async with self._making():
-            self._remote(sdp)
+            sdp = self._remote(sdp)
             await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="offer"))
             return await self._set_local(await self.pc.createAnswer())
 
     async def accept_answer(self, sdp: str) -> None:
         async with self._making():
-            self._remote(sdp)
+            sdp = self._remote(sdp)
             await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="answer"))
 
-    def _remote(self, sdp: str) -> None:
-        """Keep what the remote description says before it is applied: the data channel can open
-        before the coroutine applying it resumes, and its handshake reads the fingerprints."""
+    def _remote(self, sdp: str) -> str:
+        """The remote description as libwebrtc is to take it: naming one certificate, the one
+        the handshake binds (:func:`~p2prpc.wire.secret.one_certificate`; ``AuthError``
+        otherwise, before anything is applied). Kept before it is applied: the data channel can
+        open before the coroutine applying it resumes, and its handshake reads the
+        fingerprints."""
+        sdp = one_certificate(sdp)
         self._remote_sdp = sdp
         self._remote_max = max_message_size(sdp)
+        return sdp
 
     @contextlib.asynccontextmanager
     async def _making(self) -> AsyncIterator[None]:
@@ -634,7 +639,7 @@ class WrtcLink(DataChannelLink):
             return await self._set_restarted(await self.pc.createOffer())
 
     async def accept_restart_offer(self, sdp: str) -> str:
-        self._same_certificate(sdp)
+        sdp = self._same_certificate(sdp)
         async with self._making():
             self._remote(sdp)
             await self.pc.setRemoteDescription(_wrtc.RTCSessionDescription(sdp=sdp, type="offer"))
@@ -671,20 +676,24 @@ class WrtcLink(DataChannelLink):
         return self._local_sdp
 
     async def accept_restart_answer(self, sdp: str) -> None:
-        self._same_certificate(sdp)
+        sdp = self._same_certificate(sdp)
         if self.pc.signalingState != "have-local-offer":
             raise ValueError("no restart offer waits for an answer")
         await self.accept_answer(sdp)
 
-    def _same_certificate(self, sdp: str) -> None:
-        """A restart renegotiates ICE only: the remote's DTLS certificate stays what it was."""
+    def _same_certificate(self, sdp: str) -> str:
+        """A restart renegotiates ICE only: the remote's DTLS certificate stays what it was, and
+        the description names no other (wherever it names it). Returns it as libwebrtc is to
+        take it (:meth:`_remote`)."""
         remote = self._remote_sdp
         try:
+            sdp = one_certificate(sdp)
             same = remote is not None and sdp_fingerprint(sdp) == sdp_fingerprint(remote)
-        except AuthError:  # it names none
+        except AuthError:  # it names none, or more than one
             same = False
         if not same:
             raise ValueError("a restart description names another DTLS certificate")
+        return sdp
 
     def fingerprints(self) -> tuple[bytes, bytes]:
         local, remote = self._local_sdp, self._remote_sdp

@@ -65,6 +65,7 @@ __all__ = [
     "is_auth_frame",
     "make_auth",
     "new_secret",
+    "one_certificate",
     "open_sealed",
     "publication_bytes",
     "sdp_fingerprint",
@@ -113,9 +114,10 @@ SIGNATURE_SIZE: Final = 64
 #: Random bytes that, with a public key, make the peer id of a node with an identity.
 ID_NONCE_SIZE: Final = 16
 _ZERO_ID: Final = bytes(20)
-_FINGERPRINT = re.compile(
-    r"^a=fingerprint:sha-256 ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})\s*$", re.M
-)
+#: A certificate fingerprint attribute (RFC 8122), any hash function, the attribute's name in any
+#: case: what follows its colon.
+_FINGERPRINT_LINE = re.compile(r"^a=fingerprint:([^\r\n]*)", re.M | re.I)
+_SHA256_DIGEST = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}")
 
 
 class SealError(RemoteProtocolError):
@@ -562,16 +564,56 @@ def read_stamped(
 # -- the channel handshake -------------------------------------------------------------------------
 
 
+def _sha256_fingerprints(sdp: str) -> set[bytes]:
+    """Every certificate the SHA-256 fingerprint lines of ``sdp`` name (the hash function's
+    name in any case, as libwebrtc reads it); :class:`AuthError` for one that does not read."""
+    named = set()
+    for found in _FINGERPRINT_LINE.finditer(sdp):
+        fields = found.group(1).split()
+        if fields and fields[0].lower() == "sha-256":
+            if len(fields) != 2 or not _SHA256_DIGEST.fullmatch(fields[1]):
+                raise AuthError(f"unreadable sha-256 fingerprint {found.group(0)[:120]!r}")
+            named.add(bytes.fromhex(fields[1].replace(":", "")))
+    return named
+
+
 def sdp_fingerprint(sdp: str) -> bytes:
     """The SHA-256 DTLS certificate fingerprint an SDP names, as 32 bytes.
 
-    aiortc (like every WebRTC stack) refuses a DTLS peer whose certificate does not match the
-    fingerprints of the remote description, so this names the key the other end really holds.
+    A WebRTC stack refuses a DTLS peer whose certificate does not match the fingerprints of the
+    remote description, so this names the key the other end really holds, provided the stack
+    checks this one: aiortc checks every fingerprint it can compute, libwebrtc only the last
+    line of a section, so a description goes to libwebrtc through :func:`one_certificate`.
+    :class:`AuthError` when the SDP names no SHA-256 fingerprint, or several different ones.
     """
-    found = _FINGERPRINT.search(sdp)
-    if found is None:
-        raise AuthError("the session description names no sha-256 fingerprint")
-    return bytes.fromhex(found.group(1).replace(":", ""))
+    named = _sha256_fingerprints(sdp)
+    if len(named) != 1:
+        raise AuthError(
+            "the session description names no sha-256 fingerprint"
+            if not named
+            else f"the session description names {len(named)} DTLS certificates"
+        )
+    return named.pop()
+
+
+def one_certificate(sdp: str) -> str:
+    """``sdp`` with its SHA-256 fingerprint lines alone: the lines of other hash functions
+    dropped, so that the stack it is handed to checks the certificate :func:`sdp_fingerprint`
+    names (and the handshake binds) and no other. libwebrtc checks the last fingerprint line of
+    a section, whatever the ones before it say: given a description naming one certificate
+    first and another last, it would let the other one's holder in under the first one's name.
+
+    :class:`AuthError` when the SDP names no SHA-256 fingerprint, several different ones, or one
+    that does not read.
+    """
+    sdp_fingerprint(sdp)
+    kept = []
+    for line in sdp.split("\n"):  # lines as SDP parsers split them, "\r" kept at their end
+        found = _FINGERPRINT_LINE.match(line)
+        fields = found.group(1).split() if found is not None else []
+        if found is None or (fields and fields[0].lower() == "sha-256"):
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def bound_peer_id(public_key: bytes, nonce: bytes) -> bytes:

@@ -107,6 +107,21 @@ def relayed(node: Node, turn: TurnLab) -> bool:
     return bool(known) and all(pair == (turn.server, turn.server) for pair in known)
 
 
+def learnt_only_relayed_addresses(node: Node, turn: TurnLab) -> bool:
+    """Whether every description ``node`` received offers relayed candidates on the server, and
+    nothing else: under the relay policy no peer learns another's own addresses."""
+    candidates = [
+        line.split()
+        for remote in node.p2pt._remotes.values()
+        for channel in remote.channels.values()
+        for line in channel.link.pc.remoteDescription.sdp.splitlines()  # type: ignore[attr-defined]
+        if line.startswith("a=candidate:")
+    ]
+    return bool(candidates) and all(
+        fields[4] == turn.server and fields[7] == "relay" for fields in candidates
+    )
+
+
 class Renewing:
     """A provider whose credentials expired an hour ago until :attr:`renewed`; counts its calls
     and the usernames it handed out."""
@@ -140,6 +155,7 @@ async def test_rest_credentials_connect_relay_only_nodes(
         await call(nodes)
         for node in nodes:
             assert relayed(node, turn)
+            assert learnt_only_relayed_addresses(node, turn)
         assert turn.log().count(":alice>, lifetime=") > before  # allocations under that name
     finally:
         for node in nodes:

@@ -22,6 +22,7 @@ pytest.importorskip("webrtc.aiortc", reason="the libwebrtc transport needs wrtc 
 
 from p2prpc.transport.aiortc import AIORTC
 from p2prpc.transport.wrtc import LIBWEBRTC
+from p2prpc.wire.secret import AuthError
 
 LOOPBACK = RTCOptions(ice_servers=[], host_addresses=["127.0.0.1"], udp_buffer_size=None)
 
@@ -190,3 +191,81 @@ def assert_refused(script: str, without: tuple[str, ...]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "WRTC_ALLOW_LOOPBACK=1" in result.stdout
+
+
+def fingerprint_lines(sdp: str, algorithm: str = "sha-256") -> list[str]:
+    return [line for line in sdp.splitlines() if line.startswith(f"a=fingerprint:{algorithm} ")]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("offering", [LIBWEBRTC, AIORTC], ids=["libwebrtc", "aiortc"])
+async def test_libwebrtc_checks_the_certificate_the_handshake_binds_and_no_other(
+    offering: Transport,
+) -> None:
+    """The handshake binds a connection to the SHA-256 fingerprint its remote description names;
+    libwebrtc checks the DTLS certificate against the last fingerprint line. A description (as a
+    tracker in the middle would write it) naming another certificate before or after the real
+    one is refused before anything is applied; the fingerprints of other hash functions
+    (aiortc offers SHA-384 and SHA-512 too) are not given to libwebrtc, so one naming another
+    certificate lets nobody else in."""
+    decoys = AIORTC.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+    decoys.on_close = lambda: None
+    try:
+        decoy_offer = await decoys.create_offer()
+    finally:
+        await decoys.wait_closed()
+    (decoy,) = fingerprint_lines(decoy_offer)
+    (decoy_512,) = fingerprint_lines(decoy_offer, "sha-512")
+
+    def forged(sdp: str, before: bool) -> str:
+        (real,) = fingerprint_lines(sdp)
+        return sdp.replace(real, f"{decoy}\r\n{real}" if before else f"{real}\r\n{decoy}")
+
+    # Offers naming two certificates, and an answer naming two: refused, nothing applied.
+    for before in (True, False):
+        offerer = offering.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+        answerer = LIBWEBRTC.link(LOOPBACK, initiator=False, label="")
+        for link in (offerer, answerer):
+            link.on_open, link.on_message, link.on_close = (
+                lambda: None,
+                lambda _: None,
+                lambda: None,
+            )
+        try:
+            offer = await offerer.create_offer()
+            with pytest.raises(AuthError, match="2 DTLS certificates"):
+                await answerer.accept_offer(forged(offer, before))
+            assert answerer.pc.remoteDescription is None  # type: ignore[attr-defined]
+        finally:
+            await offerer.wait_closed()
+            await answerer.wait_closed()
+    offerer = LIBWEBRTC.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+    answerer = offering.link(LOOPBACK, initiator=False, label="")
+    for link in (offerer, answerer):
+        link.on_open, link.on_message, link.on_close = lambda: None, lambda _: None, lambda: None
+    try:
+        answer = await answerer.accept_offer(await offerer.create_offer())
+        with pytest.raises(AuthError, match="2 DTLS certificates"):
+            await offerer.accept_answer(forged(answer, before=True))
+    finally:
+        await offerer.wait_closed()
+        await answerer.wait_closed()
+
+    # The real certificate by SHA-256, another by SHA-512 last: libwebrtc checks the first.
+    offerer = offering.link(LOOPBACK, initiator=True, label=secrets.token_hex(20))
+    answerer = LIBWEBRTC.link(LOOPBACK, initiator=False, label="")
+    opened = asyncio.Event()
+    offerer.on_open, answerer.on_open = lambda: None, opened.set
+    for link in (offerer, answerer):
+        link.on_message, link.on_close = lambda _: None, lambda: None
+    try:
+        offer = await offerer.create_offer()
+        real = fingerprint_lines(offer)[0]
+        answer = await answerer.accept_offer(offer.replace(real, f"{real}\r\n{decoy_512}"))
+        await offerer.accept_answer(answer)
+        async with asyncio.timeout(10):
+            await opened.wait()
+        assert answerer.fingerprints()[1] == offerer.fingerprints()[0]
+    finally:
+        await offerer.wait_closed()
+        await answerer.wait_closed()

@@ -8,6 +8,7 @@ import hmac
 import math
 import os
 import random
+import re
 import secrets
 import stat
 from dataclasses import replace
@@ -45,6 +46,7 @@ from p2prpc.wire.secret import (
     derive_keys,
     make_auth,
     new_secret,
+    one_certificate,
     open_sealed,
     publication_bytes,
     sdp_fingerprint,
@@ -440,6 +442,55 @@ def test_sdp_fingerprint() -> None:
     assert sdp_fingerprint(SDP) == b"\xab" * 32
     with pytest.raises(AuthError):
         sdp_fingerprint("v=0\r\n")
+
+
+def fingerprint(algorithm: str, byte: str, count: int = 32) -> str:
+    return f"a=fingerprint:{algorithm} " + ":".join([byte] * count)
+
+
+def test_a_description_naming_two_certificates_names_none() -> None:
+    """A stack checks the certificate by its own rule (libwebrtc: the last fingerprint line), so a
+    description whose SHA-256 lines disagree, wherever they are and however the hash function's
+    name is written, binds nothing; the same one named twice (session and media level) is one."""
+    other = fingerprint("sha-256", "CD")
+    for sdp in (SDP + other + "\r\n", other + "\r\n" + SDP, SDP + other.upper() + "\r\n"):
+        with pytest.raises(AuthError, match="2 DTLS certificates"):
+            sdp_fingerprint(sdp)
+        with pytest.raises(AuthError, match="2 DTLS certificates"):
+            one_certificate(sdp)
+    twice = SDP + fingerprint("sha-256", "ab") + "\r\n"
+    assert sdp_fingerprint(twice) == b"\xab" * 32 and one_certificate(twice) == twice
+    for line in (fingerprint("sha-256", "AB", 31), fingerprint("sha-256", "AB") + " more"):
+        with pytest.raises(AuthError, match="unreadable"):
+            one_certificate(SDP + line + "\r\n")
+
+
+def test_one_certificate_keeps_the_sha256_lines_alone() -> None:
+    """The lines of other hash functions (aiortc's SHA-384 and SHA-512; or another certificate's)
+    are dropped, every other line is kept byte for byte."""
+    extra = [fingerprint("sha-512", "EF", 64), fingerprint("SHA-1", "01", 20), "a=fingerprint:"]
+    sdp = SDP + "".join(line + "\r\n" for line in extra) + "m=application 9 UDP/DTLS/SCTP\r\n"
+    assert one_certificate(sdp) == SDP + "m=application 9 UDP/DTLS/SCTP\r\n"
+    assert one_certificate(SDP.replace("\r\n", "\n")) == SDP.replace("\r\n", "\n")
+    with pytest.raises(AuthError, match="no sha-256"):
+        one_certificate("v=0\r\n" + extra[0] + "\r\n")
+
+
+SDP_PARTS = [SDP, fingerprint("sha-256", "CD"), fingerprint("sha-512", "EF", 64),
+             "a=fingerprint:sha-256 x", "\r", "\n", "a=x"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(SDP_PARTS)).map("".join))
+def test_one_certificate_names_what_sdp_fingerprint_names_or_raises(sdp: str) -> None:
+    try:
+        named = sdp_fingerprint(sdp)
+    except AuthError:
+        with pytest.raises(AuthError):
+            one_certificate(sdp)
+        return
+    kept = one_certificate(sdp)
+    assert sdp_fingerprint(kept) == named
+    assert not re.search(r"^a=fingerprint:sha-512", kept, re.M)  # a line of its own: dropped
 
 
 def _frame(**kw: object) -> bytes:
