@@ -161,6 +161,13 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
     try:
         # The first line of stdout is the announce URL, for scripts and tests to read.
         print(server.url, flush=True)
+        if args.host in ("0.0.0.0", "::", ""):
+            port = server.url.rpartition(":")[2]
+            urls = [f"ws://{address}:{port}" for address in _own_addresses()]
+            logger.info(
+                "listening on every address: peers announce to one of this machine's, %s",
+                ", ".join(urls) or f"ws://ADDRESS:{port}",
+            )
         await stop.wait()
         logger.info("stopping")
     finally:
@@ -169,6 +176,13 @@ async def _serve_tracker(args: argparse.Namespace) -> int:
                 loop.remove_signal_handler(sig)
         await server.close()
     return 0
+
+
+def _own_addresses() -> list[str]:
+    """This machine's IPv4 addresses but loopback, as ICE finds them."""
+    import aioice.ice
+
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False))
 
 
 # -- the swarm commands ---------------------------------------------------------------------------

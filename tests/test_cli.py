@@ -79,6 +79,39 @@ async def test_tracker_prints_its_url_serves_and_exits_cleanly(
 
 
 @pytest.mark.asyncio
+async def test_a_tracker_on_every_address_says_which_urls_reach_it() -> None:
+    """``ws://0.0.0.0:PORT`` reaches nothing: the tracker names this machine's addresses."""
+    import aioice.ice
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "p2prpc",
+        "tracker",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            url = (await proc.stdout.readline()).decode().strip()
+            port = url.rsplit(":", 1)[1]
+            said = ""
+            while "listening on every address" not in said:
+                said = (await proc.stderr.readline()).decode()
+    finally:
+        proc.terminate()
+        await proc.communicate()
+    assert url.startswith("ws://0.0.0.0:")
+    addresses = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+    assert all(f"ws://{address}:{port}" in said for address in addresses), said
+
+
+@pytest.mark.asyncio
 async def test_tracker_fails_cleanly_when_the_port_is_taken(
     tracker_process: tuple[asyncio.subprocess.Process, str],
 ) -> None:
