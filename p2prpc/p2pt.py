@@ -1640,6 +1640,7 @@ class P2PT(AsyncIOEventEmitter):
             stun=any(u.startswith("stun:") for u in urls),
             detail=channel.failure_detail,
             relays=() if channel.relayed else tuple(self.relays_for(peer_id)),
+            no_candidates=_no_candidates(channel.local_candidates, channel.remote_candidates),
         )
         now = time.monotonic()
         self._unreachable.pop(peer_id, None)
@@ -1813,3 +1814,9 @@ def _time_out(remote: RemotePeer, msg_id: int, future: asyncio.Future[Any], seco
         del remote.waiting[msg_id]
     if not future.done():
         future.set_exception(ReplyTimeout(f"no reply from {remote.id} within {seconds} s"))
+
+
+def _no_candidates(local: int | None, remote: int | None) -> str:
+    """Which description of a connection carried no ICE candidate (:class:`Unreachable`)."""
+    ours, theirs = local == 0, remote == 0
+    return "both" if ours and theirs else "ours" if ours else "theirs" if theirs else ""

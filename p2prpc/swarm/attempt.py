@@ -61,6 +61,9 @@ class Unreachable:
     detail: str = ""
     #: Neighbours that relay and are connected to the peer: a circuit through one is tried.
     relays: tuple[str, ...] = ()
+    #: Which description carried no ICE candidate at all: ``"ours"``, ``"theirs"``, ``"both"``
+    #: (``""``: each carried some, or it is not known).
+    no_candidates: str = ""
 
     @property
     def reason(self) -> str:
@@ -73,7 +76,14 @@ class Unreachable:
             text = f"{'; '.join(str(e) for e in told)}; {self.failure.value}"
         else:
             text = self.failure.value
-            if self.failure is Failure.ICE_FAILED and not self.turn:
+            if self.failure is Failure.ICE_FAILED and self.no_candidates:
+                whose = {"ours": "our", "theirs": "the peer's", "both": "either"}
+                text += (
+                    f" (no ICE candidate in {whose[self.no_candidates]} description: none on"
+                    " the addresses there; on loopback, candidates are offered only where"
+                    " host_addresses names it)"
+                )
+            elif self.failure is Failure.ICE_FAILED and not self.turn:
                 if self.stun:
                     text += " (both behind NATs that map per destination?)"
                 else:
@@ -90,6 +100,8 @@ class Unreachable:
         if any(e.code == 401 for e in self.ice_errors):
             return "check its credentials"
         if self.failure is Failure.ICE_FAILED:
+            if self.no_candidates and not self.turn:
+                return "peers on one machine: give both host_addresses=['127.0.0.1']"
             if self.relays:
                 names = ", ".join(r[:8] for r in self.relays)
                 return (

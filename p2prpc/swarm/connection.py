@@ -131,6 +131,10 @@ class Connection:
         self.failure: Failure | None = None
         #: What the failure's cause said, if anything (a handshake's refusal).
         self.failure_detail = ""
+        #: ICE candidates in the description this end sent and in the one it took (``None``:
+        #: none sent or taken yet).
+        self.local_candidates: int | None = None
+        self.remote_candidates: int | None = None
         self._ice_timer: asyncio.TimerHandle | None = None
         self.on_open: Callable[[], None] = lambda: None
         self.on_message: Callable[[str | bytes], None] = lambda data: None
@@ -393,19 +397,23 @@ class Connection:
         """Initiator: return the offer SDP with every candidate in it."""
         self.state = ConnectionState.CONNECTING
         sdp = await self.link.create_offer()
+        self.local_candidates = _candidates(sdp)
         self._reach(Stage.OFFER_SENT)
         return sdp
 
     async def accept_offer(self, sdp: str) -> str:
         """Answerer: take the remote offer and return the answer SDP."""
         self.state = ConnectionState.CONNECTING
+        self.remote_candidates = _candidates(sdp)
         answer = await self.link.accept_offer(sdp)
+        self.local_candidates = _candidates(answer)
         self._reach(Stage.ANSWER_SENT)
         return answer
 
     async def accept_answer(self, sdp: str) -> None:
         """Initiator: take the remote answer; the data channel opens once ICE and DTLS are done."""
         self._reach(Stage.ANSWER_RECEIVED)
+        self.remote_candidates = _candidates(sdp)
         await self.link.accept_answer(sdp)
 
     def fingerprints(self) -> tuple[bytes, bytes]:
@@ -728,3 +736,8 @@ class Connection:
             if task is not None:
                 await asyncio.wait([task])
         await self.link.wait_closed()
+
+
+def _candidates(sdp: str) -> int:
+    """How many ICE candidates a session description carries (``a=candidate:`` lines)."""
+    return sdp.count("a=candidate:")

@@ -47,3 +47,13 @@ def test_a_turn_server_that_answered_leaves_the_relaying_to_check() -> None:
     why = failed()
     assert why.reason == "ICE found no working candidate pair"
     assert why.advice == "check that the TURN server relays between peers"
+
+
+def test_a_description_without_candidates_is_named_with_the_one_machine_advice() -> None:
+    for whose, said in (("ours", "our"), ("theirs", "the peer's"), ("both", "either")):
+        reason = Unreachable("p" * 40, Stage.ICE_CHECKING, Failure.ICE_FAILED, no_candidates=whose)
+        assert f"no ICE candidate in {said} description" in reason.reason
+        assert reason.advice == "peers on one machine: give both host_addresses=['127.0.0.1']"
+    # With candidates on both sides, the reason is the one it was.
+    plain = Unreachable("p" * 40, Stage.ICE_CHECKING, Failure.ICE_FAILED)
+    assert "no ICE candidate" not in plain.reason and plain.advice == "add a TURN server"
