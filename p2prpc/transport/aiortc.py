@@ -236,9 +236,10 @@ def _warn_dropped(servers: list[RTCIceServer]) -> None:
     if dropped and tuple(dropped) not in _warned:
         _warned.add(tuple(dropped))
         logger.warning(
-            "aiortc uses one STUN and one TURN server per connection (%s): it ignores %s;"
-            " transport='libwebrtc' uses them all",
-            ", ".join(used) or "none usable",
+            "aiortc uses one STUN and one TURN server per connection, the first of each it can"
+            " use (TURN over UDP or TCP with a password, turns: over TCP only): %s; it ignores"
+            " %s; transport='libwebrtc' uses them all",
+            ", ".join(used) or "none of these",
             ", ".join(dropped),
         )
 

@@ -44,6 +44,7 @@ def test_a_link_given_servers_aiortc_drops_warns_once_naming_them(
     for url in ice_servers_used(SERVERS)[1]:
         assert url in message
     assert "libwebrtc" in message
+    assert "turns: over TCP only" in message  # why the turns: URL over UDP is ignored
 
 
 @pytest.mark.asyncio
