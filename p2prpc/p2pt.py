@@ -1640,7 +1640,11 @@ class P2PT(AsyncIOEventEmitter):
             stun=any(u.startswith("stun:") for u in urls),
             detail=channel.failure_detail,
             relays=() if channel.relayed else tuple(self.relays_for(peer_id)),
-            no_candidates=_no_candidates(channel.local_candidates, channel.remote_candidates),
+            # Limited to relayed candidates, a missing TURN server says more (aiortc even
+            # answers such an offer, with none of its own, without candidates).
+            no_candidates=_no_candidates(channel.local_candidates, channel.remote_candidates)
+            if channel.options.ice_transport_policy == "all"
+            else "",
         )
         now = time.monotonic()
         self._unreachable.pop(peer_id, None)

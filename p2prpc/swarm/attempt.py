@@ -101,7 +101,10 @@ class Unreachable:
             return "check its credentials"
         if self.failure is Failure.ICE_FAILED:
             if self.no_candidates and not self.turn:
-                return "peers on one machine: give both host_addresses=['127.0.0.1']"
+                advice = "peers on one machine: give both host_addresses=['127.0.0.1']"
+                if self.no_candidates == "theirs":
+                    advice += " (a peer limited to relayed candidates needs a TURN server)"
+                return advice
             if self.relays:
                 names = ", ".join(r[:8] for r in self.relays)
                 return (

@@ -75,15 +75,21 @@ async def relayed_call(tracker: TrackerServer, servers: list[RTCIceServer]) -> l
     return nodes
 
 
-def relayed_pairs(node: Node, turn: TurnLab) -> list[tuple[str, str]]:
-    """The local and remote addresses of the candidate pairs ``node``'s connections use."""
-    pairs = []
-    for remote in node.p2pt._remotes.values():
-        for channel in remote.channels.values():
-            pair = channel.link.selected_pair()
-            if pair is not None:
-                pairs.append((pair[0][0], pair[1][0]))
-    return pairs
+async def relayed_pairs(node: Node, turn: TurnLab) -> list[tuple[str, str]]:
+    """The local and remote addresses of the candidate pairs ``node``'s connections use, once
+    libwebrtc names one (its network thread may name it a moment after a call went through:
+    no event says when, so it is looked at every 10 ms, for at most 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            pairs = []
+            for remote in node.p2pt._remotes.values():
+                for channel in remote.channels.values():
+                    pair = channel.link.selected_pair()
+                    if pair is not None:
+                        pairs.append((pair[0][0], pair[1][0]))
+            if pairs:
+                return pairs
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.asyncio
@@ -102,7 +108,7 @@ async def test_relay_only_nodes_meet_through_turn(
     try:
         for node in nodes:
             # Both ends of the pair in use are relayed addresses on the TURN server.
-            pairs = relayed_pairs(node, turn)
+            pairs = await relayed_pairs(node, turn)
             assert pairs and all(pair == (turn.server, turn.server) for pair in pairs), pairs
         assert turn.log().count("session") > before  # coturn allocated for them
     finally:
@@ -150,7 +156,7 @@ async def test_a_dead_or_refusing_first_turn_server_leaves_the_second(
     nodes = await relayed_call(tracker, servers)
     try:
         for node in nodes:
-            assert relayed_pairs(node, turn)
+            assert await relayed_pairs(node, turn)
     finally:
         for node in nodes:
             await node.close()
