@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,26 @@ def write_config(
     return config
 
 
+def wait_listening(
+    process: subprocess.Popen[bytes],
+    address: tuple[str, int],
+    deadline: float,
+    log: Callable[[], str],
+) -> None:
+    """Until coturn (``process``) accepts TCP at ``address``; ``RuntimeError`` with the end of
+    its ``log()`` when it exits first or ``deadline`` (``time.monotonic``) passes."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"turnserver exited: {log()[-2000:]}")
+        try:
+            with socket.create_connection(address, timeout=0.5):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"turnserver not listening: {log()[-2000:]}") from error
+            time.sleep(0.05)  # polling a port: there is nothing to wait on
+
+
 def stop_coturn(
     process: subprocess.Popen[bytes] | None, directory: tempfile.TemporaryDirectory[str] | None
 ) -> tuple[None, None]:
@@ -248,21 +269,10 @@ class TurnLab:
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
         """Until coturn accepts TCP on both of its ports (it listens on UDP by then too)."""
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         for port in (PORT, TLS_PORT):
-            while True:
-                assert self._process is not None
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"turnserver exited: {self.log()[-2000:]}")
-                try:
-                    with socket.create_connection((self.server, port), timeout=0.5):
-                        break
-                except OSError as error:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"turnserver not listening: {self.log()[-2000:]}"
-                        ) from error
-                    time.sleep(0.05)  # polling a port: there is nothing to wait on
+            wait_listening(self._process, (self.server, port), deadline, self.log)
 
     def close(self) -> None:
         """Stop coturn, delete the namespace and the veth pair (idempotent)."""
@@ -340,19 +350,7 @@ class LoopbackTurn:
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 10.0
-            while True:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"turnserver exited: {self.log()[-2000:]}")
-                try:
-                    with socket.create_connection((self.host, self.port), timeout=0.5):
-                        break
-                except OSError as error:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"turnserver not listening: {self.log()[-2000:]}"
-                        ) from error
-                    time.sleep(0.05)  # polling a port: there is nothing to wait on
+            wait_listening(self._process, (self.host, self.port), time.monotonic() + 10.0, self.log)
         except BaseException:
             self.close()
             raise

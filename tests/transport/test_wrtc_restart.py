@@ -55,34 +55,46 @@ FINGERPRINT = re.compile(r"^a=fingerprint:sha-256 [0-9A-F:]+", re.M)
 
 
 @asynccontextmanager
+async def connected(
+    tracker: TrackerServer, url: str, transports: tuple[str, str], **options: Any
+) -> AsyncIterator[tuple[Node, Node]]:
+    """Two nodes on these transports, announcing to ``url`` (``tracker``'s, or a way to it),
+    that said hello to each other; closed after."""
+    nodes = [
+        Node(
+            [url],
+            "p2prpc-restart",
+            ice_servers=[],
+            host_addresses=[ADDRESSES[0]],
+            transport=transport,
+            mesh=False,
+            **options,
+        )
+        for transport in transports
+    ]
+    try:
+        for started, node in enumerate(nodes, 1):
+            await node.start()
+            await tracker.wait_for(lambda stats, n=started: stats.peers >= n)
+        async with asyncio.timeout(20):
+            for node in nodes:
+                await node.wait_for_peers(1)
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+@asynccontextmanager
 async def pair(
     first: str, second: str, **options: Any
 ) -> AsyncIterator[tuple[TrackerServer, Node, Node]]:
     """A tracker and two nodes on these transports that said hello to each other."""
-    async with TrackerServer("127.0.0.1", 0) as tracker:
-        nodes = [
-            Node(
-                [tracker.url],
-                "p2prpc-restart",
-                ice_servers=[],
-                host_addresses=[ADDRESSES[0]],
-                transport=transport,
-                mesh=False,
-                **options,
-            )
-            for transport in (first, second)
-        ]
-        try:
-            for started, node in enumerate(nodes, 1):
-                await node.start()
-                await tracker.wait_for(lambda stats, n=started: stats.peers >= n)
-            async with asyncio.timeout(20):
-                for node in nodes:
-                    await node.wait_for_peers(1)
-            yield tracker, nodes[0], nodes[1]
-        finally:
-            for node in nodes:
-                await node.close()
+    async with (
+        TrackerServer("127.0.0.1", 0) as tracker,
+        connected(tracker, tracker.url, (first, second), **options) as (a, b),
+    ):
+        yield tracker, a, b
 
 
 def connection(node: Node, other: Node) -> Connection:
@@ -340,46 +352,31 @@ async def test_an_end_that_does_not_restart_is_never_sent_a_key_nor_restarted(ot
 async def test_a_restart_goes_through_another_tracker_when_the_connections_own_is_gone() -> None:
     """The tracker a connection was made through has stopped: its restart is signalled through
     the other tracker both ends use (docs/PROTOCOL.md section 9.2, Paths)."""
-    async with TrackerServer("127.0.0.1", 0) as first, TrackerServer("127.0.0.1", 0) as second:
-        nodes = [
-            Node(
-                [first.url],
-                "p2prpc-restart",
-                ice_servers=[],
-                host_addresses=[ADDRESSES[0]],
-                transport="libwebrtc",
-                mesh=False,
-            )
-            for _ in range(2)
-        ]
-        try:
-            for started, node in enumerate(nodes, 1):
-                await node.start()
-                await first.wait_for(lambda stats, n=started: stats.peers >= n)
-            a, b = nodes
-            await until(lambda: b.peer_id in a.p2pt.peers, (a.p2pt, "peerconnect"), timeout=20)
-            for node in nodes:  # the second tracker is added once they are connected
-                node.p2pt.add_tracker(second.url)
-            await second.wait_for(lambda stats: stats.peers >= 2)
-            ab = connection(a, b)
-            assert ab.origin == first.url
-            offerer, answerer = (a, b) if ab.initiator else (b, a)
-            ours, theirs = connection(offerer, answerer), connection(answerer, offerer)
-            assert ours.restart is not None and theirs.restart is not None
-            armed = (ours.restart, theirs.restart)
-            steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
-            await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
-            await first.close()
-            gone = [(node.p2pt, "trackerwarning") for node in nodes]
-            await until(lambda: not any(n.p2pt.trackers[first.url].connected for n in nodes),
-                        *gone, timeout=10)  # fmt: skip
-            offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
-            await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
-            assert ours.is_open and connection(offerer, answerer) is ours
-            await asyncio.wait_for(offerer.unary_unary(HEALTH)(b"", timeout=10), 10)
-        finally:
-            for node in nodes:
-                await node.close()
+    async with (
+        TrackerServer("127.0.0.1", 0) as first,
+        TrackerServer("127.0.0.1", 0) as second,
+        connected(first, first.url, ("libwebrtc", "libwebrtc")) as (a, b),
+    ):
+        nodes = (a, b)
+        for node in nodes:  # the second tracker is added once they are connected
+            node.p2pt.add_tracker(second.url)
+        await second.wait_for(lambda stats: stats.peers >= 2)
+        ab = connection(a, b)
+        assert ab.origin == first.url
+        offerer, answerer = (a, b) if ab.initiator else (b, a)
+        ours, theirs = connection(offerer, answerer), connection(answerer, offerer)
+        assert ours.restart is not None and theirs.restart is not None
+        armed = (ours.restart, theirs.restart)
+        steps = [(offerer.p2pt, "icerestart"), (answerer.p2pt, "icerestart")]
+        await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
+        await first.close()
+        gone = [(node.p2pt, "trackerwarning") for node in nodes]
+        await until(lambda: not any(n.p2pt.trackers[first.url].connected for n in nodes),
+                    *gone, timeout=10)  # fmt: skip
+        offerer.p2pt.ice_suspect(answerer.peer_id, ours.connection)
+        await until(lambda: ours.restarts == 1 and theirs.restarts == 1, *steps, timeout=20)
+        assert ours.is_open and connection(offerer, answerer) is ours
+        await asyncio.wait_for(offerer.unary_unary(HEALTH)(b"", timeout=10), 10)
 
 
 class FreezingProxy:
@@ -433,41 +430,23 @@ async def test_a_tracker_that_stopped_answering_is_reconnected_when_a_restart_be
     within ``ice_restart_timeout`` (a socket's own pings take 20 + 20 s to notice)."""
     async with TrackerServer("127.0.0.1", 0) as tracker:
         port = int(tracker.url.rsplit(":", 1)[1])
-        async with FreezingProxy(port) as proxy:
-            nodes = [
-                Node(
-                    [proxy.url],
-                    "p2prpc-restart",
-                    ice_servers=[],
-                    host_addresses=[ADDRESSES[0]],
-                    transport="libwebrtc",
-                    mesh=False,
-                )
-                for _ in range(2)
-            ]
-            try:
-                for started, node in enumerate(nodes, 1):
-                    await node.start()
-                    await tracker.wait_for(lambda stats, n=started: stats.peers >= n)
-                a, b = nodes
-                await until(lambda: b.peer_id in a.p2pt.peers, (a.p2pt, "peerconnect"),
-                            timeout=20)  # fmt: skip
-                ab, ba = connection(a, b), connection(b, a)
-                assert ab.restart is not None and ba.restart is not None
-                armed = (ab.restart, ba.restart)
-                steps = [(a.p2pt, "icerestart"), (b.p2pt, "icerestart")]
-                await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
-                assert proxy.accepted == 2
-                proxy.freeze()
-                started_at = asyncio.get_running_loop().time()
-                a.p2pt.ice_suspect(b.peer_id, ab.connection)
-                b.p2pt.ice_suspect(a.peer_id, ba.connection)
-                await until(lambda: ab.restarts == 1 and ba.restarts == 1, *steps, timeout=25)
-                took = asyncio.get_running_loop().time() - started_at
-                assert proxy.accepted == 4  # both reconnected
-                assert took < ab.options.ice_restart_timeout
-                assert a.p2pt.ice_restarts["gave_up"] == b.p2pt.ice_restarts["gave_up"] == 0
-                await asyncio.wait_for(a.unary_unary(HEALTH)(b"", timeout=10), 10)
-            finally:
-                for node in nodes:
-                    await node.close()
+        async with (
+            FreezingProxy(port) as proxy,
+            connected(tracker, proxy.url, ("libwebrtc", "libwebrtc")) as (a, b),
+        ):
+            ab, ba = connection(a, b), connection(b, a)
+            assert ab.restart is not None and ba.restart is not None
+            armed = (ab.restart, ba.restart)
+            steps = [(a.p2pt, "icerestart"), (b.p2pt, "icerestart")]
+            await until(lambda: all(r.armed for r in armed), *steps, timeout=10)
+            assert proxy.accepted == 2
+            proxy.freeze()
+            started_at = asyncio.get_running_loop().time()
+            a.p2pt.ice_suspect(b.peer_id, ab.connection)
+            b.p2pt.ice_suspect(a.peer_id, ba.connection)
+            await until(lambda: ab.restarts == 1 and ba.restarts == 1, *steps, timeout=25)
+            took = asyncio.get_running_loop().time() - started_at
+            assert proxy.accepted == 4  # both reconnected
+            assert took < ab.options.ice_restart_timeout
+            assert a.p2pt.ice_restarts["gave_up"] == b.p2pt.ice_restarts["gave_up"] == 0
+            await asyncio.wait_for(a.unary_unary(HEALTH)(b"", timeout=10), 10)
