@@ -1173,11 +1173,11 @@ class Mux(AsyncIOEventEmitter):
             if not self._work.ready(peer_id, now):
                 self._schedule_drain(peer_id, delayed)
                 return
-            envelope, connection, work, held = delayed.queue.popleft()
+            kept, connection, work, held = delayed.queue.popleft()
             delayed.held -= held
-            envelope = _restored(envelope)
-            self._work.charge(peer_id, self._work_of(envelope) if work is None else work, now)
             try:
+                envelope = _restored(kept)
+                self._work.charge(peer_id, self._work_of(envelope) if work is None else work, now)
                 self._route(peer_id, envelope, connection)
             except Exception:  # as for an envelope routed at once: the next is handled
                 logger.exception("handling a delayed envelope from %s failed", peer_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import OrderedDict
 from typing import Any
 
 from hypothesis import given
@@ -27,6 +28,10 @@ def walked(payload: Any) -> int:
         elif isinstance(item, list):
             stack.extend(item)
     return total
+
+
+class Rows(list[object]):
+    """A list subclass, as code may pass one."""
 
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -55,5 +60,10 @@ def test_held_size_of_the_dearest_shapes_and_of_deep_nesting() -> None:
         {"k": [{"a": [1, "2", None, True, 1.5, {}]}] * 50},
         b"bytes",
         "text",
+        # What code (not a parse) may pass: subclasses, tuples, keys that are not strings.
+        OrderedDict(a=[1, 2, 3] * 100),
+        {"k": Rows([{"a": "b" * 50}] * 20)},
+        [("a", "b"), {1: "one", 2: ["two"]}],
+        {1: "one", 2: ["two"], 3: {4: None}},
     ):
         assert held_size(value) == walked(value)
