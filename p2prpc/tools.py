@@ -350,12 +350,14 @@ async def _wait_for(node: Node, condition: Callable[[], bool], what: str, clock:
 ATTEMPT_MARGIN = 5.0
 
 
-async def settle(node: Node, wait: float) -> None:
+async def settle(node: Node, wait: float, limit: float | None = None) -> None:
     """Wait until the swarm has answered (every peer the trackers count has said hello,
     refused, or been found and not reached), or ``wait`` seconds at most; then for the
     connection attempts in progress at that moment to open or fail, at most ``ice_timeout``
     + :data:`ATTEMPT_MARGIN` seconds more, so that what they found (a refused TURN credential,
-    no working candidate pair) is shown rather than cut short."""
+    no working candidate pair) is shown rather than cut short. ``limit``: the seconds the
+    whole wait may take at most (a command's ``--timeout`` left)."""
+    started = time.monotonic()
     watch = _watch(node)
     with waiting("waiting for the swarm's peers"):
         try:
@@ -371,6 +373,8 @@ async def settle(node: Node, wait: float) -> None:
             return watch.settled() or not pending & set(node.p2pt.attempts())
 
         bound = node.p2pt.rtc_options.ice_timeout + ATTEMPT_MARGIN
+        if limit is not None:
+            bound = min(bound, max(0.0, limit - (time.monotonic() - started)))
         with contextlib.suppress(TimeoutError):
             await watch.wait(concluded, bound)
 
@@ -603,7 +607,7 @@ async def describe(
         if peer is not None:
             candidates = [await find_peer(node, peer, clock)]
         else:
-            await settle(node, min(clock.left(), 5.0))
+            await settle(node, min(clock.left(), 5.0), clock.left())
             candidates = _reflecting(node, symbol)
             if not candidates:
                 with waiting("waiting for a peer serving reflection"):
@@ -783,7 +787,7 @@ async def check_health(
                     if HEALTH in i.services and (not service or service in i.services)
                 ]
 
-            await settle(node, min(clock.left(), 5.0))
+            await settle(node, min(clock.left(), 5.0), clock.left())
             if not serving() and service and _answered(node) and not _watch(node).kept_out():
                 # Every peer of the swarm has said what it serves: nobody serves this one.
                 raise ToolError(
@@ -854,7 +858,7 @@ async def publish(
     ``metadata``). Prints ``{"topic", "sent_to"}``."""
     clock = _Clock(timeout)
     async with joined(swarm, clock.left()) as node:
-        await settle(node, min(clock.left(), 5.0))
+        await settle(node, min(clock.left(), 5.0), clock.left())
 
         def wanted() -> bool:
             return any(topic in i.topics or i.extra.get("relay") is True for i in _said_hello(node))

@@ -20,7 +20,7 @@ from p2prpc.rpc import NO_RETRY, Channel, RpcError, StatusCode
 from p2prpc.swarm.attempt import Unreachable
 from p2prpc.swarm.connection import Connection
 from p2prpc.testing import until
-from p2prpc.tools import Swarm, ToolError, call_json, list_peers
+from p2prpc.tools import Swarm, ToolError, call_json, check_health, list_peers
 
 from .paths import Watched, place, split_pair
 from .test_circuit import SAY, serve
@@ -118,6 +118,22 @@ async def test_a_command_that_found_no_server_says_why_its_attempts_failed() -> 
             "1 peer found, not reachable: ICE found no working candidate pair (host candidates "
             "only: different networks cannot meet): add a TURN server"
         ) in message
+
+
+async def test_a_command_waiting_for_its_attempts_keeps_to_its_timeout() -> None:
+    # `p2prpc health` with no peer named settles the swarm first; ICE has 10 s to fail, plus 5 s
+    # for the attempt's report, and the command 3 s in all.
+    async with split_pair(relay_options={"relay": False}) as (r, _, b, split):
+        serve(b)
+        split.wall.block(place(2), place(3))
+        lister = Watched(place(3))
+        started = time.monotonic()
+        status = await check_health(
+            lister_swarm(r, lister, ice_timeout=10.0), "", peer=None, timeout=3
+        )
+        took = time.monotonic() - started
+    assert status != 0  # not every peer answered SERVING within the time
+    assert took < 3 + 2, took  # its own timeout and the node's closing, not ICE's 15 s
 
 
 async def test_the_unreachable_warning_names_the_relay_a_circuit_goes_through(
